@@ -1,0 +1,61 @@
+"""The one injectable clock. Only this module reads the wall clock.
+
+Time inside opencadence is always a timezone-aware UTC ``datetime``; storage keeps naive UTC.
+Tests and ``--clock manual`` servers use ManualClock to move through days of cadence at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class SystemClock:
+    """Wall-clock time."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class ManualClock:
+    """A clock that moves only when told to; never goes backwards."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        start = start or datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+        self._now = as_utc(start)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def advance(self, delta: timedelta | None = None, **kwargs: float) -> datetime:
+        """Move forward by ``delta`` or by ``timedelta(**kwargs)``; returns the new time."""
+        step = delta if delta is not None else timedelta(**kwargs)
+        if step < timedelta(0):
+            raise ValueError("a ManualClock never goes backwards")
+        with self._lock:
+            self._now += step
+            return self._now
+
+    def set(self, when: datetime) -> datetime:
+        when = as_utc(when)
+        with self._lock:
+            if when < self._now:
+                raise ValueError("a ManualClock never goes backwards")
+            self._now = when
+            return self._now
+
+
+def as_utc(value: datetime) -> datetime:
+    """A timezone-aware UTC datetime; naive values are taken as UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)

@@ -1,0 +1,230 @@
+"""The one error tree of opencadence.
+
+Every error raised deep in the system carries its Salesforce ``errorCode`` as the class
+attribute ``error_code``; the API layers translate it once, at the edge, into the REST JSON
+list ``[{"message", "errorCode", "fields"}]``, a SOAP fault or a Bayeux error. With no message
+given, the class docstring is the message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+
+class OpenCadenceError(Exception):
+    """An unexpected error occurred."""
+
+    error_code: str = "UNKNOWN_EXCEPTION"
+    http_status: int = 500
+
+    def __init__(self, message: str | None = None, *, fields: Sequence[str] = ()) -> None:
+        self.message = message or (self.__doc__ or self.error_code).strip()
+        self.fields = list(fields)
+        super().__init__(self.message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Salesforce REST error object for this error."""
+        return {"message": self.message, "errorCode": self.error_code, "fields": self.fields}
+
+
+class InvalidDefinition(OpenCadenceError):
+    """A metadata or cadence definition is invalid."""
+
+    error_code = "INVALID_DEFINITION"
+
+
+# --- record and field errors (DML) -------------------------------------------------------
+
+
+class DmlError(OpenCadenceError):
+    """A record could not be written."""
+
+    error_code = "FIELD_INTEGRITY_EXCEPTION"
+    http_status = 400
+
+
+class RequiredFieldMissing(DmlError):
+    """Required fields are missing."""
+
+    error_code = "REQUIRED_FIELD_MISSING"
+
+
+class StringTooLong(DmlError):
+    """Data value too large."""
+
+    error_code = "STRING_TOO_LONG"
+
+
+class InvalidPicklistValue(DmlError):
+    """Bad value for restricted picklist field."""
+
+    error_code = "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+
+
+class InvalidTypeOnField(DmlError):
+    """Value of wrong type for field."""
+
+    error_code = "INVALID_TYPE_ON_FIELD_IN_RECORD"
+
+
+class InvalidFieldForInsertUpdate(DmlError):
+    """Unable to create/update fields: the field is not writable."""
+
+    error_code = "INVALID_FIELD_FOR_INSERT_UPDATE"
+
+
+class FieldIntegrity(DmlError):
+    """field integrity exception"""
+
+    error_code = "FIELD_INTEGRITY_EXCEPTION"
+
+
+class InvalidCrossReferenceKey(DmlError):
+    """The referenced record does not exist or has the wrong type."""
+
+    error_code = "INVALID_CROSS_REFERENCE_KEY"
+
+
+class InvalidEmailAddress(DmlError):
+    """Invalid email address."""
+
+    error_code = "INVALID_EMAIL_ADDRESS"
+
+
+class DuplicateValue(DmlError):
+    """Duplicate value found."""
+
+    error_code = "DUPLICATE_VALUE"
+
+
+class EntityIsDeleted(DmlError):
+    """Entity is deleted."""
+
+    error_code = "ENTITY_IS_DELETED"
+
+
+class UndeleteFailed(DmlError):
+    """The record is not in the recycle bin."""
+
+    error_code = "UNDELETE_FAILED"
+
+
+class InvalidTypeForOperation(DmlError):
+    """The object does not support this operation."""
+
+    error_code = "INVALID_TYPE_FOR_OPERATION"
+    http_status = 405
+
+
+class FieldCustomValidation(DmlError):
+    """A validation rule of the object failed."""
+
+    error_code = "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+
+
+class StaleTransition(OpenCadenceError):
+    """The record changed under this transition (a guarded write matched no row)."""
+
+    error_code = "UNABLE_TO_LOCK_ROW"
+    http_status = 409
+
+
+# --- ids and lookups ----------------------------------------------------------------------
+
+
+class MalformedId(OpenCadenceError):
+    """Malformed ID."""
+
+    error_code = "MALFORMED_ID"
+    http_status = 400
+
+
+class InvalidIdField(OpenCadenceError):
+    """Invalid id value for this SObject type."""
+
+    error_code = "INVALID_ID_FIELD"
+    http_status = 400
+
+
+class NotFound(OpenCadenceError):
+    """The requested resource does not exist"""
+
+    error_code = "NOT_FOUND"
+    http_status = 404
+
+
+class InvalidType(OpenCadenceError):
+    """sObject type is not supported."""
+
+    error_code = "INVALID_TYPE"
+    http_status = 400
+
+
+class InvalidField(OpenCadenceError):
+    """No such column on entity."""
+
+    error_code = "INVALID_FIELD"
+    http_status = 400
+
+
+# --- queries ------------------------------------------------------------------------------
+
+
+class MalformedQuery(OpenCadenceError):
+    """The query is malformed.
+
+    Carries the 1-based ``line`` and ``column`` of the offending token and the token text,
+    so messages can show a caret under the spot, as Salesforce does.
+    """
+
+    error_code = "MALFORMED_QUERY"
+    http_status = 400
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+        token: str | None = None,
+        fields: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, fields=fields)
+        self.line = line
+        self.column = column
+        self.token = token
+
+
+class InvalidQueryFilterOperator(OpenCadenceError):
+    """Invalid operator for this field."""
+
+    error_code = "INVALID_QUERY_FILTER_OPERATOR"
+    http_status = 400
+
+
+class NumberOutsideValidRange(OpenCadenceError):
+    """Number outside of the valid range."""
+
+    error_code = "NUMBER_OUTSIDE_VALID_RANGE"
+    http_status = 400
+
+
+class InvalidQueryLocator(OpenCadenceError):
+    """invalid query locator"""
+
+    error_code = "INVALID_QUERY_LOCATOR"
+    http_status = 400
+
+
+class InvalidReplicationDate(OpenCadenceError):
+    """The replication date range is invalid."""
+
+    error_code = "INVALID_REPLICATION_DATE"
+    http_status = 400
+
+
+class ExceededIdLimit(OpenCadenceError):
+    """Too many ids in the requested range."""
+
+    error_code = "EXCEEDED_ID_LIMIT"
+    http_status = 400

@@ -1,0 +1,110 @@
+"""Salesforce record IDs: 15-character case-sensitive and 18-character case-safe forms.
+
+Layout of the 15 characters: 3-character key prefix, 2-character instance, 1 reserved
+character, 9 base-62 digits. The 18-character form appends a 3-character checksum: for each
+5-character chunk, bit j is set when character j is an uppercase letter, and the 0-31 value is
+looked up in ``ABCDEFGHIJKLMNOPQRSTUVWXYZ012345``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from opencadence import errors
+
+BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_ID_RE = re.compile(r"[0-9A-Za-z]{15}(?:[0-9A-Za-z]{3})?")
+
+#: Instance part of every ID opencadence mints ("0C": opencadence). Two characters.
+INSTANCE = "0C"
+#: 62**9: how many distinct counters fit in the 9 base-62 digits.
+MAX_COUNTER = 62**9
+#: The "empty" ID Salesforce uses in change-event overflow headers.
+EMPTY_ID = "000000000000000AAA"
+
+
+def checksum(id15: str) -> str:
+    """The 3-character case-safe suffix of a 15-character ID."""
+    out = []
+    for start in (0, 5, 10):
+        bits = 0
+        for j, ch in enumerate(id15[start : start + 5]):
+            if "A" <= ch <= "Z":
+                bits |= 1 << j
+        out.append(_SUFFIX_ALPHABET[bits])
+    return "".join(out)
+
+
+def to18(id15: str) -> str:
+    """The 18-character form of a 15-character ID."""
+    return id15 + checksum(id15)
+
+
+def encode_counter(counter: int) -> str:
+    """``counter`` as 9 base-62 digits."""
+    if not 0 <= counter < MAX_COUNTER:
+        raise ValueError(f"ID counter out of range: {counter}")
+    digits = []
+    for _ in range(9):
+        counter, rem = divmod(counter, 62)
+        digits.append(BASE62[rem])
+    return "".join(reversed(digits))
+
+
+def make_id(prefix: str, counter: int, instance: str = INSTANCE) -> str:
+    """An 18-character ID for ``prefix`` and a counter unique in the org."""
+    return to18(f"{prefix}{instance}0{encode_counter(counter)}")
+
+
+def parse(value: object, *, field: str = "Id") -> str:
+    """Validate a 15- or 18-character ID and return its canonical 18-character form.
+
+    A 15-character ID is case-sensitive, so its checksum is computed. An 18-character ID is
+    case-insensitive: its suffix says which of the first 15 characters are upper-case, so the
+    case is restored from it; a suffix that marks a digit as upper-case is malformed.
+    """
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
+        raise errors.MalformedId(f"{field}: id value of incorrect type: {value}", fields=[field])
+    if len(value) == 15:
+        return to18(value)
+    restored = _restore_case(value[:15], value[15:].upper())
+    if restored is None:
+        raise errors.MalformedId(f"{field}: id value of incorrect type: {value}", fields=[field])
+    return restored + value[15:].upper()
+
+
+def _restore_case(body: str, suffix: str) -> str | None:
+    chars = list(body)
+    for chunk, code in enumerate(suffix):
+        bits = _SUFFIX_ALPHABET.index(code)
+        for j in range(5):
+            i = chunk * 5 + j
+            upper = bool(bits & (1 << j))
+            if upper and not chars[i].isalpha():
+                return None
+            chars[i] = chars[i].upper() if upper else chars[i].lower()
+    return "".join(chars)
+
+
+def is_valid(value: object) -> bool:
+    try:
+        parse(value)
+    except errors.MalformedId:
+        return False
+    return True
+
+
+def parse_for_object(value: object, key_prefix: str, object_name: str, *, field: str = "Id") -> str:
+    """Parse an ID and check it belongs to ``object_name``; else INVALID_ID_FIELD."""
+    try:
+        canonical = parse(value, field=field)
+    except errors.MalformedId:
+        raise errors.InvalidIdField(
+            f"invalid ID field: {value}", fields=[field]
+        ) from None
+    if canonical[:3] != key_prefix:
+        raise errors.InvalidIdField(
+            f"invalid ID field: {value} is not a valid {object_name} id", fields=[field]
+        )
+    return canonical

@@ -1,0 +1,1 @@
+"""Storage on SQLAlchemy Core: tables generated from the registry, records, change events."""

@@ -1,0 +1,163 @@
+"""The change-event log: one row per change event, written in the changing transaction.
+
+Rows hold the ChangeEventHeader fields and the CometD-style body (JSON):
+- CREATE / UNDELETE: every non-null field, system fields included;
+- UPDATE: the changed fields (nulls only for fields set to null) plus LastModifiedDate;
+- DELETE: no body fields.
+IsDeleted, SystemModstamp and calculated fields are never part of a change event.
+
+The replay id is the table's autoincrement key: increasing, opaque, never reused.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Mapping
+
+import sqlalchemy as sa
+
+from opencadence.metadata import model
+from opencadence.storage import schema, values
+
+#: Fields never carried in a change event body.
+EXCLUDED_FIELDS = frozenset({"IsDeleted", "SystemModstamp"})
+#: Default retention of the log, as Salesforce keeps change events.
+DEFAULT_RETENTION = timedelta(hours=72)
+
+
+@dataclass(slots=True)
+class TransactionEvents:
+    """Header values shared by every event of one transaction."""
+
+    transaction_key: str
+    commit_user: str
+    commit_number: int
+    change_origin: str = ""
+    commit_timestamp: int = 0
+    sequence: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(
+        self,
+        obj: model.ObjectDef,
+        change_type: str,
+        record_id: str,
+        body: Mapping[str, Any],
+        changed: Iterable[str] = (),
+        nulled: Iterable[str] = (),
+    ) -> None:
+        self.sequence += 1
+        self.rows.append(
+            {
+                "entity": obj.name,
+                "change_type": change_type,
+                "record_ids": json.dumps([record_id]),
+                "changed_fields": json.dumps(list(changed)),
+                "nulled_fields": json.dumps(list(nulled)),
+                "transaction_key": self.transaction_key,
+                "sequence_number": self.sequence,
+                "commit_timestamp": self.commit_timestamp,
+                "commit_number": self.commit_number,
+                "commit_user": self.commit_user,
+                "change_origin": self.change_origin,
+                "payload": json.dumps(body, separators=(",", ":")),
+            }
+        )
+
+
+def event_fields(obj: model.ObjectDef) -> tuple[model.FieldDef, ...]:
+    """The fields a change event of ``obj`` may carry."""
+    return tuple(f for f in obj.stored_fields if f.name not in EXCLUDED_FIELDS)
+
+
+def body_value(f: model.FieldDef, value: Any) -> Any:
+    """A database value as a change event carries it (UTC dateTimes with ``Z``)."""
+    if value is None:
+        return None
+    if f.type == "datetime":
+        return values.format_event_datetime(value)
+    if f.type == "date":
+        return value.isoformat()
+    return value
+
+
+def full_body(obj: model.ObjectDef, row: Mapping[str, Any]) -> dict[str, Any]:
+    """CREATE/UNDELETE body: every non-null field."""
+    return {
+        f.name: body_value(f, row[f.name])
+        for f in event_fields(obj)
+        if row.get(f.name) is not None and f.name != "Id"
+    }
+
+
+def epoch_ms(when: datetime) -> int:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return int(when.timestamp() * 1000)
+
+
+def write(conn: sa.Connection, meta: sa.MetaData, pending: TransactionEvents) -> None:
+    """Append the transaction's events (one executemany)."""
+    if pending.rows:
+        conn.execute(meta.tables[schema.EVENTS].insert(), pending.rows)
+        pending.rows = []
+
+
+def read(
+    conn: sa.Connection,
+    meta: sa.MetaData,
+    *,
+    after: int = 0,
+    entity: str | None = None,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    """Events with replay id > ``after``, oldest first, decoded."""
+    table = meta.tables[schema.EVENTS]
+    stmt = sa.select(table).where(table.c.replay_id > after).order_by(table.c.replay_id).limit(limit)
+    if entity is not None:
+        stmt = stmt.where(table.c.entity == entity)
+    return [decode(row._mapping) for row in conn.execute(stmt)]
+
+
+def decode(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An event row as the CometD ``data`` object: schema-less payload and replay id."""
+    header = {
+        "entityName": row["entity"],
+        "recordIds": json.loads(row["record_ids"]),
+        "changeType": row["change_type"],
+        "changeOrigin": row["change_origin"],
+        "transactionKey": row["transaction_key"],
+        "sequenceNumber": row["sequence_number"],
+        "commitTimestamp": row["commit_timestamp"],
+        "commitNumber": row["commit_number"],
+        "commitUser": row["commit_user"],
+        "changedFields": json.loads(row["changed_fields"]),
+        "nulledFields": json.loads(row["nulled_fields"]),
+        "diffFields": [],
+    }
+    payload = {"ChangeEventHeader": header, **json.loads(row["payload"])}
+    return {"payload": payload, "event": {"replayId": row["replay_id"]}}
+
+
+def prune(conn: sa.Connection, meta: sa.MetaData, now: datetime, retention: timedelta) -> int:
+    """Delete events older than ``retention``; returns how many went.
+
+    Replay ids grow with time, so the cut is found by walking the primary key from the oldest
+    event: the work is proportional to what is deleted, with no index on the timestamp.
+    """
+    table = meta.tables[schema.EVENTS]
+    cutoff = epoch_ms(now - retention)
+    first_kept = conn.execute(
+        sa.select(table.c.replay_id)
+        .where(table.c.commit_timestamp >= cutoff)
+        .order_by(table.c.replay_id)
+        .limit(1)
+    ).scalar()
+    stmt = table.delete()
+    if first_kept is not None:
+        stmt = stmt.where(table.c.replay_id < first_kept)
+    else:
+        stmt = stmt.where(table.c.commit_timestamp < cutoff)
+    return conn.execute(stmt).rowcount

@@ -1,0 +1,182 @@
+"""Create or upgrade a database in place to the schema the registry describes.
+
+The schema is derived from metadata, so most upgrades are additive: a new object is a new
+table, a new field a new nullable column, a new index an index. ``upgrade`` asks alembic's
+autogenerate comparison what differs between the live database and the registry's tables and
+applies the additive operations with alembic's Operations. A difference that would lose data
+(a dropped or retyped column) is refused with an error naming the table and column: such a
+change needs a hand-written migration, never a silent rewrite.
+
+The bootstrap rows every org has (the Organization and the Automated Process user that owns
+system changes) are created here too, once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any, Callable, Iterable
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy.engine import Engine
+
+from opencadence import errors, ids
+from opencadence.clock import Clock, SystemClock
+from opencadence.metadata.registry import Registry
+from opencadence.storage import engine as engines
+from opencadence.storage import schema, values
+
+#: The Organization record every database has.
+ORG_ID = ids.make_id("00D", 1)
+#: The user that system changes (workers, migrations) are recorded as.
+AUTOMATED_USER_ID = ids.make_id("005", 1)
+#: The first ID counter handed out to ordinary records (lower ones are reserved).
+FIRST_COUNTER = 1000
+
+Progress = Callable[[str], None]
+
+
+def fingerprint(registry: Registry) -> str:
+    """A hash of the registry's storage-relevant shape (tables, columns, types)."""
+    shape = [
+        (obj.name, [(f.name, f.type, f.length) for f in obj.stored_fields]) for obj in registry
+    ]
+    return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
+
+
+def upgrade(
+    engine: Engine,
+    registry: Registry,
+    progress: Progress | None = None,
+    clock: Clock | None = None,
+) -> list[str]:
+    """Bring the database to the registry's schema; returns a line per change made."""
+    say = progress or (lambda _msg: None)
+    now = values.to_db_datetime((clock or SystemClock()).now())
+    target = schema.build_metadata(registry)
+    done: list[str] = []
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{engines.WRITE_OPTION: True})
+        with conn.begin():
+            if _current_fingerprint(conn) != fingerprint(registry):
+                done = _apply_diff(conn, target, say)
+                _ensure_sequence(conn)
+                _write_state(conn, target, fingerprint(registry))
+            _bootstrap(conn, target, now)
+    return done
+
+
+def _current_fingerprint(conn: sa.Connection) -> str | None:
+    if not sa.inspect(conn).has_table(schema.SCHEMA_STATE):
+        return None
+    table = sa.table(schema.SCHEMA_STATE, sa.column("key"), sa.column("value"))
+    return conn.execute(sa.select(table.c.value).where(table.c.key == "fingerprint")).scalar()
+
+
+def _apply_diff(conn: sa.Connection, target: sa.MetaData, say: Progress) -> list[str]:
+    ctx = MigrationContext.configure(conn, opts={"compare_type": False})
+    ops = Operations(ctx)
+    done = []
+    for diff in _flatten(compare_metadata(ctx, target)):
+        line = _apply_one(ops, diff)
+        if line:
+            say(line)
+            done.append(line)
+    return done
+
+
+def _flatten(diffs: Iterable[Any]) -> Iterable[tuple[Any, ...]]:
+    for d in diffs:
+        if isinstance(d, list):  # column modifications come grouped
+            yield from d
+        else:
+            yield d
+
+
+def _apply_one(ops: Operations, diff: tuple[Any, ...]) -> str | None:
+    kind = diff[0]
+    if kind == "add_table":
+        table = diff[1]
+        ops.create_table(table.name, *[_fresh(c) for c in table.columns])
+        for index in table.indexes:
+            ops.create_index(index.name, table.name, [c.name for c in index.columns])
+        return f"created table {table.name}"
+    if kind == "add_column":
+        _schema, table_name, column = diff[1], diff[2], diff[3]
+        ops.add_column(table_name, _fresh(column))
+        return f"added column {table_name}.{column.name}"
+    if kind == "add_index":
+        index = diff[1]
+        ops.create_index(index.name, index.table.name, [c.name for c in index.columns])
+        return f"created index {index.name}"
+    if kind in ("remove_column", "modify_type", "modify_nullable", "remove_table"):
+        raise errors.InvalidDefinition(
+            f"schema change needs a hand-written migration: {kind} {_describe(diff)}"
+        )
+    return None  # index removals, comment changes, … are left alone
+
+
+def _fresh(column: sa.Column[Any]) -> sa.Column[Any]:
+    """An unattached copy of a column (a Column belongs to one table only)."""
+    return sa.Column(
+        column.name,
+        column.type,
+        primary_key=column.primary_key,
+        nullable=column.nullable,
+        autoincrement=column.autoincrement,
+    )
+
+
+def _describe(diff: tuple[Any, ...]) -> str:
+    parts = [getattr(x, "name", x) for x in diff[1:4] if x is not None]
+    return " ".join(str(p) for p in parts)
+
+
+def _ensure_sequence(conn: sa.Connection) -> None:
+    """Create the ID counter (a SEQUENCE on PostgreSQL, a row on SQLite) if missing."""
+    if engines.is_sqlite(conn):
+        table = sa.table(schema.SEQUENCES, sa.column("name"), sa.column("value"))
+        if conn.execute(sa.select(table.c.value).where(table.c.name == "id")).first() is None:
+            conn.execute(table.insert().values(name="id", value=FIRST_COUNTER))
+        return
+    conn.exec_driver_sql(
+        f"CREATE SEQUENCE IF NOT EXISTS {schema.ID_SEQUENCE} "
+        f"START {FIRST_COUNTER} INCREMENT {schema.ID_BLOCK}"
+    )
+
+
+def _write_state(conn: sa.Connection, target: sa.MetaData, value: str) -> None:
+    table = target.tables[schema.SCHEMA_STATE]
+    conn.execute(table.delete().where(table.c.key == "fingerprint"))
+    conn.execute(table.insert().values(key="fingerprint", value=value))
+
+
+def _bootstrap(conn: sa.Connection, target: sa.MetaData, now: datetime) -> None:
+    """The Organization and the Automated Process user, created once."""
+    users = target.tables.get("User")
+    orgs = target.tables.get("Organization")
+    if users is None or orgs is None:
+        return
+    if conn.execute(sa.select(users.c.Id).where(users.c.Id == AUTOMATED_USER_ID)).first():
+        return
+    audit = dict(
+        IsDeleted=False, CreatedById=AUTOMATED_USER_ID, LastModifiedById=AUTOMATED_USER_ID,
+        CreatedDate=now, LastModifiedDate=now, SystemModstamp=now,
+    )
+    conn.execute(orgs.insert().values(Id=ORG_ID, Name="opencadence", **_only(orgs, {"TimeZoneSidKey": "GMT"}), **audit))
+    user = {
+        "Username": "autoproc@opencadence.local", "LastName": "Automated Process",
+        "Name": "Automated Process", "Alias": "autoproc", "Email": "autoproc@opencadence.local",
+        "IsActive": True, "TimeZoneSidKey": "GMT", "LocaleSidKey": "en_US",
+        "LanguageLocaleKey": "en_US", "EmailEncodingKey": "UTF-8", "UserType": "AutomatedProcess",
+    }
+    conn.execute(users.insert().values(Id=AUTOMATED_USER_ID, **_only(users, user), **audit))
+
+
+def _only(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``values`` that ``table`` has columns for."""
+    return {k: v for k, v in values.items() if k in table.c}

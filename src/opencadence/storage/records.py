@@ -1,0 +1,438 @@
+"""The record store: the only place records are written.
+
+A ``Store`` opens transactions; a ``Tx`` inserts, updates, soft-deletes and undeletes records,
+maintaining the system fields, validating every value first (nothing is written when any value
+is bad), writing the deleted-records log and the change events in the same transaction.
+
+Two access modes: API mode (the default) lets callers write only createable/updateable
+fields, as Salesforce's API does; system mode (``system=True``) is for the cadence runtime,
+which maintains read-only fields such as ActionCadenceStepTracker.State itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from opencadence import errors, ids
+from opencadence.clock import Clock, SystemClock
+from opencadence.metadata import model
+from opencadence.metadata.registry import Registry
+from opencadence.storage import engine as engines
+from opencadence.storage import events, formulas, schema, values
+
+#: The user recorded as creator/modifier when no user is given (the org's automated process).
+AUTOMATED_USER = ids.make_id("005", 1)
+
+
+class Store:
+    """Records of every registry object in one database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        registry: Registry,
+        clock: Clock | None = None,
+        *,
+        event_retention: timedelta = events.DEFAULT_RETENTION,
+    ) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.clock = clock or SystemClock()
+        self.meta = schema.metadata_for(registry)
+        self.event_retention = event_retention
+
+    @contextmanager
+    def transaction(
+        self, user_id: str = AUTOMATED_USER, *, origin: str = ""
+    ) -> Iterator["Tx"]:
+        """One write transaction: everything in it commits, with its events, or nothing does."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{engines.WRITE_OPTION: True})
+            with conn.begin():
+                tx = Tx(self, conn, user_id, origin)
+                yield tx
+                tx.flush_events()
+
+    @contextmanager
+    def reading(self) -> Iterator[sa.Connection]:
+        """A read-only connection (a consistent snapshot on PostgreSQL)."""
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    def get(self, object_name: str, record_id: str, *, include_deleted: bool = False) -> dict[str, Any] | None:
+        with self.reading() as conn:
+            return read_record(self, conn, object_name, record_id, include_deleted=include_deleted)
+
+    def prune_events(self) -> int:
+        """Drop change events older than the retention (72 hours by default)."""
+        with self.transaction() as tx:
+            now = self.clock.now().replace(tzinfo=None)
+            return events.prune(tx.conn, self.meta, now, self.event_retention)
+
+    def read_events(self, after: int = 0, entity: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        with self.reading() as conn:
+            return events.read(conn, self.meta, after=after, entity=entity, limit=limit)
+
+
+def read_record(
+    store: Store,
+    conn: sa.Connection,
+    object_name: str,
+    record_id: str,
+    *,
+    include_deleted: bool = False,
+) -> dict[str, Any] | None:
+    """One record by id with calculated fields derived; database values (naive UTC)."""
+    obj = store.registry.object(object_name)
+    table = store.meta.tables[obj.name]
+    stmt = sa.select(table).where(table.c.Id == ids.parse(record_id))
+    if not include_deleted:
+        stmt = stmt.where(table.c.IsDeleted == sa.false())
+    row = conn.execute(stmt).mappings().first()
+    if row is None:
+        return None
+    return with_calculated(obj, dict(row), store.clock.now().replace(tzinfo=None))
+
+
+def with_calculated(obj: model.ObjectDef, row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    for f in obj.fields:
+        if f.calculated and f.formula:
+            row[f.name] = formulas.evaluate(f.formula, row, now)
+    return row
+
+
+class Tx:
+    """Writes inside one database transaction."""
+
+    def __init__(self, store: Store, conn: sa.Connection, user_id: str, origin: str) -> None:
+        self.store = store
+        self.conn = conn
+        self.user_id = ids.parse(user_id, field="UserId")
+        self._ids = _IdBlock(conn)
+        self.events = events.TransactionEvents(
+            transaction_key=str(uuid.uuid4()),
+            commit_user=self.user_id,
+            commit_number=0,
+            change_origin=origin,
+        )
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return values.to_db_datetime(self.store.clock.now())
+
+    def _table(self, obj: model.ObjectDef) -> sa.Table:
+        return self.store.meta.tables[obj.name]
+
+    def _event_header(self) -> events.TransactionEvents:
+        pending = self.events
+        if pending.commit_number == 0:
+            pending.commit_number = self._ids.next()
+            pending.commit_timestamp = events.epoch_ms(self._now())
+        return pending
+
+    def flush_events(self) -> None:
+        events.write(self.conn, self.store.meta, self.events)
+
+    # -- insert ---------------------------------------------------------------------------
+
+    def insert(self, object_name: str, record: Mapping[str, Any], *, system: bool = False) -> str:
+        """Create one record; returns its 18-character Id."""
+        return self.insert_many(object_name, [record], system=system)[0]
+
+    def insert_many(
+        self, object_name: str, records: Sequence[Mapping[str, Any]], *, system: bool = False
+    ) -> list[str]:
+        """Create records with one statement; all are validated before any is written."""
+        obj = self.store.registry.object(object_name)
+        self._check_call(obj, "create", system)
+        now = self._now()
+        rows = [self._new_row(obj, rec, now, system) for rec in records]
+        if not rows:
+            return []
+        self.conn.execute(self._table(obj).insert(), rows)
+        if obj.change_events:
+            header = self._event_header()
+            for row in rows:
+                header.add(obj, "CREATE", row["Id"], events.full_body(obj, row))
+        return [row["Id"] for row in rows]
+
+    def _new_row(
+        self, obj: model.ObjectDef, record: Mapping[str, Any], now: datetime, system: bool
+    ) -> dict[str, Any]:
+        row = self._convert(obj, record, "create", system)
+        for f in obj.stored_fields:
+            if f.name not in row:
+                row[f.name] = _default(f)
+        self._require(obj, row, system)
+        row.update(
+            Id=ids.make_id(obj.key_prefix, self._ids.next()),
+            IsDeleted=False,
+            CreatedDate=now,
+            CreatedById=self.user_id,
+            LastModifiedDate=now,
+            LastModifiedById=self.user_id,
+            SystemModstamp=now,
+        )
+        return row
+
+    def _convert(
+        self, obj: model.ObjectDef, record: Mapping[str, Any], call: str, system: bool
+    ) -> dict[str, Any]:
+        """Validate names, writability and values of an API record."""
+        out: dict[str, Any] = {}
+        unwritable: list[str] = []
+        for name, value in record.items():
+            f = obj.field(name)
+            if f is None:
+                raise errors.InvalidField(
+                    f"No such column '{name}' on sobject of type {obj.name}", fields=[name]
+                )
+            if not _writable(f, call, system):
+                unwritable.append(f.name)
+                continue
+            out[f.name] = values.to_db(f, value)
+            if f.type == "reference" and out[f.name] is not None:
+                self._check_reference(f, out[f.name], system)
+        if unwritable:
+            raise errors.InvalidFieldForInsertUpdate(
+                f"Unable to create/update fields: {', '.join(unwritable)}. Please check the "
+                "security settings of this field and verify that it is read/write for your "
+                "profile or permission set.",
+                fields=unwritable,
+            )
+        return out
+
+    def _check_reference(self, f: model.FieldDef, value: str, system: bool) -> None:
+        """The id must name an object the field refers to; in API mode it must also exist."""
+        target = self.store.registry.object_of_id(value)
+        known = [name for name in f.reference_to if name in self.store.registry]
+        if target is None or target.name not in f.reference_to:
+            if target is not None or len(known) == len(f.reference_to):
+                raise errors.FieldIntegrity(
+                    f"field integrity exception: {f.name} (id value of incorrect type: {value})",
+                    fields=[f.name],
+                )
+            return  # an object the registry doesn't hold (e.g. CallTemplate): accepted as is
+        if system:
+            return
+        table = self.store.meta.tables[target.name]
+        found = self.conn.execute(
+            sa.select(table.c.Id).where(table.c.Id == value, table.c.IsDeleted == sa.false())
+        ).first()
+        if found is None:
+            raise errors.InvalidCrossReferenceKey(
+                f"invalid cross reference id: {f.name} {value}", fields=[f.name]
+            )
+
+    def _require(self, obj: model.ObjectDef, row: Mapping[str, Any], system: bool) -> None:
+        missing = [f.name for f in obj.stored_fields if _required(f, system) and row.get(f.name) is None]
+        if missing:
+            raise errors.RequiredFieldMissing(
+                f"Required fields are missing: [{', '.join(missing)}]", fields=missing
+            )
+
+    def _check_call(self, obj: model.ObjectDef, call: str, system: bool) -> None:
+        if not system and not obj.supports(call):
+            raise errors.InvalidTypeForOperation(
+                f"entity type {obj.name} does not support {call}"
+            )
+
+    # -- update ---------------------------------------------------------------------------
+
+    def update(
+        self,
+        object_name: str,
+        record_id: str,
+        changes: Mapping[str, Any],
+        *,
+        system: bool = False,
+        expect: Mapping[str, Any] | None = None,
+    ) -> list[str]:
+        """Update one record; returns the changed field names (empty when nothing changed).
+
+        ``expect`` makes it a guarded write: the update applies only if the stored values
+        still equal ``expect``; otherwise StaleTransition is raised and nothing changes.
+        """
+        obj = self.store.registry.object(object_name)
+        self._check_call(obj, "update", system)
+        record_id = ids.parse(record_id)
+        new = self._convert(obj, changes, "update", system)
+        current = self._current(obj, record_id)
+        guard = self._guard(obj, current, expect or {})
+        merged = {**current, **new}
+        self._require(obj, merged, system)
+        changed = [k for k, v in new.items() if current.get(k) != v]
+        if not changed:
+            return []
+        now = self._now()
+        stamp = {"LastModifiedDate": now, "LastModifiedById": self.user_id, "SystemModstamp": now}
+        self._guarded_update(obj, record_id, {**{k: new[k] for k in changed}, **stamp}, guard)
+        if obj.change_events:
+            self._update_event(obj, record_id, new, changed, now, current)
+        return changed
+
+    def _current(self, obj: model.ObjectDef, record_id: str) -> dict[str, Any]:
+        table = self._table(obj)
+        row = self.conn.execute(sa.select(table).where(table.c.Id == record_id)).mappings().first()
+        if row is None:
+            raise errors.NotFound(f"Provided id does not exist: {record_id}")
+        if row["IsDeleted"]:
+            raise errors.EntityIsDeleted("entity is deleted", fields=[])
+        return dict(row)
+
+    def _guard(
+        self, obj: model.ObjectDef, current: Mapping[str, Any], expect: Mapping[str, Any]
+    ) -> list[Any]:
+        """Check ``expect`` against the current row; return it as WHERE conditions.
+
+        The conditions repeat the check in the UPDATE itself, so a concurrent writer that
+        changed the row after it was read makes the update match nothing (StaleTransition).
+        """
+        table = self._table(obj)
+        guard = []
+        for name, value in expect.items():
+            f = obj.field(name)
+            if f is None:
+                raise errors.InvalidField(f"No such column '{name}' on sobject of type {obj.name}")
+            expected = values.to_db(f, value)
+            if current[f.name] != expected:
+                raise errors.StaleTransition(
+                    f"{obj.name} {current['Id']}: {f.name} is {current[f.name]!r}, expected {value!r}"
+                )
+            column = table.c[f.name]
+            guard.append(column.is_(None) if expected is None else column == expected)
+        return guard
+
+    def _guarded_update(
+        self, obj: model.ObjectDef, record_id: str, changes: Mapping[str, Any], guard: list[Any]
+    ) -> None:
+        table = self._table(obj)
+        stmt = table.update().where(table.c.Id == record_id, table.c.IsDeleted == sa.false(), *guard)
+        if self.conn.execute(stmt.values(**changes)).rowcount != 1:
+            raise errors.StaleTransition(f"{obj.name} {record_id} changed concurrently")
+
+    def _update_event(
+        self,
+        obj: model.ObjectDef,
+        record_id: str,
+        new: Mapping[str, Any],
+        changed: list[str],
+        now: datetime,
+        current: Mapping[str, Any],
+    ) -> None:
+        body = {k: events.body_value(obj.by_name[k.lower()], new[k]) for k in changed}
+        body["LastModifiedDate"] = values.format_event_datetime(now)
+        fields = changed + ["LastModifiedDate"]
+        if current["LastModifiedById"] != self.user_id:
+            body["LastModifiedById"] = self.user_id
+            fields.append("LastModifiedById")
+        nulled = [k for k in changed if new[k] is None]
+        self._event_header().add(obj, "UPDATE", record_id, body, changed=fields, nulled=nulled)
+
+    # -- delete / undelete ----------------------------------------------------------------
+
+    def delete(self, object_name: str, record_id: str, *, system: bool = False) -> None:
+        """Soft-delete: IsDeleted = true, logged for getDeleted and queryAll."""
+        obj = self.store.registry.object(object_name)
+        self._check_call(obj, "delete", system)
+        record_id = ids.parse(record_id)
+        self._current(obj, record_id)
+        now = self._now()
+        self._set_deleted(obj, record_id, True, now)
+        self.conn.execute(
+            self.store.meta.tables[schema.DELETED].insert(),
+            {"record_id": record_id, "entity": obj.name, "deleted_date": now},
+        )
+        if obj.change_events:
+            self._event_header().add(obj, "DELETE", record_id, {})
+
+    def undelete(self, object_name: str, record_id: str, *, system: bool = False) -> None:
+        obj = self.store.registry.object(object_name)
+        self._check_call(obj, "undelete", system)
+        record_id = ids.parse(record_id)
+        table = self._table(obj)
+        row = self.conn.execute(sa.select(table).where(table.c.Id == record_id)).mappings().first()
+        if row is None or not row["IsDeleted"]:
+            raise errors.UndeleteFailed(f"Entity is not in the recycle bin: {record_id}")
+        self._set_deleted(obj, record_id, False, self._now())
+        deleted = self.store.meta.tables[schema.DELETED]
+        self.conn.execute(deleted.delete().where(deleted.c.record_id == record_id))
+        if obj.change_events:
+            restored = self.conn.execute(sa.select(table).where(table.c.Id == record_id)).mappings().one()
+            self._event_header().add(obj, "UNDELETE", record_id, events.full_body(obj, restored))
+
+    def _set_deleted(self, obj: model.ObjectDef, record_id: str, deleted: bool, now: datetime) -> None:
+        table = self._table(obj)
+        self.conn.execute(
+            table.update()
+            .where(table.c.Id == record_id)
+            .values(IsDeleted=deleted, LastModifiedDate=now, LastModifiedById=self.user_id, SystemModstamp=now)
+        )
+
+    # -- reads inside the transaction ----------------------------------------------------
+
+    def get(self, object_name: str, record_id: str, *, include_deleted: bool = False) -> dict[str, Any] | None:
+        return read_record(self.store, self.conn, object_name, record_id, include_deleted=include_deleted)
+
+
+def _writable(f: model.FieldDef, call: str, system: bool) -> bool:
+    if f.system or f.calculated:
+        return False
+    if system:
+        return True
+    return f.createable if call == "create" else f.updateable
+
+
+def _required(f: model.FieldDef, system: bool) -> bool:
+    if f.nillable or f.defaulted_on_create or f.calculated or f.system or f.type == "boolean":
+        return False
+    return system or f.createable
+
+
+def _default(f: model.FieldDef) -> Any:
+    if f.default_value is not None:
+        return values.to_db(f, f.default_value)
+    if f.type == "boolean":
+        return False
+    return None
+
+
+class _IdBlock:
+    """Hands out unique counters in blocks reserved from the database.
+
+    PostgreSQL: a sequence that steps by ``ID_BLOCK`` (non-transactional, so concurrent
+    transactions never wait on each other). SQLite: a counter row updated inside the (single
+    writer) transaction. A block lives only as long as its transaction, so a rolled-back
+    transaction can never lead two writers to the same numbers.
+    """
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+        self._next = 0
+        self._end = 0
+
+    def next(self) -> int:
+        if self._next >= self._end:
+            self._next = _reserve_block(self._conn)
+            self._end = self._next + schema.ID_BLOCK
+        value = self._next
+        self._next += 1
+        return value
+
+
+def _reserve_block(conn: sa.Connection) -> int:
+    if engines.is_sqlite(conn):
+        row = conn.execute(
+            sa.text(f"UPDATE {schema.SEQUENCES} SET value = value + :n WHERE name = 'id' RETURNING value"),
+            {"n": schema.ID_BLOCK},
+        ).scalar_one()
+        return int(row) - schema.ID_BLOCK
+    return int(conn.execute(sa.text(f"SELECT nextval('{schema.ID_SEQUENCE}')")).scalar_one())

@@ -1,0 +1,136 @@
+"""Database tables generated from the registry, plus opencadence's own bookkeeping tables.
+
+One table per sObject, named as the object, one column per stored field, named as the field.
+Calculated fields have no column: they are derived (see ``formulas``). Every reference field is
+indexed, and so are the columns the runtime scans (``SCAN_INDEXES``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import sqlalchemy as sa
+
+from opencadence.metadata import model
+from opencadence.metadata.registry import Registry
+
+#: Extra indexes the cadence runtime and the replication calls (getUpdated) scan by.
+SCAN_INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "ActionCadenceStepTracker": (("State", "DueDateTime"), ("ScheduledStartDateTime",)),
+    "ActionCadenceTracker": (("State", "ScheduledResumeDateTime"), ("IsTrackerActive",)),
+    "ActionCadence": (("Name",),),
+    "ActionCadenceStep": (("ActionCadenceId", "StepName"),),
+    "User": (("Username",),),
+    "Contact": (("Email",),),
+    "Lead": (("Email",),),
+}
+
+#: Name of the change-event log table.
+EVENTS = "oc_change_event"
+#: Name of the deleted-records log table (getDeleted, queryAll).
+DELETED = "oc_deleted_record"
+#: Name of the counter table that hands out ID blocks on SQLite.
+SEQUENCES = "oc_sequence"
+#: Name of the table recording the schema state (registry fingerprint).
+SCHEMA_STATE = "oc_schema_state"
+#: PostgreSQL sequence handing out ID blocks.
+ID_SEQUENCE = "oc_id_seq"
+#: Size of an ID block; a transaction takes one block at a time.
+ID_BLOCK = 1000
+
+
+def column_type(f: model.FieldDef) -> sa.types.TypeEngine[object]:
+    """The SQL type that stores a field's values."""
+    t = f.type
+    if t in ("boolean",):
+        return sa.Boolean()
+    if t == "int":
+        return sa.Integer()
+    if t in ("double", "percent", "currency"):
+        return sa.Double()
+    if t == "date":
+        return sa.Date()
+    if t == "datetime":
+        return sa.DateTime()
+    if t in ("id", "reference"):
+        return sa.String(18)
+    if f.length > 4000:
+        return sa.Text()
+    return sa.String(max(f.length, 1))
+
+
+def _object_table(meta: sa.MetaData, obj: model.ObjectDef) -> sa.Table:
+    columns = [
+        sa.Column(
+            f.name,
+            column_type(f),
+            primary_key=f.name == "Id",
+            nullable=f.name != "Id",
+        )
+        for f in obj.stored_fields
+    ]
+    table = sa.Table(obj.name, meta, *columns)
+    for f in obj.stored_fields:
+        if f.type == "reference":
+            sa.Index(f"ix_{obj.name}_{f.name}", table.c[f.name])
+    sa.Index(f"ix_{obj.name}_SystemModstamp", table.c.SystemModstamp)
+    for cols in SCAN_INDEXES.get(obj.name, ()):
+        if all(c in table.c for c in cols):
+            sa.Index(f"ix_{obj.name}_{'_'.join(cols)}", *(table.c[c] for c in cols))
+    return table
+
+
+def _bookkeeping_tables(meta: sa.MetaData) -> None:
+    sa.Table(
+        EVENTS,
+        meta,
+        sa.Column("replay_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  primary_key=True, autoincrement=True),
+        sa.Column("entity", sa.String(80), nullable=False),
+        sa.Column("change_type", sa.String(16), nullable=False),
+        sa.Column("record_ids", sa.Text(), nullable=False),
+        sa.Column("changed_fields", sa.Text(), nullable=False),
+        sa.Column("nulled_fields", sa.Text(), nullable=False),
+        sa.Column("transaction_key", sa.String(36), nullable=False),
+        sa.Column("sequence_number", sa.Integer(), nullable=False),
+        sa.Column("commit_timestamp", sa.BigInteger(), nullable=False),
+        sa.Column("commit_number", sa.BigInteger(), nullable=False),
+        sa.Column("commit_user", sa.String(18), nullable=False),
+        sa.Column("change_origin", sa.String(255), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=False),
+    )
+    deleted = sa.Table(
+        DELETED,
+        meta,
+        sa.Column("record_id", sa.String(18), primary_key=True),
+        sa.Column("entity", sa.String(80), nullable=False),
+        sa.Column("deleted_date", sa.DateTime(), nullable=False),
+    )
+    sa.Index(f"ix_{DELETED}_entity_date", deleted.c.entity, deleted.c.deleted_date)
+    sa.Table(
+        SEQUENCES,
+        meta,
+        sa.Column("name", sa.String(40), primary_key=True),
+        sa.Column("value", sa.BigInteger(), nullable=False),
+    )
+    sa.Table(
+        SCHEMA_STATE,
+        meta,
+        sa.Column("key", sa.String(40), primary_key=True),
+        sa.Column("value", sa.Text(), nullable=False),
+    )
+
+
+def build_metadata(registry: Registry) -> sa.MetaData:
+    """A fresh MetaData holding every object table and the bookkeeping tables."""
+    meta = sa.MetaData()
+    for obj in registry:
+        _object_table(meta, obj)
+    _bookkeeping_tables(meta)
+    return meta
+
+
+@lru_cache(maxsize=8)
+def metadata_for(registry: Registry) -> sa.MetaData:
+    """The (cached) MetaData of a registry."""
+    return build_metadata(registry)

@@ -1,0 +1,205 @@
+"""Field values: validation and conversion between API values and database values.
+
+API values are what JSON carries (str, int, float, bool, None) or native Python values
+(datetime, date); database values are what the column types store (naive UTC datetimes,
+truncated to milliseconds as Salesforce keeps them). Every failure raises the Salesforce error
+naming the field at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timezone
+from typing import Any, Callable
+
+from opencadence import errors, ids
+from opencadence.metadata import model
+
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _type_error(f: model.FieldDef, value: Any) -> errors.InvalidTypeOnField:
+    return errors.InvalidTypeOnField(
+        f"{f.name}: value not of required type: {value}", fields=[f.name]
+    )
+
+
+def parse_datetime(text: str) -> datetime:
+    """Parse an ISO-8601 dateTime (``Z``, ``±hh:mm`` or ``±hhmm``) to naive UTC."""
+    s = text.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    elif re.search(r"[+-]\d{4}$", s):
+        s = s[:-2] + ":" + s[-2:]
+    value = datetime.fromisoformat(s)
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def to_db_datetime(value: datetime) -> datetime:
+    """Naive UTC, millisecond precision."""
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def _text(f: model.FieldDef, value: Any) -> str | None:
+    if not isinstance(value, str):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        else:
+            raise _type_error(f, value)
+    if value == "":
+        return None  # Salesforce stores an empty text value as null
+    if len(value) > f.length:
+        raise errors.StringTooLong(
+            f"{f.name}: data value too large: {value[:40]} (max length={f.length})",
+            fields=[f.name],
+        )
+    return value
+
+
+def _picklist(f: model.FieldDef, value: Any) -> str | None:
+    text = _text(f, value)
+    if text is not None and f.restricted_picklist:
+        if text not in {p.value for p in f.picklist if p.active}:
+            raise errors.InvalidPicklistValue(
+                f"{f.name}: bad value for restricted picklist field: {text}", fields=[f.name]
+            )
+    return text
+
+
+def _email(f: model.FieldDef, value: Any) -> str | None:
+    text = _text(f, value)
+    if text is not None and not _EMAIL_RE.match(text):
+        raise errors.InvalidEmailAddress(f"{f.name}: invalid email address: {text}", fields=[f.name])
+    return text
+
+
+def _reference(f: model.FieldDef, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        canonical = ids.parse(value, field=f.name)
+    except errors.MalformedId:
+        raise errors.MalformedId(
+            f"{f.name}: id value of incorrect type: {value}", fields=[f.name]
+        ) from None
+    return canonical
+
+
+def _boolean(f: model.FieldDef, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise _type_error(f, value)
+
+
+def _int(f: model.FieldDef, value: Any) -> int:
+    if isinstance(value, bool):
+        raise _type_error(f, value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        value = int(value)
+    if not isinstance(value, int):
+        raise _type_error(f, value)
+    if f.digits and abs(value) >= 10**f.digits:
+        raise errors.NumberOutsideValidRange(
+            f"{f.name}: number outside the valid range: {value}", fields=[f.name]
+        )
+    return value
+
+
+def _double(f: model.FieldDef, value: Any) -> float:
+    if isinstance(value, bool):
+        raise _type_error(f, value)
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise _type_error(f, value) from None
+    if not isinstance(value, (int, float)):
+        raise _type_error(f, value)
+    return float(value)
+
+
+def _date(f: model.FieldDef, value: Any) -> date:
+    if isinstance(value, datetime):
+        raise _type_error(f, value)
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and _DATE_RE.match(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise _type_error(f, value)
+
+
+def _datetime(f: model.FieldDef, value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return to_db_datetime(value)
+    if isinstance(value, str):
+        try:
+            return to_db_datetime(parse_datetime(value))
+        except ValueError:
+            pass
+    raise _type_error(f, value)
+
+
+_CONVERTERS: dict[str, Callable[[model.FieldDef, Any], Any]] = {
+    "id": _reference,
+    "reference": _reference,
+    "string": _text,
+    "textarea": _text,
+    "phone": _text,
+    "url": _text,
+    "email": _email,
+    "picklist": _picklist,
+    "multipicklist": _text,
+    "boolean": _boolean,
+    "int": _int,
+    "double": _double,
+    "percent": _double,
+    "currency": _double,
+    "date": _date,
+    "datetime": _datetime,
+}
+
+
+def to_db(f: model.FieldDef, value: Any) -> Any:
+    """Validate an API value for ``f`` and return what the column stores (None stays None)."""
+    if value is None:
+        return None
+    return _CONVERTERS[f.type](f, value)
+
+
+def to_api(f: model.FieldDef, value: Any) -> Any:
+    """A database value as Salesforce's REST JSON writes it."""
+    if value is None:
+        return None
+    if f.type == "datetime":
+        return format_datetime(value)
+    if f.type == "date":
+        return value.isoformat() if isinstance(value, date) else str(value)
+    if f.type == "boolean":
+        return bool(value)
+    return value
+
+
+def format_datetime(value: datetime) -> str:
+    """Salesforce's REST form: ``2024-01-01T00:00:00.000+0000``."""
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+
+
+def format_event_datetime(value: datetime) -> str:
+    """Change events (CometD JSON) write UTC with ``Z``: ``2024-01-01T00:00:00.000Z``."""
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"

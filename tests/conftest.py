@@ -1,0 +1,107 @@
+"""Shared fixtures: every storage test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from $OPENCADENCE_TEST_PG_URL (default: the local server's ``test``
+database). Each test session creates its own database there and drops it at the end. When the
+server is unreachable the PostgreSQL half is skipped locally but fails under CI=true, so CI can
+never go green without it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from opencadence.clock import ManualClock
+from opencadence.metadata import registry as registries
+from opencadence.storage import engine as engines
+from opencadence.storage import migrate, records, schema
+
+PG_URL = os.environ.get("OPENCADENCE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+
+
+def _pg_reachable() -> str | None:
+    try:
+        eng = sa.create_engine(engines.normalize_url(PG_URL))
+        with eng.connect():
+            pass
+        eng.dispose()
+    except Exception as exc:  # any driver error means "not reachable"
+        return str(exc).splitlines()[0]
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A database of this test session's own on the PostgreSQL server."""
+    problem = _pg_reachable()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL unreachable under CI: {problem}")
+        pytest.skip(f"PostgreSQL unreachable: {problem}")
+    admin = sa.create_engine(engines.normalize_url(PG_URL), isolation_level="AUTOCOMMIT")
+    name = f"oc_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sa.make_url(engines.normalize_url(PG_URL)).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test copies (creating tables once, not per test)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    eng = engines.create_engine(f"sqlite:///{path}")
+    migrate.upgrade(eng, registries.default_registry(), clock=ManualClock())
+    eng.dispose()
+    return path
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty, migrated database URL, on each backend in turn."""
+    if request.param == "sqlite":
+        path = tmp_path / "oc.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("pg_url")
+    _reset_pg(url)
+    return url
+
+
+def _reset_pg(url: str) -> None:
+    eng = engines.create_engine(url)
+    reg = registries.default_registry()
+    migrate.upgrade(eng, reg, clock=ManualClock())
+    keep = {schema.SEQUENCES, schema.SCHEMA_STATE}
+    names = [t for t in schema.metadata_for(reg).tables if t not in keep]
+    with eng.begin() as conn:
+        conn.exec_driver_sql("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " RESTART IDENTITY")
+    migrate.upgrade(eng, reg, clock=ManualClock())  # bootstrap rows again
+    eng.dispose()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    eng = engines.create_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def store(engine: sa.Engine, clock: ManualClock) -> records.Store:
+    return records.Store(engine, registries.default_registry(), clock)

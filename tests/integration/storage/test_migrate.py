@@ -1,0 +1,89 @@
+"""Create and upgrade-in-place, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import sqlalchemy as sa
+
+from opencadence import errors, ids
+from opencadence.clock import ManualClock
+from opencadence.metadata import model
+from opencadence.metadata.registry import Registry, default_registry
+from opencadence.storage import engine as engines
+from opencadence.storage import migrate, records
+
+
+def _older_registry() -> Registry:
+    """The current registry as an older release had it: no monthly metrics object, and the
+    step tracker without its API 58.0 fields."""
+    objs = []
+    for obj in default_registry():
+        if obj.name == "ActionCdncStpMonthlyMetric":
+            continue
+        if obj.name == "ActionCadenceStepTracker":
+            kept = tuple(f for f in obj.fields if model.version_key(f.since) < (58, 0))
+            obj = dataclasses.replace(obj, fields=kept, by_name={f.name.lower(): f for f in kept})
+        objs.append(obj)
+    return Registry(objs)
+
+
+@pytest.fixture
+def empty_url(request: pytest.FixtureRequest, tmp_path: object, db_url: str) -> str:
+    """A database with no tables at all, on each backend."""
+    eng = engines.create_engine(db_url)
+    with eng.begin() as conn:
+        if eng.dialect.name == "postgresql":
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+            conn.exec_driver_sql("CREATE SCHEMA public")
+            conn.exec_driver_sql("DROP SEQUENCE IF EXISTS oc_id_seq")
+        else:
+            for name in sa.inspect(conn).get_table_names():
+                conn.exec_driver_sql(f'DROP TABLE "{name}"')
+    eng.dispose()
+    return db_url
+
+
+def test_upgrade_in_place_keeps_data(empty_url: str) -> None:
+    eng = engines.create_engine(empty_url)
+    clock = ManualClock()
+    old = _older_registry()
+    created = migrate.upgrade(eng, old, clock=clock)
+    assert "created table ActionCadenceStepTracker" in created
+    old_store = records.Store(eng, old, clock)
+    with old_store.transaction() as tx:
+        sid = tx.insert("ActionCadenceStepTracker", {"ActionCadenceTrackerId": ids.make_id("0cT", 5),
+                                                     "State": "Active"}, system=True)
+    lines: list[str] = []
+    applied = migrate.upgrade(eng, default_registry(), progress=lines.append, clock=clock)
+    assert "created table ActionCdncStpMonthlyMetric" in applied
+    assert "added column ActionCadenceStepTracker.GoToStepIterationCount" in applied
+    assert "added column ActionCadenceStepTracker.ScheduledStartDateTime" in applied
+    assert lines == applied
+    new_store = records.Store(eng, default_registry(), clock)
+    row = new_store.get("ActionCadenceStepTracker", sid)
+    assert row is not None and row["State"] == "Active" and row["GoToStepIterationCount"] is None
+    assert migrate.upgrade(eng, default_registry(), clock=clock) == []  # idempotent
+    with new_store.transaction() as tx:  # ids keep counting after the upgrade
+        assert tx.insert("Contact", {"LastName": "x"}) != sid
+    eng.dispose()
+
+
+def test_bootstrap_rows_exist_once(engine: sa.Engine) -> None:
+    migrate.upgrade(engine, default_registry())
+    store = records.Store(engine, default_registry())
+    user = store.get("User", migrate.AUTOMATED_USER_ID)
+    org = store.get("Organization", migrate.ORG_ID)
+    assert user is not None and user["Name"] == "Automated Process"
+    assert org is not None
+    with store.reading() as conn:
+        assert conn.execute(sa.text('SELECT count(*) FROM "User"')).scalar_one() == 1
+
+
+def test_destructive_change_is_refused(empty_url: str) -> None:
+    eng = engines.create_engine(empty_url)
+    migrate.upgrade(eng, default_registry())
+    with pytest.raises(errors.InvalidDefinition, match="hand-written migration"):
+        migrate.upgrade(eng, _older_registry())
+    eng.dispose()
