@@ -68,6 +68,8 @@ def parse(value: object, *, field: str = "Id") -> str:
         raise errors.MalformedId(f"{field}: id value of incorrect type: {value}", fields=[field])
     if len(value) == 15:
         return to18(value)
+    if checksum(value[:15]) == value[15:]:
+        return value  # already canonical: the common case, kept cheap
     restored = _restore_case(value[:15], value[15:].upper())
     if restored is None:
         raise errors.MalformedId(f"{field}: id value of incorrect type: {value}", fields=[field])

@@ -185,6 +185,13 @@ class ObjectDef:
     by_name: dict[str, FieldDef] = field(default_factory=dict, compare=False, repr=False)
     #: the prefix is opencadence's choice because Salesforce's is unpublished
     prefix_is_ours: bool = False
+    #: the fields that are database columns (not calculated), derived from ``fields``
+    stored_fields: tuple[FieldDef, ...] = field(default=(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Derived lookups are built once here: they sit on the hot path of every write.
+        object.__setattr__(self, "by_name", {f.name.lower(): f for f in self.fields})
+        object.__setattr__(self, "stored_fields", tuple(f for f in self.fields if f.stored))
 
     def field(self, name: str) -> FieldDef | None:
         """Case-insensitive field lookup."""
@@ -193,10 +200,6 @@ class ObjectDef:
     def fields_at(self, version: str | None) -> tuple[FieldDef, ...]:
         """Fields visible at an API version (all when version is None)."""
         return tuple(f for f in self.fields if f.visible_in(version))
-
-    @property
-    def stored_fields(self) -> tuple[FieldDef, ...]:
-        return tuple(f for f in self.fields if f.stored)
 
     def supports(self, call: str) -> bool:
         return call in self.calls

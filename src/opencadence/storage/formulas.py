@@ -20,13 +20,28 @@ Row = Mapping[str, Any]
 Formula = Callable[[Row, datetime], Any]
 
 _CALL_OUTCOMES = (
-    "AllCallsCallBackLaterCount",
-    "AllCallsLeftVoicemailCount",
-    "AllCallsMeaningfulConnectCount",
-    "AllCallsNotInterestedCount",
-    "AllCallsUncategorizedCount",
-    "AllCallsUnqualifiedCount",
+    "AllCallsCallBackLater",
+    "AllCallsLeftVoicemail",
+    "AllCallsMeaningfulConnect",
+    "AllCallsNotInterested",
+    "AllCallsUncategorized",
+    "AllCallsUnqualified",
 )
+
+#: Rate formulas of the monthly metrics: (numerator field, denominator field). A rate is a
+#: percentage with 2 decimals, null when the denominator is empty or zero.
+_RATES: dict[str, tuple[str, str]] = {
+    "trackable_recipient_send_hrd_bnc_rt": ("RecipientsHardBounced", "HrdBncTrackableRecipientSends"),
+    "trackable_recipient_send_ooo_rate": ("RecipientsOutOfOffice", "OooTrackableRecipientSends"),
+    "trackable_recipient_send_reply_rt": ("RecipientReplies", "ReplyTrackableRecipientSends"),
+    "trackable_recipient_send_sft_bnc_rt": ("RecipientsSoftBounced", "SftBncTrackableRecipientSends"),
+    "trackable_send_hard_bounce_rate": ("AllEmailsHardBouncedCount", "HardBounceTrackableSends"),
+    "trackable_send_link_click_rate": ("AllEmailsLinkClickedCount", "LinkClickTrackableSends"),
+    "trackable_send_open_rate": ("AllEmailsOpenedCount", "OpenTrackableSends"),
+    "trackable_send_out_of_office_rate": ("AllEmailsOutOfOfficeCount", "OutOfOfficeTrackableSends"),
+    "trackable_send_reply_rate": ("AllEmailsRepliedCount", "ReplyTrackableSends"),
+    "trackable_send_soft_bounce_rate": ("AllEmailsSoftBouncedCount", "SoftBounceTrackableSends"),
+}
 
 
 def _seconds(later: datetime, earlier: datetime) -> int:
@@ -59,9 +74,51 @@ def all_emails_bounced_count(row: Row, now: datetime) -> int:
     return (row.get("AllEmailsHardBouncedCount") or 0) + (row.get("AllEmailsSoftBouncedCount") or 0)
 
 
+def all_emails_sent_count(row: Row, now: datetime) -> int:
+    """Monthly metrics: tracked plus untracked sends."""
+    return (row.get("AllEmailsTrackedSentCount") or 0) + (row.get("AllEmailsUntrackedSentCount") or 0)
+
+
+def _sent(row: Row, now: datetime) -> int:
+    # AllEmailsSentCount is stored on ActionCadenceStep but derived on the monthly metric.
+    if "AllEmailsSentCount" in row:
+        return int(row["AllEmailsSentCount"] or 0)
+    return all_emails_sent_count(row, now)
+
+
 def all_emails_delivered_count(row: Row, now: datetime) -> int:
-    sent = row.get("AllEmailsSentCount") or 0
-    return max(0, sent - all_emails_bounced_count(row, now))
+    return max(0, _sent(row, now) - all_emails_bounced_count(row, now))
+
+
+def delivered_recipient_count(row: Row, now: datetime) -> int:
+    bounced = (row.get("RecipientsHardBounced") or 0) + (row.get("RecipientsSoftBounced") or 0)
+    return max(0, (row.get("RecipientSends") or 0) - bounced)
+
+
+def _percent(numerator: float, denominator: float | None) -> float | None:
+    if not denominator:
+        return None
+    return round(100.0 * numerator / denominator, 2)
+
+
+def delivered_recipient_rate(row: Row, now: datetime) -> float | None:
+    return _percent(delivered_recipient_count(row, now), row.get("RecipientSends"))
+
+
+def some_emails_delivered_count(row: Row, now: datetime) -> int:
+    """Sends of which at least part was delivered: sent minus not delivered."""
+    return max(0, _sent(row, now) - (row.get("AllEmailsNotDeliveredCount") or 0))
+
+
+def some_emails_delivered_rate(row: Row, now: datetime) -> float | None:
+    return _percent(some_emails_delivered_count(row, now), _sent(row, now))
+
+
+def _rate(numerator: str, denominator: str) -> Formula:
+    def formula(row: Row, now: datetime) -> float | None:
+        return _percent(row.get(numerator) or 0, row.get(denominator))
+
+    return formula
 
 
 #: formula name (as written in the declarations) -> Python implementation
@@ -72,6 +129,12 @@ FORMULAS: dict[str, Formula] = {
     "all_total_calls_count": all_total_calls_count,
     "all_emails_bounced_count": all_emails_bounced_count,
     "all_emails_delivered_count": all_emails_delivered_count,
+    "all_emails_sent_count": all_emails_sent_count,
+    "delivered_recipient_count": delivered_recipient_count,
+    "delivered_recipient_rate": delivered_recipient_rate,
+    "some_emails_delivered_count": some_emails_delivered_count,
+    "some_emails_delivered_rate": some_emails_delivered_rate,
+    **{name: _rate(num, den) for name, (num, den) in _RATES.items()},
 }
 
 

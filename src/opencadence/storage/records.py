@@ -46,6 +46,15 @@ class Store:
         self.clock = clock or SystemClock()
         self.meta = schema.metadata_for(registry)
         self.event_retention = event_retention
+        self._plans: dict[tuple[str, bool], _WritePlan] = {}
+
+    def plan(self, obj: model.ObjectDef, system: bool) -> "_WritePlan":
+        """Per-object facts every write needs, computed once (writes are the hot path)."""
+        key = (obj.name, system)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = _WritePlan(self.registry, obj, system)
+        return plan
 
     @contextmanager
     def transaction(
@@ -167,10 +176,8 @@ class Tx:
     def _new_row(
         self, obj: model.ObjectDef, record: Mapping[str, Any], now: datetime, system: bool
     ) -> dict[str, Any]:
-        row = self._convert(obj, record, "create", system)
-        for f in obj.stored_fields:
-            if f.name not in row:
-                row[f.name] = _default(f)
+        plan = self.store.plan(obj, system)
+        row = {**plan.defaults, **self._convert(obj, record, "create", system)}
         self._require(obj, row, system)
         row.update(
             Id=ids.make_id(obj.key_prefix, self._ids.next()),
@@ -213,9 +220,9 @@ class Tx:
     def _check_reference(self, f: model.FieldDef, value: str, system: bool) -> None:
         """The id must name an object the field refers to; in API mode it must also exist."""
         target = self.store.registry.object_of_id(value)
-        known = [name for name in f.reference_to if name in self.store.registry]
         if target is None or target.name not in f.reference_to:
-            if target is not None or len(known) == len(f.reference_to):
+            all_known = all(name in self.store.registry for name in f.reference_to)
+            if target is not None or all_known:
                 raise errors.FieldIntegrity(
                     f"field integrity exception: {f.name} (id value of incorrect type: {value})",
                     fields=[f.name],
@@ -233,7 +240,8 @@ class Tx:
             )
 
     def _require(self, obj: model.ObjectDef, row: Mapping[str, Any], system: bool) -> None:
-        missing = [f.name for f in obj.stored_fields if _required(f, system) and row.get(f.name) is None]
+        required = self.store.plan(obj, system).required
+        missing = [name for name in required if row.get(name) is None]
         if missing:
             raise errors.RequiredFieldMissing(
                 f"Required fields are missing: [{', '.join(missing)}]", fields=missing
@@ -403,6 +411,16 @@ def _default(f: model.FieldDef) -> Any:
     if f.type == "boolean":
         return False
     return None
+
+
+class _WritePlan:
+    """What a write of one object needs to know, derived once from its declaration."""
+
+    def __init__(self, registry: Registry, obj: model.ObjectDef, system: bool) -> None:
+        self.required = tuple(f.name for f in obj.stored_fields if _required(f, system))
+        self.defaults = {
+            f.name: _default(f) for f in obj.stored_fields if not f.system
+        }
 
 
 class _IdBlock:

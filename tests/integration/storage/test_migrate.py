@@ -24,7 +24,7 @@ def _older_registry() -> Registry:
             continue
         if obj.name == "ActionCadenceStepTracker":
             kept = tuple(f for f in obj.fields if model.version_key(f.since) < (58, 0))
-            obj = dataclasses.replace(obj, fields=kept, by_name={f.name.lower(): f for f in kept})
+            obj = dataclasses.replace(obj, fields=kept)
         objs.append(obj)
     return Registry(objs)
 
