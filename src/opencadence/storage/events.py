@@ -49,13 +49,14 @@ class TransactionEvents:
         nulled: Iterable[str] = (),
     ) -> None:
         self.sequence += 1
+        changed, nulled = list(changed), list(nulled)
         self.rows.append(
             {
                 "entity": obj.name,
                 "change_type": change_type,
-                "record_ids": json.dumps([record_id]),
-                "changed_fields": json.dumps(list(changed)),
-                "nulled_fields": json.dumps(list(nulled)),
+                "record_ids": f'["{record_id}"]',  # an ID needs no JSON escaping
+                "changed_fields": json.dumps(changed) if changed else "[]",
+                "nulled_fields": json.dumps(nulled) if nulled else "[]",
                 "transaction_key": self.transaction_key,
                 "sequence_number": self.sequence,
                 "commit_timestamp": self.commit_timestamp,
@@ -83,13 +84,31 @@ def body_value(f: model.FieldDef, value: Any) -> Any:
     return value
 
 
+_BODY_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {}
+
+
+def _body_fields(obj: model.ObjectDef) -> tuple[tuple[str, str], ...]:
+    """(name, type) of the fields a CREATE body may carry, computed once per object."""
+    found = _BODY_FIELDS.get(obj.name)
+    if found is None:
+        found = tuple((f.name, f.type) for f in event_fields(obj) if f.name != "Id")
+        _BODY_FIELDS[obj.name] = found
+    return found
+
+
 def full_body(obj: model.ObjectDef, row: Mapping[str, Any]) -> dict[str, Any]:
     """CREATE/UNDELETE body: every non-null field."""
-    return {
-        f.name: body_value(f, row[f.name])
-        for f in event_fields(obj)
-        if row.get(f.name) is not None and f.name != "Id"
-    }
+    body: dict[str, Any] = {}
+    for name, ftype in _body_fields(obj):
+        value = row.get(name)
+        if value is None:
+            continue
+        if ftype == "datetime":
+            value = values.format_event_datetime(value)
+        elif ftype == "date":
+            value = value.isoformat()
+        body[name] = value
+    return body
 
 
 def epoch_ms(when: datetime) -> int:

@@ -194,18 +194,21 @@ class Tx:
         self, obj: model.ObjectDef, record: Mapping[str, Any], call: str, system: bool
     ) -> dict[str, Any]:
         """Validate names, writability and values of an API record."""
+        plan = self.store.plan(obj, system)
+        writable = plan.createable if call == "create" else plan.updateable
         out: dict[str, Any] = {}
         unwritable: list[str] = []
         for name, value in record.items():
-            f = obj.field(name)
-            if f is None:
+            entry = plan.fields.get(name) or plan.fields.get(name.lower())
+            if entry is None:
                 raise errors.InvalidField(
                     f"No such column '{name}' on sobject of type {obj.name}", fields=[name]
                 )
-            if not _writable(f, call, system):
+            f, convert = entry
+            if f.name not in writable:
                 unwritable.append(f.name)
                 continue
-            out[f.name] = values.to_db(f, value)
+            out[f.name] = None if value is None else convert(f, value)
             if f.type == "reference" and out[f.name] is not None:
                 self._check_reference(f, out[f.name], system)
         if unwritable:
@@ -418,6 +421,11 @@ class _WritePlan:
 
     def __init__(self, registry: Registry, obj: model.ObjectDef, system: bool) -> None:
         self.required = tuple(f.name for f in obj.stored_fields if _required(f, system))
+        # exact and lower-cased names, so the common exact spelling costs one lookup
+        self.fields = {f.name: (f, values.converter(f)) for f in obj.fields}
+        self.fields.update({f.name.lower(): (f, values.converter(f)) for f in obj.fields})
+        self.createable = frozenset(f.name for f in obj.fields if _writable(f, "create", system))
+        self.updateable = frozenset(f.name for f in obj.fields if _writable(f, "update", system))
         self.defaults = {
             f.name: _default(f) for f in obj.stored_fields if not f.system
         }

@@ -171,6 +171,11 @@ _CONVERTERS: dict[str, Callable[[model.FieldDef, Any], Any]] = {
 }
 
 
+def converter(f: model.FieldDef) -> Callable[[model.FieldDef, Any], Any]:
+    """The function that validates and converts non-null API values for ``f``."""
+    return _CONVERTERS[f.type]
+
+
 def to_db(f: model.FieldDef, value: Any) -> Any:
     """Validate an API value for ``f`` and return what the column stores (None stays None)."""
     if value is None:
@@ -202,4 +207,7 @@ def format_event_datetime(value: datetime) -> str:
     """Change events (CometD JSON) write UTC with ``Z``: ``2024-01-01T00:00:00.000Z``."""
     if value.tzinfo is not None:
         value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:"
+        f"{value.minute:02d}:{value.second:02d}.{value.microsecond // 1000:03d}Z"
+    )
