@@ -45,15 +45,19 @@ def to18(id15: str) -> str:
     return id15 + checksum(id15)
 
 
+#: Every pair of base-62 digits, so a counter is encoded two digits per division.
+_PAIRS = [a + b for a in BASE62 for b in BASE62]
+
+
 def encode_counter(counter: int) -> str:
     """``counter`` as 9 base-62 digits."""
     if not 0 <= counter < MAX_COUNTER:
         raise ValueError(f"ID counter out of range: {counter}")
-    digits = []
-    for _ in range(9):
-        counter, rem = divmod(counter, 62)
-        digits.append(BASE62[rem])
-    return "".join(reversed(digits))
+    counter, d4 = divmod(counter, 3844)
+    counter, d3 = divmod(counter, 3844)
+    counter, d2 = divmod(counter, 3844)
+    top, d1 = divmod(counter, 3844)
+    return BASE62[top] + _PAIRS[d1] + _PAIRS[d2] + _PAIRS[d3] + _PAIRS[d4]
 
 
 def make_id(prefix: str, counter: int, instance: str = INSTANCE) -> str:
@@ -68,16 +72,31 @@ def parse(value: object, *, field: str = "Id") -> str:
     case-insensitive: its suffix says which of the first 15 characters are upper-case, so the
     case is restored from it; a suffix that marks a digit as upper-case is malformed.
     """
+    if isinstance(value, str) and value in _RECENT:
+        return value
     if not isinstance(value, str) or not _ID_RE.fullmatch(value):
         raise errors.MalformedId(f"{field}: id value of incorrect type: {value}", fields=[field])
     if len(value) == 15:
         return to18(value)
     if checksum(value[:15]) == value[15:]:
+        _remember(value)
         return value  # already canonical: the common case, kept cheap
     restored = _restore_case(value[:15], value[15:].upper())
     if restored is None:
         raise errors.MalformedId(f"{field}: id value of incorrect type: {value}", fields=[field])
     return restored + value[15:].upper()
+
+
+#: Canonical 18-character IDs validated recently: the same parents (cadence, tracker, target)
+#: recur in every write, so they are checked once. Bounded; cleared when full.
+_RECENT: set[str] = set()
+_RECENT_MAX = 65536
+
+
+def _remember(value: str) -> None:
+    if len(_RECENT) >= _RECENT_MAX:
+        _RECENT.clear()
+    _RECENT.add(value)
 
 
 def _restore_case(body: str, suffix: str) -> str | None:

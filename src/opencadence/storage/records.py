@@ -47,6 +47,8 @@ class Store:
         self.meta = schema.metadata_for(registry)
         self.event_retention = event_retention
         self._plans: dict[tuple[str, bool], _WritePlan] = {}
+        #: (id of FieldDef, key prefix) pairs already known to be a valid reference type
+        self.plan_ok_prefixes: set[tuple[int, str]] = set()
 
     def plan(self, obj: model.ObjectDef, system: bool) -> "_WritePlan":
         """Per-object facts every write needs, computed once (writes are the hot path)."""
@@ -208,9 +210,12 @@ class Tx:
             if f.name not in writable:
                 unwritable.append(f.name)
                 continue
-            out[f.name] = None if value is None else convert(f, value)
-            if f.type == "reference" and out[f.name] is not None:
-                self._check_reference(f, out[f.name], system)
+            if value is None:
+                out[f.name] = None
+                continue
+            out[f.name] = value = convert(value)
+            if value is not None and f.type == "reference":
+                self._check_reference(f, value, system)
         if unwritable:
             raise errors.InvalidFieldForInsertUpdate(
                 f"Unable to create/update fields: {', '.join(unwritable)}. Please check the "
@@ -222,6 +227,8 @@ class Tx:
 
     def _check_reference(self, f: model.FieldDef, value: str, system: bool) -> None:
         """The id must name an object the field refers to; in API mode it must also exist."""
+        if system and (id(f), value[:3]) in self.store.plan_ok_prefixes:
+            return
         target = self.store.registry.object_of_id(value)
         if target is None or target.name not in f.reference_to:
             all_known = all(name in self.store.registry for name in f.reference_to)
@@ -232,6 +239,7 @@ class Tx:
                 )
             return  # an object the registry doesn't hold (e.g. CallTemplate): accepted as is
         if system:
+            self.store.plan_ok_prefixes.add((id(f), value[:3]))
             return
         table = self.store.meta.tables[target.name]
         found = self.conn.execute(
@@ -377,7 +385,8 @@ class Tx:
         deleted = self.store.meta.tables[schema.DELETED]
         self.conn.execute(deleted.delete().where(deleted.c.record_id == record_id))
         if obj.change_events:
-            restored = self.conn.execute(sa.select(table).where(table.c.Id == record_id)).mappings().one()
+            found = self.conn.execute(sa.select(table).where(table.c.Id == record_id)).mappings().one()
+            restored = {f.name: found[f.name] for f in obj.stored_fields}  # plain str keys
             self._event_header().add(obj, "UNDELETE", record_id, events.full_body(obj, restored))
 
     def _set_deleted(self, obj: model.ObjectDef, record_id: str, deleted: bool, now: datetime) -> None:

@@ -8,6 +8,7 @@ naming the field at fault.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date, datetime, timezone
 from typing import Any, Callable
@@ -42,7 +43,9 @@ def to_db_datetime(value: datetime) -> datetime:
     """Naive UTC, millisecond precision."""
     if value.tzinfo is not None:
         value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    if value.microsecond % 1000:
+        value = value.replace(microsecond=value.microsecond // 1000 * 1000)
+    return value
 
 
 def _text(f: model.FieldDef, value: Any) -> str | None:
@@ -61,10 +64,21 @@ def _text(f: model.FieldDef, value: Any) -> str | None:
     return value
 
 
+_ALLOWED: dict[int, frozenset[str]] = {}
+
+
+def _allowed(f: model.FieldDef) -> frozenset[str]:
+    """Active values of a picklist, computed once per field."""
+    found = _ALLOWED.get(id(f))
+    if found is None:
+        found = _ALLOWED[id(f)] = frozenset(p.value for p in f.picklist if p.active)
+    return found
+
+
 def _picklist(f: model.FieldDef, value: Any) -> str | None:
     text = _text(f, value)
     if text is not None and f.restricted_picklist:
-        if text not in {p.value for p in f.picklist if p.active}:
+        if text not in _allowed(f):
             raise errors.InvalidPicklistValue(
                 f"{f.name}: bad value for restricted picklist field: {text}", fields=[f.name]
             )
@@ -171,9 +185,9 @@ _CONVERTERS: dict[str, Callable[[model.FieldDef, Any], Any]] = {
 }
 
 
-def converter(f: model.FieldDef) -> Callable[[model.FieldDef, Any], Any]:
+def converter(f: model.FieldDef) -> Callable[[Any], Any]:
     """The function that validates and converts non-null API values for ``f``."""
-    return _CONVERTERS[f.type]
+    return functools.partial(_CONVERTERS[f.type], f)
 
 
 def to_db(f: model.FieldDef, value: Any) -> Any:
