@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from opencadence.metadata.model import FieldDef
 
 #: Names of the fields storage maintains itself; never writable through the API.
@@ -18,8 +20,8 @@ SYSTEM_FIELD_NAMES = (
 
 def system_fields(since: str) -> list[FieldDef]:
     """Id, IsDeleted, CreatedDate, CreatedById, LastModifiedDate, LastModifiedById, SystemModstamp."""
-    audit = dict(filterable=True, sortable=True, defaulted_on_create=True, system=True, since=since)
-    user_ref = dict(audit, groupable=True, type="reference", length=18, reference_to=("User",))
+    audit: dict[str, Any] = dict(filterable=True, sortable=True, defaulted_on_create=True, system=True, since=since)
+    user_ref: dict[str, Any] = dict(audit, groupable=True, type="reference", length=18, reference_to=("User",))
     return [
         FieldDef(
             name="Id", label="Record ID", type="id", length=18, filterable=True,

@@ -169,7 +169,7 @@ def read(
     return [decode(row._mapping) for row in conn.execute(stmt)]
 
 
-def decode(row: Mapping[str, Any]) -> dict[str, Any]:
+def decode(row: Mapping[Any, Any]) -> dict[str, Any]:
     """An event row as the CometD ``data`` object: schema-less payload and replay id."""
     header = {
         "entityName": row["entity"],

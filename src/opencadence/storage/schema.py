@@ -8,6 +8,7 @@ indexed, and so are the columns the runtime scans (``SCAN_INDEXES``).
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -39,7 +40,7 @@ ID_SEQUENCE = "oc_id_seq"
 ID_BLOCK = 1000
 
 
-def column_type(f: model.FieldDef) -> sa.types.TypeEngine[object]:
+def column_type(f: model.FieldDef) -> sa.types.TypeEngine[Any]:
     """The SQL type that stores a field's values."""
     t = f.type
     if t in ("boolean",):

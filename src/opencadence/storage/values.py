@@ -61,7 +61,7 @@ def _text(f: model.FieldDef, value: Any) -> str | None:
             f"{f.name}: data value too large: {value[:40]} (max length={f.length})",
             fields=[f.name],
         )
-    return value
+    return str(value)
 
 
 _ALLOWED: dict[int, frozenset[str]] = {}
