@@ -10,7 +10,9 @@ from typing import Callable, Sequence
 from opencadence import errors
 from opencadence.metadata import describe, registry
 from opencadence.storage import engine as engines
-from opencadence.storage import migrate
+from opencadence.soql import execute
+from opencadence.storage import migrate, records
+from opencadence import output
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -40,6 +42,21 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_query(args: argparse.Namespace) -> int:
+    """Run a SOQL query (all pages) as the org's automated process user, with full visibility."""
+    eng = engines.create_engine(args.database)
+    reg = registry.default_registry()
+    migrate.upgrade(eng, reg)
+    service = execute.QueryService(records.Store(eng, reg))
+    result = service.query(args.soql, include_deleted=args.all, version=args.version)
+    rows = list(result["records"])
+    while not result["done"]:
+        result = service.query_more(result["nextRecordsUrl"].rsplit("/", 1)[1], version=args.version)
+        rows += result["records"]
+    output.write(sys.stdout, args.format, rows, result["totalSize"])
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Create/upgrade the embedded database and print the seed object's describe."""
     cmd_init(args)
@@ -64,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
             "--database", default=None, help="database URL (default: SQLite file opencadence.db "
             "or $OPENCADENCE_DATABASE_URL); postgresql://user@host/db for PostgreSQL"
         )
+    p = add("query", cmd_query, "run a SOQL query and print every page")
+    p.add_argument("soql", help="the query, e.g. \"SELECT Id, State FROM ActionCadenceStepTracker\"")
+    p.add_argument("--database", default=None, help="database URL (as for init)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--all", action="store_true", help="queryAll: include deleted records")
+    p.add_argument("--version", default=describe.LATEST_VERSION, help="API version, e.g. 59.0")
     p = add("describe", cmd_describe, "print an object's describe (Salesforce JSON)")
     p.add_argument("object", nargs="?", help="sObject API name; omit for describeGlobal")
     p.add_argument("--version", default=describe.LATEST_VERSION, help="API version, e.g. 59.0")

@@ -60,6 +60,11 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        # SQL functions the SOQL compiler emits (Unicode lower, time zones); imported here
+        # so storage does not import the soql package at module load.
+        from opencadence.soql.constructs import register_sqlite_functions
+
+        register_sqlite_functions(dbapi_conn)
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:

@@ -180,6 +180,8 @@ class Tx:
     ) -> dict[str, Any]:
         plan = self.store.plan(obj, system)
         row = {**plan.defaults, **self._convert(obj, record, "create", system)}
+        if plan.compound_name:
+            row["Name"] = row.get("Name") or _full_name(row)
         self._require(obj, row, system)
         row.update(
             Id=ids.make_id(obj.key_prefix, self._ids.next()),
@@ -287,6 +289,8 @@ class Tx:
         current = self._current(obj, record_id)
         guard = self._guard(obj, current, expect or {})
         merged = {**current, **new}
+        if self.store.plan(obj, system).compound_name and ({"FirstName", "LastName"} & new.keys()):
+            new["Name"] = merged["Name"] = _full_name(merged)
         self._require(obj, merged, system)
         changed = [k for k, v in new.items() if current.get(k) != v]
         if not changed:
@@ -403,6 +407,12 @@ class Tx:
         return read_record(self.store, self.conn, object_name, record_id, include_deleted=include_deleted)
 
 
+def _full_name(row: Mapping[str, Any]) -> str | None:
+    """Salesforce's compound Name: "First Last" (Western order)."""
+    parts = [row.get("FirstName"), row.get("LastName")]
+    return " ".join(p for p in parts if p) or None
+
+
 def _writable(f: model.FieldDef, call: str, system: bool) -> bool:
     if f.system or f.calculated:
         return False
@@ -433,6 +443,8 @@ class _WritePlan:
         # exact and lower-cased names, so the common exact spelling costs one lookup
         self.fields = {f.name: (f, values.converter(f)) for f in obj.fields}
         self.fields.update({f.name.lower(): (f, values.converter(f)) for f in obj.fields})
+        # Contact, Lead, User: Name is the read-only compound of FirstName and LastName
+        self.compound_name = all(obj.field(n) for n in ("FirstName", "LastName", "Name")) and not obj.by_name["name"].createable
         self.createable = frozenset(f.name for f in obj.fields if _writable(f, "create", system))
         self.updateable = frozenset(f.name for f in obj.fields if _writable(f, "update", system))
         self.defaults = {

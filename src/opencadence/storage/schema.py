@@ -34,6 +34,13 @@ DELETED = "oc_deleted_record"
 SEQUENCES = "oc_sequence"
 #: Name of the table recording the schema state (registry fingerprint).
 SCHEMA_STATE = "oc_schema_state"
+#: Names of the query-cursor tables (query locators for queryMore / nextRecordsUrl).
+CURSORS = "oc_query_cursor"
+CURSOR_PAGES = "oc_query_page"
+#: Run state of each active cadence tracker: its next wake-up (due_at, indexed, claimed by
+#: the workers), last call outcome, listener signals and pause bookkeeping. The unique
+#: target_id is what keeps a target in one cadence at a time. Owned by opencadence.cadence.
+CADENCE_RUN = "oc_cadence_run"
 #: PostgreSQL sequence handing out ID blocks.
 ID_SEQUENCE = "oc_id_seq"
 #: Size of an ID block; a transaction takes one block at a time.
@@ -108,12 +115,49 @@ def _bookkeeping_tables(meta: sa.MetaData) -> None:
         sa.Column("deleted_date", sa.DateTime(), nullable=False),
     )
     sa.Index(f"ix_{DELETED}_entity_date", deleted.c.entity, deleted.c.deleted_date)
+    cursors = sa.Table(
+        CURSORS,
+        meta,
+        sa.Column("locator", sa.String(18), primary_key=True),
+        sa.Column("user_id", sa.String(18), nullable=False),
+        sa.Column("soql", sa.Text(), nullable=False),
+        sa.Column("version", sa.String(8), nullable=False),
+        sa.Column("include_deleted", sa.Boolean(), nullable=False),
+        sa.Column("batch_size", sa.Integer(), nullable=False),
+        sa.Column("total_size", sa.Integer(), nullable=False),
+        sa.Column("time_zone", sa.String(40), nullable=False),
+        sa.Column("query_now", sa.DateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+    )
+    sa.Index(f"ix_{CURSORS}_created_at", cursors.c.created_at)
+    sa.Table(
+        CURSOR_PAGES,
+        meta,
+        sa.Column("locator", sa.String(18), primary_key=True),
+        sa.Column("position", sa.Integer(), primary_key=True),
+        sa.Column("after_key", sa.Text(), nullable=False),
+    )
     sa.Table(
         SEQUENCES,
         meta,
         sa.Column("name", sa.String(40), primary_key=True),
         sa.Column("value", sa.BigInteger(), nullable=False),
     )
+    run = sa.Table(
+        CADENCE_RUN,
+        meta,
+        sa.Column("tracker_id", sa.String(18), primary_key=True),
+        sa.Column("target_id", sa.String(18), nullable=False, unique=True),
+        sa.Column("cadence_id", sa.String(18), nullable=False),
+        sa.Column("due_at", sa.DateTime(), nullable=True),
+        sa.Column("call_outcome", sa.String(40), nullable=True),
+        sa.Column("signals", sa.String(255), nullable=True),
+        sa.Column("paused_at", sa.DateTime(), nullable=True),
+        sa.Column("paused_state", sa.String(40), nullable=True),
+        sa.Column("held_due_at", sa.DateTime(), nullable=True),
+    )
+    sa.Index(f"ix_{CADENCE_RUN}_due_at", run.c.due_at)
+    sa.Index(f"ix_{CADENCE_RUN}_cadence_id", run.c.cadence_id)
     sa.Table(
         SCHEMA_STATE,
         meta,

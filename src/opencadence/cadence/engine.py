@@ -1,0 +1,688 @@
+"""Pure transition logic of the cadence runtime: no SQL, no clock.
+
+Every function takes the definition (``model.Cadence``), the tracker's situation (its
+ActionCadenceTracker row, its open ActionCadenceStepTracker row, its run-state bookkeeping row)
+and ``now``, and returns a ``Decision``: the rows to insert, the guarded updates to apply, the
+run-state changes (next wake-up) and the side effects (send or cancel an email). ``store``
+applies decisions; nothing here can touch the database or read the time.
+
+New rows are named by ``Ref`` keys until the store gives them Ids, so one decision can create
+a step tracker and point the tracker's CurrentStepId at it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Mapping, Union
+
+from opencadence import errors
+from opencadence.cadence import model, schedule
+
+TRACKER = "ActionCadenceTracker"
+STEP = "ActionCadenceStepTracker"
+#: Step-tracker states of a step that is still the target's current step.
+OPEN_STATES = frozenset({"Active", "InProgress", "Paused", "Queued", "Scheduled", "Error"})
+#: Tracker states with IsTrackerActive = true (OR-TR).
+ACTIVE_TRACKER_STATES = frozenset({"Running", "Paused", "Processing", "Initializing"})
+#: Instantaneous steps chained in one transition are capped (a GoTo cycle of branches).
+MAX_CASCADE = 64
+DEFAULT_MAX_DAISY_CHAIN = 10
+
+
+class Refused(errors.OpenCadenceError):
+    """The operation does not apply to the record in its current state."""
+
+    error_code = "INVALID_OPERATION"
+    http_status = 400
+
+    def __init__(self, message: str, code: str = "INVALID_OPERATION") -> None:
+        super().__init__(message)
+        self.error_code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A row created by the same decision; the store replaces it by the new Id."""
+
+    key: str
+
+
+RowId = Union[str, Ref]
+
+
+@dataclass(slots=True)
+class Insert:
+    key: Ref
+    object: str
+    fields: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Update:
+    object: str
+    id: RowId
+    changes: dict[str, Any]
+    expect: dict[str, Any]
+    #: The row's LastModifiedById before the change (a change event names a new modifier).
+    modified_by: str | None = None
+
+
+@dataclass(slots=True)
+class RunOp:
+    """A change to the run-state row (``oc_cadence_run``) of one tracker."""
+
+    kind: str  # insert | update | delete
+    tracker: RowId
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SendEmail:
+    step_tracker: RowId
+    template_id: str | None
+    owner_id: str
+    target_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelEmail:
+    step_tracker_id: str
+
+
+Effect = Union[SendEmail, CancelEmail]
+
+
+@dataclass(slots=True)
+class Decision:
+    ops: list[Insert | Update] = field(default_factory=list)
+    run: list[RunOp] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
+    #: Set when a due automated email must be sent first (the worker calls ``on_sent``).
+    send: SendEmail | None = None
+    _keys: int = 0
+
+    def new_ref(self) -> Ref:
+        self._keys += 1
+        return Ref(f"n{self._keys}")
+
+    @property
+    def transitions(self) -> int:
+        """Step-tracker rows created or changed (the bench's unit of work)."""
+        return sum(1 for op in self.ops if op.object == STEP)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Bookkeeping of a running tracker: next wake-up, last call outcome, listener signals."""
+
+    tracker_id: str
+    due_at: datetime | None = None
+    call_outcome: str | None = None
+    signals: frozenset[str] = frozenset()
+    paused_at: datetime | None = None
+    paused_state: str | None = None
+    held_due_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Situation:
+    """Everything the engine reads about one tracker."""
+
+    tracker: Mapping[str, Any]
+    step: Mapping[str, Any] | None
+    run: Run
+    #: step name -> step trackers created so far for it (loaded only for cadences with loops)
+    visits: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Definitions and facts around a transition."""
+
+    cadences: Mapping[str, model.Cadence]
+    time_zones: Mapping[str, str | None] = field(default_factory=dict)
+    max_daisy_chain: int = DEFAULT_MAX_DAISY_CHAIN
+
+
+def pick_variant(step: model.Step, step_tracker_id: str) -> model.Variant | None:
+    """The variant a step tracker uses: a stable hash of its Id into the split percentages."""
+    if not step.variants:
+        return None
+    bucket = int(hashlib.sha1(step_tracker_id.encode()).hexdigest()[:8], 16) % 10000 / 100
+    edge = 0.0
+    for v in step.variants:
+        edge += v.split_percentage
+        if bucket < edge:
+            return v
+    return step.variants[-1]
+
+
+class _Move:
+    """The changes of one tracker within a decision."""
+
+    def __init__(self, ctx: Context, d: Decision, cadence: model.Cadence, tracker: Mapping[str, Any],
+                 tracker_id: RowId, now: datetime, user: str) -> None:
+        self.ctx, self.d, self.cadence, self.now, self.user = ctx, d, cadence, now, user
+        self.tracker = dict(tracker)
+        self.tracker_id = tracker_id
+        self.tracker_update: Update | None = None
+        self.step: dict[str, Any] | None = None
+        self.step_id: RowId | None = None
+        self.step_insert: Insert | None = None
+        self.step_update: Update | None = None
+        self.run_fields: dict[str, Any] = {}
+        self.visits: dict[str, int] = {}
+        self.call_outcome: str | None = None
+        self.signals: frozenset[str] = frozenset()
+        self.finished = False
+
+    # -- row plumbing -----------------------------------------------------------------------
+
+    @property
+    def tz(self) -> str | None:
+        return self.ctx.time_zones.get(self.tracker["OwnerId"])
+
+    def set_tracker(self, **changes: Any) -> None:
+        real = {k: v for k, v in changes.items() if self.tracker.get(k) != v}
+        if not real:
+            return
+        if self.tracker_update is None:
+            expect = {"State": self.tracker["State"]}
+            self.tracker_update = Update(TRACKER, self.tracker_id, {}, expect,
+                                         self.tracker.get("LastModifiedById"))
+            self.d.ops.append(self.tracker_update)
+        self.tracker_update.changes.update(real)
+        self.tracker.update(real)
+
+    def adopt_step(self, row: Mapping[str, Any]) -> None:
+        self.step, self.step_id = dict(row), row["Id"]
+
+    def set_step(self, **changes: Any) -> None:
+        assert self.step is not None and self.step_id is not None
+        if self.step_insert is not None:
+            self.step_insert.fields.update(changes)
+            self.step.update(changes)
+            return
+        real = {k: v for k, v in changes.items() if self.step.get(k) != v}
+        if not real:
+            return
+        if self.step_update is None:
+            self.step_update = Update(STEP, self.step_id, {}, {"State": self.step["State"]},
+                                      self.step.get("LastModifiedById"))
+            self.d.ops.append(self.step_update)
+        self.step_update.changes.update(real)
+        self.step.update(real)
+
+    def set_run(self, **fields: Any) -> None:
+        self.run_fields.update(fields)
+
+    @property
+    def step_def(self) -> model.Step:
+        assert self.step is not None
+        return self.cadence.by_id[self.step["ActionCadenceStepId"]]
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def new_step(self, step: model.Step, state: str, **fields: Any) -> None:
+        """Insert the step tracker of ``step`` and make it the tracker's current step."""
+        iteration = self.visits.get(step.name, 0) + 1
+        self.visits[step.name] = iteration
+        ref = self.d.new_ref()
+        row = {
+            "ActionCadenceId": self.cadence.id, "ActionCadenceName": self.cadence.name,
+            "ActionCadenceStepId": step.id, "ActionCadenceTrackerId": self.tracker_id,
+            "StepTitle": step.title, "StepType": step.type, "TargetId": self.tracker["TargetId"],
+            "GoToStepIterationCount": iteration, "State": state, "WasEverPaused": False,
+            "ScheduledStartDateTime": self.now, **fields,
+        }
+        self.step_insert = Insert(ref, STEP, row)
+        self.step_update = None
+        self.d.ops.append(self.step_insert)
+        self.step, self.step_id = dict(row), ref
+        if state == "Completed":
+            self.set_tracker(LastCompletedStepId=ref)
+        self.set_tracker(CurrentStepId=ref)
+
+    def close_step(self, state: str, reason: str | None, *, action_by: str | None = None,
+                   by: str | None = None) -> None:
+        """End the open step: Completed with a reason, or Cancelled."""
+        if self.step is None or self.step["State"] not in OPEN_STATES:
+            return
+        if self.step_def.type == "AutoSendAnEmail" and self.step["State"] in ("Queued", "Scheduled"):
+            if isinstance(self.step_id, str):
+                self.d.effects.append(CancelEmail(self.step_id))
+        changes: dict[str, Any] = {"State": state}
+        if state == "Completed":
+            changes.update(CompletionReason=reason, CompletionDate=self.now)
+            if action_by is not None:
+                changes.update(ActionTakenDateTime=self.now, CompletedById=action_by)
+            elif by is not None:
+                changes["CompletedById"] = by
+        self.set_step(**changes)
+        if state == "Completed":
+            self.set_tracker(LastCompletedStepId=self.step_id)
+        if self.step_def.type == "Wait":
+            self.set_tracker(ScheduledResumeDateTime=None)
+        self.set_run(due_at=None)
+
+    def finish(self, reason: str, **extra: Any) -> None:
+        """Complete the tracker; its run-state row goes."""
+        self.set_tracker(State="Complete", CompletionReason=reason, IsTrackerActive=False,
+                         CurrentStepId=None, ScheduledResumeDateTime=None, **extra)
+        self.d.run.append(RunOp("delete", self.tracker_id))
+        self.run_fields = {}
+        self.finished = True
+
+    def enter(self, step: model.Step | None, not_before: datetime | None = None) -> None:
+        """Move the target to ``step`` (None: end of graph), cascading through instant steps."""
+        for _ in range(MAX_CASCADE):
+            if step is None:
+                self.finish("NoMoreSteps")
+                return
+            nxt = self._enter_one(step, not_before)
+            if nxt is None:
+                return
+            step, not_before = nxt
+        self.finish("NoMoreSteps", ErrorMessage="Stopped: too many instant steps in a row")
+
+    def _enter_one(self, step: model.Step, not_before: datetime | None
+                   ) -> tuple[model.Step | None, datetime | None] | None:
+        """Create ``step``'s tracker; return the next step when ``step`` is instantaneous."""
+        if step.type in model.MANUAL_TYPES or step.type == "AutoSendAnEmail":
+            t = schedule.timing(step, self.now, self.tz, not_before)
+            later = t.start > self.now
+            if step.type == "AutoSendAnEmail":
+                state = "Scheduled" if later else "Queued"
+                self.new_step(step, state, ScheduledStartDateTime=t.start)
+                self.set_run(due_at=t.start if later else self.now)
+            else:
+                self.new_step(step, "Scheduled" if later else "Active",
+                              ScheduledStartDateTime=t.start, DueDateTime=t.due)
+                self.set_run(due_at=t.start if later else None)
+            return None
+        if not_before is not None and not_before > self.now:
+            self.new_step(step, "Scheduled", ScheduledStartDateTime=not_before)
+            self.set_run(due_at=not_before)
+            return None
+        self.new_step(step, "Active")
+        return self.begin(step)
+
+    def begin(self, step: model.Step) -> tuple[model.Step | None, datetime | None] | None:
+        """Start an automatic step that has become current (now, or at its scheduled start)."""
+        self.set_step(State="Active", ScheduledStartDateTime=self.now)
+        if step.type == "Wait":
+            resume = self.now + timedelta(seconds=step.wait_seconds or 0)
+            self.set_tracker(ScheduledResumeDateTime=resume)
+            self.set_run(due_at=resume)
+            return None
+        if step.type == "ListenerBranch":
+            self.signals = frozenset()
+            self.set_run(due_at=self.now + timedelta(seconds=step.wait_seconds or 0), signals="")
+            return None
+        if step.type == "DaisyChain":
+            self.close_step("Completed", "AutomaticallyCompleted")
+            self.chain(step)
+            return None
+        if step.type == "Branch":
+            self.close_step("Completed", "AutomaticallyCompleted")
+            return self.route(step, frozenset({self.call_outcome or ""})), None
+        self.set_run(due_at=None)  # a manual step restarted from Scheduled
+        return None
+
+    def route(self, step: model.Step, facts: frozenset[str]) -> model.Step | None:
+        for rule in step.rules:
+            if rule.holds(facts):
+                return self.cadence.step(rule.outcome_next_step_name)
+        return self.cadence.step(step.branch_default)
+
+    def advance(self, done: model.Step) -> None:
+        """After ``done`` completed: follow a repeat loop, else the next step."""
+        if done.is_loop:
+            target = self.cadence.step(done.goto_name)
+            if target is not None and self.visits.get(target.name, 0) <= (done.goto_limit or 0):
+                wait = timedelta(minutes=done.goto_interval_minutes or 0)
+                self.enter(target, self.now + wait if wait else None)
+                return
+        self.enter(self.cadence.next_of(done))
+
+    def chain(self, step: model.Step) -> None:
+        """DaisyChain: complete here and enrol the target in the chained cadence."""
+        iteration = self.tracker.get("DaisyChainIteration") or 1
+        chained = self.ctx.cadences.get(step.chained_cadence_id or "")
+        if chained is None or chained.state != "Active":
+            self.finish("NoMoreSteps", ErrorMessage="Daisy chain stopped: the chained cadence "
+                                                    "is not active")
+            return
+        if iteration >= self.ctx.max_daisy_chain:
+            self.finish("NoMoreSteps", ErrorMessage=f"Daisy chain stopped: at most "
+                                                    f"{self.ctx.max_daisy_chain} linked cadences")
+            return
+        self.finish("DaisyChained")
+        enrol_into(self.ctx, self.d, chained, self.tracker["TargetId"], self.tracker["OwnerId"],
+                   self.now, self.user, daisy_iteration=iteration + 1,
+                   related_to=self.tracker.get("RelatedToId"))
+
+    def exit_global(self, rule: model.Rule) -> None:
+        self.close_step("Completed", "AutomaticallyExited")
+        self.finish("AutomaticallyExited", ExitGlobalRuleId=rule.id)
+
+    def flush_run(self) -> None:
+        if self.run_fields and not self.finished:
+            self.d.run.append(RunOp("update", self.tracker_id, dict(self.run_fields)))
+
+
+def _move(ctx: Context, d: Decision, cadence: model.Cadence, sit: Situation, now: datetime,
+          user: str) -> _Move:
+    mv = _Move(ctx, d, cadence, sit.tracker, sit.tracker["Id"], now, user)
+    if sit.step is not None:
+        mv.adopt_step(sit.step)
+    mv.visits = dict(sit.visits)
+    mv.call_outcome = sit.run.call_outcome
+    mv.signals = sit.run.signals
+    return mv
+
+
+def enrol_into(ctx: Context, d: Decision, cadence: model.Cadence, target_id: str, owner_id: str,
+               now: datetime, user: str, *, start_step: model.Step | None = None,
+               daisy_iteration: int = 1, related_to: str | None = None) -> None:
+    """Add an enrolment to ``d``: tracker (Initializing → Running), Root, first step."""
+    ref = d.new_ref()
+    fields: dict[str, Any] = {
+        "ActionCadenceId": cadence.id, "TargetId": target_id, "OwnerId": owner_id,
+        "State": "Initializing", "IsTrackerActive": True, "DaisyChainIteration": daisy_iteration,
+        "RelatedToId": related_to,
+    }
+    d.ops.append(Insert(ref, TRACKER, fields))
+    d.run.append(RunOp("insert", ref, {"target_id": target_id, "cadence_id": cadence.id}))
+    mv = _Move(ctx, d, cadence, {"Id": ref, **fields}, ref, now, user)
+    mv.tracker_update = Update(TRACKER, ref, {}, {"State": "Initializing"})
+    d.ops.append(mv.tracker_update)
+    root = cadence.root
+    mv.new_step(root, "Completed", CompletionReason="AutomaticallyCompleted", CompletionDate=now)
+    mv.set_tracker(State="Running")
+    mv.enter(start_step or cadence.next_of(root))
+    mv.flush_run()
+
+
+def enrol(ctx: Context, cadence: model.Cadence, target_id: str, owner_id: str, now: datetime,
+          user: str, *, start_step_name: str | None = None,
+          related_to: str | None = None) -> Decision:
+    """assignTargetToSalesCadence for one target (checks of the target are the store's)."""
+    if cadence.state != "Active":
+        raise Refused(f"The cadence {cadence.name} is not active.", "INVALID_OPERATION")
+    start = None
+    if start_step_name:
+        start = cadence.step(start_step_name) or _step_by_id(cadence, start_step_name)
+        if start is None or start.type == "Root":
+            raise Refused(f"No step {start_step_name} in cadence {cadence.name}.", "INVALID_INPUT")
+    d = Decision()
+    enrol_into(ctx, d, cadence, target_id, owner_id, now, user, start_step=start,
+               related_to=related_to)
+    return d
+
+
+def _step_by_id(cadence: model.Cadence, step_id: str) -> model.Step | None:
+    found = cadence.by_id.get(step_id)
+    return found if found is not None and found.graph_state == model.LIVE else None
+
+
+def _running(sit: Situation) -> None:
+    if sit.tracker["State"] not in ("Running", "Paused"):
+        raise Refused(f"The cadence tracker {sit.tracker['Id']} is not active.")
+
+
+# -- timers ---------------------------------------------------------------------------------
+
+def on_due(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime,
+           user: str) -> Decision:
+    """The tracker's wake-up time has come."""
+    d = Decision()
+    mv = _move(ctx, d, cadence, sit, now, user)
+    if sit.tracker["State"] == "Paused":
+        _resume(mv, sit)
+    elif mv.step is None or mv.step["State"] not in OPEN_STATES:
+        mv.set_run(due_at=None)
+    else:
+        _due_step(mv, sit)
+    mv.flush_run()
+    return d
+
+
+def _due_step(mv: _Move, sit: Situation) -> None:
+    assert mv.step is not None
+    step, state = mv.step_def, mv.step["State"]
+    if step.type == "AutoSendAnEmail" and state in ("Queued", "Scheduled"):
+        variant = pick_variant(step, str(mv.step_id))
+        template = variant.template_id if variant else step.template_id
+        mv.d.send = SendEmail(mv.step_id or "", template, mv.tracker["OwnerId"],
+                              mv.tracker["TargetId"])
+    elif state == "Scheduled":
+        nxt = mv.begin(step) if step.type not in model.MANUAL_TYPES else None
+        if step.type in model.MANUAL_TYPES:
+            mv.set_step(State="Active")
+            mv.set_run(due_at=None)
+        elif nxt is not None:
+            mv.enter(*nxt)
+    elif step.type == "Wait" and state == "Active":
+        mv.close_step("Completed", "AutomaticallyCompleted")
+        mv.advance(step)
+    elif step.type == "ListenerBranch" and state == "Active":
+        mv.close_step("Completed", "AutomaticallyCompleted")
+        mv.enter(mv.route(step, sit.run.signals))
+    else:
+        mv.set_run(due_at=None)
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What the sender reported for one automated email."""
+
+    sent: bool
+    error_code: str | None = None
+    retry_at: datetime | None = None
+
+
+def on_sent(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str,
+            result: SendResult) -> Decision:
+    """An automated email was sent (Completed), failed (Error) or must be retried."""
+    d = Decision()
+    mv = _move(ctx, d, cadence, sit, now, user)
+    if result.sent:
+        mv.close_step("Completed", "AutomaticallyCompleted", action_by=sit.tracker["OwnerId"])
+        mv.advance(mv.step_def)
+    elif result.retry_at is not None:
+        mv.set_step(State="Queued")
+        mv.set_run(due_at=result.retry_at)
+    else:
+        mv.set_step(State="Error", ErrorCode=result.error_code or "UNKNOWN")
+        mv.set_run(due_at=None)
+    mv.flush_run()
+    return d
+
+
+# -- rep work and Sales Engagement actions ---------------------------------------------------
+
+def _open_step(mv: _Move, sit: Situation, step_tracker_id: str) -> model.Step:
+    if mv.step is None or mv.step["Id"] != step_tracker_id or mv.step["State"] not in OPEN_STATES:
+        raise Refused(f"The step tracker {step_tracker_id} is not the target's open step.")
+    if sit.tracker["State"] != "Running" or mv.step["State"] == "Paused":
+        raise Refused(f"The cadence tracker {sit.tracker['Id']} is paused.")
+    return mv.step_def
+
+
+def on_step_event(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str,
+                  step_tracker_id: str, event: str) -> Decision:
+    """A rep's event on the open step: Start, ActionTaken, ManualComplete or Skip."""
+    d = Decision()
+    mv = _move(ctx, d, cadence, sit, now, user)
+    step = _open_step(mv, sit, step_tracker_id)
+    if event == "Start":
+        if step.type not in model.MANUAL_TYPES or mv.step is None or mv.step["State"] != "Active":
+            raise Refused(f"The step tracker {step_tracker_id} cannot be started.")
+        mv.set_step(State="InProgress")
+        return d
+    if event == "ActionTaken":
+        if step.type not in model.MANUAL_TYPES and not (
+                step.type == "AutoSendAnEmail" and mv.step and mv.step["State"] == "Error"):
+            raise Refused(f"A {step.type} step has no action for a rep to take.")
+        mv.close_step("Completed", "AutomaticallyCompleted", action_by=user)
+    elif event in ("ManualComplete", "Skip"):
+        reason = "ManuallyCompleted" if event == "ManualComplete" else "ManuallySkipped"
+        mv.close_step("Completed", reason, by=user)
+    else:
+        raise Refused(f"Unknown event type {event}; use Skip or ManualComplete.", "INVALID_INPUT")
+    mv.advance(step)
+    mv.flush_run()
+    return d
+
+
+def on_call(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str,
+            outcome: str | None) -> Decision:
+    """A call to the target was logged: complete an open MakeACall step, record the outcome,
+    then apply a global exit rule on that outcome."""
+    d = Decision()
+    mv = _move(ctx, d, cadence, sit, now, user)
+    mv.call_outcome = outcome
+    mv.set_run(call_outcome=outcome)
+    step = mv.step_def if mv.step is not None and mv.step["State"] in OPEN_STATES else None
+    completed = False
+    if (step is not None and step.type == "MakeACall" and sit.tracker["State"] == "Running"
+            and mv.step is not None and mv.step["State"] != "Paused"):
+        mv.close_step("Completed", "AutomaticallyCompleted", action_by=user)
+        completed = True
+    rule = _global_rule(cadence, outcome)
+    if rule is not None:
+        mv.exit_global(rule)
+    elif completed and step is not None:
+        mv.advance(step)
+    mv.flush_run()
+    return d
+
+
+def _global_rule(cadence: model.Cadence, event: str | None) -> model.Rule | None:
+    for rule in cadence.global_rules:
+        if event is not None and rule.global_event_type == event:
+            return rule
+    return None
+
+
+def on_engagement(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str,
+                  event: str, on_listened_email: bool = True) -> Decision:
+    """Email engagement (EmailOpen, EmailLinkClick, EmailReply, EmailHardBounce,
+    EmailSoftBounce): global exit rules first, then the listener branch."""
+    d = Decision()
+    mv = _move(ctx, d, cadence, sit, now, user)
+    rule = _global_rule(cadence, event)
+    if rule is not None:
+        mv.exit_global(rule)
+        return d
+    step = mv.step_def if mv.step is not None else None
+    if (step is None or step.type != "ListenerBranch" or mv.step is None
+            or mv.step["State"] not in ("Active", "Paused")
+            or event not in model.EMAIL_ENGAGEMENT or not on_listened_email):
+        return d
+    signals = sit.run.signals | {event}
+    mv.set_run(signals=",".join(sorted(signals)))
+    if step.immediate_wakeup and mv.step["State"] == "Active":
+        _wake_listener(mv, step, signals)
+    mv.flush_run()
+    return d
+
+
+def _wake_listener(mv: _Move, step: model.Step, signals: frozenset[str]) -> None:
+    """An immediate listener routes at the first event a rule matches."""
+    if any(rule.holds(signals) for rule in step.rules):
+        mv.close_step("Completed", "AutomaticallyCompleted")
+        mv.enter(mv.route(step, signals))
+
+
+def remove(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str,
+           reason: str = "ManuallyRemoved", **attributes: Any) -> Decision:
+    """removeTargetFromSalesCadence (and exits for deleted steps): cancel the open step."""
+    _running(sit)
+    d = Decision()
+    mv = _move(ctx, d, cadence, sit, now, user)
+    mv.close_step("Cancelled", None)
+    mv.finish(reason, **{k: v for k, v in attributes.items() if v is not None})
+    return d
+
+
+def pause(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str,
+          resume_at: datetime | None) -> Decision:
+    """pauseSalesCadenceTracker: tracker and open step Paused; timers held."""
+    if sit.tracker["State"] != "Running":
+        raise Refused(f"The cadence tracker {sit.tracker['Id']} is not running.")
+    d = Decision()
+    mv = _move(ctx, d, cadence, sit, now, user)
+    mv.set_tracker(State="Paused", ScheduledResumeDateTime=resume_at)
+    state = mv.step["State"] if mv.step is not None else None
+    if mv.step is not None and state in OPEN_STATES:
+        mv.set_step(State="Paused", WasEverPaused=True)
+    mv.set_run(paused_at=now, paused_state=state, held_due_at=sit.run.due_at, due_at=resume_at)
+    mv.flush_run()
+    return d
+
+
+def resume(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime,
+           user: str) -> Decision:
+    """resumeSalesCadenceTracker: back to Running; due dates and timers shift by the pause."""
+    if sit.tracker["State"] != "Paused":
+        raise Refused(f"The cadence tracker {sit.tracker['Id']} is not paused.")
+    d = Decision()
+    mv = _move(ctx, d, cadence, sit, now, user)
+    _resume(mv, sit)
+    mv.flush_run()
+    return d
+
+
+def _resume(mv: _Move, sit: Situation) -> None:
+    run = sit.run
+    shift = mv.now - (run.paused_at or mv.now)
+    held = run.held_due_at + shift if run.held_due_at is not None else None
+    mv.set_tracker(State="Running", ScheduledResumeDateTime=None)
+    mv.set_run(paused_at=None, paused_state=None, held_due_at=None, due_at=held)
+    if mv.step is None or mv.step["State"] != "Paused":
+        return
+    state = run.paused_state or "Active"
+    changes: dict[str, Any] = {"State": state}
+    if mv.step.get("DueDateTime") is not None:
+        changes["DueDateTime"] = schedule.ms(mv.step["DueDateTime"] + shift)
+    if state in ("Scheduled", "Queued") and mv.step.get("ScheduledStartDateTime") is not None:
+        changes["ScheduledStartDateTime"] = schedule.ms(mv.step["ScheduledStartDateTime"] + shift)
+    mv.set_step(**changes)
+    step = mv.step_def
+    if step.type == "Wait" and held is not None:
+        mv.set_tracker(ScheduledResumeDateTime=held)
+    if step.type == "ListenerBranch" and step.immediate_wakeup and state == "Active":
+        _wake_listener(mv, step, run.signals)
+
+
+def change_owner(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str,
+                 owner_id: str) -> Decision:
+    """changeSalesCadenceTargetAssignee: the tracker's OwnerId."""
+    _running(sit)
+    d = Decision()
+    mv = _move(ctx, d, cadence, sit, now, user)
+    mv.set_tracker(OwnerId=owner_id)
+    return d
+
+
+def modify(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str,
+           **attributes: Any) -> Decision:
+    """modifyCadenceTrackerAttributes: disposition and related opportunity of a tracker."""
+    d = Decision()
+    mv = _move(ctx, d, cadence, sit, now, user)
+    mv.set_tracker(**attributes)
+    return d
+
+
+def retired(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime,
+            user: str) -> Decision:
+    """The target's current step was removed from the active cadence: the target exits."""
+    return remove(ctx, cadence, sit, now, user, reason="AutomaticallyExitedDeletedStep")
+
+
+def with_run(sit: Situation, **changes: Any) -> Situation:
+    return replace(sit, run=replace(sit.run, **changes))

@@ -1,0 +1,359 @@
+"""The only module of ``opencadence.cadence`` that executes SQL.
+
+It loads definitions and tracker situations, claims due work, and applies the engine's
+decisions inside a ``records.Tx``:
+
+- new rows are inserted with one executemany per object; updates are guarded
+  (``WHERE Id = ? AND State = <expected>``) and batched per column set; a batch whose row
+  count falls short raises StaleTransition and the whole transaction rolls back;
+- change events are written in the same transaction, one transactionKey per decision
+  (transition) with sequence numbers from 1, sharing the database commit's number;
+- the run-state table ``oc_cadence_run`` (one row per active tracker, ``due_at`` indexed)
+  holds the next wake-up; workers claim due rows with ``FOR UPDATE SKIP LOCKED`` on
+  PostgreSQL (SQLite has one writer), in the transaction that applies the transition, so a
+  crash between claim and commit loses and duplicates nothing.
+
+Engine-built values skip the per-value validation of ``Tx.insert``/``Tx.update``: they come
+from the runtime's own constants and ids (this is the runtime's hot path).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import sqlalchemy as sa
+
+from opencadence import errors, ids
+from opencadence.cadence import engine, model
+from opencadence.storage import engine as engines
+from opencadence.storage import events, records, schema, values
+
+BUILDER = ("ActionCadenceStep", "ActionCadenceRule", "ActionCadenceRuleCondition",
+           "ActionCadenceStepVariant")
+#: Ids per IN list (well under SQLite's variable limit).
+CHUNK = 500
+DEFAULT_DISPOSITIONS: Mapping[str, str] = {
+    "Meaningful Connect": "CallMeaningfulConnect",
+    "Unqualified": "CallUnqualified",
+    "Left Voicemail": "CallLeftVoicemail",
+    "Not Interested": "CallNotInterested",
+    "Call Back Later": "CallCallBackLater",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Runtime settings (Salesforce's documented defaults)."""
+
+    max_active_trackers: int = 150_000
+    max_daisy_chain: int = engine.DEFAULT_MAX_DAISY_CHAIN
+    #: Task.CallDisposition -> call-result category (CallMeaningfulConnect ...)
+    call_dispositions: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_DISPOSITIONS))
+    batch_size: int = 500
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), CHUNK):
+        yield items[i:i + CHUNK]
+
+
+class Loaded:
+    """Definitions and time zones read in one transaction (definitions never outlive it, so an
+    edit of a cadence is seen by the next transaction)."""
+
+    def __init__(self, rt: "CadenceStore", conn: sa.Connection) -> None:
+        self.rt, self.conn = rt, conn
+        self.cadences: dict[str, model.Cadence] = {}
+        self.time_zones: dict[str, str | None] = {}
+
+    def cadence(self, cadence_id: str) -> model.Cadence:
+        found = self.cadences.get(cadence_id)
+        if found is None:
+            found = self.cadences[cadence_id] = self.rt.load_definition(self.conn, cadence_id)
+            for step in found.steps.values():
+                chained = step.chained_cadence_id
+                if step.type == "DaisyChain" and chained and chained not in self.cadences:
+                    try:
+                        self.cadences[chained] = self.rt.load_definition(self.conn, chained)
+                    except errors.NotFound:
+                        pass
+        return found
+
+    def zones(self, user_ids: Iterable[str]) -> None:
+        todo = sorted({u for u in user_ids if u and u not in self.time_zones})
+        users = self.rt.table("User")
+        for part in _chunks(todo):
+            for uid, tz in self.conn.execute(
+                    sa.select(users.c.Id, users.c.TimeZoneSidKey).where(users.c.Id.in_(part))):
+                self.time_zones[uid] = tz
+        for uid in todo:
+            self.time_zones.setdefault(uid, None)
+
+    def context(self) -> engine.Context:
+        return engine.Context(self.cadences, self.time_zones, self.rt.config.max_daisy_chain)
+
+
+class CadenceStore:
+    """Reads and writes of the cadence runtime on one ``records.Store``."""
+
+    def __init__(self, store: records.Store, config: Config | None = None) -> None:
+        self.store = store
+        self.config = config or Config()
+        self.run = store.meta.tables[schema.CADENCE_RUN]
+        self._stmts: dict[Any, Any] = {}
+
+    def table(self, name: str) -> sa.Table:
+        return self.store.meta.tables[name]
+
+    def is_postgres(self, conn: sa.Connection) -> bool:
+        return not engines.is_sqlite(conn)
+
+    # -- definitions ------------------------------------------------------------------------
+
+    def _rows(self, conn: sa.Connection, stmt: Any) -> list[dict[str, Any]]:
+        return [dict(r) for r in conn.execute(stmt).mappings()]
+
+    def load_definition(self, conn: sa.Connection, cadence_id: str) -> model.Cadence:
+        """The graph of one cadence (live and detached steps), read in ``conn``."""
+        cad, step, rule, cond, var = (self.table(n) for n in ("ActionCadence",) + BUILDER)
+        row = conn.execute(sa.select(cad).where(cad.c.Id == cadence_id,
+                                                 cad.c.IsDeleted == sa.false())).mappings().first()
+        if row is None:
+            raise errors.NotFound(f"No cadence with Id {cadence_id}")
+        live = sa.and_(step.c.ActionCadenceId == cadence_id, step.c.IsDeleted == sa.false())
+        steps = self._rows(conn, sa.select(step).where(live))
+        step_ids = sa.select(step.c.Id).where(live)
+        rules = self._rows(conn, sa.select(rule).where(
+            rule.c.ActionCadenceStepId.in_(step_ids), rule.c.IsDeleted == sa.false()))
+        rule_ids = sa.select(rule.c.Id).where(rule.c.ActionCadenceStepId.in_(step_ids),
+                                              rule.c.IsDeleted == sa.false())
+        conds = self._rows(conn, sa.select(cond).where(
+            cond.c.ActionCadenceRuleId.in_(rule_ids), cond.c.IsDeleted == sa.false()))
+        variants = self._rows(conn, sa.select(var).where(
+            var.c.ActionCadenceStepId.in_(step_ids), var.c.IsDeleted == sa.false()))
+        return model.from_records(dict(row), steps, rules, conds, variants)
+
+    def find_cadence(self, conn: sa.Connection, name_or_id: str) -> str | None:
+        """The Id of a (non-deleted) cadence named or identified by ``name_or_id``."""
+        cad = self.table("ActionCadence")
+        cond = cad.c.Name == name_or_id
+        if ids.is_valid(name_or_id) and name_or_id[:3] == "77C":
+            cond = sa.or_(cond, cad.c.Id == ids.parse(name_or_id))
+        return conn.execute(sa.select(cad.c.Id).where(cond, cad.c.IsDeleted == sa.false())
+                            .limit(1)).scalar()
+
+    # -- situations -------------------------------------------------------------------------
+
+    def lock(self, conn: sa.Connection, tracker_ids: Sequence[str]) -> None:
+        """Take the run-state row locks of trackers an action is about to change
+        (PostgreSQL; SQLite's single writer already serialises)."""
+        if self.is_postgres(conn) and tracker_ids:
+            for part in _chunks(sorted(tracker_ids)):
+                conn.execute(sa.select(self.run.c.tracker_id)
+                             .where(self.run.c.tracker_id.in_(part)).with_for_update())
+
+    def situations(self, conn: sa.Connection, loaded: Loaded,
+                   tracker_ids: Sequence[str]) -> dict[str, engine.Situation]:
+        """Tracker row, open step-tracker row and run state of each tracker."""
+        tr, st = self.table(engine.TRACKER), self.table(engine.STEP)
+        trackers: dict[str, dict[str, Any]] = {}
+        runs: dict[str, engine.Run] = {}
+        for part in _chunks(list(tracker_ids)):
+            for row in conn.execute(sa.select(tr).where(tr.c.Id.in_(part),
+                                                        tr.c.IsDeleted == sa.false())).mappings():
+                trackers[row["Id"]] = dict(row)
+            for r in conn.execute(sa.select(self.run).where(self.run.c.tracker_id.in_(part))):
+                runs[r.tracker_id] = engine.Run(
+                    r.tracker_id, r.due_at, r.call_outcome,
+                    frozenset(s for s in (r.signals or "").split(",") if s),
+                    r.paused_at, r.paused_state, r.held_due_at)
+        current = [t["CurrentStepId"] for t in trackers.values() if t["CurrentStepId"]]
+        steps: dict[str, dict[str, Any]] = {}
+        for part in _chunks(current):
+            for row in conn.execute(sa.select(st).where(st.c.Id.in_(part))).mappings():
+                steps[row["Id"]] = dict(row)
+        for cid in {t["ActionCadenceId"] for t in trackers.values()}:
+            loaded.cadence(cid)
+        loaded.zones(t["OwnerId"] for t in trackers.values())
+        visits = self._visits(conn, loaded, trackers)
+        return {
+            tid: engine.Situation(t, steps.get(t["CurrentStepId"] or ""),
+                                  runs.get(tid) or engine.Run(tid), visits.get(tid, {}))
+            for tid, t in trackers.items()
+        }
+
+    def _visits(self, conn: sa.Connection, loaded: Loaded,
+                trackers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+        """Step trackers per (tracker, step name), only for cadences with repeat loops."""
+        looping = [tid for tid, t in trackers.items()
+                   if loaded.cadences[t["ActionCadenceId"]].has_loops]
+        st = self.table(engine.STEP)
+        out: dict[str, dict[str, int]] = {}
+        for part in _chunks(looping):
+            stmt = (sa.select(st.c.ActionCadenceTrackerId, st.c.ActionCadenceStepId, sa.func.count())
+                    .where(st.c.ActionCadenceTrackerId.in_(part))
+                    .group_by(st.c.ActionCadenceTrackerId, st.c.ActionCadenceStepId))
+            for tid, step_id, n in conn.execute(stmt):
+                cad = loaded.cadences[trackers[tid]["ActionCadenceId"]]
+                step = cad.by_id.get(step_id)
+                if step is not None:
+                    out.setdefault(tid, {})[step.name] = int(n)
+        return out
+
+    def active_tracker_of(self, conn: sa.Connection, target_ids: Sequence[str]) -> dict[str, str]:
+        """target id -> its active tracker id."""
+        out: dict[str, str] = {}
+        for part in _chunks(list(target_ids)):
+            stmt = sa.select(self.run.c.target_id, self.run.c.tracker_id).where(
+                self.run.c.target_id.in_(part))
+            out.update({t: tr for t, tr in conn.execute(stmt)})
+        return out
+
+    def active_count(self, conn: sa.Connection) -> int:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(self.run)).scalar_one())
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    def claim_due(self, conn: sa.Connection, now: datetime, limit: int) -> list[str]:
+        """Tracker ids whose wake-up is due, locked for this transaction (others skip them)."""
+        stmt = (sa.select(self.run.c.tracker_id).where(self.run.c.due_at <= now)
+                .order_by(self.run.c.due_at).limit(limit))
+        if self.is_postgres(conn):
+            stmt = stmt.with_for_update(skip_locked=True)
+        return list(conn.execute(stmt).scalars())
+
+    def claim_these(self, conn: sa.Connection, now: datetime, tracker_ids: Sequence[str]) -> list[str]:
+        """The due ones among ``tracker_ids``, locked (skipping those another worker holds)."""
+        stmt = sa.select(self.run.c.tracker_id).where(self.run.c.tracker_id.in_(list(tracker_ids)),
+                                                      self.run.c.due_at <= now)
+        if self.is_postgres(conn):
+            stmt = stmt.with_for_update(skip_locked=True)
+        return list(conn.execute(stmt).scalars())
+
+    # -- applying ---------------------------------------------------------------------------
+
+    def apply(self, tx: records.Tx, decisions: Sequence[engine.Decision]) -> list[dict[str, str]]:
+        """Write every decision in ``tx``; returns each decision's Ref key -> new Id."""
+        reg = self.store.registry
+        now = values.to_db_datetime(self.store.clock.now())
+        header = tx._event_header()  # the commit's number and timestamp, shared by all keys
+        ref_ids: list[dict[str, str]] = []
+        for d in decisions:
+            refs = {op.key.key: ids.make_id(reg.object(op.object).key_prefix, tx._ids.next())
+                    for op in d.ops if isinstance(op, engine.Insert)}
+            ref_ids.append(refs)
+        pending = events.TransactionEvents("", tx.user_id, header.commit_number)
+        inserts: dict[str, list[dict[str, Any]]] = {}
+        updates: dict[Any, list[dict[str, Any]]] = {}
+        for d, refs in zip(decisions, ref_ids):
+            trans = events.TransactionEvents(str(uuid.uuid4()), tx.user_id, header.commit_number,
+                                             tx.events.change_origin, header.commit_timestamp)
+            for op in d.ops:
+                if isinstance(op, engine.Insert):
+                    row = self._insert_row(tx, op, refs, now)
+                    inserts.setdefault(op.object, []).append(row)
+                    self._create_event(trans, op.object, row)
+                else:
+                    self._queue_update(tx, trans, op, refs, now, updates)
+            pending.rows += trans.rows
+        for obj, rows in inserts.items():
+            tx.conn.execute(self.table(obj).insert(), rows)
+        for key, params in updates.items():
+            self._run_update(tx.conn, key, params)
+        self._apply_run(tx.conn, decisions, ref_ids)
+        events.write(tx.conn, self.store.meta, pending)
+        return ref_ids
+
+    @staticmethod
+    def _resolve(value: Any, refs: Mapping[str, str]) -> Any:
+        return refs[value.key] if isinstance(value, engine.Ref) else value
+
+    def _insert_row(self, tx: records.Tx, op: engine.Insert, refs: Mapping[str, str],
+                    now: datetime) -> dict[str, Any]:
+        plan = self.store.plan(self.store.registry.object(op.object), True)
+        row = dict(plan.defaults)
+        row.update({k: self._resolve(v, refs) for k, v in op.fields.items()})
+        row.update(Id=refs[op.key.key], IsDeleted=False, CreatedDate=now, CreatedById=tx.user_id,
+                   LastModifiedDate=now, LastModifiedById=tx.user_id, SystemModstamp=now)
+        return row
+
+    def _create_event(self, trans: events.TransactionEvents, obj_name: str,
+                      row: Mapping[str, Any]) -> None:
+        obj = self.store.registry.object(obj_name)
+        trans.add(obj, "CREATE", row["Id"], events.full_body(obj, row))
+
+    def _queue_update(self, tx: records.Tx, trans: events.TransactionEvents, op: engine.Update,
+                      refs: Mapping[str, str], now: datetime,
+                      updates: dict[Any, list[dict[str, Any]]]) -> None:
+        if not op.changes:
+            return
+        obj = self.store.registry.object(op.object)
+        record_id = self._resolve(op.id, refs)
+        changes = {k: self._resolve(v, refs) for k, v in op.changes.items()}
+        expect = {k: self._resolve(v, refs) for k, v in op.expect.items()}
+        key = (op.object, tuple(changes), tuple((k, v is None) for k, v in expect.items()))
+        params = {f"v_{k}": v for k, v in changes.items()}
+        params.update({f"e_{k}": v for k, v in expect.items() if v is not None})
+        params.update(p_id=record_id, p_now=now, p_user=tx.user_id)
+        updates.setdefault(key, []).append(params)
+        body = {k: events.body_value(obj.by_name[k.lower()], v) for k, v in changes.items()}
+        body["LastModifiedDate"] = values.format_event_datetime(now)
+        changed = list(changes) + ["LastModifiedDate"]
+        if op.modified_by is not None and op.modified_by != tx.user_id:
+            body["LastModifiedById"] = tx.user_id
+            changed.append("LastModifiedById")
+        nulled = [k for k, v in changes.items() if v is None]
+        trans.add(obj, "UPDATE", record_id, body, changed=changed, nulled=nulled)
+
+    def _update_stmt(self, key: Any) -> Any:
+        stmt = self._stmts.get(key)
+        if stmt is None:
+            obj, columns, expect = key
+            t = self.table(obj)
+            where = [t.c.Id == sa.bindparam("p_id"), t.c.IsDeleted == sa.false()]
+            where += [t.c[k].is_(None) if is_none else t.c[k] == sa.bindparam(f"e_{k}")
+                      for k, is_none in expect]
+            sets = {c: sa.bindparam(f"v_{c}", type_=t.c[c].type) for c in columns}
+            sets.update(LastModifiedDate=sa.bindparam("p_now", type_=sa.DateTime()),
+                        SystemModstamp=sa.bindparam("p_now", type_=sa.DateTime()),
+                        LastModifiedById=sa.bindparam("p_user"))
+            stmt = self._stmts[key] = t.update().where(*where).values(sets)
+        return stmt
+
+    def _run_update(self, conn: sa.Connection, key: Any, params: list[dict[str, Any]]) -> None:
+        result = conn.execute(self._update_stmt(key), params)
+        if result.rowcount != len(params):
+            raise errors.StaleTransition(
+                f"{key[0]}: {len(params) - result.rowcount} record(s) changed concurrently")
+
+    def _apply_run(self, conn: sa.Connection, decisions: Sequence[engine.Decision],
+                   ref_ids: Sequence[Mapping[str, str]]) -> None:
+        deletes: list[dict[str, Any]] = []
+        inserts: dict[str, dict[str, Any]] = {}
+        updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for d, refs in zip(decisions, ref_ids):
+            for op in d.run:
+                tracker = self._resolve(op.tracker, refs)
+                fields = {k: (",".join(sorted(v)) if isinstance(v, frozenset) else v)
+                          for k, v in op.fields.items()}
+                if op.kind == "delete":
+                    inserts.pop(tracker, None)
+                    deletes.append({"p_id": tracker})
+                elif op.kind == "insert" or tracker in inserts:
+                    inserts.setdefault(tracker, {"tracker_id": tracker}).update(fields)
+                else:
+                    updates.setdefault(tuple(sorted(fields)), []).append(
+                        {"p_id": tracker, **{f"v_{k}": v for k, v in fields.items()}})
+        run = self.run
+        if deletes:
+            conn.execute(run.delete().where(run.c.tracker_id == sa.bindparam("p_id")), deletes)
+        for cols, params in updates.items():
+            stmt = run.update().where(run.c.tracker_id == sa.bindparam("p_id")).values(
+                {c: sa.bindparam(f"v_{c}", type_=run.c[c].type) for c in cols})
+            conn.execute(stmt, params)
+        if inserts:
+            full = [{c.name: r.get(c.name) for c in run.columns} for r in inserts.values()]
+            conn.execute(run.insert(), full)

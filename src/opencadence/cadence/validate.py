@@ -1,0 +1,191 @@
+"""Activation checks of a cadence graph; every problem names the step it is about.
+
+``problems`` lists everything wrong; ``check`` raises the first as CadenceInvalid. The checks
+are the ones Salesforce states (one root, DaisyChain last on its path, Wait has
+WaitTimeInSeconds, ≤ 3 variants totalling 100 %, branch rules complete) plus the ones a graph
+linked by names needs (no dangling names, no unreachable step, one next step per plain step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opencadence import errors
+from opencadence.cadence import model
+
+#: Most variants per step (OR-VAR).
+MAX_VARIANTS = 3
+
+
+class CadenceInvalid(errors.FieldCustomValidation):
+    """The cadence cannot be activated."""
+
+    error_code = "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    step: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"Step {self.step}: {self.message}"
+
+
+def check(cadence: model.Cadence) -> None:
+    """Raise CadenceInvalid naming the first problem, if any."""
+    found = problems(cadence)
+    if found:
+        raise CadenceInvalid(str(found[0]))
+
+
+def problems(cadence: model.Cadence) -> list[Problem]:
+    """Every reason the cadence cannot be activated, root problems first."""
+    out = _root_problems(cadence)
+    out += [Problem(n, "StepName is used by more than one step") for n in cadence.duplicate_names]
+    for step in cadence.steps.values():
+        if step.graph_state == model.LIVE:
+            out += _step_problems(cadence, step)
+    out += _global_rule_problems(cadence)
+    if not out:
+        out += _unreachable(cadence)
+    return out
+
+
+def _root_problems(cadence: model.Cadence) -> list[Problem]:
+    roots = cadence.roots
+    if not roots:
+        return [Problem("(none)", "the cadence has no Root step")]
+    if len(roots) > 1:
+        names = ", ".join(r.name for r in roots)
+        return [Problem(roots[1].name, f"the cadence has more than one Root step ({names})")]
+    if roots[0].parent_name:
+        return [Problem(roots[0].name, "the Root step cannot have a ParentStepName")]
+    return []
+
+
+def _step_problems(cadence: model.Cadence, step: model.Step) -> list[Problem]:
+    out: list[Problem] = []
+    say = lambda message: out.append(Problem(step.name, message))  # noqa: E731
+    if step.type != "Root":
+        if not step.parent_name:
+            say("ParentStepName is empty (only the Root step has no parent)")
+        elif cadence.step(step.parent_name) is None:
+            say(f"ParentStepName '{step.parent_name}' names no step of the cadence")
+    kids = cadence.children.get(step.name, ())
+    if step.type not in model.BRANCH_TYPES and len(kids) > 1:
+        say(f"has more than one next step ({', '.join(kids)}); only branch steps can fork")
+    if step.type == "DaisyChain":
+        out += _daisy_chain_problems(cadence, step, kids)
+    if step.type in ("Wait", "ListenerBranch") and not (step.wait_seconds or 0) > 0:
+        say(f"a {step.type} step needs a WaitTimeInSeconds greater than 0")
+    if step.type in model.BRANCH_TYPES:
+        out += _branch_problems(cadence, step)
+    if step.goto_name and cadence.step(step.goto_name) is None:
+        say(f"GoToStepName '{step.goto_name}' names no step of the cadence")
+    if (step.goto_limit or 0) < 0 or (step.goto_interval_minutes or 0) < 0:
+        say("GoToStepIterationLimit and GoToStepIntervalInMinutes cannot be negative")
+    out += _variant_problems(step)
+    return out
+
+
+def _daisy_chain_problems(
+    cadence: model.Cadence, step: model.Step, kids: tuple[str, ...]
+) -> list[Problem]:
+    out = []
+    if kids:
+        out.append(Problem(step.name, "a DaisyChain step must be the last step on its path"))
+    if not step.chained_cadence_id:
+        out.append(Problem(step.name, "a DaisyChain step needs a ChainedCadenceId"))
+    parent = cadence.step(step.parent_name)
+    if parent is not None and parent.type == "Wait" and not cadence.wait_allowed_before_daisy_chain:
+        out.append(Problem(step.name, "a Wait step before a DaisyChain step needs "
+                                      "IsWaitAllowedBeforeDaisyChain on the cadence"))
+    return out
+
+
+def _branch_problems(cadence: model.Cadence, step: model.Step) -> list[Problem]:
+    out: list[Problem] = []
+    say = lambda message: out.append(Problem(step.name, message))  # noqa: E731
+    if not step.branch_default:
+        say("a branch step needs a BranchDefaultStepName")
+    elif cadence.step(step.branch_default) is None:
+        say(f"BranchDefaultStepName '{step.branch_default}' names no step of the cadence")
+    if not step.rules:
+        say("a branch step needs at least one rule")
+    resource = model.RESOURCE_OF[step.type]
+    for rule in step.rules:
+        if not rule.outcome_next_step_name:
+            say(f"rule {rule.name} has no OutcomeNextStepName")
+        elif cadence.step(rule.outcome_next_step_name) is None:
+            say(f"rule {rule.name}: OutcomeNextStepName '{rule.outcome_next_step_name}' "
+                "names no step of the cadence")
+        if (rule.rule_type or "BranchStep") != "BranchStep":
+            say(f"rule {rule.name} has RuleType {rule.rule_type}; branch rules are BranchStep")
+        if rule.conditions == ():
+            say(f"rule {rule.name} has no condition")
+        for c in rule.conditions:
+            if c.resource != resource:
+                say(f"rule {rule.name}, condition {c.name}: Resource must be {resource}, "
+                    f"not {c.resource}")
+            elif c.value not in model.VALUES_OF[resource]:
+                say(f"rule {rule.name}, condition {c.name}: Value {c.value!r} is not one of "
+                    f"{', '.join(model.VALUES_OF[resource])}")
+            if c.operator not in (None, "Equal"):
+                say(f"rule {rule.name}, condition {c.name}: Operator must be Equal")
+    return out
+
+
+def _variant_problems(step: model.Step) -> list[Problem]:
+    if not step.variants:
+        return []
+    out = []
+    if step.type not in model.VARIANT_TYPES:
+        out.append(Problem(step.name, f"a {step.type} step cannot have variants"))
+    if len(step.variants) > MAX_VARIANTS:
+        out.append(Problem(step.name, f"has {len(step.variants)} variants; at most {MAX_VARIANTS}"))
+    total = sum(v.split_percentage for v in step.variants)
+    if abs(total - 100.0) > 1e-6:
+        out.append(Problem(step.name, f"variant SplitPercentage values total {total:g}, not 100"))
+    return out
+
+
+def _global_rule_problems(cadence: model.Cadence) -> list[Problem]:
+    out = []
+    for rule in cadence.global_rules:
+        if rule.global_event_type not in model.GLOBAL_EVENTS:
+            owner = cadence.by_id.get(rule.step_id)
+            out.append(Problem(owner.name if owner else rule.step_id,
+                               f"global exit rule {rule.name}: GlobalEventType "
+                               f"{rule.global_event_type!r} is not one of "
+                               f"{', '.join(model.GLOBAL_EVENTS)}"))
+    return out
+
+
+def edges(cadence: model.Cadence, step: model.Step) -> list[str]:
+    """Names of the steps a target can move to from ``step``."""
+    if step.type in model.BRANCH_TYPES:
+        out = [r.outcome_next_step_name for r in step.rules if r.outcome_next_step_name]
+        return out + ([step.branch_default] if step.branch_default else [])
+    out = list(cadence.children.get(step.name, ()))
+    if step.goto_name:
+        out.append(step.goto_name)
+    return out
+
+
+def _unreachable(cadence: model.Cadence) -> list[Problem]:
+    seen = {cadence.root.name}
+    todo = [cadence.root.name]
+    while todo:
+        step = cadence.step(todo.pop())
+        if step is None:
+            continue
+        for name in edges(cadence, step):
+            if name not in seen:
+                seen.add(name)
+                todo.append(name)
+    return [
+        Problem(s.name, "is unreachable from the Root step")
+        for s in cadence.steps.values()
+        if s.graph_state == model.LIVE and s.name not in seen
+    ]

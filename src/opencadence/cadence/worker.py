@@ -1,0 +1,109 @@
+"""The cadence worker: claims due trackers in batches and applies their transitions.
+
+``run_once`` is one transaction: claim up to ``batch_size`` due run-state rows (PostgreSQL:
+``FOR UPDATE SKIP LOCKED``, so workers side by side take disjoint batches; SQLite: the single
+writer), decide each tracker's transition, send due automated emails, write everything and
+commit. If the batch meets a concurrent change (StaleTransition) it is rolled back and redone
+one tracker per transaction, so one conflict never blocks the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Callable, Sequence
+
+from opencadence import errors
+from opencadence.cadence import engine, sender as senders
+from opencadence.cadence import store as cstore
+from opencadence.clock import as_utc
+from opencadence.storage import records
+
+log = logging.getLogger(__name__)
+
+#: Upper bound on batches per ``run_until_idle`` (a guard against a timer that never clears).
+MAX_ROUNDS = 100_000
+
+
+def naive(now: datetime) -> datetime:
+    return as_utc(now).replace(tzinfo=None, microsecond=now.microsecond // 1000 * 1000)
+
+
+class Worker:
+    """Applies due transitions of one database."""
+
+    def __init__(self, store: records.Store, sender: senders.Sender | None = None,
+                 config: cstore.Config | None = None) -> None:
+        self.store = store
+        self.rt = cstore.CadenceStore(store, config)
+        self.sender: senders.Sender = sender or senders.RecordingSender()
+        #: transitions (step-tracker rows created or changed) applied so far
+        self.transitions = 0
+
+    def run_once(self, now: datetime | None = None) -> int:
+        """Handle one batch of due trackers; returns how many were handled."""
+        at = naive(now or self.store.clock.now())
+        try:
+            return self._batch(at, None)
+        except errors.StaleTransition:
+            with self.store.reading() as conn:
+                due = self.rt.claim_due(conn, at, self.rt.config.batch_size)
+            done = 0
+            for tracker_id in due:
+                try:
+                    done += self._batch(at, [tracker_id])
+                except errors.StaleTransition:
+                    log.info("tracker %s changed concurrently; retried later", tracker_id)
+            return done
+
+    def run_until_idle(self, now: datetime | None = None) -> int:
+        """Run batches until nothing is due at ``now``; returns trackers handled."""
+        total = 0
+        for _ in range(MAX_ROUNDS):
+            n = self.run_once(now)
+            if n == 0:
+                return total
+            total += n
+        raise RuntimeError("cadence worker did not become idle")
+
+    def loop(self, poll_seconds: float = 1.0, stop: Callable[[], bool] = lambda: False) -> None:
+        """Run forever (the ``opencadence worker`` command), sleeping when idle."""
+        while not stop():
+            if self.run_once() == 0:
+                time.sleep(poll_seconds)
+
+    def _batch(self, now: datetime, only: Sequence[str] | None) -> int:
+        cancels: list[str] = []
+        with self.store.transaction() as tx:
+            claimed = (self.rt.claim_due(tx.conn, now, self.rt.config.batch_size)
+                       if only is None else self.rt.claim_these(tx.conn, now, only))
+            if not claimed:
+                return 0
+            loaded = cstore.Loaded(self.rt, tx.conn)
+            sits = self.rt.situations(tx.conn, loaded, claimed)
+            ctx = loaded.context()
+            decisions = [self._decide(ctx, sits.get(tid), tid, now, tx.user_id) for tid in claimed]
+            self.rt.apply(tx, decisions)
+            cancels = [e.step_tracker_id for d in decisions for e in d.effects
+                       if isinstance(e, engine.CancelEmail)]
+            self.transitions += sum(d.transitions for d in decisions)
+        for key in cancels:  # only once the cancellation is committed
+            self.sender.cancel(key)
+        return len(claimed)
+
+    def _decide(self, ctx: engine.Context, sit: engine.Situation | None, tracker_id: str,
+                now: datetime, user: str) -> engine.Decision:
+        if sit is None or sit.tracker["State"] not in engine.ACTIVE_TRACKER_STATES:
+            # a run row without an active tracker (deleted through the API): drop it
+            return engine.Decision(run=[engine.RunOp("delete", tracker_id)])
+        cadence = ctx.cadences[sit.tracker["ActionCadenceId"]]
+        d = engine.on_due(ctx, cadence, sit, now, user)
+        if d.send is not None:
+            email = senders.OutgoingEmail(str(d.send.step_tracker), d.send.template_id,
+                                          d.send.owner_id, d.send.target_id)
+            d = engine.on_sent(ctx, cadence, sit, now, user, self.sender.send(email, now))
+        if not any(op.kind == "delete" or "due_at" in op.fields for op in d.run):
+            # every wake-up must move the timer, or it would fire again at once
+            d.run.append(engine.RunOp("update", tracker_id, {"due_at": None}))
+        return d

@@ -1,0 +1,338 @@
+"""Run SOQL: parse, bind, compile, execute, shape, page.
+
+``QueryService.query`` answers like REST ``query``/``queryAll``: ``{"totalSize", "done",
+"records", "nextRecordsUrl"?}``. Pages resume by keyset (the page's last sort key, Id last),
+never by OFFSET, so every page costs the same however deep it is and memory stays flat. Each
+page boundary is stored under its query locator, so a ``nextRecordsUrl`` can be fetched again
+(a client retry) and gives the same page; locators live 2 days (INVALID_QUERY_LOCATOR after).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Sequence
+
+import sqlalchemy as sa
+
+from opencadence import errors, ids
+from opencadence.metadata import describe
+from opencadence.soql import binder, bound, compiler, nodes, parse, shape
+from opencadence.storage import records, schema
+
+DEFAULT_BATCH = 2000
+MIN_BATCH = 200
+MAX_BATCH = 2000
+LOCATOR_TTL = timedelta(days=2)
+#: Aggregate results cannot be paged (Salesforce: no queryMore for GROUP BY).
+MAX_AGGREGATE_ROWS = 2000
+
+
+@dataclass(slots=True)
+class Caller:
+    """Who runs a query: their user id and time zone (date literals are in it)."""
+
+    user_id: str
+    time_zone: str = "GMT"
+
+
+class QueryService:
+    """SOQL over one Store."""
+
+    def __init__(self, store: records.Store) -> None:
+        self.store = store
+        self.meta = store.meta
+
+    # --- public API --------------------------------------------------------------------------
+
+    def query(
+        self,
+        text: str,
+        caller: Caller | None = None,
+        *,
+        version: str = describe.LATEST_VERSION,
+        include_deleted: bool = False,
+        batch_size: int | None = None,
+    ) -> dict[str, Any]:
+        """Run ``text``; the first page of records (``queryAll`` with include_deleted)."""
+        caller = caller or Caller(records.AUTOMATED_USER)
+        batch = clamp_batch(batch_size)
+        now = self.store.clock.now()
+        compiled = self._compile(text, caller, version, include_deleted, now)
+        with self.store.reading() as conn:
+            result, after = self._first_page(conn, compiled, batch, version)
+        if after is not None:
+            locator = self._save_cursor(text, caller, version, include_deleted, batch, result, after, now)
+            result["nextRecordsUrl"] = next_url(version, include_deleted, locator, len(result["records"]))
+        return result
+
+    def query_more(
+        self, locator: str, caller: Caller | None = None, *, version: str = describe.LATEST_VERSION
+    ) -> dict[str, Any]:
+        """The page after ``<locator>-<position>`` (as in a nextRecordsUrl)."""
+        caller = caller or Caller(records.AUTOMATED_USER)
+        cursor_id, position = _split_locator(locator)
+        with self.store.reading() as conn:
+            cursor, after = self._load_cursor(conn, cursor_id, position, caller)
+            compiled = self._compile(
+                cursor["soql"], Caller(caller.user_id, cursor["time_zone"]), cursor["version"],
+                cursor["include_deleted"], cursor["query_now"].replace(tzinfo=timezone.utc),
+            )
+            result, next_after = self._page(conn, compiled, cursor["batch_size"], cursor["version"], after, position)
+        result["totalSize"] = cursor["total_size"]
+        end = position + len(result["records"])
+        if next_after is not None:
+            self._save_page(cursor_id, end, next_after)
+            result["nextRecordsUrl"] = next_url(version, cursor["include_deleted"], cursor_id, end)
+        return result
+
+    # --- compile ----------------------------------------------------------------------------
+
+    def _compile(self, text: str, caller: Caller, version: str, include_deleted: bool, now: datetime) -> compiler.Compiled:
+        tree = parse(text)
+        ctx = binder.Context(
+            registry=self.store.registry, version=version, user_id=caller.user_id,
+            time_zone=caller.time_zone, now=now, text=text,
+        )
+        obj = self.store.registry.get(tree.sobject.dotted)
+        if obj is None or not obj.supports("query") or not obj_visible(obj, version):
+            self.store.registry.object(f"{tree.sobject.dotted}")  # INVALID_TYPE
+            raise errors.InvalidType(f"sObject type '{tree.sobject.dotted}' is not supported.")
+        bq = binder.Binder(ctx, tree, obj).bind()
+        bq.include_deleted = include_deleted
+        return compiler.Compiler(self.store.registry, self.meta, now, caller.time_zone).compile(bq)
+
+    # --- pages ------------------------------------------------------------------------------
+
+    def _first_page(self, conn: sa.Connection, c: compiler.Compiled, batch: int, version: str) -> tuple[dict[str, Any], list[Any] | None]:
+        bq = c.bq
+        if bq.count_only:
+            total = int(conn.execute(c.select).scalar_one())
+            total = max(0, total - (bq.offset or 0))
+            return {"totalSize": min(total, bq.limit) if bq.limit is not None else total, "done": True, "records": []}, None
+        if bq.aggregate:
+            return self._aggregate(conn, c, version), None
+        return self._page(conn, c, batch, version, None, 0)
+
+    def _aggregate(self, conn: sa.Connection, c: compiler.Compiled, version: str) -> dict[str, Any]:
+        rows = conn.execute(c.select.limit(MAX_AGGREGATE_ROWS + 1) if c.bq.limit is None else c.select).all()
+        if len(rows) > MAX_AGGREGATE_ROWS:
+            raise errors.MalformedQuery(
+                "Aggregate query does not support queryMore(), use LIMIT to restrict the results "
+                "to a single batch"
+            )
+        plan = shape.ShapePlan(c.bq, self.store.registry, version, None)
+        recs = [plan.aggregate_record(r) for r in rows]
+        return {"totalSize": len(recs), "done": True, "records": recs}
+
+    def _page(
+        self,
+        conn: sa.Connection,
+        c: compiler.Compiled,
+        batch: int,
+        version: str,
+        after: list[Any] | None,
+        position: int,
+    ) -> tuple[dict[str, Any], list[Any] | None]:
+        bq = c.bq
+        want = batch
+        if bq.limit is not None:
+            want = min(batch, bq.limit - position)
+        stmt = c.select
+        if after is not None:
+            stmt = stmt.where(keyset_after(c.order_exprs, after))
+        elif bq.offset:
+            stmt = stmt.offset(bq.offset)
+        stmt = stmt.order_by(*_order_clauses(c.order_exprs)).limit(max(want, 0) + 1)
+        rows = conn.execute(stmt).all() if want > 0 else []
+        more = len(rows) > want and (bq.limit is None or position + want < bq.limit)
+        rows = rows[:want]
+        plan = shape.ShapePlan(bq, self.store.registry, version, int(c.id_label[1:]) if c.id_label else None)
+        recs = [plan.record(r) for r in rows]
+        self._children(conn, bq, rows, recs, plan, version)
+        total = position + len(recs)
+        if more and after is None:
+            total = self._total(conn, c)
+        next_key = list(rows[-1][-len(c.key_labels):]) if more and rows else None
+        return {"totalSize": total, "done": not more, "records": recs}, next_key
+
+    def _total(self, conn: sa.Connection, c: compiler.Compiled) -> int:
+        total = int(conn.execute(c.count).scalar_one()) - (c.bq.offset or 0)
+        if c.bq.limit is not None:
+            total = min(total, c.bq.limit)
+        return max(total, 0)
+
+    def _children(self, conn: sa.Connection, bq: bound.BoundQuery, rows: Sequence[Any], recs: list[dict[str, Any]], plan: shape.ShapePlan, version: str) -> None:
+        """Child-relationship subqueries: one batched statement per subquery for the page."""
+        subqueries = [i for i in bq.items if isinstance(i, bound.OutChildren)]
+        if not subqueries or not rows:
+            return
+        parent_ids = [r["attributes"]["url"].rsplit("/", 1)[1] for r in recs]
+        for sub in subqueries:
+            grouped = self._child_records(conn, sub, parent_ids, version)
+            for rec, pid in zip(recs, parent_ids):
+                children = grouped.get(pid)
+                rec[sub.key] = {"totalSize": len(children), "done": True, "records": children} if children else None
+
+    def _child_records(self, conn: sa.Connection, sub: bound.OutChildren, parent_ids: list[str], version: str) -> dict[str, list[dict[str, Any]]]:
+        child = compiler.Compiler(self.store.registry, self.meta, self.store.clock.now(), "GMT").compile(sub.query, prefix="ch")
+        fk = child.select.selected_columns  # noqa: F841 - kept for readability of the statement
+        root = _root_alias(child)
+        fk_col = root.c[sub.fk.name]
+        order = _order_clauses(child.order_exprs)
+        numbered = child.select.add_columns(fk_col.label("parent_fk")).where(fk_col.in_(parent_ids))
+        if sub.query.limit is not None or sub.query.offset:
+            rank = sa.func.row_number().over(partition_by=fk_col, order_by=order).label("rn")
+            inner = numbered.add_columns(rank).subquery("children")
+            lo = sub.query.offset or 0
+            conds = [inner.c.rn > lo]
+            if sub.query.limit is not None:
+                conds.append(inner.c.rn <= lo + sub.query.limit)
+            stmt = sa.select(inner).where(*conds).order_by(inner.c.parent_fk, inner.c.rn)
+        else:
+            stmt = numbered.order_by(fk_col, *order)
+        rows = conn.execute(stmt).all()
+        plan = shape.ShapePlan(sub.query, self.store.registry, version, int(child.id_label[1:]) if child.id_label else None)
+        fk_index = len(child.select.selected_columns)
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            grouped.setdefault(r[fk_index], []).append(plan.record(r))
+        return grouped
+
+    # --- cursors ----------------------------------------------------------------------------
+
+    def _save_cursor(self, text: str, caller: Caller, version: str, include_deleted: bool, batch: int, result: dict[str, Any], after: list[Any], now: datetime) -> str:
+        locator = ids.to18("0r8" + "".join(secrets.choice(ids.BASE62) for _ in range(12)))
+        position = len(result["records"])
+        with self.store.transaction(caller.user_id) as tx:
+            tx.conn.execute(self.meta.tables[schema.CURSORS].insert().values(
+                locator=locator, user_id=caller.user_id, soql=text, version=version,
+                include_deleted=include_deleted, batch_size=batch, total_size=result["totalSize"],
+                time_zone=caller.time_zone, query_now=now.replace(tzinfo=None),
+                created_at=now.replace(tzinfo=None),
+            ))
+            tx.conn.execute(self.meta.tables[schema.CURSOR_PAGES].insert().values(
+                locator=locator, position=position, after_key=encode_key(after)))
+            self._prune(tx.conn, now)
+        return locator
+
+    def _save_page(self, locator: str, position: int, after: list[Any]) -> None:
+        pages = self.meta.tables[schema.CURSOR_PAGES]
+        with self.store.transaction() as tx:
+            exists = tx.conn.execute(sa.select(pages.c.position).where(pages.c.locator == locator, pages.c.position == position)).first()
+            if exists is None:
+                tx.conn.execute(pages.insert().values(locator=locator, position=position, after_key=encode_key(after)))
+
+    def _load_cursor(self, conn: sa.Connection, locator: str, position: int, caller: Caller) -> tuple[dict[str, Any], list[Any]]:
+        cursors, pages = self.meta.tables[schema.CURSORS], self.meta.tables[schema.CURSOR_PAGES]
+        cursor = conn.execute(sa.select(cursors).where(cursors.c.locator == locator)).mappings().first()
+        now = self.store.clock.now().replace(tzinfo=None)
+        if cursor is None or cursor["created_at"] + LOCATOR_TTL < now or cursor["user_id"] != caller.user_id:
+            raise errors.InvalidQueryLocator("invalid query locator")
+        page = conn.execute(sa.select(pages.c.after_key).where(pages.c.locator == locator, pages.c.position == position)).scalar()
+        if page is None:
+            raise errors.InvalidQueryLocator("invalid query locator")
+        return dict(cursor), decode_key(page)
+
+    def _prune(self, conn: sa.Connection, now: datetime) -> None:
+        """Drop expired locators (cheap: indexed by creation time)."""
+        cursors, pages = self.meta.tables[schema.CURSORS], self.meta.tables[schema.CURSOR_PAGES]
+        cutoff = now.replace(tzinfo=None) - LOCATOR_TTL
+        expired = sa.select(cursors.c.locator).where(cursors.c.created_at < cutoff)
+        conn.execute(pages.delete().where(pages.c.locator.in_(expired)))
+        conn.execute(cursors.delete().where(cursors.c.created_at < cutoff))
+
+
+def obj_visible(obj: Any, version: str | None) -> bool:
+    from opencadence.metadata import model
+
+    return version is None or model.version_key(obj.since) <= model.version_key(version)
+
+
+def clamp_batch(size: int | None) -> int:
+    """Sforce-Query-Options batchSize: 200..2000, default 2000 (a hint, as Salesforce says)."""
+    if size is None:
+        return DEFAULT_BATCH
+    return max(MIN_BATCH, min(MAX_BATCH, int(size)))
+
+
+def next_url(version: str, include_deleted: bool, locator: str, position: int) -> str:
+    kind = "queryAll" if include_deleted else "query"
+    return f"/services/data/v{version}/{kind}/{locator}-{position}"
+
+
+def _split_locator(value: str) -> tuple[str, int]:
+    locator, _, position = value.rpartition("-")
+    if not locator or not position.isdigit() or not ids.is_valid(locator):
+        raise errors.InvalidQueryLocator("invalid query locator")
+    return ids.parse(locator), int(position)
+
+
+def _root_alias(c: compiler.Compiled) -> sa.FromClause:
+    froms = c.select.get_final_froms()
+    node: Any = froms[0]
+    while hasattr(node, "left"):
+        node = node.left
+    return node  # type: ignore[no-any-return]
+
+
+def _order_clauses(order: list[tuple[Any, bool, bool]]) -> list[Any]:
+    out = []
+    for expr, desc, nulls_first in order:
+        clause = expr.desc() if desc else expr.asc()
+        out.append(clause.nulls_first() if nulls_first else clause.nulls_last())
+    return out
+
+
+def keyset_after(order: list[tuple[Any, bool, bool]], key: Sequence[Any]) -> Any:
+    """Rows strictly after ``key`` in the ORDER BY (NULLS FIRST/LAST respected)."""
+    alternatives = []
+    for i, (expr, desc, nulls_first) in enumerate(order):
+        equal_before = [_equal(e, key[j]) for j, (e, _d, _n) in enumerate(order[:i])]
+        later = _later(expr, desc, nulls_first, key[i])
+        if later is not None:
+            alternatives.append(sa.and_(*equal_before, later))
+    return sa.or_(*alternatives) if alternatives else sa.false()
+
+
+def _equal(expr: Any, value: Any) -> Any:
+    return expr.is_(None) if value is None else expr == value
+
+
+def _later(expr: Any, desc: bool, nulls_first: bool, value: Any) -> Any:
+    if value is None:
+        return expr.is_not(None) if nulls_first else None
+    beyond = expr < value if desc else expr > value
+    return sa.or_(beyond, expr.is_(None)) if not nulls_first else beyond
+
+
+def encode_key(values: Sequence[Any]) -> str:
+    def enc(v: Any) -> Any:
+        if isinstance(v, datetime):
+            return {"dt": v.isoformat()}
+        if isinstance(v, date):
+            return {"d": v.isoformat()}
+        if isinstance(v, Decimal):
+            return {"n": str(v)}
+        return v
+
+    return json.dumps([enc(v) for v in values])
+
+
+def decode_key(text: str) -> list[Any]:
+    def dec(v: Any) -> Any:
+        if isinstance(v, dict):
+            if "dt" in v:
+                return datetime.fromisoformat(v["dt"])
+            if "d" in v:
+                return date.fromisoformat(v["d"])
+            return Decimal(v["n"])
+        return v
+
+    return [dec(v) for v in json.loads(text)]
+
+
+_ = nodes  # re-exported types are used by callers building queries programmatically
