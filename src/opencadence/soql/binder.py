@@ -47,6 +47,8 @@ class Binder:
         self.hops: dict[tuple[int, str, int], bound.Hop] = {}  # (parent, field, via) -> Hop
         self.hop_list: list[bound.Hop] = []
         self.aliases = self._aliases()
+        #: the query's meaning depends on "now" (date literals, SecondsOverdue)
+        self.time_dependent = False
 
     # --- errors -----------------------------------------------------------------------------
 
@@ -151,6 +153,8 @@ class Binder:
             f = self.visible(objs[0].field(name))
             if f is None:
                 self.no_such_column(name, objs[0], pos)
+            if f.formula == "seconds_overdue":
+                self.time_dependent = True
             return bound.Col(hop, f)
         # Polymorphic parent (Target, Owner): Type, or a field every target object has.
         if name.lower() == "type":
@@ -269,7 +273,7 @@ class Binder:
             if target is None:
                 self.fail(errors.InvalidField, when.pos, f"{when.type_name} is not a type of {hop.relationship}")
             branches[target.name] = self._typeof_items(hop, target, when.fields)
-        else_items = None
+        else_items: list[bound.Out] | None = None
         if item.else_fields:
             else_items = [bound.OutField(c.field.name, c) for c in
                           (self._column(hop, hop.targets, p.parts[-1], p.pos) for p in item.else_fields)]
@@ -296,6 +300,7 @@ class Binder:
         if sub.alias:
             child.aliases[sub.alias.lower()] = ""
         bq = child.bind()
+        self.time_dependent |= child.time_dependent
         fk = child_obj.field(rel.field)
         assert fk is not None
         return bound.OutChildren(rel.relationship_name, bq, fk)

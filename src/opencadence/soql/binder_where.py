@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from opencadence import errors, ids
 from opencadence.soql import bound, dates, nodes
@@ -133,7 +133,7 @@ def _number(value: int | Decimal) -> int | float:
     return value if isinstance(value, int) else float(value)
 
 
-def _type_error(b: Binder, value: nodes.Value, name: str, type_name: str, *, quoted: bool) -> None:
+def _type_error(b: Binder, value: nodes.Value, name: str, type_name: str, *, quoted: bool) -> NoReturn:
     quotes = "should be enclosed in quotes" if quoted else "should not be enclosed in quotes"
     b.fail(errors.InvalidField, value.pos,
            f"value of filter criterion for field '{name}' must be of type {type_name} and {quotes}")
@@ -142,7 +142,6 @@ def _type_error(b: Binder, value: nodes.Value, name: str, type_name: str, *, quo
 def _id_literal(b: Binder, expr: bound.Expr, value: nodes.Value) -> str:
     if not isinstance(value, nodes.String):
         _type_error(b, value, _field_name(expr), "id", quoted=True)
-        raise AssertionError  # unreachable: _type_error raises
     try:
         return ids.parse(value.value)
     except errors.MalformedId:
@@ -167,6 +166,7 @@ def _date_literal(b: Binder, value: nodes.Value, name: str) -> Any:
 
 
 def _literal_dates(b: Binder, value: nodes.DateLiteral) -> tuple[date, date]:
+    b.time_dependent = True
     now = b.ctx.now if b.ctx.now.tzinfo else b.ctx.now.replace(tzinfo=timezone.utc)
     try:
         return dates.literal_range(value.name, value.n, now, b.ctx.time_zone)
@@ -266,6 +266,7 @@ def _semi_join(b: Binder, cond: nodes.In, st: _State, top: bool) -> bound.Cond:
         b.fail(errors.MalformedQuery, sub.pos, "Semi join sub-selects do not support ORDER BY, LIMIT or OFFSET")
     inner = _Binder(b.ctx, sub, obj)
     bq = inner.bind()
+    b.time_dependent |= inner.time_dependent
     fields = bq.fields()
     if len(bq.items) != 1 or len(fields) != 1 or not isinstance(fields[0].expr, bound.Col) \
             or fields[0].expr.hop is not None or fields[0].expr.field.type not in ("id", "reference"):

@@ -10,6 +10,7 @@ identically on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Sequence
@@ -35,6 +36,7 @@ class Compiled:
     id_label: str | None
     count: sa.Select[Any]
     extra_indexes: dict[int, int] = field(default_factory=dict)
+    plan: Any = None  # the ShapePlan, built on first use and reused with the compiled query
 
 
 class Compiler:
@@ -120,7 +122,8 @@ class Compiler:
         if name == "COUNT_DISTINCT":
             return sa.func.count(sa.distinct(arg))
         if name in ("SUM", "AVG", "MIN", "MAX"):
-            return getattr(sa.func, name.lower())(arg)
+            aggregate: Col = getattr(sa.func, name.lower())(arg)
+            return aggregate
         if name in ("toLabel", "FORMAT", "convertCurrency", "convertTimezone"):
             return arg  # values are mapped after the query (labels, formatting)
         ftype = _arg_type(fn.arg)
@@ -152,7 +155,7 @@ class Compiler:
         if c.value is None:
             return col.is_(None) if c.op == "=" else col.is_not(None)
         if self._is_text(c.expr):
-            return constructs.ci_compare(col, c.op, c.value)
+            return constructs.ci_compare(col, c.op, str(c.value))
         return _compare(col, c.op, c.value)
 
     def _cond_InRange(self, c: bound.InRange) -> Col:
@@ -173,7 +176,7 @@ class Compiler:
         has_null = len(values) != len(c.values)
         parts: list[Col] = []
         if values:
-            parts.append(constructs.ci_in(col, values, False) if self._is_text(c.expr) else col.in_(values))
+            parts.append(constructs.ci_in(col, [str(v) for v in values], False) if self._is_text(c.expr) else col.in_(values))
         parts += [sa.and_(col >= start, col < end) for start, end in c.ranges]
         if has_null:
             parts.append(col.is_(None))
@@ -271,9 +274,8 @@ class Compiler:
             key = _order_label(bq, o, outs)
             if key is None:
                 continue
-            col = sub.c[key]
-            col = col.desc() if o.descending else col.asc()
-            select = select.order_by(col.nulls_first() if o.nulls_first else col.nulls_last())
+            ordered = sub.c[key].desc() if o.descending else sub.c[key].asc()
+            select = select.order_by(ordered.nulls_first() if o.nulls_first else ordered.nulls_last())
         if bq.limit is not None:
             select = select.limit(bq.limit)
         if bq.offset:
@@ -341,11 +343,12 @@ def _escape(value: str) -> str:
 
 
 def _compare(col: Col, op: str, value: Any) -> Col:
-    if op == "=":
-        return col == value
     if op == "!=":
-        return sa.or_(col != value, col.is_(None))
-    return {"<": col < value, "<=": col <= value, ">": col > value, ">=": col >= value}[op]
+        return sa.or_(col != value, col.is_(None))  # Salesforce's != also matches nulls
+    ops: dict[str, Callable[[Any, Any], Col]] = {
+        "=": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    }
+    return ops[op](col, value)
 
 
 def _arg_type(e: bound.Expr | None) -> str:

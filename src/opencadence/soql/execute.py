@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -42,9 +44,13 @@ class Caller:
 class QueryService:
     """SOQL over one Store."""
 
-    def __init__(self, store: records.Store) -> None:
+    def __init__(self, store: records.Store, *, cache_size: int = 512) -> None:
         self.store = store
         self.meta = store.meta
+        self._cache: OrderedDict[tuple[Any, ...], compiler.Compiled] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self._saves = 0
 
     # --- public API --------------------------------------------------------------------------
 
@@ -92,6 +98,26 @@ class QueryService:
     # --- compile ----------------------------------------------------------------------------
 
     def _compile(self, text: str, caller: Caller, version: str, include_deleted: bool, now: datetime) -> compiler.Compiled:
+        """Compile, or reuse the compiled form of the same text for the same caller and version.
+
+        Queries whose meaning depends on the current time (date literals, SecondsOverdue) are
+        compiled afresh each time, since "now" is baked into their statement.
+        """
+        key = (text, caller.user_id, caller.time_zone, version, include_deleted)
+        with self._lock:
+            found = self._cache.get(key)
+            if found is not None:
+                self._cache.move_to_end(key)
+                return found
+        compiled = self._compile_new(text, caller, version, include_deleted, now)
+        if not compiled.bq.extra.get("time_dependent"):
+            with self._lock:
+                self._cache[key] = compiled
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return compiled
+
+    def _compile_new(self, text: str, caller: Caller, version: str, include_deleted: bool, now: datetime) -> compiler.Compiled:
         tree = parse(text)
         ctx = binder.Context(
             registry=self.store.registry, version=version, user_id=caller.user_id,
@@ -101,8 +127,10 @@ class QueryService:
         if obj is None or not obj.supports("query") or not obj_visible(obj, version):
             self.store.registry.object(f"{tree.sobject.dotted}")  # INVALID_TYPE
             raise errors.InvalidType(f"sObject type '{tree.sobject.dotted}' is not supported.")
-        bq = binder.Binder(ctx, tree, obj).bind()
+        bnd = binder.Binder(ctx, tree, obj)
+        bq = bnd.bind()
         bq.include_deleted = include_deleted
+        bq.extra["time_dependent"] = bnd.time_dependent
         return compiler.Compiler(self.store.registry, self.meta, now, caller.time_zone).compile(bq)
 
     # --- pages ------------------------------------------------------------------------------
@@ -150,8 +178,9 @@ class QueryService:
         rows = conn.execute(stmt).all() if want > 0 else []
         more = len(rows) > want and (bq.limit is None or position + want < bq.limit)
         rows = rows[:want]
-        plan = shape.ShapePlan(bq, self.store.registry, version, int(c.id_label[1:]) if c.id_label else None)
-        recs = [plan.record(r) for r in rows]
+        plan = c.plan or shape.ShapePlan(bq, self.store.registry, version, int(c.id_label[1:]) if c.id_label else None)
+        c.plan = plan
+        recs = plan.records(rows)
         self._children(conn, bq, rows, recs, plan, version)
         total = position + len(recs)
         if more and after is None:
@@ -216,7 +245,9 @@ class QueryService:
             ))
             tx.conn.execute(self.meta.tables[schema.CURSOR_PAGES].insert().values(
                 locator=locator, position=position, after_key=encode_key(after)))
-            self._prune(tx.conn, now)
+            self._saves += 1
+            if self._saves % 100 == 1:  # expired locators are swept now and then, not per query
+                self._prune(tx.conn, now)
         return locator
 
     def _save_page(self, locator: str, position: int, after: list[Any]) -> None:

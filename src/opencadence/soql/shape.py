@@ -57,6 +57,13 @@ class ShapePlan:
         self.id_index = id_index
         self.root_type = bq.obj.name
         self.shape_items = self._compile_items(bq.items)
+        # Flat records (plain fields only, in column order) take a fast path: one zip per row.
+        outs = bq.items
+        self.flat_keys: tuple[str, ...] | None = None
+        if all(isinstance(o, bound.OutField) and _post_processor(o) is None for o in outs) and [
+            o.index for o in outs if isinstance(o, bound.OutField)
+        ] == list(range(len(outs))):
+            self.flat_keys = tuple(o.key for o in outs if isinstance(o, bound.OutField))
 
     def _compile_items(self, items: list[bound.Out]) -> list[Callable[[Row, dict[str, Any]], None]]:
         steps: list[Callable[[Row, dict[str, Any]], None]] = []
@@ -128,9 +135,25 @@ class ShapePlan:
         rec: dict[str, Any] = {"attributes": {"type": self.root_type}}
         if self.id_index is not None:
             rec["attributes"]["url"] = f"{self.base}{self.root_type}/{row[self.id_index]}"
+        if self.flat_keys is not None:
+            rec.update(zip(self.flat_keys, row))
+            return rec
         for step in self.shape_items:
             step(row, rec)
         return rec
+
+    def records(self, rows: Sequence[Row]) -> list[dict[str, Any]]:
+        """Shape a page; the flat case is a tight loop with everything bound locally."""
+        if self.flat_keys is None or self.id_index is None:
+            return [self.record(r) for r in rows]
+        keys, index, kind = self.flat_keys, self.id_index, self.root_type
+        prefix = f"{self.base}{kind}/"
+        out = []
+        for row in rows:
+            rec: dict[str, Any] = {"attributes": {"type": kind, "url": prefix + row[index]}}
+            rec.update(zip(keys, row))
+            out.append(rec)
+        return out
 
     def aggregate_record(self, row: Row) -> dict[str, Any]:
         rec: dict[str, Any] = {"attributes": {"type": "AggregateResult"}}
