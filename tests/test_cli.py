@@ -38,3 +38,19 @@ def test_demo_creates_then_upgrades_the_database(tmp_path: Path) -> None:
     assert json.loads(first.stdout)["name"] == "ActionCadenceStepTracker"
     again = _run("init", "--database", f"sqlite:///{tmp_path / 'opencadence.db'}")
     assert again.returncode == 0 and "0 change(s) applied" in again.stderr
+
+
+def test_query_prints_table_json_csv_and_errors(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'q.db'}"
+    out = _run("query", "SELECT Id, Username, IsActive FROM User", "--database", db)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["Id", "Username", "IsActive"]
+    assert "autoproc@opencadence.local" in out.stdout and lines[-1] == "(1 record)"
+    as_json = json.loads(_run("query", "SELECT Name FROM Organization", "--database", db, "--format", "json").stdout)
+    assert as_json["totalSize"] == 1 and as_json["records"][0]["Name"] == "opencadence"
+    as_csv = _run("query", "SELECT COUNT() FROM Contact", "--database", db, "--format", "csv")
+    assert as_csv.returncode == 0
+    bad = _run("query", "SELECT Id FROM ActionCadenceStepTracker WHERE StepType=\"Completed\"", "--database", db)
+    assert bad.returncode == 1 and bad.stderr.startswith("MALFORMED_QUERY:")
+    assert "ERROR at Row:1:Column:" in bad.stderr
