@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from opencadence import errors
 from opencadence.metadata import describe, registry
@@ -57,6 +57,60 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _org(database: str | None, clock: Any = None) -> Any:
+    from opencadence.org import Org
+
+    eng = engines.create_engine(database)
+    reg = registry.default_registry()
+    migrate.upgrade(eng, reg)
+    return Org(records.Store(eng, reg, clock))
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """Manage users and their credentials."""
+    org = _org(args.database)
+    if args.action == "create":
+        if not args.username or not args.password:
+            print("users create needs --username and --password", file=sys.stderr)
+            return 2
+        user_id, token = org.accounts.create_user(args.username, args.password, admin=args.admin, time_zone=args.time_zone)
+        print(f"created user {args.username} ({user_id}); security token: {token}")
+    elif args.action == "list":
+        for u in org.accounts.list_users():
+            flags = ("admin " if u["is_admin"] else "") + ("active" if u["IsActive"] else "inactive")
+            print(f"{u['Id']}  {u['Username']}  {u['TimeZoneSidKey']}  {flags}")
+    else:
+        org.accounts.set_active(args.username, args.action == "activate")
+        print(f"{args.username} {args.action}d")
+    return 0
+
+
+def cmd_apps(args: argparse.Namespace) -> int:
+    """Create a connected app (client-credentials flow runs as --run-as)."""
+    org = _org(args.database)
+    key, secret = org.accounts.create_app(args.name, args.run_as)
+    print(f"consumer key:    {key}\nconsumer secret: {secret}")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a fresh access token for a user (for scripts)."""
+    org = _org(args.database)
+    user = org.accounts.find_user(args.username)
+    if user is None:
+        print(f"INVALID_LOGIN: no user {args.username}", file=sys.stderr)
+        return 1
+    print(org.accounts.open_session(user["Id"], client="cli"))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the REST/OAuth/SOAP API with uvicorn."""
+    from opencadence.api import server
+
+    return server.serve(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Create/upgrade the embedded database and print the seed object's describe."""
     cmd_init(args)
@@ -87,6 +141,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--all", action="store_true", help="queryAll: include deleted records")
     p.add_argument("--version", default=describe.LATEST_VERSION, help="API version, e.g. 59.0")
+    db_help = "database URL (as for init)"
+    p = add("users", cmd_users, "create, list, activate or deactivate users")
+    p.add_argument("action", choices=("create", "list", "activate", "deactivate"))
+    p.add_argument("--username")
+    p.add_argument("--password")
+    p.add_argument("--admin", action="store_true", help="sees and changes everything (View All Data)")
+    p.add_argument("--time-zone", default="GMT", help="TimeZoneSidKey, e.g. America/Los_Angeles")
+    p.add_argument("--database", default=None, help=db_help)
+    p = add("apps", cmd_apps, "create a connected app (OAuth client credentials)")
+    p.add_argument("create", choices=("create",))
+    p.add_argument("--name", required=True)
+    p.add_argument("--run-as", required=True, help="username the client-credentials flow acts as")
+    p.add_argument("--database", default=None, help=db_help)
+    p = add("token", cmd_token, "print a fresh access token for a user")
+    p.add_argument("--username", required=True)
+    p.add_argument("--database", default=None, help=db_help)
+    p = add("serve", cmd_serve, "serve the Salesforce-shaped API")
+    p.add_argument("--database", default=None, help=db_help)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8443)
+    p.add_argument("--tls", action="store_true", help="HTTPS with a generated self-signed certificate")
+    p.add_argument("--cert-dir", default=".opencadence-tls", help="where --tls writes cert.pem/key.pem")
+    p.add_argument("--clock", choices=("system", "manual"), default="system",
+                   help="manual: tests and demos move time with POST /_opencadence/clock")
+    p.add_argument("--no-worker", action="store_true", help="do not run cadence workers in the server")
     p = add("describe", cmd_describe, "print an object's describe (Salesforce JSON)")
     p.add_argument("object", nargs="?", help="sObject API name; omit for describeGlobal")
     p.add_argument("--version", default=describe.LATEST_VERSION, help="API version, e.g. 59.0")

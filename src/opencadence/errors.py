@@ -129,6 +129,48 @@ class StaleTransition(OpenCadenceError):
     http_status = 409
 
 
+# --- authentication -----------------------------------------------------------------------
+
+
+class InvalidSession(OpenCadenceError):
+    """Session expired or invalid"""
+
+    error_code = "INVALID_SESSION_ID"
+    http_status = 401
+
+
+class LoginFailed(OpenCadenceError):
+    """authentication failure"""
+
+    error_code = "INVALID_LOGIN"
+    http_status = 400
+
+    def __init__(self, message: str | None = None, *, oauth_error: str = "invalid_grant") -> None:
+        super().__init__(message)
+        self.oauth_error = oauth_error
+
+
+class InsufficientAccess(OpenCadenceError):
+    """insufficient access rights on object id"""
+
+    error_code = "INSUFFICIENT_ACCESS_OR_READONLY"
+    http_status = 403
+
+
+class MethodNotAllowed(OpenCadenceError):
+    """HTTP Method not allowed for this resource"""
+
+    error_code = "METHOD_NOT_ALLOWED"
+    http_status = 405
+
+
+class JsonParserError(OpenCadenceError):
+    """The request body could not be parsed as JSON."""
+
+    error_code = "JSON_PARSER_ERROR"
+    http_status = 400
+
+
 # --- ids and lookups ----------------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from opencadence import errors, ids
 from opencadence.cadence import engine, model
 from opencadence.storage import engine as engines
+from opencadence.metadata import model as model_
 from opencadence.storage import events, records, schema, values
 
 BUILDER = ("ActionCadenceStep", "ActionCadenceRule", "ActionCadenceRuleCondition",
@@ -53,6 +54,27 @@ class Config:
     #: Task.CallDisposition -> call-result category (CallMeaningfulConnect ...)
     call_dispositions: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_DISPOSITIONS))
     batch_size: int = 500
+
+
+def _memo(proc: Any) -> Any:
+    """A bind processor that remembers its last results: a batch repeats the same instants."""
+    if proc is None:
+        return None
+    seen: dict[Any, Any] = {}
+
+    def process(value: Any) -> Any:
+        out = seen.get(value, seen)
+        if out is seen:
+            if len(seen) > 1024:
+                seen.clear()
+            out = seen[value] = proc(value)
+        return out
+    return process
+
+
+def _dicts(result: Any) -> list[dict[str, Any]]:
+    keys = list(result.keys())
+    return [dict(zip(keys, row)) for row in result]
 
 
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -104,6 +126,8 @@ class CadenceStore:
         self.config = config or Config()
         self.run = store.meta.tables[schema.CADENCE_RUN]
         self._stmts: dict[Any, Any] = {}
+        self._formatted: dict[datetime, str] = {}
+        self._compiled: dict[Any, tuple[str, tuple[str, ...], tuple[Any, ...], bool]] = {}
 
     def table(self, name: str) -> sa.Table:
         return self.store.meta.tables[name]
@@ -162,9 +186,9 @@ class CadenceStore:
         trackers: dict[str, dict[str, Any]] = {}
         runs: dict[str, engine.Run] = {}
         for part in _chunks(list(tracker_ids)):
-            for row in conn.execute(sa.select(tr).where(tr.c.Id.in_(part),
-                                                        tr.c.IsDeleted == sa.false())).mappings():
-                trackers[row["Id"]] = dict(row)
+            for row in _dicts(conn.execute(sa.select(tr).where(tr.c.Id.in_(part),
+                                                               tr.c.IsDeleted == sa.false()))):
+                trackers[row["Id"]] = row
             for r in conn.execute(sa.select(self.run).where(self.run.c.tracker_id.in_(part))):
                 runs[r.tracker_id] = engine.Run(
                     r.tracker_id, r.due_at, r.call_outcome,
@@ -173,8 +197,8 @@ class CadenceStore:
         current = [t["CurrentStepId"] for t in trackers.values() if t["CurrentStepId"]]
         steps: dict[str, dict[str, Any]] = {}
         for part in _chunks(current):
-            for row in conn.execute(sa.select(st).where(st.c.Id.in_(part))).mappings():
-                steps[row["Id"]] = dict(row)
+            for row in _dicts(conn.execute(sa.select(st).where(st.c.Id.in_(part)))):
+                steps[row["Id"]] = row
         for cid in {t["ActionCadenceId"] for t in trackers.values()}:
             loaded.cadence(cid)
         loaded.zones(t["OwnerId"] for t in trackers.values())
@@ -260,7 +284,7 @@ class CadenceStore:
                     self._queue_update(tx, trans, op, refs, now, updates)
             pending.rows += trans.rows
         for obj, rows in inserts.items():
-            tx.conn.execute(self.table(obj).insert(), rows)
+            self._executemany(tx.conn, self._insert_stmt(obj), rows)
         for key, params in updates.items():
             self._run_update(tx.conn, key, params)
         self._apply_run(tx.conn, decisions, ref_ids)
@@ -275,7 +299,10 @@ class CadenceStore:
                     now: datetime) -> dict[str, Any]:
         plan = self.store.plan(self.store.registry.object(op.object), True)
         row = dict(plan.defaults)
-        row.update({k: self._resolve(v, refs) for k, v in op.fields.items()})
+        row.update(op.fields)
+        for k, v in op.fields.items():
+            if isinstance(v, engine.Ref):
+                row[k] = refs[v.key]
         row.update(Id=refs[op.key.key], IsDeleted=False, CreatedDate=now, CreatedById=tx.user_id,
                    LastModifiedDate=now, LastModifiedById=tx.user_id, SystemModstamp=now)
         return row
@@ -299,14 +326,25 @@ class CadenceStore:
         params.update({f"e_{k}": v for k, v in expect.items() if v is not None})
         params.update(p_id=record_id, p_now=now, p_user=tx.user_id)
         updates.setdefault(key, []).append(params)
-        body = {k: events.body_value(obj.by_name[k.lower()], v) for k, v in changes.items()}
-        body["LastModifiedDate"] = values.format_event_datetime(now)
+        body = {k: self._body_value(obj, k, v) for k, v in changes.items()}
+        body["LastModifiedDate"] = self._body_value(obj, "LastModifiedDate", now)
         changed = list(changes) + ["LastModifiedDate"]
         if op.modified_by is not None and op.modified_by != tx.user_id:
             body["LastModifiedById"] = tx.user_id
             changed.append("LastModifiedById")
         nulled = [k for k, v in changes.items() if v is None]
         trans.add(obj, "UPDATE", record_id, body, changed=changed, nulled=nulled)
+
+    def _body_value(self, obj: model_.ObjectDef, name: str, value: Any) -> Any:
+        """A change-event value; formatted datetimes are remembered (a batch repeats ``now``)."""
+        if isinstance(value, datetime):
+            text = self._formatted.get(value)
+            if text is None:
+                if len(self._formatted) > 4096:
+                    self._formatted.clear()
+                text = self._formatted[value] = values.format_event_datetime(value)
+            return text
+        return events.body_value(obj.by_name[name.lower()], value)
 
     def _update_stmt(self, key: Any) -> Any:
         stmt = self._stmts.get(key)
@@ -324,10 +362,38 @@ class CadenceStore:
         return stmt
 
     def _run_update(self, conn: sa.Connection, key: Any, params: list[dict[str, Any]]) -> None:
-        result = conn.execute(self._update_stmt(key), params)
-        if result.rowcount != len(params):
+        count = self._executemany(conn, self._update_stmt(key), params)
+        if count != len(params):
             raise errors.StaleTransition(
-                f"{key[0]}: {len(params) - result.rowcount} record(s) changed concurrently")
+                f"{key[0]}: {len(params) - count} record(s) changed concurrently")
+
+    def _insert_stmt(self, obj: str) -> Any:
+        stmt = self._stmts.get(obj)
+        if stmt is None:
+            table = self.table(obj)
+            stmt = self._stmts[obj] = table.insert().values(
+                {c.name: sa.bindparam(c.name, type_=c.type) for c in table.columns})
+        return stmt
+
+    def _executemany(self, conn: sa.Connection, stmt: Any, params: list[dict[str, Any]]) -> int:
+        """Run ``stmt`` once per parameter dict with the driver's executemany; returns the
+        rows affected. The statement is compiled once per dialect and values go through the
+        column types' bind processors, skipping SQLAlchemy's per-row parameter handling
+        (the runtime's hot path)."""
+        key = (id(stmt), conn.dialect.name)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            c = stmt.compile(dialect=conn.dialect)
+            positional = c.positiontup is not None
+            names = tuple(c.positiontup if positional else c.binds)
+            procs = tuple(_memo(c.binds[n].type._cached_bind_processor(conn.dialect))
+                          for n in names)
+            compiled = self._compiled[key] = (c.string, names, procs, positional)
+        sql, names, procs, positional = compiled
+        tuples = [tuple(v if p is None or v is None else p(v)
+                        for p, v in zip(procs, [d.get(n) for n in names])) for d in params]
+        rows: Any = tuples if positional else [dict(zip(names, t)) for t in tuples]
+        return int(conn.exec_driver_sql(sql, rows).rowcount)
 
     def _apply_run(self, conn: sa.Connection, decisions: Sequence[engine.Decision],
                    ref_ids: Sequence[Mapping[str, str]]) -> None:

@@ -66,11 +66,15 @@ def _root_problems(cadence: model.Cadence) -> list[Problem]:
 
 def _step_problems(cadence: model.Cadence, step: model.Step) -> list[Problem]:
     out: list[Problem] = []
-    say = lambda message: out.append(Problem(step.name, message))  # noqa: E731
+
+    def say(message: str) -> None:
+        out.append(Problem(step.name, message))
+
     if step.type != "Root":
         if not step.parent_name:
             say("ParentStepName is empty (only the Root step has no parent)")
-        elif cadence.step(step.parent_name) is None:
+        elif cadence.steps.get(step.parent_name) is None:
+            # a Retired parent is fine: its parent's GoToStepName leads past it
             say(f"ParentStepName '{step.parent_name}' names no step of the cadence")
     kids = cadence.children.get(step.name, ())
     if step.type not in model.BRANCH_TYPES and len(kids) > 1:
@@ -106,7 +110,10 @@ def _daisy_chain_problems(
 
 def _branch_problems(cadence: model.Cadence, step: model.Step) -> list[Problem]:
     out: list[Problem] = []
-    say = lambda message: out.append(Problem(step.name, message))  # noqa: E731
+
+    def say(message: str) -> None:
+        out.append(Problem(step.name, message))
+
     if not step.branch_default:
         say("a branch step needs a BranchDefaultStepName")
     elif cadence.step(step.branch_default) is None:

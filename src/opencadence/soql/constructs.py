@@ -5,7 +5,7 @@ Text comparison (soql.md A.5, A.9)
     lowercase function: ``lower()`` on PostgreSQL (Unicode-aware in any UTF-8 locale such as
     C.UTF-8 or en_US.UTF-8; a database created with LC_CTYPE=C would only fold ASCII) and
     ``oc_lower()`` on SQLite, a deterministic Python function registered on every connection
-    (``register_sqlite_functions``) because SQLite's own ``lower()`` folds ASCII only. ``oc_lower``
+    (``storage.sqlite_functions``) because SQLite's own ``lower()`` folds ASCII only. ``oc_lower``
     maps one character at a time, like PostgreSQL's libc ``lower()`` (so no final-sigma rule,
     and 'İ' → 'i'), which keeps the two databases in agreement. Ordering comparisons and sort
     keys compare the lowered text by code point on both (``COLLATE "C"`` on PostgreSQL; SQLite's
@@ -47,6 +47,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from opencadence.soql import dates
 
 # The twins are generated from the Python formulas' own field lists so the two cannot drift.
+from opencadence.storage import sqlite_functions
 from opencadence.storage.formulas import _CALL_OUTCOMES, _RATES, FORMULAS
 
 Col = sa.ColumnElement[Any]
@@ -55,36 +56,9 @@ ColumnLookup = Callable[[str], Col]
 # --- SQLite functions ----------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4096)
-def _lower_char(ch: str) -> str:
-    # Full lowercase mappings with more than one character (only 'İ' → 'i̇') keep their first
-    # character, which is the simple mapping PostgreSQL's per-character lower() uses.
-    return ch.lower()[:1] or ch
-
-
-def simple_lower(text: str) -> str:
-    """Per-character Unicode lowercase, as PostgreSQL's ``lower()`` does it."""
-    if text.isascii():
-        return text.lower()
-    return "".join(_lower_char(ch) for ch in text)
-
-
-def _sqlite_lower(value: Any) -> Any:
-    return simple_lower(value) if isinstance(value, str) else value
-
-
-def _sqlite_to_local(value: Any, tz: Any) -> str | None:
-    """A stored naive-UTC dateTime ('YYYY-MM-DD HH:MM:SS.ffffff') as local time in ``tz``."""
-    if value is None or tz is None:
-        return None
-    utc = datetime.fromisoformat(str(value)).replace(tzinfo=timezone.utc)
-    return utc.astimezone(dates.zone(str(tz))).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def register_sqlite_functions(dbapi_conn: Any) -> None:
-    """Register the SQL functions these constructs emit on a new sqlite3 connection."""
-    dbapi_conn.create_function("oc_lower", 1, _sqlite_lower, deterministic=True)
-    dbapi_conn.create_function("oc_to_local", 2, _sqlite_to_local, deterministic=True)
+# The SQLite functions these constructs emit (oc_lower, oc_to_local) live in storage, which
+# registers them on every new connection.
+simple_lower = sqlite_functions.simple_lower
 
 
 # --- small helpers -------------------------------------------------------------------------
@@ -97,6 +71,26 @@ def _int(n: int) -> Col:
 
 def _dbl(n: int) -> Col:
     return sa.cast(_int(n), sa.Double())
+
+
+class _IntDiv(FunctionElement[int]):
+    """Integer division truncating toward zero (both databases divide integers that way)."""
+
+    type = sa.BigInteger()
+    name = "int_div"
+    inherit_cache = True
+
+
+@compiles(_IntDiv)
+def _int_div(element: _IntDiv, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLAlchemy's // turns into FLOOR(a / b) unless it knows both sides are integers
+    numerator, denominator = _args(element, compiler, **kw)
+    return f"(({numerator}) / ({denominator}))"
+
+
+def _div(numerator: Col, denominator: Col) -> Col:
+    """``numerator / denominator`` on integer operands."""
+    return _IntDiv(numerator, denominator)
 
 
 def _args(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> list[str]:
@@ -290,11 +284,42 @@ def _day_only_pg(element: _DayOnly, compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(_DayOnly, "sqlite")
 def _day_only_sqlite(element: _DayOnly, compiler: SQLCompiler, **kw: Any) -> str:
-    return "date(%s)" % compiler.process(element.clauses, **kw)
+    return "date(%s)" % _sqlite_whole_seconds(compiler.process(element.clauses, **kw))
+
+
+class _Part(FunctionElement[int]):
+    """An integer field of a date/dateTime; arguments: expr, inline field name."""
+
+    type = sa.Integer()
+    name = "date_part"
+    inherit_cache = True
+
+
+#: strftime formats of the fields _Part extracts (dow: 0 = Sunday, as in PostgreSQL)
+_STRFTIME = {"year": "%Y", "month": "%m", "day": "%d", "dow": "%w", "doy": "%j", "hour": "%H"}
+
+
+@compiles(_Part)
+def _part_pg(element: _Part, compiler: SQLCompiler, **kw: Any) -> str:
+    value, field = _args(element, compiler, **kw)
+    return f"CAST(EXTRACT({field} FROM {value}) AS INTEGER)"
+
+
+@compiles(_Part, "sqlite")
+def _part_sqlite(element: _Part, compiler: SQLCompiler, **kw: Any) -> str:
+    value, field = _args(element, compiler, **kw)
+    return f"CAST(strftime('{_STRFTIME[field]}', {_sqlite_whole_seconds(value)}) AS INTEGER)"
+
+
+def _sqlite_whole_seconds(value: str) -> str:
+    # SQLite rounds fractional seconds to milliseconds before computing a date, so
+    # 23:59:59.9999 would count as the next day; SQLAlchemy's stored text without the
+    # fraction ('YYYY-MM-DD HH:MM:SS', or a whole 'YYYY-MM-DD' date) has no such rounding.
+    return f"substr({value}, 1, 19)"
 
 
 def _part(field: str, expr: Col) -> Col:
-    return sa.cast(sa.extract(field, expr), sa.Integer())
+    return _Part(expr, sa.literal_column(field))
 
 
 def _fiscal_month(month: Col, start: int) -> Col:
@@ -311,21 +336,21 @@ def _fiscal_year(expr: Col, start: int, name_from_start: bool) -> Col:
 
 
 def _week_of(day_number: Col) -> Col:
-    return (day_number - _int(1)) // _int(7) + _int(1)
+    return _div(day_number - _int(1), _int(7)) + _int(1)
 
 
 def _date_part(name: str, local: Col, fiscal_start_month: int, name_from_start: bool) -> Col:
     month = _part("month", local)
     builders: dict[str, Callable[[], Col]] = {
         "CALENDAR_MONTH": lambda: month,
-        "CALENDAR_QUARTER": lambda: (month - _int(1)) // _int(3) + _int(1),
+        "CALENDAR_QUARTER": lambda: _div(month - _int(1), _int(3)) + _int(1),
         "CALENDAR_YEAR": lambda: _part("year", local),
         "DAY_IN_MONTH": lambda: _part("day", local),
         "DAY_IN_WEEK": lambda: _part("dow", local) + _int(1),  # dow: 0 = Sunday on both
         "DAY_IN_YEAR": lambda: _part("doy", local),
         "DAY_ONLY": lambda: _DayOnly(local),
         "FISCAL_MONTH": lambda: _fiscal_month(month, fiscal_start_month),
-        "FISCAL_QUARTER": lambda: (_fiscal_month(month, fiscal_start_month) - _int(1)) // _int(3)
+        "FISCAL_QUARTER": lambda: _div(_fiscal_month(month, fiscal_start_month) - _int(1), _int(3))
         + _int(1),
         "FISCAL_YEAR": lambda: _fiscal_year(local, fiscal_start_month, name_from_start),
         "HOUR_IN_DAY": lambda: _part("hour", local),
@@ -378,20 +403,23 @@ def _seconds_between_pg(element: _SecondsBetween, compiler: SQLCompiler, **kw: A
     return f"(CAST(EXTRACT(EPOCH FROM ({later}) - ({earlier})) * 1000000 AS BIGINT) / 1000000)"
 
 
-def _sqlite_micros(value: str) -> str:
-    # SQLAlchemy stores 'YYYY-MM-DD HH:MM:SS.ffffff'; strftime('%s') drops the fraction and
-    # julianday() is a double too coarse for exact microseconds, so the fraction is read
-    # from characters 21-26 (a value without them yields 0).
+def _sqlite_micros(value: Col, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLAlchemy stores 'YYYY-MM-DD HH:MM:SS.ffffff'; julianday() is a double too coarse for
+    # exact microseconds, so whole seconds come from strftime('%s') of the text without the
+    # fraction and the microseconds from characters 21-26 (a value without them yields 0).
+    # The value is compiled once per use so a bound parameter gets a placeholder each time.
+    seconds = _sqlite_whole_seconds(compiler.process(value, **kw))
     return (
-        f"(CAST(strftime('%s', {value}) AS INTEGER) * 1000000"
-        f" + CAST(substr({value}, 21, 6) AS INTEGER))"
+        f"(CAST(strftime('%s', {seconds}) AS INTEGER) * 1000000"
+        f" + CAST(substr({compiler.process(value, **kw)}, 21, 6) AS INTEGER))"
     )
 
 
 @compiles(_SecondsBetween, "sqlite")
 def _seconds_between_sqlite(element: _SecondsBetween, compiler: SQLCompiler, **kw: Any) -> str:
-    later, earlier = _args(element, compiler, **kw)
-    return f"(({_sqlite_micros(later)} - {_sqlite_micros(earlier)}) / 1000000)"
+    later, earlier = element.clauses
+    micros = [_sqlite_micros(v, compiler, **kw) for v in (later, earlier)]
+    return f"(({micros[0]} - {micros[1]}) / 1000000)"
 
 
 def seconds_between(later: Col, earlier: Col) -> Col:
@@ -484,13 +512,13 @@ def _cents(numerator: Col, denominator: Col) -> Col:
     every subtraction being exact by Sterbenz's lemma (each pair is within a factor of 2).
     """
     scaled = sa.cast(numerator, sa.BigInteger()) * _int(20000)
-    q = scaled // denominator
-    k = q // _int(2)
+    q = _div(scaled, denominator)
+    k = _div(q, _int(2))
     v = sa.cast(q, sa.Double()) / _dbl(200)
     err: Col = ((sa.cast(q, sa.Double()) - _dbl(128) * v) - _dbl(64) * v) - _dbl(8) * v
     return sa.case(
         (sa.or_(scaled % denominator != _int(0), q % _int(2) == _int(0)),
-         (scaled + denominator) // (_int(2) * denominator)),
+         _div(scaled + denominator, _int(2) * denominator)),
         (q % _int(25) == _int(0), k + k % _int(2)),
         (err < _dbl(0), k + _int(1)),
         else_=k,
@@ -504,7 +532,8 @@ def _percent(numerator: Col, denominator: Col) -> Col:
         sa.and_(numerator > _int(0), denominator < _int(0)),
     )
     sign = sa.case((negative, _int(-1)), else_=_int(1))
-    cents = _cents(sa.func.abs(numerator), sa.func.abs(denominator))
+    magnitude = sa.func.abs(numerator, type_=sa.BigInteger())
+    cents = _cents(magnitude, sa.func.abs(denominator, type_=sa.BigInteger()))
     value = sa.cast(sign * cents, sa.Double()) / _dbl(100)
     empty = sa.or_(denominator.is_(None), denominator == _int(0))
     return sa.type_coerce(sa.case((empty, sa.null()), else_=value), sa.Double())

@@ -8,6 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from opencadence.storage import sqlite_functions
+
 #: Execution option marking a connection that will write (SQLite begins it IMMEDIATE).
 WRITE_OPTION = "opencadence_write"
 
@@ -60,11 +62,8 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
-        # SQL functions the SOQL compiler emits (Unicode lower, time zones); imported here
-        # so storage does not import the soql package at module load.
-        from opencadence.soql.constructs import register_sqlite_functions
-
-        register_sqlite_functions(dbapi_conn)
+        # SQL functions the SOQL compiler emits (Unicode lower, time zones)
+        sqlite_functions.register(dbapi_conn)
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:

@@ -41,6 +41,10 @@ CURSOR_PAGES = "oc_query_page"
 #: the workers), last call outcome, listener signals and pause bookkeeping. The unique
 #: target_id is what keeps a target in one cadence at a time. Owned by opencadence.cadence.
 CADENCE_RUN = "oc_cadence_run"
+#: Names of the authentication tables: credentials per user, sessions, connected apps.
+CREDENTIALS = "oc_credential"
+SESSIONS = "oc_session"
+APPS = "oc_connected_app"
 #: PostgreSQL sequence handing out ID blocks.
 ID_SEQUENCE = "oc_id_seq"
 #: Size of an ID block; a transaction takes one block at a time.
@@ -136,6 +140,32 @@ def _bookkeeping_tables(meta: sa.MetaData) -> None:
         sa.Column("locator", sa.String(18), primary_key=True),
         sa.Column("position", sa.Integer(), primary_key=True),
         sa.Column("after_key", sa.Text(), nullable=False),
+    )
+    sa.Table(
+        CREDENTIALS,
+        meta,
+        sa.Column("user_id", sa.String(18), primary_key=True),
+        sa.Column("password_hash", sa.String(255), nullable=False),
+        sa.Column("security_token", sa.String(64), nullable=False),
+        sa.Column("is_admin", sa.Boolean(), nullable=False),
+    )
+    sessions = sa.Table(
+        SESSIONS,
+        meta,
+        sa.Column("token_hash", sa.String(64), primary_key=True),
+        sa.Column("user_id", sa.String(18), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=False),
+        sa.Column("client", sa.String(255), nullable=False),
+    )
+    sa.Index(f"ix_{SESSIONS}_expires_at", sessions.c.expires_at)
+    sa.Table(
+        APPS,
+        meta,
+        sa.Column("consumer_key", sa.String(64), primary_key=True),
+        sa.Column("secret_hash", sa.String(255), nullable=False),
+        sa.Column("name", sa.String(80), nullable=False),
+        sa.Column("run_as_user_id", sa.String(18), nullable=False),
     )
     sa.Table(
         SEQUENCES,

@@ -1,0 +1,81 @@
+"""The ASGI application: REST, OAuth, SOAP login and the test clock control."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from opencadence import errors
+from opencadence.api import errors as api_errors
+from opencadence.api import oauth, rest, versions
+from opencadence.clock import ManualClock
+from opencadence.org import Org
+from opencadence.storage import values
+
+
+async def list_versions(request: Request) -> Response:
+    return rest.json_response(versions.all_versions())
+
+
+def clock_route(clock: ManualClock, settle: Any) -> Route:
+    """POST /_opencadence/clock {"advance": seconds} | {"set": iso}: admins, manual clock only.
+
+    Answers only after ``settle(now)`` processed all work due by the new time, so a client
+    can step through days of cadence deterministically.
+    """
+
+    async def move(request: Request) -> Response:
+        org: Org = request.app.state.org
+        body = await rest.read_json(request)
+
+        def apply() -> dict[str, str]:
+            session = rest.session_of(request, org)
+            if not session.is_admin:
+                raise errors.InsufficientAccess("only an administrator can move the clock")
+            if "advance" in body and isinstance(body["advance"], (int, float)) and not isinstance(body["advance"], bool):
+                if body["advance"] < 0:
+                    raise errors.JsonParserError("advance must be zero or more seconds")
+                now = clock.advance(seconds=float(body["advance"]))
+            elif isinstance(body.get("set"), str):
+                try:
+                    target = values.parse_datetime(body["set"])
+                    now = clock.set(target)
+                except ValueError as exc:
+                    raise errors.JsonParserError(str(exc)) from None
+            else:
+                raise errors.JsonParserError('expected {"advance": seconds} or {"set": "ISO-8601"}')
+            if settle is not None:
+                settle(now)
+            return {"now": values.format_datetime(now)}
+
+        return rest.json_response(await run_in_threadpool(apply))
+
+    return Route("/_opencadence/clock", move, methods=["POST"])
+
+
+def build_app(org: Org, *, manual_clock: ManualClock | None = None, settle: Any = None) -> Starlette:
+    routes = [Route("/services/data", list_versions, methods=["GET"]),
+              Route("/services/data/", list_versions, methods=["GET"])]
+    routes += rest.routes() + oauth.routes()
+    if manual_clock is not None:
+        routes.append(clock_route(manual_clock, settle))
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            errors.OpenCadenceError: api_errors.opencadence_error,
+            404: api_errors.not_found,
+            405: api_errors.method_not_allowed,
+            Exception: api_errors.unexpected,
+        },
+    )
+    app.state.org = org
+    return app
+
+
+_ = HTTPException

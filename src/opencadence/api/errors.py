@@ -1,0 +1,39 @@
+"""Translate the error tree into Salesforce's REST error bodies, in one place."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from opencadence import errors
+from opencadence.api.rest import json_response
+
+log = logging.getLogger("opencadence.api")
+
+
+async def opencadence_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.OpenCadenceError)
+    body = [{"message": exc.message, "errorCode": exc.error_code, "fields": exc.fields}]
+    status = exc.http_status
+    if status >= 500:
+        log.error("request failed: %s %s: %s", request.method, request.url.path, exc.message)
+    return json_response(body, status)
+
+
+async def unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    body = [{"message": "An unexpected error occurred. Please include this ErrorId if you contact "
+             "support: opencadence-internal", "errorCode": "UNKNOWN_EXCEPTION", "fields": []}]
+    return json_response(body, 500)
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    body = [{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND", "fields": []}]
+    return json_response(body, 404)
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> Response:
+    body = [{"message": f"HTTP Method '{request.method}' not allowed. Allowed are GET", "errorCode": "METHOD_NOT_ALLOWED", "fields": []}]
+    return json_response(body, 405)

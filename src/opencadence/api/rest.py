@@ -1,0 +1,185 @@
+"""REST resources under /services/data, shaped as Salesforce's.
+
+Handlers are thin: read the request, call ``Org``, render JSON. Errors raised below are
+translated once, in ``api.errors``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Awaitable, Callable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from opencadence import errors
+from opencadence.api import versions
+from opencadence.org import Org
+from opencadence.storage import accounts
+
+MAX_BODY = 1_000_000  # bytes; Salesforce's REST limit for a record body is far smaller
+Handler = Callable[[Request, Org, accounts.Session, str], Any]
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return Response(body, status_code=status, media_type="application/json;charset=UTF-8")
+
+
+def session_of(request: Request, org: Org) -> accounts.Session:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() not in ("bearer", "oauth") or not token:
+        raise errors.InvalidSession("Session expired or invalid")
+    return org.accounts.session(token.strip())
+
+
+def version_of(request: Request) -> str:
+    return versions.check(request.path_params["version"])
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise errors.JsonParserError(f"The request body is larger than {MAX_BODY} bytes")
+    try:
+        data = json.loads(raw or b"{}")
+    except json.JSONDecodeError as exc:
+        raise errors.JsonParserError(f"Unexpected character in the JSON body: {exc.msg} at [line:{exc.lineno}, column:{exc.colno}]") from None
+    except UnicodeDecodeError:
+        raise errors.JsonParserError("The request body is not UTF-8") from None
+    if not isinstance(data, dict):
+        raise errors.JsonParserError("Cannot deserialize instance of object from a non-object value")
+    return data
+
+
+def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Authenticate, check the version, run the (blocking) handler in a worker thread."""
+
+    async def run(request: Request) -> Response:
+        org: Org = request.app.state.org
+        body = await read_json(request) if request.method in ("POST", "PATCH") else None
+        request.state.body = body
+
+        def call() -> Any:
+            session = session_of(request, org)
+            return handler(request, org, session, version_of(request))
+
+        result = await run_in_threadpool(call)
+        return result if isinstance(result, Response) else json_response(result)
+
+    return run
+
+
+# --- resources ----------------------------------------------------------------------------
+
+
+def resources(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
+    base = f"/services/data/v{version}"
+    return {name: f"{base}/{name}" for name in ("sobjects", "query", "queryAll", "limits", "actions")}
+
+
+def sobjects(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
+    return org.describe_global(version)
+
+
+def sobject(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
+    name = request.path_params["sobject"]
+    if request.method == "POST":
+        record_id = org.create(session, name, request.state.body, version)
+        return json_response({"id": record_id, "success": True, "errors": []}, status=201)
+    return org.basic_info(name, version)
+
+
+def sobject_describe(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
+    return org.describe(request.path_params["sobject"], version)
+
+
+def record(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
+    name, record_id = request.path_params["sobject"], request.path_params["id"]
+    if request.method == "GET":
+        fields = request.query_params.get("fields")
+        names = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
+        return org.retrieve(session, name, record_id, names, version)
+    if request.method == "PATCH":
+        org.update(session, name, record_id, request.state.body, version)
+    else:
+        org.delete(session, name, record_id, version)
+    return Response(status_code=204)
+
+
+def updated(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
+    q = request.query_params
+    return org.updated(request.path_params["sobject"], q.get("start", ""), q.get("end", ""), version)
+
+
+def deleted(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
+    q = request.query_params
+    return org.deleted(request.path_params["sobject"], q.get("start", ""), q.get("end", ""), version)
+
+
+def _batch_size(request: Request) -> int | None:
+    options = request.headers.get("sforce-query-options", "")
+    for part in options.split(","):
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == "batchsize" and value.strip().isdigit():
+            return int(value.strip())
+    return None
+
+
+def _query(include_deleted: bool) -> Handler:
+    def handler(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
+        locator = request.path_params.get("locator")
+        if locator:
+            return org.query_more(session, locator, version)
+        soql = request.query_params.get("q")
+        if not soql:
+            raise errors.MalformedQuery("A query string has to be specified")
+        return org.query(session, soql, version, include_deleted=include_deleted, batch_size=_batch_size(request))
+
+    return handler
+
+
+def limits(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
+    def limit(maximum: int, remaining: int) -> dict[str, int]:
+        return {"Max": maximum, "Remaining": remaining}
+
+    return {
+        "DailyApiRequests": limit(15_000_000, 15_000_000),
+        "DailyBulkApiBatches": limit(15_000, 15_000),
+        "DailyStreamingApiEvents": limit(1_000_000, 1_000_000),
+        "ActiveCadenceTrackers": limit(150_000, 150_000),
+    }
+
+
+def routes() -> list[Route]:
+    v = "/services/data/v{version}"
+    s = f"{v}/sobjects/{{sobject}}"
+    return [
+        Route(f"{v}", endpoint(resources), methods=["GET"]),
+        Route(f"{v}/", endpoint(resources), methods=["GET"]),
+        Route(f"{v}/sobjects", endpoint(sobjects), methods=["GET"]),
+        Route(f"{v}/sobjects/", endpoint(sobjects), methods=["GET"]),
+        Route(f"{s}", endpoint(sobject), methods=["GET", "POST"]),
+        Route(f"{s}/", endpoint(sobject), methods=["GET", "POST"]),
+        Route(f"{s}/describe", endpoint(sobject_describe), methods=["GET"]),
+        Route(f"{s}/describe/", endpoint(sobject_describe), methods=["GET"]),
+        Route(f"{s}/updated", endpoint(updated), methods=["GET"]),
+        Route(f"{s}/updated/", endpoint(updated), methods=["GET"]),
+        Route(f"{s}/deleted", endpoint(deleted), methods=["GET"]),
+        Route(f"{s}/deleted/", endpoint(deleted), methods=["GET"]),
+        Route(f"{s}/{{id}}", endpoint(record), methods=["GET", "PATCH", "DELETE"]),
+        Route(f"{v}/query", endpoint(_query(False)), methods=["GET"]),
+        Route(f"{v}/query/", endpoint(_query(False)), methods=["GET"]),
+        Route(f"{v}/query/{{locator}}", endpoint(_query(False)), methods=["GET"]),
+        Route(f"{v}/queryAll", endpoint(_query(True)), methods=["GET"]),
+        Route(f"{v}/queryAll/", endpoint(_query(True)), methods=["GET"]),
+        Route(f"{v}/queryAll/{{locator}}", endpoint(_query(True)), methods=["GET"]),
+        Route(f"{v}/limits", endpoint(limits), methods=["GET"]),
+        Route(f"{v}/limits/", endpoint(limits), methods=["GET"]),
+    ]
+
+
+_ = JSONResponse  # Starlette's JSONResponse is not used: bodies keep non-ASCII as UTF-8

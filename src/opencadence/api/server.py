@@ -1,0 +1,40 @@
+"""`opencadence serve`: uvicorn around the ASGI app, optional TLS and manual clock."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from opencadence.api import app as api_app
+from opencadence.api import tls
+from opencadence.clock import ManualClock, SystemClock
+from opencadence.metadata import registry
+from opencadence.org import Org
+from opencadence.storage import engine as engines
+from opencadence.storage import migrate, records
+
+
+def make_org(database: str | None, manual: bool) -> tuple[Org, ManualClock | None]:
+    clock = ManualClock(SystemClock().now()) if manual else None
+    eng = engines.create_engine(database)
+    reg = registry.default_registry()
+    migrate.upgrade(eng, reg, clock=clock)
+    return Org(records.Store(eng, reg, clock)), clock
+
+
+def serve(args: argparse.Namespace) -> int:
+    org, clock = make_org(args.database, args.clock == "manual")
+    app = api_app.build_app(org, manual_clock=clock)
+    ssl: dict[str, str] = {}
+    scheme = "http"
+    if args.tls:
+        cert, key = tls.self_signed(Path(args.cert_dir))
+        ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+        scheme = "https"
+        print(f"TLS certificate: {cert.resolve()}  (clients: verify='{cert.resolve()}')", file=sys.stderr)
+    print(f"opencadence API on {scheme}://{args.host}:{args.port}", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **ssl)  # type: ignore[arg-type]
+    return 0

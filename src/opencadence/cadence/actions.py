@@ -1,0 +1,384 @@
+"""The eight Sales Engagement invocable actions, with Salesforce's names, inputs and outputs.
+
+Each action takes a list of input dicts and returns one result per input, in order:
+``{"isSuccess": bool, "outputValues": dict | None, "errors": [{"statusCode", "message"}]}``.
+A bad input fails alone: the others are applied (together, in one transaction; if that
+transaction meets a concurrent change it is redone one input per transaction).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable, Mapping, Sequence
+
+import sqlalchemy as sa
+
+from opencadence import errors, ids
+from opencadence.cadence import engine, model
+from opencadence.cadence import sender as senders
+from opencadence.cadence import store as cstore
+from opencadence.clock import as_utc
+from opencadence.storage import records, values
+
+Input = Mapping[str, Any]
+Result = dict[str, Any]
+Decide = Callable[[engine.Context, model.Cadence, engine.Situation, datetime, Input], engine.Decision]
+
+NAMES = (
+    "assignTargetToSalesCadence", "removeTargetFromSalesCadence", "pauseSalesCadenceTracker",
+    "resumeSalesCadenceTracker", "changeSalesCadenceTargetAssignee",
+    "modifyCadenceTrackerAttributes", "sendSalesCadenceEvent",
+    "selectTemplateForSalesCadenceStepTracker",
+)
+TARGET_PREFIXES = {"003": "Contact", "00Q": "Lead"}
+
+
+def ok(outputs: dict[str, Any] | None = None) -> Result:
+    return {"isSuccess": True, "outputValues": outputs, "errors": []}
+
+
+def failed(exc: errors.OpenCadenceError) -> Result:
+    return {"isSuccess": False, "outputValues": None,
+            "errors": [{"statusCode": exc.error_code, "message": exc.message}]}
+
+
+def _required(inp: Input, name: str) -> Any:
+    value = inp.get(name)
+    if value is None or value == "":
+        raise errors.RequiredFieldMissing(f"Missing required input parameter: {name}")
+    return value
+
+
+def _id(value: Any, name: str, prefixes: Sequence[str]) -> str:
+    try:
+        parsed = ids.parse(value, field=name)
+    except errors.MalformedId:
+        raise errors.InvalidIdField(f"{name}: invalid ID {value!r}") from None
+    if parsed[:3] not in prefixes:
+        raise errors.InvalidIdField(f"{name}: {value} is not an ID of the expected type")
+    return parsed
+
+
+class Actions:
+    """The Sales Engagement actions on one store."""
+
+    def __init__(self, store: records.Store, config: cstore.Config | None = None,
+                 sender: senders.Sender | None = None) -> None:
+        self.store = store
+        self.rt = cstore.CadenceStore(store, config)
+        #: told to unsend the scheduled emails of removed or exited targets, after commit
+        self.sender = sender
+
+    def invoke(self, name: str, inputs: Sequence[Input], user_id: str) -> list[Result]:
+        """Run action ``name`` (one of NAMES) for each input."""
+        if name not in NAMES:
+            raise errors.NotFound(f"No action {name}")
+        method: Callable[[Sequence[Input], str], list[Result]] = getattr(self, name)
+        return method(inputs, user_id)
+
+    def _now(self) -> datetime:
+        return self.store.clock.now().replace(tzinfo=None)
+
+    def _field(self, obj: str, name: str, value: Any) -> Any:
+        """Validate an input against the field's declaration (picklist values, types)."""
+        f = self.store.registry.object(obj).field(name)
+        assert f is not None
+        return None if value is None else values.to_db(f, value)
+
+    # -- assignTargetToSalesCadence ----------------------------------------------------------
+
+    def assignTargetToSalesCadence(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
+        """Enrol targets: a tracker (Initializing -> Running), the Root and the first step."""
+        try:
+            return self._assign(inputs, user_id)
+        except (errors.StaleTransition, sa.exc.IntegrityError):
+            if len(inputs) == 1:
+                return [failed(errors.DuplicateValue("The target is already in a cadence."))]
+            return [r for inp in inputs for r in self._assign([inp], user_id)]
+
+    def _assign(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
+        results: list[Result] = []
+        decisions: list[engine.Decision] = []
+        with self.store.transaction(user_id) as tx:
+            loaded = cstore.Loaded(self.rt, tx.conn)
+            facts = self._assign_facts(tx.conn, inputs, user_id)
+            count = self.rt.active_count(tx.conn)
+            taken: set[str] = set()
+            for inp in inputs:
+                try:
+                    d = self._assign_one(tx.conn, loaded, facts, inp, user_id, count, taken)
+                except errors.OpenCadenceError as exc:
+                    results.append(failed(exc))
+                    continue
+                count += 1
+                decisions.append(d)
+                results.append(ok())
+            self.rt.apply(tx, decisions)
+        return results
+
+    def _assign_facts(self, conn: sa.Connection, inputs: Sequence[Input],
+                      user_id: str) -> dict[str, Any]:
+        """Existence of targets and users, and targets already in a cadence, read at once."""
+        targets = [str(i.get("targetId")) for i in inputs if ids.is_valid(i.get("targetId"))]
+        targets = [ids.parse(t) for t in targets]
+        users = {ids.parse(str(i["userId"])) for i in inputs if ids.is_valid(i.get("userId"))}
+        users.add(user_id)
+        existing: set[str] = set()
+        for obj in ("Contact", "Lead"):
+            t = self.rt.table(obj)
+            for part in cstore._chunks(targets):
+                existing |= set(conn.execute(sa.select(t.c.Id).where(
+                    t.c.Id.in_(part), t.c.IsDeleted == sa.false())).scalars())
+        u = self.rt.table("User")
+        active_users = set(conn.execute(sa.select(u.c.Id).where(
+            u.c.Id.in_(sorted(users)), u.c.IsActive == sa.true())).scalars())
+        return {"targets": existing, "users": active_users,
+                "busy": self.rt.active_tracker_of(conn, targets), "cadences": {}}
+
+    def _assign_one(self, conn: sa.Connection, loaded: cstore.Loaded, facts: dict[str, Any],
+                    inp: Input, user_id: str, count: int, taken: set[str]) -> engine.Decision:
+        name = str(_required(inp, "salesCadenceNameOrId"))
+        target = _id(_required(inp, "targetId"), "targetId", tuple(TARGET_PREFIXES))
+        owner = _id(inp.get("userId") or user_id, "userId", ("005",))
+        if target not in facts["targets"]:
+            raise errors.InvalidCrossReferenceKey(f"targetId: no contact or lead {target}")
+        if owner not in facts["users"]:
+            raise errors.InvalidCrossReferenceKey(f"userId: no active user {owner}")
+        if target in facts["busy"] or target in taken:
+            raise engine.Refused("The target is already assigned to a cadence; a target runs "
+                                 "in one cadence at a time.", "DUPLICATE_VALUE")
+        if count >= self.rt.config.max_active_trackers:
+            raise engine.Refused(f"The org has reached its limit of "
+                                 f"{self.rt.config.max_active_trackers} active cadence "
+                                 "targets.", "LIMIT_EXCEEDED")
+        cadences: dict[str, str | None] = facts["cadences"]
+        if name not in cadences:
+            cadences[name] = self.rt.find_cadence(conn, name)
+        cadence_id = cadences[name]
+        if cadence_id is None:
+            raise errors.InvalidCrossReferenceKey(f"salesCadenceNameOrId: no cadence {name}")
+        related = inp.get("relatedToId")
+        related = _id(related, "relatedToId", ("006",)) if related else None
+        cadence = loaded.cadence(cadence_id)
+        loaded.zones([owner])
+        d = engine.enrol(loaded.context(), cadence, target, owner, self._now(), user_id,
+                         start_step_name=inp.get("startStepNameOrId"), related_to=related)
+        taken.add(target)
+        return d
+
+    # -- actions on a tracker ----------------------------------------------------------------
+
+    def _by_target(self, conn: sa.Connection, inp: Input) -> str:
+        target = _id(_required(inp, "targetId"), "targetId", tuple(TARGET_PREFIXES))
+        tracker = self._target_memo.get(target)
+        if tracker is None:
+            tracker = self.rt.active_tracker_of(conn, [target]).get(target)
+        if not tracker:
+            raise engine.Refused(f"The target {target} isn't assigned to an active cadence.",
+                                 "INVALID_INPUT")
+        return tracker
+
+    def _per_tracker(self, inputs: Sequence[Input], user_id: str,
+                     resolve: Callable[[sa.Connection, Input], str], decide: Decide) -> list[Result]:
+        try:
+            return self._tracker_batch(inputs, user_id, resolve, decide)
+        except errors.StaleTransition as exc:
+            if len(inputs) == 1:
+                return [failed(exc)]
+            return [r for inp in inputs
+                    for r in self._per_tracker([inp], user_id, resolve, decide)]
+
+    def _tracker_batch(self, inputs: Sequence[Input], user_id: str,
+                       resolve: Callable[[sa.Connection, Input], str],
+                       decide: Decide) -> list[Result]:
+        results: list[Result | None] = [None] * len(inputs)
+        later: list[int] = []  # inputs naming a tracker again: applied in a next round
+        with self.store.transaction(user_id) as tx:
+            self._prefetch(tx.conn, inputs)
+            resolved: dict[int, str] = {}
+            for i, inp in enumerate(inputs):
+                try:
+                    tid = resolve(tx.conn, inp)
+                except errors.OpenCadenceError as exc:
+                    results[i] = failed(exc)
+                    continue
+                if tid in resolved.values():
+                    later.append(i)
+                else:
+                    resolved[i] = tid
+            decisions = self._decide_all(tx, resolved, inputs, decide, results)
+            self.rt.apply(tx, decisions)
+        self._unsend(decisions)
+        if later:
+            again = self._per_tracker([inputs[i] for i in later], user_id, resolve, decide)
+            for i, r in zip(later, again):
+                results[i] = r
+        return [r if r is not None else failed(errors.OpenCadenceError()) for r in results]
+
+    def _prefetch(self, conn: sa.Connection, inputs: Sequence[Input]) -> None:
+        """Read the trackers of every targetId and recordId at once (one query each, not one
+        per input)."""
+        def valid(key: str, prefix: str) -> list[str]:
+            out = [ids.parse(i[key]) for i in inputs if ids.is_valid(i.get(key))]
+            return [x for x in out if x[:3] == prefix]
+
+        targets = valid("targetId", "003") + valid("targetId", "00Q")
+        self._target_memo = self.rt.active_tracker_of(conn, targets)
+        self._target_memo.update({t: "" for t in targets if t not in self._target_memo})
+        st = self.rt.table(engine.STEP)
+        steps = valid("recordId", "0cK")
+        self._step_memo = {}
+        for part in cstore._chunks(steps):
+            self._step_memo.update({sid: tid for sid, tid in conn.execute(
+                sa.select(st.c.Id, st.c.ActionCadenceTrackerId).where(st.c.Id.in_(part)))})
+
+    _target_memo: dict[str, str] = {}
+    _step_memo: dict[str, str] = {}
+
+    def _decide_all(self, tx: records.Tx, resolved: Mapping[int, str], inputs: Sequence[Input],
+                    decide: Decide, results: list[Result | None]) -> list[engine.Decision]:
+        self.rt.lock(tx.conn, list(resolved.values()))
+        loaded = cstore.Loaded(self.rt, tx.conn)
+        sits = self.rt.situations(tx.conn, loaded, list(resolved.values()))
+        ctx = loaded.context()
+        decisions = []
+        for i, tid in resolved.items():
+            try:
+                sit = sits.get(tid)
+                if sit is None:
+                    raise errors.NotFound(f"No cadence tracker with Id {tid}")
+                cadence = ctx.cadences[sit.tracker["ActionCadenceId"]]
+                decisions.append(decide(ctx, cadence, sit, self._now(), inputs[i]))
+                results[i] = ok()
+            except errors.OpenCadenceError as exc:
+                results[i] = failed(exc)
+        return decisions
+
+    def _unsend(self, decisions: Sequence[engine.Decision]) -> None:
+        if self.sender is None:
+            return
+        for d in decisions:
+            for effect in d.effects:
+                if isinstance(effect, engine.CancelEmail):
+                    self.sender.cancel(effect.step_tracker_id)
+
+    def removeTargetFromSalesCadence(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
+        """Tracker Complete (ManuallyRemoved); the open step is Cancelled, a scheduled email
+        unsent."""
+        def resolve(conn: sa.Connection, inp: Input) -> str:
+            if inp.get("completionReasonCode", "ManuallyRemoved") != "ManuallyRemoved":
+                raise engine.Refused("completionReasonCode must be ManuallyRemoved.",
+                                     "INVALID_INPUT")
+            if inp.get("actionCadenceTrackerId"):
+                return _id(inp["actionCadenceTrackerId"], "actionCadenceTrackerId", ("0cT",))
+            if not inp.get("targetId"):
+                raise errors.RequiredFieldMissing("Missing required input parameter: targetId "
+                                                  "or actionCadenceTrackerId")
+            return self._by_target(conn, inp)
+
+        def decide(ctx: engine.Context, cad: model.Cadence, sit: engine.Situation,
+                   now: datetime, inp: Input) -> engine.Decision:
+            if inp.get("shouldApplyUserContext") and sit.tracker["OwnerId"] != user_id:
+                raise engine.Refused("The running user doesn't own this cadence tracker.",
+                                     "INSUFFICIENT_ACCESS_OR_READONLY")
+            return engine.remove(ctx, cad, sit, now, user_id, **self._attributes(inp))
+
+        return self._per_tracker(inputs, user_id, resolve, decide)
+
+    def _attributes(self, inp: Input) -> dict[str, Any]:
+        out = {}
+        for key, name in (("completionDisposition", "CompletionDisposition"),
+                          ("relatedToAttributionType", "RelatedToAttributionType")):
+            if inp.get(key) is not None:
+                out[name] = self._field("ActionCadenceTracker", name, inp[key])
+        if inp.get("relatedToId"):
+            out["RelatedToId"] = _id(inp["relatedToId"], "relatedToId", ("006",))
+        return out
+
+    def pauseSalesCadenceTracker(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
+        """Tracker and open step Paused (WasEverPaused); optional resumeTime resumes it."""
+        def decide(ctx: engine.Context, cad: model.Cadence, sit: engine.Situation,
+                   now: datetime, inp: Input) -> engine.Decision:
+            resume = inp.get("resumeTime")
+            at = None
+            if resume is not None:
+                at = (values.parse_datetime(resume) if isinstance(resume, str) else resume)
+                at = as_utc(at).replace(tzinfo=None)
+            return engine.pause(ctx, cad, sit, now, user_id, at)
+
+        return self._per_tracker(inputs, user_id, self._by_target, decide)
+
+    def resumeSalesCadenceTracker(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
+        """Back to Running; due dates and pending wake-ups shift by the paused time."""
+        return self._per_tracker(inputs, user_id, self._by_target,
+                                 lambda c, cad, s, now, inp: engine.resume(c, cad, s, now, user_id))
+
+    def changeSalesCadenceTargetAssignee(self, inputs: Sequence[Input],
+                                         user_id: str) -> list[Result]:
+        """A new assignee (tracker OwnerId) works the target's steps."""
+        def decide(ctx: engine.Context, cad: model.Cadence, sit: engine.Situation,
+                   now: datetime, inp: Input) -> engine.Decision:
+            owner = _id(_required(inp, "userId"), "userId", ("005",))
+            row = self.store.get("User", owner)
+            if row is None or not row["IsActive"]:
+                raise errors.InvalidCrossReferenceKey(f"userId: no active user {owner}")
+            return engine.change_owner(ctx, cad, sit, now, user_id, owner)
+
+        return self._per_tracker(inputs, user_id, self._by_target, decide)
+
+    def modifyCadenceTrackerAttributes(self, inputs: Sequence[Input],
+                                       user_id: str) -> list[Result]:
+        """CompletionDisposition, RelatedToId, RelatedToAttributionType of a tracker."""
+        def resolve(conn: sa.Connection, inp: Input) -> str:
+            return _id(_required(inp, "actionCadenceTrackerId"), "actionCadenceTrackerId",
+                       ("0cT",))
+
+        return self._per_tracker(inputs, user_id, resolve, lambda c, cad, s, now, inp: engine.modify(
+            c, cad, s, now, user_id, **self._attributes(inp)))
+
+    def sendSalesCadenceEvent(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
+        """Skip (ManuallySkipped) or ManualComplete (ManuallyCompleted) the open step."""
+        st = self.rt.table(engine.STEP)
+
+        def resolve(conn: sa.Connection, inp: Input) -> str:
+            sid = _id(_required(inp, "recordId"), "recordId", ("0cK",))
+            if _required(inp, "eventType") not in ("Skip", "ManualComplete"):
+                raise engine.Refused("eventType must be Skip or ManualComplete.", "INVALID_INPUT")
+            tid = self._step_memo.get(sid) or conn.execute(
+                sa.select(st.c.ActionCadenceTrackerId).where(st.c.Id == sid)).scalar()
+            if tid is None:
+                raise errors.InvalidCrossReferenceKey(f"recordId: no step tracker {sid}")
+            return str(tid)
+
+        return self._per_tracker(inputs, user_id, resolve, lambda c, cad, s, now, inp:
+                                 engine.on_step_event(c, cad, s, now, user_id,
+                                                      ids.parse(inp["recordId"]), inp["eventType"]))
+
+    def selectTemplateForSalesCadenceStepTracker(self, inputs: Sequence[Input],
+                                                 user_id: str) -> list[Result]:
+        """The template / call-script variant a step tracker uses (splits honoured)."""
+        results = []
+        with self.store.reading() as conn:
+            loaded = cstore.Loaded(self.rt, conn)
+            for inp in inputs:
+                try:
+                    results.append(ok(self._select(conn, loaded, inp)))
+                except errors.OpenCadenceError as exc:
+                    results.append(failed(exc))
+        return results
+
+    def _select(self, conn: sa.Connection, loaded: cstore.Loaded, inp: Input) -> dict[str, Any]:
+        sid = _id(_required(inp, "stepTrackerId"), "stepTrackerId", ("0cK",))
+        st = self.rt.table(engine.STEP)
+        row = conn.execute(sa.select(st.c.ActionCadenceId, st.c.ActionCadenceStepId)
+                           .where(st.c.Id == sid)).first()
+        if row is None:
+            raise errors.InvalidCrossReferenceKey(f"stepTrackerId: no step tracker {sid}")
+        step = loaded.cadence(row.ActionCadenceId).by_id.get(row.ActionCadenceStepId)
+        if step is None:
+            raise engine.Refused("The step of this step tracker no longer exists.")
+        variant = engine.pick_variant(step, sid)
+        if variant is None:
+            return {"templateId": step.template_id, "splitPercentage": 100.0, "error": None}
+        return {"templateId": variant.template_id, "variantId": variant.id,
+                "splitPercentage": variant.split_percentage, "error": None}

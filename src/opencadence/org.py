@@ -1,0 +1,201 @@
+"""The protocol-neutral facade: what REST, SOAP and the CLI call.
+
+Describe, record reads and writes, SOQL, getUpdated/getDeleted and the Sales Engagement
+actions, each for a calling session. The API layers only parse requests and render results.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Mapping
+
+import sqlalchemy as sa
+
+from opencadence import errors, ids
+from opencadence.metadata import describe, model
+from opencadence.soql import execute
+from opencadence.storage import accounts, records, schema, values
+
+#: getUpdated looks back at most 30 days; getDeleted 15 (Salesforce's REST documentation).
+UPDATED_WINDOW = timedelta(days=30)
+DELETED_WINDOW = timedelta(days=15)
+MAX_REPLICATION_IDS = 600_000
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2}|:)?$")
+
+#: Hook run inside the transaction of a record write: (tx, object, id, changes) -> None.
+WriteHook = Callable[[records.Tx, model.ObjectDef, str, Mapping[str, Any]], None]
+
+
+class Org:
+    """One org: its store, query service, accounts and (optionally) the cadence runtime."""
+
+    def __init__(self, store: records.Store, *, actions: Any = None) -> None:
+        self.store = store
+        self.registry = store.registry
+        self.queries = execute.QueryService(store)
+        self.accounts = accounts.Accounts(store)
+        self.actions = actions
+        #: object name -> hooks run after a create/update of that object (e.g. activation)
+        self.after_write: dict[str, list[WriteHook]] = {}
+
+    # --- describe ---------------------------------------------------------------------------
+
+    def describe_global(self, version: str) -> dict[str, Any]:
+        return describe.describe_global(self.registry, version)
+
+    def describe(self, name: str, version: str) -> dict[str, Any]:
+        return describe.describe_object(self.registry, name, version)
+
+    def basic_info(self, name: str, version: str) -> dict[str, Any]:
+        obj = self._object(name, version)
+        return {"objectDescribe": describe.object_summary(obj, version), "recentItems": []}
+
+    def _object(self, name: str, version: str) -> model.ObjectDef:
+        obj = self.registry.object(name)
+        if model.version_key(obj.since) > model.version_key(version):
+            raise errors.NotFound(f"The requested resource does not exist")
+        return obj
+
+    # --- records ----------------------------------------------------------------------------
+
+    def retrieve(self, session: accounts.Session, name: str, record_id: str, fields: list[str] | None, version: str) -> dict[str, Any]:
+        """One record through SOQL (so visibility and shaping are the query's)."""
+        obj = self._object(name, version)
+        if not obj.supports("retrieve"):
+            raise errors.MethodNotAllowed(f"entity type {obj.name} does not support retrieve")
+        canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
+        names = fields or [f.name for f in obj.fields_at(version)]
+        soql = f"SELECT {', '.join(names)} FROM {obj.name} WHERE Id = '{canonical}'"
+        result = self.queries.query(soql, self.caller(session), version=version)
+        if not result["records"]:
+            raise errors.NotFound("The requested resource does not exist")
+        record: dict[str, Any] = result["records"][0]
+        return record
+
+    def create(self, session: accounts.Session, name: str, body: Mapping[str, Any], version: str) -> str:
+        obj = self._object(name, version)
+        self._check_visible_fields(obj, body, version)
+        with self.store.transaction(session.user_id, origin=_origin(version)) as tx:
+            record_id = tx.insert(obj.name, body)
+            self._after_write(tx, obj, record_id, body)
+        return record_id
+
+    def update(self, session: accounts.Session, name: str, record_id: str, body: Mapping[str, Any], version: str) -> None:
+        obj = self._object(name, version)
+        if not obj.supports("update"):
+            raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support update")
+        canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
+        self._check_visible_fields(obj, body, version)
+        with self.store.transaction(session.user_id, origin=_origin(version)) as tx:
+            tx.update(obj.name, canonical, body)
+            self._after_write(tx, obj, canonical, body)
+
+    def delete(self, session: accounts.Session, name: str, record_id: str, version: str) -> None:
+        obj = self._object(name, version)
+        if not obj.supports("delete"):
+            raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support delete")
+        canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
+        with self.store.transaction(session.user_id, origin=_origin(version)) as tx:
+            tx.delete(obj.name, canonical)
+
+    def _check_visible_fields(self, obj: model.ObjectDef, body: Mapping[str, Any], version: str) -> None:
+        for key in body:
+            f = obj.field(key)
+            if f is not None and not f.visible_in(version):
+                raise errors.InvalidField(f"No such column '{key}' on sobject of type {obj.name}", fields=[key])
+
+    def _after_write(self, tx: records.Tx, obj: model.ObjectDef, record_id: str, body: Mapping[str, Any]) -> None:
+        for hook in self.after_write.get(obj.name, ()):
+            hook(tx, obj, record_id, body)
+
+    # --- query ------------------------------------------------------------------------------
+
+    def caller(self, session: accounts.Session) -> execute.Caller:
+        return execute.Caller(session.user_id, session.time_zone)
+
+    def query(self, session: accounts.Session, soql: str, version: str, *, include_deleted: bool = False, batch_size: int | None = None) -> dict[str, Any]:
+        return self.queries.query(soql, self.caller(session), version=version,
+                                  include_deleted=include_deleted, batch_size=batch_size)
+
+    def query_more(self, session: accounts.Session, locator: str, version: str) -> dict[str, Any]:
+        return self.queries.query_more(locator, self.caller(session), version=version)
+
+    # --- replication ------------------------------------------------------------------------
+
+    def updated(self, name: str, start: str, end: str, version: str) -> dict[str, Any]:
+        """getUpdated: ids whose SystemModstamp falls in [start, end), minute precision."""
+        obj = self._replicable(name, version)
+        lo, hi, latest = self._window(start, end, UPDATED_WINDOW)
+        table = self.store.meta.tables[obj.name]
+        with self.store.reading() as conn:
+            found = conn.execute(
+                sa.select(table.c.Id).where(table.c.SystemModstamp >= lo, table.c.SystemModstamp < hi,
+                                            table.c.IsDeleted == sa.false())
+                .order_by(table.c.SystemModstamp).limit(MAX_REPLICATION_IDS + 1)
+            ).scalars().all()
+        _check_cap(found)
+        return {"ids": list(found), "latestDateCovered": values.format_datetime(latest)}
+
+    def deleted(self, name: str, start: str, end: str, version: str) -> dict[str, Any]:
+        """getDeleted: records deleted in [start, end) that are still in the deleted log."""
+        obj = self._replicable(name, version)
+        lo, hi, latest = self._window(start, end, DELETED_WINDOW)
+        log = self.store.meta.tables[schema.DELETED]
+        with self.store.reading() as conn:
+            rows = conn.execute(
+                sa.select(log.c.record_id, log.c.deleted_date)
+                .where(log.c.entity == obj.name, log.c.deleted_date >= lo, log.c.deleted_date < hi)
+                .order_by(log.c.deleted_date).limit(MAX_REPLICATION_IDS + 1)
+            ).all()
+            earliest = conn.execute(sa.select(sa.func.min(log.c.deleted_date)).where(log.c.entity == obj.name)).scalar()
+        _check_cap(rows)
+        return {
+            "deletedRecords": [{"id": r[0], "deletedDate": values.format_datetime(r[1])} for r in rows],
+            "earliestDateAvailable": values.format_datetime(earliest or lo),
+            "latestDateCovered": values.format_datetime(latest),
+        }
+
+    def _replicable(self, name: str, version: str) -> model.ObjectDef:
+        obj = self._object(name, version)
+        if not obj.supports("getUpdated"):
+            raise errors.InvalidTypeForOperation(f"entity type {obj.name} is not replicateable")
+        return obj
+
+    def _window(self, start: str, end: str, window: timedelta) -> tuple[datetime, datetime, datetime]:
+        """Parse and check a replication window; seconds are truncated, as Salesforce does."""
+        lo, hi = _minute(_parse_when(start, "start")), _minute(_parse_when(end, "end"))
+        now = self.store.clock.now().replace(tzinfo=None)
+        if lo >= hi:
+            raise errors.InvalidReplicationDate("startDate must chronologically precede endDate by more than one minute")
+        if lo < _minute(now) - window:
+            raise errors.InvalidReplicationDate(
+                f"startDate cannot be more than {window.days} days ago")
+        latest = min(hi, _minute(now))
+        return lo, hi, latest
+
+
+def _parse_when(text: str, name: str) -> datetime:
+    """ISO-8601 with an offset; simple-salesforce's naive form (trailing ':') is taken as UTC."""
+    if not text or not _ISO.match(text):
+        raise errors.InvalidReplicationDate(f"{name}: invalid date/time format: {text}")
+    try:
+        return values.parse_datetime(text.rstrip(":")) if text.endswith(":") else values.parse_datetime(text)
+    except ValueError:
+        raise errors.InvalidReplicationDate(f"{name}: invalid date/time: {text}") from None
+
+
+def _minute(when: datetime) -> datetime:
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc).replace(tzinfo=None)
+    return when.replace(second=0, microsecond=0)
+
+
+def _check_cap(found: Any) -> None:
+    if len(found) > MAX_REPLICATION_IDS:
+        raise errors.ExceededIdLimit(
+            "The number of records is greater than 600,000: narrow the date range")
+
+
+def _origin(version: str) -> str:
+    return f"com/salesforce/api/rest/{version}"

@@ -1,0 +1,183 @@
+"""Credentials, sessions and connected apps (the OAuth and SOAP login back end).
+
+Passwords and consumer secrets are stored as scrypt hashes (salted, memory-hard); session
+tokens as SHA-256 digests, so a copy of the database does not hand out live sessions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from opencadence import errors, ids
+from opencadence.storage import records, schema, values
+
+#: Salesforce's default session timeout.
+DEFAULT_SESSION_TTL = timedelta(hours=2)
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+def hash_secret(secret: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def check_secret(secret: str, stored: str) -> bool:
+    try:
+        _scheme, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    actual = hashlib.scrypt(secret.encode(), salt=bytes.fromhex(salt), dklen=32, **_SCRYPT)
+    return hmac.compare_digest(actual.hex(), digest)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    user_id: str
+    is_admin: bool
+    time_zone: str
+    expires_at: datetime
+
+
+class Accounts:
+    """Users' credentials and sessions on top of the record store."""
+
+    def __init__(self, store: records.Store, session_ttl: timedelta = DEFAULT_SESSION_TTL) -> None:
+        self.store = store
+        self.ttl = session_ttl
+        self.meta = store.meta
+
+    # --- users ------------------------------------------------------------------------------
+
+    def create_user(
+        self, username: str, password: str, *, admin: bool = False, time_zone: str = "GMT",
+        email: str | None = None, last_name: str | None = None, first_name: str | None = None,
+    ) -> tuple[str, str]:
+        """A User record plus credentials; returns (user id, security token)."""
+        token = secrets.token_urlsafe(18)[:24]
+        with self.store.transaction() as tx:
+            user_id = tx.insert("User", {
+                "Username": username, "LastName": last_name or username.split("@")[0],
+                "FirstName": first_name, "Email": email or username,
+                "Alias": username.split("@")[0][:8], "IsActive": True, "TimeZoneSidKey": time_zone,
+                "LocaleSidKey": "en_US", "LanguageLocaleKey": "en_US", "EmailEncodingKey": "UTF-8",
+            }, system=True)
+            tx.conn.execute(self.meta.tables[schema.CREDENTIALS].insert().values(
+                user_id=user_id, password_hash=hash_secret(password), security_token=token, is_admin=admin))
+        return user_id, token
+
+    def find_user(self, username: str) -> dict[str, Any] | None:
+        users = self.meta.tables["User"]
+        with self.store.reading() as conn:
+            row = conn.execute(sa.select(users).where(
+                sa.func.lower(users.c.Username) == username.lower(), users.c.IsDeleted == sa.false()
+            )).mappings().first()
+        return dict(row) if row else None
+
+    def list_users(self) -> list[dict[str, Any]]:
+        users, creds = self.meta.tables["User"], self.meta.tables[schema.CREDENTIALS]
+        with self.store.reading() as conn:
+            rows = conn.execute(sa.select(users.c.Id, users.c.Username, users.c.IsActive,
+                                          users.c.TimeZoneSidKey, creds.c.is_admin)
+                                .select_from(users.join(creds, creds.c.user_id == users.c.Id))
+                                .order_by(users.c.Username)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def set_active(self, username: str, active: bool) -> None:
+        user = self.find_user(username)
+        if user is None:
+            raise errors.NotFound(f"no user {username}")
+        with self.store.transaction() as tx:
+            tx.update("User", user["Id"], {"IsActive": active}, system=True)
+            if not active:  # deactivation ends the user's sessions at once
+                sessions = self.meta.tables[schema.SESSIONS]
+                tx.conn.execute(sessions.delete().where(sessions.c.user_id == user["Id"]))
+
+    # --- login ------------------------------------------------------------------------------
+
+    def authenticate(self, username: str, password: str, *, token_suffix: bool = False) -> str:
+        """The user id for valid credentials (password may end with the security token)."""
+        user = self.find_user(username)
+        cred = self._credentials(user["Id"]) if user else None
+        if user is None or cred is None or not user["IsActive"]:
+            raise errors.LoginFailed("authentication failure")
+        candidates = [password]
+        if token_suffix and password.endswith(cred["security_token"]):
+            candidates.insert(0, password[: -len(cred["security_token"])])
+        if not any(check_secret(p, cred["password_hash"]) for p in candidates):
+            raise errors.LoginFailed("authentication failure")
+        return str(user["Id"])
+
+    def _credentials(self, user_id: str) -> dict[str, Any] | None:
+        creds = self.meta.tables[schema.CREDENTIALS]
+        with self.store.reading() as conn:
+            row = conn.execute(sa.select(creds).where(creds.c.user_id == user_id)).mappings().first()
+        return dict(row) if row else None
+
+    def open_session(self, user_id: str, client: str = "") -> str:
+        """A new session token for ``user_id`` (Salesforce style: org id ! random)."""
+        token = f"{ids.make_id('00D', 1)[:15]}!{secrets.token_urlsafe(48)}"
+        now = values.to_db_datetime(self.store.clock.now())
+        with self.store.transaction(user_id) as tx:
+            sessions = self.meta.tables[schema.SESSIONS]
+            tx.conn.execute(sessions.insert().values(
+                token_hash=_token_hash(token), user_id=user_id, created_at=now,
+                expires_at=now + self.ttl, client=client[:255]))
+            tx.conn.execute(sessions.delete().where(sessions.c.expires_at < now))
+        return token
+
+    def session(self, token: str) -> Session:
+        """The live session of ``token``, or INVALID_SESSION_ID."""
+        sessions, creds, users = (self.meta.tables[n] for n in (schema.SESSIONS, schema.CREDENTIALS, "User"))
+        now = values.to_db_datetime(self.store.clock.now())
+        with self.store.reading() as conn:
+            row = conn.execute(
+                sa.select(sessions.c.user_id, sessions.c.expires_at, creds.c.is_admin,
+                          users.c.TimeZoneSidKey, users.c.IsActive)
+                .select_from(sessions.join(users, users.c.Id == sessions.c.user_id)
+                             .outerjoin(creds, creds.c.user_id == sessions.c.user_id))
+                .where(sessions.c.token_hash == _token_hash(token))
+            ).mappings().first()
+        if row is None or row["expires_at"] <= now or not row["IsActive"]:
+            raise errors.InvalidSession("Session expired or invalid")
+        return Session(row["user_id"], bool(row["is_admin"]), row["TimeZoneSidKey"] or "GMT", row["expires_at"])
+
+    def revoke(self, token: str) -> None:
+        sessions = self.meta.tables[schema.SESSIONS]
+        with self.store.transaction() as tx:
+            tx.conn.execute(sessions.delete().where(sessions.c.token_hash == _token_hash(token)))
+
+    # --- connected apps ---------------------------------------------------------------------
+
+    def create_app(self, name: str, run_as: str) -> tuple[str, str]:
+        """A connected app (client-credentials flow runs as ``run_as``); returns key, secret."""
+        user = self.find_user(run_as)
+        if user is None:
+            raise errors.NotFound(f"no user {run_as}")
+        key, secret = "3MVG" + secrets.token_urlsafe(30), secrets.token_hex(32)
+        with self.store.transaction() as tx:
+            tx.conn.execute(self.meta.tables[schema.APPS].insert().values(
+                consumer_key=key, secret_hash=hash_secret(secret), name=name, run_as_user_id=user["Id"]))
+        return key, secret
+
+    def app_user(self, key: str, secret: str) -> str:
+        apps = self.meta.tables[schema.APPS]
+        with self.store.reading() as conn:
+            row = conn.execute(sa.select(apps).where(apps.c.consumer_key == key)).mappings().first()
+        if row is None or not check_secret(secret, row["secret_hash"]):
+            raise errors.LoginFailed("invalid client credentials", oauth_error="invalid_client")
+        return str(row["run_as_user_id"])
+
+    def check_app(self, key: str, secret: str) -> None:
+        self.app_user(key, secret)

@@ -1,0 +1,84 @@
+"""Invariants every cadence scenario must leave true (checked after each one)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import sqlalchemy as sa
+
+from opencadence.cadence import engine
+from opencadence.storage import events, records, schema
+
+
+def _rows(store: records.Store, name: str) -> list[dict[str, Any]]:
+    table = store.meta.tables[name]
+    with store.reading() as conn:
+        return [dict(r) for r in conn.execute(sa.select(table)).mappings()]
+
+
+def check(store: records.Store) -> None:
+    """One open step per running tracker; none after completion; reasons; events = rows."""
+    trackers = _rows(store, engine.TRACKER)
+    steps = _rows(store, engine.STEP)
+    runs = {r["tracker_id"]: r for r in _rows(store, schema.CADENCE_RUN)}
+    open_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for s in steps:
+        if s["State"] in engine.OPEN_STATES:
+            open_of[s["ActionCadenceTrackerId"]].append(s)
+        if s["State"] == "Completed":
+            assert s["CompletionReason"], f"completed step {s['Id']} has no CompletionReason"
+            assert s["CompletionDate"] is not None, s["Id"]
+    for t in trackers:
+        active = t["State"] in engine.ACTIVE_TRACKER_STATES
+        assert t["IsTrackerActive"] == active, t
+        opened = open_of.get(t["Id"], [])
+        if t["State"] in ("Running", "Paused"):
+            assert len(opened) == 1, f"tracker {t['Id']} has {len(opened)} open steps"
+            assert t["CurrentStepId"] == opened[0]["Id"], t
+            assert t["Id"] in runs, f"running tracker {t['Id']} has no run row"
+        if t["State"] == "Complete":
+            assert opened == [], f"complete tracker {t['Id']} has open steps"
+            assert t["CurrentStepId"] is None and t["CompletionReason"], t
+            assert t["Id"] not in runs
+    targets = [t["TargetId"] for t in trackers if t["IsTrackerActive"]]
+    assert len(targets) == len(set(targets)), "a target runs in two cadences"
+    _check_events(store, {r["Id"]: r for r in trackers + steps})
+
+
+def _check_events(store: records.Store, rows: dict[str, dict[str, Any]]) -> None:
+    """Folding each record's change events gives its current stored values."""
+    folded: dict[str, dict[str, Any]] = {}
+    sequences: dict[str, list[int]] = defaultdict(list)
+    after = 0
+    while True:
+        batch = store.read_events(after=after, limit=5000)
+        if not batch:
+            break
+        after = batch[-1]["event"]["replayId"]
+        for e in batch:
+            payload = e["payload"]
+            head = payload["ChangeEventHeader"]
+            sequences[head["transactionKey"]].append(head["sequenceNumber"])
+            if head["entityName"] not in (engine.TRACKER, engine.STEP):
+                continue
+            body = {k: v for k, v in payload.items() if k != "ChangeEventHeader"}
+            (rid,) = head["recordIds"]
+            if head["changeType"] == "CREATE":
+                folded[rid] = body
+            else:
+                assert set(head["changedFields"]) >= set(body) - {"LastModifiedById"}, head
+                folded.setdefault(rid, {}).update(body)
+    for key, seq in sequences.items():
+        assert seq == list(range(1, len(seq) + 1)), f"transaction {key}: sequence {seq}"
+    for rid, row in rows.items():
+        assert rid in folded, f"no CREATE event for {rid}"
+        obj = store.registry.object(engine.TRACKER if rid.startswith("0cT") else engine.STEP)
+        for f in events.event_fields(obj):
+            if f.name in ("Id", "CreatedById", "CreatedDate"):
+                continue
+            want = events.body_value(f, row[f.name])
+            got = folded[rid].get(f.name)
+            if f.type == "boolean" and got is None:
+                got = False
+            assert got == want, f"{obj.name} {rid}.{f.name}: events say {got!r}, row has {want!r}"
