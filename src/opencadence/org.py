@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from opencadence import errors, ids
 from opencadence.metadata import describe, model
-from opencadence.soql import execute
+from opencadence.soql import execute, visibility
 from opencadence.storage import accounts, records, schema, values
 
 #: getUpdated looks back at most 30 days; getDeleted 15 (Salesforce's REST documentation).
@@ -112,7 +112,7 @@ class Org:
     # --- query ------------------------------------------------------------------------------
 
     def caller(self, session: accounts.Session) -> execute.Caller:
-        return execute.Caller(session.user_id, session.time_zone)
+        return execute.Caller(session.user_id, session.time_zone, view_all=session.is_admin)
 
     def query(self, session: accounts.Session, soql: str, version: str, *, include_deleted: bool = False, batch_size: int | None = None) -> dict[str, Any]:
         return self.queries.query(soql, self.caller(session), version=version,
@@ -123,21 +123,24 @@ class Org:
 
     # --- replication ------------------------------------------------------------------------
 
-    def updated(self, name: str, start: str, end: str, version: str) -> dict[str, Any]:
+    def updated(self, session: accounts.Session, name: str, start: str, end: str, version: str) -> dict[str, Any]:
         """getUpdated: ids whose SystemModstamp falls in [start, end), minute precision."""
         obj = self._replicable(name, version)
         lo, hi, latest = self._window(start, end, UPDATED_WINDOW)
         table = self.store.meta.tables[obj.name]
+        conds = [table.c.SystemModstamp >= lo, table.c.SystemModstamp < hi, table.c.IsDeleted == sa.false()]
+        visible = visibility.predicate(obj.name, table, self.store.meta, self.caller(session).viewer)
+        if visible is not None:
+            conds.append(visible)
         with self.store.reading() as conn:
             found = conn.execute(
-                sa.select(table.c.Id).where(table.c.SystemModstamp >= lo, table.c.SystemModstamp < hi,
-                                            table.c.IsDeleted == sa.false())
+                sa.select(table.c.Id).where(*conds)
                 .order_by(table.c.SystemModstamp).limit(MAX_REPLICATION_IDS + 1)
             ).scalars().all()
         _check_cap(found)
         return {"ids": list(found), "latestDateCovered": values.format_datetime(latest)}
 
-    def deleted(self, name: str, start: str, end: str, version: str) -> dict[str, Any]:
+    def deleted(self, session: accounts.Session, name: str, start: str, end: str, version: str) -> dict[str, Any]:
         """getDeleted: records deleted in [start, end) that are still in the deleted log."""
         obj = self._replicable(name, version)
         lo, hi, latest = self._window(start, end, DELETED_WINDOW)

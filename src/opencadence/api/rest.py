@@ -112,12 +112,12 @@ def record(request: Request, org: Org, session: accounts.Session, version: str) 
 
 def updated(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
     q = request.query_params
-    return org.updated(request.path_params["sobject"], q.get("start", ""), q.get("end", ""), version)
+    return org.updated(session, request.path_params["sobject"], q.get("start", ""), q.get("end", ""), version)
 
 
 def deleted(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
     q = request.query_params
-    return org.deleted(request.path_params["sobject"], q.get("start", ""), q.get("end", ""), version)
+    return org.deleted(session, request.path_params["sobject"], q.get("start", ""), q.get("end", ""), version)
 
 
 def _batch_size(request: Request) -> int | None:

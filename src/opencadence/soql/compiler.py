@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from opencadence.metadata import model
 from opencadence.metadata.registry import Registry
-from opencadence.soql import bound, constructs, sqlformat
+from opencadence.soql import bound, constructs, sqlformat, visibility
 
 Col = ColumnElement[Any]
 
@@ -37,13 +37,19 @@ class Compiled:
     count: sa.Select[Any]
     extra_indexes: dict[int, int] = field(default_factory=dict)
     plan: Any = None  # the ShapePlan, built on first use and reused with the compiled query
+    viewer: str | None = None  # whose visibility applies (child subqueries reuse it)
 
 
 class Compiler:
     """Compiles one BoundQuery against the tables of a registry."""
 
-    def __init__(self, registry: Registry, meta: sa.MetaData, now: datetime, time_zone: str) -> None:
+    def __init__(
+        self, registry: Registry, meta: sa.MetaData, now: datetime, time_zone: str,
+        viewer: str | None = None,
+    ) -> None:
         self.registry = registry
+        #: the user whose visibility limits the rows (None: sees everything)
+        self.viewer = viewer
         self.meta = meta
         self.now = now.replace(tzinfo=None) if now.tzinfo else now
         self.tz = time_zone
@@ -200,12 +206,15 @@ class Compiler:
         return sa.or_(sa.not_(found), col.is_(None)) if c.negated else found
 
     def _cond_SemiJoin(self, c: bound.SemiJoin) -> Col:
-        inner = Compiler(self.registry, self.meta, self.now, self.tz)
+        inner = Compiler(self.registry, self.meta, self.now, self.tz, self.viewer)
         joined = inner._from(c.query, prefix=f"s{id(c) % 997}_")
         out = c.query.fields()[0].expr
         assert isinstance(out, bound.Col)
         selected = inner.column(out)
         conds = [inner.root.c.IsDeleted == sa.false(), selected.is_not(None)]
+        visible = visibility.predicate(c.query.obj.name, inner.root, self.meta, self.viewer)
+        if visible is not None:
+            conds.append(visible)
         if c.query.where is not None:
             conds.append(inner.cond(c.query.where))
         sub = sa.select(selected).select_from(joined).where(*conds)
@@ -233,7 +242,7 @@ class Compiler:
         keys = [e.label(f"k{n}") for n, (e, _d, _nf) in enumerate(order)]
         select = sa.select(*labels, *keys).select_from(joined).where(*where)
         count = sa.select(sa.func.count()).select_from(joined).where(*where)
-        return Compiled(bq, select, order, [k.name for k in keys], id_label, count, extra)
+        return Compiled(bq, select, order, [k.name for k in keys], id_label, count, extra, viewer=self.viewer)
 
     def _where(self, bq: bound.BoundQuery) -> list[Col]:
         where: list[Col] = []
@@ -241,6 +250,9 @@ class Compiler:
             where.append(self.root.c.IsDeleted == sa.false())
         if bq.scope_owner:
             where.append(self.root.c.OwnerId == bq.scope_owner)
+        visible = visibility.predicate(bq.obj.name, self.root, self.meta, self.viewer)
+        if visible is not None:
+            where.append(visible)
         if bq.where is not None:
             where.append(self.cond(bq.where))
         return where

@@ -39,6 +39,12 @@ class Caller:
 
     user_id: str
     time_zone: str = "GMT"
+    #: "View All Data": sees every record; reps see only theirs (soql.visibility)
+    view_all: bool = True
+
+    @property
+    def viewer(self) -> str | None:
+        return None if self.view_all else self.user_id
 
 
 class QueryService:
@@ -84,7 +90,7 @@ class QueryService:
         with self.store.reading() as conn:
             cursor, after = self._load_cursor(conn, cursor_id, position, caller)
             compiled = self._compile(
-                cursor["soql"], Caller(caller.user_id, cursor["time_zone"]), cursor["version"],
+                cursor["soql"], Caller(caller.user_id, cursor["time_zone"], caller.view_all), cursor["version"],
                 cursor["include_deleted"], cursor["query_now"].replace(tzinfo=timezone.utc),
             )
             result, next_after = self._page(conn, compiled, cursor["batch_size"], cursor["version"], after, position)
@@ -103,7 +109,7 @@ class QueryService:
         Queries whose meaning depends on the current time (date literals, SecondsOverdue) are
         compiled afresh each time, since "now" is baked into their statement.
         """
-        key = (text, caller.user_id, caller.time_zone, version, include_deleted)
+        key = (text, caller.user_id, caller.time_zone, caller.view_all, version, include_deleted)
         with self._lock:
             found = self._cache.get(key)
             if found is not None:
@@ -131,7 +137,7 @@ class QueryService:
         bq = bnd.bind()
         bq.include_deleted = include_deleted
         bq.extra["time_dependent"] = bnd.time_dependent
-        return compiler.Compiler(self.store.registry, self.meta, now, caller.time_zone).compile(bq)
+        return compiler.Compiler(self.store.registry, self.meta, now, caller.time_zone, caller.viewer).compile(bq)
 
     # --- pages ------------------------------------------------------------------------------
 
@@ -181,7 +187,7 @@ class QueryService:
         plan = c.plan or shape.ShapePlan(bq, self.store.registry, version, int(c.id_label[1:]) if c.id_label else None)
         c.plan = plan
         recs = plan.records(rows)
-        self._children(conn, bq, rows, recs, plan, version)
+        self._children(conn, bq, rows, recs, plan, version, c.viewer)
         total = position + len(recs)
         if more and after is None:
             total = self._total(conn, c)
@@ -194,20 +200,20 @@ class QueryService:
             total = min(total, c.bq.limit)
         return max(total, 0)
 
-    def _children(self, conn: sa.Connection, bq: bound.BoundQuery, rows: Sequence[Any], recs: list[dict[str, Any]], plan: shape.ShapePlan, version: str) -> None:
+    def _children(self, conn: sa.Connection, bq: bound.BoundQuery, rows: Sequence[Any], recs: list[dict[str, Any]], plan: shape.ShapePlan, version: str, viewer: str | None) -> None:
         """Child-relationship subqueries: one batched statement per subquery for the page."""
         subqueries = [i for i in bq.items if isinstance(i, bound.OutChildren)]
         if not subqueries or not rows:
             return
         parent_ids = [r["attributes"]["url"].rsplit("/", 1)[1] for r in recs]
         for sub in subqueries:
-            grouped = self._child_records(conn, sub, parent_ids, version)
+            grouped = self._child_records(conn, sub, parent_ids, version, viewer)
             for rec, pid in zip(recs, parent_ids):
                 children = grouped.get(pid)
                 rec[sub.key] = {"totalSize": len(children), "done": True, "records": children} if children else None
 
-    def _child_records(self, conn: sa.Connection, sub: bound.OutChildren, parent_ids: list[str], version: str) -> dict[str, list[dict[str, Any]]]:
-        child = compiler.Compiler(self.store.registry, self.meta, self.store.clock.now(), "GMT").compile(sub.query, prefix="ch")
+    def _child_records(self, conn: sa.Connection, sub: bound.OutChildren, parent_ids: list[str], version: str, viewer: str | None) -> dict[str, list[dict[str, Any]]]:
+        child = compiler.Compiler(self.store.registry, self.meta, self.store.clock.now(), "GMT", viewer).compile(sub.query, prefix="ch")
         fk = child.select.selected_columns  # noqa: F841 - kept for readability of the statement
         root = _root_alias(child)
         fk_col = root.c[sub.fk.name]

@@ -182,6 +182,9 @@ class Tx:
         row = {**plan.defaults, **self._convert(obj, record, "create", system)}
         if plan.compound_name:
             row["Name"] = row.get("Name") or _full_name(row)
+        for name in plan.owner_fields:  # OwnerId defaults to the user who creates the record
+            if row.get(name) is None:
+                row[name] = self.user_id
         self._require(obj, row, system)
         row.update(
             Id=ids.make_id(obj.key_prefix, self._ids.next()),
@@ -443,6 +446,10 @@ class _WritePlan:
         # exact and lower-cased names, so the common exact spelling costs one lookup
         self.fields = {f.name: (f, values.converter(f)) for f in obj.fields}
         self.fields.update({f.name.lower(): (f, values.converter(f)) for f in obj.fields})
+        self.owner_fields = tuple(
+            f.name for f in obj.stored_fields
+            if f.name == "OwnerId" and f.defaulted_on_create and f.default_value is None
+        )
         # Contact, Lead, User: Name is the read-only compound of FirstName and LastName
         self.compound_name = all(obj.field(n) for n in ("FirstName", "LastName", "Name")) and not obj.by_name["name"].createable
         self.createable = frozenset(f.name for f in obj.fields if _writable(f, "create", system))

@@ -299,3 +299,26 @@ def test_using_scope_mine(org: Org) -> None:
     r = org.service.query("SELECT Id FROM ActionCadenceTracker USING SCOPE mine", rep)
     assert r["totalSize"] == 3
     assert org.service.query("SELECT Id FROM ActionCadenceTracker USING SCOPE mine")["totalSize"] == 0
+
+
+def test_rep_sees_only_their_trackers_and_targets(org: Org) -> None:
+    with org.store.transaction() as tx:
+        other = tx.insert("User", {"Username": "other@x.io", "LastName": "Other", "Email": "other@x.io",
+                                   "Alias": "oth", "TimeZoneSidKey": "GMT", "LocaleSidKey": "en_US",
+                                   "LanguageLocaleKey": "en_US", "EmailEncodingKey": "UTF-8"}, system=True)
+        tx.update("ActionCadenceTracker", org.ids["t3"], {"OwnerId": other}, system=True)
+        tx.update(STR, org.ids["st4"], {"CompletedById": other}, system=True)
+    rep = execute.Caller(org.ids["rep"], view_all=False)
+    trackers = org.service.query("SELECT Id FROM ActionCadenceTracker", rep)
+    assert sorted(names(trackers)) == sorted([org.ids["t1"], org.ids["t2"]])
+    steps = org.service.query(f"SELECT Id FROM {STR}", rep)
+    assert org.ids["st4"] not in names(steps) and len(names(steps)) == 3
+    leads = org.service.query("SELECT Id FROM Lead", rep)
+    assert leads["totalSize"] == 0  # the lead's tracker now belongs to someone else
+    contacts = org.service.query("SELECT Id FROM Contact", rep)
+    assert sorted(names(contacts)) == sorted([org.ids["c1"], org.ids["c2"]])
+    # the admin view is unchanged; aggregates and semi-joins are limited the same way
+    assert org.q("SELECT COUNT() FROM ActionCadenceTracker")["totalSize"] == 3
+    assert org.service.query(f"SELECT COUNT() FROM {STR}", rep)["totalSize"] == 3
+    r = org.service.query("SELECT Id, (SELECT Id FROM ActionCadenceStepTrackers) FROM ActionCadenceTracker", rep)
+    assert all(x["ActionCadenceStepTrackers"]["totalSize"] >= 1 for x in r["records"])

@@ -1,0 +1,188 @@
+"""The pure transition logic: decisions from (definition, situation, event, now)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from opencadence.cadence import engine, model
+
+from tests.unit.cadence.graphs import cadence
+
+NOW = datetime(2026, 1, 5, 9)
+USER = "005REP"
+
+
+def ctx(*cads: model.Cadence) -> engine.Context:
+    return engine.Context({c.id: c for c in cads}, {USER: "GMT"})
+
+
+def inserted(d: engine.Decision, obj: str = engine.STEP) -> list[dict[str, Any]]:
+    return [op.fields for op in d.ops if isinstance(op, engine.Insert) and op.object == obj]
+
+
+def updates(d: engine.Decision, obj: str) -> list[engine.Update]:
+    return [op for op in d.ops if isinstance(op, engine.Update) and op.object == obj]
+
+
+def situation(cad: model.Cadence, step_name: str, state: str = "Active", *,
+              tracker: dict[str, Any] | None = None, run: engine.Run | None = None,
+              visits: dict[str, int] | None = None, **step_fields: Any) -> engine.Situation:
+    step = cad.steps[step_name]
+    t = {"Id": "0cT1", "ActionCadenceId": cad.id, "TargetId": "003X", "OwnerId": USER,
+         "State": "Running", "CurrentStepId": "0cK1", "LastCompletedStepId": "0cK0",
+         "DaisyChainIteration": 1, "ScheduledResumeDateTime": None, "IsTrackerActive": True,
+         "LastModifiedById": USER, **(tracker or {})}
+    s = {"Id": "0cK1", "ActionCadenceStepId": step.id, "StepType": step.type, "State": state,
+         "DueDateTime": None, "ScheduledStartDateTime": NOW, "GoToStepIterationCount": 1,
+         "WasEverPaused": False, "LastModifiedById": USER, **step_fields}
+    return engine.Situation(t, s, run or engine.Run("0cT1"), visits or {step_name: 1})
+
+
+def test_enrol_creates_tracker_root_and_first_step() -> None:
+    cad = cadence({"StepName": "call", "Type": "MakeACall"})
+    d = engine.enrol(ctx(cad), cad, "003X", USER, NOW, USER)
+    (tracker,) = inserted(d, engine.TRACKER)
+    assert tracker["State"] == "Initializing" and tracker["IsTrackerActive"]
+    root, call = inserted(d)
+    assert root["StepType"] == "Root" and root["State"] == "Completed"
+    assert call["StepType"] == "MakeACall" and call["State"] == "Active"
+    (up,) = updates(d, engine.TRACKER)
+    assert up.changes["State"] == "Running" and up.expect == {"State": "Initializing"}
+    assert isinstance(up.changes["CurrentStepId"], engine.Ref)
+    assert [op.kind for op in d.run] == ["insert", "update"]
+
+
+def test_enrol_refuses_inactive_cadence_and_unknown_start() -> None:
+    cad = cadence({"StepName": "t", "Type": "CreateTask"}, state="Draft")
+    with pytest.raises(engine.Refused):
+        engine.enrol(ctx(cad), cad, "003X", USER, NOW, USER)
+    live = cadence({"StepName": "t", "Type": "CreateTask"})
+    with pytest.raises(engine.Refused) as err:
+        engine.enrol(ctx(live), live, "003X", USER, NOW, USER, start_step_name="zz")
+    assert err.value.error_code == "INVALID_INPUT"
+
+
+def test_wait_due_completes_and_moves_on() -> None:
+    cad = cadence({"StepName": "w", "Type": "Wait", "WaitTimeInSeconds": 60},
+                  {"StepName": "t", "Type": "CreateTask"})
+    d = engine.on_due(ctx(cad), cad, situation(cad, "w"), NOW, USER)
+    (done,) = updates(d, engine.STEP)
+    assert done.changes["State"] == "Completed" and done.expect == {"State": "Active"}
+    (task,) = inserted(d)
+    assert task["StepType"] == "CreateTask"
+
+
+def test_branch_routes_on_call_outcome_else_default() -> None:
+    cad = cadence({"StepName": "call", "Type": "MakeACall"},
+                  {"StepName": "b", "Type": "Branch", "BranchDefaultStepName": "no",
+                   "rules": [("r", "yes", ["CallMeaningfulConnect"])]},
+                  {"StepName": "yes", "Type": "SendAnEmail", "ParentStepName": "b"},
+                  {"StepName": "no", "Type": "CreateTask", "ParentStepName": "b"})
+    for outcome, expected in (("CallMeaningfulConnect", "SendAnEmail"), ("CallUnqualified", "CreateTask"),
+                              (None, "CreateTask")):
+        d = engine.on_call(ctx(cad), cad, situation(cad, "call"), NOW, USER, outcome)
+        branch, nxt = inserted(d)
+        assert branch["State"] == "Completed" and nxt["StepType"] == expected
+        assert d.run[-1].fields["call_outcome"] == outcome
+
+
+def test_global_exit_on_event() -> None:
+    cad = cadence({"StepName": "t", "Type": "CreateTask"}, exit_rules=("EmailHardBounce",))
+    d = engine.on_engagement(ctx(cad), cad, situation(cad, "t"), NOW, USER, "EmailHardBounce")
+    (step,) = updates(d, engine.STEP)
+    assert step.changes["CompletionReason"] == "AutomaticallyExited"
+    (tr,) = updates(d, engine.TRACKER)
+    assert tr.changes["CompletionReason"] == "AutomaticallyExited"
+    assert tr.changes["ExitGlobalRuleId"] == "0cRg0" and d.run[-1].kind == "delete"
+    nothing = engine.on_engagement(ctx(cad), cad, situation(cad, "t"), NOW, USER, "EmailReply")
+    assert nothing.ops == [] and nothing.run == []
+
+
+def test_listener_records_signals_and_routes_at_window_end() -> None:
+    cad = cadence({"StepName": "l", "Type": "ListenerBranch", "WaitTimeInSeconds": 60,
+                   "BranchDefaultStepName": "no", "rules": [("r", "yes", ["EmailLinkClick"])]},
+                  {"StepName": "yes", "Type": "MakeACall", "ParentStepName": "l"},
+                  {"StepName": "no", "Type": "CreateTask", "ParentStepName": "l"})
+    d = engine.on_engagement(ctx(cad), cad, situation(cad, "l"), NOW, USER, "EmailLinkClick")
+    assert d.ops == [] and d.run[-1].fields == {"signals": "EmailLinkClick"}
+    ignored = engine.on_engagement(ctx(cad), cad, situation(cad, "l"), NOW, USER, "EmailLinkClick",
+                                   on_listened_email=False)
+    assert ignored.run == []
+    sit = situation(cad, "l", run=engine.Run("0cT1", signals=frozenset({"EmailLinkClick"})))
+    end = engine.on_due(ctx(cad), cad, sit, NOW, USER)
+    assert inserted(end)[0]["StepType"] == "MakeACall"
+
+
+def test_repeat_loop_counts_iterations_and_waits_the_interval() -> None:
+    cad = cadence({"StepName": "a", "Type": "CreateTask"},
+                  {"StepName": "b", "Type": "CreateTask", "GoToStepName": "a",
+                   "GoToStepIterationLimit": 1, "GoToStepIntervalInMinutes": 30})
+    sit = situation(cad, "b", visits={"a": 1, "b": 1})
+    d = engine.on_step_event(ctx(cad), cad, sit, NOW, USER, "0cK1", "ManualComplete")
+    (again,) = inserted(d)
+    assert again["StepTitle"] is None and again["GoToStepIterationCount"] == 2
+    assert again["State"] == "Scheduled" and again["ScheduledStartDateTime"] == NOW + timedelta(minutes=30)
+    done = engine.on_step_event(ctx(cad), cad, situation(cad, "b", visits={"a": 2, "b": 2}), NOW,
+                                USER, "0cK1", "ManualComplete")
+    assert updates(done, engine.TRACKER)[0].changes["CompletionReason"] == "NoMoreSteps"
+
+
+def test_daisy_chain_enrols_into_the_chained_cadence() -> None:
+    nxt = cadence({"StepName": "x", "Type": "CreateTask"}, cid="77CNEXT")
+    cad = cadence({"StepName": "t", "Type": "CreateTask"},
+                  {"StepName": "d", "Type": "DaisyChain", "ChainedCadenceId": "77CNEXT"})
+    d = engine.on_step_event(ctx(cad, nxt), cad, situation(cad, "t"), NOW, USER, "0cK1", "Skip")
+    old = updates(d, engine.TRACKER)[0]
+    assert old.changes["CompletionReason"] == "DaisyChained"
+    (new,) = inserted(d, engine.TRACKER)
+    assert new["ActionCadenceId"] == "77CNEXT" and new["DaisyChainIteration"] == 2
+    assert [op.kind for op in d.run] == ["delete", "insert", "update"]
+
+
+def test_pause_and_resume_shift_by_the_paused_time() -> None:
+    cad = cadence({"StepName": "w", "Type": "Wait", "WaitTimeInSeconds": 3600})
+    due = NOW + timedelta(hours=1)
+    sit = situation(cad, "w", run=engine.Run("0cT1", due_at=due))
+    d = engine.pause(ctx(cad), cad, sit, NOW, USER, None)
+    assert updates(d, engine.STEP)[0].changes == {"State": "Paused", "WasEverPaused": True}
+    assert d.run[-1].fields["due_at"] is None and d.run[-1].fields["held_due_at"] == due
+    later = NOW + timedelta(hours=2)
+    paused = situation(cad, "w", "Paused", tracker={"State": "Paused"},
+                       run=engine.Run("0cT1", paused_at=NOW, paused_state="Active", held_due_at=due))
+    r = engine.resume(ctx(cad), cad, paused, later, USER)
+    assert r.run[-1].fields["due_at"] == due + timedelta(hours=2)
+    assert updates(r, engine.TRACKER)[0].changes["ScheduledResumeDateTime"] == due + timedelta(hours=2)
+    with pytest.raises(engine.Refused):
+        engine.resume(ctx(cad), cad, sit, NOW, USER)
+
+
+def test_rep_events_on_wrong_or_paused_step_are_refused() -> None:
+    cad = cadence({"StepName": "t", "Type": "CreateTask"})
+    with pytest.raises(engine.Refused):
+        engine.on_step_event(ctx(cad), cad, situation(cad, "t"), NOW, USER, "0cKother", "Skip")
+    paused = situation(cad, "t", "Paused", tracker={"State": "Paused"})
+    with pytest.raises(engine.Refused):
+        engine.on_step_event(ctx(cad), cad, paused, NOW, USER, "0cK1", "Skip")
+    with pytest.raises(engine.Refused):
+        engine.on_step_event(ctx(cad), cad, situation(cad, "t"), NOW, USER, "0cK1", "Start2")
+
+
+def test_auto_email_due_asks_for_a_send_with_the_variant_template() -> None:
+    cad = cadence({"StepName": "e", "Type": "AutoSendAnEmail", "variants": [("00XA", 100)]})
+    d = engine.on_due(ctx(cad), cad, situation(cad, "e", "Queued"), NOW, USER)
+    assert d.send is not None and d.send.template_id == "00XA" and d.ops == []
+    err = engine.on_sent(ctx(cad), cad, situation(cad, "e", "Queued"), NOW, USER,
+                         engine.SendResult(False, "TEMPLATE_EMPTY"))
+    assert updates(err, engine.STEP)[0].changes == {"State": "Error", "ErrorCode": "TEMPLATE_EMPTY"}
+
+
+def test_variant_pick_is_stable_and_follows_the_split() -> None:
+    cad = cadence({"StepName": "e", "Type": "SendAnEmail", "variants": [("A", 20), ("B", 80)]})
+    step = cad.steps["e"]
+    picks = [engine.pick_variant(step, f"0cK{i:06d}") for i in range(5000)]
+    share = sum(1 for p in picks if p and p.template_id == "A") / len(picks)
+    assert 0.17 < share < 0.23
+    assert engine.pick_variant(step, "0cK000001") == engine.pick_variant(step, "0cK000001")
