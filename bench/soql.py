@@ -29,7 +29,7 @@ from opencadence.clock import ManualClock
 from opencadence.metadata.registry import default_registry
 from opencadence.soql import execute
 from opencadence.storage import engine as engines
-from opencadence.storage import migrate, records
+from opencadence.storage import counts, migrate, records
 
 NOW = datetime(2026, 3, 10, 12)
 USER = migrate.AUTOMATED_USER_ID
@@ -78,6 +78,7 @@ def load(eng: sa.Engine, rows: int) -> dict[str, str]:
                               "DueDateTime": NOW + timedelta(minutes=rnd.randint(-50_000, 50_000)),
                               "WasEverPaused": False, "GoToStepIterationCount": 1})
             conn.execute(table.insert(), batch)
+        counts.recount(conn, meta, [o.name for o in default_registry()])  # rows went around the store
     return {"target": ids.make_id("003", 10_000 + targets // 2), "cadence": cadences[(targets // 2) % 20]["Id"]}
 
 

@@ -19,6 +19,7 @@ from the runtime's own constants and ids (this is the runtime's hot path).
 
 from __future__ import annotations
 
+import operator
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -318,13 +319,17 @@ class CadenceStore:
         if not op.changes:
             return
         obj = self.store.registry.object(op.object)
-        record_id = self._resolve(op.id, refs)
-        changes = {k: self._resolve(v, refs) for k, v in op.changes.items()}
-        expect = {k: self._resolve(v, refs) for k, v in op.expect.items()}
+        record_id = op.id if isinstance(op.id, str) else refs[op.id.key]
+        changes = op.changes
+        if any(isinstance(v, engine.Ref) for v in changes.values()):
+            changes = {k: self._resolve(v, refs) for k, v in changes.items()}
+        expect = op.expect
         key = (op.object, tuple(changes), tuple((k, v is None) for k, v in expect.items()))
-        params = {f"v_{k}": v for k, v in changes.items()}
-        params.update({f"e_{k}": v for k, v in expect.items() if v is not None})
-        params.update(p_id=record_id, p_now=now, p_user=tx.user_id)
+        params = {"v_" + k: v for k, v in changes.items()}
+        for k, v in expect.items():
+            if v is not None:
+                params["e_" + k] = v
+        params["p_id"], params["p_now"], params["p_user"] = record_id, now, tx.user_id
         updates.setdefault(key, []).append(params)
         body = {k: self._body_value(obj, k, v) for k, v in changes.items()}
         body["LastModifiedDate"] = self._body_value(obj, "LastModifiedDate", now)
@@ -390,8 +395,23 @@ class CadenceStore:
                           for n in names)
             compiled = self._compiled[key] = (c.string, names, procs, positional)
         sql, names, procs, positional = compiled
-        tuples = [tuple(v if p is None or v is None else p(v)
-                        for p, v in zip(procs, [d.get(n) for n in names])) for d in params]
+        converted = [(i, p) for i, p in enumerate(procs) if p is not None]
+        getter = operator.itemgetter(*names)
+        try:
+            got = [getter(d) for d in params]
+        except KeyError:  # a row without some optional key: slower path
+            got = [tuple(d.get(n) for n in names) for d in params]
+        if len(names) == 1:
+            got = [(g,) for g in got]
+        tuples: list[Any] = got
+        if converted:
+            tuples = []
+            for t in got:
+                row = list(t)
+                for i, p in converted:
+                    if row[i] is not None:
+                        row[i] = p(row[i])
+                tuples.append(tuple(row))
         rows: Any = tuples if positional else [dict(zip(names, t)) for t in tuples]
         return int(conn.exec_driver_sql(sql, rows).rowcount)
 

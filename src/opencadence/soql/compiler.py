@@ -38,6 +38,7 @@ class Compiled:
     extra_indexes: dict[int, int] = field(default_factory=dict)
     plan: Any = None  # the ShapePlan, built on first use and reused with the compiled query
     viewer: str | None = None  # whose visibility applies (child subqueries reuse it)
+    unfiltered: bool = False  # matches every live row (totalSize from storage.counts)
 
 
 class Compiler:
@@ -242,7 +243,10 @@ class Compiler:
         keys = [e.label(f"k{n}") for n, (e, _d, _nf) in enumerate(order)]
         select = sa.select(*labels, *keys).select_from(joined).where(*where)
         count = sa.select(sa.func.count()).select_from(joined).where(*where)
-        return Compiled(bq, select, order, [k.name for k in keys], id_label, count, extra, viewer=self.viewer)
+        unfiltered = (bq.where is None and not bq.scope_owner and not bq.include_deleted
+                      and visibility.predicate(bq.obj.name, self.root, self.meta, self.viewer) is None)
+        return Compiled(bq, select, order, [k.name for k in keys], id_label, count, extra,
+                        viewer=self.viewer, unfiltered=unfiltered)
 
     def _where(self, bq: bound.BoundQuery) -> list[Col]:
         where: list[Col] = []

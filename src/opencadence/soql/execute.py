@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from opencadence import errors, ids
 from opencadence.metadata import describe
 from opencadence.soql import binder, bound, compiler, nodes, parse, shape
-from opencadence.storage import records, schema
+from opencadence.storage import counts, records, schema
 
 DEFAULT_BATCH = 2000
 MIN_BATCH = 200
@@ -195,7 +195,10 @@ class QueryService:
         return {"totalSize": total, "done": not more, "records": recs}, next_key
 
     def _total(self, conn: sa.Connection, c: compiler.Compiled) -> int:
-        total = int(conn.execute(c.count).scalar_one()) - (c.bq.offset or 0)
+        if c.unfiltered:  # every live row matches: the maintained counter is exact
+            total = counts.live(conn, self.meta, c.bq.obj.name) - (c.bq.offset or 0)
+        else:
+            total = int(conn.execute(c.count).scalar_one()) - (c.bq.offset or 0)
         if c.bq.limit is not None:
             total = min(total, c.bq.limit)
         return max(total, 0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
@@ -28,7 +29,7 @@ from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
 from opencadence.metadata.registry import Registry
 from opencadence.storage import engine as engines
-from opencadence.storage import schema, values
+from opencadence.storage import counts, schema, values
 
 #: The Organization record every database has.
 ORG_ID = ids.make_id("00D", 1)
@@ -65,6 +66,9 @@ def upgrade(
             if _current_fingerprint(conn) != fingerprint(registry):
                 done = _apply_diff(conn, target, say)
                 _ensure_sequence(conn)
+                _pg_indexes(conn, target, say, done)
+                if f"created table {schema.ROW_COUNTS}" in done:
+                    counts.recount(conn, target, [o.name for o in registry])
                 _write_state(conn, target, fingerprint(registry))
             _bootstrap(conn, target, now)
     return done
@@ -149,6 +153,20 @@ def _ensure_sequence(conn: sa.Connection) -> None:
     )
 
 
+def _pg_indexes(conn: sa.Connection, target: sa.MetaData, say: Progress, done: list[str]) -> None:
+    if engines.is_sqlite(conn):
+        return
+    for table, name, columns in schema.PG_EXTRA_INDEXES:
+        if table not in target.tables or any(c not in target.tables[table].c for c in columns):
+            continue
+        exists = conn.execute(sa.text("SELECT 1 FROM pg_indexes WHERE indexname = :n"), {"n": name}).first()
+        if exists is None:
+            cols = ", ".join(f'"{c}"' for c in columns) + " NULLS FIRST"
+            conn.exec_driver_sql(f'CREATE INDEX {name} ON "{table}" ({cols})')
+            say(f"created index {name}")
+            done.append(f"created index {name}")
+
+
 def _write_state(conn: sa.Connection, target: sa.MetaData, value: str) -> None:
     table = target.tables[schema.SCHEMA_STATE]
     conn.execute(table.delete().where(table.c.key == "fingerprint"))
@@ -175,6 +193,8 @@ def _bootstrap(conn: sa.Connection, target: sa.MetaData, now: datetime) -> None:
         "LanguageLocaleKey": "en_US", "EmailEncodingKey": "UTF-8", "UserType": "AutomatedProcess",
     }
     conn.execute(users.insert().values(Id=AUTOMATED_USER_ID, **_only(users, user), **audit))
+    if schema.ROW_COUNTS in target.tables:
+        counts.apply(conn, target, Counter({"Organization": 1, "User": 1}))
 
 
 def _only(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:

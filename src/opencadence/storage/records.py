@@ -12,6 +12,7 @@ which maintains read-only fields such as ActionCadenceStepTracker.State itself.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -24,7 +25,7 @@ from opencadence.clock import Clock, SystemClock
 from opencadence.metadata import model
 from opencadence.metadata.registry import Registry
 from opencadence.storage import engine as engines
-from opencadence.storage import events, formulas, schema, values
+from opencadence.storage import counts, events, formulas, schema, values
 
 #: The user recorded as creator/modifier when no user is given (the org's automated process).
 AUTOMATED_USER = ids.make_id("005", 1)
@@ -127,6 +128,7 @@ class Tx:
         self.conn = conn
         self.user_id = ids.parse(user_id, field="UserId")
         self._ids = _IdBlock(conn)
+        self._count_deltas: Counter[str] = Counter()
         self.events = events.TransactionEvents(
             transaction_key=str(uuid.uuid4()),
             commit_user=self.user_id,
@@ -150,7 +152,11 @@ class Tx:
         return pending
 
     def flush_events(self) -> None:
+        """Write what the transaction accumulated: change events and row-count deltas."""
         events.write(self.conn, self.store.meta, self.events)
+        if self._count_deltas:
+            counts.apply(self.conn, self.store.meta, self._count_deltas)
+            self._count_deltas.clear()
 
     # -- insert ---------------------------------------------------------------------------
 
@@ -169,6 +175,7 @@ class Tx:
         if not rows:
             return []
         self.conn.execute(self._table(obj).insert(), rows)
+        self._count_deltas[obj.name] += len(rows)
         if obj.change_events:
             header = self._event_header()
             for row in rows:
@@ -373,6 +380,7 @@ class Tx:
         self._current(obj, record_id)
         now = self._now()
         self._set_deleted(obj, record_id, True, now)
+        self._count_deltas[obj.name] -= 1
         self.conn.execute(
             self.store.meta.tables[schema.DELETED].insert(),
             {"record_id": record_id, "entity": obj.name, "deleted_date": now},
@@ -389,6 +397,7 @@ class Tx:
         if row is None or not row["IsDeleted"]:
             raise errors.UndeleteFailed(f"Entity is not in the recycle bin: {record_id}")
         self._set_deleted(obj, record_id, False, self._now())
+        self._count_deltas[obj.name] += 1
         deleted = self.store.meta.tables[schema.DELETED]
         self.conn.execute(deleted.delete().where(deleted.c.record_id == record_id))
         if obj.change_events:

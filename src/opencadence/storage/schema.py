@@ -30,6 +30,15 @@ SCAN_INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
 EVENTS = "oc_change_event"
 #: Name of the deleted-records log table (getDeleted, queryAll).
 DELETED = "oc_deleted_record"
+#: PostgreSQL-only indexes: Salesforce sorts nulls first ascending, PostgreSQL's indexes last,
+#: so ORDER BY <datetime> ASC NULLS FIRST can only walk an index declared that way. SQLite
+#: already sorts nulls first. (table, index name, columns; the last one is NULLS FIRST)
+PG_EXTRA_INDEXES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("ActionCadenceStepTracker", "ix_pg_steptracker_state_due", ("State", "DueDateTime")),
+    ("ActionCadenceStepTracker", "ix_pg_steptracker_start", ("ScheduledStartDateTime",)),
+    ("ActionCadenceTracker", "ix_pg_tracker_state_resume", ("State", "ScheduledResumeDateTime")),
+)
+
 #: Name of the counter table that hands out ID blocks on SQLite.
 SEQUENCES = "oc_sequence"
 #: Name of the table recording the schema state (registry fingerprint).
@@ -41,6 +50,8 @@ CURSOR_PAGES = "oc_query_page"
 #: the workers), last call outcome, listener signals and pause bookkeeping. The unique
 #: target_id is what keeps a target in one cadence at a time. Owned by opencadence.cadence.
 CADENCE_RUN = "oc_cadence_run"
+#: Name of the sharded live-row counters (storage.counts).
+ROW_COUNTS = "oc_row_count"
 #: Names of the authentication tables: credentials per user, sessions, connected apps.
 CREDENTIALS = "oc_credential"
 SESSIONS = "oc_session"
@@ -140,6 +151,13 @@ def _bookkeeping_tables(meta: sa.MetaData) -> None:
         sa.Column("locator", sa.String(18), primary_key=True),
         sa.Column("position", sa.Integer(), primary_key=True),
         sa.Column("after_key", sa.Text(), nullable=False),
+    )
+    sa.Table(
+        ROW_COUNTS,
+        meta,
+        sa.Column("entity", sa.String(80), primary_key=True),
+        sa.Column("shard", sa.Integer(), primary_key=True),
+        sa.Column("live", sa.BigInteger(), nullable=False),
     )
     sa.Table(
         CREDENTIALS,

@@ -181,3 +181,26 @@ def test_calculated_fields_are_derived_on_read(store: records.Store, clock: Manu
     clock.advance(hours=5)
     row = store.get("ActionCadenceStepTracker", sid)
     assert row is not None and row["SecondsOverdue"] == 90 and row["IsActionTaken"] is True
+
+
+def test_live_row_counters_stay_exact(store: records.Store) -> None:
+    from opencadence.storage import counts
+
+    def both(name: str) -> tuple[int, int]:
+        table = store.meta.tables[name]
+        with store.reading() as conn:
+            actual = conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c.IsDeleted == sa.false())).scalar_one()
+            return counts.live(conn, store.meta, name), int(actual)
+
+    assert both("User") == (1, 1)  # the bootstrap Automated Process user
+    for _ in range(20):  # many transactions land on different shards
+        with store.transaction() as tx:
+            made = tx.insert_many("Contact", [{"LastName": "n"}, {"LastName": "m"}])
+            tx.delete("Contact", made[0])
+    with store.transaction() as tx:
+        tx.undelete("Contact", made[0])
+    with pytest.raises(errors.RequiredFieldMissing):
+        with store.transaction() as tx:  # rolled back: counts untouched
+            tx.insert("Contact", {"LastName": "x"})
+            tx.insert("Contact", {})
+    assert both("Contact") == (21, 21)
