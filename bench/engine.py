@@ -21,13 +21,13 @@ prints the two-worker throughput against one.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import tempfile
-import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -239,20 +239,59 @@ def pg_workers(url: str, n: int, batch: int) -> tuple[float, float, int]:
                 [{"salesCadenceNameOrId": "Bench", "targetId": t} for t in targets[i:i + batch]], rep)
         _complete(acts, rep, open_steps(store, "MakeACall"), batch)
         clock.advance(days=1)
-        outbox = sender.RecordingSender()
-        pool = [worker.Worker(store, outbox, config) for _ in range(workers)]
-        began = time.perf_counter()
-        _run_parallel([lambda w=w: (w.run_until_idle(), w.run_until_idle()) for w in pool])
-        elapsed = time.perf_counter() - began
-        moved = sum(w.transitions for w in pool)
-        duplicates += outbox.duplicates + (len(outbox.sent) - n)
+        now = clock.now().isoformat()
+        results = _processes(workers, url_of(eng), now, batch)
+        elapsed = max(r[0] for r in results)
+        moved = sum(r[1] for r in results)
+        keys = [k for r in results for k in r[2]]
+        duplicates += len(keys) - len(set(keys)) + abs(len(set(keys)) - n)
         t = store.meta.tables["ActionCadenceStepTracker"]
         with store.reading() as conn:
             steps = conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
-        duplicates += steps - 5 * n  # root, call, wait, auto, branch, task minus the open one
+        duplicates += steps - 6 * n  # root, call, wait, auto, branch, task: one each
         rates.append(moved / elapsed)
         eng.dispose()
     return rates[0], rates[1], duplicates
+
+
+def url_of(eng: sa.Engine) -> str:
+    return eng.url.render_as_string(hide_password=False)
+
+
+def _processes(workers: int, url: str, now: str, batch: int) -> list[tuple[float, int, list[str]]]:
+    """Run ``workers`` worker processes side by side (they start together at a barrier)."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(workers), ctx.Queue()
+    procs = [ctx.Process(target=_worker_process, args=(url, now, batch, barrier, out))
+             for _ in range(workers)]
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return results
+
+
+def _worker_process(url: str, now: str, batch: int, barrier: Any, out: Any) -> None:
+    out.put(_drain(url, now, batch, barrier))
+
+
+def _drain(url: str, now: str, batch: int, barrier: Any) -> tuple[float, int, list[str]]:
+    """One worker process: drain the due work; (seconds, transitions, email keys sent)."""
+    eng = engines.create_engine(url)
+    clock = ManualClock(datetime.fromisoformat(now))
+    store = make_store(eng, clock)
+    outbox = sender.RecordingSender()
+    w = worker.Worker(store, outbox, cstore.Config(batch_size=batch))
+    with store.reading() as conn:  # warm the connection pool before the clock starts
+        conn.exec_driver_sql("SELECT 1")
+    barrier.wait()
+    began = time.perf_counter()
+    w.run_until_idle()
+    w.run_until_idle()
+    elapsed = time.perf_counter() - began
+    eng.dispose()
+    return elapsed, w.transitions, [e.key for e in outbox.sent]
 
 
 def _pg_db(url: str) -> str:
@@ -274,24 +313,6 @@ def _drop_pg(url: str) -> None:
         for name in _CREATED:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()
-
-
-def _run_parallel(jobs: list[Callable[[], Any]]) -> None:
-    errors: list[BaseException] = []
-
-    def run(job: Callable[[], Any]) -> None:
-        try:
-            job()
-        except BaseException as exc:  # reported after the join
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(j,)) for j in jobs]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    if errors:
-        raise errors[0]
 
 
 def main() -> None:

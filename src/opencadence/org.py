@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 import sqlalchemy as sa
 
 from opencadence import errors, ids
+from opencadence.cadence import actions as cadence_actions
 from opencadence.metadata import describe, model
 from opencadence.soql import execute, visibility
 from opencadence.storage import accounts, records, schema, values
@@ -35,7 +36,7 @@ class Org:
         self.registry = store.registry
         self.queries = execute.QueryService(store)
         self.accounts = accounts.Accounts(store)
-        self.actions = actions
+        self.actions = actions if actions is not None else cadence_actions.Actions(store)
         #: object name -> hooks run after a create/update of that object (e.g. activation)
         self.after_write: dict[str, list[WriteHook]] = {}
 

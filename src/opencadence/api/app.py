@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from opencadence import errors
 from opencadence.api import errors as api_errors
-from opencadence.api import oauth, rest, versions
+from opencadence.api import actions, oauth, openapi, rest, versions
 from opencadence.clock import ManualClock
 from opencadence.org import Org
 from opencadence.storage import values
@@ -21,6 +21,11 @@ from opencadence.storage import values
 
 async def list_versions(request: Request) -> Response:
     return rest.json_response(versions.all_versions())
+
+
+async def openapi_document(request: Request) -> Response:
+    org: Org = request.app.state.org
+    return rest.json_response(openapi.document(org.registry))
 
 
 def clock_route(clock: ManualClock, settle: Any) -> Route:
@@ -61,8 +66,9 @@ def clock_route(clock: ManualClock, settle: Any) -> Route:
 
 def build_app(org: Org, *, manual_clock: ManualClock | None = None, settle: Any = None) -> Starlette:
     routes = [Route("/services/data", list_versions, methods=["GET"]),
-              Route("/services/data/", list_versions, methods=["GET"])]
-    routes += rest.routes() + oauth.routes()
+              Route("/services/data/", list_versions, methods=["GET"]),
+              Route("/services/data/openapi.json", openapi_document, methods=["GET"])]
+    routes += rest.routes() + actions.routes() + oauth.routes()
     if manual_clock is not None:
         routes.append(clock_route(manual_clock, settle))
     app = Starlette(
