@@ -177,6 +177,7 @@ class _Move:
         self.call_outcome: str | None = None
         self.signals: frozenset[str] = frozenset()
         self.finished = False
+        self.paused_state: str | None = None
 
     # -- row plumbing -----------------------------------------------------------------------
 
@@ -250,7 +251,10 @@ class _Move:
         """End the open step: Completed with a reason, or Cancelled."""
         if self.step is None or self.step["State"] not in OPEN_STATES:
             return
-        if self.step_def.type == "AutoSendAnEmail" and self.step["State"] in ("Queued", "Scheduled"):
+        waiting = self.step["State"]
+        if waiting == "Paused":
+            waiting = self.paused_state or ""
+        if self.step_def.type == "AutoSendAnEmail" and waiting in ("Queued", "Scheduled"):
             if isinstance(self.step_id, str):
                 self.d.effects.append(CancelEmail(self.step_id))
         changes: dict[str, Any] = {"State": state}
@@ -381,6 +385,7 @@ def _move(ctx: Context, d: Decision, cadence: model.Cadence, sit: Situation, now
     mv.visits = dict(sit.visits)
     mv.call_outcome = sit.run.call_outcome
     mv.signals = sit.run.signals
+    mv.paused_state = sit.run.paused_state
     return mv
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +20,8 @@ import sqlalchemy as sa
 from opencadence import errors, ids
 from opencadence.storage import records, schema, values
 
+#: How long a checked session is trusted without reading it again (see Accounts.session).
+CACHE_SECONDS = 30.0
 #: Salesforce's default session timeout.
 DEFAULT_SESSION_TTL = timedelta(hours=2)
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -57,6 +61,12 @@ class Accounts:
         self.store = store
         self.ttl = session_ttl
         self.meta = store.meta
+        # Sessions checked in the last CACHE_SECONDS are not read again: every API request
+        # authenticates, and the lookup would otherwise cost a query per request. Revocation
+        # and deactivation in this process clear the cache at once; elsewhere it takes effect
+        # within CACHE_SECONDS.
+        self._cache: dict[str, tuple[Session, float]] = {}
+        self._lock = threading.Lock()
 
     # --- users ------------------------------------------------------------------------------
 
@@ -101,6 +111,8 @@ class Accounts:
         with self.store.transaction() as tx:
             tx.update("User", user["Id"], {"IsActive": active}, system=True)
             if not active:  # deactivation ends the user's sessions at once
+                with self._lock:
+                    self._cache.clear()
                 sessions = self.meta.tables[schema.SESSIONS]
                 tx.conn.execute(sessions.delete().where(sessions.c.user_id == user["Id"]))
 
@@ -139,21 +151,36 @@ class Accounts:
 
     def session(self, token: str) -> Session:
         """The live session of ``token``, or INVALID_SESSION_ID."""
-        sessions, creds, users = (self.meta.tables[n] for n in (schema.SESSIONS, schema.CREDENTIALS, "User"))
+        key = _token_hash(token)
         now = values.to_db_datetime(self.store.clock.now())
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None and cached[1] > time.monotonic() and cached[0].expires_at > now:
+            return cached[0]
+        found = self._load_session(key, now)
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[key] = (found, time.monotonic() + CACHE_SECONDS)
+        return found
+
+    def _load_session(self, key: str, now: datetime) -> Session:
+        sessions, creds, users = (self.meta.tables[n] for n in (schema.SESSIONS, schema.CREDENTIALS, "User"))
         with self.store.reading() as conn:
             row = conn.execute(
                 sa.select(sessions.c.user_id, sessions.c.expires_at, creds.c.is_admin,
                           users.c.TimeZoneSidKey, users.c.IsActive)
                 .select_from(sessions.join(users, users.c.Id == sessions.c.user_id)
                              .outerjoin(creds, creds.c.user_id == sessions.c.user_id))
-                .where(sessions.c.token_hash == _token_hash(token))
+                .where(sessions.c.token_hash == key)
             ).mappings().first()
         if row is None or row["expires_at"] <= now or not row["IsActive"]:
             raise errors.InvalidSession("Session expired or invalid")
         return Session(row["user_id"], bool(row["is_admin"]), row["TimeZoneSidKey"] or "GMT", row["expires_at"])
 
     def revoke(self, token: str) -> None:
+        with self._lock:
+            self._cache.pop(_token_hash(token), None)
         sessions = self.meta.tables[schema.SESSIONS]
         with self.store.transaction() as tx:
             tx.conn.execute(sessions.delete().where(sessions.c.token_hash == _token_hash(token)))
