@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from pathlib import Path
 
 import uvicorn
 
 from opencadence.api import app as api_app
 from opencadence.api import tls
+from opencadence.cadence import worker
 from opencadence.clock import ManualClock, SystemClock
 from opencadence.metadata import registry
 from opencadence.org import Org
@@ -25,9 +27,22 @@ def make_org(database: str | None, manual: bool) -> tuple[Org, ManualClock | Non
     return Org(records.Store(eng, reg, clock)), clock
 
 
+def start_worker(org: Org) -> tuple[worker.Worker, threading.Event]:
+    """Cadence workers inside the server process (a daemon thread polling for due work)."""
+    w = worker.Worker(org.store)
+    stop = threading.Event()
+    threading.Thread(target=w.loop, kwargs={"poll_seconds": 0.5, "stop": stop.is_set},
+                     name="cadence-worker", daemon=True).start()
+    return w, stop
+
+
 def serve(args: argparse.Namespace) -> int:
     org, clock = make_org(args.database, args.clock == "manual")
-    app = api_app.build_app(org, manual_clock=clock)
+    settle = None
+    if not args.no_worker:
+        w, _stop = start_worker(org)
+        settle = w.run_until_idle  # the clock endpoint answers once due work is done
+    app = api_app.build_app(org, manual_clock=clock, settle=settle)
     ssl: dict[str, str] = {}
     scheme = "http"
     if args.tls:
