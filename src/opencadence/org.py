@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from opencadence import errors, ids
 from opencadence.cadence import actions as cadence_actions
+from opencadence.cadence import runtime
 from opencadence.metadata import describe, model
 from opencadence.soql import execute, visibility
 from opencadence.storage import accounts, records, schema, values
@@ -37,8 +38,8 @@ class Org:
         self.queries = execute.QueryService(store)
         self.accounts = accounts.Accounts(store)
         self.actions = actions if actions is not None else cadence_actions.Actions(store)
-        #: object name -> hooks run after a create/update of that object (e.g. activation)
-        self.after_write: dict[str, list[WriteHook]] = {}
+        #: object name -> hooks run inside the transaction that creates a record of it
+        self.after_write: dict[str, list[WriteHook]] = {"Task": [_task_created]}
 
     # --- describe ---------------------------------------------------------------------------
 
@@ -77,9 +78,12 @@ class Org:
     def create(self, session: accounts.Session, name: str, body: Mapping[str, Any], version: str) -> str:
         obj = self._object(name, version)
         self._check_visible_fields(obj, body, version)
+        body, state = _split_state(obj, body)
         with self.store.transaction(session.user_id, origin=_origin(version)) as tx:
             record_id = tx.insert(obj.name, body)
             self._after_write(tx, obj, record_id, body)
+        if state is not None and state != "Draft":
+            runtime.set_state(self.store, record_id, state, session.user_id)
         return record_id
 
     def update(self, session: accounts.Session, name: str, record_id: str, body: Mapping[str, Any], version: str) -> None:
@@ -88,9 +92,12 @@ class Org:
             raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support update")
         canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
         self._check_visible_fields(obj, body, version)
-        with self.store.transaction(session.user_id, origin=_origin(version)) as tx:
-            tx.update(obj.name, canonical, body)
-            self._after_write(tx, obj, canonical, body)
+        body, state = _split_state(obj, body)
+        if body:
+            with self.store.transaction(session.user_id, origin=_origin(version)) as tx:
+                tx.update(obj.name, canonical, body)
+        if state is not None:
+            runtime.set_state(self.store, canonical, state, session.user_id)
 
     def delete(self, session: accounts.Session, name: str, record_id: str, version: str) -> None:
         obj = self._object(name, version)
@@ -177,6 +184,23 @@ class Org:
                 f"startDate cannot be more than {window.days} days ago")
         latest = min(hi, _minute(now))
         return lo, hi, latest
+
+
+def _split_state(obj: model.ObjectDef, body: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """ActionCadence.State goes through activation (the whole graph is validated first)."""
+    rest = dict(body)
+    if obj.name != "ActionCadence":
+        return rest, None
+    state = rest.pop("State", None)
+    if state is not None:
+        values.to_db(obj.by_name["state"], state)  # a bad value fails before anything is written
+    return rest, state
+
+
+def _task_created(tx: records.Tx, obj: model.ObjectDef, record_id: str, body: Mapping[str, Any]) -> None:
+    """A Task logged as a call completes the target's MakeACall step (same transaction)."""
+    if body.get("TaskSubtype") == "Call":
+        runtime.on_task_created(tx.store, record_id, tx=tx)
 
 
 def _parse_when(text: str, name: str) -> datetime:
