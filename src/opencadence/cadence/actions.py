@@ -123,15 +123,9 @@ class Actions:
         targets = [ids.parse(t) for t in targets]
         users = {ids.parse(str(i["userId"])) for i in inputs if ids.is_valid(i.get("userId"))}
         users.add(user_id)
-        existing: set[str] = set()
-        for obj in ("Contact", "Lead"):
-            t = self.rt.table(obj)
-            for part in cstore._chunks(targets):
-                existing |= set(conn.execute(sa.select(t.c.Id).where(
-                    t.c.Id.in_(part), t.c.IsDeleted == sa.false())).scalars())
-        u = self.rt.table("User")
-        active_users = set(conn.execute(sa.select(u.c.Id).where(
-            u.c.Id.in_(sorted(users)), u.c.IsActive == sa.true())).scalars())
+        existing = (self.rt.existing(conn, "Contact", targets)
+                    | self.rt.existing(conn, "Lead", targets))
+        active_users = self.rt.existing(conn, "User", sorted(users), active_users=True)
         return {"targets": existing, "users": active_users,
                 "busy": self.rt.active_tracker_of(conn, targets), "cadences": {}}
 
@@ -225,12 +219,7 @@ class Actions:
         targets = valid("targetId", "003") + valid("targetId", "00Q")
         self._target_memo = self.rt.active_tracker_of(conn, targets)
         self._target_memo.update({t: "" for t in targets if t not in self._target_memo})
-        st = self.rt.table(engine.STEP)
-        steps = valid("recordId", "0cK")
-        self._step_memo = {}
-        for part in cstore._chunks(steps):
-            self._step_memo.update({sid: tid for sid, tid in conn.execute(
-                sa.select(st.c.Id, st.c.ActionCadenceTrackerId).where(st.c.Id.in_(part)))})
+        self._step_memo = self.rt.trackers_of_steps(conn, valid("recordId", "0cK"))
 
     _target_memo: dict[str, str] = {}
     _step_memo: dict[str, str] = {}
@@ -338,14 +327,11 @@ class Actions:
 
     def sendSalesCadenceEvent(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
         """Skip (ManuallySkipped) or ManualComplete (ManuallyCompleted) the open step."""
-        st = self.rt.table(engine.STEP)
-
         def resolve(conn: sa.Connection, inp: Input) -> str:
             sid = _id(_required(inp, "recordId"), "recordId", ("0cK",))
             if _required(inp, "eventType") not in ("Skip", "ManualComplete"):
                 raise engine.Refused("eventType must be Skip or ManualComplete.", "INVALID_INPUT")
-            tid = self._step_memo.get(sid) or conn.execute(
-                sa.select(st.c.ActionCadenceTrackerId).where(st.c.Id == sid)).scalar()
+            tid = self._step_memo.get(sid) or self.rt.trackers_of_steps(conn, [sid]).get(sid)
             if tid is None:
                 raise errors.InvalidCrossReferenceKey(f"recordId: no step tracker {sid}")
             return str(tid)
@@ -369,12 +355,10 @@ class Actions:
 
     def _select(self, conn: sa.Connection, loaded: cstore.Loaded, inp: Input) -> dict[str, Any]:
         sid = _id(_required(inp, "stepTrackerId"), "stepTrackerId", ("0cK",))
-        st = self.rt.table(engine.STEP)
-        row = conn.execute(sa.select(st.c.ActionCadenceId, st.c.ActionCadenceStepId)
-                           .where(st.c.Id == sid)).first()
-        if row is None:
+        found = self.rt.step_of(conn, sid)
+        if found is None:
             raise errors.InvalidCrossReferenceKey(f"stepTrackerId: no step tracker {sid}")
-        step = loaded.cadence(row.ActionCadenceId).by_id.get(row.ActionCadenceStepId)
+        step = loaded.cadence(found[0]).by_id.get(found[1])
         if step is None:
             raise engine.Refused("The step of this step tracker no longer exists.")
         variant = engine.pick_variant(step, sid)

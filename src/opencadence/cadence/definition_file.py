@@ -33,7 +33,6 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-import sqlalchemy as sa
 import yaml
 
 from opencadence import errors, ids
@@ -137,42 +136,37 @@ def _clean(store: records.Store, obj: str, row: Mapping[Any, Any]) -> dict[str, 
     return out
 
 
-def _export(store: records.Store, rt: cstore.CadenceStore, conn: sa.Connection,
+def _export(store: records.Store, rt: cstore.CadenceStore, conn: Any,
             cadence_id: str) -> dict[str, Any]:
-    cad = rt.table("ActionCadence")
-    head = conn.execute(sa.select(cad).where(cad.c.Id == cadence_id)).mappings().one()
-    step_t, rule_t, cond_t, var_t = (rt.table(n) for n in cstore.BUILDER)
+    rows = rt.builder_rows(conn, cadence_id)
+    conds_of: dict[str, list[dict[str, Any]]] = {}
+    for c in rows["conditions"]:
+        conds_of.setdefault(c["ActionCadenceRuleId"], []).append(
+            _clean(store, "ActionCadenceRuleCondition", c))
+    rules_of: dict[str, list[dict[str, Any]]] = {}
+    for r in rows["rules"]:
+        rule = _clean(store, "ActionCadenceRule", r)
+        if conds_of.get(r["Id"]):
+            rule["conditions"] = conds_of[r["Id"]]
+        rules_of.setdefault(r["ActionCadenceStepId"], []).append(rule)
+    variants_of: dict[str, list[dict[str, Any]]] = {}
+    for v in rows["variants"]:
+        variants_of.setdefault(v["ActionCadenceStepId"], []).append(
+            _clean(store, "ActionCadenceStepVariant", v))
     steps = []
-    live = sa.and_(step_t.c.ActionCadenceId == cadence_id, step_t.c.IsDeleted == sa.false(),
-                   step_t.c.GraphState.in_(["Included", "Pending"]))
-    for row in conn.execute(sa.select(step_t).where(live).order_by(step_t.c.StepName)).mappings():
+    for row in rows["steps"]:
         step = _clean(store, "ActionCadenceStep", row)
         if row["ChainedCadenceId"]:
-            chained = conn.execute(sa.select(cad.c.Name).where(cad.c.Id == row["ChainedCadenceId"]))
-            step["ChainedCadence"] = chained.scalar()
-        rules = []
-        for r in conn.execute(sa.select(rule_t).where(
-                rule_t.c.ActionCadenceStepId == row["Id"], rule_t.c.IsDeleted == sa.false())
-                .order_by(rule_t.c.RuleName)).mappings():
-            rule = _clean(store, "ActionCadenceRule", r)
-            conds = [_clean(store, "ActionCadenceRuleCondition", c) for c in conn.execute(
-                sa.select(cond_t).where(cond_t.c.ActionCadenceRuleId == r["Id"],
-                                        cond_t.c.IsDeleted == sa.false())
-                .order_by(cond_t.c.RuleConditionName)).mappings()]
-            rules.append({**rule, "conditions": conds} if conds else rule)
-        variants = [_clean(store, "ActionCadenceStepVariant", v) for v in conn.execute(
-            sa.select(var_t).where(var_t.c.ActionCadenceStepId == row["Id"],
-                                   var_t.c.IsDeleted == sa.false())
-            .order_by(var_t.c.SplitPercentage.desc(), var_t.c.TemplateId)).mappings()]
-        if rules:
-            step["rules"] = rules
-        if variants:
-            step["variants"] = variants
+            step["ChainedCadence"] = rows["chained_names"].get(row["ChainedCadenceId"])
+        if rules_of.get(row["Id"]):
+            step["rules"] = rules_of[row["Id"]]
+        if variants_of.get(row["Id"]):
+            step["variants"] = variants_of[row["Id"]]
         steps.append(step)
-    steps = _graph_order(steps)
+    head = rows["head"]
     out: dict[str, Any] = {"cadence": {k: head[k] for k in CADENCE_FIELDS
                                        if head[k] is not None and head[k] is not False},
-                           "steps": steps}
+                           "steps": _graph_order(steps)}
     if head["State"] == "Active":
         out["state"] = "Active"
     return out

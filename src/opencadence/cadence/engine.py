@@ -13,138 +13,32 @@ a step tracker and point the tracker's CurrentStepId at it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Mapping, Union
+from typing import Any, Mapping
 
-from opencadence import errors
 from opencadence.cadence import model, schedule
-
-TRACKER = "ActionCadenceTracker"
-STEP = "ActionCadenceStepTracker"
-#: Step-tracker states of a step that is still the target's current step.
-OPEN_STATES = frozenset({"Active", "InProgress", "Paused", "Queued", "Scheduled", "Error"})
-#: Tracker states with IsTrackerActive = true (OR-TR).
-ACTIVE_TRACKER_STATES = frozenset({"Running", "Paused", "Processing", "Initializing"})
-#: Instantaneous steps chained in one transition are capped (a GoTo cycle of branches).
-MAX_CASCADE = 64
-DEFAULT_MAX_DAISY_CHAIN = 10
-
-
-class Refused(errors.OpenCadenceError):
-    """The operation does not apply to the record in its current state."""
-
-    error_code = "INVALID_OPERATION"
-    http_status = 400
-
-    def __init__(self, message: str, code: str = "INVALID_OPERATION") -> None:
-        super().__init__(message)
-        self.error_code = code
-
-
-@dataclass(frozen=True, slots=True)
-class Ref:
-    """A row created by the same decision; the store replaces it by the new Id."""
-
-    key: str
-
-
-RowId = Union[str, Ref]
-
-
-@dataclass(slots=True)
-class Insert:
-    key: Ref
-    object: str
-    fields: dict[str, Any]
-
-
-@dataclass(slots=True)
-class Update:
-    object: str
-    id: RowId
-    changes: dict[str, Any]
-    expect: dict[str, Any]
-    #: The row's LastModifiedById before the change (a change event names a new modifier).
-    modified_by: str | None = None
-
-
-@dataclass(slots=True)
-class RunOp:
-    """A change to the run-state row (``oc_cadence_run``) of one tracker."""
-
-    kind: str  # insert | update | delete
-    tracker: RowId
-    fields: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class SendEmail:
-    step_tracker: RowId
-    template_id: str | None
-    owner_id: str
-    target_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class CancelEmail:
-    step_tracker_id: str
-
-
-Effect = Union[SendEmail, CancelEmail]
-
-
-@dataclass(slots=True)
-class Decision:
-    ops: list[Insert | Update] = field(default_factory=list)
-    run: list[RunOp] = field(default_factory=list)
-    effects: list[Effect] = field(default_factory=list)
-    #: Set when a due automated email must be sent first (the worker calls ``on_sent``).
-    send: SendEmail | None = None
-    _keys: int = 0
-
-    def new_ref(self) -> Ref:
-        self._keys += 1
-        return Ref(f"n{self._keys}")
-
-    @property
-    def transitions(self) -> int:
-        """Step-tracker rows created or changed (the bench's unit of work)."""
-        return sum(1 for op in self.ops if op.object == STEP)
-
-
-@dataclass(frozen=True, slots=True)
-class Run:
-    """Bookkeeping of a running tracker: next wake-up, last call outcome, listener signals."""
-
-    tracker_id: str
-    due_at: datetime | None = None
-    call_outcome: str | None = None
-    signals: frozenset[str] = frozenset()
-    paused_at: datetime | None = None
-    paused_state: str | None = None
-    held_due_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Situation:
-    """Everything the engine reads about one tracker."""
-
-    tracker: Mapping[str, Any]
-    step: Mapping[str, Any] | None
-    run: Run
-    #: step name -> step trackers created so far for it (loaded only for cadences with loops)
-    visits: Mapping[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Context:
-    """Definitions and facts around a transition."""
-
-    cadences: Mapping[str, model.Cadence]
-    time_zones: Mapping[str, str | None] = field(default_factory=dict)
-    max_daisy_chain: int = DEFAULT_MAX_DAISY_CHAIN
-
+from opencadence.cadence.decision import (  # re-exported: engine.Decision etc.
+    TRACKER as TRACKER,
+    STEP as STEP,
+    OPEN_STATES as OPEN_STATES,
+    ACTIVE_TRACKER_STATES as ACTIVE_TRACKER_STATES,
+    MAX_CASCADE as MAX_CASCADE,
+    DEFAULT_MAX_DAISY_CHAIN as DEFAULT_MAX_DAISY_CHAIN,
+    Refused as Refused,
+    Ref as Ref,
+    RowId as RowId,
+    Insert as Insert,
+    Update as Update,
+    RunOp as RunOp,
+    SendEmail as SendEmail,
+    CancelEmail as CancelEmail,
+    Effect as Effect,
+    Decision as Decision,
+    Run as Run,
+    Situation as Situation,
+    Context as Context,
+    SendResult as SendResult,
+)
 
 def pick_variant(step: model.Step, step_tracker_id: str) -> model.Variant | None:
     """The variant a step tracker uses: a stable hash of its Id into the split percentages."""
@@ -480,15 +374,6 @@ def _due_step(mv: _Move, sit: Situation) -> None:
         mv.set_run(due_at=None)
 
 
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """What the sender reported for one automated email."""
-
-    sent: bool
-    error_code: str | None = None
-    retry_at: datetime | None = None
-
-
 def on_sent(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str,
             result: SendResult) -> Decision:
     """An automated email was sent (Completed), failed (Error) or must be retried."""
@@ -687,7 +572,3 @@ def retired(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime,
             user: str) -> Decision:
     """The target's current step was removed from the active cadence: the target exits."""
     return remove(ctx, cadence, sit, now, user, reason="AutomaticallyExitedDeletedStep")
-
-
-def with_run(sit: Situation, **changes: Any) -> Situation:
-    return replace(sit, run=replace(sit.run, **changes))

@@ -11,8 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable, Sequence
 
-import sqlalchemy as sa
-
 from opencadence import errors, ids
 from opencadence.cadence import engine, model, validate
 from opencadence.cadence import store as cstore
@@ -78,11 +76,8 @@ def _activate(tx: records.Tx, cadence: model.Cadence) -> None:
         if step.graph_state == "Orphaned":  # removed before activation: deleted now
             tx.delete("ActionCadenceStep", step.id, system=True)
     root = cadence.root
-    table = tx.store.meta.tables["ActionCadenceStep"]
-    rows = tx.conn.execute(sa.select(table.c.Id, table.c.RootStepId, table.c.TypeDetail, table.c.Type)
-                           .where(table.c.ActionCadenceId == cadence.id,
-                                  table.c.IsDeleted == sa.false())).all()
-    for sid, root_id, detail, typ in rows:
+    for sid, root_id, detail, typ in cstore.CadenceStore(tx.store).step_graph_fields(tx.conn,
+                                                                                   cadence.id):
         if root_id != root.id or detail is None:
             tx.update("ActionCadenceStep", sid, {"RootStepId": root.id, "TypeDetail": detail or typ},
                       system=True)
@@ -124,7 +119,7 @@ def delete_step(store: records.Store, step_id: str, user_id: str = records.AUTOM
             return 0
         cadence = rt.load_definition(tx.conn, cad_row["Id"])
         _retire(tx, cadence, cadence.by_id[step_row["Id"]])
-        tracker_ids = _trackers_on(rt, tx, step_row["Id"])
+        tracker_ids = rt.trackers_on_step(tx.conn, step_row["Id"])
         for tid in tracker_ids:
             _transition(rt, tx, tid, lambda c, cad, s: engine.retired(c, cad, s, now_of(store),
                                                                       tx.user_id))
@@ -140,13 +135,6 @@ def _retire(tx: records.Tx, cadence: model.Cadence, step: model.Step) -> None:
                   system=True)
     tx.update("ActionCadence", cadence.id, {"LastEditedDateTime": tx.store.clock.now()},
               system=True)
-
-
-def _trackers_on(rt: cstore.CadenceStore, tx: records.Tx, step_id: str) -> list[str]:
-    st = rt.table(engine.STEP)
-    stmt = sa.select(st.c.ActionCadenceTrackerId).where(
-        st.c.ActionCadenceStepId == step_id, st.c.State.in_(sorted(engine.OPEN_STATES)))
-    return sorted(set(tx.conn.execute(stmt).scalars()))
 
 
 # -- rep work, calls and engagement --------------------------------------------------------------
@@ -226,26 +214,13 @@ def engagement(store: records.Store, target_id: str, event: str,
     with store.reading() as conn:
         tracker_id = rt.active_tracker_of(conn, [target_id]).get(target_id)
         listened = (tracker_id is not None and email_step_tracker_id is not None
-                    and _is_latest_email(rt, conn, tracker_id, email_step_tracker_id))
+                    and rt.latest_email(conn, tracker_id) == ids.parse(email_step_tracker_id))
     if tracker_id is None:
         return False
     on_listened = email_step_tracker_id is None or listened
     transition(store, tracker_id, records.AUTOMATED_USER, lambda c, cad, s: engine.on_engagement(
         c, cad, s, now_of(store), records.AUTOMATED_USER, event, on_listened), config)
     return True
-
-
-def _is_latest_email(rt: cstore.CadenceStore, conn: sa.Connection, tracker_id: str,
-                     step_tracker_id: str) -> bool:
-    """Is ``step_tracker_id`` the tracker's most recent completed email step (the one a
-    listener branch listens to)?"""
-    st = rt.table(engine.STEP)
-    latest = conn.execute(
-        sa.select(st.c.Id).where(st.c.ActionCadenceTrackerId == tracker_id,
-                                 st.c.StepType.in_(sorted(model.EMAIL_TYPES)),
-                                 st.c.State == "Completed")
-        .order_by(st.c.CompletionDate.desc(), st.c.Id.desc()).limit(1)).scalar()
-    return latest == ids.parse(step_tracker_id)
 
 
 def trackers_of(store: records.Store, target_ids: Sequence[str]) -> dict[str, str]:

@@ -73,6 +73,13 @@ def _memo(proc: Any) -> Any:
     return process
 
 
+def _event_rank(op: engine.Insert | engine.Update) -> int:
+    """Event order within a transition: a new tracker, its step trackers, tracker updates."""
+    if op.object == engine.STEP:
+        return 1
+    return 0 if isinstance(op, engine.Insert) else 2
+
+
 def _dicts(result: Any) -> list[dict[str, Any]]:
     keys = list(result.keys())
     return [dict(zip(keys, row)) for row in result]
@@ -169,6 +176,83 @@ class CadenceStore:
             cond = sa.or_(cond, cad.c.Id == ids.parse(name_or_id))
         return conn.execute(sa.select(cad.c.Id).where(cond, cad.c.IsDeleted == sa.false())
                             .limit(1)).scalar()
+
+    # -- builder and lookups -----------------------------------------------------------------
+
+    def step_graph_fields(self, conn: sa.Connection, cadence_id: str) -> list[tuple[Any, ...]]:
+        """(Id, RootStepId, TypeDetail, Type) of a cadence's non-deleted steps."""
+        t = self.table("ActionCadenceStep")
+        return [tuple(r) for r in conn.execute(
+            sa.select(t.c.Id, t.c.RootStepId, t.c.TypeDetail, t.c.Type)
+            .where(t.c.ActionCadenceId == cadence_id, t.c.IsDeleted == sa.false()))]
+
+    def trackers_on_step(self, conn: sa.Connection, step_id: str) -> list[str]:
+        """Trackers whose open step tracker runs builder step ``step_id``."""
+        st = self.table(engine.STEP)
+        stmt = sa.select(st.c.ActionCadenceTrackerId).where(
+            st.c.ActionCadenceStepId == step_id, st.c.State.in_(sorted(engine.OPEN_STATES)))
+        return sorted(set(conn.execute(stmt).scalars()))
+
+    def latest_email(self, conn: sa.Connection, tracker_id: str) -> str | None:
+        """The tracker's most recently completed email step tracker."""
+        st = self.table(engine.STEP)
+        return conn.execute(
+            sa.select(st.c.Id).where(st.c.ActionCadenceTrackerId == tracker_id,
+                                     st.c.StepType.in_(sorted(model.EMAIL_TYPES)),
+                                     st.c.State == "Completed")
+            .order_by(st.c.CompletionDate.desc(), st.c.CreatedDate.desc()).limit(1)).scalar()
+
+    def existing(self, conn: sa.Connection, obj: str, record_ids: Sequence[str],
+                 active_users: bool = False) -> set[str]:
+        """Which of ``record_ids`` are non-deleted ``obj`` records (active ones for User)."""
+        t = self.table(obj)
+        found: set[str] = set()
+        for part in _chunks(sorted(set(record_ids))):
+            stmt = sa.select(t.c.Id).where(t.c.Id.in_(part), t.c.IsDeleted == sa.false())
+            if active_users:
+                stmt = stmt.where(t.c.IsActive == sa.true())
+            found |= set(conn.execute(stmt).scalars())
+        return found
+
+    def trackers_of_steps(self, conn: sa.Connection, step_tracker_ids: Sequence[str]) -> dict[str, str]:
+        """step tracker id -> its tracker id."""
+        st = self.table(engine.STEP)
+        out: dict[str, str] = {}
+        for part in _chunks(sorted(set(step_tracker_ids))):
+            out.update({sid: tid for sid, tid in conn.execute(
+                sa.select(st.c.Id, st.c.ActionCadenceTrackerId).where(st.c.Id.in_(part)))})
+        return out
+
+    def step_of(self, conn: sa.Connection, step_tracker_id: str) -> tuple[str, str] | None:
+        """(ActionCadenceId, ActionCadenceStepId) of a step tracker."""
+        st = self.table(engine.STEP)
+        row = conn.execute(sa.select(st.c.ActionCadenceId, st.c.ActionCadenceStepId)
+                           .where(st.c.Id == step_tracker_id)).first()
+        return None if row is None else (row[0], row[1])
+
+    def builder_rows(self, conn: sa.Connection, cadence_id: str) -> dict[str, Any]:
+        """A cadence's rows for export: head, live steps, rules, conditions, variants and
+        the names of chained cadences."""
+        cad, step, rule, cond, var = (self.table(n) for n in ("ActionCadence",) + BUILDER)
+        head = conn.execute(sa.select(cad).where(cad.c.Id == cadence_id)).mappings().one()
+        live = sa.and_(step.c.ActionCadenceId == cadence_id, step.c.IsDeleted == sa.false(),
+                       step.c.GraphState.in_(["Included", "Pending"]))
+        steps = _dicts(conn.execute(sa.select(step).where(live).order_by(step.c.StepName)))
+        ids_ = [s["Id"] for s in steps]
+        rules = _dicts(conn.execute(sa.select(rule).where(
+            rule.c.ActionCadenceStepId.in_(ids_), rule.c.IsDeleted == sa.false())
+            .order_by(rule.c.RuleName)))
+        conds = _dicts(conn.execute(sa.select(cond).where(
+            cond.c.ActionCadenceRuleId.in_([r["Id"] for r in rules]), cond.c.IsDeleted == sa.false())
+            .order_by(cond.c.RuleConditionName)))
+        variants = _dicts(conn.execute(sa.select(var).where(
+            var.c.ActionCadenceStepId.in_(ids_), var.c.IsDeleted == sa.false())
+            .order_by(var.c.SplitPercentage.desc(), var.c.TemplateId)))
+        chained = [s["ChainedCadenceId"] for s in steps if s["ChainedCadenceId"]]
+        names = dict(tuple(r) for r in conn.execute(
+            sa.select(cad.c.Id, cad.c.Name).where(cad.c.Id.in_(chained))))
+        return {"head": dict(head), "steps": steps, "rules": rules, "conditions": conds,
+                "variants": variants, "chained_names": names}
 
     # -- situations -------------------------------------------------------------------------
 
@@ -276,7 +360,7 @@ class CadenceStore:
         for d, refs in zip(decisions, ref_ids):
             trans = events.TransactionEvents(str(uuid.uuid4()), tx.user_id, header.commit_number,
                                              tx.events.change_origin, header.commit_timestamp)
-            for op in d.ops:
+            for op in sorted(d.ops, key=_event_rank):
                 if isinstance(op, engine.Insert):
                     row = self._insert_row(tx, op, refs, now)
                     inserts.setdefault(op.object, []).append(row)

@@ -49,6 +49,8 @@ def check(store: records.Store) -> None:
 def _check_events(store: records.Store, rows: dict[str, dict[str, Any]]) -> None:
     """Folding each record's change events gives its current stored values."""
     folded: dict[str, dict[str, Any]] = {}
+    step_created: list[tuple[str, int]] = []  # (tracker id, replay id)
+    completed_at: dict[str, int] = {}
     sequences: dict[str, list[int]] = defaultdict(list)
     after = 0
     while True:
@@ -66,9 +68,16 @@ def _check_events(store: records.Store, rows: dict[str, dict[str, Any]]) -> None
             (rid,) = head["recordIds"]
             if head["changeType"] == "CREATE":
                 folded[rid] = body
-            else:
+                if head["entityName"] == engine.STEP:
+                    step_created.append((body["ActionCadenceTrackerId"], e["event"]["replayId"]))
+            elif body.get("State") == "Complete":
+                completed_at[rid] = e["event"]["replayId"]
+            if head["changeType"] != "CREATE":
                 assert set(head["changedFields"]) >= set(body) - {"LastModifiedById"}, head
                 folded.setdefault(rid, {}).update(body)
+    for tracker, replay in step_created:
+        assert replay < completed_at.get(tracker, replay + 1), \
+            f"step tracker created after tracker {tracker} completed"
     for key, seq in sequences.items():
         assert seq == list(range(1, len(seq) + 1)), f"transaction {key}: sequence {seq}"
     for rid, row in rows.items():
@@ -81,4 +90,10 @@ def _check_events(store: records.Store, rows: dict[str, dict[str, Any]]) -> None
             got = folded[rid].get(f.name)
             if f.type == "boolean" and got is None:
                 got = False
-            assert got == want, f"{obj.name} {rid}.{f.name}: events say {got!r}, row has {want!r}"
+            assert got == want, (f"{obj.name} {rid}.{f.name}: events say {got!r}, row has "
+                                 f"{want!r}; events: {[e for e in _events_of(store, rid)]}")
+
+
+def _events_of(store: records.Store, rid: str) -> list[Any]:
+    return [e["payload"] for e in store.read_events(limit=100000)
+            if rid in e["payload"]["ChangeEventHeader"]["recordIds"]]

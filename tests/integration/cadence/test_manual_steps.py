@@ -34,6 +34,12 @@ def test_enrol_completes_root_and_opens_first_step(
     trs = [e["payload"] for e in store.read_events(entity="ActionCadenceTracker")]
     assert [p["ChangeEventHeader"]["changeType"] for p in trs] == ["CREATE", "UPDATE"]
     assert trs[0]["State"] == "Initializing" and trs[1]["State"] == "Running"
+    key = trs[0]["ChangeEventHeader"]["transactionKey"]
+    same = [e["payload"]["ChangeEventHeader"] for e in store.read_events()
+            if e["payload"]["ChangeEventHeader"]["transactionKey"] == key]
+    tracker, step = "ActionCadenceTracker", "ActionCadenceStepTracker"
+    assert [(h["entityName"], h["changeType"], h["sequenceNumber"]) for h in same] == [
+        (tracker, "CREATE", 1), (step, "CREATE", 2), (step, "CREATE", 3), (tracker, "UPDATE", 4)]
 
 
 def test_manual_steps_complete_by_action_mark_and_skip(

@@ -68,7 +68,7 @@ def test_random_operations_keep_the_invariants(store: records.Store, clock: Manu
                     "Username": f"r{n}@x.com", "LastName": "R", "Alias": "r", "Email": "r@x.com",
                     "TimeZoneSidKey": "Europe/Paris", "LocaleSidKey": "en_US",
                     "LanguageLocaleKey": "en_US", "EmailEncodingKey": "UTF-8"})
-                self.targets = tx.insert_many("Contact", [{"LastName": f"T{i}"} for i in range(3)])
+                self.targets = tx.insert_many("Contact", [{"LastName": f"T{i}"} for i in range(2)])
             self.cadence = _cadences(store, n)
 
         def target(self, i: int) -> str:
@@ -81,24 +81,24 @@ def test_random_operations_keep_the_invariants(store: records.Store, clock: Manu
             rows = step_trackers(store, tracker)
             return next((r for r in rows if r["State"] not in ("Completed", "Cancelled")), None)
 
-        @rule(i=st.integers(0, 2))
+        @rule(i=st.integers(0, 1))
         def assign(self, i: int) -> None:
             acts.assignTargetToSalesCadence(
                 [{"salesCadenceNameOrId": self.cadence, "targetId": self.target(i)}], self.rep)
 
-        @rule(i=st.integers(0, 2))
+        @rule(i=st.integers(0, 1))
         def remove(self, i: int) -> None:
             acts.removeTargetFromSalesCadence([{"targetId": self.target(i)}], self.rep)
 
-        @rule(i=st.integers(0, 2), resume=st.sampled_from([None, "2030-01-01T00:00:00Z"]))
+        @rule(i=st.integers(0, 1), resume=st.sampled_from([None, "2030-01-01T00:00:00Z"]))
         def pause(self, i: int, resume: str | None) -> None:
             acts.pauseSalesCadenceTracker([{"targetId": self.target(i), "resumeTime": resume}], self.rep)
 
-        @rule(i=st.integers(0, 2))
+        @rule(i=st.integers(0, 1))
         def resume(self, i: int) -> None:
             acts.resumeSalesCadenceTracker([{"targetId": self.target(i)}], self.rep)
 
-        @rule(i=st.integers(0, 2), event=st.sampled_from(["Skip", "ManualComplete", "ActionTaken", "Start"]))
+        @rule(i=st.integers(0, 1), event=st.sampled_from(["Skip", "ManualComplete", "ActionTaken", "Start"]))
         def rep_event(self, i: int, event: str) -> None:
             step = self.open_step(i)
             if step is None:
@@ -111,12 +111,12 @@ def test_random_operations_keep_the_invariants(store: records.Store, clock: Manu
             except errors.OpenCadenceError:
                 pass
 
-        @rule(i=st.integers(0, 2), disposition=st.sampled_from(
+        @rule(i=st.integers(0, 1), disposition=st.sampled_from(
             ["Meaningful Connect", "Not Interested", "Left Voicemail", "Whatever"]))
         def call(self, i: int, disposition: str) -> None:
             runtime.log_call(store, self.rep, self.target(i), disposition)
 
-        @rule(i=st.integers(0, 2), event=st.sampled_from(
+        @rule(i=st.integers(0, 1), event=st.sampled_from(
             ["EmailOpen", "EmailLinkClick", "EmailReply", "EmailSoftBounce"]))
         def engagement(self, i: int, event: str) -> None:
             runtime.engagement(store, self.target(i), event)
@@ -126,11 +126,34 @@ def test_random_operations_keep_the_invariants(store: records.Store, clock: Manu
             clock.advance(minutes=minutes)
             work.run_until_idle()
 
+        def progress(self, i: int) -> None:
+            """The natural next move of a target: do its open step's action, else let time pass."""
+            step = self.open_step(i)
+            if step is not None and step["State"] in ("Active", "InProgress") and step["StepType"] in (
+                    "MakeACall", "SendAnEmail", "CreateTask", "LinkedInMail"):
+                if step["StepType"] == "MakeACall":
+                    runtime.log_call(store, self.rep, self.target(i), "Meaningful Connect")
+                else:
+                    runtime.step_event(store, step["Id"], "ActionTaken", self.rep)
+            else:
+                clock.advance(hours=26)
+                work.run_until_idle()
+
+        # the same move under two names: stateful rules are drawn uniformly, and walking a
+        # target deep into the graph needs this one more often than the others
+        @rule(i=st.integers(0, 1))
+        def progress_a(self, i: int) -> None:
+            self.progress(i)
+
+        @rule(i=st.integers(0, 1))
+        def progress_b(self, i: int) -> None:
+            self.progress(i)
+
         @invariant()
         def invariants_hold(self) -> None:
             invariants.check(store)
             assert outbox.duplicates == 0
 
     run_state_machine_as_test(Machine, settings=settings(
-        max_examples=int(__import__("os").environ.get("OC_SM_EXAMPLES", "6")), stateful_step_count=20, deadline=None, database=None,
+        max_examples=int(__import__("os").environ.get("OC_SM_EXAMPLES", "12")), stateful_step_count=40, deadline=None, database=None,
         suppress_health_check=list(HealthCheck)))
