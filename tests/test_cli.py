@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -30,14 +32,42 @@ def test_describe_unknown_object_fails_with_error_code() -> None:
     assert out.stderr.startswith("INVALID_TYPE: sObject type 'Nope' is not supported.")
 
 
-def test_demo_creates_then_upgrades_the_database(tmp_path: Path) -> None:
-    first = _run("demo", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
+def test_demo_serves_a_seeded_org_and_its_snippet_works(tmp_path: Path) -> None:
+    port = _free_port()
+    with subprocess.Popen([sys.executable, "-m", "opencadence", "demo", "--port", str(port)],
+                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+        _check_demo(proc, port)
     assert (tmp_path / "opencadence.db").exists()
-    assert "created table ActionCadenceStepTracker" in first.stderr
-    assert json.loads(first.stdout)["name"] == "ActionCadenceStepTracker"
-    again = _run("init", "--database", f"sqlite:///{tmp_path / 'opencadence.db'}")
-    assert again.returncode == 0 and "0 change(s) applied" in again.stderr
+    again = _run("demo", "--no-serve", cwd=tmp_path)  # seeded once: a second run only serves
+    assert again.returncode == 0 and "seeding" not in again.stderr
+    init = _run("init", "--database", f"sqlite:///{tmp_path / 'opencadence.db'}")
+    assert init.returncode == 0 and "0 change(s) applied" in init.stderr
+
+
+def _check_demo(proc: subprocess.Popen[str], port: int) -> None:
+    try:
+        lines = [proc.stdout.readline() for _ in range(10)]  # type: ignore[union-attr]
+        snippet = "".join(lines[4:9])
+        assert "simple_salesforce" in snippet and f"127.0.0.1:{port}" in snippet
+        for _ in range(100):  # the banner comes before uvicorn listens
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        out = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        rows = out.stdout.splitlines()
+        assert len(rows) > 20 and any("| Intro call |" in r for r in rows)
+        assert {"Active", "Completed", "Paused", "Scheduled", "InProgress", "Cancelled"} <= {r.rsplit("| ", 1)[1] for r in rows}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def test_query_prints_table_json_csv_and_errors(tmp_path: Path) -> None:

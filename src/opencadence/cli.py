@@ -112,10 +112,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Create/upgrade the embedded database and print the seed object's describe."""
-    cmd_init(args)
-    args.object, args.version = "ActionCadenceStepTracker", describe.LATEST_VERSION
-    return cmd_describe(args)
+    """The demo org: SQLite, seeded once, served with TLS and a movable clock."""
+    from opencadence.api import server
+
+    return server.demo(args)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -127,14 +127,16 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    for name, handler, text in (
-        ("init", cmd_init, "create or upgrade the database"),
-        ("demo", cmd_demo, "set up the embedded database and show ActionCadenceStepTracker"),
-    ):
-        add(name, handler, text).add_argument(
-            "--database", default=None, help="database URL (default: SQLite file opencadence.db "
-            "or $OPENCADENCE_DATABASE_URL); postgresql://user@host/db for PostgreSQL"
-        )
+    add("init", cmd_init, "create or upgrade the database").add_argument(
+        "--database", default=None, help="database URL (default: SQLite file opencadence.db "
+        "or $OPENCADENCE_DATABASE_URL); postgresql://user@host/db for PostgreSQL"
+    )
+    p = add("demo", cmd_demo, "seed a demo org (once) and serve it: TLS, manual clock, worker")
+    p.add_argument("--database", default=None, help="database URL (default: opencadence.db)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8443)
+    p.add_argument("--cert-dir", default=".opencadence-tls")
+    p.add_argument("--no-serve", action="store_true", help="seed and print, then exit")
     p = add("query", cmd_query, "run a SOQL query and print every page")
     p.add_argument("soql", help="the query, e.g. \"SELECT Id, State FROM ActionCadenceStepTracker\"")
     p.add_argument("--database", default=None, help="database URL (as for init)")

@@ -53,3 +53,25 @@ def serve(args: argparse.Namespace) -> int:
     print(f"opencadence API on {scheme}://{args.host}:{args.port}", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **ssl)  # type: ignore[arg-type]
     return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Seed the demo org (once), then serve it with TLS and a manual clock."""
+    from opencadence import demo as demo_org
+
+    org, clock = make_org(args.database, manual=True)
+    if not demo_org.seeded(org):
+        print("seeding the demo org (users, targets, two cadences, a few days of activity)...", file=sys.stderr)
+        demo_org.seed(org)
+    token = demo_org.admin_token(org)
+    cert_dir = Path(args.cert_dir)
+    cert, key = tls.self_signed(cert_dir)
+    url = f"https://{args.host}:{args.port}"
+    print(demo_org.banner(url, token, str(cert.resolve())), flush=True)
+    if args.no_serve:
+        return 0
+    w, _stop = start_worker(org)
+    app = api_app.build_app(org, manual_clock=clock, settle=w.run_until_idle)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                ssl_certfile=str(cert), ssl_keyfile=str(key))
+    return 0

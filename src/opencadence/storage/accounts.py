@@ -137,7 +137,7 @@ class Accounts:
             row = conn.execute(sa.select(creds).where(creds.c.user_id == user_id)).mappings().first()
         return dict(row) if row else None
 
-    def open_session(self, user_id: str, client: str = "") -> str:
+    def open_session(self, user_id: str, client: str = "", ttl: timedelta | None = None) -> str:
         """A new session token for ``user_id`` (Salesforce style: org id ! random)."""
         token = f"{ids.make_id('00D', 1)[:15]}!{secrets.token_urlsafe(48)}"
         now = values.to_db_datetime(self.store.clock.now())
@@ -145,7 +145,7 @@ class Accounts:
             sessions = self.meta.tables[schema.SESSIONS]
             tx.conn.execute(sessions.insert().values(
                 token_hash=_token_hash(token), user_id=user_id, created_at=now,
-                expires_at=now + self.ttl, client=client[:255]))
+                expires_at=now + (ttl or self.ttl), client=client[:255]))
             tx.conn.execute(sessions.delete().where(sessions.c.expires_at < now))
         return token
 
