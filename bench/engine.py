@@ -177,7 +177,7 @@ def raw_writes(url: str, n: int, batch: int) -> float:
 
         def tracker_moved(state: str) -> list[dict[str, Any]]:
             return [{"p_id": t, "v_State": state, "v_CompletionReason": None,
-                     "v_CompletionDate": None, "v_CompletedById": cur[t], "p_now": now,
+                     "v_CompletionDate": cur[t], "v_CompletedById": cur[t], "p_now": now,
                      "p_user": user} for t in trackers]
 
         with eng.begin() as conn:  # enrol
@@ -185,7 +185,8 @@ def raw_writes(url: str, n: int, batch: int) -> float:
                                         "OwnerId": user, "State": "Initializing",
                                         "IsTrackerActive": True, "DaisyChainIteration": 1, **stamp}
                                        for t, g in zip(trackers, targets)])
-            conn.execute(st.insert(), new_steps([(0, "Root", "Completed"), (1, "MakeACall", "Active")]))
+            conn.execute(st.insert(), new_steps([(0, "Root", "Completed"),
+                                                 (1, "MakeACall", "Active")]))
             conn.execute(upd_tr, tracker_moved("Running"))
             conn.execute(run.insert(), [{"tracker_id": t, "target_id": g, "cadence_id": cad}
                                         for t, g in zip(trackers, targets)])
@@ -197,7 +198,8 @@ def raw_writes(url: str, n: int, batch: int) -> float:
                 conn.execute(upd_run, [{"p_id": t, "v_due": now} for t in trackers])
         with eng.begin() as conn:  # email sent -> branch -> task
             conn.execute(upd_st, step_done({"by": user}))
-            conn.execute(st.insert(), new_steps([(4, "Branch", "Completed"), (5, "CreateTask", "Active")]))
+            conn.execute(st.insert(), new_steps([(4, "Branch", "Completed"),
+                                                 (5, "CreateTask", "Active")]))
             conn.execute(upd_tr, tracker_moved("Running"))
             conn.execute(upd_run, [{"p_id": t, "v_due": None} for t in trackers])
         with eng.begin() as conn:  # task done -> end
@@ -211,17 +213,21 @@ def raw_writes(url: str, n: int, batch: int) -> float:
 
 
 def _raw_update(table: sa.Table) -> Any:
+    """UPDATE of four columns by Id: (State, CompletionReason, CompletionDate, CompletedById)
+    of a step tracker; (State, CompletionReason, LastCompletedStepId, CurrentStepId) of a
+    tracker, fed by the same four parameters."""
     cols = ("State", "CompletionReason", "CompletionDate", "CompletedById")
     if table.name == "ActionCadenceTracker":
-        cols = ("State", "CompletionReason", "LastModifiedById", "CurrentStepId")
+        cols = ("State", "CompletionReason", "LastCompletedStepId", "CurrentStepId")
     names = ("v_State", "v_CompletionReason", "v_CompletionDate", "v_CompletedById")
     values = {c: sa.bindparam(n, type_=table.c[c].type) for c, n in zip(cols, names)}
     values.update(LastModifiedDate=sa.bindparam("p_now", type_=sa.DateTime()),
-                  SystemModstamp=sa.bindparam("p_now", type_=sa.DateTime()))
+                  SystemModstamp=sa.bindparam("p_now", type_=sa.DateTime()),
+                  LastModifiedById=sa.bindparam("p_user"))
     return table.update().where(table.c.Id == sa.bindparam("p_id")).values(values)
 
 
-# -- two PostgreSQL workers ---------------------------------------------------------------------------
+# -- two PostgreSQL workers --------------------------------------------------------------
 
 def pg_workers(url: str, n: int, batch: int) -> tuple[float, float, int]:
     """(one-worker transitions/s, two-worker transitions/s, duplicate sends)."""
@@ -236,7 +242,8 @@ def pg_workers(url: str, n: int, batch: int) -> tuple[float, float, int]:
         acts = actions.Actions(store, config)
         for i in range(0, n, batch):
             acts.assignTargetToSalesCadence(
-                [{"salesCadenceNameOrId": "Bench", "targetId": t} for t in targets[i:i + batch]], rep)
+                [{"salesCadenceNameOrId": "Bench", "targetId": t}
+                 for t in targets[i:i + batch]], rep)
         _complete(acts, rep, open_steps(store, "MakeACall"), batch)
         clock.advance(days=1)
         now = clock.now().isoformat()

@@ -104,6 +104,9 @@ class Org:
         if not obj.supports("delete"):
             raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support delete")
         canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
+        if obj.name == "ActionCadenceStep":  # Orphaned before activation, Retired after (targets exit)
+            runtime.delete_step(self.store, canonical, session.user_id)
+            return
         with self.store.transaction(session.user_id, origin=_origin(version)) as tx:
             tx.delete(obj.name, canonical)
 

@@ -22,7 +22,8 @@ from opencadence.storage import records, values
 
 Input = Mapping[str, Any]
 Result = dict[str, Any]
-Decide = Callable[[engine.Context, model.Cadence, engine.Situation, datetime, Input], engine.Decision]
+Decide = Callable[[engine.Context, model.Cadence, engine.Situation, datetime, Input],
+                  engine.Decision]
 
 NAMES = (
     "assignTargetToSalesCadence", "removeTargetFromSalesCadence", "pauseSalesCadenceTracker",
@@ -94,7 +95,7 @@ class Actions:
         except (errors.StaleTransition, sa.exc.IntegrityError):
             if len(inputs) == 1:
                 return [failed(errors.DuplicateValue("The target is already in a cadence."))]
-            return [r for inp in inputs for r in self._assign([inp], user_id)]
+            return [r for inp in inputs for r in self.assignTargetToSalesCadence([inp], user_id)]
 
     def _assign(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
         results: list[Result] = []
@@ -153,6 +154,8 @@ class Actions:
             raise errors.InvalidCrossReferenceKey(f"salesCadenceNameOrId: no cadence {name}")
         related = inp.get("relatedToId")
         related = _id(related, "relatedToId", ("006",)) if related else None
+        if related and not self.rt.existing(conn, "Opportunity", [related]):
+            raise errors.InvalidCrossReferenceKey(f"relatedToId: no opportunity {related}")
         cadence = loaded.cadence(cadence_id)
         loaded.zones([owner])
         d = engine.enrol(loaded.context(), cadence, target, owner, self._now(), user_id,
@@ -173,7 +176,8 @@ class Actions:
         return tracker
 
     def _per_tracker(self, inputs: Sequence[Input], user_id: str,
-                     resolve: Callable[[sa.Connection, Input], str], decide: Decide) -> list[Result]:
+                     resolve: Callable[[sa.Connection, Input], str],
+                     decide: Decide) -> list[Result]:
         try:
             return self._tracker_batch(inputs, user_id, resolve, decide)
         except errors.StaleTransition as exc:
@@ -322,8 +326,8 @@ class Actions:
             return _id(_required(inp, "actionCadenceTrackerId"), "actionCadenceTrackerId",
                        ("0cT",))
 
-        return self._per_tracker(inputs, user_id, resolve, lambda c, cad, s, now, inp: engine.modify(
-            c, cad, s, now, user_id, **self._attributes(inp)))
+        return self._per_tracker(inputs, user_id, resolve, lambda c, cad, s, now, inp:
+                                 engine.modify(c, cad, s, now, user_id, **self._attributes(inp)))
 
     def sendSalesCadenceEvent(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
         """Skip (ManuallySkipped) or ManualComplete (ManuallyCompleted) the open step."""

@@ -40,6 +40,7 @@ from opencadence.cadence.decision import (  # re-exported: engine.Decision etc.
     SendResult as SendResult,
 )
 
+
 def pick_variant(step: model.Step, step_tracker_id: str) -> model.Variant | None:
     """The variant a step tracker uses: a stable hash of its Id into the split percentages."""
     if not step.variants:
@@ -56,8 +57,8 @@ def pick_variant(step: model.Step, step_tracker_id: str) -> model.Variant | None
 class _Move:
     """The changes of one tracker within a decision."""
 
-    def __init__(self, ctx: Context, d: Decision, cadence: model.Cadence, tracker: Mapping[str, Any],
-                 tracker_id: RowId, now: datetime, user: str) -> None:
+    def __init__(self, ctx: Context, d: Decision, cadence: model.Cadence,
+                 tracker: Mapping[str, Any], tracker_id: RowId, now: datetime, user: str) -> None:
         self.ctx, self.d, self.cadence, self.now, self.user = ctx, d, cadence, now, user
         self.tracker = dict(tracker)
         self.tracker_id = tracker_id
@@ -115,8 +116,15 @@ class _Move:
 
     @property
     def step_def(self) -> model.Step:
+        """The builder step of the open step tracker; a stand-in when the step was deleted
+        through the API (no successor: the target's path ends there)."""
         assert self.step is not None
-        return self.cadence.by_id[self.step["ActionCadenceStepId"]]
+        found = self.cadence.by_id.get(self.step["ActionCadenceStepId"])
+        if found is None:
+            return model.Step(id=self.step["ActionCadenceStepId"] or "", name="",
+                              graph_state="Deleted", type=self.step["StepType"], title=None,
+                              parent_name=None)
+        return found
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -343,6 +351,9 @@ def on_due(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime,
         _resume(mv, sit)
     elif mv.step is None or mv.step["State"] not in OPEN_STATES:
         mv.set_run(due_at=None)
+    elif mv.step_def.graph_state == "Deleted":
+        mv.close_step("Cancelled", None)
+        mv.finish("AutomaticallyExitedDeletedStep")
     else:
         _due_step(mv, sit)
     mv.flush_run()

@@ -234,7 +234,8 @@ def from_records(
     rules_of: dict[str, list[Rule]] = {}
     for r in rules:
         if (r["GraphState"] or LIVE) == LIVE:
-            rules_of.setdefault(r["ActionCadenceStepId"], []).append(_rule(r, conds.get(r["Id"], [])))
+            rule = _rule(r, conds.get(r["Id"], []))
+            rules_of.setdefault(r["ActionCadenceStepId"], []).append(rule)
     vars_of: dict[str, list[Variant]] = {}
     for v in variants:
         vars_of.setdefault(v["ActionCadenceStepId"], []).append(

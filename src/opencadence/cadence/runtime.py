@@ -20,7 +20,8 @@ Decide = Callable[[engine.Context, model.Cadence, engine.Situation], engine.Deci
 
 
 def transition(store: records.Store, tracker_id: str, user_id: str, decide: Decide,
-               config: cstore.Config | None = None, tx: records.Tx | None = None) -> engine.Decision:
+               config: cstore.Config | None = None,
+               tx: records.Tx | None = None) -> engine.Decision:
     """Lock one tracker, decide its transition and apply it (in ``tx`` or a new transaction)."""
     rt = cstore.CadenceStore(store, config)
     if tx is None:
@@ -79,8 +80,8 @@ def _activate(tx: records.Tx, cadence: model.Cadence) -> None:
     for sid, root_id, detail, typ in cstore.CadenceStore(tx.store).step_graph_fields(tx.conn,
                                                                                    cadence.id):
         if root_id != root.id or detail is None:
-            tx.update("ActionCadenceStep", sid, {"RootStepId": root.id, "TypeDetail": detail or typ},
-                      system=True)
+            tx.update("ActionCadenceStep", sid,
+                      {"RootStepId": root.id, "TypeDetail": detail or typ}, system=True)
     tx.update("ActionCadence", cadence.id, {
         "State": "Active", "ErrorMessage": None, "TotalSteps": cadence.total_steps(),
         "ActivatedDate": tx.store.clock.now().date(),

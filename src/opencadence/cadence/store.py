@@ -7,7 +7,8 @@ decisions inside a ``records.Tx``:
   (``WHERE Id = ? AND State = <expected>``) and batched per column set; a batch whose row
   count falls short raises StaleTransition and the whole transaction rolls back;
 - change events are written in the same transaction, one transactionKey per decision
-  (transition) with sequence numbers from 1, sharing the database commit's number;
+  (transition) with sequence numbers from 1 (a new tracker first, then step trackers, then
+  tracker updates), sharing the database commit's number;
 - the run-state table ``oc_cadence_run`` (one row per active tracker, ``due_at`` indexed)
   holds the next wake-up; workers claim due rows with ``FOR UPDATE SKIP LOCKED`` on
   PostgreSQL (SQLite has one writer), in the transaction that applies the transition, so a
@@ -214,7 +215,8 @@ class CadenceStore:
             found |= set(conn.execute(stmt).scalars())
         return found
 
-    def trackers_of_steps(self, conn: sa.Connection, step_tracker_ids: Sequence[str]) -> dict[str, str]:
+    def trackers_of_steps(self, conn: sa.Connection,
+                          step_tracker_ids: Sequence[str]) -> dict[str, str]:
         """step tracker id -> its tracker id."""
         st = self.table(engine.STEP)
         out: dict[str, str] = {}
@@ -243,7 +245,8 @@ class CadenceStore:
             rule.c.ActionCadenceStepId.in_(ids_), rule.c.IsDeleted == sa.false())
             .order_by(rule.c.RuleName)))
         conds = _dicts(conn.execute(sa.select(cond).where(
-            cond.c.ActionCadenceRuleId.in_([r["Id"] for r in rules]), cond.c.IsDeleted == sa.false())
+            cond.c.ActionCadenceRuleId.in_([r["Id"] for r in rules]),
+            cond.c.IsDeleted == sa.false())
             .order_by(cond.c.RuleConditionName)))
         variants = _dicts(conn.execute(sa.select(var).where(
             var.c.ActionCadenceStepId.in_(ids_), var.c.IsDeleted == sa.false())
@@ -302,7 +305,8 @@ class CadenceStore:
         st = self.table(engine.STEP)
         out: dict[str, dict[str, int]] = {}
         for part in _chunks(looping):
-            stmt = (sa.select(st.c.ActionCadenceTrackerId, st.c.ActionCadenceStepId, sa.func.count())
+            stmt = (sa.select(st.c.ActionCadenceTrackerId, st.c.ActionCadenceStepId,
+                              sa.func.count())
                     .where(st.c.ActionCadenceTrackerId.in_(part))
                     .group_by(st.c.ActionCadenceTrackerId, st.c.ActionCadenceStepId))
             for tid, step_id, n in conn.execute(stmt):
@@ -334,7 +338,8 @@ class CadenceStore:
             stmt = stmt.with_for_update(skip_locked=True)
         return list(conn.execute(stmt).scalars())
 
-    def claim_these(self, conn: sa.Connection, now: datetime, tracker_ids: Sequence[str]) -> list[str]:
+    def claim_these(self, conn: sa.Connection, now: datetime,
+                    tracker_ids: Sequence[str]) -> list[str]:
         """The due ones among ``tracker_ids``, locked (skipping those another worker holds)."""
         stmt = sa.select(self.run.c.tracker_id).where(self.run.c.tracker_id.in_(list(tracker_ids)),
                                                       self.run.c.due_at <= now)
@@ -348,10 +353,10 @@ class CadenceStore:
         """Write every decision in ``tx``; returns each decision's Ref key -> new Id."""
         reg = self.store.registry
         now = values.to_db_datetime(self.store.clock.now())
-        header = tx._event_header()  # the commit's number and timestamp, shared by all keys
+        header = tx.event_header()  # the commit's number and timestamp, shared by all keys
         ref_ids: list[dict[str, str]] = []
         for d in decisions:
-            refs = {op.key.key: ids.make_id(reg.object(op.object).key_prefix, tx._ids.next())
+            refs = {op.key.key: tx.new_id(reg.object(op.object))
                     for op in d.ops if isinstance(op, engine.Insert)}
             ref_ids.append(refs)
         pending = events.TransactionEvents("", tx.user_id, header.commit_number)
@@ -370,6 +375,7 @@ class CadenceStore:
             pending.rows += trans.rows
         for obj, rows in inserts.items():
             self._executemany(tx.conn, self._insert_stmt(obj), rows)
+            tx.note_inserted(obj, len(rows))
         for key, params in updates.items():
             self._run_update(tx.conn, key, params)
         self._apply_run(tx.conn, decisions, ref_ids)

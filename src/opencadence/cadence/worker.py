@@ -98,7 +98,11 @@ class Worker:
             # a run row without an active tracker (deleted through the API): drop it
             return engine.Decision(run=[engine.RunOp("delete", tracker_id)])
         cadence = ctx.cadences[sit.tracker["ActionCadenceId"]]
-        d = engine.on_due(ctx, cadence, sit, now, user)
+        try:
+            d = engine.on_due(ctx, cadence, sit, now, user)
+        except engine.Refused as exc:  # nothing to do at this wake-up: clear it
+            log.warning("tracker %s: %s", tracker_id, exc.message)
+            return engine.Decision(run=[engine.RunOp("update", tracker_id, {"due_at": None})])
         if d.send is not None:
             email = senders.OutgoingEmail(str(d.send.step_tracker), d.send.template_id,
                                           d.send.owner_id, d.send.target_id)

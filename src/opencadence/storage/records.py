@@ -144,12 +144,21 @@ class Tx:
     def _table(self, obj: model.ObjectDef) -> sa.Table:
         return self.store.meta.tables[obj.name]
 
-    def _event_header(self) -> events.TransactionEvents:
+    def event_header(self) -> events.TransactionEvents:
+        """The header values shared by this transaction's change events (commit number, time)."""
         pending = self.events
         if pending.commit_number == 0:
             pending.commit_number = self._ids.next()
             pending.commit_timestamp = events.epoch_ms(self._now())
         return pending
+
+    def new_id(self, obj: model.ObjectDef) -> str:
+        """A fresh 18-character Id of ``obj`` (for writers that batch their own inserts)."""
+        return ids.make_id(obj.key_prefix, self._ids.next())
+
+    def note_inserted(self, object_name: str, count: int) -> None:
+        """Rows inserted around ``insert_many`` (batched writers): keeps row counts exact."""
+        self._count_deltas[object_name] += count
 
     def flush_events(self) -> None:
         """Write what the transaction accumulated: change events and row-count deltas."""
@@ -177,7 +186,7 @@ class Tx:
         self.conn.execute(self._table(obj).insert(), rows)
         self._count_deltas[obj.name] += len(rows)
         if obj.change_events:
-            header = self._event_header()
+            header = self.event_header()
             for row in rows:
                 header.add(obj, "CREATE", row["Id"], events.full_body(obj, row))
         return [row["Id"] for row in rows]
@@ -368,7 +377,7 @@ class Tx:
             body["LastModifiedById"] = self.user_id
             fields.append("LastModifiedById")
         nulled = [k for k in changed if new[k] is None]
-        self._event_header().add(obj, "UPDATE", record_id, body, changed=fields, nulled=nulled)
+        self.event_header().add(obj, "UPDATE", record_id, body, changed=fields, nulled=nulled)
 
     # -- delete / undelete ----------------------------------------------------------------
 
@@ -386,7 +395,7 @@ class Tx:
             {"record_id": record_id, "entity": obj.name, "deleted_date": now},
         )
         if obj.change_events:
-            self._event_header().add(obj, "DELETE", record_id, {})
+            self.event_header().add(obj, "DELETE", record_id, {})
 
     def undelete(self, object_name: str, record_id: str, *, system: bool = False) -> None:
         obj = self.store.registry.object(object_name)
@@ -403,7 +412,7 @@ class Tx:
         if obj.change_events:
             found = self.conn.execute(sa.select(table).where(table.c.Id == record_id)).mappings().one()
             restored = {f.name: found[f.name] for f in obj.stored_fields}  # plain str keys
-            self._event_header().add(obj, "UNDELETE", record_id, events.full_body(obj, restored))
+            self.event_header().add(obj, "UNDELETE", record_id, events.full_body(obj, restored))
 
     def _set_deleted(self, obj: model.ObjectDef, record_id: str, deleted: bool, now: datetime) -> None:
         table = self._table(obj)

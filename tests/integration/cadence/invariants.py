@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from opencadence.cadence import engine
-from opencadence.storage import events, records, schema
+from opencadence.storage import counts, events, records, schema
 
 
 def _rows(store: records.Store, name: str) -> list[dict[str, Any]]:
@@ -18,9 +18,14 @@ def _rows(store: records.Store, name: str) -> list[dict[str, Any]]:
 
 
 def check(store: records.Store) -> None:
-    """One open step per running tracker; none after completion; reasons; events = rows."""
+    """One open step per running tracker; none after completion; reasons; events = rows;
+    the live-row counters equal the tables."""
     trackers = _rows(store, engine.TRACKER)
     steps = _rows(store, engine.STEP)
+    with store.reading() as conn:
+        for name, rows in ((engine.TRACKER, trackers), (engine.STEP, steps)):
+            live = sum(1 for r in rows if not r["IsDeleted"])
+            assert counts.live(conn, store.meta, name) == live, f"{name} row counter is off"
     runs = {r["tracker_id"]: r for r in _rows(store, schema.CADENCE_RUN)}
     open_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for s in steps:

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from opencadence.cadence import actions, definition_file, runtime, validate, worker
+from opencadence.clock import ManualClock as ManualClockT
 from opencadence.storage import records
 
 from tests.integration.cadence.conftest import Build
@@ -148,3 +149,20 @@ def test_worker_crash_between_claim_and_commit_loses_nothing(
     auto = step_trackers(store, tracker_of(store, a)["Id"])[1]
     assert auto["State"] == "Completed"
     assert work.sender.duplicates == 1  # type: ignore[attr-defined]  # the key made it detectable
+
+
+def test_step_deleted_through_the_api_exits_its_targets_at_wake_up(
+        store: records.Store, build: Build, acts: actions.Actions, rep: str, contacts: Contacts,
+        clock: ManualClockT, work: worker.Worker) -> None:
+    cid = build({"StepName": "w", "Type": "Wait", "WaitTimeInSeconds": 60},
+                {"StepName": "t", "Type": "CreateTask"})
+    (a,) = contacts(1)
+    assign(acts, cid, a, rep)
+    with store.transaction() as tx:
+        tx.delete("ActionCadenceStep", _step_id(store, "w"))
+    clock.advance(minutes=1)
+    assert work.run_until_idle() == 1
+    tr = tracker_of(store, a)
+    assert tr["CompletionReason"] == "AutomaticallyExitedDeletedStep"
+    assert step_trackers(store, tr["Id"])[-1]["State"] == "Cancelled"
+    assert (store.get("ActionCadence", cid) or {})["State"] == "Active"
