@@ -17,6 +17,7 @@ from requests.adapters import HTTPAdapter
 
 from opencadence.api import app as api_app
 from opencadence.api import tls
+from opencadence.cadence import worker
 from opencadence.clock import ManualClock
 from opencadence.org import Org
 from opencadence.storage import records
@@ -71,7 +72,8 @@ def server(store: records.Store, clock: ManualClock, tmp_path: Path) -> Iterator
     admin_id, token = org.accounts.create_user("admin@oc.test", "s3cret!", admin=True, time_zone="America/Los_Angeles")
     cert, key = tls.self_signed(tmp_path / "tls")
     port = _free_port()
-    config = uvicorn.Config(api_app.build_app(org, manual_clock=clock), host="127.0.0.1", port=port,
+    settle = worker.Worker(store).run_until_idle  # the clock endpoint answers once due work is done
+    config = uvicorn.Config(api_app.build_app(org, manual_clock=clock, settle=settle), host="127.0.0.1", port=port,
                             log_level="error", ssl_certfile=str(cert), ssl_keyfile=str(key))
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
