@@ -27,13 +27,24 @@ def make_org(database: str | None, manual: bool) -> tuple[Org, ManualClock | Non
     return Org(records.Store(eng, reg, clock)), clock
 
 
+#: How often the server drops change events past their retention (72 hours by default).
+PRUNE_EVERY_SECONDS = 600.0
+
+
 def start_worker(org: Org) -> tuple[worker.Worker, threading.Event]:
-    """Cadence workers inside the server process (a daemon thread polling for due work)."""
+    """Cadence workers inside the server process (a daemon thread polling for due work),
+    and the change-event log's retention sweep."""
     w = worker.Worker(org.store)
     stop = threading.Event()
     threading.Thread(target=w.loop, kwargs={"poll_seconds": 0.5, "stop": stop.is_set},
                      name="cadence-worker", daemon=True).start()
+    threading.Thread(target=_prune_loop, args=(org, stop), name="event-retention", daemon=True).start()
     return w, stop
+
+
+def _prune_loop(org: Org, stop: threading.Event) -> None:
+    while not stop.wait(PRUNE_EVERY_SECONDS):
+        org.store.prune_events()
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -42,6 +53,8 @@ def serve(args: argparse.Namespace) -> int:
     if not args.no_worker:
         w, _stop = start_worker(org)
         settle = w.run_until_idle  # the clock endpoint answers once due work is done
+    else:
+        threading.Thread(target=_prune_loop, args=(org, threading.Event()), daemon=True).start()
     app = api_app.build_app(org, manual_clock=clock, settle=settle)
     ssl: dict[str, str] = {}
     scheme = "http"

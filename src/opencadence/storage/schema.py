@@ -56,6 +56,11 @@ ROW_COUNTS = "oc_row_count"
 CREDENTIALS = "oc_credential"
 SESSIONS = "oc_session"
 APPS = "oc_connected_app"
+#: Email bookkeeping (owned by opencadence.email): one outbox row per automated send (its
+#: Message-ID written before the SMTP transaction), engagement events, org/user email settings.
+EMAIL_OUTBOX = "oc_email_outbox"
+EMAIL_EVENTS = "oc_email_event"
+EMAIL_SETTINGS = "oc_email_setting"
 #: PostgreSQL sequence handing out ID blocks.
 ID_SEQUENCE = "oc_id_seq"
 #: Size of an ID block; a transaction takes one block at a time.
@@ -206,10 +211,59 @@ def _bookkeeping_tables(meta: sa.MetaData) -> None:
     )
     sa.Index(f"ix_{CADENCE_RUN}_due_at", run.c.due_at)
     sa.Index(f"ix_{CADENCE_RUN}_cadence_id", run.c.cadence_id)
+    _email_tables(meta)
     sa.Table(
         SCHEMA_STATE,
         meta,
         sa.Column("key", sa.String(40), primary_key=True),
+        sa.Column("value", sa.Text(), nullable=False),
+    )
+
+
+def _email_tables(meta: sa.MetaData) -> None:
+    outbox = sa.Table(
+        EMAIL_OUTBOX,
+        meta,
+        sa.Column("key", sa.String(18), primary_key=True),  # the step tracker Id
+        sa.Column("message_id", sa.String(255), nullable=True, unique=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("error_code", sa.String(64), nullable=True),
+        sa.Column("detail", sa.Text(), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_at", sa.DateTime(), nullable=True),
+        sa.Column("lease_until", sa.DateTime(), nullable=True),
+        sa.Column("owner_id", sa.String(18), nullable=False),
+        sa.Column("target_id", sa.String(18), nullable=False),
+        sa.Column("template_id", sa.String(18), nullable=True),
+        sa.Column("tracker_id", sa.String(18), nullable=True),
+        sa.Column("step_id", sa.String(18), nullable=True),
+        sa.Column("enrolled_at", sa.DateTime(), nullable=True),
+        sa.Column("cap_day", sa.String(10), nullable=True),
+        sa.Column("sender", sa.String(255), nullable=True),
+        sa.Column("recipient", sa.String(255), nullable=True),
+        sa.Column("mime", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("sent_at", sa.DateTime(), nullable=True),
+    )
+    sa.Index(f"ix_{EMAIL_OUTBOX}_cap", outbox.c.cap_day, outbox.c.owner_id)
+    sa.Index(f"ix_{EMAIL_OUTBOX}_status", outbox.c.status, outbox.c.enrolled_at)
+    sa.Index(f"ix_{EMAIL_OUTBOX}_tracker", outbox.c.tracker_id)
+    ev = sa.Table(
+        EMAIL_EVENTS,
+        meta,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  primary_key=True, autoincrement=True),
+        sa.Column("key", sa.String(18), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("at", sa.DateTime(), nullable=False),
+        sa.Column("detail", sa.Text(), nullable=True),
+    )
+    sa.Index(f"ix_{EMAIL_EVENTS}_key", ev.c.key, ev.c.kind)
+    sa.Table(
+        EMAIL_SETTINGS,
+        meta,
+        sa.Column("scope", sa.String(18), primary_key=True),  # "org" or a User Id
+        sa.Column("name", sa.String(40), primary_key=True),
         sa.Column("value", sa.Text(), nullable=False),
     )
 
