@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from opencadence.cadence import engine
+from opencadence.storage import records
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,15 @@ class OutgoingEmail:
 
 
 class Sender(Protocol):
+    def begin(self, tx: records.Tx) -> None:
+        """The worker's transaction the next ``send`` calls run in (a sender may write its
+        outbox there, committed with the steps' results)."""
+        ...
+
+    def after_commit(self) -> None:
+        """That transaction committed: deliver what ``send`` handed over."""
+        ...
+
     def send(self, email: OutgoingEmail, now: datetime) -> engine.SendResult:
         """Send (or hand over for sending) one email; report the outcome."""
         ...
@@ -62,6 +72,12 @@ class RecordingSender:
             self._keys.add(email.key)
             self.sent.append(email)
         return engine.SendResult(True)
+
+    def begin(self, tx: records.Tx) -> None:
+        pass
+
+    def after_commit(self) -> None:
+        pass
 
     def cancel(self, key: str) -> None:
         self.cancelled.append(key)

@@ -80,6 +80,7 @@ class Worker:
                        if only is None else self.rt.claim_these(tx.conn, now, only))
             if not claimed:
                 return 0
+            self.sender.begin(tx)
             loaded = cstore.Loaded(self.rt, tx.conn)
             sits = self.rt.situations(tx.conn, loaded, claimed)
             ctx = loaded.context()
@@ -90,6 +91,7 @@ class Worker:
             self.transitions += sum(d.transitions for d in decisions)
         for key in cancels:  # only once the cancellation is committed
             self.sender.cancel(key)
+        self.sender.after_commit()
         return len(claimed)
 
     def _decide(self, ctx: engine.Context, sit: engine.Situation | None, tracker_id: str,
@@ -106,8 +108,26 @@ class Worker:
         if d.send is not None:
             email = senders.OutgoingEmail(str(d.send.step_tracker), d.send.template_id,
                                           d.send.owner_id, d.send.target_id)
-            d = engine.on_sent(ctx, cadence, sit, now, user, self.sender.send(email, now))
+            result = self.sender.send(email, now)
+            d = engine.on_sent(ctx, cadence, sit, now, user, result)
+            _note_reason(d, sit, result)
         if not any(op.kind == "delete" or "due_at" in op.fields for op in d.run):
             # every wake-up must move the timer, or it would fire again at once
             d.run.append(engine.RunOp("update", tracker_id, {"due_at": None}))
         return d
+
+
+def _note_reason(d: engine.Decision, sit: engine.Situation, result: engine.SendResult) -> None:
+    """A step kept Queued says why in ErrorCode (a daily cap, a transient failure); a sent
+    step clears a reason left from its wait."""
+    if sit.step is None or not (result.sent or result.retry_at is not None):
+        return
+    code = None if result.sent else result.error_code
+    if sit.step.get("ErrorCode") == code:
+        return
+    for op in d.ops:
+        if isinstance(op, engine.Update) and op.object == engine.STEP and op.id == sit.step["Id"]:
+            op.changes["ErrorCode"] = code
+            return
+    d.ops.append(engine.Update(engine.STEP, sit.step["Id"], {"ErrorCode": code},
+                               {"State": sit.step["State"]}, sit.step.get("LastModifiedById")))

@@ -76,6 +76,7 @@ class QueryService:
         compiled = self._compile(text, caller, version, include_deleted, now)
         with self.store.reading() as conn:
             result, after = self._first_page(conn, compiled, batch, version)
+        self._stamp_views(compiled, result)
         if after is not None:
             locator = self._save_cursor(text, caller, version, include_deleted, batch, result, after, now)
             result["nextRecordsUrl"] = next_url(version, include_deleted, locator, len(result["records"]))
@@ -137,9 +138,20 @@ class QueryService:
         bq = bnd.bind()
         bq.include_deleted = include_deleted
         bq.extra["time_dependent"] = bnd.time_dependent
+        bq.extra["for"] = tuple(w for w in tree.for_ if w in ("VIEW", "REFERENCE"))
         return compiler.Compiler(self.store.registry, self.meta, now, caller.time_zone, caller.viewer).compile(bq)
 
     # --- pages ------------------------------------------------------------------------------
+
+    def _stamp_views(self, c: compiler.Compiled, result: dict[str, Any]) -> None:
+        """FOR VIEW / FOR REFERENCE: stamp LastViewedDate / LastReferencedDate of the rows."""
+        words = c.bq.extra.get("for", ())
+        if not words or c.bq.aggregate or c.bq.count_only:
+            return
+        record_ids = [r["attributes"]["url"].rsplit("/", 1)[1] for r in result["records"]]
+        for word, field in (("VIEW", "LastViewedDate"), ("REFERENCE", "LastReferencedDate")):
+            if word in words:
+                self.store.touch(c.bq.obj.name, record_ids, field)
 
     def _first_page(self, conn: sa.Connection, c: compiler.Compiled, batch: int, version: str) -> tuple[dict[str, Any], list[Any] | None]:
         bq = c.bq

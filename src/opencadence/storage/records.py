@@ -82,6 +82,20 @@ class Store:
         with self.reading() as conn:
             return read_record(self, conn, object_name, record_id, include_deleted=include_deleted)
 
+    def touch(self, object_name: str, record_ids: Sequence[str], field: str) -> None:
+        """Stamp ``field`` (LastViewedDate / LastReferencedDate) with now on these records.
+
+        SOQL's FOR VIEW / FOR REFERENCE side effect: not a record change, so LastModifiedDate,
+        SystemModstamp and change events are left alone.
+        """
+        obj = self.registry.object(object_name)
+        if not record_ids or obj.field(field) is None:
+            return
+        table = self.meta.tables[obj.name]
+        now = values.to_db_datetime(self.clock.now())
+        with self.transaction() as tx:
+            tx.conn.execute(table.update().where(table.c.Id.in_(list(record_ids))).values({field: now}))
+
     def prune_events(self) -> int:
         """Drop change events older than the retention (72 hours by default)."""
         with self.transaction() as tx:

@@ -322,3 +322,18 @@ def test_rep_sees_only_their_trackers_and_targets(org: Org) -> None:
     assert org.service.query(f"SELECT COUNT() FROM {STR}", rep)["totalSize"] == 3
     r = org.service.query("SELECT Id, (SELECT Id FROM ActionCadenceStepTrackers) FROM ActionCadenceTracker", rep)
     assert all(x["ActionCadenceStepTrackers"]["totalSize"] >= 1 for x in r["records"])
+
+
+def test_for_view_and_reference_stamp_dates_without_a_change(org: Org) -> None:
+    before = org.store.get("ActionCadence", org.ids["cad"])
+    assert before is not None and before["LastViewedDate"] is None
+    events = len(org.store.read_events())
+    org.clock.advance(minutes=5)
+    org.q("SELECT Id, Name FROM ActionCadence FOR VIEW")
+    after = org.store.get("ActionCadence", org.ids["cad"])
+    assert after is not None and after["LastViewedDate"] == org.clock.now().replace(tzinfo=None)
+    assert after["LastReferencedDate"] is None and after["SystemModstamp"] == before["SystemModstamp"]
+    org.q("SELECT Id FROM ActionCadence FOR REFERENCE")
+    assert org.store.get("ActionCadence", org.ids["cad"])["LastReferencedDate"] is not None  # type: ignore[index]
+    assert len(org.store.read_events()) == events
+    org.q("SELECT Id FROM Contact FOR VIEW")  # objects without the field: nothing to stamp

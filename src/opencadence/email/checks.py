@@ -1,0 +1,189 @@
+"""What must hold before an automated email is handed to the relay, each failure one ErrorCode.
+
+Order: org settings, assignee, template, target, rendering, then the daily caps (last, so
+only a send that would really go out takes a place under a cap). All reads use the worker's
+transaction, so they see what the transition sees.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+import sqlalchemy as sa
+
+from opencadence import errors, ids
+from opencadence.email import settings, templates
+from opencadence.storage import records, schema
+
+TEMPLATE_PREFIX = "00X"
+TARGET_OBJECTS = {"003": "Contact", "00Q": "Lead"}
+#: Folder AccessType values whose templates any user may send. Hidden folders are nobody's;
+#: a template filed in a user's personal folder (FolderId a User Id) is that user's only.
+PUBLIC_FOLDERS = frozenset({"Public", "PublicInternal", "Shared"})
+
+# RFC 5321/5322 "dot-atom" addresses, stricter than storage's check: no leading, trailing or
+# doubled dots, labels without edge hyphens, a letter TLD, the 64/254 length limits.
+_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+class SendRefused(errors.OpenCadenceError):
+    """An automated email cannot be sent; ``code`` is the step's ErrorCode."""
+
+    def __init__(self, message: str, code: str, retry_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_at = retry_at
+
+
+def valid_address(address: str | None) -> bool:
+    if not address or len(address) > 254 or address.count("@") != 1:
+        return False
+    local, domain = address.split("@")
+    labels = domain.split(".")
+    return (len(local) <= 64 and bool(_LOCAL.match(local)) and len(labels) >= 2
+            and all(_LABEL.match(lb) for lb in labels) and labels[-1].isalpha()
+            and len(labels[-1]) >= 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A send that passed every check, rendered."""
+
+    sender: str
+    sender_name: str | None
+    recipient: str
+    rendered: templates.Rendered
+    target: Mapping[str, Any]
+    user: Mapping[str, Any]
+
+
+def prepare(store: records.Store, conn: sa.Connection, *, auto: bool, template_id: str | None,
+            owner_id: str, target_id: str) -> Prepared:
+    """Run every check but the caps and render; raise SendRefused with the ErrorCode."""
+    org = settings.org(conn)
+    if not org.email_enabled:
+        raise SendRefused("Email is turned off for the org", "EMAIL_ORG_SETTING_OFF")
+    if auto and not org.auto_email_enabled:
+        raise SendRefused("Automated email is turned off for the org", "AUTO_EMAIL_ORG_SETTING_OFF")
+    user = records.read_record(store, conn, "User", owner_id)
+    if user is None or not user.get("IsActive"):
+        raise SendRefused(f"The assignee {owner_id} is inactive", "USER_IS_INACTIVE")
+    if not settings.user_value(conn, owner_id, "hvs_access"):
+        raise SendRefused(f"The assignee {owner_id} lost Sales Engagement access",
+                          "USER_HAS_LOST_HVS_ACCESS")
+    sender = user.get("SenderEmail") or user.get("Email")
+    if not valid_address(sender):
+        raise SendRefused(f"The assignee's sender address {sender!r} is not valid",
+                          "INVALID_USER_EMAIL")
+    template = _template(store, conn, template_id, owner_id)
+    target = _target(store, conn, target_id)
+    values = {TARGET_OBJECTS[target_id[:3]]: target, "User": user}
+    try:
+        rendered = templates.render(template, store.registry, values, org.max_body_bytes)
+    except templates.TemplateError as exc:
+        raise SendRefused(exc.message, exc.code) from exc
+    return Prepared(str(sender), user.get("SenderName") or user.get("Name"), target["Email"],
+                    rendered, target, user)
+
+
+def _template(store: records.Store, conn: sa.Connection, template_id: str | None,
+              owner_id: str) -> dict[str, Any]:
+    if not template_id or template_id[:3] != TEMPLATE_PREFIX:
+        raise SendRefused(f"{template_id!r} is not an email template Id", "INVALID_TEMPLATE_ID")
+    template = records.read_record(store, conn, "EmailTemplate", template_id, include_deleted=True)
+    if template is None:
+        raise SendRefused(f"No email template {template_id}", "INVALID_TEMPLATE_ID")
+    if template["IsDeleted"]:
+        raise SendRefused(f"The email template {template_id} was deleted", "TEMPLATE_DELETED")
+    if not template.get("IsActive"):
+        raise SendRefused(f"The email template {template_id} is not available for use",
+                          "TEMPLATE_NOT_PUBLIC")
+    folder_id = template.get("FolderId")
+    if folder_id and folder_id[:3] == "005" and folder_id != owner_id:
+        raise SendRefused(f"The email template {template_id} is in another user's folder",
+                          "TEMPLATE_NOT_PUBLIC")
+    if folder_id and folder_id[:3] != "005" and folder_id[:3] != "00D":
+        folder = records.read_record(store, conn, "Folder", folder_id)
+        if folder is None or folder.get("AccessType") not in PUBLIC_FOLDERS:
+            raise SendRefused(f"The email template {template_id} is in a folder the assignee "
+                              "cannot use", "TEMPLATE_NOT_PUBLIC")
+    return template
+
+
+def _target(store: records.Store, conn: sa.Connection, target_id: str) -> dict[str, Any]:
+    obj = TARGET_OBJECTS.get(target_id[:3])
+    target = None if obj is None else records.read_record(store, conn, obj, target_id)
+    if target is None:  # deleted (in the recycle bin): nobody's to see
+        raise SendRefused(f"The assignee cannot see the target {target_id}", "NO_TARGET_ACCESS")
+    email = target.get("Email")
+    if not email:
+        raise SendRefused("The target has no email address", "TARGET_EMAIL_EMPTY")
+    if not valid_address(email):
+        raise SendRefused(f"The target's email {email!r} is not valid", "INVALID_TARGET_EMAIL")
+    if target.get("HasOptedOutOfEmail"):
+        raise SendRefused("The target opted out of email", "TARGET_DO_NOT_CONTACT_ON")
+    if target.get("EmailBouncedDate") is not None:
+        raise SendRefused("The target's email address bounced", "TARGET_EMAIL_BOUNCED")
+    return target
+
+
+# -- daily caps --------------------------------------------------------------------------------
+
+def day_of(now: datetime) -> str:
+    """Caps count per UTC day (the org's day; one boundary for every user)."""
+    return now.strftime("%Y-%m-%d")
+
+
+def next_day(now: datetime) -> datetime:
+    return datetime(now.year, now.month, now.day) + timedelta(days=1)
+
+
+def check_caps(conn: sa.Connection, outbox: sa.Table, now: datetime, owner_id: str, key: str,
+               enrolled_at: datetime | None) -> None:
+    """Raise SendRefused (with a retry time: the step waits) when a daily cap is reached.
+
+    A place under a cap is taken by every send admitted today (an outbox row with
+    ``cap_day`` = today). Waiting sends enrolled earlier keep their priority: a send is only
+    admitted if the places left exceed the earlier-enrolled sends still waiting, so overflow
+    goes out the next day oldest-enrolled first, whatever order the worker wakes them in.
+    """
+    org = settings.org(conn)
+    today = day_of(now)
+    user_cap = settings.user_value(conn, owner_id, "user_daily_auto_cap")
+    admitted = outbox.c.cap_day == today
+    waiting = sa.and_(outbox.c.status == "waiting", outbox.c.key != key)
+    if enrolled_at is not None:
+        waiting = sa.and_(waiting, outbox.c.enrolled_at < enrolled_at)
+    for code, cap, scope in (
+        ("ORG_WIDE_DAILY_EMAIL_LIMIT_REACHED", org.org_daily_email_cap, sa.true()),
+        ("ORG_WIDE_AUTO_EMAIL_LIMIT_REACHED", org.org_daily_auto_cap, sa.true()),
+        ("AUTO_EMAIL_DAILY_LIMIT_REACHED", user_cap, outbox.c.owner_id == owner_id),
+    ):
+        used = conn.execute(sa.select(sa.func.count()).select_from(outbox)
+                            .where(admitted, scope)).scalar_one()
+        ahead = conn.execute(sa.select(sa.func.count()).select_from(outbox)
+                             .where(waiting, scope)).scalar_one()
+        if used + ahead >= cap:
+            raise SendRefused(f"Daily cap of {cap} reached", code, next_day(now))
+
+
+def outbox_table(store: records.Store) -> sa.Table:
+    return store.meta.tables[schema.EMAIL_OUTBOX]
+
+
+def enrolled_at(store: records.Store, conn: sa.Connection, key: str) -> tuple[str | None, str | None,
+                                                                             datetime | None]:
+    """(tracker Id, step Id, tracker CreatedDate) of a step tracker."""
+    st = store.meta.tables["ActionCadenceStepTracker"]
+    tr = store.meta.tables["ActionCadenceTracker"]
+    row = conn.execute(sa.select(st.c.ActionCadenceTrackerId, st.c.ActionCadenceStepId,
+                                 tr.c.CreatedDate)
+                       .select_from(st.join(tr, tr.c.Id == st.c.ActionCadenceTrackerId))
+                       .where(st.c.Id == ids.parse(key))).first()
+    if row is None:
+        return None, None, None
+    return row[0], row[1], row[2]

@@ -1,0 +1,417 @@
+"""A Sender that delivers AutoSendAnEmail steps over real SMTP through an outbox.
+
+Two phases, so that the outbox row is durable before any byte reaches the relay:
+
+1. In the worker's transaction (``begin`` + ``send``) the checks run; a send that passes is
+   rendered and written as an outbox row (status ``pending``, its Message-ID, the full MIME
+   text) and the step stays Queued, due at once. Nothing is sent yet.
+2. After that commit (``after_commit``) each staged row is delivered: MAIL, RCPT, DATA and the
+   body go out, then the row is marked ``sending`` (committed) and only then the final "."
+   that makes the relay accept the message. The reply marks it ``sent``, ``retry`` or
+   ``failed``. The next wake-up of the step reads the row and completes or fails the step.
+
+A crash before the ``sending`` mark leaves ``pending``: the message was never accepted, it is
+sent again with the same Message-ID. A crash after it leaves ``sending``: the relay had the
+"." and accepts it, so it is reconciled as sent and never resent. The mark is a guarded
+update from ``pending``, so two workers can never both reach the "." for one row.
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.policy
+import email.utils
+import logging
+import re
+import smtplib
+import ssl
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+
+import sqlalchemy as sa
+
+from opencadence import errors
+from opencadence.cadence import engine
+from opencadence.cadence import sender as senders
+from opencadence.email import checks
+from opencadence.storage import records, schema
+
+log = logging.getLogger(__name__)
+
+#: How long a staged or in-flight row belongs to the worker that staged it.
+LEASE = timedelta(minutes=2)
+#: Delays before retrying a transient failure (attempt 1, 2, ...), and the rate-limit ones.
+BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1))
+RATE_BACKOFF = (timedelta(minutes=15), timedelta(minutes=30), timedelta(hours=1),
+                timedelta(hours=2))
+#: SMTP attempts before RETRIES_MAX_EXCEEDED.
+MAX_ATTEMPTS = 5
+_RATE = re.compile(r"rate.?limit|too many|throttl|exceeded|slow down", re.I)
+
+
+class DeliveryError(errors.OpenCadenceError):
+    """One SMTP delivery attempt failed; ``code`` is the ErrorCode, ``transient`` asks a retry."""
+
+    def __init__(self, message: str, code: str, transient: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = "127.0.0.1"
+    port: int = 25
+    tls: str = "none"  # starttls | tls | none
+    user: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+    ssl_context: ssl.SSLContext | None = None
+
+
+def classify(stage: str, code: int, text: str) -> DeliveryError:
+    """The ErrorCode of a relay reply ``code`` at ``stage`` (connect, auth, mail, rcpt, data, dot)."""
+    msg = f"{stage}: {code} {text}"
+    if 400 <= code < 500:
+        if code == 421 and stage == "connect" or _RATE.search(text):
+            return DeliveryError(msg, "MAIL_PROVIDER_RATE_LIMIT_REACHED", True)
+        return DeliveryError(msg, "RETRY_LATER", True)
+    if stage == "auth" or code in (530, 535, 534, 538):
+        return DeliveryError(msg, "FIX_WITH_RECONNECT", False)
+    if stage == "mail":
+        return DeliveryError(msg, "INVALID_USER_EMAIL" if code == 501 else "SENDER_MAILBOX_NOT_FOUND",
+                             False)
+    if stage == "rcpt":
+        return DeliveryError(msg, "INVALID_TARGET_EMAIL" if code == 501 else "TARGET_EMAIL_BOUNCED",
+                             False)
+    if code == 552:  # message size exceeds the relay's limit
+        return DeliveryError(msg, "TEMPLATE_TOO_LARGE", False)
+    log.error("relay refused a cadence email: %s", msg)
+    return DeliveryError(msg, "UNKNOWN", False)
+
+
+@dataclass
+class SmtpSender:
+    """The real Sender (see the module docstring). One instance per worker process."""
+
+    store: records.Store
+    config: SmtpConfig
+    #: hooks after the relay accepted a message (threading, tracking, metrics), in its tx
+    _staged: list[str] = field(default_factory=list)
+    _tx: records.Tx | None = None
+    _smtp: smtplib.SMTP | None = None
+
+    @property
+    def outbox(self) -> sa.Table:
+        return self.store.meta.tables[schema.EMAIL_OUTBOX]
+
+    def _now(self) -> datetime:
+        return self.store.clock.now().replace(tzinfo=None)
+
+    # -- phase 1: in the worker's transaction ---------------------------------------------------
+
+    def begin(self, tx: records.Tx) -> None:
+        self._tx, self._staged = tx, []
+
+    def send(self, mail: senders.OutgoingEmail, now: datetime) -> engine.SendResult:
+        if self._tx is None:
+            raise RuntimeError("SmtpSender.send outside a worker transaction (begin not called)")
+        conn, ob = self._tx.conn, self.outbox
+        row = conn.execute(sa.select(ob).where(ob.c.key == mail.key)).mappings().first()
+        if row is None:
+            return self._admit(conn, mail, now, None)
+        status = row["status"]
+        lease = row["lease_until"]
+        if status == "sent":
+            return engine.SendResult(True)
+        if status == "failed":
+            return engine.SendResult(False, row["error_code"] or "UNKNOWN")
+        if status == "sending":
+            if lease is not None and lease > now:
+                return engine.SendResult(False, None, lease)
+            self._reconcile_one(conn, mail.key, now)
+            return engine.SendResult(True)
+        if status == "waiting":
+            return self._admit(conn, mail, now, dict(row))
+        if status == "retry" and row["next_at"] is not None and row["next_at"] > now:
+            return engine.SendResult(False, row["error_code"], row["next_at"])
+        if status == "pending" and lease is not None and lease > now:
+            return engine.SendResult(False, None, lease)  # another worker is delivering it
+        # pending whose worker died before the final "." or a retry now due: stage again
+        conn.execute(sa.update(ob).where(ob.c.key == mail.key).values(
+            status="pending", lease_until=now + LEASE))
+        self._staged.append(mail.key)
+        return engine.SendResult(False, None, now)
+
+    def _admit(self, conn: sa.Connection, mail: senders.OutgoingEmail, now: datetime,
+               row: Mapping[str, Any] | None) -> engine.SendResult:
+        ob = self.outbox
+        tracker_id, step_id, enrolled = checks.enrolled_at(self.store, conn, mail.key)
+        base = {"owner_id": mail.owner_id, "target_id": mail.target_id,
+                "template_id": mail.template_id, "tracker_id": tracker_id, "step_id": step_id,
+                "enrolled_at": enrolled}
+        try:
+            prepared = checks.prepare(self.store, conn, auto=True, template_id=mail.template_id,
+                                      owner_id=mail.owner_id, target_id=mail.target_id)
+            checks.check_caps(conn, ob, now, mail.owner_id, mail.key, enrolled)
+        except checks.SendRefused as exc:
+            status = "waiting" if exc.retry_at is not None else "failed"
+            self._put(conn, mail.key, row, {**base, "status": status, "error_code": exc.code,
+                                            "detail": exc.message})
+            return engine.SendResult(False, exc.code, exc.retry_at)
+        # short enough never to be folded; the key makes a reply traceable to its step
+        message_id = f"<{mail.key}.{uuid.uuid4().hex[:16]}@{prepared.sender.split('@')[1]}>"
+        mime = self._mime(conn, prepared, message_id, tracker_id, step_id, now)
+        self._put(conn, mail.key, row, {
+            **base, "status": "pending", "error_code": None, "detail": None,
+            "message_id": message_id, "cap_day": checks.day_of(now), "sender": prepared.sender,
+            "recipient": prepared.recipient, "mime": mime, "lease_until": now + LEASE})
+        self._staged.append(mail.key)
+        return engine.SendResult(False, None, now)
+
+    def _put(self, conn: sa.Connection, key: str, row: Mapping[str, Any] | None,
+             values: dict[str, Any]) -> None:
+        ob = self.outbox
+        if row is None:
+            conn.execute(sa.insert(ob).values(key=key, attempts=0, created_at=self._now(), **values))
+        else:
+            conn.execute(sa.update(ob).where(ob.c.key == key).values(**values))
+
+    def _mime(self, conn: sa.Connection, p: checks.Prepared, message_id: str,
+              tracker_id: str | None, step_id: str | None, now: datetime) -> str:
+        msg = email.message.EmailMessage(policy=email.policy.SMTP)
+        msg["From"] = email.utils.formataddr((p.sender_name or "", p.sender))
+        msg["To"] = p.recipient
+        msg["Subject"] = p.rendered.subject
+        msg["Date"] = email.utils.format_datetime(now.replace(tzinfo=timezone.utc))
+        msg["Message-ID"] = message_id
+        if p.rendered.text is not None:
+            msg.set_content(p.rendered.text)
+            if p.rendered.html is not None:
+                msg.add_alternative(p.rendered.html, subtype="html")
+        else:
+            msg.set_content(p.rendered.html or "", subtype="html")
+        return msg.as_string()
+
+    def cancel(self, key: str) -> None:
+        ob = self.outbox
+        with self.store.transaction() as tx:
+            tx.conn.execute(sa.update(ob).where(
+                ob.c.key == key, ob.c.status.in_(["pending", "retry", "waiting"])
+            ).values(status="cancelled"))
+
+    # -- phase 2: after the commit --------------------------------------------------------------
+
+    def after_commit(self) -> None:
+        staged, self._staged, self._tx = self._staged, [], None
+        for key in staged:
+            self._deliver(key)
+
+    def _deliver(self, key: str) -> None:
+        ob = self.outbox
+        with self.store.reading() as conn:
+            row = conn.execute(sa.select(ob).where(ob.c.key == key)).mappings().first()
+        if row is None or row["status"] != "pending":
+            return
+        try:
+            accepted = self._transmit(dict(row))
+        except DeliveryError as exc:
+            self._failed(dict(row), exc)
+            return
+        if accepted:
+            self._accepted(dict(row))
+
+    def _transmit(self, row: dict[str, Any]) -> bool:
+        """One SMTP transaction; False if another worker took the row first."""
+        for reused in (True, False):
+            smtp = self._connection()
+            try:
+                code, text = smtp.mail(row["sender"])
+                break
+            except smtplib.SMTPServerDisconnected:
+                self._drop()
+                if not reused:
+                    raise DeliveryError("relay closed the connection", "RETRY_LATER", True)
+        try:
+            if code != 250:
+                raise classify("mail", code, _s(text))
+            code, text = smtp.rcpt(row["recipient"])
+            if code not in (250, 251):
+                raise classify("rcpt", code, _s(text))
+            smtp.putcmd("data")
+            code, text = smtp.getreply()
+            if code != 354:
+                raise classify("data", code, _s(text))
+            smtp.send(_dot_stuffed(row["mime"]))
+        except DeliveryError:
+            self._reset()
+            raise
+        except (OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            raise DeliveryError(f"relay connection failed: {exc}", "RETRY_LATER", True) from exc
+        if not self._mark_sending(row["key"]):
+            self._drop()  # closing before the "." makes the relay discard the message
+            return False
+        try:
+            smtp.send(b".\r\n")
+            code, text = smtp.getreply()
+        except (OSError, smtplib.SMTPException) as exc:
+            # the "." may have been accepted: never resend (the row stays ``sending``)
+            self._drop()
+            log.warning("reply to the end of data lost for %s: %s; treated as accepted",
+                        row["key"], exc)
+            return True
+        if code != 250:
+            raise classify("dot", code, _s(text))
+        return True
+
+    def _connection(self) -> smtplib.SMTP:
+        if self._smtp is not None:
+            return self._smtp
+        c = self.config
+        try:
+            if c.tls == "tls":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout,
+                                                      context=c.ssl_context)
+            else:
+                smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
+            smtp.ehlo()
+            if c.tls == "starttls":
+                smtp.starttls(context=c.ssl_context)
+                smtp.ehlo()
+        except smtplib.SMTPConnectError as exc:
+            raise classify("connect", exc.smtp_code, _s(exc.smtp_error)) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryError(f"cannot reach the relay: {exc}", "RETRY_LATER", True) from exc
+        if c.user:
+            try:
+                smtp.login(c.user, c.password or "")
+            except smtplib.SMTPAuthenticationError as exc:
+                smtp.close()
+                raise classify("auth", exc.smtp_code, _s(exc.smtp_error)) from exc
+            except smtplib.SMTPNotSupportedError as exc:
+                smtp.close()
+                raise DeliveryError(f"relay offers no authentication: {exc}",
+                                    "FIX_WITH_RECONNECT", False) from exc
+        self._smtp = smtp
+        return smtp
+
+    def _reset(self) -> None:
+        if self._smtp is None:
+            return
+        try:
+            self._smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.close()
+            finally:
+                self._smtp = None
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+        self._drop()
+
+    def _mark_sending(self, key: str) -> bool:
+        ob = self.outbox
+        with self.store.transaction() as tx:
+            n = tx.conn.execute(sa.update(ob).where(ob.c.key == key, ob.c.status == "pending")
+                                .values(status="sending", lease_until=self._now() + LEASE,
+                                        attempts=ob.c.attempts + 1)).rowcount
+        return bool(n == 1)
+
+    def _accepted(self, row: dict[str, Any]) -> None:
+        now = self._now()
+        try:
+            with self.store.transaction() as tx:
+                self._set(tx.conn, row["key"], "sending", status="sent", sent_at=now,
+                          lease_until=None)
+                self.after_accept(tx, row, now)
+        except Exception as exc:  # the relay has it: record why, never resend
+            log.exception("post-send failure for %s", row["key"])
+            with self.store.transaction() as tx:
+                self._set(tx.conn, row["key"], "sending", status="failed", sent_at=now,
+                          error_code="POST_SEND_EXCEPTION", detail=str(exc)[:2000],
+                          lease_until=None)
+
+    def after_accept(self, tx: records.Tx, row: Mapping[str, Any], now: datetime) -> None:
+        """Bookkeeping once the relay accepted the message: the send is recorded for metrics."""
+        record_event(tx.conn, self.store, row["key"], "send", now)
+
+    def _failed(self, row: dict[str, Any], exc: DeliveryError) -> None:
+        now = self._now()
+        attempts = int(row["attempts"]) + 1
+        with self.store.transaction() as tx:
+            if exc.transient and attempts < MAX_ATTEMPTS:
+                delays = RATE_BACKOFF if exc.code == "MAIL_PROVIDER_RATE_LIMIT_REACHED" else BACKOFF
+                self._set(tx.conn, row["key"], "pending", status="retry", error_code=exc.code,
+                          detail=exc.message[:2000], attempts=attempts, lease_until=None,
+                          next_at=now + delays[min(attempts, len(delays)) - 1])
+                return
+            code = "RETRIES_MAX_EXCEEDED" if exc.transient else exc.code
+            self._set(tx.conn, row["key"], "pending", status="failed", error_code=code,
+                      detail=exc.message[:2000], attempts=attempts, lease_until=None)
+            if exc.code == "TARGET_EMAIL_BOUNCED":  # refused at RCPT: a hard bounce
+                mark_bounced(tx, self.store, row["target_id"], exc.message, now)
+                record_event(tx.conn, self.store, row["key"], "hard_bounce", now, exc.message)
+
+    def _set(self, conn: sa.Connection, key: str, expect: str, **values: Any) -> None:
+        ob = self.outbox
+        # a refusal of the "." finds the row ``sending``: it was not accepted, record it
+        allowed = ("pending", "sending") if expect == "pending" else (expect,)
+        conn.execute(sa.update(ob).where(ob.c.key == key, ob.c.status.in_(allowed)).values(**values))
+
+    # -- restart ---------------------------------------------------------------------------------
+
+    def _reconcile_one(self, conn: sa.Connection, key: str, now: datetime) -> None:
+        ob = self.outbox
+        conn.execute(sa.update(ob).where(ob.c.key == key, ob.c.status == "sending").values(
+            status="sent", sent_at=now, lease_until=None, detail="reconciled: the relay had the end of data"))
+        record_event(conn, self.store, key, "send", now)
+
+    def reconcile(self) -> int:
+        """On start: rows left ``sending`` by a dead worker are sent (the relay had their "."). Rows
+        left ``pending`` are resent by the step's next wake-up. Returns rows reconciled."""
+        now = self._now()
+        ob = self.outbox
+        with self.store.transaction() as tx:
+            keys = list(tx.conn.execute(sa.select(ob.c.key).where(
+                ob.c.status == "sending", sa.or_(ob.c.lease_until.is_(None),
+                                                 ob.c.lease_until <= now))).scalars())
+            for key in keys:
+                self._reconcile_one(tx.conn, key, now)
+        return len(keys)
+
+
+def record_event(conn: sa.Connection, store: records.Store, key: str, kind: str, at: datetime,
+                 detail: str | None = None) -> None:
+    """Record one send/open/click/reply/bounce of the outbox row ``key`` (per-step metrics)."""
+    ev = store.meta.tables[schema.EMAIL_EVENTS]
+    conn.execute(sa.insert(ev).values(key=key, kind=kind, at=at, detail=detail))
+
+
+def mark_bounced(tx: records.Tx, store: records.Store, target_id: str, reason: str,
+                 now: datetime) -> None:
+    obj = checks.TARGET_OBJECTS.get(target_id[:3])
+    if obj is not None:
+        tx.update(obj, target_id, {"EmailBouncedDate": now, "EmailBouncedReason": reason[:255]},
+                  system=True)
+
+
+def _s(text: bytes | str) -> str:
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+
+
+def _dot_stuffed(mime: str) -> bytes:
+    data = re.sub(r"\r?\n", "\r\n", mime).encode("utf-8")
+    data = re.sub(rb"(?m)^\.", b"..", data)
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
