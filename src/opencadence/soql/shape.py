@@ -98,25 +98,23 @@ class ShapePlan:
 
     def _compile_object(self, item: bound.OutObject) -> Callable[[Row, dict[str, Any]], None]:
         steps = self._compile_items(item.items)
-        key, index, type_of, base = item.key, item.id_index, self._type_of(item.hop), self.base
-
-        def shape(row: Row, rec: dict[str, Any]) -> None:
-            parent_id = row[index]
-            if parent_id is None:
-                rec[key] = None
-                return
-            kind = type_of(parent_id)
-            nested: dict[str, Any] = {"attributes": {"type": kind, "url": f"{base}{kind}/{parent_id}"}}
-            for step in steps:
-                step(row, nested)
-            rec[key] = nested
-
-        return shape
+        return self._nested(item.key, item.id_index, self._type_of(item.hop), lambda _kind: steps)
 
     def _compile_typeof(self, item: bound.OutTypeOf) -> Callable[[Row, dict[str, Any]], None]:
         branches = {name: self._compile_items(items) for name, items in item.branches.items()}
         fallback = self._compile_items(item.else_items) if item.else_items else []
-        key, index, type_of, base = item.key, item.id_index, self._type_of(item.hop), self.base
+        return self._nested(item.key, item.id_index, self._type_of(item.hop),
+                            lambda kind: branches.get(kind, fallback))
+
+    def _nested(
+        self,
+        key: str,
+        index: int,
+        type_of: Callable[[str], str],
+        steps_for: Callable[[str], list[Callable[[Row, dict[str, Any]], None]]],
+    ) -> Callable[[Row, dict[str, Any]], None]:
+        """A parent object in the record: null when the reference is, else typed by its id."""
+        base = self.base
 
         def shape(row: Row, rec: dict[str, Any]) -> None:
             parent_id = row[index]
@@ -125,7 +123,7 @@ class ShapePlan:
                 return
             kind = type_of(parent_id)
             nested: dict[str, Any] = {"attributes": {"type": kind, "url": f"{base}{kind}/{parent_id}"}}
-            for step in branches.get(kind, fallback):
+            for step in steps_for(kind):
                 step(row, nested)
             rec[key] = nested
 
