@@ -182,11 +182,25 @@ def ci_compare(expr: Col, op: str, value: str | None) -> Col:
     if value is None or value == "":
         return _compare_empty(expr, op)
     if op == "=":
-        return ci_lower(expr) == ci_lower(_text(value))
+        return _ci_equal(expr, [value])
     if op == "!=":
-        return sa.or_(expr.is_(None), ci_lower(expr) != ci_lower(_text(value)))
+        return sa.or_(expr.is_(None), sa.not_(_ci_equal(expr, [value])))
     ordered = _ORDERING[op](ci_sort_key(expr), ci_sort_key(_text(value)))
     return sa.and_(expr != "", ordered)
+
+
+def _ci_equal(expr: Col, values: Sequence[str]) -> Col:
+    """``expr`` equals one of ``values`` ignoring case.
+
+    Lowercasing is per character on both databases (it never changes a text's length), so a
+    length test, which SQLite evaluates in C, rules out most rows before the Python oc_lower()
+    runs; the literals are folded here, once, instead of per row.
+    """
+    lengths = sorted({len(v) for v in values})
+    folded = sorted({simple_lower(v) for v in values})
+    length_ok = sa.func.length(expr) == lengths[0] if len(lengths) == 1 else sa.func.length(expr).in_(lengths)
+    match = ci_lower(expr) == _text(folded[0]) if len(folded) == 1 else ci_lower(expr).in_([_text(v) for v in folded])
+    return sa.and_(length_ok, match)
 
 
 def ci_in(expr: Col, values: Sequence[str | None], negated: bool) -> Col:
@@ -195,7 +209,7 @@ def ci_in(expr: Col, values: Sequence[str | None], negated: bool) -> Col:
     has_empty = len(present) != len(values)
     parts: list[Col] = []
     if present:
-        parts.append(ci_lower(expr).in_([ci_lower(_text(v)) for v in present]))
+        parts.append(_ci_equal(expr, present))
     if has_empty:
         parts.append(_is_empty(expr))
     matched = sa.or_(*parts) if parts else sa.false()
