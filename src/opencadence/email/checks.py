@@ -39,6 +39,53 @@ class SendRefused(errors.OpenCadenceError):
         self.retry_at = retry_at
 
 
+class Cache:
+    """Reads shared by the sends of one worker batch (one transaction): settings, the
+    assignee, templates, folders and the cap counts, each read once."""
+
+    def __init__(self, store: records.Store, conn: sa.Connection) -> None:
+        self.store, self.conn = store, conn
+        self._records: dict[tuple[str, str, bool], dict[str, Any] | None] = {}
+        self._settings: settings.Snapshot | None = None
+        self._used: dict[tuple[str, str], int] = {}
+        self._any_waiting: bool | None = None
+
+    @property
+    def settings(self) -> settings.Snapshot:
+        if self._settings is None:
+            self._settings = settings.load(self.conn)
+        return self._settings
+
+    def record(self, obj: str, record_id: str, include_deleted: bool = False) -> dict[str, Any] | None:
+        k = (obj, record_id, include_deleted)
+        if k not in self._records:
+            self._records[k] = records.read_record(self.store, self.conn, obj, record_id,
+                                                   include_deleted=include_deleted)
+        return self._records[k]
+
+    def used(self, outbox: sa.Table, day: str, owner_id: str | None) -> int:
+        """Sends admitted on ``day`` (by ``owner_id``, or org-wide for None)."""
+        k = (day, owner_id or "")
+        if k not in self._used:
+            cond = outbox.c.cap_day == day
+            if owner_id is not None:
+                cond = sa.and_(cond, outbox.c.owner_id == owner_id)
+            self._used[k] = int(self.conn.execute(
+                sa.select(sa.func.count()).select_from(outbox).where(cond)).scalar_one())
+        return self._used[k]
+
+    def admitted(self, day: str, owner_id: str) -> None:
+        for k in ((day, ""), (day, owner_id)):
+            if k in self._used:
+                self._used[k] += 1
+
+    def any_waiting(self, outbox: sa.Table) -> bool:
+        if self._any_waiting is None:
+            self._any_waiting = self.conn.execute(
+                sa.select(outbox.c.key).where(outbox.c.status == "waiting").limit(1)).first() is not None
+        return self._any_waiting
+
+
 def valid_address(address: str | None) -> bool:
     if not address or len(address) > 254 or address.count("@") != 1:
         return False
@@ -61,26 +108,27 @@ class Prepared:
     user: Mapping[str, Any]
 
 
-def prepare(store: records.Store, conn: sa.Connection, *, auto: bool, template_id: str | None,
-            owner_id: str, target_id: str) -> Prepared:
+def prepare(cache: Cache, *, auto: bool, template_id: str | None, owner_id: str,
+            target_id: str) -> Prepared:
     """Run every check but the caps and render; raise SendRefused with the ErrorCode."""
-    org = settings.org(conn)
+    store = cache.store
+    org = cache.settings.org
     if not org.email_enabled:
         raise SendRefused("Email is turned off for the org", "EMAIL_ORG_SETTING_OFF")
     if auto and not org.auto_email_enabled:
         raise SendRefused("Automated email is turned off for the org", "AUTO_EMAIL_ORG_SETTING_OFF")
-    user = records.read_record(store, conn, "User", owner_id)
+    user = cache.record("User", owner_id)
     if user is None or not user.get("IsActive"):
         raise SendRefused(f"The assignee {owner_id} is inactive", "USER_IS_INACTIVE")
-    if not settings.user_value(conn, owner_id, "hvs_access"):
+    if not cache.settings.user(owner_id, "hvs_access"):
         raise SendRefused(f"The assignee {owner_id} lost Sales Engagement access",
                           "USER_HAS_LOST_HVS_ACCESS")
     sender = user.get("SenderEmail") or user.get("Email")
     if not valid_address(sender):
         raise SendRefused(f"The assignee's sender address {sender!r} is not valid",
                           "INVALID_USER_EMAIL")
-    template = _template(store, conn, template_id, owner_id)
-    target = _target(store, conn, target_id)
+    template = _template(cache, template_id, owner_id)
+    target = _target(store, cache.conn, target_id)
     values = {TARGET_OBJECTS[target_id[:3]]: target, "User": user}
     try:
         rendered = templates.render(template, store.registry, values, org.max_body_bytes)
@@ -90,11 +138,10 @@ def prepare(store: records.Store, conn: sa.Connection, *, auto: bool, template_i
                     rendered, target, user)
 
 
-def _template(store: records.Store, conn: sa.Connection, template_id: str | None,
-              owner_id: str) -> dict[str, Any]:
+def _template(cache: Cache, template_id: str | None, owner_id: str) -> dict[str, Any]:
     if not template_id or template_id[:3] != TEMPLATE_PREFIX:
         raise SendRefused(f"{template_id!r} is not an email template Id", "INVALID_TEMPLATE_ID")
-    template = records.read_record(store, conn, "EmailTemplate", template_id, include_deleted=True)
+    template = cache.record("EmailTemplate", template_id, include_deleted=True)
     if template is None:
         raise SendRefused(f"No email template {template_id}", "INVALID_TEMPLATE_ID")
     if template["IsDeleted"]:
@@ -107,7 +154,7 @@ def _template(store: records.Store, conn: sa.Connection, template_id: str | None
         raise SendRefused(f"The email template {template_id} is in another user's folder",
                           "TEMPLATE_NOT_PUBLIC")
     if folder_id and folder_id[:3] != "005" and folder_id[:3] != "00D":
-        folder = records.read_record(store, conn, "Folder", folder_id)
+        folder = cache.record("Folder", folder_id)
         if folder is None or folder.get("AccessType") not in PUBLIC_FOLDERS:
             raise SendRefused(f"The email template {template_id} is in a folder the assignee "
                               "cannot use", "TEMPLATE_NOT_PUBLIC")
@@ -142,33 +189,36 @@ def next_day(now: datetime) -> datetime:
     return datetime(now.year, now.month, now.day) + timedelta(days=1)
 
 
-def check_caps(conn: sa.Connection, outbox: sa.Table, now: datetime, owner_id: str, key: str,
+def check_caps(cache: Cache, outbox: sa.Table, now: datetime, owner_id: str, key: str,
                enrolled_at: datetime | None) -> None:
-    """Raise SendRefused (with a retry time: the step waits) when a daily cap is reached.
+    """Raise SendRefused (with a retry time: the step waits) when a daily cap is reached;
+    else take a place under each cap.
 
-    A place under a cap is taken by every send admitted today (an outbox row with
-    ``cap_day`` = today). Waiting sends enrolled earlier keep their priority: a send is only
-    admitted if the places left exceed the earlier-enrolled sends still waiting, so overflow
-    goes out the next day oldest-enrolled first, whatever order the worker wakes them in.
+    A place is taken by every send admitted today (an outbox row with ``cap_day`` = today).
+    Waiting sends enrolled earlier keep their priority: a send is only admitted if the places
+    left exceed the earlier-enrolled sends still waiting, so overflow goes out the next day
+    oldest-enrolled first, whatever order the worker wakes them in.
     """
-    org = settings.org(conn)
+    org = cache.settings.org
     today = day_of(now)
-    user_cap = settings.user_value(conn, owner_id, "user_daily_auto_cap")
-    admitted = outbox.c.cap_day == today
-    waiting = sa.and_(outbox.c.status == "waiting", outbox.c.key != key)
-    if enrolled_at is not None:
-        waiting = sa.and_(waiting, outbox.c.enrolled_at < enrolled_at)
+    user_cap = cache.settings.user(owner_id, "user_daily_auto_cap")
     for code, cap, scope in (
-        ("ORG_WIDE_DAILY_EMAIL_LIMIT_REACHED", org.org_daily_email_cap, sa.true()),
-        ("ORG_WIDE_AUTO_EMAIL_LIMIT_REACHED", org.org_daily_auto_cap, sa.true()),
-        ("AUTO_EMAIL_DAILY_LIMIT_REACHED", user_cap, outbox.c.owner_id == owner_id),
+        ("ORG_WIDE_DAILY_EMAIL_LIMIT_REACHED", org.org_daily_email_cap, None),
+        ("ORG_WIDE_AUTO_EMAIL_LIMIT_REACHED", org.org_daily_auto_cap, None),
+        ("AUTO_EMAIL_DAILY_LIMIT_REACHED", user_cap, owner_id),
     ):
-        used = conn.execute(sa.select(sa.func.count()).select_from(outbox)
-                            .where(admitted, scope)).scalar_one()
-        ahead = conn.execute(sa.select(sa.func.count()).select_from(outbox)
-                             .where(waiting, scope)).scalar_one()
-        if used + ahead >= cap:
+        ahead = 0
+        if cache.any_waiting(outbox):
+            waiting = sa.and_(outbox.c.status == "waiting", outbox.c.key != key)
+            if enrolled_at is not None:
+                waiting = sa.and_(waiting, outbox.c.enrolled_at < enrolled_at)
+            if scope is not None:
+                waiting = sa.and_(waiting, outbox.c.owner_id == scope)
+            ahead = int(cache.conn.execute(sa.select(sa.func.count()).select_from(outbox)
+                                           .where(waiting)).scalar_one())
+        if cache.used(outbox, today, scope) + ahead >= cap:
             raise SendRefused(f"Daily cap of {cap} reached", code, next_day(now))
+    cache.admitted(today, owner_id)
 
 
 def outbox_table(store: records.Store) -> sa.Table:

@@ -39,37 +39,48 @@ class OrgSettings:
     max_body_bytes: int
 
 
-def _table(conn: sa.Connection) -> sa.Table:
-    meta = sa.MetaData()
-    return sa.Table(schema.EMAIL_SETTINGS, meta, sa.Column("scope"), sa.Column("name"),
-                    sa.Column("value"))
+_T = sa.Table(schema.EMAIL_SETTINGS, sa.MetaData(), sa.Column("scope", sa.String(18)),
+              sa.Column("name", sa.String(40)), sa.Column("value", sa.Text()))
 
 
-def _values(conn: sa.Connection, scope: str) -> dict[str, int]:
-    t = _table(conn)
-    got = {r[0]: int(r[1]) for r in conn.execute(
-        sa.select(t.c.name, t.c.value).where(t.c.scope == scope))}
-    return got
+@dataclass(frozen=True)
+class Snapshot:
+    """Every setting row, read once (the worker reads them once per batch)."""
+
+    rows: dict[str, dict[str, int]]
+
+    @property
+    def org(self) -> OrgSettings:
+        v = {**DEFAULTS, **self.rows.get(ORG, {})}
+        return OrgSettings(bool(v["auto_email_enabled"]), bool(v["email_enabled"]),
+                           v["org_daily_auto_cap"], v["org_daily_email_cap"], v["max_body_bytes"])
+
+    def user(self, user_id: str, name: str) -> int:
+        """A per-user setting; the org-level row is the default for every user."""
+        mine = self.rows.get(user_id, {})
+        if name in mine:
+            return mine[name]
+        return {**DEFAULTS, **self.rows.get(ORG, {})}[name]
+
+
+def load(conn: sa.Connection) -> Snapshot:
+    rows: dict[str, dict[str, int]] = {}
+    for scope, name, value in conn.execute(sa.select(_T.c.scope, _T.c.name, _T.c.value)):
+        rows.setdefault(str(scope), {})[str(name)] = int(value)
+    return Snapshot(rows)
 
 
 def org(conn: sa.Connection) -> OrgSettings:
-    v = {**DEFAULTS, **_values(conn, ORG)}
-    return OrgSettings(bool(v["auto_email_enabled"]), bool(v["email_enabled"]),
-                       v["org_daily_auto_cap"], v["org_daily_email_cap"], v["max_body_bytes"])
+    return load(conn).org
 
 
 def user_value(conn: sa.Connection, user_id: str, name: str) -> int:
-    """A per-user setting; the org-level row is the default for every user."""
-    mine = _values(conn, user_id)
-    if name in mine:
-        return mine[name]
-    return {**DEFAULTS, **_values(conn, ORG)}[name]
+    return load(conn).user(user_id, name)
 
 
 def put(conn: sa.Connection, name: str, value: Any, scope: str = ORG) -> None:
     """Set one setting (``scope`` "org" or a User Id) in the caller's transaction."""
     if name not in DEFAULTS:
         raise KeyError(f"unknown email setting {name}")
-    t = _table(conn)
-    conn.execute(sa.delete(t).where(t.c.scope == scope, t.c.name == name))
-    conn.execute(sa.insert(t).values(scope=scope, name=name, value=str(int(value))))
+    conn.execute(sa.delete(_T).where(_T.c.scope == scope, _T.c.name == name))
+    conn.execute(sa.insert(_T).values(scope=scope, name=name, value=str(int(value))))

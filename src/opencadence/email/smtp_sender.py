@@ -18,12 +18,11 @@ update from ``pending``, so two workers can never both reach the "." for one row
 
 from __future__ import annotations
 
-import email.message
-import email.policy
-import email.utils
 import logging
+import os
 import re
 import smtplib
+import socket
 import ssl
 import uuid
 from dataclasses import dataclass, field
@@ -33,9 +32,10 @@ from typing import Any, Mapping
 import sqlalchemy as sa
 
 from opencadence import errors
-from opencadence.cadence import engine
+from opencadence.cadence import engine, runtime
 from opencadence.cadence import sender as senders
-from opencadence.email import checks
+from opencadence.email import checks, engagement, message
+from opencadence.storage import engine as engines
 from opencadence.storage import records, schema
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ LEASE = timedelta(minutes=2)
 BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1))
 RATE_BACKOFF = (timedelta(minutes=15), timedelta(minutes=30), timedelta(hours=1),
                 timedelta(hours=2))
+#: Acceptances recorded per commit during delivery.
+FINALIZE_EVERY = 200
 #: SMTP attempts before RETRIES_MAX_EXCEEDED.
 MAX_ATTEMPTS = 5
 _RATE = re.compile(r"rate.?limit|too many|throttl|exceeded|slow down", re.I)
@@ -69,6 +71,27 @@ class SmtpConfig:
     password: str | None = None
     timeout: float = 30.0
     ssl_context: ssl.SSLContext | None = None
+    #: open/click tracking, on when both are set (links point at ``public_url``)
+    public_url: str | None = None
+    tracking_secret: bytes | None = None
+
+
+def config_from_options(relay: str, *, user: str | None = None, password: str | None = None,
+                        tls: str = "starttls", public_url: str | None = None,
+                        tracking_secret: bytes | None = None,
+                        environ: Mapping[str, str] | None = None) -> SmtpConfig:
+    """The relay of ``--smtp-relay HOST:PORT`` and friends; the credentials fall back to
+    $OPENCADENCE_SMTP_USER / $OPENCADENCE_SMTP_PASSWORD (kept off the command line)."""
+    env = os.environ if environ is None else environ
+    host, _, port = relay.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--smtp-relay must be HOST:PORT, not {relay!r}")
+    if tls not in ("starttls", "tls", "none"):
+        raise ValueError(f"--smtp-tls must be starttls, tls or none, not {tls!r}")
+    return SmtpConfig(host=host.strip("[]"), port=int(port), tls=tls,
+                      user=user or env.get("OPENCADENCE_SMTP_USER") or None,
+                      password=password or env.get("OPENCADENCE_SMTP_PASSWORD") or None,
+                      public_url=public_url, tracking_secret=tracking_secret)
 
 
 def classify(stage: str, code: int, text: str) -> DeliveryError:
@@ -98,9 +121,11 @@ class SmtpSender:
 
     store: records.Store
     config: SmtpConfig
-    #: hooks after the relay accepted a message (threading, tracking, metrics), in its tx
     _staged: list[str] = field(default_factory=list)
+    _completed: set[str] = field(default_factory=set)
     _tx: records.Tx | None = None
+    _cache: checks.Cache | None = None
+    _mark: Any = None
     _smtp: smtplib.SMTP | None = None
 
     @property
@@ -113,9 +138,19 @@ class SmtpSender:
     # -- phase 1: in the worker's transaction ---------------------------------------------------
 
     def begin(self, tx: records.Tx) -> None:
-        self._tx, self._staged = tx, []
+        self._tx, self._staged, self._completed = tx, [], set()
+        self._cache = checks.Cache(self.store, tx.conn)
 
     def send(self, mail: senders.OutgoingEmail, now: datetime) -> engine.SendResult:
+        try:
+            return self._send(mail, now)
+        except (sa.exc.SQLAlchemyError, errors.StaleTransition):
+            raise  # the worker's transaction is broken: it rolls back and retries
+        except Exception:  # a bug must not wedge the batch: this step fails, visibly
+            log.exception("unexpected failure preparing the email of %s", mail.key)
+            return engine.SendResult(False, "UNKNOWN")
+
+    def _send(self, mail: senders.OutgoingEmail, now: datetime) -> engine.SendResult:
         if self._tx is None:
             raise RuntimeError("SmtpSender.send outside a worker transaction (begin not called)")
         conn, ob = self._tx.conn, self.outbox
@@ -125,6 +160,7 @@ class SmtpSender:
         status = row["status"]
         lease = row["lease_until"]
         if status == "sent":
+            self._completed.add(mail.key)
             return engine.SendResult(True)
         if status == "failed":
             return engine.SendResult(False, row["error_code"] or "UNKNOWN")
@@ -152,10 +188,11 @@ class SmtpSender:
         base = {"owner_id": mail.owner_id, "target_id": mail.target_id,
                 "template_id": mail.template_id, "tracker_id": tracker_id, "step_id": step_id,
                 "enrolled_at": enrolled}
+        cache = self._cache or checks.Cache(self.store, conn)
         try:
-            prepared = checks.prepare(self.store, conn, auto=True, template_id=mail.template_id,
+            prepared = checks.prepare(cache, auto=True, template_id=mail.template_id,
                                       owner_id=mail.owner_id, target_id=mail.target_id)
-            checks.check_caps(conn, ob, now, mail.owner_id, mail.key, enrolled)
+            checks.check_caps(cache, ob, now, mail.owner_id, mail.key, enrolled)
         except checks.SendRefused as exc:
             status = "waiting" if exc.retry_at is not None else "failed"
             self._put(conn, mail.key, row, {**base, "status": status, "error_code": exc.code,
@@ -163,39 +200,31 @@ class SmtpSender:
             return engine.SendResult(False, exc.code, exc.retry_at)
         # short enough never to be folded; the key makes a reply traceable to its step
         message_id = f"<{mail.key}.{uuid.uuid4().hex[:16]}@{prepared.sender.split('@')[1]}>"
-        mime = self._mime(conn, prepared, message_id, tracker_id, step_id, now)
+        track = (message.Tracking(self.config.tracking_secret, self.config.public_url)
+                 if self.config.tracking_secret and self.config.public_url else None)
+        mime = message.compose(cache, prepared, key=mail.key, message_id=message_id,
+                               tracker_id=tracker_id, step_id=step_id, now=now, track=track)
         self._put(conn, mail.key, row, {
             **base, "status": "pending", "error_code": None, "detail": None,
             "message_id": message_id, "cap_day": checks.day_of(now), "sender": prepared.sender,
-            "recipient": prepared.recipient, "mime": mime, "lease_until": now + LEASE})
+            "recipient": prepared.recipient, "mime": mime, "lease_until": now + LEASE,
+            "tracked": track is not None and prepared.rendered.html is not None})
         self._staged.append(mail.key)
         return engine.SendResult(False, None, now)
 
     def _put(self, conn: sa.Connection, key: str, row: Mapping[str, Any] | None,
              values: dict[str, Any]) -> None:
         ob = self.outbox
-        if row is None:
-            conn.execute(sa.insert(ob).values(key=key, attempts=0, created_at=self._now(), **values))
+        if row is None:  # one statement object, so SQLAlchemy compiles it once
+            conn.execute(sa.insert(ob), {"key": key, "attempts": 0, "created_at": self._now(),
+                                         **values})
         else:
             conn.execute(sa.update(ob).where(ob.c.key == key).values(**values))
 
-    def _mime(self, conn: sa.Connection, p: checks.Prepared, message_id: str,
-              tracker_id: str | None, step_id: str | None, now: datetime) -> str:
-        msg = email.message.EmailMessage(policy=email.policy.SMTP)
-        msg["From"] = email.utils.formataddr((p.sender_name or "", p.sender))
-        msg["To"] = p.recipient
-        msg["Subject"] = p.rendered.subject
-        msg["Date"] = email.utils.format_datetime(now.replace(tzinfo=timezone.utc))
-        msg["Message-ID"] = message_id
-        if p.rendered.text is not None:
-            msg.set_content(p.rendered.text)
-            if p.rendered.html is not None:
-                msg.add_alternative(p.rendered.html, subtype="html")
-        else:
-            msg.set_content(p.rendered.html or "", subtype="html")
-        return msg.as_string()
-
     def cancel(self, key: str) -> None:
+        if key in self._completed:  # the runtime unsends every step it closes, sent ones too
+            self._completed.discard(key)
+            return
         ob = self.outbox
         with self.store.transaction() as tx:
             tx.conn.execute(sa.update(ob).where(
@@ -205,23 +234,29 @@ class SmtpSender:
     # -- phase 2: after the commit --------------------------------------------------------------
 
     def after_commit(self) -> None:
-        staged, self._staged, self._tx = self._staged, [], None
-        for key in staged:
-            self._deliver(key)
-
-    def _deliver(self, key: str) -> None:
+        staged, self._staged, self._tx, self._cache = self._staged, [], None, None
         ob = self.outbox
-        with self.store.reading() as conn:
-            row = conn.execute(sa.select(ob).where(ob.c.key == key)).mappings().first()
-        if row is None or row["status"] != "pending":
-            return
-        try:
-            accepted = self._transmit(dict(row))
-        except DeliveryError as exc:
-            self._failed(dict(row), exc)
-            return
-        if accepted:
-            self._accepted(dict(row))
+        for i in range(0, len(staged), FINALIZE_EVERY):
+            with self.store.reading() as conn:
+                rows = {r["key"]: dict(r) for r in conn.execute(sa.select(ob).where(
+                    ob.c.key.in_(staged[i:i + FINALIZE_EVERY]))).mappings()}
+            accepted: list[dict[str, Any]] = []
+            for key in staged[i:i + FINALIZE_EVERY]:
+                row = rows.get(key)
+                if row is None or row["status"] != "pending":
+                    continue
+                try:
+                    if self._transmit(row):
+                        accepted.append(row)
+                except DeliveryError as exc:
+                    self._failed(row, exc)
+                except Exception as exc:  # a bug: fail this email visibly, deliver the rest
+                    log.exception("unexpected failure delivering %s", key)
+                    self._drop()
+                    self._failed(row, DeliveryError(f"unexpected: {exc!r}", "UNKNOWN", False))
+            # a row still ``sending`` when we die here is reconciled as sent: recording the
+            # acceptances together costs one commit per chunk, not one per message
+            self._accepted(accepted)
 
     def _transmit(self, row: dict[str, Any]) -> bool:
         """One SMTP transaction; False if another worker took the row first."""
@@ -251,11 +286,10 @@ class SmtpSender:
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
             raise DeliveryError(f"relay connection failed: {exc}", "RETRY_LATER", True) from exc
-        if not self._mark_sending(row["key"]):
-            self._drop()  # closing before the "." makes the relay discard the message
-            return False
         try:
-            smtp.send(b".\r\n")
+            if not self._mark_sending_then_end_data(row["key"], smtp):
+                self._drop()  # closing before the "." makes the relay discard the message
+                return False
             code, text = smtp.getreply()
         except (OSError, smtplib.SMTPException) as exc:
             # the "." may have been accepted: never resend (the row stays ``sending``)
@@ -271,20 +305,26 @@ class SmtpSender:
         if self._smtp is not None:
             return self._smtp
         c = self.config
+        # smtplib's own default context verifies nothing: always check the relay's certificate
+        context = c.ssl_context or ssl.create_default_context()
         try:
             if c.tls == "tls":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout,
-                                                      context=c.ssl_context)
+                                                      context=context)
             else:
                 smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
             smtp.ehlo()
             if c.tls == "starttls":
-                smtp.starttls(context=c.ssl_context)
+                smtp.starttls(context=context)
                 smtp.ehlo()
         except smtplib.SMTPConnectError as exc:
             raise classify("connect", exc.smtp_code, _s(exc.smtp_error)) from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise DeliveryError(f"cannot reach the relay: {exc}", "RETRY_LATER", True) from exc
+        if smtp.sock is not None:
+            # the body and the final "." are two writes with a commit between: without
+            # TCP_NODELAY, Nagle holds the "." for the relay's delayed ACK (~40 ms a message)
+            smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if c.user:
             try:
                 smtp.login(c.user, c.password or "")
@@ -321,31 +361,60 @@ class SmtpSender:
                 pass
         self._drop()
 
-    def _mark_sending(self, key: str) -> bool:
+    def _mark_sending_then_end_data(self, key: str, smtp: smtplib.SMTP) -> bool:
+        """Commit ``sending``, then write the final "." at once: the time between the two,
+        when a crash would lose the message, is a few microseconds, not a pool checkin."""
         ob = self.outbox
-        with self.store.transaction() as tx:
-            n = tx.conn.execute(sa.update(ob).where(ob.c.key == key, ob.c.status == "pending")
-                                .values(status="sending", lease_until=self._now() + LEASE,
-                                        attempts=ob.c.attempts + 1)).rowcount
-        return bool(n == 1)
+        if self._mark is None:
+            self._mark = sa.update(ob).where(
+                ob.c.key == sa.bindparam("k"), ob.c.status == "pending").values(
+                status="sending", lease_until=sa.bindparam("lease"), attempts=ob.c.attempts + 1)
+        with self.store.engine.connect() as conn:
+            conn = conn.execution_options(**{engines.WRITE_OPTION: True})
+            conn.begin()
+            n = conn.execute(self._mark, {"k": key, "lease": self._now() + LEASE}).rowcount
+            if n != 1:
+                conn.rollback()
+                return False
+            conn.commit()
+            smtp.send(b".\r\n")
+        return True
 
-    def _accepted(self, row: dict[str, Any]) -> None:
+    def _accepted(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
         now = self._now()
         try:
             with self.store.transaction() as tx:
-                self._set(tx.conn, row["key"], "sending", status="sent", sent_at=now,
-                          lease_until=None)
-                self.after_accept(tx, row, now)
-        except Exception as exc:  # the relay has it: record why, never resend
-            log.exception("post-send failure for %s", row["key"])
-            with self.store.transaction() as tx:
-                self._set(tx.conn, row["key"], "sending", status="failed", sent_at=now,
-                          error_code="POST_SEND_EXCEPTION", detail=str(exc)[:2000],
-                          lease_until=None)
+                self._finish(tx, rows, now)
+        except Exception:  # find the one that fails: each alone
+            for row in rows:
+                try:
+                    with self.store.transaction() as tx:
+                        self._finish(tx, [row], now)
+                except Exception as exc:  # the relay has it: record why, never resend
+                    log.exception("post-send failure for %s", row["key"])
+                    with self.store.transaction() as tx:
+                        self._set(tx.conn, row["key"], "sending", status="failed", sent_at=now,
+                                  error_code="POST_SEND_EXCEPTION", detail=str(exc)[:2000],
+                                  lease_until=None)
+
+    def _finish(self, tx: records.Tx, rows: list[dict[str, Any]], now: datetime) -> None:
+        """Mark ``rows`` sent and record the sends (two executemany statements)."""
+        ob = self.outbox
+        ev = self.store.meta.tables[schema.EMAIL_EVENTS]
+        tx.conn.execute(sa.update(ob).where(ob.c.key == sa.bindparam("k"),
+                                            ob.c.status == "sending")
+                        .values(status="sent", sent_at=now, lease_until=None),
+                        [{"k": r["key"]} for r in rows])
+        tx.conn.execute(sa.insert(ev), [
+            {"key": r["key"], "kind": "send", "at": now,
+             "detail": "tracked" if r.get("tracked") else None} for r in rows])
+        for row in rows:
+            self.after_accept(tx, row, now)
 
     def after_accept(self, tx: records.Tx, row: Mapping[str, Any], now: datetime) -> None:
-        """Bookkeeping once the relay accepted the message: the send is recorded for metrics."""
-        record_event(tx.conn, self.store, row["key"], "send", now)
+        """A hook once the relay accepted a message (in the transaction recording it)."""
 
     def _failed(self, row: dict[str, Any], exc: DeliveryError) -> None:
         now = self._now()
@@ -360,9 +429,16 @@ class SmtpSender:
             code = "RETRIES_MAX_EXCEEDED" if exc.transient else exc.code
             self._set(tx.conn, row["key"], "pending", status="failed", error_code=code,
                       detail=exc.message[:2000], attempts=attempts, lease_until=None)
-            if exc.code == "TARGET_EMAIL_BOUNCED":  # refused at RCPT: a hard bounce
-                mark_bounced(tx, self.store, row["target_id"], exc.message, now)
-                record_event(tx.conn, self.store, row["key"], "hard_bounce", now, exc.message)
+            bounced = exc.code == "TARGET_EMAIL_BOUNCED"
+            if bounced:  # refused at RCPT: a hard bounce, reported at once
+                engagement.mark_bounced(tx, row["target_id"], exc.message, now)
+                engagement.record_event(tx.conn, self.store, row["key"], "hard_bounce", now,
+                                        exc.message[:2000])
+        if bounced:
+            try:
+                runtime.engagement(self.store, row["target_id"], "EmailHardBounce", row["key"])
+            except errors.StaleTransition:
+                log.warning("hard bounce of %s not applied: tracker busy", row["key"])
 
     def _set(self, conn: sa.Connection, key: str, expect: str, **values: Any) -> None:
         ob = self.outbox
@@ -376,7 +452,7 @@ class SmtpSender:
         ob = self.outbox
         conn.execute(sa.update(ob).where(ob.c.key == key, ob.c.status == "sending").values(
             status="sent", sent_at=now, lease_until=None, detail="reconciled: the relay had the end of data"))
-        record_event(conn, self.store, key, "send", now)
+        engagement.record_event(conn, self.store, key, "send", now)
 
     def reconcile(self) -> int:
         """On start: rows left ``sending`` by a dead worker are sent (the relay had their "."). Rows
@@ -390,21 +466,6 @@ class SmtpSender:
             for key in keys:
                 self._reconcile_one(tx.conn, key, now)
         return len(keys)
-
-
-def record_event(conn: sa.Connection, store: records.Store, key: str, kind: str, at: datetime,
-                 detail: str | None = None) -> None:
-    """Record one send/open/click/reply/bounce of the outbox row ``key`` (per-step metrics)."""
-    ev = store.meta.tables[schema.EMAIL_EVENTS]
-    conn.execute(sa.insert(ev).values(key=key, kind=kind, at=at, detail=detail))
-
-
-def mark_bounced(tx: records.Tx, store: records.Store, target_id: str, reason: str,
-                 now: datetime) -> None:
-    obj = checks.TARGET_OBJECTS.get(target_id[:3])
-    if obj is not None:
-        tx.update(obj, target_id, {"EmailBouncedDate": now, "EmailBouncedReason": reason[:255]},
-                  system=True)
 
 
 def _s(text: bytes | str) -> str:

@@ -242,6 +242,7 @@ def _email_tables(meta: sa.MetaData) -> None:
         sa.Column("sender", sa.String(255), nullable=True),
         sa.Column("recipient", sa.String(255), nullable=True),
         sa.Column("mime", sa.Text(), nullable=True),
+        sa.Column("tracked", sa.Boolean(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("sent_at", sa.DateTime(), nullable=True),
     )

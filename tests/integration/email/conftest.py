@@ -132,17 +132,28 @@ def enrol(store: records.Store, acts: actions.Actions, rep: str) -> Enrol:
     counter = iter(range(10_000))
 
     def make(template_id: str | None, target: dict[str, Any] | None = None,
-             user: str | None = None, step: dict[str, Any] | None = None) -> str:
+             user: str | None = None, step: dict[str, Any] | None = None,
+             then: list[dict[str, Any]] | None = None,
+             exit_rules: list[str] | None = None) -> str:
         n = next(counter)
         with store.transaction() as tx:
             fields = {"LastName": f"C{n}", "FirstName": "Ada", "Email": f"c{n}@example.com",
                       **(target or {})}
             obj = "Lead" if "Company" in fields else "Contact"
             target_id = tx.insert(obj, fields)
-        data = {"cadence": {"Name": f"Email {n}"}, "state": "Active", "steps": [
-            {"StepName": "root", "Type": "Root", "StepTitle": "root"},
+        steps: list[dict[str, Any]] = [
+            {"StepName": "root", "Type": "Root", "StepTitle": "root",
+             "rules": [{"RuleName": f"exit{i}", "RuleType": "RootStep", "GlobalEventType": ev}
+                       for i, ev in enumerate(exit_rules or [])]},
             {"StepName": "auto", "Type": "AutoSendAnEmail", "StepTitle": "auto",
-             "ParentStepName": "root", "TemplateId": template_id, **(step or {})}]}
+             "ParentStepName": "root", "TemplateId": template_id, **(step or {})}]
+        for extra in then or []:
+            extra = {"StepTitle": extra["StepName"], "ParentStepName": steps[-1]["StepName"],
+                     **extra}
+            if extra.get("Type") == "AutoSendAnEmail":
+                extra.setdefault("TemplateId", template_id)
+            steps.append(extra)
+        data = {"cadence": {"Name": f"Email {n}"}, "state": "Active", "steps": steps}
         cid = definition_file.import_definition(store, data)
         assign(acts, cid, target_id, user or rep)
         return target_id

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from opencadence import ids
-from opencadence.cadence import worker
+from opencadence.cadence import actions, worker
 from opencadence.email import settings, smtp_sender, templates
 from opencadence.metadata import registry as registries
 from opencadence.storage import records, schema
@@ -161,3 +161,22 @@ def test_user_and_org_codes(store: records.Store, relay: Relay, work: worker.Wor
         tx.update("User", rep, {"IsActive": False}, system=True)
     assert _error(store, work, target, relay) == "USER_IS_INACTIVE"
 
+
+
+def test_variants_render_the_template_chosen_by_split(store: records.Store, relay: Relay,
+                                                      work: worker.Worker, acts: actions.Actions,
+                                                      template: Template, enrol: Enrol,
+                                                      rep: str) -> None:
+    a, b = template(Subject="Variant A"), template(Subject="Variant B")
+    targets = [enrol(a, step={"variants": [{"TemplateId": a, "SplitPercentage": 50},
+                                           {"TemplateId": b, "SplitPercentage": 50}]})
+               for _ in range(12)]
+    chosen = {}
+    for t in targets:
+        (res,) = acts.selectTemplateForSalesCadenceStepTracker(
+            [{"stepTrackerId": auto_step(store, t)["Id"]}], rep)
+        chosen[store.get("Contact", t)["Email"]] = res["outputValues"]["templateId"]
+    work.run_until_idle()
+    got = {str(m["To"]): str(m["Subject"]) for m in relay.received}
+    assert got == {to: "Variant A" if tid == a else "Variant B" for to, tid in chosen.items()}
+    assert set(got.values()) == {"Variant A", "Variant B"}

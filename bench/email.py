@@ -1,0 +1,226 @@
+"""Automated email throughput vs. plain smtplib, and duplicates/missing after a killed worker.
+
+N targets enter a one-step AutoSendAnEmail cadence at once (SQLite); a local aiosmtpd relay
+(in this process) receives. Timed: the cadence worker with the SMTP sender draining all N
+sends (checks, rendering, outbox rows, two worker transitions per email, one SMTP
+transaction each over a kept-open connection). Baseline: plain smtplib sending the same
+rendered messages (the outbox's MIME) over one connection, in the same run.
+``ratio`` = worker messages/s ÷ smtplib messages/s.
+
+Then a fresh database: a worker *process* drains N sends and is killed (SIGKILL) once a third
+of them reached the relay; a new process reconciles and finishes. The relay counts messages
+per step tracker (the key inside each Message-ID): duplicates and missing must be 0 and 0.
+
+    python bench/email.py [--quick] [--steps N]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# This file is named like the standard library's ``email`` package and Python puts its folder
+# first on sys.path: drop it, or smtplib would import this script as ``email``.
+if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
+
+import argparse
+import collections
+import signal
+import smtplib
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+
+from opencadence.cadence import actions, definition_file, worker
+from opencadence.cadence import store as cstore
+from opencadence.clock import ManualClock
+from opencadence.email import settings, smtp_sender
+from opencadence.metadata.registry import default_registry
+from opencadence.storage import engine as engines
+from opencadence.storage import migrate, records, schema
+
+GOAL = 0.50
+START = datetime(2026, 1, 5, 14, tzinfo=timezone.utc)
+BATCH = 1000
+
+
+class Sink:
+    """The relay's handler: counts messages per step tracker key (thread-safe enough: one
+    event loop thread appends)."""
+
+    def __init__(self) -> None:
+        self.keys: collections.Counter[str] = collections.Counter()
+        self.total = 0
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content: bytes = envelope.original_content or b""
+        key = ""
+        for line in content.split(b"\r\n"):
+            if line.lower().startswith(b"message-id:"):
+                key = line.split(b"<", 1)[1].split(b".", 1)[0].decode()
+                break
+            if not line:
+                break
+        with self.lock:
+            self.keys[key] += 1
+            self.total += 1
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def setup(url: str, n: int) -> None:
+    """Rep, template, N contacts, the cadence, everyone enrolled (not timed)."""
+    eng = engines.create_engine(url)
+    migrate.upgrade(eng, default_registry(), clock=ManualClock())
+    store = records.Store(eng, default_registry(), ManualClock(START))
+    with store.transaction() as tx:
+        rep = tx.insert("User", {"Username": "rep@bench.example.com", "FirstName": "Rita",
+                                 "LastName": "Rep", "Alias": "rep", "Email": "rep@bench.example.com",
+                                 "TimeZoneSidKey": "GMT", "LocaleSidKey": "en_US",
+                                 "LanguageLocaleKey": "en_US", "EmailEncodingKey": "UTF-8"})
+        folder = tx.insert("Folder", {"Name": "B", "DeveloperName": "B", "Type": "EmailTemplate",
+                                      "AccessType": "Public"})
+        template = tx.insert("EmailTemplate", {
+            "Name": "B", "DeveloperName": "B", "TemplateType": "text", "IsActive": True,
+            "FolderId": folder, "Subject": "Quick question, {!Contact.FirstName, there}",
+            "Body": "Hi {!Contact.FirstName, there},\n\nDo you have 15 minutes this week?\n\n"
+                    "{!User.Name}"})
+        # caps out of the way: this measures throughput, not the daily limits
+        for name in ("user_daily_auto_cap", "org_daily_auto_cap", "org_daily_email_cap"):
+            settings.put(tx.conn, name, 10 * n)
+    targets: list[str] = []
+    for i in range(0, n, 5000):
+        with store.transaction() as tx:
+            targets += tx.insert_many("Contact", [
+                {"FirstName": f"F{j}", "LastName": f"T{j}", "Email": f"t{j}@bench.example.org"}
+                for j in range(i, min(n, i + 5000))])
+    definition_file.import_definition(store, {"cadence": {"Name": "Bench"}, "state": "Active",
+                                              "steps": [{"StepName": "root", "Type": "Root"},
+                                                        {"StepName": "auto", "Type": "AutoSendAnEmail",
+                                                         "ParentStepName": "root",
+                                                         "TemplateId": template}]})
+    acts = actions.Actions(store, cstore.Config(batch_size=BATCH))
+    for i in range(0, n, BATCH):
+        res = acts.assignTargetToSalesCadence(
+            [{"salesCadenceNameOrId": "Bench", "targetId": t} for t in targets[i:i + BATCH]], rep)
+        assert all(r["isSuccess"] for r in res), res[0]
+    eng.dispose()
+
+
+def drain(url: str, port: int, now: datetime) -> float:
+    """Run the worker with the SMTP sender until nothing is due; seconds taken."""
+    eng = engines.create_engine(url)
+    store = records.Store(eng, default_registry(), ManualClock(now))
+    sender = smtp_sender.SmtpSender(store, smtp_sender.SmtpConfig(port=port, timeout=30))
+    sender.reconcile()
+    w = worker.Worker(store, sender, cstore.Config(batch_size=BATCH))
+    began = time.perf_counter()
+    w.run_until_idle()
+    elapsed = time.perf_counter() - began
+    sender.close()
+    eng.dispose()
+    return elapsed
+
+
+def plain_smtplib(url: str, port: int) -> tuple[float, int]:
+    """The same rendered messages over one connection with plain smtplib."""
+    eng = engines.create_engine(url)
+    meta = schema.metadata_for(default_registry())
+    ob = meta.tables[schema.EMAIL_OUTBOX]
+    with eng.connect() as conn:
+        rows = conn.execute(sa.select(ob.c.sender, ob.c.recipient, ob.c.mime)).all()
+    eng.dispose()
+    began = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", port) as s:
+        for sender, recipient, mime in rows:
+            s.sendmail(sender, [recipient], mime.encode("utf-8"))
+    return time.perf_counter() - began, len(rows)
+
+
+def states(url: str) -> collections.Counter[str]:
+    eng = engines.create_engine(url)
+    st = schema.metadata_for(default_registry()).tables["ActionCadenceStepTracker"]
+    with eng.connect() as conn:
+        got = collections.Counter({str(s): int(c) for s, c in conn.execute(
+            sa.select(st.c.State, sa.func.count()).where(st.c.StepType == "AutoSendAnEmail")
+            .group_by(st.c.State))})
+    eng.dispose()
+    return got
+
+
+def killed_run(folder: str, n: int) -> tuple[int, int, int, collections.Counter[str]]:
+    """(duplicates, missing, messages received before the kill, step states)."""
+    url = f"sqlite:///{folder}/kill.db"
+    setup(url, n)
+    sink, port = Sink(), free_port()
+    ctl = Controller(sink, hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        cmd = [sys.executable, __file__, "--worker", url, str(port)]
+        first = subprocess.Popen(cmd + [START.isoformat()])
+        while sink.total < n // 3 and first.poll() is None:
+            time.sleep(0.005)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        at_kill = sink.total
+        # the restart comes after the dead worker's leases ran out
+        later = START + smtp_sender.LEASE + timedelta(seconds=1)
+        subprocess.run(cmd + [later.isoformat()], check=True)
+    finally:
+        ctl.stop()
+    expected = n
+    duplicates = sum(c - 1 for c in sink.keys.values() if c > 1)
+    missing = expected - len(sink.keys)
+    return duplicates, missing, at_kill, states(url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1,000 steps (about 20 s)")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--worker", nargs=3, metavar=("URL", "PORT", "NOW"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        drain(args.worker[0], int(args.worker[1]), datetime.fromisoformat(args.worker[2]))
+        return
+    n = args.steps or (1000 if args.quick else 10_000)
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{folder}/email.db"
+        setup(url, n)
+        sink, port = Sink(), free_port()
+        ctl = Controller(sink, hostname="127.0.0.1", port=port)
+        ctl.start()
+        try:
+            ours = drain(url, port, START)
+            assert sink.total == n and len(sink.keys) == n, (sink.total, len(sink.keys))
+            done = states(url)
+            assert done == {"Completed": n}, done
+            base, sent = plain_smtplib(url, port)
+            assert sent == n
+        finally:
+            ctl.stop()
+        rate, base_rate = n / ours, n / base
+        print(f"steps={n} worker+smtp: {ours:.2f}s {rate:,.0f} msg/s | plain smtplib, one "
+              f"connection: {base:.2f}s {base_rate:,.0f} msg/s")
+        dup, missing, at_kill, st = killed_run(folder, n)
+        print(f"killed worker after {at_kill} of {n} messages, restarted: duplicates={dup} "
+              f"missing={missing} step states={dict(st)}")
+    print(f"ratio={rate / base_rate:.2f} goal>={GOAL:.2f} duplicates={dup} missing={missing}")
+
+
+if __name__ == "__main__":
+    main()

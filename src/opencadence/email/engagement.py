@@ -1,0 +1,114 @@
+"""Engagement records: each send, open, click, reply and bounce of a cadence email, fed to the
+cadence runtime (listener branches, global exit rules) and counted into step metrics.
+
+Events are rows of ``oc_email_event`` naming the outbox row (the step tracker Id), so the
+counts per ActionCadenceStep are a join away (``step_metrics``).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Mapping
+
+import sqlalchemy as sa
+
+from opencadence import errors
+from opencadence.cadence import runtime
+from opencadence.storage import records, schema
+
+log = logging.getLogger(__name__)
+
+#: event kind -> the runtime's engagement event (sends and out-of-office replies feed none)
+RUNTIME_EVENTS = {"open": "EmailOpen", "click": "EmailLinkClick", "reply": "EmailReply",
+                  "hard_bounce": "EmailHardBounce", "soft_bounce": "EmailSoftBounce"}
+TARGET_OBJECTS = {"003": "Contact", "00Q": "Lead"}
+
+
+def record_event(conn: sa.Connection, store: records.Store, key: str, kind: str, at: datetime,
+                 detail: str | None = None) -> None:
+    ev = store.meta.tables[schema.EMAIL_EVENTS]
+    conn.execute(sa.insert(ev).values(key=key, kind=kind, at=at, detail=detail))
+
+
+def mark_bounced(tx: records.Tx, target_id: str, reason: str, now: datetime) -> None:
+    """A hard bounce: the target's EmailBouncedDate (so later sends fail TARGET_EMAIL_BOUNCED)."""
+    obj = TARGET_OBJECTS.get(target_id[:3])
+    if obj is not None and tx.get(obj, target_id) is not None:
+        tx.update(obj, target_id, {"EmailBouncedDate": now, "EmailBouncedReason": reason[:255]},
+                  system=True)
+
+
+def sent_row(conn: sa.Connection, store: records.Store, *, key: str | None = None,
+             message_id: str | None = None) -> Mapping[str, Any] | None:
+    """The outbox row of a message that reached the relay, by key or Message-ID."""
+    ob = store.meta.tables[schema.EMAIL_OUTBOX]
+    cond = ob.c.key == key if key is not None else ob.c.message_id == message_id
+    row = conn.execute(sa.select(ob).where(cond)).mappings().first()
+    if row is None or (row["sent_at"] is None and row["status"] not in ("sent", "sending")):
+        return None
+    return dict(row)
+
+
+def record(store: records.Store, key: str, kind: str, detail: str | None = None, *,
+           dedupe: bool = False, reason: str | None = None) -> bool:
+    """Record engagement ``kind`` of the sent message ``key`` and tell the runtime. With
+    ``dedupe`` an event already recorded with the same ``detail`` (e.g. the inbound
+    Message-ID of a reply delivered twice) is ignored. Returns whether it was recorded."""
+    now = store.clock.now().replace(tzinfo=None)
+    ev = store.meta.tables[schema.EMAIL_EVENTS]
+    with store.transaction() as tx:
+        row = sent_row(tx.conn, store, key=key)
+        if row is None:
+            return False
+        if dedupe and tx.conn.execute(sa.select(ev.c.id).where(
+                ev.c.key == key, ev.c.kind == kind, ev.c.detail == detail)).first() is not None:
+            return False
+        record_event(tx.conn, store, key, kind, now, detail)
+        if kind == "hard_bounce":
+            mark_bounced(tx, row["target_id"], reason or detail or "hard bounce", now)
+        target_id = str(row["target_id"])
+    event = RUNTIME_EVENTS.get(kind)
+    if event is not None:
+        for attempt in (1, 2):  # a concurrent transition of the same tracker: once more
+            try:
+                runtime.engagement(store, target_id, event, key)
+                break
+            except errors.StaleTransition:
+                if attempt == 2:
+                    log.warning("engagement %s of %s not applied: tracker busy", event, key)
+    return True
+
+
+METRICS = {
+    "AllEmailsOpenedCount": ("open",), "AllEmailsLinkClickedCount": ("click",),
+    "AllEmailsRepliedCount": ("reply",), "AllEmailsOutOfOfficeCount": ("out_of_office",),
+    "AllEmailsHardBouncedCount": ("hard_bounce",), "AllEmailsSoftBouncedCount": ("soft_bounce",),
+    "AllEmailsBouncedCount": ("hard_bounce", "soft_bounce"),
+}
+
+
+def step_metrics(store: records.Store, step_id: str) -> dict[str, int]:
+    """The email metric fields of one ActionCadenceStep, counted from the records: each
+    counts emails (a message opened twice counts once)."""
+    ob = store.meta.tables[schema.EMAIL_OUTBOX]
+    ev = store.meta.tables[schema.EMAIL_EVENTS]
+    of_step = sa.select(ob.c.key).where(ob.c.step_id == step_id).scalar_subquery()
+    with store.reading() as conn:
+        rows = conn.execute(sa.select(ev.c.kind, ev.c.detail, ev.c.key)
+                            .where(ev.c.key.in_(of_step)).distinct()).all()
+    keys: dict[str, set[str]] = {}
+    tracked: set[str] = set()
+    for kind, detail, key in rows:
+        keys.setdefault(kind, set()).add(key)
+        if kind == "send" and detail == "tracked":
+            tracked.add(key)
+    sent = keys.get("send", set())
+    out = {name: len(set().union(*(keys.get(k, set()) for k in kinds)))
+           for name, kinds in METRICS.items()}
+    out["AllEmailsSentCount"] = len(sent)
+    out["AllEmailsDeliveredCount"] = len(sent - keys.get("hard_bounce", set())
+                                         - keys.get("soft_bounce", set()))
+    out["AllEmailsTrackedSentCount"] = len(tracked)
+    out["AllEmailsUntrackedSentCount"] = len(sent - tracked)
+    return out
