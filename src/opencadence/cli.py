@@ -11,6 +11,7 @@ from opencadence import errors
 from opencadence.metadata import describe, registry
 from opencadence.storage import engine as engines
 from opencadence.cadence import cli as cadence_cli
+from opencadence.email import options as email_options
 from opencadence.soql import execute
 from opencadence.storage import migrate, records
 from opencadence import output
@@ -169,6 +170,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--clock", choices=("system", "manual"), default="system",
                    help="manual: tests and demos move time with POST /_opencadence/clock")
     p.add_argument("--no-worker", action="store_true", help="do not run cadence workers in the server")
+    email_options.add_arguments(p)
     cadence_cli.register(sub)
     p = add("describe", cmd_describe, "print an object's describe (Salesforce JSON)")
     p.add_argument("object", nargs="?", help="sObject API name; omit for describeGlobal")

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from opencadence import errors, ids
 from opencadence.cadence import actions as cadence_actions
 from opencadence.cadence import runtime
+from opencadence.email import templates
 from opencadence.metadata import describe, model
 from opencadence.soql import execute, visibility
 from opencadence.storage import accounts, records, schema, values
@@ -79,6 +80,8 @@ class Org:
         obj = self._object(name, version)
         self._check_visible_fields(obj, body, version)
         body, state = _split_state(obj, body)
+        if obj.name == "EmailTemplate":  # merge fields are checked when the template is saved
+            templates.validate(body, self.registry)
         with self.store.transaction(session.user_id, origin=_origin(version)) as tx:
             record_id = tx.insert(obj.name, body)
             self._after_write(tx, obj, record_id, body)
@@ -93,6 +96,9 @@ class Org:
         canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
         self._check_visible_fields(obj, body, version)
         body, state = _split_state(obj, body)
+        if obj.name == "EmailTemplate":
+            current = self.store.get(obj.name, canonical) or {}
+            templates.validate({**current, **body}, self.registry)
         if body:
             with self.store.transaction(session.user_id, origin=_origin(version)) as tx:
                 tx.update(obj.name, canonical, body)

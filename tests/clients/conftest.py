@@ -18,6 +18,7 @@ from requests.adapters import HTTPAdapter
 from opencadence.api import app as api_app
 from opencadence.api import tls
 from opencadence.cadence import worker
+from opencadence.email import tracking as email_tracking
 from opencadence.clock import ManualClock
 from opencadence.org import Org
 from opencadence.storage import records
@@ -73,7 +74,9 @@ def server(store: records.Store, clock: ManualClock, tmp_path: Path) -> Iterator
     cert, key = tls.self_signed(tmp_path / "tls")
     port = _free_port()
     settle = worker.Worker(store).run_until_idle  # the clock endpoint answers once due work is done
-    config = uvicorn.Config(api_app.build_app(org, manual_clock=clock, settle=settle), host="127.0.0.1", port=port,
+    tracker = email_tracking.Tracker(store, org.accounts.secret("tracking"))
+    app = api_app.build_app(org, manual_clock=clock, settle=settle, tracker=tracker)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port,
                             log_level="error", ssl_certfile=str(cert), ssl_keyfile=str(key))
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)

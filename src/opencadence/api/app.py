@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from opencadence import errors
 from opencadence.api import errors as api_errors
-from opencadence.api import actions, oauth, openapi, rest, versions
+from opencadence.api import actions, oauth, openapi, rest, tracking, versions
 from opencadence.clock import ManualClock
 from opencadence.org import Org
 from opencadence.storage import values
@@ -64,13 +64,16 @@ def clock_route(clock: ManualClock, settle: Any) -> Route:
     return Route("/_opencadence/clock", move, methods=["POST"])
 
 
-def build_app(org: Org, *, manual_clock: ManualClock | None = None, settle: Any = None) -> Starlette:
+def build_app(org: Org, *, manual_clock: ManualClock | None = None, settle: Any = None,
+              tracker: Any = None) -> Starlette:
     routes = [Route("/services/data", list_versions, methods=["GET"]),
               Route("/services/data/", list_versions, methods=["GET"]),
               Route("/services/data/openapi.json", openapi_document, methods=["GET"])]
     routes += rest.routes() + actions.routes() + oauth.routes()
     if manual_clock is not None:
         routes.append(clock_route(manual_clock, settle))
+    if tracker is not None:
+        routes += tracking.routes(tracker)
     app = Starlette(
         routes=routes,
         exception_handlers={

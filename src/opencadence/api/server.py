@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from typing import Any
 from pathlib import Path
 
 import uvicorn
@@ -12,6 +13,8 @@ import uvicorn
 from opencadence.api import app as api_app
 from opencadence.api import tls
 from opencadence.cadence import worker
+from opencadence.email import options as email_options
+from opencadence.email import tracking as email_tracking
 from opencadence.clock import ManualClock, SystemClock
 from opencadence.metadata import registry
 from opencadence.org import Org
@@ -31,10 +34,10 @@ def make_org(database: str | None, manual: bool) -> tuple[Org, ManualClock | Non
 PRUNE_EVERY_SECONDS = 600.0
 
 
-def start_worker(org: Org) -> tuple[worker.Worker, threading.Event]:
+def start_worker(org: Org, sender: Any = None) -> tuple[worker.Worker, threading.Event]:
     """Cadence workers inside the server process (a daemon thread polling for due work),
     and the change-event log's retention sweep."""
-    w = worker.Worker(org.store)
+    w = worker.Worker(org.store, sender)
     stop = threading.Event()
     threading.Thread(target=w.loop, kwargs={"poll_seconds": 0.5, "stop": stop.is_set},
                      name="cadence-worker", daemon=True).start()
@@ -49,13 +52,17 @@ def _prune_loop(org: Org, stop: threading.Event) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     org, clock = make_org(args.database, args.clock == "manual")
+    secret = org.accounts.secret("tracking")
     settle = None
     if not args.no_worker:
-        w, _stop = start_worker(org)
+        w, _stop = start_worker(org, email_options.sender(org.store, args, secret))
         settle = w.run_until_idle  # the clock endpoint answers once due work is done
     else:
         threading.Thread(target=_prune_loop, args=(org, threading.Event()), daemon=True).start()
-    app = api_app.build_app(org, manual_clock=clock, settle=settle)
+    if email_options.listener(org.store, args, args.host):
+        print(f"inbound SMTP (replies, bounces) on {args.host}:{args.inbound_smtp_port}", file=sys.stderr)
+    app = api_app.build_app(org, manual_clock=clock, settle=settle,
+                            tracker=email_tracking.Tracker(org.store, secret))
     ssl: dict[str, str] = {}
     scheme = "http"
     if args.tls:

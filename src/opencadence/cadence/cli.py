@@ -57,12 +57,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     """Apply due cadence transitions: forever, or until idle with --once."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from opencadence.email import options as email_options  # email builds on cadence: no cycle at import
+    from opencadence.storage import accounts
+
     with _store(args) as store:
-        w = worker.Worker(store)
+        secret = accounts.Accounts(store).secret("tracking")
+        w = worker.Worker(store, email_options.sender(store, args, secret))
+        listener = email_options.listener(store, args, "127.0.0.1")
         if args.once:
             print(w.run_until_idle(), file=sys.stderr)
             return 0
-        w.loop(args.poll)
+        try:
+            w.loop(args.poll)
+        finally:
+            if listener is not None:
+                listener.stop()
     return 0
 
 
@@ -86,4 +95,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--once", action="store_true", help="process what is due now, then exit")
     p.add_argument("--poll", type=float, default=1.0, help="seconds to sleep when idle")
     p.add_argument("--database", default=None, help=DATABASE_HELP)
+    from opencadence.email import options as email_options
+
+    email_options.add_arguments(p)
     p.set_defaults(handler=cmd_worker)

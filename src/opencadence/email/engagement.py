@@ -67,6 +67,7 @@ def record(store: records.Store, key: str, kind: str, detail: str | None = None,
         record_event(tx.conn, store, key, kind, now, detail)
         if kind == "hard_bounce":
             mark_bounced(tx, row["target_id"], reason or detail or "hard bounce", now)
+        write_step_metrics(tx, {row.get("step_id") or ""})
         target_id = str(row["target_id"])
     event = RUNTIME_EVENTS.get(kind)
     if event is not None:
@@ -91,12 +92,28 @@ METRICS = {
 def step_metrics(store: records.Store, step_id: str) -> dict[str, int]:
     """The email metric fields of one ActionCadenceStep, counted from the records: each
     counts emails (a message opened twice counts once)."""
+    with store.reading() as conn:
+        return _metrics(conn, store, step_id)
+
+
+def write_step_metrics(tx: records.Tx, step_ids: set[str]) -> None:
+    """Store the counts on the ActionCadenceStep records, in the transaction that recorded the
+    send or engagement, so the step's metric fields are always true. Calculated metric
+    fields (AllEmailsBouncedCount, AllEmailsDeliveredCount) derive from these."""
+    step_obj = tx.store.registry.object("ActionCadenceStep")
+    for step_id in sorted(s for s in step_ids if s):
+        counts = _metrics(tx.conn, tx.store, step_id)
+        stored = {k: v for k, v in counts.items() if (f := step_obj.field(k)) is not None and not f.calculated}
+        if tx.get("ActionCadenceStep", step_id) is not None:
+            tx.update("ActionCadenceStep", step_id, stored, system=True)
+
+
+def _metrics(conn: sa.Connection, store: records.Store, step_id: str) -> dict[str, int]:
     ob = store.meta.tables[schema.EMAIL_OUTBOX]
     ev = store.meta.tables[schema.EMAIL_EVENTS]
     of_step = sa.select(ob.c.key).where(ob.c.step_id == step_id).scalar_subquery()
-    with store.reading() as conn:
-        rows = conn.execute(sa.select(ev.c.kind, ev.c.detail, ev.c.key)
-                            .where(ev.c.key.in_(of_step)).distinct()).all()
+    rows = conn.execute(sa.select(ev.c.kind, ev.c.detail, ev.c.key)
+                        .where(ev.c.key.in_(of_step)).distinct()).all()
     keys: dict[str, set[str]] = {}
     tracked: set[str] = set()
     for kind, detail, key in rows:

@@ -412,6 +412,7 @@ class SmtpSender:
              "detail": "tracked" if r.get("tracked") else None} for r in rows])
         for row in rows:
             self.after_accept(tx, row, now)
+        engagement.write_step_metrics(tx, {r.get("step_id") or "" for r in rows})
 
     def after_accept(self, tx: records.Tx, row: Mapping[str, Any], now: datetime) -> None:
         """A hook once the relay accepted a message (in the transaction recording it)."""

@@ -185,6 +185,22 @@ class Accounts:
         with self.store.transaction() as tx:
             tx.conn.execute(sessions.delete().where(sessions.c.token_hash == _token_hash(token)))
 
+    # --- org secrets ------------------------------------------------------------------------
+
+    def secret(self, name: str) -> bytes:
+        """A random per-org secret (e.g. signing tracking links), made on first use."""
+        state = self.meta.tables[schema.SCHEMA_STATE]
+        key = f"secret:{name}"
+        with self.store.reading() as conn:
+            found = conn.execute(sa.select(state.c.value).where(state.c.key == key)).scalar()
+        if found is None:
+            with self.store.transaction() as tx:
+                found = tx.conn.execute(sa.select(state.c.value).where(state.c.key == key)).scalar()
+                if found is None:
+                    found = secrets.token_hex(32)
+                    tx.conn.execute(state.insert().values(key=key, value=found))
+        return bytes.fromhex(str(found))
+
     # --- connected apps ---------------------------------------------------------------------
 
     def create_app(self, name: str, run_as: str) -> tuple[str, str]:

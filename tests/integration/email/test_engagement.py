@@ -93,6 +93,9 @@ def test_reply_exits_the_tracker(store: records.Store, relay: Relay, work: worke
     assert tr["State"] == "Complete" and tr["CompletionReason"] == "AutomaticallyExited"
     metrics = engagement.step_metrics(store, row["step_id"])
     assert metrics["AllEmailsRepliedCount"] == 1 and metrics["AllEmailsSentCount"] == 1
+    step = store.get("ActionCadenceStep", row["step_id"])  # the counts are on the step record
+    assert step is not None and step["AllEmailsRepliedCount"] == 1 and step["AllEmailsSentCount"] == 1
+    assert step["AllEmailsDeliveredCount"] == 1 and step["AllEmailsBouncedCount"] == 0
 
 
 def test_out_of_office_is_no_reply(store: records.Store, relay: Relay, work: worker.Worker,
