@@ -27,6 +27,11 @@ DEFAULTS: dict[str, int] = {
     "max_body_bytes": 102_400,
     # A user keeps Sales Engagement access unless it is revoked (per-user scope).
     "hvs_access": 1,
+    # Sending window (email.windows), per cadence (scope = ActionCadence Id) or org-wide:
+    # every day, all day, unless set.
+    "window_days": 127,
+    "window_start_minute": 0,
+    "window_end_minute": 1440,
 }
 
 

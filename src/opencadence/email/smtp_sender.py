@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from opencadence import errors
 from opencadence.cadence import engine, runtime
 from opencadence.cadence import sender as senders
-from opencadence.email import checks, engagement, message
+from opencadence.email import checks, engagement, message, settings, windows
 from opencadence.storage import engine as engines
 from opencadence.storage import records, schema
 
@@ -189,6 +189,9 @@ class SmtpSender:
                 "template_id": mail.template_id, "tracker_id": tracker_id, "step_id": step_id,
                 "enrolled_at": enrolled}
         cache = self._cache or checks.Cache(self.store, conn)
+        wait = _window_wait(cache, conn, self.store, mail, now)
+        if wait is not None:  # outside the sending window: stays Queued, no ErrorCode
+            return engine.SendResult(False, None, wait)
         try:
             prepared = checks.prepare(cache, auto=True, template_id=mail.template_id,
                                       owner_id=mail.owner_id, target_id=mail.target_id)
@@ -467,6 +470,20 @@ class SmtpSender:
             for key in keys:
                 self._reconcile_one(tx.conn, key, now)
         return len(keys)
+
+
+def _window_wait(cache: checks.Cache, conn: sa.Connection, store: records.Store,
+                 mail: senders.OutgoingEmail, now: datetime) -> datetime | None:
+    """When the cadence's sending window next opens, if ``now`` is outside it."""
+    st = store.meta.tables["ActionCadenceStepTracker"]
+    cadence_id = conn.execute(sa.select(st.c.ActionCadenceId).where(st.c.Id == mail.key)).scalar()
+    snap = cache.settings
+    window = windows.Window(*(snap.user(cadence_id or settings.ORG, name) for name in
+                              ("window_days", "window_start_minute", "window_end_minute")))
+    if window.always:
+        return None
+    owner = cache.record("User", mail.owner_id) or {}
+    return windows.next_open(now, window, owner.get("TimeZoneSidKey") or "GMT")
 
 
 def _s(text: bytes | str) -> str:

@@ -180,3 +180,23 @@ def test_variants_render_the_template_chosen_by_split(store: records.Store, rela
     got = {str(m["To"]): str(m["Subject"]) for m in relay.received}
     assert got == {to: "Variant A" if tid == a else "Variant B" for to, tid in chosen.items()}
     assert set(got.values()) == {"Variant A", "Variant B"}
+
+
+def test_sending_window_holds_the_email_and_later_steps_shift(
+        store: records.Store, relay: Relay, work: worker.Worker, template: Template, enrol: Enrol,
+        clock: Any) -> None:
+    # the test clock starts Monday 2026-01-05 09:00 UTC = 04:00 in New York (the rep's zone)
+    target = enrol(template(), then=[{"StepName": "call", "Type": "MakeACall", "StepTitle": "call"}])
+    cadence_id = tracker_of(store, target)["ActionCadenceId"]
+    with store.transaction() as tx:
+        settings.put(tx.conn, "window_start_minute", 9 * 60, scope=cadence_id)
+        settings.put(tx.conn, "window_end_minute", 17 * 60, scope=cadence_id)
+    work.run_until_idle()
+    step = auto_step(store, target)
+    assert relay.received == [] and step["State"] in ("Queued", "Scheduled") and step["ErrorCode"] is None
+    clock.advance(hours=5)  # 14:00 UTC = 09:00 EST: the window opens
+    work.run_until_idle()
+    assert len(relay.received) == 1
+    steps = step_trackers(store, tracker_of(store, target)["Id"])
+    assert steps[1]["State"] == "Completed" and steps[1]["CompletionDate"] == clock.now().replace(tzinfo=None)
+    assert steps[2]["StepType"] == "MakeACall" and steps[2]["CreatedDate"] >= steps[1]["CompletionDate"]
