@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from simple_salesforce.exceptions import SalesforceMalformedRequest
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceRefusedRequest
 
 from opencadence.email import tracking
 
@@ -38,3 +39,21 @@ def test_tracking_links_verify_their_signature(server: Server) -> None:
     assert s.get(f"{base}/email/c/{forged}", allow_redirects=False).status_code == 404
     pixel = s.get(f"{base}/email/o/{forged}")
     assert pixel.status_code == 200 and pixel.headers["content-type"] == "image/gif"
+
+
+def test_email_settings_are_editable_by_admins(server: Server) -> None:
+    sf = by_session(server)
+    path = "opencadence/email-settings"
+    before = sf.restful(path)
+    assert before["defaults"]["user_daily_auto_cap"] == 1000
+    after = sf.restful(path, method="PATCH", data='{"scope": "org", "values": {"user_daily_auto_cap": 50, "window_start_minute": 540}}')
+    assert after["scopes"]["org"] == {"user_daily_auto_cap": 50, "window_start_minute": 540}
+    for bad in ('{"values": {"nope": 1}}', '{"values": {"user_daily_auto_cap": "x"}}', '{"scope": "zz", "values": {"email_enabled": 0}}'):
+        with pytest.raises(SalesforceMalformedRequest):
+            sf.restful(path, method="PATCH", data=bad)
+    assert sf.restful(path)["scopes"]["org"] == {"user_daily_auto_cap": 50, "window_start_minute": 540}
+    user_id, _ = server.org.accounts.create_user("rep@oc.test", "pw")
+    rep = Salesforce(session_id=server.org.accounts.open_session(user_id), instance=server.instance,
+                     session=server.session())
+    with pytest.raises(SalesforceRefusedRequest):
+        rep.restful(path)

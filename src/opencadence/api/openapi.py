@@ -67,6 +67,11 @@ def document(registry: Registry) -> dict[str, Any]:
             "get": _op("describe an action", [version, _param("action", "path", {"type": "string", "enum": sorted(actions.SPECS)})]),
             "post": _op("invoke an action", [version, _param("action", "path", {"type": "string", "enum": sorted(actions.SPECS)})], action_body),
         },
+        f"{v}/opencadence/email-settings": {
+            "get": _op("email settings (admins)", [version]),
+            "patch": _op("change email settings (admins)", [version], {"type": "object", "properties": {
+                "scope": {"type": "string"}, "values": {"type": "object", "additionalProperties": {"type": "integer"}}}}),
+        },
         "/services/oauth2/token": {"post": {"summary": "OAuth 2.0 token (password, client_credentials)", "requestBody": {
             "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {
                 "grant_type": {"type": "string"}, "username": {"type": "string"}, "password": {"type": "string"},
