@@ -84,3 +84,20 @@ def test_query_prints_table_json_csv_and_errors(tmp_path: Path) -> None:
     bad = _run("query", "SELECT Id FROM ActionCadenceStepTracker WHERE StepType=\"Completed\"", "--database", db)
     assert bad.returncode == 1 and bad.stderr.startswith("MALFORMED_QUERY:")
     assert "ERROR at Row:1:Column:" in bad.stderr
+
+
+def test_users_apps_and_token_commands(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'u.db'}"
+    made = _run("users", "create", "--username", "ann@x.io", "--password", "pw1", "--admin",
+                "--time-zone", "Europe/Paris", "--database", db)
+    assert made.returncode == 0 and "created user ann@x.io (005" in made.stdout and "security token:" in made.stdout
+    listed = _run("users", "list", "--database", db).stdout
+    assert "ann@x.io  Europe/Paris  admin active" in listed
+    token = _run("token", "--username", "ann@x.io", "--database", db)
+    assert token.returncode == 0 and token.stdout.startswith("00D0C0000000001!")
+    app = _run("apps", "create", "--name", "ci", "--run-as", "ann@x.io", "--database", db)
+    assert "consumer key:    3MVG" in app.stdout and "consumer secret:" in app.stdout
+    assert _run("users", "deactivate", "--username", "ann@x.io", "--database", db).returncode == 0
+    assert "inactive" in _run("users", "list", "--database", db).stdout
+    missing = _run("token", "--username", "nobody@x.io", "--database", db)
+    assert missing.returncode == 1 and missing.stderr.startswith("INVALID_LOGIN")

@@ -149,3 +149,13 @@ def test_manual_clock_endpoint(server: Server) -> None:
     before = server.clock.now()
     out = sf.restful("../../../_opencadence/clock", method="POST", data='{"advance": 86400}')
     assert out is not None and out["now"].startswith((before + timedelta(days=1)).strftime("%Y-%m-%dT%H"))
+
+
+def test_oversized_and_malformed_bodies_are_400_and_change_nothing(server: Server) -> None:
+    sf = by_session(server)
+    before = sf.query("SELECT COUNT() FROM Contact")["totalSize"]
+    huge = '{"LastName": "' + "x" * 1_100_000 + '"}'
+    for body in (huge, "{not json", "[1, 2]", '{"LastName": 5, "Birthdate": []}'):
+        with pytest.raises(SalesforceMalformedRequest):
+            sf.restful("sobjects/Contact/", method="POST", data=body)
+    assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == before
