@@ -136,10 +136,35 @@ def epoch_ms(when: datetime) -> int:
 
 def _insert_sql(conn: sa.Connection) -> str:
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    columns = ("replay_id",) + ROW_COLUMNS
     return (
-        f"INSERT INTO {schema.EVENTS} ({', '.join(ROW_COLUMNS)}) "
-        f"VALUES ({', '.join([mark] * len(ROW_COLUMNS))})"
+        f"INSERT INTO {schema.EVENTS} ({', '.join(columns)}) "
+        f"VALUES ({', '.join([mark] * len(columns))})"
     )
+
+
+#: The oc_sequence row that hands out replay ids.
+REPLAY_COUNTER = "replay"
+
+
+def reserve_replay_ids(conn: sa.Connection, count: int) -> int:
+    """The first of ``count`` consecutive replay ids, taken under the counter row's lock.
+
+    The lock is held until the writing transaction ends, so transactions take replay ids in
+    the order they commit: a reader that resumes "after replay id N" can never miss an event
+    that commits later with a smaller id (which a plain autoincrement allows on PostgreSQL).
+    Events are written at the end of a transaction, so the lock is held only briefly.
+    """
+    end = conn.execute(
+        sa.text(f"UPDATE {schema.SEQUENCES} SET value = value + :n WHERE name = :name RETURNING value"),
+        {"n": count, "name": REPLAY_COUNTER},
+    ).scalar()
+    if end is None:  # a database made before the counter existed: start after its last event
+        last = conn.execute(sa.text(f"SELECT coalesce(max(replay_id), 0) FROM {schema.EVENTS}")).scalar_one()
+        conn.execute(sa.text(f"INSERT INTO {schema.SEQUENCES} (name, value) VALUES (:name, :v)"),
+                     {"name": REPLAY_COUNTER, "v": int(last) + count})
+        end = int(last) + count
+    return int(end) - count + 1
 
 
 def write(conn: sa.Connection, meta: sa.MetaData, pending: TransactionEvents) -> None:
@@ -149,7 +174,9 @@ def write(conn: sa.Connection, meta: sa.MetaData, pending: TransactionEvents) ->
     around SQLAlchemy's per-row parameter processing halves the cost of the log.
     """
     if pending.rows:
-        conn.exec_driver_sql(_insert_sql(conn), pending.rows)
+        first = reserve_replay_ids(conn, len(pending.rows))
+        rows = [(first + i, *row) for i, row in enumerate(pending.rows)]
+        conn.exec_driver_sql(_insert_sql(conn), rows)
         pending.rows = []
 
 

@@ -29,7 +29,7 @@ from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
 from opencadence.metadata.registry import Registry
 from opencadence.storage import engine as engines
-from opencadence.storage import counts, schema, values
+from opencadence.storage import counts, events, schema, values
 
 #: The Organization record every database has.
 ORG_ID = ids.make_id("00D", 1)
@@ -70,6 +70,7 @@ def upgrade(
                 if f"created table {schema.ROW_COUNTS}" in done:
                     counts.recount(conn, target, [o.name for o in registry])
                 _write_state(conn, target, fingerprint(registry))
+            _ensure_replay_counter(conn)
             _bootstrap(conn, target, now)
     return done
 
@@ -165,6 +166,14 @@ def _pg_indexes(conn: sa.Connection, target: sa.MetaData, say: Progress, done: l
             conn.exec_driver_sql(f'CREATE INDEX {name} ON "{table}" ({cols})')
             say(f"created index {name}")
             done.append(f"created index {name}")
+
+
+def _ensure_replay_counter(conn: sa.Connection) -> None:
+    """The replay-id counter (events.reserve_replay_ids), after the log's last event."""
+    seq = sa.table(schema.SEQUENCES, sa.column("name"), sa.column("value"))
+    if conn.execute(sa.select(seq.c.value).where(seq.c.name == events.REPLAY_COUNTER)).first() is None:
+        last = conn.execute(sa.text(f"SELECT coalesce(max(replay_id), 0) FROM {schema.EVENTS}")).scalar_one()
+        conn.execute(seq.insert().values(name=events.REPLAY_COUNTER, value=int(last)))
 
 
 def _write_state(conn: sa.Connection, target: sa.MetaData, value: str) -> None:

@@ -115,3 +115,39 @@ def test_prune_drops_only_events_past_retention(store: records.Store, clock: Man
     assert store.prune_events() == 1
     assert len(store.read_events()) == 1
     assert store.prune_events() == 0
+
+
+def test_replay_ids_follow_commit_order(store: records.Store) -> None:
+    """A transaction that writes its events first but commits last gets the larger replay ids,
+    so a reader resuming after the last replay id it saw never misses an event."""
+    import threading
+    import time
+
+    first_wrote = threading.Event()
+    order: list[str] = []  # transaction keys in commit order
+
+    def slow() -> None:
+        with store.transaction() as tx:
+            _step(tx)
+            key = tx.events.transaction_key
+            tx.flush_events()  # events written (replay ids taken) ...
+            first_wrote.set()
+            time.sleep(0.4)  # ... but the commit comes late
+        order.append(key)
+
+    def fast() -> None:
+        first_wrote.wait(5)
+        with store.transaction() as tx:
+            _step(tx)
+            key = tx.events.transaction_key
+        order.append(key)
+
+    threads = [threading.Thread(target=slow), threading.Thread(target=fast)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    replay = {e["payload"]["ChangeEventHeader"]["transactionKey"]: e["event"]["replayId"]
+              for e in store.read_events()}
+    assert len(order) == 2
+    assert replay[order[0]] < replay[order[1]]  # committed first <=> smaller replay id

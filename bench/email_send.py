@@ -11,7 +11,7 @@ Then a fresh database: a worker *process* drains N sends and is killed (SIGKILL)
 of them reached the relay; a new process reconciles and finishes. The relay counts messages
 per step tracker (the key inside each Message-ID): duplicates and missing must be 0 and 0.
 
-    python bench/email.py [--quick] [--steps N]
+    python bench/email_send.py [--quick] [--steps N]
 """
 
 from __future__ import annotations
