@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from opencadence import errors
 from opencadence.api import errors as api_errors
-from opencadence.api import actions, email_settings, oauth, openapi, rest, tracking, versions
+from opencadence.api import actions, email_settings, oauth, openapi, rest, streaming, tracking, versions
 from opencadence.clock import ManualClock
 from opencadence.org import Org
 from opencadence.storage import values
@@ -65,11 +65,11 @@ def clock_route(clock: ManualClock, settle: Any) -> Route:
 
 
 def build_app(org: Org, *, manual_clock: ManualClock | None = None, settle: Any = None,
-              tracker: Any = None) -> Starlette:
+              tracker: Any = None, streaming_timeout: float = streaming.CONNECT_TIMEOUT) -> Starlette:
     routes = [Route("/services/data", list_versions, methods=["GET"]),
               Route("/services/data/", list_versions, methods=["GET"]),
               Route("/services/data/openapi.json", openapi_document, methods=["GET"])]
-    routes += rest.routes() + actions.routes() + email_settings.routes() + oauth.routes()
+    routes += rest.routes() + actions.routes() + email_settings.routes() + oauth.routes() + streaming.routes()
     if manual_clock is not None:
         routes.append(clock_route(manual_clock, settle))
     if tracker is not None:
@@ -84,6 +84,7 @@ def build_app(org: Org, *, manual_clock: ManualClock | None = None, settle: Any 
         },
     )
     app.state.org = org
+    app.state.streaming = streaming.Streaming(org, connect_timeout=streaming_timeout)
     return app
 
 
