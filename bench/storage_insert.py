@@ -26,7 +26,7 @@ from opencadence import ids
 from opencadence.clock import ManualClock
 from opencadence.metadata.registry import default_registry
 from opencadence.storage import engine as engines
-from opencadence.storage import migrate, records, values
+from opencadence.storage import migrate, records
 
 GOAL = 0.5
 STATES = ["Active", "Completed", "Queued", "Scheduled", "InProgress"]

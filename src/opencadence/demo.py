@@ -12,7 +12,6 @@ from typing import Any
 
 from opencadence.cadence import definition_file, runtime, worker
 from opencadence.org import Org
-from opencadence.storage import accounts
 
 ADMIN = "admin@demo.opencadence.dev"
 ADMIN_PASSWORD = "demo-admin-1"
@@ -166,5 +165,3 @@ def admin_token(org: Org) -> str:
     # A demo token outlives the demo's clock moves (days at a time), unlike a 2-hour session.
     return org.accounts.open_session(user["Id"], client="demo", ttl=timedelta(days=3650))
 
-
-_ = accounts

@@ -19,8 +19,11 @@ def act(sf: Salesforce, name: str, *inputs: dict[str, Any]) -> list[dict[str, An
     return out
 
 
-def build(sf: Salesforce) -> str:
-    """Root -> call -> branch(connected? email : wait) -> ... built with plain creates."""
+def build(sf: Salesforce) -> tuple[str, dict[str, Any]]:
+    """Root -> call -> branch(connected? task : wait) -> wait -> task, built with plain creates.
+
+    Returns the cadence Id and the branch rule's condition, which the caller inserts itself
+    (ActionCadenceRuleCondition is read-only over the API)."""
     folder = sf.query("SELECT Id FROM Organization")["records"][0]["Id"]
     cadence = sf.ActionCadence.create({"Name": "API cadence", "FolderId": folder})["id"]
     steps = [
@@ -37,12 +40,12 @@ def build(sf: Salesforce) -> str:
                                         "OutcomeNextStepName": "task"})["id"]
     server_side_condition = {"ActionCadenceRuleId": rule, "RuleConditionName": "c", "Resource": "CallDispositionCategory",
                              "Operator": "Equal", "Value": "CallMeaningfulConnect"}
-    return cadence, server_side_condition  # type: ignore[return-value]
+    return cadence, server_side_condition
 
 
 def test_activation_through_update_validates_the_graph(server: Server) -> None:
     sf = by_session(server)
-    cadence, condition = build(sf)  # type: ignore[misc]
+    cadence, condition = build(sf)
     with pytest.raises(SalesforceMalformedRequest) as info:  # the branch rule has no condition yet
         sf.ActionCadence.update(cadence, {"State": "Active"})
     assert "branch" in info.value.content[0]["message"].lower()
@@ -56,7 +59,7 @@ def test_activation_through_update_validates_the_graph(server: Server) -> None:
 
 def test_every_action_and_a_logged_call(server: Server) -> None:
     sf = by_session(server)
-    cadence, condition = build(sf)  # type: ignore[misc]
+    cadence, condition = build(sf)
     with server.org.store.transaction() as tx:
         tx.insert("ActionCadenceRuleCondition", condition, system=True)
     sf.ActionCadence.update(cadence, {"State": "Active"})

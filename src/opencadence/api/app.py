@@ -6,7 +6,6 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -87,5 +86,3 @@ def build_app(org: Org, *, manual_clock: ManualClock | None = None, settle: Any 
     app.state.streaming = streaming.Streaming(org, connect_timeout=streaming_timeout)
     return app
 
-
-_ = HTTPException

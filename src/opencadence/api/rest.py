@@ -11,7 +11,7 @@ from typing import Any, Awaitable, Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from opencadence import errors
@@ -181,5 +181,3 @@ def routes() -> list[Route]:
         Route(f"{v}/limits/", endpoint(limits), methods=["GET"]),
     ]
 
-
-_ = JSONResponse  # Starlette's JSONResponse is not used: bodies keep non-ASCII as UTF-8

@@ -26,7 +26,7 @@ import socket
 import ssl
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 import sqlalchemy as sa

@@ -366,8 +366,6 @@ class Binder:
             from opencadence.soql import binder_where
 
             result.having = binder_where.bind_condition(self, q.having, "HAVING")
-        if aggregate and q.limit is not None and not q.group_by and not result.count_only:
-            pass  # Salesforce documents LIMIT with an aggregate needing GROUP BY, yet accepts it
 
     def _group_item(self, item: nodes.FieldPath | nodes.Function) -> bound.Expr:
         if isinstance(item, nodes.Function):

@@ -11,7 +11,7 @@ identically on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Sequence
 
@@ -35,7 +35,6 @@ class Compiled:
     key_labels: list[str]
     id_label: str | None
     count: sa.Select[Any]
-    extra_indexes: dict[int, int] = field(default_factory=dict)
     plan: Any = None  # the ShapePlan, built on first use and reused with the compiled query
     viewer: str | None = None  # whose visibility applies (child subqueries reuse it)
     unfiltered: bool = False  # matches every live row (totalSize from storage.counts)
@@ -235,8 +234,7 @@ class Compiler:
         for n, out in enumerate(bq.fields()):
             out.index = n
             labels.append(sqlformat.api_value(self.expr(out.expr), _out_type(out.expr)).label(f"c{n}"))
-        extra: dict[int, int] = {}
-        _number_objects(self, bq.items, labels, extra)
+        _number_objects(self, bq.items, labels)
         id_label = f"c{len(labels)}"
         labels.append(self.root.c.Id.label(id_label))
         order = self._order(bq)
@@ -245,7 +243,7 @@ class Compiler:
         count = sa.select(sa.func.count()).select_from(joined).where(*where)
         unfiltered = (bq.where is None and not bq.scope_owner and not bq.include_deleted
                       and visibility.predicate(bq.obj.name, self.root, self.meta, self.viewer) is None)
-        return Compiled(bq, select, order, [k.name for k in keys], id_label, count, extra,
+        return Compiled(bq, select, order, [k.name for k in keys], id_label, count,
                         viewer=self.viewer, unfiltered=unfiltered)
 
     def _where(self, bq: bound.BoundQuery) -> list[Col]:
@@ -286,10 +284,8 @@ class Compiler:
         union = branches[0] if len(branches) == 1 else sa.union_all(*branches)
         sub = union.subquery("agg")
         select = sa.select(*sub.c)
-        for o in bq.order:
-            key = _order_label(bq, o, outs)
-            if key is None:
-                continue
+        for n, o in enumerate(bq.order):  # each sort key is the hidden column o<n> of every branch
+            key = f"o{n}"
             ordered = sub.c[key].desc() if o.descending else sub.c[key].asc()
             select = select.order_by(ordered.nulls_first() if o.nulls_first else ordered.nulls_last())
         if bq.limit is not None:
@@ -410,12 +406,7 @@ def _grouping_sets(bq: bound.BoundQuery) -> list[frozenset[int]]:
     return [full]
 
 
-def _order_label(bq: bound.BoundQuery, o: bound.Order, outs: Sequence[bound.OutField]) -> str | None:
-    n = bq.order.index(o)
-    return f"o{n}"
-
-
-def _number_objects(c: Compiler, items: list[bound.Out], labels: list[Col], extra: dict[int, int]) -> None:
+def _number_objects(c: Compiler, items: list[bound.Out], labels: list[Col]) -> None:
     """Give every nested parent object a column holding its id (null parent -> null)."""
     for item in items:
         if isinstance(item, (bound.OutObject, bound.OutTypeOf)):
@@ -424,4 +415,4 @@ def _number_objects(c: Compiler, items: list[bound.Out], labels: list[Col], extr
             nested = item.items if isinstance(item, bound.OutObject) else [
                 i for branch in item.branches.values() for i in branch
             ] + (item.else_items or [])
-            _number_objects(c, nested, labels, extra)
+            _number_objects(c, nested, labels)

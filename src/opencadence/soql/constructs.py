@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timezone
-from functools import lru_cache
 from typing import Any, Callable, Sequence
 
 import sqlalchemy as sa

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from opencadence import errors, ids
 from opencadence.metadata import describe
-from opencadence.soql import binder, bound, compiler, nodes, parse, shape
+from opencadence.soql import binder, bound, compiler, parse, shape
 from opencadence.storage import counts, records, schema
 
 DEFAULT_BATCH = 2000
@@ -229,7 +229,6 @@ class QueryService:
 
     def _child_records(self, conn: sa.Connection, sub: bound.OutChildren, parent_ids: list[str], version: str, viewer: str | None) -> dict[str, list[dict[str, Any]]]:
         child = compiler.Compiler(self.store.registry, self.meta, self.store.clock.now(), "GMT", viewer).compile(sub.query, prefix="ch")
-        fk = child.select.selected_columns  # noqa: F841 - kept for readability of the statement
         root = _root_alias(child)
         fk_col = root.c[sub.fk.name]
         order = _order_clauses(child.order_exprs)
@@ -386,5 +385,3 @@ def decode_key(text: str) -> list[Any]:
 
     return [dec(v) for v in json.loads(text)]
 
-
-_ = nodes  # re-exported types are used by callers building queries programmatically

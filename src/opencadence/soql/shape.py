@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Callable, Sequence
 
-from opencadence.metadata import model
 from opencadence.metadata.registry import Registry
 from opencadence.soql import bound
 
@@ -159,6 +158,3 @@ class ShapePlan:
             step(row, rec)
         return rec
 
-
-def object_type(obj: model.ObjectDef) -> str:
-    return obj.name

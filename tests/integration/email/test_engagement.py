@@ -17,7 +17,7 @@ from opencadence.storage import records
 
 from tests.integration.cadence.helpers import step_trackers, tracker_of
 from tests.integration.email.conftest import Enrol, Relay, Template, free_port
-from tests.integration.email.test_send import auto_step, outbox_rows
+from tests.integration.email.test_send import outbox_rows
 
 SECRET = b"test-secret"
 LISTEN = [

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from opencadence import ids
 from opencadence.cadence import actions, worker
-from opencadence.email import settings, smtp_sender, templates
+from opencadence.email import settings, templates
 from opencadence.metadata import registry as registries
 from opencadence.storage import records, schema
 
