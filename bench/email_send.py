@@ -33,7 +33,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,7 +48,7 @@ from opencadence.storage import engine as engines
 from opencadence.storage import migrate, records, schema
 
 GOAL = 0.50
-START = datetime(2026, 1, 5, 14, tzinfo=timezone.utc)
+START = datetime(2026, 1, 5, 14, tzinfo=UTC)
 BATCH = 1000
 
 
@@ -88,35 +88,71 @@ def setup(url: str, n: int) -> None:
     migrate.upgrade(eng, default_registry(), clock=ManualClock())
     store = records.Store(eng, default_registry(), ManualClock(START))
     with store.transaction() as tx:
-        rep = tx.insert("User", {"Username": "rep@bench.example.com", "FirstName": "Rita",
-                                 "LastName": "Rep", "Alias": "rep", "Email": "rep@bench.example.com",
-                                 "TimeZoneSidKey": "GMT", "LocaleSidKey": "en_US",
-                                 "LanguageLocaleKey": "en_US", "EmailEncodingKey": "UTF-8"})
-        folder = tx.insert("Folder", {"Name": "B", "DeveloperName": "B", "Type": "EmailTemplate",
-                                      "AccessType": "Public"})
-        template = tx.insert("EmailTemplate", {
-            "Name": "B", "DeveloperName": "B", "TemplateType": "text", "IsActive": True,
-            "FolderId": folder, "Subject": "Quick question, {!Contact.FirstName, there}",
-            "Body": "Hi {!Contact.FirstName, there},\n\nDo you have 15 minutes this week?\n\n"
-                    "{!User.Name}"})
+        rep = tx.insert(
+            "User",
+            {
+                "Username": "rep@bench.example.com",
+                "FirstName": "Rita",
+                "LastName": "Rep",
+                "Alias": "rep",
+                "Email": "rep@bench.example.com",
+                "TimeZoneSidKey": "GMT",
+                "LocaleSidKey": "en_US",
+                "LanguageLocaleKey": "en_US",
+                "EmailEncodingKey": "UTF-8",
+            },
+        )
+        folder = tx.insert(
+            "Folder",
+            {"Name": "B", "DeveloperName": "B", "Type": "EmailTemplate", "AccessType": "Public"},
+        )
+        template = tx.insert(
+            "EmailTemplate",
+            {
+                "Name": "B",
+                "DeveloperName": "B",
+                "TemplateType": "text",
+                "IsActive": True,
+                "FolderId": folder,
+                "Subject": "Quick question, {!Contact.FirstName, there}",
+                "Body": "Hi {!Contact.FirstName, there},\n\nDo you have 15 minutes this week?\n\n"
+                "{!User.Name}",
+            },
+        )
         # caps out of the way: this measures throughput, not the daily limits
         for name in ("user_daily_auto_cap", "org_daily_auto_cap", "org_daily_email_cap"):
             settings.put(tx.conn, name, 10 * n)
     targets: list[str] = []
     for i in range(0, n, 5000):
         with store.transaction() as tx:
-            targets += tx.insert_many("Contact", [
-                {"FirstName": f"F{j}", "LastName": f"T{j}", "Email": f"t{j}@bench.example.org"}
-                for j in range(i, min(n, i + 5000))])
-    definition_file.import_definition(store, {"cadence": {"Name": "Bench"}, "state": "Active",
-                                              "steps": [{"StepName": "root", "Type": "Root"},
-                                                        {"StepName": "auto", "Type": "AutoSendAnEmail",
-                                                         "ParentStepName": "root",
-                                                         "TemplateId": template}]})
+            targets += tx.insert_many(
+                "Contact",
+                [
+                    {"FirstName": f"F{j}", "LastName": f"T{j}", "Email": f"t{j}@bench.example.org"}
+                    for j in range(i, min(n, i + 5000))
+                ],
+            )
+    definition_file.import_definition(
+        store,
+        {
+            "cadence": {"Name": "Bench"},
+            "state": "Active",
+            "steps": [
+                {"StepName": "root", "Type": "Root"},
+                {
+                    "StepName": "auto",
+                    "Type": "AutoSendAnEmail",
+                    "ParentStepName": "root",
+                    "TemplateId": template,
+                },
+            ],
+        },
+    )
     acts = actions.Actions(store, cstore.Config(batch_size=BATCH))
     for i in range(0, n, BATCH):
         res = acts.assignTargetToSalesCadence(
-            [{"salesCadenceNameOrId": "Bench", "targetId": t} for t in targets[i:i + BATCH]], rep)
+            [{"salesCadenceNameOrId": "Bench", "targetId": t} for t in targets[i : i + BATCH]], rep
+        )
         assert all(r["isSuccess"] for r in res), res[0]
     eng.dispose()
 
@@ -155,9 +191,16 @@ def states(url: str) -> collections.Counter[str]:
     eng = engines.create_engine(url)
     st = schema.metadata_for(default_registry()).tables["ActionCadenceStepTracker"]
     with eng.connect() as conn:
-        got = collections.Counter({str(s): int(c) for s, c in conn.execute(
-            sa.select(st.c.State, sa.func.count()).where(st.c.StepType == "AutoSendAnEmail")
-            .group_by(st.c.State))})
+        got = collections.Counter(
+            {
+                str(s): int(c)
+                for s, c in conn.execute(
+                    sa.select(st.c.State, sa.func.count())
+                    .where(st.c.StepType == "AutoSendAnEmail")
+                    .group_by(st.c.State)
+                )
+            }
+        )
     eng.dispose()
     return got
 
@@ -214,11 +257,15 @@ def main() -> None:
         finally:
             ctl.stop()
         rate, base_rate = n / ours, n / base
-        print(f"steps={n} worker+smtp: {ours:.2f}s {rate:,.0f} msg/s | plain smtplib, one "
-              f"connection: {base:.2f}s {base_rate:,.0f} msg/s")
+        print(
+            f"steps={n} worker+smtp: {ours:.2f}s {rate:,.0f} msg/s | plain smtplib, one "
+            f"connection: {base:.2f}s {base_rate:,.0f} msg/s"
+        )
         dup, missing, at_kill, st = killed_run(folder, n)
-        print(f"killed worker after {at_kill} of {n} messages, restarted: duplicates={dup} "
-              f"missing={missing} step states={dict(st)}")
+        print(
+            f"killed worker after {at_kill} of {n} messages, restarted: duplicates={dup} "
+            f"missing={missing} step states={dict(st)}"
+        )
     print(f"ratio={rate / base_rate:.2f} goal>={GOAL:.2f} duplicates={dup} missing={missing}")
 
 

@@ -26,7 +26,7 @@ import os
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,19 +40,35 @@ from opencadence.storage import engine as engines
 from opencadence.storage import migrate, records, schema
 
 GOAL = 0.25
-START = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
+START = datetime(2026, 1, 5, 9, tzinfo=UTC)
 CADENCE = {
-    "cadence": {"Name": "Bench"}, "state": "Active",
+    "cadence": {"Name": "Bench"},
+    "state": "Active",
     "steps": [
         {"StepName": "root", "Type": "Root"},
         {"StepName": "call", "Type": "MakeACall", "ParentStepName": "root"},
         {"StepName": "wait", "Type": "Wait", "ParentStepName": "call", "WaitTimeInSeconds": 86400},
         {"StepName": "auto", "Type": "AutoSendAnEmail", "ParentStepName": "wait"},
-        {"StepName": "branch", "Type": "Branch", "ParentStepName": "auto",
-         "BranchDefaultStepName": "task",
-         "rules": [{"RuleName": "r", "OutcomeNextStepName": "task", "conditions": [
-             {"RuleConditionName": "c", "Resource": "CallDispositionCategory", "Operator": "Equal",
-              "Value": "CallMeaningfulConnect"}]}]},
+        {
+            "StepName": "branch",
+            "Type": "Branch",
+            "ParentStepName": "auto",
+            "BranchDefaultStepName": "task",
+            "rules": [
+                {
+                    "RuleName": "r",
+                    "OutcomeNextStepName": "task",
+                    "conditions": [
+                        {
+                            "RuleConditionName": "c",
+                            "Resource": "CallDispositionCategory",
+                            "Operator": "Equal",
+                            "Value": "CallMeaningfulConnect",
+                        }
+                    ],
+                }
+            ],
+        },
         {"StepName": "task", "Type": "CreateTask", "ParentStepName": "branch"},
     ],
 }
@@ -72,15 +88,25 @@ def make_store(eng: sa.Engine, clock: ManualClock) -> records.Store:
 def setup(store: records.Store, n: int) -> tuple[str, list[str]]:
     """The cadence, a rep and N contacts (not timed)."""
     with store.transaction() as tx:
-        rep = tx.insert("User", {"Username": f"rep{uuid.uuid4().hex[:6]}@x.com", "LastName": "Rep",
-                                 "Alias": "rep", "Email": "rep@x.com",
-                                 "TimeZoneSidKey": "America/New_York", "LocaleSidKey": "en_US",
-                                 "LanguageLocaleKey": "en_US", "EmailEncodingKey": "UTF-8"})
+        rep = tx.insert(
+            "User",
+            {
+                "Username": f"rep{uuid.uuid4().hex[:6]}@x.com",
+                "LastName": "Rep",
+                "Alias": "rep",
+                "Email": "rep@x.com",
+                "TimeZoneSidKey": "America/New_York",
+                "LocaleSidKey": "en_US",
+                "LanguageLocaleKey": "en_US",
+                "EmailEncodingKey": "UTF-8",
+            },
+        )
     targets: list[str] = []
     for i in range(0, n, 5000):
         with store.transaction() as tx:
-            targets += tx.insert_many("Contact", [{"LastName": f"T{j}"}
-                                                  for j in range(i, min(n, i + 5000))])
+            targets += tx.insert_many(
+                "Contact", [{"LastName": f"T{j}"} for j in range(i, min(n, i + 5000))]
+            )
     definition_file.import_definition(store, CADENCE)
     return rep, targets
 
@@ -88,12 +114,16 @@ def setup(store: records.Store, n: int) -> tuple[str, list[str]]:
 def open_steps(store: records.Store, step_type: str) -> list[str]:
     t = store.meta.tables["ActionCadenceStepTracker"]
     with store.reading() as conn:
-        return list(conn.execute(sa.select(t.c.Id).where(
-            t.c.StepType == step_type, t.c.State == "Active")).scalars())
+        return list(
+            conn.execute(
+                sa.select(t.c.Id).where(t.c.StepType == step_type, t.c.State == "Active")
+            ).scalars()
+        )
 
 
-def drive(store: records.Store, clock: ManualClock, rep: str, targets: list[str],
-          batch: int) -> tuple[float, int, sender.RecordingSender]:
+def drive(
+    store: records.Store, clock: ManualClock, rep: str, targets: list[str], batch: int
+) -> tuple[float, int, sender.RecordingSender]:
     """Enrol everyone and drive all to completion; returns (seconds, transitions, sender)."""
     config = cstore.Config(batch_size=batch)
     outbox = sender.RecordingSender()
@@ -102,7 +132,8 @@ def drive(store: records.Store, clock: ManualClock, rep: str, targets: list[str]
     began = time.perf_counter()
     for i in range(0, len(targets), batch):
         res = acts.assignTargetToSalesCadence(
-            [{"salesCadenceNameOrId": "Bench", "targetId": t} for t in targets[i:i + batch]], rep)
+            [{"salesCadenceNameOrId": "Bench", "targetId": t} for t in targets[i : i + batch]], rep
+        )
         assert all(r["isSuccess"] for r in res), res[0]
     _complete(acts, rep, open_steps(store, "MakeACall"), batch)
     clock.advance(days=1)
@@ -116,7 +147,8 @@ def drive(store: records.Store, clock: ManualClock, rep: str, targets: list[str]
 def _complete(acts: actions.Actions, rep: str, step_ids: list[str], batch: int) -> None:
     for i in range(0, len(step_ids), batch):
         res = acts.sendSalesCadenceEvent(
-            [{"recordId": s, "eventType": "ManualComplete"} for s in step_ids[i:i + batch]], rep)
+            [{"recordId": s, "eventType": "ManualComplete"} for s in step_ids[i : i + batch]], rep
+        )
         assert all(r["isSuccess"] for r in res), res[0]
 
 
@@ -124,8 +156,9 @@ def check_done(store: records.Store, n: int) -> None:
     t = store.meta.tables["ActionCadenceTracker"]
     st = store.meta.tables["ActionCadenceStepTracker"]
     with store.reading() as conn:
-        done = conn.execute(sa.select(sa.func.count()).select_from(t).where(
-            t.c.CompletionReason == "NoMoreSteps")).scalar_one()
+        done = conn.execute(
+            sa.select(sa.func.count()).select_from(t).where(t.c.CompletionReason == "NoMoreSteps")
+        ).scalar_one()
         steps = conn.execute(sa.select(sa.func.count()).select_from(st)).scalar_one()
     assert done == n, f"{done} of {n} trackers completed"
     assert steps == 6 * n, f"{steps} step trackers for {n} targets (6 expected each)"
@@ -133,22 +166,34 @@ def check_done(store: records.Store, n: int) -> None:
 
 # -- the baseline: the same row writes, raw ------------------------------------------------------
 
+
 def raw_writes(url: str, n: int, batch: int) -> float:
     """Seconds to write the engine's rows with plain executemany (no engine, no events)."""
     eng = fresh(url)
     meta = schema.metadata_for(default_registry())
-    tr, st, run = (meta.tables[x] for x in ("ActionCadenceTracker", "ActionCadenceStepTracker",
-                                            schema.CADENCE_RUN))
+    tr, st, run = (
+        meta.tables[x]
+        for x in ("ActionCadenceTracker", "ActionCadenceStepTracker", schema.CADENCE_RUN)
+    )
     now = START.replace(tzinfo=None)
     counter = iter(range(10_000_000, 100_000_000))
     user = ids.make_id("005", 1)
     cad, steps = ids.make_id("77C", 5), [ids.make_id("0cS", 10 + i) for i in range(6)]
-    stamp = {"IsDeleted": False, "CreatedDate": now, "CreatedById": user, "LastModifiedDate": now,
-             "LastModifiedById": user, "SystemModstamp": now}
+    stamp = {
+        "IsDeleted": False,
+        "CreatedDate": now,
+        "CreatedById": user,
+        "LastModifiedDate": now,
+        "LastModifiedById": user,
+        "SystemModstamp": now,
+    }
     upd_st = _raw_update(st)
     upd_tr = _raw_update(tr)
-    upd_run = run.update().where(run.c.tracker_id == sa.bindparam("p_id")).values(
-        due_at=sa.bindparam("v_due"))
+    upd_run = (
+        run.update()
+        .where(run.c.tracker_id == sa.bindparam("p_id"))
+        .values(due_at=sa.bindparam("v_due"))
+    )
     began = time.perf_counter()
     for i in range(0, n, batch):
         size = min(batch, n - i)
@@ -162,34 +207,81 @@ def raw_writes(url: str, n: int, batch: int) -> float:
                 for step, typ, state in types:
                     sid = ids.make_id("0cK", next(counter))
                     cur[tid] = sid
-                    rows.append({"Id": sid, "ActionCadenceId": cad, "ActionCadenceName": "Bench",
-                                 "ActionCadenceStepId": steps[step], "ActionCadenceTrackerId": tid,
-                                 "StepTitle": typ, "StepType": typ, "TargetId": target,
-                                 "GoToStepIterationCount": 1, "State": state,
-                                 "WasEverPaused": False, "ScheduledStartDateTime": now, **stamp})
+                    rows.append(
+                        {
+                            "Id": sid,
+                            "ActionCadenceId": cad,
+                            "ActionCadenceName": "Bench",
+                            "ActionCadenceStepId": steps[step],
+                            "ActionCadenceTrackerId": tid,
+                            "StepTitle": typ,
+                            "StepType": typ,
+                            "TargetId": target,
+                            "GoToStepIterationCount": 1,
+                            "State": state,
+                            "WasEverPaused": False,
+                            "ScheduledStartDateTime": now,
+                            **stamp,
+                        }
+                    )
             return rows
 
         def step_done(extra: dict[str, Any]) -> list[dict[str, Any]]:
-            return [{"p_id": cur[t], "v_State": "Completed",
-                     "v_CompletionReason": "AutomaticallyCompleted", "v_CompletionDate": now,
-                     "v_CompletedById": extra.get("by"), "p_now": now, "p_user": user}
-                    for t in trackers]
+            return [
+                {
+                    "p_id": cur[t],
+                    "v_State": "Completed",
+                    "v_CompletionReason": "AutomaticallyCompleted",
+                    "v_CompletionDate": now,
+                    "v_CompletedById": extra.get("by"),
+                    "p_now": now,
+                    "p_user": user,
+                }
+                for t in trackers
+            ]
 
         def tracker_moved(state: str) -> list[dict[str, Any]]:
-            return [{"p_id": t, "v_State": state, "v_CompletionReason": None,
-                     "v_CompletionDate": cur[t], "v_CompletedById": cur[t], "p_now": now,
-                     "p_user": user} for t in trackers]
+            return [
+                {
+                    "p_id": t,
+                    "v_State": state,
+                    "v_CompletionReason": None,
+                    "v_CompletionDate": cur[t],
+                    "v_CompletedById": cur[t],
+                    "p_now": now,
+                    "p_user": user,
+                }
+                for t in trackers
+            ]
 
         with eng.begin() as conn:  # enrol
-            conn.execute(tr.insert(), [{"Id": t, "ActionCadenceId": cad, "TargetId": g,
-                                        "OwnerId": user, "State": "Initializing",
-                                        "IsTrackerActive": True, "DaisyChainIteration": 1, **stamp}
-                                       for t, g in zip(trackers, targets)])
-            conn.execute(st.insert(), new_steps([(0, "Root", "Completed"),
-                                                 (1, "MakeACall", "Active")]))
+            conn.execute(
+                tr.insert(),
+                [
+                    {
+                        "Id": t,
+                        "ActionCadenceId": cad,
+                        "TargetId": g,
+                        "OwnerId": user,
+                        "State": "Initializing",
+                        "IsTrackerActive": True,
+                        "DaisyChainIteration": 1,
+                        **stamp,
+                    }
+                    for t, g in zip(trackers, targets)
+                ],
+            )
+            conn.execute(
+                st.insert(), new_steps([(0, "Root", "Completed"), (1, "MakeACall", "Active")])
+            )
             conn.execute(upd_tr, tracker_moved("Running"))
-            conn.execute(run.insert(), [{"tracker_id": t, "target_id": g, "cadence_id": cad}
-                                        for t, g in zip(trackers, targets)])
+            conn.execute(
+                run.insert(),
+                [
+                    {"tracker_id": t, "target_id": g, "cadence_id": cad}
+                    for t, g in zip(trackers, targets)
+                ],
+            )
         for typ in ("Wait", "AutoSendAnEmail"):  # call done -> wait; wait done -> email
             with eng.begin() as conn:
                 conn.execute(upd_st, step_done({"by": user}))
@@ -198,15 +290,18 @@ def raw_writes(url: str, n: int, batch: int) -> float:
                 conn.execute(upd_run, [{"p_id": t, "v_due": now} for t in trackers])
         with eng.begin() as conn:  # email sent -> branch -> task
             conn.execute(upd_st, step_done({"by": user}))
-            conn.execute(st.insert(), new_steps([(4, "Branch", "Completed"),
-                                                 (5, "CreateTask", "Active")]))
+            conn.execute(
+                st.insert(), new_steps([(4, "Branch", "Completed"), (5, "CreateTask", "Active")])
+            )
             conn.execute(upd_tr, tracker_moved("Running"))
             conn.execute(upd_run, [{"p_id": t, "v_due": None} for t in trackers])
         with eng.begin() as conn:  # task done -> end
             conn.execute(upd_st, step_done({"by": user}))
             conn.execute(upd_tr, tracker_moved("Complete"))
-            conn.execute(run.delete().where(run.c.tracker_id == sa.bindparam("p_id")),
-                         [{"p_id": t} for t in trackers])
+            conn.execute(
+                run.delete().where(run.c.tracker_id == sa.bindparam("p_id")),
+                [{"p_id": t} for t in trackers],
+            )
     elapsed = time.perf_counter() - began
     eng.dispose()
     return elapsed
@@ -221,13 +316,16 @@ def _raw_update(table: sa.Table) -> Any:
         cols = ("State", "CompletionReason", "LastCompletedStepId", "CurrentStepId")
     names = ("v_State", "v_CompletionReason", "v_CompletionDate", "v_CompletedById")
     values = {c: sa.bindparam(n, type_=table.c[c].type) for c, n in zip(cols, names)}
-    values.update(LastModifiedDate=sa.bindparam("p_now", type_=sa.DateTime()),
-                  SystemModstamp=sa.bindparam("p_now", type_=sa.DateTime()),
-                  LastModifiedById=sa.bindparam("p_user"))
+    values.update(
+        LastModifiedDate=sa.bindparam("p_now", type_=sa.DateTime()),
+        SystemModstamp=sa.bindparam("p_now", type_=sa.DateTime()),
+        LastModifiedById=sa.bindparam("p_user"),
+    )
     return table.update().where(table.c.Id == sa.bindparam("p_id")).values(values)
 
 
 # -- two PostgreSQL workers --------------------------------------------------------------
+
 
 def pg_workers(url: str, n: int, batch: int) -> tuple[float, float, int]:
     """(one-worker transitions/s, two-worker transitions/s, duplicate sends)."""
@@ -242,8 +340,9 @@ def pg_workers(url: str, n: int, batch: int) -> tuple[float, float, int]:
         acts = actions.Actions(store, config)
         for i in range(0, n, batch):
             acts.assignTargetToSalesCadence(
-                [{"salesCadenceNameOrId": "Bench", "targetId": t}
-                 for t in targets[i:i + batch]], rep)
+                [{"salesCadenceNameOrId": "Bench", "targetId": t} for t in targets[i : i + batch]],
+                rep,
+            )
         _complete(acts, rep, open_steps(store, "MakeACall"), batch)
         clock.advance(days=1)
         now = clock.now().isoformat()
@@ -269,8 +368,10 @@ def _processes(workers: int, url: str, now: str, batch: int) -> list[tuple[float
     """Run ``workers`` worker processes side by side (they start together at a barrier)."""
     ctx = multiprocessing.get_context("spawn")
     barrier, out = ctx.Barrier(workers), ctx.Queue()
-    procs = [ctx.Process(target=_worker_process, args=(url, now, batch, barrier, out))
-             for _ in range(workers)]
+    procs = [
+        ctx.Process(target=_worker_process, args=(url, now, batch, barrier, out))
+        for _ in range(workers)
+    ]
     for p in procs:
         p.start()
     results = [out.get() for _ in procs]
@@ -327,8 +428,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (< 30 s)")
     parser.add_argument("--targets", type=int, default=None)
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--pg", default=os.environ.get(
-        "OPENCADENCE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get(
+            "OPENCADENCE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
     parser.add_argument("--no-pg", action="store_true")
     args = parser.parse_args()
     n = args.targets or (3000 if args.quick else 100_000)
@@ -343,13 +448,17 @@ def main() -> None:
         eng.dispose()
         rate = moved / elapsed
         raw = moved / raw_writes(f"sqlite:///{tmp}/raw.db", n, args.batch)
-    print(f"SQLite: {n} targets, {moved} transitions in {elapsed:.1f} s: "
-          f"{rate:,.0f} transitions/s (goal >= 10,000); raw executemany {raw:,.0f} transitions/s")
+    print(
+        f"SQLite: {n} targets, {moved} transitions in {elapsed:.1f} s: "
+        f"{rate:,.0f} transitions/s (goal >= 10,000); raw executemany {raw:,.0f} transitions/s"
+    )
     if not args.no_pg:
         try:
             one, two, dup = pg_workers(args.pg, max(1000, n // 10), args.batch // 2 or 1)
-            print(f"PostgreSQL workers: one {one:,.0f} transitions/s, two {two:,.0f} "
-                  f"transitions/s (x{two / one:.2f}); transitions applied twice: {dup}")
+            print(
+                f"PostgreSQL workers: one {one:,.0f} transitions/s, two {two:,.0f} "
+                f"transitions/s (x{two / one:.2f}); transitions applied twice: {dup}"
+            )
         except sa.exc.OperationalError as exc:
             print(f"PostgreSQL skipped: {str(exc).splitlines()[0]}")
         finally:

@@ -18,14 +18,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).parent))
 import soql as soql_bench  # noqa: E402  (the step-tracker loader)
-
 from opencadence.clock import ManualClock  # noqa: E402
 from opencadence.metadata.registry import default_registry  # noqa: E402
 from opencadence.org import Org  # noqa: E402
@@ -37,7 +37,10 @@ HERE = Path(__file__).resolve()
 
 
 def contacts(n: int) -> list[dict[str, Any]]:
-    return [{"FirstName": f"G{i % (n // 10)}", "LastName": f"Person {i}", "Email": f"p{i}@example.com"} for i in range(n)]
+    return [
+        {"FirstName": f"G{i % (n // 10)}", "LastName": f"Person {i}", "Email": f"p{i}@example.com"}
+        for i in range(n)
+    ]
 
 
 def median_ms(fn: Callable[[], Any], reps: int) -> float:
@@ -63,12 +66,29 @@ def start(args: list[str], port: int) -> subprocess.Popen[bytes]:
         except requests.RequestException:
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError(f"server on {port} did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+    raise RuntimeError(
+        f"server on {port} did not start: {proc.stderr.read().decode() if proc.stderr else ''}"
+    )
 
 
 def opencadence_server(db: str, port: int, certs: Path) -> subprocess.Popen[bytes]:
-    return start([sys.executable, "-m", "opencadence", "serve", "--database", db, "--port", str(port),
-                  "--tls", "--cert-dir", str(certs), "--no-worker"], port)
+    return start(
+        [
+            sys.executable,
+            "-m",
+            "opencadence",
+            "serve",
+            "--database",
+            db,
+            "--port",
+            str(port),
+            "--tls",
+            "--cert-dir",
+            str(certs),
+            "--no-worker",
+        ],
+        port,
+    )
 
 
 def bare_server(port: int, certs: Path, body_file: Path) -> subprocess.Popen[bytes]:
@@ -87,9 +107,17 @@ def run_bare(port: int, certs: Path, body_file: Path) -> None:
     async def fixed(request: Any) -> Response:
         return Response(body, media_type="application/json;charset=UTF-8")
 
-    app = Starlette(routes=[Route("/services/data/", fixed), Route("/services/data/v59.0/query/", fixed)])
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning",
-                ssl_certfile=str(certs / "cert.pem"), ssl_keyfile=str(certs / "key.pem"))
+    app = Starlette(
+        routes=[Route("/services/data/", fixed), Route("/services/data/v59.0/query/", fixed)]
+    )
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ssl_certfile=str(certs / "cert.pem"),
+        ssl_keyfile=str(certs / "key.pem"),
+    )
 
 
 def rss_mb(pid: int) -> float:
@@ -160,8 +188,10 @@ def main() -> None:
         assert sf.query(QUERY)["totalSize"] == 10
         ours = median_ms(lambda: sf.query(QUERY), reps)
         mock = measure_mockforce(n_contacts, reps)
-        print(f"(a) 10-record query via simple-salesforce over {n_contacts:,} contacts: "
-              f"opencadence {ours:.2f} ms, simple-mockforce {mock:.2f} ms, speed-up x{mock / ours:.1f} (goal >= 10)")
+        print(
+            f"(a) 10-record query via simple-salesforce over {n_contacts:,} contacts: "
+            f"opencadence {ours:.2f} ms, simple-mockforce {mock:.2f} ms, speed-up x{mock / ours:.1f} (goal >= 10)"
+        )
         body = work / "body.json"
         url = "https://127.0.0.1:18443/services/data/v59.0/query/"
         headers = {"Authorization": f"Bearer {token}"}
@@ -169,20 +199,36 @@ def main() -> None:
         bare = bare_server(18444, certs, body)
         try:
             ours_rps = rate(session, url, {"q": QUERY}, headers, seconds)
-            bare_rps = rate(session, "https://127.0.0.1:18444/services/data/v59.0/query/", {"q": QUERY}, headers, seconds)
+            bare_rps = rate(
+                session,
+                "https://127.0.0.1:18444/services/data/v59.0/query/",
+                {"q": QUERY},
+                headers,
+                seconds,
+            )
         finally:
             bare.kill()
-        print(f"(b) query endpoint {ours_rps:,.0f} req/s, bare Starlette {bare_rps:,.0f} req/s, "
-              f"ratio {ours_rps / bare_rps:.2f} (goal >= 0.5)")
+        print(
+            f"(b) query endpoint {ours_rps:,.0f} req/s, bare Starlette {bare_rps:,.0f} req/s, "
+            f"ratio {ours_rps / bare_rps:.2f} (goal >= 0.5)"
+        )
     finally:
         server.kill()
         server.wait()
     peak = memory_while_paging(work, trackers, certs)
-    print(f"(c) server RSS while paging query_all of {trackers:,} step trackers: peak {peak:.0f} MB (goal < 300, flat)")
+    print(
+        f"(c) server RSS while paging query_all of {trackers:,} step trackers: peak {peak:.0f} MB (goal < 300, flat)"
+    )
     print(f"ratio={ours_rps / bare_rps:.2f} goal>=0.50")
 
 
-def rate(session: requests.Session, url: str, params: dict[str, str], headers: dict[str, str], seconds: float) -> float:
+def rate(
+    session: requests.Session,
+    url: str,
+    params: dict[str, str],
+    headers: dict[str, str],
+    seconds: float,
+) -> float:
     session.get(url, params=params, headers=headers)
     count, end = 0, time.monotonic() + seconds
     while time.monotonic() < end:
@@ -210,7 +256,9 @@ def memory_while_paging(work: Path, trackers: int, certs: Path) -> float:
         session.trust_env = False
         sf = Salesforce(session_id=token, instance="127.0.0.1:18445", session=session)
         seen = 0
-        for n, _record in enumerate(sf.query_all_iter("SELECT Id, State, DueDateTime FROM ActionCadenceStepTracker"), 1):
+        for n, _record in enumerate(
+            sf.query_all_iter("SELECT Id, State, DueDateTime FROM ActionCadenceStepTracker"), 1
+        ):
             seen = n
             if n % 20_000 == 0:
                 samples.append(rss_mb(server.pid))
@@ -219,7 +267,9 @@ def memory_while_paging(work: Path, trackers: int, certs: Path) -> float:
     finally:
         server.kill()
         server.wait()
-    print(f"    RSS samples (MB): first {samples[0]:.0f}, after first pages {samples[1]:.0f}, last {samples[-1]:.0f}")
+    print(
+        f"    RSS samples (MB): first {samples[0]:.0f}, after first pages {samples[1]:.0f}, last {samples[-1]:.0f}"
+    )
     return max(samples)
 
 

@@ -19,8 +19,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -28,8 +29,8 @@ from opencadence import ids
 from opencadence.clock import ManualClock
 from opencadence.metadata.registry import default_registry
 from opencadence.soql import execute
-from opencadence.storage import engine as engines
 from opencadence.storage import counts, migrate, records
+from opencadence.storage import engine as engines
 
 NOW = datetime(2026, 3, 10, 12)
 USER = migrate.AUTOMATED_USER_ID
@@ -40,8 +41,15 @@ GOAL = 1.5
 
 
 def audit(n: int, prefix: str) -> dict[str, Any]:
-    return {"Id": ids.make_id(prefix, 10_000 + n), "IsDeleted": False, "CreatedDate": NOW,
-            "CreatedById": USER, "LastModifiedDate": NOW, "LastModifiedById": USER, "SystemModstamp": NOW}
+    return {
+        "Id": ids.make_id(prefix, 10_000 + n),
+        "IsDeleted": False,
+        "CreatedDate": NOW,
+        "CreatedById": USER,
+        "LastModifiedDate": NOW,
+        "LastModifiedById": USER,
+        "SystemModstamp": NOW,
+    }
 
 
 def load(eng: sa.Engine, rows: int) -> dict[str, str]:
@@ -49,55 +57,124 @@ def load(eng: sa.Engine, rows: int) -> dict[str, str]:
     meta = records.Store(eng, default_registry()).meta
     targets = max(rows // 10, 1)
     rnd = random.Random(3)
-    cadences = [{**audit(c, "77C"), "Name": f"Cadence {c}", "State": "Active", "FolderId": USER,
-                 "OwnerId": USER, "Type": "Standard", "IsWaitAllowedBeforeDaisyChain": False} for c in range(20)]
-    steps = [{**audit(s, "0cS"), "ActionCadenceId": cadences[s // 10]["Id"], "StepName": f"s{s}",
-              "StepTitle": f"Step {s % 10}", "Type": TYPES[s % len(TYPES)]} for s in range(200)]
+    cadences = [
+        {
+            **audit(c, "77C"),
+            "Name": f"Cadence {c}",
+            "State": "Active",
+            "FolderId": USER,
+            "OwnerId": USER,
+            "Type": "Standard",
+            "IsWaitAllowedBeforeDaisyChain": False,
+        }
+        for c in range(20)
+    ]
+    steps = [
+        {
+            **audit(s, "0cS"),
+            "ActionCadenceId": cadences[s // 10]["Id"],
+            "StepName": f"s{s}",
+            "StepTitle": f"Step {s % 10}",
+            "Type": TYPES[s % len(TYPES)],
+        }
+        for s in range(200)
+    ]
     with eng.begin() as conn:
         conn.execute(meta.tables["ActionCadence"].insert(), cadences)
         conn.execute(meta.tables["ActionCadenceStep"].insert(), steps)
         for start in range(0, targets, 20_000):
             chunk = range(start, min(targets, start + 20_000))
-            conn.execute(meta.tables["Contact"].insert(), [
-                {**audit(t, "003"), "LastName": f"Target {t}", "Name": f"Target {t}", "HasOptedOutOfEmail": False,
-                 "DoNotCall": False, "IsEmailBounced": False} for t in chunk])
-            conn.execute(meta.tables["ActionCadenceTracker"].insert(), [
-                {**audit(t, "0cT"), "ActionCadenceId": cadences[t % 20]["Id"], "TargetId": ids.make_id("003", 10_000 + t),
-                 "OwnerId": USER, "State": "Running", "IsTrackerActive": True} for t in chunk])
+            conn.execute(
+                meta.tables["Contact"].insert(),
+                [
+                    {
+                        **audit(t, "003"),
+                        "LastName": f"Target {t}",
+                        "Name": f"Target {t}",
+                        "HasOptedOutOfEmail": False,
+                        "DoNotCall": False,
+                        "IsEmailBounced": False,
+                    }
+                    for t in chunk
+                ],
+            )
+            conn.execute(
+                meta.tables["ActionCadenceTracker"].insert(),
+                [
+                    {
+                        **audit(t, "0cT"),
+                        "ActionCadenceId": cadences[t % 20]["Id"],
+                        "TargetId": ids.make_id("003", 10_000 + t),
+                        "OwnerId": USER,
+                        "State": "Running",
+                        "IsTrackerActive": True,
+                    }
+                    for t in chunk
+                ],
+            )
         table = meta.tables["ActionCadenceStepTracker"]
         for start in range(0, rows, 50_000):
             batch = []
             for n in range(start, min(rows, start + 50_000)):
                 t = n // 10
                 step = steps[(t % 20) * 10 + n % 10]
-                batch.append({**audit(n, "0cK"), "ActionCadenceId": step["ActionCadenceId"],
-                              "ActionCadenceName": f"Cadence {t % 20}", "ActionCadenceStepId": step["Id"],
-                              "ActionCadenceTrackerId": ids.make_id("0cT", 10_000 + t),
-                              "TargetId": ids.make_id("003", 10_000 + t), "State": rnd.choice(STATES),
-                              "StepType": step["Type"], "StepTitle": step["StepTitle"],
-                              "DueDateTime": NOW + timedelta(minutes=rnd.randint(-50_000, 50_000)),
-                              "WasEverPaused": False, "GoToStepIterationCount": 1})
+                batch.append(
+                    {
+                        **audit(n, "0cK"),
+                        "ActionCadenceId": step["ActionCadenceId"],
+                        "ActionCadenceName": f"Cadence {t % 20}",
+                        "ActionCadenceStepId": step["Id"],
+                        "ActionCadenceTrackerId": ids.make_id("0cT", 10_000 + t),
+                        "TargetId": ids.make_id("003", 10_000 + t),
+                        "State": rnd.choice(STATES),
+                        "StepType": step["Type"],
+                        "StepTitle": step["StepTitle"],
+                        "DueDateTime": NOW + timedelta(minutes=rnd.randint(-50_000, 50_000)),
+                        "WasEverPaused": False,
+                        "GoToStepIterationCount": 1,
+                    }
+                )
             conn.execute(table.insert(), batch)
-        counts.recount(conn, meta, [o.name for o in default_registry()])  # rows went around the store
-    return {"target": ids.make_id("003", 10_000 + targets // 2), "cadence": cadences[(targets // 2) % 20]["Id"]}
+        counts.recount(
+            conn, meta, [o.name for o in default_registry()]
+        )  # rows went around the store
+    return {
+        "target": ids.make_id("003", 10_000 + targets // 2),
+        "cadence": cadences[(targets // 2) % 20]["Id"],
+    }
 
 
 def queries(k: dict[str, str]) -> list[tuple[str, str, str]]:
     t, c = k["target"], k["cadence"]
     return [
-        ("seed", f"SELECT StepTitle FROM ActionCadenceStepTracker WHERE TargetId = '{t}' AND ActionCadenceId = '{c}' AND State = 'Completed'",
-         f"SELECT \"StepTitle\" FROM \"ActionCadenceStepTracker\" WHERE \"TargetId\" = '{t}' AND \"ActionCadenceId\" = '{c}' AND \"State\" = 'Completed' AND \"IsDeleted\" = false"),
-        ("filter+order+limit", "SELECT Id, State, DueDateTime FROM ActionCadenceStepTracker WHERE State = 'Active' ORDER BY DueDateTime LIMIT 100",
-         "SELECT \"Id\", \"State\", \"DueDateTime\" FROM \"ActionCadenceStepTracker\" WHERE \"State\" = 'Active' AND \"IsDeleted\" = false ORDER BY \"DueDateTime\", \"Id\" LIMIT 100"),
-        ("parent path", f"SELECT Id, ActionCadence.Name, ActionCadenceTracker.State, Target.Name FROM ActionCadenceStepTracker WHERE TargetId = '{t}'",
-         f"SELECT s.\"Id\", a.\"Name\", tr.\"State\", coalesce(ct.\"Name\", ld.\"Name\") FROM \"ActionCadenceStepTracker\" s "
-         "LEFT JOIN \"ActionCadence\" a ON a.\"Id\" = s.\"ActionCadenceId\" LEFT JOIN \"ActionCadenceTracker\" tr ON tr.\"Id\" = s.\"ActionCadenceTrackerId\" "
-         "LEFT JOIN \"Contact\" ct ON ct.\"Id\" = s.\"TargetId\" LEFT JOIN \"Lead\" ld ON ld.\"Id\" = s.\"TargetId\" "
-         f"WHERE s.\"TargetId\" = '{t}' AND s.\"IsDeleted\" = false"),
-        ("group by", "SELECT State, COUNT(Id) FROM ActionCadenceStepTracker GROUP BY State",
-         "SELECT \"State\", count(\"Id\") FROM \"ActionCadenceStepTracker\" WHERE \"IsDeleted\" = false GROUP BY \"State\""),
-        ("page", "SELECT Id, State, StepType, DueDateTime, TargetId FROM ActionCadenceStepTracker",
-         "SELECT \"Id\", \"State\", \"StepType\", \"DueDateTime\", \"TargetId\" FROM \"ActionCadenceStepTracker\" WHERE \"IsDeleted\" = false ORDER BY \"Id\" LIMIT 2001"),
+        (
+            "seed",
+            f"SELECT StepTitle FROM ActionCadenceStepTracker WHERE TargetId = '{t}' AND ActionCadenceId = '{c}' AND State = 'Completed'",
+            f'SELECT "StepTitle" FROM "ActionCadenceStepTracker" WHERE "TargetId" = \'{t}\' AND "ActionCadenceId" = \'{c}\' AND "State" = \'Completed\' AND "IsDeleted" = false',
+        ),
+        (
+            "filter+order+limit",
+            "SELECT Id, State, DueDateTime FROM ActionCadenceStepTracker WHERE State = 'Active' ORDER BY DueDateTime LIMIT 100",
+            'SELECT "Id", "State", "DueDateTime" FROM "ActionCadenceStepTracker" WHERE "State" = \'Active\' AND "IsDeleted" = false ORDER BY "DueDateTime", "Id" LIMIT 100',
+        ),
+        (
+            "parent path",
+            f"SELECT Id, ActionCadence.Name, ActionCadenceTracker.State, Target.Name FROM ActionCadenceStepTracker WHERE TargetId = '{t}'",
+            f'SELECT s."Id", a."Name", tr."State", coalesce(ct."Name", ld."Name") FROM "ActionCadenceStepTracker" s '
+            'LEFT JOIN "ActionCadence" a ON a."Id" = s."ActionCadenceId" LEFT JOIN "ActionCadenceTracker" tr ON tr."Id" = s."ActionCadenceTrackerId" '
+            'LEFT JOIN "Contact" ct ON ct."Id" = s."TargetId" LEFT JOIN "Lead" ld ON ld."Id" = s."TargetId" '
+            f'WHERE s."TargetId" = \'{t}\' AND s."IsDeleted" = false',
+        ),
+        (
+            "group by",
+            "SELECT State, COUNT(Id) FROM ActionCadenceStepTracker GROUP BY State",
+            'SELECT "State", count("Id") FROM "ActionCadenceStepTracker" WHERE "IsDeleted" = false GROUP BY "State"',
+        ),
+        (
+            "page",
+            "SELECT Id, State, StepType, DueDateTime, TargetId FROM ActionCadenceStepTracker",
+            'SELECT "Id", "State", "StepType", "DueDateTime", "TargetId" FROM "ActionCadenceStepTracker" WHERE "IsDeleted" = false ORDER BY "Id" LIMIT 2001',
+        ),
     ]
 
 
@@ -133,8 +210,10 @@ def run(url: str, rows: int, reps: int, label: str) -> list[float]:
             ratio = p(api, 50) / p(raw, 50)
             goal = GOALS.get(name, GOAL)
             ratios.append(ratio / goal)
-            print(f"{label:10s} {name:20s} api p50 {p(api, 50):8.2f} ms p95 {p(api, 95):8.2f}   "
-                  f"sql p50 {p(raw, 50):8.2f} ms p95 {p(raw, 95):8.2f}   ratio {ratio:5.2f} (goal <= {goal})")
+            print(
+                f"{label:10s} {name:20s} api p50 {p(api, 50):8.2f} ms p95 {p(api, 95):8.2f}   "
+                f"sql p50 {p(raw, 50):8.2f} ms p95 {p(raw, 95):8.2f}   ratio {ratio:5.2f} (goal <= {goal})"
+            )
     eng.dispose()
     return ratios
 
@@ -145,7 +224,11 @@ def with_pg(admin_url: str, fn: Callable[[str], list[float]]) -> list[float]:
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     try:
-        return fn(sa.make_url(engines.normalize_url(admin_url)).set(database=name).render_as_string(hide_password=False))
+        return fn(
+            sa.make_url(engines.normalize_url(admin_url))
+            .set(database=name)
+            .render_as_string(hide_password=False)
+        )
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -157,7 +240,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="same measurement, 20,000 rows")
     parser.add_argument("--rows", type=int)
     parser.add_argument("--reps", type=int)
-    parser.add_argument("--pg", default=os.environ.get("OPENCADENCE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get(
+            "OPENCADENCE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
     parser.add_argument("--no-pg", action="store_true")
     args = parser.parse_args()
     rows = args.rows or (20_000 if args.quick else 1_000_000)

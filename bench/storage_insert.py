@@ -17,8 +17,9 @@ import random
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -78,9 +79,17 @@ def run_raw(url: str, rows: list[dict[str, Any]], batch: int) -> float:
     now = datetime(2026, 1, 5, 9)
     user = migrate.AUTOMATED_USER_ID
     full = [
-        {**r, "Id": ids.make_id("0cK", 5000 + n), "IsDeleted": False, "WasEverPaused": False,
-         "CreatedDate": now, "CreatedById": user, "LastModifiedDate": now,
-         "LastModifiedById": user, "SystemModstamp": now}
+        {
+            **r,
+            "Id": ids.make_id("0cK", 5000 + n),
+            "IsDeleted": False,
+            "WasEverPaused": False,
+            "CreatedDate": now,
+            "CreatedById": user,
+            "LastModifiedDate": now,
+            "LastModifiedById": user,
+            "SystemModstamp": now,
+        }
         for n, r in enumerate(rows)
     ]
     start = time.perf_counter()
@@ -119,7 +128,9 @@ def measure(backend: str, rows: list[dict[str, Any]], batch: int, pg: str) -> fl
         raw = with_pg_database(pg, lambda url: run_raw(url, rows, batch))
         ours = with_pg_database(pg, lambda url: run_store(url, rows, batch))
     ratio = ours / raw
-    print(f"{backend:10s} storage {ours:10,.0f} rows/s   raw executemany {raw:10,.0f} rows/s   ratio {ratio:.2f}")
+    print(
+        f"{backend:10s} storage {ours:10,.0f} rows/s   raw executemany {raw:10,.0f} rows/s   ratio {ratio:.2f}"
+    )
     return ratio
 
 
@@ -128,7 +139,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="same measurement, 5,000 rows")
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--batch", type=int, default=1000, help="rows per transaction")
-    parser.add_argument("--pg", default=os.environ.get("OPENCADENCE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get(
+            "OPENCADENCE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
     parser.add_argument("--no-pg", action="store_true")
     args = parser.parse_args()
     n = args.rows or (5_000 if args.quick else 100_000)

@@ -12,7 +12,11 @@ from pathlib import Path
 
 def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "opencadence", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+        [sys.executable, "-m", "opencadence", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
     )
 
 
@@ -34,8 +38,13 @@ def test_describe_unknown_object_fails_with_error_code() -> None:
 
 def test_demo_serves_a_seeded_org_and_its_snippet_works(tmp_path: Path) -> None:
     port = _free_port()
-    with subprocess.Popen([sys.executable, "-m", "opencadence", "demo", "--port", str(port)],
-                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-m", "opencadence", "demo", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
         _check_demo(proc, port)
     assert (tmp_path / "opencadence.db").exists()
     again = _run("demo", "--no-serve", cwd=tmp_path)  # seeded once: a second run only serves
@@ -54,11 +63,15 @@ def _check_demo(proc: subprocess.Popen[str], port: int) -> None:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.1)
-        out = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60
+        )
         assert out.returncode == 0, out.stderr
         rows = out.stdout.splitlines()
         assert len(rows) > 20 and any("| Intro call |" in r for r in rows)
-        assert {"Active", "Completed", "Paused", "Scheduled", "InProgress", "Cancelled"} <= {r.rsplit("| ", 1)[1] for r in rows}
+        assert {"Active", "Completed", "Paused", "Scheduled", "InProgress", "Cancelled"} <= {
+            r.rsplit("| ", 1)[1] for r in rows
+        }
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -77,20 +90,42 @@ def test_query_prints_table_json_csv_and_errors(tmp_path: Path) -> None:
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["Id", "Username", "IsActive"]
     assert "autoproc@opencadence.local" in out.stdout and lines[-1] == "(1 record)"
-    as_json = json.loads(_run("query", "SELECT Name FROM Organization", "--database", db, "--format", "json").stdout)
+    as_json = json.loads(
+        _run("query", "SELECT Name FROM Organization", "--database", db, "--format", "json").stdout
+    )
     assert as_json["totalSize"] == 1 and as_json["records"][0]["Name"] == "opencadence"
     as_csv = _run("query", "SELECT COUNT() FROM Contact", "--database", db, "--format", "csv")
     assert as_csv.returncode == 0
-    bad = _run("query", "SELECT Id FROM ActionCadenceStepTracker WHERE StepType=\"Completed\"", "--database", db)
+    bad = _run(
+        "query",
+        'SELECT Id FROM ActionCadenceStepTracker WHERE StepType="Completed"',
+        "--database",
+        db,
+    )
     assert bad.returncode == 1 and bad.stderr.startswith("MALFORMED_QUERY:")
     assert "ERROR at Row:1:Column:" in bad.stderr
 
 
 def test_users_apps_and_token_commands(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'u.db'}"
-    made = _run("users", "create", "--username", "ann@x.io", "--password", "pw1", "--admin",
-                "--time-zone", "Europe/Paris", "--database", db)
-    assert made.returncode == 0 and "created user ann@x.io (005" in made.stdout and "security token:" in made.stdout
+    made = _run(
+        "users",
+        "create",
+        "--username",
+        "ann@x.io",
+        "--password",
+        "pw1",
+        "--admin",
+        "--time-zone",
+        "Europe/Paris",
+        "--database",
+        db,
+    )
+    assert (
+        made.returncode == 0
+        and "created user ann@x.io (005" in made.stdout
+        and "security token:" in made.stdout
+    )
     listed = _run("users", "list", "--database", db).stdout
     assert "ann@x.io  Europe/Paris  admin active" in listed
     token = _run("token", "--username", "ann@x.io", "--database", db)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from opencadence import errors
-from opencadence.metadata import describe, registry
-from opencadence.storage import engine as engines
+from opencadence import errors, output
 from opencadence.cadence import cli as cadence_cli
 from opencadence.email import options as email_options
+from opencadence.metadata import describe, registry
 from opencadence.soql import execute
+from opencadence.storage import engine as engines
 from opencadence.storage import migrate, records
-from opencadence import output
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -53,7 +53,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     result = service.query(args.soql, include_deleted=args.all, version=args.version)
     rows = list(result["records"])
     while not result["done"]:
-        result = service.query_more(result["nextRecordsUrl"].rsplit("/", 1)[1], version=args.version)
+        result = service.query_more(
+            result["nextRecordsUrl"].rsplit("/", 1)[1], version=args.version
+        )
         rows += result["records"]
     output.write(sys.stdout, args.format, rows, result["totalSize"])
     return 0
@@ -75,11 +77,15 @@ def cmd_users(args: argparse.Namespace) -> int:
         if not args.username or not args.password:
             print("users create needs --username and --password", file=sys.stderr)
             return 2
-        user_id, token = org.accounts.create_user(args.username, args.password, admin=args.admin, time_zone=args.time_zone)
+        user_id, token = org.accounts.create_user(
+            args.username, args.password, admin=args.admin, time_zone=args.time_zone
+        )
         print(f"created user {args.username} ({user_id}); security token: {token}")
     elif args.action == "list":
         for u in org.accounts.list_users():
-            flags = ("admin " if u["is_admin"] else "") + ("active" if u["IsActive"] else "inactive")
+            flags = ("admin " if u["is_admin"] else "") + (
+                "active" if u["IsActive"] else "inactive"
+            )
             print(f"{u['Id']}  {u['Username']}  {u['TimeZoneSidKey']}  {flags}")
     else:
         org.accounts.set_active(args.username, args.action == "activate")
@@ -130,8 +136,10 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     add("init", cmd_init, "create or upgrade the database").add_argument(
-        "--database", default=None, help="database URL (default: SQLite file opencadence.db "
-        "or $OPENCADENCE_DATABASE_URL); postgresql://user@host/db for PostgreSQL"
+        "--database",
+        default=None,
+        help="database URL (default: SQLite file opencadence.db "
+        "or $OPENCADENCE_DATABASE_URL); postgresql://user@host/db for PostgreSQL",
     )
     p = add("demo", cmd_demo, "seed a demo org (once) and serve it: TLS, manual clock, worker")
     p.add_argument("--database", default=None, help="database URL (default: opencadence.db)")
@@ -140,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cert-dir", default=".opencadence-tls")
     p.add_argument("--no-serve", action="store_true", help="seed and print, then exit")
     p = add("query", cmd_query, "run a SOQL query and print every page")
-    p.add_argument("soql", help="the query, e.g. \"SELECT Id, State FROM ActionCadenceStepTracker\"")
+    p.add_argument("soql", help='the query, e.g. "SELECT Id, State FROM ActionCadenceStepTracker"')
     p.add_argument("--database", default=None, help="database URL (as for init)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--all", action="store_true", help="queryAll: include deleted records")
@@ -150,7 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("create", "list", "activate", "deactivate"))
     p.add_argument("--username")
     p.add_argument("--password")
-    p.add_argument("--admin", action="store_true", help="sees and changes everything (View All Data)")
+    p.add_argument(
+        "--admin", action="store_true", help="sees and changes everything (View All Data)"
+    )
     p.add_argument("--time-zone", default="GMT", help="TimeZoneSidKey, e.g. America/Los_Angeles")
     p.add_argument("--database", default=None, help=db_help)
     p = add("apps", cmd_apps, "create a connected app (OAuth client credentials)")
@@ -165,11 +175,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--database", default=None, help=db_help)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8443)
-    p.add_argument("--tls", action="store_true", help="HTTPS with a generated self-signed certificate")
-    p.add_argument("--cert-dir", default=".opencadence-tls", help="where --tls writes cert.pem/key.pem")
-    p.add_argument("--clock", choices=("system", "manual"), default="system",
-                   help="manual: tests and demos move time with POST /_opencadence/clock")
-    p.add_argument("--no-worker", action="store_true", help="do not run cadence workers in the server")
+    p.add_argument(
+        "--tls", action="store_true", help="HTTPS with a generated self-signed certificate"
+    )
+    p.add_argument(
+        "--cert-dir", default=".opencadence-tls", help="where --tls writes cert.pem/key.pem"
+    )
+    p.add_argument(
+        "--clock",
+        choices=("system", "manual"),
+        default="system",
+        help="manual: tests and demos move time with POST /_opencadence/clock",
+    )
+    p.add_argument(
+        "--no-worker", action="store_true", help="do not run cadence workers in the server"
+    )
     email_options.add_arguments(p)
     cadence_cli.register(sub)
     p = add("describe", cmd_describe, "print an object's describe (Salesforce JSON)")

@@ -7,7 +7,7 @@ Tests and ``--clock manual`` servers use ManualClock to move through days of cad
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -21,14 +21,14 @@ class SystemClock:
     """Wall-clock time."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class ManualClock:
     """A clock that moves only when told to; never goes backwards."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        start = start or datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+        start = start or datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
         self._now = as_utc(start)
         self._lock = threading.Lock()
 
@@ -57,5 +57,5 @@ class ManualClock:
 def as_utc(value: datetime) -> datetime:
     """A timezone-aware UTC datetime; naive values are taken as UTC."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)

@@ -21,8 +21,13 @@ FOLLOW_UP: dict[str, Any] = {
     "state": "Active",
     "steps": [
         {"StepName": "start", "Type": "Root"},
-        {"StepName": "checkin", "StepTitle": "Check-in call", "Type": "MakeACall", "ParentStepName": "start",
-         "ScheduledDaysUntilDue": 1},
+        {
+            "StepName": "checkin",
+            "StepTitle": "Check-in call",
+            "Type": "MakeACall",
+            "ParentStepName": "start",
+            "ScheduledDaysUntilDue": 1,
+        },
     ],
 }
 
@@ -30,32 +35,119 @@ MAIN: dict[str, Any] = {
     "cadence": {"Name": "Demo: every step", "Description": "Uses every step type."},
     "state": "Active",
     "steps": [
-        {"StepName": "start", "Type": "Root",
-         "rules": [{"RuleName": "replied", "RuleType": "RootStep", "GlobalEventType": "EmailReply"}]},
-        {"StepName": "intro_call", "StepTitle": "Intro call", "Type": "MakeACall", "ParentStepName": "start",
-         "ScheduledDaysUntilDue": 1},
-        {"StepName": "outcome", "StepTitle": "Call outcome", "Type": "Branch", "ParentStepName": "intro_call",
-         "BranchDefaultStepName": "pause",
-         "rules": [{"RuleName": "connected", "RuleType": "BranchStep", "OutcomeNextStepName": "intro_email",
-                    "conditions": [{"RuleConditionName": "c1", "Resource": "CallDispositionCategory",
-                                    "Operator": "Equal", "Value": "CallMeaningfulConnect"}]}]},
-        {"StepName": "pause", "StepTitle": "Wait a day", "Type": "Wait", "ParentStepName": "outcome",
-         "WaitTimeInSeconds": 86400},
-        {"StepName": "intro_email", "StepTitle": "Intro email", "Type": "AutoSendAnEmail", "ParentStepName": "pause"},
-        {"StepName": "listen", "StepTitle": "Opened?", "Type": "ListenerBranch", "ParentStepName": "intro_email",
-         "WaitTimeInSeconds": 172800, "IsImmediateWakeUp": True, "BranchDefaultStepName": "linkedin",
-         "rules": [{"RuleName": "opened", "RuleType": "BranchStep", "OutcomeNextStepName": "task",
-                    "conditions": [{"RuleConditionName": "c2", "Resource": "EmailEngagement",
-                                    "Operator": "Equal", "Value": "EmailOpen"}]}]},
-        {"StepName": "task", "StepTitle": "Research the account", "Type": "CreateTask", "ParentStepName": "listen"},
-        {"StepName": "linkedin", "StepTitle": "Connect on LinkedIn", "Type": "LinkedInConnection", "ParentStepName": "task"},
-        {"StepName": "inmail", "StepTitle": "LinkedIn InMail", "Type": "LinkedInMail", "ParentStepName": "linkedin"},
-        {"StepName": "personal", "StepTitle": "Personal email", "Type": "SendAnEmail", "ParentStepName": "inmail",
-         "ScheduledDaysUntilStart": 2, "ScheduledDaysUntilDue": 2},
-        {"StepName": "survey", "StepTitle": "Qualification flow", "Type": "PlatformScreenFlow",
-         "ParentStepName": "personal", "ScreenFlowReference": "demo__Qualify"},
-        {"StepName": "chain", "StepTitle": "Hand over", "Type": "DaisyChain", "ParentStepName": "survey",
-         "ChainedCadence": "Demo: follow-up"},
+        {
+            "StepName": "start",
+            "Type": "Root",
+            "rules": [
+                {"RuleName": "replied", "RuleType": "RootStep", "GlobalEventType": "EmailReply"}
+            ],
+        },
+        {
+            "StepName": "intro_call",
+            "StepTitle": "Intro call",
+            "Type": "MakeACall",
+            "ParentStepName": "start",
+            "ScheduledDaysUntilDue": 1,
+        },
+        {
+            "StepName": "outcome",
+            "StepTitle": "Call outcome",
+            "Type": "Branch",
+            "ParentStepName": "intro_call",
+            "BranchDefaultStepName": "pause",
+            "rules": [
+                {
+                    "RuleName": "connected",
+                    "RuleType": "BranchStep",
+                    "OutcomeNextStepName": "intro_email",
+                    "conditions": [
+                        {
+                            "RuleConditionName": "c1",
+                            "Resource": "CallDispositionCategory",
+                            "Operator": "Equal",
+                            "Value": "CallMeaningfulConnect",
+                        }
+                    ],
+                }
+            ],
+        },
+        {
+            "StepName": "pause",
+            "StepTitle": "Wait a day",
+            "Type": "Wait",
+            "ParentStepName": "outcome",
+            "WaitTimeInSeconds": 86400,
+        },
+        {
+            "StepName": "intro_email",
+            "StepTitle": "Intro email",
+            "Type": "AutoSendAnEmail",
+            "ParentStepName": "pause",
+        },
+        {
+            "StepName": "listen",
+            "StepTitle": "Opened?",
+            "Type": "ListenerBranch",
+            "ParentStepName": "intro_email",
+            "WaitTimeInSeconds": 172800,
+            "IsImmediateWakeUp": True,
+            "BranchDefaultStepName": "linkedin",
+            "rules": [
+                {
+                    "RuleName": "opened",
+                    "RuleType": "BranchStep",
+                    "OutcomeNextStepName": "task",
+                    "conditions": [
+                        {
+                            "RuleConditionName": "c2",
+                            "Resource": "EmailEngagement",
+                            "Operator": "Equal",
+                            "Value": "EmailOpen",
+                        }
+                    ],
+                }
+            ],
+        },
+        {
+            "StepName": "task",
+            "StepTitle": "Research the account",
+            "Type": "CreateTask",
+            "ParentStepName": "listen",
+        },
+        {
+            "StepName": "linkedin",
+            "StepTitle": "Connect on LinkedIn",
+            "Type": "LinkedInConnection",
+            "ParentStepName": "task",
+        },
+        {
+            "StepName": "inmail",
+            "StepTitle": "LinkedIn InMail",
+            "Type": "LinkedInMail",
+            "ParentStepName": "linkedin",
+        },
+        {
+            "StepName": "personal",
+            "StepTitle": "Personal email",
+            "Type": "SendAnEmail",
+            "ParentStepName": "inmail",
+            "ScheduledDaysUntilStart": 2,
+            "ScheduledDaysUntilDue": 2,
+        },
+        {
+            "StepName": "survey",
+            "StepTitle": "Qualification flow",
+            "Type": "PlatformScreenFlow",
+            "ParentStepName": "personal",
+            "ScreenFlowReference": "demo__Qualify",
+        },
+        {
+            "StepName": "chain",
+            "StepTitle": "Hand over",
+            "Type": "DaisyChain",
+            "ParentStepName": "survey",
+            "ChainedCadence": "Demo: follow-up",
+        },
     ],
 }
 
@@ -67,25 +159,74 @@ def seeded(org: Org) -> bool:
 def seed(org: Org) -> dict[str, Any]:
     """Create the demo org's records and move targets into every state."""
     store = org.store
-    admin_id, _ = org.accounts.create_user(ADMIN, ADMIN_PASSWORD, admin=True, time_zone="America/Los_Angeles",
-                                           first_name="Ada", last_name="Admin")
-    rita, _ = org.accounts.create_user("rita@demo.opencadence.dev", "demo-rep-1", time_zone="America/New_York",
-                                       first_name="Rita", last_name="Rep")
+    admin_id, _ = org.accounts.create_user(
+        ADMIN,
+        ADMIN_PASSWORD,
+        admin=True,
+        time_zone="America/Los_Angeles",
+        first_name="Ada",
+        last_name="Admin",
+    )
+    rita, _ = org.accounts.create_user(
+        "rita@demo.opencadence.dev",
+        "demo-rep-1",
+        time_zone="America/New_York",
+        first_name="Rita",
+        last_name="Rep",
+    )
     with store.transaction(admin_id) as tx:
         acme = tx.insert("Account", {"Name": "Acme Corp", "Industry": "Technology"})
-        contacts = tx.insert_many("Contact", [
-            {"FirstName": f, "LastName": l, "Email": f"{f.lower()}@acme.example", "AccountId": acme, "OwnerId": rita}
-            for f, l in (("Ann", "Able"), ("Bob", "Baker"), ("Cy", "Cole"), ("Di", "Dunn"), ("Ed", "Eze"),
-                         ("Flo", "Fay"), ("Gus", "Grey"), ("Hal", "Hunt"))])
-        leads = tx.insert_many("Lead", [
-            {"FirstName": f, "LastName": l, "Company": c, "Email": f"{f.lower()}@{c.lower()}.example", "OwnerId": rita}
-            for f, l, c in (("Ivy", "Ives", "Initech"), ("Jo", "Jung", "Globex"), ("Kai", "Kim", "Umbrella"),
-                            ("Lu", "Lin", "Hooli"))])
+        contacts = tx.insert_many(
+            "Contact",
+            [
+                {
+                    "FirstName": f,
+                    "LastName": last,
+                    "Email": f"{f.lower()}@acme.example",
+                    "AccountId": acme,
+                    "OwnerId": rita,
+                }
+                for f, last in (
+                    ("Ann", "Able"),
+                    ("Bob", "Baker"),
+                    ("Cy", "Cole"),
+                    ("Di", "Dunn"),
+                    ("Ed", "Eze"),
+                    ("Flo", "Fay"),
+                    ("Gus", "Grey"),
+                    ("Hal", "Hunt"),
+                )
+            ],
+        )
+        leads = tx.insert_many(
+            "Lead",
+            [
+                {
+                    "FirstName": f,
+                    "LastName": last,
+                    "Company": c,
+                    "Email": f"{f.lower()}@{c.lower()}.example",
+                    "OwnerId": rita,
+                }
+                for f, last, c in (
+                    ("Ivy", "Ives", "Initech"),
+                    ("Jo", "Jung", "Globex"),
+                    ("Kai", "Kim", "Umbrella"),
+                    ("Lu", "Lin", "Hooli"),
+                )
+            ],
+        )
     definition_file.import_definition(store, FOLLOW_UP, admin_id)
     definition_file.import_definition(store, MAIN, admin_id)
     targets = contacts + leads
-    org.actions.invoke("assignTargetToSalesCadence", [
-        {"salesCadenceNameOrId": "Demo: every step", "targetId": t, "userId": rita} for t in targets], admin_id)
+    org.actions.invoke(
+        "assignTargetToSalesCadence",
+        [
+            {"salesCadenceNameOrId": "Demo: every step", "targetId": t, "userId": rita}
+            for t in targets
+        ],
+        admin_id,
+    )
     _play(org, rita, targets)
     return {"admin": admin_id, "rep": rita, "targets": targets}
 
@@ -95,28 +236,38 @@ def _play(org: Org, rep: str, targets: list[str]) -> None:
     store, clock = org.store, org.store.clock
     w = worker.Worker(store)
     w.run_until_idle()
-    runtime.log_call(store, rep, targets[0], "Meaningful Connect")      # branch: on to the email
-    runtime.log_call(store, rep, targets[1], "Left Voicemail")          # branch: wait a day
+    runtime.log_call(store, rep, targets[0], "Meaningful Connect")  # branch: on to the email
+    runtime.log_call(store, rep, targets[1], "Left Voicemail")  # branch: wait a day
     org.actions.invoke("pauseSalesCadenceTracker", [{"targetId": targets[2]}], rep)
-    org.actions.invoke("removeTargetFromSalesCadence", [
-        {"targetId": targets[3], "completionReasonCode": "ManuallyRemoved", "completionDisposition": "Not Interested"}], rep)
+    org.actions.invoke(
+        "removeTargetFromSalesCadence",
+        [
+            {
+                "targetId": targets[3],
+                "completionReasonCode": "ManuallyRemoved",
+                "completionDisposition": "Not Interested",
+            }
+        ],
+        rep,
+    )
     runtime.log_call(store, rep, targets[4], "Meaningful Connect")
     _advance(clock, w, days=2)
-    runtime.engagement(store, targets[4], "EmailReply")                 # global exit rule
-    runtime.engagement(store, targets[0], "EmailOpen")                  # listener: on to the task
+    runtime.engagement(store, targets[4], "EmailReply")  # global exit rule
+    runtime.engagement(store, targets[0], "EmailOpen")  # listener: on to the task
     _advance(clock, w, hours=1)
-    _skip_until(org, rep, w, targets[5], "SendAnEmail")                 # a Scheduled manual step
-    _skip_until(org, rep, w, targets[6], None)                          # daisy-chained, then done
+    _skip_until(org, rep, w, targets[5], "SendAnEmail")  # a Scheduled manual step
+    _skip_until(org, rep, w, targets[6], None)  # daisy-chained, then done
     _skip_until(org, rep, w, targets[6], None)
     open_step = _open_step(org, targets[7])
     if open_step:
-        runtime.start_step(store, open_step, rep)                       # InProgress
+        runtime.start_step(store, open_step, rep)  # InProgress
 
 
 def _open_step(org: Org, target: str) -> str | None:
     found = org.queries.query(
         "SELECT CurrentStepId FROM ActionCadenceTracker "
-        f"WHERE TargetId = '{target}' AND IsTrackerActive = true")["records"]
+        f"WHERE TargetId = '{target}' AND IsTrackerActive = true"
+    )["records"]
     return found[0]["CurrentStepId"] if found else None
 
 
@@ -126,7 +277,9 @@ def _skip_until(org: Org, rep: str, w: worker.Worker, target: str, stop_type: st
         step = _open_step(org, target)
         if step is None:
             return
-        kind = org.queries.query(f"SELECT StepType FROM ActionCadenceStepTracker WHERE Id = '{step}'")["records"][0]
+        kind = org.queries.query(
+            f"SELECT StepType FROM ActionCadenceStepTracker WHERE Id = '{step}'"
+        )["records"][0]
         if kind["StepType"] == stop_type:
             return
         org.actions.invoke("sendSalesCadenceEvent", [{"recordId": step, "eventType": "Skip"}], rep)
@@ -142,21 +295,23 @@ def _advance(clock: Any, w: worker.Worker, **delta: float) -> None:
 def banner(url: str, token: str, cert: str | None) -> str:
     """What the demo prints: where it is, a token, and a snippet that works as printed."""
     verify = f'"{cert}"' if cert else "True"
-    return "\n".join([
-        f"opencadence demo org at {url}",
-        f"admin: {ADMIN} / {ADMIN_PASSWORD}",
-        f"access token: {token}",
-        "",
-        "import requests; from simple_salesforce import Salesforce",
-        f"s = requests.Session(); s.trust_env = False; s.verify = {verify}",
-        f'sf = Salesforce(instance="{url.split("://", 1)[1]}", session_id="{token}", session=s)',
-        'for r in sf.query_all("SELECT StepTitle, State, Target.Name FROM ActionCadenceStepTracker")["records"]:',
-        '    print(r["Target"]["Name"], "|", r["StepTitle"], "|", r["State"])',
-        "",
-        "move time (the worker runs what falls due):",
-        f'  curl --cacert {cert or "<cert>"} -X POST -H "Authorization: Bearer {token}" '
-        f'-d \'{{"advance": 86400}}\' {url}/_opencadence/clock',
-    ])
+    return "\n".join(
+        [
+            f"opencadence demo org at {url}",
+            f"admin: {ADMIN} / {ADMIN_PASSWORD}",
+            f"access token: {token}",
+            "",
+            "import requests; from simple_salesforce import Salesforce",
+            f"s = requests.Session(); s.trust_env = False; s.verify = {verify}",
+            f'sf = Salesforce(instance="{url.split("://", 1)[1]}", session_id="{token}", session=s)',
+            'for r in sf.query_all("SELECT StepTitle, State, Target.Name FROM ActionCadenceStepTracker")["records"]:',
+            '    print(r["Target"]["Name"], "|", r["StepTitle"], "|", r["State"])',
+            "",
+            "move time (the worker runs what falls due):",
+            f'  curl --cacert {cert or "<cert>"} -X POST -H "Authorization: Bearer {token}" '
+            f"-d '{{\"advance\": 86400}}' {url}/_opencadence/clock",
+        ]
+    )
 
 
 def admin_token(org: Org) -> str:
@@ -164,4 +319,3 @@ def admin_token(org: Org) -> str:
     assert user is not None
     # A demo token outlives the demo's clock moves (days at a time), unlike a 2-hour session.
     return org.accounts.open_session(user["Id"], client="demo", ttl=timedelta(days=3650))
-

@@ -8,7 +8,8 @@ given, the class docstring is the message.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 class OpenCadenceError(Exception):

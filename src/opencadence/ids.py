@@ -125,9 +125,7 @@ def parse_for_object(value: object, key_prefix: str, object_name: str, *, field:
     try:
         canonical = parse(value, field=field)
     except errors.MalformedId:
-        raise errors.InvalidIdField(
-            f"invalid ID field: {value}", fields=[field]
-        ) from None
+        raise errors.InvalidIdField(f"invalid ID field: {value}", fields=[field]) from None
     if canonical[:3] != key_prefix:
         raise errors.InvalidIdField(
             f"invalid ID field: {value} is not a valid {object_name} id", fields=[field]

@@ -7,8 +7,9 @@ actions, each for a calling session. The API layers only parse requests and rend
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -57,12 +58,19 @@ class Org:
     def _object(self, name: str, version: str) -> model.ObjectDef:
         obj = self.registry.object(name)
         if model.version_key(obj.since) > model.version_key(version):
-            raise errors.NotFound(f"The requested resource does not exist")
+            raise errors.NotFound("The requested resource does not exist")
         return obj
 
     # --- records ----------------------------------------------------------------------------
 
-    def retrieve(self, session: accounts.Session, name: str, record_id: str, fields: list[str] | None, version: str) -> dict[str, Any]:
+    def retrieve(
+        self,
+        session: accounts.Session,
+        name: str,
+        record_id: str,
+        fields: list[str] | None,
+        version: str,
+    ) -> dict[str, Any]:
         """One record through SOQL (so visibility and shaping are the query's)."""
         obj = self._object(name, version)
         if not obj.supports("retrieve"):
@@ -76,7 +84,9 @@ class Org:
         record: dict[str, Any] = result["records"][0]
         return record
 
-    def create(self, session: accounts.Session, name: str, body: Mapping[str, Any], version: str) -> str:
+    def create(
+        self, session: accounts.Session, name: str, body: Mapping[str, Any], version: str
+    ) -> str:
         obj = self._object(name, version)
         self._check_visible_fields(obj, body, version)
         body, state = _split_state(obj, body)
@@ -89,7 +99,14 @@ class Org:
             runtime.set_state(self.store, record_id, state, session.user_id)
         return record_id
 
-    def update(self, session: accounts.Session, name: str, record_id: str, body: Mapping[str, Any], version: str) -> None:
+    def update(
+        self,
+        session: accounts.Session,
+        name: str,
+        record_id: str,
+        body: Mapping[str, Any],
+        version: str,
+    ) -> None:
         obj = self._object(name, version)
         if not obj.supports("update"):
             raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support update")
@@ -110,19 +127,27 @@ class Org:
         if not obj.supports("delete"):
             raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support delete")
         canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
-        if obj.name == "ActionCadenceStep":  # Orphaned before activation, Retired after (targets exit)
+        if (
+            obj.name == "ActionCadenceStep"
+        ):  # Orphaned before activation, Retired after (targets exit)
             runtime.delete_step(self.store, canonical, session.user_id)
             return
         with self.store.transaction(session.user_id, origin=_origin(version)) as tx:
             tx.delete(obj.name, canonical)
 
-    def _check_visible_fields(self, obj: model.ObjectDef, body: Mapping[str, Any], version: str) -> None:
+    def _check_visible_fields(
+        self, obj: model.ObjectDef, body: Mapping[str, Any], version: str
+    ) -> None:
         for key in body:
             f = obj.field(key)
             if f is not None and not f.visible_in(version):
-                raise errors.InvalidField(f"No such column '{key}' on sobject of type {obj.name}", fields=[key])
+                raise errors.InvalidField(
+                    f"No such column '{key}' on sobject of type {obj.name}", fields=[key]
+                )
 
-    def _after_write(self, tx: records.Tx, obj: model.ObjectDef, record_id: str, body: Mapping[str, Any]) -> None:
+    def _after_write(
+        self, tx: records.Tx, obj: model.ObjectDef, record_id: str, body: Mapping[str, Any]
+    ) -> None:
         for hook in self.after_write.get(obj.name, ()):
             hook(tx, obj, record_id, body)
 
@@ -131,33 +156,62 @@ class Org:
     def caller(self, session: accounts.Session) -> execute.Caller:
         return execute.Caller(session.user_id, session.time_zone, view_all=session.is_admin)
 
-    def query(self, session: accounts.Session, soql: str, version: str, *, include_deleted: bool = False, batch_size: int | None = None) -> dict[str, Any]:
-        return self.queries.query(soql, self.caller(session), version=version,
-                                  include_deleted=include_deleted, batch_size=batch_size)
+    def query(
+        self,
+        session: accounts.Session,
+        soql: str,
+        version: str,
+        *,
+        include_deleted: bool = False,
+        batch_size: int | None = None,
+    ) -> dict[str, Any]:
+        return self.queries.query(
+            soql,
+            self.caller(session),
+            version=version,
+            include_deleted=include_deleted,
+            batch_size=batch_size,
+        )
 
     def query_more(self, session: accounts.Session, locator: str, version: str) -> dict[str, Any]:
         return self.queries.query_more(locator, self.caller(session), version=version)
 
     # --- replication ------------------------------------------------------------------------
 
-    def updated(self, session: accounts.Session, name: str, start: str, end: str, version: str) -> dict[str, Any]:
+    def updated(
+        self, session: accounts.Session, name: str, start: str, end: str, version: str
+    ) -> dict[str, Any]:
         """getUpdated: ids whose SystemModstamp falls in [start, end), minute precision."""
         obj = self._replicable(name, version)
         lo, hi, latest = self._window(start, end, UPDATED_WINDOW)
         table = self.store.meta.tables[obj.name]
-        conds = [table.c.SystemModstamp >= lo, table.c.SystemModstamp < hi, table.c.IsDeleted == sa.false()]
-        visible = visibility.predicate(obj.name, table, self.store.meta, self.caller(session).viewer)
+        conds = [
+            table.c.SystemModstamp >= lo,
+            table.c.SystemModstamp < hi,
+            table.c.IsDeleted == sa.false(),
+        ]
+        visible = visibility.predicate(
+            obj.name, table, self.store.meta, self.caller(session).viewer
+        )
         if visible is not None:
             conds.append(visible)
         with self.store.reading() as conn:
-            found = conn.execute(
-                sa.select(table.c.Id).where(*conds)
-                .order_by(table.c.SystemModstamp).limit(MAX_REPLICATION_IDS + 1)
-            ).scalars().all()
+            found = (
+                conn.execute(
+                    sa.select(table.c.Id)
+                    .where(*conds)
+                    .order_by(table.c.SystemModstamp)
+                    .limit(MAX_REPLICATION_IDS + 1)
+                )
+                .scalars()
+                .all()
+            )
         _check_cap(found)
         return {"ids": list(found), "latestDateCovered": values.format_datetime(latest)}
 
-    def deleted(self, session: accounts.Session, name: str, start: str, end: str, version: str) -> dict[str, Any]:
+    def deleted(
+        self, session: accounts.Session, name: str, start: str, end: str, version: str
+    ) -> dict[str, Any]:
         """getDeleted: records deleted in [start, end) that are still in the deleted log."""
         obj = self._replicable(name, version)
         lo, hi, latest = self._window(start, end, DELETED_WINDOW)
@@ -166,12 +220,17 @@ class Org:
             rows = conn.execute(
                 sa.select(log.c.record_id, log.c.deleted_date)
                 .where(log.c.entity == obj.name, log.c.deleted_date >= lo, log.c.deleted_date < hi)
-                .order_by(log.c.deleted_date).limit(MAX_REPLICATION_IDS + 1)
+                .order_by(log.c.deleted_date)
+                .limit(MAX_REPLICATION_IDS + 1)
             ).all()
-            earliest = conn.execute(sa.select(sa.func.min(log.c.deleted_date)).where(log.c.entity == obj.name)).scalar()
+            earliest = conn.execute(
+                sa.select(sa.func.min(log.c.deleted_date)).where(log.c.entity == obj.name)
+            ).scalar()
         _check_cap(rows)
         return {
-            "deletedRecords": [{"id": r[0], "deletedDate": values.format_datetime(r[1])} for r in rows],
+            "deletedRecords": [
+                {"id": r[0], "deletedDate": values.format_datetime(r[1])} for r in rows
+            ],
             "earliestDateAvailable": values.format_datetime(earliest or lo),
             "latestDateCovered": values.format_datetime(latest),
         }
@@ -182,20 +241,27 @@ class Org:
             raise errors.InvalidTypeForOperation(f"entity type {obj.name} is not replicateable")
         return obj
 
-    def _window(self, start: str, end: str, window: timedelta) -> tuple[datetime, datetime, datetime]:
+    def _window(
+        self, start: str, end: str, window: timedelta
+    ) -> tuple[datetime, datetime, datetime]:
         """Parse and check a replication window; seconds are truncated, as Salesforce does."""
         lo, hi = _minute(_parse_when(start, "start")), _minute(_parse_when(end, "end"))
         now = self.store.clock.now().replace(tzinfo=None)
         if lo >= hi:
-            raise errors.InvalidReplicationDate("startDate must chronologically precede endDate by more than one minute")
+            raise errors.InvalidReplicationDate(
+                "startDate must chronologically precede endDate by more than one minute"
+            )
         if lo < _minute(now) - window:
             raise errors.InvalidReplicationDate(
-                f"startDate cannot be more than {window.days} days ago")
+                f"startDate cannot be more than {window.days} days ago"
+            )
         latest = min(hi, _minute(now))
         return lo, hi, latest
 
 
-def _split_state(obj: model.ObjectDef, body: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+def _split_state(
+    obj: model.ObjectDef, body: Mapping[str, Any]
+) -> tuple[dict[str, Any], str | None]:
     """ActionCadence.State goes through activation (the whole graph is validated first)."""
     rest = dict(body)
     if obj.name != "ActionCadence":
@@ -206,7 +272,9 @@ def _split_state(obj: model.ObjectDef, body: Mapping[str, Any]) -> tuple[dict[st
     return rest, state
 
 
-def _task_created(tx: records.Tx, obj: model.ObjectDef, record_id: str, body: Mapping[str, Any]) -> None:
+def _task_created(
+    tx: records.Tx, obj: model.ObjectDef, record_id: str, body: Mapping[str, Any]
+) -> None:
     """A Task logged as a call completes the target's MakeACall step (same transaction)."""
     if body.get("TaskSubtype") == "Call":
         runtime.on_task_created(tx.store, record_id, tx=tx)
@@ -217,21 +285,26 @@ def _parse_when(text: str, name: str) -> datetime:
     if not text or not _ISO.match(text):
         raise errors.InvalidReplicationDate(f"{name}: invalid date/time format: {text}")
     try:
-        return values.parse_datetime(text.rstrip(":")) if text.endswith(":") else values.parse_datetime(text)
+        return (
+            values.parse_datetime(text.rstrip(":"))
+            if text.endswith(":")
+            else values.parse_datetime(text)
+        )
     except ValueError:
         raise errors.InvalidReplicationDate(f"{name}: invalid date/time: {text}") from None
 
 
 def _minute(when: datetime) -> datetime:
     if when.tzinfo is not None:
-        when = when.astimezone(timezone.utc).replace(tzinfo=None)
+        when = when.astimezone(UTC).replace(tzinfo=None)
     return when.replace(second=0, microsecond=0)
 
 
 def _check_cap(found: Any) -> None:
     if len(found) > MAX_REPLICATION_IDS:
         raise errors.ExceededIdLimit(
-            "The number of records is greater than 600,000: narrow the date range")
+            "The number of records is greater than 600,000: narrow the date range"
+        )
 
 
 def _origin(version: str) -> str:

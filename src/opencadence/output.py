@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-from typing import Any, Iterable, TextIO
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 
 def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -18,8 +18,8 @@ from requests.adapters import HTTPAdapter
 from opencadence.api import app as api_app
 from opencadence.api import tls
 from opencadence.cadence import worker
-from opencadence.email import tracking as email_tracking
 from opencadence.clock import ManualClock
+from opencadence.email import tracking as email_tracking
 from opencadence.org import Org
 from opencadence.storage import records
 
@@ -57,7 +57,9 @@ class _Redirect(HTTPAdapter):
 
     def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
         parts = urlsplit(request.url)
-        request.url = urlunsplit((parts.scheme, f"127.0.0.1:{self.port}", parts.path, parts.query, parts.fragment))
+        request.url = urlunsplit(
+            (parts.scheme, f"127.0.0.1:{self.port}", parts.path, parts.query, parts.fragment)
+        )
         return super().send(request, **kwargs)
 
 
@@ -70,14 +72,22 @@ def _free_port() -> int:
 @pytest.fixture
 def server(store: records.Store, clock: ManualClock, tmp_path: Path) -> Iterator[Server]:
     org = Org(store)
-    admin_id, token = org.accounts.create_user("admin@oc.test", "s3cret!", admin=True, time_zone="America/Los_Angeles")
+    admin_id, token = org.accounts.create_user(
+        "admin@oc.test", "s3cret!", admin=True, time_zone="America/Los_Angeles"
+    )
     cert, key = tls.self_signed(tmp_path / "tls")
     port = _free_port()
     settle = worker.Worker(store).run_until_idle  # the clock endpoint answers once due work is done
     tracker = email_tracking.Tracker(store, org.accounts.secret("tracking"))
     app = api_app.build_app(org, manual_clock=clock, settle=settle, tracker=tracker)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port,
-                            log_level="error", ssl_certfile=str(cert), ssl_keyfile=str(key))
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="error",
+        ssl_certfile=str(cert),
+        ssl_keyfile=str(key),
+    )
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

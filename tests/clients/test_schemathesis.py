@@ -27,11 +27,15 @@ def test_no_server_errors(store: records.Store) -> None:
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def property_(case: Any) -> None:
             response = case.call(headers={"Authorization": f"Bearer {token}"})
             if response.status_code >= 500:
-                failures.append(f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]}")
+                failures.append(
+                    f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]}"
+                )
 
         property_()
     assert failures == []

@@ -24,8 +24,12 @@ def by_session(server: Server) -> Salesforce:
 
 
 def by_login(server: Server) -> Salesforce:
-    return Salesforce(username=server.admin, password=server.admin_password,
-                      security_token=server.admin_token, session=server.session())
+    return Salesforce(
+        username=server.admin,
+        password=server.admin_password,
+        security_token=server.admin_token,
+        session=server.session(),
+    )
 
 
 def test_describe_and_metadata(server: Server) -> None:
@@ -39,7 +43,9 @@ def test_describe_and_metadata(server: Server) -> None:
 
 def test_crud_and_query_paging(server: Server) -> None:
     sf = by_login(server)
-    created = sf.Contact.create({"FirstName": "Ada", "LastName": "Lovelace", "Email": "ada@example.com"})
+    created = sf.Contact.create(
+        {"FirstName": "Ada", "LastName": "Lovelace", "Email": "ada@example.com"}
+    )
     assert created["success"] is True and created["id"].startswith("003")
     cid = created["id"]
     assert sf.Contact.update(cid, {"Title": "Countess"}) == 204
@@ -56,7 +62,9 @@ def test_crud_and_query_paging(server: Server) -> None:
     everything = sf.query_all("SELECT Id FROM Lead WHERE Company = 'Bulk'")
     assert everything["totalSize"] == 450 and len({r["Id"] for r in everything["records"]}) == 450
     assert sf.Contact.delete(cid) == 204
-    deleted = sf.query_all("SELECT Id, IsDeleted FROM Contact WHERE Id = '%s'" % cid, include_deleted=True)
+    deleted = sf.query_all(
+        "SELECT Id, IsDeleted FROM Contact WHERE Id = '%s'" % cid, include_deleted=True
+    )
     assert deleted["records"][0]["IsDeleted"] is True
 
 
@@ -80,7 +88,7 @@ def test_updated_and_deleted(server: Server) -> None:
 def test_errors_map_to_client_exceptions(server: Server) -> None:
     sf = by_session(server)
     with pytest.raises(SalesforceMalformedRequest) as info:
-        sf.query("SELECT Id FROM ActionCadenceStepTracker WHERE StepType=\"Completed\"")
+        sf.query('SELECT Id FROM ActionCadenceStepTracker WHERE StepType="Completed"')
     assert info.value.content[0]["errorCode"] == "MALFORMED_QUERY"
     with pytest.raises(SalesforceMalformedRequest) as info:
         sf.query("SELECT Nope FROM Contact")
@@ -99,7 +107,9 @@ def test_bad_session_is_401_invalid_session_id(server: Server) -> None:
     sf = Salesforce(session_id="00D!nope", instance=server.instance, session=server.session())
     with pytest.raises(SalesforceExpiredSession) as info:
         sf.query("SELECT Id FROM Contact")
-    assert info.value.content == [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID", "fields": []}]
+    assert info.value.content == [
+        {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID", "fields": []}
+    ]
 
 
 def test_relogin_after_session_expiry(server: Server) -> None:
@@ -111,23 +121,46 @@ def test_relogin_after_session_expiry(server: Server) -> None:
 
 def test_oauth_password_and_client_credentials(server: Server) -> None:
     key, secret = server.org.accounts.create_app("ci", server.admin)
-    sf = Salesforce(username=server.admin, password=server.admin_password, consumer_key=key,
-                    consumer_secret=secret, session=server.session())
+    sf = Salesforce(
+        username=server.admin,
+        password=server.admin_password,
+        consumer_key=key,
+        consumer_secret=secret,
+        session=server.session(),
+    )
     assert sf.query("SELECT Id FROM User WHERE Username = 'admin@oc.test'")["totalSize"] == 1
     s = server.session()
-    r = s.post(f"https://{server.instance}/services/oauth2/token", data={"grant_type": "client_credentials"},
-               auth=(key, secret))
+    r = s.post(
+        f"https://{server.instance}/services/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        auth=(key, secret),
+    )
     body = r.json()
-    assert r.status_code == 200 and {"access_token", "instance_url", "id", "token_type", "issued_at", "signature"} <= set(body)
-    bad = s.post(f"https://{server.instance}/services/oauth2/token", data={"grant_type": "password",
-                 "username": server.admin, "password": "wrong"})
+    assert r.status_code == 200 and {
+        "access_token",
+        "instance_url",
+        "id",
+        "token_type",
+        "issued_at",
+        "signature",
+    } <= set(body)
+    bad = s.post(
+        f"https://{server.instance}/services/oauth2/token",
+        data={"grant_type": "password", "username": server.admin, "password": "wrong"},
+    )
     assert bad.status_code == 400 and bad.json()["error"] == "invalid_grant"
-    info = s.get(f"https://{server.instance}/services/oauth2/userinfo",
-                 headers={"Authorization": f"Bearer {body['access_token']}"}).json()
+    info = s.get(
+        f"https://{server.instance}/services/oauth2/userinfo",
+        headers={"Authorization": f"Bearer {body['access_token']}"},
+    ).json()
     assert info["preferred_username"] == server.admin
-    s.post(f"https://{server.instance}/services/oauth2/revoke", data={"token": body["access_token"]})
-    after = s.get(f"https://{server.instance}/services/data/v59.0/sobjects",
-                  headers={"Authorization": f"Bearer {body['access_token']}"})
+    s.post(
+        f"https://{server.instance}/services/oauth2/revoke", data={"token": body["access_token"]}
+    )
+    after = s.get(
+        f"https://{server.instance}/services/data/v59.0/sobjects",
+        headers={"Authorization": f"Bearer {body['access_token']}"},
+    )
     assert after.status_code == 401
 
 
@@ -136,8 +169,12 @@ def test_versions_and_version_visibility(server: Server) -> None:
     versions = s.get(f"https://{server.instance}/services/data/").json()
     assert versions[0] == {"label": "Spring '19", "url": "/services/data/v45.0", "version": "45.0"}
     assert versions[-1]["version"] == "67.0" and len(versions) == 23
-    sf = Salesforce(session_id=by_session(server).session_id, instance=server.instance,
-                    session=server.session(), version="48.0")
+    sf = Salesforce(
+        session_id=by_session(server).session_id,
+        instance=server.instance,
+        session=server.session(),
+        version="48.0",
+    )
     fields = {f["name"] for f in sf.ActionCadenceStepTracker.describe()["fields"]}
     assert "GoToStepIterationCount" not in fields
 
@@ -146,7 +183,9 @@ def test_manual_clock_endpoint(server: Server) -> None:
     sf = by_session(server)
     before = server.clock.now()
     out = sf.restful("../../../_opencadence/clock", method="POST", data='{"advance": 86400}')
-    assert out is not None and out["now"].startswith((before + timedelta(days=1)).strftime("%Y-%m-%dT%H"))
+    assert out is not None and out["now"].startswith(
+        (before + timedelta(days=1)).strftime("%Y-%m-%dT%H")
+    )
 
 
 def test_oversized_and_malformed_bodies_are_400_and_change_nothing(server: Server) -> None:

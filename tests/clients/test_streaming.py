@@ -6,7 +6,8 @@ import asyncio
 import socket
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import uvicorn
@@ -26,8 +27,14 @@ class LocalAuth(AuthenticatorBase):
         self._token, self._url = token, instance_url
 
     async def _authenticate(self) -> tuple[int, dict[str, Any]]:
-        return 200, {"access_token": self._token, "token_type": "Bearer", "instance_url": self._url,
-                     "id": "local", "issued_at": "0", "signature": "local"}
+        return 200, {
+            "access_token": self._token,
+            "token_type": "Bearer",
+            "instance_url": self._url,
+            "id": "local",
+            "issued_at": "0",
+            "signature": "local",
+        }
 
 
 @pytest.fixture
@@ -38,8 +45,14 @@ def http_server(store: records.Store) -> Iterator[tuple[Org, str, str]]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(api_app.build_app(org, streaming_timeout=2.0), host="127.0.0.1",
-                                        port=port, log_level="error"))
+    srv = uvicorn.Server(
+        uvicorn.Config(
+            api_app.build_app(org, streaming_timeout=2.0),
+            host="127.0.0.1",
+            port=port,
+            log_level="error",
+        )
+    )
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     while not srv.started:
@@ -54,7 +67,9 @@ def _contact(store: records.Store, name: str) -> str:
         return tx.insert("Contact", {"LastName": name})
 
 
-async def _collect(token: str, url: str, channel: str, want: int, replay: Any) -> list[dict[str, Any]]:
+async def _collect(
+    token: str, url: str, channel: str, want: int, replay: Any
+) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = []
     async with Client(LocalAuth(token, url), replay=replay) as client:
         await client.subscribe(channel)
@@ -68,15 +83,27 @@ async def _collect(token: str, url: str, channel: str, want: int, replay: Any) -
 def test_replay_all_then_new_events(http_server: tuple[Org, str, str]) -> None:
     org, token, url = http_server
     first = _contact(org.store, "Before")
-    got = asyncio.run(asyncio.wait_for(
-        _collect(token, url, "/data/ContactChangeEvent", 1, ReplayOption.ALL_EVENTS), 30))
+    got = asyncio.run(
+        asyncio.wait_for(
+            _collect(token, url, "/data/ContactChangeEvent", 1, ReplayOption.ALL_EVENTS), 30
+        )
+    )
     header = got[0]["data"]["payload"]["ChangeEventHeader"]
     assert got[0]["channel"] == "/data/ContactChangeEvent"
-    assert header["entityName"] == "Contact" and header["changeType"] == "CREATE" and header["recordIds"] == [first]
-    assert got[0]["data"]["payload"]["LastName"] == "Before" and got[0]["data"]["event"]["replayId"] >= 1
+    assert (
+        header["entityName"] == "Contact"
+        and header["changeType"] == "CREATE"
+        and header["recordIds"] == [first]
+    )
+    assert (
+        got[0]["data"]["payload"]["LastName"] == "Before"
+        and got[0]["data"]["event"]["replayId"] >= 1
+    )
 
     async def new_events() -> list[dict[str, Any]]:
-        task = asyncio.create_task(_collect(token, url, "/data/ChangeEvents", 2, ReplayOption.NEW_EVENTS))
+        task = asyncio.create_task(
+            _collect(token, url, "/data/ChangeEvents", 2, ReplayOption.NEW_EVENTS)
+        )
         await asyncio.sleep(1.0)  # subscribed before the changes happen
         second = await asyncio.to_thread(_contact, org.store, "After")
         with org.store.transaction() as tx:
@@ -84,7 +111,13 @@ def test_replay_all_then_new_events(http_server: tuple[Org, str, str]) -> None:
         return await task
 
     later = asyncio.run(asyncio.wait_for(new_events(), 30))
-    kinds = [(m["data"]["payload"]["ChangeEventHeader"]["changeType"], m["data"]["payload"].get("LastName")) for m in later]
+    kinds = [
+        (
+            m["data"]["payload"]["ChangeEventHeader"]["changeType"],
+            m["data"]["payload"].get("LastName"),
+        )
+        for m in later
+    ]
     assert kinds == [("CREATE", "After"), ("UPDATE", None)]
     replays = [m["data"]["event"]["replayId"] for m in later]
     assert replays == sorted(replays) and replays[0] > got[0]["data"]["event"]["replayId"]
@@ -94,16 +127,37 @@ def test_bayeux_errors(http_server: tuple[Org, str, str]) -> None:
     import requests
 
     org, token, url = http_server
-    post = lambda body, tok=token: requests.post(f"{url}/cometd/59.0", json=body,  # noqa: E731
-                                                 headers={"Authorization": f"Bearer {tok}"}, timeout=10)
+
+    def post(body, tok=token):
+        return requests.post(
+            f"{url}/cometd/59.0",
+            json=body,  # noqa: E731
+            headers={"Authorization": f"Bearer {tok}"},
+            timeout=10,
+        )
+
     assert post([{"channel": "/meta/handshake"}], "00D!bad").status_code == 401
     shake = post([{"channel": "/meta/handshake", "id": "1"}]).json()[0]
     assert shake["successful"] and shake["supportedConnectionTypes"] == ["long-polling"]
     cid = shake["clientId"]
-    bad_replay = post([{"channel": "/meta/subscribe", "clientId": cid, "subscription": "/data/ContactChangeEvent",
-                        "ext": {"replay": {"/data/ContactChangeEvent": 999_999}}}]).json()[0]
-    assert not bad_replay["successful"] and bad_replay["error"].startswith("400::The replayId {999999} you provided was invalid")
-    no_channel = post([{"channel": "/meta/subscribe", "clientId": cid, "subscription": "/data/RuleChangeEvent"}]).json()[0]
+    bad_replay = post(
+        [
+            {
+                "channel": "/meta/subscribe",
+                "clientId": cid,
+                "subscription": "/data/ContactChangeEvent",
+                "ext": {"replay": {"/data/ContactChangeEvent": 999_999}},
+            }
+        ]
+    ).json()[0]
+    assert not bad_replay["successful"] and bad_replay["error"].startswith(
+        "400::The replayId {999999} you provided was invalid"
+    )
+    no_channel = post(
+        [{"channel": "/meta/subscribe", "clientId": cid, "subscription": "/data/RuleChangeEvent"}]
+    ).json()[0]
     assert not no_channel["successful"] and no_channel["error"].startswith("404::")
     unknown = post([{"channel": "/meta/connect", "clientId": "nope"}]).json()[0]
-    assert unknown["error"] == "403::Unknown client" and unknown["advice"]["reconnect"] == "handshake"
+    assert (
+        unknown["error"] == "403::Unknown client" and unknown["advice"]["reconnect"] == "handshake"
+    )

@@ -30,11 +30,27 @@ def test_step_tracker_describe_shape() -> None:
 
 
 def test_fields_follow_the_api_version() -> None:
-    old = {f["name"] for f in describe.describe_object(REG, "ActionCadenceStepTracker", "48.0")["fields"]}
-    new = {f["name"] for f in describe.describe_object(REG, "ActionCadenceStepTracker", "58.0")["fields"]}
+    old = {
+        f["name"]
+        for f in describe.describe_object(REG, "ActionCadenceStepTracker", "48.0")["fields"]
+    }
+    new = {
+        f["name"]
+        for f in describe.describe_object(REG, "ActionCadenceStepTracker", "58.0")["fields"]
+    }
     assert "GoToStepIterationCount" not in old and "CompletedById" not in old
-    assert {"GoToStepIterationCount", "ScheduledStartDateTime", "CompletedById", "WasEverPaused"} <= new
-    reasons48 = [p["value"] for p in _field(describe.describe_object(REG, "ActionCadenceStepTracker", "48.0"), "CompletionReason")["picklistValues"]]
+    assert {
+        "GoToStepIterationCount",
+        "ScheduledStartDateTime",
+        "CompletedById",
+        "WasEverPaused",
+    } <= new
+    reasons48 = [
+        p["value"]
+        for p in _field(
+            describe.describe_object(REG, "ActionCadenceStepTracker", "48.0"), "CompletionReason"
+        )["picklistValues"]
+    ]
     assert "AutomaticallyExited" not in reasons48
 
 
@@ -53,6 +69,9 @@ def test_every_object_describes_and_global_lists_them() -> None:
         assert len(d["fields"]) == len(obj.fields)
         assert all(set(f) == set(d["fields"][0]) for f in d["fields"])
     tracker = describe.describe_object(REG, "ActionCadenceTracker")
-    assert {"relationshipName": "ActionCadenceStepTrackers", "field": "ActionCadenceTrackerId"}.items() <= next(
+    assert {
+        "relationshipName": "ActionCadenceStepTrackers",
+        "field": "ActionCadenceTrackerId",
+    }.items() <= next(
         c for c in tracker["childRelationships"] if c["childSObject"] == "ActionCadenceStepTracker"
     ).items()

@@ -39,12 +39,23 @@ def test_is_action_taken() -> None:
 
 
 def test_metric_formulas() -> None:
-    row = {"AllCallsMeaningfulConnect": 2, "AllCallsLeftVoicemail": 3, "AllEmailsSentCount": 10,
-           "AllEmailsHardBouncedCount": 1, "AllEmailsSoftBouncedCount": 1,
-           "AllEmailsOpenedCount": 3, "OpenTrackableSends": 8}
+    row = {
+        "AllCallsMeaningfulConnect": 2,
+        "AllCallsLeftVoicemail": 3,
+        "AllEmailsSentCount": 10,
+        "AllEmailsHardBouncedCount": 1,
+        "AllEmailsSoftBouncedCount": 1,
+        "AllEmailsOpenedCount": 3,
+        "OpenTrackableSends": 8,
+    }
     assert formulas.all_total_calls_count(row, NOW) == 5
     assert formulas.all_emails_bounced_count(row, NOW) == 2
     assert formulas.all_emails_delivered_count(row, NOW) == 8
     assert formulas.evaluate("trackable_send_open_rate", row, NOW) == 37.5
     assert formulas.evaluate("trackable_send_reply_rate", row, NOW) is None
-    assert formulas.all_emails_sent_count({"AllEmailsTrackedSentCount": 4, "AllEmailsUntrackedSentCount": 1}, NOW) == 5
+    assert (
+        formulas.all_emails_sent_count(
+            {"AllEmailsTrackedSentCount": 4, "AllEmailsUntrackedSentCount": 1}, NOW
+        )
+        == 5
+    )

@@ -34,7 +34,17 @@ def test_empty_id_is_all_lowercase_suffix() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "abc", "0015f00002J9YYE", "0015f00002J9YYEA", "0015f00002J9YYEAA3x", "0015f0000-J9YYE", None, 12]
+    "bad",
+    [
+        "",
+        "abc",
+        "0015f00002J9YYE",
+        "0015f00002J9YYEA",
+        "0015f00002J9YYEAA3x",
+        "0015f0000-J9YYE",
+        None,
+        12,
+    ],
 )
 def test_malformed_ids_are_rejected(bad: object) -> None:
     if bad == "0015f00002J9YYE":  # 15 characters: valid

@@ -19,12 +19,16 @@ def test_inside_the_window_sends_now() -> None:
 
 def test_before_opening_waits_until_nine_local() -> None:
     # Tuesday 11:00 UTC = 07:00 EDT -> opens 09:00 EDT = 13:00 UTC
-    assert next_open(datetime(2026, 3, 10, 11, 0), NINE_TO_FIVE, "America/New_York") == datetime(2026, 3, 10, 13, 0)
+    assert next_open(datetime(2026, 3, 10, 11, 0), NINE_TO_FIVE, "America/New_York") == datetime(
+        2026, 3, 10, 13, 0
+    )
 
 
 def test_friday_evening_waits_for_monday_across_dst() -> None:
     # Friday 2026-03-06 23:00 UTC = 18:00 EST; Monday 2026-03-09 09:00 is EDT (DST began Sunday)
-    assert next_open(datetime(2026, 3, 6, 23, 0), NINE_TO_FIVE, "America/New_York") == datetime(2026, 3, 9, 13, 0)
+    assert next_open(datetime(2026, 3, 6, 23, 0), NINE_TO_FIVE, "America/New_York") == datetime(
+        2026, 3, 9, 13, 0
+    )
 
 
 def test_no_open_day_never_blocks() -> None:

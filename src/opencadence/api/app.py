@@ -11,8 +11,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from opencadence import errors
+from opencadence.api import (
+    actions,
+    email_settings,
+    oauth,
+    openapi,
+    rest,
+    streaming,
+    tracking,
+    versions,
+)
 from opencadence.api import errors as api_errors
-from opencadence.api import actions, email_settings, oauth, openapi, rest, streaming, tracking, versions
 from opencadence.clock import ManualClock
 from opencadence.org import Org
 from opencadence.storage import values
@@ -42,7 +51,11 @@ def clock_route(clock: ManualClock, settle: Any) -> Route:
             session = rest.session_of(request, org)
             if not session.is_admin:
                 raise errors.InsufficientAccess("only an administrator can move the clock")
-            if "advance" in body and isinstance(body["advance"], (int, float)) and not isinstance(body["advance"], bool):
+            if (
+                "advance" in body
+                and isinstance(body["advance"], (int, float))
+                and not isinstance(body["advance"], bool)
+            ):
                 if body["advance"] < 0:
                     raise errors.JsonParserError("advance must be zero or more seconds")
                 now = clock.advance(seconds=float(body["advance"]))
@@ -63,12 +76,26 @@ def clock_route(clock: ManualClock, settle: Any) -> Route:
     return Route("/_opencadence/clock", move, methods=["POST"])
 
 
-def build_app(org: Org, *, manual_clock: ManualClock | None = None, settle: Any = None,
-              tracker: Any = None, streaming_timeout: float = streaming.CONNECT_TIMEOUT) -> Starlette:
-    routes = [Route("/services/data", list_versions, methods=["GET"]),
-              Route("/services/data/", list_versions, methods=["GET"]),
-              Route("/services/data/openapi.json", openapi_document, methods=["GET"])]
-    routes += rest.routes() + actions.routes() + email_settings.routes() + oauth.routes() + streaming.routes()
+def build_app(
+    org: Org,
+    *,
+    manual_clock: ManualClock | None = None,
+    settle: Any = None,
+    tracker: Any = None,
+    streaming_timeout: float = streaming.CONNECT_TIMEOUT,
+) -> Starlette:
+    routes = [
+        Route("/services/data", list_versions, methods=["GET"]),
+        Route("/services/data/", list_versions, methods=["GET"]),
+        Route("/services/data/openapi.json", openapi_document, methods=["GET"]),
+    ]
+    routes += (
+        rest.routes()
+        + actions.routes()
+        + email_settings.routes()
+        + oauth.routes()
+        + streaming.routes()
+    )
     if manual_clock is not None:
         routes.append(clock_route(manual_clock, settle))
     if tracker is not None:
@@ -85,4 +112,3 @@ def build_app(org: Org, *, manual_clock: ManualClock | None = None, settle: Any 
     app.state.org = org
     app.state.streaming = streaming.Streaming(org, connect_timeout=streaming_timeout)
     return app
-

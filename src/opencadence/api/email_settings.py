@@ -41,14 +41,18 @@ def _parse(body: Any) -> tuple[str, dict[str, int]]:
     scope = body.get("scope", settings.ORG) if isinstance(body, dict) else None
     values = body.get("values") if isinstance(body, dict) else None
     if not isinstance(scope, str) or not isinstance(values, dict) or not values:
-        raise errors.JsonParserError('expected {"scope": "org" or an Id, "values": {"name": integer}}')
+        raise errors.JsonParserError(
+            'expected {"scope": "org" or an Id, "values": {"name": integer}}'
+        )
     if scope != settings.ORG and not ids.is_valid(scope):
         raise errors.MalformedId(f"scope: not 'org' nor an Id: {scope}", fields=["scope"])
     for name, value in values.items():
         if name not in settings.DEFAULTS:
             raise errors.InvalidField(f"No such email setting '{name}'", fields=[str(name)])
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise errors.InvalidTypeOnField(f"{name}: value not of required type: {value}", fields=[name])
+            raise errors.InvalidTypeOnField(
+                f"{name}: value not of required type: {value}", fields=[name]
+            )
     scope = scope if scope == settings.ORG else ids.parse(scope)
     return scope, {str(k): int(v) for k, v in values.items()}
 

@@ -24,16 +24,30 @@ async def opencadence_error(request: Request, exc: Exception) -> Response:
 
 async def unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    body = [{"message": "An unexpected error occurred. Please include this ErrorId if you contact "
-             "support: opencadence-internal", "errorCode": "UNKNOWN_EXCEPTION", "fields": []}]
+    body = [
+        {
+            "message": "An unexpected error occurred. Please include this ErrorId if you contact "
+            "support: opencadence-internal",
+            "errorCode": "UNKNOWN_EXCEPTION",
+            "fields": [],
+        }
+    ]
     return json_response(body, 500)
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
-    body = [{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND", "fields": []}]
+    body = [
+        {"message": "The requested resource does not exist", "errorCode": "NOT_FOUND", "fields": []}
+    ]
     return json_response(body, 404)
 
 
 async def method_not_allowed(request: Request, exc: Exception) -> Response:
-    body = [{"message": f"HTTP Method '{request.method}' not allowed. Allowed are GET", "errorCode": "METHOD_NOT_ALLOWED", "fields": []}]
+    body = [
+        {
+            "message": f"HTTP Method '{request.method}' not allowed. Allowed are GET",
+            "errorCode": "METHOD_NOT_ALLOWED",
+            "fields": [],
+        }
+    ]
     return json_response(body, 405)

@@ -40,9 +40,18 @@ def _token_body(request: Request, org: Org, user_id: str, token: str) -> dict[st
     issued = str(int(org.store.clock.now().timestamp() * 1000))
     base = _base(request)
     ident = f"{base}/id/{migrate.ORG_ID}/{user_id}"
-    signature = base64.b64encode(hmac.new(token.encode(), (ident + issued).encode(), hashlib.sha256).digest()).decode()
-    return {"access_token": token, "instance_url": base, "id": ident, "token_type": "Bearer",
-            "issued_at": issued, "signature": signature, "scope": "api full"}
+    signature = base64.b64encode(
+        hmac.new(token.encode(), (ident + issued).encode(), hashlib.sha256).digest()
+    ).decode()
+    return {
+        "access_token": token,
+        "instance_url": base,
+        "id": ident,
+        "token_type": "Bearer",
+        "issued_at": issued,
+        "signature": signature,
+        "scope": "api full",
+    }
 
 
 async def token(request: Request) -> Response:
@@ -56,7 +65,9 @@ async def token(request: Request) -> Response:
             if grant == "password":
                 if key:
                     org.accounts.check_app(key, secret)
-                user_id = org.accounts.authenticate(str(form.get("username", "")), str(form.get("password", "")), token_suffix=True)
+                user_id = org.accounts.authenticate(
+                    str(form.get("username", "")), str(form.get("password", "")), token_suffix=True
+                )
             elif grant == "client_credentials":
                 user_id = org.accounts.app_user(key, secret)
             else:
@@ -95,10 +106,16 @@ async def userinfo(request: Request) -> Response:
     def info() -> dict[str, Any]:
         session = session_of(request, org)
         user = org.store.get("User", session.user_id) or {}
-        return {"sub": f"{_base(request)}/id/{migrate.ORG_ID}/{session.user_id}", "user_id": session.user_id,
-                "organization_id": migrate.ORG_ID, "preferred_username": user.get("Username"),
-                "email": user.get("Email"), "name": user.get("Name"), "zoneinfo": session.time_zone,
-                "active": True}
+        return {
+            "sub": f"{_base(request)}/id/{migrate.ORG_ID}/{session.user_id}",
+            "user_id": session.user_id,
+            "organization_id": migrate.ORG_ID,
+            "preferred_username": user.get("Username"),
+            "email": user.get("Email"),
+            "name": user.get("Name"),
+            "zoneinfo": session.time_zone,
+            "active": True,
+        }
 
     return json_response(await run_in_threadpool(info))
 
@@ -108,9 +125,11 @@ async def userinfo(request: Request) -> Response:
 
 def _soap_fault(code: str, message: str) -> Response:
     body = (
-        '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
         'xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
-        f"<soapenv:Body><soapenv:Fault><faultcode>sf:{code}</faultcode><faultstring>{code}: {escape(message)}</faultstring>"
+        f"<soapenv:Body><soapenv:Fault><faultcode>sf:{code}</faultcode>"
+        f"<faultstring>{code}: {escape(message)}</faultstring>"
         f'<detail><sf:LoginFault xsi:type="sf:LoginFault"><sf:exceptionCode>{code}</sf:exceptionCode>'
         f"<sf:exceptionMessage>{escape(message)}</sf:exceptionMessage></sf:LoginFault></detail>"
         "</soapenv:Fault></soapenv:Body></soapenv:Envelope>"
@@ -140,11 +159,14 @@ async def soap_login(request: Request) -> Response:
             username, password = _login_fields(raw)
             user_id = org.accounts.authenticate(username, password, token_suffix=True)
         except (errors.LoginFailed, SafeET.ParseError):
-            return _soap_fault("INVALID_LOGIN", "Invalid username, password, security token; or user locked out.")
+            return _soap_fault(
+                "INVALID_LOGIN", "Invalid username, password, security token; or user locked out."
+            )
         session = org.accounts.open_session(user_id, client="soap")
         server = f"{_base(request)}/services/Soap/u/{version}/{migrate.ORG_ID[:15]}"
         body = (
-            '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
             f'xmlns="{_SOAP_NS}"><soapenv:Body><loginResponse><result>'
             f"<metadataServerUrl>{escape(server)}</metadataServerUrl><passwordExpired>false</passwordExpired>"
             f"<sandbox>false</sandbox><serverUrl>{escape(server)}</serverUrl><sessionId>{escape(session)}</sessionId>"

@@ -11,22 +11,44 @@ from typing import Any
 from opencadence.api import actions, versions
 from opencadence.metadata.registry import Registry
 
-_ERRORS = {"type": "array", "items": {"type": "object", "properties": {
-    "message": {"type": "string"}, "errorCode": {"type": "string"},
-    "fields": {"type": "array", "items": {"type": "string"}}}}}
+_ERRORS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "message": {"type": "string"},
+            "errorCode": {"type": "string"},
+            "fields": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+}
 
 
 def _param(name: str, where: str, schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
     return {"name": name, "in": where, "required": required, "schema": schema}
 
 
-def _op(summary: str, params: list[dict[str, Any]], body: dict[str, Any] | None = None, ok: str = "200") -> dict[str, Any]:
+def _op(
+    summary: str, params: list[dict[str, Any]], body: dict[str, Any] | None = None, ok: str = "200"
+) -> dict[str, Any]:
     op: dict[str, Any] = {
-        "summary": summary, "parameters": params,
-        "responses": {ok: {"description": "success"},
-                      "400": {"description": "bad request", "content": {"application/json": {"schema": _ERRORS}}},
-                      "401": {"description": "INVALID_SESSION_ID", "content": {"application/json": {"schema": _ERRORS}}},
-                      "404": {"description": "NOT_FOUND", "content": {"application/json": {"schema": _ERRORS}}}},
+        "summary": summary,
+        "parameters": params,
+        "responses": {
+            ok: {"description": "success"},
+            "400": {
+                "description": "bad request",
+                "content": {"application/json": {"schema": _ERRORS}},
+            },
+            "401": {
+                "description": "INVALID_SESSION_ID",
+                "content": {"application/json": {"schema": _ERRORS}},
+            },
+            "404": {
+                "description": "NOT_FOUND",
+                "content": {"application/json": {"schema": _ERRORS}},
+            },
+        },
     }
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
@@ -35,52 +57,134 @@ def _op(summary: str, params: list[dict[str, Any]], body: dict[str, Any] | None 
 
 def document(registry: Registry) -> dict[str, Any]:
     """The OpenAPI document."""
-    version = _param("version", "path", {"type": "string", "enum": [v["version"] for v in versions.all_versions()]})
-    sobject = _param("sobject", "path", {"type": "string", "enum": sorted(o.name for o in registry)})
+    version = _param(
+        "version",
+        "path",
+        {"type": "string", "enum": [v["version"] for v in versions.all_versions()]},
+    )
+    sobject = _param(
+        "sobject", "path", {"type": "string", "enum": sorted(o.name for o in registry)}
+    )
     record_id = _param("id", "path", {"type": "string", "minLength": 1, "maxLength": 40})
     when = {"type": "string", "example": "2026-01-05T09:00:00+00:00"}
     record_body = {"type": "object", "additionalProperties": True}
-    action_body = {"type": "object", "required": ["inputs"], "properties": {
-        "inputs": {"type": "array", "items": {"type": "object", "additionalProperties": True}}}}
+    action_body = {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "inputs": {"type": "array", "items": {"type": "object", "additionalProperties": True}}
+        },
+    }
     v = "/services/data/v{version}"
     s = f"{v}/sobjects/{{sobject}}"
     paths: dict[str, Any] = {
         "/services/data/": {"get": _op("API versions", [])},
         f"{v}/": {"get": _op("resources of a version", [version])},
         f"{v}/sobjects": {"get": _op("describeGlobal", [version])},
-        s: {"get": _op("basic object information", [version, sobject]),
-            "post": _op("create a record", [version, sobject], record_body, ok="201")},
+        s: {
+            "get": _op("basic object information", [version, sobject]),
+            "post": _op("create a record", [version, sobject], record_body, ok="201"),
+        },
         f"{s}/describe": {"get": _op("describeSObject", [version, sobject])},
-        f"{s}/updated/": {"get": _op("getUpdated", [version, sobject, _param("start", "query", when), _param("end", "query", when)])},
-        f"{s}/deleted/": {"get": _op("getDeleted", [version, sobject, _param("start", "query", when), _param("end", "query", when)])},
+        f"{s}/updated/": {
+            "get": _op(
+                "getUpdated",
+                [version, sobject, _param("start", "query", when), _param("end", "query", when)],
+            )
+        },
+        f"{s}/deleted/": {
+            "get": _op(
+                "getDeleted",
+                [version, sobject, _param("start", "query", when), _param("end", "query", when)],
+            )
+        },
         f"{s}/{{id}}": {
-            "get": _op("retrieve a record", [version, sobject, record_id, _param("fields", "query", {"type": "string"}, False)]),
+            "get": _op(
+                "retrieve a record",
+                [version, sobject, record_id, _param("fields", "query", {"type": "string"}, False)],
+            ),
             "patch": _op("update a record", [version, sobject, record_id], record_body, ok="204"),
             "delete": _op("delete a record", [version, sobject, record_id], ok="204"),
         },
-        f"{v}/query/": {"get": _op("SOQL query", [version, _param("q", "query", {"type": "string"})])},
-        f"{v}/queryAll/": {"get": _op("SOQL query including deleted records", [version, _param("q", "query", {"type": "string"})])},
-        f"{v}/query/{{locator}}": {"get": _op("next page of a query", [version, _param("locator", "path", {"type": "string"})])},
+        f"{v}/query/": {
+            "get": _op("SOQL query", [version, _param("q", "query", {"type": "string"})])
+        },
+        f"{v}/queryAll/": {
+            "get": _op(
+                "SOQL query including deleted records",
+                [version, _param("q", "query", {"type": "string"})],
+            )
+        },
+        f"{v}/query/{{locator}}": {
+            "get": _op(
+                "next page of a query", [version, _param("locator", "path", {"type": "string"})]
+            )
+        },
         f"{v}/limits/": {"get": _op("org limits", [version])},
         f"{v}/actions/standard": {"get": _op("Sales Engagement actions", [version])},
         f"{v}/actions/standard/{{action}}": {
-            "get": _op("describe an action", [version, _param("action", "path", {"type": "string", "enum": sorted(actions.SPECS)})]),
-            "post": _op("invoke an action", [version, _param("action", "path", {"type": "string", "enum": sorted(actions.SPECS)})], action_body),
+            "get": _op(
+                "describe an action",
+                [
+                    version,
+                    _param("action", "path", {"type": "string", "enum": sorted(actions.SPECS)}),
+                ],
+            ),
+            "post": _op(
+                "invoke an action",
+                [
+                    version,
+                    _param("action", "path", {"type": "string", "enum": sorted(actions.SPECS)}),
+                ],
+                action_body,
+            ),
         },
         f"{v}/opencadence/email-settings": {
             "get": _op("email settings (admins)", [version]),
-            "patch": _op("change email settings (admins)", [version], {"type": "object", "properties": {
-                "scope": {"type": "string"}, "values": {"type": "object", "additionalProperties": {"type": "integer"}}}}),
+            "patch": _op(
+                "change email settings (admins)",
+                [version],
+                {
+                    "type": "object",
+                    "properties": {
+                        "scope": {"type": "string"},
+                        "values": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    },
+                },
+            ),
         },
-        "/services/oauth2/token": {"post": {"summary": "OAuth 2.0 token (password, client_credentials)", "requestBody": {
-            "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {
-                "grant_type": {"type": "string"}, "username": {"type": "string"}, "password": {"type": "string"},
-                "client_id": {"type": "string"}, "client_secret": {"type": "string"}}}}}},
-            "responses": {"200": {"description": "token"}, "400": {"description": "OAuth error"}}}},
+        "/services/oauth2/token": {
+            "post": {
+                "summary": "OAuth 2.0 token (password, client_credentials)",
+                "requestBody": {
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "grant_type": {"type": "string"},
+                                    "username": {"type": "string"},
+                                    "password": {"type": "string"},
+                                    "client_id": {"type": "string"},
+                                    "client_secret": {"type": "string"},
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "200": {"description": "token"},
+                    "400": {"description": "OAuth error"},
+                },
+            }
+        },
     }
     return {
         "openapi": "3.0.3",
-        "info": {"title": "opencadence — Salesforce Sales Engagement API", "version": versions.all_versions()[-1]["version"]},
+        "info": {
+            "title": "opencadence — Salesforce Sales Engagement API",
+            "version": versions.all_versions()[-1]["version"],
+        },
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
         "paths": paths,

@@ -7,7 +7,8 @@ translated once, in ``api.errors``.
 from __future__ import annotations
 
 import json
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -47,11 +48,15 @@ async def read_json(request: Request) -> dict[str, Any]:
     try:
         data = json.loads(raw or b"{}")
     except json.JSONDecodeError as exc:
-        raise errors.JsonParserError(f"Unexpected character in the JSON body: {exc.msg} at [line:{exc.lineno}, column:{exc.colno}]") from None
+        raise errors.JsonParserError(
+            f"Unexpected character in the JSON body: {exc.msg} at [line:{exc.lineno}, column:{exc.colno}]"
+        ) from None
     except UnicodeDecodeError:
         raise errors.JsonParserError("The request body is not UTF-8") from None
     if not isinstance(data, dict):
-        raise errors.JsonParserError("Cannot deserialize instance of object from a non-object value")
+        raise errors.JsonParserError(
+            "Cannot deserialize instance of object from a non-object value"
+        )
     return data
 
 
@@ -78,7 +83,9 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
 def resources(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
     base = f"/services/data/v{version}"
-    return {name: f"{base}/{name}" for name in ("sobjects", "query", "queryAll", "limits", "actions")}
+    return {
+        name: f"{base}/{name}" for name in ("sobjects", "query", "queryAll", "limits", "actions")
+    }
 
 
 def sobjects(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
@@ -112,12 +119,16 @@ def record(request: Request, org: Org, session: accounts.Session, version: str) 
 
 def updated(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
     q = request.query_params
-    return org.updated(session, request.path_params["sobject"], q.get("start", ""), q.get("end", ""), version)
+    return org.updated(
+        session, request.path_params["sobject"], q.get("start", ""), q.get("end", ""), version
+    )
 
 
 def deleted(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
     q = request.query_params
-    return org.deleted(session, request.path_params["sobject"], q.get("start", ""), q.get("end", ""), version)
+    return org.deleted(
+        session, request.path_params["sobject"], q.get("start", ""), q.get("end", ""), version
+    )
 
 
 def _batch_size(request: Request) -> int | None:
@@ -137,7 +148,9 @@ def _query(include_deleted: bool) -> Handler:
         soql = request.query_params.get("q")
         if not soql:
             raise errors.MalformedQuery("A query string has to be specified")
-        return org.query(session, soql, version, include_deleted=include_deleted, batch_size=_batch_size(request))
+        return org.query(
+            session, soql, version, include_deleted=include_deleted, batch_size=_batch_size(request)
+        )
 
     return handler
 
@@ -180,4 +193,3 @@ def routes() -> list[Route]:
         Route(f"{v}/limits", endpoint(limits), methods=["GET"]),
         Route(f"{v}/limits/", endpoint(limits), methods=["GET"]),
     ]
-

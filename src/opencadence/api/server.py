@@ -5,17 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from opencadence.api import app as api_app
 from opencadence.api import tls
 from opencadence.cadence import worker
+from opencadence.clock import ManualClock, SystemClock
 from opencadence.email import options as email_options
 from opencadence.email import tracking as email_tracking
-from opencadence.clock import ManualClock, SystemClock
 from opencadence.metadata import registry
 from opencadence.org import Org
 from opencadence.storage import engine as engines
@@ -39,9 +39,15 @@ def start_worker(org: Org, sender: Any = None) -> tuple[worker.Worker, threading
     and the change-event log's retention sweep."""
     w = worker.Worker(org.store, sender)
     stop = threading.Event()
-    threading.Thread(target=w.loop, kwargs={"poll_seconds": 0.5, "stop": stop.is_set},
-                     name="cadence-worker", daemon=True).start()
-    threading.Thread(target=_prune_loop, args=(org, stop), name="event-retention", daemon=True).start()
+    threading.Thread(
+        target=w.loop,
+        kwargs={"poll_seconds": 0.5, "stop": stop.is_set},
+        name="cadence-worker",
+        daemon=True,
+    ).start()
+    threading.Thread(
+        target=_prune_loop, args=(org, stop), name="event-retention", daemon=True
+    ).start()
     return w, stop
 
 
@@ -60,16 +66,23 @@ def serve(args: argparse.Namespace) -> int:
     else:
         threading.Thread(target=_prune_loop, args=(org, threading.Event()), daemon=True).start()
     if email_options.listener(org.store, args, args.host):
-        print(f"inbound SMTP (replies, bounces) on {args.host}:{args.inbound_smtp_port}", file=sys.stderr)
-    app = api_app.build_app(org, manual_clock=clock, settle=settle,
-                            tracker=email_tracking.Tracker(org.store, secret))
+        print(
+            f"inbound SMTP (replies, bounces) on {args.host}:{args.inbound_smtp_port}",
+            file=sys.stderr,
+        )
+    app = api_app.build_app(
+        org, manual_clock=clock, settle=settle, tracker=email_tracking.Tracker(org.store, secret)
+    )
     ssl: dict[str, str] = {}
     scheme = "http"
     if args.tls:
         cert, key = tls.self_signed(Path(args.cert_dir))
         ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
         scheme = "https"
-        print(f"TLS certificate: {cert.resolve()}  (clients: verify='{cert.resolve()}')", file=sys.stderr)
+        print(
+            f"TLS certificate: {cert.resolve()}  (clients: verify='{cert.resolve()}')",
+            file=sys.stderr,
+        )
     print(f"opencadence API on {scheme}://{args.host}:{args.port}", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **ssl)  # type: ignore[arg-type]
     return 0
@@ -81,7 +94,10 @@ def demo(args: argparse.Namespace) -> int:
 
     org, clock = make_org(args.database, manual=True)
     if not demo_org.seeded(org):
-        print("seeding the demo org (users, targets, two cadences, a few days of activity)...", file=sys.stderr)
+        print(
+            "seeding the demo org (users, targets, two cadences, a few days of activity)...",
+            file=sys.stderr,
+        )
         demo_org.seed(org)
     token = demo_org.admin_token(org)
     cert_dir = Path(args.cert_dir)
@@ -92,6 +108,12 @@ def demo(args: argparse.Namespace) -> int:
         return 0
     w, _stop = start_worker(org)
     app = api_app.build_app(org, manual_clock=clock, settle=w.run_until_idle)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                ssl_certfile=str(cert), ssl_keyfile=str(key))
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        ssl_certfile=str(cert),
+        ssl_keyfile=str(key),
+    )
     return 0

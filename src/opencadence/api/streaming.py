@@ -56,23 +56,44 @@ class Streaming:
     def handshake(self, msg: dict[str, Any], user_id: str) -> dict[str, Any]:
         client_id = secrets.token_urlsafe(18)
         self.clients[client_id] = Client(user_id)
-        return {"channel": "/meta/handshake", "version": "1.0", "minimumVersion": "1.0",
-                "clientId": client_id, "supportedConnectionTypes": ["long-polling"],
-                "successful": True, "ext": {"replay": True, "payload.format": True},
-                "advice": _ADVICE, **_id(msg)}
+        return {
+            "channel": "/meta/handshake",
+            "version": "1.0",
+            "minimumVersion": "1.0",
+            "clientId": client_id,
+            "supportedConnectionTypes": ["long-polling"],
+            "successful": True,
+            "ext": {"replay": True, "payload.format": True},
+            "advice": _ADVICE,
+            **_id(msg),
+        }
 
     def subscribe(self, msg: dict[str, Any], client: Client) -> dict[str, Any]:
         channel = str(msg.get("subscription", ""))
-        base = {"channel": "/meta/subscribe", "clientId": msg.get("clientId"), "subscription": channel, **_id(msg)}
+        base = {
+            "channel": "/meta/subscribe",
+            "clientId": msg.get("clientId"),
+            "subscription": channel,
+            **_id(msg),
+        }
         entity = self._entity(channel)
         if entity is False:
-            return {**base, "successful": False, "error": f"404::The channel {channel} does not exist"}
+            return {
+                **base,
+                "successful": False,
+                "error": f"404::The channel {channel} does not exist",
+            }
         replay = ((msg.get("ext") or {}).get("replay") or {}).get(channel, -1)
         cursor = self._cursor(replay)
         if cursor is None:
-            return {**base, "successful": False, "error": (
-                f"400::The replayId {{{replay}}} you provided was invalid.  Please provide a valid ID, "
-                "-2 to replay all events, or -1 to replay only new events.")}
+            return {
+                **base,
+                "successful": False,
+                "error": (
+                    f"400::The replayId {{{replay}}} you provided was invalid.  Please provide a valid ID, "
+                    "-2 to replay all events, or -1 to replay only new events."
+                ),
+            }
         client.subscriptions[channel] = cursor
         return {**base, "successful": True}
 
@@ -81,7 +102,7 @@ class Streaming:
         if channel == ALL:
             return None
         if channel.startswith("/data/") and channel.endswith("ChangeEvent"):
-            obj = self.org.registry.get(channel[len("/data/"):-len("ChangeEvent")])
+            obj = self.org.registry.get(channel[len("/data/") : -len("ChangeEvent")])
             if obj is not None and obj.change_events:
                 return obj.name
         return False
@@ -89,12 +110,18 @@ class Streaming:
     def _cursor(self, replay: Any) -> int | None:
         table = self.org.store.meta.tables[schema.EVENTS]
         with self.org.store.reading() as conn:
-            lo, hi = conn.execute(sa.select(sa.func.min(table.c.replay_id), sa.func.max(table.c.replay_id))).one()
+            lo, hi = conn.execute(
+                sa.select(sa.func.min(table.c.replay_id), sa.func.max(table.c.replay_id))
+            ).one()
         if replay == -1:
             return int(hi or 0)
         if replay == -2:
             return int(lo or 1) - 1
-        if isinstance(replay, int) and not isinstance(replay, bool) and (lo is None or lo - 1 <= replay <= (hi or 0)):
+        if (
+            isinstance(replay, int)
+            and not isinstance(replay, bool)
+            and (lo is None or lo - 1 <= replay <= (hi or 0))
+        ):
             return replay
         return None
 
@@ -104,8 +131,13 @@ class Streaming:
         with self.org.store.reading() as conn:
             for channel, cursor in list(client.subscriptions.items()):
                 entity = self._entity(channel)
-                found = events.read(conn, self.org.store.meta, after=cursor,
-                                    entity=entity if isinstance(entity, str) else None, limit=500)
+                found = events.read(
+                    conn,
+                    self.org.store.meta,
+                    after=cursor,
+                    entity=entity if isinstance(entity, str) else None,
+                    limit=500,
+                )
                 for ev in found:
                     name = ev["payload"]["ChangeEventHeader"]["entityName"]
                     out.append({"channel": channel, "data": {"schema": f"{name}ChangeEvent", **ev}})
@@ -119,8 +151,13 @@ def _id(msg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unknown(msg: dict[str, Any]) -> dict[str, Any]:
-    return {"channel": msg.get("channel"), "successful": False, "error": "403::Unknown client",
-            "advice": {"reconnect": "handshake", "interval": 0}, **_id(msg)}
+    return {
+        "channel": msg.get("channel"),
+        "successful": False,
+        "error": "403::Unknown client",
+        "advice": {"reconnect": "handshake", "interval": 0},
+        **_id(msg),
+    }
 
 
 async def endpoint(request: Request) -> Response:
@@ -129,8 +166,17 @@ async def endpoint(request: Request) -> Response:
     try:
         session = await run_in_threadpool(session_of, request, org)
     except errors.InvalidSession:
-        return json_response([{"channel": "/meta/handshake", "successful": False,
-                               "error": "401::Authentication invalid", "advice": {"reconnect": "none"}}], 401)
+        return json_response(
+            [
+                {
+                    "channel": "/meta/handshake",
+                    "successful": False,
+                    "error": "401::Authentication invalid",
+                    "advice": {"reconnect": "none"},
+                }
+            ],
+            401,
+        )
     try:
         messages = await request.json()
     except ValueError:
@@ -154,17 +200,40 @@ async def _handle(streaming: Streaming, msg: dict[str, Any], user_id: str) -> li
         return [await run_in_threadpool(streaming.subscribe, msg, client)]
     if channel == "/meta/unsubscribe":
         client.subscriptions.pop(str(msg.get("subscription")), None)
-        return [{"channel": channel, "clientId": msg.get("clientId"), "subscription": msg.get("subscription"),
-                 "successful": True, **_id(msg)}]
+        return [
+            {
+                "channel": channel,
+                "clientId": msg.get("clientId"),
+                "subscription": msg.get("subscription"),
+                "successful": True,
+                **_id(msg),
+            }
+        ]
     if channel == "/meta/disconnect":
         streaming.clients.pop(str(msg.get("clientId")), None)
-        return [{"channel": channel, "clientId": msg.get("clientId"), "successful": True, **_id(msg)}]
+        return [
+            {"channel": channel, "clientId": msg.get("clientId"), "successful": True, **_id(msg)}
+        ]
     if channel == "/meta/connect":
         found = await _wait_for_events(streaming, client) if client.connected else []
         client.connected = True
-        return found + [{"channel": channel, "clientId": msg.get("clientId"), "successful": True,
-                         "advice": _ADVICE, **_id(msg)}]
-    return [{"channel": channel, "successful": False, "error": f"400::Unsupported channel {channel}", **_id(msg)}]
+        return found + [
+            {
+                "channel": channel,
+                "clientId": msg.get("clientId"),
+                "successful": True,
+                "advice": _ADVICE,
+                **_id(msg),
+            }
+        ]
+    return [
+        {
+            "channel": channel,
+            "successful": False,
+            "error": f"400::Unsupported channel {channel}",
+            **_id(msg),
+        }
+    ]
 
 
 async def _wait_for_events(streaming: Streaming, client: Client) -> list[dict[str, Any]]:
@@ -178,5 +247,7 @@ async def _wait_for_events(streaming: Streaming, client: Client) -> list[dict[st
 
 
 def routes() -> list[Route]:
-    return [Route("/cometd/{version}", endpoint, methods=["POST"]),
-            Route("/cometd/{version}/", endpoint, methods=["POST"])]
+    return [
+        Route("/cometd/{version}", endpoint, methods=["POST"]),
+        Route("/cometd/{version}/", endpoint, methods=["POST"]),
+    ]

@@ -27,5 +27,7 @@ def routes(tracker: tracking.Tracker) -> list[Route]:
             return Response("unknown link", status_code=404, media_type="text/plain")
         return RedirectResponse(url, status_code=302)
 
-    return [Route("/email/o/{token}", opened, methods=["GET"]),
-            Route("/email/c/{token}", clicked, methods=["GET"])]
+    return [
+        Route("/email/o/{token}", opened, methods=["GET"]),
+        Route("/email/c/{token}", clicked, methods=["GET"]),
+    ]

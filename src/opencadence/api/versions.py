@@ -14,8 +14,13 @@ def all_versions() -> list[dict[str, str]]:
     for major in range(OLDEST, NEWEST + 1):
         k = major - OLDEST
         year = 2019 + (k + 1) // 3
-        out.append({"label": f"{SEASONS[k % 3]} '{year % 100:02d}", "url": f"/services/data/v{major}.0",
-                    "version": f"{major}.0"})
+        out.append(
+            {
+                "label": f"{SEASONS[k % 3]} '{year % 100:02d}",
+                "url": f"/services/data/v{major}.0",
+                "version": f"{major}.0",
+            }
+        )
     return out
 
 

@@ -8,8 +8,9 @@ transaction meets a concurrent change it is redone one input per transaction).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -22,13 +23,18 @@ from opencadence.storage import records, values
 
 Input = Mapping[str, Any]
 Result = dict[str, Any]
-Decide = Callable[[engine.Context, model.Cadence, engine.Situation, datetime, Input],
-                  engine.Decision]
+Decide = Callable[
+    [engine.Context, model.Cadence, engine.Situation, datetime, Input], engine.Decision
+]
 
 NAMES = (
-    "assignTargetToSalesCadence", "removeTargetFromSalesCadence", "pauseSalesCadenceTracker",
-    "resumeSalesCadenceTracker", "changeSalesCadenceTargetAssignee",
-    "modifyCadenceTrackerAttributes", "sendSalesCadenceEvent",
+    "assignTargetToSalesCadence",
+    "removeTargetFromSalesCadence",
+    "pauseSalesCadenceTracker",
+    "resumeSalesCadenceTracker",
+    "changeSalesCadenceTargetAssignee",
+    "modifyCadenceTrackerAttributes",
+    "sendSalesCadenceEvent",
     "selectTemplateForSalesCadenceStepTracker",
 )
 TARGET_PREFIXES = {"003": "Contact", "00Q": "Lead"}
@@ -39,8 +45,11 @@ def ok(outputs: dict[str, Any] | None = None) -> Result:
 
 
 def failed(exc: errors.OpenCadenceError) -> Result:
-    return {"isSuccess": False, "outputValues": None,
-            "errors": [{"statusCode": exc.error_code, "message": exc.message}]}
+    return {
+        "isSuccess": False,
+        "outputValues": None,
+        "errors": [{"statusCode": exc.error_code, "message": exc.message}],
+    }
 
 
 def _required(inp: Input, name: str) -> Any:
@@ -63,8 +72,12 @@ def _id(value: Any, name: str, prefixes: Sequence[str]) -> str:
 class Actions:
     """The Sales Engagement actions on one store."""
 
-    def __init__(self, store: records.Store, config: cstore.Config | None = None,
-                 sender: senders.Sender | None = None) -> None:
+    def __init__(
+        self,
+        store: records.Store,
+        config: cstore.Config | None = None,
+        sender: senders.Sender | None = None,
+    ) -> None:
         self.store = store
         self.rt = cstore.CadenceStore(store, config)
         #: told to unsend the scheduled emails of removed or exited targets, after commit
@@ -117,21 +130,35 @@ class Actions:
             self.rt.apply(tx, decisions)
         return results
 
-    def _assign_facts(self, conn: sa.Connection, inputs: Sequence[Input],
-                      user_id: str) -> dict[str, Any]:
+    def _assign_facts(
+        self, conn: sa.Connection, inputs: Sequence[Input], user_id: str
+    ) -> dict[str, Any]:
         """Existence of targets and users, and targets already in a cadence, read at once."""
         targets = [str(i.get("targetId")) for i in inputs if ids.is_valid(i.get("targetId"))]
         targets = [ids.parse(t) for t in targets]
         users = {ids.parse(str(i["userId"])) for i in inputs if ids.is_valid(i.get("userId"))}
         users.add(user_id)
-        existing = (self.rt.existing(conn, "Contact", targets)
-                    | self.rt.existing(conn, "Lead", targets))
+        existing = self.rt.existing(conn, "Contact", targets) | self.rt.existing(
+            conn, "Lead", targets
+        )
         active_users = self.rt.existing(conn, "User", sorted(users), active_users=True)
-        return {"targets": existing, "users": active_users,
-                "busy": self.rt.active_tracker_of(conn, targets), "cadences": {}}
+        return {
+            "targets": existing,
+            "users": active_users,
+            "busy": self.rt.active_tracker_of(conn, targets),
+            "cadences": {},
+        }
 
-    def _assign_one(self, conn: sa.Connection, loaded: cstore.Loaded, facts: dict[str, Any],
-                    inp: Input, user_id: str, count: int, taken: set[str]) -> engine.Decision:
+    def _assign_one(
+        self,
+        conn: sa.Connection,
+        loaded: cstore.Loaded,
+        facts: dict[str, Any],
+        inp: Input,
+        user_id: str,
+        count: int,
+        taken: set[str],
+    ) -> engine.Decision:
         name = str(_required(inp, "salesCadenceNameOrId"))
         target = _id(_required(inp, "targetId"), "targetId", tuple(TARGET_PREFIXES))
         owner = _id(inp.get("userId") or user_id, "userId", ("005",))
@@ -140,12 +167,18 @@ class Actions:
         if owner not in facts["users"]:
             raise errors.InvalidCrossReferenceKey(f"userId: no active user {owner}")
         if target in facts["busy"] or target in taken:
-            raise engine.Refused("The target is already assigned to a cadence; a target runs "
-                                 "in one cadence at a time.", "DUPLICATE_VALUE")
+            raise engine.Refused(
+                "The target is already assigned to a cadence; a target runs "
+                "in one cadence at a time.",
+                "DUPLICATE_VALUE",
+            )
         if count >= self.rt.config.max_active_trackers:
-            raise engine.Refused(f"The org has reached its limit of "
-                                 f"{self.rt.config.max_active_trackers} active cadence "
-                                 "targets.", "LIMIT_EXCEEDED")
+            raise engine.Refused(
+                f"The org has reached its limit of "
+                f"{self.rt.config.max_active_trackers} active cadence "
+                "targets.",
+                "LIMIT_EXCEEDED",
+            )
         cadences: dict[str, str | None] = facts["cadences"]
         if name not in cadences:
             cadences[name] = self.rt.find_cadence(conn, name)
@@ -158,8 +191,16 @@ class Actions:
             raise errors.InvalidCrossReferenceKey(f"relatedToId: no opportunity {related}")
         cadence = loaded.cadence(cadence_id)
         loaded.zones([owner])
-        d = engine.enrol(loaded.context(), cadence, target, owner, self._now(), user_id,
-                         start_step_name=inp.get("startStepNameOrId"), related_to=related)
+        d = engine.enrol(
+            loaded.context(),
+            cadence,
+            target,
+            owner,
+            self._now(),
+            user_id,
+            start_step_name=inp.get("startStepNameOrId"),
+            related_to=related,
+        )
         taken.add(target)
         return d
 
@@ -171,24 +212,32 @@ class Actions:
         if tracker is None:
             tracker = self.rt.active_tracker_of(conn, [target]).get(target)
         if not tracker:
-            raise engine.Refused(f"The target {target} isn't assigned to an active cadence.",
-                                 "INVALID_INPUT")
+            raise engine.Refused(
+                f"The target {target} isn't assigned to an active cadence.", "INVALID_INPUT"
+            )
         return tracker
 
-    def _per_tracker(self, inputs: Sequence[Input], user_id: str,
-                     resolve: Callable[[sa.Connection, Input], str],
-                     decide: Decide) -> list[Result]:
+    def _per_tracker(
+        self,
+        inputs: Sequence[Input],
+        user_id: str,
+        resolve: Callable[[sa.Connection, Input], str],
+        decide: Decide,
+    ) -> list[Result]:
         try:
             return self._tracker_batch(inputs, user_id, resolve, decide)
         except errors.StaleTransition as exc:
             if len(inputs) == 1:
                 return [failed(exc)]
-            return [r for inp in inputs
-                    for r in self._per_tracker([inp], user_id, resolve, decide)]
+            return [r for inp in inputs for r in self._per_tracker([inp], user_id, resolve, decide)]
 
-    def _tracker_batch(self, inputs: Sequence[Input], user_id: str,
-                       resolve: Callable[[sa.Connection, Input], str],
-                       decide: Decide) -> list[Result]:
+    def _tracker_batch(
+        self,
+        inputs: Sequence[Input],
+        user_id: str,
+        resolve: Callable[[sa.Connection, Input], str],
+        decide: Decide,
+    ) -> list[Result]:
         results: list[Result | None] = [None] * len(inputs)
         later: list[int] = []  # inputs naming a tracker again: applied in a next round
         with self.store.transaction(user_id) as tx:
@@ -216,6 +265,7 @@ class Actions:
     def _prefetch(self, conn: sa.Connection, inputs: Sequence[Input]) -> None:
         """Read the trackers of every targetId and recordId at once (one query each, not one
         per input)."""
+
         def valid(key: str, prefix: str) -> list[str]:
             out = [ids.parse(i[key]) for i in inputs if ids.is_valid(i.get(key))]
             return [x for x in out if x[:3] == prefix]
@@ -228,8 +278,14 @@ class Actions:
     _target_memo: dict[str, str] = {}
     _step_memo: dict[str, str] = {}
 
-    def _decide_all(self, tx: records.Tx, resolved: Mapping[int, str], inputs: Sequence[Input],
-                    decide: Decide, results: list[Result | None]) -> list[engine.Decision]:
+    def _decide_all(
+        self,
+        tx: records.Tx,
+        resolved: Mapping[int, str],
+        inputs: Sequence[Input],
+        decide: Decide,
+        results: list[Result | None],
+    ) -> list[engine.Decision]:
         self.rt.lock(tx.conn, list(resolved.values()))
         loaded = cstore.Loaded(self.rt, tx.conn)
         sits = self.rt.situations(tx.conn, loaded, list(resolved.values()))
@@ -258,30 +314,42 @@ class Actions:
     def removeTargetFromSalesCadence(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
         """Tracker Complete (ManuallyRemoved); the open step is Cancelled, a scheduled email
         unsent."""
+
         def resolve(conn: sa.Connection, inp: Input) -> str:
             if inp.get("completionReasonCode", "ManuallyRemoved") != "ManuallyRemoved":
-                raise engine.Refused("completionReasonCode must be ManuallyRemoved.",
-                                     "INVALID_INPUT")
+                raise engine.Refused(
+                    "completionReasonCode must be ManuallyRemoved.", "INVALID_INPUT"
+                )
             if inp.get("actionCadenceTrackerId"):
                 return _id(inp["actionCadenceTrackerId"], "actionCadenceTrackerId", ("0cT",))
             if not inp.get("targetId"):
-                raise errors.RequiredFieldMissing("Missing required input parameter: targetId "
-                                                  "or actionCadenceTrackerId")
+                raise errors.RequiredFieldMissing(
+                    "Missing required input parameter: targetId or actionCadenceTrackerId"
+                )
             return self._by_target(conn, inp)
 
-        def decide(ctx: engine.Context, cad: model.Cadence, sit: engine.Situation,
-                   now: datetime, inp: Input) -> engine.Decision:
+        def decide(
+            ctx: engine.Context,
+            cad: model.Cadence,
+            sit: engine.Situation,
+            now: datetime,
+            inp: Input,
+        ) -> engine.Decision:
             if inp.get("shouldApplyUserContext") and sit.tracker["OwnerId"] != user_id:
-                raise engine.Refused("The running user doesn't own this cadence tracker.",
-                                     "INSUFFICIENT_ACCESS_OR_READONLY")
+                raise engine.Refused(
+                    "The running user doesn't own this cadence tracker.",
+                    "INSUFFICIENT_ACCESS_OR_READONLY",
+                )
             return engine.remove(ctx, cad, sit, now, user_id, **self._attributes(inp))
 
         return self._per_tracker(inputs, user_id, resolve, decide)
 
     def _attributes(self, inp: Input) -> dict[str, Any]:
         out = {}
-        for key, name in (("completionDisposition", "CompletionDisposition"),
-                          ("relatedToAttributionType", "RelatedToAttributionType")):
+        for key, name in (
+            ("completionDisposition", "CompletionDisposition"),
+            ("relatedToAttributionType", "RelatedToAttributionType"),
+        ):
             if inp.get(key) is not None:
                 out[name] = self._field("ActionCadenceTracker", name, inp[key])
         if inp.get("relatedToId"):
@@ -290,12 +358,18 @@ class Actions:
 
     def pauseSalesCadenceTracker(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
         """Tracker and open step Paused (WasEverPaused); optional resumeTime resumes it."""
-        def decide(ctx: engine.Context, cad: model.Cadence, sit: engine.Situation,
-                   now: datetime, inp: Input) -> engine.Decision:
+
+        def decide(
+            ctx: engine.Context,
+            cad: model.Cadence,
+            sit: engine.Situation,
+            now: datetime,
+            inp: Input,
+        ) -> engine.Decision:
             resume = inp.get("resumeTime")
             at = None
             if resume is not None:
-                at = (values.parse_datetime(resume) if isinstance(resume, str) else resume)
+                at = values.parse_datetime(resume) if isinstance(resume, str) else resume
                 at = as_utc(at).replace(tzinfo=None)
             return engine.pause(ctx, cad, sit, now, user_id, at)
 
@@ -303,14 +377,25 @@ class Actions:
 
     def resumeSalesCadenceTracker(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
         """Back to Running; due dates and pending wake-ups shift by the paused time."""
-        return self._per_tracker(inputs, user_id, self._by_target,
-                                 lambda c, cad, s, now, inp: engine.resume(c, cad, s, now, user_id))
+        return self._per_tracker(
+            inputs,
+            user_id,
+            self._by_target,
+            lambda c, cad, s, now, inp: engine.resume(c, cad, s, now, user_id),
+        )
 
-    def changeSalesCadenceTargetAssignee(self, inputs: Sequence[Input],
-                                         user_id: str) -> list[Result]:
+    def changeSalesCadenceTargetAssignee(
+        self, inputs: Sequence[Input], user_id: str
+    ) -> list[Result]:
         """A new assignee (tracker OwnerId) works the target's steps."""
-        def decide(ctx: engine.Context, cad: model.Cadence, sit: engine.Situation,
-                   now: datetime, inp: Input) -> engine.Decision:
+
+        def decide(
+            ctx: engine.Context,
+            cad: model.Cadence,
+            sit: engine.Situation,
+            now: datetime,
+            inp: Input,
+        ) -> engine.Decision:
             owner = _id(_required(inp, "userId"), "userId", ("005",))
             row = self.store.get("User", owner)
             if row is None or not row["IsActive"]:
@@ -319,18 +404,24 @@ class Actions:
 
         return self._per_tracker(inputs, user_id, self._by_target, decide)
 
-    def modifyCadenceTrackerAttributes(self, inputs: Sequence[Input],
-                                       user_id: str) -> list[Result]:
+    def modifyCadenceTrackerAttributes(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
         """CompletionDisposition, RelatedToId, RelatedToAttributionType of a tracker."""
-        def resolve(conn: sa.Connection, inp: Input) -> str:
-            return _id(_required(inp, "actionCadenceTrackerId"), "actionCadenceTrackerId",
-                       ("0cT",))
 
-        return self._per_tracker(inputs, user_id, resolve, lambda c, cad, s, now, inp:
-                                 engine.modify(c, cad, s, now, user_id, **self._attributes(inp)))
+        def resolve(conn: sa.Connection, inp: Input) -> str:
+            return _id(_required(inp, "actionCadenceTrackerId"), "actionCadenceTrackerId", ("0cT",))
+
+        return self._per_tracker(
+            inputs,
+            user_id,
+            resolve,
+            lambda c, cad, s, now, inp: engine.modify(
+                c, cad, s, now, user_id, **self._attributes(inp)
+            ),
+        )
 
     def sendSalesCadenceEvent(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
         """Skip (ManuallySkipped) or ManualComplete (ManuallyCompleted) the open step."""
+
         def resolve(conn: sa.Connection, inp: Input) -> str:
             sid = _id(_required(inp, "recordId"), "recordId", ("0cK",))
             if _required(inp, "eventType") not in ("Skip", "ManualComplete"):
@@ -340,12 +431,18 @@ class Actions:
                 raise errors.InvalidCrossReferenceKey(f"recordId: no step tracker {sid}")
             return str(tid)
 
-        return self._per_tracker(inputs, user_id, resolve, lambda c, cad, s, now, inp:
-                                 engine.on_step_event(c, cad, s, now, user_id,
-                                                      ids.parse(inp["recordId"]), inp["eventType"]))
+        return self._per_tracker(
+            inputs,
+            user_id,
+            resolve,
+            lambda c, cad, s, now, inp: engine.on_step_event(
+                c, cad, s, now, user_id, ids.parse(inp["recordId"]), inp["eventType"]
+            ),
+        )
 
-    def selectTemplateForSalesCadenceStepTracker(self, inputs: Sequence[Input],
-                                                 user_id: str) -> list[Result]:
+    def selectTemplateForSalesCadenceStepTracker(
+        self, inputs: Sequence[Input], user_id: str
+    ) -> list[Result]:
         """The template / call-script variant a step tracker uses (splits honoured)."""
         results = []
         with self.store.reading() as conn:
@@ -368,5 +465,9 @@ class Actions:
         variant = engine.pick_variant(step, sid)
         if variant is None:
             return {"templateId": step.template_id, "splitPercentage": 100.0, "error": None}
-        return {"templateId": variant.template_id, "variantId": variant.id,
-                "splitPercentage": variant.split_percentage, "error": None}
+        return {
+            "templateId": variant.template_id,
+            "variantId": variant.id,
+            "splitPercentage": variant.split_percentage,
+            "error": None,
+        }

@@ -10,16 +10,19 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from opencadence.cadence import definition_file, worker
 from opencadence.metadata import registry
 from opencadence.storage import engine as engines
 from opencadence.storage import migrate, records
 
-DATABASE_HELP = ("database URL (default: SQLite file opencadence.db or "
-                 "$OPENCADENCE_DATABASE_URL); postgresql://user@host/db for PostgreSQL")
+DATABASE_HELP = (
+    "database URL (default: SQLite file opencadence.db or "
+    "$OPENCADENCE_DATABASE_URL); postgresql://user@host/db for PostgreSQL"
+)
 
 
 @contextmanager
@@ -57,7 +60,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     """Apply due cadence transitions: forever, or until idle with --once."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from opencadence.email import options as email_options  # email builds on cadence: no cycle at import
+    from opencadence.email import (
+        options as email_options,
+    )  # email builds on cadence: no cycle at import
     from opencadence.storage import accounts
 
     with _store(args) as store:
@@ -77,8 +82,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``cadence import|export`` and ``worker`` to the ``opencadence`` command."""
-    cadence = subparsers.add_parser("cadence", help="import or export cadence definitions",
-                                    description="import or export cadence definitions")
+    cadence = subparsers.add_parser(
+        "cadence",
+        help="import or export cadence definitions",
+        description="import or export cadence definitions",
+    )
     inner = cadence.add_subparsers(dest="cadence_command", required=True)
     p = inner.add_parser("import", help="create a cadence from a YAML or JSON file")
     p.add_argument("file", help="definition file (.yaml, .yml or .json)")
@@ -90,8 +98,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--output", "-o", default=None, help="write to this file")
     p.add_argument("--database", default=None, help=DATABASE_HELP)
     p.set_defaults(handler=cmd_export)
-    p = subparsers.add_parser("worker", help="run the cadence worker (timers, automated emails)",
-                              description="run the cadence worker (timers, automated emails)")
+    p = subparsers.add_parser(
+        "worker",
+        help="run the cadence worker (timers, automated emails)",
+        description="run the cadence worker (timers, automated emails)",
+    )
     p.add_argument("--once", action="store_true", help="process what is due now, then exit")
     p.add_argument("--poll", type=float, default=1.0, help="seconds to sleep when idle")
     p.add_argument("--database", default=None, help=DATABASE_HELP)

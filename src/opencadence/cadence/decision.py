@@ -8,9 +8,10 @@ signals, pause bookkeeping) and the side effects (send or unsend an email).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping, Union
+from typing import Any
 
 from opencadence import errors
 from opencadence.cadence import model
@@ -44,7 +45,7 @@ class Ref:
     key: str
 
 
-RowId = Union[str, Ref]
+RowId = str | Ref
 
 
 @dataclass(slots=True)
@@ -86,7 +87,7 @@ class CancelEmail:
     step_tracker_id: str
 
 
-Effect = Union[SendEmail, CancelEmail]
+Effect = SendEmail | CancelEmail
 
 
 @dataclass(slots=True)

@@ -30,8 +30,9 @@ gives the same text.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -43,8 +44,16 @@ from opencadence.storage import records
 ORG_FOLDER = ids.make_id("00D", 1)
 CADENCE_FIELDS = ("Name", "Description", "Type", "IsWaitAllowedBeforeDaisyChain")
 #: Fields never exported (references to this org's rows, or derived from the graph).
-SKIP = {"ActionCadenceId", "RootStepId", "ActionCadenceStepId", "ActionCadenceRuleId",
-        "ChainedCadenceId", "FolderId", "OwnerId", "GraphState"}
+SKIP = {
+    "ActionCadenceId",
+    "RootStepId",
+    "ActionCadenceStepId",
+    "ActionCadenceRuleId",
+    "ChainedCadenceId",
+    "FolderId",
+    "OwnerId",
+    "GraphState",
+}
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -70,8 +79,9 @@ def dump(data: Mapping[str, Any], as_json: bool = False) -> str:
     return yaml.safe_dump(dict(data), sort_keys=True, allow_unicode=True)
 
 
-def import_definition(store: records.Store, data: Mapping[str, Any],
-                      user_id: str = records.AUTOMATED_USER) -> str:
+def import_definition(
+    store: records.Store, data: Mapping[str, Any], user_id: str = records.AUTOMATED_USER
+) -> str:
     """Create the cadence and its builder records; activate when ``state: Active``.
     Returns the ActionCadence Id."""
     rt = cstore.CadenceStore(store)
@@ -79,8 +89,9 @@ def import_definition(store: records.Store, data: Mapping[str, Any],
         head = {k: v for k, v in dict(data["cadence"]).items() if k in CADENCE_FIELDS}
         if rt.find_cadence(tx.conn, str(head.get("Name"))) is not None:
             raise errors.DuplicateValue(f"A cadence named {head.get('Name')} already exists.")
-        cadence_id = tx.insert("ActionCadence", {"FolderId": ORG_FOLDER, "OwnerId": user_id,
-                                                 **head}, system=True)
+        cadence_id = tx.insert(
+            "ActionCadence", {"FolderId": ORG_FOLDER, "OwnerId": user_id, **head}, system=True
+        )
         steps = list(data["steps"])
         for step in steps:
             _insert_step(tx, rt, cadence_id, step)
@@ -89,27 +100,34 @@ def import_definition(store: records.Store, data: Mapping[str, Any],
     return cadence_id
 
 
-def _insert_step(tx: records.Tx, rt: cstore.CadenceStore, cadence_id: str,
-                 step: Mapping[str, Any]) -> None:
+def _insert_step(
+    tx: records.Tx, rt: cstore.CadenceStore, cadence_id: str, step: Mapping[str, Any]
+) -> None:
     fields = {k: v for k, v in step.items() if k not in ("rules", "variants", "ChainedCadence")}
     if step.get("ChainedCadence"):
         chained = rt.find_cadence(tx.conn, str(step["ChainedCadence"]))
         if chained is None:
             raise errors.InvalidDefinition(
-                f"Step {step.get('StepName')}: no cadence named {step['ChainedCadence']}")
+                f"Step {step.get('StepName')}: no cadence named {step['ChainedCadence']}"
+            )
         fields["ChainedCadenceId"] = chained
     step_id = tx.insert("ActionCadenceStep", {"ActionCadenceId": cadence_id, **fields}, system=True)
     for rule in step.get("rules") or ():
         rule_fields = {k: v for k, v in rule.items() if k != "conditions"}
         rule_fields.setdefault("ConditionLogic", "AND")
-        rule_id = tx.insert("ActionCadenceRule", {"ActionCadenceStepId": step_id, **rule_fields},
-                            system=True)
-        tx.insert_many("ActionCadenceRuleCondition", [
-            {"ActionCadenceRuleId": rule_id, **c} for c in rule.get("conditions") or ()
-        ], system=True)
-    tx.insert_many("ActionCadenceStepVariant", [
-        {"ActionCadenceStepId": step_id, **v} for v in step.get("variants") or ()
-    ], system=True)
+        rule_id = tx.insert(
+            "ActionCadenceRule", {"ActionCadenceStepId": step_id, **rule_fields}, system=True
+        )
+        tx.insert_many(
+            "ActionCadenceRuleCondition",
+            [{"ActionCadenceRuleId": rule_id, **c} for c in rule.get("conditions") or ()],
+            system=True,
+        )
+    tx.insert_many(
+        "ActionCadenceStepVariant",
+        [{"ActionCadenceStepId": step_id, **v} for v in step.get("variants") or ()],
+        system=True,
+    )
 
 
 def export_definition(store: records.Store, name_or_id: str) -> dict[str, Any]:
@@ -136,13 +154,15 @@ def _clean(store: records.Store, obj: str, row: Mapping[Any, Any]) -> dict[str, 
     return out
 
 
-def _export(store: records.Store, rt: cstore.CadenceStore, conn: Any,
-            cadence_id: str) -> dict[str, Any]:
+def _export(
+    store: records.Store, rt: cstore.CadenceStore, conn: Any, cadence_id: str
+) -> dict[str, Any]:
     rows = rt.builder_rows(conn, cadence_id)
     conds_of: dict[str, list[dict[str, Any]]] = {}
     for c in rows["conditions"]:
         conds_of.setdefault(c["ActionCadenceRuleId"], []).append(
-            _clean(store, "ActionCadenceRuleCondition", c))
+            _clean(store, "ActionCadenceRuleCondition", c)
+        )
     rules_of: dict[str, list[dict[str, Any]]] = {}
     for r in rows["rules"]:
         rule = _clean(store, "ActionCadenceRule", r)
@@ -152,7 +172,8 @@ def _export(store: records.Store, rt: cstore.CadenceStore, conn: Any,
     variants_of: dict[str, list[dict[str, Any]]] = {}
     for v in rows["variants"]:
         variants_of.setdefault(v["ActionCadenceStepId"], []).append(
-            _clean(store, "ActionCadenceStepVariant", v))
+            _clean(store, "ActionCadenceStepVariant", v)
+        )
     steps = []
     for row in rows["steps"]:
         step = _clean(store, "ActionCadenceStep", row)
@@ -164,9 +185,12 @@ def _export(store: records.Store, rt: cstore.CadenceStore, conn: Any,
             step["variants"] = variants_of[row["Id"]]
         steps.append(step)
     head = rows["head"]
-    out: dict[str, Any] = {"cadence": {k: head[k] for k in CADENCE_FIELDS
-                                       if head[k] is not None and head[k] is not False},
-                           "steps": _graph_order(steps)}
+    out: dict[str, Any] = {
+        "cadence": {
+            k: head[k] for k in CADENCE_FIELDS if head[k] is not None and head[k] is not False
+        },
+        "steps": _graph_order(steps),
+    }
     if head["State"] == "Active":
         out["state"] = "Active"
     return out

@@ -13,31 +13,70 @@ a step tracker and point the tracker's CurrentStepId at it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from opencadence.cadence import model, schedule
+from opencadence.cadence.decision import (
+    ACTIVE_TRACKER_STATES as ACTIVE_TRACKER_STATES,
+)
+from opencadence.cadence.decision import (
+    DEFAULT_MAX_DAISY_CHAIN as DEFAULT_MAX_DAISY_CHAIN,
+)
+from opencadence.cadence.decision import (
+    MAX_CASCADE as MAX_CASCADE,
+)
+from opencadence.cadence.decision import (
+    OPEN_STATES as OPEN_STATES,
+)
+from opencadence.cadence.decision import (
+    STEP as STEP,
+)
 from opencadence.cadence.decision import (  # re-exported: engine.Decision etc.
     TRACKER as TRACKER,
-    STEP as STEP,
-    OPEN_STATES as OPEN_STATES,
-    ACTIVE_TRACKER_STATES as ACTIVE_TRACKER_STATES,
-    MAX_CASCADE as MAX_CASCADE,
-    DEFAULT_MAX_DAISY_CHAIN as DEFAULT_MAX_DAISY_CHAIN,
-    Refused as Refused,
-    Ref as Ref,
-    RowId as RowId,
-    Insert as Insert,
-    Update as Update,
-    RunOp as RunOp,
-    SendEmail as SendEmail,
+)
+from opencadence.cadence.decision import (
     CancelEmail as CancelEmail,
-    Effect as Effect,
-    Decision as Decision,
-    Run as Run,
-    Situation as Situation,
+)
+from opencadence.cadence.decision import (
     Context as Context,
+)
+from opencadence.cadence.decision import (
+    Decision as Decision,
+)
+from opencadence.cadence.decision import (
+    Effect as Effect,
+)
+from opencadence.cadence.decision import (
+    Insert as Insert,
+)
+from opencadence.cadence.decision import (
+    Ref as Ref,
+)
+from opencadence.cadence.decision import (
+    Refused as Refused,
+)
+from opencadence.cadence.decision import (
+    RowId as RowId,
+)
+from opencadence.cadence.decision import (
+    Run as Run,
+)
+from opencadence.cadence.decision import (
+    RunOp as RunOp,
+)
+from opencadence.cadence.decision import (
+    SendEmail as SendEmail,
+)
+from opencadence.cadence.decision import (
     SendResult as SendResult,
+)
+from opencadence.cadence.decision import (
+    Situation as Situation,
+)
+from opencadence.cadence.decision import (
+    Update as Update,
 )
 
 
@@ -57,8 +96,16 @@ def pick_variant(step: model.Step, step_tracker_id: str) -> model.Variant | None
 class _Move:
     """The changes of one tracker within a decision."""
 
-    def __init__(self, ctx: Context, d: Decision, cadence: model.Cadence,
-                 tracker: Mapping[str, Any], tracker_id: RowId, now: datetime, user: str) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        d: Decision,
+        cadence: model.Cadence,
+        tracker: Mapping[str, Any],
+        tracker_id: RowId,
+        now: datetime,
+        user: str,
+    ) -> None:
         self.ctx, self.d, self.cadence, self.now, self.user = ctx, d, cadence, now, user
         self.tracker = dict(tracker)
         self.tracker_id = tracker_id
@@ -86,8 +133,9 @@ class _Move:
             return
         if self.tracker_update is None:
             expect = {"State": self.tracker["State"]}
-            self.tracker_update = Update(TRACKER, self.tracker_id, {}, expect,
-                                         self.tracker.get("LastModifiedById"))
+            self.tracker_update = Update(
+                TRACKER, self.tracker_id, {}, expect, self.tracker.get("LastModifiedById")
+            )
             self.d.ops.append(self.tracker_update)
         self.tracker_update.changes.update(real)
         self.tracker.update(real)
@@ -105,8 +153,13 @@ class _Move:
         if not real:
             return
         if self.step_update is None:
-            self.step_update = Update(STEP, self.step_id, {}, {"State": self.step["State"]},
-                                      self.step.get("LastModifiedById"))
+            self.step_update = Update(
+                STEP,
+                self.step_id,
+                {},
+                {"State": self.step["State"]},
+                self.step.get("LastModifiedById"),
+            )
             self.d.ops.append(self.step_update)
         self.step_update.changes.update(real)
         self.step.update(real)
@@ -121,9 +174,14 @@ class _Move:
         assert self.step is not None
         found = self.cadence.by_id.get(self.step["ActionCadenceStepId"])
         if found is None:
-            return model.Step(id=self.step["ActionCadenceStepId"] or "", name="",
-                              graph_state="Deleted", type=self.step["StepType"], title=None,
-                              parent_name=None)
+            return model.Step(
+                id=self.step["ActionCadenceStepId"] or "",
+                name="",
+                graph_state="Deleted",
+                type=self.step["StepType"],
+                title=None,
+                parent_name=None,
+            )
         return found
 
     # -- steps ------------------------------------------------------------------------------
@@ -134,11 +192,18 @@ class _Move:
         self.visits[step.name] = iteration
         ref = self.d.new_ref()
         row = {
-            "ActionCadenceId": self.cadence.id, "ActionCadenceName": self.cadence.name,
-            "ActionCadenceStepId": step.id, "ActionCadenceTrackerId": self.tracker_id,
-            "StepTitle": step.title, "StepType": step.type, "TargetId": self.tracker["TargetId"],
-            "GoToStepIterationCount": iteration, "State": state, "WasEverPaused": False,
-            "ScheduledStartDateTime": self.now, **fields,
+            "ActionCadenceId": self.cadence.id,
+            "ActionCadenceName": self.cadence.name,
+            "ActionCadenceStepId": step.id,
+            "ActionCadenceTrackerId": self.tracker_id,
+            "StepTitle": step.title,
+            "StepType": step.type,
+            "TargetId": self.tracker["TargetId"],
+            "GoToStepIterationCount": iteration,
+            "State": state,
+            "WasEverPaused": False,
+            "ScheduledStartDateTime": self.now,
+            **fields,
         }
         self.step_insert = Insert(ref, STEP, row)
         self.step_update = None
@@ -148,8 +213,9 @@ class _Move:
             self.set_tracker(LastCompletedStepId=ref)
         self.set_tracker(CurrentStepId=ref)
 
-    def close_step(self, state: str, reason: str | None, *, action_by: str | None = None,
-                   by: str | None = None) -> None:
+    def close_step(
+        self, state: str, reason: str | None, *, action_by: str | None = None, by: str | None = None
+    ) -> None:
         """End the open step: Completed with a reason, or Cancelled."""
         if self.step is None or self.step["State"] not in OPEN_STATES:
             return
@@ -175,8 +241,14 @@ class _Move:
 
     def finish(self, reason: str, **extra: Any) -> None:
         """Complete the tracker; its run-state row goes."""
-        self.set_tracker(State="Complete", CompletionReason=reason, IsTrackerActive=False,
-                         CurrentStepId=None, ScheduledResumeDateTime=None, **extra)
+        self.set_tracker(
+            State="Complete",
+            CompletionReason=reason,
+            IsTrackerActive=False,
+            CurrentStepId=None,
+            ScheduledResumeDateTime=None,
+            **extra,
+        )
         self.d.run.append(RunOp("delete", self.tracker_id))
         self.run_fields = {}
         self.finished = True
@@ -193,8 +265,9 @@ class _Move:
             step, not_before = nxt
         self.finish("NoMoreSteps", ErrorMessage="Stopped: too many instant steps in a row")
 
-    def _enter_one(self, step: model.Step, not_before: datetime | None
-                   ) -> tuple[model.Step | None, datetime | None] | None:
+    def _enter_one(
+        self, step: model.Step, not_before: datetime | None
+    ) -> tuple[model.Step | None, datetime | None] | None:
         """Create ``step``'s tracker; return the next step when ``step`` is instantaneous."""
         if step.type in model.MANUAL_TYPES or step.type == "AutoSendAnEmail":
             t = schedule.timing(step, self.now, self.tz, not_before)
@@ -204,8 +277,12 @@ class _Move:
                 self.new_step(step, state, ScheduledStartDateTime=t.start)
                 self.set_run(due_at=t.start if later else self.now)
             else:
-                self.new_step(step, "Scheduled" if later else "Active",
-                              ScheduledStartDateTime=t.start, DueDateTime=t.due)
+                self.new_step(
+                    step,
+                    "Scheduled" if later else "Active",
+                    ScheduledStartDateTime=t.start,
+                    DueDateTime=t.due,
+                )
                 self.set_run(due_at=t.start if later else None)
             return None
         if not_before is not None and not_before > self.now:
@@ -258,17 +335,29 @@ class _Move:
         iteration = self.tracker.get("DaisyChainIteration") or 1
         chained = self.ctx.cadences.get(step.chained_cadence_id or "")
         if chained is None or chained.state != "Active":
-            self.finish("NoMoreSteps", ErrorMessage="Daisy chain stopped: the chained cadence "
-                                                    "is not active")
+            self.finish(
+                "NoMoreSteps", ErrorMessage="Daisy chain stopped: the chained cadence is not active"
+            )
             return
         if iteration >= self.ctx.max_daisy_chain:
-            self.finish("NoMoreSteps", ErrorMessage=f"Daisy chain stopped: at most "
-                                                    f"{self.ctx.max_daisy_chain} linked cadences")
+            self.finish(
+                "NoMoreSteps",
+                ErrorMessage=f"Daisy chain stopped: at most "
+                f"{self.ctx.max_daisy_chain} linked cadences",
+            )
             return
         self.finish("DaisyChained")
-        enrol_into(self.ctx, self.d, chained, self.tracker["TargetId"], self.tracker["OwnerId"],
-                   self.now, self.user, daisy_iteration=iteration + 1,
-                   related_to=self.tracker.get("RelatedToId"))
+        enrol_into(
+            self.ctx,
+            self.d,
+            chained,
+            self.tracker["TargetId"],
+            self.tracker["OwnerId"],
+            self.now,
+            self.user,
+            daisy_iteration=iteration + 1,
+            related_to=self.tracker.get("RelatedToId"),
+        )
 
     def exit_global(self, rule: model.Rule) -> None:
         self.close_step("Completed", "AutomaticallyExited")
@@ -279,8 +368,9 @@ class _Move:
             self.d.run.append(RunOp("update", self.tracker_id, dict(self.run_fields)))
 
 
-def _move(ctx: Context, d: Decision, cadence: model.Cadence, sit: Situation, now: datetime,
-          user: str) -> _Move:
+def _move(
+    ctx: Context, d: Decision, cadence: model.Cadence, sit: Situation, now: datetime, user: str
+) -> _Move:
     mv = _Move(ctx, d, cadence, sit.tracker, sit.tracker["Id"], now, user)
     if sit.step is not None:
         mv.adopt_step(sit.step)
@@ -291,14 +381,28 @@ def _move(ctx: Context, d: Decision, cadence: model.Cadence, sit: Situation, now
     return mv
 
 
-def enrol_into(ctx: Context, d: Decision, cadence: model.Cadence, target_id: str, owner_id: str,
-               now: datetime, user: str, *, start_step: model.Step | None = None,
-               daisy_iteration: int = 1, related_to: str | None = None) -> None:
+def enrol_into(
+    ctx: Context,
+    d: Decision,
+    cadence: model.Cadence,
+    target_id: str,
+    owner_id: str,
+    now: datetime,
+    user: str,
+    *,
+    start_step: model.Step | None = None,
+    daisy_iteration: int = 1,
+    related_to: str | None = None,
+) -> None:
     """Add an enrolment to ``d``: tracker (Initializing → Running), Root, first step."""
     ref = d.new_ref()
     fields: dict[str, Any] = {
-        "ActionCadenceId": cadence.id, "TargetId": target_id, "OwnerId": owner_id,
-        "State": "Initializing", "IsTrackerActive": True, "DaisyChainIteration": daisy_iteration,
+        "ActionCadenceId": cadence.id,
+        "TargetId": target_id,
+        "OwnerId": owner_id,
+        "State": "Initializing",
+        "IsTrackerActive": True,
+        "DaisyChainIteration": daisy_iteration,
         "RelatedToId": related_to,
     }
     d.ops.append(Insert(ref, TRACKER, fields))
@@ -313,9 +417,17 @@ def enrol_into(ctx: Context, d: Decision, cadence: model.Cadence, target_id: str
     mv.flush_run()
 
 
-def enrol(ctx: Context, cadence: model.Cadence, target_id: str, owner_id: str, now: datetime,
-          user: str, *, start_step_name: str | None = None,
-          related_to: str | None = None) -> Decision:
+def enrol(
+    ctx: Context,
+    cadence: model.Cadence,
+    target_id: str,
+    owner_id: str,
+    now: datetime,
+    user: str,
+    *,
+    start_step_name: str | None = None,
+    related_to: str | None = None,
+) -> Decision:
     """assignTargetToSalesCadence for one target (checks of the target are the store's)."""
     if cadence.state != "Active":
         raise Refused(f"The cadence {cadence.name} is not active.", "INVALID_OPERATION")
@@ -325,8 +437,9 @@ def enrol(ctx: Context, cadence: model.Cadence, target_id: str, owner_id: str, n
         if start is None or start.type == "Root":
             raise Refused(f"No step {start_step_name} in cadence {cadence.name}.", "INVALID_INPUT")
     d = Decision()
-    enrol_into(ctx, d, cadence, target_id, owner_id, now, user, start_step=start,
-               related_to=related_to)
+    enrol_into(
+        ctx, d, cadence, target_id, owner_id, now, user, start_step=start, related_to=related_to
+    )
     return d
 
 
@@ -342,8 +455,10 @@ def _running(sit: Situation) -> None:
 
 # -- timers ---------------------------------------------------------------------------------
 
-def on_due(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime,
-           user: str) -> Decision:
+
+def on_due(
+    ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str
+) -> Decision:
     """The tracker's wake-up time has come."""
     d = Decision()
     mv = _move(ctx, d, cadence, sit, now, user)
@@ -366,8 +481,9 @@ def _due_step(mv: _Move, sit: Situation) -> None:
     if step.type == "AutoSendAnEmail" and state in ("Queued", "Scheduled"):
         variant = pick_variant(step, str(mv.step_id))
         template = variant.template_id if variant else step.template_id
-        mv.d.send = SendEmail(mv.step_id or "", template, mv.tracker["OwnerId"],
-                              mv.tracker["TargetId"])
+        mv.d.send = SendEmail(
+            mv.step_id or "", template, mv.tracker["OwnerId"], mv.tracker["TargetId"]
+        )
     elif state == "Scheduled":
         nxt = mv.begin(step) if step.type not in model.MANUAL_TYPES else None
         if step.type in model.MANUAL_TYPES:
@@ -385,8 +501,14 @@ def _due_step(mv: _Move, sit: Situation) -> None:
         mv.set_run(due_at=None)
 
 
-def on_sent(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str,
-            result: SendResult) -> Decision:
+def on_sent(
+    ctx: Context,
+    cadence: model.Cadence,
+    sit: Situation,
+    now: datetime,
+    user: str,
+    result: SendResult,
+) -> Decision:
     """An automated email was sent (Completed), failed (Error) or must be retried."""
     d = Decision()
     mv = _move(ctx, d, cadence, sit, now, user)
@@ -405,6 +527,7 @@ def on_sent(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime,
 
 # -- rep work and Sales Engagement actions ---------------------------------------------------
 
+
 def _open_step(mv: _Move, sit: Situation, step_tracker_id: str) -> model.Step:
     if mv.step is None or mv.step["Id"] != step_tracker_id or mv.step["State"] not in OPEN_STATES:
         raise Refused(f"The step tracker {step_tracker_id} is not the target's open step.")
@@ -413,8 +536,15 @@ def _open_step(mv: _Move, sit: Situation, step_tracker_id: str) -> model.Step:
     return mv.step_def
 
 
-def on_step_event(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str,
-                  step_tracker_id: str, event: str) -> Decision:
+def on_step_event(
+    ctx: Context,
+    cadence: model.Cadence,
+    sit: Situation,
+    now: datetime,
+    user: str,
+    step_tracker_id: str,
+    event: str,
+) -> Decision:
     """A rep's event on the open step: Start, ActionTaken, ManualComplete or Skip."""
     d = Decision()
     mv = _move(ctx, d, cadence, sit, now, user)
@@ -426,7 +556,8 @@ def on_step_event(ctx: Context, cadence: model.Cadence, sit: Situation, now: dat
         return d
     if event == "ActionTaken":
         if step.type not in model.MANUAL_TYPES and not (
-                step.type == "AutoSendAnEmail" and mv.step and mv.step["State"] == "Error"):
+            step.type == "AutoSendAnEmail" and mv.step and mv.step["State"] == "Error"
+        ):
             raise Refused(f"A {step.type} step has no action for a rep to take.")
         mv.close_step("Completed", "AutomaticallyCompleted", action_by=user)
     elif event in ("ManualComplete", "Skip"):
@@ -439,8 +570,14 @@ def on_step_event(ctx: Context, cadence: model.Cadence, sit: Situation, now: dat
     return d
 
 
-def on_call(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str,
-            outcome: str | None) -> Decision:
+def on_call(
+    ctx: Context,
+    cadence: model.Cadence,
+    sit: Situation,
+    now: datetime,
+    user: str,
+    outcome: str | None,
+) -> Decision:
     """A call to the target was logged: complete an open MakeACall step, record the outcome,
     then apply a global exit rule on that outcome."""
     d = Decision()
@@ -449,8 +586,13 @@ def on_call(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime,
     mv.set_run(call_outcome=outcome)
     step = mv.step_def if mv.step is not None and mv.step["State"] in OPEN_STATES else None
     completed = False
-    if (step is not None and step.type == "MakeACall" and sit.tracker["State"] == "Running"
-            and mv.step is not None and mv.step["State"] != "Paused"):
+    if (
+        step is not None
+        and step.type == "MakeACall"
+        and sit.tracker["State"] == "Running"
+        and mv.step is not None
+        and mv.step["State"] != "Paused"
+    ):
         mv.close_step("Completed", "AutomaticallyCompleted", action_by=user)
         completed = True
     rule = _global_rule(cadence, outcome)
@@ -469,8 +611,15 @@ def _global_rule(cadence: model.Cadence, event: str | None) -> model.Rule | None
     return None
 
 
-def on_engagement(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str,
-                  event: str, on_listened_email: bool = True) -> Decision:
+def on_engagement(
+    ctx: Context,
+    cadence: model.Cadence,
+    sit: Situation,
+    now: datetime,
+    user: str,
+    event: str,
+    on_listened_email: bool = True,
+) -> Decision:
     """Email engagement (EmailOpen, EmailLinkClick, EmailReply, EmailHardBounce,
     EmailSoftBounce): global exit rules first, then the listener branch."""
     d = Decision()
@@ -480,9 +629,14 @@ def on_engagement(ctx: Context, cadence: model.Cadence, sit: Situation, now: dat
         mv.exit_global(rule)
         return d
     step = mv.step_def if mv.step is not None else None
-    if (step is None or step.type != "ListenerBranch" or mv.step is None
-            or mv.step["State"] not in ("Active", "Paused")
-            or event not in model.EMAIL_ENGAGEMENT or not on_listened_email):
+    if (
+        step is None
+        or step.type != "ListenerBranch"
+        or mv.step is None
+        or mv.step["State"] not in ("Active", "Paused")
+        or event not in model.EMAIL_ENGAGEMENT
+        or not on_listened_email
+    ):
         return d
     signals = sit.run.signals | {event}
     mv.set_run(signals=",".join(sorted(signals)))
@@ -499,8 +653,15 @@ def _wake_listener(mv: _Move, step: model.Step, signals: frozenset[str]) -> None
         mv.enter(mv.route(step, signals))
 
 
-def remove(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str,
-           reason: str = "ManuallyRemoved", **attributes: Any) -> Decision:
+def remove(
+    ctx: Context,
+    cadence: model.Cadence,
+    sit: Situation,
+    now: datetime,
+    user: str,
+    reason: str = "ManuallyRemoved",
+    **attributes: Any,
+) -> Decision:
     """removeTargetFromSalesCadence (and exits for deleted steps): cancel the open step."""
     _running(sit)
     d = Decision()
@@ -510,8 +671,14 @@ def remove(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, 
     return d
 
 
-def pause(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str,
-          resume_at: datetime | None) -> Decision:
+def pause(
+    ctx: Context,
+    cadence: model.Cadence,
+    sit: Situation,
+    now: datetime,
+    user: str,
+    resume_at: datetime | None,
+) -> Decision:
     """pauseSalesCadenceTracker: tracker and open step Paused; timers held."""
     if sit.tracker["State"] != "Running":
         raise Refused(f"The cadence tracker {sit.tracker['Id']} is not running.")
@@ -526,8 +693,9 @@ def pause(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, u
     return d
 
 
-def resume(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime,
-           user: str) -> Decision:
+def resume(
+    ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str
+) -> Decision:
     """resumeSalesCadenceTracker: back to Running; due dates and timers shift by the pause."""
     if sit.tracker["State"] != "Paused":
         raise Refused(f"The cadence tracker {sit.tracker['Id']} is not paused.")
@@ -560,8 +728,9 @@ def _resume(mv: _Move, sit: Situation) -> None:
         _wake_listener(mv, step, run.signals)
 
 
-def change_owner(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str,
-                 owner_id: str) -> Decision:
+def change_owner(
+    ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str, owner_id: str
+) -> Decision:
     """changeSalesCadenceTargetAssignee: the tracker's OwnerId."""
     _running(sit)
     d = Decision()
@@ -570,8 +739,14 @@ def change_owner(ctx: Context, cadence: model.Cadence, sit: Situation, now: date
     return d
 
 
-def modify(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str,
-           **attributes: Any) -> Decision:
+def modify(
+    ctx: Context,
+    cadence: model.Cadence,
+    sit: Situation,
+    now: datetime,
+    user: str,
+    **attributes: Any,
+) -> Decision:
     """modifyCadenceTrackerAttributes: disposition and related opportunity of a tracker."""
     d = Decision()
     mv = _move(ctx, d, cadence, sit, now, user)
@@ -579,7 +754,8 @@ def modify(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, 
     return d
 
 
-def retired(ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime,
-            user: str) -> Decision:
+def retired(
+    ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str
+) -> Decision:
     """The target's current step was removed from the active cadence: the target exits."""
     return remove(ctx, cadence, sit, now, user, reason="AutomaticallyExitedDeletedStep")

@@ -9,14 +9,21 @@ engine walks the graph without touching the database.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 #: Steps a rep works by hand (they appear in the work queue, have due dates).
 MANUAL_TYPES = frozenset(
-    {"SendAnEmail", "MakeACall", "CreateTask", "LinkedInConnection", "LinkedInMail",
-     "PlatformScreenFlow"}
+    {
+        "SendAnEmail",
+        "MakeACall",
+        "CreateTask",
+        "LinkedInConnection",
+        "LinkedInMail",
+        "PlatformScreenFlow",
+    }
 )
 #: Steps that send an email (the listener branch and engagement events refer to them).
 EMAIL_TYPES = frozenset({"SendAnEmail", "AutoSendAnEmail"})
@@ -26,7 +33,10 @@ VARIANT_TYPES = frozenset({"SendAnEmail", "AutoSendAnEmail", "MakeACall"})
 BRANCH_TYPES = frozenset({"Branch", "ListenerBranch"})
 #: Call-result categories a Branch condition reads (Resource CallDispositionCategory).
 CALL_OUTCOMES = (
-    "CallMeaningfulConnect", "CallUnqualified", "CallLeftVoicemail", "CallNotInterested",
+    "CallMeaningfulConnect",
+    "CallUnqualified",
+    "CallLeftVoicemail",
+    "CallNotInterested",
     "CallCallBackLater",
 )
 #: Email engagement a ListenerBranch condition reads (Resource EmailEngagement).
@@ -189,14 +199,18 @@ Row = Mapping[str, Any]
 
 
 def _condition(row: Row) -> Condition:
-    return Condition(row["Id"], row["RuleConditionName"], row["Resource"], row["Operator"],
-                     row["Value"])
+    return Condition(
+        row["Id"], row["RuleConditionName"], row["Resource"], row["Operator"], row["Value"]
+    )
 
 
 def _rule(row: Row, conditions: Sequence[Condition]) -> Rule:
     return Rule(
-        id=row["Id"], name=row["RuleName"], rule_type=row["RuleType"] or "BranchStep",
-        step_id=row["ActionCadenceStepId"], global_event_type=row["GlobalEventType"],
+        id=row["Id"],
+        name=row["RuleName"],
+        rule_type=row["RuleType"] or "BranchStep",
+        step_id=row["ActionCadenceStepId"],
+        global_event_type=row["GlobalEventType"],
         outcome_next_step_name=row["OutcomeNextStepName"],
         parent_rule_name=row["ParentRuleName"],
         conditions=tuple(sorted(conditions, key=lambda c: c.name)),
@@ -205,18 +219,26 @@ def _rule(row: Row, conditions: Sequence[Condition]) -> Rule:
 
 def _step(row: Row, rules: tuple[Rule, ...], variants: tuple[Variant, ...]) -> Step:
     return Step(
-        id=row["Id"], name=row["StepName"] or row["Id"], type=row["Type"],
-        title=row["StepTitle"], parent_name=row["ParentStepName"],
-        graph_state=row["GraphState"] or LIVE, branch_default=row["BranchDefaultStepName"],
-        chained_cadence_id=row["ChainedCadenceId"], goto_name=row["GoToStepName"],
+        id=row["Id"],
+        name=row["StepName"] or row["Id"],
+        type=row["Type"],
+        title=row["StepTitle"],
+        parent_name=row["ParentStepName"],
+        graph_state=row["GraphState"] or LIVE,
+        branch_default=row["BranchDefaultStepName"],
+        chained_cadence_id=row["ChainedCadenceId"],
+        goto_name=row["GoToStepName"],
         goto_limit=row["GoToStepIterationLimit"],
         goto_interval_minutes=row["GoToStepIntervalInMinutes"],
-        immediate_wakeup=bool(row["IsImmediateWakeUp"]), wait_seconds=row["WaitTimeInSeconds"],
+        immediate_wakeup=bool(row["IsImmediateWakeUp"]),
+        wait_seconds=row["WaitTimeInSeconds"],
         days_until_start=row["ScheduledDaysUntilStart"],
         start_delay_minutes=row["ScheduledStartDelayInMinutes"],
         start_time_minutes=row["ScheduledStartTimeInMinutes"],
-        days_until_due=row["ScheduledDaysUntilDue"], template_id=row["TemplateId"],
-        rules=rules, variants=variants,
+        days_until_due=row["ScheduledDaysUntilDue"],
+        template_id=row["TemplateId"],
+        rules=rules,
+        variants=variants,
     )
 
 
@@ -239,7 +261,8 @@ def from_records(
     vars_of: dict[str, list[Variant]] = {}
     for v in variants:
         vars_of.setdefault(v["ActionCadenceStepId"], []).append(
-            Variant(v["Id"], v["TemplateId"], float(v["SplitPercentage"] or 0)))
+            Variant(v["Id"], v["TemplateId"], float(v["SplitPercentage"] or 0))
+        )
     graph: dict[str, Step] = {}
     detached: list[Step] = []
     global_rules: list[Rule] = []
@@ -260,10 +283,14 @@ def from_records(
         if s.graph_state == LIVE and s.parent_name and s.type != "Root":
             children.setdefault(s.parent_name, []).append(s.name)
     return Cadence(
-        id=cadence["Id"], name=cadence["Name"], state=cadence["State"] or "Draft",
-        type=cadence["Type"] or "Standard", owner_id=cadence["OwnerId"],
+        id=cadence["Id"],
+        name=cadence["Name"],
+        state=cadence["State"] or "Draft",
+        type=cadence["Type"] or "Standard",
+        owner_id=cadence["OwnerId"],
         wait_allowed_before_daisy_chain=bool(cadence["IsWaitAllowedBeforeDaisyChain"]),
-        steps=MappingProxyType(graph), detached=tuple(detached),
+        steps=MappingProxyType(graph),
+        detached=tuple(detached),
         global_rules=ordered_rules(global_rules),
         children=MappingProxyType({k: tuple(sorted(v)) for k, v in children.items()}),
         by_id=MappingProxyType({s.id: s for s in graph.values()}),

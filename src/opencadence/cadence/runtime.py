@@ -8,8 +8,9 @@ ActionCadenceStep, ``on_task_created`` after a Task insert (a logged call).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from opencadence import errors, ids
 from opencadence.cadence import engine, model, validate
@@ -19,9 +20,14 @@ from opencadence.storage import records
 Decide = Callable[[engine.Context, model.Cadence, engine.Situation], engine.Decision]
 
 
-def transition(store: records.Store, tracker_id: str, user_id: str, decide: Decide,
-               config: cstore.Config | None = None,
-               tx: records.Tx | None = None) -> engine.Decision:
+def transition(
+    store: records.Store,
+    tracker_id: str,
+    user_id: str,
+    decide: Decide,
+    config: cstore.Config | None = None,
+    tx: records.Tx | None = None,
+) -> engine.Decision:
     """Lock one tracker, decide its transition and apply it (in ``tx`` or a new transaction)."""
     rt = cstore.CadenceStore(store, config)
     if tx is None:
@@ -30,8 +36,9 @@ def transition(store: records.Store, tracker_id: str, user_id: str, decide: Deci
     return _transition(rt, tx, tracker_id, decide)
 
 
-def _transition(rt: cstore.CadenceStore, tx: records.Tx, tracker_id: str,
-                decide: Decide) -> engine.Decision:
+def _transition(
+    rt: cstore.CadenceStore, tx: records.Tx, tracker_id: str, decide: Decide
+) -> engine.Decision:
     rt.lock(tx.conn, [tracker_id])
     loaded = cstore.Loaded(rt, tx.conn)
     sit = rt.situations(tx.conn, loaded, [tracker_id]).get(tracker_id)
@@ -49,8 +56,13 @@ def now_of(store: records.Store) -> datetime:
 
 # -- activation -------------------------------------------------------------------------------
 
-def activate(store: records.Store, cadence_id: str, user_id: str = records.AUTOMATED_USER,
-             config: cstore.Config | None = None) -> model.Cadence:
+
+def activate(
+    store: records.Store,
+    cadence_id: str,
+    user_id: str = records.AUTOMATED_USER,
+    config: cstore.Config | None = None,
+) -> model.Cadence:
     """Validate the graph; set State Active (+ActivatedDate, TotalSteps) or Error with an
     ErrorMessage naming the step, then raise CadenceInvalid."""
     rt = cstore.CadenceStore(store, config)
@@ -62,8 +74,12 @@ def activate(store: records.Store, cadence_id: str, user_id: str = records.AUTOM
         found = validate.problems(cadence)
         if found:
             problem = found[0]
-            tx.update("ActionCadence", cadence_id,
-                      {"State": "Error", "ErrorMessage": str(problem)[:255]}, system=True)
+            tx.update(
+                "ActionCadence",
+                cadence_id,
+                {"State": "Error", "ErrorMessage": str(problem)[:255]},
+                system=True,
+            )
         else:
             _activate(tx, cadence)
     if problem is not None:
@@ -77,19 +93,32 @@ def _activate(tx: records.Tx, cadence: model.Cadence) -> None:
         if step.graph_state == "Orphaned":  # removed before activation: deleted now
             tx.delete("ActionCadenceStep", step.id, system=True)
     root = cadence.root
-    for sid, root_id, detail, typ in cstore.CadenceStore(tx.store).step_graph_fields(tx.conn,
-                                                                                   cadence.id):
+    for sid, root_id, detail, typ in cstore.CadenceStore(tx.store).step_graph_fields(
+        tx.conn, cadence.id
+    ):
         if root_id != root.id or detail is None:
-            tx.update("ActionCadenceStep", sid,
-                      {"RootStepId": root.id, "TypeDetail": detail or typ}, system=True)
-    tx.update("ActionCadence", cadence.id, {
-        "State": "Active", "ErrorMessage": None, "TotalSteps": cadence.total_steps(),
-        "ActivatedDate": tx.store.clock.now().date(),
-    }, system=True)
+            tx.update(
+                "ActionCadenceStep",
+                sid,
+                {"RootStepId": root.id, "TypeDetail": detail or typ},
+                system=True,
+            )
+    tx.update(
+        "ActionCadence",
+        cadence.id,
+        {
+            "State": "Active",
+            "ErrorMessage": None,
+            "TotalSteps": cadence.total_steps(),
+            "ActivatedDate": tx.store.clock.now().date(),
+        },
+        system=True,
+    )
 
 
-def set_state(store: records.Store, cadence_id: str, state: str,
-              user_id: str = records.AUTOMATED_USER) -> None:
+def set_state(
+    store: records.Store, cadence_id: str, state: str, user_id: str = records.AUTOMATED_USER
+) -> None:
     """An update of ActionCadence.State: Active activates (validating); others are set as
     they are (Inactive: no new targets, running targets continue)."""
     if state == "Active":
@@ -101,8 +130,13 @@ def set_state(store: records.Store, cadence_id: str, state: str,
 
 # -- editing an active cadence ------------------------------------------------------------------
 
-def delete_step(store: records.Store, step_id: str, user_id: str = records.AUTOMATED_USER,
-                config: cstore.Config | None = None) -> int:
+
+def delete_step(
+    store: records.Store,
+    step_id: str,
+    user_id: str = records.AUTOMATED_USER,
+    config: cstore.Config | None = None,
+) -> int:
     """Remove a step. Never-activated cadence: the step becomes Orphaned (ParentStepName
     nulled; deleted at activation). Otherwise it becomes Retired, its parent's GoToStepName
     points past it, and targets on it exit with AutomaticallyExitedDeletedStep. Returns how
@@ -115,15 +149,20 @@ def delete_step(store: records.Store, step_id: str, user_id: str = records.AUTOM
         cad_row = tx.get("ActionCadence", step_row["ActionCadenceId"])
         assert cad_row is not None
         if cad_row["ActivatedDate"] is None:
-            tx.update("ActionCadenceStep", step_id, {"GraphState": "Orphaned",
-                                                     "ParentStepName": None}, system=True)
+            tx.update(
+                "ActionCadenceStep",
+                step_id,
+                {"GraphState": "Orphaned", "ParentStepName": None},
+                system=True,
+            )
             return 0
         cadence = rt.load_definition(tx.conn, cad_row["Id"])
         _retire(tx, cadence, cadence.by_id[step_row["Id"]])
         tracker_ids = rt.trackers_on_step(tx.conn, step_row["Id"])
         for tid in tracker_ids:
-            _transition(rt, tx, tid, lambda c, cad, s: engine.retired(c, cad, s, now_of(store),
-                                                                      tx.user_id))
+            _transition(
+                rt, tx, tid, lambda c, cad, s: engine.retired(c, cad, s, now_of(store), tx.user_id)
+            )
         return len(tracker_ids)
 
 
@@ -132,13 +171,16 @@ def _retire(tx: records.Tx, cadence: model.Cadence, step: model.Step) -> None:
     parent = cadence.step(step.parent_name)
     kids = cadence.children.get(step.name, ())
     if parent is not None and parent.type not in model.BRANCH_TYPES:
-        tx.update("ActionCadenceStep", parent.id, {"GoToStepName": kids[0] if kids else None},
-                  system=True)
-    tx.update("ActionCadence", cadence.id, {"LastEditedDateTime": tx.store.clock.now()},
-              system=True)
+        tx.update(
+            "ActionCadenceStep", parent.id, {"GoToStepName": kids[0] if kids else None}, system=True
+        )
+    tx.update(
+        "ActionCadence", cadence.id, {"LastEditedDateTime": tx.store.clock.now()}, system=True
+    )
 
 
 # -- rep work, calls and engagement --------------------------------------------------------------
+
 
 def _tracker_of_step(store: records.Store, step_tracker_id: str) -> str:
     row = store.get(engine.STEP, ids.parse(step_tracker_id, field="stepTrackerId"))
@@ -147,13 +189,23 @@ def _tracker_of_step(store: records.Store, step_tracker_id: str) -> str:
     return str(row["ActionCadenceTrackerId"])
 
 
-def step_event(store: records.Store, step_tracker_id: str, event: str, user_id: str,
-               config: cstore.Config | None = None) -> engine.Decision:
+def step_event(
+    store: records.Store,
+    step_tracker_id: str,
+    event: str,
+    user_id: str,
+    config: cstore.Config | None = None,
+) -> engine.Decision:
     """A rep's Start / ActionTaken / ManualComplete / Skip on an open step."""
     sid = ids.parse(step_tracker_id, field="stepTrackerId")
     tracker_id = _tracker_of_step(store, sid)
-    return transition(store, tracker_id, user_id, lambda c, cad, s: engine.on_step_event(
-        c, cad, s, now_of(store), user_id, sid, event), config)
+    return transition(
+        store,
+        tracker_id,
+        user_id,
+        lambda c, cad, s: engine.on_step_event(c, cad, s, now_of(store), user_id, sid, event),
+        config,
+    )
 
 
 def start_step(store: records.Store, step_tracker_id: str, user_id: str) -> None:
@@ -171,13 +223,17 @@ def call_outcome(task: dict[str, Any], config: cstore.Config) -> str | None:
     return config.call_dispositions.get(task.get("CallDisposition") or "")
 
 
-def on_task_created(store: records.Store, task_id: str, config: cstore.Config | None = None,
-                    tx: records.Tx | None = None) -> bool:
+def on_task_created(
+    store: records.Store,
+    task_id: str,
+    config: cstore.Config | None = None,
+    tx: records.Tx | None = None,
+) -> bool:
     """A Task was inserted: a logged call (TaskSubtype 'Call') on a target in a cadence
     completes its MakeACall step as the Task's owner and records the call outcome.
     Returns whether a tracker moved."""
     config = config or cstore.Config()
-    task = (tx.get("Task", task_id) if tx is not None else store.get("Task", task_id))
+    task = tx.get("Task", task_id) if tx is not None else store.get("Task", task_id)
     if task is None or task.get("TaskSubtype") != "Call" or not task.get("WhoId"):
         return False
     rt = cstore.CadenceStore(store, config)
@@ -187,40 +243,74 @@ def on_task_created(store: records.Store, task_id: str, config: cstore.Config | 
         return False
     outcome = call_outcome(task, config)
     user = task.get("OwnerId") or records.AUTOMATED_USER
-    transition(store, tracker_id, user, lambda c, cad, s: engine.on_call(
-        c, cad, s, now_of(store), user, outcome), config, tx)
+    transition(
+        store,
+        tracker_id,
+        user,
+        lambda c, cad, s: engine.on_call(c, cad, s, now_of(store), user, outcome),
+        config,
+        tx,
+    )
     return True
 
 
-def log_call(store: records.Store, user_id: str, target_id: str, disposition: str | None,
-             subject: str = "Call", config: cstore.Config | None = None) -> str:
+def log_call(
+    store: records.Store,
+    user_id: str,
+    target_id: str,
+    disposition: str | None,
+    subject: str = "Call",
+    config: cstore.Config | None = None,
+) -> str:
     """Log a call as a Task (TaskSubtype 'Call', WhoId = target) and apply it; returns the
     Task Id."""
     with store.transaction(user_id) as tx:
-        task_id = tx.insert("Task", {
-            "Subject": subject, "WhoId": target_id, "OwnerId": user_id, "TaskSubtype": "Call",
-            "CallDisposition": disposition, "Status": "Completed", "CallType": "Outbound",
-        })
+        task_id = tx.insert(
+            "Task",
+            {
+                "Subject": subject,
+                "WhoId": target_id,
+                "OwnerId": user_id,
+                "TaskSubtype": "Call",
+                "CallDisposition": disposition,
+                "Status": "Completed",
+                "CallType": "Outbound",
+            },
+        )
         on_task_created(store, task_id, config, tx)
     return task_id
 
 
-def engagement(store: records.Store, target_id: str, event: str,
-               email_step_tracker_id: str | None = None, config: cstore.Config | None = None
-               ) -> bool:
+def engagement(
+    store: records.Store,
+    target_id: str,
+    event: str,
+    email_step_tracker_id: str | None = None,
+    config: cstore.Config | None = None,
+) -> bool:
     """Email engagement of a target (EmailOpen, EmailLinkClick, EmailReply, EmailHardBounce,
     EmailSoftBounce), optionally naming the email's step tracker. Returns whether the
     target is in a cadence."""
     rt = cstore.CadenceStore(store, config)
     with store.reading() as conn:
         tracker_id = rt.active_tracker_of(conn, [target_id]).get(target_id)
-        listened = (tracker_id is not None and email_step_tracker_id is not None
-                    and rt.latest_email(conn, tracker_id) == ids.parse(email_step_tracker_id))
+        listened = (
+            tracker_id is not None
+            and email_step_tracker_id is not None
+            and rt.latest_email(conn, tracker_id) == ids.parse(email_step_tracker_id)
+        )
     if tracker_id is None:
         return False
     on_listened = email_step_tracker_id is None or listened
-    transition(store, tracker_id, records.AUTOMATED_USER, lambda c, cad, s: engine.on_engagement(
-        c, cad, s, now_of(store), records.AUTOMATED_USER, event, on_listened), config)
+    transition(
+        store,
+        tracker_id,
+        records.AUTOMATED_USER,
+        lambda c, cad, s: engine.on_engagement(
+            c, cad, s, now_of(store), records.AUTOMATED_USER, event, on_listened
+        ),
+        config,
+    )
     return True
 
 

@@ -24,7 +24,7 @@ All results are naive UTC with millisecond precision (how storage keeps dateTime
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -52,12 +52,12 @@ def zone(name: str | None) -> ZoneInfo:
 def ms(value: datetime) -> datetime:
     """Naive UTC truncated to milliseconds."""
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def _local(naive_utc: datetime, tz: ZoneInfo) -> datetime:
-    return naive_utc.replace(tzinfo=timezone.utc).astimezone(tz)
+    return naive_utc.replace(tzinfo=UTC).astimezone(tz)
 
 
 def _at(day: datetime, minutes: int, tz: ZoneInfo) -> datetime:
@@ -66,8 +66,9 @@ def _at(day: datetime, minutes: int, tz: ZoneInfo) -> datetime:
     return ms(wall.replace(tzinfo=tz))
 
 
-def start_of(step: model.Step, entered: datetime, tz_name: str | None,
-             not_before: datetime | None = None) -> datetime:
+def start_of(
+    step: model.Step, entered: datetime, tz_name: str | None, not_before: datetime | None = None
+) -> datetime:
     """The step's ScheduledStartDateTime (naive UTC)."""
     tz = zone(tz_name)
     earliest = entered + timedelta(minutes=step.start_delay_minutes or 0)
@@ -103,8 +104,9 @@ def due_of(step: model.Step, start: datetime, tz_name: str | None) -> datetime |
     return ms(wall.replace(tzinfo=tz))
 
 
-def timing(step: model.Step, entered: datetime, tz_name: str | None,
-           not_before: datetime | None = None) -> Timing:
+def timing(
+    step: model.Step, entered: datetime, tz_name: str | None, not_before: datetime | None = None
+) -> Timing:
     """Start and due of ``step`` entered at ``entered``."""
     start = start_of(step, entered, tz_name, not_before)
     return Timing(start, due_of(step, start, tz_name))

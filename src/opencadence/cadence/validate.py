@@ -103,8 +103,13 @@ def _daisy_chain_problems(
         out.append(Problem(step.name, "a DaisyChain step needs a ChainedCadenceId"))
     parent = cadence.step(step.parent_name)
     if parent is not None and parent.type == "Wait" and not cadence.wait_allowed_before_daisy_chain:
-        out.append(Problem(step.name, "a Wait step before a DaisyChain step needs "
-                                      "IsWaitAllowedBeforeDaisyChain on the cadence"))
+        out.append(
+            Problem(
+                step.name,
+                "a Wait step before a DaisyChain step needs "
+                "IsWaitAllowedBeforeDaisyChain on the cadence",
+            )
+        )
     return out
 
 
@@ -125,19 +130,25 @@ def _branch_problems(cadence: model.Cadence, step: model.Step) -> list[Problem]:
         if not rule.outcome_next_step_name:
             say(f"rule {rule.name} has no OutcomeNextStepName")
         elif cadence.step(rule.outcome_next_step_name) is None:
-            say(f"rule {rule.name}: OutcomeNextStepName '{rule.outcome_next_step_name}' "
-                "names no step of the cadence")
+            say(
+                f"rule {rule.name}: OutcomeNextStepName '{rule.outcome_next_step_name}' "
+                "names no step of the cadence"
+            )
         if (rule.rule_type or "BranchStep") != "BranchStep":
             say(f"rule {rule.name} has RuleType {rule.rule_type}; branch rules are BranchStep")
         if rule.conditions == ():
             say(f"rule {rule.name} has no condition")
         for c in rule.conditions:
             if c.resource != resource:
-                say(f"rule {rule.name}, condition {c.name}: Resource must be {resource}, "
-                    f"not {c.resource}")
+                say(
+                    f"rule {rule.name}, condition {c.name}: Resource must be {resource}, "
+                    f"not {c.resource}"
+                )
             elif c.value not in model.VALUES_OF[resource]:
-                say(f"rule {rule.name}, condition {c.name}: Value {c.value!r} is not one of "
-                    f"{', '.join(model.VALUES_OF[resource])}")
+                say(
+                    f"rule {rule.name}, condition {c.name}: Value {c.value!r} is not one of "
+                    f"{', '.join(model.VALUES_OF[resource])}"
+                )
             if c.operator not in (None, "Equal"):
                 say(f"rule {rule.name}, condition {c.name}: Operator must be Equal")
     return out
@@ -162,10 +173,14 @@ def _global_rule_problems(cadence: model.Cadence) -> list[Problem]:
     for rule in cadence.global_rules:
         if rule.global_event_type not in model.GLOBAL_EVENTS:
             owner = cadence.by_id.get(rule.step_id)
-            out.append(Problem(owner.name if owner else rule.step_id,
-                               f"global exit rule {rule.name}: GlobalEventType "
-                               f"{rule.global_event_type!r} is not one of "
-                               f"{', '.join(model.GLOBAL_EVENTS)}"))
+            out.append(
+                Problem(
+                    owner.name if owner else rule.step_id,
+                    f"global exit rule {rule.name}: GlobalEventType "
+                    f"{rule.global_event_type!r} is not one of "
+                    f"{', '.join(model.GLOBAL_EVENTS)}",
+                )
+            )
     return out
 
 

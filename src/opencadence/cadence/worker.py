@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Callable, Sequence
 
 from opencadence import errors
-from opencadence.cadence import engine, sender as senders
+from opencadence.cadence import engine
+from opencadence.cadence import sender as senders
 from opencadence.cadence import store as cstore
 from opencadence.clock import as_utc
 from opencadence.storage import records
@@ -33,8 +34,12 @@ def naive(now: datetime) -> datetime:
 class Worker:
     """Applies due transitions of one database."""
 
-    def __init__(self, store: records.Store, sender: senders.Sender | None = None,
-                 config: cstore.Config | None = None) -> None:
+    def __init__(
+        self,
+        store: records.Store,
+        sender: senders.Sender | None = None,
+        config: cstore.Config | None = None,
+    ) -> None:
         self.store = store
         self.rt = cstore.CadenceStore(store, config)
         self.sender: senders.Sender = sender or senders.RecordingSender()
@@ -76,8 +81,11 @@ class Worker:
     def _batch(self, now: datetime, only: Sequence[str] | None) -> int:
         cancels: list[str] = []
         with self.store.transaction() as tx:
-            claimed = (self.rt.claim_due(tx.conn, now, self.rt.config.batch_size)
-                       if only is None else self.rt.claim_these(tx.conn, now, only))
+            claimed = (
+                self.rt.claim_due(tx.conn, now, self.rt.config.batch_size)
+                if only is None
+                else self.rt.claim_these(tx.conn, now, only)
+            )
             if not claimed:
                 return 0
             self.sender.begin(tx)
@@ -86,16 +94,26 @@ class Worker:
             ctx = loaded.context()
             decisions = [self._decide(ctx, sits.get(tid), tid, now, tx.user_id) for tid in claimed]
             self.rt.apply(tx, decisions)
-            cancels = [e.step_tracker_id for d in decisions for e in d.effects
-                       if isinstance(e, engine.CancelEmail)]
+            cancels = [
+                e.step_tracker_id
+                for d in decisions
+                for e in d.effects
+                if isinstance(e, engine.CancelEmail)
+            ]
             self.transitions += sum(d.transitions for d in decisions)
         for key in cancels:  # only once the cancellation is committed
             self.sender.cancel(key)
         self.sender.after_commit()
         return len(claimed)
 
-    def _decide(self, ctx: engine.Context, sit: engine.Situation | None, tracker_id: str,
-                now: datetime, user: str) -> engine.Decision:
+    def _decide(
+        self,
+        ctx: engine.Context,
+        sit: engine.Situation | None,
+        tracker_id: str,
+        now: datetime,
+        user: str,
+    ) -> engine.Decision:
         if sit is None or sit.tracker["State"] not in engine.ACTIVE_TRACKER_STATES:
             # a run row without an active tracker (deleted through the API): drop it
             return engine.Decision(run=[engine.RunOp("delete", tracker_id)])
@@ -106,8 +124,9 @@ class Worker:
             log.warning("tracker %s: %s", tracker_id, exc.message)
             return engine.Decision(run=[engine.RunOp("update", tracker_id, {"due_at": None})])
         if d.send is not None:
-            email = senders.OutgoingEmail(str(d.send.step_tracker), d.send.template_id,
-                                          d.send.owner_id, d.send.target_id)
+            email = senders.OutgoingEmail(
+                str(d.send.step_tracker), d.send.template_id, d.send.owner_id, d.send.target_id
+            )
             result = self.sender.send(email, now)
             d = engine.on_sent(ctx, cadence, sit, now, user, result)
             _note_reason(d, sit, result)
@@ -129,5 +148,12 @@ def _note_reason(d: engine.Decision, sit: engine.Situation, result: engine.SendR
         if isinstance(op, engine.Update) and op.object == engine.STEP and op.id == sit.step["Id"]:
             op.changes["ErrorCode"] = code
             return
-    d.ops.append(engine.Update(engine.STEP, sit.step["Id"], {"ErrorCode": code},
-                               {"State": sit.step["State"]}, sit.step.get("LastModifiedById")))
+    d.ops.append(
+        engine.Update(
+            engine.STEP,
+            sit.step["Id"],
+            {"ErrorCode": code},
+            {"State": sit.step["State"]},
+            sit.step.get("LastModifiedById"),
+        )
+    )

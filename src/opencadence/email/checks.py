@@ -8,9 +8,10 @@ transaction, so they see what the transition sees.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -56,11 +57,14 @@ class Cache:
             self._settings = settings.load(self.conn)
         return self._settings
 
-    def record(self, obj: str, record_id: str, include_deleted: bool = False) -> dict[str, Any] | None:
+    def record(
+        self, obj: str, record_id: str, include_deleted: bool = False
+    ) -> dict[str, Any] | None:
         k = (obj, record_id, include_deleted)
         if k not in self._records:
-            self._records[k] = records.read_record(self.store, self.conn, obj, record_id,
-                                                   include_deleted=include_deleted)
+            self._records[k] = records.read_record(
+                self.store, self.conn, obj, record_id, include_deleted=include_deleted
+            )
         return self._records[k]
 
     def used(self, outbox: sa.Table, day: str, owner_id: str | None) -> int:
@@ -70,8 +74,11 @@ class Cache:
             cond = outbox.c.cap_day == day
             if owner_id is not None:
                 cond = sa.and_(cond, outbox.c.owner_id == owner_id)
-            self._used[k] = int(self.conn.execute(
-                sa.select(sa.func.count()).select_from(outbox).where(cond)).scalar_one())
+            self._used[k] = int(
+                self.conn.execute(
+                    sa.select(sa.func.count()).select_from(outbox).where(cond)
+                ).scalar_one()
+            )
         return self._used[k]
 
     def admitted(self, day: str, owner_id: str) -> None:
@@ -81,8 +88,12 @@ class Cache:
 
     def any_waiting(self, outbox: sa.Table) -> bool:
         if self._any_waiting is None:
-            self._any_waiting = self.conn.execute(
-                sa.select(outbox.c.key).where(outbox.c.status == "waiting").limit(1)).first() is not None
+            self._any_waiting = (
+                self.conn.execute(
+                    sa.select(outbox.c.key).where(outbox.c.status == "waiting").limit(1)
+                ).first()
+                is not None
+            )
         return self._any_waiting
 
 
@@ -91,9 +102,14 @@ def valid_address(address: str | None) -> bool:
         return False
     local, domain = address.split("@")
     labels = domain.split(".")
-    return (len(local) <= 64 and bool(_LOCAL.match(local)) and len(labels) >= 2
-            and all(_LABEL.match(lb) for lb in labels) and labels[-1].isalpha()
-            and len(labels[-1]) >= 2)
+    return (
+        len(local) <= 64
+        and bool(_LOCAL.match(local))
+        and len(labels) >= 2
+        and all(_LABEL.match(lb) for lb in labels)
+        and labels[-1].isalpha()
+        and len(labels[-1]) >= 2
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +124,9 @@ class Prepared:
     user: Mapping[str, Any]
 
 
-def prepare(cache: Cache, *, auto: bool, template_id: str | None, owner_id: str,
-            target_id: str) -> Prepared:
+def prepare(
+    cache: Cache, *, auto: bool, template_id: str | None, owner_id: str, target_id: str
+) -> Prepared:
     """Run every check but the caps and render; raise SendRefused with the ErrorCode."""
     store = cache.store
     org = cache.settings.org
@@ -121,12 +138,14 @@ def prepare(cache: Cache, *, auto: bool, template_id: str | None, owner_id: str,
     if user is None or not user.get("IsActive"):
         raise SendRefused(f"The assignee {owner_id} is inactive", "USER_IS_INACTIVE")
     if not cache.settings.user(owner_id, "hvs_access"):
-        raise SendRefused(f"The assignee {owner_id} lost Sales Engagement access",
-                          "USER_HAS_LOST_HVS_ACCESS")
+        raise SendRefused(
+            f"The assignee {owner_id} lost Sales Engagement access", "USER_HAS_LOST_HVS_ACCESS"
+        )
     sender = user.get("SenderEmail") or user.get("Email")
     if not valid_address(sender):
-        raise SendRefused(f"The assignee's sender address {sender!r} is not valid",
-                          "INVALID_USER_EMAIL")
+        raise SendRefused(
+            f"The assignee's sender address {sender!r} is not valid", "INVALID_USER_EMAIL"
+        )
     template = _template(cache, template_id, owner_id)
     target = _target(store, cache.conn, target_id)
     values = {TARGET_OBJECTS[target_id[:3]]: target, "User": user}
@@ -134,8 +153,14 @@ def prepare(cache: Cache, *, auto: bool, template_id: str | None, owner_id: str,
         rendered = templates.render(template, store.registry, values, org.max_body_bytes)
     except templates.TemplateError as exc:
         raise SendRefused(exc.message, exc.code) from exc
-    return Prepared(str(sender), user.get("SenderName") or user.get("Name"), target["Email"],
-                    rendered, target, user)
+    return Prepared(
+        str(sender),
+        user.get("SenderName") or user.get("Name"),
+        target["Email"],
+        rendered,
+        target,
+        user,
+    )
 
 
 def _template(cache: Cache, template_id: str | None, owner_id: str) -> dict[str, Any]:
@@ -147,17 +172,21 @@ def _template(cache: Cache, template_id: str | None, owner_id: str) -> dict[str,
     if template["IsDeleted"]:
         raise SendRefused(f"The email template {template_id} was deleted", "TEMPLATE_DELETED")
     if not template.get("IsActive"):
-        raise SendRefused(f"The email template {template_id} is not available for use",
-                          "TEMPLATE_NOT_PUBLIC")
+        raise SendRefused(
+            f"The email template {template_id} is not available for use", "TEMPLATE_NOT_PUBLIC"
+        )
     folder_id = template.get("FolderId")
     if folder_id and folder_id[:3] == "005" and folder_id != owner_id:
-        raise SendRefused(f"The email template {template_id} is in another user's folder",
-                          "TEMPLATE_NOT_PUBLIC")
+        raise SendRefused(
+            f"The email template {template_id} is in another user's folder", "TEMPLATE_NOT_PUBLIC"
+        )
     if folder_id and folder_id[:3] != "005" and folder_id[:3] != "00D":
         folder = cache.record("Folder", folder_id)
         if folder is None or folder.get("AccessType") not in PUBLIC_FOLDERS:
-            raise SendRefused(f"The email template {template_id} is in a folder the assignee "
-                              "cannot use", "TEMPLATE_NOT_PUBLIC")
+            raise SendRefused(
+                f"The email template {template_id} is in a folder the assignee cannot use",
+                "TEMPLATE_NOT_PUBLIC",
+            )
     return template
 
 
@@ -180,6 +209,7 @@ def _target(store: records.Store, conn: sa.Connection, target_id: str) -> dict[s
 
 # -- daily caps --------------------------------------------------------------------------------
 
+
 def day_of(now: datetime) -> str:
     """Caps count per UTC day (the org's day; one boundary for every user)."""
     return now.strftime("%Y-%m-%d")
@@ -189,8 +219,14 @@ def next_day(now: datetime) -> datetime:
     return datetime(now.year, now.month, now.day) + timedelta(days=1)
 
 
-def check_caps(cache: Cache, outbox: sa.Table, now: datetime, owner_id: str, key: str,
-               enrolled_at: datetime | None) -> None:
+def check_caps(
+    cache: Cache,
+    outbox: sa.Table,
+    now: datetime,
+    owner_id: str,
+    key: str,
+    enrolled_at: datetime | None,
+) -> None:
     """Raise SendRefused (with a retry time: the step waits) when a daily cap is reached;
     else take a place under each cap.
 
@@ -214,8 +250,11 @@ def check_caps(cache: Cache, outbox: sa.Table, now: datetime, owner_id: str, key
                 waiting = sa.and_(waiting, outbox.c.enrolled_at < enrolled_at)
             if scope is not None:
                 waiting = sa.and_(waiting, outbox.c.owner_id == scope)
-            ahead = int(cache.conn.execute(sa.select(sa.func.count()).select_from(outbox)
-                                           .where(waiting)).scalar_one())
+            ahead = int(
+                cache.conn.execute(
+                    sa.select(sa.func.count()).select_from(outbox).where(waiting)
+                ).scalar_one()
+            )
         if cache.used(outbox, today, scope) + ahead >= cap:
             raise SendRefused(f"Daily cap of {cap} reached", code, next_day(now))
     cache.admitted(today, owner_id)
@@ -225,15 +264,17 @@ def outbox_table(store: records.Store) -> sa.Table:
     return store.meta.tables[schema.EMAIL_OUTBOX]
 
 
-def enrolled_at(store: records.Store, conn: sa.Connection, key: str) -> tuple[str | None, str | None,
-                                                                             datetime | None]:
+def enrolled_at(
+    store: records.Store, conn: sa.Connection, key: str
+) -> tuple[str | None, str | None, datetime | None]:
     """(tracker Id, step Id, tracker CreatedDate) of a step tracker."""
     st = store.meta.tables["ActionCadenceStepTracker"]
     tr = store.meta.tables["ActionCadenceTracker"]
-    row = conn.execute(sa.select(st.c.ActionCadenceTrackerId, st.c.ActionCadenceStepId,
-                                 tr.c.CreatedDate)
-                       .select_from(st.join(tr, tr.c.Id == st.c.ActionCadenceTrackerId))
-                       .where(st.c.Id == ids.parse(key))).first()
+    row = conn.execute(
+        sa.select(st.c.ActionCadenceTrackerId, st.c.ActionCadenceStepId, tr.c.CreatedDate)
+        .select_from(st.join(tr, tr.c.Id == st.c.ActionCadenceTrackerId))
+        .where(st.c.Id == ids.parse(key))
+    ).first()
     if row is None:
         return None, None, None
     return row[0], row[1], row[2]

@@ -8,8 +8,9 @@ counts per ActionCadenceStep are a join away (``step_metrics``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -20,13 +21,24 @@ from opencadence.storage import records, schema
 log = logging.getLogger(__name__)
 
 #: event kind -> the runtime's engagement event (sends and out-of-office replies feed none)
-RUNTIME_EVENTS = {"open": "EmailOpen", "click": "EmailLinkClick", "reply": "EmailReply",
-                  "hard_bounce": "EmailHardBounce", "soft_bounce": "EmailSoftBounce"}
+RUNTIME_EVENTS = {
+    "open": "EmailOpen",
+    "click": "EmailLinkClick",
+    "reply": "EmailReply",
+    "hard_bounce": "EmailHardBounce",
+    "soft_bounce": "EmailSoftBounce",
+}
 TARGET_OBJECTS = {"003": "Contact", "00Q": "Lead"}
 
 
-def record_event(conn: sa.Connection, store: records.Store, key: str, kind: str, at: datetime,
-                 detail: str | None = None) -> None:
+def record_event(
+    conn: sa.Connection,
+    store: records.Store,
+    key: str,
+    kind: str,
+    at: datetime,
+    detail: str | None = None,
+) -> None:
     ev = store.meta.tables[schema.EMAIL_EVENTS]
     conn.execute(sa.insert(ev).values(key=key, kind=kind, at=at, detail=detail))
 
@@ -35,12 +47,21 @@ def mark_bounced(tx: records.Tx, target_id: str, reason: str, now: datetime) -> 
     """A hard bounce: the target's EmailBouncedDate (so later sends fail TARGET_EMAIL_BOUNCED)."""
     obj = TARGET_OBJECTS.get(target_id[:3])
     if obj is not None and tx.get(obj, target_id) is not None:
-        tx.update(obj, target_id, {"EmailBouncedDate": now, "EmailBouncedReason": reason[:255]},
-                  system=True)
+        tx.update(
+            obj,
+            target_id,
+            {"EmailBouncedDate": now, "EmailBouncedReason": reason[:255]},
+            system=True,
+        )
 
 
-def sent_row(conn: sa.Connection, store: records.Store, *, key: str | None = None,
-             message_id: str | None = None) -> Mapping[str, Any] | None:
+def sent_row(
+    conn: sa.Connection,
+    store: records.Store,
+    *,
+    key: str | None = None,
+    message_id: str | None = None,
+) -> Mapping[str, Any] | None:
     """The outbox row of a message that reached the relay, by key or Message-ID."""
     ob = store.meta.tables[schema.EMAIL_OUTBOX]
     cond = ob.c.key == key if key is not None else ob.c.message_id == message_id
@@ -50,8 +71,15 @@ def sent_row(conn: sa.Connection, store: records.Store, *, key: str | None = Non
     return dict(row)
 
 
-def record(store: records.Store, key: str, kind: str, detail: str | None = None, *,
-           dedupe: bool = False, reason: str | None = None) -> bool:
+def record(
+    store: records.Store,
+    key: str,
+    kind: str,
+    detail: str | None = None,
+    *,
+    dedupe: bool = False,
+    reason: str | None = None,
+) -> bool:
     """Record engagement ``kind`` of the sent message ``key`` and tell the runtime. With
     ``dedupe`` an event already recorded with the same ``detail`` (e.g. the inbound
     Message-ID of a reply delivered twice) is ignored. Returns whether it was recorded."""
@@ -61,8 +89,13 @@ def record(store: records.Store, key: str, kind: str, detail: str | None = None,
         row = sent_row(tx.conn, store, key=key)
         if row is None:
             return False
-        if dedupe and tx.conn.execute(sa.select(ev.c.id).where(
-                ev.c.key == key, ev.c.kind == kind, ev.c.detail == detail)).first() is not None:
+        if (
+            dedupe
+            and tx.conn.execute(
+                sa.select(ev.c.id).where(ev.c.key == key, ev.c.kind == kind, ev.c.detail == detail)
+            ).first()
+            is not None
+        ):
             return False
         record_event(tx.conn, store, key, kind, now, detail)
         if kind == "hard_bounce":
@@ -82,9 +115,12 @@ def record(store: records.Store, key: str, kind: str, detail: str | None = None,
 
 
 METRICS = {
-    "AllEmailsOpenedCount": ("open",), "AllEmailsLinkClickedCount": ("click",),
-    "AllEmailsRepliedCount": ("reply",), "AllEmailsOutOfOfficeCount": ("out_of_office",),
-    "AllEmailsHardBouncedCount": ("hard_bounce",), "AllEmailsSoftBouncedCount": ("soft_bounce",),
+    "AllEmailsOpenedCount": ("open",),
+    "AllEmailsLinkClickedCount": ("click",),
+    "AllEmailsRepliedCount": ("reply",),
+    "AllEmailsOutOfOfficeCount": ("out_of_office",),
+    "AllEmailsHardBouncedCount": ("hard_bounce",),
+    "AllEmailsSoftBouncedCount": ("soft_bounce",),
     "AllEmailsBouncedCount": ("hard_bounce", "soft_bounce"),
 }
 
@@ -103,7 +139,11 @@ def write_step_metrics(tx: records.Tx, step_ids: set[str]) -> None:
     step_obj = tx.store.registry.object("ActionCadenceStep")
     for step_id in sorted(s for s in step_ids if s):
         counts = _metrics(tx.conn, tx.store, step_id)
-        stored = {k: v for k, v in counts.items() if (f := step_obj.field(k)) is not None and not f.calculated}
+        stored = {
+            k: v
+            for k, v in counts.items()
+            if (f := step_obj.field(k)) is not None and not f.calculated
+        }
         if tx.get("ActionCadenceStep", step_id) is not None:
             tx.update("ActionCadenceStep", step_id, stored, system=True)
 
@@ -112,8 +152,9 @@ def _metrics(conn: sa.Connection, store: records.Store, step_id: str) -> dict[st
     ob = store.meta.tables[schema.EMAIL_OUTBOX]
     ev = store.meta.tables[schema.EMAIL_EVENTS]
     of_step = sa.select(ob.c.key).where(ob.c.step_id == step_id).scalar_subquery()
-    rows = conn.execute(sa.select(ev.c.kind, ev.c.detail, ev.c.key)
-                        .where(ev.c.key.in_(of_step)).distinct()).all()
+    rows = conn.execute(
+        sa.select(ev.c.kind, ev.c.detail, ev.c.key).where(ev.c.key.in_(of_step)).distinct()
+    ).all()
     keys: dict[str, set[str]] = {}
     tracked: set[str] = set()
     for kind, detail, key in rows:
@@ -121,11 +162,14 @@ def _metrics(conn: sa.Connection, store: records.Store, step_id: str) -> dict[st
         if kind == "send" and detail == "tracked":
             tracked.add(key)
     sent = keys.get("send", set())
-    out = {name: len(set().union(*(keys.get(k, set()) for k in kinds)))
-           for name, kinds in METRICS.items()}
+    out = {
+        name: len(set().union(*(keys.get(k, set()) for k in kinds)))
+        for name, kinds in METRICS.items()
+    }
     out["AllEmailsSentCount"] = len(sent)
-    out["AllEmailsDeliveredCount"] = len(sent - keys.get("hard_bounce", set())
-                                         - keys.get("soft_bounce", set()))
+    out["AllEmailsDeliveredCount"] = len(
+        sent - keys.get("hard_bounce", set()) - keys.get("soft_bounce", set())
+    )
     out["AllEmailsTrackedSentCount"] = len(tracked)
     out["AllEmailsUntrackedSentCount"] = len(sent - tracked)
     return out

@@ -47,11 +47,14 @@ class Match:
 def classify(store: records.Store, raw: bytes) -> Match | None:
     """Which cadence email ``raw`` answers or bounces, and how; None if none."""
     msg = email.message_from_bytes(raw, policy=email.policy.default)
-    if msg.get_content_type() == "multipart/report" and \
-            msg.get_param("report-type", "", header="content-type") == "delivery-status":
+    if (
+        msg.get_content_type() == "multipart/report"
+        and msg.get_param("report-type", "", header="content-type") == "delivery-status"
+    ):
         return _bounce(store, msg)
-    refs = _MSGID.findall(str(msg.get("In-Reply-To", ""))) + \
-        list(reversed(_MSGID.findall(str(msg.get("References", "")))))
+    refs = _MSGID.findall(str(msg.get("In-Reply-To", ""))) + list(
+        reversed(_MSGID.findall(str(msg.get("References", ""))))
+    )
     auto = str(msg.get("Auto-Submitted", "no")).strip().lower()
     with store.reading() as conn:
         for mid in refs:  # In-Reply-To first, then the latest reference
@@ -66,17 +69,24 @@ def _bounce(store: records.Store, msg: email.message.Message) -> Match | None:
     for part in msg.walk():
         ctype = part.get_content_type()
         if ctype == "message/delivery-status":
-            status_text += "\n".join(_as_text(p) for p in part.get_payload()) \
-                if part.is_multipart() else _as_text(part.get_payload())
+            status_text += (
+                "\n".join(_as_text(p) for p in part.get_payload())
+                if part.is_multipart()
+                else _as_text(part.get_payload())
+            )
         elif ctype in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
             original += _as_text(part.get_payload())
     mids = re.findall(r"(?im)^message-id:\s*(<[^<>\s]+>)", original)
     action = re.search(r"(?im)^action:\s*(\w+)", status_text)
     status = re.search(r"(?im)^status:\s*([245])\.\d{1,3}\.\d{1,3}", status_text)
     diag = re.search(r"(?im)^diagnostic-code:\s*(.+)$", status_text)
-    hard = action is not None and action.group(1).lower() == "failed" and \
-        status is not None and status.group(1) == "5"
-    reason = (diag.group(1).strip() if diag else (status.group(0) if status else "bounce"))
+    hard = (
+        action is not None
+        and action.group(1).lower() == "failed"
+        and status is not None
+        and status.group(1) == "5"
+    )
+    reason = diag.group(1).strip() if diag else (status.group(0) if status else "bounce")
     with store.reading() as conn:
         for mid in mids:
             row = engagement.sent_row(conn, store, message_id=mid)
@@ -101,10 +111,15 @@ def process(store: records.Store, raw: bytes) -> Match | None:
     if match is None:
         log.info("inbound message matches no cadence email; dropped")
         return None
-    inbound_id = str(email.message_from_bytes(raw, policy=email.policy.default)
-                     .get("Message-ID", "")).strip() or None
-    engagement.record(store, match.key, match.kind, inbound_id, dedupe=inbound_id is not None,
-                      reason=match.reason)
+    inbound_id = (
+        str(
+            email.message_from_bytes(raw, policy=email.policy.default).get("Message-ID", "")
+        ).strip()
+        or None
+    )
+    engagement.record(
+        store, match.key, match.kind, inbound_id, dedupe=inbound_id is not None, reason=match.reason
+    )
     return match
 
 
@@ -134,4 +149,3 @@ class InboundListener:
 
     def stop(self) -> None:
         self.controller.stop()
-

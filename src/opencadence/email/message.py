@@ -13,10 +13,10 @@ import email.message
 import email.parser
 import email.policy
 import email.utils
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from dataclasses import dataclass
-from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
@@ -30,9 +30,17 @@ class Tracking:
     public_url: str
 
 
-def compose(cache: checks.Cache, p: checks.Prepared, *, key: str, message_id: str,
-            tracker_id: str | None, step_id: str | None, now: datetime,
-            track: Tracking | None) -> str:
+def compose(
+    cache: checks.Cache,
+    p: checks.Prepared,
+    *,
+    key: str,
+    message_id: str,
+    tracker_id: str | None,
+    step_id: str | None,
+    now: datetime,
+    track: Tracking | None,
+) -> str:
     # the compat32 classes: the modern EmailMessage header machinery cost more than the
     # whole database work of a send
     html = p.rendered.html
@@ -57,14 +65,17 @@ def compose(cache: checks.Cache, p: checks.Prepared, *, key: str, message_id: st
         subject = prior if prior.lower().startswith("re:") else f"Re: {prior}"
         msg["In-Reply-To"] = previous[-1][0]
         msg["References"] = " ".join(mid for mid, _ in previous)
-    msg["Subject"] = subject if subject.isascii() else email.header.Header(subject, "utf-8").encode()
-    msg["Date"] = email.utils.format_datetime(now.replace(tzinfo=timezone.utc))
+    msg["Subject"] = (
+        subject if subject.isascii() else email.header.Header(subject, "utf-8").encode()
+    )
+    msg["Date"] = email.utils.format_datetime(now.replace(tzinfo=UTC))
     msg["Message-ID"] = message_id
     return msg.as_string()
 
 
-def _thread(cache: checks.Cache, tracker_id: str | None, step_id: str | None,
-            key: str) -> list[tuple[str, str]]:
+def _thread(
+    cache: checks.Cache, tracker_id: str | None, step_id: str | None, key: str
+) -> list[tuple[str, str]]:
     """(Message-ID, MIME) of the tracker's earlier emails that reached the relay, oldest first,
     when the step is threaded; else []."""
     if tracker_id is None or step_id is None:
@@ -73,7 +84,14 @@ def _thread(cache: checks.Cache, tracker_id: str | None, step_id: str | None,
     if step is None or not step.get("IsThreaded"):
         return []
     ob = cache.store.meta.tables[schema.EMAIL_OUTBOX]
-    rows = cache.conn.execute(sa.select(ob.c.message_id, ob.c.mime).where(
-        ob.c.tracker_id == tracker_id, ob.c.key != key, ob.c.sent_at.is_not(None),
-        ob.c.message_id.is_not(None)).order_by(ob.c.sent_at, ob.c.created_at)).all()
+    rows = cache.conn.execute(
+        sa.select(ob.c.message_id, ob.c.mime)
+        .where(
+            ob.c.tracker_id == tracker_id,
+            ob.c.key != key,
+            ob.c.sent_at.is_not(None),
+            ob.c.message_id.is_not(None),
+        )
+        .order_by(ob.c.sent_at, ob.c.created_at)
+    ).all()
     return [(str(r[0]), str(r[1] or "")) for r in rows]

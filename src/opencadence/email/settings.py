@@ -44,8 +44,13 @@ class OrgSettings:
     max_body_bytes: int
 
 
-_T = sa.Table(schema.EMAIL_SETTINGS, sa.MetaData(), sa.Column("scope", sa.String(18)),
-              sa.Column("name", sa.String(40)), sa.Column("value", sa.Text()))
+_T = sa.Table(
+    schema.EMAIL_SETTINGS,
+    sa.MetaData(),
+    sa.Column("scope", sa.String(18)),
+    sa.Column("name", sa.String(40)),
+    sa.Column("value", sa.Text()),
+)
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,13 @@ class Snapshot:
     @property
     def org(self) -> OrgSettings:
         v = {**DEFAULTS, **self.rows.get(ORG, {})}
-        return OrgSettings(bool(v["auto_email_enabled"]), bool(v["email_enabled"]),
-                           v["org_daily_auto_cap"], v["org_daily_email_cap"], v["max_body_bytes"])
+        return OrgSettings(
+            bool(v["auto_email_enabled"]),
+            bool(v["email_enabled"]),
+            v["org_daily_auto_cap"],
+            v["org_daily_email_cap"],
+            v["max_body_bytes"],
+        )
 
     def user(self, user_id: str, name: str) -> int:
         """A per-user setting; the org-level row is the default for every user."""

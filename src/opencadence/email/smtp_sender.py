@@ -25,9 +25,10 @@ import smtplib
 import socket
 import ssl
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -44,8 +45,12 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=2)
 #: Delays before retrying a transient failure (attempt 1, 2, ...), and the rate-limit ones.
 BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1))
-RATE_BACKOFF = (timedelta(minutes=15), timedelta(minutes=30), timedelta(hours=1),
-                timedelta(hours=2))
+RATE_BACKOFF = (
+    timedelta(minutes=15),
+    timedelta(minutes=30),
+    timedelta(hours=1),
+    timedelta(hours=2),
+)
 #: Acceptances recorded per commit during delivery.
 FINALIZE_EVERY = 200
 #: SMTP attempts before RETRIES_MAX_EXCEEDED.
@@ -76,10 +81,16 @@ class SmtpConfig:
     tracking_secret: bytes | None = None
 
 
-def config_from_options(relay: str, *, user: str | None = None, password: str | None = None,
-                        tls: str = "starttls", public_url: str | None = None,
-                        tracking_secret: bytes | None = None,
-                        environ: Mapping[str, str] | None = None) -> SmtpConfig:
+def config_from_options(
+    relay: str,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+    tls: str = "starttls",
+    public_url: str | None = None,
+    tracking_secret: bytes | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> SmtpConfig:
     """The relay of ``--smtp-relay HOST:PORT`` and friends; the credentials fall back to
     $OPENCADENCE_SMTP_USER / $OPENCADENCE_SMTP_PASSWORD (kept off the command line)."""
     env = os.environ if environ is None else environ
@@ -88,10 +99,15 @@ def config_from_options(relay: str, *, user: str | None = None, password: str | 
         raise ValueError(f"--smtp-relay must be HOST:PORT, not {relay!r}")
     if tls not in ("starttls", "tls", "none"):
         raise ValueError(f"--smtp-tls must be starttls, tls or none, not {tls!r}")
-    return SmtpConfig(host=host.strip("[]"), port=int(port), tls=tls,
-                      user=user or env.get("OPENCADENCE_SMTP_USER") or None,
-                      password=password or env.get("OPENCADENCE_SMTP_PASSWORD") or None,
-                      public_url=public_url, tracking_secret=tracking_secret)
+    return SmtpConfig(
+        host=host.strip("[]"),
+        port=int(port),
+        tls=tls,
+        user=user or env.get("OPENCADENCE_SMTP_USER") or None,
+        password=password or env.get("OPENCADENCE_SMTP_PASSWORD") or None,
+        public_url=public_url,
+        tracking_secret=tracking_secret,
+    )
 
 
 def classify(stage: str, code: int, text: str) -> DeliveryError:
@@ -104,11 +120,13 @@ def classify(stage: str, code: int, text: str) -> DeliveryError:
     if stage == "auth" or code in (530, 535, 534, 538):
         return DeliveryError(msg, "FIX_WITH_RECONNECT", False)
     if stage == "mail":
-        return DeliveryError(msg, "INVALID_USER_EMAIL" if code == 501 else "SENDER_MAILBOX_NOT_FOUND",
-                             False)
+        return DeliveryError(
+            msg, "INVALID_USER_EMAIL" if code == 501 else "SENDER_MAILBOX_NOT_FOUND", False
+        )
     if stage == "rcpt":
-        return DeliveryError(msg, "INVALID_TARGET_EMAIL" if code == 501 else "TARGET_EMAIL_BOUNCED",
-                             False)
+        return DeliveryError(
+            msg, "INVALID_TARGET_EMAIL" if code == 501 else "TARGET_EMAIL_BOUNCED", False
+        )
     if code == 552:  # message size exceeds the relay's limit
         return DeliveryError(msg, "TEMPLATE_TOO_LARGE", False)
     log.error("relay refused a cadence email: %s", msg)
@@ -176,51 +194,99 @@ class SmtpSender:
         if status == "pending" and lease is not None and lease > now:
             return engine.SendResult(False, None, lease)  # another worker is delivering it
         # pending whose worker died before the final "." or a retry now due: stage again
-        conn.execute(sa.update(ob).where(ob.c.key == mail.key).values(
-            status="pending", lease_until=now + LEASE))
+        conn.execute(
+            sa.update(ob)
+            .where(ob.c.key == mail.key)
+            .values(status="pending", lease_until=now + LEASE)
+        )
         self._staged.append(mail.key)
         return engine.SendResult(False, None, now)
 
-    def _admit(self, conn: sa.Connection, mail: senders.OutgoingEmail, now: datetime,
-               row: Mapping[str, Any] | None) -> engine.SendResult:
+    def _admit(
+        self,
+        conn: sa.Connection,
+        mail: senders.OutgoingEmail,
+        now: datetime,
+        row: Mapping[str, Any] | None,
+    ) -> engine.SendResult:
         ob = self.outbox
         tracker_id, step_id, enrolled = checks.enrolled_at(self.store, conn, mail.key)
-        base = {"owner_id": mail.owner_id, "target_id": mail.target_id,
-                "template_id": mail.template_id, "tracker_id": tracker_id, "step_id": step_id,
-                "enrolled_at": enrolled}
+        base = {
+            "owner_id": mail.owner_id,
+            "target_id": mail.target_id,
+            "template_id": mail.template_id,
+            "tracker_id": tracker_id,
+            "step_id": step_id,
+            "enrolled_at": enrolled,
+        }
         cache = self._cache or checks.Cache(self.store, conn)
         wait = _window_wait(cache, conn, self.store, mail, now)
         if wait is not None:  # outside the sending window: stays Queued, no ErrorCode
             return engine.SendResult(False, None, wait)
         try:
-            prepared = checks.prepare(cache, auto=True, template_id=mail.template_id,
-                                      owner_id=mail.owner_id, target_id=mail.target_id)
+            prepared = checks.prepare(
+                cache,
+                auto=True,
+                template_id=mail.template_id,
+                owner_id=mail.owner_id,
+                target_id=mail.target_id,
+            )
             checks.check_caps(cache, ob, now, mail.owner_id, mail.key, enrolled)
         except checks.SendRefused as exc:
             status = "waiting" if exc.retry_at is not None else "failed"
-            self._put(conn, mail.key, row, {**base, "status": status, "error_code": exc.code,
-                                            "detail": exc.message})
+            self._put(
+                conn,
+                mail.key,
+                row,
+                {**base, "status": status, "error_code": exc.code, "detail": exc.message},
+            )
             return engine.SendResult(False, exc.code, exc.retry_at)
         # short enough never to be folded; the key makes a reply traceable to its step
         message_id = f"<{mail.key}.{uuid.uuid4().hex[:16]}@{prepared.sender.split('@')[1]}>"
-        track = (message.Tracking(self.config.tracking_secret, self.config.public_url)
-                 if self.config.tracking_secret and self.config.public_url else None)
-        mime = message.compose(cache, prepared, key=mail.key, message_id=message_id,
-                               tracker_id=tracker_id, step_id=step_id, now=now, track=track)
-        self._put(conn, mail.key, row, {
-            **base, "status": "pending", "error_code": None, "detail": None,
-            "message_id": message_id, "cap_day": checks.day_of(now), "sender": prepared.sender,
-            "recipient": prepared.recipient, "mime": mime, "lease_until": now + LEASE,
-            "tracked": track is not None and prepared.rendered.html is not None})
+        track = (
+            message.Tracking(self.config.tracking_secret, self.config.public_url)
+            if self.config.tracking_secret and self.config.public_url
+            else None
+        )
+        mime = message.compose(
+            cache,
+            prepared,
+            key=mail.key,
+            message_id=message_id,
+            tracker_id=tracker_id,
+            step_id=step_id,
+            now=now,
+            track=track,
+        )
+        self._put(
+            conn,
+            mail.key,
+            row,
+            {
+                **base,
+                "status": "pending",
+                "error_code": None,
+                "detail": None,
+                "message_id": message_id,
+                "cap_day": checks.day_of(now),
+                "sender": prepared.sender,
+                "recipient": prepared.recipient,
+                "mime": mime,
+                "lease_until": now + LEASE,
+                "tracked": track is not None and prepared.rendered.html is not None,
+            },
+        )
         self._staged.append(mail.key)
         return engine.SendResult(False, None, now)
 
-    def _put(self, conn: sa.Connection, key: str, row: Mapping[str, Any] | None,
-             values: dict[str, Any]) -> None:
+    def _put(
+        self, conn: sa.Connection, key: str, row: Mapping[str, Any] | None, values: dict[str, Any]
+    ) -> None:
         ob = self.outbox
         if row is None:  # one statement object, so SQLAlchemy compiles it once
-            conn.execute(sa.insert(ob), {"key": key, "attempts": 0, "created_at": self._now(),
-                                         **values})
+            conn.execute(
+                sa.insert(ob), {"key": key, "attempts": 0, "created_at": self._now(), **values}
+            )
         else:
             conn.execute(sa.update(ob).where(ob.c.key == key).values(**values))
 
@@ -230,9 +296,11 @@ class SmtpSender:
             return
         ob = self.outbox
         with self.store.transaction() as tx:
-            tx.conn.execute(sa.update(ob).where(
-                ob.c.key == key, ob.c.status.in_(["pending", "retry", "waiting"])
-            ).values(status="cancelled"))
+            tx.conn.execute(
+                sa.update(ob)
+                .where(ob.c.key == key, ob.c.status.in_(["pending", "retry", "waiting"]))
+                .values(status="cancelled")
+            )
 
     # -- phase 2: after the commit --------------------------------------------------------------
 
@@ -241,10 +309,14 @@ class SmtpSender:
         ob = self.outbox
         for i in range(0, len(staged), FINALIZE_EVERY):
             with self.store.reading() as conn:
-                rows = {r["key"]: dict(r) for r in conn.execute(sa.select(ob).where(
-                    ob.c.key.in_(staged[i:i + FINALIZE_EVERY]))).mappings()}
+                rows = {
+                    r["key"]: dict(r)
+                    for r in conn.execute(
+                        sa.select(ob).where(ob.c.key.in_(staged[i : i + FINALIZE_EVERY]))
+                    ).mappings()
+                }
             accepted: list[dict[str, Any]] = []
-            for key in staged[i:i + FINALIZE_EVERY]:
+            for key in staged[i : i + FINALIZE_EVERY]:
                 row = rows.get(key)
                 if row is None or row["status"] != "pending":
                     continue
@@ -268,10 +340,10 @@ class SmtpSender:
             try:
                 code, text = smtp.mail(row["sender"])
                 break
-            except smtplib.SMTPServerDisconnected:
+            except smtplib.SMTPServerDisconnected as exc:
                 self._drop()
                 if not reused:
-                    raise DeliveryError("relay closed the connection", "RETRY_LATER", True)
+                    raise DeliveryError("relay closed the connection", "RETRY_LATER", True) from exc
         try:
             if code != 250:
                 raise classify("mail", code, _s(text))
@@ -297,8 +369,9 @@ class SmtpSender:
         except (OSError, smtplib.SMTPException) as exc:
             # the "." may have been accepted: never resend (the row stays ``sending``)
             self._drop()
-            log.warning("reply to the end of data lost for %s: %s; treated as accepted",
-                        row["key"], exc)
+            log.warning(
+                "reply to the end of data lost for %s: %s; treated as accepted", row["key"], exc
+            )
             return True
         if code != 250:
             raise classify("dot", code, _s(text))
@@ -312,8 +385,9 @@ class SmtpSender:
         context = c.ssl_context or ssl.create_default_context()
         try:
             if c.tls == "tls":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout,
-                                                      context=context)
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    c.host, c.port, timeout=c.timeout, context=context
+                )
             else:
                 smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
             smtp.ehlo()
@@ -336,8 +410,9 @@ class SmtpSender:
                 raise classify("auth", exc.smtp_code, _s(exc.smtp_error)) from exc
             except smtplib.SMTPNotSupportedError as exc:
                 smtp.close()
-                raise DeliveryError(f"relay offers no authentication: {exc}",
-                                    "FIX_WITH_RECONNECT", False) from exc
+                raise DeliveryError(
+                    f"relay offers no authentication: {exc}", "FIX_WITH_RECONNECT", False
+                ) from exc
         self._smtp = smtp
         return smtp
 
@@ -369,9 +444,13 @@ class SmtpSender:
         when a crash would lose the message, is a few microseconds, not a pool checkin."""
         ob = self.outbox
         if self._mark is None:
-            self._mark = sa.update(ob).where(
-                ob.c.key == sa.bindparam("k"), ob.c.status == "pending").values(
-                status="sending", lease_until=sa.bindparam("lease"), attempts=ob.c.attempts + 1)
+            self._mark = (
+                sa.update(ob)
+                .where(ob.c.key == sa.bindparam("k"), ob.c.status == "pending")
+                .values(
+                    status="sending", lease_until=sa.bindparam("lease"), attempts=ob.c.attempts + 1
+                )
+            )
         with self.store.engine.connect() as conn:
             conn = conn.execution_options(**{engines.WRITE_OPTION: True})
             conn.begin()
@@ -398,21 +477,39 @@ class SmtpSender:
                 except Exception as exc:  # the relay has it: record why, never resend
                     log.exception("post-send failure for %s", row["key"])
                     with self.store.transaction() as tx:
-                        self._set(tx.conn, row["key"], "sending", status="failed", sent_at=now,
-                                  error_code="POST_SEND_EXCEPTION", detail=str(exc)[:2000],
-                                  lease_until=None)
+                        self._set(
+                            tx.conn,
+                            row["key"],
+                            "sending",
+                            status="failed",
+                            sent_at=now,
+                            error_code="POST_SEND_EXCEPTION",
+                            detail=str(exc)[:2000],
+                            lease_until=None,
+                        )
 
     def _finish(self, tx: records.Tx, rows: list[dict[str, Any]], now: datetime) -> None:
         """Mark ``rows`` sent and record the sends (two executemany statements)."""
         ob = self.outbox
         ev = self.store.meta.tables[schema.EMAIL_EVENTS]
-        tx.conn.execute(sa.update(ob).where(ob.c.key == sa.bindparam("k"),
-                                            ob.c.status == "sending")
-                        .values(status="sent", sent_at=now, lease_until=None),
-                        [{"k": r["key"]} for r in rows])
-        tx.conn.execute(sa.insert(ev), [
-            {"key": r["key"], "kind": "send", "at": now,
-             "detail": "tracked" if r.get("tracked") else None} for r in rows])
+        tx.conn.execute(
+            sa.update(ob)
+            .where(ob.c.key == sa.bindparam("k"), ob.c.status == "sending")
+            .values(status="sent", sent_at=now, lease_until=None),
+            [{"k": r["key"]} for r in rows],
+        )
+        tx.conn.execute(
+            sa.insert(ev),
+            [
+                {
+                    "key": r["key"],
+                    "kind": "send",
+                    "at": now,
+                    "detail": "tracked" if r.get("tracked") else None,
+                }
+                for r in rows
+            ],
+        )
         for row in rows:
             self.after_accept(tx, row, now)
         engagement.write_step_metrics(tx, {r.get("step_id") or "" for r in rows})
@@ -426,18 +523,35 @@ class SmtpSender:
         with self.store.transaction() as tx:
             if exc.transient and attempts < MAX_ATTEMPTS:
                 delays = RATE_BACKOFF if exc.code == "MAIL_PROVIDER_RATE_LIMIT_REACHED" else BACKOFF
-                self._set(tx.conn, row["key"], "pending", status="retry", error_code=exc.code,
-                          detail=exc.message[:2000], attempts=attempts, lease_until=None,
-                          next_at=now + delays[min(attempts, len(delays)) - 1])
+                self._set(
+                    tx.conn,
+                    row["key"],
+                    "pending",
+                    status="retry",
+                    error_code=exc.code,
+                    detail=exc.message[:2000],
+                    attempts=attempts,
+                    lease_until=None,
+                    next_at=now + delays[min(attempts, len(delays)) - 1],
+                )
                 return
             code = "RETRIES_MAX_EXCEEDED" if exc.transient else exc.code
-            self._set(tx.conn, row["key"], "pending", status="failed", error_code=code,
-                      detail=exc.message[:2000], attempts=attempts, lease_until=None)
+            self._set(
+                tx.conn,
+                row["key"],
+                "pending",
+                status="failed",
+                error_code=code,
+                detail=exc.message[:2000],
+                attempts=attempts,
+                lease_until=None,
+            )
             bounced = exc.code == "TARGET_EMAIL_BOUNCED"
             if bounced:  # refused at RCPT: a hard bounce, reported at once
                 engagement.mark_bounced(tx, row["target_id"], exc.message, now)
-                engagement.record_event(tx.conn, self.store, row["key"], "hard_bounce", now,
-                                        exc.message[:2000])
+                engagement.record_event(
+                    tx.conn, self.store, row["key"], "hard_bounce", now, exc.message[:2000]
+                )
         if bounced:
             try:
                 runtime.engagement(self.store, row["target_id"], "EmailHardBounce", row["key"])
@@ -448,14 +562,24 @@ class SmtpSender:
         ob = self.outbox
         # a refusal of the "." finds the row ``sending``: it was not accepted, record it
         allowed = ("pending", "sending") if expect == "pending" else (expect,)
-        conn.execute(sa.update(ob).where(ob.c.key == key, ob.c.status.in_(allowed)).values(**values))
+        conn.execute(
+            sa.update(ob).where(ob.c.key == key, ob.c.status.in_(allowed)).values(**values)
+        )
 
     # -- restart ---------------------------------------------------------------------------------
 
     def _reconcile_one(self, conn: sa.Connection, key: str, now: datetime) -> None:
         ob = self.outbox
-        conn.execute(sa.update(ob).where(ob.c.key == key, ob.c.status == "sending").values(
-            status="sent", sent_at=now, lease_until=None, detail="reconciled: the relay had the end of data"))
+        conn.execute(
+            sa.update(ob)
+            .where(ob.c.key == key, ob.c.status == "sending")
+            .values(
+                status="sent",
+                sent_at=now,
+                lease_until=None,
+                detail="reconciled: the relay had the end of data",
+            )
+        )
         engagement.record_event(conn, self.store, key, "send", now)
 
     def reconcile(self) -> int:
@@ -464,22 +588,36 @@ class SmtpSender:
         now = self._now()
         ob = self.outbox
         with self.store.transaction() as tx:
-            keys = list(tx.conn.execute(sa.select(ob.c.key).where(
-                ob.c.status == "sending", sa.or_(ob.c.lease_until.is_(None),
-                                                 ob.c.lease_until <= now))).scalars())
+            keys = list(
+                tx.conn.execute(
+                    sa.select(ob.c.key).where(
+                        ob.c.status == "sending",
+                        sa.or_(ob.c.lease_until.is_(None), ob.c.lease_until <= now),
+                    )
+                ).scalars()
+            )
             for key in keys:
                 self._reconcile_one(tx.conn, key, now)
         return len(keys)
 
 
-def _window_wait(cache: checks.Cache, conn: sa.Connection, store: records.Store,
-                 mail: senders.OutgoingEmail, now: datetime) -> datetime | None:
+def _window_wait(
+    cache: checks.Cache,
+    conn: sa.Connection,
+    store: records.Store,
+    mail: senders.OutgoingEmail,
+    now: datetime,
+) -> datetime | None:
     """When the cadence's sending window next opens, if ``now`` is outside it."""
     st = store.meta.tables["ActionCadenceStepTracker"]
     cadence_id = conn.execute(sa.select(st.c.ActionCadenceId).where(st.c.Id == mail.key)).scalar()
     snap = cache.settings
-    window = windows.Window(*(snap.user(cadence_id or settings.ORG, name) for name in
-                              ("window_days", "window_start_minute", "window_end_minute")))
+    window = windows.Window(
+        *(
+            snap.user(cadence_id or settings.ORG, name)
+            for name in ("window_days", "window_start_minute", "window_end_minute")
+        )
+    )
     if window.always:
         return None
     owner = cache.record("User", mail.owner_id) or {}

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from opencadence import errors
 from opencadence.metadata import model
@@ -52,12 +53,16 @@ def merge_fields(text: str | None, registry: Registry) -> list[MergeField]:
         inner, _, default = m.group(1).partition(",")
         name = _NAME.match(inner.strip())
         if name is None or name.group(1) not in MERGE_OBJECTS:
-            raise TemplateError(f"Invalid merge field {m.group(0)}", "TEMPLATE_HAS_INVALID_MERGE_FIELD")
+            raise TemplateError(
+                f"Invalid merge field {m.group(0)}", "TEMPLATE_HAS_INVALID_MERGE_FIELD"
+            )
         obj = registry.object(name.group(1))
         f = _field(obj, name.group(2))
         if f is None or f.type in _UNMERGEABLE:
-            raise TemplateError(f"Invalid merge field {m.group(0)}: no field {name.group(2)} on "
-                                f"{obj.name}", "TEMPLATE_HAS_INVALID_MERGE_FIELD")
+            raise TemplateError(
+                f"Invalid merge field {m.group(0)}: no field {name.group(2)} on {obj.name}",
+                "TEMPLATE_HAS_INVALID_MERGE_FIELD",
+            )
         out.append(MergeField(m.group(0), obj.name, f.name, default.strip()))
     # a "{!" left open would otherwise go out verbatim to the target
     if "{!" in _FIELD.sub("", text):
@@ -86,8 +91,12 @@ class Rendered:
     html: str | None
 
 
-def render(template: Mapping[str, Any], registry: Registry, values: Mapping[str, Mapping[str, Any]],
-           max_body_bytes: int) -> Rendered:
+def render(
+    template: Mapping[str, Any],
+    registry: Registry,
+    values: Mapping[str, Mapping[str, Any]],
+    max_body_bytes: int,
+) -> Rendered:
     """Render a template for a send. ``values`` maps Contact/Lead/User to the record (only the
     target's type and User are present). Raises TemplateError with the step's ErrorCode."""
     subject = (template.get("Subject") or "").strip()
@@ -95,26 +104,32 @@ def render(template: Mapping[str, Any], registry: Registry, values: Mapping[str,
     if not subject or not ((html_value or "").strip() or (body or "").strip()):
         raise TemplateError("The email subject or body is missing", "TEMPLATE_EMPTY")
     encoding = template.get("Encoding") or "UTF-8"
-    out = Rendered(_merge(subject, registry, values, False).replace("\r", " ").replace("\n", " "),
-                   _merge(body, registry, values, False) if body else None,
-                   _merge(html_value, registry, values, True) if html_value else None)
+    out = Rendered(
+        _merge(subject, registry, values, False).replace("\r", " ").replace("\n", " "),
+        _merge(body, registry, values, False) if body else None,
+        _merge(html_value, registry, values, True) if html_value else None,
+    )
     for part in (out.subject, out.text, out.html):
         if part is None:
             continue
         try:
             part.encode(encoding)
         except (UnicodeEncodeError, LookupError) as exc:
-            raise TemplateError(f"A merged value cannot be written in {encoding}: {exc}",
-                                "TEMPLATE_MERGE_FIELD_RENDERING_ERROR") from exc
+            raise TemplateError(
+                f"A merged value cannot be written in {encoding}: {exc}",
+                "TEMPLATE_MERGE_FIELD_RENDERING_ERROR",
+            ) from exc
     size = sum(len((p or "").encode("utf-8")) for p in (out.text, out.html))
     if size > max_body_bytes:
-        raise TemplateError(f"The email body is {size} bytes, over the {max_body_bytes} limit",
-                            "TEMPLATE_TOO_LARGE")
+        raise TemplateError(
+            f"The email body is {size} bytes, over the {max_body_bytes} limit", "TEMPLATE_TOO_LARGE"
+        )
     return out
 
 
-def _merge(text: str, registry: Registry, values: Mapping[str, Mapping[str, Any]],
-           escape: bool) -> str:
+def _merge(
+    text: str, registry: Registry, values: Mapping[str, Mapping[str, Any]], escape: bool
+) -> str:
     fields = {mf.text: mf for mf in merge_fields(text, registry)}
 
     def one(m: re.Match[str]) -> str:

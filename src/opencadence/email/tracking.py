@@ -60,7 +60,11 @@ def verify_token(secret: bytes, token: str) -> dict[str, Any] | None:
         body = json.loads(payload)
     except ValueError:
         return None
-    if not isinstance(body, dict) or not isinstance(body.get("k"), str) or body.get("t") not in ("o", "c"):
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("k"), str)
+        or body.get("t") not in ("o", "c")
+    ):
         return None
     return body
 
@@ -74,8 +78,10 @@ def rewrite_html(html: str, secret: bytes, public_url: str, key: str) -> str:
         return f"{m.group(1)}{m.group(2)}{base}{CLICK_PATH}{token}{m.group(2)}"
 
     out = _HREF.sub(link, html)
-    pixel = (f'<img src="{base}{OPEN_PATH}{make_token(secret, key, "o")}" width="1" height="1" '
-             'alt="" style="display:none">')
+    pixel = (
+        f'<img src="{base}{OPEN_PATH}{make_token(secret, key, "o")}" width="1" height="1" '
+        'alt="" style="display:none">'
+    )
     at = out.lower().rfind("</body>")
     return out[:at] + pixel + out[at:] if at >= 0 else out + pixel
 

@@ -12,7 +12,7 @@ are scheduled from its send time, so they shift with it (no catch-up burst).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 ALL_DAYS = 0b1111111
@@ -37,7 +37,7 @@ def next_open(now: datetime, window: Window, tz: str) -> datetime | None:
     if window.always:
         return None
     zone = ZoneInfo(tz or "GMT")
-    local = now.replace(tzinfo=timezone.utc).astimezone(zone)
+    local = now.replace(tzinfo=UTC).astimezone(zone)
     minute = local.hour * 60 + local.minute
     if window._open_on(local) and window.start_minute <= minute < window.end_minute:
         return None
@@ -48,5 +48,5 @@ def next_open(now: datetime, window: Window, tz: str) -> datetime | None:
         start = datetime.combine(day, time()) + timedelta(minutes=window.start_minute)
         opening = start.replace(tzinfo=zone)  # wall time in the zone (DST-correct via zoneinfo)
         if opening > local:
-            return opening.astimezone(timezone.utc).replace(tzinfo=None)
+            return opening.astimezone(UTC).replace(tzinfo=None)
     return None  # no open day at all: never wait forever, send now

@@ -69,7 +69,8 @@ def field_describe(f: model.FieldDef, version: str | None = None) -> dict[str, A
     """One entry of describe's ``fields`` list."""
     text = f.is_text and f.type not in ("id", "reference")
     return {
-        "aggregatable": f.groupable or f.type in ("int", "double", "percent", "currency", "date", "datetime"),
+        "aggregatable": f.groupable
+        or f.type in ("int", "double", "percent", "currency", "date", "datetime"),
         "aiPredictionField": False,
         "autoNumber": False,
         "byteLength": f.length * 3 if f.is_text else 0,
@@ -131,12 +132,16 @@ def field_describe(f: model.FieldDef, version: str | None = None) -> dict[str, A
 
 
 def _picklist_entry(p: model.PicklistValue) -> dict[str, Any]:
-    return {"active": p.active, "defaultValue": p.default, "label": p.label, "validFor": None, "value": p.value}
+    return {
+        "active": p.active,
+        "defaultValue": p.default,
+        "label": p.label,
+        "validFor": None,
+        "value": p.value,
+    }
 
 
-def describe_object(
-    registry: Registry, name: str, version: str = LATEST_VERSION
-) -> dict[str, Any]:
+def describe_object(registry: Registry, name: str, version: str = LATEST_VERSION) -> dict[str, Any]:
     """describeSObject for ``name`` at an API version (INVALID_TYPE if unknown)."""
     obj = registry.object(name)
     if model.version_key(obj.since) > model.version_key(version):

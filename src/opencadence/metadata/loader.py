@@ -21,14 +21,14 @@ Every problem is reported as InvalidDefinition naming the object and field at fa
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
 from opencadence import errors
 from opencadence.metadata import model, system
-
 
 #: libyaml's loader when present (10x faster start-up), else the pure-Python one.
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -105,7 +105,9 @@ def _load_field(data: dict[str, Any], object_since: str, where: str) -> model.Fi
         label=_require(data, "label", where),
         type=ftype,
         length=int(data.get("length", model.DEFAULT_LENGTH.get(ftype, 0))),
-        precision=int(data.get("precision", 18 if ftype in ("double", "percent", "currency") else 0)),
+        precision=int(
+            data.get("precision", 18 if ftype in ("double", "percent", "currency") else 0)
+        ),
         scale=int(data.get("scale", 0)),
         digits=int(data.get("digits", 9 if ftype == "int" else 0)),
         unique=bool(data.get("unique", False)),

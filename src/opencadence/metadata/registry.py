@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import Iterator
 
 from opencadence import errors
 from opencadence.metadata import loader, model
@@ -24,7 +24,9 @@ class Registry:
             raise errors.InvalidDefinition(f"object {obj.name} declared twice")
         if obj.key_prefix in self._by_prefix:
             other = self._by_prefix[obj.key_prefix].name
-            raise errors.InvalidDefinition(f"{obj.name}: key prefix {obj.key_prefix} used by {other}")
+            raise errors.InvalidDefinition(
+                f"{obj.name}: key prefix {obj.key_prefix} used by {other}"
+            )
         self._by_name[obj.name.lower()] = obj
         self._by_prefix[obj.key_prefix] = obj
 
@@ -79,7 +81,8 @@ class Registry:
     def child_relationship(self, parent: str, relationship: str) -> model.ChildRelationship | None:
         rel = relationship.lower()
         return next(
-            (c for c in self.child_relationships(parent) if c.relationship_name.lower() == rel), None
+            (c for c in self.child_relationships(parent) if c.relationship_name.lower() == rel),
+            None,
         )
 
     def relationship_field(self, obj: model.ObjectDef, relationship: str) -> model.FieldDef | None:

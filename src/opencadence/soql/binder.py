@@ -194,24 +194,47 @@ class Binder:
         q = self.q
         for w in q.with_:
             if isinstance(w, nodes.WithMode):
-                self.fail(errors.MalformedQuery, w.pos, f"WITH {w.name} is only allowed in Apex code")
-            what = "WITH DATA CATEGORY" if isinstance(w, nodes.WithDataCategory) else f"WITH {getattr(w, 'name', '')}"
-            self.fail(errors.MalformedQuery, w.pos, f"{what} is not supported for entity '{self.obj.name}'")
+                self.fail(
+                    errors.MalformedQuery, w.pos, f"WITH {w.name} is only allowed in Apex code"
+                )
+            what = (
+                "WITH DATA CATEGORY"
+                if isinstance(w, nodes.WithDataCategory)
+                else f"WITH {getattr(w, 'name', '')}"
+            )
+            self.fail(
+                errors.MalformedQuery,
+                w.pos,
+                f"{what} is not supported for entity '{self.obj.name}'",
+            )
         if "UPDATE" in q.for_:
-            self.fail(errors.MalformedQuery, q.clause_pos.get("FOR", q.pos), "FOR UPDATE is only allowed in Apex code")
+            self.fail(
+                errors.MalformedQuery,
+                q.clause_pos.get("FOR", q.pos),
+                "FOR UPDATE is only allowed in Apex code",
+            )
         if q.update:
-            self.fail(errors.MalformedQuery, q.clause_pos.get("UPDATE", q.pos),
-                      f"UPDATE {q.update[0]} is only supported for Knowledge articles")
+            self.fail(
+                errors.MalformedQuery,
+                q.clause_pos.get("UPDATE", q.pos),
+                f"UPDATE {q.update[0]} is only supported for Knowledge articles",
+            )
         if q.bind or q.options:
             self.fail(errors.MalformedQuery, q.pos, "BIND and SET OPTIONS are not supported")
 
     def _check_count_only(self, q: nodes.Query) -> None:
         if q.order_by:
-            self.fail(errors.MalformedQuery, q.clause_pos.get("ORDER BY", q.pos),
-                      "COUNT() and ORDER BY may not be used together")
+            self.fail(
+                errors.MalformedQuery,
+                q.clause_pos.get("ORDER BY", q.pos),
+                "COUNT() and ORDER BY may not be used together",
+            )
         if q.group_by:
-            self.fail(errors.MalformedQuery, q.clause_pos.get("GROUP BY", q.pos),
-                      "COUNT() and GROUP BY may not be used together")
+            self.fail(
+                errors.MalformedQuery,
+                q.clause_pos.get("GROUP BY", q.pos),
+                "COUNT() and GROUP BY may not be used together",
+            )
 
     def _bind_select(self, result: bound.BoundQuery, aggregate: bool) -> None:
         seen: set[str] = set()
@@ -219,7 +242,11 @@ class Binder:
         for item in self.q.select:
             if isinstance(item, nodes.FieldPath):
                 if item.alias and not aggregate:
-                    self.fail(errors.MalformedQuery, item.pos, "only aggregate expressions use field aliasing")
+                    self.fail(
+                        errors.MalformedQuery,
+                        item.pos,
+                        "only aggregate expressions use field aliasing",
+                    )
                 self._add_path(result.items, item, seen, aggregate)
             elif isinstance(item, nodes.Function):
                 fn = self.function(item, "SELECT")
@@ -234,12 +261,18 @@ class Binder:
                 result.items.append(self._bind_typeof(item))
             elif isinstance(item, nodes.Subquery):
                 if aggregate:
-                    self.fail(errors.MalformedQuery, item.pos, "a GROUP BY query cannot contain child relationship subqueries")
+                    self.fail(
+                        errors.MalformedQuery,
+                        item.pos,
+                        "a GROUP BY query cannot contain child relationship subqueries",
+                    )
                 result.items.append(self._bind_children(item))
             else:  # CountStar among other items: the parser prevents it
                 self.fail(errors.MalformedQuery, item.pos, "COUNT() must be the only select item")
 
-    def _add_path(self, items: list[bound.Out], path: nodes.FieldPath, seen: set[str], aggregate: bool) -> None:
+    def _add_path(
+        self, items: list[bound.Out], path: nodes.FieldPath, seen: set[str], aggregate: bool
+    ) -> None:
         col = self.resolve(path)
         dotted = _dotted(col)
         if dotted.lower() in seen:
@@ -251,9 +284,14 @@ class Binder:
         _place(items, col, bound.OutField(col.field.name, col))
 
     def _add_fields(self, items: list[bound.Out], item: nodes.Fields, seen: set[str]) -> None:
-        if item.kind in ("ALL", "CUSTOM") and (self.q.limit is None or self.q.limit > MAX_FIELDS_LIMIT):
-            self.fail(errors.MalformedQuery, item.pos,
-                      f"The SOQL FIELDS function must have a LIMIT of at most {MAX_FIELDS_LIMIT}")
+        if item.kind in ("ALL", "CUSTOM") and (
+            self.q.limit is None or self.q.limit > MAX_FIELDS_LIMIT
+        ):
+            self.fail(
+                errors.MalformedQuery,
+                item.pos,
+                f"The SOQL FIELDS function must have a LIMIT of at most {MAX_FIELDS_LIMIT}",
+            )
         if item.kind == "CUSTOM":
             return  # opencadence objects have no custom fields
         for f in self.obj.fields_at(self.ctx.version):
@@ -263,23 +301,43 @@ class Binder:
             items.append(bound.OutField(f.name, bound.Col(None, f)))
 
     def _bind_typeof(self, item: nodes.TypeOf) -> bound.OutTypeOf:
-        ref = self._relationship((self.obj,), item.field.parts[-1]) if len(item.field.parts) == 1 else None
+        ref = (
+            self._relationship((self.obj,), item.field.parts[-1])
+            if len(item.field.parts) == 1
+            else None
+        )
         if ref is None or not ref.polymorphic:
-            self.fail(errors.InvalidField, item.pos, f"TYPEOF requires a polymorphic relationship: {item.field.dotted}")
+            self.fail(
+                errors.InvalidField,
+                item.pos,
+                f"TYPEOF requires a polymorphic relationship: {item.field.dotted}",
+            )
         hop = self.hop(None, ref)
         branches: dict[str, list[bound.Out]] = {}
         for when in item.whens:
-            target = next((o for o in hop.targets if o.name.lower() == when.type_name.lower()), None)
+            target = next(
+                (o for o in hop.targets if o.name.lower() == when.type_name.lower()), None
+            )
             if target is None:
-                self.fail(errors.InvalidField, when.pos, f"{when.type_name} is not a type of {hop.relationship}")
+                self.fail(
+                    errors.InvalidField,
+                    when.pos,
+                    f"{when.type_name} is not a type of {hop.relationship}",
+                )
             branches[target.name] = self._typeof_items(hop, target, when.fields)
         else_items: list[bound.Out] | None = None
         if item.else_fields:
-            else_items = [bound.OutField(c.field.name, c) for c in
-                          (self._column(hop, hop.targets, p.parts[-1], p.pos) for p in item.else_fields)]
+            else_items = [
+                bound.OutField(c.field.name, c)
+                for c in (
+                    self._column(hop, hop.targets, p.parts[-1], p.pos) for p in item.else_fields
+                )
+            ]
         return bound.OutTypeOf(hop.relationship, hop, branches, else_items)
 
-    def _typeof_items(self, hop: bound.Hop, target: model.ObjectDef, paths: tuple[nodes.FieldPath, ...]) -> list[bound.Out]:
+    def _typeof_items(
+        self, hop: bound.Hop, target: model.ObjectDef, paths: tuple[nodes.FieldPath, ...]
+    ) -> list[bound.Out]:
         items: list[bound.Out] = []
         for p in paths:
             col = self.resolve(p, start=hop, start_obj=target)
@@ -290,11 +348,17 @@ class Binder:
         sub = item.query
         name = sub.sobject.dotted
         rel = self.ctx.registry.child_relationship(self.obj.name, name)
-        if rel is None or model.version_key(rel.since) > model.version_key(self.ctx.version or "99.0"):
+        if rel is None or model.version_key(rel.since) > model.version_key(
+            self.ctx.version or "99.0"
+        ):
             self.bad_relationship(name, sub.sobject.pos)
         child_obj = self.ctx.registry.object(rel.child_object)
         if sub.offset is not None and self.q.limit != 1:
-            self.fail(errors.MalformedQuery, sub.pos, "OFFSET in a subquery requires LIMIT 1 on the outer query")
+            self.fail(
+                errors.MalformedQuery,
+                sub.pos,
+                "OFFSET in a subquery requires LIMIT 1 on the outer query",
+            )
         child = Binder(self.ctx, sub, child_obj)
         child.aliases = {name.lower(): "", child_obj.name.lower(): ""}
         if sub.alias:
@@ -311,7 +375,11 @@ class Binder:
         """Bind a function call (aggregates, date functions, wrappers)."""
         name = fn.name
         if name in ("DISTANCE", "GEOLOCATION"):
-            self.fail(errors.InvalidField, fn.pos, "DISTANCE needs a geolocation field; this object has none")
+            self.fail(
+                errors.InvalidField,
+                fn.pos,
+                "DISTANCE needs a geolocation field; this object has none",
+            )
         if name == "FORMULA":
             self.fail(errors.MalformedQuery, fn.pos, "FORMULA() is not supported")
         if name == "COUNT" and not fn.args:
@@ -336,19 +404,49 @@ class Binder:
             return fn
         ftype = col.field.type
         if fn.name in ("SUM", "AVG") and ftype not in _NUMERIC:
-            self.fail(errors.MalformedQuery, pos, f"field {col.field.name} does not support aggregate operator {fn.name}")
-        if fn.name in ("MIN", "MAX", "COUNT", "COUNT_DISTINCT") and ftype == "textarea" and col.field.length > 255:
-            self.fail(errors.MalformedQuery, pos, f"field {col.field.name} does not support aggregate operator {fn.name}")
+            self.fail(
+                errors.MalformedQuery,
+                pos,
+                f"field {col.field.name} does not support aggregate operator {fn.name}",
+            )
+        if (
+            fn.name in ("MIN", "MAX", "COUNT", "COUNT_DISTINCT")
+            and ftype == "textarea"
+            and col.field.length > 255
+        ):
+            self.fail(
+                errors.MalformedQuery,
+                pos,
+                f"field {col.field.name} does not support aggregate operator {fn.name}",
+            )
         if fn.name == "COUNT_DISTINCT" and ftype == "boolean":
-            self.fail(errors.MalformedQuery, pos, f"field {col.field.name} does not support aggregate operator {fn.name}")
+            self.fail(
+                errors.MalformedQuery,
+                pos,
+                f"field {col.field.name} does not support aggregate operator {fn.name}",
+            )
         if fn.name in _DATE_FUNCS and ftype not in ("date", "datetime"):
-            self.fail(errors.MalformedQuery, pos, f"{fn.name} requires a date or dateTime field: {col.field.name}")
+            self.fail(
+                errors.MalformedQuery,
+                pos,
+                f"{fn.name} requires a date or dateTime field: {col.field.name}",
+            )
         if fn.name == "HOUR_IN_DAY" and ftype != "datetime":
-            self.fail(errors.MalformedQuery, pos, f"HOUR_IN_DAY requires a dateTime field: {col.field.name}")
+            self.fail(
+                errors.MalformedQuery,
+                pos,
+                f"HOUR_IN_DAY requires a dateTime field: {col.field.name}",
+            )
         if fn.name == "toLabel" and ftype not in ("picklist", "multipicklist"):
-            self.fail(errors.MalformedQuery, pos, f"toLabel requires a picklist field: {col.field.name}")
+            self.fail(
+                errors.MalformedQuery, pos, f"toLabel requires a picklist field: {col.field.name}"
+            )
         if fn.name == "convertCurrency" and ftype != "currency":
-            self.fail(errors.InvalidField, pos, f"convertCurrency requires a currency field: {col.field.name}")
+            self.fail(
+                errors.InvalidField,
+                pos,
+                f"convertCurrency requires a currency field: {col.field.name}",
+            )
         return fn
 
     # --- grouping, order, limits -----------------------------------------------------------
@@ -358,7 +456,11 @@ class Binder:
         if q.group_by:
             result.group_kind = q.group_by.kind
             if q.group_by.kind != "PLAIN" and len(q.group_by.items) > 3:
-                self.fail(errors.MalformedQuery, q.group_by.pos, f"{q.group_by.kind} allows at most 3 fields")
+                self.fail(
+                    errors.MalformedQuery,
+                    q.group_by.pos,
+                    f"{q.group_by.kind} allows at most 3 fields",
+                )
             result.group_by = [self._group_item(i) for i in q.group_by.items]
         if aggregate:
             self._check_grouped(result)
@@ -372,15 +474,27 @@ class Binder:
             return self.function(item, "GROUP BY")
         col = self.resolve(item)
         if not col.field.groupable:
-            self.fail(errors.InvalidField, item.pos, f"field '{col.field.name}' can not be grouped in a query call")
+            self.fail(
+                errors.InvalidField,
+                item.pos,
+                f"field '{col.field.name}' can not be grouped in a query call",
+            )
         return col
 
     def _check_grouped(self, result: bound.BoundQuery) -> None:
         grouped = {_expr_key(e) for e in result.group_by}
         for out in result.items:
-            if isinstance(out, bound.OutField) and not _aggregated(out.expr) and _expr_key(_unwrap(out.expr)) not in grouped:
+            if (
+                isinstance(out, bound.OutField)
+                and not _aggregated(out.expr)
+                and _expr_key(_unwrap(out.expr)) not in grouped
+            ):
                 name = out.expr.field.name if isinstance(out.expr, bound.Col) else out.key
-                self.fail(errors.MalformedQuery, self.q.pos, f"Field must be grouped or aggregated: {name}")
+                self.fail(
+                    errors.MalformedQuery,
+                    self.q.pos,
+                    f"Field must be grouped or aggregated: {name}",
+                )
 
     def _bind_order(self, item: nodes.OrderItem, aggregate: bool) -> bound.Order:
         if isinstance(item.expr, nodes.Function):
@@ -388,7 +502,11 @@ class Binder:
         else:
             col = self.resolve(item.expr)
             if not col.field.sortable:
-                self.fail(errors.InvalidField, item.expr.pos, f"field '{col.field.name}' can not be sorted in a query call")
+                self.fail(
+                    errors.InvalidField,
+                    item.expr.pos,
+                    f"field '{col.field.name}' can not be sorted in a query call",
+                )
             expr = col
         # Salesforce: nulls sort first ascending, last descending, unless NULLS says otherwise.
         nulls_first = item.nulls == "FIRST" if item.nulls else not item.descending
@@ -397,8 +515,11 @@ class Binder:
     def _bind_limits(self, result: bound.BoundQuery) -> None:
         q = self.q
         if q.offset is not None and q.offset > MAX_OFFSET:
-            self.fail(errors.NumberOutsideValidRange, q.clause_pos.get("OFFSET", q.pos),
-                      f"Maximum SOQL offset allowed is {MAX_OFFSET}")
+            self.fail(
+                errors.NumberOutsideValidRange,
+                q.clause_pos.get("OFFSET", q.pos),
+                f"Maximum SOQL offset allowed is {MAX_OFFSET}",
+            )
         result.limit, result.offset = q.limit, q.offset
 
     def _bind_scope(self) -> str | None:
@@ -406,11 +527,17 @@ class Binder:
         if scope is None or scope.lower() == "everything":
             return None
         if scope.lower() not in _SCOPES:
-            self.fail(errors.MalformedQuery, self.q.clause_pos.get("USING", self.q.pos),
-                      f"Scope {scope} is not supported for entity '{self.obj.name}'")
+            self.fail(
+                errors.MalformedQuery,
+                self.q.clause_pos.get("USING", self.q.pos),
+                f"Scope {scope} is not supported for entity '{self.obj.name}'",
+            )
         if self.obj.field("OwnerId") is None:
-            self.fail(errors.MalformedQuery, self.q.clause_pos.get("USING", self.q.pos),
-                      f"Scope mine is not supported for entity '{self.obj.name}'")
+            self.fail(
+                errors.MalformedQuery,
+                self.q.clause_pos.get("USING", self.q.pos),
+                f"Scope mine is not supported for entity '{self.obj.name}'",
+            )
         return self.ctx.user_id
 
 
@@ -422,8 +549,14 @@ _DATE_FUNCS = frozenset(
 
 def model_name(label: str) -> model.ObjectDef:
     """A stand-in ObjectDef carrying a relationship's name, for error messages."""
-    return model.ObjectDef(name=label, label=label, label_plural=label, key_prefix="000",
-                           since="0.0", calls=frozenset())
+    return model.ObjectDef(
+        name=label,
+        label=label,
+        label_plural=label,
+        key_prefix="000",
+        since="0.0",
+        calls=frozenset(),
+    )
 
 
 def _is_aggregate_query(q: nodes.Query) -> bool:
@@ -435,7 +568,9 @@ def _is_aggregate_query(q: nodes.Query) -> bool:
 def _has_aggregate(fn: nodes.Function) -> bool:
     from opencadence.soql.tokens import AGGREGATES
 
-    return fn.name in AGGREGATES or any(isinstance(a, nodes.Function) and _has_aggregate(a) for a in fn.args)
+    return fn.name in AGGREGATES or any(
+        isinstance(a, nodes.Function) and _has_aggregate(a) for a in fn.args
+    )
 
 
 def _aggregated(expr: bound.Expr) -> bool:
@@ -444,7 +579,11 @@ def _aggregated(expr: bound.Expr) -> bool:
 
 def _unwrap(expr: bound.Expr) -> bound.Expr:
     """FORMAT/toLabel/convertCurrency wrap a grouped expression without changing it."""
-    while isinstance(expr, bound.Func) and expr.name in ("FORMAT", "toLabel", "convertCurrency") and expr.arg is not None:
+    while (
+        isinstance(expr, bound.Func)
+        and expr.name in ("FORMAT", "toLabel", "convertCurrency")
+        and expr.arg is not None
+    ):
         expr = expr.arg
     return expr
 
@@ -475,7 +614,9 @@ def _post(fn: bound.Func) -> str | None:
     return fn.name if fn.name in ("FORMAT", "toLabel") else None
 
 
-def _place(items: list[bound.Out], col: bound.Col, out: bound.OutField, base: bound.Hop | None = None) -> None:
+def _place(
+    items: list[bound.Out], col: bound.Col, out: bound.OutField, base: bound.Hop | None = None
+) -> None:
     """Put a field in the record, nesting it under its relationship objects."""
     chain: list[bound.Hop] = []
     hop = col.hop

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timezone
+from datetime import UTC, date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -55,11 +55,17 @@ def _operand(b: Binder, operand: nodes.FieldPath | nodes.Function, st: _State) -
     if isinstance(operand, nodes.Function):
         fn = b.function(operand, st.clause)
         if fn.is_aggregate and st.clause == "WHERE":
-            b.fail(errors.MalformedQuery, operand.pos, "Aggregate functions are not allowed in WHERE")
+            b.fail(
+                errors.MalformedQuery, operand.pos, "Aggregate functions are not allowed in WHERE"
+            )
         return fn
     col = b.resolve(operand)
     if not col.field.filterable:
-        b.fail(errors.InvalidField, operand.pos, f"field '{col.field.name}' can not be filtered in query call")
+        b.fail(
+            errors.InvalidField,
+            operand.pos,
+            f"field '{col.field.name}' can not be filtered in query call",
+        )
     return col
 
 
@@ -114,7 +120,11 @@ def _literal(b: Binder, expr: bound.Expr, value: nodes.Value, op: str) -> Any:
         if not isinstance(value, nodes.Boolean):
             _type_error(b, value, name, "boolean", quoted=False)
         if op in _ORDERING:
-            b.fail(errors.InvalidQueryFilterOperator, value.pos, f"invalid operator on boolean field: {name}")
+            b.fail(
+                errors.InvalidQueryFilterOperator,
+                value.pos,
+                f"invalid operator on boolean field: {name}",
+            )
         return value.value
     if ftype in _NUMERIC:
         if isinstance(value, nodes.Currency):
@@ -133,10 +143,15 @@ def _number(value: int | Decimal) -> int | float:
     return value if isinstance(value, int) else float(value)
 
 
-def _type_error(b: Binder, value: nodes.Value, name: str, type_name: str, *, quoted: bool) -> NoReturn:
+def _type_error(
+    b: Binder, value: nodes.Value, name: str, type_name: str, *, quoted: bool
+) -> NoReturn:
     quotes = "should be enclosed in quotes" if quoted else "should not be enclosed in quotes"
-    b.fail(errors.InvalidField, value.pos,
-           f"value of filter criterion for field '{name}' must be of type {type_name} and {quotes}")
+    b.fail(
+        errors.InvalidField,
+        value.pos,
+        f"value of filter criterion for field '{name}' must be of type {type_name} and {quotes}",
+    )
 
 
 def _id_literal(b: Binder, expr: bound.Expr, value: nodes.Value) -> str:
@@ -150,10 +165,13 @@ def _id_literal(b: Binder, expr: bound.Expr, value: nodes.Value) -> str:
 
 def _datetime_literal(b: Binder, value: nodes.Value, name: str) -> Any:
     if isinstance(value, nodes.DateTime):
-        return value.value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.value.astimezone(UTC).replace(tzinfo=None)
     if isinstance(value, nodes.DateLiteral):
         start, end = _literal_dates(b, value)
-        return (dates.local_midnight_utc(start, b.ctx.time_zone), dates.local_midnight_utc(end, b.ctx.time_zone))
+        return (
+            dates.local_midnight_utc(start, b.ctx.time_zone),
+            dates.local_midnight_utc(end, b.ctx.time_zone),
+        )
     _type_error(b, value, name, "dateTime", quoted=False)
 
 
@@ -167,7 +185,7 @@ def _date_literal(b: Binder, value: nodes.Value, name: str) -> Any:
 
 def _literal_dates(b: Binder, value: nodes.DateLiteral) -> tuple[date, date]:
     b.time_dependent = True
-    now = b.ctx.now if b.ctx.now.tzinfo else b.ctx.now.replace(tzinfo=timezone.utc)
+    now = b.ctx.now if b.ctx.now.tzinfo else b.ctx.now.replace(tzinfo=UTC)
     try:
         return dates.literal_range(value.name, value.n, now, b.ctx.time_zone)
     except ValueError as exc:
@@ -188,7 +206,9 @@ def _comparison(b: Binder, cond: nodes.Comparison, st: _State) -> bound.Cond:
     return bound.Compare(expr, op, literal)
 
 
-def _to_label(b: Binder, fn: bound.Func, op: str, values: tuple[nodes.Value, ...], pos: nodes.Pos) -> bound.Cond:
+def _to_label(
+    b: Binder, fn: bound.Func, op: str, values: tuple[nodes.Value, ...], pos: nodes.Pos
+) -> bound.Cond:
     """toLabel(f) = 'Label': compare the stored values whose label matches."""
     col = fn.arg
     assert isinstance(col, bound.Col)
@@ -213,9 +233,13 @@ def _like(b: Binder, cond: nodes.Like, st: _State) -> bound.Cond:
     if ftype in ("id", "reference"):
         b.fail(errors.InvalidQueryFilterOperator, cond.pos, "invalid operator on id field")
     if ftype == "multipicklist":
-        b.fail(errors.InvalidQueryFilterOperator, cond.pos, "invalid operator on multipicklist field")
+        b.fail(
+            errors.InvalidQueryFilterOperator, cond.pos, "invalid operator on multipicklist field"
+        )
     if ftype not in _TEXT:
-        b.fail(errors.InvalidQueryFilterOperator, cond.pos, f"invalid operator on {ftype} field: LIKE")
+        b.fail(
+            errors.InvalidQueryFilterOperator, cond.pos, f"invalid operator on {ftype} field: LIKE"
+        )
     return bound.LikeCond(expr, cond.pattern.value)
 
 
@@ -236,8 +260,11 @@ def _in_list(b: Binder, cond: nodes.In, st: _State) -> bound.Cond:
 def _includes(b: Binder, cond: nodes.Includes, st: _State) -> bound.Cond:
     expr = _operand(b, cond.operand, st)
     if _value_type(expr) != "multipicklist":
-        b.fail(errors.InvalidQueryFilterOperator, cond.pos,
-               "includes or excludes operator only valid on multipicklist field")
+        b.fail(
+            errors.InvalidQueryFilterOperator,
+            cond.pos,
+            "includes or excludes operator only valid on multipicklist field",
+        )
     items = tuple(tuple(p.strip() for p in v.value.split(";") if p.strip()) for v in cond.values)
     return bound.IncludesCond(expr, items, negated=cond.negated)
 
@@ -248,29 +275,58 @@ def _semi_join(b: Binder, cond: nodes.In, st: _State, top: bool) -> bound.Cond:
     sub = cond.query
     assert sub is not None
     if st.clause != "WHERE" or not top:
-        b.fail(errors.MalformedQuery, cond.pos, "Semi join sub-selects are only allowed at the top "
-               "level WHERE expressions and not in nested WHERE expressions")
+        b.fail(
+            errors.MalformedQuery,
+            cond.pos,
+            "Semi join sub-selects are only allowed at the top "
+            "level WHERE expressions and not in nested WHERE expressions",
+        )
     st.semi_joins += 1
     if st.semi_joins > _MAX_SEMI_JOINS:
         b.fail(errors.MalformedQuery, cond.pos, "Maximum of 2 semi join sub-selects are allowed")
     left = _operand(b, cond.operand, st)
-    if not isinstance(left, bound.Col) or left.hop is not None or left.field.type not in ("id", "reference"):
-        b.fail(errors.MalformedQuery, cond.pos, "The left operand of a semi join must be an Id or reference field of the queried object")
+    if (
+        not isinstance(left, bound.Col)
+        or left.hop is not None
+        or left.field.type not in ("id", "reference")
+    ):
+        b.fail(
+            errors.MalformedQuery,
+            cond.pos,
+            "The left operand of a semi join must be an Id or reference field of the queried object",
+        )
     obj = b.ctx.registry.get(sub.sobject.dotted)
     if obj is None:
         b.ctx.registry.object(sub.sobject.dotted)  # INVALID_TYPE
         raise AssertionError
     if obj.name == b.obj.name:
-        b.fail(errors.MalformedQuery, sub.pos, "The inner and outer selects should not be on the same object type")
+        b.fail(
+            errors.MalformedQuery,
+            sub.pos,
+            "The inner and outer selects should not be on the same object type",
+        )
     if sub.order_by or sub.limit is not None or sub.offset is not None:
-        b.fail(errors.MalformedQuery, sub.pos, "Semi join sub-selects do not support ORDER BY, LIMIT or OFFSET")
+        b.fail(
+            errors.MalformedQuery,
+            sub.pos,
+            "Semi join sub-selects do not support ORDER BY, LIMIT or OFFSET",
+        )
     inner = _Binder(b.ctx, sub, obj)
     bq = inner.bind()
     b.time_dependent |= inner.time_dependent
     fields = bq.fields()
-    if len(bq.items) != 1 or len(fields) != 1 or not isinstance(fields[0].expr, bound.Col) \
-            or fields[0].expr.hop is not None or fields[0].expr.field.type not in ("id", "reference"):
-        b.fail(errors.MalformedQuery, sub.pos, "Semi join sub-selects must select exactly one Id or reference field")
+    if (
+        len(bq.items) != 1
+        or len(fields) != 1
+        or not isinstance(fields[0].expr, bound.Col)
+        or fields[0].expr.hop is not None
+        or fields[0].expr.field.type not in ("id", "reference")
+    ):
+        b.fail(
+            errors.MalformedQuery,
+            sub.pos,
+            "Semi join sub-selects must select exactly one Id or reference field",
+        )
     if bq.where is not None and _has_semi_join(bq.where):
         b.fail(errors.MalformedQuery, sub.pos, "Semi join sub-selects may not be nested")
     return bound.SemiJoin(left, bq, negated=cond.negated)
@@ -284,5 +340,3 @@ def _has_semi_join(cond: bound.Cond) -> bool:
     if isinstance(cond, bound.NotCond):
         return _has_semi_join(cond.term)
     return False
-
-

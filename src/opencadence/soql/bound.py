@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Union
+from typing import Any
 
 from opencadence.metadata import model
 
@@ -42,8 +42,14 @@ class Hop:
 
 #: The pseudo-field ``Type`` of a polymorphic relationship (``Target.Type``).
 TYPE_FIELD = model.FieldDef(
-    name="Type", label="Type", type="picklist", length=40, filterable=True, groupable=True,
-    sortable=True, nillable=True,
+    name="Type",
+    label="Type",
+    type="picklist",
+    length=40,
+    filterable=True,
+    groupable=True,
+    sortable=True,
+    nillable=True,
 )
 
 
@@ -80,7 +86,7 @@ class Func:
 
 AGGREGATES = frozenset({"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX"})
 
-Expr = Union[Col, Func]
+Expr = Col | Func
 
 
 # --- output shape ---------------------------------------------------------------------------
@@ -131,12 +137,12 @@ class OutChildren:
     fk: model.FieldDef  # the child's reference to the parent
 
 
-Out = Union[OutField, OutObject, OutTypeOf, OutChildren]
+Out = OutField | OutObject | OutTypeOf | OutChildren
 
 
 # --- conditions -----------------------------------------------------------------------------
 
-Literal = Union[str, int, float, bool, None, date, datetime]
+Literal = str | int | float | bool | None | date | datetime
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -195,7 +201,7 @@ class NotCond:
     term: Cond
 
 
-Cond = Union[Compare, InRange, InList, LikeCond, SemiJoin, IncludesCond, BoolOp, NotCond]
+Cond = Compare | InRange | InList | LikeCond | SemiJoin | IncludesCond | BoolOp | NotCond
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -11,9 +11,10 @@ identically on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
@@ -44,7 +45,11 @@ class Compiler:
     """Compiles one BoundQuery against the tables of a registry."""
 
     def __init__(
-        self, registry: Registry, meta: sa.MetaData, now: datetime, time_zone: str,
+        self,
+        registry: Registry,
+        meta: sa.MetaData,
+        now: datetime,
+        time_zone: str,
         viewer: str | None = None,
     ) -> None:
         self.registry = registry
@@ -102,7 +107,9 @@ class Compiler:
     def _type_of(self, hop: bound.Hop) -> Col:
         """``Target.Type``: the object name behind a polymorphic id, from its key prefix."""
         source = self._source_column(hop)
-        whens = [(sa.func.substr(source, 1, 3) == t.key_prefix, sa.literal(t.name)) for t in hop.targets]
+        whens = [
+            (sa.func.substr(source, 1, 3) == t.key_prefix, sa.literal(t.name)) for t in hop.targets
+        ]
         return sa.case(*whens, else_=sa.null())
 
     def reference_id(self, hop: bound.Hop) -> Col:
@@ -154,7 +161,9 @@ class Compiler:
         can use their indexes)."""
         if isinstance(e, bound.Col) and e.field.restricted_picklist:
             return False
-        return _arg_type(e) in _TEXT and not (isinstance(e, bound.Func) and e.is_aggregate and e.name in ("COUNT", "COUNT_DISTINCT"))
+        return _arg_type(e) in _TEXT and not (
+            isinstance(e, bound.Func) and e.is_aggregate and e.name in ("COUNT", "COUNT_DISTINCT")
+        )
 
     def _cond_Compare(self, c: bound.Compare) -> Col:
         col = self.expr(c.expr)
@@ -182,7 +191,11 @@ class Compiler:
         has_null = len(values) != len(c.values)
         parts: list[Col] = []
         if values:
-            parts.append(constructs.ci_in(col, [str(v) for v in values], False) if self._is_text(c.expr) else col.in_(values))
+            parts.append(
+                constructs.ci_in(col, [str(v) for v in values], False)
+                if self._is_text(c.expr)
+                else col.in_(values)
+            )
         parts += [sa.and_(col >= start, col < end) for start, end in c.ranges]
         if has_null:
             parts.append(col.is_(None))
@@ -233,7 +246,9 @@ class Compiler:
         labels: list[Col] = []
         for n, out in enumerate(bq.fields()):
             out.index = n
-            labels.append(sqlformat.api_value(self.expr(out.expr), _out_type(out.expr)).label(f"c{n}"))
+            labels.append(
+                sqlformat.api_value(self.expr(out.expr), _out_type(out.expr)).label(f"c{n}")
+            )
         _number_objects(self, bq.items, labels)
         id_label = f"c{len(labels)}"
         labels.append(self.root.c.Id.label(id_label))
@@ -241,10 +256,22 @@ class Compiler:
         keys = [e.label(f"k{n}") for n, (e, _d, _nf) in enumerate(order)]
         select = sa.select(*labels, *keys).select_from(joined).where(*where)
         count = sa.select(sa.func.count()).select_from(joined).where(*where)
-        unfiltered = (bq.where is None and not bq.scope_owner and not bq.include_deleted
-                      and visibility.predicate(bq.obj.name, self.root, self.meta, self.viewer) is None)
-        return Compiled(bq, select, order, [k.name for k in keys], id_label, count,
-                        viewer=self.viewer, unfiltered=unfiltered)
+        unfiltered = (
+            bq.where is None
+            and not bq.scope_owner
+            and not bq.include_deleted
+            and visibility.predicate(bq.obj.name, self.root, self.meta, self.viewer) is None
+        )
+        return Compiled(
+            bq,
+            select,
+            order,
+            [k.name for k in keys],
+            id_label,
+            count,
+            viewer=self.viewer,
+            unfiltered=unfiltered,
+        )
 
     def _where(self, bq: bound.BoundQuery) -> list[Col]:
         where: list[Col] = []
@@ -263,7 +290,11 @@ class Compiler:
         order = []
         for o in bq.order:
             e = self.expr(o.expr)
-            if isinstance(o.expr, bound.Col) and o.expr.field.type == "picklist" and o.expr.field.picklist:
+            if (
+                isinstance(o.expr, bound.Col)
+                and o.expr.field.type == "picklist"
+                and o.expr.field.picklist
+            ):
                 e = _picklist_rank(e, o.expr.field)  # picklists sort in their declared order
             elif self._is_text(o.expr):
                 e = constructs.ci_sort_key(e)
@@ -271,7 +302,9 @@ class Compiler:
         order.append((self.root.c.Id, False, False))  # a total order, so pages never overlap
         return order
 
-    def _compile_aggregate(self, bq: bound.BoundQuery, joined: sa.FromClause, where: list[Col]) -> Compiled:
+    def _compile_aggregate(
+        self, bq: bound.BoundQuery, joined: sa.FromClause, where: list[Col]
+    ) -> Compiled:
         if bq.count_only:
             count = sa.select(sa.func.count()).select_from(joined).where(*where)
             return Compiled(bq, count, [], [], None, count)
@@ -287,7 +320,9 @@ class Compiler:
         for n, o in enumerate(bq.order):  # each sort key is the hidden column o<n> of every branch
             key = f"o{n}"
             ordered = sub.c[key].desc() if o.descending else sub.c[key].asc()
-            select = select.order_by(ordered.nulls_first() if o.nulls_first else ordered.nulls_last())
+            select = select.order_by(
+                ordered.nulls_first() if o.nulls_first else ordered.nulls_last()
+            )
         if bq.limit is not None:
             select = select.limit(bq.limit)
         if bq.offset:
@@ -308,9 +343,13 @@ class Compiler:
         keys = [bound_key(g) for g in bq.group_by]
         labels = []
         for out in outs:
-            labels.append(self._agg_output(out.expr, keys, active, group_exprs).label(f"c{out.index}"))
-        hidden = [self._agg_output(o.expr, keys, active, group_exprs).label(f"o{n}")
-                  for n, o in enumerate(bq.order)]
+            labels.append(
+                self._agg_output(out.expr, keys, active, group_exprs).label(f"c{out.index}")
+            )
+        hidden = [
+            self._agg_output(o.expr, keys, active, group_exprs).label(f"o{n}")
+            for n, o in enumerate(bq.order)
+        ]
         stmt = sa.select(*labels, *hidden).select_from(joined).where(*where)
         grouped = [group_exprs[i] for i in sorted(active)]
         if grouped:
@@ -319,12 +358,22 @@ class Compiler:
             stmt = stmt.having(self._having(bq.having, keys, active, group_exprs))
         return stmt
 
-    def _agg_output(self, e: bound.Expr, keys: list[tuple[object, ...]], active: frozenset[int], group_exprs: list[Col]) -> Col:
+    def _agg_output(
+        self,
+        e: bound.Expr,
+        keys: list[tuple[object, ...]],
+        active: frozenset[int],
+        group_exprs: list[Col],
+    ) -> Col:
         if isinstance(e, bound.Func) and e.name == "GROUPING":
             assert e.arg is not None
             idx = keys.index(bound_key(e.arg)) if bound_key(e.arg) in keys else -1
             return sa.literal(0 if idx in active else 1)
-        if isinstance(e, bound.Func) and e.name in ("FORMAT", "toLabel", "convertCurrency") and e.arg is not None:
+        if (
+            isinstance(e, bound.Func)
+            and e.name in ("FORMAT", "toLabel", "convertCurrency")
+            and e.arg is not None
+        ):
             return self._agg_output(e.arg, keys, active, group_exprs)
         k = bound_key(e)
         if k in keys:
@@ -334,7 +383,13 @@ class Compiler:
             return sqlformat.api_value(group_exprs[idx], _out_type(e))
         return sqlformat.api_value(self.expr(e), _out_type(e))
 
-    def _having(self, c: bound.Cond, keys: list[tuple[object, ...]], active: frozenset[int], group_exprs: list[Col]) -> Col:
+    def _having(
+        self,
+        c: bound.Cond,
+        keys: list[tuple[object, ...]],
+        active: frozenset[int],
+        group_exprs: list[Col],
+    ) -> Col:
         self.null_keys = {k for i, k in enumerate(keys) if i not in active}
         try:
             return self.cond(c)
@@ -358,7 +413,11 @@ def _compare(col: Col, op: str, value: Any) -> Col:
     if op == "!=":
         return sa.or_(col != value, col.is_(None))  # Salesforce's != also matches nulls
     ops: dict[str, Callable[[Any, Any], Col]] = {
-        "=": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+        "=": operator.eq,
+        "<": operator.lt,
+        "<=": operator.le,
+        ">": operator.gt,
+        ">=": operator.ge,
     }
     return ops[op](col, value)
 
@@ -412,7 +471,10 @@ def _number_objects(c: Compiler, items: list[bound.Out], labels: list[Col]) -> N
         if isinstance(item, (bound.OutObject, bound.OutTypeOf)):
             item.id_index = len(labels)
             labels.append(c.reference_id(item.hop).label(f"c{len(labels)}"))
-            nested = item.items if isinstance(item, bound.OutObject) else [
-                i for branch in item.branches.values() for i in branch
-            ] + (item.else_items or [])
+            nested = (
+                item.items
+                if isinstance(item, bound.OutObject)
+                else [i for branch in item.branches.values() for i in branch]
+                + (item.else_items or [])
+            )
             _number_objects(c, nested, labels)

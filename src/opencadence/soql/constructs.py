@@ -35,8 +35,9 @@ the same expression in GROUP BY compile to identical SQL (PostgreSQL compares th
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
@@ -197,8 +198,16 @@ def _ci_equal(expr: Col, values: Sequence[str]) -> Col:
     """
     lengths = sorted({len(v) for v in values})
     folded = sorted({simple_lower(v) for v in values})
-    length_ok = sa.func.length(expr) == lengths[0] if len(lengths) == 1 else sa.func.length(expr).in_(lengths)
-    match = ci_lower(expr) == _text(folded[0]) if len(folded) == 1 else ci_lower(expr).in_([_text(v) for v in folded])
+    length_ok = (
+        sa.func.length(expr) == lengths[0]
+        if len(lengths) == 1
+        else sa.func.length(expr).in_(lengths)
+    )
+    match = (
+        ci_lower(expr) == _text(folded[0])
+        if len(folded) == 1
+        else ci_lower(expr).in_([_text(v) for v in folded])
+    )
     return sa.and_(length_ok, match)
 
 
@@ -363,8 +372,9 @@ def _date_part(name: str, local: Col, fiscal_start_month: int, name_from_start: 
         "DAY_IN_YEAR": lambda: _part("doy", local),
         "DAY_ONLY": lambda: _DayOnly(local),
         "FISCAL_MONTH": lambda: _fiscal_month(month, fiscal_start_month),
-        "FISCAL_QUARTER": lambda: _div(_fiscal_month(month, fiscal_start_month) - _int(1), _int(3))
-        + _int(1),
+        "FISCAL_QUARTER": lambda: (
+            _div(_fiscal_month(month, fiscal_start_month) - _int(1), _int(3)) + _int(1)
+        ),
         "FISCAL_YEAR": lambda: _fiscal_year(local, fiscal_start_month, name_from_start),
         "HOUR_IN_DAY": lambda: _part("hour", local),
         "WEEK_IN_MONTH": lambda: _week_of(_part("day", local)),
@@ -530,8 +540,10 @@ def _cents(numerator: Col, denominator: Col) -> Col:
     v = sa.cast(q, sa.Double()) / _dbl(200)
     err: Col = ((sa.cast(q, sa.Double()) - _dbl(128) * v) - _dbl(64) * v) - _dbl(8) * v
     return sa.case(
-        (sa.or_(scaled % denominator != _int(0), q % _int(2) == _int(0)),
-         _div(scaled + denominator, _int(2) * denominator)),
+        (
+            sa.or_(scaled % denominator != _int(0), q % _int(2) == _int(0)),
+            _div(scaled + denominator, _int(2) * denominator),
+        ),
         (q % _int(25) == _int(0), k + k % _int(2)),
         (err < _dbl(0), k + _int(1)),
         else_=k,
@@ -585,5 +597,5 @@ def formula_sql(name: str, col: ColumnLookup, now: datetime) -> Col:
     if name not in _FORMULA_SQL:
         raise ValueError(f"unknown formula: {name}")
     if now.tzinfo is not None:
-        now = now.astimezone(timezone.utc).replace(tzinfo=None)
+        now = now.astimezone(UTC).replace(tzinfo=None)
     return _FORMULA_SQL[name](col, now)

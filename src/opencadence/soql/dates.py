@@ -15,10 +15,10 @@ Pure functions: stdlib and zoneinfo only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DateRange = tuple[date, date]
@@ -39,7 +39,7 @@ def zone(tz: str) -> ZoneInfo:
 def local_today(now: datetime, tz: str) -> date:
     """The user's current local date; ``now`` is aware (or naive UTC)."""
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     return now.astimezone(zone(tz)).date()
 
 
@@ -51,7 +51,7 @@ def local_midnight_utc(d: date, tz: str) -> datetime:
     cases the first instant of the local day.
     """
     local = datetime(d.year, d.month, d.day, tzinfo=zone(tz))
-    return local.astimezone(timezone.utc).replace(tzinfo=None)
+    return local.astimezone(UTC).replace(tzinfo=None)
 
 
 def datetime_range(days: DateRange, tz: str) -> tuple[datetime, datetime]:

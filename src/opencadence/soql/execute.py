@@ -13,10 +13,11 @@ import json
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -78,8 +79,12 @@ class QueryService:
             result, after = self._first_page(conn, compiled, batch, version)
         self._stamp_views(compiled, result)
         if after is not None:
-            locator = self._save_cursor(text, caller, version, include_deleted, batch, result, after, now)
-            result["nextRecordsUrl"] = next_url(version, include_deleted, locator, len(result["records"]))
+            locator = self._save_cursor(
+                text, caller, version, include_deleted, batch, result, after, now
+            )
+            result["nextRecordsUrl"] = next_url(
+                version, include_deleted, locator, len(result["records"])
+            )
         return result
 
     def query_more(
@@ -91,10 +96,15 @@ class QueryService:
         with self.store.reading() as conn:
             cursor, after = self._load_cursor(conn, cursor_id, position, caller)
             compiled = self._compile(
-                cursor["soql"], Caller(caller.user_id, cursor["time_zone"], caller.view_all), cursor["version"],
-                cursor["include_deleted"], cursor["query_now"].replace(tzinfo=timezone.utc),
+                cursor["soql"],
+                Caller(caller.user_id, cursor["time_zone"], caller.view_all),
+                cursor["version"],
+                cursor["include_deleted"],
+                cursor["query_now"].replace(tzinfo=UTC),
             )
-            result, next_after = self._page(conn, compiled, cursor["batch_size"], cursor["version"], after, position)
+            result, next_after = self._page(
+                conn, compiled, cursor["batch_size"], cursor["version"], after, position
+            )
         result["totalSize"] = cursor["total_size"]
         end = position + len(result["records"])
         if next_after is not None:
@@ -104,7 +114,9 @@ class QueryService:
 
     # --- compile ----------------------------------------------------------------------------
 
-    def _compile(self, text: str, caller: Caller, version: str, include_deleted: bool, now: datetime) -> compiler.Compiled:
+    def _compile(
+        self, text: str, caller: Caller, version: str, include_deleted: bool, now: datetime
+    ) -> compiler.Compiled:
         """Compile, or reuse the compiled form of the same text for the same caller and version.
 
         Queries whose meaning depends on the current time (date literals, SecondsOverdue) are
@@ -124,11 +136,17 @@ class QueryService:
                     self._cache.popitem(last=False)
         return compiled
 
-    def _compile_new(self, text: str, caller: Caller, version: str, include_deleted: bool, now: datetime) -> compiler.Compiled:
+    def _compile_new(
+        self, text: str, caller: Caller, version: str, include_deleted: bool, now: datetime
+    ) -> compiler.Compiled:
         tree = parse(text)
         ctx = binder.Context(
-            registry=self.store.registry, version=version, user_id=caller.user_id,
-            time_zone=caller.time_zone, now=now, text=text,
+            registry=self.store.registry,
+            version=version,
+            user_id=caller.user_id,
+            time_zone=caller.time_zone,
+            now=now,
+            text=text,
         )
         obj = self.store.registry.get(tree.sobject.dotted)
         if obj is None or not obj.supports("query") or not obj_visible(obj, version):
@@ -139,7 +157,9 @@ class QueryService:
         bq.include_deleted = include_deleted
         bq.extra["time_dependent"] = bnd.time_dependent
         bq.extra["for"] = tuple(w for w in tree.for_ if w in ("VIEW", "REFERENCE"))
-        return compiler.Compiler(self.store.registry, self.meta, now, caller.time_zone, caller.viewer).compile(bq)
+        return compiler.Compiler(
+            self.store.registry, self.meta, now, caller.time_zone, caller.viewer
+        ).compile(bq)
 
     # --- pages ------------------------------------------------------------------------------
 
@@ -153,18 +173,26 @@ class QueryService:
             if word in words:
                 self.store.touch(c.bq.obj.name, record_ids, field)
 
-    def _first_page(self, conn: sa.Connection, c: compiler.Compiled, batch: int, version: str) -> tuple[dict[str, Any], list[Any] | None]:
+    def _first_page(
+        self, conn: sa.Connection, c: compiler.Compiled, batch: int, version: str
+    ) -> tuple[dict[str, Any], list[Any] | None]:
         bq = c.bq
         if bq.count_only:
             total = int(conn.execute(c.select).scalar_one())
             total = max(0, total - (bq.offset or 0))
-            return {"totalSize": min(total, bq.limit) if bq.limit is not None else total, "done": True, "records": []}, None
+            return {
+                "totalSize": min(total, bq.limit) if bq.limit is not None else total,
+                "done": True,
+                "records": [],
+            }, None
         if bq.aggregate:
             return self._aggregate(conn, c, version), None
         return self._page(conn, c, batch, version, None, 0)
 
     def _aggregate(self, conn: sa.Connection, c: compiler.Compiled, version: str) -> dict[str, Any]:
-        rows = conn.execute(c.select.limit(MAX_AGGREGATE_ROWS + 1) if c.bq.limit is None else c.select).all()
+        rows = conn.execute(
+            c.select.limit(MAX_AGGREGATE_ROWS + 1) if c.bq.limit is None else c.select
+        ).all()
         if len(rows) > MAX_AGGREGATE_ROWS:
             raise errors.MalformedQuery(
                 "Aggregate query does not support queryMore(), use LIMIT to restrict the results "
@@ -196,14 +224,16 @@ class QueryService:
         rows = conn.execute(stmt).all() if want > 0 else []
         more = len(rows) > want and (bq.limit is None or position + want < bq.limit)
         rows = rows[:want]
-        plan = c.plan or shape.ShapePlan(bq, self.store.registry, version, int(c.id_label[1:]) if c.id_label else None)
+        plan = c.plan or shape.ShapePlan(
+            bq, self.store.registry, version, int(c.id_label[1:]) if c.id_label else None
+        )
         c.plan = plan
         recs = plan.records(rows)
         self._children(conn, bq, rows, recs, plan, version, c.viewer)
         total = position + len(recs)
         if more and after is None:
             total = self._total(conn, c)
-        next_key = list(rows[-1][-len(c.key_labels):]) if more and rows else None
+        next_key = list(rows[-1][-len(c.key_labels) :]) if more and rows else None
         return {"totalSize": total, "done": not more, "records": recs}, next_key
 
     def _total(self, conn: sa.Connection, c: compiler.Compiled) -> int:
@@ -215,7 +245,16 @@ class QueryService:
             total = min(total, c.bq.limit)
         return max(total, 0)
 
-    def _children(self, conn: sa.Connection, bq: bound.BoundQuery, rows: Sequence[Any], recs: list[dict[str, Any]], plan: shape.ShapePlan, version: str, viewer: str | None) -> None:
+    def _children(
+        self,
+        conn: sa.Connection,
+        bq: bound.BoundQuery,
+        rows: Sequence[Any],
+        recs: list[dict[str, Any]],
+        plan: shape.ShapePlan,
+        version: str,
+        viewer: str | None,
+    ) -> None:
         """Child-relationship subqueries: one batched statement per subquery for the page."""
         subqueries = [i for i in bq.items if isinstance(i, bound.OutChildren)]
         if not subqueries or not rows:
@@ -225,10 +264,23 @@ class QueryService:
             grouped = self._child_records(conn, sub, parent_ids, version, viewer)
             for rec, pid in zip(recs, parent_ids):
                 children = grouped.get(pid)
-                rec[sub.key] = {"totalSize": len(children), "done": True, "records": children} if children else None
+                rec[sub.key] = (
+                    {"totalSize": len(children), "done": True, "records": children}
+                    if children
+                    else None
+                )
 
-    def _child_records(self, conn: sa.Connection, sub: bound.OutChildren, parent_ids: list[str], version: str, viewer: str | None) -> dict[str, list[dict[str, Any]]]:
-        child = compiler.Compiler(self.store.registry, self.meta, self.store.clock.now(), "GMT", viewer).compile(sub.query, prefix="ch")
+    def _child_records(
+        self,
+        conn: sa.Connection,
+        sub: bound.OutChildren,
+        parent_ids: list[str],
+        version: str,
+        viewer: str | None,
+    ) -> dict[str, list[dict[str, Any]]]:
+        child = compiler.Compiler(
+            self.store.registry, self.meta, self.store.clock.now(), "GMT", viewer
+        ).compile(sub.query, prefix="ch")
         root = _root_alias(child)
         fk_col = root.c[sub.fk.name]
         order = _order_clauses(child.order_exprs)
@@ -244,7 +296,12 @@ class QueryService:
         else:
             stmt = numbered.order_by(fk_col, *order)
         rows = conn.execute(stmt).all()
-        plan = shape.ShapePlan(sub.query, self.store.registry, version, int(child.id_label[1:]) if child.id_label else None)
+        plan = shape.ShapePlan(
+            sub.query,
+            self.store.registry,
+            version,
+            int(child.id_label[1:]) if child.id_label else None,
+        )
         fk_index = len(child.select.selected_columns)
         grouped: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
@@ -253,18 +310,41 @@ class QueryService:
 
     # --- cursors ----------------------------------------------------------------------------
 
-    def _save_cursor(self, text: str, caller: Caller, version: str, include_deleted: bool, batch: int, result: dict[str, Any], after: list[Any], now: datetime) -> str:
+    def _save_cursor(
+        self,
+        text: str,
+        caller: Caller,
+        version: str,
+        include_deleted: bool,
+        batch: int,
+        result: dict[str, Any],
+        after: list[Any],
+        now: datetime,
+    ) -> str:
         locator = ids.to18("0r8" + "".join(secrets.choice(ids.BASE62) for _ in range(12)))
         position = len(result["records"])
         with self.store.transaction(caller.user_id) as tx:
-            tx.conn.execute(self.meta.tables[schema.CURSORS].insert().values(
-                locator=locator, user_id=caller.user_id, soql=text, version=version,
-                include_deleted=include_deleted, batch_size=batch, total_size=result["totalSize"],
-                time_zone=caller.time_zone, query_now=now.replace(tzinfo=None),
-                created_at=now.replace(tzinfo=None),
-            ))
-            tx.conn.execute(self.meta.tables[schema.CURSOR_PAGES].insert().values(
-                locator=locator, position=position, after_key=encode_key(after)))
+            tx.conn.execute(
+                self.meta.tables[schema.CURSORS]
+                .insert()
+                .values(
+                    locator=locator,
+                    user_id=caller.user_id,
+                    soql=text,
+                    version=version,
+                    include_deleted=include_deleted,
+                    batch_size=batch,
+                    total_size=result["totalSize"],
+                    time_zone=caller.time_zone,
+                    query_now=now.replace(tzinfo=None),
+                    created_at=now.replace(tzinfo=None),
+                )
+            )
+            tx.conn.execute(
+                self.meta.tables[schema.CURSOR_PAGES]
+                .insert()
+                .values(locator=locator, position=position, after_key=encode_key(after))
+            )
             self._saves += 1
             if self._saves % 100 == 1:  # expired locators are swept now and then, not per query
                 self._prune(tx.conn, now)
@@ -273,17 +353,37 @@ class QueryService:
     def _save_page(self, locator: str, position: int, after: list[Any]) -> None:
         pages = self.meta.tables[schema.CURSOR_PAGES]
         with self.store.transaction() as tx:
-            exists = tx.conn.execute(sa.select(pages.c.position).where(pages.c.locator == locator, pages.c.position == position)).first()
+            exists = tx.conn.execute(
+                sa.select(pages.c.position).where(
+                    pages.c.locator == locator, pages.c.position == position
+                )
+            ).first()
             if exists is None:
-                tx.conn.execute(pages.insert().values(locator=locator, position=position, after_key=encode_key(after)))
+                tx.conn.execute(
+                    pages.insert().values(
+                        locator=locator, position=position, after_key=encode_key(after)
+                    )
+                )
 
-    def _load_cursor(self, conn: sa.Connection, locator: str, position: int, caller: Caller) -> tuple[dict[str, Any], list[Any]]:
+    def _load_cursor(
+        self, conn: sa.Connection, locator: str, position: int, caller: Caller
+    ) -> tuple[dict[str, Any], list[Any]]:
         cursors, pages = self.meta.tables[schema.CURSORS], self.meta.tables[schema.CURSOR_PAGES]
-        cursor = conn.execute(sa.select(cursors).where(cursors.c.locator == locator)).mappings().first()
+        cursor = (
+            conn.execute(sa.select(cursors).where(cursors.c.locator == locator)).mappings().first()
+        )
         now = self.store.clock.now().replace(tzinfo=None)
-        if cursor is None or cursor["created_at"] + LOCATOR_TTL < now or cursor["user_id"] != caller.user_id:
+        if (
+            cursor is None
+            or cursor["created_at"] + LOCATOR_TTL < now
+            or cursor["user_id"] != caller.user_id
+        ):
             raise errors.InvalidQueryLocator("invalid query locator")
-        page = conn.execute(sa.select(pages.c.after_key).where(pages.c.locator == locator, pages.c.position == position)).scalar()
+        page = conn.execute(
+            sa.select(pages.c.after_key).where(
+                pages.c.locator == locator, pages.c.position == position
+            )
+        ).scalar()
         if page is None:
             raise errors.InvalidQueryLocator("invalid query locator")
         return dict(cursor), decode_key(page)
@@ -384,4 +484,3 @@ def decode_key(text: str) -> list[Any]:
         return v
 
     return [dec(v) for v in json.loads(text)]
-

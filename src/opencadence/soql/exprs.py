@@ -32,9 +32,17 @@ _LPAREN = TokenType.LPAREN
 _RPAREN = TokenType.RPAREN
 
 # Which functions may open an expression in each clause (by upper-case name).
-SELECT_FUNCS = AGGREGATES | DATE_FUNCTIONS | {
-    "TOLABEL", "CONVERTCURRENCY", "FORMAT", "GROUPING", "DISTANCE",
-}
+SELECT_FUNCS = (
+    AGGREGATES
+    | DATE_FUNCTIONS
+    | {
+        "TOLABEL",
+        "CONVERTCURRENCY",
+        "FORMAT",
+        "GROUPING",
+        "DISTANCE",
+    }
+)
 WHERE_FUNCS = DATE_FUNCTIONS | {"TOLABEL", "DISTANCE", "FORMULA"}
 HAVING_FUNCS = AGGREGATES | DATE_FUNCTIONS | {"TOLABEL", "GROUPING", "DISTANCE"}
 GROUP_FUNCS = DATE_FUNCTIONS

@@ -8,8 +8,14 @@ from decimal import Decimal
 
 # A.1 escapes. Upper-case forms are accepted too (\N, \U2019, ...).
 _SIMPLE_ESCAPES = {
-    "n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f",
-    '"': '"', "'": "'", "\\": "\\",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "b": "\b",
+    "f": "\f",
+    '"': '"',
+    "'": "'",
+    "\\": "\\",
 }
 _ESCAPE_RX = re.compile(r"\\([uU][0-9a-fA-F]{4}|.?)", re.DOTALL)
 _DATETIME_RX = re.compile(
@@ -49,7 +55,13 @@ def decode_string(body: str, *, like: bool = False) -> str:
 
 
 _ENCODE = {
-    "\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f",
+    "\\": "\\\\",
+    "'": "\\'",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\b": "\\b",
+    "\f": "\\f",
 }
 _ENCODE_RX = re.compile(r"[\\'\n\r\t\b\f]")
 _LIKE_ENCODE_RX = re.compile(r"\\.|['\n\r\t\b\f]", re.DOTALL)
@@ -88,7 +100,7 @@ def parse_datetime(text: str) -> dt.datetime:
     if m is None or not (m.group(8) or m.group(9)):
         raise LiteralError(f"Invalid dateTime (a time zone, Z or +hh:mm, is required): {text}")
     y, mo, d, h, mi, s, frac, _z, sign, oh, om = m.groups()
-    tz = dt.timezone.utc
+    tz = dt.UTC
     if sign:
         delta = dt.timedelta(hours=int(oh), minutes=int(om))
         tz = dt.timezone(-delta if sign == "-" else delta)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Union
+from typing import Any
 
 Pos = tuple[int, int]
 
@@ -99,7 +99,7 @@ class Currency:
     pos: Pos = _pos()
 
 
-Value = Union[String, Number, Boolean, Null, Date, DateTime, Time, DateLiteral, Currency]
+Value = String | Number | Boolean | Null | Date | DateTime | Time | DateLiteral | Currency
 
 
 # --- select items and expressions -------------------------------------------------------
@@ -176,8 +176,8 @@ class Subquery:
     pos: Pos = _pos()
 
 
-Expr = Union[FieldPath, Function, Number, String]
-SelectItem = Union[FieldPath, Function, CountStar, Fields, TypeOf, Subquery]
+Expr = FieldPath | Function | Number | String
+SelectItem = FieldPath | Function | CountStar | Fields | TypeOf | Subquery
 
 
 # --- conditions ---------------------------------------------------------------------------
@@ -239,7 +239,7 @@ class Includes:
     pos: Pos = _pos()
 
 
-Condition = Union[And, Or, Not, Comparison, Like, In, Includes]
+Condition = And | Or | Not | Comparison | Like | In | Includes
 
 
 # --- clauses ------------------------------------------------------------------------------
@@ -305,7 +305,7 @@ class WithContext:
     pos: Pos = _pos()
 
 
-WithClause = Union[WithDataCategory, WithMode, WithFilter, WithContext]
+WithClause = WithDataCategory | WithMode | WithFilter | WithContext
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from opencadence.soql import nodes
-from opencadence.soql.exprs import GROUP_FUNCS, HAVING_FUNCS, ORDER_FUNCS, SELECT_FUNCS
-from opencadence.soql.exprs import WHERE_FUNCS, ExprParser
+from opencadence.soql.exprs import (
+    GROUP_FUNCS,
+    HAVING_FUNCS,
+    ORDER_FUNCS,
+    SELECT_FUNCS,
+    WHERE_FUNCS,
+    ExprParser,
+)
 from opencadence.soql.tokens import (
     ALIAS_RESERVED,
     CATEGORY_SELECTORS,

@@ -7,8 +7,9 @@ A shaping plan is built once per query, so a page costs one small loop per row.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from opencadence.metadata.registry import Registry
 from opencadence.soql import bound
@@ -20,7 +21,11 @@ Shaper = Callable[[Row], dict[str, Any]]
 def _post_processor(out: bound.OutField) -> Callable[[Any], Any] | None:
     """toLabel maps values to labels; FORMAT renders numbers and dates (en_US)."""
     inner = out.expr
-    while isinstance(inner, bound.Func) and inner.arg is not None and inner.name in ("FORMAT", "toLabel", "convertCurrency"):
+    while (
+        isinstance(inner, bound.Func)
+        and inner.arg is not None
+        and inner.name in ("FORMAT", "toLabel", "convertCurrency")
+    ):
         inner = inner.arg
     if out.format == "toLabel" and isinstance(inner, bound.Col):
         labels = {p.value: p.label for p in inner.field.picklist}
@@ -39,7 +44,9 @@ def _format_value(value: Any) -> Any:
         return f"{value:,.2f}"
     if isinstance(value, str) and len(value) >= 19 and value[10] == "T":
         moment = datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
-        return f"{moment.month}/{moment.day}/{moment.year}, {moment.strftime('%I:%M %p').lstrip('0')}"
+        return (
+            f"{moment.month}/{moment.day}/{moment.year}, {moment.strftime('%I:%M %p').lstrip('0')}"
+        )
     if isinstance(value, str) and len(value) == 10 and value[4] == "-":
         d = date.fromisoformat(value)
         return f"{d.month}/{d.day}/{d.year}"
@@ -49,7 +56,9 @@ def _format_value(value: Any) -> Any:
 class ShapePlan:
     """How to build the records of one bound query from its rows."""
 
-    def __init__(self, bq: bound.BoundQuery, registry: Registry, version: str, id_index: int | None) -> None:
+    def __init__(
+        self, bq: bound.BoundQuery, registry: Registry, version: str, id_index: int | None
+    ) -> None:
         self.bq = bq
         self.registry = registry
         self.base = f"/services/data/v{version}/sobjects/"
@@ -102,8 +111,12 @@ class ShapePlan:
     def _compile_typeof(self, item: bound.OutTypeOf) -> Callable[[Row, dict[str, Any]], None]:
         branches = {name: self._compile_items(items) for name, items in item.branches.items()}
         fallback = self._compile_items(item.else_items) if item.else_items else []
-        return self._nested(item.key, item.id_index, self._type_of(item.hop),
-                            lambda kind: branches.get(kind, fallback))
+        return self._nested(
+            item.key,
+            item.id_index,
+            self._type_of(item.hop),
+            lambda kind: branches.get(kind, fallback),
+        )
 
     def _nested(
         self,
@@ -121,7 +134,9 @@ class ShapePlan:
                 rec[key] = None
                 return
             kind = type_of(parent_id)
-            nested: dict[str, Any] = {"attributes": {"type": kind, "url": f"{base}{kind}/{parent_id}"}}
+            nested: dict[str, Any] = {
+                "attributes": {"type": kind, "url": f"{base}{kind}/{parent_id}"}
+            }
             for step in steps_for(kind):
                 step(row, nested)
             rec[key] = nested
@@ -157,4 +172,3 @@ class ShapePlan:
         for step in self.shape_items:
             step(row, rec)
         return rec
-

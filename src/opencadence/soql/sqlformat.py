@@ -41,7 +41,7 @@ def _sqlite_datetime(element: api_datetime, compiler: SQLCompiler, **kw: Any) ->
 @compiles(api_datetime, "postgresql")
 def _pg_datetime(element: api_datetime, compiler: SQLCompiler, **kw: Any) -> str:
     arg = compiler.process(element.clauses, **kw)
-    return "to_char(%s, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"+0000\"')" % arg
+    return 'to_char(%s, \'YYYY-MM-DD"T"HH24:MI:SS.MS"+0000"\')' % arg
 
 
 @compiles(api_date, "sqlite")

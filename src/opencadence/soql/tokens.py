@@ -35,9 +35,7 @@ class Token:
 
     __slots__ = ("type", "text", "key", "line", "column", "offset")
 
-    def __init__(
-        self, type: TokenType, text: str, line: int, column: int, offset: int
-    ) -> None:
+    def __init__(self, type: TokenType, text: str, line: int, column: int, offset: int) -> None:
         self.type = type
         self.text = text
         self.key = text.upper()  # keywords and identifiers compare case-insensitively

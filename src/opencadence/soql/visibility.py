@@ -11,7 +11,8 @@ the objects a rep works with (everything else is public read):
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -21,7 +22,9 @@ Col = sa.ColumnElement[Any]
 def _my_trackers(meta: sa.MetaData, user_id: str, column: str) -> sa.Select[Any]:
     trackers = meta.tables["ActionCadenceTracker"]
     return sa.select(trackers.c[column]).where(
-        trackers.c.OwnerId == user_id, trackers.c.IsDeleted == sa.false(), trackers.c[column].is_not(None)
+        trackers.c.OwnerId == user_id,
+        trackers.c.IsDeleted == sa.false(),
+        trackers.c[column].is_not(None),
     )
 
 
@@ -30,12 +33,16 @@ def _tracker(table: sa.FromClause, meta: sa.MetaData, user_id: str) -> Col:
 
 
 def _step_tracker(table: sa.FromClause, meta: sa.MetaData, user_id: str) -> Col:
-    return sa.or_(table.c.ActionCadenceTrackerId.in_(_my_trackers(meta, user_id, "Id")),
-                  table.c.CompletedById == user_id)
+    return sa.or_(
+        table.c.ActionCadenceTrackerId.in_(_my_trackers(meta, user_id, "Id")),
+        table.c.CompletedById == user_id,
+    )
 
 
 def _target(table: sa.FromClause, meta: sa.MetaData, user_id: str) -> Col:
-    return sa.or_(table.c.OwnerId == user_id, table.c.Id.in_(_my_trackers(meta, user_id, "TargetId")))
+    return sa.or_(
+        table.c.OwnerId == user_id, table.c.Id.in_(_my_trackers(meta, user_id, "TargetId"))
+    )
 
 
 def _owned(table: sa.FromClause, meta: sa.MetaData, user_id: str) -> Col:
@@ -51,7 +58,9 @@ RULES: dict[str, Callable[[sa.FromClause, sa.MetaData, str], Col]] = {
 }
 
 
-def predicate(object_name: str, table: sa.FromClause, meta: sa.MetaData, user_id: str | None) -> Col | None:
+def predicate(
+    object_name: str, table: sa.FromClause, meta: sa.MetaData, user_id: str | None
+) -> Col | None:
     """The condition limiting ``table`` to what ``user_id`` may see (None: no limit)."""
     rule = RULES.get(object_name)
     if rule is None or user_id is None:

@@ -71,37 +71,80 @@ class Accounts:
     # --- users ------------------------------------------------------------------------------
 
     def create_user(
-        self, username: str, password: str, *, admin: bool = False, time_zone: str = "GMT",
-        email: str | None = None, last_name: str | None = None, first_name: str | None = None,
+        self,
+        username: str,
+        password: str,
+        *,
+        admin: bool = False,
+        time_zone: str = "GMT",
+        email: str | None = None,
+        last_name: str | None = None,
+        first_name: str | None = None,
     ) -> tuple[str, str]:
         """A User record plus credentials; returns (user id, security token)."""
         token = secrets.token_urlsafe(18)[:24]
         with self.store.transaction() as tx:
-            user_id = tx.insert("User", {
-                "Username": username, "LastName": last_name or username.split("@")[0],
-                "FirstName": first_name, "Email": email or username,
-                "Alias": username.split("@")[0][:8], "IsActive": True, "TimeZoneSidKey": time_zone,
-                "LocaleSidKey": "en_US", "LanguageLocaleKey": "en_US", "EmailEncodingKey": "UTF-8",
-            }, system=True)
-            tx.conn.execute(self.meta.tables[schema.CREDENTIALS].insert().values(
-                user_id=user_id, password_hash=hash_secret(password), security_token=token, is_admin=admin))
+            user_id = tx.insert(
+                "User",
+                {
+                    "Username": username,
+                    "LastName": last_name or username.split("@")[0],
+                    "FirstName": first_name,
+                    "Email": email or username,
+                    "Alias": username.split("@")[0][:8],
+                    "IsActive": True,
+                    "TimeZoneSidKey": time_zone,
+                    "LocaleSidKey": "en_US",
+                    "LanguageLocaleKey": "en_US",
+                    "EmailEncodingKey": "UTF-8",
+                },
+                system=True,
+            )
+            tx.conn.execute(
+                self.meta.tables[schema.CREDENTIALS]
+                .insert()
+                .values(
+                    user_id=user_id,
+                    password_hash=hash_secret(password),
+                    security_token=token,
+                    is_admin=admin,
+                )
+            )
         return user_id, token
 
     def find_user(self, username: str) -> dict[str, Any] | None:
         users = self.meta.tables["User"]
         with self.store.reading() as conn:
-            row = conn.execute(sa.select(users).where(
-                sa.func.lower(users.c.Username) == username.lower(), users.c.IsDeleted == sa.false()
-            )).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(users).where(
+                        sa.func.lower(users.c.Username) == username.lower(),
+                        users.c.IsDeleted == sa.false(),
+                    )
+                )
+                .mappings()
+                .first()
+            )
         return dict(row) if row else None
 
     def list_users(self) -> list[dict[str, Any]]:
         users, creds = self.meta.tables["User"], self.meta.tables[schema.CREDENTIALS]
         with self.store.reading() as conn:
-            rows = conn.execute(sa.select(users.c.Id, users.c.Username, users.c.IsActive,
-                                          users.c.TimeZoneSidKey, creds.c.is_admin)
-                                .select_from(users.join(creds, creds.c.user_id == users.c.Id))
-                                .order_by(users.c.Username)).mappings().all()
+            rows = (
+                conn.execute(
+                    sa.select(
+                        users.c.Id,
+                        users.c.Username,
+                        users.c.IsActive,
+                        users.c.TimeZoneSidKey,
+                        creds.c.is_admin,
+                    )
+                    .select_from(users.join(creds, creds.c.user_id == users.c.Id))
+                    .order_by(users.c.Username)
+                )
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     def set_active(self, username: str, active: bool) -> None:
@@ -134,7 +177,9 @@ class Accounts:
     def _credentials(self, user_id: str) -> dict[str, Any] | None:
         creds = self.meta.tables[schema.CREDENTIALS]
         with self.store.reading() as conn:
-            row = conn.execute(sa.select(creds).where(creds.c.user_id == user_id)).mappings().first()
+            row = (
+                conn.execute(sa.select(creds).where(creds.c.user_id == user_id)).mappings().first()
+            )
         return dict(row) if row else None
 
     def open_session(self, user_id: str, client: str = "", ttl: timedelta | None = None) -> str:
@@ -143,9 +188,15 @@ class Accounts:
         now = values.to_db_datetime(self.store.clock.now())
         with self.store.transaction(user_id) as tx:
             sessions = self.meta.tables[schema.SESSIONS]
-            tx.conn.execute(sessions.insert().values(
-                token_hash=_token_hash(token), user_id=user_id, created_at=now,
-                expires_at=now + (ttl or self.ttl), client=client[:255]))
+            tx.conn.execute(
+                sessions.insert().values(
+                    token_hash=_token_hash(token),
+                    user_id=user_id,
+                    created_at=now,
+                    expires_at=now + (ttl or self.ttl),
+                    client=client[:255],
+                )
+            )
             tx.conn.execute(sessions.delete().where(sessions.c.expires_at < now))
         return token
 
@@ -165,18 +216,34 @@ class Accounts:
         return found
 
     def _load_session(self, key: str, now: datetime) -> Session:
-        sessions, creds, users = (self.meta.tables[n] for n in (schema.SESSIONS, schema.CREDENTIALS, "User"))
+        sessions, creds, users = (
+            self.meta.tables[n] for n in (schema.SESSIONS, schema.CREDENTIALS, "User")
+        )
         with self.store.reading() as conn:
-            row = conn.execute(
-                sa.select(sessions.c.user_id, sessions.c.expires_at, creds.c.is_admin,
-                          users.c.TimeZoneSidKey, users.c.IsActive)
-                .select_from(sessions.join(users, users.c.Id == sessions.c.user_id)
-                             .outerjoin(creds, creds.c.user_id == sessions.c.user_id))
-                .where(sessions.c.token_hash == key)
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(
+                        sessions.c.user_id,
+                        sessions.c.expires_at,
+                        creds.c.is_admin,
+                        users.c.TimeZoneSidKey,
+                        users.c.IsActive,
+                    )
+                    .select_from(
+                        sessions.join(users, users.c.Id == sessions.c.user_id).outerjoin(
+                            creds, creds.c.user_id == sessions.c.user_id
+                        )
+                    )
+                    .where(sessions.c.token_hash == key)
+                )
+                .mappings()
+                .first()
+            )
         if row is None or row["expires_at"] <= now or not row["IsActive"]:
             raise errors.InvalidSession("Session expired or invalid")
-        return Session(row["user_id"], bool(row["is_admin"]), row["TimeZoneSidKey"] or "GMT", row["expires_at"])
+        return Session(
+            row["user_id"], bool(row["is_admin"]), row["TimeZoneSidKey"] or "GMT", row["expires_at"]
+        )
 
     def revoke(self, token: str) -> None:
         with self._lock:
@@ -210,8 +277,16 @@ class Accounts:
             raise errors.NotFound(f"no user {run_as}")
         key, secret = "3MVG" + secrets.token_urlsafe(30), secrets.token_hex(32)
         with self.store.transaction() as tx:
-            tx.conn.execute(self.meta.tables[schema.APPS].insert().values(
-                consumer_key=key, secret_hash=hash_secret(secret), name=name, run_as_user_id=user["Id"]))
+            tx.conn.execute(
+                self.meta.tables[schema.APPS]
+                .insert()
+                .values(
+                    consumer_key=key,
+                    secret_hash=hash_secret(secret),
+                    name=name,
+                    run_as_user_id=user["Id"],
+                )
+            )
         return key, secret
 
     def app_user(self, key: str, secret: str) -> str:

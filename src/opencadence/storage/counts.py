@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from typing import Iterable
+from collections.abc import Iterable
 
 import sqlalchemy as sa
 
@@ -31,7 +31,8 @@ def apply(conn: sa.Connection, meta: sa.MetaData, deltas: Counter[str]) -> None:
         if not delta:
             continue
         done = conn.execute(
-            counts.update().where(counts.c.entity == entity, counts.c.shard == shard)
+            counts.update()
+            .where(counts.c.entity == entity, counts.c.shard == shard)
             .values(live=counts.c.live + delta)
         ).rowcount
         if not done:
@@ -40,7 +41,9 @@ def apply(conn: sa.Connection, meta: sa.MetaData, deltas: Counter[str]) -> None:
 
 def live(conn: sa.Connection, meta: sa.MetaData, entity: str) -> int:
     counts = table(meta)
-    total = conn.execute(sa.select(sa.func.sum(counts.c.live)).where(counts.c.entity == entity)).scalar()
+    total = conn.execute(
+        sa.select(sa.func.sum(counts.c.live)).where(counts.c.entity == entity)
+    ).scalar()
     return int(total or 0)
 
 
@@ -49,6 +52,8 @@ def recount(conn: sa.Connection, meta: sa.MetaData, entities: Iterable[str]) -> 
     counts = table(meta)
     for entity in entities:
         t = meta.tables[entity]
-        n = conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.IsDeleted == sa.false())).scalar_one()
+        n = conn.execute(
+            sa.select(sa.func.count()).select_from(t).where(t.c.IsDeleted == sa.false())
+        ).scalar_one()
         conn.execute(counts.delete().where(counts.c.entity == entity))
         conn.execute(counts.insert().values(entity=entity, shard=0, live=int(n)))

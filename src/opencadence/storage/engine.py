@@ -35,8 +35,8 @@ def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """An Engine for ``url`` with the settings opencadence relies on.
 
     SQLite runs in WAL mode with a busy timeout, so a worker and a server can share one file;
-    write transactions (execution option WRITE_OPTION) begin IMMEDIATE so the single writer is chosen up front instead of failing
-    at the first write (``SQLITE_BUSY`` upgrades of read locks).
+    write transactions (execution option WRITE_OPTION) begin IMMEDIATE so the single writer is
+    chosen up front instead of failing at the first write (``SQLITE_BUSY`` upgrades of read locks).
     """
     url = normalize_url(url or default_url())
     if url.startswith("sqlite"):

@@ -12,9 +12,10 @@ The replay id is the table's autoincrement key: increasing, opaque, never reused
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -72,8 +73,17 @@ class TransactionEvents:
 
 #: Column order of the tuples TransactionEvents.add builds.
 ROW_COLUMNS = (
-    "entity", "change_type", "record_ids", "changed_fields", "nulled_fields", "transaction_key",
-    "sequence_number", "commit_timestamp", "commit_number", "commit_user", "change_origin",
+    "entity",
+    "change_type",
+    "record_ids",
+    "changed_fields",
+    "nulled_fields",
+    "transaction_key",
+    "sequence_number",
+    "commit_timestamp",
+    "commit_number",
+    "commit_user",
+    "change_origin",
     "payload",
 )
 
@@ -130,7 +140,7 @@ def full_body(obj: model.ObjectDef, row: Mapping[str, Any]) -> dict[str, Any]:
 
 def epoch_ms(when: datetime) -> int:
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)
 
 
@@ -156,13 +166,19 @@ def reserve_replay_ids(conn: sa.Connection, count: int) -> int:
     Events are written at the end of a transaction, so the lock is held only briefly.
     """
     end = conn.execute(
-        sa.text(f"UPDATE {schema.SEQUENCES} SET value = value + :n WHERE name = :name RETURNING value"),
+        sa.text(
+            f"UPDATE {schema.SEQUENCES} SET value = value + :n WHERE name = :name RETURNING value"
+        ),
         {"n": count, "name": REPLAY_COUNTER},
     ).scalar()
     if end is None:  # a database made before the counter existed: start after its last event
-        last = conn.execute(sa.text(f"SELECT coalesce(max(replay_id), 0) FROM {schema.EVENTS}")).scalar_one()
-        conn.execute(sa.text(f"INSERT INTO {schema.SEQUENCES} (name, value) VALUES (:name, :v)"),
-                     {"name": REPLAY_COUNTER, "v": int(last) + count})
+        last = conn.execute(
+            sa.text(f"SELECT coalesce(max(replay_id), 0) FROM {schema.EVENTS}")
+        ).scalar_one()
+        conn.execute(
+            sa.text(f"INSERT INTO {schema.SEQUENCES} (name, value) VALUES (:name, :v)"),
+            {"name": REPLAY_COUNTER, "v": int(last) + count},
+        )
         end = int(last) + count
     return int(end) - count + 1
 
@@ -190,7 +206,9 @@ def read(
 ) -> list[dict[str, Any]]:
     """Events with replay id > ``after``, oldest first, decoded."""
     table = meta.tables[schema.EVENTS]
-    stmt = sa.select(table).where(table.c.replay_id > after).order_by(table.c.replay_id).limit(limit)
+    stmt = (
+        sa.select(table).where(table.c.replay_id > after).order_by(table.c.replay_id).limit(limit)
+    )
     if entity is not None:
         stmt = stmt.where(table.c.entity == entity)
     return [decode(row._mapping) for row in conn.execute(stmt)]

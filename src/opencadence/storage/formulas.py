@@ -13,8 +13,9 @@ SecondsOverdue (opencadence's reading of the seed's definition):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import Any
 
 Row = Mapping[str, Any]
 Formula = Callable[[Row, datetime], Any]
@@ -31,10 +32,16 @@ _CALL_OUTCOMES = (
 #: Rate formulas of the monthly metrics: (numerator field, denominator field). A rate is a
 #: percentage with 2 decimals, null when the denominator is empty or zero.
 _RATES: dict[str, tuple[str, str]] = {
-    "trackable_recipient_send_hrd_bnc_rt": ("RecipientsHardBounced", "HrdBncTrackableRecipientSends"),
+    "trackable_recipient_send_hrd_bnc_rt": (
+        "RecipientsHardBounced",
+        "HrdBncTrackableRecipientSends",
+    ),
     "trackable_recipient_send_ooo_rate": ("RecipientsOutOfOffice", "OooTrackableRecipientSends"),
     "trackable_recipient_send_reply_rt": ("RecipientReplies", "ReplyTrackableRecipientSends"),
-    "trackable_recipient_send_sft_bnc_rt": ("RecipientsSoftBounced", "SftBncTrackableRecipientSends"),
+    "trackable_recipient_send_sft_bnc_rt": (
+        "RecipientsSoftBounced",
+        "SftBncTrackableRecipientSends",
+    ),
     "trackable_send_hard_bounce_rate": ("AllEmailsHardBouncedCount", "HardBounceTrackableSends"),
     "trackable_send_link_click_rate": ("AllEmailsLinkClickedCount", "LinkClickTrackableSends"),
     "trackable_send_open_rate": ("AllEmailsOpenedCount", "OpenTrackableSends"),
@@ -76,7 +83,9 @@ def all_emails_bounced_count(row: Row, now: datetime) -> int:
 
 def all_emails_sent_count(row: Row, now: datetime) -> int:
     """Monthly metrics: tracked plus untracked sends."""
-    return (row.get("AllEmailsTrackedSentCount") or 0) + (row.get("AllEmailsUntrackedSentCount") or 0)
+    return (row.get("AllEmailsTrackedSentCount") or 0) + (
+        row.get("AllEmailsUntrackedSentCount") or 0
+    )
 
 
 def _sent(row: Row, now: datetime) -> int:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -28,8 +29,8 @@ from sqlalchemy.engine import Engine
 from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
 from opencadence.metadata.registry import Registry
-from opencadence.storage import engine as engines
 from opencadence.storage import counts, events, schema, values
+from opencadence.storage import engine as engines
 
 #: The Organization record every database has.
 ORG_ID = ids.make_id("00D", 1)
@@ -160,7 +161,9 @@ def _pg_indexes(conn: sa.Connection, target: sa.MetaData, say: Progress, done: l
     for table, name, columns in schema.PG_EXTRA_INDEXES:
         if table not in target.tables or any(c not in target.tables[table].c for c in columns):
             continue
-        exists = conn.execute(sa.text("SELECT 1 FROM pg_indexes WHERE indexname = :n"), {"n": name}).first()
+        exists = conn.execute(
+            sa.text("SELECT 1 FROM pg_indexes WHERE indexname = :n"), {"n": name}
+        ).first()
         if exists is None:
             cols = ", ".join(f'"{c}"' for c in columns) + " NULLS FIRST"
             conn.exec_driver_sql(f'CREATE INDEX {name} ON "{table}" ({cols})')
@@ -171,8 +174,13 @@ def _pg_indexes(conn: sa.Connection, target: sa.MetaData, say: Progress, done: l
 def _ensure_replay_counter(conn: sa.Connection) -> None:
     """The replay-id counter (events.reserve_replay_ids), after the log's last event."""
     seq = sa.table(schema.SEQUENCES, sa.column("name"), sa.column("value"))
-    if conn.execute(sa.select(seq.c.value).where(seq.c.name == events.REPLAY_COUNTER)).first() is None:
-        last = conn.execute(sa.text(f"SELECT coalesce(max(replay_id), 0) FROM {schema.EVENTS}")).scalar_one()
+    if (
+        conn.execute(sa.select(seq.c.value).where(seq.c.name == events.REPLAY_COUNTER)).first()
+        is None
+    ):
+        last = conn.execute(
+            sa.text(f"SELECT coalesce(max(replay_id), 0) FROM {schema.EVENTS}")
+        ).scalar_one()
         conn.execute(seq.insert().values(name=events.REPLAY_COUNTER, value=int(last)))
 
 
@@ -191,15 +199,30 @@ def _bootstrap(conn: sa.Connection, target: sa.MetaData, now: datetime) -> None:
     if conn.execute(sa.select(users.c.Id).where(users.c.Id == AUTOMATED_USER_ID)).first():
         return
     audit = dict(
-        IsDeleted=False, CreatedById=AUTOMATED_USER_ID, LastModifiedById=AUTOMATED_USER_ID,
-        CreatedDate=now, LastModifiedDate=now, SystemModstamp=now,
+        IsDeleted=False,
+        CreatedById=AUTOMATED_USER_ID,
+        LastModifiedById=AUTOMATED_USER_ID,
+        CreatedDate=now,
+        LastModifiedDate=now,
+        SystemModstamp=now,
     )
-    conn.execute(orgs.insert().values(Id=ORG_ID, Name="opencadence", **_only(orgs, {"TimeZoneSidKey": "GMT"}), **audit))
+    conn.execute(
+        orgs.insert().values(
+            Id=ORG_ID, Name="opencadence", **_only(orgs, {"TimeZoneSidKey": "GMT"}), **audit
+        )
+    )
     user = {
-        "Username": "autoproc@opencadence.local", "LastName": "Automated Process",
-        "Name": "Automated Process", "Alias": "autoproc", "Email": "autoproc@opencadence.local",
-        "IsActive": True, "TimeZoneSidKey": "GMT", "LocaleSidKey": "en_US",
-        "LanguageLocaleKey": "en_US", "EmailEncodingKey": "UTF-8", "UserType": "AutomatedProcess",
+        "Username": "autoproc@opencadence.local",
+        "LastName": "Automated Process",
+        "Name": "Automated Process",
+        "Alias": "autoproc",
+        "Email": "autoproc@opencadence.local",
+        "IsActive": True,
+        "TimeZoneSidKey": "GMT",
+        "LocaleSidKey": "en_US",
+        "LanguageLocaleKey": "en_US",
+        "EmailEncodingKey": "UTF-8",
+        "UserType": "AutomatedProcess",
     }
     conn.execute(users.insert().values(Id=AUTOMATED_USER_ID, **_only(users, user), **audit))
     if schema.ROW_COUNTS in target.tables:

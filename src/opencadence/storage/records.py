@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -24,8 +25,8 @@ from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
 from opencadence.metadata import model
 from opencadence.metadata.registry import Registry
-from opencadence.storage import engine as engines
 from opencadence.storage import counts, events, formulas, schema, values
+from opencadence.storage import engine as engines
 
 #: The user recorded as creator/modifier when no user is given (the org's automated process).
 AUTOMATED_USER = ids.make_id("005", 1)
@@ -51,7 +52,7 @@ class Store:
         #: (id of FieldDef, key prefix) pairs already known to be a valid reference type
         self.plan_ok_prefixes: set[tuple[int, str]] = set()
 
-    def plan(self, obj: model.ObjectDef, system: bool) -> "_WritePlan":
+    def plan(self, obj: model.ObjectDef, system: bool) -> _WritePlan:
         """Per-object facts every write needs, computed once (writes are the hot path)."""
         key = (obj.name, system)
         plan = self._plans.get(key)
@@ -60,9 +61,7 @@ class Store:
         return plan
 
     @contextmanager
-    def transaction(
-        self, user_id: str = AUTOMATED_USER, *, origin: str = ""
-    ) -> Iterator["Tx"]:
+    def transaction(self, user_id: str = AUTOMATED_USER, *, origin: str = "") -> Iterator[Tx]:
         """One write transaction: everything in it commits, with its events, or nothing does."""
         with self.engine.connect() as conn:
             conn = conn.execution_options(**{engines.WRITE_OPTION: True})
@@ -78,7 +77,9 @@ class Store:
             with conn.begin():
                 yield conn
 
-    def get(self, object_name: str, record_id: str, *, include_deleted: bool = False) -> dict[str, Any] | None:
+    def get(
+        self, object_name: str, record_id: str, *, include_deleted: bool = False
+    ) -> dict[str, Any] | None:
         with self.reading() as conn:
             return read_record(self, conn, object_name, record_id, include_deleted=include_deleted)
 
@@ -94,7 +95,9 @@ class Store:
         table = self.meta.tables[obj.name]
         now = values.to_db_datetime(self.clock.now())
         with self.transaction() as tx:
-            tx.conn.execute(table.update().where(table.c.Id.in_(list(record_ids))).values({field: now}))
+            tx.conn.execute(
+                table.update().where(table.c.Id.in_(list(record_ids))).values({field: now})
+            )
 
     def prune_events(self) -> int:
         """Drop change events older than the retention (72 hours by default)."""
@@ -102,7 +105,9 @@ class Store:
             now = self.clock.now().replace(tzinfo=None)
             return events.prune(tx.conn, self.meta, now, self.event_retention)
 
-    def read_events(self, after: int = 0, entity: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    def read_events(
+        self, after: int = 0, entity: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
         with self.reading() as conn:
             return events.read(conn, self.meta, after=after, entity=entity, limit=limit)
 
@@ -295,9 +300,7 @@ class Tx:
 
     def _check_call(self, obj: model.ObjectDef, call: str, system: bool) -> None:
         if not system and not obj.supports(call):
-            raise errors.InvalidTypeForOperation(
-                f"entity type {obj.name} does not support {call}"
-            )
+            raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support {call}")
 
     # -- update ---------------------------------------------------------------------------
 
@@ -371,7 +374,9 @@ class Tx:
         self, obj: model.ObjectDef, record_id: str, changes: Mapping[str, Any], guard: list[Any]
     ) -> None:
         table = self._table(obj)
-        stmt = table.update().where(table.c.Id == record_id, table.c.IsDeleted == sa.false(), *guard)
+        stmt = table.update().where(
+            table.c.Id == record_id, table.c.IsDeleted == sa.false(), *guard
+        )
         if self.conn.execute(stmt.values(**changes)).rowcount != 1:
             raise errors.StaleTransition(f"{obj.name} {record_id} changed concurrently")
 
@@ -424,22 +429,35 @@ class Tx:
         deleted = self.store.meta.tables[schema.DELETED]
         self.conn.execute(deleted.delete().where(deleted.c.record_id == record_id))
         if obj.change_events:
-            found = self.conn.execute(sa.select(table).where(table.c.Id == record_id)).mappings().one()
+            found = (
+                self.conn.execute(sa.select(table).where(table.c.Id == record_id)).mappings().one()
+            )
             restored = {f.name: found[f.name] for f in obj.stored_fields}  # plain str keys
             self.event_header().add(obj, "UNDELETE", record_id, events.full_body(obj, restored))
 
-    def _set_deleted(self, obj: model.ObjectDef, record_id: str, deleted: bool, now: datetime) -> None:
+    def _set_deleted(
+        self, obj: model.ObjectDef, record_id: str, deleted: bool, now: datetime
+    ) -> None:
         table = self._table(obj)
         self.conn.execute(
             table.update()
             .where(table.c.Id == record_id)
-            .values(IsDeleted=deleted, LastModifiedDate=now, LastModifiedById=self.user_id, SystemModstamp=now)
+            .values(
+                IsDeleted=deleted,
+                LastModifiedDate=now,
+                LastModifiedById=self.user_id,
+                SystemModstamp=now,
+            )
         )
 
     # -- reads inside the transaction ----------------------------------------------------
 
-    def get(self, object_name: str, record_id: str, *, include_deleted: bool = False) -> dict[str, Any] | None:
-        return read_record(self.store, self.conn, object_name, record_id, include_deleted=include_deleted)
+    def get(
+        self, object_name: str, record_id: str, *, include_deleted: bool = False
+    ) -> dict[str, Any] | None:
+        return read_record(
+            self.store, self.conn, object_name, record_id, include_deleted=include_deleted
+        )
 
 
 def _full_name(row: Mapping[str, Any]) -> str | None:
@@ -479,16 +497,18 @@ class _WritePlan:
         self.fields = {f.name: (f, values.converter(f)) for f in obj.fields}
         self.fields.update({f.name.lower(): (f, values.converter(f)) for f in obj.fields})
         self.owner_fields = tuple(
-            f.name for f in obj.stored_fields
+            f.name
+            for f in obj.stored_fields
             if f.name == "OwnerId" and f.defaulted_on_create and f.default_value is None
         )
         # Contact, Lead, User: Name is the read-only compound of FirstName and LastName
-        self.compound_name = all(obj.field(n) for n in ("FirstName", "LastName", "Name")) and not obj.by_name["name"].createable
+        self.compound_name = (
+            all(obj.field(n) for n in ("FirstName", "LastName", "Name"))
+            and not obj.by_name["name"].createable
+        )
         self.createable = frozenset(f.name for f in obj.fields if _writable(f, "create", system))
         self.updateable = frozenset(f.name for f in obj.fields if _writable(f, "update", system))
-        self.defaults = {
-            f.name: _default(f) for f in obj.stored_fields if not f.system
-        }
+        self.defaults = {f.name: _default(f) for f in obj.stored_fields if not f.system}
 
 
 class _IdBlock:
@@ -517,7 +537,9 @@ class _IdBlock:
 def _reserve_block(conn: sa.Connection) -> int:
     if engines.is_sqlite(conn):
         row = conn.execute(
-            sa.text(f"UPDATE {schema.SEQUENCES} SET value = value + :n WHERE name = 'id' RETURNING value"),
+            sa.text(
+                f"UPDATE {schema.SEQUENCES} SET value = value + :n WHERE name = 'id' RETURNING value"
+            ),
             {"n": schema.ID_BLOCK},
         ).scalar_one()
         return int(row) - schema.ID_BLOCK

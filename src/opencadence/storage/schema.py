@@ -112,8 +112,12 @@ def _bookkeeping_tables(meta: sa.MetaData) -> None:
     sa.Table(
         EVENTS,
         meta,
-        sa.Column("replay_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-                  primary_key=True, autoincrement=True),
+        sa.Column(
+            "replay_id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
         sa.Column("entity", sa.String(80), nullable=False),
         sa.Column("change_type", sa.String(16), nullable=False),
         sa.Column("record_ids", sa.Text(), nullable=False),
@@ -252,8 +256,12 @@ def _email_tables(meta: sa.MetaData) -> None:
     ev = sa.Table(
         EMAIL_EVENTS,
         meta,
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-                  primary_key=True, autoincrement=True),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
         sa.Column("key", sa.String(18), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("at", sa.DateTime(), nullable=False),

@@ -3,7 +3,7 @@ and no time-zone database). The SOQL constructs emit calls to them."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,7 +36,7 @@ def _sqlite_to_local(value: Any, tz: Any) -> str | None:
     """A stored naive-UTC dateTime ('YYYY-MM-DD HH:MM:SS.ffffff') as local time in ``tz``."""
     if value is None or tz is None:
         return None
-    utc = datetime.fromisoformat(str(value)).replace(tzinfo=timezone.utc)
+    utc = datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
     return utc.astimezone(_zone(str(tz))).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
@@ -44,5 +44,3 @@ def register(dbapi_conn: Any) -> None:
     """Register the SQL functions these constructs emit on a new sqlite3 connection."""
     dbapi_conn.create_function("oc_lower", 1, _sqlite_lower, deterministic=True)
     dbapi_conn.create_function("oc_to_local", 2, _sqlite_to_local, deterministic=True)
-
-

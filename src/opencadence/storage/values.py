@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import date, datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
 
 from opencadence import errors, ids
 from opencadence.metadata import model
@@ -35,14 +36,14 @@ def parse_datetime(text: str) -> datetime:
         s = s[:-2] + ":" + s[-2:]
     value = datetime.fromisoformat(s)
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value
 
 
 def to_db_datetime(value: datetime) -> datetime:
     """Naive UTC, millisecond precision."""
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     if value.microsecond % 1000:
         value = value.replace(microsecond=value.microsecond // 1000 * 1000)
     return value
@@ -88,7 +89,9 @@ def _picklist(f: model.FieldDef, value: Any) -> str | None:
 def _email(f: model.FieldDef, value: Any) -> str | None:
     text = _text(f, value)
     if text is not None and not _EMAIL_RE.match(text):
-        raise errors.InvalidEmailAddress(f"{f.name}: invalid email address: {text}", fields=[f.name])
+        raise errors.InvalidEmailAddress(
+            f"{f.name}: invalid email address: {text}", fields=[f.name]
+        )
     return text
 
 
@@ -213,14 +216,14 @@ def to_api(f: model.FieldDef, value: Any) -> Any:
 def format_datetime(value: datetime) -> str:
     """Salesforce's REST form: ``2024-01-01T00:00:00.000+0000``."""
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
 
 
 def format_event_datetime(value: datetime) -> str:
     """Change events (CometD JSON) write UTC with ``Z``: ``2024-01-01T00:00:00.000Z``."""
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return (
         f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:"
         f"{value.minute:02d}:{value.second:02d}.{value.microsecond // 1000:03d}Z"

@@ -15,10 +15,15 @@ def step_trackers(store: records.Store, tracker_id: str) -> list[dict[str, Any]]
     """A tracker's step trackers, oldest first, with calculated fields."""
     t = store.meta.tables["ActionCadenceStepTracker"]
     with store.reading() as conn:
-        ids_ = list(conn.execute(sa.select(t.c.Id).where(t.c.ActionCadenceTrackerId == tracker_id)
-                                 ).scalars())
-    return sorted((store.get("ActionCadenceStepTracker", i) or {} for i in ids_),
-                  key=lambda r: (r["CreatedDate"], counter(r["Id"])))
+        ids_ = list(
+            conn.execute(
+                sa.select(t.c.Id).where(t.c.ActionCadenceTrackerId == tracker_id)
+            ).scalars()
+        )
+    return sorted(
+        (store.get("ActionCadenceStepTracker", i) or {} for i in ids_),
+        key=lambda r: (r["CreatedDate"], counter(r["Id"])),
+    )
 
 
 def counter(record_id: str) -> int:
@@ -40,6 +45,6 @@ def tracker_of(store: records.Store, target_id: str) -> dict[str, Any]:
 
 def assign(acts: actions.Actions, cadence: str, target: str, user: str, **extra: Any) -> None:
     (res,) = acts.assignTargetToSalesCadence(
-        [{"salesCadenceNameOrId": cadence, "targetId": target, "userId": user, **extra}], user)
+        [{"salesCadenceNameOrId": cadence, "targetId": target, "userId": user, **extra}], user
+    )
     assert res["isSuccess"], res
-

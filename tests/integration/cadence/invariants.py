@@ -81,8 +81,9 @@ def _check_events(store: records.Store, rows: dict[str, dict[str, Any]]) -> None
                 assert set(head["changedFields"]) >= set(body) - {"LastModifiedById"}, head
                 folded.setdefault(rid, {}).update(body)
     for tracker, replay in step_created:
-        assert replay < completed_at.get(tracker, replay + 1), \
+        assert replay < completed_at.get(tracker, replay + 1), (
             f"step tracker created after tracker {tracker} completed"
+        )
     for key, seq in sequences.items():
         assert seq == list(range(1, len(seq) + 1)), f"transaction {key}: sequence {seq}"
     for rid, row in rows.items():
@@ -95,10 +96,15 @@ def _check_events(store: records.Store, rows: dict[str, dict[str, Any]]) -> None
             got = folded[rid].get(f.name)
             if f.type == "boolean" and got is None:
                 got = False
-            assert got == want, (f"{obj.name} {rid}.{f.name}: events say {got!r}, row has "
-                                 f"{want!r}; events: {[e for e in _events_of(store, rid)]}")
+            assert got == want, (
+                f"{obj.name} {rid}.{f.name}: events say {got!r}, row has "
+                f"{want!r}; events: {[e for e in _events_of(store, rid)]}"
+            )
 
 
 def _events_of(store: records.Store, rid: str) -> list[Any]:
-    return [e["payload"] for e in store.read_events(limit=100000)
-            if rid in e["payload"]["ChangeEventHeader"]["recordIds"]]
+    return [
+        e["payload"]
+        for e in store.read_events(limit=100000)
+        if rid in e["payload"]["ChangeEventHeader"]["recordIds"]
+    ]

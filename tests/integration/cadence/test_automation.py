@@ -3,22 +3,27 @@ DaisyChain, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 from opencadence.cadence import actions, runtime, sender, worker
 from opencadence.clock import ManualClock
 from opencadence.storage import records
-
 from tests.integration.cadence.conftest import Build
 from tests.integration.cadence.helpers import assign, step_trackers, tracker_of
 
 Contacts = Callable[[int], list[str]]
 
 
-def test_auto_email_queued_then_sent(store: records.Store, build: Build, acts: actions.Actions,
-                                     rep: str, contacts: Contacts, work: worker.Worker,
-                                     outbox: sender.RecordingSender) -> None:
+def test_auto_email_queued_then_sent(
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    contacts: Contacts,
+    work: worker.Worker,
+    outbox: sender.RecordingSender,
+) -> None:
     cid = build({"StepName": "auto", "Type": "AutoSendAnEmail"})
     (target,) = contacts(1)
     assign(acts, cid, target, rep)
@@ -32,10 +37,16 @@ def test_auto_email_queued_then_sent(store: records.Store, build: Build, acts: a
     assert tracker_of(store, target)["CompletionReason"] == "NoMoreSteps"
 
 
-def test_auto_email_scheduled_for_later_start(store: records.Store, build: Build,
-                                              acts: actions.Actions, rep: str, contacts: Contacts,
-                                              clock: ManualClock, work: worker.Worker,
-                                              outbox: sender.RecordingSender) -> None:
+def test_auto_email_scheduled_for_later_start(
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    contacts: Contacts,
+    clock: ManualClock,
+    work: worker.Worker,
+    outbox: sender.RecordingSender,
+) -> None:
     cid = build({"StepName": "auto", "Type": "AutoSendAnEmail", "ScheduledStartDelayInMinutes": 30})
     (target,) = contacts(1)
     assign(acts, cid, target, rep)
@@ -47,11 +58,18 @@ def test_auto_email_scheduled_for_later_start(store: records.Store, build: Build
     assert work.run_until_idle() == 1 and len(outbox.sent) == 1
 
 
-def test_auto_email_error_code_and_rep_recovery(store: records.Store, build: Build,
-                                                acts: actions.Actions, rep: str, contacts: Contacts,
-                                                work: worker.Worker,
-                                                outbox: sender.RecordingSender) -> None:
-    cid = build({"StepName": "auto", "Type": "AutoSendAnEmail"}, {"StepName": "t", "Type": "CreateTask"})
+def test_auto_email_error_code_and_rep_recovery(
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    contacts: Contacts,
+    work: worker.Worker,
+    outbox: sender.RecordingSender,
+) -> None:
+    cid = build(
+        {"StepName": "auto", "Type": "AutoSendAnEmail"}, {"StepName": "t", "Type": "CreateTask"}
+    )
     (target,) = contacts(1)
     outbox.fail[target] = "INVALID_TARGET_EMAIL"
     assign(acts, cid, target, rep)
@@ -65,10 +83,16 @@ def test_auto_email_error_code_and_rep_recovery(store: records.Store, build: Bui
     assert step_trackers(store, tr["Id"])[2]["StepType"] == "CreateTask"
 
 
-def test_auto_email_retry_later_stays_queued(store: records.Store, build: Build,
-                                             acts: actions.Actions, rep: str, contacts: Contacts,
-                                             clock: ManualClock, work: worker.Worker,
-                                             outbox: sender.RecordingSender) -> None:
+def test_auto_email_retry_later_stays_queued(
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    contacts: Contacts,
+    clock: ManualClock,
+    work: worker.Worker,
+    outbox: sender.RecordingSender,
+) -> None:
     cid = build({"StepName": "auto", "Type": "AutoSendAnEmail"})
     (target,) = contacts(1)
     outbox.retry[target] = datetime(2026, 1, 5, 9, 10)
@@ -82,18 +106,33 @@ def test_auto_email_retry_later_stays_queued(store: records.Store, build: Build,
 
 BRANCH = [
     {"StepName": "call", "Type": "MakeACall"},
-    {"StepName": "branch", "Type": "Branch", "BranchDefaultStepName": "other",
-     "rules": [{"RuleName": "connected", "OutcomeNextStepName": "happy",
-                "conditions": [{"RuleConditionName": "c1", "Resource": "CallDispositionCategory",
-                                "Operator": "Equal", "Value": "CallMeaningfulConnect"}]}]},
+    {
+        "StepName": "branch",
+        "Type": "Branch",
+        "BranchDefaultStepName": "other",
+        "rules": [
+            {
+                "RuleName": "connected",
+                "OutcomeNextStepName": "happy",
+                "conditions": [
+                    {
+                        "RuleConditionName": "c1",
+                        "Resource": "CallDispositionCategory",
+                        "Operator": "Equal",
+                        "Value": "CallMeaningfulConnect",
+                    }
+                ],
+            }
+        ],
+    },
     {"StepName": "happy", "Type": "SendAnEmail", "ParentStepName": "branch"},
     {"StepName": "other", "Type": "CreateTask", "ParentStepName": "branch"},
 ]
 
 
 def test_logged_call_completes_call_and_branch_routes_on_outcome(
-        store: records.Store, build: Build, acts: actions.Actions, rep: str,
-        contacts: Contacts) -> None:
+    store: records.Store, build: Build, acts: actions.Actions, rep: str, contacts: Contacts
+) -> None:
     cid = build(*BRANCH)
     a, b = contacts(2)
     assign(acts, cid, a, rep)
@@ -110,10 +149,11 @@ def test_logged_call_completes_call_and_branch_routes_on_outcome(
     assert task["TaskSubtype"] == "Call" and task["WhoId"] == a
 
 
-def test_call_disposition_table_is_configurable(store: records.Store, build: Build,
-                                                acts: actions.Actions, rep: str,
-                                                contacts: Contacts) -> None:
+def test_call_disposition_table_is_configurable(
+    store: records.Store, build: Build, acts: actions.Actions, rep: str, contacts: Contacts
+) -> None:
     from opencadence.cadence import store as cstore
+
     config = cstore.Config(call_dispositions={"Booked": "CallMeaningfulConnect"})
     cid = build(*BRANCH)
     (a,) = contacts(1)
@@ -122,8 +162,9 @@ def test_call_disposition_table_is_configurable(store: records.Store, build: Bui
     assert step_trackers(store, tracker_of(store, a)["Id"])[3]["StepType"] == "SendAnEmail"
 
 
-def test_global_exit_rule_on_reply(store: records.Store, build: Build, acts: actions.Actions,
-                                   rep: str, contacts: Contacts) -> None:
+def test_global_exit_rule_on_reply(
+    store: records.Store, build: Build, acts: actions.Actions, rep: str, contacts: Contacts
+) -> None:
     cid = build({"StepName": "task", "Type": "CreateTask"}, exit_rules=["EmailReply"])
     (a,) = contacts(1)
     assign(acts, cid, a, rep)
@@ -135,11 +176,14 @@ def test_global_exit_rule_on_reply(store: records.Store, build: Build, acts: act
     assert task["State"] == "Completed" and task["CompletionReason"] == "AutomaticallyExited"
 
 
-def test_global_exit_rule_on_call_outcome(store: records.Store, build: Build,
-                                          acts: actions.Actions, rep: str,
-                                          contacts: Contacts) -> None:
-    cid = build({"StepName": "call", "Type": "MakeACall"}, {"StepName": "t", "Type": "CreateTask"},
-                exit_rules=["CallNotInterested"])
+def test_global_exit_rule_on_call_outcome(
+    store: records.Store, build: Build, acts: actions.Actions, rep: str, contacts: Contacts
+) -> None:
+    cid = build(
+        {"StepName": "call", "Type": "MakeACall"},
+        {"StepName": "t", "Type": "CreateTask"},
+        exit_rules=["CallNotInterested"],
+    )
     (a,) = contacts(1)
     assign(acts, cid, a, rep)
     runtime.log_call(store, rep, a, "Not Interested")
@@ -150,19 +194,39 @@ def test_global_exit_rule_on_call_outcome(store: records.Store, build: Build,
 
 LISTENER = [
     {"StepName": "auto", "Type": "AutoSendAnEmail"},
-    {"StepName": "listen", "Type": "ListenerBranch", "WaitTimeInSeconds": 86400,
-     "BranchDefaultStepName": "nope",
-     "rules": [{"RuleName": "opened", "OutcomeNextStepName": "yes",
-                "conditions": [{"RuleConditionName": "c1", "Resource": "EmailEngagement",
-                                "Operator": "Equal", "Value": "EmailOpen"}]}]},
+    {
+        "StepName": "listen",
+        "Type": "ListenerBranch",
+        "WaitTimeInSeconds": 86400,
+        "BranchDefaultStepName": "nope",
+        "rules": [
+            {
+                "RuleName": "opened",
+                "OutcomeNextStepName": "yes",
+                "conditions": [
+                    {
+                        "RuleConditionName": "c1",
+                        "Resource": "EmailEngagement",
+                        "Operator": "Equal",
+                        "Value": "EmailOpen",
+                    }
+                ],
+            }
+        ],
+    },
     {"StepName": "yes", "Type": "MakeACall", "ParentStepName": "listen"},
     {"StepName": "nope", "Type": "CreateTask", "ParentStepName": "listen"},
 ]
 
 
 def test_listener_immediate_wakeup_routes_at_first_open(
-        store: records.Store, build: Build, acts: actions.Actions, rep: str, contacts: Contacts,
-        work: worker.Worker) -> None:
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    contacts: Contacts,
+    work: worker.Worker,
+) -> None:
     steps = [dict(s) for s in LISTENER]
     steps[1]["IsImmediateWakeUp"] = True
     cid = build(*steps)
@@ -177,9 +241,15 @@ def test_listener_immediate_wakeup_routes_at_first_open(
     assert step_trackers(store, tr["Id"])[-1]["StepType"] == "MakeACall"
 
 
-def test_listener_waits_for_window_end(store: records.Store, build: Build, acts: actions.Actions,
-                                       rep: str, contacts: Contacts, clock: ManualClock,
-                                       work: worker.Worker) -> None:
+def test_listener_waits_for_window_end(
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    contacts: Contacts,
+    clock: ManualClock,
+    work: worker.Worker,
+) -> None:
     cid = build(*LISTENER)
     a, b = contacts(2)
     assign(acts, cid, a, rep)
@@ -194,18 +264,33 @@ def test_listener_waits_for_window_end(store: records.Store, build: Build, acts:
 
 
 def test_repeat_goto_creates_new_step_trackers_with_iteration_count(
-        store: records.Store, build: Build, acts: actions.Actions, rep: str, contacts: Contacts,
-        clock: ManualClock, work: worker.Worker) -> None:
-    cid = build({"StepName": "call", "Type": "MakeACall"},
-                {"StepName": "again", "Type": "CreateTask", "GoToStepName": "call",
-                 "GoToStepIterationLimit": 2, "GoToStepIntervalInMinutes": 60})
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    contacts: Contacts,
+    clock: ManualClock,
+    work: worker.Worker,
+) -> None:
+    cid = build(
+        {"StepName": "call", "Type": "MakeACall"},
+        {
+            "StepName": "again",
+            "Type": "CreateTask",
+            "GoToStepName": "call",
+            "GoToStepIterationLimit": 2,
+            "GoToStepIntervalInMinutes": 60,
+        },
+    )
     (a,) = contacts(1)
     assign(acts, cid, a, rep)
     tid = tracker_of(store, a)["Id"]
     for _ in range(10):
         for st in step_trackers(store, tid):
             if st["State"] in ("Active",):
-                acts.sendSalesCadenceEvent([{"recordId": st["Id"], "eventType": "ManualComplete"}], rep)
+                acts.sendSalesCadenceEvent(
+                    [{"recordId": st["Id"], "eventType": "ManualComplete"}], rep
+                )
         clock.advance(minutes=30)
         work.run_until_idle()
     rows = step_trackers(store, tid)
@@ -215,12 +300,14 @@ def test_repeat_goto_creates_new_step_trackers_with_iteration_count(
     assert tracker_of(store, a)["CompletionReason"] == "NoMoreSteps"
 
 
-def test_daisy_chain_enrols_in_next_cadence(store: records.Store, build: Build,
-                                            acts: actions.Actions, rep: str,
-                                            contacts: Contacts) -> None:
+def test_daisy_chain_enrols_in_next_cadence(
+    store: records.Store, build: Build, acts: actions.Actions, rep: str, contacts: Contacts
+) -> None:
     build({"StepName": "t2", "Type": "CreateTask"}, name="Second")
-    first = build({"StepName": "t1", "Type": "CreateTask"},
-                  {"StepName": "chain", "Type": "DaisyChain", "ChainedCadence": "Second"})
+    first = build(
+        {"StepName": "t1", "Type": "CreateTask"},
+        {"StepName": "chain", "Type": "DaisyChain", "ChainedCadence": "Second"},
+    )
     (a,) = contacts(1)
     assign(acts, first, a, rep)
     old = tracker_of(store, a)
@@ -233,12 +320,18 @@ def test_daisy_chain_enrols_in_next_cadence(store: records.Store, build: Build,
     assert step_trackers(store, old["Id"])[-1]["StepType"] == "DaisyChain"
 
 
-def test_daisy_chain_stops_at_ten(store: records.Store, build: Build, acts: actions.Actions,
-                                  rep: str, contacts: Contacts) -> None:
-    loop = build({"StepName": "t", "Type": "CreateTask"},
-                 {"StepName": "chain", "Type": "DaisyChain"}, name="Loop", state="Draft")
+def test_daisy_chain_stops_at_ten(
+    store: records.Store, build: Build, acts: actions.Actions, rep: str, contacts: Contacts
+) -> None:
+    loop = build(
+        {"StepName": "t", "Type": "CreateTask"},
+        {"StepName": "chain", "Type": "DaisyChain"},
+        name="Loop",
+        state="Draft",
+    )
     with store.transaction() as tx:
         import sqlalchemy as sa
+
         t = store.meta.tables["ActionCadenceStep"]
         sid = tx.conn.execute(sa.select(t.c.Id).where(t.c.StepName == "chain")).scalar_one()
         tx.update("ActionCadenceStep", sid, {"ChainedCadenceId": loop})

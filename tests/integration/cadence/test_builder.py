@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import sqlalchemy as sa
@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from opencadence.cadence import actions, definition_file, runtime, validate, worker
 from opencadence.clock import ManualClock as ManualClockT
 from opencadence.storage import records
-
 from tests.integration.cadence.conftest import Build
 from tests.integration.cadence.helpers import assign, step_trackers, tracker_of
 
@@ -25,16 +24,40 @@ def _step_id(store: records.Store, name: str) -> str:
 
 
 def test_activation_sets_active_and_fills_graph_fields(store: records.Store, build: Build) -> None:
-    cid = build({"StepName": "call", "Type": "MakeACall"},
-                {"StepName": "b", "Type": "Branch", "BranchDefaultStepName": "t",
-                 "rules": [{"RuleName": "r", "OutcomeNextStepName": "t",
-                            "conditions": [{"RuleConditionName": "c", "Resource":
-                                            "CallDispositionCategory", "Value": "CallUnqualified"}]}]},
-                {"StepName": "t", "Type": "CreateTask"}, state="Draft")
+    cid = build(
+        {"StepName": "call", "Type": "MakeACall"},
+        {
+            "StepName": "b",
+            "Type": "Branch",
+            "BranchDefaultStepName": "t",
+            "rules": [
+                {
+                    "RuleName": "r",
+                    "OutcomeNextStepName": "t",
+                    "conditions": [
+                        {
+                            "RuleConditionName": "c",
+                            "Resource": "CallDispositionCategory",
+                            "Value": "CallUnqualified",
+                        }
+                    ],
+                }
+            ],
+        },
+        {"StepName": "t", "Type": "CreateTask"},
+        state="Draft",
+    )
     orphan = _step_id(store, "t")
     with store.transaction() as tx:
-        tx.insert("ActionCadenceStep", {"ActionCadenceId": cid, "StepName": "gone", "Type": "CreateTask",
-                                        "GraphState": "Orphaned"})
+        tx.insert(
+            "ActionCadenceStep",
+            {
+                "ActionCadenceId": cid,
+                "StepName": "gone",
+                "Type": "CreateTask",
+                "GraphState": "Orphaned",
+            },
+        )
     runtime.set_state(store, cid, "Active")
     cad = store.get("ActionCadence", cid) or {}
     assert cad["State"] == "Active" and cad["ActivatedDate"] is not None
@@ -44,16 +67,27 @@ def test_activation_sets_active_and_fills_graph_fields(store: records.Store, bui
     assert store.get("ActionCadenceStep", _step_id(store, "gone")) is None  # orphan deleted
 
 
-@pytest.mark.parametrize("steps, message", [
-    ([{"StepName": "w", "Type": "Wait"}], "Step w: a Wait step needs a WaitTimeInSeconds"),
-    ([{"StepName": "t", "Type": "CreateTask", "ParentStepName": "ghost"}],
-     "Step t: ParentStepName 'ghost' names no step"),
-    ([{"StepName": "d", "Type": "DaisyChain"}], "Step d: a DaisyChain step needs a ChainedCadenceId"),
-    ([{"StepName": "b", "Type": "Branch", "BranchDefaultStepName": "x"}],
-     "Step b: BranchDefaultStepName 'x' names no step"),
-])
-def test_activation_refused_names_the_step(store: records.Store, build: Build,
-                                           steps: list[dict[str, object]], message: str) -> None:
+@pytest.mark.parametrize(
+    "steps, message",
+    [
+        ([{"StepName": "w", "Type": "Wait"}], "Step w: a Wait step needs a WaitTimeInSeconds"),
+        (
+            [{"StepName": "t", "Type": "CreateTask", "ParentStepName": "ghost"}],
+            "Step t: ParentStepName 'ghost' names no step",
+        ),
+        (
+            [{"StepName": "d", "Type": "DaisyChain"}],
+            "Step d: a DaisyChain step needs a ChainedCadenceId",
+        ),
+        (
+            [{"StepName": "b", "Type": "Branch", "BranchDefaultStepName": "x"}],
+            "Step b: BranchDefaultStepName 'x' names no step",
+        ),
+    ],
+)
+def test_activation_refused_names_the_step(
+    store: records.Store, build: Build, steps: list[dict[str, object]], message: str
+) -> None:
     cid = build(*steps, state="Draft")
     with pytest.raises(validate.CadenceInvalid) as err:
         runtime.activate(store, cid)
@@ -63,11 +97,14 @@ def test_activation_refused_names_the_step(store: records.Store, build: Build,
     assert cad["State"] == "Error" and cad["ErrorMessage"].startswith(message)
 
 
-def test_deleting_a_step_of_an_active_cadence(store: records.Store, build: Build,
-                                              acts: actions.Actions, rep: str,
-                                              contacts: Contacts) -> None:
-    cid = build({"StepName": "a", "Type": "CreateTask"}, {"StepName": "b", "Type": "CreateTask"},
-                {"StepName": "c", "Type": "CreateTask"})
+def test_deleting_a_step_of_an_active_cadence(
+    store: records.Store, build: Build, acts: actions.Actions, rep: str, contacts: Contacts
+) -> None:
+    cid = build(
+        {"StepName": "a", "Type": "CreateTask"},
+        {"StepName": "b", "Type": "CreateTask"},
+        {"StepName": "c", "Type": "CreateTask"},
+    )
     x, y = contacts(2)
     assign(acts, cid, x, rep)
     assign(acts, cid, y, rep)
@@ -97,19 +134,49 @@ FULL = {
     "cadence": {"Name": "Outbound", "Description": "demo", "Type": "Standard"},
     "state": "Active",
     "steps": [
-        {"StepName": "root", "Type": "Root",
-         "rules": [{"RuleName": "reply", "RuleType": "RootStep", "GlobalEventType": "EmailReply",
-                    "ConditionLogic": "AND"}]},
-        {"StepName": "call", "Type": "MakeACall", "ParentStepName": "root",
-         "ScheduledDaysUntilDue": 1, "StepTitle": "First call"},
+        {
+            "StepName": "root",
+            "Type": "Root",
+            "rules": [
+                {
+                    "RuleName": "reply",
+                    "RuleType": "RootStep",
+                    "GlobalEventType": "EmailReply",
+                    "ConditionLogic": "AND",
+                }
+            ],
+        },
+        {
+            "StepName": "call",
+            "Type": "MakeACall",
+            "ParentStepName": "root",
+            "ScheduledDaysUntilDue": 1,
+            "StepTitle": "First call",
+        },
         {"StepName": "wait", "Type": "Wait", "ParentStepName": "call", "WaitTimeInSeconds": 86400},
         {"StepName": "auto", "Type": "AutoSendAnEmail", "ParentStepName": "wait"},
-        {"StepName": "branch", "Type": "Branch", "ParentStepName": "auto",
-         "BranchDefaultStepName": "task",
-         "rules": [{"RuleName": "connected", "OutcomeNextStepName": "task", "ConditionLogic": "AND",
+        {
+            "StepName": "branch",
+            "Type": "Branch",
+            "ParentStepName": "auto",
+            "BranchDefaultStepName": "task",
+            "rules": [
+                {
+                    "RuleName": "connected",
+                    "OutcomeNextStepName": "task",
+                    "ConditionLogic": "AND",
                     "RuleType": "BranchStep",
-                    "conditions": [{"RuleConditionName": "c1", "Resource": "CallDispositionCategory",
-                                    "Operator": "Equal", "Value": "CallMeaningfulConnect"}]}]},
+                    "conditions": [
+                        {
+                            "RuleConditionName": "c1",
+                            "Resource": "CallDispositionCategory",
+                            "Operator": "Equal",
+                            "Value": "CallMeaningfulConnect",
+                        }
+                    ],
+                }
+            ],
+        },
         {"StepName": "task", "Type": "CreateTask", "ParentStepName": "branch"},
     ],
 }
@@ -128,8 +195,13 @@ def test_definition_file_round_trips(store: records.Store, tmp_path: Path, suffi
 
 
 def test_worker_crash_between_claim_and_commit_loses_nothing(
-        store: records.Store, build: Build, acts: actions.Actions, rep: str, contacts: Contacts,
-        work: worker.Worker) -> None:
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    contacts: Contacts,
+    work: worker.Worker,
+) -> None:
     cid = build({"StepName": "auto", "Type": "AutoSendAnEmail"})
     (a,) = contacts(1)
     assign(acts, cid, a, rep)
@@ -152,10 +224,18 @@ def test_worker_crash_between_claim_and_commit_loses_nothing(
 
 
 def test_step_deleted_through_the_api_exits_its_targets_at_wake_up(
-        store: records.Store, build: Build, acts: actions.Actions, rep: str, contacts: Contacts,
-        clock: ManualClockT, work: worker.Worker) -> None:
-    cid = build({"StepName": "w", "Type": "Wait", "WaitTimeInSeconds": 60},
-                {"StepName": "t", "Type": "CreateTask"})
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    contacts: Contacts,
+    clock: ManualClockT,
+    work: worker.Worker,
+) -> None:
+    cid = build(
+        {"StepName": "w", "Type": "Wait", "WaitTimeInSeconds": 60},
+        {"StepName": "t", "Type": "CreateTask"},
+    )
     (a,) = contacts(1)
     assign(acts, cid, a, rep)
     with store.transaction() as tx:

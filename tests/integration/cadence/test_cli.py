@@ -9,7 +9,6 @@ import pytest
 
 from opencadence.cadence import cli, definition_file
 from opencadence.storage import records
-
 from tests.integration.cadence.test_builder import FULL
 
 
@@ -21,8 +20,9 @@ def _run(argv: list[str]) -> int:
     return code
 
 
-def test_import_export_and_worker_commands(store: records.Store, db_url: str, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_import_export_and_worker_commands(
+    store: records.Store, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(definition_file.dump(FULL))
     assert _run(["cadence", "import", str(path), "--database", db_url]) == 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -12,7 +12,6 @@ from opencadence.cadence import actions, engine, sender, worker
 from opencadence.cadence import store as cstore
 from opencadence.clock import ManualClock
 from opencadence.storage import records
-
 from tests.integration.cadence.conftest import Build
 from tests.integration.cadence.helpers import step_trackers, tracker_of
 
@@ -20,12 +19,21 @@ Contacts = Callable[[int], list[str]]
 
 
 def test_two_workers_never_apply_a_transition_twice(
-        store: records.Store, build: Build, acts: actions.Actions, rep: str, contacts: Contacts,
-        clock: ManualClock) -> None:
-    cid = build({"StepName": "w", "Type": "Wait", "WaitTimeInSeconds": 60},
-                {"StepName": "auto", "Type": "AutoSendAnEmail"})
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    contacts: Contacts,
+    clock: ManualClock,
+) -> None:
+    cid = build(
+        {"StepName": "w", "Type": "Wait", "WaitTimeInSeconds": 60},
+        {"StepName": "auto", "Type": "AutoSendAnEmail"},
+    )
     targets = contacts(120)
-    acts.assignTargetToSalesCadence([{"salesCadenceNameOrId": cid, "targetId": t} for t in targets], rep)
+    acts.assignTargetToSalesCadence(
+        [{"salesCadenceNameOrId": cid, "targetId": t} for t in targets], rep
+    )
     clock.advance(minutes=1)
     outbox = sender.RecordingSender()
     config = cstore.Config(batch_size=10)
@@ -49,26 +57,33 @@ def test_two_workers_never_apply_a_transition_twice(
     assert len({e.key for e in outbox.sent}) == len(targets)
     for t in targets[:5]:
         assert [s["StepType"] for s in step_trackers(store, tracker_of(store, t)["Id"])] == [
-            "Root", "Wait", "AutoSendAnEmail"]
+            "Root",
+            "Wait",
+            "AutoSendAnEmail",
+        ]
 
 
 def test_a_stale_guard_rolls_back_the_whole_decision(
-        store: records.Store, build: Build, acts: actions.Actions, rep: str,
-        contacts: Contacts) -> None:
+    store: records.Store, build: Build, acts: actions.Actions, rep: str, contacts: Contacts
+) -> None:
     cid = build({"StepName": "t", "Type": "CreateTask"}, {"StepName": "u", "Type": "CreateTask"})
     (a,) = contacts(1)
     acts.assignTargetToSalesCadence([{"salesCadenceNameOrId": cid, "targetId": a}], rep)
     tr = tracker_of(store, a)
     task = step_trackers(store, tr["Id"])[1]
     rt = cstore.CadenceStore(store)
-    stale = engine.Decision(ops=[
-        engine.Update(engine.TRACKER, tr["Id"], {"OwnerId": rep}, {"State": "Running"}),
-        engine.Update(engine.STEP, task["Id"], {"State": "Completed"}, {"State": "InProgress"}),
-    ])
+    stale = engine.Decision(
+        ops=[
+            engine.Update(engine.TRACKER, tr["Id"], {"OwnerId": rep}, {"State": "Running"}),
+            engine.Update(engine.STEP, task["Id"], {"State": "Completed"}, {"State": "InProgress"}),
+        ]
+    )
     with pytest.raises(errors.StaleTransition):
         with store.transaction() as tx:
             rt.apply(tx, [stale])
     assert step_trackers(store, tr["Id"])[1]["State"] == "Active"
     events = store.read_events(entity="ActionCadenceTracker")
-    assert all(e["payload"]["ChangeEventHeader"]["changeType"] != "UPDATE" or
-               "OwnerId" not in e["payload"] for e in events)
+    assert all(
+        e["payload"]["ChangeEventHeader"]["changeType"] != "UPDATE" or "OwnerId" not in e["payload"]
+        for e in events
+    )

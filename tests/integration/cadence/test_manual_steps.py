@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 from opencadence.cadence import actions, runtime, worker
 from opencadence.clock import ManualClock
 from opencadence.storage import records
-
 from tests.integration.cadence.conftest import Build
 from tests.integration.cadence.helpers import assign, step_trackers, tracker_of
 
 
 def test_enrol_completes_root_and_opens_first_step(
-        store: records.Store, build: Build, acts: actions.Actions, rep: str,
-        contacts: Callable[[int], list[str]], clock: ManualClock) -> None:
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    contacts: Callable[[int], list[str]],
+    clock: ManualClock,
+) -> None:
     cid = build({"StepName": "call", "Type": "MakeACall", "ScheduledDaysUntilDue": 1})
     (target,) = contacts(1)
     assign(acts, cid, target, rep)
@@ -35,19 +39,33 @@ def test_enrol_completes_root_and_opens_first_step(
     assert [p["ChangeEventHeader"]["changeType"] for p in trs] == ["CREATE", "UPDATE"]
     assert trs[0]["State"] == "Initializing" and trs[1]["State"] == "Running"
     key = trs[0]["ChangeEventHeader"]["transactionKey"]
-    same = [e["payload"]["ChangeEventHeader"] for e in store.read_events()
-            if e["payload"]["ChangeEventHeader"]["transactionKey"] == key]
+    same = [
+        e["payload"]["ChangeEventHeader"]
+        for e in store.read_events()
+        if e["payload"]["ChangeEventHeader"]["transactionKey"] == key
+    ]
     tracker, step = "ActionCadenceTracker", "ActionCadenceStepTracker"
     assert [(h["entityName"], h["changeType"], h["sequenceNumber"]) for h in same] == [
-        (tracker, "CREATE", 1), (step, "CREATE", 2), (step, "CREATE", 3), (tracker, "UPDATE", 4)]
+        (tracker, "CREATE", 1),
+        (step, "CREATE", 2),
+        (step, "CREATE", 3),
+        (tracker, "UPDATE", 4),
+    ]
 
 
 def test_manual_steps_complete_by_action_mark_and_skip(
-        store: records.Store, build: Build, acts: actions.Actions, rep: str,
-        contacts: Callable[[int], list[str]], clock: ManualClock) -> None:
-    cid = build({"StepName": "email", "Type": "SendAnEmail"},
-                {"StepName": "task", "Type": "CreateTask"},
-                {"StepName": "li", "Type": "LinkedInConnection"})
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    contacts: Callable[[int], list[str]],
+    clock: ManualClock,
+) -> None:
+    cid = build(
+        {"StepName": "email", "Type": "SendAnEmail"},
+        {"StepName": "task", "Type": "CreateTask"},
+        {"StepName": "li", "Type": "LinkedInConnection"},
+    )
     (target,) = contacts(1)
     assign(acts, cid, target, rep)
     tr = tracker_of(store, target)
@@ -57,7 +75,9 @@ def test_manual_steps_complete_by_action_mark_and_skip(
     clock.advance(hours=1)
     runtime.take_action(store, email["Id"], rep)
     task = step_trackers(store, tr["Id"])[2]
-    (res,) = acts.sendSalesCadenceEvent([{"recordId": task["Id"], "eventType": "ManualComplete"}], rep)
+    (res,) = acts.sendSalesCadenceEvent(
+        [{"recordId": task["Id"], "eventType": "ManualComplete"}], rep
+    )
     assert res["isSuccess"], res
     li = step_trackers(store, tr["Id"])[3]
     (res,) = acts.sendSalesCadenceEvent([{"recordId": li["Id"], "eventType": "Skip"}], rep)
@@ -74,8 +94,13 @@ def test_manual_steps_complete_by_action_mark_and_skip(
 
 
 def test_seconds_overdue_grows_after_due_date(
-        store: records.Store, build: Build, acts: actions.Actions, rep: str,
-        contacts: Callable[[int], list[str]], clock: ManualClock) -> None:
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    contacts: Callable[[int], list[str]],
+    clock: ManualClock,
+) -> None:
     cid = build({"StepName": "task", "Type": "CreateTask"})
     (target,) = contacts(1)
     assign(acts, cid, target, rep)
@@ -86,10 +111,22 @@ def test_seconds_overdue_grows_after_due_date(
 
 
 def test_scheduled_start_then_active_via_worker(
-        store: records.Store, build: Build, acts: actions.Actions, rep: str,
-        contacts: Callable[[int], list[str]], clock: ManualClock, work: worker.Worker) -> None:
-    cid = build({"StepName": "call", "Type": "MakeACall", "ScheduledDaysUntilStart": 2,
-                 "ScheduledStartTimeInMinutes": 9 * 60})
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    contacts: Callable[[int], list[str]],
+    clock: ManualClock,
+    work: worker.Worker,
+) -> None:
+    cid = build(
+        {
+            "StepName": "call",
+            "Type": "MakeACall",
+            "ScheduledDaysUntilStart": 2,
+            "ScheduledStartTimeInMinutes": 9 * 60,
+        }
+    )
     (target,) = contacts(1)
     assign(acts, cid, target, rep)
     call = step_trackers(store, tracker_of(store, target)["Id"])[1]
@@ -102,10 +139,18 @@ def test_scheduled_start_then_active_via_worker(
 
 
 def test_wait_step_completes_after_its_time(
-        store: records.Store, build: Build, acts: actions.Actions, rep: str,
-        contacts: Callable[[int], list[str]], clock: ManualClock, work: worker.Worker) -> None:
-    cid = build({"StepName": "wait", "Type": "Wait", "WaitTimeInSeconds": 3600},
-                {"StepName": "task", "Type": "CreateTask"})
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    contacts: Callable[[int], list[str]],
+    clock: ManualClock,
+    work: worker.Worker,
+) -> None:
+    cid = build(
+        {"StepName": "wait", "Type": "Wait", "WaitTimeInSeconds": 3600},
+        {"StepName": "task", "Type": "CreateTask"},
+    )
     (target,) = contacts(1)
     assign(acts, cid, target, rep)
     tr = tracker_of(store, target)

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from opencadence.cadence import actions, runtime, worker
 from opencadence.storage import records
-
 from tests.integration.cadence.conftest import Build
 from tests.integration.cadence.helpers import assign, step_trackers, tracker_of
 
 Contacts = Callable[[int], list[str]]
 
 
-def test_task_hook_only_moves_on_logged_calls(store: records.Store, build: Build,
-                                              acts: actions.Actions, rep: str,
-                                              contacts: Contacts) -> None:
+def test_task_hook_only_moves_on_logged_calls(
+    store: records.Store, build: Build, acts: actions.Actions, rep: str, contacts: Contacts
+) -> None:
     cid = build({"StepName": "call", "Type": "MakeACall"}, {"StepName": "t", "Type": "CreateTask"})
     a, b = contacts(2)
     assign(acts, cid, a, rep)
     with store.transaction(rep) as tx:
         plain = tx.insert("Task", {"Subject": "x", "WhoId": a, "TaskSubtype": "Task"})
-        call = tx.insert("Task", {"Subject": "c", "WhoId": a, "TaskSubtype": "Call",
-                                  "OwnerId": rep, "CallDisposition": "Call Back Later"})
+        call = tx.insert(
+            "Task",
+            {
+                "Subject": "c",
+                "WhoId": a,
+                "TaskSubtype": "Call",
+                "OwnerId": rep,
+                "CallDisposition": "Call Back Later",
+            },
+        )
         elsewhere = tx.insert("Task", {"Subject": "c", "WhoId": b, "TaskSubtype": "Call"})
     assert not runtime.on_task_created(store, plain)
     assert not runtime.on_task_created(store, elsewhere)  # b is in no cadence
@@ -32,17 +39,40 @@ def test_task_hook_only_moves_on_logged_calls(store: records.Store, build: Build
     assert nxt["StepType"] == "CreateTask"
 
 
-def test_engagement_on_another_email_is_not_heard(store: records.Store, build: Build,
-                                                  acts: actions.Actions, rep: str,
-                                                  contacts: Contacts, work: worker.Worker) -> None:
-    cid = build({"StepName": "auto", "Type": "AutoSendAnEmail"},
-                {"StepName": "l", "Type": "ListenerBranch", "WaitTimeInSeconds": 600,
-                 "IsImmediateWakeUp": True, "BranchDefaultStepName": "no",
-                 "rules": [{"RuleName": "r", "OutcomeNextStepName": "yes", "conditions": [
-                     {"RuleConditionName": "c", "Resource": "EmailEngagement",
-                      "Operator": "Equal", "Value": "EmailLinkClick"}]}]},
-                {"StepName": "yes", "Type": "MakeACall", "ParentStepName": "l"},
-                {"StepName": "no", "Type": "CreateTask", "ParentStepName": "l"})
+def test_engagement_on_another_email_is_not_heard(
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    contacts: Contacts,
+    work: worker.Worker,
+) -> None:
+    cid = build(
+        {"StepName": "auto", "Type": "AutoSendAnEmail"},
+        {
+            "StepName": "l",
+            "Type": "ListenerBranch",
+            "WaitTimeInSeconds": 600,
+            "IsImmediateWakeUp": True,
+            "BranchDefaultStepName": "no",
+            "rules": [
+                {
+                    "RuleName": "r",
+                    "OutcomeNextStepName": "yes",
+                    "conditions": [
+                        {
+                            "RuleConditionName": "c",
+                            "Resource": "EmailEngagement",
+                            "Operator": "Equal",
+                            "Value": "EmailLinkClick",
+                        }
+                    ],
+                }
+            ],
+        },
+        {"StepName": "yes", "Type": "MakeACall", "ParentStepName": "l"},
+        {"StepName": "no", "Type": "CreateTask", "ParentStepName": "l"},
+    )
     (a,) = contacts(1)
     assign(acts, cid, a, rep)
     work.run_until_idle()

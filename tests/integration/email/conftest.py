@@ -4,19 +4,19 @@ templates, cadences with an AutoSendAnEmail step and a worker with the SMTP send
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import Message
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session, SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from opencadence.cadence import actions, definition_file, worker
 from opencadence.email import smtp_sender
 from opencadence.storage import records
-
 from tests.integration.cadence.helpers import assign
 
 
@@ -36,15 +36,17 @@ class Relay:
     rcpt_replies: list[str] = field(default_factory=list)
     data_replies: list[str] = field(default_factory=list)
 
-    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
         if self.mail_replies:
             return self.mail_replies.pop(0)
         envelope.mail_from = address
         return "250 OK"
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
         if self.rcpt_replies:
             return self.rcpt_replies.pop(0)
         envelope.rcpt_tos.append(address)
@@ -53,15 +55,18 @@ class Relay:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.data_replies:
             return self.data_replies.pop(0)
-        self.received.append(message_from_bytes(envelope.original_content or b"", policy=policy.default))
+        self.received.append(
+            message_from_bytes(envelope.original_content or b"", policy=policy.default)
+        )
         return "250 Message accepted"
 
     def message_ids(self) -> list[str]:
         return [str(m["Message-ID"]) for m in self.received]
 
 
-def _auth(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-          data: Any) -> AuthResult:
+def _auth(
+    server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+) -> AuthResult:
     ok = isinstance(data, LoginPassword) and data.login == b"rep" and data.password == b"secret"
     return AuthResult(success=ok, handled=False)
 
@@ -69,8 +74,9 @@ def _auth(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
 @pytest.fixture
 def relay() -> Iterator[Relay]:
     r = Relay(port=free_port())
-    ctl = Controller(r, hostname="127.0.0.1", port=r.port, authenticator=_auth,
-                     auth_require_tls=False)
+    ctl = Controller(
+        r, hostname="127.0.0.1", port=r.port, authenticator=_auth, auth_require_tls=False
+    )
     ctl.start()
     yield r
     ctl.stop()
@@ -96,10 +102,20 @@ def acts(store: records.Store, smtp: smtp_sender.SmtpSender) -> actions.Actions:
 @pytest.fixture
 def rep(store: records.Store) -> str:
     with store.transaction() as tx:
-        return tx.insert("User", {"Username": "rep@example.com", "FirstName": "Rita",
-                                  "LastName": "Rep", "Alias": "rep", "Email": "rep@example.com",
-                                  "TimeZoneSidKey": "America/New_York", "LocaleSidKey": "en_US",
-                                  "LanguageLocaleKey": "en_US", "EmailEncodingKey": "UTF-8"})
+        return tx.insert(
+            "User",
+            {
+                "Username": "rep@example.com",
+                "FirstName": "Rita",
+                "LastName": "Rep",
+                "Alias": "rep",
+                "Email": "rep@example.com",
+                "TimeZoneSidKey": "America/New_York",
+                "LocaleSidKey": "en_US",
+                "LanguageLocaleKey": "en_US",
+                "EmailEncodingKey": "UTF-8",
+            },
+        )
 
 
 Template = Callable[..., str]
@@ -112,13 +128,30 @@ def template(store: records.Store) -> Template:
     def make(**fields: Any) -> str:
         if not folder:
             with store.transaction() as tx:
-                folder.append(tx.insert("Folder", {"Name": "Cadences", "DeveloperName": "Cadences",
-                                                   "Type": "EmailTemplate", "AccessType": "Public"}))
-        rec = {"FolderId": folder[0], "Name": "T", "DeveloperName": "T", "TemplateType": "text", "IsActive": True,
-               "Subject": "Hello {!Contact.FirstName, there}",
-               "Body": "Hi {!Contact.FirstName, there}, this is {!User.Name}.", **fields}
+                folder.append(
+                    tx.insert(
+                        "Folder",
+                        {
+                            "Name": "Cadences",
+                            "DeveloperName": "Cadences",
+                            "Type": "EmailTemplate",
+                            "AccessType": "Public",
+                        },
+                    )
+                )
+        rec = {
+            "FolderId": folder[0],
+            "Name": "T",
+            "DeveloperName": "T",
+            "TemplateType": "text",
+            "IsActive": True,
+            "Subject": "Hello {!Contact.FirstName, there}",
+            "Body": "Hi {!Contact.FirstName, there}, this is {!User.Name}.",
+            **fields,
+        }
         with store.transaction() as tx:
             return tx.insert("EmailTemplate", rec)
+
     return make
 
 
@@ -131,25 +164,49 @@ def enrol(store: records.Store, acts: actions.Actions, rep: str) -> Enrol:
     one-step AutoSendAnEmail cadence."""
     counter = iter(range(10_000))
 
-    def make(template_id: str | None, target: dict[str, Any] | None = None,
-             user: str | None = None, step: dict[str, Any] | None = None,
-             then: list[dict[str, Any]] | None = None,
-             exit_rules: list[str] | None = None) -> str:
+    def make(
+        template_id: str | None,
+        target: dict[str, Any] | None = None,
+        user: str | None = None,
+        step: dict[str, Any] | None = None,
+        then: list[dict[str, Any]] | None = None,
+        exit_rules: list[str] | None = None,
+    ) -> str:
         n = next(counter)
         with store.transaction() as tx:
-            fields = {"LastName": f"C{n}", "FirstName": "Ada", "Email": f"c{n}@example.com",
-                      **(target or {})}
+            fields = {
+                "LastName": f"C{n}",
+                "FirstName": "Ada",
+                "Email": f"c{n}@example.com",
+                **(target or {}),
+            }
             obj = "Lead" if "Company" in fields else "Contact"
             target_id = tx.insert(obj, fields)
         steps: list[dict[str, Any]] = [
-            {"StepName": "root", "Type": "Root", "StepTitle": "root",
-             "rules": [{"RuleName": f"exit{i}", "RuleType": "RootStep", "GlobalEventType": ev}
-                       for i, ev in enumerate(exit_rules or [])]},
-            {"StepName": "auto", "Type": "AutoSendAnEmail", "StepTitle": "auto",
-             "ParentStepName": "root", "TemplateId": template_id, **(step or {})}]
+            {
+                "StepName": "root",
+                "Type": "Root",
+                "StepTitle": "root",
+                "rules": [
+                    {"RuleName": f"exit{i}", "RuleType": "RootStep", "GlobalEventType": ev}
+                    for i, ev in enumerate(exit_rules or [])
+                ],
+            },
+            {
+                "StepName": "auto",
+                "Type": "AutoSendAnEmail",
+                "StepTitle": "auto",
+                "ParentStepName": "root",
+                "TemplateId": template_id,
+                **(step or {}),
+            },
+        ]
         for extra in then or []:
-            extra = {"StepTitle": extra["StepName"], "ParentStepName": steps[-1]["StepName"],
-                     **extra}
+            extra = {
+                "StepTitle": extra["StepName"],
+                "ParentStepName": steps[-1]["StepName"],
+                **extra,
+            }
             if extra.get("Type") == "AutoSendAnEmail":
                 extra.setdefault("TemplateId", template_id)
             steps.append(extra)
@@ -157,4 +214,5 @@ def enrol(store: records.Store, acts: actions.Actions, rep: str) -> Enrol:
         cid = definition_file.import_definition(store, data)
         assign(acts, cid, target_id, user or rep)
         return target_id
+
     return make

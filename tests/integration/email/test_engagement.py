@@ -4,9 +4,9 @@ clicks through signed tokens, threading, and per-step metrics, on SQLite and Pos
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Iterator
 from datetime import timedelta
 from email.message import EmailMessage
-from typing import Iterator
 
 import pytest
 
@@ -14,18 +14,33 @@ from opencadence.cadence import worker
 from opencadence.clock import ManualClock
 from opencadence.email import engagement, inbound, smtp_sender, tracking
 from opencadence.storage import records
-
 from tests.integration.cadence.helpers import step_trackers, tracker_of
 from tests.integration.email.conftest import Enrol, Relay, Template, free_port
 from tests.integration.email.test_send import outbox_rows
 
 SECRET = b"test-secret"
 LISTEN = [
-    {"StepName": "listen", "Type": "ListenerBranch", "WaitTimeInSeconds": 86400,
-     "IsImmediateWakeUp": True, "BranchDefaultStepName": "nope",
-     "rules": [{"RuleName": "hit", "OutcomeNextStepName": "yes",
-                "conditions": [{"RuleConditionName": "c1", "Resource": "EmailEngagement",
-                                "Operator": "Equal", "Value": "EmailLinkClick"}]}]},
+    {
+        "StepName": "listen",
+        "Type": "ListenerBranch",
+        "WaitTimeInSeconds": 86400,
+        "IsImmediateWakeUp": True,
+        "BranchDefaultStepName": "nope",
+        "rules": [
+            {
+                "RuleName": "hit",
+                "OutcomeNextStepName": "yes",
+                "conditions": [
+                    {
+                        "RuleConditionName": "c1",
+                        "Resource": "EmailEngagement",
+                        "Operator": "Equal",
+                        "Value": "EmailLinkClick",
+                    }
+                ],
+            }
+        ],
+    },
     {"StepName": "yes", "Type": "MakeACall", "ParentStepName": "listen"},
     {"StepName": "nope", "Type": "CreateTask", "ParentStepName": "listen"},
 ]
@@ -71,7 +86,8 @@ def _dsn(original_id: str, status: str, action: str) -> bytes:
         f"Diagnostic-Code: smtp; 550 {status} user unknown\r\n"
         "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
         f"Message-ID: {original_id}\r\nSubject: Hello\r\n"
-        "--B--\r\n").encode()
+        "--B--\r\n"
+    ).encode()
 
 
 def _deliver_raw(port: int, raw: bytes) -> None:
@@ -79,10 +95,17 @@ def _deliver_raw(port: int, raw: bytes) -> None:
         s.sendmail("", ["rep@example.com"], raw)
 
 
-def test_reply_exits_the_tracker(store: records.Store, relay: Relay, work: worker.Worker,
-                                 template: Template, enrol: Enrol, listener: int) -> None:
-    target = enrol(template(), then=[{"StepName": "task", "Type": "CreateTask"}],
-                   exit_rules=["EmailReply"])
+def test_reply_exits_the_tracker(
+    store: records.Store,
+    relay: Relay,
+    work: worker.Worker,
+    template: Template,
+    enrol: Enrol,
+    listener: int,
+) -> None:
+    target = enrol(
+        template(), then=[{"StepName": "task", "Type": "CreateTask"}], exit_rules=["EmailReply"]
+    )
     work.run_until_idle()
     (row,) = outbox_rows(store)
     _deliver(listener, _reply("<unknown@example.com>"))  # matches nothing: dropped
@@ -94,14 +117,23 @@ def test_reply_exits_the_tracker(store: records.Store, relay: Relay, work: worke
     metrics = engagement.step_metrics(store, row["step_id"])
     assert metrics["AllEmailsRepliedCount"] == 1 and metrics["AllEmailsSentCount"] == 1
     step = store.get("ActionCadenceStep", row["step_id"])  # the counts are on the step record
-    assert step is not None and step["AllEmailsRepliedCount"] == 1 and step["AllEmailsSentCount"] == 1
+    assert (
+        step is not None and step["AllEmailsRepliedCount"] == 1 and step["AllEmailsSentCount"] == 1
+    )
     assert step["AllEmailsDeliveredCount"] == 1 and step["AllEmailsBouncedCount"] == 0
 
 
-def test_out_of_office_is_no_reply(store: records.Store, relay: Relay, work: worker.Worker,
-                                   template: Template, enrol: Enrol, listener: int) -> None:
-    target = enrol(template(), then=[{"StepName": "task", "Type": "CreateTask"}],
-                   exit_rules=["EmailReply"])
+def test_out_of_office_is_no_reply(
+    store: records.Store,
+    relay: Relay,
+    work: worker.Worker,
+    template: Template,
+    enrol: Enrol,
+    listener: int,
+) -> None:
+    target = enrol(
+        template(), then=[{"StepName": "task", "Type": "CreateTask"}], exit_rules=["EmailReply"]
+    )
     work.run_until_idle()
     (row,) = outbox_rows(store)
     _deliver(listener, _reply(row["message_id"], auto=True))
@@ -109,13 +141,21 @@ def test_out_of_office_is_no_reply(store: records.Store, relay: Relay, work: wor
     assert engagement.step_metrics(store, row["step_id"])["AllEmailsOutOfOfficeCount"] == 1
 
 
-def test_bounces(store: records.Store, relay: Relay, work: worker.Worker, template: Template,
-                 enrol: Enrol, listener: int) -> None:
+def test_bounces(
+    store: records.Store,
+    relay: Relay,
+    work: worker.Worker,
+    template: Template,
+    enrol: Enrol,
+    listener: int,
+) -> None:
     tid = template()
-    soft = enrol(tid, then=[{"StepName": "task", "Type": "CreateTask"}],
-                 exit_rules=["EmailHardBounce"])
-    hard = enrol(tid, then=[{"StepName": "task", "Type": "CreateTask"}],
-                 exit_rules=["EmailHardBounce"])
+    soft = enrol(
+        tid, then=[{"StepName": "task", "Type": "CreateTask"}], exit_rules=["EmailHardBounce"]
+    )
+    hard = enrol(
+        tid, then=[{"StepName": "task", "Type": "CreateTask"}], exit_rules=["EmailHardBounce"]
+    )
     work.run_until_idle()
     by_target = {r["target_id"]: r for r in outbox_rows(store)}
     _deliver_raw(listener, _dsn(by_target[soft]["message_id"], "4.2.2", "delayed"))
@@ -126,14 +166,21 @@ def test_bounces(store: records.Store, relay: Relay, work: worker.Worker, templa
     assert bounced["EmailBouncedDate"] is not None and "5.1.1" in bounced["EmailBouncedReason"]
     assert tracker_of(store, hard)["CompletionReason"] == "AutomaticallyExited"
     m = engagement.step_metrics(store, by_target[hard]["step_id"])
-    assert (m["AllEmailsHardBouncedCount"], m["AllEmailsSoftBouncedCount"],
-            m["AllEmailsBouncedCount"], m["AllEmailsDeliveredCount"]) == (1, 0, 1, 0)
+    assert (
+        m["AllEmailsHardBouncedCount"],
+        m["AllEmailsSoftBouncedCount"],
+        m["AllEmailsBouncedCount"],
+        m["AllEmailsDeliveredCount"],
+    ) == (1, 0, 1, 0)
 
 
 def test_tokens_sign_and_refuse_forgeries() -> None:
     token = tracking.make_token(SECRET, "0cK000000000001AAA", "c", "https://example.com/a")
-    assert tracking.verify_token(SECRET, token) == {"k": "0cK000000000001AAA", "t": "c",
-                                                   "u": "https://example.com/a"}
+    assert tracking.verify_token(SECRET, token) == {
+        "k": "0cK000000000001AAA",
+        "t": "c",
+        "u": "https://example.com/a",
+    }
     assert tracking.verify_token(b"other", token) is None
     forged = tracking.make_token(b"other", "0cK000000000001AAA", "c", "https://evil.test/")
     assert tracking.verify_token(SECRET, forged) is None
@@ -141,12 +188,21 @@ def test_tokens_sign_and_refuse_forgeries() -> None:
         assert tracking.verify_token(SECRET, junk) is None
 
 
-def test_open_and_click_tracking(store: records.Store, relay: Relay, template: Template,
-                                 enrol: Enrol) -> None:
-    sender = smtp_sender.SmtpSender(store, smtp_sender.SmtpConfig(
-        port=relay.port, timeout=5, public_url="https://oc.example.com/", tracking_secret=SECRET))
-    target = enrol(template(HtmlValue='<html><body><a href="https://acme.test/pricing">Pricing'
-                                      '</a></body></html>'), then=LISTEN)
+def test_open_and_click_tracking(
+    store: records.Store, relay: Relay, template: Template, enrol: Enrol
+) -> None:
+    sender = smtp_sender.SmtpSender(
+        store,
+        smtp_sender.SmtpConfig(
+            port=relay.port, timeout=5, public_url="https://oc.example.com/", tracking_secret=SECRET
+        ),
+    )
+    target = enrol(
+        template(
+            HtmlValue='<html><body><a href="https://acme.test/pricing">Pricing</a></body></html>'
+        ),
+        then=LISTEN,
+    )
     worker.Worker(store, sender).run_until_idle()
     sender.close()
     (msg,) = relay.received
@@ -164,19 +220,40 @@ def test_open_and_click_tracking(store: records.Store, relay: Relay, template: T
     assert t.record_click(click) == "https://acme.test/pricing"
     assert step_trackers(store, tr["Id"])[-1]["StepType"] == "MakeACall"
     m = engagement.step_metrics(store, outbox_rows(store)[0]["step_id"])
-    assert (m["AllEmailsOpenedCount"], m["AllEmailsLinkClickedCount"],
-            m["AllEmailsTrackedSentCount"], m["AllEmailsUntrackedSentCount"]) == (1, 1, 1, 0)
+    assert (
+        m["AllEmailsOpenedCount"],
+        m["AllEmailsLinkClickedCount"],
+        m["AllEmailsTrackedSentCount"],
+        m["AllEmailsUntrackedSentCount"],
+    ) == (1, 1, 1, 0)
 
 
-def test_threaded_step_replies_to_previous_email(store: records.Store, clock: ManualClock,
-                                                 relay: Relay, work: worker.Worker,
-                                                 template: Template, enrol: Enrol) -> None:
-    enrol(template(), then=[
-        {"StepName": "second", "Type": "AutoSendAnEmail", "IsThreaded": True,
-         "ScheduledStartDelayInMinutes": 60},
-        {"StepName": "third", "Type": "AutoSendAnEmail", "IsThreaded": True,
-         "ScheduledStartDelayInMinutes": 60},
-        {"StepName": "fresh", "Type": "AutoSendAnEmail", "ScheduledStartDelayInMinutes": 60}])
+def test_threaded_step_replies_to_previous_email(
+    store: records.Store,
+    clock: ManualClock,
+    relay: Relay,
+    work: worker.Worker,
+    template: Template,
+    enrol: Enrol,
+) -> None:
+    enrol(
+        template(),
+        then=[
+            {
+                "StepName": "second",
+                "Type": "AutoSendAnEmail",
+                "IsThreaded": True,
+                "ScheduledStartDelayInMinutes": 60,
+            },
+            {
+                "StepName": "third",
+                "Type": "AutoSendAnEmail",
+                "IsThreaded": True,
+                "ScheduledStartDelayInMinutes": 60,
+            },
+            {"StepName": "fresh", "Type": "AutoSendAnEmail", "ScheduledStartDelayInMinutes": 60},
+        ],
+    )
     for _ in range(4):
         work.run_until_idle()
         clock.advance(timedelta(minutes=61))

@@ -13,7 +13,6 @@ from opencadence.cadence import actions, worker
 from opencadence.email import settings, templates
 from opencadence.metadata import registry as registries
 from opencadence.storage import records, schema
-
 from tests.integration.cadence.helpers import step_trackers, tracker_of
 from tests.integration.email.conftest import Enrol, Relay, Template
 
@@ -28,17 +27,28 @@ def outbox_rows(store: records.Store) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(sa.select(ob)).mappings()]
 
 
-def test_sends_rendered_email_once(store: records.Store, relay: Relay, work: worker.Worker,
-                                   template: Template, enrol: Enrol, rep: str) -> None:
+def test_sends_rendered_email_once(
+    store: records.Store,
+    relay: Relay,
+    work: worker.Worker,
+    template: Template,
+    enrol: Enrol,
+    rep: str,
+) -> None:
     target = enrol(template(HtmlValue="<p>Hi {!Contact.FirstName}</p>"), {"FirstName": "Zoë"})
     work.run_until_idle()
     step = auto_step(store, target)
-    assert step["State"] == "Completed" and step["CompletedById"] == rep and step["ErrorCode"] is None
+    assert (
+        step["State"] == "Completed" and step["CompletedById"] == rep and step["ErrorCode"] is None
+    )
     (msg,) = relay.received
     assert msg["Subject"] == "Hello Zoë" and msg["To"] == store.get("Contact", target)["Email"]
     assert "rep@example.com" in msg["From"]
-    parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in msg.walk()
-             if not p.is_multipart()}
+    parts = {
+        p.get_content_type(): p.get_payload(decode=True).decode()
+        for p in msg.walk()
+        if not p.is_multipart()
+    }
     assert "Hi Zoë, this is Rita Rep." in parts["text/plain"]
     assert "<p>Hi Zoë</p>" in parts["text/html"]
     (row,) = outbox_rows(store)
@@ -48,9 +58,12 @@ def test_sends_rendered_email_once(store: records.Store, relay: Relay, work: wor
     assert len(relay.received) == 1
 
 
-def test_default_value_and_lead_fields(store: records.Store, relay: Relay, work: worker.Worker,
-                                       template: Template, enrol: Enrol) -> None:
-    tid = template(Subject="For {!Lead.Company}", Body="Dear {!Lead.FirstName, there} {!Contact.LastName, x}")
+def test_default_value_and_lead_fields(
+    store: records.Store, relay: Relay, work: worker.Worker, template: Template, enrol: Enrol
+) -> None:
+    tid = template(
+        Subject="For {!Lead.Company}", Body="Dear {!Lead.FirstName, there} {!Contact.LastName, x}"
+    )
     enrol(tid, {"Company": "Acme", "FirstName": None, "LastName": "L"})
     work.run_until_idle()
     (msg,) = relay.received
@@ -75,8 +88,9 @@ def _error(store: records.Store, work: worker.Worker, target: str, relay: Relay)
     return str(step["ErrorCode"])
 
 
-def test_target_codes(store: records.Store, relay: Relay, work: worker.Worker,
-                      template: Template, enrol: Enrol) -> None:
+def test_target_codes(
+    store: records.Store, relay: Relay, work: worker.Worker, template: Template, enrol: Enrol
+) -> None:
     tid = template()
     cases = {
         "TARGET_EMAIL_EMPTY": {"Email": None},
@@ -88,9 +102,9 @@ def test_target_codes(store: records.Store, relay: Relay, work: worker.Worker,
         assert _error(store, work, enrol(tid, fields), relay) == code
 
 
-def test_no_target_access_when_target_deleted(store: records.Store, relay: Relay,
-                                              work: worker.Worker, template: Template,
-                                              enrol: Enrol) -> None:
+def test_no_target_access_when_target_deleted(
+    store: records.Store, relay: Relay, work: worker.Worker, template: Template, enrol: Enrol
+) -> None:
     target = enrol(template())
     step_id = auto_step(store, target)["Id"]
     with store.transaction() as tx:
@@ -101,8 +115,14 @@ def test_no_target_access_when_target_deleted(store: records.Store, relay: Relay
     assert relay.received == []
 
 
-def test_template_codes(store: records.Store, relay: Relay, work: worker.Worker,
-                        template: Template, enrol: Enrol, rep: str) -> None:
+def test_template_codes(
+    store: records.Store,
+    relay: Relay,
+    work: worker.Worker,
+    template: Template,
+    enrol: Enrol,
+    rep: str,
+) -> None:
     assert _error(store, work, enrol(ids.make_id("0Ab", 7)), relay) == "INVALID_TEMPLATE_ID"
     gone = template()
     target = enrol(gone)
@@ -111,12 +131,23 @@ def test_template_codes(store: records.Store, relay: Relay, work: worker.Worker,
     assert _error(store, work, target, relay) == "TEMPLATE_DELETED"
     assert _error(store, work, enrol(template(IsActive=False)), relay) == "TEMPLATE_NOT_PUBLIC"
     with store.transaction() as tx:
-        hidden = tx.insert("Folder", {"Name": "H", "DeveloperName": "H", "Type": "EmailTemplate",
-                                      "AccessType": "Hidden"})
-        other = tx.insert("User", {"Username": "o@example.com", "LastName": "O", "Alias": "o",
-                                   "Email": "o@example.com", "TimeZoneSidKey": "GMT",
-                                   "LocaleSidKey": "en_US", "LanguageLocaleKey": "en_US",
-                                   "EmailEncodingKey": "UTF-8"})
+        hidden = tx.insert(
+            "Folder",
+            {"Name": "H", "DeveloperName": "H", "Type": "EmailTemplate", "AccessType": "Hidden"},
+        )
+        other = tx.insert(
+            "User",
+            {
+                "Username": "o@example.com",
+                "LastName": "O",
+                "Alias": "o",
+                "Email": "o@example.com",
+                "TimeZoneSidKey": "GMT",
+                "LocaleSidKey": "en_US",
+                "LanguageLocaleKey": "en_US",
+                "EmailEncodingKey": "UTF-8",
+            },
+        )
     assert _error(store, work, enrol(template(FolderId=hidden)), relay) == "TEMPLATE_NOT_PUBLIC"
     assert _error(store, work, enrol(template(FolderId=other)), relay) == "TEMPLATE_NOT_PUBLIC"
     assert _error(store, work, enrol(template(Body=" ")), relay) == "TEMPLATE_EMPTY"
@@ -128,16 +159,24 @@ def test_template_codes(store: records.Store, relay: Relay, work: worker.Worker,
         tx.conn.execute(sa.update(tt).where(tt.c.Id == bad).values(Body="{!Contact.Nope}"))
     assert _error(store, work, enrol(bad), relay) == "TEMPLATE_HAS_INVALID_MERGE_FIELD"
     latin = template(Encoding="ISO-8859-1")
-    assert _error(store, work, enrol(latin, {"FirstName": "Łukasz"}), relay) == \
-        "TEMPLATE_MERGE_FIELD_RENDERING_ERROR"
+    assert (
+        _error(store, work, enrol(latin, {"FirstName": "Łukasz"}), relay)
+        == "TEMPLATE_MERGE_FIELD_RENDERING_ERROR"
+    )
     # a template in the assignee's own folder is usable
     enrol(template(FolderId=rep))
     work.run_until_idle()
     assert len(relay.received) == 1
 
 
-def test_user_and_org_codes(store: records.Store, relay: Relay, work: worker.Worker,
-                            template: Template, enrol: Enrol, rep: str) -> None:
+def test_user_and_org_codes(
+    store: records.Store,
+    relay: Relay,
+    work: worker.Worker,
+    template: Template,
+    enrol: Enrol,
+    rep: str,
+) -> None:
     tid = template()
     with store.transaction() as tx:
         settings.put(tx.conn, "hvs_access", 0, scope=rep)
@@ -162,19 +201,33 @@ def test_user_and_org_codes(store: records.Store, relay: Relay, work: worker.Wor
     assert _error(store, work, target, relay) == "USER_IS_INACTIVE"
 
 
-
-def test_variants_render_the_template_chosen_by_split(store: records.Store, relay: Relay,
-                                                      work: worker.Worker, acts: actions.Actions,
-                                                      template: Template, enrol: Enrol,
-                                                      rep: str) -> None:
+def test_variants_render_the_template_chosen_by_split(
+    store: records.Store,
+    relay: Relay,
+    work: worker.Worker,
+    acts: actions.Actions,
+    template: Template,
+    enrol: Enrol,
+    rep: str,
+) -> None:
     a, b = template(Subject="Variant A"), template(Subject="Variant B")
-    targets = [enrol(a, step={"variants": [{"TemplateId": a, "SplitPercentage": 50},
-                                           {"TemplateId": b, "SplitPercentage": 50}]})
-               for _ in range(12)]
+    targets = [
+        enrol(
+            a,
+            step={
+                "variants": [
+                    {"TemplateId": a, "SplitPercentage": 50},
+                    {"TemplateId": b, "SplitPercentage": 50},
+                ]
+            },
+        )
+        for _ in range(12)
+    ]
     chosen = {}
     for t in targets:
         (res,) = acts.selectTemplateForSalesCadenceStepTracker(
-            [{"stepTrackerId": auto_step(store, t)["Id"]}], rep)
+            [{"stepTrackerId": auto_step(store, t)["Id"]}], rep
+        )
         chosen[store.get("Contact", t)["Email"]] = res["outputValues"]["templateId"]
     work.run_until_idle()
     got = {str(m["To"]): str(m["Subject"]) for m in relay.received}
@@ -183,20 +236,36 @@ def test_variants_render_the_template_chosen_by_split(store: records.Store, rela
 
 
 def test_sending_window_holds_the_email_and_later_steps_shift(
-        store: records.Store, relay: Relay, work: worker.Worker, template: Template, enrol: Enrol,
-        clock: Any) -> None:
+    store: records.Store,
+    relay: Relay,
+    work: worker.Worker,
+    template: Template,
+    enrol: Enrol,
+    clock: Any,
+) -> None:
     # the test clock starts Monday 2026-01-05 09:00 UTC = 04:00 in New York (the rep's zone)
-    target = enrol(template(), then=[{"StepName": "call", "Type": "MakeACall", "StepTitle": "call"}])
+    target = enrol(
+        template(), then=[{"StepName": "call", "Type": "MakeACall", "StepTitle": "call"}]
+    )
     cadence_id = tracker_of(store, target)["ActionCadenceId"]
     with store.transaction() as tx:
         settings.put(tx.conn, "window_start_minute", 9 * 60, scope=cadence_id)
         settings.put(tx.conn, "window_end_minute", 17 * 60, scope=cadence_id)
     work.run_until_idle()
     step = auto_step(store, target)
-    assert relay.received == [] and step["State"] in ("Queued", "Scheduled") and step["ErrorCode"] is None
+    assert (
+        relay.received == []
+        and step["State"] in ("Queued", "Scheduled")
+        and step["ErrorCode"] is None
+    )
     clock.advance(hours=5)  # 14:00 UTC = 09:00 EST: the window opens
     work.run_until_idle()
     assert len(relay.received) == 1
     steps = step_trackers(store, tracker_of(store, target)["Id"])
-    assert steps[1]["State"] == "Completed" and steps[1]["CompletionDate"] == clock.now().replace(tzinfo=None)
-    assert steps[2]["StepType"] == "MakeACall" and steps[2]["CreatedDate"] >= steps[1]["CompletionDate"]
+    assert steps[1]["State"] == "Completed" and steps[1]["CompletionDate"] == clock.now().replace(
+        tzinfo=None
+    )
+    assert (
+        steps[2]["StepType"] == "MakeACall"
+        and steps[2]["CreatedDate"] >= steps[1]["CompletionDate"]
+    )

@@ -29,37 +29,131 @@ NOW = datetime(2026, 3, 10, 15, 0)  # a Tuesday, 15:00 UTC
 def build_org(store: records.Store, clock: ManualClock) -> dict[str, str]:
     ids: dict[str, str] = {}
     with store.transaction() as tx:
-        ids["rep"] = tx.insert("User", {"Username": "rep@x.io", "LastName": "Rep", "Name": "Rita Rep",
-                                        "Email": "rep@x.io", "Alias": "rrep", "TimeZoneSidKey": "America/Los_Angeles",
-                                        "LocaleSidKey": "en_US", "LanguageLocaleKey": "en_US", "EmailEncodingKey": "UTF-8"}, system=True)
+        ids["rep"] = tx.insert(
+            "User",
+            {
+                "Username": "rep@x.io",
+                "LastName": "Rep",
+                "Name": "Rita Rep",
+                "Email": "rep@x.io",
+                "Alias": "rrep",
+                "TimeZoneSidKey": "America/Los_Angeles",
+                "LocaleSidKey": "en_US",
+                "LanguageLocaleKey": "en_US",
+                "EmailEncodingKey": "UTF-8",
+            },
+            system=True,
+        )
         ids["acme"] = tx.insert("Account", {"Name": "Acme", "Industry": "Technology"})
         ids["globex"] = tx.insert("Account", {"Name": "Globex"})
-        ids["c1"] = tx.insert("Contact", {"FirstName": "Ann", "LastName": "Able", "Email": "ann@acme.io", "AccountId": ids["acme"], "Title": "CEO"})
-        ids["c2"] = tx.insert("Contact", {"FirstName": "Bob", "LastName": "baker", "AccountId": ids["acme"]})
-        ids["c3"] = tx.insert("Contact", {"FirstName": "Émile", "LastName": "Zola", "AccountId": ids["globex"], "Title": "100% Writer"})
-        ids["l1"] = tx.insert("Lead", {"LastName": "Lee", "Company": "Initech", "Email": "lee@initech.io"})
-        ids["cad"] = tx.insert("ActionCadence", {"Name": "Outbound", "State": "Active", "FolderId": ids["rep"], "OwnerId": ids["rep"]}, system=True)
-        ids["s1"] = tx.insert("ActionCadenceStep", {"ActionCadenceId": ids["cad"], "StepName": "call1", "StepTitle": "Call", "Type": "MakeACall"}, system=True)
-        ids["s2"] = tx.insert("ActionCadenceStep", {"ActionCadenceId": ids["cad"], "StepName": "mail1", "StepTitle": "Email", "Type": "AutoSendAnEmail", "ParentStepName": "call1"}, system=True)
+        ids["c1"] = tx.insert(
+            "Contact",
+            {
+                "FirstName": "Ann",
+                "LastName": "Able",
+                "Email": "ann@acme.io",
+                "AccountId": ids["acme"],
+                "Title": "CEO",
+            },
+        )
+        ids["c2"] = tx.insert(
+            "Contact", {"FirstName": "Bob", "LastName": "baker", "AccountId": ids["acme"]}
+        )
+        ids["c3"] = tx.insert(
+            "Contact",
+            {
+                "FirstName": "Émile",
+                "LastName": "Zola",
+                "AccountId": ids["globex"],
+                "Title": "100% Writer",
+            },
+        )
+        ids["l1"] = tx.insert(
+            "Lead", {"LastName": "Lee", "Company": "Initech", "Email": "lee@initech.io"}
+        )
+        ids["cad"] = tx.insert(
+            "ActionCadence",
+            {"Name": "Outbound", "State": "Active", "FolderId": ids["rep"], "OwnerId": ids["rep"]},
+            system=True,
+        )
+        ids["s1"] = tx.insert(
+            "ActionCadenceStep",
+            {
+                "ActionCadenceId": ids["cad"],
+                "StepName": "call1",
+                "StepTitle": "Call",
+                "Type": "MakeACall",
+            },
+            system=True,
+        )
+        ids["s2"] = tx.insert(
+            "ActionCadenceStep",
+            {
+                "ActionCadenceId": ids["cad"],
+                "StepName": "mail1",
+                "StepTitle": "Email",
+                "Type": "AutoSendAnEmail",
+                "ParentStepName": "call1",
+            },
+            system=True,
+        )
         for key, target in (("t1", "c1"), ("t2", "c2"), ("t3", "l1")):
-            ids[key] = tx.insert("ActionCadenceTracker", {"ActionCadenceId": ids["cad"], "TargetId": ids[target],
-                                                         "OwnerId": ids["rep"], "State": "Running"}, system=True)
+            ids[key] = tx.insert(
+                "ActionCadenceTracker",
+                {
+                    "ActionCadenceId": ids["cad"],
+                    "TargetId": ids[target],
+                    "OwnerId": ids["rep"],
+                    "State": "Running",
+                },
+                system=True,
+            )
         base = NOW - timedelta(days=1)
         rows = [
-            ("st1", "t1", "c1", "s1", "Completed", "MakeACall", base - timedelta(hours=5), base - timedelta(hours=4)),
+            (
+                "st1",
+                "t1",
+                "c1",
+                "s1",
+                "Completed",
+                "MakeACall",
+                base - timedelta(hours=5),
+                base - timedelta(hours=4),
+            ),
             ("st2", "t1", "c1", "s2", "Active", "AutoSendAnEmail", base, None),
             ("st3", "t2", "c2", "s1", "Active", "MakeACall", NOW + timedelta(days=2), None),
-            ("st4", "t3", "l1", "s1", "Completed", "MakeACall", base - timedelta(days=3), base - timedelta(days=3, hours=-1)),
+            (
+                "st4",
+                "t3",
+                "l1",
+                "s1",
+                "Completed",
+                "MakeACall",
+                base - timedelta(days=3),
+                base - timedelta(days=3, hours=-1),
+            ),
         ]
         for key, tracker, target, step, state, stype, due, taken in rows:
-            ids[key] = tx.insert("ActionCadenceStepTracker", {
-                "ActionCadenceId": ids["cad"], "ActionCadenceName": "Outbound", "ActionCadenceStepId": ids[step],
-                "ActionCadenceTrackerId": ids[tracker], "TargetId": ids[target], "State": state, "StepType": stype,
-                "StepTitle": "Call" if stype == "MakeACall" else "Email", "DueDateTime": due,
-                "ActionTakenDateTime": taken, "CompletedById": ids["rep"] if taken else None,
-                "CompletionReason": "AutomaticallyCompleted" if state == "Completed" else None,
-                "CompletionDate": taken, "GoToStepIterationCount": 1,
-            }, system=True)
+            ids[key] = tx.insert(
+                "ActionCadenceStepTracker",
+                {
+                    "ActionCadenceId": ids["cad"],
+                    "ActionCadenceName": "Outbound",
+                    "ActionCadenceStepId": ids[step],
+                    "ActionCadenceTrackerId": ids[tracker],
+                    "TargetId": ids[target],
+                    "State": state,
+                    "StepType": stype,
+                    "StepTitle": "Call" if stype == "MakeACall" else "Email",
+                    "DueDateTime": due,
+                    "ActionTakenDateTime": taken,
+                    "CompletedById": ids["rep"] if taken else None,
+                    "CompletionReason": "AutomaticallyCompleted" if state == "Completed" else None,
+                    "CompletionDate": taken,
+                    "GoToStepIterationCount": 1,
+                },
+                system=True,
+            )
     return ids
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import random
 import re
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from opencadence.soql import constructs, dates
 from opencadence.storage import formulas
 
-UTC = timezone.utc
+UTC = UTC
 Col = sa.ColumnElement[Any]
 
 
@@ -29,7 +30,9 @@ def meta(engine: sa.Engine) -> Iterator[sa.MetaData]:
     m.drop_all(engine)
 
 
-def _create(engine: sa.Engine, meta: sa.MetaData, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+def _create(
+    engine: sa.Engine, meta: sa.MetaData, table: sa.Table, rows: list[dict[str, Any]]
+) -> None:
     meta.create_all(engine, tables=[table])
     with engine.begin() as conn:
         conn.execute(table.delete())
@@ -45,16 +48,41 @@ def _ids(engine: sa.Engine, table: sa.Table, cond: Col) -> set[int]:
 # --- text comparison -----------------------------------------------------------------------
 
 TEXTS = [
-    "École", "ÉCOLE", "école", "ecole", "apple", "Apple", "Banana", "banana split", "",
-    None, "100%", "a_b", "a\\b", "aXb", "Straße", "STRASSE", "ΣΑΣ", "σας", "zebra", "Über",
-    "über", "İstanbul", "naïve", "Ölfass",
+    "École",
+    "ÉCOLE",
+    "école",
+    "ecole",
+    "apple",
+    "Apple",
+    "Banana",
+    "banana split",
+    "",
+    None,
+    "100%",
+    "a_b",
+    "a\\b",
+    "aXb",
+    "Straße",
+    "STRASSE",
+    "ΣΑΣ",
+    "σας",
+    "zebra",
+    "Über",
+    "über",
+    "İstanbul",
+    "naïve",
+    "Ölfass",
 ]
 
 
 @pytest.fixture
 def texts(engine: sa.Engine, meta: sa.MetaData) -> sa.Table:
-    t = sa.Table("zz_oc_ci_text", meta, sa.Column("id", sa.Integer, primary_key=True),
-                 sa.Column("s", sa.String(100)))
+    t = sa.Table(
+        "zz_oc_ci_text",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("s", sa.String(100)),
+    )
     _create(engine, meta, t, [{"id": i, "s": s} for i, s in enumerate(TEXTS)])
     return t
 
@@ -75,8 +103,21 @@ def _expected_compare(s: str | None, op: str, value: str | None) -> bool:
     return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
 
 
-COMPARE_VALUES = ["école", "ÉCOLE", "APPLE", "banana", "", None, "ölfass", "straße", "σασ",
-                  "m", "İSTANBUL", "istanbul", "zz"]
+COMPARE_VALUES = [
+    "école",
+    "ÉCOLE",
+    "APPLE",
+    "banana",
+    "",
+    None,
+    "ölfass",
+    "straße",
+    "σασ",
+    "m",
+    "İSTANBUL",
+    "istanbul",
+    "zz",
+]
 
 
 @pytest.mark.parametrize("op", ["=", "!=", "<", "<=", ">", ">="])
@@ -117,7 +158,11 @@ def test_ci_compare_rejects_unknown_operator(texts: sa.Table) -> None:
     ],
 )
 def test_ci_in(
-    engine: sa.Engine, texts: sa.Table, values: list[str | None], negated: bool, expected: set[str | None]
+    engine: sa.Engine,
+    texts: sa.Table,
+    values: list[str | None],
+    negated: bool,
+    expected: set[str | None],
 ) -> None:
     ids = _ids(engine, texts, constructs.ci_in(texts.c.s, values, negated))
     assert {TEXTS[i] for i in ids} == expected
@@ -126,10 +171,14 @@ def test_ci_in(
 def test_ci_sort_key_orders_by_code_point(engine: sa.Engine, texts: sa.Table) -> None:
     key = constructs.ci_sort_key(texts.c.s)
     with engine.connect() as conn:
-        got = list(conn.scalars(sa.select(texts.c.id).order_by(key.asc().nulls_first(), texts.c.id)))
+        got = list(
+            conn.scalars(sa.select(texts.c.id).order_by(key.asc().nulls_first(), texts.c.id))
+        )
+
     def sort_key(i: int) -> tuple[int, str, int]:
         s = TEXTS[i]
         return (0, "", i) if s is None else (1, constructs.simple_lower(s), i)
+
     assert got == sorted(range(len(TEXTS)), key=sort_key)
 
 
@@ -149,8 +198,26 @@ def _like_regex(pattern: str) -> re.Pattern[str]:
 
 
 LIKE_PATTERNS = [
-    "éc%", "ÉC%", "%OLE", "BANANA%", "%\\%", "a\\_b", "a_b", "a\\\\b", "%", "", "_", "%a%",
-    "straße", "%ß%", "ü%", "%\\x%", "a%b", "____", "100\\%", "i%",
+    "éc%",
+    "ÉC%",
+    "%OLE",
+    "BANANA%",
+    "%\\%",
+    "a\\_b",
+    "a_b",
+    "a\\\\b",
+    "%",
+    "",
+    "_",
+    "%a%",
+    "straße",
+    "%ß%",
+    "ü%",
+    "%\\x%",
+    "a%b",
+    "____",
+    "100\\%",
+    "i%",
 ]
 
 
@@ -158,7 +225,8 @@ LIKE_PATTERNS = [
 def test_like_matches_python(engine: sa.Engine, texts: sa.Table, pattern: str) -> None:
     regex = _like_regex(constructs.simple_lower(pattern))
     expected = {
-        i for i, s in enumerate(TEXTS)
+        i
+        for i, s in enumerate(TEXTS)
         if regex.fullmatch(constructs.simple_lower(s or ""))
         and (s is not None or regex.fullmatch(""))
     }
@@ -203,9 +271,19 @@ DATETIMES = [
 ]
 
 FUNCTIONS = [
-    "CALENDAR_MONTH", "CALENDAR_QUARTER", "CALENDAR_YEAR", "DAY_IN_MONTH", "DAY_IN_WEEK",
-    "DAY_IN_YEAR", "DAY_ONLY", "FISCAL_MONTH", "FISCAL_QUARTER", "FISCAL_YEAR", "HOUR_IN_DAY",
-    "WEEK_IN_MONTH", "WEEK_IN_YEAR",
+    "CALENDAR_MONTH",
+    "CALENDAR_QUARTER",
+    "CALENDAR_YEAR",
+    "DAY_IN_MONTH",
+    "DAY_IN_WEEK",
+    "DAY_IN_YEAR",
+    "DAY_ONLY",
+    "FISCAL_MONTH",
+    "FISCAL_QUARTER",
+    "FISCAL_YEAR",
+    "HOUR_IN_DAY",
+    "WEEK_IN_MONTH",
+    "WEEK_IN_YEAR",
 ]
 
 
@@ -216,7 +294,9 @@ def _python_part(name: str, local: datetime | date, fiscal: int, from_start: boo
     fiscal_month = (month - fiscal) % 12 + 1
     fiscal_year = local.year
     if fiscal > 1:
-        fiscal_year += (-1 if month < fiscal else 0) if from_start else (1 if month >= fiscal else 0)
+        fiscal_year += (
+            (-1 if month < fiscal else 0) if from_start else (1 if month >= fiscal else 0)
+        )
     return {
         "CALENDAR_MONTH": month,
         "CALENDAR_QUARTER": (month - 1) // 3 + 1,
@@ -242,8 +322,13 @@ def _local(value: datetime, tz: str | None) -> datetime:
 
 @pytest.fixture
 def moments(engine: sa.Engine, meta: sa.MetaData) -> sa.Table:
-    t = sa.Table("zz_oc_moments", meta, sa.Column("id", sa.Integer, primary_key=True),
-                 sa.Column("dt", sa.DateTime), sa.Column("d", sa.Date))
+    t = sa.Table(
+        "zz_oc_moments",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("dt", sa.DateTime),
+        sa.Column("d", sa.Date),
+    )
     rows = [{"id": i, "dt": v, "d": v.date() if v else None} for i, v in enumerate(DATETIMES)]
     _create(engine, meta, t, rows)
     return t
@@ -255,8 +340,14 @@ def test_date_functions_on_datetimes(
     engine: sa.Engine, moments: sa.Table, tz: str | None, fiscal: int, from_start: bool
 ) -> None:
     cols = [
-        constructs.date_function(name, moments.c.dt, "datetime", tz, fiscal_start_month=fiscal,
-                                 fiscal_name_from_start=from_start).label(name)
+        constructs.date_function(
+            name,
+            moments.c.dt,
+            "datetime",
+            tz,
+            fiscal_start_month=fiscal,
+            fiscal_name_from_start=from_start,
+        ).label(name)
         for name in FUNCTIONS
     ]
     with engine.connect() as conn:
@@ -264,7 +355,9 @@ def test_date_functions_on_datetimes(
     for row in rows:
         value = DATETIMES[row.id]
         for name in FUNCTIONS:
-            expected = None if value is None else _python_part(name, _local(value, tz), fiscal, from_start)
+            expected = (
+                None if value is None else _python_part(name, _local(value, tz), fiscal, from_start)
+            )
             assert getattr(row, name) == expected, (name, value, tz)
 
 
@@ -304,24 +397,36 @@ def test_date_function_examples(engine: sa.Engine, moments: sa.Table) -> None:
 
 def test_date_function_groups_by_itself(engine: sa.Engine, moments: sa.Table) -> None:
     """The same function built twice compiles identically, so GROUP BY accepts it."""
+
     def f() -> Col:
-        return constructs.date_function("FISCAL_YEAR", moments.c.dt, "datetime",
-                                        "America/Los_Angeles", fiscal_start_month=4)
+        return constructs.date_function(
+            "FISCAL_YEAR", moments.c.dt, "datetime", "America/Los_Angeles", fiscal_start_month=4
+        )
 
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(f(), sa.func.count()).where(moments.c.dt.is_not(None)).group_by(f()).order_by(f())
+            sa.select(f(), sa.func.count())
+            .where(moments.c.dt.is_not(None))
+            .group_by(f())
+            .order_by(f())
         ).all()
     assert [tuple(r) for r in rows] == [(2021, 1), (2024, 7), (2025, 3)]
 
 
 @pytest.mark.parametrize(
     ("name", "field_type", "tz"),
-    [("HOUR_IN_DAY", "date", None), ("DAY_ONLY", "date", None), ("WEEKDAY", "datetime", None),
-     ("CALENDAR_YEAR", "string", None), ("CALENDAR_YEAR", "datetime", "Nowhere/Land"),
-     ("CALENDAR_YEAR", "datetime", "UTC'; DROP TABLE x; --")],
+    [
+        ("HOUR_IN_DAY", "date", None),
+        ("DAY_ONLY", "date", None),
+        ("WEEKDAY", "datetime", None),
+        ("CALENDAR_YEAR", "string", None),
+        ("CALENDAR_YEAR", "datetime", "Nowhere/Land"),
+        ("CALENDAR_YEAR", "datetime", "UTC'; DROP TABLE x; --"),
+    ],
 )
-def test_date_function_errors(moments: sa.Table, name: str, field_type: str, tz: str | None) -> None:
+def test_date_function_errors(
+    moments: sa.Table, name: str, field_type: str, tz: str | None
+) -> None:
     with pytest.raises(ValueError):
         constructs.date_function(name, moments.c.dt, field_type, tz)
 
@@ -341,8 +446,13 @@ SPANS = [
 
 
 def test_seconds_between(engine: sa.Engine, meta: sa.MetaData) -> None:
-    t = sa.Table("zz_oc_spans", meta, sa.Column("id", sa.Integer, primary_key=True),
-                 sa.Column("a", sa.DateTime), sa.Column("b", sa.DateTime))
+    t = sa.Table(
+        "zz_oc_spans",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("a", sa.DateTime),
+        sa.Column("b", sa.DateTime),
+    )
     _create(engine, meta, t, [{"id": i, "a": a, "b": b} for i, (a, b) in enumerate(SPANS)])
     with engine.connect() as conn:
         got = dict(conn.execute(sa.select(t.c.id, constructs.seconds_between(t.c.a, t.c.b))).all())
@@ -355,9 +465,15 @@ _INT_FIELDS = sorted(
     set(formulas._CALL_OUTCOMES)
     | {f for pair in formulas._RATES.values() for f in pair}
     | {
-        "AllEmailsHardBouncedCount", "AllEmailsSoftBouncedCount", "AllEmailsTrackedSentCount",
-        "AllEmailsUntrackedSentCount", "AllEmailsSentCount", "RecipientsHardBounced",
-        "RecipientsSoftBounced", "RecipientSends", "AllEmailsNotDeliveredCount",
+        "AllEmailsHardBouncedCount",
+        "AllEmailsSoftBouncedCount",
+        "AllEmailsTrackedSentCount",
+        "AllEmailsUntrackedSentCount",
+        "AllEmailsSentCount",
+        "RecipientsHardBounced",
+        "RecipientsSoftBounced",
+        "RecipientSends",
+        "AllEmailsNotDeliveredCount",
     }
 )
 _DATETIME_FIELDS = ["DueDateTime", "ActionTakenDateTime", "CompletionDate"]
@@ -365,9 +481,13 @@ NOW = datetime(2024, 6, 1, 12, 0, 0, 500000)
 
 
 def _random_row(rng: random.Random) -> dict[str, Any]:
-    row: dict[str, Any] = {f: rng.choice([None, 0, 1, 3, 7, rng.randint(0, 500)]) for f in _INT_FIELDS}
+    row: dict[str, Any] = {
+        f: rng.choice([None, 0, 1, 3, 7, rng.randint(0, 500)]) for f in _INT_FIELDS
+    }
     for f in _DATETIME_FIELDS:
-        offset = timedelta(seconds=rng.randint(-10**6, 10**6), microseconds=rng.choice([0, 1, 999999]))
+        offset = timedelta(
+            seconds=rng.randint(-(10**6), 10**6), microseconds=rng.choice([0, 1, 999999])
+        )
         row[f] = rng.choice([None, None, NOW + offset, NOW - timedelta(microseconds=1)])
     row["GraphState"] = rng.choice([None, "Orphaned", "Included", "orphaned", ""])
     return row
@@ -376,9 +496,27 @@ def _random_row(rng: random.Random) -> dict[str, Any]:
 def _tie_rows() -> list[dict[str, Any]]:
     """Rates at exact .xx5 ties and other rounding edge cases, in every rate's columns."""
     pairs = [(q, 20000) for q in range(1, 400, 2)]  # 100 n / d = q / 200: every tie kind
-    pairs += [(1, 32), (3, 32), (1, 160), (1, 800), (3, 800), (1, 4000), (7, 4000), (2, 3),
-              (1, 3), (200, 3), (12345, 67890), (10**6, 7), (-1, 800), (1, -800), (-3, -32),
-              (0, -5), (5, 0), (5, None), (None, 8)]
+    pairs += [
+        (1, 32),
+        (3, 32),
+        (1, 160),
+        (1, 800),
+        (3, 800),
+        (1, 4000),
+        (7, 4000),
+        (2, 3),
+        (1, 3),
+        (200, 3),
+        (12345, 67890),
+        (10**6, 7),
+        (-1, 800),
+        (1, -800),
+        (-3, -32),
+        (0, -5),
+        (5, 0),
+        (5, None),
+        (None, 8),
+    ]
     rows = []
     for n, d in pairs:
         row: dict[str, Any] = {f: None for f in _INT_FIELDS + _DATETIME_FIELDS}
@@ -406,8 +544,13 @@ def _rate_grid_rows() -> list[dict[str, Any]]:
 def formula_table(engine: sa.Engine, meta: sa.MetaData) -> tuple[sa.Table, list[dict[str, Any]]]:
     cols = [sa.Column(f, sa.Integer) for f in _INT_FIELDS]
     cols += [sa.Column(f, sa.DateTime) for f in _DATETIME_FIELDS]
-    t = sa.Table("zz_oc_formula", meta, sa.Column("id", sa.Integer, primary_key=True), *cols,
-                 sa.Column("GraphState", sa.String(40)))
+    t = sa.Table(
+        "zz_oc_formula",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        *cols,
+        sa.Column("GraphState", sa.String(40)),
+    )
     rng = random.Random(20240601)
     rows = [_random_row(rng) for _ in range(300)] + _tie_rows() + _rate_grid_rows()
     for i, row in enumerate(rows):
@@ -419,7 +562,10 @@ def formula_table(engine: sa.Engine, meta: sa.MetaData) -> tuple[sa.Table, list[
 @pytest.mark.parametrize("stored_sent", [True, False], ids=["step", "monthly-metric"])
 @pytest.mark.parametrize("name", sorted(formulas.FORMULAS))
 def test_formula_twins_match_python(
-    engine: sa.Engine, formula_table: tuple[sa.Table, list[dict[str, Any]]], name: str, stored_sent: bool
+    engine: sa.Engine,
+    formula_table: tuple[sa.Table, list[dict[str, Any]]],
+    name: str,
+    stored_sent: bool,
 ) -> None:
     """AllEmailsSentCount is a column on ActionCadenceStep but derived on the monthly metric."""
     table, rows = formula_table
@@ -450,7 +596,8 @@ def test_formula_twins_filter_in_where(engine: sa.Engine, formula_table: Formula
     with engine.connect() as conn:
         ids = set(conn.scalars(sa.select(table.c.id).where(orphan == sa.true(), overdue > 0)))
     expected = {
-        r["id"] for r in rows
+        r["id"]
+        for r in rows
         if formulas.is_orphan(r, NOW) and (formulas.seconds_overdue(r, NOW) or 0) > 0
     }
     assert ids == expected and ids

@@ -18,34 +18,50 @@ def names(result: dict, key: str = "Id") -> list:  # type: ignore[type-arg]
 
 def test_seed_usage_query_corrected(org: Org) -> None:
     i = org.ids
-    r = org.q(f"select StepTitle from ActionCadenceStepTracker where TargetID = '{i['c1']}' "
-              f"and ActionCadenceId='{i['cad']}' and State='Completed'")
+    r = org.q(
+        f"select StepTitle from ActionCadenceStepTracker where TargetID = '{i['c1']}' "
+        f"and ActionCadenceId='{i['cad']}' and State='Completed'"
+    )
     assert r["totalSize"] == 1 and r["done"] is True
     (rec,) = r["records"]
-    assert rec == {"attributes": {"type": STR, "url": f"/services/data/v67.0/sobjects/{STR}/{i['st1']}"},
-                   "StepTitle": "Call"}
+    assert rec == {
+        "attributes": {"type": STR, "url": f"/services/data/v67.0/sobjects/{STR}/{i['st1']}"},
+        "StepTitle": "Call",
+    }
 
 
 def test_seed_usage_query_as_printed_fails_with_reason(org: Org) -> None:
     i = org.ids
     with pytest.raises(errors.MalformedQuery) as info:
-        org.q(f"select StepTitle from ActionCadenceStepTracker where TargetID = '{i['c1']}' "
-              f"and ActionCadenceId='{i['cad']}' and StepType=\"Completed\"")
+        org.q(
+            f"select StepTitle from ActionCadenceStepTracker where TargetID = '{i['c1']}' "
+            f"and ActionCadenceId='{i['cad']}' and StepType=\"Completed\""
+        )
     assert info.value.error_code == "MALFORMED_QUERY"
     assert "single quotes" in info.value.message and "^" in info.value.message
 
 
 def test_field_names_come_back_canonical(org: Org) -> None:
-    r = org.q(f"SELECT id, state, steptype FROM actioncadencesteptracker WHERE Id = '{org.ids['st1']}'")
+    r = org.q(
+        f"SELECT id, state, steptype FROM actioncadencesteptracker WHERE Id = '{org.ids['st1']}'"
+    )
     assert list(r["records"][0]) == ["attributes", "Id", "State", "StepType"]
 
 
 def test_parent_paths_nest_with_attributes(org: Org) -> None:
     i = org.ids
-    r = org.q(f"SELECT Id, ActionCadence.Name, ActionCadenceTracker.Owner.Name, CompletedBy.Email "
-              f"FROM {STR} WHERE Id IN ('{i['st1']}', '{i['st2']}') ORDER BY Id")
+    r = org.q(
+        f"SELECT Id, ActionCadence.Name, ActionCadenceTracker.Owner.Name, CompletedBy.Email "
+        f"FROM {STR} WHERE Id IN ('{i['st1']}', '{i['st2']}') ORDER BY Id"
+    )
     first = next(x for x in r["records"] if x["Id"] == i["st1"])
-    assert first["ActionCadence"] == {"attributes": {"type": "ActionCadence", "url": f"/services/data/v67.0/sobjects/ActionCadence/{i['cad']}"}, "Name": "Outbound"}
+    assert first["ActionCadence"] == {
+        "attributes": {
+            "type": "ActionCadence",
+            "url": f"/services/data/v67.0/sobjects/ActionCadence/{i['cad']}",
+        },
+        "Name": "Outbound",
+    }
     owner = first["ActionCadenceTracker"]["Owner"]
     assert owner["attributes"]["type"] == "User" and owner["Name"] == "Rita Rep"
     assert first["CompletedBy"]["Email"] == "rep@x.io"
@@ -57,23 +73,35 @@ def test_polymorphic_target_type_and_name(org: Org) -> None:
     r = org.q(f"SELECT Id, Target.Type, Target.Name FROM {STR} WHERE Target.Type = 'Lead'")
     assert names(r) == [org.ids["st4"]]
     target = r["records"][0]["Target"]
-    assert target["attributes"]["type"] == "Lead" and target["Type"] == "Lead" and target["Name"] == "Lee"
+    assert (
+        target["attributes"]["type"] == "Lead"
+        and target["Type"] == "Lead"
+        and target["Name"] == "Lee"
+    )
 
 
 def test_typeof(org: Org) -> None:
-    r = org.q(f"SELECT Id, TYPEOF Target WHEN Contact THEN FirstName, Account.Name WHEN Lead THEN Company END "
-              f"FROM {STR} WHERE Id IN ('{org.ids['st1']}', '{org.ids['st4']}')")
+    r = org.q(
+        f"SELECT Id, TYPEOF Target WHEN Contact THEN FirstName, Account.Name WHEN Lead THEN Company END "
+        f"FROM {STR} WHERE Id IN ('{org.ids['st1']}', '{org.ids['st4']}')"
+    )
     by_id = {x["Id"]: x["Target"] for x in r["records"]}
     contact = by_id[org.ids["st1"]]
     assert contact["attributes"]["type"] == "Contact" and contact["FirstName"] == "Ann"
     assert contact["Account"]["Name"] == "Acme"
     lead = by_id[org.ids["st4"]]
-    assert lead["attributes"]["type"] == "Lead" and lead["Company"] == "Initech" and "FirstName" not in lead
+    assert (
+        lead["attributes"]["type"] == "Lead"
+        and lead["Company"] == "Initech"
+        and "FirstName" not in lead
+    )
 
 
 def test_child_subquery(org: Org) -> None:
-    r = org.q("SELECT Id, (SELECT Id, State FROM ActionCadenceStepTrackers ORDER BY DueDateTime DESC) "
-              "FROM ActionCadenceTracker ORDER BY Id")
+    r = org.q(
+        "SELECT Id, (SELECT Id, State FROM ActionCadenceStepTrackers ORDER BY DueDateTime DESC) "
+        "FROM ActionCadenceTracker ORDER BY Id"
+    )
     by_id = {x["Id"]: x for x in r["records"]}
     kids = by_id[org.ids["t1"]]["ActionCadenceStepTrackers"]
     assert kids["totalSize"] == 2 and kids["done"] is True
@@ -82,7 +110,9 @@ def test_child_subquery(org: Org) -> None:
 
 
 def test_child_subquery_limit_is_per_parent(org: Org) -> None:
-    r = org.q("SELECT Id, (SELECT Id FROM ActionCadenceStepTrackers ORDER BY DueDateTime LIMIT 1) FROM ActionCadenceTracker")
+    r = org.q(
+        "SELECT Id, (SELECT Id FROM ActionCadenceStepTrackers ORDER BY DueDateTime LIMIT 1) FROM ActionCadenceTracker"
+    )
     for rec in r["records"]:
         kids = rec["ActionCadenceStepTrackers"]
         assert kids is None or kids["totalSize"] == 1
@@ -128,7 +158,9 @@ def test_limit_offset(org: Org) -> None:
 
 
 def test_calculated_fields_filter_and_sort(org: Org) -> None:
-    r = org.q(f"SELECT Id, SecondsOverdue, IsActionTaken FROM {STR} WHERE SecondsOverdue > 0 ORDER BY SecondsOverdue DESC")
+    r = org.q(
+        f"SELECT Id, SecondsOverdue, IsActionTaken FROM {STR} WHERE SecondsOverdue > 0 ORDER BY SecondsOverdue DESC"
+    )
     assert names(r) == [org.ids["st2"], org.ids["st1"], org.ids["st4"]]  # ties: by Id
     assert r["records"][0]["SecondsOverdue"] == 86400 and r["records"][0]["IsActionTaken"] is False
     assert r["records"][1]["SecondsOverdue"] == 3600 and r["records"][1]["IsActionTaken"] is True
@@ -137,7 +169,9 @@ def test_calculated_fields_filter_and_sort(org: Org) -> None:
 
 
 def test_datetime_values_and_booleans_shaped(org: Org) -> None:
-    r = org.q(f"SELECT DueDateTime, WasEverPaused, GoToStepIterationCount FROM {STR} WHERE Id = '{org.ids['st2']}'")
+    r = org.q(
+        f"SELECT DueDateTime, WasEverPaused, GoToStepIterationCount FROM {STR} WHERE Id = '{org.ids['st2']}'"
+    )
     rec = r["records"][0]
     assert rec["DueDateTime"] == "2026-03-09T15:00:00.000+0000"
     assert rec["WasEverPaused"] is False and rec["GoToStepIterationCount"] == 1
@@ -151,7 +185,9 @@ def test_date_literals_in_the_callers_time_zone(org: Org) -> None:
     assert names(r) == [org.ids["st1"], org.ids["st2"]]
     # in Tokyo it is already March 11 00:00: yesterday starts at March 9 15:00 UTC, st2's due time
     tokyo = execute.Caller(org.ids["rep"], "Asia/Tokyo")
-    assert names(org.service.query(f"SELECT Id FROM {STR} WHERE DueDateTime = YESTERDAY", tokyo)) == [org.ids["st2"]]
+    assert names(
+        org.service.query(f"SELECT Id FROM {STR} WHERE DueDateTime = YESTERDAY", tokyo)
+    ) == [org.ids["st2"]]
     r = org.service.query(f"SELECT Id FROM {STR} WHERE DueDateTime = NEXT_N_DAYS:3", la)
     assert names(r) == [org.ids["st3"]]
     r = org.service.query(f"SELECT Id FROM {STR} WHERE DueDateTime < LAST_N_DAYS:2 ORDER BY Id", la)
@@ -161,10 +197,22 @@ def test_date_literals_in_the_callers_time_zone(org: Org) -> None:
 
 
 def test_aggregates(org: Org) -> None:
-    r = org.q(f"SELECT State, COUNT(Id) n, MAX(DueDateTime) FROM {STR} GROUP BY State ORDER BY State")
+    r = org.q(
+        f"SELECT State, COUNT(Id) n, MAX(DueDateTime) FROM {STR} GROUP BY State ORDER BY State"
+    )
     assert r["records"] == [
-        {"attributes": {"type": "AggregateResult"}, "State": "Active", "n": 2, "expr0": "2026-03-12T15:00:00.000+0000"},
-        {"attributes": {"type": "AggregateResult"}, "State": "Completed", "n": 2, "expr0": "2026-03-09T10:00:00.000+0000"},
+        {
+            "attributes": {"type": "AggregateResult"},
+            "State": "Active",
+            "n": 2,
+            "expr0": "2026-03-12T15:00:00.000+0000",
+        },
+        {
+            "attributes": {"type": "AggregateResult"},
+            "State": "Completed",
+            "n": 2,
+            "expr0": "2026-03-09T10:00:00.000+0000",
+        },
     ]
     r = org.q(f"SELECT COUNT() FROM {STR} WHERE State = 'Active'")
     assert r == {"totalSize": 2, "done": True, "records": []}
@@ -175,7 +223,9 @@ def test_aggregates(org: Org) -> None:
 
 
 def test_group_by_rollup(org: Org) -> None:
-    r = org.q(f"SELECT State, StepType, COUNT(Id) c, GROUPING(State) gs FROM {STR} GROUP BY ROLLUP(State, StepType)")
+    r = org.q(
+        f"SELECT State, StepType, COUNT(Id) c, GROUPING(State) gs FROM {STR} GROUP BY ROLLUP(State, StepType)"
+    )
     rows = {(x["State"], x["StepType"]): (x["c"], x["gs"]) for x in r["records"]}
     assert rows[(None, None)] == (4, 1)
     assert rows[("Active", None)] == (2, 0)
@@ -184,14 +234,18 @@ def test_group_by_rollup(org: Org) -> None:
 
 
 def test_date_function_grouping(org: Org) -> None:
-    r = org.q(f"SELECT CALENDAR_MONTH(DueDateTime) m, COUNT(Id) FROM {STR} GROUP BY CALENDAR_MONTH(DueDateTime)")
+    r = org.q(
+        f"SELECT CALENDAR_MONTH(DueDateTime) m, COUNT(Id) FROM {STR} GROUP BY CALENDAR_MONTH(DueDateTime)"
+    )
     assert r["records"][0]["m"] == 3 and r["records"][0]["expr0"] == 4
 
 
 def test_semi_join(org: Org) -> None:
-    r = org.q(f"SELECT Id FROM Contact WHERE Id IN (SELECT TargetId FROM ActionCadenceTracker WHERE State = 'Running')")
+    r = org.q(
+        "SELECT Id FROM Contact WHERE Id IN (SELECT TargetId FROM ActionCadenceTracker WHERE State = 'Running')"
+    )
     assert sorted(names(r)) == sorted([org.ids["c1"], org.ids["c2"]])
-    r = org.q(f"SELECT Id FROM Contact WHERE Id NOT IN (SELECT TargetId FROM ActionCadenceTracker)")
+    r = org.q("SELECT Id FROM Contact WHERE Id NOT IN (SELECT TargetId FROM ActionCadenceTracker)")
     assert names(r) == [org.ids["c3"]]
 
 
@@ -213,7 +267,9 @@ def test_fields_standard_and_version_visibility(org: Org) -> None:
 def test_paging_with_locators(org: Org) -> None:
     with org.store.transaction() as tx:
         tx.insert_many("Lead", [{"LastName": f"L{n:04d}", "Company": "Bulk"} for n in range(450)])
-    first = org.service.query("SELECT LastName FROM Lead WHERE Company = 'Bulk' ORDER BY LastName DESC", batch_size=200)
+    first = org.service.query(
+        "SELECT LastName FROM Lead WHERE Company = 'Bulk' ORDER BY LastName DESC", batch_size=200
+    )
     assert first["totalSize"] == 450 and first["done"] is False and len(first["records"]) == 200
     url = first["nextRecordsUrl"]
     assert url.startswith("/services/data/v67.0/query/0r8") and url.endswith("-200")
@@ -236,7 +292,9 @@ def test_paging_with_locators(org: Org) -> None:
 def test_limit_across_pages(org: Org) -> None:
     with org.store.transaction() as tx:
         tx.insert_many("Lead", [{"LastName": f"L{n:04d}", "Company": "Bulk"} for n in range(300)])
-    first = org.service.query("SELECT Id FROM Lead WHERE Company = 'Bulk' LIMIT 250", batch_size=200)
+    first = org.service.query(
+        "SELECT Id FROM Lead WHERE Company = 'Bulk' LIMIT 250", batch_size=200
+    )
     assert first["totalSize"] == 250 and len(first["records"]) == 200
     rest = org.service.query_more(first["nextRecordsUrl"].rsplit("/", 1)[1])
     assert len(rest["records"]) == 50 and rest["done"] is True
@@ -248,25 +306,77 @@ def test_limit_across_pages(org: Org) -> None:
         ("SELECT Id FROM Nope", "INVALID_TYPE", "sObject type 'Nope' is not supported"),
         ("SELECT Nope FROM Contact", "INVALID_FIELD", "No such column 'Nope' on entity 'Contact'"),
         ("SELECT Nope.Name FROM Contact", "INVALID_FIELD", "Didn't understand relationship 'Nope'"),
-        ("SELECT Id FROM ActionCadence WHERE Description = 'x'", "INVALID_FIELD", "can not be filtered"),
+        (
+            "SELECT Id FROM ActionCadence WHERE Description = 'x'",
+            "INVALID_FIELD",
+            "can not be filtered",
+        ),
         (f"SELECT Id FROM {STR} ORDER BY IsDeleted", None, None),
-        (f"SELECT DueDateTime, COUNT(Id) FROM {STR} GROUP BY DueDateTime", "INVALID_FIELD", "can not be grouped"),
+        (
+            f"SELECT DueDateTime, COUNT(Id) FROM {STR} GROUP BY DueDateTime",
+            "INVALID_FIELD",
+            "can not be grouped",
+        ),
         (f"SELECT Id FROM {STR} WHERE State = 5", "INVALID_FIELD", "must be of type string"),
-        (f"SELECT Id FROM {STR} WHERE DueDateTime = 2026-01-01", "INVALID_FIELD", "must be of type dateTime"),
-        (f"SELECT Id FROM {STR} WHERE WasEverPaused = 'true'", "INVALID_FIELD", "must be of type boolean"),
-        (f"SELECT Id FROM {STR} WHERE Id = 'abc'", "INVALID_QUERY_FILTER_OPERATOR", "invalid ID field: abc"),
-        (f"SELECT Id FROM {STR} WHERE TargetId LIKE '003%'", "INVALID_QUERY_FILTER_OPERATOR", "invalid operator on id field"),
-        (f"SELECT Id FROM {STR} LIMIT 10 OFFSET 2001", "NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000"),
+        (
+            f"SELECT Id FROM {STR} WHERE DueDateTime = 2026-01-01",
+            "INVALID_FIELD",
+            "must be of type dateTime",
+        ),
+        (
+            f"SELECT Id FROM {STR} WHERE WasEverPaused = 'true'",
+            "INVALID_FIELD",
+            "must be of type boolean",
+        ),
+        (
+            f"SELECT Id FROM {STR} WHERE Id = 'abc'",
+            "INVALID_QUERY_FILTER_OPERATOR",
+            "invalid ID field: abc",
+        ),
+        (
+            f"SELECT Id FROM {STR} WHERE TargetId LIKE '003%'",
+            "INVALID_QUERY_FILTER_OPERATOR",
+            "invalid operator on id field",
+        ),
+        (
+            f"SELECT Id FROM {STR} LIMIT 10 OFFSET 2001",
+            "NUMBER_OUTSIDE_VALID_RANGE",
+            "Maximum SOQL offset allowed is 2000",
+        ),
         (f"SELECT FIELDS(ALL) FROM {STR}", "MALFORMED_QUERY", "LIMIT of at most 200"),
         (f"SELECT FIELDS(ALL) FROM {STR} LIMIT 201", "MALFORMED_QUERY", "LIMIT of at most 200"),
-        (f"SELECT Id i FROM {STR}", "MALFORMED_QUERY", "only aggregate expressions use field aliasing"),
-        (f"SELECT State, StepType, COUNT(Id) FROM {STR} GROUP BY State", "MALFORMED_QUERY", "Field must be grouped or aggregated: StepType"),
+        (
+            f"SELECT Id i FROM {STR}",
+            "MALFORMED_QUERY",
+            "only aggregate expressions use field aliasing",
+        ),
+        (
+            f"SELECT State, StepType, COUNT(Id) FROM {STR} GROUP BY State",
+            "MALFORMED_QUERY",
+            "Field must be grouped or aggregated: StepType",
+        ),
         (f"SELECT Id, Id FROM {STR}", "INVALID_FIELD", "duplicate field selected: Id"),
-        (f"SELECT SUM(State) FROM {STR}", "MALFORMED_QUERY", "does not support aggregate operator SUM"),
-        (f"SELECT Id FROM Contact WHERE Id IN (SELECT Id FROM Contact)", "MALFORMED_QUERY", "same object type"),
-        (f"SELECT Id FROM Contact WHERE LastName = 'x' OR Id IN (SELECT TargetId FROM ActionCadenceTracker)", "MALFORMED_QUERY", "top level"),
+        (
+            f"SELECT SUM(State) FROM {STR}",
+            "MALFORMED_QUERY",
+            "does not support aggregate operator SUM",
+        ),
+        (
+            "SELECT Id FROM Contact WHERE Id IN (SELECT Id FROM Contact)",
+            "MALFORMED_QUERY",
+            "same object type",
+        ),
+        (
+            "SELECT Id FROM Contact WHERE LastName = 'x' OR Id IN (SELECT TargetId FROM ActionCadenceTracker)",
+            "MALFORMED_QUERY",
+            "top level",
+        ),
         (f"SELECT Id FROM {STR} WITH SECURITY_ENFORCED", "MALFORMED_QUERY", "only allowed in Apex"),
-        (f"SELECT Id FROM {STR} USING SCOPE team", "MALFORMED_QUERY", "Scope team is not supported"),
+        (
+            f"SELECT Id FROM {STR} USING SCOPE team",
+            "MALFORMED_QUERY",
+            "Scope team is not supported",
+        ),
     ],
 )
 def test_binder_errors(org: Org, soql: str, code: str | None, fragment: str | None) -> None:
@@ -298,14 +408,27 @@ def test_using_scope_mine(org: Org) -> None:
     rep = execute.Caller(org.ids["rep"])
     r = org.service.query("SELECT Id FROM ActionCadenceTracker USING SCOPE mine", rep)
     assert r["totalSize"] == 3
-    assert org.service.query("SELECT Id FROM ActionCadenceTracker USING SCOPE mine")["totalSize"] == 0
+    assert (
+        org.service.query("SELECT Id FROM ActionCadenceTracker USING SCOPE mine")["totalSize"] == 0
+    )
 
 
 def test_rep_sees_only_their_trackers_and_targets(org: Org) -> None:
     with org.store.transaction() as tx:
-        other = tx.insert("User", {"Username": "other@x.io", "LastName": "Other", "Email": "other@x.io",
-                                   "Alias": "oth", "TimeZoneSidKey": "GMT", "LocaleSidKey": "en_US",
-                                   "LanguageLocaleKey": "en_US", "EmailEncodingKey": "UTF-8"}, system=True)
+        other = tx.insert(
+            "User",
+            {
+                "Username": "other@x.io",
+                "LastName": "Other",
+                "Email": "other@x.io",
+                "Alias": "oth",
+                "TimeZoneSidKey": "GMT",
+                "LocaleSidKey": "en_US",
+                "LanguageLocaleKey": "en_US",
+                "EmailEncodingKey": "UTF-8",
+            },
+            system=True,
+        )
         tx.update("ActionCadenceTracker", org.ids["t3"], {"OwnerId": other}, system=True)
         tx.update(STR, org.ids["st4"], {"CompletedById": other}, system=True)
     rep = execute.Caller(org.ids["rep"], view_all=False)
@@ -320,7 +443,9 @@ def test_rep_sees_only_their_trackers_and_targets(org: Org) -> None:
     # the admin view is unchanged; aggregates and semi-joins are limited the same way
     assert org.q("SELECT COUNT() FROM ActionCadenceTracker")["totalSize"] == 3
     assert org.service.query(f"SELECT COUNT() FROM {STR}", rep)["totalSize"] == 3
-    r = org.service.query("SELECT Id, (SELECT Id FROM ActionCadenceStepTrackers) FROM ActionCadenceTracker", rep)
+    r = org.service.query(
+        "SELECT Id, (SELECT Id FROM ActionCadenceStepTrackers) FROM ActionCadenceTracker", rep
+    )
     assert all(x["ActionCadenceStepTrackers"]["totalSize"] >= 1 for x in r["records"])
 
 
@@ -332,7 +457,9 @@ def test_for_view_and_reference_stamp_dates_without_a_change(org: Org) -> None:
     org.q("SELECT Id, Name FROM ActionCadence FOR VIEW")
     after = org.store.get("ActionCadence", org.ids["cad"])
     assert after is not None and after["LastViewedDate"] == org.clock.now().replace(tzinfo=None)
-    assert after["LastReferencedDate"] is None and after["SystemModstamp"] == before["SystemModstamp"]
+    assert (
+        after["LastReferencedDate"] is None and after["SystemModstamp"] == before["SystemModstamp"]
+    )
     org.q("SELECT Id FROM ActionCadence FOR REFERENCE")
     assert org.store.get("ActionCadence", org.ids["cad"])["LastReferencedDate"] is not None  # type: ignore[index]
     assert len(org.store.read_events()) == events

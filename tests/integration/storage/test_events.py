@@ -12,10 +12,16 @@ TRACKER_ID = ids.make_id("0cT", 5)
 
 
 def _step(tx: records.Tx, **extra: object) -> str:
-    return tx.insert("ActionCadenceStepTracker", {"ActionCadenceTrackerId": TRACKER_ID, "State": "Active", **extra}, system=True)
+    return tx.insert(
+        "ActionCadenceStepTracker",
+        {"ActionCadenceTrackerId": TRACKER_ID, "State": "Active", **extra},
+        system=True,
+    )
 
 
-def test_create_event_carries_non_null_fields_and_header(store: records.Store, clock: ManualClock) -> None:
+def test_create_event_carries_non_null_fields_and_header(
+    store: records.Store, clock: ManualClock
+) -> None:
     with store.transaction(origin="com/salesforce/api/rest/59.0") as tx:
         sid = _step(tx, StepType="MakeACall")
     (event,) = store.read_events()
@@ -37,13 +43,19 @@ def test_create_event_carries_non_null_fields_and_header(store: records.Store, c
     assert event["event"]["replayId"] >= 1
 
 
-def test_update_event_lists_changed_and_nulled_fields(store: records.Store, clock: ManualClock) -> None:
+def test_update_event_lists_changed_and_nulled_fields(
+    store: records.Store, clock: ManualClock
+) -> None:
     with store.transaction() as tx:
         sid = _step(tx, StepTitle="Call them")
     clock.advance(minutes=1)
     with store.transaction() as tx:
-        tx.update("ActionCadenceStepTracker", sid, {"State": "Completed", "StepTitle": None,
-                                                    "CompletionReason": "ManuallyCompleted"}, system=True)
+        tx.update(
+            "ActionCadenceStepTracker",
+            sid,
+            {"State": "Completed", "StepTitle": None, "CompletionReason": "ManuallyCompleted"},
+            system=True,
+        )
     event = store.read_events()[-1]
     header = event["payload"]["ChangeEventHeader"]
     assert header["changeType"] == "UPDATE"
@@ -83,7 +95,10 @@ def test_delete_and_undelete_events(store: records.Store) -> None:
         cid = tx.insert("Contact", {"LastName": "Z"})
         tx.delete("Contact", cid)
         tx.undelete("Contact", cid)
-    types = [(e["payload"]["ChangeEventHeader"]["changeType"], len(e["payload"])) for e in store.read_events()]
+    types = [
+        (e["payload"]["ChangeEventHeader"]["changeType"], len(e["payload"]))
+        for e in store.read_events()
+    ]
     assert [t for t, _ in types] == ["CREATE", "DELETE", "UNDELETE"]
     assert types[1][1] == 1  # DELETE: header only
     assert store.read_events()[2]["payload"]["LastName"] == "Z"
@@ -91,8 +106,15 @@ def test_delete_and_undelete_events(store: records.Store) -> None:
 
 def test_objects_without_change_events_emit_none(store: records.Store) -> None:
     with store.transaction() as tx:
-        tx.insert("ActionCadenceRule", {"ActionCadenceStepId": ids.make_id("0cS", 5), "RuleName": "r1",
-                                        "ConditionLogic": "AND"}, system=True)
+        tx.insert(
+            "ActionCadenceRule",
+            {
+                "ActionCadenceStepId": ids.make_id("0cS", 5),
+                "RuleName": "r1",
+                "ConditionLogic": "AND",
+            },
+            system=True,
+        )
     assert store.read_events() == []
 
 
@@ -147,7 +169,9 @@ def test_replay_ids_follow_commit_order(store: records.Store) -> None:
         t.start()
     for t in threads:
         t.join(20)
-    replay = {e["payload"]["ChangeEventHeader"]["transactionKey"]: e["event"]["replayId"]
-              for e in store.read_events()}
+    replay = {
+        e["payload"]["ChangeEventHeader"]["transactionKey"]: e["event"]["replayId"]
+        for e in store.read_events()
+    }
     assert len(order) == 2
     assert replay[order[0]] < replay[order[1]]  # committed first <=> smaller replay id

@@ -53,8 +53,11 @@ def test_upgrade_in_place_keeps_data(empty_url: str) -> None:
     assert "created table ActionCadenceStepTracker" in created
     old_store = records.Store(eng, old, clock)
     with old_store.transaction() as tx:
-        sid = tx.insert("ActionCadenceStepTracker", {"ActionCadenceTrackerId": ids.make_id("0cT", 5),
-                                                     "State": "Active"}, system=True)
+        sid = tx.insert(
+            "ActionCadenceStepTracker",
+            {"ActionCadenceTrackerId": ids.make_id("0cT", 5), "State": "Active"},
+            system=True,
+        )
     lines: list[str] = []
     applied = migrate.upgrade(eng, default_registry(), progress=lines.append, clock=clock)
     assert "created table ActionCdncStpMonthlyMetric" in applied

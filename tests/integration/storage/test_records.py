@@ -16,10 +16,16 @@ TRACKER_ID = ids.make_id("0cT", 5)
 
 def _count(store: records.Store, table: str) -> int:
     with store.reading() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(store.meta.tables[table])).scalar_one())
+        return int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(store.meta.tables[table])
+            ).scalar_one()
+        )
 
 
-def test_insert_sets_system_fields_and_get_reads_back(store: records.Store, clock: ManualClock) -> None:
+def test_insert_sets_system_fields_and_get_reads_back(
+    store: records.Store, clock: ManualClock
+) -> None:
     with store.transaction() as tx:
         cid = tx.insert("Contact", {"LastName": "Ng", "Email": "ng@example.com"})
     row = store.get("Contact", cid)
@@ -45,13 +51,33 @@ def test_ids_are_unique_across_transactions(store: records.Store) -> None:
         ({}, "REQUIRED_FIELD_MISSING", "LastName"),
         ({"LastName": "x" * 81}, "STRING_TOO_LONG", "LastName"),
         ({"LastName": "a", "Email": "not-an-address"}, "INVALID_EMAIL_ADDRESS", "Email"),
-        ({"LastName": "a", "HasOptedOutOfEmail": "maybe"}, "INVALID_TYPE_ON_FIELD_IN_RECORD", "HasOptedOutOfEmail"),
-        ({"LastName": "a", "EmailBouncedDate": "yesterday"}, "INVALID_TYPE_ON_FIELD_IN_RECORD", "EmailBouncedDate"),
+        (
+            {"LastName": "a", "HasOptedOutOfEmail": "maybe"},
+            "INVALID_TYPE_ON_FIELD_IN_RECORD",
+            "HasOptedOutOfEmail",
+        ),
+        (
+            {"LastName": "a", "EmailBouncedDate": "yesterday"},
+            "INVALID_TYPE_ON_FIELD_IN_RECORD",
+            "EmailBouncedDate",
+        ),
         ({"LastName": "a", "Nope__c": 1}, "INVALID_FIELD", "Nope__c"),
         ({"LastName": "a", "AccountId": "abc"}, "MALFORMED_ID", "AccountId"),
-        ({"LastName": "a", "AccountId": "00Qxx000002TRI2EAO"}, "FIELD_INTEGRITY_EXCEPTION", "AccountId"),
-        ({"LastName": "a", "AccountId": "0010C0000000ZZZAAA"}, "INVALID_CROSS_REFERENCE_KEY", "AccountId"),
-        ({"LastName": "a", "CreatedDate": "2026-01-01T00:00:00Z"}, "INVALID_FIELD_FOR_INSERT_UPDATE", "CreatedDate"),
+        (
+            {"LastName": "a", "AccountId": "00Qxx000002TRI2EAO"},
+            "FIELD_INTEGRITY_EXCEPTION",
+            "AccountId",
+        ),
+        (
+            {"LastName": "a", "AccountId": "0010C0000000ZZZAAA"},
+            "INVALID_CROSS_REFERENCE_KEY",
+            "AccountId",
+        ),
+        (
+            {"LastName": "a", "CreatedDate": "2026-01-01T00:00:00Z"},
+            "INVALID_FIELD_FOR_INSERT_UPDATE",
+            "CreatedDate",
+        ),
     ],
 )
 def test_bad_input_is_rejected_and_nothing_written(
@@ -70,7 +96,11 @@ def test_bad_input_is_rejected_and_nothing_written(
 def test_restricted_picklist_is_enforced(store: records.Store) -> None:
     with pytest.raises(errors.InvalidPicklistValue) as info:
         with store.transaction() as tx:
-            tx.insert("ActionCadenceStepTracker", {"ActionCadenceTrackerId": TRACKER_ID, "State": "Done"}, system=True)
+            tx.insert(
+                "ActionCadenceStepTracker",
+                {"ActionCadenceTrackerId": TRACKER_ID, "State": "Done"},
+                system=True,
+            )
     assert info.value.to_dict() == {
         "message": "State: bad value for restricted picklist field: Done",
         "errorCode": "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
@@ -83,7 +113,11 @@ def test_read_only_object_refuses_api_writes_but_not_the_runtime(store: records.
         with store.transaction() as tx:
             tx.insert("ActionCadenceStepTracker", {"State": "Active"})
     with store.transaction() as tx:
-        sid = tx.insert("ActionCadenceStepTracker", {"ActionCadenceTrackerId": TRACKER_ID, "State": "Active"}, system=True)
+        sid = tx.insert(
+            "ActionCadenceStepTracker",
+            {"ActionCadenceTrackerId": TRACKER_ID, "State": "Active"},
+            system=True,
+        )
     with pytest.raises(errors.RequiredFieldMissing):
         with store.transaction() as tx:  # not nillable: required even for the runtime
             tx.insert("ActionCadenceStepTracker", {"State": "Active"}, system=True)
@@ -113,12 +147,28 @@ def test_update_cannot_null_a_required_field(store: records.Store) -> None:
 
 def test_guarded_update(store: records.Store) -> None:
     with store.transaction() as tx:
-        sid = tx.insert("ActionCadenceStepTracker", {"ActionCadenceTrackerId": TRACKER_ID, "State": "Active"}, system=True)
+        sid = tx.insert(
+            "ActionCadenceStepTracker",
+            {"ActionCadenceTrackerId": TRACKER_ID, "State": "Active"},
+            system=True,
+        )
     with store.transaction() as tx:
-        tx.update("ActionCadenceStepTracker", sid, {"State": "InProgress"}, system=True, expect={"State": "Active"})
+        tx.update(
+            "ActionCadenceStepTracker",
+            sid,
+            {"State": "InProgress"},
+            system=True,
+            expect={"State": "Active"},
+        )
     with pytest.raises(errors.StaleTransition):
         with store.transaction() as tx:
-            tx.update("ActionCadenceStepTracker", sid, {"State": "Completed"}, system=True, expect={"State": "Active"})
+            tx.update(
+                "ActionCadenceStepTracker",
+                sid,
+                {"State": "Completed"},
+                system=True,
+                expect={"State": "Active"},
+            )
     assert store.get("ActionCadenceStepTracker", sid)["State"] == "InProgress"  # type: ignore[index]
 
 
@@ -159,7 +209,9 @@ def test_soft_delete_logs_and_undelete_restores(store: records.Store, clock: Man
 
 def test_datetime_values_are_utc_millisecond(store: records.Store) -> None:
     with store.transaction() as tx:
-        cid = tx.insert("Contact", {"LastName": "A", "EmailBouncedDate": "2026-03-01T10:00:00.123456+02:00"})
+        cid = tx.insert(
+            "Contact", {"LastName": "A", "EmailBouncedDate": "2026-03-01T10:00:00.123456+02:00"}
+        )
     row = store.get("Contact", cid)
     assert row is not None and row["EmailBouncedDate"] == datetime(2026, 3, 1, 8, 0, 0, 123000)
 
@@ -177,7 +229,9 @@ def test_calculated_fields_are_derived_on_read(store: records.Store, clock: Manu
     clock.advance(seconds=90)
     assert store.get("ActionCadenceStepTracker", sid)["SecondsOverdue"] == 90  # type: ignore[index]
     with store.transaction() as tx:
-        tx.update("ActionCadenceStepTracker", sid, {"ActionTakenDateTime": clock.now()}, system=True)
+        tx.update(
+            "ActionCadenceStepTracker", sid, {"ActionTakenDateTime": clock.now()}, system=True
+        )
     clock.advance(hours=5)
     row = store.get("ActionCadenceStepTracker", sid)
     assert row is not None and row["SecondsOverdue"] == 90 and row["IsActionTaken"] is True
@@ -189,7 +243,9 @@ def test_live_row_counters_stay_exact(store: records.Store) -> None:
     def both(name: str) -> tuple[int, int]:
         table = store.meta.tables[name]
         with store.reading() as conn:
-            actual = conn.execute(sa.select(sa.func.count()).select_from(table).where(table.c.IsDeleted == sa.false())).scalar_one()
+            actual = conn.execute(
+                sa.select(sa.func.count()).select_from(table).where(table.c.IsDeleted == sa.false())
+            ).scalar_one()
             return counts.live(conn, store.meta, name), int(actual)
 
     assert both("User") == (1, 1)  # the bootstrap Automated Process user

@@ -6,15 +6,34 @@ from typing import Any
 
 from opencadence.cadence import model
 
-FIELDS = ("StepName", "Type", "StepTitle", "ParentStepName", "GraphState", "BranchDefaultStepName",
-          "ChainedCadenceId", "GoToStepName", "GoToStepIterationLimit", "GoToStepIntervalInMinutes",
-          "IsImmediateWakeUp", "WaitTimeInSeconds", "ScheduledDaysUntilStart",
-          "ScheduledStartDelayInMinutes", "ScheduledStartTimeInMinutes", "ScheduledDaysUntilDue",
-          "TemplateId")
+FIELDS = (
+    "StepName",
+    "Type",
+    "StepTitle",
+    "ParentStepName",
+    "GraphState",
+    "BranchDefaultStepName",
+    "ChainedCadenceId",
+    "GoToStepName",
+    "GoToStepIterationLimit",
+    "GoToStepIntervalInMinutes",
+    "IsImmediateWakeUp",
+    "WaitTimeInSeconds",
+    "ScheduledDaysUntilStart",
+    "ScheduledStartDelayInMinutes",
+    "ScheduledStartTimeInMinutes",
+    "ScheduledDaysUntilDue",
+    "TemplateId",
+)
 
 
-def cadence(*steps: dict[str, Any], state: str = "Active", exit_rules: tuple[str, ...] = (),
-            cid: str = "77C0C0000000001AAA", **cad: Any) -> model.Cadence:
+def cadence(
+    *steps: dict[str, Any],
+    state: str = "Active",
+    exit_rules: tuple[str, ...] = (),
+    cid: str = "77C0C0000000001AAA",
+    **cad: Any,
+) -> model.Cadence:
     """A cadence: a Root then ``steps`` (each parented on the previous one by default).
 
     A step may carry ``rules=[(name, next, [values])]`` and ``variants=[(template, split)]``.
@@ -33,21 +52,61 @@ def cadence(*steps: dict[str, Any], state: str = "Active", exit_rules: tuple[str
         prev = row["StepName"]
         for j, (name, nxt, values) in enumerate(s.get("rules", [])):
             rid = f"0cR{i:03d}{j}"
-            rules.append({"Id": rid, "RuleName": name, "RuleType": "BranchStep",
-                          "ActionCadenceStepId": row["Id"], "GlobalEventType": None,
-                          "OutcomeNextStepName": nxt, "ParentRuleName": None, "GraphState": None})
-            resource = "EmailEngagement" if s["Type"] == "ListenerBranch" else "CallDispositionCategory"
+            rules.append(
+                {
+                    "Id": rid,
+                    "RuleName": name,
+                    "RuleType": "BranchStep",
+                    "ActionCadenceStepId": row["Id"],
+                    "GlobalEventType": None,
+                    "OutcomeNextStepName": nxt,
+                    "ParentRuleName": None,
+                    "GraphState": None,
+                }
+            )
+            resource = (
+                "EmailEngagement" if s["Type"] == "ListenerBranch" else "CallDispositionCategory"
+            )
             for k, v in enumerate(values):
-                conds.append({"Id": f"0cC{i}{j}{k}", "ActionCadenceRuleId": rid,
-                              "RuleConditionName": f"c{i}{j}{k}", "Resource": resource,
-                              "Operator": "Equal", "Value": v})
+                conds.append(
+                    {
+                        "Id": f"0cC{i}{j}{k}",
+                        "ActionCadenceRuleId": rid,
+                        "RuleConditionName": f"c{i}{j}{k}",
+                        "Resource": resource,
+                        "Operator": "Equal",
+                        "Value": v,
+                    }
+                )
         for j, (template, split) in enumerate(s.get("variants", [])):
-            variants.append({"Id": f"0cV{i}{j}", "ActionCadenceStepId": row["Id"],
-                             "TemplateId": template, "SplitPercentage": split})
+            variants.append(
+                {
+                    "Id": f"0cV{i}{j}",
+                    "ActionCadenceStepId": row["Id"],
+                    "TemplateId": template,
+                    "SplitPercentage": split,
+                }
+            )
     for k, ev in enumerate(exit_rules):
-        rules.append({"Id": f"0cRg{k}", "RuleName": f"g{k}", "RuleType": "RootStep",
-                      "ActionCadenceStepId": "0cS000", "GlobalEventType": ev,
-                      "OutcomeNextStepName": None, "ParentRuleName": None, "GraphState": None})
-    head = {"Id": cid, "Name": "C", "State": state, "Type": "Standard", "OwnerId": None,
-            "IsWaitAllowedBeforeDaisyChain": False, **cad}
+        rules.append(
+            {
+                "Id": f"0cRg{k}",
+                "RuleName": f"g{k}",
+                "RuleType": "RootStep",
+                "ActionCadenceStepId": "0cS000",
+                "GlobalEventType": ev,
+                "OutcomeNextStepName": None,
+                "ParentRuleName": None,
+                "GraphState": None,
+            }
+        )
+    head = {
+        "Id": cid,
+        "Name": "C",
+        "State": state,
+        "Type": "Standard",
+        "OwnerId": None,
+        "IsWaitAllowedBeforeDaisyChain": False,
+        **cad,
+    }
     return model.from_records(head, rows, rules, conds, variants)

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from opencadence.cadence import engine, model
-
 from tests.unit.cadence.graphs import cadence
 
 NOW = datetime(2026, 1, 5, 9)
@@ -27,17 +26,43 @@ def updates(d: engine.Decision, obj: str) -> list[engine.Update]:
     return [op for op in d.ops if isinstance(op, engine.Update) and op.object == obj]
 
 
-def situation(cad: model.Cadence, step_name: str, state: str = "Active", *,
-              tracker: dict[str, Any] | None = None, run: engine.Run | None = None,
-              visits: dict[str, int] | None = None, **step_fields: Any) -> engine.Situation:
+def situation(
+    cad: model.Cadence,
+    step_name: str,
+    state: str = "Active",
+    *,
+    tracker: dict[str, Any] | None = None,
+    run: engine.Run | None = None,
+    visits: dict[str, int] | None = None,
+    **step_fields: Any,
+) -> engine.Situation:
     step = cad.steps[step_name]
-    t = {"Id": "0cT1", "ActionCadenceId": cad.id, "TargetId": "003X", "OwnerId": USER,
-         "State": "Running", "CurrentStepId": "0cK1", "LastCompletedStepId": "0cK0",
-         "DaisyChainIteration": 1, "ScheduledResumeDateTime": None, "IsTrackerActive": True,
-         "LastModifiedById": USER, **(tracker or {})}
-    s = {"Id": "0cK1", "ActionCadenceStepId": step.id, "StepType": step.type, "State": state,
-         "DueDateTime": None, "ScheduledStartDateTime": NOW, "GoToStepIterationCount": 1,
-         "WasEverPaused": False, "LastModifiedById": USER, **step_fields}
+    t = {
+        "Id": "0cT1",
+        "ActionCadenceId": cad.id,
+        "TargetId": "003X",
+        "OwnerId": USER,
+        "State": "Running",
+        "CurrentStepId": "0cK1",
+        "LastCompletedStepId": "0cK0",
+        "DaisyChainIteration": 1,
+        "ScheduledResumeDateTime": None,
+        "IsTrackerActive": True,
+        "LastModifiedById": USER,
+        **(tracker or {}),
+    }
+    s = {
+        "Id": "0cK1",
+        "ActionCadenceStepId": step.id,
+        "StepType": step.type,
+        "State": state,
+        "DueDateTime": None,
+        "ScheduledStartDateTime": NOW,
+        "GoToStepIterationCount": 1,
+        "WasEverPaused": False,
+        "LastModifiedById": USER,
+        **step_fields,
+    }
     return engine.Situation(t, s, run or engine.Run("0cT1"), visits or {step_name: 1})
 
 
@@ -66,8 +91,10 @@ def test_enrol_refuses_inactive_cadence_and_unknown_start() -> None:
 
 
 def test_wait_due_completes_and_moves_on() -> None:
-    cad = cadence({"StepName": "w", "Type": "Wait", "WaitTimeInSeconds": 60},
-                  {"StepName": "t", "Type": "CreateTask"})
+    cad = cadence(
+        {"StepName": "w", "Type": "Wait", "WaitTimeInSeconds": 60},
+        {"StepName": "t", "Type": "CreateTask"},
+    )
     d = engine.on_due(ctx(cad), cad, situation(cad, "w"), NOW, USER)
     (done,) = updates(d, engine.STEP)
     assert done.changes["State"] == "Completed" and done.expect == {"State": "Active"}
@@ -76,13 +103,22 @@ def test_wait_due_completes_and_moves_on() -> None:
 
 
 def test_branch_routes_on_call_outcome_else_default() -> None:
-    cad = cadence({"StepName": "call", "Type": "MakeACall"},
-                  {"StepName": "b", "Type": "Branch", "BranchDefaultStepName": "no",
-                   "rules": [("r", "yes", ["CallMeaningfulConnect"])]},
-                  {"StepName": "yes", "Type": "SendAnEmail", "ParentStepName": "b"},
-                  {"StepName": "no", "Type": "CreateTask", "ParentStepName": "b"})
-    for outcome, expected in (("CallMeaningfulConnect", "SendAnEmail"), ("CallUnqualified", "CreateTask"),
-                              (None, "CreateTask")):
+    cad = cadence(
+        {"StepName": "call", "Type": "MakeACall"},
+        {
+            "StepName": "b",
+            "Type": "Branch",
+            "BranchDefaultStepName": "no",
+            "rules": [("r", "yes", ["CallMeaningfulConnect"])],
+        },
+        {"StepName": "yes", "Type": "SendAnEmail", "ParentStepName": "b"},
+        {"StepName": "no", "Type": "CreateTask", "ParentStepName": "b"},
+    )
+    for outcome, expected in (
+        ("CallMeaningfulConnect", "SendAnEmail"),
+        ("CallUnqualified", "CreateTask"),
+        (None, "CreateTask"),
+    ):
         d = engine.on_call(ctx(cad), cad, situation(cad, "call"), NOW, USER, outcome)
         branch, nxt = inserted(d)
         assert branch["State"] == "Completed" and nxt["StepType"] == expected
@@ -102,14 +138,22 @@ def test_global_exit_on_event() -> None:
 
 
 def test_listener_records_signals_and_routes_at_window_end() -> None:
-    cad = cadence({"StepName": "l", "Type": "ListenerBranch", "WaitTimeInSeconds": 60,
-                   "BranchDefaultStepName": "no", "rules": [("r", "yes", ["EmailLinkClick"])]},
-                  {"StepName": "yes", "Type": "MakeACall", "ParentStepName": "l"},
-                  {"StepName": "no", "Type": "CreateTask", "ParentStepName": "l"})
+    cad = cadence(
+        {
+            "StepName": "l",
+            "Type": "ListenerBranch",
+            "WaitTimeInSeconds": 60,
+            "BranchDefaultStepName": "no",
+            "rules": [("r", "yes", ["EmailLinkClick"])],
+        },
+        {"StepName": "yes", "Type": "MakeACall", "ParentStepName": "l"},
+        {"StepName": "no", "Type": "CreateTask", "ParentStepName": "l"},
+    )
     d = engine.on_engagement(ctx(cad), cad, situation(cad, "l"), NOW, USER, "EmailLinkClick")
     assert d.ops == [] and d.run[-1].fields == {"signals": "EmailLinkClick"}
-    ignored = engine.on_engagement(ctx(cad), cad, situation(cad, "l"), NOW, USER, "EmailLinkClick",
-                                   on_listened_email=False)
+    ignored = engine.on_engagement(
+        ctx(cad), cad, situation(cad, "l"), NOW, USER, "EmailLinkClick", on_listened_email=False
+    )
     assert ignored.run == []
     sit = situation(cad, "l", run=engine.Run("0cT1", signals=frozenset({"EmailLinkClick"})))
     end = engine.on_due(ctx(cad), cad, sit, NOW, USER)
@@ -117,23 +161,41 @@ def test_listener_records_signals_and_routes_at_window_end() -> None:
 
 
 def test_repeat_loop_counts_iterations_and_waits_the_interval() -> None:
-    cad = cadence({"StepName": "a", "Type": "CreateTask"},
-                  {"StepName": "b", "Type": "CreateTask", "GoToStepName": "a",
-                   "GoToStepIterationLimit": 1, "GoToStepIntervalInMinutes": 30})
+    cad = cadence(
+        {"StepName": "a", "Type": "CreateTask"},
+        {
+            "StepName": "b",
+            "Type": "CreateTask",
+            "GoToStepName": "a",
+            "GoToStepIterationLimit": 1,
+            "GoToStepIntervalInMinutes": 30,
+        },
+    )
     sit = situation(cad, "b", visits={"a": 1, "b": 1})
     d = engine.on_step_event(ctx(cad), cad, sit, NOW, USER, "0cK1", "ManualComplete")
     (again,) = inserted(d)
     assert again["StepTitle"] is None and again["GoToStepIterationCount"] == 2
-    assert again["State"] == "Scheduled" and again["ScheduledStartDateTime"] == NOW + timedelta(minutes=30)
-    done = engine.on_step_event(ctx(cad), cad, situation(cad, "b", visits={"a": 2, "b": 2}), NOW,
-                                USER, "0cK1", "ManualComplete")
+    assert again["State"] == "Scheduled" and again["ScheduledStartDateTime"] == NOW + timedelta(
+        minutes=30
+    )
+    done = engine.on_step_event(
+        ctx(cad),
+        cad,
+        situation(cad, "b", visits={"a": 2, "b": 2}),
+        NOW,
+        USER,
+        "0cK1",
+        "ManualComplete",
+    )
     assert updates(done, engine.TRACKER)[0].changes["CompletionReason"] == "NoMoreSteps"
 
 
 def test_daisy_chain_enrols_into_the_chained_cadence() -> None:
     nxt = cadence({"StepName": "x", "Type": "CreateTask"}, cid="77CNEXT")
-    cad = cadence({"StepName": "t", "Type": "CreateTask"},
-                  {"StepName": "d", "Type": "DaisyChain", "ChainedCadenceId": "77CNEXT"})
+    cad = cadence(
+        {"StepName": "t", "Type": "CreateTask"},
+        {"StepName": "d", "Type": "DaisyChain", "ChainedCadenceId": "77CNEXT"},
+    )
     d = engine.on_step_event(ctx(cad, nxt), cad, situation(cad, "t"), NOW, USER, "0cK1", "Skip")
     old = updates(d, engine.TRACKER)[0]
     assert old.changes["CompletionReason"] == "DaisyChained"
@@ -150,11 +212,18 @@ def test_pause_and_resume_shift_by_the_paused_time() -> None:
     assert updates(d, engine.STEP)[0].changes == {"State": "Paused", "WasEverPaused": True}
     assert d.run[-1].fields["due_at"] is None and d.run[-1].fields["held_due_at"] == due
     later = NOW + timedelta(hours=2)
-    paused = situation(cad, "w", "Paused", tracker={"State": "Paused"},
-                       run=engine.Run("0cT1", paused_at=NOW, paused_state="Active", held_due_at=due))
+    paused = situation(
+        cad,
+        "w",
+        "Paused",
+        tracker={"State": "Paused"},
+        run=engine.Run("0cT1", paused_at=NOW, paused_state="Active", held_due_at=due),
+    )
     r = engine.resume(ctx(cad), cad, paused, later, USER)
     assert r.run[-1].fields["due_at"] == due + timedelta(hours=2)
-    assert updates(r, engine.TRACKER)[0].changes["ScheduledResumeDateTime"] == due + timedelta(hours=2)
+    assert updates(r, engine.TRACKER)[0].changes["ScheduledResumeDateTime"] == due + timedelta(
+        hours=2
+    )
     with pytest.raises(engine.Refused):
         engine.resume(ctx(cad), cad, sit, NOW, USER)
 
@@ -174,8 +243,14 @@ def test_auto_email_due_asks_for_a_send_with_the_variant_template() -> None:
     cad = cadence({"StepName": "e", "Type": "AutoSendAnEmail", "variants": [("00XA", 100)]})
     d = engine.on_due(ctx(cad), cad, situation(cad, "e", "Queued"), NOW, USER)
     assert d.send is not None and d.send.template_id == "00XA" and d.ops == []
-    err = engine.on_sent(ctx(cad), cad, situation(cad, "e", "Queued"), NOW, USER,
-                         engine.SendResult(False, "TEMPLATE_EMPTY"))
+    err = engine.on_sent(
+        ctx(cad),
+        cad,
+        situation(cad, "e", "Queued"),
+        NOW,
+        USER,
+        engine.SendResult(False, "TEMPLATE_EMPTY"),
+    )
     assert updates(err, engine.STEP)[0].changes == {"State": "Error", "ErrorCode": "TEMPLATE_EMPTY"}
 
 

@@ -10,8 +10,9 @@ from opencadence.cadence import model, schedule
 
 
 def step(type_: str = "MakeACall", **kw: int) -> model.Step:
-    return model.Step(id="0cS", name="s", type=type_, title=None, parent_name="root",
-                      graph_state="Included", **kw)  # type: ignore[arg-type]
+    return model.Step(
+        id="0cS", name="s", type=type_, title=None, parent_name="root", graph_state="Included", **kw
+    )  # type: ignore[arg-type]
 
 
 ENTERED = datetime(2026, 1, 5, 15, 30)  # 10:30 in New York
@@ -25,7 +26,8 @@ def test_no_schedule_starts_now_and_is_due_end_of_local_day() -> None:
 
 def test_days_until_start_keeps_wall_time_or_uses_time_of_day() -> None:
     assert schedule.start_of(step(days_until_start=2), ENTERED, "America/New_York") == datetime(
-        2026, 1, 7, 15, 30)
+        2026, 1, 7, 15, 30
+    )
     at_nine = step(days_until_start=1, start_time_minutes=9 * 60)
     assert schedule.start_of(at_nine, ENTERED, "America/New_York") == datetime(2026, 1, 6, 14, 0)
 
@@ -47,7 +49,8 @@ def test_dst_keeps_the_wall_time() -> None:
     # 2026-03-08: New York springs forward; 09:00 local is 14:00 UTC before, 13:00 after
     s = step(days_until_start=1, start_time_minutes=9 * 60)
     assert schedule.start_of(s, datetime(2026, 3, 7, 15), "America/New_York") == datetime(
-        2026, 3, 8, 13, 0)
+        2026, 3, 8, 13, 0
+    )
 
 
 def test_days_until_due_and_automated_steps() -> None:

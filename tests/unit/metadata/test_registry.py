@@ -13,17 +13,40 @@ OBJECTS = list(REG)
 #: reference targets opencadence does not declare (Salesforce objects the runtime never stores)
 EXTERNAL = {"CallTemplate", "Invoice"}
 CADENCE = {
-    "ActionCadence", "ActionCadenceStep", "ActionCadenceRule", "ActionCadenceRuleCondition",
-    "ActionCadenceStepVariant", "ActionCadenceTracker", "ActionCadenceStepTracker",
+    "ActionCadence",
+    "ActionCadenceStep",
+    "ActionCadenceRule",
+    "ActionCadenceRuleCondition",
+    "ActionCadenceStepVariant",
+    "ActionCadenceTracker",
+    "ActionCadenceStepTracker",
     "ActionCdncStpMonthlyMetric",
 }
 CRM = {
-    "User", "Group", "Organization", "Contact", "Lead", "Account", "Opportunity", "EmailTemplate",
-    "Folder", "Task", "EmailMessage",
+    "User",
+    "Group",
+    "Organization",
+    "Contact",
+    "Lead",
+    "Account",
+    "Opportunity",
+    "EmailTemplate",
+    "Folder",
+    "Task",
+    "EmailMessage",
 }
 CHANGE_EVENTS = {
-    "ActionCadence", "ActionCadenceStep", "ActionCadenceTracker", "ActionCadenceStepTracker",
-    "Contact", "Lead", "Account", "Opportunity", "User", "Task", "EmailMessage",
+    "ActionCadence",
+    "ActionCadenceStep",
+    "ActionCadenceTracker",
+    "ActionCadenceStepTracker",
+    "Contact",
+    "Lead",
+    "Account",
+    "Opportunity",
+    "User",
+    "Task",
+    "EmailMessage",
 }
 #: createable, not nillable, not defaulted on create: what a create() must supply
 REQUIRED = {
@@ -32,8 +55,16 @@ REQUIRED = {
     "ActionCadenceRule": {"ActionCadenceStepId", "ConditionLogic", "RuleName"},
     "ActionCadenceRuleCondition": {"ActionCadenceRuleId", "RuleConditionName"},
     "ActionCadenceStepVariant": {"ActionCadenceStepId"},
-    "User": {"Username", "LastName", "Alias", "Email", "TimeZoneSidKey", "LocaleSidKey",
-             "LanguageLocaleKey", "EmailEncodingKey"},
+    "User": {
+        "Username",
+        "LastName",
+        "Alias",
+        "Email",
+        "TimeZoneSidKey",
+        "LocaleSidKey",
+        "LanguageLocaleKey",
+        "EmailEncodingKey",
+    },
     "Group": {"Name"},
     "Folder": {"Name", "Type", "AccessType"},
     "Contact": {"LastName"},
@@ -72,9 +103,13 @@ def test_cadence_calls() -> None:
     write = read | {"create", "delete", "update", "upsert"}
     expected = {
         "ActionCadence": write | {"describeLayout", "search"},
-        "ActionCadenceStep": write, "ActionCadenceRule": write, "ActionCadenceStepVariant": write,
-        "ActionCadenceRuleCondition": read, "ActionCdncStpMonthlyMetric": read,
-        "ActionCadenceStepTracker": read, "ActionCadenceTracker": read | {"delete"},
+        "ActionCadenceStep": write,
+        "ActionCadenceRule": write,
+        "ActionCadenceStepVariant": write,
+        "ActionCadenceRuleCondition": read,
+        "ActionCdncStpMonthlyMetric": read,
+        "ActionCadenceStepTracker": read,
+        "ActionCadenceTracker": read | {"delete"},
     }
     assert {name: REG.object(name).calls for name in expected} == expected
 
@@ -114,7 +149,10 @@ def test_expected_child_relationships() -> None:
         return {c.relationship_name for c in REG.child_relationships(parent)}
 
     assert names("ActionCadence") == {
-        "ActionCadenceSteps", "ActionCadenceTrackers", "ActionCadenceStepTrackers"}
+        "ActionCadenceSteps",
+        "ActionCadenceTrackers",
+        "ActionCadenceStepTrackers",
+    }
     assert {"ActionCadenceRules", "ActionCadenceStepVariants"} <= names("ActionCadenceStep")
     assert names("ActionCadenceRule") == {"ActionCadenceRuleConditions"}
     for target in ("Contact", "Lead"):
@@ -125,8 +163,7 @@ def test_expected_child_relationships() -> None:
 @pytest.mark.parametrize("obj", OBJECTS, ids=_ids)
 def test_required_fields(obj: model.ObjectDef) -> None:
     required = {
-        f.name for f in obj.fields
-        if f.createable and not f.nillable and not f.defaulted_on_create
+        f.name for f in obj.fields if f.createable and not f.nillable and not f.defaulted_on_create
     }
     assert required == REQUIRED.get(obj.name, set())
 
@@ -172,5 +209,12 @@ def test_time_zones_are_real() -> None:
         assert f is not None
         for p in f.picklist:
             ZoneInfo(p.value)
-        assert {"America/Los_Angeles", "America/New_York", "Europe/London", "Europe/Paris",
-                "Asia/Tokyo", "Australia/Sydney", "GMT"} <= {p.value for p in f.picklist}
+        assert {
+            "America/Los_Angeles",
+            "America/New_York",
+            "Europe/London",
+            "Europe/Paris",
+            "Asia/Tokyo",
+            "Australia/Sydney",
+            "GMT",
+        } <= {p.value for p in f.picklist}

@@ -48,8 +48,11 @@ def _valid_params() -> list[object]:
     for no, line in _lines("valid.txt"):
         marks = []
         if no in KNOWN_REJECTED:
-            marks.append(pytest.mark.xfail(reason=KNOWN_REJECTED[no], strict=True,
-                                           raises=errors.MalformedQuery))
+            marks.append(
+                pytest.mark.xfail(
+                    reason=KNOWN_REJECTED[no], strict=True, raises=errors.MalformedQuery
+                )
+            )
         params.append(pytest.param(line, id=f"valid-{no}", marks=marks))
     return params
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from opencadence.soql import dates
 
-UTC = timezone.utc
+UTC = UTC
 LA = "America/Los_Angeles"
 
 #: Sunday 2024-03-10, 05:00 PDT: the day US DST starts (02:00 → 03:00 local).
@@ -96,7 +96,15 @@ CASES = [
     ("THIS_FISCAL_QUARTER", None, APRIL_FIRST, LA, 4, D(2024, 4, 1), D(2024, 7, 1)),
     ("LAST_FISCAL_QUARTER", None, APRIL_FIRST, LA, 4, D(2024, 1, 1), D(2024, 4, 1)),
     # a fiscal year starting in April, seen from late March local time but April in UTC
-    ("THIS_FISCAL_YEAR", None, datetime(2024, 4, 1, 3, tzinfo=UTC), LA, 4, D(2023, 4, 1), D(2024, 4, 1)),
+    (
+        "THIS_FISCAL_YEAR",
+        None,
+        datetime(2024, 4, 1, 3, tzinfo=UTC),
+        LA,
+        4,
+        D(2023, 4, 1),
+        D(2024, 4, 1),
+    ),
     # fiscal years starting in November: quarters cross the calendar year
     ("THIS_FISCAL_QUARTER", None, JAN_31, LA, 11, D(2023, 11, 1), D(2024, 2, 1)),
     ("THIS_FISCAL_YEAR", None, JAN_31, LA, 11, D(2023, 11, 1), D(2024, 11, 1)),
@@ -193,7 +201,9 @@ def test_dst_day_ranges() -> None:
     assert end - start == timedelta(hours=25)
 
 
-@pytest.mark.parametrize("tz", [LA, "America/Santiago", "Asia/Beirut", "Australia/Lord_Howe", "GMT"])
+@pytest.mark.parametrize(
+    "tz", [LA, "America/Santiago", "Asia/Beirut", "Australia/Lord_Howe", "GMT"]
+)
 def test_local_midnight_is_first_instant_of_the_day(tz: str) -> None:
     zone = dates.zone(tz)
     day = D(2024, 1, 1)

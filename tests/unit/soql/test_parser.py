@@ -15,7 +15,7 @@ from opencadence.soql.tokens import TokenType, tokenize
 
 from .test_conformance import KNOWN_REJECTED, _lines
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def where(query: str) -> n.Condition:
@@ -97,7 +97,9 @@ def test_count_star_and_aggregates() -> None:
     assert parse("SELECT Count() c FROM Contact").select == (n.CountStar("c"),)
     q = parse("SELECT COUNT(Id) cnt, COUNT_DISTINCT(Company), MAX(Amount) max FROM Lead")
     assert [(f.name, f.alias) for f in q.select if isinstance(f, n.Function)] == [
-        ("COUNT", "cnt"), ("COUNT_DISTINCT", None), ("MAX", "max"),
+        ("COUNT", "cnt"),
+        ("COUNT_DISTINCT", None),
+        ("MAX", "max"),
     ]
 
 
@@ -158,10 +160,12 @@ def test_from_using_with_for_update() -> None:
         "WITH SECURITY_ENFORCED FOR VIEW UPDATE TRACKING, VIEWSTAT"
     )
     assert q.with_ == (
-        n.WithDataCategory((
-            n.CategoryFilter("Geo__c", "AT", ("usa__c", "uk__c")),
-            n.CategoryFilter("Prod__c", "BELOW", ("all__c",)),
-        )),
+        n.WithDataCategory(
+            (
+                n.CategoryFilter("Geo__c", "AT", ("usa__c", "uk__c")),
+                n.CategoryFilter("Prod__c", "BELOW", ("all__c",)),
+            )
+        ),
         n.WithMode("SECURITY_ENFORCED"),
     )
     assert (q.for_, q.update) == (("VIEW",), ("TRACKING", "VIEWSTAT"))
@@ -226,8 +230,14 @@ def test_like_pattern_form_keeps_escapes_distinct() -> None:
         ("2020-11-11", n.Date(dt.date(2020, 11, 11))),
         ("2010-09-20T22:16:30.000Z", n.DateTime(dt.datetime(2010, 9, 20, 22, 16, 30, tzinfo=UTC))),
         ("1999-01-01T23:01:01-08:00", n.DateTime(dt.datetime(1999, 1, 2, 7, 1, 1, tzinfo=UTC))),
-        ("2017-04-05T10:41:42.123+0000", n.DateTime(dt.datetime(2017, 4, 5, 10, 41, 42, 123000, UTC))),
-        ("2020-04-23T09:00:00.1234567890+00:00", n.DateTime(dt.datetime(2020, 4, 23, 9, 0, 0, 123456, UTC))),
+        (
+            "2017-04-05T10:41:42.123+0000",
+            n.DateTime(dt.datetime(2017, 4, 5, 10, 41, 42, 123000, UTC)),
+        ),
+        (
+            "2020-04-23T09:00:00.1234567890+00:00",
+            n.DateTime(dt.datetime(2020, 4, 23, 9, 0, 0, 123456, UTC)),
+        ),
         ("01:02:03.500Z", n.Time(dt.time(1, 2, 3, 500000))),
         ("TODAY", n.DateLiteral("TODAY")),
         ("last_90_days", n.DateLiteral("LAST_90_DAYS")),
