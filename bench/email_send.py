@@ -44,8 +44,7 @@ from opencadence.cadence import store as cstore
 from opencadence.clock import ManualClock
 from opencadence.email import settings, smtp_sender
 from opencadence.metadata.registry import default_registry
-from opencadence.storage import engine as engines
-from opencadence.storage import migrate, records, schema
+from opencadence.storage import database, migrate, records, schema
 
 GOAL = 0.50
 START = datetime(2026, 1, 5, 14, tzinfo=UTC)
@@ -84,7 +83,7 @@ def free_port() -> int:
 
 def setup(url: str, n: int) -> None:
     """Rep, template, N contacts, the cadence, everyone enrolled (not timed)."""
-    eng = engines.create_engine(url)
+    eng = database.create_engine(url)
     migrate.upgrade(eng, default_registry(), clock=ManualClock())
     store = records.Store(eng, default_registry(), ManualClock(START))
     with store.transaction() as tx:
@@ -159,7 +158,7 @@ def setup(url: str, n: int) -> None:
 
 def drain(url: str, port: int, now: datetime) -> float:
     """Run the worker with the SMTP sender until nothing is due; seconds taken."""
-    eng = engines.create_engine(url)
+    eng = database.create_engine(url)
     store = records.Store(eng, default_registry(), ManualClock(now))
     sender = smtp_sender.SmtpSender(store, smtp_sender.SmtpConfig(port=port, timeout=30))
     sender.reconcile()
@@ -174,7 +173,7 @@ def drain(url: str, port: int, now: datetime) -> float:
 
 def plain_smtplib(url: str, port: int) -> tuple[float, int]:
     """The same rendered messages over one connection with plain smtplib."""
-    eng = engines.create_engine(url)
+    eng = database.create_engine(url)
     meta = schema.metadata_for(default_registry())
     ob = meta.tables[schema.EMAIL_OUTBOX]
     with eng.connect() as conn:
@@ -188,7 +187,7 @@ def plain_smtplib(url: str, port: int) -> tuple[float, int]:
 
 
 def states(url: str) -> collections.Counter[str]:
-    eng = engines.create_engine(url)
+    eng = database.create_engine(url)
     st = schema.metadata_for(default_registry()).tables["ActionCadenceStepTracker"]
     with eng.connect() as conn:
         got = collections.Counter(

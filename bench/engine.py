@@ -36,8 +36,7 @@ from opencadence.cadence import actions, definition_file, sender, worker
 from opencadence.cadence import store as cstore
 from opencadence.clock import ManualClock
 from opencadence.metadata.registry import default_registry
-from opencadence.storage import engine as engines
-from opencadence.storage import migrate, records, schema
+from opencadence.storage import database, migrate, records, schema
 
 GOAL = 0.25
 START = datetime(2026, 1, 5, 9, tzinfo=UTC)
@@ -76,7 +75,7 @@ TRANSITIONS_PER_TARGET = 10
 
 
 def fresh(url: str) -> sa.Engine:
-    eng = engines.create_engine(url)
+    eng = database.create_engine(url)
     migrate.upgrade(eng, default_registry(), clock=ManualClock())
     return eng
 
@@ -386,7 +385,7 @@ def _worker_process(url: str, now: str, batch: int, barrier: Any, out: Any) -> N
 
 def _drain(url: str, now: str, batch: int, barrier: Any) -> tuple[float, int, list[str]]:
     """One worker process: drain the due work; (seconds, transitions, email keys sent)."""
-    eng = engines.create_engine(url)
+    eng = database.create_engine(url)
     clock = ManualClock(datetime.fromisoformat(now))
     store = make_store(eng, clock)
     outbox = sender.RecordingSender()
@@ -403,20 +402,20 @@ def _drain(url: str, now: str, batch: int, barrier: Any) -> tuple[float, int, li
 
 
 def _pg_db(url: str) -> str:
-    admin = sa.create_engine(engines.normalize_url(url), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(database.normalize_url(url), isolation_level="AUTOCOMMIT")
     name = f"oc_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     admin.dispose()
     _CREATED.append(name)
-    return sa.make_url(engines.normalize_url(url)).set(database=name).render_as_string(False)
+    return sa.make_url(database.normalize_url(url)).set(database=name).render_as_string(False)
 
 
 _CREATED: list[str] = []
 
 
 def _drop_pg(url: str) -> None:
-    admin = sa.create_engine(engines.normalize_url(url), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(database.normalize_url(url), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         for name in _CREATED:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

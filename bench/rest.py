@@ -29,8 +29,11 @@ import soql as soql_bench  # noqa: E402  (the step-tracker loader)
 from opencadence.clock import ManualClock  # noqa: E402
 from opencadence.metadata.registry import default_registry  # noqa: E402
 from opencadence.org import Org  # noqa: E402
-from opencadence.storage import engine as engines  # noqa: E402
-from opencadence.storage import migrate, records  # noqa: E402
+from opencadence.storage import (  # noqa: E402
+    database,  # noqa: E402
+    migrate,
+    records,
+)
 
 QUERY = "SELECT Id, LastName, Email FROM Contact WHERE FirstName = 'G7'"
 HERE = Path(__file__).resolve()
@@ -131,7 +134,7 @@ def rss_mb(pid: int) -> float:
 
 
 def prepare(db: str, n_contacts: int) -> str:
-    eng = engines.create_engine(db)
+    eng = database.create_engine(db)
     migrate.upgrade(eng, default_registry(), clock=ManualClock(soql_bench.NOW))
     org = Org(records.Store(eng, default_registry()))
     with org.store.transaction() as tx:
@@ -241,7 +244,7 @@ def memory_while_paging(work: Path, trackers: int, certs: Path) -> float:
     from simple_salesforce import Salesforce
 
     db = f"sqlite:///{work / 'paging.db'}"
-    eng = engines.create_engine(db)
+    eng = database.create_engine(db)
     migrate.upgrade(eng, default_registry(), clock=ManualClock(soql_bench.NOW))
     soql_bench.load(eng, trackers)
     org = Org(records.Store(eng, default_registry()))

@@ -29,8 +29,7 @@ from opencadence import ids
 from opencadence.clock import ManualClock
 from opencadence.metadata.registry import default_registry
 from opencadence.soql import execute
-from opencadence.storage import counts, migrate, records
-from opencadence.storage import engine as engines
+from opencadence.storage import counts, database, migrate, records
 
 NOW = datetime(2026, 3, 10, 12)
 USER = migrate.AUTOMATED_USER_ID
@@ -193,7 +192,7 @@ def p(values: list[float], q: float) -> float:
 
 
 def run(url: str, rows: int, reps: int, label: str) -> list[float]:
-    eng = engines.create_engine(url)
+    eng = database.create_engine(url)
     migrate.upgrade(eng, default_registry(), clock=ManualClock(NOW))
     print(f"{label}: loading {rows:,} step trackers...", file=sys.stderr)
     keys = load(eng, rows)
@@ -219,13 +218,13 @@ def run(url: str, rows: int, reps: int, label: str) -> list[float]:
 
 
 def with_pg(admin_url: str, fn: Callable[[str], list[float]]) -> list[float]:
-    admin = sa.create_engine(engines.normalize_url(admin_url), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(database.normalize_url(admin_url), isolation_level="AUTOCOMMIT")
     name = f"oc_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     try:
         return fn(
-            sa.make_url(engines.normalize_url(admin_url))
+            sa.make_url(database.normalize_url(admin_url))
             .set(database=name)
             .render_as_string(hide_password=False)
         )

@@ -26,8 +26,7 @@ import sqlalchemy as sa
 from opencadence import ids
 from opencadence.clock import ManualClock
 from opencadence.metadata.registry import default_registry
-from opencadence.storage import engine as engines
-from opencadence.storage import migrate, records
+from opencadence.storage import database, migrate, records
 
 GOAL = 0.5
 STATES = ["Active", "Completed", "Queued", "Scheduled", "InProgress"]
@@ -56,7 +55,7 @@ def make_rows(n: int) -> list[dict[str, Any]]:
 
 
 def fresh_engine(url: str) -> sa.Engine:
-    eng = engines.create_engine(url)
+    eng = database.create_engine(url)
     migrate.upgrade(eng, default_registry(), clock=ManualClock())
     return eng
 
@@ -95,7 +94,7 @@ def run_raw(url: str, rows: list[dict[str, Any]], batch: int) -> float:
     start = time.perf_counter()
     for i in range(0, len(full), batch):
         with eng.connect() as conn:
-            conn = conn.execution_options(**{engines.WRITE_OPTION: True})
+            conn = conn.execution_options(**{database.WRITE_OPTION: True})
             with conn.begin():
                 conn.execute(table.insert(), full[i : i + batch])
     elapsed = time.perf_counter() - start
@@ -104,12 +103,12 @@ def run_raw(url: str, rows: list[dict[str, Any]], batch: int) -> float:
 
 
 def with_pg_database(admin_url: str, fn: Callable[[str], float]) -> float:
-    admin = sa.create_engine(engines.normalize_url(admin_url), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(database.normalize_url(admin_url), isolation_level="AUTOCOMMIT")
     name = f"oc_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     try:
-        url = sa.make_url(engines.normalize_url(admin_url)).set(database=name)
+        url = sa.make_url(database.normalize_url(admin_url)).set(database=name)
         return fn(url.render_as_string(hide_password=False))
     finally:
         with admin.connect() as conn:

@@ -19,8 +19,7 @@ import sqlalchemy as sa
 
 from opencadence.clock import ManualClock
 from opencadence.metadata import registry as registries
-from opencadence.storage import engine as engines
-from opencadence.storage import migrate, records, schema
+from opencadence.storage import database, migrate, records, schema
 
 PG_URL = os.environ.get("OPENCADENCE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
@@ -28,7 +27,7 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
 
 def _pg_reachable() -> str | None:
     try:
-        eng = sa.create_engine(engines.normalize_url(PG_URL))
+        eng = sa.create_engine(database.normalize_url(PG_URL))
         with eng.connect():
             pass
         eng.dispose()
@@ -45,11 +44,11 @@ def pg_url() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL unreachable under CI: {problem}")
         pytest.skip(f"PostgreSQL unreachable: {problem}")
-    admin = sa.create_engine(engines.normalize_url(PG_URL), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(database.normalize_url(PG_URL), isolation_level="AUTOCOMMIT")
     name = f"oc_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sa.make_url(engines.normalize_url(PG_URL)).set(database=name)
+    url = sa.make_url(database.normalize_url(PG_URL)).set(database=name)
     yield url.render_as_string(hide_password=False)
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -60,7 +59,7 @@ def pg_url() -> Iterator[str]:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file that each test copies (creating tables once, not per test)."""
     path = tmp_path_factory.mktemp("template") / "template.db"
-    eng = engines.create_engine(f"sqlite:///{path}")
+    eng = database.create_engine(f"sqlite:///{path}")
     migrate.upgrade(eng, registries.default_registry(), clock=ManualClock())
     eng.dispose()
     return path
@@ -84,7 +83,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def _reset_pg(url: str) -> None:
-    eng = engines.create_engine(url)
+    eng = database.create_engine(url)
     reg = registries.default_registry()
     migrate.upgrade(eng, reg, clock=ManualClock())
     keep = {schema.SEQUENCES, schema.SCHEMA_STATE}
@@ -97,7 +96,7 @@ def _reset_pg(url: str) -> None:
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[sa.Engine]:
-    eng = engines.create_engine(db_url)
+    eng = database.create_engine(db_url)
     yield eng
     eng.dispose()
 

@@ -13,8 +13,7 @@ from opencadence.cadence import cli as cadence_cli
 from opencadence.email import options as email_options
 from opencadence.metadata import describe, registry
 from opencadence.soql import execute
-from opencadence.storage import engine as engines
-from opencadence.storage import migrate, records
+from opencadence.storage import database, migrate, records
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -25,7 +24,7 @@ def _progress(line: str) -> None:
 
 def cmd_init(args: argparse.Namespace) -> int:
     """Create or upgrade the database in place."""
-    eng = engines.create_engine(args.database)
+    eng = database.create_engine(args.database)
     print(f"database: {eng.url.render_as_string(hide_password=True)}", file=sys.stderr)
     changes = migrate.upgrade(eng, registry.default_registry(), progress=_progress)
     print(f"schema up to date ({len(changes)} change(s) applied)", file=sys.stderr)
@@ -46,7 +45,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     """Run a SOQL query (all pages) as the org's automated process user, with full visibility."""
-    eng = engines.create_engine(args.database)
+    eng = database.create_engine(args.database)
     reg = registry.default_registry()
     migrate.upgrade(eng, reg)
     service = execute.QueryService(records.Store(eng, reg))
@@ -61,10 +60,10 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
-def _org(database: str | None, clock: Any = None) -> Any:
+def _org(url: str | None, clock: Any = None) -> Any:
     from opencadence.org import Org
 
-    eng = engines.create_engine(database)
+    eng = database.create_engine(url)
     reg = registry.default_registry()
     migrate.upgrade(eng, reg)
     return Org(records.Store(eng, reg, clock))

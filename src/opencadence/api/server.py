@@ -18,13 +18,12 @@ from opencadence.email import options as email_options
 from opencadence.email import tracking as email_tracking
 from opencadence.metadata import registry
 from opencadence.org import Org
-from opencadence.storage import engine as engines
-from opencadence.storage import migrate, records
+from opencadence.storage import database, migrate, records
 
 
-def make_org(database: str | None, manual: bool) -> tuple[Org, ManualClock | None]:
+def make_org(url: str | None, manual: bool) -> tuple[Org, ManualClock | None]:
     clock = ManualClock(SystemClock().now()) if manual else None
-    eng = engines.create_engine(database)
+    eng = database.create_engine(url)
     reg = registry.default_registry()
     migrate.upgrade(eng, reg, clock=clock)
     return Org(records.Store(eng, reg, clock)), clock

@@ -1,6 +1,6 @@
 """The cadence runtime: definitions, activation, transitions, actions and workers.
 
-Modules: ``model`` (immutable graph), ``validate`` (activation checks), ``schedule`` (start
+Modules: ``graph`` (immutable graph), ``validate`` (activation checks), ``schedule`` (start
 and due dates), ``decision`` and ``engine`` (pure transitions), ``store`` (the only SQL),
 ``worker`` (timers), ``actions`` (the Sales Engagement invocable actions), ``runtime``
 (activation, editing, rep work, calls, engagement), ``sender`` (email-sender interface),

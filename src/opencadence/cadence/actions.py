@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from opencadence import errors, ids
-from opencadence.cadence import engine, model
+from opencadence.cadence import engine, graph
 from opencadence.cadence import sender as senders
 from opencadence.cadence import store as cstore
 from opencadence.clock import as_utc
@@ -24,7 +24,7 @@ from opencadence.storage import records, values
 Input = Mapping[str, Any]
 Result = dict[str, Any]
 Decide = Callable[
-    [engine.Context, model.Cadence, engine.Situation, datetime, Input], engine.Decision
+    [engine.Context, graph.Cadence, engine.Situation, datetime, Input], engine.Decision
 ]
 
 NAMES = (
@@ -330,7 +330,7 @@ class Actions:
 
         def decide(
             ctx: engine.Context,
-            cad: model.Cadence,
+            cad: graph.Cadence,
             sit: engine.Situation,
             now: datetime,
             inp: Input,
@@ -361,7 +361,7 @@ class Actions:
 
         def decide(
             ctx: engine.Context,
-            cad: model.Cadence,
+            cad: graph.Cadence,
             sit: engine.Situation,
             now: datetime,
             inp: Input,
@@ -391,7 +391,7 @@ class Actions:
 
         def decide(
             ctx: engine.Context,
-            cad: model.Cadence,
+            cad: graph.Cadence,
             sit: engine.Situation,
             now: datetime,
             inp: Input,

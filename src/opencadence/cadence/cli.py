@@ -16,8 +16,7 @@ from typing import Any
 
 from opencadence.cadence import definition_file, worker
 from opencadence.metadata import registry
-from opencadence.storage import engine as engines
-from opencadence.storage import migrate, records
+from opencadence.storage import database, migrate, records
 
 DATABASE_HELP = (
     "database URL (default: SQLite file opencadence.db or "
@@ -28,7 +27,7 @@ DATABASE_HELP = (
 @contextmanager
 def _store(args: argparse.Namespace) -> Iterator[records.Store]:
     """The database of ``--database``, upgraded in place; its engine disposed afterwards."""
-    eng = engines.create_engine(args.database)
+    eng = database.create_engine(args.database)
     try:
         reg = registry.default_registry()
         migrate.upgrade(eng, reg)

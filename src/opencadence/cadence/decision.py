@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from opencadence import errors
-from opencadence.cadence import model
+from opencadence.cadence import graph
 
 TRACKER = "ActionCadenceTracker"
 STEP = "ActionCadenceStepTracker"
@@ -137,7 +137,7 @@ class Situation:
 class Context:
     """Definitions and facts around a transition."""
 
-    cadences: Mapping[str, model.Cadence]
+    cadences: Mapping[str, graph.Cadence]
     time_zones: Mapping[str, str | None] = field(default_factory=dict)
     max_daisy_chain: int = DEFAULT_MAX_DAISY_CHAIN
 

@@ -1,6 +1,6 @@
 """Pure transition logic of the cadence runtime: no SQL, no clock.
 
-Every function takes the definition (``model.Cadence``), the tracker's situation (its
+Every function takes the definition (``graph.Cadence``), the tracker's situation (its
 ActionCadenceTracker row, its open ActionCadenceStepTracker row, its run-state bookkeeping row)
 and ``now``, and returns a ``Decision``: the rows to insert, the guarded updates to apply, the
 run-state changes (next wake-up) and the side effects (send or cancel an email). ``store``
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from opencadence.cadence import model, schedule
+from opencadence.cadence import graph, schedule
 from opencadence.cadence.decision import (
     ACTIVE_TRACKER_STATES as ACTIVE_TRACKER_STATES,
 )
@@ -80,7 +80,7 @@ from opencadence.cadence.decision import (
 )
 
 
-def pick_variant(step: model.Step, step_tracker_id: str) -> model.Variant | None:
+def pick_variant(step: graph.Step, step_tracker_id: str) -> graph.Variant | None:
     """The variant a step tracker uses: a stable hash of its Id into the split percentages."""
     if not step.variants:
         return None
@@ -100,7 +100,7 @@ class _Move:
         self,
         ctx: Context,
         d: Decision,
-        cadence: model.Cadence,
+        cadence: graph.Cadence,
         tracker: Mapping[str, Any],
         tracker_id: RowId,
         now: datetime,
@@ -168,13 +168,13 @@ class _Move:
         self.run_fields.update(fields)
 
     @property
-    def step_def(self) -> model.Step:
+    def step_def(self) -> graph.Step:
         """The builder step of the open step tracker; a stand-in when the step was deleted
         through the API (no successor: the target's path ends there)."""
         assert self.step is not None
         found = self.cadence.by_id.get(self.step["ActionCadenceStepId"])
         if found is None:
-            return model.Step(
+            return graph.Step(
                 id=self.step["ActionCadenceStepId"] or "",
                 name="",
                 graph_state="Deleted",
@@ -186,7 +186,7 @@ class _Move:
 
     # -- steps ------------------------------------------------------------------------------
 
-    def new_step(self, step: model.Step, state: str, **fields: Any) -> None:
+    def new_step(self, step: graph.Step, state: str, **fields: Any) -> None:
         """Insert the step tracker of ``step`` and make it the tracker's current step."""
         iteration = self.visits.get(step.name, 0) + 1
         self.visits[step.name] = iteration
@@ -253,7 +253,7 @@ class _Move:
         self.run_fields = {}
         self.finished = True
 
-    def enter(self, step: model.Step | None, not_before: datetime | None = None) -> None:
+    def enter(self, step: graph.Step | None, not_before: datetime | None = None) -> None:
         """Move the target to ``step`` (None: end of graph), cascading through instant steps."""
         for _ in range(MAX_CASCADE):
             if step is None:
@@ -266,10 +266,10 @@ class _Move:
         self.finish("NoMoreSteps", ErrorMessage="Stopped: too many instant steps in a row")
 
     def _enter_one(
-        self, step: model.Step, not_before: datetime | None
-    ) -> tuple[model.Step | None, datetime | None] | None:
+        self, step: graph.Step, not_before: datetime | None
+    ) -> tuple[graph.Step | None, datetime | None] | None:
         """Create ``step``'s tracker; return the next step when ``step`` is instantaneous."""
-        if step.type in model.MANUAL_TYPES or step.type == "AutoSendAnEmail":
+        if step.type in graph.MANUAL_TYPES or step.type == "AutoSendAnEmail":
             t = schedule.timing(step, self.now, self.tz, not_before)
             later = t.start > self.now
             if step.type == "AutoSendAnEmail":
@@ -292,7 +292,7 @@ class _Move:
         self.new_step(step, "Active")
         return self.begin(step)
 
-    def begin(self, step: model.Step) -> tuple[model.Step | None, datetime | None] | None:
+    def begin(self, step: graph.Step) -> tuple[graph.Step | None, datetime | None] | None:
         """Start an automatic step that has become current (now, or at its scheduled start)."""
         self.set_step(State="Active", ScheduledStartDateTime=self.now)
         if step.type == "Wait":
@@ -314,13 +314,13 @@ class _Move:
         self.set_run(due_at=None)  # a manual step restarted from Scheduled
         return None
 
-    def route(self, step: model.Step, facts: frozenset[str]) -> model.Step | None:
+    def route(self, step: graph.Step, facts: frozenset[str]) -> graph.Step | None:
         for rule in step.rules:
             if rule.holds(facts):
                 return self.cadence.step(rule.outcome_next_step_name)
         return self.cadence.step(step.branch_default)
 
-    def advance(self, done: model.Step) -> None:
+    def advance(self, done: graph.Step) -> None:
         """After ``done`` completed: follow a repeat loop, else the next step."""
         if done.is_loop:
             target = self.cadence.step(done.goto_name)
@@ -330,7 +330,7 @@ class _Move:
                 return
         self.enter(self.cadence.next_of(done))
 
-    def chain(self, step: model.Step) -> None:
+    def chain(self, step: graph.Step) -> None:
         """DaisyChain: complete here and enrol the target in the chained cadence."""
         iteration = self.tracker.get("DaisyChainIteration") or 1
         chained = self.ctx.cadences.get(step.chained_cadence_id or "")
@@ -359,7 +359,7 @@ class _Move:
             related_to=self.tracker.get("RelatedToId"),
         )
 
-    def exit_global(self, rule: model.Rule) -> None:
+    def exit_global(self, rule: graph.Rule) -> None:
         self.close_step("Completed", "AutomaticallyExited")
         self.finish("AutomaticallyExited", ExitGlobalRuleId=rule.id)
 
@@ -369,7 +369,7 @@ class _Move:
 
 
 def _move(
-    ctx: Context, d: Decision, cadence: model.Cadence, sit: Situation, now: datetime, user: str
+    ctx: Context, d: Decision, cadence: graph.Cadence, sit: Situation, now: datetime, user: str
 ) -> _Move:
     mv = _Move(ctx, d, cadence, sit.tracker, sit.tracker["Id"], now, user)
     if sit.step is not None:
@@ -384,13 +384,13 @@ def _move(
 def enrol_into(
     ctx: Context,
     d: Decision,
-    cadence: model.Cadence,
+    cadence: graph.Cadence,
     target_id: str,
     owner_id: str,
     now: datetime,
     user: str,
     *,
-    start_step: model.Step | None = None,
+    start_step: graph.Step | None = None,
     daisy_iteration: int = 1,
     related_to: str | None = None,
 ) -> None:
@@ -419,7 +419,7 @@ def enrol_into(
 
 def enrol(
     ctx: Context,
-    cadence: model.Cadence,
+    cadence: graph.Cadence,
     target_id: str,
     owner_id: str,
     now: datetime,
@@ -443,9 +443,9 @@ def enrol(
     return d
 
 
-def _step_by_id(cadence: model.Cadence, step_id: str) -> model.Step | None:
+def _step_by_id(cadence: graph.Cadence, step_id: str) -> graph.Step | None:
     found = cadence.by_id.get(step_id)
-    return found if found is not None and found.graph_state == model.LIVE else None
+    return found if found is not None and found.graph_state == graph.LIVE else None
 
 
 def _running(sit: Situation) -> None:
@@ -457,7 +457,7 @@ def _running(sit: Situation) -> None:
 
 
 def on_due(
-    ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str
+    ctx: Context, cadence: graph.Cadence, sit: Situation, now: datetime, user: str
 ) -> Decision:
     """The tracker's wake-up time has come."""
     d = Decision()
@@ -485,8 +485,8 @@ def _due_step(mv: _Move, sit: Situation) -> None:
             mv.step_id or "", template, mv.tracker["OwnerId"], mv.tracker["TargetId"]
         )
     elif state == "Scheduled":
-        nxt = mv.begin(step) if step.type not in model.MANUAL_TYPES else None
-        if step.type in model.MANUAL_TYPES:
+        nxt = mv.begin(step) if step.type not in graph.MANUAL_TYPES else None
+        if step.type in graph.MANUAL_TYPES:
             mv.set_step(State="Active")
             mv.set_run(due_at=None)
         elif nxt is not None:
@@ -503,7 +503,7 @@ def _due_step(mv: _Move, sit: Situation) -> None:
 
 def on_sent(
     ctx: Context,
-    cadence: model.Cadence,
+    cadence: graph.Cadence,
     sit: Situation,
     now: datetime,
     user: str,
@@ -528,7 +528,7 @@ def on_sent(
 # -- rep work and Sales Engagement actions ---------------------------------------------------
 
 
-def _open_step(mv: _Move, sit: Situation, step_tracker_id: str) -> model.Step:
+def _open_step(mv: _Move, sit: Situation, step_tracker_id: str) -> graph.Step:
     if mv.step is None or mv.step["Id"] != step_tracker_id or mv.step["State"] not in OPEN_STATES:
         raise Refused(f"The step tracker {step_tracker_id} is not the target's open step.")
     if sit.tracker["State"] != "Running" or mv.step["State"] == "Paused":
@@ -538,7 +538,7 @@ def _open_step(mv: _Move, sit: Situation, step_tracker_id: str) -> model.Step:
 
 def on_step_event(
     ctx: Context,
-    cadence: model.Cadence,
+    cadence: graph.Cadence,
     sit: Situation,
     now: datetime,
     user: str,
@@ -550,12 +550,12 @@ def on_step_event(
     mv = _move(ctx, d, cadence, sit, now, user)
     step = _open_step(mv, sit, step_tracker_id)
     if event == "Start":
-        if step.type not in model.MANUAL_TYPES or mv.step is None or mv.step["State"] != "Active":
+        if step.type not in graph.MANUAL_TYPES or mv.step is None or mv.step["State"] != "Active":
             raise Refused(f"The step tracker {step_tracker_id} cannot be started.")
         mv.set_step(State="InProgress")
         return d
     if event == "ActionTaken":
-        if step.type not in model.MANUAL_TYPES and not (
+        if step.type not in graph.MANUAL_TYPES and not (
             step.type == "AutoSendAnEmail" and mv.step and mv.step["State"] == "Error"
         ):
             raise Refused(f"A {step.type} step has no action for a rep to take.")
@@ -572,7 +572,7 @@ def on_step_event(
 
 def on_call(
     ctx: Context,
-    cadence: model.Cadence,
+    cadence: graph.Cadence,
     sit: Situation,
     now: datetime,
     user: str,
@@ -604,7 +604,7 @@ def on_call(
     return d
 
 
-def _global_rule(cadence: model.Cadence, event: str | None) -> model.Rule | None:
+def _global_rule(cadence: graph.Cadence, event: str | None) -> graph.Rule | None:
     for rule in cadence.global_rules:
         if event is not None and rule.global_event_type == event:
             return rule
@@ -613,7 +613,7 @@ def _global_rule(cadence: model.Cadence, event: str | None) -> model.Rule | None
 
 def on_engagement(
     ctx: Context,
-    cadence: model.Cadence,
+    cadence: graph.Cadence,
     sit: Situation,
     now: datetime,
     user: str,
@@ -634,7 +634,7 @@ def on_engagement(
         or step.type != "ListenerBranch"
         or mv.step is None
         or mv.step["State"] not in ("Active", "Paused")
-        or event not in model.EMAIL_ENGAGEMENT
+        or event not in graph.EMAIL_ENGAGEMENT
         or not on_listened_email
     ):
         return d
@@ -646,7 +646,7 @@ def on_engagement(
     return d
 
 
-def _wake_listener(mv: _Move, step: model.Step, signals: frozenset[str]) -> None:
+def _wake_listener(mv: _Move, step: graph.Step, signals: frozenset[str]) -> None:
     """An immediate listener routes at the first event a rule matches."""
     if any(rule.holds(signals) for rule in step.rules):
         mv.close_step("Completed", "AutomaticallyCompleted")
@@ -655,7 +655,7 @@ def _wake_listener(mv: _Move, step: model.Step, signals: frozenset[str]) -> None
 
 def remove(
     ctx: Context,
-    cadence: model.Cadence,
+    cadence: graph.Cadence,
     sit: Situation,
     now: datetime,
     user: str,
@@ -673,7 +673,7 @@ def remove(
 
 def pause(
     ctx: Context,
-    cadence: model.Cadence,
+    cadence: graph.Cadence,
     sit: Situation,
     now: datetime,
     user: str,
@@ -694,7 +694,7 @@ def pause(
 
 
 def resume(
-    ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str
+    ctx: Context, cadence: graph.Cadence, sit: Situation, now: datetime, user: str
 ) -> Decision:
     """resumeSalesCadenceTracker: back to Running; due dates and timers shift by the pause."""
     if sit.tracker["State"] != "Paused":
@@ -729,7 +729,7 @@ def _resume(mv: _Move, sit: Situation) -> None:
 
 
 def change_owner(
-    ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str, owner_id: str
+    ctx: Context, cadence: graph.Cadence, sit: Situation, now: datetime, user: str, owner_id: str
 ) -> Decision:
     """changeSalesCadenceTargetAssignee: the tracker's OwnerId."""
     _running(sit)
@@ -741,7 +741,7 @@ def change_owner(
 
 def modify(
     ctx: Context,
-    cadence: model.Cadence,
+    cadence: graph.Cadence,
     sit: Situation,
     now: datetime,
     user: str,
@@ -755,7 +755,7 @@ def modify(
 
 
 def retired(
-    ctx: Context, cadence: model.Cadence, sit: Situation, now: datetime, user: str
+    ctx: Context, cadence: graph.Cadence, sit: Situation, now: datetime, user: str
 ) -> Decision:
     """The target's current step was removed from the active cadence: the target exits."""
     return remove(ctx, cadence, sit, now, user, reason="AutomaticallyExitedDeletedStep")

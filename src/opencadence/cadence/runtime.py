@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from opencadence import errors, ids
-from opencadence.cadence import engine, model, validate
+from opencadence.cadence import engine, graph, validate
 from opencadence.cadence import store as cstore
 from opencadence.storage import records
 
-Decide = Callable[[engine.Context, model.Cadence, engine.Situation], engine.Decision]
+Decide = Callable[[engine.Context, graph.Cadence, engine.Situation], engine.Decision]
 
 
 def transition(
@@ -62,7 +62,7 @@ def activate(
     cadence_id: str,
     user_id: str = records.AUTOMATED_USER,
     config: cstore.Config | None = None,
-) -> model.Cadence:
+) -> graph.Cadence:
     """Validate the graph; set State Active (+ActivatedDate, TotalSteps) or Error with an
     ErrorMessage naming the step, then raise CadenceInvalid."""
     rt = cstore.CadenceStore(store, config)
@@ -88,7 +88,7 @@ def activate(
         return rt.load_definition(conn, cadence_id)
 
 
-def _activate(tx: records.Tx, cadence: model.Cadence) -> None:
+def _activate(tx: records.Tx, cadence: graph.Cadence) -> None:
     for step in cadence.detached:
         if step.graph_state == "Orphaned":  # removed before activation: deleted now
             tx.delete("ActionCadenceStep", step.id, system=True)
@@ -166,11 +166,11 @@ def delete_step(
         return len(tracker_ids)
 
 
-def _retire(tx: records.Tx, cadence: model.Cadence, step: model.Step) -> None:
+def _retire(tx: records.Tx, cadence: graph.Cadence, step: graph.Step) -> None:
     tx.update("ActionCadenceStep", step.id, {"GraphState": "Retired"}, system=True)
     parent = cadence.step(step.parent_name)
     kids = cadence.children.get(step.name, ())
-    if parent is not None and parent.type not in model.BRANCH_TYPES:
+    if parent is not None and parent.type not in graph.BRANCH_TYPES:
         tx.update(
             "ActionCadenceStep", parent.id, {"GoToStepName": kids[0] if kids else None}, system=True
         )

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from opencadence.cadence import model
+from opencadence.cadence import graph
 
 #: Time zone used when the assignee has none (or is a queue).
 DEFAULT_TZ = "GMT"
@@ -67,7 +67,7 @@ def _at(day: datetime, minutes: int, tz: ZoneInfo) -> datetime:
 
 
 def start_of(
-    step: model.Step, entered: datetime, tz_name: str | None, not_before: datetime | None = None
+    step: graph.Step, entered: datetime, tz_name: str | None, not_before: datetime | None = None
 ) -> datetime:
     """The step's ScheduledStartDateTime (naive UTC)."""
     tz = zone(tz_name)
@@ -94,9 +94,9 @@ def start_of(
     return ms(start)
 
 
-def due_of(step: model.Step, start: datetime, tz_name: str | None) -> datetime | None:
+def due_of(step: graph.Step, start: datetime, tz_name: str | None) -> datetime | None:
     """The step's DueDateTime (naive UTC), or None for automated steps."""
-    if step.type not in model.MANUAL_TYPES:
+    if step.type not in graph.MANUAL_TYPES:
         return None
     tz = zone(tz_name)
     day = _local(start, tz) + timedelta(days=step.days_until_due or 0)
@@ -105,7 +105,7 @@ def due_of(step: model.Step, start: datetime, tz_name: str | None) -> datetime |
 
 
 def timing(
-    step: model.Step, entered: datetime, tz_name: str | None, not_before: datetime | None = None
+    step: graph.Step, entered: datetime, tz_name: str | None, not_before: datetime | None = None
 ) -> Timing:
     """Start and due of ``step`` entered at ``entered``."""
     start = start_of(step, entered, tz_name, not_before)

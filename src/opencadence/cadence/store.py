@@ -30,10 +30,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from opencadence import errors, ids
-from opencadence.cadence import engine, model
-from opencadence.metadata import model as model_
-from opencadence.storage import engine as engines
-from opencadence.storage import events, records, schema, values
+from opencadence.cadence import engine, graph
+from opencadence.metadata import model
+from opencadence.storage import database, events, records, schema, values
 
 BUILDER = (
     "ActionCadenceStep",
@@ -103,10 +102,10 @@ class Loaded:
 
     def __init__(self, rt: CadenceStore, conn: sa.Connection) -> None:
         self.rt, self.conn = rt, conn
-        self.cadences: dict[str, model.Cadence] = {}
+        self.cadences: dict[str, graph.Cadence] = {}
         self.time_zones: dict[str, str | None] = {}
 
-    def cadence(self, cadence_id: str) -> model.Cadence:
+    def cadence(self, cadence_id: str) -> graph.Cadence:
         found = self.cadences.get(cadence_id)
         if found is None:
             found = self.cadences[cadence_id] = self.rt.load_definition(self.conn, cadence_id)
@@ -149,14 +148,14 @@ class CadenceStore:
         return self.store.meta.tables[name]
 
     def is_postgres(self, conn: sa.Connection) -> bool:
-        return not engines.is_sqlite(conn)
+        return not database.is_sqlite(conn)
 
     # -- definitions ------------------------------------------------------------------------
 
     def _rows(self, conn: sa.Connection, stmt: Any) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(stmt).mappings()]
 
-    def load_definition(self, conn: sa.Connection, cadence_id: str) -> model.Cadence:
+    def load_definition(self, conn: sa.Connection, cadence_id: str) -> graph.Cadence:
         """The graph of one cadence (live and detached steps), read in ``conn``."""
         cad, step, rule, cond, var = (self.table(n) for n in ("ActionCadence",) + BUILDER)
         row = (
@@ -192,7 +191,7 @@ class CadenceStore:
                 var.c.ActionCadenceStepId.in_(step_ids), var.c.IsDeleted == sa.false()
             ),
         )
-        return model.from_records(dict(row), steps, rules, conds, variants)
+        return graph.from_records(dict(row), steps, rules, conds, variants)
 
     def find_cadence(self, conn: sa.Connection, name_or_id: str) -> str | None:
         """The Id of a (non-deleted) cadence named or identified by ``name_or_id``."""
@@ -233,7 +232,7 @@ class CadenceStore:
             sa.select(st.c.Id)
             .where(
                 st.c.ActionCadenceTrackerId == tracker_id,
-                st.c.StepType.in_(sorted(model.EMAIL_TYPES)),
+                st.c.StepType.in_(sorted(graph.EMAIL_TYPES)),
                 st.c.State == "Completed",
             )
             .order_by(st.c.CompletionDate.desc(), st.c.CreatedDate.desc())
@@ -550,7 +549,7 @@ class CadenceStore:
         nulled = [k for k, v in changes.items() if v is None]
         trans.add(obj, "UPDATE", record_id, body, changed=changed, nulled=nulled)
 
-    def _body_value(self, obj: model_.ObjectDef, name: str, value: Any) -> Any:
+    def _body_value(self, obj: model.ObjectDef, name: str, value: Any) -> Any:
         """A change-event value; formatted datetimes are remembered (a batch repeats ``now``)."""
         if isinstance(value, datetime):
             text = self._formatted.get(value)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from opencadence import errors
-from opencadence.cadence import model
+from opencadence.cadence import graph
 
 #: Most variants per step (OR-VAR).
 MAX_VARIANTS = 3
@@ -32,19 +32,19 @@ class Problem:
         return f"Step {self.step}: {self.message}"
 
 
-def check(cadence: model.Cadence) -> None:
+def check(cadence: graph.Cadence) -> None:
     """Raise CadenceInvalid naming the first problem, if any."""
     found = problems(cadence)
     if found:
         raise CadenceInvalid(str(found[0]))
 
 
-def problems(cadence: model.Cadence) -> list[Problem]:
+def problems(cadence: graph.Cadence) -> list[Problem]:
     """Every reason the cadence cannot be activated, root problems first."""
     out = _root_problems(cadence)
     out += [Problem(n, "StepName is used by more than one step") for n in cadence.duplicate_names]
     for step in cadence.steps.values():
-        if step.graph_state == model.LIVE:
+        if step.graph_state == graph.LIVE:
             out += _step_problems(cadence, step)
     out += _global_rule_problems(cadence)
     if not out:
@@ -52,7 +52,7 @@ def problems(cadence: model.Cadence) -> list[Problem]:
     return out
 
 
-def _root_problems(cadence: model.Cadence) -> list[Problem]:
+def _root_problems(cadence: graph.Cadence) -> list[Problem]:
     roots = cadence.roots
     if not roots:
         return [Problem("(none)", "the cadence has no Root step")]
@@ -64,7 +64,7 @@ def _root_problems(cadence: model.Cadence) -> list[Problem]:
     return []
 
 
-def _step_problems(cadence: model.Cadence, step: model.Step) -> list[Problem]:
+def _step_problems(cadence: graph.Cadence, step: graph.Step) -> list[Problem]:
     out: list[Problem] = []
 
     def say(message: str) -> None:
@@ -77,13 +77,13 @@ def _step_problems(cadence: model.Cadence, step: model.Step) -> list[Problem]:
             # a Retired parent is fine: its parent's GoToStepName leads past it
             say(f"ParentStepName '{step.parent_name}' names no step of the cadence")
     kids = cadence.children.get(step.name, ())
-    if step.type not in model.BRANCH_TYPES and len(kids) > 1:
+    if step.type not in graph.BRANCH_TYPES and len(kids) > 1:
         say(f"has more than one next step ({', '.join(kids)}); only branch steps can fork")
     if step.type == "DaisyChain":
         out += _daisy_chain_problems(cadence, step, kids)
     if step.type in ("Wait", "ListenerBranch") and not (step.wait_seconds or 0) > 0:
         say(f"a {step.type} step needs a WaitTimeInSeconds greater than 0")
-    if step.type in model.BRANCH_TYPES:
+    if step.type in graph.BRANCH_TYPES:
         out += _branch_problems(cadence, step)
     if step.goto_name and cadence.step(step.goto_name) is None:
         say(f"GoToStepName '{step.goto_name}' names no step of the cadence")
@@ -94,7 +94,7 @@ def _step_problems(cadence: model.Cadence, step: model.Step) -> list[Problem]:
 
 
 def _daisy_chain_problems(
-    cadence: model.Cadence, step: model.Step, kids: tuple[str, ...]
+    cadence: graph.Cadence, step: graph.Step, kids: tuple[str, ...]
 ) -> list[Problem]:
     out = []
     if kids:
@@ -113,7 +113,7 @@ def _daisy_chain_problems(
     return out
 
 
-def _branch_problems(cadence: model.Cadence, step: model.Step) -> list[Problem]:
+def _branch_problems(cadence: graph.Cadence, step: graph.Step) -> list[Problem]:
     out: list[Problem] = []
 
     def say(message: str) -> None:
@@ -125,7 +125,7 @@ def _branch_problems(cadence: model.Cadence, step: model.Step) -> list[Problem]:
         say(f"BranchDefaultStepName '{step.branch_default}' names no step of the cadence")
     if not step.rules:
         say("a branch step needs at least one rule")
-    resource = model.RESOURCE_OF[step.type]
+    resource = graph.RESOURCE_OF[step.type]
     for rule in step.rules:
         if not rule.outcome_next_step_name:
             say(f"rule {rule.name} has no OutcomeNextStepName")
@@ -144,21 +144,21 @@ def _branch_problems(cadence: model.Cadence, step: model.Step) -> list[Problem]:
                     f"rule {rule.name}, condition {c.name}: Resource must be {resource}, "
                     f"not {c.resource}"
                 )
-            elif c.value not in model.VALUES_OF[resource]:
+            elif c.value not in graph.VALUES_OF[resource]:
                 say(
                     f"rule {rule.name}, condition {c.name}: Value {c.value!r} is not one of "
-                    f"{', '.join(model.VALUES_OF[resource])}"
+                    f"{', '.join(graph.VALUES_OF[resource])}"
                 )
             if c.operator not in (None, "Equal"):
                 say(f"rule {rule.name}, condition {c.name}: Operator must be Equal")
     return out
 
 
-def _variant_problems(step: model.Step) -> list[Problem]:
+def _variant_problems(step: graph.Step) -> list[Problem]:
     if not step.variants:
         return []
     out = []
-    if step.type not in model.VARIANT_TYPES:
+    if step.type not in graph.VARIANT_TYPES:
         out.append(Problem(step.name, f"a {step.type} step cannot have variants"))
     if len(step.variants) > MAX_VARIANTS:
         out.append(Problem(step.name, f"has {len(step.variants)} variants; at most {MAX_VARIANTS}"))
@@ -168,25 +168,25 @@ def _variant_problems(step: model.Step) -> list[Problem]:
     return out
 
 
-def _global_rule_problems(cadence: model.Cadence) -> list[Problem]:
+def _global_rule_problems(cadence: graph.Cadence) -> list[Problem]:
     out = []
     for rule in cadence.global_rules:
-        if rule.global_event_type not in model.GLOBAL_EVENTS:
+        if rule.global_event_type not in graph.GLOBAL_EVENTS:
             owner = cadence.by_id.get(rule.step_id)
             out.append(
                 Problem(
                     owner.name if owner else rule.step_id,
                     f"global exit rule {rule.name}: GlobalEventType "
                     f"{rule.global_event_type!r} is not one of "
-                    f"{', '.join(model.GLOBAL_EVENTS)}",
+                    f"{', '.join(graph.GLOBAL_EVENTS)}",
                 )
             )
     return out
 
 
-def edges(cadence: model.Cadence, step: model.Step) -> list[str]:
+def edges(cadence: graph.Cadence, step: graph.Step) -> list[str]:
     """Names of the steps a target can move to from ``step``."""
-    if step.type in model.BRANCH_TYPES:
+    if step.type in graph.BRANCH_TYPES:
         out = [r.outcome_next_step_name for r in step.rules if r.outcome_next_step_name]
         return out + ([step.branch_default] if step.branch_default else [])
     out = list(cadence.children.get(step.name, ()))
@@ -195,7 +195,7 @@ def edges(cadence: model.Cadence, step: model.Step) -> list[str]:
     return out
 
 
-def _unreachable(cadence: model.Cadence) -> list[Problem]:
+def _unreachable(cadence: graph.Cadence) -> list[Problem]:
     seen = {cadence.root.name}
     todo = [cadence.root.name]
     while todo:
@@ -209,5 +209,5 @@ def _unreachable(cadence: model.Cadence) -> list[Problem]:
     return [
         Problem(s.name, "is unreachable from the Root step")
         for s in cadence.steps.values()
-        if s.graph_state == model.LIVE and s.name not in seen
+        if s.graph_state == graph.LIVE and s.name not in seen
     ]

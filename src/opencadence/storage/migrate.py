@@ -29,8 +29,7 @@ from sqlalchemy.engine import Engine
 from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
 from opencadence.metadata.registry import Registry
-from opencadence.storage import counts, events, schema, values
-from opencadence.storage import engine as engines
+from opencadence.storage import counts, database, events, schema, values
 
 #: The Organization record every database has.
 ORG_ID = ids.make_id("00D", 1)
@@ -62,7 +61,7 @@ def upgrade(
     target = schema.build_metadata(registry)
     done: list[str] = []
     with engine.connect() as conn:
-        conn = conn.execution_options(**{engines.WRITE_OPTION: True})
+        conn = conn.execution_options(**{database.WRITE_OPTION: True})
         with conn.begin():
             if _current_fingerprint(conn) != fingerprint(registry):
                 done = _apply_diff(conn, target, say)
@@ -144,7 +143,7 @@ def _describe(diff: tuple[Any, ...]) -> str:
 
 def _ensure_sequence(conn: sa.Connection) -> None:
     """Create the ID counter (a SEQUENCE on PostgreSQL, a row on SQLite) if missing."""
-    if engines.is_sqlite(conn):
+    if database.is_sqlite(conn):
         table = sa.table(schema.SEQUENCES, sa.column("name"), sa.column("value"))
         if conn.execute(sa.select(table.c.value).where(table.c.name == "id")).first() is None:
             conn.execute(table.insert().values(name="id", value=FIRST_COUNTER))
@@ -156,7 +155,7 @@ def _ensure_sequence(conn: sa.Connection) -> None:
 
 
 def _pg_indexes(conn: sa.Connection, target: sa.MetaData, say: Progress, done: list[str]) -> None:
-    if engines.is_sqlite(conn):
+    if database.is_sqlite(conn):
         return
     for table, name, columns in schema.PG_EXTRA_INDEXES:
         if table not in target.tables or any(c not in target.tables[table].c for c in columns):

@@ -25,8 +25,7 @@ from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
 from opencadence.metadata import model
 from opencadence.metadata.registry import Registry
-from opencadence.storage import counts, events, formulas, schema, values
-from opencadence.storage import engine as engines
+from opencadence.storage import counts, database, events, formulas, schema, values
 
 #: The user recorded as creator/modifier when no user is given (the org's automated process).
 AUTOMATED_USER = ids.make_id("005", 1)
@@ -64,7 +63,7 @@ class Store:
     def transaction(self, user_id: str = AUTOMATED_USER, *, origin: str = "") -> Iterator[Tx]:
         """One write transaction: everything in it commits, with its events, or nothing does."""
         with self.engine.connect() as conn:
-            conn = conn.execution_options(**{engines.WRITE_OPTION: True})
+            conn = conn.execution_options(**{database.WRITE_OPTION: True})
             with conn.begin():
                 tx = Tx(self, conn, user_id, origin)
                 yield tx
@@ -535,7 +534,7 @@ class _IdBlock:
 
 
 def _reserve_block(conn: sa.Connection) -> int:
-    if engines.is_sqlite(conn):
+    if database.is_sqlite(conn):
         row = conn.execute(
             sa.text(
                 f"UPDATE {schema.SEQUENCES} SET value = value + :n WHERE name = 'id' RETURNING value"

@@ -11,8 +11,7 @@ from opencadence import errors, ids
 from opencadence.clock import ManualClock
 from opencadence.metadata import model
 from opencadence.metadata.registry import Registry, default_registry
-from opencadence.storage import engine as engines
-from opencadence.storage import migrate, records
+from opencadence.storage import database, migrate, records
 
 
 def _older_registry() -> Registry:
@@ -32,7 +31,7 @@ def _older_registry() -> Registry:
 @pytest.fixture
 def empty_url(request: pytest.FixtureRequest, tmp_path: object, db_url: str) -> str:
     """A database with no tables at all, on each backend."""
-    eng = engines.create_engine(db_url)
+    eng = database.create_engine(db_url)
     with eng.begin() as conn:
         if eng.dialect.name == "postgresql":
             conn.exec_driver_sql("DROP SCHEMA public CASCADE")
@@ -46,7 +45,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: object, db_url: str) -> 
 
 
 def test_upgrade_in_place_keeps_data(empty_url: str) -> None:
-    eng = engines.create_engine(empty_url)
+    eng = database.create_engine(empty_url)
     clock = ManualClock()
     old = _older_registry()
     created = migrate.upgrade(eng, old, clock=clock)
@@ -85,7 +84,7 @@ def test_bootstrap_rows_exist_once(engine: sa.Engine) -> None:
 
 
 def test_destructive_change_is_refused(empty_url: str) -> None:
-    eng = engines.create_engine(empty_url)
+    eng = database.create_engine(empty_url)
     migrate.upgrade(eng, default_registry())
     with pytest.raises(errors.InvalidDefinition, match="hand-written migration"):
         migrate.upgrade(eng, _older_registry())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opencadence.cadence import model
+from opencadence.cadence import graph
 
 FIELDS = (
     "StepName",
@@ -33,7 +33,7 @@ def cadence(
     exit_rules: tuple[str, ...] = (),
     cid: str = "77C0C0000000001AAA",
     **cad: Any,
-) -> model.Cadence:
+) -> graph.Cadence:
     """A cadence: a Root then ``steps`` (each parented on the previous one by default).
 
     A step may carry ``rules=[(name, next, [values])]`` and ``variants=[(template, split)]``.
@@ -109,4 +109,4 @@ def cadence(
         "IsWaitAllowedBeforeDaisyChain": False,
         **cad,
     }
-    return model.from_records(head, rows, rules, conds, variants)
+    return graph.from_records(head, rows, rules, conds, variants)

@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from opencadence.cadence import engine, model
+from opencadence.cadence import engine, graph
 from tests.unit.cadence.graphs import cadence
 
 NOW = datetime(2026, 1, 5, 9)
 USER = "005REP"
 
 
-def ctx(*cads: model.Cadence) -> engine.Context:
+def ctx(*cads: graph.Cadence) -> engine.Context:
     return engine.Context({c.id: c for c in cads}, {USER: "GMT"})
 
 
@@ -27,7 +27,7 @@ def updates(d: engine.Decision, obj: str) -> list[engine.Update]:
 
 
 def situation(
-    cad: model.Cadence,
+    cad: graph.Cadence,
     step_name: str,
     state: str = "Active",
     *,

@@ -6,11 +6,11 @@ from datetime import datetime
 
 import pytest
 
-from opencadence.cadence import model, schedule
+from opencadence.cadence import graph, schedule
 
 
-def step(type_: str = "MakeACall", **kw: int) -> model.Step:
-    return model.Step(
+def step(type_: str = "MakeACall", **kw: int) -> graph.Step:
+    return graph.Step(
         id="0cS", name="s", type=type_, title=None, parent_name="root", graph_state="Included", **kw
     )  # type: ignore[arg-type]
 
