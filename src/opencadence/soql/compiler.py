@@ -21,7 +21,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from opencadence.metadata import model
 from opencadence.metadata.registry import Registry
-from opencadence.soql import bound, constructs, sqlformat, visibility
+from opencadence.soql import bound, constructs, sqlformat
+from opencadence.storage import visibility
 
 Col = ColumnElement[Any]
 

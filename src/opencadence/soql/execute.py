@@ -40,7 +40,7 @@ class Caller:
 
     user_id: str
     time_zone: str = "GMT"
-    #: "View All Data": sees every record; reps see only theirs (soql.visibility)
+    #: "View All Data": sees every record; reps see only theirs (storage.visibility)
     view_all: bool = True
 
     @property

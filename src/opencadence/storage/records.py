@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -68,6 +68,10 @@ class Store:
                 tx = Tx(self, conn, user_id, origin)
                 yield tx
                 tx.flush_events()
+            # before the connection goes back to the pool: what must follow the commit at
+            # once (the SMTP sender's final ".") waits microseconds, not a pool checkin
+            for action in tx.on_commit:
+                action()
 
     @contextmanager
     def reading(self) -> Iterator[sa.Connection]:
@@ -147,6 +151,8 @@ class Tx:
         self.user_id = ids.parse(user_id, field="UserId")
         self._ids = _IdBlock(conn)
         self._count_deltas: Counter[str] = Counter()
+        #: called in order right after the commit (not after a rollback)
+        self.on_commit: list[Callable[[], None]] = []
         self.events = events.TransactionEvents(
             transaction_key=str(uuid.uuid4()),
             commit_user=self.user_id,
