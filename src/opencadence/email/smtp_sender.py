@@ -36,7 +36,7 @@ from opencadence import errors
 from opencadence.cadence import engine, runtime
 from opencadence.cadence import sender as senders
 from opencadence.email import checks, engagement, message, settings, windows
-from opencadence.storage import database, records, schema
+from opencadence.storage import dialect, records, schema
 
 log = logging.getLogger(__name__)
 
@@ -451,7 +451,7 @@ class SmtpSender:
                 )
             )
         with self.store.engine.connect() as conn:
-            conn = conn.execution_options(**{database.WRITE_OPTION: True})
+            conn = conn.execution_options(**{dialect.WRITE_OPTION: True})
             conn.begin()
             n = conn.execute(self._mark, {"k": key, "lease": self._now() + LEASE}).rowcount
             if n != 1:
