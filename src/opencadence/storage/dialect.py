@@ -171,8 +171,7 @@ def for_update(stmt: SelectT, bind: Bind, *, skip_locked: bool = False) -> Selec
     """``stmt`` locking the rows it reads where the database has row locks (else unchanged)."""
     if not supports_row_locks(bind):
         return stmt
-    locked: SelectT = stmt.with_for_update(skip_locked=skip_locked)
-    return locked
+    return stmt.with_for_update(skip_locked=skip_locked)
 
 
 def ensure_nulls_first_index(
