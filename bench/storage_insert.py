@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from opencadence import ids
 from opencadence.clock import ManualClock
 from opencadence.metadata.registry import default_registry
-from opencadence.storage import database, migrate, records
+from opencadence.storage import database, dialect, migrate, records
 
 GOAL = 0.5
 STATES = ["Active", "Completed", "Queued", "Scheduled", "InProgress"]
@@ -94,7 +94,7 @@ def run_raw(url: str, rows: list[dict[str, Any]], batch: int) -> float:
     start = time.perf_counter()
     for i in range(0, len(full), batch):
         with eng.connect() as conn:
-            conn = conn.execution_options(**{database.WRITE_OPTION: True})
+            conn = conn.execution_options(**{dialect.WRITE_OPTION: True})
             with conn.begin():
                 conn.execute(table.insert(), full[i : i + batch])
     elapsed = time.perf_counter() - start
