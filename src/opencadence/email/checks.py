@@ -17,10 +17,10 @@ import sqlalchemy as sa
 
 from opencadence import errors, ids
 from opencadence.email import settings, templates
+from opencadence.metadata.sales_engagement import TARGET_OBJECTS
 from opencadence.storage import records, schema
 
 TEMPLATE_PREFIX = "00X"
-TARGET_OBJECTS = {"003": "Contact", "00Q": "Lead"}
 #: Folder AccessType values whose templates any user may send. Hidden folders are nobody's;
 #: a template filed in a user's personal folder (FolderId a User Id) is that user's only.
 PUBLIC_FOLDERS = frozenset({"Public", "PublicInternal", "Shared"})

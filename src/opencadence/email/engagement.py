@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from opencadence import errors
 from opencadence.cadence import runtime
+from opencadence.metadata.sales_engagement import TARGET_OBJECTS
 from opencadence.storage import records, schema
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,6 @@ RUNTIME_EVENTS = {
     "hard_bounce": "EmailHardBounce",
     "soft_bounce": "EmailSoftBounce",
 }
-TARGET_OBJECTS = {"003": "Contact", "00Q": "Lead"}
 
 
 def record_event(

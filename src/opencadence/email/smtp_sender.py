@@ -33,7 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from opencadence import errors
-from opencadence.cadence import engine, runtime
+from opencadence.cadence import decision, runtime
 from opencadence.cadence import sender as senders
 from opencadence.email import checks, engagement, message, settings, windows
 from opencadence.storage import database, records, schema
@@ -158,16 +158,16 @@ class SmtpSender:
         self._tx, self._staged, self._completed = tx, [], set()
         self._cache = checks.Cache(self.store, tx.conn)
 
-    def send(self, mail: senders.OutgoingEmail, now: datetime) -> engine.SendResult:
+    def send(self, mail: senders.OutgoingEmail, now: datetime) -> decision.SendResult:
         try:
             return self._send(mail, now)
         except (sa.exc.SQLAlchemyError, errors.StaleTransition):
             raise  # the worker's transaction is broken: it rolls back and retries
         except Exception:  # a bug must not wedge the batch: this step fails, visibly
             log.exception("unexpected failure preparing the email of %s", mail.key)
-            return engine.SendResult(False, "UNKNOWN")
+            return decision.SendResult(False, "UNKNOWN")
 
-    def _send(self, mail: senders.OutgoingEmail, now: datetime) -> engine.SendResult:
+    def _send(self, mail: senders.OutgoingEmail, now: datetime) -> decision.SendResult:
         if self._tx is None:
             raise RuntimeError("SmtpSender.send outside a worker transaction (begin not called)")
         conn, ob = self._tx.conn, self.outbox
@@ -178,20 +178,20 @@ class SmtpSender:
         lease = row["lease_until"]
         if status == "sent":
             self._completed.add(mail.key)
-            return engine.SendResult(True)
+            return decision.SendResult(True)
         if status == "failed":
-            return engine.SendResult(False, row["error_code"] or "UNKNOWN")
+            return decision.SendResult(False, row["error_code"] or "UNKNOWN")
         if status == "sending":
             if lease is not None and lease > now:
-                return engine.SendResult(False, None, lease)
+                return decision.SendResult(False, None, lease)
             self._reconcile_one(conn, mail.key, now)
-            return engine.SendResult(True)
+            return decision.SendResult(True)
         if status == "waiting":
             return self._admit(conn, mail, now, dict(row))
         if status == "retry" and row["next_at"] is not None and row["next_at"] > now:
-            return engine.SendResult(False, row["error_code"], row["next_at"])
+            return decision.SendResult(False, row["error_code"], row["next_at"])
         if status == "pending" and lease is not None and lease > now:
-            return engine.SendResult(False, None, lease)  # another worker is delivering it
+            return decision.SendResult(False, None, lease)  # another worker is delivering it
         # pending whose worker died before the final "." or a retry now due: stage again
         conn.execute(
             sa.update(ob)
@@ -199,7 +199,7 @@ class SmtpSender:
             .values(status="pending", lease_until=now + LEASE)
         )
         self._staged.append(mail.key)
-        return engine.SendResult(False, None, now)
+        return decision.SendResult(False, None, now)
 
     def _admit(
         self,
@@ -207,7 +207,7 @@ class SmtpSender:
         mail: senders.OutgoingEmail,
         now: datetime,
         row: Mapping[str, Any] | None,
-    ) -> engine.SendResult:
+    ) -> decision.SendResult:
         ob = self.outbox
         tracker_id, step_id, enrolled = checks.enrolled_at(self.store, conn, mail.key)
         base = {
@@ -221,7 +221,7 @@ class SmtpSender:
         cache = self._cache or checks.Cache(self.store, conn)
         wait = _window_wait(cache, conn, self.store, mail, now)
         if wait is not None:  # outside the sending window: stays Queued, no ErrorCode
-            return engine.SendResult(False, None, wait)
+            return decision.SendResult(False, None, wait)
         try:
             prepared = checks.prepare(
                 cache,
@@ -239,7 +239,7 @@ class SmtpSender:
                 row,
                 {**base, "status": status, "error_code": exc.code, "detail": exc.message},
             )
-            return engine.SendResult(False, exc.code, exc.retry_at)
+            return decision.SendResult(False, exc.code, exc.retry_at)
         # short enough never to be folded; the key makes a reply traceable to its step
         message_id = f"<{mail.key}.{uuid.uuid4().hex[:16]}@{prepared.sender.split('@')[1]}>"
         track = (
@@ -276,7 +276,7 @@ class SmtpSender:
             },
         )
         self._staged.append(mail.key)
-        return engine.SendResult(False, None, now)
+        return decision.SendResult(False, None, now)
 
     def _put(
         self, conn: sa.Connection, key: str, row: Mapping[str, Any] | None, values: dict[str, Any]
