@@ -268,3 +268,83 @@ def test_variant_pick_is_stable_and_follows_the_split() -> None:
     share = sum(1 for p in picks if p and p.template_id == "A") / len(picks)
     assert 0.17 < share < 0.23
     assert engine.pick_variant(step, "0cK000001") == engine.pick_variant(step, "0cK000001")
+
+
+# -- a worker's wake-up: everything it writes is the engine's decision -------------------------
+
+
+def moves_timer(d: decision.Decision) -> bool:
+    return any(op.kind == "delete" or "due_at" in op.fields for op in d.run)
+
+
+def test_wake_drops_a_run_row_without_an_active_tracker() -> None:
+    cad = cadence({"StepName": "t", "Type": "CreateTask"})
+    for sit in (None, situation(cad, "t", tracker={"State": "Complete"})):
+        d = engine.wake(ctx(cad), sit, "0cT1", NOW, USER)
+        assert [(op.kind, op.tracker, op.fields) for op in d.run] == [("delete", "0cT1", {})]
+        assert d.ops == [] and d.send is None and d.warning is None
+
+
+def test_wake_refused_clears_the_timer_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    cad = cadence({"StepName": "t", "Type": "CreateTask"})
+
+    def refuse(*args: object) -> decision.Decision:
+        raise decision.Refused("nothing to do")
+
+    monkeypatch.setattr(engine, "on_due", refuse)
+    d = engine.wake(ctx(cad), situation(cad, "t"), "0cT1", NOW, USER)
+    assert [(op.kind, op.tracker, op.fields) for op in d.run] == [
+        ("update", "0cT1", {"due_at": None})
+    ]
+    assert d.ops == [] and d.warning == "nothing to do"
+
+
+def test_every_wake_up_moves_the_timer() -> None:
+    cad = cadence(
+        {"StepName": "t", "Type": "CreateTask"},
+        {"StepName": "w", "Type": "Wait", "WaitTimeInSeconds": 60},
+    )
+    for sit in (
+        situation(cad, "t"),  # a manual step: nothing to do at a wake-up
+        situation(cad, "t", "Completed"),  # no open step
+        situation(cad, "w"),  # a wait ends
+        situation(cad, "t", "Paused", tracker={"State": "Paused"}, run=decision.Run("0cT1")),
+    ):
+        d = engine.wake(ctx(cad), sit, "0cT1", NOW, USER)
+        assert moves_timer(d), sit
+    stuck = decision.Decision()
+    engine._move_timer(stuck, "0cT1")
+    assert [(op.kind, op.fields) for op in stuck.run] == [("update", {"due_at": None})]
+
+
+def test_a_due_email_asks_for_a_send_before_moving_the_timer() -> None:
+    cad = cadence({"StepName": "e", "Type": "AutoSendAnEmail"})
+    d = engine.wake(ctx(cad), situation(cad, "e", "Queued"), "0cT1", NOW, USER)
+    assert d.send is not None and str(d.send.step_tracker) == "0cK1"
+    assert d.run == []  # the timer moves with the send's result (on_sent)
+
+
+def test_a_send_kept_queued_says_why_and_a_sent_one_clears_the_reason() -> None:
+    cad = cadence(
+        {"StepName": "e", "Type": "AutoSendAnEmail"}, {"StepName": "t", "Type": "CreateTask"}
+    )
+    later = NOW + timedelta(hours=1)
+    queued = situation(cad, "e", "Queued")
+    retry = engine.on_sent(
+        ctx(cad), cad, queued, NOW, USER, decision.SendResult(False, "DAILY_LIMIT", later)
+    )
+    (step,) = updates(retry, sales_engagement.STEP)
+    assert step.changes == {"ErrorCode": "DAILY_LIMIT"} and step.expect == {"State": "Queued"}
+    assert retry.run[-1].fields == {"due_at": later}
+    same = situation(cad, "e", "Queued", ErrorCode="DAILY_LIMIT")
+    again = engine.on_sent(
+        ctx(cad), cad, same, NOW, USER, decision.SendResult(False, "DAILY_LIMIT", later)
+    )
+    assert all("ErrorCode" not in op.changes for op in updates(again, sales_engagement.STEP))
+    sent = engine.on_sent(ctx(cad), cad, same, NOW, USER, decision.SendResult(True))
+    done = [op for op in updates(sent, sales_engagement.STEP) if op.id == "0cK1"]
+    assert done[0].changes["State"] == "Completed" and done[0].changes["ErrorCode"] is None
+    assert moves_timer(sent)
+    failed = engine.on_sent(ctx(cad), cad, same, NOW, USER, decision.SendResult(False, "X"))
+    (err,) = updates(failed, sales_engagement.STEP)
+    assert err.changes == {"State": "Error", "ErrorCode": "X"}
