@@ -384,7 +384,7 @@ def enrol(
     start_step_name: str | None = None,
     related_to: str | None = None,
 ) -> Decision:
-    """assignTargetToSalesCadence for one target (checks of the target are the store's)."""
+    """assignTargetToSalesCadence for one target (the caller checks the target)."""
     if cadence.state != "Active":
         raise Refused(f"The cadence {cadence.name} is not active.", "INVALID_OPERATION")
     start = None

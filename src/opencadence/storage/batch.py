@@ -69,6 +69,11 @@ class BatchWriter:
             )
         )
 
+    def _change_set(self) -> events.TransactionEvents:
+        if not self._sets:
+            self.change_set()
+        return self._sets[-1]
+
     def insert(self, object_name: str, record_id: str, fields: Mapping[str, Any]) -> None:
         """A new record with these field values (defaults for the others)."""
         obj = self._store.registry.object(object_name)
@@ -77,7 +82,7 @@ class BatchWriter:
         row.update(records.created_fields(record_id, self.tx.user_id, self._now))
         self._inserts.setdefault(obj.name, []).append(row)
         if obj.change_events:
-            self._sets[-1].add(obj, "CREATE", record_id, events.full_body(obj, row))
+            self._change_set().add(obj, "CREATE", record_id, events.full_body(obj, row))
 
     def update(
         self,
@@ -99,7 +104,7 @@ class BatchWriter:
         if obj.change_events:
             user = self.tx.user_id
             records.add_update_event(
-                self._sets[-1],
+                self._change_set(),
                 obj,
                 record_id,
                 changes,
