@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
 from opencadence.cadence import actions, definition_file, worker
-from opencadence.cadence import store as cstore
+from opencadence.cadence.settings import Config
 from opencadence.clock import ManualClock
 from opencadence.email import settings, smtp_sender
 from opencadence.metadata.registry import default_registry
@@ -147,7 +147,7 @@ def setup(url: str, n: int) -> None:
             ],
         },
     )
-    acts = actions.Actions(store, cstore.Config(batch_size=BATCH))
+    acts = actions.Actions(store, Config(batch_size=BATCH))
     for i in range(0, n, BATCH):
         res = acts.assignTargetToSalesCadence(
             [{"salesCadenceNameOrId": "Bench", "targetId": t} for t in targets[i : i + BATCH]], rep
@@ -162,7 +162,7 @@ def drain(url: str, port: int, now: datetime) -> float:
     store = records.Store(eng, default_registry(), ManualClock(now))
     sender = smtp_sender.SmtpSender(store, smtp_sender.SmtpConfig(port=port, timeout=30))
     sender.reconcile()
-    w = worker.Worker(store, sender, cstore.Config(batch_size=BATCH))
+    w = worker.Worker(store, sender, Config(batch_size=BATCH))
     began = time.perf_counter()
     w.run_until_idle()
     elapsed = time.perf_counter() - began

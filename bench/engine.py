@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from opencadence import ids
 from opencadence.cadence import actions, definition_file, sender, worker
-from opencadence.cadence import store as cstore
+from opencadence.cadence.settings import Config
 from opencadence.clock import ManualClock
 from opencadence.metadata.registry import default_registry
 from opencadence.storage import database, migrate, records, schema
@@ -124,7 +124,7 @@ def drive(
     store: records.Store, clock: ManualClock, rep: str, targets: list[str], batch: int
 ) -> tuple[float, int, sender.RecordingSender]:
     """Enrol everyone and drive all to completion; returns (seconds, transitions, sender)."""
-    config = cstore.Config(batch_size=batch)
+    config = Config(batch_size=batch)
     outbox = sender.RecordingSender()
     acts = actions.Actions(store, config, outbox)
     w = worker.Worker(store, outbox, config)
@@ -176,7 +176,7 @@ def raw_writes(url: str, n: int, batch: int) -> float:
     )
     now = START.replace(tzinfo=None)
     counter = iter(range(10_000_000, 100_000_000))
-    user = ids.make_id("005", 1)
+    user = records.AUTOMATED_USER
     cad, steps = ids.make_id("77C", 5), [ids.make_id("0cS", 10 + i) for i in range(6)]
     stamp = {
         "IsDeleted": False,
@@ -335,7 +335,7 @@ def pg_workers(url: str, n: int, batch: int) -> tuple[float, float, int]:
         clock = ManualClock(START)
         store = make_store(eng, clock)
         rep, targets = setup(store, n)
-        config = cstore.Config(batch_size=batch)
+        config = Config(batch_size=batch)
         acts = actions.Actions(store, config)
         for i in range(0, n, batch):
             acts.assignTargetToSalesCadence(
@@ -389,7 +389,7 @@ def _drain(url: str, now: str, batch: int, barrier: Any) -> tuple[float, int, li
     clock = ManualClock(datetime.fromisoformat(now))
     store = make_store(eng, clock)
     outbox = sender.RecordingSender()
-    w = worker.Worker(store, outbox, cstore.Config(batch_size=batch))
+    w = worker.Worker(store, outbox, Config(batch_size=batch))
     with store.reading() as conn:  # warm the connection pool before the clock starts
         conn.exec_driver_sql("SELECT 1")
     barrier.wait()

@@ -32,7 +32,7 @@ from opencadence.soql import execute
 from opencadence.storage import counts, database, migrate, records
 
 NOW = datetime(2026, 3, 10, 12)
-USER = migrate.AUTOMATED_USER_ID
+USER = records.AUTOMATED_USER
 STATES = ["Active", "Completed", "Completed", "Completed", "Queued", "Scheduled", "Error"]
 TYPES = ["MakeACall", "AutoSendAnEmail", "Wait", "SendAnEmail", "CreateTask", "Branch"]
 GOALS = {"page": 1.3}

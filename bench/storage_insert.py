@@ -76,7 +76,7 @@ def run_raw(url: str, rows: list[dict[str, Any]], batch: int) -> float:
     eng = fresh_engine(url)
     table = records.Store(eng, default_registry()).meta.tables["ActionCadenceStepTracker"]
     now = datetime(2026, 1, 5, 9)
-    user = migrate.AUTOMATED_USER_ID
+    user = records.AUTOMATED_USER
     full = [
         {
             **r,

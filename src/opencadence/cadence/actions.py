@@ -12,19 +12,20 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from opencadence import errors, ids
-from opencadence.cadence import engine, graph
+from opencadence.cadence import applying, decision, engine, graph, loading
 from opencadence.cadence import sender as senders
-from opencadence.cadence import store as cstore
+from opencadence.cadence.settings import Config
 from opencadence.clock import as_utc
+from opencadence.metadata.sales_engagement import TARGET_OBJECTS, TRACKER
 from opencadence.storage import records, values
+from opencadence.storage.records import Connection
+from opencadence.storage.runs import RunStore
 
 Input = Mapping[str, Any]
 Result = dict[str, Any]
 Decide = Callable[
-    [engine.Context, graph.Cadence, engine.Situation, datetime, Input], engine.Decision
+    [decision.Context, graph.Cadence, decision.Situation, datetime, Input], decision.Decision
 ]
 
 NAMES = (
@@ -37,7 +38,6 @@ NAMES = (
     "sendSalesCadenceEvent",
     "selectTemplateForSalesCadenceStepTracker",
 )
-TARGET_PREFIXES = {"003": "Contact", "00Q": "Lead"}
 
 
 def ok(outputs: dict[str, Any] | None = None) -> Result:
@@ -75,11 +75,12 @@ class Actions:
     def __init__(
         self,
         store: records.Store,
-        config: cstore.Config | None = None,
+        config: Config | None = None,
         sender: senders.Sender | None = None,
     ) -> None:
         self.store = store
-        self.rt = cstore.CadenceStore(store, config)
+        self.config = config or Config()
+        self.runs = RunStore(store)
         #: told to unsend the scheduled emails of removed or exited targets, after commit
         self.sender = sender
 
@@ -105,18 +106,18 @@ class Actions:
         """Enrol targets: a tracker (Initializing -> Running), the Root and the first step."""
         try:
             return self._assign(inputs, user_id)
-        except (errors.StaleTransition, sa.exc.IntegrityError):
+        except (errors.StaleTransition, errors.DuplicateValue):
             if len(inputs) == 1:
                 return [failed(errors.DuplicateValue("The target is already in a cadence."))]
             return [r for inp in inputs for r in self.assignTargetToSalesCadence([inp], user_id)]
 
     def _assign(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
         results: list[Result] = []
-        decisions: list[engine.Decision] = []
+        decisions: list[decision.Decision] = []
         with self.store.transaction(user_id) as tx:
-            loaded = cstore.Loaded(self.rt, tx.conn)
+            loaded = loading.Loaded(self.runs, tx.conn, self.config)
             facts = self._assign_facts(tx.conn, inputs, user_id)
-            count = self.rt.active_count(tx.conn)
+            count = self.runs.active_count(tx.conn)
             taken: set[str] = set()
             for inp in inputs:
                 try:
@@ -127,67 +128,67 @@ class Actions:
                 count += 1
                 decisions.append(d)
                 results.append(ok())
-            self.rt.apply(tx, decisions)
+            applying.apply(tx, self.runs, decisions)
         return results
 
     def _assign_facts(
-        self, conn: sa.Connection, inputs: Sequence[Input], user_id: str
+        self, conn: Connection, inputs: Sequence[Input], user_id: str
     ) -> dict[str, Any]:
         """Existence of targets and users, and targets already in a cadence, read at once."""
         targets = [str(i.get("targetId")) for i in inputs if ids.is_valid(i.get("targetId"))]
         targets = [ids.parse(t) for t in targets]
         users = {ids.parse(str(i["userId"])) for i in inputs if ids.is_valid(i.get("userId"))}
         users.add(user_id)
-        existing = self.rt.existing(conn, "Contact", targets) | self.rt.existing(
+        existing = self.runs.existing(conn, "Contact", targets) | self.runs.existing(
             conn, "Lead", targets
         )
-        active_users = self.rt.existing(conn, "User", sorted(users), active_users=True)
+        active_users = self.runs.existing(conn, "User", sorted(users), active_users=True)
         return {
             "targets": existing,
             "users": active_users,
-            "busy": self.rt.active_tracker_of(conn, targets),
+            "busy": self.runs.active_tracker_of(conn, targets),
             "cadences": {},
         }
 
     def _assign_one(
         self,
-        conn: sa.Connection,
-        loaded: cstore.Loaded,
+        conn: Connection,
+        loaded: loading.Loaded,
         facts: dict[str, Any],
         inp: Input,
         user_id: str,
         count: int,
         taken: set[str],
-    ) -> engine.Decision:
+    ) -> decision.Decision:
         name = str(_required(inp, "salesCadenceNameOrId"))
-        target = _id(_required(inp, "targetId"), "targetId", tuple(TARGET_PREFIXES))
+        target = _id(_required(inp, "targetId"), "targetId", tuple(TARGET_OBJECTS))
         owner = _id(inp.get("userId") or user_id, "userId", ("005",))
         if target not in facts["targets"]:
             raise errors.InvalidCrossReferenceKey(f"targetId: no contact or lead {target}")
         if owner not in facts["users"]:
             raise errors.InvalidCrossReferenceKey(f"userId: no active user {owner}")
         if target in facts["busy"] or target in taken:
-            raise engine.Refused(
+            raise decision.Refused(
                 "The target is already assigned to a cadence; a target runs "
                 "in one cadence at a time.",
                 "DUPLICATE_VALUE",
             )
-        if count >= self.rt.config.max_active_trackers:
-            raise engine.Refused(
+        if count >= self.config.max_active_trackers:
+            raise decision.Refused(
                 f"The org has reached its limit of "
-                f"{self.rt.config.max_active_trackers} active cadence "
+                f"{self.config.max_active_trackers} active cadence "
                 "targets.",
                 "LIMIT_EXCEEDED",
             )
         cadences: dict[str, str | None] = facts["cadences"]
         if name not in cadences:
-            cadences[name] = self.rt.find_cadence(conn, name)
+            cadences[name] = self.runs.find_cadence(conn, name)
         cadence_id = cadences[name]
         if cadence_id is None:
             raise errors.InvalidCrossReferenceKey(f"salesCadenceNameOrId: no cadence {name}")
         related = inp.get("relatedToId")
         related = _id(related, "relatedToId", ("006",)) if related else None
-        if related and not self.rt.existing(conn, "Opportunity", [related]):
+        if related and not self.runs.existing(conn, "Opportunity", [related]):
             raise errors.InvalidCrossReferenceKey(f"relatedToId: no opportunity {related}")
         cadence = loaded.cadence(cadence_id)
         loaded.zones([owner])
@@ -206,13 +207,13 @@ class Actions:
 
     # -- actions on a tracker ----------------------------------------------------------------
 
-    def _by_target(self, conn: sa.Connection, inp: Input) -> str:
-        target = _id(_required(inp, "targetId"), "targetId", tuple(TARGET_PREFIXES))
+    def _by_target(self, conn: Connection, inp: Input) -> str:
+        target = _id(_required(inp, "targetId"), "targetId", tuple(TARGET_OBJECTS))
         tracker = self._target_memo.get(target)
         if tracker is None:
-            tracker = self.rt.active_tracker_of(conn, [target]).get(target)
+            tracker = self.runs.active_tracker_of(conn, [target]).get(target)
         if not tracker:
-            raise engine.Refused(
+            raise decision.Refused(
                 f"The target {target} isn't assigned to an active cadence.", "INVALID_INPUT"
             )
         return tracker
@@ -221,7 +222,7 @@ class Actions:
         self,
         inputs: Sequence[Input],
         user_id: str,
-        resolve: Callable[[sa.Connection, Input], str],
+        resolve: Callable[[Connection, Input], str],
         decide: Decide,
     ) -> list[Result]:
         try:
@@ -235,7 +236,7 @@ class Actions:
         self,
         inputs: Sequence[Input],
         user_id: str,
-        resolve: Callable[[sa.Connection, Input], str],
+        resolve: Callable[[Connection, Input], str],
         decide: Decide,
     ) -> list[Result]:
         results: list[Result | None] = [None] * len(inputs)
@@ -254,7 +255,7 @@ class Actions:
                 else:
                     resolved[i] = tid
             decisions = self._decide_all(tx, resolved, inputs, decide, results)
-            self.rt.apply(tx, decisions)
+            applying.apply(tx, self.runs, decisions)
         self._unsend(decisions)
         if later:
             again = self._per_tracker([inputs[i] for i in later], user_id, resolve, decide)
@@ -262,7 +263,7 @@ class Actions:
                 results[i] = r
         return [r if r is not None else failed(errors.OpenCadenceError()) for r in results]
 
-    def _prefetch(self, conn: sa.Connection, inputs: Sequence[Input]) -> None:
+    def _prefetch(self, conn: Connection, inputs: Sequence[Input]) -> None:
         """Read the trackers of every targetId and recordId at once (one query each, not one
         per input)."""
 
@@ -271,9 +272,9 @@ class Actions:
             return [x for x in out if x[:3] == prefix]
 
         targets = valid("targetId", "003") + valid("targetId", "00Q")
-        self._target_memo = self.rt.active_tracker_of(conn, targets)
+        self._target_memo = self.runs.active_tracker_of(conn, targets)
         self._target_memo.update({t: "" for t in targets if t not in self._target_memo})
-        self._step_memo = self.rt.trackers_of_steps(conn, valid("recordId", "0cK"))
+        self._step_memo = self.runs.trackers_of_steps(conn, valid("recordId", "0cK"))
 
     _target_memo: dict[str, str] = {}
     _step_memo: dict[str, str] = {}
@@ -285,10 +286,10 @@ class Actions:
         inputs: Sequence[Input],
         decide: Decide,
         results: list[Result | None],
-    ) -> list[engine.Decision]:
-        self.rt.lock(tx.conn, list(resolved.values()))
-        loaded = cstore.Loaded(self.rt, tx.conn)
-        sits = self.rt.situations(tx.conn, loaded, list(resolved.values()))
+    ) -> list[decision.Decision]:
+        self.runs.lock(tx.conn, list(resolved.values()))
+        loaded = loading.Loaded(self.runs, tx.conn, self.config)
+        sits = loading.situations(self.runs, tx.conn, loaded, list(resolved.values()))
         ctx = loaded.context()
         decisions = []
         for i, tid in resolved.items():
@@ -303,21 +304,21 @@ class Actions:
                 results[i] = failed(exc)
         return decisions
 
-    def _unsend(self, decisions: Sequence[engine.Decision]) -> None:
+    def _unsend(self, decisions: Sequence[decision.Decision]) -> None:
         if self.sender is None:
             return
         for d in decisions:
             for effect in d.effects:
-                if isinstance(effect, engine.CancelEmail):
+                if isinstance(effect, decision.CancelEmail):
                     self.sender.cancel(effect.step_tracker_id)
 
     def removeTargetFromSalesCadence(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
         """Tracker Complete (ManuallyRemoved); the open step is Cancelled, a scheduled email
         unsent."""
 
-        def resolve(conn: sa.Connection, inp: Input) -> str:
+        def resolve(conn: Connection, inp: Input) -> str:
             if inp.get("completionReasonCode", "ManuallyRemoved") != "ManuallyRemoved":
-                raise engine.Refused(
+                raise decision.Refused(
                     "completionReasonCode must be ManuallyRemoved.", "INVALID_INPUT"
                 )
             if inp.get("actionCadenceTrackerId"):
@@ -329,14 +330,14 @@ class Actions:
             return self._by_target(conn, inp)
 
         def decide(
-            ctx: engine.Context,
+            ctx: decision.Context,
             cad: graph.Cadence,
-            sit: engine.Situation,
+            sit: decision.Situation,
             now: datetime,
             inp: Input,
-        ) -> engine.Decision:
+        ) -> decision.Decision:
             if inp.get("shouldApplyUserContext") and sit.tracker["OwnerId"] != user_id:
-                raise engine.Refused(
+                raise decision.Refused(
                     "The running user doesn't own this cadence tracker.",
                     "INSUFFICIENT_ACCESS_OR_READONLY",
                 )
@@ -351,7 +352,7 @@ class Actions:
             ("relatedToAttributionType", "RelatedToAttributionType"),
         ):
             if inp.get(key) is not None:
-                out[name] = self._field("ActionCadenceTracker", name, inp[key])
+                out[name] = self._field(TRACKER, name, inp[key])
         if inp.get("relatedToId"):
             out["RelatedToId"] = _id(inp["relatedToId"], "relatedToId", ("006",))
         return out
@@ -360,12 +361,12 @@ class Actions:
         """Tracker and open step Paused (WasEverPaused); optional resumeTime resumes it."""
 
         def decide(
-            ctx: engine.Context,
+            ctx: decision.Context,
             cad: graph.Cadence,
-            sit: engine.Situation,
+            sit: decision.Situation,
             now: datetime,
             inp: Input,
-        ) -> engine.Decision:
+        ) -> decision.Decision:
             resume = inp.get("resumeTime")
             at = None
             if resume is not None:
@@ -390,12 +391,12 @@ class Actions:
         """A new assignee (tracker OwnerId) works the target's steps."""
 
         def decide(
-            ctx: engine.Context,
+            ctx: decision.Context,
             cad: graph.Cadence,
-            sit: engine.Situation,
+            sit: decision.Situation,
             now: datetime,
             inp: Input,
-        ) -> engine.Decision:
+        ) -> decision.Decision:
             owner = _id(_required(inp, "userId"), "userId", ("005",))
             row = self.store.get("User", owner)
             if row is None or not row["IsActive"]:
@@ -407,7 +408,7 @@ class Actions:
     def modifyCadenceTrackerAttributes(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
         """CompletionDisposition, RelatedToId, RelatedToAttributionType of a tracker."""
 
-        def resolve(conn: sa.Connection, inp: Input) -> str:
+        def resolve(conn: Connection, inp: Input) -> str:
             return _id(_required(inp, "actionCadenceTrackerId"), "actionCadenceTrackerId", ("0cT",))
 
         return self._per_tracker(
@@ -422,11 +423,11 @@ class Actions:
     def sendSalesCadenceEvent(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
         """Skip (ManuallySkipped) or ManualComplete (ManuallyCompleted) the open step."""
 
-        def resolve(conn: sa.Connection, inp: Input) -> str:
+        def resolve(conn: Connection, inp: Input) -> str:
             sid = _id(_required(inp, "recordId"), "recordId", ("0cK",))
             if _required(inp, "eventType") not in ("Skip", "ManualComplete"):
-                raise engine.Refused("eventType must be Skip or ManualComplete.", "INVALID_INPUT")
-            tid = self._step_memo.get(sid) or self.rt.trackers_of_steps(conn, [sid]).get(sid)
+                raise decision.Refused("eventType must be Skip or ManualComplete.", "INVALID_INPUT")
+            tid = self._step_memo.get(sid) or self.runs.trackers_of_steps(conn, [sid]).get(sid)
             if tid is None:
                 raise errors.InvalidCrossReferenceKey(f"recordId: no step tracker {sid}")
             return str(tid)
@@ -446,7 +447,7 @@ class Actions:
         """The template / call-script variant a step tracker uses (splits honoured)."""
         results = []
         with self.store.reading() as conn:
-            loaded = cstore.Loaded(self.rt, conn)
+            loaded = loading.Loaded(self.runs, conn, self.config)
             for inp in inputs:
                 try:
                     results.append(ok(self._select(conn, loaded, inp)))
@@ -454,14 +455,14 @@ class Actions:
                     results.append(failed(exc))
         return results
 
-    def _select(self, conn: sa.Connection, loaded: cstore.Loaded, inp: Input) -> dict[str, Any]:
+    def _select(self, conn: Connection, loaded: loading.Loaded, inp: Input) -> dict[str, Any]:
         sid = _id(_required(inp, "stepTrackerId"), "stepTrackerId", ("0cK",))
-        found = self.rt.step_of(conn, sid)
+        found = self.runs.step_of(conn, sid)
         if found is None:
             raise errors.InvalidCrossReferenceKey(f"stepTrackerId: no step tracker {sid}")
         step = loaded.cadence(found[0]).by_id.get(found[1])
         if step is None:
-            raise engine.Refused("The step of this step tracker no longer exists.")
+            raise decision.Refused("The step of this step tracker no longer exists.")
         variant = engine.pick_variant(step, sid)
         if variant is None:
             return {"templateId": step.template_id, "splitPercentage": 100.0, "error": None}

@@ -1,9 +1,10 @@
 """The vocabulary of the cadence engine: decisions and what they are made from.
 
-A ``Decision`` lists the rows to insert (``Insert``, named by ``Ref`` keys until the store
+A ``Decision`` lists the rows to insert (``Insert``, named by ``Ref`` keys until storage
 gives them Ids), the guarded updates (``Update``: change these fields if the stored values
 still equal ``expect``), the run-state changes (``RunOp``: next wake-up, call outcome, listener
-signals, pause bookkeeping) and the side effects (send or unsend an email).
+signals, pause bookkeeping) and the side effects (send or unsend an email). The objects they
+name are those of ``metadata.sales_engagement``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,8 @@ from typing import Any
 
 from opencadence import errors
 from opencadence.cadence import graph
+from opencadence.metadata.sales_engagement import STEP
 
-TRACKER = "ActionCadenceTracker"
-STEP = "ActionCadenceStepTracker"
-#: Step-tracker states of a step that is still the target's current step.
-OPEN_STATES = frozenset({"Active", "InProgress", "Paused", "Queued", "Scheduled", "Error"})
-#: Tracker states with IsTrackerActive = true (OR-TR).
-ACTIVE_TRACKER_STATES = frozenset({"Running", "Paused", "Processing", "Initializing"})
 #: Instantaneous steps chained in one transition are capped (a GoTo cycle of branches).
 MAX_CASCADE = 64
 DEFAULT_MAX_DAISY_CHAIN = 10
@@ -40,7 +36,7 @@ class Refused(errors.OpenCadenceError):
 
 @dataclass(frozen=True, slots=True)
 class Ref:
-    """A row created by the same decision; the store replaces it by the new Id."""
+    """A row created by the same decision; replaced by the new Id when it is written."""
 
     key: str
 
@@ -97,6 +93,8 @@ class Decision:
     effects: list[Effect] = field(default_factory=list)
     #: Set when a due automated email must be sent first (the worker calls ``on_sent``).
     send: SendEmail | None = None
+    #: Why a wake-up found nothing to do (the worker logs it).
+    warning: str | None = None
     _keys: int = 0
 
     def new_ref(self) -> Ref:

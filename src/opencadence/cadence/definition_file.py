@@ -38,8 +38,9 @@ import yaml
 
 from opencadence import errors, ids
 from opencadence.cadence import runtime
-from opencadence.cadence import store as cstore
 from opencadence.storage import records
+from opencadence.storage.records import Connection
+from opencadence.storage.runs import RunStore
 
 ORG_FOLDER = ids.make_id("00D", 1)
 CADENCE_FIELDS = ("Name", "Description", "Type", "IsWaitAllowedBeforeDaisyChain")
@@ -84,28 +85,26 @@ def import_definition(
 ) -> str:
     """Create the cadence and its builder records; activate when ``state: Active``.
     Returns the ActionCadence Id."""
-    rt = cstore.CadenceStore(store)
+    runs = RunStore(store)
     with store.transaction(user_id) as tx:
         head = {k: v for k, v in dict(data["cadence"]).items() if k in CADENCE_FIELDS}
-        if rt.find_cadence(tx.conn, str(head.get("Name"))) is not None:
+        if runs.find_cadence(tx.conn, str(head.get("Name"))) is not None:
             raise errors.DuplicateValue(f"A cadence named {head.get('Name')} already exists.")
         cadence_id = tx.insert(
             "ActionCadence", {"FolderId": ORG_FOLDER, "OwnerId": user_id, **head}, system=True
         )
         steps = list(data["steps"])
         for step in steps:
-            _insert_step(tx, rt, cadence_id, step)
+            _insert_step(tx, runs, cadence_id, step)
     if data.get("state") == "Active":
         runtime.activate(store, cadence_id, user_id)
     return cadence_id
 
 
-def _insert_step(
-    tx: records.Tx, rt: cstore.CadenceStore, cadence_id: str, step: Mapping[str, Any]
-) -> None:
+def _insert_step(tx: records.Tx, runs: RunStore, cadence_id: str, step: Mapping[str, Any]) -> None:
     fields = {k: v for k, v in step.items() if k not in ("rules", "variants", "ChainedCadence")}
     if step.get("ChainedCadence"):
-        chained = rt.find_cadence(tx.conn, str(step["ChainedCadence"]))
+        chained = runs.find_cadence(tx.conn, str(step["ChainedCadence"]))
         if chained is None:
             raise errors.InvalidDefinition(
                 f"Step {step.get('StepName')}: no cadence named {step['ChainedCadence']}"
@@ -132,12 +131,12 @@ def _insert_step(
 
 def export_definition(store: records.Store, name_or_id: str) -> dict[str, Any]:
     """The definition of a cadence, in the file format."""
-    rt = cstore.CadenceStore(store)
+    runs = RunStore(store)
     with store.reading() as conn:
-        cadence_id = rt.find_cadence(conn, name_or_id)
+        cadence_id = runs.find_cadence(conn, name_or_id)
         if cadence_id is None:
             raise errors.NotFound(f"No cadence {name_or_id}")
-        return _export(store, rt, conn, cadence_id)
+        return _export(store, runs, conn, cadence_id)
 
 
 def _clean(store: records.Store, obj: str, row: Mapping[Any, Any]) -> dict[str, Any]:
@@ -155,9 +154,9 @@ def _clean(store: records.Store, obj: str, row: Mapping[Any, Any]) -> dict[str, 
 
 
 def _export(
-    store: records.Store, rt: cstore.CadenceStore, conn: Any, cadence_id: str
+    store: records.Store, runs: RunStore, conn: Connection, cadence_id: str
 ) -> dict[str, Any]:
-    rows = rt.builder_rows(conn, cadence_id)
+    rows = runs.builder_rows(conn, cadence_id)
     conds_of: dict[str, list[dict[str, Any]]] = {}
     for c in rows["conditions"]:
         conds_of.setdefault(c["ActionCadenceRuleId"], []).append(

@@ -3,11 +3,12 @@
 Every function takes the definition (``graph.Cadence``), the tracker's situation (its
 ActionCadenceTracker row, its open ActionCadenceStepTracker row, its run-state bookkeeping row)
 and ``now``, and returns a ``Decision``: the rows to insert, the guarded updates to apply, the
-run-state changes (next wake-up) and the side effects (send or cancel an email). ``store``
-applies decisions; nothing here can touch the database or read the time.
+run-state changes (next wake-up) and the side effects (send or cancel an email).
+``applying`` writes decisions through storage; nothing here can touch the database or read the
+time.
 
-New rows are named by ``Ref`` keys until the store gives them Ids, so one decision can create
-a step tracker and point the tracker's CurrentStepId at it.
+New rows are named by ``Ref`` keys until they are written, so one decision can create a step
+tracker and point the tracker's CurrentStepId at it.
 """
 
 from __future__ import annotations
@@ -19,65 +20,20 @@ from typing import Any
 
 from opencadence.cadence import graph, schedule
 from opencadence.cadence.decision import (
-    ACTIVE_TRACKER_STATES as ACTIVE_TRACKER_STATES,
+    MAX_CASCADE,
+    CancelEmail,
+    Context,
+    Decision,
+    Insert,
+    Refused,
+    RowId,
+    RunOp,
+    SendEmail,
+    SendResult,
+    Situation,
+    Update,
 )
-from opencadence.cadence.decision import (
-    DEFAULT_MAX_DAISY_CHAIN as DEFAULT_MAX_DAISY_CHAIN,
-)
-from opencadence.cadence.decision import (
-    MAX_CASCADE as MAX_CASCADE,
-)
-from opencadence.cadence.decision import (
-    OPEN_STATES as OPEN_STATES,
-)
-from opencadence.cadence.decision import (
-    STEP as STEP,
-)
-from opencadence.cadence.decision import (  # re-exported: engine.Decision etc.
-    TRACKER as TRACKER,
-)
-from opencadence.cadence.decision import (
-    CancelEmail as CancelEmail,
-)
-from opencadence.cadence.decision import (
-    Context as Context,
-)
-from opencadence.cadence.decision import (
-    Decision as Decision,
-)
-from opencadence.cadence.decision import (
-    Effect as Effect,
-)
-from opencadence.cadence.decision import (
-    Insert as Insert,
-)
-from opencadence.cadence.decision import (
-    Ref as Ref,
-)
-from opencadence.cadence.decision import (
-    Refused as Refused,
-)
-from opencadence.cadence.decision import (
-    RowId as RowId,
-)
-from opencadence.cadence.decision import (
-    Run as Run,
-)
-from opencadence.cadence.decision import (
-    RunOp as RunOp,
-)
-from opencadence.cadence.decision import (
-    SendEmail as SendEmail,
-)
-from opencadence.cadence.decision import (
-    SendResult as SendResult,
-)
-from opencadence.cadence.decision import (
-    Situation as Situation,
-)
-from opencadence.cadence.decision import (
-    Update as Update,
-)
+from opencadence.metadata.sales_engagement import ACTIVE_TRACKER_STATES, OPEN_STATES, STEP, TRACKER
 
 
 def pick_variant(step: graph.Step, step_tracker_id: str) -> graph.Variant | None:
@@ -428,7 +384,7 @@ def enrol(
     start_step_name: str | None = None,
     related_to: str | None = None,
 ) -> Decision:
-    """assignTargetToSalesCadence for one target (checks of the target are the store's)."""
+    """assignTargetToSalesCadence for one target (the caller checks the target)."""
     if cadence.state != "Active":
         raise Refused(f"The cadence {cadence.name} is not active.", "INVALID_OPERATION")
     start = None
@@ -456,10 +412,26 @@ def _running(sit: Situation) -> None:
 # -- timers ---------------------------------------------------------------------------------
 
 
+def wake(
+    ctx: Context, sit: Situation | None, tracker_id: str, now: datetime, user: str
+) -> Decision:
+    """A run-state row is due (the worker's entry point): ``on_due`` for an active tracker.
+
+    A row without an active tracker (deleted through the API) is dropped; a wake-up the engine
+    refuses clears the timer and says why in ``warning``.
+    """
+    if sit is None or sit.tracker["State"] not in ACTIVE_TRACKER_STATES:
+        return Decision(run=[RunOp("delete", tracker_id)])
+    try:
+        return on_due(ctx, ctx.cadences[sit.tracker["ActionCadenceId"]], sit, now, user)
+    except Refused as exc:
+        return Decision(run=[RunOp("update", tracker_id, {"due_at": None})], warning=exc.message)
+
+
 def on_due(
     ctx: Context, cadence: graph.Cadence, sit: Situation, now: datetime, user: str
 ) -> Decision:
-    """The tracker's wake-up time has come."""
+    """The tracker's wake-up time has come (``send`` set: call ``on_sent`` with the result)."""
     d = Decision()
     mv = _move(ctx, d, cadence, sit, now, user)
     if sit.tracker["State"] == "Paused":
@@ -472,7 +444,15 @@ def on_due(
     else:
         _due_step(mv, sit)
     mv.flush_run()
+    if d.send is None:
+        _move_timer(d, sit.tracker["Id"])
     return d
+
+
+def _move_timer(d: Decision, tracker_id: str) -> None:
+    """Every wake-up must move the timer, or it would fire again at once."""
+    if not any(op.kind == "delete" or "due_at" in op.fields for op in d.run):
+        d.run.append(RunOp("update", tracker_id, {"due_at": None}))
 
 
 def _due_step(mv: _Move, sit: Situation) -> None:
@@ -509,7 +489,8 @@ def on_sent(
     user: str,
     result: SendResult,
 ) -> Decision:
-    """An automated email was sent (Completed), failed (Error) or must be retried."""
+    """An automated email was sent (Completed), failed (Error) or must be retried (Queued,
+    ErrorCode saying why)."""
     d = Decision()
     mv = _move(ctx, d, cadence, sit, now, user)
     if result.sent:
@@ -522,7 +503,32 @@ def on_sent(
         mv.set_step(State="Error", ErrorCode=result.error_code or "UNKNOWN")
         mv.set_run(due_at=None)
     mv.flush_run()
+    _note_reason(d, sit, result)
+    _move_timer(d, sit.tracker["Id"])
     return d
+
+
+def _note_reason(d: Decision, sit: Situation, result: SendResult) -> None:
+    """A step kept Queued says why in ErrorCode (a daily cap, a transient failure); a sent
+    step clears a reason left from its wait."""
+    if sit.step is None or not (result.sent or result.retry_at is not None):
+        return
+    code = None if result.sent else result.error_code
+    if sit.step.get("ErrorCode") == code:
+        return
+    for op in d.ops:
+        if isinstance(op, Update) and op.object == STEP and op.id == sit.step["Id"]:
+            op.changes["ErrorCode"] = code
+            return
+    d.ops.append(
+        Update(
+            STEP,
+            sit.step["Id"],
+            {"ErrorCode": code},
+            {"State": sit.step["State"]},
+            sit.step.get("LastModifiedById"),
+        )
+    )
 
 
 # -- rep work and Sales Engagement actions ---------------------------------------------------

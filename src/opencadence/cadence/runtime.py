@@ -13,11 +13,13 @@ from datetime import datetime
 from typing import Any
 
 from opencadence import errors, ids
-from opencadence.cadence import engine, graph, validate
-from opencadence.cadence import store as cstore
+from opencadence.cadence import applying, decision, engine, graph, loading, validate
+from opencadence.cadence.settings import Config
+from opencadence.metadata.sales_engagement import STEP
 from opencadence.storage import records
+from opencadence.storage.runs import RunStore
 
-Decide = Callable[[engine.Context, graph.Cadence, engine.Situation], engine.Decision]
+Decide = Callable[[decision.Context, graph.Cadence, decision.Situation], decision.Decision]
 
 
 def transition(
@@ -25,28 +27,29 @@ def transition(
     tracker_id: str,
     user_id: str,
     decide: Decide,
-    config: cstore.Config | None = None,
+    config: Config | None = None,
     tx: records.Tx | None = None,
-) -> engine.Decision:
+) -> decision.Decision:
     """Lock one tracker, decide its transition and apply it (in ``tx`` or a new transaction)."""
-    rt = cstore.CadenceStore(store, config)
+    runs = RunStore(store)
+    config = config or Config()
     if tx is None:
         with store.transaction(user_id) as new_tx:
-            return _transition(rt, new_tx, tracker_id, decide)
-    return _transition(rt, tx, tracker_id, decide)
+            return _transition(runs, config, new_tx, tracker_id, decide)
+    return _transition(runs, config, tx, tracker_id, decide)
 
 
 def _transition(
-    rt: cstore.CadenceStore, tx: records.Tx, tracker_id: str, decide: Decide
-) -> engine.Decision:
-    rt.lock(tx.conn, [tracker_id])
-    loaded = cstore.Loaded(rt, tx.conn)
-    sit = rt.situations(tx.conn, loaded, [tracker_id]).get(tracker_id)
+    runs: RunStore, config: Config, tx: records.Tx, tracker_id: str, decide: Decide
+) -> decision.Decision:
+    runs.lock(tx.conn, [tracker_id])
+    loaded = loading.Loaded(runs, tx.conn, config)
+    sit = loading.situations(runs, tx.conn, loaded, [tracker_id]).get(tracker_id)
     if sit is None:
         raise errors.NotFound(f"No cadence tracker with Id {tracker_id}")
     cadence = loaded.cadences[sit.tracker["ActionCadenceId"]]
     d = decide(loaded.context(), cadence, sit)
-    rt.apply(tx, [d])
+    applying.apply(tx, runs, [d])
     return d
 
 
@@ -61,16 +64,15 @@ def activate(
     store: records.Store,
     cadence_id: str,
     user_id: str = records.AUTOMATED_USER,
-    config: cstore.Config | None = None,
 ) -> graph.Cadence:
     """Validate the graph; set State Active (+ActivatedDate, TotalSteps) or Error with an
     ErrorMessage naming the step, then raise CadenceInvalid."""
-    rt = cstore.CadenceStore(store, config)
+    runs = RunStore(store)
     problem: validate.Problem | None = None
     with store.transaction(user_id) as tx:
-        cadence = rt.load_definition(tx.conn, cadence_id)
+        cadence = loading.load_definition(runs, tx.conn, cadence_id)
         if cadence.state == "Deleting":
-            raise engine.Refused(f"The cadence {cadence.name} is being deleted.")
+            raise decision.Refused(f"The cadence {cadence.name} is being deleted.")
         found = validate.problems(cadence)
         if found:
             problem = found[0]
@@ -81,21 +83,19 @@ def activate(
                 system=True,
             )
         else:
-            _activate(tx, cadence)
+            _activate(runs, tx, cadence)
     if problem is not None:
         raise validate.CadenceInvalid(str(problem))
     with store.reading() as conn:
-        return rt.load_definition(conn, cadence_id)
+        return loading.load_definition(runs, conn, cadence_id)
 
 
-def _activate(tx: records.Tx, cadence: graph.Cadence) -> None:
+def _activate(runs: RunStore, tx: records.Tx, cadence: graph.Cadence) -> None:
     for step in cadence.detached:
         if step.graph_state == "Orphaned":  # removed before activation: deleted now
             tx.delete("ActionCadenceStep", step.id, system=True)
     root = cadence.root
-    for sid, root_id, detail, typ in cstore.CadenceStore(tx.store).step_graph_fields(
-        tx.conn, cadence.id
-    ):
+    for sid, root_id, detail, typ in runs.step_graph_fields(tx.conn, cadence.id):
         if root_id != root.id or detail is None:
             tx.update(
                 "ActionCadenceStep",
@@ -135,13 +135,14 @@ def delete_step(
     store: records.Store,
     step_id: str,
     user_id: str = records.AUTOMATED_USER,
-    config: cstore.Config | None = None,
+    config: Config | None = None,
 ) -> int:
     """Remove a step. Never-activated cadence: the step becomes Orphaned (ParentStepName
     nulled; deleted at activation). Otherwise it becomes Retired, its parent's GoToStepName
     points past it, and targets on it exit with AutomaticallyExitedDeletedStep. Returns how
     many targets exited."""
-    rt = cstore.CadenceStore(store, config)
+    runs = RunStore(store)
+    config = config or Config()
     with store.transaction(user_id) as tx:
         step_row = tx.get("ActionCadenceStep", step_id)
         if step_row is None:
@@ -156,12 +157,16 @@ def delete_step(
                 system=True,
             )
             return 0
-        cadence = rt.load_definition(tx.conn, cad_row["Id"])
+        cadence = loading.load_definition(runs, tx.conn, cad_row["Id"])
         _retire(tx, cadence, cadence.by_id[step_row["Id"]])
-        tracker_ids = rt.trackers_on_step(tx.conn, step_row["Id"])
+        tracker_ids = runs.trackers_on_step(tx.conn, step_row["Id"])
         for tid in tracker_ids:
             _transition(
-                rt, tx, tid, lambda c, cad, s: engine.retired(c, cad, s, now_of(store), tx.user_id)
+                runs,
+                config,
+                tx,
+                tid,
+                lambda c, cad, s: engine.retired(c, cad, s, now_of(store), tx.user_id),
             )
         return len(tracker_ids)
 
@@ -183,7 +188,7 @@ def _retire(tx: records.Tx, cadence: graph.Cadence, step: graph.Step) -> None:
 
 
 def _tracker_of_step(store: records.Store, step_tracker_id: str) -> str:
-    row = store.get(engine.STEP, ids.parse(step_tracker_id, field="stepTrackerId"))
+    row = store.get(STEP, ids.parse(step_tracker_id, field="stepTrackerId"))
     if row is None:
         raise errors.NotFound(f"No cadence step tracker with Id {step_tracker_id}")
     return str(row["ActionCadenceTrackerId"])
@@ -194,8 +199,8 @@ def step_event(
     step_tracker_id: str,
     event: str,
     user_id: str,
-    config: cstore.Config | None = None,
-) -> engine.Decision:
+    config: Config | None = None,
+) -> decision.Decision:
     """A rep's Start / ActionTaken / ManualComplete / Skip on an open step."""
     sid = ids.parse(step_tracker_id, field="stepTrackerId")
     tracker_id = _tracker_of_step(store, sid)
@@ -218,7 +223,7 @@ def take_action(store: records.Store, step_tracker_id: str, user_id: str) -> Non
     step_event(store, step_tracker_id, "ActionTaken", user_id)
 
 
-def call_outcome(task: dict[str, Any], config: cstore.Config) -> str | None:
+def call_outcome(task: dict[str, Any], config: Config) -> str | None:
     """The call-result category of a Task's CallDisposition (None: uncategorized)."""
     return config.call_dispositions.get(task.get("CallDisposition") or "")
 
@@ -226,19 +231,18 @@ def call_outcome(task: dict[str, Any], config: cstore.Config) -> str | None:
 def on_task_created(
     store: records.Store,
     task_id: str,
-    config: cstore.Config | None = None,
+    config: Config | None = None,
     tx: records.Tx | None = None,
 ) -> bool:
     """A Task was inserted: a logged call (TaskSubtype 'Call') on a target in a cadence
     completes its MakeACall step as the Task's owner and records the call outcome.
     Returns whether a tracker moved."""
-    config = config or cstore.Config()
+    config = config or Config()
     task = tx.get("Task", task_id) if tx is not None else store.get("Task", task_id)
     if task is None or task.get("TaskSubtype") != "Call" or not task.get("WhoId"):
         return False
-    rt = cstore.CadenceStore(store, config)
     with store.reading() as conn:
-        tracker_id = rt.active_tracker_of(conn, [task["WhoId"]]).get(task["WhoId"])
+        tracker_id = RunStore(store).active_tracker_of(conn, [task["WhoId"]]).get(task["WhoId"])
     if tracker_id is None:
         return False
     outcome = call_outcome(task, config)
@@ -260,7 +264,7 @@ def log_call(
     target_id: str,
     disposition: str | None,
     subject: str = "Call",
-    config: cstore.Config | None = None,
+    config: Config | None = None,
 ) -> str:
     """Log a call as a Task (TaskSubtype 'Call', WhoId = target) and apply it; returns the
     Task Id."""
@@ -286,18 +290,19 @@ def engagement(
     target_id: str,
     event: str,
     email_step_tracker_id: str | None = None,
-    config: cstore.Config | None = None,
+    config: Config | None = None,
 ) -> bool:
     """Email engagement of a target (EmailOpen, EmailLinkClick, EmailReply, EmailHardBounce,
     EmailSoftBounce), optionally naming the email's step tracker. Returns whether the
     target is in a cadence."""
-    rt = cstore.CadenceStore(store, config)
+    runs = RunStore(store)
     with store.reading() as conn:
-        tracker_id = rt.active_tracker_of(conn, [target_id]).get(target_id)
+        tracker_id = runs.active_tracker_of(conn, [target_id]).get(target_id)
         listened = (
             tracker_id is not None
             and email_step_tracker_id is not None
-            and rt.latest_email(conn, tracker_id) == ids.parse(email_step_tracker_id)
+            and runs.latest_completed(conn, tracker_id, graph.EMAIL_TYPES)
+            == ids.parse(email_step_tracker_id)
         )
     if tracker_id is None:
         return False
@@ -316,6 +321,5 @@ def engagement(
 
 def trackers_of(store: records.Store, target_ids: Sequence[str]) -> dict[str, str]:
     """target id -> active tracker id."""
-    rt = cstore.CadenceStore(store)
     with store.reading() as conn:
-        return rt.active_tracker_of(conn, list(target_ids))
+        return RunStore(store).active_tracker_of(conn, list(target_ids))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from opencadence.cadence import engine
+from opencadence.cadence import decision
 from opencadence.storage import records
 
 
@@ -36,7 +36,7 @@ class Sender(Protocol):
         """That transaction committed: deliver what ``send`` handed over."""
         ...
 
-    def send(self, email: OutgoingEmail, now: datetime) -> engine.SendResult:
+    def send(self, email: OutgoingEmail, now: datetime) -> decision.SendResult:
         """Send (or hand over for sending) one email; report the outcome."""
         ...
 
@@ -60,18 +60,18 @@ class RecordingSender:
     duplicates: int = 0
     _keys: set[str] = field(default_factory=set)
 
-    def send(self, email: OutgoingEmail, now: datetime) -> engine.SendResult:
+    def send(self, email: OutgoingEmail, now: datetime) -> decision.SendResult:
         if email.target_id in self.fail:
-            return engine.SendResult(False, self.fail[email.target_id])
+            return decision.SendResult(False, self.fail[email.target_id])
         retry_at = self.retry.pop(email.target_id, None)
         if retry_at is not None:
-            return engine.SendResult(False, "RETRY_LATER", retry_at)
+            return decision.SendResult(False, "RETRY_LATER", retry_at)
         if email.key in self._keys:
             self.duplicates += 1
         else:
             self._keys.add(email.key)
             self.sent.append(email)
-        return engine.SendResult(True)
+        return decision.SendResult(True)
 
     def begin(self, tx: records.Tx) -> None:
         pass

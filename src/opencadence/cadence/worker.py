@@ -15,11 +15,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from opencadence import errors
-from opencadence.cadence import engine
+from opencadence.cadence import applying, decision, engine, loading
 from opencadence.cadence import sender as senders
-from opencadence.cadence import store as cstore
+from opencadence.cadence.settings import Config
 from opencadence.clock import as_utc
 from opencadence.storage import records
+from opencadence.storage.runs import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,11 @@ class Worker:
         self,
         store: records.Store,
         sender: senders.Sender | None = None,
-        config: cstore.Config | None = None,
+        config: Config | None = None,
     ) -> None:
         self.store = store
-        self.rt = cstore.CadenceStore(store, config)
+        self.config = config or Config()
+        self.runs = RunStore(store)
         self.sender: senders.Sender = sender or senders.RecordingSender()
         #: transitions (step-tracker rows created or changed) applied so far
         self.transitions = 0
@@ -53,7 +55,7 @@ class Worker:
             return self._batch(at, None)
         except errors.StaleTransition:
             with self.store.reading() as conn:
-                due = self.rt.claim_due(conn, at, self.rt.config.batch_size)
+                due = self.runs.claim_due(conn, at, self.config.batch_size)
             done = 0
             for tracker_id in due:
                 try:
@@ -82,23 +84,23 @@ class Worker:
         cancels: list[str] = []
         with self.store.transaction() as tx:
             claimed = (
-                self.rt.claim_due(tx.conn, now, self.rt.config.batch_size)
+                self.runs.claim_due(tx.conn, now, self.config.batch_size)
                 if only is None
-                else self.rt.claim_these(tx.conn, now, only)
+                else self.runs.claim_these(tx.conn, now, only)
             )
             if not claimed:
                 return 0
             self.sender.begin(tx)
-            loaded = cstore.Loaded(self.rt, tx.conn)
-            sits = self.rt.situations(tx.conn, loaded, claimed)
+            loaded = loading.Loaded(self.runs, tx.conn, self.config)
+            sits = loading.situations(self.runs, tx.conn, loaded, claimed)
             ctx = loaded.context()
             decisions = [self._decide(ctx, sits.get(tid), tid, now, tx.user_id) for tid in claimed]
-            self.rt.apply(tx, decisions)
+            applying.apply(tx, self.runs, decisions)
             cancels = [
                 e.step_tracker_id
                 for d in decisions
                 for e in d.effects
-                if isinstance(e, engine.CancelEmail)
+                if isinstance(e, decision.CancelEmail)
             ]
             self.transitions += sum(d.transitions for d in decisions)
         for key in cancels:  # only once the cancellation is committed
@@ -108,52 +110,21 @@ class Worker:
 
     def _decide(
         self,
-        ctx: engine.Context,
-        sit: engine.Situation | None,
+        ctx: decision.Context,
+        sit: decision.Situation | None,
         tracker_id: str,
         now: datetime,
         user: str,
-    ) -> engine.Decision:
-        if sit is None or sit.tracker["State"] not in engine.ACTIVE_TRACKER_STATES:
-            # a run row without an active tracker (deleted through the API): drop it
-            return engine.Decision(run=[engine.RunOp("delete", tracker_id)])
-        cadence = ctx.cadences[sit.tracker["ActionCadenceId"]]
-        try:
-            d = engine.on_due(ctx, cadence, sit, now, user)
-        except engine.Refused as exc:  # nothing to do at this wake-up: clear it
-            log.warning("tracker %s: %s", tracker_id, exc.message)
-            return engine.Decision(run=[engine.RunOp("update", tracker_id, {"due_at": None})])
-        if d.send is not None:
+    ) -> decision.Decision:
+        """The engine's decision; a due automated email is sent before the engine is told."""
+        d = engine.wake(ctx, sit, tracker_id, now, user)
+        if d.warning is not None:
+            log.warning("tracker %s: %s", tracker_id, d.warning)
+        if d.send is not None and sit is not None:
             email = senders.OutgoingEmail(
                 str(d.send.step_tracker), d.send.template_id, d.send.owner_id, d.send.target_id
             )
             result = self.sender.send(email, now)
+            cadence = ctx.cadences[sit.tracker["ActionCadenceId"]]
             d = engine.on_sent(ctx, cadence, sit, now, user, result)
-            _note_reason(d, sit, result)
-        if not any(op.kind == "delete" or "due_at" in op.fields for op in d.run):
-            # every wake-up must move the timer, or it would fire again at once
-            d.run.append(engine.RunOp("update", tracker_id, {"due_at": None}))
         return d
-
-
-def _note_reason(d: engine.Decision, sit: engine.Situation, result: engine.SendResult) -> None:
-    """A step kept Queued says why in ErrorCode (a daily cap, a transient failure); a sent
-    step clears a reason left from its wait."""
-    if sit.step is None or not (result.sent or result.retry_at is not None):
-        return
-    code = None if result.sent else result.error_code
-    if sit.step.get("ErrorCode") == code:
-        return
-    for op in d.ops:
-        if isinstance(op, engine.Update) and op.object == engine.STEP and op.id == sit.step["Id"]:
-            op.changes["ErrorCode"] = code
-            return
-    d.ops.append(
-        engine.Update(
-            engine.STEP,
-            sit.step["Id"],
-            {"ErrorCode": code},
-            {"State": sit.step["State"]},
-            sit.step.get("LastModifiedById"),
-        )
-    )

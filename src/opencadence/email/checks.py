@@ -15,10 +15,10 @@ from typing import Any
 
 from opencadence import errors
 from opencadence.email import settings, templates
+from opencadence.metadata.sales_engagement import TARGET_OBJECTS
 from opencadence.storage import mail, records
 
 TEMPLATE_PREFIX = "00X"
-TARGET_OBJECTS = {"003": "Contact", "00Q": "Lead"}
 #: Folder AccessType values whose templates any user may send. Hidden folders are nobody's;
 #: a template filed in a user's personal folder (FolderId a User Id) is that user's only.
 PUBLIC_FOLDERS = frozenset({"Public", "PublicInternal", "Shared"})

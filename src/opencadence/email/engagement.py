@@ -14,6 +14,7 @@ from typing import Any
 
 from opencadence import errors
 from opencadence.cadence import runtime
+from opencadence.metadata.sales_engagement import TARGET_OBJECTS
 from opencadence.storage import mail, records
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,6 @@ RUNTIME_EVENTS = {
     "hard_bounce": "EmailHardBounce",
     "soft_bounce": "EmailSoftBounce",
 }
-TARGET_OBJECTS = {"003": "Contact", "00Q": "Lead"}
 
 
 def record_event(

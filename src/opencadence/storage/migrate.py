@@ -29,12 +29,10 @@ from sqlalchemy.engine import Engine
 from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
 from opencadence.metadata.registry import Registry
-from opencadence.storage import counts, dialect, events, schema, values
+from opencadence.storage import counts, dialect, events, records, schema, values
 
 #: The Organization record every database has.
 ORG_ID = ids.make_id("00D", 1)
-#: The user that system changes (workers, migrations) are recorded as.
-AUTOMATED_USER_ID = ids.make_id("005", 1)
 #: The first ID counter handed out to ordinary records (lower ones are reserved).
 FIRST_COUNTER = 1000
 
@@ -186,20 +184,11 @@ def _bootstrap(conn: sa.Connection, target: sa.MetaData, now: datetime) -> None:
     orgs = target.tables.get("Organization")
     if users is None or orgs is None:
         return
-    if conn.execute(sa.select(users.c.Id).where(users.c.Id == AUTOMATED_USER_ID)).first():
+    if conn.execute(sa.select(users.c.Id).where(users.c.Id == records.AUTOMATED_USER)).first():
         return
-    audit = dict(
-        IsDeleted=False,
-        CreatedById=AUTOMATED_USER_ID,
-        LastModifiedById=AUTOMATED_USER_ID,
-        CreatedDate=now,
-        LastModifiedDate=now,
-        SystemModstamp=now,
-    )
+    org = records.created_fields(ORG_ID, records.AUTOMATED_USER, now)
     conn.execute(
-        orgs.insert().values(
-            Id=ORG_ID, Name="opencadence", **_only(orgs, {"TimeZoneSidKey": "GMT"}), **audit
-        )
+        orgs.insert().values(Name="opencadence", **_only(orgs, {"TimeZoneSidKey": "GMT"}), **org)
     )
     user = {
         "Username": "autoproc@opencadence.local",
@@ -214,7 +203,8 @@ def _bootstrap(conn: sa.Connection, target: sa.MetaData, now: datetime) -> None:
         "EmailEncodingKey": "UTF-8",
         "UserType": "AutomatedProcess",
     }
-    conn.execute(users.insert().values(Id=AUTOMATED_USER_ID, **_only(users, user), **audit))
+    audit = records.created_fields(records.AUTOMATED_USER, records.AUTOMATED_USER, now)
+    conn.execute(users.insert().values(**_only(users, user), **audit))
     if schema.ROW_COUNTS in target.tables:
         counts.apply(conn, target, Counter({"Organization": 1, "User": 1}))
 

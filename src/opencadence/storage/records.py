@@ -4,6 +4,10 @@ A ``Store`` opens transactions; a ``Tx`` inserts, updates, soft-deletes and unde
 maintaining the system fields, validating every value first (nothing is written when any value
 is bad), writing the deleted-records log and the change events in the same transaction.
 
+The system fields (``created_fields``, ``modified_fields``), the guarded update
+(``guarded_update``) and the UPDATE change event (``add_update_event``) are declared once
+here; ``batch.BatchWriter`` (pre-validated rows of the cadence runtime) writes with them too.
+
 Two access modes: API mode (the default) lets callers write only createable/updateable
 fields, as Salesforce's API does; system mode (``system=True``) is for the cadence runtime,
 which maintains read-only fields such as ActionCadenceStepTracker.State itself.
@@ -13,10 +17,10 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -29,6 +33,11 @@ from opencadence.storage import counts, dialect, events, formulas, schema, value
 
 #: The user recorded as creator/modifier when no user is given (the org's automated process).
 AUTOMATED_USER = ids.make_id("005", 1)
+#: The connection handle storage gives its callers (layers above type with it, never with
+#: SQLAlchemy itself).
+Connection: TypeAlias = sa.Connection
+#: The system fields an update stamps, in ``modified_fields`` order.
+MODIFIED_FIELDS = ("LastModifiedDate", "LastModifiedById", "SystemModstamp")
 
 
 class Store:
@@ -50,6 +59,8 @@ class Store:
         self._plans: dict[tuple[str, bool], _WritePlan] = {}
         #: (id of FieldDef, key prefix) pairs already known to be a valid reference type
         self.plan_ok_prefixes: set[tuple[int, str]] = set()
+        #: statements of the batch writer compiled per (shape, dialect), kept with the tables
+        self.batch_statements: dict[Any, Any] = {}
 
     def plan(self, obj: model.ObjectDef, system: bool) -> _WritePlan:
         """Per-object facts every write needs, computed once (writes are the hot path)."""
@@ -226,15 +237,7 @@ class Tx:
             if row.get(name) is None:
                 row[name] = self.user_id
         self._require(obj, row, system)
-        row.update(
-            Id=ids.make_id(obj.key_prefix, self._ids.next()),
-            IsDeleted=False,
-            CreatedDate=now,
-            CreatedById=self.user_id,
-            LastModifiedDate=now,
-            LastModifiedById=self.user_id,
-            SystemModstamp=now,
-        )
+        row.update(created_fields(ids.make_id(obj.key_prefix, self._ids.next()), self.user_id, now))
         return row
 
     def _convert(
@@ -337,10 +340,18 @@ class Tx:
         if not changed:
             return []
         now = self._now()
-        stamp = {"LastModifiedDate": now, "LastModifiedById": self.user_id, "SystemModstamp": now}
-        self._guarded_update(obj, record_id, {**{k: new[k] for k in changed}, **stamp}, guard)
+        written = {k: new[k] for k in changed}
+        self._guarded_update(obj, record_id, written, guard, now)
         if obj.change_events:
-            self._update_event(obj, record_id, new, changed, now, current)
+            add_update_event(
+                self.event_header(),
+                obj,
+                record_id,
+                written,
+                values.format_event_datetime(now),
+                self.user_id,
+                current["LastModifiedById"],
+            )
         return changed
 
     def _current(self, obj: model.ObjectDef, record_id: str) -> dict[str, Any]:
@@ -354,14 +365,13 @@ class Tx:
 
     def _guard(
         self, obj: model.ObjectDef, current: Mapping[str, Any], expect: Mapping[str, Any]
-    ) -> list[Any]:
-        """Check ``expect`` against the current row; return it as WHERE conditions.
+    ) -> dict[str, Any]:
+        """Check ``expect`` against the current row; return it as database values.
 
-        The conditions repeat the check in the UPDATE itself, so a concurrent writer that
+        ``guarded_update`` repeats the check in the UPDATE itself, so a concurrent writer that
         changed the row after it was read makes the update match nothing (StaleTransition).
         """
-        table = self._table(obj)
-        guard = []
+        guard: dict[str, Any] = {}
         for name, value in expect.items():
             f = obj.field(name)
             if f is None:
@@ -371,37 +381,21 @@ class Tx:
                 raise errors.StaleTransition(
                     f"{obj.name} {current['Id']}: {f.name} is {current[f.name]!r}, expected {value!r}"
                 )
-            column = table.c[f.name]
-            guard.append(column.is_(None) if expected is None else column == expected)
+            guard[f.name] = expected
         return guard
 
     def _guarded_update(
-        self, obj: model.ObjectDef, record_id: str, changes: Mapping[str, Any], guard: list[Any]
-    ) -> None:
-        table = self._table(obj)
-        stmt = table.update().where(
-            table.c.Id == record_id, table.c.IsDeleted == sa.false(), *guard
-        )
-        if self.conn.execute(stmt.values(**changes)).rowcount != 1:
-            raise errors.StaleTransition(f"{obj.name} {record_id} changed concurrently")
-
-    def _update_event(
         self,
         obj: model.ObjectDef,
         record_id: str,
-        new: Mapping[str, Any],
-        changed: list[str],
+        changes: Mapping[str, Any],
+        guard: Mapping[str, Any],
         now: datetime,
-        current: Mapping[str, Any],
     ) -> None:
-        body = {k: events.body_value(obj.by_name[k.lower()], new[k]) for k in changed}
-        body["LastModifiedDate"] = values.format_event_datetime(now)
-        fields = changed + ["LastModifiedDate"]
-        if current["LastModifiedById"] != self.user_id:
-            body["LastModifiedById"] = self.user_id
-            fields.append("LastModifiedById")
-        nulled = [k for k in changed if new[k] is None]
-        self.event_header().add(obj, "UPDATE", record_id, body, changed=fields, nulled=nulled)
+        sets = {**changes, **modified_fields(self.user_id, now)}
+        stmt = guarded_update(self._table(obj), sets, expect_shape(guard))
+        if self.conn.execute(stmt, guarded_params(record_id, sets, guard)).rowcount != 1:
+            raise errors.StaleTransition(f"{obj.name} {record_id} changed concurrently")
 
     # -- delete / undelete ----------------------------------------------------------------
 
@@ -447,12 +441,7 @@ class Tx:
         self.conn.execute(
             table.update()
             .where(table.c.Id == record_id)
-            .values(
-                IsDeleted=deleted,
-                LastModifiedDate=now,
-                LastModifiedById=self.user_id,
-                SystemModstamp=now,
-            )
+            .values(IsDeleted=deleted, **modified_fields(self.user_id, now))
         )
 
     # -- reads inside the transaction ----------------------------------------------------
@@ -463,6 +452,95 @@ class Tx:
         return read_record(
             self.store, self.conn, object_name, record_id, include_deleted=include_deleted
         )
+
+
+# -- what every write path shares --------------------------------------------------------------
+
+
+def created_fields(record_id: str, user_id: str, now: datetime) -> dict[str, Any]:
+    """The system fields of a new record."""
+    return {
+        "Id": record_id,
+        "IsDeleted": False,
+        "CreatedDate": now,
+        "CreatedById": user_id,
+        "LastModifiedDate": now,
+        "LastModifiedById": user_id,
+        "SystemModstamp": now,
+    }
+
+
+def modified_fields(user_id: str, now: datetime) -> dict[str, Any]:
+    """The system fields of a changed record (MODIFIED_FIELDS)."""
+    return {"LastModifiedDate": now, "LastModifiedById": user_id, "SystemModstamp": now}
+
+
+def expect_shape(expect: Mapping[str, Any]) -> tuple[tuple[str, bool], ...]:
+    """(field, expected value is null) pairs: what a guarded UPDATE's WHERE depends on."""
+    return tuple((k, v is None) for k, v in expect.items())
+
+
+def guarded_update(
+    table: sa.Table, columns: Iterable[str], expect: Iterable[tuple[str, bool]]
+) -> sa.Update:
+    """UPDATE ``columns`` (parameters ``v_<column>``) of the live row ``p_id`` if its
+    ``expect`` fields still hold the expected values (``e_<field>``; null ones by IS NULL).
+
+    A concurrent writer that changed the row after it was read makes it match nothing, which
+    the caller reports as StaleTransition.
+    """
+    where = [table.c.Id == sa.bindparam("p_id"), table.c.IsDeleted == sa.false()]
+    where += [
+        table.c[k].is_(None) if is_none else table.c[k] == sa.bindparam(f"e_{k}")
+        for k, is_none in expect
+    ]
+    sets = {c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns}
+    return table.update().where(*where).values(sets)
+
+
+def guarded_params(
+    record_id: str, sets: Mapping[str, Any], expect: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The parameters of ``guarded_update`` for one row."""
+    params = {"v_" + k: v for k, v in sets.items()}
+    for k, v in expect.items():
+        if v is not None:
+            params["e_" + k] = v
+    params["p_id"] = record_id
+    return params
+
+
+def add_update_event(
+    pending: events.TransactionEvents,
+    obj: model.ObjectDef,
+    record_id: str,
+    changes: Mapping[str, Any],
+    modified_text: str,
+    user_id: str,
+    previous_modifier: str | None,
+    body_value: Callable[[model.FieldDef, Any], Any] = events.body_value,
+) -> None:
+    """The UPDATE change event of ``changes``: the changed fields, LastModifiedDate (given as
+    ``modified_text``), and LastModifiedById when the modifier changed."""
+    by_name = obj.by_name
+    body = {k: body_value(by_name[k.lower()], v) for k, v in changes.items()}
+    body["LastModifiedDate"] = modified_text
+    changed = [*changes, "LastModifiedDate"]
+    if previous_modifier != user_id:
+        body["LastModifiedById"] = user_id
+        changed.append("LastModifiedById")
+    nulled = [k for k, v in changes.items() if v is None]
+    pending.add(obj, "UPDATE", record_id, body, changed=changed, nulled=nulled)
+
+
+@contextmanager
+def duplicates_refused() -> Iterator[None]:
+    """A unique constraint a write broke (a concurrent writer got there first) as
+    DuplicateValue, so callers above storage never see the driver's error."""
+    try:
+        yield
+    except sa.exc.IntegrityError as exc:
+        raise errors.DuplicateValue("duplicate value found: the row already exists") from exc
 
 
 def _full_name(row: Mapping[str, Any]) -> str | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opencadence.cadence import engine
+from opencadence.metadata import sales_engagement
 from opencadence.storage import counts, events, records, schema
 
 
@@ -20,22 +20,22 @@ def _rows(store: records.Store, name: str) -> list[dict[str, Any]]:
 def check(store: records.Store) -> None:
     """One open step per running tracker; none after completion; reasons; events = rows;
     the live-row counters equal the tables."""
-    trackers = _rows(store, engine.TRACKER)
-    steps = _rows(store, engine.STEP)
+    trackers = _rows(store, sales_engagement.TRACKER)
+    steps = _rows(store, sales_engagement.STEP)
     with store.reading() as conn:
-        for name, rows in ((engine.TRACKER, trackers), (engine.STEP, steps)):
+        for name, rows in ((sales_engagement.TRACKER, trackers), (sales_engagement.STEP, steps)):
             live = sum(1 for r in rows if not r["IsDeleted"])
             assert counts.live(conn, store.meta, name) == live, f"{name} row counter is off"
     runs = {r["tracker_id"]: r for r in _rows(store, schema.CADENCE_RUN)}
     open_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for s in steps:
-        if s["State"] in engine.OPEN_STATES:
+        if s["State"] in sales_engagement.OPEN_STATES:
             open_of[s["ActionCadenceTrackerId"]].append(s)
         if s["State"] == "Completed":
             assert s["CompletionReason"], f"completed step {s['Id']} has no CompletionReason"
             assert s["CompletionDate"] is not None, s["Id"]
     for t in trackers:
-        active = t["State"] in engine.ACTIVE_TRACKER_STATES
+        active = t["State"] in sales_engagement.ACTIVE_TRACKER_STATES
         assert t["IsTrackerActive"] == active, t
         opened = open_of.get(t["Id"], [])
         if t["State"] in ("Running", "Paused"):
@@ -67,13 +67,13 @@ def _check_events(store: records.Store, rows: dict[str, dict[str, Any]]) -> None
             payload = e["payload"]
             head = payload["ChangeEventHeader"]
             sequences[head["transactionKey"]].append(head["sequenceNumber"])
-            if head["entityName"] not in (engine.TRACKER, engine.STEP):
+            if head["entityName"] not in (sales_engagement.TRACKER, sales_engagement.STEP):
                 continue
             body = {k: v for k, v in payload.items() if k != "ChangeEventHeader"}
             (rid,) = head["recordIds"]
             if head["changeType"] == "CREATE":
                 folded[rid] = body
-                if head["entityName"] == engine.STEP:
+                if head["entityName"] == sales_engagement.STEP:
                     step_created.append((body["ActionCadenceTrackerId"], e["event"]["replayId"]))
             elif body.get("State") == "Complete":
                 completed_at[rid] = e["event"]["replayId"]
@@ -88,7 +88,9 @@ def _check_events(store: records.Store, rows: dict[str, dict[str, Any]]) -> None
         assert seq == list(range(1, len(seq) + 1)), f"transaction {key}: sequence {seq}"
     for rid, row in rows.items():
         assert rid in folded, f"no CREATE event for {rid}"
-        obj = store.registry.object(engine.TRACKER if rid.startswith("0cT") else engine.STEP)
+        obj = store.registry.object(
+            sales_engagement.TRACKER if rid.startswith("0cT") else sales_engagement.STEP
+        )
         for f in events.event_fields(obj):
             if f.name in ("Id", "CreatedById", "CreatedDate"):
                 continue

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from opencadence import ids
 from opencadence.cadence import actions, runtime, sender, worker
-from opencadence.cadence import store as cstore
+from opencadence.cadence.settings import Config
 from opencadence.clock import ManualClock
 from opencadence.storage import records
 from tests.integration.cadence.conftest import Build
@@ -61,7 +61,7 @@ def test_assign_reports_each_input_alone(
 def test_active_tracker_limit_is_configurable(
     store: records.Store, build: Build, rep: str, contacts: Contacts
 ) -> None:
-    acts = actions.Actions(store, cstore.Config(max_active_trackers=2))
+    acts = actions.Actions(store, Config(max_active_trackers=2))
     cid = build({"StepName": "t", "Type": "CreateTask"})
     targets = contacts(3)
     res = acts.assignTargetToSalesCadence(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from opencadence.cadence import actions, runtime, sender, worker
+from opencadence.cadence.settings import Config
 from opencadence.clock import ManualClock
 from opencadence.storage import records
 from tests.integration.cadence.conftest import Build
@@ -152,9 +153,7 @@ def test_logged_call_completes_call_and_branch_routes_on_outcome(
 def test_call_disposition_table_is_configurable(
     store: records.Store, build: Build, acts: actions.Actions, rep: str, contacts: Contacts
 ) -> None:
-    from opencadence.cadence import store as cstore
-
-    config = cstore.Config(call_dispositions={"Booked": "CallMeaningfulConnect"})
+    config = Config(call_dispositions={"Booked": "CallMeaningfulConnect"})
     cid = build(*BRANCH)
     (a,) = contacts(1)
     assign(acts, cid, a, rep)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from opencadence.cadence import actions, definition_file, runtime, validate, worker
+from opencadence.cadence import actions, applying, definition_file, runtime, validate, worker
 from opencadence.clock import ManualClock as ManualClockT
 from opencadence.storage import records
 from tests.integration.cadence.conftest import Build
@@ -201,6 +201,7 @@ def test_worker_crash_between_claim_and_commit_loses_nothing(
     rep: str,
     contacts: Contacts,
     work: worker.Worker,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cid = build({"StepName": "auto", "Type": "AutoSendAnEmail"})
     (a,) = contacts(1)
@@ -212,11 +213,10 @@ def test_worker_crash_between_claim_and_commit_loses_nothing(
     def boom(*args: object) -> None:
         raise Crash()
 
-    real = work.rt.apply
-    work.rt.apply = boom  # type: ignore[method-assign]
-    with pytest.raises(Crash):
-        work.run_once()
-    work.rt.apply = real  # type: ignore[method-assign]
+    with monkeypatch.context() as patch:
+        patch.setattr(applying, "apply", boom)
+        with pytest.raises(Crash):
+            work.run_once()
     assert work.run_until_idle() == 1
     auto = step_trackers(store, tracker_of(store, a)["Id"])[1]
     assert auto["State"] == "Completed"

@@ -8,10 +8,12 @@ from collections.abc import Callable
 import pytest
 
 from opencadence import errors
-from opencadence.cadence import actions, engine, sender, worker
-from opencadence.cadence import store as cstore
+from opencadence.cadence import actions, applying, decision, sender, worker
+from opencadence.cadence.settings import Config
 from opencadence.clock import ManualClock
+from opencadence.metadata import sales_engagement
 from opencadence.storage import records
+from opencadence.storage.runs import RunStore
 from tests.integration.cadence.conftest import Build
 from tests.integration.cadence.helpers import step_trackers, tracker_of
 
@@ -36,7 +38,7 @@ def test_two_workers_never_apply_a_transition_twice(
     )
     clock.advance(minutes=1)
     outbox = sender.RecordingSender()
-    config = cstore.Config(batch_size=10)
+    config = Config(batch_size=10)
     pool = [worker.Worker(store, outbox, config) for _ in range(2)]
     failures: list[BaseException] = []
 
@@ -71,16 +73,20 @@ def test_a_stale_guard_rolls_back_the_whole_decision(
     acts.assignTargetToSalesCadence([{"salesCadenceNameOrId": cid, "targetId": a}], rep)
     tr = tracker_of(store, a)
     task = step_trackers(store, tr["Id"])[1]
-    rt = cstore.CadenceStore(store)
-    stale = engine.Decision(
+    runs = RunStore(store)
+    stale = decision.Decision(
         ops=[
-            engine.Update(engine.TRACKER, tr["Id"], {"OwnerId": rep}, {"State": "Running"}),
-            engine.Update(engine.STEP, task["Id"], {"State": "Completed"}, {"State": "InProgress"}),
+            decision.Update(
+                sales_engagement.TRACKER, tr["Id"], {"OwnerId": rep}, {"State": "Running"}
+            ),
+            decision.Update(
+                sales_engagement.STEP, task["Id"], {"State": "Completed"}, {"State": "InProgress"}
+            ),
         ]
     )
     with pytest.raises(errors.StaleTransition):
         with store.transaction() as tx:
-            rt.apply(tx, [stale])
+            applying.apply(tx, runs, [stale])
     assert step_trackers(store, tr["Id"])[1]["State"] == "Active"
     events = store.read_events(entity="ActionCadenceTracker")
     assert all(

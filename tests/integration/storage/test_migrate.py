@@ -75,7 +75,7 @@ def test_upgrade_in_place_keeps_data(empty_url: str) -> None:
 def test_bootstrap_rows_exist_once(engine: sa.Engine) -> None:
     migrate.upgrade(engine, default_registry())
     store = records.Store(engine, default_registry())
-    user = store.get("User", migrate.AUTOMATED_USER_ID)
+    user = store.get("User", records.AUTOMATED_USER)
     org = store.get("Organization", migrate.ORG_ID)
     assert user is not None and user["Name"] == "Automated Process"
     assert org is not None

@@ -1,0 +1,18 @@
+"""The Sales Engagement objects the cadence runtime keeps, named once.
+
+Declared here, below storage and cadence, because both read them: storage's run-state
+queries (``storage/runs.py``), the pure engine, the email checks and the actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+TRACKER = "ActionCadenceTracker"
+STEP = "ActionCadenceStepTracker"
+#: Step-tracker states of a step that is still the target's current step.
+OPEN_STATES = frozenset({"Active", "InProgress", "Paused", "Queued", "Scheduled", "Error"})
+#: Tracker states with IsTrackerActive = true (OR-TR).
+ACTIVE_TRACKER_STATES = frozenset({"Running", "Paused", "Processing", "Initializing"})
+#: The objects a cadence targets, by key prefix.
+TARGET_OBJECTS: Mapping[str, str] = {"003": "Contact", "00Q": "Lead"}
