@@ -132,8 +132,9 @@ def build(
 ) -> System:
     """Engine, registry, schema upgrade, Store, Org, worker, sender, tracker and listener.
 
-    ``engine`` reuses an existing engine (a test fixture's; it is then not disposed by
-    ``close``); ``sender`` replaces the worker's sender (tests and benchmarks record sends).
+    ``engine`` reuses an existing engine (a test fixture's) in place of
+    ``settings.database_url``; ``close`` then leaves it open. ``sender`` replaces the worker's
+    sender (tests and benchmarks record sends). Nothing is left open if a part fails.
     """
     clock = _clock(settings.clock)
     eng = engine if engine is not None else database.create_engine(settings.database_url)
