@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from opencadence import ids, system
 from opencadence.clock import ManualClock
-from opencadence.storage import database, migrate
+from opencadence.storage import database, dialect, migrate
 
 GOAL = 0.5
 STATES = ["Active", "Completed", "Queued", "Scheduled", "InProgress"]
@@ -92,7 +92,7 @@ def run_raw(url: str, rows: list[dict[str, Any]], batch: int) -> float:
     start = time.perf_counter()
     for i in range(0, len(full), batch):
         with eng.connect() as conn:
-            conn = conn.execution_options(**{database.WRITE_OPTION: True})
+            conn = conn.execution_options(**{dialect.WRITE_OPTION: True})
             with conn.begin():
                 conn.execute(table.insert(), full[i : i + batch])
     elapsed = time.perf_counter() - start

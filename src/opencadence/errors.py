@@ -9,7 +9,6 @@ given, the class docstring is the message.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 
 class OpenCadenceError(Exception):
@@ -22,10 +21,6 @@ class OpenCadenceError(Exception):
         self.message = message or (self.__doc__ or self.error_code).strip()
         self.fields = list(fields)
         super().__init__(self.message)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The Salesforce REST error object for this error."""
-        return {"message": self.message, "errorCode": self.error_code, "fields": self.fields}
 
 
 class InvalidDefinition(OpenCadenceError):

@@ -7,19 +7,17 @@ actions, each for a calling session. The API layers only parse requests and rend
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import sqlalchemy as sa
 
 from opencadence import errors, ids
 from opencadence.cadence import actions as cadence_actions
 from opencadence.cadence import runtime
 from opencadence.email import templates
 from opencadence.metadata import describe, model
-from opencadence.soql import execute, visibility
-from opencadence.storage import accounts, records, schema, values
+from opencadence.soql import execute
+from opencadence.storage import accounts, records, replication, values
 
 #: getUpdated looks back at most 30 days; getDeleted 15 (Salesforce's REST documentation).
 UPDATED_WINDOW = timedelta(days=30)
@@ -184,30 +182,16 @@ class Org:
         """getUpdated: ids whose SystemModstamp falls in [start, end), minute precision."""
         obj = self._replicable(name, version)
         lo, hi, latest = self._window(start, end, UPDATED_WINDOW)
-        table = self.store.meta.tables[obj.name]
-        conds = [
-            table.c.SystemModstamp >= lo,
-            table.c.SystemModstamp < hi,
-            table.c.IsDeleted == sa.false(),
-        ]
-        visible = visibility.predicate(
-            obj.name, table, self.store.meta, self.caller(session).viewer
+        found = replication.updated_ids(
+            self.store,
+            obj.name,
+            lo,
+            hi,
+            viewer=self.caller(session).viewer,
+            limit=MAX_REPLICATION_IDS + 1,
         )
-        if visible is not None:
-            conds.append(visible)
-        with self.store.reading() as conn:
-            found = (
-                conn.execute(
-                    sa.select(table.c.Id)
-                    .where(*conds)
-                    .order_by(table.c.SystemModstamp)
-                    .limit(MAX_REPLICATION_IDS + 1)
-                )
-                .scalars()
-                .all()
-            )
         _check_cap(found)
-        return {"ids": list(found), "latestDateCovered": values.format_datetime(latest)}
+        return {"ids": found, "latestDateCovered": values.format_datetime(latest)}
 
     def deleted(
         self, session: accounts.Session, name: str, start: str, end: str, version: str
@@ -215,17 +199,9 @@ class Org:
         """getDeleted: records deleted in [start, end) that are still in the deleted log."""
         obj = self._replicable(name, version)
         lo, hi, latest = self._window(start, end, DELETED_WINDOW)
-        log = self.store.meta.tables[schema.DELETED]
-        with self.store.reading() as conn:
-            rows = conn.execute(
-                sa.select(log.c.record_id, log.c.deleted_date)
-                .where(log.c.entity == obj.name, log.c.deleted_date >= lo, log.c.deleted_date < hi)
-                .order_by(log.c.deleted_date)
-                .limit(MAX_REPLICATION_IDS + 1)
-            ).all()
-            earliest = conn.execute(
-                sa.select(sa.func.min(log.c.deleted_date)).where(log.c.entity == obj.name)
-            ).scalar()
+        rows, earliest = replication.deleted(
+            self.store, obj.name, lo, hi, limit=MAX_REPLICATION_IDS + 1
+        )
         _check_cap(rows)
         return {
             "deletedRecords": [
@@ -300,7 +276,7 @@ def _minute(when: datetime) -> datetime:
     return when.replace(second=0, microsecond=0)
 
 
-def _check_cap(found: Any) -> None:
+def _check_cap(found: Sized) -> None:
     if len(found) > MAX_REPLICATION_IDS:
         raise errors.ExceededIdLimit(
             "The number of records is greater than 600,000: narrow the date range"

@@ -28,11 +28,8 @@ def email_settings(request: Request, org: Org, session: accounts.Session, versio
     _require_admin(session)
     if request.method == "PATCH":
         scope, changes = _parse(request.state.body)
-        with org.store.transaction(session.user_id) as tx:
-            for name, value in changes.items():
-                settings.put(tx.conn, name, value, scope=scope)
-    with org.store.reading() as conn:
-        snapshot = settings.load(conn)
+        settings.put_all(org.store, session.user_id, scope, changes)
+    snapshot = settings.read(org.store)
     scopes = {scope: dict(values) for scope, values in snapshot.rows.items()}
     return {"defaults": dict(settings.DEFAULTS), "scopes": scopes}
 

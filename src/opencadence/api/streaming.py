@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,7 +26,7 @@ from starlette.routing import Route
 from opencadence import errors
 from opencadence.api.rest import json_response, session_of
 from opencadence.org import Org
-from opencadence.storage import events, schema
+from opencadence.storage import events
 
 #: How long /meta/connect is held when nothing arrives (Salesforce: 110 s).
 CONNECT_TIMEOUT = 110.0
@@ -108,11 +107,8 @@ class Streaming:
         return False
 
     def _cursor(self, replay: Any) -> int | None:
-        table = self.org.store.meta.tables[schema.EVENTS]
         with self.org.store.reading() as conn:
-            lo, hi = conn.execute(
-                sa.select(sa.func.min(table.c.replay_id), sa.func.max(table.c.replay_id))
-            ).one()
+            lo, hi = events.replay_bounds(conn, self.org.store.meta)
         if replay == -1:
             return int(hi or 0)
         if replay == -2:

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from opencadence import errors, ids
 from opencadence.cadence import engine, graph
 from opencadence.metadata import model
-from opencadence.storage import database, events, records, schema, values
+from opencadence.storage import dialect, events, records, schema, values
 
 BUILDER = (
     "ActionCadenceStep",
@@ -148,7 +148,7 @@ class CadenceStore:
         return self.store.meta.tables[name]
 
     def is_postgres(self, conn: sa.Connection) -> bool:
-        return not database.is_sqlite(conn)
+        return not dialect.is_sqlite(conn)
 
     # -- definitions ------------------------------------------------------------------------
 

@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
-from opencadence import errors, ids
+from opencadence import errors
 from opencadence.email import settings, templates
-from opencadence.storage import records, schema
+from opencadence.storage import mail, records
 
 TEMPLATE_PREFIX = "00X"
 TARGET_OBJECTS = {"003": "Contact", "00Q": "Lead"}
@@ -44,8 +42,9 @@ class Cache:
     """Reads shared by the sends of one worker batch (one transaction): settings, the
     assignee, templates, folders and the cap counts, each read once."""
 
-    def __init__(self, store: records.Store, conn: sa.Connection) -> None:
+    def __init__(self, store: records.Store, conn: mail.Connection) -> None:
         self.store, self.conn = store, conn
+        self.outbox = mail.outbox(store.meta)
         self._records: dict[tuple[str, str, bool], dict[str, Any] | None] = {}
         self._settings: settings.Snapshot | None = None
         self._used: dict[tuple[str, str], int] = {}
@@ -67,18 +66,11 @@ class Cache:
             )
         return self._records[k]
 
-    def used(self, outbox: sa.Table, day: str, owner_id: str | None) -> int:
+    def used(self, day: str, owner_id: str | None) -> int:
         """Sends admitted on ``day`` (by ``owner_id``, or org-wide for None)."""
         k = (day, owner_id or "")
         if k not in self._used:
-            cond = outbox.c.cap_day == day
-            if owner_id is not None:
-                cond = sa.and_(cond, outbox.c.owner_id == owner_id)
-            self._used[k] = int(
-                self.conn.execute(
-                    sa.select(sa.func.count()).select_from(outbox).where(cond)
-                ).scalar_one()
-            )
+            self._used[k] = self.outbox.admitted(self.conn, day, owner_id)
         return self._used[k]
 
     def admitted(self, day: str, owner_id: str) -> None:
@@ -86,14 +78,9 @@ class Cache:
             if k in self._used:
                 self._used[k] += 1
 
-    def any_waiting(self, outbox: sa.Table) -> bool:
+    def any_waiting(self) -> bool:
         if self._any_waiting is None:
-            self._any_waiting = (
-                self.conn.execute(
-                    sa.select(outbox.c.key).where(outbox.c.status == "waiting").limit(1)
-                ).first()
-                is not None
-            )
+            self._any_waiting = self.outbox.any_waiting(self.conn)
         return self._any_waiting
 
 
@@ -190,7 +177,7 @@ def _template(cache: Cache, template_id: str | None, owner_id: str) -> dict[str,
     return template
 
 
-def _target(store: records.Store, conn: sa.Connection, target_id: str) -> dict[str, Any]:
+def _target(store: records.Store, conn: mail.Connection, target_id: str) -> dict[str, Any]:
     obj = TARGET_OBJECTS.get(target_id[:3])
     target = None if obj is None else records.read_record(store, conn, obj, target_id)
     if target is None:  # deleted (in the recycle bin): nobody's to see
@@ -220,12 +207,7 @@ def next_day(now: datetime) -> datetime:
 
 
 def check_caps(
-    cache: Cache,
-    outbox: sa.Table,
-    now: datetime,
-    owner_id: str,
-    key: str,
-    enrolled_at: datetime | None,
+    cache: Cache, now: datetime, owner_id: str, key: str, enrolled_at: datetime | None
 ) -> None:
     """Raise SendRefused (with a retry time: the step waits) when a daily cap is reached;
     else take a place under each cap.
@@ -244,37 +226,8 @@ def check_caps(
         ("AUTO_EMAIL_DAILY_LIMIT_REACHED", user_cap, owner_id),
     ):
         ahead = 0
-        if cache.any_waiting(outbox):
-            waiting = sa.and_(outbox.c.status == "waiting", outbox.c.key != key)
-            if enrolled_at is not None:
-                waiting = sa.and_(waiting, outbox.c.enrolled_at < enrolled_at)
-            if scope is not None:
-                waiting = sa.and_(waiting, outbox.c.owner_id == scope)
-            ahead = int(
-                cache.conn.execute(
-                    sa.select(sa.func.count()).select_from(outbox).where(waiting)
-                ).scalar_one()
-            )
-        if cache.used(outbox, today, scope) + ahead >= cap:
+        if cache.any_waiting():
+            ahead = cache.outbox.waiting_ahead(cache.conn, key, enrolled_at, scope)
+        if cache.used(today, scope) + ahead >= cap:
             raise SendRefused(f"Daily cap of {cap} reached", code, next_day(now))
     cache.admitted(today, owner_id)
-
-
-def outbox_table(store: records.Store) -> sa.Table:
-    return store.meta.tables[schema.EMAIL_OUTBOX]
-
-
-def enrolled_at(
-    store: records.Store, conn: sa.Connection, key: str
-) -> tuple[str | None, str | None, datetime | None]:
-    """(tracker Id, step Id, tracker CreatedDate) of a step tracker."""
-    st = store.meta.tables["ActionCadenceStepTracker"]
-    tr = store.meta.tables["ActionCadenceTracker"]
-    row = conn.execute(
-        sa.select(st.c.ActionCadenceTrackerId, st.c.ActionCadenceStepId, tr.c.CreatedDate)
-        .select_from(st.join(tr, tr.c.Id == st.c.ActionCadenceTrackerId))
-        .where(st.c.Id == ids.parse(key))
-    ).first()
-    if row is None:
-        return None, None, None
-    return row[0], row[1], row[2]

@@ -12,11 +12,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from opencadence import errors
 from opencadence.cadence import runtime
-from opencadence.storage import records, schema
+from opencadence.storage import mail, records
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +30,14 @@ TARGET_OBJECTS = {"003": "Contact", "00Q": "Lead"}
 
 
 def record_event(
-    conn: sa.Connection,
+    conn: mail.Connection,
     store: records.Store,
     key: str,
     kind: str,
     at: datetime,
     detail: str | None = None,
 ) -> None:
-    ev = store.meta.tables[schema.EMAIL_EVENTS]
-    conn.execute(sa.insert(ev).values(key=key, kind=kind, at=at, detail=detail))
+    mail.event_log(store.meta).record(conn, key, kind, at, detail)
 
 
 def mark_bounced(tx: records.Tx, target_id: str, reason: str, now: datetime) -> None:
@@ -56,19 +53,18 @@ def mark_bounced(tx: records.Tx, target_id: str, reason: str, now: datetime) -> 
 
 
 def sent_row(
-    conn: sa.Connection,
+    conn: mail.Connection,
     store: records.Store,
     *,
     key: str | None = None,
     message_id: str | None = None,
 ) -> Mapping[str, Any] | None:
     """The outbox row of a message that reached the relay, by key or Message-ID."""
-    ob = store.meta.tables[schema.EMAIL_OUTBOX]
-    cond = ob.c.key == key if key is not None else ob.c.message_id == message_id
-    row = conn.execute(sa.select(ob).where(cond)).mappings().first()
+    outbox = mail.outbox(store.meta)
+    row = outbox.row(conn, key) if key is not None else outbox.by_message_id(conn, message_id)
     if row is None or (row["sent_at"] is None and row["status"] not in ("sent", "sending")):
         return None
-    return dict(row)
+    return row
 
 
 def record(
@@ -84,18 +80,11 @@ def record(
     ``dedupe`` an event already recorded with the same ``detail`` (e.g. the inbound
     Message-ID of a reply delivered twice) is ignored. Returns whether it was recorded."""
     now = store.clock.now().replace(tzinfo=None)
-    ev = store.meta.tables[schema.EMAIL_EVENTS]
     with store.transaction() as tx:
         row = sent_row(tx.conn, store, key=key)
         if row is None:
             return False
-        if (
-            dedupe
-            and tx.conn.execute(
-                sa.select(ev.c.id).where(ev.c.key == key, ev.c.kind == kind, ev.c.detail == detail)
-            ).first()
-            is not None
-        ):
+        if dedupe and mail.event_log(store.meta).seen(tx.conn, key, kind, detail):
             return False
         record_event(tx.conn, store, key, kind, now, detail)
         if kind == "hard_bounce":
@@ -148,13 +137,8 @@ def write_step_metrics(tx: records.Tx, step_ids: set[str]) -> None:
             tx.update("ActionCadenceStep", step_id, stored, system=True)
 
 
-def _metrics(conn: sa.Connection, store: records.Store, step_id: str) -> dict[str, int]:
-    ob = store.meta.tables[schema.EMAIL_OUTBOX]
-    ev = store.meta.tables[schema.EMAIL_EVENTS]
-    of_step = sa.select(ob.c.key).where(ob.c.step_id == step_id).scalar_subquery()
-    rows = conn.execute(
-        sa.select(ev.c.kind, ev.c.detail, ev.c.key).where(ev.c.key.in_(of_step)).distinct()
-    ).all()
+def _metrics(conn: mail.Connection, store: records.Store, step_id: str) -> dict[str, int]:
+    rows = mail.event_log(store.meta).of_step(conn, step_id)
     keys: dict[str, set[str]] = {}
     tracked: set[str] = set()
     for kind, detail, key in rows:

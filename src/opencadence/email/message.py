@@ -18,10 +18,7 @@ from datetime import UTC, datetime
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 
-import sqlalchemy as sa
-
 from opencadence.email import checks, tracking
-from opencadence.storage import schema
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +80,4 @@ def _thread(
     step = cache.record("ActionCadenceStep", step_id)
     if step is None or not step.get("IsThreaded"):
         return []
-    ob = cache.store.meta.tables[schema.EMAIL_OUTBOX]
-    rows = cache.conn.execute(
-        sa.select(ob.c.message_id, ob.c.mime)
-        .where(
-            ob.c.tracker_id == tracker_id,
-            ob.c.key != key,
-            ob.c.sent_at.is_not(None),
-            ob.c.message_id.is_not(None),
-        )
-        .order_by(ob.c.sent_at, ob.c.created_at)
-    ).all()
-    return [(str(r[0]), str(r[1] or "")) for r in rows]
+    return cache.outbox.thread(cache.conn, tracker_id, key)

@@ -10,9 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
-from opencadence.storage import schema
+from opencadence.storage import mail, records
 
 ORG = "org"
 
@@ -44,15 +42,6 @@ class OrgSettings:
     max_body_bytes: int
 
 
-_T = sa.Table(
-    schema.EMAIL_SETTINGS,
-    sa.MetaData(),
-    sa.Column("scope", sa.String(18)),
-    sa.Column("name", sa.String(40)),
-    sa.Column("value", sa.Text()),
-)
-
-
 @dataclass(frozen=True)
 class Snapshot:
     """Every setting row, read once (the worker reads them once per batch)."""
@@ -78,24 +67,25 @@ class Snapshot:
         return {**DEFAULTS, **self.rows.get(ORG, {})}[name]
 
 
-def load(conn: sa.Connection) -> Snapshot:
-    rows: dict[str, dict[str, int]] = {}
-    for scope, name, value in conn.execute(sa.select(_T.c.scope, _T.c.name, _T.c.value)):
-        rows.setdefault(str(scope), {})[str(name)] = int(value)
-    return Snapshot(rows)
+def load(conn: mail.Connection) -> Snapshot:
+    return Snapshot(mail.read_settings(conn))
 
 
-def org(conn: sa.Connection) -> OrgSettings:
-    return load(conn).org
+def read(store: records.Store) -> Snapshot:
+    """Every setting, in a read of its own."""
+    with store.reading() as conn:
+        return load(conn)
 
 
-def user_value(conn: sa.Connection, user_id: str, name: str) -> int:
-    return load(conn).user(user_id, name)
-
-
-def put(conn: sa.Connection, name: str, value: Any, scope: str = ORG) -> None:
+def put(conn: mail.Connection, name: str, value: Any, scope: str = ORG) -> None:
     """Set one setting (``scope`` "org" or a User Id) in the caller's transaction."""
     if name not in DEFAULTS:
         raise KeyError(f"unknown email setting {name}")
-    conn.execute(sa.delete(_T).where(_T.c.scope == scope, _T.c.name == name))
-    conn.execute(sa.insert(_T).values(scope=scope, name=name, value=str(int(value))))
+    mail.write_setting(conn, scope, name, int(value))
+
+
+def put_all(store: records.Store, user_id: str, scope: str, changes: dict[str, int]) -> None:
+    """Set several settings of one scope in one transaction of ``user_id``."""
+    with store.transaction(user_id) as tx:
+        for name, value in changes.items():
+            put(tx.conn, name, value, scope=scope)

@@ -30,13 +30,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
 from opencadence import errors
-from opencadence.cadence import engine, runtime
+from opencadence.cadence import runtime
 from opencadence.cadence import sender as senders
+from opencadence.cadence.decision import SendResult
 from opencadence.email import checks, engagement, message, settings, windows
-from opencadence.storage import database, records, schema
+from opencadence.storage import mail, records
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +141,11 @@ class SmtpSender:
     _completed: set[str] = field(default_factory=set)
     _tx: records.Tx | None = None
     _cache: checks.Cache | None = None
-    _mark: Any = None
     _smtp: smtplib.SMTP | None = None
 
     @property
-    def outbox(self) -> sa.Table:
-        return self.store.meta.tables[schema.EMAIL_OUTBOX]
+    def outbox(self) -> mail.Outbox:
+        return mail.outbox(self.store.meta)
 
     def _now(self) -> datetime:
         return self.store.clock.now().replace(tzinfo=None)
@@ -158,90 +156,85 @@ class SmtpSender:
         self._tx, self._staged, self._completed = tx, [], set()
         self._cache = checks.Cache(self.store, tx.conn)
 
-    def send(self, mail: senders.OutgoingEmail, now: datetime) -> engine.SendResult:
+    def send(self, email: senders.OutgoingEmail, now: datetime) -> SendResult:
         try:
-            return self._send(mail, now)
-        except (sa.exc.SQLAlchemyError, errors.StaleTransition):
+            return self._send(email, now)
+        except (mail.DatabaseError, errors.StaleTransition):
             raise  # the worker's transaction is broken: it rolls back and retries
         except Exception:  # a bug must not wedge the batch: this step fails, visibly
-            log.exception("unexpected failure preparing the email of %s", mail.key)
-            return engine.SendResult(False, "UNKNOWN")
+            log.exception("unexpected failure preparing the email of %s", email.key)
+            return SendResult(False, "UNKNOWN")
 
-    def _send(self, mail: senders.OutgoingEmail, now: datetime) -> engine.SendResult:
+    def _send(self, email: senders.OutgoingEmail, now: datetime) -> SendResult:
         if self._tx is None:
             raise RuntimeError("SmtpSender.send outside a worker transaction (begin not called)")
-        conn, ob = self._tx.conn, self.outbox
-        row = conn.execute(sa.select(ob).where(ob.c.key == mail.key)).mappings().first()
+        conn, outbox = self._tx.conn, self.outbox
+        row = outbox.row(conn, email.key)
         if row is None:
-            return self._admit(conn, mail, now, None)
+            return self._admit(conn, email, now, None)
         status = row["status"]
         lease = row["lease_until"]
         if status == "sent":
-            self._completed.add(mail.key)
-            return engine.SendResult(True)
+            self._completed.add(email.key)
+            return SendResult(True)
         if status == "failed":
-            return engine.SendResult(False, row["error_code"] or "UNKNOWN")
+            return SendResult(False, row["error_code"] or "UNKNOWN")
         if status == "sending":
             if lease is not None and lease > now:
-                return engine.SendResult(False, None, lease)
-            self._reconcile_one(conn, mail.key, now)
-            return engine.SendResult(True)
+                return SendResult(False, None, lease)
+            self._reconcile_one(conn, email.key, now)
+            return SendResult(True)
         if status == "waiting":
-            return self._admit(conn, mail, now, dict(row))
+            return self._admit(conn, email, now, row)
         if status == "retry" and row["next_at"] is not None and row["next_at"] > now:
-            return engine.SendResult(False, row["error_code"], row["next_at"])
+            return SendResult(False, row["error_code"], row["next_at"])
         if status == "pending" and lease is not None and lease > now:
-            return engine.SendResult(False, None, lease)  # another worker is delivering it
+            return SendResult(False, None, lease)  # another worker is delivering it
         # pending whose worker died before the final "." or a retry now due: stage again
-        conn.execute(
-            sa.update(ob)
-            .where(ob.c.key == mail.key)
-            .values(status="pending", lease_until=now + LEASE)
-        )
-        self._staged.append(mail.key)
-        return engine.SendResult(False, None, now)
+        outbox.stage(conn, email.key, now + LEASE)
+        self._staged.append(email.key)
+        return SendResult(False, None, now)
 
     def _admit(
         self,
-        conn: sa.Connection,
-        mail: senders.OutgoingEmail,
+        conn: mail.Connection,
+        email: senders.OutgoingEmail,
         now: datetime,
         row: Mapping[str, Any] | None,
-    ) -> engine.SendResult:
-        ob = self.outbox
-        tracker_id, step_id, enrolled = checks.enrolled_at(self.store, conn, mail.key)
+    ) -> SendResult:
+        tracker_id, step_id, enrolled = mail.enrolment(conn, self.store.meta, email.key)
         base = {
-            "owner_id": mail.owner_id,
-            "target_id": mail.target_id,
-            "template_id": mail.template_id,
+            "owner_id": email.owner_id,
+            "target_id": email.target_id,
+            "template_id": email.template_id,
             "tracker_id": tracker_id,
             "step_id": step_id,
             "enrolled_at": enrolled,
         }
         cache = self._cache or checks.Cache(self.store, conn)
-        wait = _window_wait(cache, conn, self.store, mail, now)
+        wait = _window_wait(cache, email, now)
         if wait is not None:  # outside the sending window: stays Queued, no ErrorCode
-            return engine.SendResult(False, None, wait)
+            return SendResult(False, None, wait)
         try:
             prepared = checks.prepare(
                 cache,
                 auto=True,
-                template_id=mail.template_id,
-                owner_id=mail.owner_id,
-                target_id=mail.target_id,
+                template_id=email.template_id,
+                owner_id=email.owner_id,
+                target_id=email.target_id,
             )
-            checks.check_caps(cache, ob, now, mail.owner_id, mail.key, enrolled)
+            checks.check_caps(cache, now, email.owner_id, email.key, enrolled)
         except checks.SendRefused as exc:
             status = "waiting" if exc.retry_at is not None else "failed"
             self._put(
                 conn,
-                mail.key,
+                email.key,
                 row,
                 {**base, "status": status, "error_code": exc.code, "detail": exc.message},
             )
-            return engine.SendResult(False, exc.code, exc.retry_at)
+            return SendResult(False, exc.code, exc.retry_at)
         # short enough never to be folded; the key makes a reply traceable to its step
-        message_id = f"<{mail.key}.{uuid.uuid4().hex[:16]}@{prepared.sender.split('@')[1]}>"
+        message_id = f"<{email.key}.{uuid.uuid4().hex[:16]}@{prepared.sender.split('@')[1]}>"
         track = (
             message.Tracking(self.config.tracking_secret, self.config.public_url)
             if self.config.tracking_secret and self.config.public_url
@@ -250,7 +243,7 @@ class SmtpSender:
         mime = message.compose(
             cache,
             prepared,
-            key=mail.key,
+            key=email.key,
             message_id=message_id,
             tracker_id=tracker_id,
             step_id=step_id,
@@ -259,7 +252,7 @@ class SmtpSender:
         )
         self._put(
             conn,
-            mail.key,
+            email.key,
             row,
             {
                 **base,
@@ -275,45 +268,37 @@ class SmtpSender:
                 "tracked": track is not None and prepared.rendered.html is not None,
             },
         )
-        self._staged.append(mail.key)
-        return engine.SendResult(False, None, now)
+        self._staged.append(email.key)
+        return SendResult(False, None, now)
 
     def _put(
-        self, conn: sa.Connection, key: str, row: Mapping[str, Any] | None, values: dict[str, Any]
+        self,
+        conn: mail.Connection,
+        key: str,
+        row: Mapping[str, Any] | None,
+        values: dict[str, Any],
     ) -> None:
-        ob = self.outbox
-        if row is None:  # one statement object, so SQLAlchemy compiles it once
-            conn.execute(
-                sa.insert(ob), {"key": key, "attempts": 0, "created_at": self._now(), **values}
+        if row is None:
+            self.outbox.insert(
+                conn, {"key": key, "attempts": 0, "created_at": self._now(), **values}
             )
         else:
-            conn.execute(sa.update(ob).where(ob.c.key == key).values(**values))
+            self.outbox.update(conn, key, values)
 
     def cancel(self, key: str) -> None:
         if key in self._completed:  # the runtime unsends every step it closes, sent ones too
             self._completed.discard(key)
             return
-        ob = self.outbox
         with self.store.transaction() as tx:
-            tx.conn.execute(
-                sa.update(ob)
-                .where(ob.c.key == key, ob.c.status.in_(["pending", "retry", "waiting"]))
-                .values(status="cancelled")
-            )
+            self.outbox.cancel(tx.conn, key)
 
     # -- phase 2: after the commit --------------------------------------------------------------
 
     def after_commit(self) -> None:
         staged, self._staged, self._tx, self._cache = self._staged, [], None, None
-        ob = self.outbox
         for i in range(0, len(staged), FINALIZE_EVERY):
             with self.store.reading() as conn:
-                rows = {
-                    r["key"]: dict(r)
-                    for r in conn.execute(
-                        sa.select(ob).where(ob.c.key.in_(staged[i : i + FINALIZE_EVERY]))
-                    ).mappings()
-                }
+                rows = self.outbox.rows(conn, staged[i : i + FINALIZE_EVERY])
             accepted: list[dict[str, Any]] = []
             for key in staged[i : i + FINALIZE_EVERY]:
                 row = rows.get(key)
@@ -440,25 +425,12 @@ class SmtpSender:
 
     def _mark_sending_then_end_data(self, key: str, smtp: smtplib.SMTP) -> bool:
         """Commit ``sending``, then write the final "." at once: the time between the two,
-        when a crash would lose the message, is a few microseconds, not a pool checkin."""
-        ob = self.outbox
-        if self._mark is None:
-            self._mark = (
-                sa.update(ob)
-                .where(ob.c.key == sa.bindparam("k"), ob.c.status == "pending")
-                .values(
-                    status="sending", lease_until=sa.bindparam("lease"), attempts=ob.c.attempts + 1
-                )
-            )
-        with self.store.engine.connect() as conn:
-            conn = conn.execution_options(**{database.WRITE_OPTION: True})
-            conn.begin()
-            n = conn.execute(self._mark, {"k": key, "lease": self._now() + LEASE}).rowcount
-            if n != 1:
-                conn.rollback()
+        when a crash would lose the message, is a few microseconds (the "." goes out on the
+        transaction's commit, before its connection returns to the pool)."""
+        with self.store.transaction() as tx:
+            if not self.outbox.mark_sending(tx.conn, key, self._now() + LEASE):
                 return False
-            conn.commit()
-            smtp.send(b".\r\n")
+            tx.on_commit.append(lambda: smtp.send(b".\r\n"))
         return True
 
     def _accepted(self, rows: list[dict[str, Any]]) -> None:
@@ -489,25 +461,12 @@ class SmtpSender:
 
     def _finish(self, tx: records.Tx, rows: list[dict[str, Any]], now: datetime) -> None:
         """Mark ``rows`` sent and record the sends (two executemany statements)."""
-        ob = self.outbox
-        ev = self.store.meta.tables[schema.EMAIL_EVENTS]
-        tx.conn.execute(
-            sa.update(ob)
-            .where(ob.c.key == sa.bindparam("k"), ob.c.status == "sending")
-            .values(status="sent", sent_at=now, lease_until=None),
-            [{"k": r["key"]} for r in rows],
-        )
-        tx.conn.execute(
-            sa.insert(ev),
-            [
-                {
-                    "key": r["key"],
-                    "kind": "send",
-                    "at": now,
-                    "detail": "tracked" if r.get("tracked") else None,
-                }
-                for r in rows
-            ],
+        self.outbox.mark_sent(tx.conn, [r["key"] for r in rows], now)
+        mail.event_log(self.store.meta).record_many(
+            tx.conn,
+            "send",
+            now,
+            [(r["key"], "tracked" if r.get("tracked") else None) for r in rows],
         )
         for row in rows:
             self.after_accept(tx, row, now)
@@ -557,59 +516,33 @@ class SmtpSender:
             except errors.StaleTransition:
                 log.warning("hard bounce of %s not applied: tracker busy", row["key"])
 
-    def _set(self, conn: sa.Connection, key: str, expect: str, **values: Any) -> None:
-        ob = self.outbox
+    def _set(self, conn: mail.Connection, key: str, expect: str, **values: Any) -> None:
         # a refusal of the "." finds the row ``sending``: it was not accepted, record it
         allowed = ("pending", "sending") if expect == "pending" else (expect,)
-        conn.execute(
-            sa.update(ob).where(ob.c.key == key, ob.c.status.in_(allowed)).values(**values)
-        )
+        self.outbox.update_if(conn, key, allowed, values)
 
     # -- restart ---------------------------------------------------------------------------------
 
-    def _reconcile_one(self, conn: sa.Connection, key: str, now: datetime) -> None:
-        ob = self.outbox
-        conn.execute(
-            sa.update(ob)
-            .where(ob.c.key == key, ob.c.status == "sending")
-            .values(
-                status="sent",
-                sent_at=now,
-                lease_until=None,
-                detail="reconciled: the relay had the end of data",
-            )
-        )
+    def _reconcile_one(self, conn: mail.Connection, key: str, now: datetime) -> None:
+        self.outbox.reconcile_sent(conn, key, now)
         engagement.record_event(conn, self.store, key, "send", now)
 
     def reconcile(self) -> int:
         """On start: rows left ``sending`` by a dead worker are sent (the relay had their "."). Rows
         left ``pending`` are resent by the step's next wake-up. Returns rows reconciled."""
         now = self._now()
-        ob = self.outbox
         with self.store.transaction() as tx:
-            keys = list(
-                tx.conn.execute(
-                    sa.select(ob.c.key).where(
-                        ob.c.status == "sending",
-                        sa.or_(ob.c.lease_until.is_(None), ob.c.lease_until <= now),
-                    )
-                ).scalars()
-            )
+            keys = self.outbox.abandoned_sending(tx.conn, now)
             for key in keys:
                 self._reconcile_one(tx.conn, key, now)
         return len(keys)
 
 
 def _window_wait(
-    cache: checks.Cache,
-    conn: sa.Connection,
-    store: records.Store,
-    mail: senders.OutgoingEmail,
-    now: datetime,
+    cache: checks.Cache, email: senders.OutgoingEmail, now: datetime
 ) -> datetime | None:
     """When the cadence's sending window next opens, if ``now`` is outside it."""
-    st = store.meta.tables["ActionCadenceStepTracker"]
-    cadence_id = conn.execute(sa.select(st.c.ActionCadenceId).where(st.c.Id == mail.key)).scalar()
+    cadence_id = mail.cadence_of(cache.conn, cache.store.meta, email.key)
     snap = cache.settings
     window = windows.Window(
         *(
@@ -619,7 +552,7 @@ def _window_wait(
     )
     if window.always:
         return None
-    owner = cache.record("User", mail.owner_id) or {}
+    owner = cache.record("User", email.owner_id) or {}
     return windows.next_open(now, window, owner.get("TimeZoneSidKey") or "GMT")
 
 

@@ -3,7 +3,8 @@
 Resolves the object, field paths (up to 5 parent hops), polymorphic relationships, TYPEOF,
 FIELDS(), functions, child subqueries and aliases; checks the clause rules (filterable,
 sortable, groupable, grouping/aggregation, OFFSET range, FIELDS() limits, API-version
-visibility). Conditions are bound in ``binder_where``.
+visibility). Conditions are bound in ``binder_where``, which sees this binder only through
+the ``binder_where.Scope`` protocol (so it never imports this module).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import NoReturn
 from opencadence import errors
 from opencadence.metadata import model
 from opencadence.metadata.registry import Registry
-from opencadence.soql import bound, nodes
+from opencadence.soql import binder_where, bound, nodes
 from opencadence.soql.cursor import format_error
+from opencadence.soql.tokens import AGGREGATES
 
 MAX_HOPS = 5
 MAX_OFFSET = 2000
@@ -49,6 +51,27 @@ class Binder:
         self.aliases = self._aliases()
         #: the query's meaning depends on "now" (date literals, SecondsOverdue)
         self.time_dependent = False
+
+    # --- what condition binding uses (binder_where.Scope) ---------------------------------------
+
+    @property
+    def registry(self) -> Registry:
+        return self.ctx.registry
+
+    @property
+    def time_zone(self) -> str:
+        return self.ctx.time_zone
+
+    @property
+    def now(self) -> datetime:
+        return self.ctx.now
+
+    def bind_subquery(self, query: nodes.Query, obj: model.ObjectDef) -> bound.BoundQuery:
+        """A semi-join's inner query, bound in this query's context."""
+        inner = Binder(self.ctx, query, obj)
+        bq = inner.bind()
+        self.time_dependent |= inner.time_dependent
+        return bq
 
     # --- errors -----------------------------------------------------------------------------
 
@@ -180,8 +203,6 @@ class Binder:
             self._check_count_only(q)
         else:
             self._bind_select(result, aggregate)
-        from opencadence.soql import binder_where  # local: binder_where imports this module
-
         result.where = binder_where.bind_condition(self, q.where, "WHERE") if q.where else None
         self._bind_grouping(result, aggregate)
         result.order = [self._bind_order(o, aggregate) for o in q.order_by]
@@ -465,8 +486,6 @@ class Binder:
         if aggregate:
             self._check_grouped(result)
         if q.having is not None:
-            from opencadence.soql import binder_where
-
             result.having = binder_where.bind_condition(self, q.having, "HAVING")
 
     def _group_item(self, item: nodes.FieldPath | nodes.Function) -> bound.Expr:
@@ -566,8 +585,6 @@ def _is_aggregate_query(q: nodes.Query) -> bool:
 
 
 def _has_aggregate(fn: nodes.Function) -> bool:
-    from opencadence.soql.tokens import AGGREGATES
-
     return fn.name in AGGREGATES or any(
         isinstance(a, nodes.Function) and _has_aggregate(a) for a in fn.args
     )

@@ -2,20 +2,48 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from opencadence import errors, ids
+from opencadence.metadata import model
+from opencadence.metadata.registry import Registry
 from opencadence.soql import bound, dates, nodes
-
-if TYPE_CHECKING:
-    from opencadence.soql.binder import Binder
 
 _TEXT = ("string", "picklist", "multipicklist", "textarea", "email", "phone", "url")
 _NUMERIC = ("int", "double", "percent", "currency")
 _ORDERING = ("<", "<=", ">", ">=")
 _MAX_SEMI_JOINS = 2
+
+
+class Scope(Protocol):
+    """What binding a condition needs from the query's binder (``soql.binder.Binder``)."""
+
+    obj: model.ObjectDef
+    #: set when the condition's meaning depends on "now" (date literals)
+    time_dependent: bool
+
+    @property
+    def registry(self) -> Registry: ...
+
+    @property
+    def time_zone(self) -> str: ...
+
+    @property
+    def now(self) -> datetime: ...
+
+    def fail(self, cls: type[errors.OpenCadenceError], pos: nodes.Pos, message: str) -> NoReturn:
+        """Raise ``cls`` with Salesforce's error layout."""
+        ...
+
+    def function(self, fn: nodes.Function, clause: str) -> bound.Func: ...
+
+    def resolve(self, path: nodes.FieldPath) -> bound.Col: ...
+
+    def bind_subquery(self, query: nodes.Query, obj: model.ObjectDef) -> bound.BoundQuery:
+        """Bind a semi-join's inner query (its time dependence becomes this query's)."""
+        ...
 
 
 class _State:
@@ -26,11 +54,11 @@ class _State:
         self.semi_joins = 0
 
 
-def bind_condition(b: Binder, cond: nodes.Condition, clause: str) -> bound.Cond:
+def bind_condition(b: Scope, cond: nodes.Condition, clause: str) -> bound.Cond:
     return _bind(b, cond, _State(clause), top=True)
 
 
-def _bind(b: Binder, cond: nodes.Condition, st: _State, top: bool) -> bound.Cond:
+def _bind(b: Scope, cond: nodes.Condition, st: _State, top: bool) -> bound.Cond:
     if isinstance(cond, nodes.And):
         return bound.BoolOp("AND", tuple(_bind(b, t, st, top) for t in cond.terms))
     if isinstance(cond, nodes.Or):
@@ -51,7 +79,7 @@ def _bind(b: Binder, cond: nodes.Condition, st: _State, top: bool) -> bound.Cond
 # --- operands ---------------------------------------------------------------------------
 
 
-def _operand(b: Binder, operand: nodes.FieldPath | nodes.Function, st: _State) -> bound.Expr:
+def _operand(b: Scope, operand: nodes.FieldPath | nodes.Function, st: _State) -> bound.Expr:
     if isinstance(operand, nodes.Function):
         fn = b.function(operand, st.clause)
         if fn.is_aggregate and st.clause == "WHERE":
@@ -97,7 +125,7 @@ def _field_name(expr: bound.Expr) -> str:
 # --- literals ---------------------------------------------------------------------------
 
 
-def _literal(b: Binder, expr: bound.Expr, value: nodes.Value, op: str) -> Any:
+def _literal(b: Scope, expr: bound.Expr, value: nodes.Value, op: str) -> Any:
     """A literal converted to what the column stores; a DateLiteral becomes a (start, end)."""
     if isinstance(value, nodes.Null):
         if op in _ORDERING:
@@ -144,7 +172,7 @@ def _number(value: int | Decimal) -> int | float:
 
 
 def _type_error(
-    b: Binder, value: nodes.Value, name: str, type_name: str, *, quoted: bool
+    b: Scope, value: nodes.Value, name: str, type_name: str, *, quoted: bool
 ) -> NoReturn:
     quotes = "should be enclosed in quotes" if quoted else "should not be enclosed in quotes"
     b.fail(
@@ -154,7 +182,7 @@ def _type_error(
     )
 
 
-def _id_literal(b: Binder, expr: bound.Expr, value: nodes.Value) -> str:
+def _id_literal(b: Scope, expr: bound.Expr, value: nodes.Value) -> str:
     if not isinstance(value, nodes.String):
         _type_error(b, value, _field_name(expr), "id", quoted=True)
     try:
@@ -163,19 +191,19 @@ def _id_literal(b: Binder, expr: bound.Expr, value: nodes.Value) -> str:
         b.fail(errors.InvalidQueryFilterOperator, value.pos, f"invalid ID field: {value.value}")
 
 
-def _datetime_literal(b: Binder, value: nodes.Value, name: str) -> Any:
+def _datetime_literal(b: Scope, value: nodes.Value, name: str) -> Any:
     if isinstance(value, nodes.DateTime):
         return value.value.astimezone(UTC).replace(tzinfo=None)
     if isinstance(value, nodes.DateLiteral):
         start, end = _literal_dates(b, value)
         return (
-            dates.local_midnight_utc(start, b.ctx.time_zone),
-            dates.local_midnight_utc(end, b.ctx.time_zone),
+            dates.local_midnight_utc(start, b.time_zone),
+            dates.local_midnight_utc(end, b.time_zone),
         )
     _type_error(b, value, name, "dateTime", quoted=False)
 
 
-def _date_literal(b: Binder, value: nodes.Value, name: str) -> Any:
+def _date_literal(b: Scope, value: nodes.Value, name: str) -> Any:
     if isinstance(value, nodes.Date):
         return value.value
     if isinstance(value, nodes.DateLiteral):
@@ -183,11 +211,11 @@ def _date_literal(b: Binder, value: nodes.Value, name: str) -> Any:
     _type_error(b, value, name, "date", quoted=False)
 
 
-def _literal_dates(b: Binder, value: nodes.DateLiteral) -> tuple[date, date]:
+def _literal_dates(b: Scope, value: nodes.DateLiteral) -> tuple[date, date]:
     b.time_dependent = True
-    now = b.ctx.now if b.ctx.now.tzinfo else b.ctx.now.replace(tzinfo=UTC)
+    now = b.now if b.now.tzinfo else b.now.replace(tzinfo=UTC)
     try:
-        return dates.literal_range(value.name, value.n, now, b.ctx.time_zone)
+        return dates.literal_range(value.name, value.n, now, b.time_zone)
     except ValueError as exc:
         b.fail(errors.MalformedQuery, value.pos, str(exc))
 
@@ -195,7 +223,7 @@ def _literal_dates(b: Binder, value: nodes.DateLiteral) -> tuple[date, date]:
 # --- predicates -------------------------------------------------------------------------
 
 
-def _comparison(b: Binder, cond: nodes.Comparison, st: _State) -> bound.Cond:
+def _comparison(b: Scope, cond: nodes.Comparison, st: _State) -> bound.Cond:
     expr = _operand(b, cond.operand, st)
     op = "!=" if cond.op == "<>" else cond.op
     if isinstance(expr, bound.Func) and expr.name == "toLabel":
@@ -207,7 +235,7 @@ def _comparison(b: Binder, cond: nodes.Comparison, st: _State) -> bound.Cond:
 
 
 def _to_label(
-    b: Binder, fn: bound.Func, op: str, values: tuple[nodes.Value, ...], pos: nodes.Pos
+    b: Scope, fn: bound.Func, op: str, values: tuple[nodes.Value, ...], pos: nodes.Pos
 ) -> bound.Cond:
     """toLabel(f) = 'Label': compare the stored values whose label matches."""
     col = fn.arg
@@ -227,7 +255,7 @@ def _to_label(
     b.fail(errors.InvalidQueryFilterOperator, pos, "toLabel only supports =, != and IN")
 
 
-def _like(b: Binder, cond: nodes.Like, st: _State) -> bound.Cond:
+def _like(b: Scope, cond: nodes.Like, st: _State) -> bound.Cond:
     expr = _operand(b, cond.operand, st)
     ftype = _value_type(expr)
     if ftype in ("id", "reference"):
@@ -243,7 +271,7 @@ def _like(b: Binder, cond: nodes.Like, st: _State) -> bound.Cond:
     return bound.LikeCond(expr, cond.pattern.value)
 
 
-def _in_list(b: Binder, cond: nodes.In, st: _State) -> bound.Cond:
+def _in_list(b: Scope, cond: nodes.In, st: _State) -> bound.Cond:
     expr = _operand(b, cond.operand, st)
     if isinstance(expr, bound.Func) and expr.name == "toLabel":
         inner = _to_label(b, expr, "=", cond.values, cond.pos)
@@ -257,7 +285,7 @@ def _in_list(b: Binder, cond: nodes.In, st: _State) -> bound.Cond:
     return bound.InList(expr, tuple(values), tuple(ranges), negated=cond.negated)
 
 
-def _includes(b: Binder, cond: nodes.Includes, st: _State) -> bound.Cond:
+def _includes(b: Scope, cond: nodes.Includes, st: _State) -> bound.Cond:
     expr = _operand(b, cond.operand, st)
     if _value_type(expr) != "multipicklist":
         b.fail(
@@ -269,9 +297,7 @@ def _includes(b: Binder, cond: nodes.Includes, st: _State) -> bound.Cond:
     return bound.IncludesCond(expr, items, negated=cond.negated)
 
 
-def _semi_join(b: Binder, cond: nodes.In, st: _State, top: bool) -> bound.Cond:
-    from opencadence.soql.binder import Binder as _Binder
-
+def _semi_join(b: Scope, cond: nodes.In, st: _State, top: bool) -> bound.Cond:
     sub = cond.query
     assert sub is not None
     if st.clause != "WHERE" or not top:
@@ -295,9 +321,9 @@ def _semi_join(b: Binder, cond: nodes.In, st: _State, top: bool) -> bound.Cond:
             cond.pos,
             "The left operand of a semi join must be an Id or reference field of the queried object",
         )
-    obj = b.ctx.registry.get(sub.sobject.dotted)
+    obj = b.registry.get(sub.sobject.dotted)
     if obj is None:
-        b.ctx.registry.object(sub.sobject.dotted)  # INVALID_TYPE
+        b.registry.object(sub.sobject.dotted)  # INVALID_TYPE
         raise AssertionError
     if obj.name == b.obj.name:
         b.fail(
@@ -311,9 +337,7 @@ def _semi_join(b: Binder, cond: nodes.In, st: _State, top: bool) -> bound.Cond:
             sub.pos,
             "Semi join sub-selects do not support ORDER BY, LIMIT or OFFSET",
         )
-    inner = _Binder(b.ctx, sub, obj)
-    bq = inner.bind()
-    b.time_dependent |= inner.time_dependent
+    bq = b.bind_subquery(sub, obj)
     fields = bq.fields()
     if (
         len(bq.items) != 1

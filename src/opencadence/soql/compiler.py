@@ -21,7 +21,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from opencadence.metadata import model
 from opencadence.metadata.registry import Registry
-from opencadence.soql import bound, constructs, sqlformat, visibility
+from opencadence.soql import bound, constructs
+from opencadence.storage import formulas, visibility
 
 Col = ColumnElement[Any]
 
@@ -49,7 +50,6 @@ class Compiler:
         registry: Registry,
         meta: sa.MetaData,
         now: datetime,
-        time_zone: str,
         viewer: str | None = None,
     ) -> None:
         self.registry = registry
@@ -57,7 +57,6 @@ class Compiler:
         self.viewer = viewer
         self.meta = meta
         self.now = now.replace(tzinfo=None) if now.tzinfo else now
-        self.tz = time_zone
         self.tables: dict[int, dict[str, sa.FromClause]] = {}  # id(hop) -> object -> alias
         self.root: sa.FromClause = sa.table("x")
         self.null_keys: set[tuple[object, ...]] = set()
@@ -101,7 +100,7 @@ class Compiler:
 
     def _field(self, table: sa.FromClause, f: model.FieldDef) -> Col:
         if f.calculated and f.formula:
-            return constructs.formula_sql(f.formula, lambda name: table.c[name], self.now)
+            return formulas.sql_expression(f.formula, lambda name: table.c[name], self.now)
         return table.c[f.name]
 
     def _type_of(self, hop: bound.Hop) -> Col:
@@ -219,7 +218,7 @@ class Compiler:
         return sa.or_(sa.not_(found), col.is_(None)) if c.negated else found
 
     def _cond_SemiJoin(self, c: bound.SemiJoin) -> Col:
-        inner = Compiler(self.registry, self.meta, self.now, self.tz, self.viewer)
+        inner = Compiler(self.registry, self.meta, self.now, self.viewer)
         joined = inner._from(c.query, prefix=f"s{id(c) % 997}_")
         out = c.query.fields()[0].expr
         assert isinstance(out, bound.Col)
@@ -247,7 +246,7 @@ class Compiler:
         for n, out in enumerate(bq.fields()):
             out.index = n
             labels.append(
-                sqlformat.api_value(self.expr(out.expr), _out_type(out.expr)).label(f"c{n}")
+                constructs.api_value(self.expr(out.expr), _out_type(out.expr)).label(f"c{n}")
             )
         _number_objects(self, bq.items, labels)
         id_label = f"c{len(labels)}"
@@ -380,8 +379,8 @@ class Compiler:
             idx = keys.index(k)
             if idx not in active:
                 return sa.null()
-            return sqlformat.api_value(group_exprs[idx], _out_type(e))
-        return sqlformat.api_value(self.expr(e), _out_type(e))
+            return constructs.api_value(group_exprs[idx], _out_type(e))
+        return constructs.api_value(self.expr(e), _out_type(e))
 
     def _having(
         self,

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from opencadence import errors, ids
-from opencadence.metadata import describe
+from opencadence.metadata import describe, model
 from opencadence.soql import binder, bound, compiler, parse, shape
 from opencadence.storage import counts, records, schema
 
@@ -40,7 +40,7 @@ class Caller:
 
     user_id: str
     time_zone: str = "GMT"
-    #: "View All Data": sees every record; reps see only theirs (soql.visibility)
+    #: "View All Data": sees every record; reps see only theirs (storage.visibility)
     view_all: bool = True
 
     @property
@@ -157,9 +157,7 @@ class QueryService:
         bq.include_deleted = include_deleted
         bq.extra["time_dependent"] = bnd.time_dependent
         bq.extra["for"] = tuple(w for w in tree.for_ if w in ("VIEW", "REFERENCE"))
-        return compiler.Compiler(
-            self.store.registry, self.meta, now, caller.time_zone, caller.viewer
-        ).compile(bq)
+        return compiler.Compiler(self.store.registry, self.meta, now, caller.viewer).compile(bq)
 
     # --- pages ------------------------------------------------------------------------------
 
@@ -279,7 +277,7 @@ class QueryService:
         viewer: str | None,
     ) -> dict[str, list[dict[str, Any]]]:
         child = compiler.Compiler(
-            self.store.registry, self.meta, self.store.clock.now(), "GMT", viewer
+            self.store.registry, self.meta, self.store.clock.now(), viewer
         ).compile(sub.query, prefix="ch")
         root = _root_alias(child)
         fk_col = root.c[sub.fk.name]
@@ -397,9 +395,7 @@ class QueryService:
         conn.execute(cursors.delete().where(cursors.c.created_at < cutoff))
 
 
-def obj_visible(obj: Any, version: str | None) -> bool:
-    from opencadence.metadata import model
-
+def obj_visible(obj: model.ObjectDef, version: str | None) -> bool:
     return version is None or model.version_key(obj.since) <= model.version_key(version)
 
 

@@ -15,7 +15,6 @@ from opencadence.metadata.registry import Registry
 from opencadence.soql import bound
 
 Row = Sequence[Any]
-Shaper = Callable[[Row], dict[str, Any]]
 
 
 def _post_processor(out: bound.OutField) -> Callable[[Any], Any] | None:

@@ -8,10 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine as Engine  # re-exported: the type layers above hold
 
-from opencadence.storage import sqlite_functions
-
-#: Execution option marking a connection that will write (SQLite begins it IMMEDIATE).
-WRITE_OPTION = "opencadence_write"
+from opencadence.storage import dialect
 
 #: Where the embedded database lives when no URL is given.
 DEFAULT_SQLITE_PATH = "opencadence.db"
@@ -34,9 +31,8 @@ def normalize_url(url: str) -> str:
 def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """An Engine for ``url`` with the settings opencadence relies on.
 
-    SQLite runs in WAL mode with a busy timeout, so a worker and a server can share one file;
-    write transactions (execution option WRITE_OPTION) begin IMMEDIATE so the single writer is
-    chosen up front instead of failing at the first write (``SQLITE_BUSY`` upgrades of read locks).
+    Each SQLite connection is set up by ``dialect.setup_sqlite`` (WAL, busy timeout, the SQL
+    functions SQLite lacks, IMMEDIATE write transactions: see ``dialect.WRITE_OPTION``).
     """
     url = normalize_url(url or default_url())
     if url.startswith("sqlite"):
@@ -51,27 +47,5 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     engine = sa.create_engine(
         url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
     )
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the driver, decide when transactions begin.
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        if not memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-        # SQL functions the SOQL compiler emits (Unicode lower, time zones)
-        sqlite_functions.register(dbapi_conn)
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: sa.Connection) -> None:
-        write = conn.get_execution_options().get(WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
+    dialect.setup_sqlite(engine, wal=not memory)
     return engine
-
-
-def is_sqlite(engine: Engine | sa.Connection) -> bool:
-    return engine.dialect.name == "sqlite"

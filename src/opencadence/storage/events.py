@@ -214,6 +214,15 @@ def read(
     return [decode(row._mapping) for row in conn.execute(stmt)]
 
 
+def replay_bounds(conn: sa.Connection, meta: sa.MetaData) -> tuple[int | None, int | None]:
+    """The smallest and largest replay id still in the log (None, None when it is empty)."""
+    table = meta.tables[schema.EVENTS]
+    lo, hi = conn.execute(
+        sa.select(sa.func.min(table.c.replay_id), sa.func.max(table.c.replay_id))
+    ).one()
+    return lo, hi
+
+
 def decode(row: Mapping[Any, Any]) -> dict[str, Any]:
     """An event row as the CometD ``data`` object: schema-less payload and replay id."""
     header = {

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
 from opencadence.metadata.registry import Registry
-from opencadence.storage import counts, database, events, schema, values
+from opencadence.storage import counts, dialect, events, schema, values
 
 #: The Organization record every database has.
 ORG_ID = ids.make_id("00D", 1)
@@ -61,7 +61,7 @@ def upgrade(
     target = schema.build_metadata(registry)
     done: list[str] = []
     with engine.connect() as conn:
-        conn = conn.execution_options(**{database.WRITE_OPTION: True})
+        conn = conn.execution_options(**{dialect.WRITE_OPTION: True})
         with conn.begin():
             if _current_fingerprint(conn) != fingerprint(registry):
                 done = _apply_diff(conn, target, say)
@@ -143,29 +143,20 @@ def _describe(diff: tuple[Any, ...]) -> str:
 
 def _ensure_sequence(conn: sa.Connection) -> None:
     """Create the ID counter (a SEQUENCE on PostgreSQL, a row on SQLite) if missing."""
-    if database.is_sqlite(conn):
-        table = sa.table(schema.SEQUENCES, sa.column("name"), sa.column("value"))
-        if conn.execute(sa.select(table.c.value).where(table.c.name == "id")).first() is None:
-            conn.execute(table.insert().values(name="id", value=FIRST_COUNTER))
-        return
-    conn.exec_driver_sql(
-        f"CREATE SEQUENCE IF NOT EXISTS {schema.ID_SEQUENCE} "
-        f"START {FIRST_COUNTER} INCREMENT {schema.ID_BLOCK}"
+    dialect.create_id_counter(
+        conn,
+        counter_table=schema.SEQUENCES,
+        sequence=schema.ID_SEQUENCE,
+        start=FIRST_COUNTER,
+        block=schema.ID_BLOCK,
     )
 
 
 def _pg_indexes(conn: sa.Connection, target: sa.MetaData, say: Progress, done: list[str]) -> None:
-    if database.is_sqlite(conn):
-        return
     for table, name, columns in schema.PG_EXTRA_INDEXES:
         if table not in target.tables or any(c not in target.tables[table].c for c in columns):
             continue
-        exists = conn.execute(
-            sa.text("SELECT 1 FROM pg_indexes WHERE indexname = :n"), {"n": name}
-        ).first()
-        if exists is None:
-            cols = ", ".join(f'"{c}"' for c in columns) + " NULLS FIRST"
-            conn.exec_driver_sql(f'CREATE INDEX {name} ON "{table}" ({cols})')
+        if dialect.ensure_nulls_first_index(conn, table, name, columns):
             say(f"created index {name}")
             done.append(f"created index {name}")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +25,7 @@ from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
 from opencadence.metadata import model
 from opencadence.metadata.registry import Registry
-from opencadence.storage import counts, database, events, formulas, schema, values
+from opencadence.storage import counts, dialect, events, formulas, schema, values
 
 #: The user recorded as creator/modifier when no user is given (the org's automated process).
 AUTOMATED_USER = ids.make_id("005", 1)
@@ -63,11 +63,15 @@ class Store:
     def transaction(self, user_id: str = AUTOMATED_USER, *, origin: str = "") -> Iterator[Tx]:
         """One write transaction: everything in it commits, with its events, or nothing does."""
         with self.engine.connect() as conn:
-            conn = conn.execution_options(**{database.WRITE_OPTION: True})
+            conn = conn.execution_options(**{dialect.WRITE_OPTION: True})
             with conn.begin():
                 tx = Tx(self, conn, user_id, origin)
                 yield tx
                 tx.flush_events()
+            # before the connection goes back to the pool: what must follow the commit at
+            # once (the SMTP sender's final ".") waits microseconds, not a pool checkin
+            for action in tx.on_commit:
+                action()
 
     @contextmanager
     def reading(self) -> Iterator[sa.Connection]:
@@ -147,6 +151,8 @@ class Tx:
         self.user_id = ids.parse(user_id, field="UserId")
         self._ids = _IdBlock(conn)
         self._count_deltas: Counter[str] = Counter()
+        #: called in order right after the commit (not after a rollback)
+        self.on_commit: list[Callable[[], None]] = []
         self.events = events.TransactionEvents(
             transaction_key=str(uuid.uuid4()),
             commit_user=self.user_id,
@@ -526,20 +532,13 @@ class _IdBlock:
 
     def next(self) -> int:
         if self._next >= self._end:
-            self._next = _reserve_block(self._conn)
+            self._next = dialect.reserve_id_block(
+                self._conn,
+                counter_table=schema.SEQUENCES,
+                sequence=schema.ID_SEQUENCE,
+                block=schema.ID_BLOCK,
+            )
             self._end = self._next + schema.ID_BLOCK
         value = self._next
         self._next += 1
         return value
-
-
-def _reserve_block(conn: sa.Connection) -> int:
-    if database.is_sqlite(conn):
-        row = conn.execute(
-            sa.text(
-                f"UPDATE {schema.SEQUENCES} SET value = value + :n WHERE name = 'id' RETURNING value"
-            ),
-            {"n": schema.ID_BLOCK},
-        ).scalar_one()
-        return int(row) - schema.ID_BLOCK
-    return int(conn.execute(sa.text(f"SELECT nextval('{schema.ID_SEQUENCE}')")).scalar_one())

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from opencadence.metadata import model
 from opencadence.metadata.registry import Registry
+from opencadence.storage import dialect
 
 #: Extra indexes the cadence runtime and the replication calls (getUpdated) scan by.
 SCAN_INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -114,7 +115,7 @@ def _bookkeeping_tables(meta: sa.MetaData) -> None:
         meta,
         sa.Column(
             "replay_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            dialect.autoincrement_bigint(),
             primary_key=True,
             autoincrement=True,
         ),
@@ -258,7 +259,7 @@ def _email_tables(meta: sa.MetaData) -> None:
         meta,
         sa.Column(
             "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            dialect.autoincrement_bigint(),
             primary_key=True,
             autoincrement=True,
         ),

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from opencadence.soql import constructs, dates
-from opencadence.storage import formulas
+from opencadence.storage import dialect, formulas
 
 UTC = UTC
 Col = sa.ColumnElement[Any]
@@ -89,7 +89,7 @@ def texts(engine: sa.Engine, meta: sa.MetaData) -> sa.Table:
 
 def _expected_compare(s: str | None, op: str, value: str | None) -> bool:
     """The documented semantics, in Python: '' is null; text compares lowercased."""
-    low = constructs.simple_lower
+    low = dialect.simple_lower
     empty, empty_value = s in (None, ""), value in (None, "")
     if op == "=":
         return empty if empty_value else not empty and low(s or "") == low(value or "")
@@ -177,7 +177,7 @@ def test_ci_sort_key_orders_by_code_point(engine: sa.Engine, texts: sa.Table) ->
 
     def sort_key(i: int) -> tuple[int, str, int]:
         s = TEXTS[i]
-        return (0, "", i) if s is None else (1, constructs.simple_lower(s), i)
+        return (0, "", i) if s is None else (1, dialect.simple_lower(s), i)
 
     assert got == sorted(range(len(TEXTS)), key=sort_key)
 
@@ -223,12 +223,11 @@ LIKE_PATTERNS = [
 
 @pytest.mark.parametrize("pattern", LIKE_PATTERNS)
 def test_like_matches_python(engine: sa.Engine, texts: sa.Table, pattern: str) -> None:
-    regex = _like_regex(constructs.simple_lower(pattern))
+    regex = _like_regex(dialect.simple_lower(pattern))
     expected = {
         i
         for i, s in enumerate(TEXTS)
-        if regex.fullmatch(constructs.simple_lower(s or ""))
-        and (s is not None or regex.fullmatch(""))
+        if regex.fullmatch(dialect.simple_lower(s or "")) and (s is not None or regex.fullmatch(""))
     }
     assert _ids(engine, texts, constructs.like(texts.c.s, pattern)) == expected
 
@@ -455,15 +454,15 @@ def test_seconds_between(engine: sa.Engine, meta: sa.MetaData) -> None:
     )
     _create(engine, meta, t, [{"id": i, "a": a, "b": b} for i, (a, b) in enumerate(SPANS)])
     with engine.connect() as conn:
-        got = dict(conn.execute(sa.select(t.c.id, constructs.seconds_between(t.c.a, t.c.b))).all())
+        got = dict(conn.execute(sa.select(t.c.id, dialect.seconds_between(t.c.a, t.c.b))).all())
     assert got == {i: int((a - b).total_seconds()) for i, (a, b) in enumerate(SPANS)}
 
 
 # --- formulas ------------------------------------------------------------------------------
 
 _INT_FIELDS = sorted(
-    set(formulas._CALL_OUTCOMES)
-    | {f for pair in formulas._RATES.values() for f in pair}
+    set(formulas.CALL_OUTCOMES)
+    | {f for pair in formulas.RATES.values() for f in pair}
     | {
         "AllEmailsHardBouncedCount",
         "AllEmailsSoftBouncedCount",
@@ -521,7 +520,7 @@ def _tie_rows() -> list[dict[str, Any]]:
     for n, d in pairs:
         row: dict[str, Any] = {f: None for f in _INT_FIELDS + _DATETIME_FIELDS}
         row["GraphState"] = None
-        for num, den in formulas._RATES.values():
+        for num, den in formulas.RATES.values():
             row[num], row[den] = n, d
         row["RecipientSends"], row["AllEmailsTrackedSentCount"], row["AllEmailsSentCount"] = d, d, d
         row["RecipientsHardBounced"], row["AllEmailsNotDeliveredCount"] = n, n
@@ -575,12 +574,12 @@ def test_formula_twins_match_python(
             raise KeyError(field)
         return table.c[field]
 
-    expr = constructs.formula_sql(name, col, NOW)
+    expr = formulas.sql_expression(name, col, NOW)
     with engine.connect() as conn:
         got = dict(conn.execute(sa.select(table.c.id, expr)).all())
     for row in rows:
         py_row = {k: v for k, v in row.items() if stored_sent or k != "AllEmailsSentCount"}
-        expected = formulas.FORMULAS[name](py_row, NOW)
+        expected = formulas.FORMULAS[name].python(py_row, NOW)
         assert got[row["id"]] == expected, (name, row)
         assert type(got[row["id"]]) is type(expected), (name, row)
 
@@ -591,8 +590,8 @@ FormulaTable = tuple[sa.Table, list[dict[str, Any]]]
 def test_formula_twins_filter_in_where(engine: sa.Engine, formula_table: FormulaTable) -> None:
     table, rows = formula_table
     col: Callable[[str], Col] = lambda f: table.c[f]  # noqa: E731
-    orphan = constructs.formula_sql("is_orphan", col, NOW)
-    overdue = constructs.formula_sql("seconds_overdue", col, NOW.replace(tzinfo=UTC))
+    orphan = formulas.sql_expression("is_orphan", col, NOW)
+    overdue = formulas.sql_expression("seconds_overdue", col, NOW.replace(tzinfo=UTC))
     with engine.connect() as conn:
         ids = set(conn.scalars(sa.select(table.c.id).where(orphan == sa.true(), overdue > 0)))
     expected = {
@@ -605,4 +604,4 @@ def test_formula_twins_filter_in_where(engine: sa.Engine, formula_table: Formula
 
 def test_unknown_formula() -> None:
     with pytest.raises(ValueError):
-        constructs.formula_sql("no_such_formula", lambda f: sa.column(f), NOW)
+        formulas.sql_expression("no_such_formula", lambda f: sa.column(f), NOW)

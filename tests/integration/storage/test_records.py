@@ -101,11 +101,12 @@ def test_restricted_picklist_is_enforced(store: records.Store) -> None:
                 {"ActionCadenceTrackerId": TRACKER_ID, "State": "Done"},
                 system=True,
             )
-    assert info.value.to_dict() == {
-        "message": "State: bad value for restricted picklist field: Done",
-        "errorCode": "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-        "fields": ["State"],
-    }
+    exc = info.value
+    assert (exc.message, exc.error_code, exc.fields) == (
+        "State: bad value for restricted picklist field: Done",
+        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+        ["State"],
+    )
 
 
 def test_read_only_object_refuses_api_writes_but_not_the_runtime(store: records.Store) -> None:

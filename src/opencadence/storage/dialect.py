@@ -1,0 +1,456 @@
+"""Every difference between SQLite and PostgreSQL, in one place.
+
+The rest of opencadence writes SQL once; what the two databases do differently is decided here:
+
+Connections
+    SQLite runs in WAL mode with a busy timeout, so a worker and a server can share one file;
+    transactions marked ``WRITE_OPTION`` begin IMMEDIATE, so the single writer is chosen up
+    front instead of failing at the first write (``SQLITE_BUSY`` upgrades of read locks).
+    SQLite also lacks Unicode case folding and a time-zone database, so every SQLite connection
+    gets two deterministic Python functions, ``oc_lower`` and ``oc_to_local``.
+
+Text
+    Case-insensitive keys go through ``lower()`` on PostgreSQL (Unicode-aware in any UTF-8
+    locale such as C.UTF-8 or en_US.UTF-8; a database created with LC_CTYPE=C would only fold
+    ASCII) and ``oc_lower()`` on SQLite, because SQLite's own ``lower()`` folds ASCII only.
+    ``oc_lower`` maps one character at a time, like PostgreSQL's libc ``lower()`` (so no
+    final-sigma rule, and 'İ' → 'i'), which keeps the two databases in agreement. Sort keys
+    compare the lowered text by code point on both (``COLLATE "C"`` on PostgreSQL; SQLite's
+    BINARY collation is code-point order already).
+
+Dates
+    dateTime values are stored naive UTC. PostgreSQL converts time zones with ``timezone()``
+    and extracts fields with ``EXTRACT``; SQLite calls ``oc_to_local`` and ``strftime`` on the
+    stored text. ``api_datetime``/``api_date`` format values the way Salesforce's REST API
+    writes them, which costs the database next to nothing and spares Python a datetime object
+    and a strftime per value (most of the cost of shaping a 2,000-record page).
+
+Ids, locks, indexes, types
+    ID blocks come from a counter row on SQLite (single writer) and a sequence on PostgreSQL;
+    row locks (``FOR UPDATE [SKIP LOCKED]``) exist on PostgreSQL only; PostgreSQL needs extra
+    NULLS FIRST indexes; autoincrement keys are INTEGER on SQLite (its rowid).
+
+Constants in expressions are rendered inline, never as bound parameters, so that an expression
+in SELECT and the same expression in GROUP BY compile to identical SQL (PostgreSQL compares
+them as text).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+Col = sa.ColumnElement[Any]
+Bind = Engine | sa.Connection
+SelectT = TypeVar("SelectT", bound=sa.Select[Any])
+
+#: Execution option marking a connection that will write (SQLite begins it IMMEDIATE).
+WRITE_OPTION = "opencadence_write"
+
+
+def is_sqlite(bind: Bind) -> bool:
+    return bind.dialect.name == "sqlite"
+
+
+# --- connections -----------------------------------------------------------------------------
+
+
+def setup_sqlite(engine: Engine, *, wal: bool) -> None:
+    """Per-connection setup of a SQLite engine: pragmas, SQL functions, IMMEDIATE writers.
+
+    ``wal`` is False for an in-memory database, which has no journal file.
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        if wal:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+        _register_functions(dbapi_conn)
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@lru_cache(maxsize=256)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@lru_cache(maxsize=4096)
+def _lower_char(ch: str) -> str:
+    # Full lowercase mappings with more than one character (only 'İ' → 'i̇') keep their first
+    # character, which is the simple mapping PostgreSQL's per-character lower() uses.
+    return ch.lower()[:1] or ch
+
+
+def simple_lower(text: str) -> str:
+    """Per-character Unicode lowercase, as PostgreSQL's ``lower()`` does it."""
+    if text.isascii():
+        return text.lower()
+    return "".join(_lower_char(ch) for ch in text)
+
+
+def _sqlite_lower(value: Any) -> Any:
+    return simple_lower(value) if isinstance(value, str) else value
+
+
+def _sqlite_to_local(value: Any, tz: Any) -> str | None:
+    """A stored naive-UTC dateTime ('YYYY-MM-DD HH:MM:SS.ffffff') as local time in ``tz``."""
+    if value is None or tz is None:
+        return None
+    utc = datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+    return utc.astimezone(_zone(str(tz))).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _register_functions(dbapi_conn: Any) -> None:
+    """The SQL functions the SQLite forms below emit, on a new sqlite3 connection."""
+    dbapi_conn.create_function("oc_lower", 1, _sqlite_lower, deterministic=True)
+    dbapi_conn.create_function("oc_to_local", 2, _sqlite_to_local, deterministic=True)
+
+
+# --- ids, locks, indexes, types ---------------------------------------------------------------
+
+
+def create_id_counter(
+    conn: sa.Connection, *, counter_table: str, sequence: str, start: int, block: int
+) -> None:
+    """Create the ID counter if missing: a row of ``counter_table`` on SQLite, a sequence
+    stepping by ``block`` on PostgreSQL."""
+    if is_sqlite(conn):
+        table = sa.table(counter_table, sa.column("name"), sa.column("value"))
+        if conn.execute(sa.select(table.c.value).where(table.c.name == "id")).first() is None:
+            conn.execute(table.insert().values(name="id", value=start))
+        return
+    conn.exec_driver_sql(
+        f"CREATE SEQUENCE IF NOT EXISTS {sequence} START {start} INCREMENT {block}"
+    )
+
+
+def reserve_id_block(conn: sa.Connection, *, counter_table: str, sequence: str, block: int) -> int:
+    """The first of ``block`` counters reserved for this transaction.
+
+    PostgreSQL: the sequence (non-transactional, so concurrent transactions never wait on each
+    other). SQLite: the counter row, updated inside the (single writer) transaction.
+    """
+    if is_sqlite(conn):
+        row = conn.execute(
+            sa.text(
+                f"UPDATE {counter_table} SET value = value + :n WHERE name = 'id' RETURNING value"
+            ),
+            {"n": block},
+        ).scalar_one()
+        return int(row) - block
+    return int(conn.execute(sa.text(f"SELECT nextval('{sequence}')")).scalar_one())
+
+
+def supports_row_locks(bind: Bind) -> bool:
+    """Whether ``SELECT ... FOR UPDATE`` locks rows (PostgreSQL); SQLite's single writer
+    already serialises every write transaction."""
+    return not is_sqlite(bind)
+
+
+def for_update(stmt: SelectT, bind: Bind, *, skip_locked: bool = False) -> SelectT:
+    """``stmt`` locking the rows it reads where the database has row locks (else unchanged)."""
+    if not supports_row_locks(bind):
+        return stmt
+    return stmt.with_for_update(skip_locked=skip_locked)
+
+
+def ensure_nulls_first_index(
+    conn: sa.Connection, table: str, name: str, columns: Sequence[str]
+) -> bool:
+    """Create index ``name`` with its last column NULLS FIRST unless it exists; True if created.
+
+    Salesforce sorts nulls first ascending, PostgreSQL's indexes last, so ORDER BY ... ASC
+    NULLS FIRST can only walk an index declared that way. SQLite already sorts nulls first.
+    """
+    if is_sqlite(conn):
+        return False
+    exists = conn.execute(
+        sa.text("SELECT 1 FROM pg_indexes WHERE indexname = :n"), {"n": name}
+    ).first()
+    if exists is not None:
+        return False
+    cols = ", ".join(f'"{c}"' for c in columns) + " NULLS FIRST"
+    conn.exec_driver_sql(f'CREATE INDEX {name} ON "{table}" ({cols})')
+    return True
+
+
+def autoincrement_bigint() -> sa.BigInteger:
+    """The type of an autoincrement key: BIGINT, but INTEGER on SQLite (its rowid alias)."""
+    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+# --- expressions: small helpers ---------------------------------------------------------------
+
+
+def inline_int(n: int) -> Col:
+    """An inline integer constant (see the module docstring on GROUP BY)."""
+    return sa.literal_column(str(int(n)), sa.Integer())
+
+
+def _args(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> list[str]:
+    return [compiler.process(arg, **kw) for arg in element.clauses]
+
+
+class _IntDiv(FunctionElement[int]):
+    """Integer division truncating toward zero (both databases divide integers that way)."""
+
+    type = sa.BigInteger()
+    name = "int_div"
+    inherit_cache = True
+
+
+@compiles(_IntDiv)
+def _int_div(element: _IntDiv, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLAlchemy's // turns into FLOOR(a / b) unless it knows both sides are integers
+    numerator, denominator = _args(element, compiler, **kw)
+    return f"(({numerator}) / ({denominator}))"
+
+
+def int_div(numerator: Col, denominator: Col) -> Col:
+    """``numerator / denominator`` on integer operands, truncated toward zero."""
+    return _IntDiv(numerator, denominator)
+
+
+# --- expressions: case-insensitive text -------------------------------------------------------
+
+
+class _CiLower(FunctionElement[str]):
+    """Unicode lowercase of a text expression (the key of case-insensitive equality)."""
+
+    type = sa.String()
+    name = "ci_lower"
+    inherit_cache = True
+
+
+@compiles(_CiLower)
+def _ci_lower_pg(element: _CiLower, compiler: SQLCompiler, **kw: Any) -> str:
+    return "lower(%s)" % compiler.process(element.clauses, **kw)
+
+
+@compiles(_CiLower, "sqlite")
+def _ci_lower_sqlite(element: _CiLower, compiler: SQLCompiler, **kw: Any) -> str:
+    return "oc_lower(%s)" % compiler.process(element.clauses, **kw)
+
+
+class _CiSortKey(FunctionElement[str]):
+    """Lowercase text that orders by code point on both databases."""
+
+    type = sa.String()
+    name = "ci_sort_key"
+    inherit_cache = True
+
+
+@compiles(_CiSortKey)
+def _ci_sort_key_pg(element: _CiSortKey, compiler: SQLCompiler, **kw: Any) -> str:
+    return 'lower(%s) COLLATE "C"' % compiler.process(element.clauses, **kw)
+
+
+@compiles(_CiSortKey, "sqlite")
+def _ci_sort_key_sqlite(element: _CiSortKey, compiler: SQLCompiler, **kw: Any) -> str:
+    return "oc_lower(%s)" % compiler.process(element.clauses, **kw)
+
+
+def ci_lower(expr: Col) -> Col:
+    """Per-character Unicode lowercase of ``expr`` (``simple_lower`` in the database)."""
+    return _CiLower(expr)
+
+
+def ci_sort_key(expr: Col) -> Col:
+    """ORDER BY key of a text expression: case-insensitive, code-point order."""
+    return _CiSortKey(expr)
+
+
+# --- expressions: dates -----------------------------------------------------------------------
+
+_TZ_NAME = re.compile(r"^[A-Za-z0-9/_+\-]+$")
+
+
+class _ToLocal(FunctionElement[datetime]):
+    """A naive-UTC dateTime as naive local time; arguments: expr, inline quoted zone name."""
+
+    type = sa.DateTime()
+    name = "to_local"
+    inherit_cache = True
+
+
+@compiles(_ToLocal)
+def _to_local_pg(element: _ToLocal, compiler: SQLCompiler, **kw: Any) -> str:
+    value, tz = _args(element, compiler, **kw)
+    return f"timezone({tz}, timezone('UTC', {value}))"
+
+
+@compiles(_ToLocal, "sqlite")
+def _to_local_sqlite(element: _ToLocal, compiler: SQLCompiler, **kw: Any) -> str:
+    value, tz = _args(element, compiler, **kw)
+    return f"oc_to_local({value}, {tz})"
+
+
+def to_local(expr: Col, tz: str) -> Col:
+    """dateTime ``expr`` (naive UTC) as naive local time in zone ``tz`` (an IANA name)."""
+    if not _TZ_NAME.match(tz):
+        raise ValueError(f"unsupported time zone name: {tz!r}")
+    # inline, not a bound parameter: part of the cache key and identical in GROUP BY
+    return _ToLocal(expr, sa.literal_column(f"'{tz}'"))
+
+
+class _DayOnly(FunctionElement[date]):
+    type = sa.Date()
+    name = "day_only"
+    inherit_cache = True
+
+
+@compiles(_DayOnly)
+def _day_only_pg(element: _DayOnly, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CAST(%s AS DATE)" % compiler.process(element.clauses, **kw)
+
+
+@compiles(_DayOnly, "sqlite")
+def _day_only_sqlite(element: _DayOnly, compiler: SQLCompiler, **kw: Any) -> str:
+    return "date(%s)" % _sqlite_whole_seconds(compiler.process(element.clauses, **kw))
+
+
+def day_only(expr: Col) -> Col:
+    """The date of a dateTime expression."""
+    return _DayOnly(expr)
+
+
+class _Part(FunctionElement[int]):
+    """An integer field of a date/dateTime; arguments: expr, inline field name."""
+
+    type = sa.Integer()
+    name = "date_part"
+    inherit_cache = True
+
+
+#: strftime formats of the fields _Part extracts (dow: 0 = Sunday, as in PostgreSQL)
+_STRFTIME = {"year": "%Y", "month": "%m", "day": "%d", "dow": "%w", "doy": "%j", "hour": "%H"}
+
+
+@compiles(_Part)
+def _part_pg(element: _Part, compiler: SQLCompiler, **kw: Any) -> str:
+    value, field = _args(element, compiler, **kw)
+    return f"CAST(EXTRACT({field} FROM {value}) AS INTEGER)"
+
+
+@compiles(_Part, "sqlite")
+def _part_sqlite(element: _Part, compiler: SQLCompiler, **kw: Any) -> str:
+    value, field = _args(element, compiler, **kw)
+    return f"CAST(strftime('{_STRFTIME[field]}', {_sqlite_whole_seconds(value)}) AS INTEGER)"
+
+
+def _sqlite_whole_seconds(value: str) -> str:
+    # SQLite rounds fractional seconds to milliseconds before computing a date, so
+    # 23:59:59.9999 would count as the next day; SQLAlchemy's stored text without the
+    # fraction ('YYYY-MM-DD HH:MM:SS', or a whole 'YYYY-MM-DD' date) has no such rounding.
+    return f"substr({value}, 1, 19)"
+
+
+def date_part(field: str, expr: Col) -> Col:
+    """Integer ``field`` of a date/dateTime: year, month, day, dow (0 = Sunday), doy, hour."""
+    if field not in _STRFTIME:
+        raise ValueError(f"unknown date part: {field}")
+    return _Part(expr, sa.literal_column(field))
+
+
+class _SecondsBetween(FunctionElement[int]):
+    type = sa.BigInteger()
+    name = "seconds_between"
+    inherit_cache = True
+
+
+@compiles(_SecondsBetween)
+def _seconds_between_pg(element: _SecondsBetween, compiler: SQLCompiler, **kw: Any) -> str:
+    later, earlier = _args(element, compiler, **kw)
+    # whole microseconds first, then integer division truncates toward zero like int()
+    return f"(CAST(EXTRACT(EPOCH FROM ({later}) - ({earlier})) * 1000000 AS BIGINT) / 1000000)"
+
+
+def _sqlite_micros(value: Col, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLAlchemy stores 'YYYY-MM-DD HH:MM:SS.ffffff'; julianday() is a double too coarse for
+    # exact microseconds, so whole seconds come from strftime('%s') of the text without the
+    # fraction and the microseconds from characters 21-26 (a value without them yields 0).
+    # The value is compiled once per use so a bound parameter gets a placeholder each time.
+    seconds = _sqlite_whole_seconds(compiler.process(value, **kw))
+    return (
+        f"(CAST(strftime('%s', {seconds}) AS INTEGER) * 1000000"
+        f" + CAST(substr({compiler.process(value, **kw)}, 21, 6) AS INTEGER))"
+    )
+
+
+@compiles(_SecondsBetween, "sqlite")
+def _seconds_between_sqlite(element: _SecondsBetween, compiler: SQLCompiler, **kw: Any) -> str:
+    later, earlier = element.clauses
+    micros = [_sqlite_micros(v, compiler, **kw) for v in (later, earlier)]
+    return f"(({micros[0]} - {micros[1]}) / 1000000)"
+
+
+def seconds_between(later: Col, earlier: Col) -> Col:
+    """Whole seconds from ``earlier`` to ``later`` (naive UTC), truncated toward zero."""
+    return _SecondsBetween(later, earlier)
+
+
+# --- expressions: values as the REST API writes them ------------------------------------------
+
+
+class _ApiDateTime(FunctionElement[str]):
+    type = sa.String()
+    inherit_cache = True
+    name = "api_datetime"
+
+
+class _ApiDate(FunctionElement[str]):
+    type = sa.String()
+    inherit_cache = True
+    name = "api_date"
+
+
+@compiles(_ApiDateTime, "sqlite")
+def _api_datetime_sqlite(element: _ApiDateTime, compiler: SQLCompiler, **kw: Any) -> str:
+    # %f is seconds with milliseconds (SS.SSS)
+    return "strftime('%%Y-%%m-%%dT%%H:%%M:%%f+0000', %s)" % compiler.process(element.clauses, **kw)
+
+
+@compiles(_ApiDateTime, "postgresql")
+def _api_datetime_pg(element: _ApiDateTime, compiler: SQLCompiler, **kw: Any) -> str:
+    arg = compiler.process(element.clauses, **kw)
+    return 'to_char(%s, \'YYYY-MM-DD"T"HH24:MI:SS.MS"+0000"\')' % arg
+
+
+@compiles(_ApiDate, "sqlite")
+def _api_date_sqlite(element: _ApiDate, compiler: SQLCompiler, **kw: Any) -> str:
+    return "strftime('%%Y-%%m-%%d', %s)" % compiler.process(element.clauses, **kw)
+
+
+@compiles(_ApiDate, "postgresql")
+def _api_date_pg(element: _ApiDate, compiler: SQLCompiler, **kw: Any) -> str:
+    return "to_char(%s, 'YYYY-MM-DD')" % compiler.process(element.clauses, **kw)
+
+
+def api_datetime(expr: Col) -> Col:
+    """A naive-UTC dateTime column as ``YYYY-MM-DDTHH:MM:SS.mmm+0000`` text."""
+    return _ApiDateTime(expr)
+
+
+def api_date(expr: Col) -> Col:
+    """A date column as ``YYYY-MM-DD`` text."""
+    return _ApiDate(expr)

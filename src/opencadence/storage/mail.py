@@ -1,0 +1,287 @@
+"""Every statement on the email tables: the outbox, the engagement events, the email settings.
+
+The email layer decides (checks, caps, the two-phase delivery, what a bounce means); this
+module only reads and writes rows, on the connection of a ``Store`` transaction or read
+(``Connection``), so each of those decisions commits with the transaction that made it.
+
+Outbox statuses: ``waiting`` (held by a daily cap), ``pending`` (staged, its worker's lease
+running), ``sending`` (the final "." is going out), ``sent``, ``retry``, ``failed``,
+``cancelled``; ``email/smtp_sender.py`` describes the transitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import sqlalchemy as sa
+
+from opencadence import ids
+from opencadence.storage import schema
+
+#: The handle every function here runs on: ``Store.transaction().conn`` or ``Store.reading()``.
+Connection = sa.Connection
+#: Any failure of the database itself: the transaction it happened in is unusable and must be
+#: rolled back (callers that otherwise swallow errors let this one through).
+DatabaseError = sa.exc.SQLAlchemyError
+
+#: Statuses a cancelled step tracker's row may still leave (it never reached the relay).
+CANCELLABLE = ("pending", "retry", "waiting")
+
+
+class Outbox:
+    """The outbox table of one schema, one row per AutoSendAnEmail step tracker (``key``)."""
+
+    def __init__(self, meta: sa.MetaData) -> None:
+        self.table = t = meta.tables[schema.EMAIL_OUTBOX]
+        # statements of the delivery hot path, built once
+        self._insert = sa.insert(t)
+        self._by_key = sa.select(t).where(t.c.key == sa.bindparam("k"))
+        self._mark_sending = (
+            sa.update(t)
+            .where(t.c.key == sa.bindparam("k"), t.c.status == "pending")
+            .values(status="sending", lease_until=sa.bindparam("lease"), attempts=t.c.attempts + 1)
+        )
+
+    # -- rows --------------------------------------------------------------------------------
+
+    def row(self, conn: Connection, key: str) -> dict[str, Any] | None:
+        found = conn.execute(self._by_key, {"k": key}).mappings().first()
+        return None if found is None else dict(found)
+
+    def by_message_id(self, conn: Connection, message_id: str | None) -> dict[str, Any] | None:
+        t = self.table
+        found = conn.execute(sa.select(t).where(t.c.message_id == message_id)).mappings().first()
+        return None if found is None else dict(found)
+
+    def rows(self, conn: Connection, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The rows of ``keys`` (those that exist), by key."""
+        t = self.table
+        return {
+            r["key"]: dict(r)
+            for r in conn.execute(sa.select(t).where(t.c.key.in_(keys))).mappings()
+        }
+
+    def insert(self, conn: Connection, values: Mapping[str, Any]) -> None:
+        # one statement object with the values as parameters: compiled once
+        conn.execute(self._insert, dict(values))
+
+    def update(self, conn: Connection, key: str, values: Mapping[str, Any]) -> None:
+        t = self.table
+        conn.execute(sa.update(t).where(t.c.key == key).values(**values))
+
+    def update_if(
+        self, conn: Connection, key: str, statuses: Iterable[str], values: Mapping[str, Any]
+    ) -> None:
+        """Update the row only while its status is one of ``statuses``."""
+        t = self.table
+        conn.execute(
+            sa.update(t).where(t.c.key == key, t.c.status.in_(list(statuses))).values(**values)
+        )
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    def stage(self, conn: Connection, key: str, lease_until: datetime) -> None:
+        """Pending again, leased to the caller (a dead worker's row, or a retry now due)."""
+        self.update(conn, key, {"status": "pending", "lease_until": lease_until})
+
+    def cancel(self, conn: Connection, key: str) -> None:
+        self.update_if(conn, key, CANCELLABLE, {"status": "cancelled"})
+
+    def mark_sending(self, conn: Connection, key: str, lease_until: datetime) -> bool:
+        """``pending`` -> ``sending`` (one more attempt); False if the row was not pending (another
+        worker took it): the guard makes sure only one worker reaches the final "."."""
+        n = conn.execute(self._mark_sending, {"k": key, "lease": lease_until}).rowcount
+        return bool(n == 1)
+
+    def mark_sent(self, conn: Connection, keys: Sequence[str], now: datetime) -> None:
+        """``sending`` -> ``sent`` for every key, one executemany."""
+        t = self.table
+        conn.execute(
+            sa.update(t)
+            .where(t.c.key == sa.bindparam("k"), t.c.status == "sending")
+            .values(status="sent", sent_at=now, lease_until=None),
+            [{"k": k} for k in keys],
+        )
+
+    def reconcile_sent(self, conn: Connection, key: str, now: datetime) -> None:
+        """A row left ``sending``: the relay had its ".", so it is sent."""
+        self.update_if(
+            conn,
+            key,
+            ("sending",),
+            {
+                "status": "sent",
+                "sent_at": now,
+                "lease_until": None,
+                "detail": "reconciled: the relay had the end of data",
+            },
+        )
+
+    def abandoned_sending(self, conn: Connection, now: datetime) -> list[str]:
+        """Keys left ``sending`` whose lease ran out (or never had one)."""
+        t = self.table
+        return list(
+            conn.execute(
+                sa.select(t.c.key).where(
+                    t.c.status == "sending",
+                    sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
+                )
+            ).scalars()
+        )
+
+    # -- daily caps --------------------------------------------------------------------------
+
+    def admitted(self, conn: Connection, day: str, owner_id: str | None) -> int:
+        """Sends admitted on ``day`` (by ``owner_id``, or org-wide for None)."""
+        t = self.table
+        cond = t.c.cap_day == day
+        if owner_id is not None:
+            cond = sa.and_(cond, t.c.owner_id == owner_id)
+        return int(conn.execute(sa.select(sa.func.count()).select_from(t).where(cond)).scalar_one())
+
+    def any_waiting(self, conn: Connection) -> bool:
+        t = self.table
+        found = conn.execute(sa.select(t.c.key).where(t.c.status == "waiting").limit(1)).first()
+        return found is not None
+
+    def waiting_ahead(
+        self, conn: Connection, key: str, enrolled_at: datetime | None, owner_id: str | None
+    ) -> int:
+        """Sends other than ``key`` waiting for a cap, enrolled before ``enrolled_at`` (all
+        of them for None), of ``owner_id`` (or anyone's for None)."""
+        t = self.table
+        waiting = sa.and_(t.c.status == "waiting", t.c.key != key)
+        if enrolled_at is not None:
+            waiting = sa.and_(waiting, t.c.enrolled_at < enrolled_at)
+        if owner_id is not None:
+            waiting = sa.and_(waiting, t.c.owner_id == owner_id)
+        return int(
+            conn.execute(sa.select(sa.func.count()).select_from(t).where(waiting)).scalar_one()
+        )
+
+    # -- threading ---------------------------------------------------------------------------
+
+    def thread(self, conn: Connection, tracker_id: str, key: str) -> list[tuple[str, str]]:
+        """(Message-ID, MIME) of the tracker's emails other than ``key`` that reached the relay,
+        oldest first."""
+        t = self.table
+        rows = conn.execute(
+            sa.select(t.c.message_id, t.c.mime)
+            .where(
+                t.c.tracker_id == tracker_id,
+                t.c.key != key,
+                t.c.sent_at.is_not(None),
+                t.c.message_id.is_not(None),
+            )
+            .order_by(t.c.sent_at, t.c.created_at)
+        ).all()
+        return [(str(r[0]), str(r[1] or "")) for r in rows]
+
+
+class EventLog:
+    """The engagement events (send, open, click, reply, bounces), each naming an outbox row."""
+
+    def __init__(self, meta: sa.MetaData) -> None:
+        self.table = meta.tables[schema.EMAIL_EVENTS]
+        self._outbox = meta.tables[schema.EMAIL_OUTBOX]
+        self._insert = sa.insert(self.table)
+
+    def record(
+        self, conn: Connection, key: str, kind: str, at: datetime, detail: str | None = None
+    ) -> None:
+        conn.execute(self._insert.values(key=key, kind=kind, at=at, detail=detail))
+
+    def record_many(
+        self, conn: Connection, kind: str, at: datetime, events: Sequence[tuple[str, str | None]]
+    ) -> None:
+        """(key, detail) events of one kind and time, one executemany."""
+        conn.execute(
+            self._insert, [{"key": k, "kind": kind, "at": at, "detail": d} for k, d in events]
+        )
+
+    def seen(self, conn: Connection, key: str, kind: str, detail: str | None) -> bool:
+        """Whether the same event (kind and detail) of ``key`` is already recorded."""
+        ev = self.table
+        found = conn.execute(
+            sa.select(ev.c.id).where(ev.c.key == key, ev.c.kind == kind, ev.c.detail == detail)
+        ).first()
+        return found is not None
+
+    def of_step(self, conn: Connection, step_id: str) -> list[tuple[str, str | None, str]]:
+        """Distinct (kind, detail, key) of the events of the emails of one ActionCadenceStep."""
+        ev, ob = self.table, self._outbox
+        of_step = sa.select(ob.c.key).where(ob.c.step_id == step_id).scalar_subquery()
+        rows = conn.execute(
+            sa.select(ev.c.kind, ev.c.detail, ev.c.key).where(ev.c.key.in_(of_step)).distinct()
+        ).all()
+        return [(str(kind), detail, str(key)) for kind, detail, key in rows]
+
+
+@lru_cache(maxsize=8)
+def outbox(meta: sa.MetaData) -> Outbox:
+    """The (cached) outbox of a schema's MetaData."""
+    return Outbox(meta)
+
+
+@lru_cache(maxsize=8)
+def event_log(meta: sa.MetaData) -> EventLog:
+    """The (cached) engagement event log of a schema's MetaData."""
+    return EventLog(meta)
+
+
+# -- the step tracker an outbox row belongs to -------------------------------------------------
+
+
+def enrolment(
+    conn: Connection, meta: sa.MetaData, key: str
+) -> tuple[str | None, str | None, datetime | None]:
+    """(tracker Id, step Id, tracker CreatedDate) of the step tracker ``key``."""
+    st = meta.tables["ActionCadenceStepTracker"]
+    tr = meta.tables["ActionCadenceTracker"]
+    row = conn.execute(
+        sa.select(st.c.ActionCadenceTrackerId, st.c.ActionCadenceStepId, tr.c.CreatedDate)
+        .select_from(st.join(tr, tr.c.Id == st.c.ActionCadenceTrackerId))
+        .where(st.c.Id == ids.parse(key))
+    ).first()
+    if row is None:
+        return None, None, None
+    return row[0], row[1], row[2]
+
+
+def cadence_of(conn: Connection, meta: sa.MetaData, key: str) -> str | None:
+    """The ActionCadence Id of the step tracker ``key``."""
+    st = meta.tables["ActionCadenceStepTracker"]
+    found = conn.execute(sa.select(st.c.ActionCadenceId).where(st.c.Id == key)).scalar()
+    return None if found is None else str(found)
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+# The settings table on its own MetaData (same columns as schema's): settings are read and
+# written with nothing but a connection, no registry at hand.
+_SETTINGS = sa.Table(
+    schema.EMAIL_SETTINGS,
+    sa.MetaData(),
+    sa.Column("scope", sa.String(18)),
+    sa.Column("name", sa.String(40)),
+    sa.Column("value", sa.Text()),
+)
+
+
+def read_settings(conn: Connection) -> dict[str, dict[str, int]]:
+    """Every stored setting: scope -> name -> value."""
+    t = _SETTINGS
+    rows: dict[str, dict[str, int]] = {}
+    for scope, name, value in conn.execute(sa.select(t.c.scope, t.c.name, t.c.value)):
+        rows.setdefault(str(scope), {})[str(name)] = int(value)
+    return rows
+
+
+def write_setting(conn: Connection, scope: str, name: str, value: int) -> None:
+    """Replace the (scope, name) setting."""
+    t = _SETTINGS
+    conn.execute(sa.delete(t).where(t.c.scope == scope, t.c.name == name))
+    conn.execute(sa.insert(t).values(scope=scope, name=name, value=str(value)))
