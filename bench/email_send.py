@@ -39,12 +39,12 @@ from typing import Any
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
-from opencadence.cadence import actions, definition_file, worker
-from opencadence.cadence.settings import Config
+from opencadence import system
+from opencadence.cadence import definition_file
 from opencadence.clock import ManualClock
 from opencadence.email import settings, smtp_sender
 from opencadence.metadata.registry import default_registry
-from opencadence.storage import database, migrate, records, schema
+from opencadence.storage import database, schema
 
 GOAL = 0.50
 START = datetime(2026, 1, 5, 14, tzinfo=UTC)
@@ -83,9 +83,15 @@ def free_port() -> int:
 
 def setup(url: str, n: int) -> None:
     """Rep, template, N contacts, the cadence, everyone enrolled (not timed)."""
-    eng = database.create_engine(url)
-    migrate.upgrade(eng, default_registry(), clock=ManualClock())
-    store = records.Store(eng, default_registry(), ManualClock(START))
+    oc = system.build(
+        system.Settings(
+            database_url=url,
+            clock=ManualClock(START),
+            runtime=system.RuntimeConfig(batch_size=BATCH),
+            worker=False,
+        )
+    )
+    store = oc.store
     with store.transaction() as tx:
         rep = tx.insert(
             "User",
@@ -147,27 +153,32 @@ def setup(url: str, n: int) -> None:
             ],
         },
     )
-    acts = actions.Actions(store, Config(batch_size=BATCH))
+    acts = oc.org.actions
     for i in range(0, n, BATCH):
         res = acts.assignTargetToSalesCadence(
             [{"salesCadenceNameOrId": "Bench", "targetId": t} for t in targets[i : i + BATCH]], rep
         )
         assert all(r["isSuccess"] for r in res), res[0]
-    eng.dispose()
+    oc.close()
 
 
 def drain(url: str, port: int, now: datetime) -> float:
     """Run the worker with the SMTP sender until nothing is due; seconds taken."""
-    eng = database.create_engine(url)
-    store = records.Store(eng, default_registry(), ManualClock(now))
-    sender = smtp_sender.SmtpSender(store, smtp_sender.SmtpConfig(port=port, timeout=30))
-    sender.reconcile()
-    w = worker.Worker(store, sender, Config(batch_size=BATCH))
+    oc = system.build(
+        system.Settings(
+            database_url=url,
+            clock=ManualClock(now),
+            runtime=system.RuntimeConfig(batch_size=BATCH),
+            upgrade=False,
+            relay=system.SmtpRelay(f"127.0.0.1:{port}", tls="none"),
+        )
+    )
+    assert oc.worker is not None and oc.smtp is not None  # the relay's sender, reconciled
     began = time.perf_counter()
-    w.run_until_idle()
+    oc.worker.run_until_idle()
     elapsed = time.perf_counter() - began
-    sender.close()
-    eng.dispose()
+    oc.smtp.close()
+    oc.close()
     return elapsed
 
 

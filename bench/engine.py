@@ -31,12 +31,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opencadence import ids
-from opencadence.cadence import actions, definition_file, sender, worker
-from opencadence.cadence.settings import Config
+from opencadence import ids, system
+from opencadence.cadence import actions, definition_file, sender
 from opencadence.clock import ManualClock
-from opencadence.metadata.registry import default_registry
-from opencadence.storage import database, migrate, records, schema
+from opencadence.storage import database, records, schema
 
 GOAL = 0.25
 START = datetime(2026, 1, 5, 9, tzinfo=UTC)
@@ -74,14 +72,21 @@ CADENCE = {
 TRANSITIONS_PER_TARGET = 10
 
 
-def fresh(url: str) -> sa.Engine:
-    eng = database.create_engine(url)
-    migrate.upgrade(eng, default_registry(), clock=ManualClock())
-    return eng
-
-
-def make_store(eng: sa.Engine, clock: ManualClock) -> records.Store:
-    return records.Store(eng, default_registry(), clock)
+def open_system(
+    url: str,
+    clock: ManualClock,
+    batch: int,
+    outbox: sender.RecordingSender | None = None,
+    upgrade: bool = True,
+) -> system.System:
+    """The opencadence side, as every entry point builds it; ``outbox`` records the sends."""
+    settings = system.Settings(
+        database_url=url,
+        clock=clock,
+        runtime=system.RuntimeConfig(batch_size=batch),
+        upgrade=upgrade,
+    )
+    return system.build(settings, sender=outbox)
 
 
 def setup(store: records.Store, n: int) -> tuple[str, list[str]]:
@@ -121,13 +126,11 @@ def open_steps(store: records.Store, step_type: str) -> list[str]:
 
 
 def drive(
-    store: records.Store, clock: ManualClock, rep: str, targets: list[str], batch: int
-) -> tuple[float, int, sender.RecordingSender]:
-    """Enrol everyone and drive all to completion; returns (seconds, transitions, sender)."""
-    config = Config(batch_size=batch)
-    outbox = sender.RecordingSender()
-    acts = actions.Actions(store, config, outbox)
-    w = worker.Worker(store, outbox, config)
+    oc: system.System, clock: ManualClock, rep: str, targets: list[str], batch: int
+) -> tuple[float, int]:
+    """Enrol everyone and drive all to completion; returns (seconds, transitions)."""
+    store, acts, w = oc.store, oc.org.actions, oc.worker
+    assert w is not None
     began = time.perf_counter()
     for i in range(0, len(targets), batch):
         res = acts.assignTargetToSalesCadence(
@@ -140,7 +143,7 @@ def drive(
     w.run_until_idle()  # emails sent, branch passed, tasks open
     _complete(acts, rep, open_steps(store, "CreateTask"), batch)
     elapsed = time.perf_counter() - began
-    return elapsed, TRANSITIONS_PER_TARGET * len(targets), outbox
+    return elapsed, TRANSITIONS_PER_TARGET * len(targets)
 
 
 def _complete(acts: actions.Actions, rep: str, step_ids: list[str], batch: int) -> None:
@@ -168,8 +171,8 @@ def check_done(store: records.Store, n: int) -> None:
 
 def raw_writes(url: str, n: int, batch: int) -> float:
     """Seconds to write the engine's rows with plain executemany (no engine, no events)."""
-    eng = fresh(url)
-    meta = schema.metadata_for(default_registry())
+    oc = system.build(system.Settings(database_url=url, clock=ManualClock(), worker=False))
+    eng, meta = oc.engine, oc.store.meta
     tr, st, run = (
         meta.tables[x]
         for x in ("ActionCadenceTracker", "ActionCadenceStepTracker", schema.CADENCE_RUN)
@@ -302,7 +305,7 @@ def raw_writes(url: str, n: int, batch: int) -> float:
                 [{"p_id": t} for t in trackers],
             )
     elapsed = time.perf_counter() - began
-    eng.dispose()
+    oc.close()
     return elapsed
 
 
@@ -331,12 +334,11 @@ def pg_workers(url: str, n: int, batch: int) -> tuple[float, float, int]:
     rates = []
     duplicates = 0
     for workers in (1, 2):
-        eng = fresh(_pg_db(url))
+        db = _pg_db(url)
         clock = ManualClock(START)
-        store = make_store(eng, clock)
+        oc = open_system(db, clock, batch)
+        store, acts = oc.store, oc.org.actions
         rep, targets = setup(store, n)
-        config = Config(batch_size=batch)
-        acts = actions.Actions(store, config)
         for i in range(0, n, batch):
             acts.assignTargetToSalesCadence(
                 [{"salesCadenceNameOrId": "Bench", "targetId": t} for t in targets[i : i + batch]],
@@ -345,7 +347,7 @@ def pg_workers(url: str, n: int, batch: int) -> tuple[float, float, int]:
         _complete(acts, rep, open_steps(store, "MakeACall"), batch)
         clock.advance(days=1)
         now = clock.now().isoformat()
-        results = _processes(workers, url_of(eng), now, batch)
+        results = _processes(workers, db, now, batch)
         elapsed = max(r[0] for r in results)
         moved = sum(r[1] for r in results)
         keys = [k for r in results for k in r[2]]
@@ -355,12 +357,8 @@ def pg_workers(url: str, n: int, batch: int) -> tuple[float, float, int]:
             steps = conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
         duplicates += steps - 6 * n  # root, call, wait, auto, branch, task: one each
         rates.append(moved / elapsed)
-        eng.dispose()
+        oc.close()
     return rates[0], rates[1], duplicates
-
-
-def url_of(eng: sa.Engine) -> str:
-    return eng.url.render_as_string(hide_password=False)
 
 
 def _processes(workers: int, url: str, now: str, batch: int) -> list[tuple[float, int, list[str]]]:
@@ -385,19 +383,18 @@ def _worker_process(url: str, now: str, batch: int, barrier: Any, out: Any) -> N
 
 def _drain(url: str, now: str, batch: int, barrier: Any) -> tuple[float, int, list[str]]:
     """One worker process: drain the due work; (seconds, transitions, email keys sent)."""
-    eng = database.create_engine(url)
-    clock = ManualClock(datetime.fromisoformat(now))
-    store = make_store(eng, clock)
     outbox = sender.RecordingSender()
-    w = worker.Worker(store, outbox, Config(batch_size=batch))
-    with store.reading() as conn:  # warm the connection pool before the clock starts
+    oc = open_system(url, ManualClock(datetime.fromisoformat(now)), batch, outbox, upgrade=False)
+    w = oc.worker
+    assert w is not None
+    with oc.store.reading() as conn:  # warm the connection pool before the clock starts
         conn.exec_driver_sql("SELECT 1")
     barrier.wait()
     began = time.perf_counter()
     w.run_until_idle()
     w.run_until_idle()
     elapsed = time.perf_counter() - began
-    eng.dispose()
+    oc.close()
     return elapsed, w.transitions, [e.key for e in outbox.sent]
 
 
@@ -438,13 +435,12 @@ def main() -> None:
     n = args.targets or (3000 if args.quick else 100_000)
     with tempfile.TemporaryDirectory() as tmp:
         clock = ManualClock(START)
-        eng = fresh(f"sqlite:///{tmp}/engine.db")
-        store = make_store(eng, clock)
-        rep, targets = setup(store, n)
-        elapsed, moved, outbox = drive(store, clock, rep, targets, args.batch)
-        check_done(store, n)
-        assert outbox.duplicates == 0 and len(outbox.sent) == n
-        eng.dispose()
+        outbox = sender.RecordingSender()
+        with open_system(f"sqlite:///{tmp}/engine.db", clock, args.batch, outbox) as oc:
+            rep, targets = setup(oc.store, n)
+            elapsed, moved = drive(oc, clock, rep, targets, args.batch)
+            check_done(oc.store, n)
+            assert outbox.duplicates == 0 and len(outbox.sent) == n
         rate = moved / elapsed
         raw = moved / raw_writes(f"sqlite:///{tmp}/raw.db", n, args.batch)
     print(

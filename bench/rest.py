@@ -26,14 +26,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).parent))
 import soql as soql_bench  # noqa: E402  (the step-tracker loader)
-from opencadence.clock import ManualClock  # noqa: E402
-from opencadence.metadata.registry import default_registry  # noqa: E402
-from opencadence.org import Org  # noqa: E402
-from opencadence.storage import (  # noqa: E402
-    database,  # noqa: E402
-    migrate,
-    records,
-)
+from opencadence import system  # noqa: E402
 
 QUERY = "SELECT Id, LastName, Email FROM Contact WHERE FirstName = 'G7'"
 HERE = Path(__file__).resolve()
@@ -134,15 +127,12 @@ def rss_mb(pid: int) -> float:
 
 
 def prepare(db: str, n_contacts: int) -> str:
-    eng = database.create_engine(db)
-    migrate.upgrade(eng, default_registry(), clock=ManualClock(soql_bench.NOW))
-    org = Org(records.Store(eng, default_registry()))
-    with org.store.transaction() as tx:
-        tx.insert_many("Contact", contacts(n_contacts))
-    user_id, _ = org.accounts.create_user("bench@oc.test", "pw", admin=True)
-    token = org.accounts.open_session(user_id)
-    eng.dispose()
-    return token
+    # the system clock: the token is checked by `opencadence serve`, on the system clock too
+    with system.build(system.Settings(database_url=db, worker=False)) as oc:
+        with oc.store.transaction() as tx:
+            tx.insert_many("Contact", contacts(n_contacts))
+        user_id, _ = oc.org.accounts.create_user("bench@oc.test", "pw", admin=True)
+        return oc.org.accounts.open_session(user_id)
 
 
 def measure_mockforce(n: int, reps: int) -> float:
@@ -244,13 +234,10 @@ def memory_while_paging(work: Path, trackers: int, certs: Path) -> float:
     from simple_salesforce import Salesforce
 
     db = f"sqlite:///{work / 'paging.db'}"
-    eng = database.create_engine(db)
-    migrate.upgrade(eng, default_registry(), clock=ManualClock(soql_bench.NOW))
-    soql_bench.load(eng, trackers)
-    org = Org(records.Store(eng, default_registry()))
-    user_id, _ = org.accounts.create_user("pager@oc.test", "pw", admin=True)
-    token = org.accounts.open_session(user_id)
-    eng.dispose()
+    with system.build(system.Settings(database_url=db, worker=False)) as oc:
+        soql_bench.load(oc.engine, trackers)
+        user_id, _ = oc.org.accounts.create_user("pager@oc.test", "pw", admin=True)
+        token = oc.org.accounts.open_session(user_id)
     server = opencadence_server(db, 18445, certs)
     samples = [rss_mb(server.pid)]
     try:

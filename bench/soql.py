@@ -25,11 +25,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opencadence import ids
+from opencadence import ids, system
 from opencadence.clock import ManualClock
 from opencadence.metadata.registry import default_registry
-from opencadence.soql import execute
-from opencadence.storage import counts, database, migrate, records
+from opencadence.storage import counts, database, records
 
 NOW = datetime(2026, 3, 10, 12)
 USER = records.AUTOMATED_USER
@@ -192,14 +191,14 @@ def p(values: list[float], q: float) -> float:
 
 
 def run(url: str, rows: int, reps: int, label: str) -> list[float]:
-    eng = database.create_engine(url)
-    migrate.upgrade(eng, default_registry(), clock=ManualClock(NOW))
+    oc = system.build(system.Settings(database_url=url, clock=ManualClock(NOW), worker=False))
+    eng = oc.engine
     print(f"{label}: loading {rows:,} step trackers...", file=sys.stderr)
     keys = load(eng, rows)
     if eng.dialect.name == "postgresql":
         with eng.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
-    service = execute.QueryService(records.Store(eng, default_registry(), ManualClock(NOW)))
+    service = oc.org.queries
     ratios = []
     with eng.connect() as conn:
         for name, soql, sql in queries(keys):
@@ -213,7 +212,7 @@ def run(url: str, rows: int, reps: int, label: str) -> list[float]:
                 f"{label:10s} {name:20s} api p50 {p(api, 50):8.2f} ms p95 {p(api, 95):8.2f}   "
                 f"sql p50 {p(raw, 50):8.2f} ms p95 {p(raw, 95):8.2f}   ratio {ratio:5.2f} (goal <= {goal})"
             )
-    eng.dispose()
+    oc.close()
     return ratios
 
 

@@ -23,10 +23,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opencadence import ids
+from opencadence import ids, system
 from opencadence.clock import ManualClock
-from opencadence.metadata.registry import default_registry
-from opencadence.storage import database, dialect, migrate, records
+from opencadence.storage import database, dialect, records
 
 GOAL = 0.5
 STATES = ["Active", "Completed", "Queued", "Scheduled", "InProgress"]
@@ -54,27 +53,26 @@ def make_rows(n: int) -> list[dict[str, Any]]:
     ]
 
 
-def fresh_engine(url: str) -> sa.Engine:
-    eng = database.create_engine(url)
-    migrate.upgrade(eng, default_registry(), clock=ManualClock())
-    return eng
+def fresh(url: str) -> system.System:
+    """A new database with the schema, as every entry point builds it."""
+    return system.build(system.Settings(database_url=url, clock=ManualClock(), worker=False))
 
 
 def run_store(url: str, rows: list[dict[str, Any]], batch: int) -> float:
-    eng = fresh_engine(url)
-    store = records.Store(eng, default_registry(), ManualClock())
+    oc = fresh(url)
+    store = oc.store
     start = time.perf_counter()
     for i in range(0, len(rows), batch):
         with store.transaction() as tx:
             tx.insert_many("ActionCadenceStepTracker", rows[i : i + batch], system=True)
     elapsed = time.perf_counter() - start
-    eng.dispose()
+    oc.close()
     return len(rows) / elapsed
 
 
 def run_raw(url: str, rows: list[dict[str, Any]], batch: int) -> float:
-    eng = fresh_engine(url)
-    table = records.Store(eng, default_registry()).meta.tables["ActionCadenceStepTracker"]
+    oc = fresh(url)
+    eng, table = oc.engine, oc.store.meta.tables["ActionCadenceStepTracker"]
     now = datetime(2026, 1, 5, 9)
     user = records.AUTOMATED_USER
     full = [
@@ -98,7 +96,7 @@ def run_raw(url: str, rows: list[dict[str, Any]], batch: int) -> float:
             with conn.begin():
                 conn.execute(table.insert(), full[i : i + batch])
     elapsed = time.perf_counter() - start
-    eng.dispose()
+    oc.close()
     return len(rows) / elapsed
 
 

@@ -6,6 +6,6 @@ situations built from the rows ``storage.runs`` reads), ``applying`` (decisions 
 through ``storage.batch`` and ``storage.runs``), ``settings`` (runtime ``Config``), ``worker``
 (timers), ``actions`` (the Sales Engagement invocable actions), ``runtime`` (activation,
 editing, rep work, calls, engagement), ``sender`` (email-sender interface),
-``definition_file`` (YAML/JSON import and export), ``cli`` (commands). No module here
-imports SQLAlchemy: every statement runs in ``storage``.
+``definition_file`` (YAML/JSON import and export); its commands are in ``opencadence.cli``.
+No module here imports SQLAlchemy: every statement runs in ``storage``.
 """

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine as Engine  # re-exported: the type layers above hold
 
 from opencadence.storage import dialect
 

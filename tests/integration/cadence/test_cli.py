@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from opencadence.cadence import cli, definition_file
+from opencadence.cadence import definition_file
+from opencadence.cli import cadence as cli
 from opencadence.storage import records
 from tests.integration.cadence.test_builder import FULL
 

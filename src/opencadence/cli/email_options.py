@@ -3,16 +3,14 @@
 --smtp-relay HOST:PORT  --smtp-user U --smtp-password P (or $OPENCADENCE_SMTP_USER /
 $OPENCADENCE_SMTP_PASSWORD)  --smtp-tls starttls|tls|none  --inbound-smtp-port N
 --public-url URL (base of tracking links). Caps, windows and org email switches are org
-settings (``email.settings``), not flags.
+settings (``email.settings``), not flags. The arguments end here: they become Settings.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from opencadence.cadence import sender as senders
-from opencadence.email import inbound, smtp_sender
-from opencadence.storage import records
+from opencadence.system import SmtpRelay
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,30 +31,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def sender(store: records.Store, args: argparse.Namespace, secret: bytes) -> senders.Sender | None:
-    """The SMTP sender of ``--smtp-relay`` (None: no relay, automated emails are recorded only)."""
-    if not getattr(args, "smtp_relay", None):
+def relay(args: argparse.Namespace) -> SmtpRelay | None:
+    """The relay of ``--smtp-relay`` (None: no relay, automated emails are recorded only)."""
+    if not args.smtp_relay:
         return None
-    config = smtp_sender.config_from_options(
+    return SmtpRelay(
         args.smtp_relay,
         user=args.smtp_user,
         password=args.smtp_password,
         tls=args.smtp_tls,
         public_url=args.public_url,
-        tracking_secret=secret if args.public_url else None,
     )
-    smtp = smtp_sender.SmtpSender(store, config)
-    smtp.reconcile()  # sends interrupted by a crash are finished or counted before new work
-    return smtp
 
 
-def listener(
-    store: records.Store, args: argparse.Namespace, host: str
-) -> inbound.InboundListener | None:
-    """The reply/bounce listener of ``--inbound-smtp-port``, started."""
-    port = getattr(args, "inbound_smtp_port", None)
-    if not port:
-        return None
-    found = inbound.InboundListener(store, host=host, port=port)
-    found.start()
-    return found
+def inbound_port(args: argparse.Namespace) -> int | None:
+    """The port of ``--inbound-smtp-port`` (None: no reply/bounce listener)."""
+    port: int | None = args.inbound_smtp_port
+    return port or None

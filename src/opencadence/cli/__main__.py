@@ -1,0 +1,5 @@
+import sys
+
+from opencadence.cli import main
+
+sys.exit(main())

@@ -1,0 +1,86 @@
+"""``cadence import FILE``, ``cadence export NAME`` and ``worker``: the cadence runtime."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from opencadence import system
+from opencadence.cadence import definition_file
+from opencadence.cli import common, email_options
+
+
+def _open(args: argparse.Namespace) -> system.System:
+    return system.build(system.Settings(database_url=common.database_url(args), worker=False))
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Create a cadence from a YAML/JSON definition file (activated if it says so)."""
+    with _open(args) as built:
+        cadence_id = definition_file.import_definition(built.store, definition_file.load(args.file))
+    print(cadence_id)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Print a cadence's definition (YAML, or JSON with --json)."""
+    with _open(args) as built:
+        found = definition_file.export_definition(built.store, args.name)
+        text = definition_file.dump(found, args.json)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Apply due cadence transitions: forever, or until idle with --once."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = system.Settings(
+        database_url=common.database_url(args),
+        worker=True,
+        relay=email_options.relay(args),
+        inbound_smtp_port=email_options.inbound_port(args),
+    )
+    with system.build(settings) as built:
+        worker = built.worker
+        assert worker is not None  # Settings(worker=True) builds one
+        if args.once:
+            print(worker.run_until_idle(), file=sys.stderr)
+        else:
+            worker.loop(args.poll)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``cadence import|export`` and ``worker`` to the ``opencadence`` command."""
+    cadence = subparsers.add_parser(
+        "cadence",
+        help="import or export cadence definitions",
+        description="import or export cadence definitions",
+    )
+    inner = cadence.add_subparsers(dest="cadence_command", required=True)
+    p = inner.add_parser("import", help="create a cadence from a YAML or JSON file")
+    p.add_argument("file", help="definition file (.yaml, .yml or .json)")
+    p.set_defaults(handler=cmd_import)
+    common.add_database(p, common.DATABASE_HELP)
+    p = inner.add_parser("export", help="print a cadence definition")
+    p.add_argument("name", help="cadence Name or Id")
+    p.add_argument("--json", action="store_true", help="JSON instead of YAML")
+    p.add_argument("--output", "-o", default=None, help="write to this file")
+    common.add_database(p, common.DATABASE_HELP)
+    p.set_defaults(handler=cmd_export)
+    p = common.add_command(
+        subparsers,
+        "worker",
+        cmd_worker,
+        "run the cadence worker (timers, automated emails)",
+    )
+    p.add_argument("--once", action="store_true", help="process what is due now, then exit")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds to sleep when idle")
+    common.add_database(p, common.DATABASE_HELP)
+    email_options.add_arguments(p)

@@ -1,0 +1,79 @@
+"""``init``, ``query`` and ``describe``: the database and its objects."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from opencadence import system
+from opencadence.cli import common, output
+from opencadence.metadata import describe, registry
+
+
+def _progress(line: str) -> None:
+    print(f"  {line}", file=sys.stderr)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Create or upgrade the database in place."""
+    settings = system.Settings(database_url=common.database_url(args), upgrade=False, worker=False)
+    with system.build(settings) as built:
+        print(f"database: {built.database}", file=sys.stderr)
+        changes = built.upgrade(progress=_progress)
+    print(f"schema up to date ({len(changes)} change(s) applied)", file=sys.stderr)
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    """Run a SOQL query (all pages) as the org's automated process user, with full visibility."""
+    with system.build(
+        system.Settings(database_url=common.database_url(args), worker=False)
+    ) as built:
+        service = built.org.queries
+        result = service.query(args.soql, include_deleted=args.all, version=args.version)
+        rows = list(result["records"])
+        while not result["done"]:
+            result = service.query_more(
+                result["nextRecordsUrl"].rsplit("/", 1)[1], version=args.version
+            )
+            rows += result["records"]
+    output.write(sys.stdout, args.format, rows, result["totalSize"])
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    """Print describeSObject (or describeGlobal with no object) as JSON.
+
+    The registry alone answers: no database is opened (or created)."""
+    reg = registry.default_registry()
+    if args.object:
+        result = describe.describe_object(reg, args.object, args.version)
+    else:
+        result = describe.describe_global(reg, args.version)
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+def add_init(subparsers: Any) -> None:
+    p = common.add_command(subparsers, "init", cmd_init, "create or upgrade the database")
+    common.add_database(p, common.DATABASE_HELP)
+
+
+def add_query(subparsers: Any) -> None:
+    p = common.add_command(subparsers, "query", cmd_query, "run a SOQL query and print every page")
+    p.add_argument("soql", help='the query, e.g. "SELECT Id, State FROM ActionCadenceStepTracker"')
+    common.add_database(p)
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--all", action="store_true", help="queryAll: include deleted records")
+    p.add_argument("--version", default=describe.LATEST_VERSION, help="API version, e.g. 59.0")
+
+
+def add_describe(subparsers: Any) -> None:
+    p = common.add_command(
+        subparsers, "describe", cmd_describe, "print an object's describe (Salesforce JSON)"
+    )
+    p.add_argument("object", nargs="?", help="sObject API name; omit for describeGlobal")
+    p.add_argument("--version", default=describe.LATEST_VERSION, help="API version, e.g. 59.0")

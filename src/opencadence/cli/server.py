@@ -1,0 +1,105 @@
+"""``serve`` and ``demo``: the Salesforce-shaped API over HTTP(S), with the cadence worker."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from opencadence import demo as demo_org
+from opencadence import system
+from opencadence.api import server, tls
+from opencadence.cli import common, email_options
+
+DEFAULT_PORT = 8443
+DEFAULT_CERT_DIR = ".opencadence-tls"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the REST/OAuth/SOAP API with uvicorn."""
+    settings = system.Settings(
+        database_url=common.database_url(args),
+        clock=args.clock,
+        worker=not args.no_worker,
+        relay=email_options.relay(args),
+        tracking=True,
+        inbound_smtp_port=email_options.inbound_port(args),
+        inbound_smtp_host=args.host,
+    )
+    with system.build(settings) as built:
+        if built.listener is not None:
+            print(
+                f"inbound SMTP (replies, bounces) on {args.host}:{args.inbound_smtp_port}",
+                file=sys.stderr,
+            )
+        tls_files = None
+        scheme = "http"
+        if args.tls:
+            tls_files = tls.self_signed(Path(args.cert_dir))
+            scheme = "https"
+            cert = tls_files[0].resolve()
+            print(f"TLS certificate: {cert}  (clients: verify='{cert}')", file=sys.stderr)
+        print(f"opencadence API on {scheme}://{args.host}:{args.port}", file=sys.stderr)
+        server.run(built, host=args.host, port=args.port, tls_files=tls_files)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The demo org: seeded once, served with TLS and a movable clock (as ``serve --tls
+    --clock manual`` with no relay serves it)."""
+    serving = not args.no_serve
+    settings = system.Settings(
+        database_url=common.database_url(args), clock="manual", worker=serving, tracking=serving
+    )
+    with system.build(settings) as built:
+        if not demo_org.seeded(built.org):
+            print(
+                "seeding the demo org (users, targets, two cadences, a few days of activity)...",
+                file=sys.stderr,
+            )
+            demo_org.seed(built.org)
+        token = demo_org.admin_token(built.org)
+        tls_files = tls.self_signed(Path(args.cert_dir))
+        url = f"https://{args.host}:{args.port}"
+        print(demo_org.banner(url, token, str(tls_files[0].resolve())), flush=True)
+        if serving:
+            server.run(built, host=args.host, port=args.port, tls_files=tls_files)
+    return 0
+
+
+def add_demo(subparsers: Any) -> None:
+    p = common.add_command(
+        subparsers,
+        "demo",
+        cmd_demo,
+        "seed a demo org (once) and serve it: TLS, manual clock, worker",
+    )
+    common.add_database(p, "database URL (default: opencadence.db)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--cert-dir", default=DEFAULT_CERT_DIR)
+    p.add_argument("--no-serve", action="store_true", help="seed and print, then exit")
+
+
+def add_serve(subparsers: Any) -> None:
+    p = common.add_command(subparsers, "serve", cmd_serve, "serve the Salesforce-shaped API")
+    common.add_database(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument(
+        "--tls", action="store_true", help="HTTPS with a generated self-signed certificate"
+    )
+    p.add_argument(
+        "--cert-dir", default=DEFAULT_CERT_DIR, help="where --tls writes cert.pem/key.pem"
+    )
+    p.add_argument(
+        "--clock",
+        choices=("system", "manual"),
+        default="system",
+        help="manual: tests and demos move time with POST /_opencadence/clock",
+    )
+    p.add_argument(
+        "--no-worker", action="store_true", help="do not run cadence workers in the server"
+    )
+    email_options.add_arguments(p)
