@@ -55,7 +55,7 @@ class Org:
 
     def _object(self, name: str, version: str) -> model.ObjectDef:
         obj = self.registry.object(name)
-        if model.version_key(obj.since) > model.version_key(version):
+        if not obj.visible_in(version):
             raise errors.NotFound("The requested resource does not exist")
         return obj
 

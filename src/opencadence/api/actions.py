@@ -15,94 +15,24 @@ from starlette.routing import Route
 
 from opencadence import errors
 from opencadence.api.rest import endpoint
+from opencadence.metadata import actions as action_specs
 from opencadence.org import Org
 from opencadence.storage import accounts
 
 MAX_INPUTS = 200  # Salesforce caps invocable-action batches at 200 inputs
 
-#: name -> (label, API version, [(input, type, required)], [(output, type)])
-SPECS: dict[str, tuple[str, str, list[tuple[str, str, bool]], list[tuple[str, str]]]] = {
-    "assignTargetToSalesCadence": (
-        "Assign Target to Sales Cadence",
-        "45.0",
-        [
-            ("salesCadenceNameOrId", "STRING", True),
-            ("targetId", "ID", True),
-            ("startStepNameOrId", "STRING", False),
-            ("userId", "ID", False),
-            ("relatedToId", "ID", False),
-        ],
-        [("actionCadenceTrackerId", "ID")],
-    ),
-    "removeTargetFromSalesCadence": (
-        "Remove Target from Sales Cadence",
-        "45.0",
-        [
-            ("targetId", "ID", False),
-            ("actionCadenceTrackerId", "ID", False),
-            ("completionReasonCode", "STRING", True),
-            ("completionDisposition", "STRING", False),
-            ("relatedToId", "ID", False),
-            ("relatedToAttributionType", "STRING", False),
-            ("shouldApplyUserContext", "BOOLEAN", False),
-        ],
-        [],
-    ),
-    "pauseSalesCadenceTracker": (
-        "Pause Sales Cadence Tracker",
-        "50.0",
-        [("targetId", "ID", True), ("resumeTime", "DATETIME", False)],
-        [],
-    ),
-    "resumeSalesCadenceTracker": (
-        "Resume Sales Cadence Tracker",
-        "50.0",
-        [("targetId", "ID", True)],
-        [],
-    ),
-    "changeSalesCadenceTargetAssignee": (
-        "Change Sales Cadence Target Assignee",
-        "50.0",
-        [("targetId", "ID", True), ("userId", "ID", False)],
-        [],
-    ),
-    "modifyCadenceTrackerAttributes": (
-        "Modify Cadence Tracker Attributes",
-        "51.0",
-        [
-            ("actionCadenceTrackerId", "ID", True),
-            ("completionDisposition", "STRING", False),
-            ("relatedToId", "ID", False),
-            ("relatedToAttributionType", "STRING", False),
-        ],
-        [],
-    ),
-    "sendSalesCadenceEvent": (
-        "Send Sales Cadence Event",
-        "52.0",
-        [("recordId", "ID", True), ("eventType", "STRING", True)],
-        [],
-    ),
-    "selectTemplateForSalesCadenceStepTracker": (
-        "Select Template for Sales Cadence Step Tracker",
-        "53.0",
-        [("stepTrackerId", "ID", True)],
-        [("output", "STRING"), ("error", "STRING")],
-    ),
-}
-
 
 def _visible(name: str, version: str) -> bool:
-    spec = SPECS.get(name)
-    return spec is not None and float(spec[1]) <= float(version)
+    spec = action_specs.ACTIONS.get(name)
+    return spec is not None and spec.visible_in(version)
 
 
 def list_actions(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
     base = f"/services/data/v{version}/actions/standard"
     return {
         "actions": [
-            {"label": spec[0], "name": name, "type": "SALES_ENGAGEMENT", "url": f"{base}/{name}"}
-            for name, spec in SPECS.items()
+            {"label": spec.label, "name": name, "type": "SALES_ENGAGEMENT", "url": f"{base}/{name}"}
+            for name, spec in action_specs.ACTIONS.items()
             if _visible(name, version)
         ]
     }
@@ -142,14 +72,17 @@ def _inputs(body: Any) -> list[dict[str, Any]]:
 
 
 def _describe(name: str) -> dict[str, Any]:
-    label, _since, inputs, outputs = SPECS[name]
+    spec = action_specs.ACTIONS[name]
     return {
         "name": name,
-        "label": label,
+        "label": spec.label,
         "type": "SALES_ENGAGEMENT",
         "standard": True,
-        "inputs": [{"name": n, "label": n, "type": t, "required": r} for n, t, r in inputs],
-        "outputs": [{"name": n, "label": n, "type": t} for n, t in outputs],
+        "inputs": [
+            {"name": p.name, "label": p.name, "type": p.type, "required": p.required}
+            for p in spec.inputs
+        ],
+        "outputs": [{"name": p.name, "label": p.name, "type": p.type} for p in spec.outputs],
     }
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from opencadence.api import actions, versions
+from opencadence.api import versions
+from opencadence.metadata import actions as action_specs
 from opencadence.metadata.registry import Registry
 
 _ERRORS = {
@@ -127,14 +128,18 @@ def document(registry: Registry) -> dict[str, Any]:
                 "describe an action",
                 [
                     version,
-                    _param("action", "path", {"type": "string", "enum": sorted(actions.SPECS)}),
+                    _param(
+                        "action", "path", {"type": "string", "enum": sorted(action_specs.ACTIONS)}
+                    ),
                 ],
             ),
             "post": _op(
                 "invoke an action",
                 [
                     version,
-                    _param("action", "path", {"type": "string", "enum": sorted(actions.SPECS)}),
+                    _param(
+                        "action", "path", {"type": "string", "enum": sorted(action_specs.ACTIONS)}
+                    ),
                 ],
                 action_body,
             ),

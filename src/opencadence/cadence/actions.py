@@ -17,7 +17,8 @@ from opencadence.cadence import applying, decision, engine, graph, loading
 from opencadence.cadence import sender as senders
 from opencadence.cadence.settings import Config
 from opencadence.clock import as_utc
-from opencadence.metadata.sales_engagement import TARGET_OBJECTS, TRACKER
+from opencadence.metadata import actions as action_specs
+from opencadence.metadata.sales_engagement import STEP, TARGET_OBJECTS, TRACKER
 from opencadence.storage import records, values
 from opencadence.storage.records import Connection
 from opencadence.storage.runs import RunStore
@@ -27,17 +28,6 @@ Result = dict[str, Any]
 Decide = Callable[
     [decision.Context, graph.Cadence, decision.Situation, datetime, Input], decision.Decision
 ]
-
-NAMES = (
-    "assignTargetToSalesCadence",
-    "removeTargetFromSalesCadence",
-    "pauseSalesCadenceTracker",
-    "resumeSalesCadenceTracker",
-    "changeSalesCadenceTargetAssignee",
-    "modifyCadenceTrackerAttributes",
-    "sendSalesCadenceEvent",
-    "selectTemplateForSalesCadenceStepTracker",
-)
 
 
 def ok(outputs: dict[str, Any] | None = None) -> Result:
@@ -59,16 +49,6 @@ def _required(inp: Input, name: str) -> Any:
     return value
 
 
-def _id(value: Any, name: str, prefixes: Sequence[str]) -> str:
-    try:
-        parsed = ids.parse(value, field=name)
-    except errors.MalformedId:
-        raise errors.InvalidIdField(f"{name}: invalid ID {value!r}") from None
-    if parsed[:3] not in prefixes:
-        raise errors.InvalidIdField(f"{name}: {value} is not an ID of the expected type")
-    return parsed
-
-
 class Actions:
     """The Sales Engagement actions on one store."""
 
@@ -85,11 +65,21 @@ class Actions:
         self.sender = sender
 
     def invoke(self, name: str, inputs: Sequence[Input], user_id: str) -> list[Result]:
-        """Run action ``name`` (one of NAMES) for each input."""
-        if name not in NAMES:
+        """Run action ``name`` (one of ``metadata.actions.ACTIONS``) for each input."""
+        if name not in action_specs.ACTIONS:
             raise errors.NotFound(f"No action {name}")
         method: Callable[[Sequence[Input], str], list[Result]] = getattr(self, name)
         return method(inputs, user_id)
+
+    def _id(self, value: Any, name: str, *objects: str) -> str:
+        """Input ``name`` as an 18-character Id of one of ``objects``, or INVALID_ID_FIELD."""
+        try:
+            parsed = ids.parse(value, field=name)
+        except errors.MalformedId:
+            raise errors.InvalidIdField(f"{name}: invalid ID {value!r}") from None
+        if not any(self.store.registry.is_id_of(parsed, obj) for obj in objects):
+            raise errors.InvalidIdField(f"{name}: {value} is not an ID of the expected type")
+        return parsed
 
     def _now(self) -> datetime:
         return self.store.clock.now().replace(tzinfo=None)
@@ -161,8 +151,8 @@ class Actions:
         taken: set[str],
     ) -> decision.Decision:
         name = str(_required(inp, "salesCadenceNameOrId"))
-        target = _id(_required(inp, "targetId"), "targetId", tuple(TARGET_OBJECTS))
-        owner = _id(inp.get("userId") or user_id, "userId", ("005",))
+        target = self._id(_required(inp, "targetId"), "targetId", *TARGET_OBJECTS.values())
+        owner = self._id(inp.get("userId") or user_id, "userId", "User")
         if target not in facts["targets"]:
             raise errors.InvalidCrossReferenceKey(f"targetId: no contact or lead {target}")
         if owner not in facts["users"]:
@@ -187,7 +177,7 @@ class Actions:
         if cadence_id is None:
             raise errors.InvalidCrossReferenceKey(f"salesCadenceNameOrId: no cadence {name}")
         related = inp.get("relatedToId")
-        related = _id(related, "relatedToId", ("006",)) if related else None
+        related = self._id(related, "relatedToId", "Opportunity") if related else None
         if related and not self.runs.existing(conn, "Opportunity", [related]):
             raise errors.InvalidCrossReferenceKey(f"relatedToId: no opportunity {related}")
         cadence = loaded.cadence(cadence_id)
@@ -208,7 +198,7 @@ class Actions:
     # -- actions on a tracker ----------------------------------------------------------------
 
     def _by_target(self, conn: Connection, inp: Input) -> str:
-        target = _id(_required(inp, "targetId"), "targetId", tuple(TARGET_OBJECTS))
+        target = self._id(_required(inp, "targetId"), "targetId", *TARGET_OBJECTS.values())
         tracker = self._target_memo.get(target)
         if tracker is None:
             tracker = self.runs.active_tracker_of(conn, [target]).get(target)
@@ -267,14 +257,14 @@ class Actions:
         """Read the trackers of every targetId and recordId at once (one query each, not one
         per input)."""
 
-        def valid(key: str, prefix: str) -> list[str]:
+        def valid(key: str, obj: str) -> list[str]:
             out = [ids.parse(i[key]) for i in inputs if ids.is_valid(i.get(key))]
-            return [x for x in out if x[:3] == prefix]
+            return [x for x in out if self.store.registry.is_id_of(x, obj)]
 
-        targets = valid("targetId", "003") + valid("targetId", "00Q")
+        targets = [t for name in TARGET_OBJECTS.values() for t in valid("targetId", name)]
         self._target_memo = self.runs.active_tracker_of(conn, targets)
         self._target_memo.update({t: "" for t in targets if t not in self._target_memo})
-        self._step_memo = self.runs.trackers_of_steps(conn, valid("recordId", "0cK"))
+        self._step_memo = self.runs.trackers_of_steps(conn, valid("recordId", STEP))
 
     _target_memo: dict[str, str] = {}
     _step_memo: dict[str, str] = {}
@@ -322,7 +312,7 @@ class Actions:
                     "completionReasonCode must be ManuallyRemoved.", "INVALID_INPUT"
                 )
             if inp.get("actionCadenceTrackerId"):
-                return _id(inp["actionCadenceTrackerId"], "actionCadenceTrackerId", ("0cT",))
+                return self._id(inp["actionCadenceTrackerId"], "actionCadenceTrackerId", TRACKER)
             if not inp.get("targetId"):
                 raise errors.RequiredFieldMissing(
                     "Missing required input parameter: targetId or actionCadenceTrackerId"
@@ -354,7 +344,7 @@ class Actions:
             if inp.get(key) is not None:
                 out[name] = self._field(TRACKER, name, inp[key])
         if inp.get("relatedToId"):
-            out["RelatedToId"] = _id(inp["relatedToId"], "relatedToId", ("006",))
+            out["RelatedToId"] = self._id(inp["relatedToId"], "relatedToId", "Opportunity")
         return out
 
     def pauseSalesCadenceTracker(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
@@ -397,7 +387,7 @@ class Actions:
             now: datetime,
             inp: Input,
         ) -> decision.Decision:
-            owner = _id(_required(inp, "userId"), "userId", ("005",))
+            owner = self._id(_required(inp, "userId"), "userId", "User")
             row = self.store.get("User", owner)
             if row is None or not row["IsActive"]:
                 raise errors.InvalidCrossReferenceKey(f"userId: no active user {owner}")
@@ -409,7 +399,9 @@ class Actions:
         """CompletionDisposition, RelatedToId, RelatedToAttributionType of a tracker."""
 
         def resolve(conn: Connection, inp: Input) -> str:
-            return _id(_required(inp, "actionCadenceTrackerId"), "actionCadenceTrackerId", ("0cT",))
+            return self._id(
+                _required(inp, "actionCadenceTrackerId"), "actionCadenceTrackerId", TRACKER
+            )
 
         return self._per_tracker(
             inputs,
@@ -424,7 +416,7 @@ class Actions:
         """Skip (ManuallySkipped) or ManualComplete (ManuallyCompleted) the open step."""
 
         def resolve(conn: Connection, inp: Input) -> str:
-            sid = _id(_required(inp, "recordId"), "recordId", ("0cK",))
+            sid = self._id(_required(inp, "recordId"), "recordId", STEP)
             if _required(inp, "eventType") not in ("Skip", "ManualComplete"):
                 raise decision.Refused("eventType must be Skip or ManualComplete.", "INVALID_INPUT")
             tid = self._step_memo.get(sid) or self.runs.trackers_of_steps(conn, [sid]).get(sid)
@@ -456,7 +448,7 @@ class Actions:
         return results
 
     def _select(self, conn: Connection, loaded: loading.Loaded, inp: Input) -> dict[str, Any]:
-        sid = _id(_required(inp, "stepTrackerId"), "stepTrackerId", ("0cK",))
+        sid = self._id(_required(inp, "stepTrackerId"), "stepTrackerId", STEP)
         found = self.runs.step_of(conn, sid)
         if found is None:
             raise errors.InvalidCrossReferenceKey(f"stepTrackerId: no step tracker {sid}")

@@ -36,13 +36,14 @@ from typing import Any
 
 import yaml
 
-from opencadence import errors, ids
+from opencadence import errors
 from opencadence.cadence import runtime
-from opencadence.storage import records
+from opencadence.storage import migrate, records
 from opencadence.storage.records import Connection
 from opencadence.storage.runs import RunStore
 
-ORG_FOLDER = ids.make_id("00D", 1)
+#: Cadences created from files live in the org-wide folder, which carries the org's Id.
+ORG_FOLDER = migrate.ORG_ID
 CADENCE_FIELDS = ("Name", "Description", "Type", "IsWaitAllowedBeforeDaisyChain")
 #: Fields never exported (references to this org's rows, or derived from the graph).
 SKIP = {

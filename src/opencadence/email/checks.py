@@ -18,7 +18,6 @@ from opencadence.email import settings, templates
 from opencadence.metadata.sales_engagement import TARGET_OBJECTS
 from opencadence.storage import mail, records
 
-TEMPLATE_PREFIX = "00X"
 #: Folder AccessType values whose templates any user may send. Hidden folders are nobody's;
 #: a template filed in a user's personal folder (FolderId a User Id) is that user's only.
 PUBLIC_FOLDERS = frozenset({"Public", "PublicInternal", "Shared"})
@@ -151,7 +150,8 @@ def prepare(
 
 
 def _template(cache: Cache, template_id: str | None, owner_id: str) -> dict[str, Any]:
-    if not template_id or template_id[:3] != TEMPLATE_PREFIX:
+    reg = cache.store.registry
+    if not template_id or not reg.is_id_of(template_id, "EmailTemplate"):
         raise SendRefused(f"{template_id!r} is not an email template Id", "INVALID_TEMPLATE_ID")
     template = cache.record("EmailTemplate", template_id, include_deleted=True)
     if template is None:
@@ -163,11 +163,12 @@ def _template(cache: Cache, template_id: str | None, owner_id: str) -> dict[str,
             f"The email template {template_id} is not available for use", "TEMPLATE_NOT_PUBLIC"
         )
     folder_id = template.get("FolderId")
-    if folder_id and folder_id[:3] == "005" and folder_id != owner_id:
+    in_user_folder = reg.is_id_of(folder_id, "User")
+    if folder_id and in_user_folder and folder_id != owner_id:
         raise SendRefused(
             f"The email template {template_id} is in another user's folder", "TEMPLATE_NOT_PUBLIC"
         )
-    if folder_id and folder_id[:3] != "005" and folder_id[:3] != "00D":
+    if folder_id and not in_user_folder and not reg.is_id_of(folder_id, "Organization"):
         folder = cache.record("Folder", folder_id)
         if folder is None or folder.get("AccessType") not in PUBLIC_FOLDERS:
             raise SendRefused(

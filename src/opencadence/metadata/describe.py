@@ -144,7 +144,7 @@ def _picklist_entry(p: model.PicklistValue) -> dict[str, Any]:
 def describe_object(registry: Registry, name: str, version: str = LATEST_VERSION) -> dict[str, Any]:
     """describeSObject for ``name`` at an API version (INVALID_TYPE if unknown)."""
     obj = registry.object(name)
-    if model.version_key(obj.since) > model.version_key(version):
+    if not obj.visible_in(version):
         registry.object(f"{name} (v{version})")  # not there yet at this version: INVALID_TYPE
     result = object_summary(obj, version)
     result.update(
@@ -162,7 +162,7 @@ def describe_object(registry: Registry, name: str, version: str = LATEST_VERSION
                     "restrictedDelete": False,
                 }
                 for c in registry.child_relationships(obj.name)
-                if model.version_key(c.since) <= model.version_key(version)
+                if c.visible_in(version)
             ],
             "compactLayoutable": False,
             "fields": [field_describe(f, version) for f in obj.fields_at(version)],
@@ -184,9 +184,5 @@ def describe_global(registry: Registry, version: str = LATEST_VERSION) -> dict[s
     return {
         "encoding": "UTF-8",
         "maxBatchSize": 200,
-        "sobjects": [
-            object_summary(o, version)
-            for o in registry
-            if model.version_key(o.since) <= model.version_key(version)
-        ],
+        "sobjects": [object_summary(o, version) for o in registry if o.visible_in(version)],
     }

@@ -86,6 +86,15 @@ def version_key(version: str) -> tuple[int, int]:
     return int(major), int(minor or 0)
 
 
+def exists_at(since: str | None, version: str | None) -> bool:
+    """Whether something added in API version ``since`` exists at ``version``.
+
+    The one rule for objects, fields, relationships and picklist values: ``since`` None means
+    always there, ``version`` None means "every version" (the runtime's own view).
+    """
+    return since is None or version is None or version_key(since) <= version_key(version)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PicklistValue:
     """One picklist entry; ``since`` is the API version it appeared in."""
@@ -150,11 +159,10 @@ class FieldDef:
         """Picklist entries visible at an API version (all when version is None)."""
         if version is None:
             return self.picklist
-        key = version_key(version)
-        return tuple(p for p in self.picklist if p.since is None or version_key(p.since) <= key)
+        return tuple(p for p in self.picklist if exists_at(p.since, version))
 
     def visible_in(self, version: str | None) -> bool:
-        return version is None or version_key(self.since) <= version_key(version)
+        return exists_at(self.since, version)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,6 +174,9 @@ class ChildRelationship:
     field: str
     cascade_delete: bool = False
     since: str = "0.0"
+
+    def visible_in(self, version: str | None) -> bool:
+        return exists_at(self.since, version)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,6 +207,9 @@ class ObjectDef:
     def field(self, name: str) -> FieldDef | None:
         """Case-insensitive field lookup."""
         return self.by_name.get(name.lower())
+
+    def visible_in(self, version: str | None) -> bool:
+        return exists_at(self.since, version)
 
     def fields_at(self, version: str | None) -> tuple[FieldDef, ...]:
         """Fields visible at an API version (all when version is None)."""

@@ -68,6 +68,14 @@ class Registry:
             )
         return obj
 
+    def prefix(self, name: str) -> str:
+        """The key prefix of object ``name``: the first three characters of its Ids."""
+        return self.object(name).key_prefix
+
+    def is_id_of(self, record_id: str | None, name: str) -> bool:
+        """Whether ``record_id`` carries the key prefix of object ``name``."""
+        return record_id is not None and record_id[:3] == self.prefix(name)
+
     def by_prefix(self, prefix: str) -> model.ObjectDef | None:
         return self._by_prefix.get(prefix)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from opencadence.metadata.registry import default_registry
+
 TRACKER = "ActionCadenceTracker"
 STEP = "ActionCadenceStepTracker"
 #: Step-tracker states of a step that is still the target's current step.
@@ -15,4 +17,6 @@ OPEN_STATES = frozenset({"Active", "InProgress", "Paused", "Queued", "Scheduled"
 #: Tracker states with IsTrackerActive = true (OR-TR).
 ACTIVE_TRACKER_STATES = frozenset({"Running", "Paused", "Processing", "Initializing"})
 #: The objects a cadence targets, by key prefix.
-TARGET_OBJECTS: Mapping[str, str] = {"003": "Contact", "00Q": "Lead"}
+TARGET_OBJECTS: Mapping[str, str] = {
+    default_registry().prefix(name): name for name in ("Contact", "Lead")
+}

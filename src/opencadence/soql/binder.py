@@ -369,9 +369,7 @@ class Binder:
         sub = item.query
         name = sub.sobject.dotted
         rel = self.ctx.registry.child_relationship(self.obj.name, name)
-        if rel is None or model.version_key(rel.since) > model.version_key(
-            self.ctx.version or "99.0"
-        ):
+        if rel is None or not rel.visible_in(self.ctx.version):
             self.bad_relationship(name, sub.sobject.pos)
         child_obj = self.ctx.registry.object(rel.child_object)
         if sub.offset is not None and self.q.limit != 1:

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from opencadence import errors, ids
-from opencadence.metadata import describe, model
+from opencadence.metadata import describe
 from opencadence.soql import binder, bound, compiler, parse, shape
 from opencadence.storage import counts, records, schema
 
@@ -149,7 +149,7 @@ class QueryService:
             text=text,
         )
         obj = self.store.registry.get(tree.sobject.dotted)
-        if obj is None or not obj.supports("query") or not obj_visible(obj, version):
+        if obj is None or not obj.supports("query") or not obj.visible_in(version):
             self.store.registry.object(f"{tree.sobject.dotted}")  # INVALID_TYPE
             raise errors.InvalidType(f"sObject type '{tree.sobject.dotted}' is not supported.")
         bnd = binder.Binder(ctx, tree, obj)
@@ -393,10 +393,6 @@ class QueryService:
         expired = sa.select(cursors.c.locator).where(cursors.c.created_at < cutoff)
         conn.execute(pages.delete().where(pages.c.locator.in_(expired)))
         conn.execute(cursors.delete().where(cursors.c.created_at < cutoff))
-
-
-def obj_visible(obj: model.ObjectDef, version: str | None) -> bool:
-    return version is None or model.version_key(obj.since) <= model.version_key(version)
 
 
 def clamp_batch(size: int | None) -> int:

@@ -28,11 +28,11 @@ from sqlalchemy.engine import Engine
 
 from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
-from opencadence.metadata.registry import Registry
+from opencadence.metadata.registry import Registry, default_registry
 from opencadence.storage import counts, dialect, events, records, schema, values
 
 #: The Organization record every database has.
-ORG_ID = ids.make_id("00D", 1)
+ORG_ID = ids.make_id(default_registry().prefix("Organization"), 1)
 #: The first ID counter handed out to ordinary records (lower ones are reserved).
 FIRST_COUNTER = 1000
 

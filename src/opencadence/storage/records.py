@@ -28,11 +28,11 @@ from sqlalchemy.engine import Engine
 from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
 from opencadence.metadata import model
-from opencadence.metadata.registry import Registry
+from opencadence.metadata.registry import Registry, default_registry
 from opencadence.storage import counts, dialect, events, formulas, schema, values
 
 #: The user recorded as creator/modifier when no user is given (the org's automated process).
-AUTOMATED_USER = ids.make_id("005", 1)
+AUTOMATED_USER = ids.make_id(default_registry().prefix("User"), 1)
 #: The connection handle storage gives its callers (layers above type with it, never with
 #: SQLAlchemy itself).
 Connection: TypeAlias = sa.Connection

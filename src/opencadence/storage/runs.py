@@ -153,7 +153,7 @@ class RunStore:
         """The Id of a (non-deleted) cadence named or identified by ``name_or_id``."""
         cad = self.table("ActionCadence")
         cond = cad.c.Name == name_or_id
-        if ids.is_valid(name_or_id) and name_or_id[:3] == "77C":
+        if ids.is_valid(name_or_id) and self.store.registry.is_id_of(name_or_id, "ActionCadence"):
             cond = sa.or_(cond, cad.c.Id == ids.parse(name_or_id))
         return conn.execute(
             sa.select(cad.c.Id).where(cond, cad.c.IsDeleted == sa.false()).limit(1)
