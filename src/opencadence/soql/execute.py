@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from opencadence import errors, ids
 from opencadence.metadata import describe
 from opencadence.soql import binder, bound, compiler, parse, shape
-from opencadence.storage import counts, records, schema
+from opencadence.storage import counts, locators, records
 
 DEFAULT_BATCH = 2000
 MIN_BATCH = 200
@@ -320,79 +320,44 @@ class QueryService:
         now: datetime,
     ) -> str:
         locator = ids.to18("0r8" + "".join(secrets.choice(ids.BASE62) for _ in range(12)))
-        position = len(result["records"])
+        cursor = {
+            "locator": locator,
+            "user_id": caller.user_id,
+            "soql": text,
+            "version": version,
+            "include_deleted": include_deleted,
+            "batch_size": batch,
+            "total_size": result["totalSize"],
+            "time_zone": caller.time_zone,
+            "query_now": now.replace(tzinfo=None),
+            "created_at": now.replace(tzinfo=None),
+        }
         with self.store.transaction(caller.user_id) as tx:
-            tx.conn.execute(
-                self.meta.tables[schema.CURSORS]
-                .insert()
-                .values(
-                    locator=locator,
-                    user_id=caller.user_id,
-                    soql=text,
-                    version=version,
-                    include_deleted=include_deleted,
-                    batch_size=batch,
-                    total_size=result["totalSize"],
-                    time_zone=caller.time_zone,
-                    query_now=now.replace(tzinfo=None),
-                    created_at=now.replace(tzinfo=None),
-                )
-            )
-            tx.conn.execute(
-                self.meta.tables[schema.CURSOR_PAGES]
-                .insert()
-                .values(locator=locator, position=position, after_key=encode_key(after))
+            locators.save_cursor(
+                tx.conn, self.meta, cursor, len(result["records"]), encode_key(after)
             )
             self._saves += 1
             if self._saves % 100 == 1:  # expired locators are swept now and then, not per query
-                self._prune(tx.conn, now)
+                locators.prune(tx.conn, self.meta, now.replace(tzinfo=None) - LOCATOR_TTL)
         return locator
 
     def _save_page(self, locator: str, position: int, after: list[Any]) -> None:
-        pages = self.meta.tables[schema.CURSOR_PAGES]
         with self.store.transaction() as tx:
-            exists = tx.conn.execute(
-                sa.select(pages.c.position).where(
-                    pages.c.locator == locator, pages.c.position == position
-                )
-            ).first()
-            if exists is None:
-                tx.conn.execute(
-                    pages.insert().values(
-                        locator=locator, position=position, after_key=encode_key(after)
-                    )
-                )
+            locators.save_page(tx.conn, self.meta, locator, position, encode_key(after))
 
     def _load_cursor(
         self, conn: sa.Connection, locator: str, position: int, caller: Caller
     ) -> tuple[dict[str, Any], list[Any]]:
-        cursors, pages = self.meta.tables[schema.CURSORS], self.meta.tables[schema.CURSOR_PAGES]
-        cursor = (
-            conn.execute(sa.select(cursors).where(cursors.c.locator == locator)).mappings().first()
-        )
+        cursor, key = locators.load(conn, self.meta, locator, position)
         now = self.store.clock.now().replace(tzinfo=None)
         if (
             cursor is None
             or cursor["created_at"] + LOCATOR_TTL < now
             or cursor["user_id"] != caller.user_id
+            or key is None
         ):
             raise errors.InvalidQueryLocator("invalid query locator")
-        page = conn.execute(
-            sa.select(pages.c.after_key).where(
-                pages.c.locator == locator, pages.c.position == position
-            )
-        ).scalar()
-        if page is None:
-            raise errors.InvalidQueryLocator("invalid query locator")
-        return dict(cursor), decode_key(page)
-
-    def _prune(self, conn: sa.Connection, now: datetime) -> None:
-        """Drop expired locators (cheap: indexed by creation time)."""
-        cursors, pages = self.meta.tables[schema.CURSORS], self.meta.tables[schema.CURSOR_PAGES]
-        cutoff = now.replace(tzinfo=None) - LOCATOR_TTL
-        expired = sa.select(cursors.c.locator).where(cursors.c.created_at < cutoff)
-        conn.execute(pages.delete().where(pages.c.locator.in_(expired)))
-        conn.execute(cursors.delete().where(cursors.c.created_at < cutoff))
+        return cursor, decode_key(key)
 
 
 def clamp_batch(size: int | None) -> int:
