@@ -4,6 +4,10 @@ PostgreSQL comes from $OPENCADENCE_TEST_PG_URL (default: the local server's ``te
 database). Each test session creates its own database there and drops it at the end. When the
 server is unreachable the PostgreSQL half is skipped locally but fails under CI=true, so CI can
 never go green without it.
+
+Every test starts from the state a fresh ``migrate.upgrade`` leaves: on SQLite a copy of a file
+migrated once per session, on PostgreSQL the session's database restored from a snapshot of its
+freshly migrated state (``tests/db_state.py``; ``test_fresh_state`` proves the two agree).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import sqlalchemy as sa
 
 from opencadence.clock import ManualClock
 from opencadence.metadata import registry as registries
-from opencadence.storage import database, migrate, records, schema
+from opencadence.storage import database, migrate, records
+
+from . import db_state
 
 PG_URL = os.environ.get("OPENCADENCE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
@@ -70,6 +76,16 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
+@pytest.fixture(scope="session")
+def pg_fresh(pg_url: str) -> Iterator[tuple[sa.Engine, db_state.Snapshot]]:
+    """The session database migrated once, an engine to restore it with, and its snapshot."""
+    eng = database.create_engine(pg_url)
+    reg = registries.default_registry()
+    migrate.upgrade(eng, reg, clock=ManualClock())
+    yield eng, db_state.take(eng, reg)
+    eng.dispose()
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty, migrated database URL, on each backend in turn."""
@@ -77,21 +93,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         path = tmp_path / "oc.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
-    url: str = request.getfixturevalue("pg_url")
-    _reset_pg(url)
-    return url
-
-
-def _reset_pg(url: str) -> None:
-    eng = database.create_engine(url)
-    reg = registries.default_registry()
-    migrate.upgrade(eng, reg, clock=ManualClock())
-    keep = {schema.SEQUENCES, schema.SCHEMA_STATE}
-    names = [t for t in schema.metadata_for(reg).tables if t not in keep]
-    with eng.begin() as conn:
-        conn.exec_driver_sql("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " RESTART IDENTITY")
-    migrate.upgrade(eng, reg, clock=ManualClock())  # bootstrap rows again
-    eng.dispose()
+    eng, snap = request.getfixturevalue("pg_fresh")
+    db_state.restore(eng, registries.default_registry(), snap)
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture
