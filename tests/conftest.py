@@ -98,6 +98,26 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[sa.Engine]:
+    """One empty, migrated database per backend, shared by the tests of a module that only read
+    what the module's fixtures put there. On PostgreSQL it is the session database, so a module
+    using it must not also use ``db_url`` (whose reset would empty it between two tests)."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("module") / "oc.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        url = f"sqlite:///{path}"
+    else:
+        restore_with, snap = request.getfixturevalue("pg_fresh")
+        db_state.restore(restore_with, registries.default_registry(), snap)
+        url = request.getfixturevalue("pg_url")
+    eng = database.create_engine(url)
+    yield eng
+    eng.dispose()
+
+
 @pytest.fixture
 def engine(db_url: str) -> Iterator[sa.Engine]:
     eng = database.create_engine(db_url)
