@@ -238,6 +238,7 @@ def test_semi_join(org: Org) -> None:
     assert names(r) == [org.ids["c3"]]
 
 
+@pytest.mark.writes
 def test_query_all_includes_deleted(org: Org) -> None:
     with org.store.transaction() as tx:
         tx.delete("Contact", org.ids["c3"])
@@ -253,6 +254,7 @@ def test_fields_standard_and_version_visibility(org: Org) -> None:
     assert r["records"][0]["attributes"]["url"].startswith("/services/data/v48.0/")
 
 
+@pytest.mark.writes
 def test_paging_with_locators(org: Org) -> None:
     with org.store.transaction() as tx:
         tx.insert_many("Lead", [{"LastName": f"L{n:04d}", "Company": "Bulk"} for n in range(450)])
@@ -278,6 +280,7 @@ def test_paging_with_locators(org: Org) -> None:
         org.service.query_more("0r80C0000000001AAA-2000")
 
 
+@pytest.mark.writes
 def test_limit_across_pages(org: Org) -> None:
     with org.store.transaction() as tx:
         tx.insert_many("Lead", [{"LastName": f"L{n:04d}", "Company": "Bulk"} for n in range(300)])
@@ -311,6 +314,7 @@ def test_using_scope_mine(org: Org) -> None:
     )
 
 
+@pytest.mark.writes
 def test_rep_sees_only_their_trackers_and_targets(org: Org) -> None:
     with org.store.transaction() as tx:
         other = tx.insert(
@@ -347,6 +351,7 @@ def test_rep_sees_only_their_trackers_and_targets(org: Org) -> None:
     assert all(x["ActionCadenceStepTrackers"]["totalSize"] >= 1 for x in r["records"])
 
 
+@pytest.mark.writes
 def test_for_view_and_reference_stamp_dates_without_a_change(org: Org) -> None:
     before = org.store.get("ActionCadence", org.ids["cad"])
     assert before is not None and before["LastViewedDate"] is None

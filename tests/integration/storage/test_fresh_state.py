@@ -8,7 +8,7 @@ sequence, with a database created and upgraded from nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from opencadence.metadata import registry as registries
 from opencadence.org import Org
 from opencadence.storage import database, migrate, records, schema
 from tests import db_state
+from tests.conftest import PgDatabase
 
 
 def _fresh(url: str, tmp_path: Path) -> dict[str, Any]:
@@ -37,6 +38,20 @@ def _fresh(url: str, tmp_path: Path) -> dict[str, Any]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict[str, Any]]:
+    """``_fresh`` for a URL's backend, computed once per backend for the module."""
+    cache: dict[str, dict[str, Any]] = {}
+
+    def state(url: str) -> dict[str, Any]:
+        backend = url.split(":", 1)[0]
+        if backend not in cache:
+            cache[backend] = _fresh(url, tmp_path_factory.mktemp("fresh"))
+        return cache[backend]
+
+    return state
 
 
 def _upgraded_dump(url: str) -> dict[str, Any]:
@@ -75,38 +90,37 @@ def _dirty(store: records.Store) -> None:
 
 
 def test_a_test_starts_from_a_fresh_database(
-    db_url: str, engine: sa.Engine, tmp_path: Path
+    db_url: str, engine: sa.Engine, fresh: Callable[[str], dict[str, Any]]
 ) -> None:
-    assert db_state.dump(engine) == _fresh(db_url, tmp_path)
+    assert db_state.dump(engine) == fresh(db_url)
 
 
 @pytest.fixture
-def pg_engine(pg_fresh: tuple[sa.Engine, db_state.Snapshot], pg_url: str) -> Iterator[sa.Engine]:
+def pg_engine(pg_fresh: PgDatabase) -> Iterator[sa.Engine]:
     """The session's PostgreSQL database, restored, without the SQLite half of ``engine``."""
-    db_state.restore(pg_fresh[0], registries.default_registry(), pg_fresh[1])
-    eng = database.create_engine(pg_url)
+    eng = database.create_engine(pg_fresh.restore())
     yield eng
     eng.dispose()
 
 
 @pytest.mark.postgresql
 def test_restore_undoes_every_kind_of_write(
-    pg_engine: sa.Engine, pg_fresh: tuple[sa.Engine, db_state.Snapshot], tmp_path: Path
+    pg_engine: sa.Engine, pg_fresh: PgDatabase, fresh: Callable[[str], dict[str, Any]]
 ) -> None:
-    fresh = _fresh(pg_engine.url.render_as_string(hide_password=False), tmp_path)
+    state = fresh(pg_engine.url.render_as_string(hide_password=False))
     _dirty(records.Store(pg_engine, registries.default_registry(), ManualClock()))
-    assert db_state.dump(pg_engine) != fresh
-    db_state.restore(pg_fresh[0], registries.default_registry(), pg_fresh[1])
-    assert db_state.dump(pg_engine) == fresh
+    assert db_state.dump(pg_engine) != state
+    pg_fresh.restore()
+    assert db_state.dump(pg_engine) == state
 
 
 @pytest.mark.postgresql
 def test_restore_rebuilds_a_dropped_schema(
-    pg_engine: sa.Engine, pg_fresh: tuple[sa.Engine, db_state.Snapshot], tmp_path: Path
+    pg_engine: sa.Engine, pg_fresh: PgDatabase, fresh: Callable[[str], dict[str, Any]]
 ) -> None:
-    fresh = _fresh(pg_engine.url.render_as_string(hide_password=False), tmp_path)
+    state = fresh(pg_engine.url.render_as_string(hide_password=False))
     with pg_engine.begin() as conn:  # what test_migrate's empty database does
         conn.exec_driver_sql("DROP SCHEMA public CASCADE")
         conn.exec_driver_sql("CREATE SCHEMA public")
-    db_state.restore(pg_fresh[0], registries.default_registry(), pg_fresh[1])
-    assert db_state.dump(pg_engine) == fresh
+    pg_fresh.restore()
+    assert db_state.dump(pg_engine) == state
