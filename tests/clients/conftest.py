@@ -5,13 +5,12 @@ close, and a TLS connection closes only when its client closes its socket (async
 30 s for the peer's close_notify). A ``requests.Session`` that a test drops is not closed when the
 test ends if an exception traceback keeps it alive in a reference cycle, so its idle keep-alive
 connection held the server thread past the old ``join(timeout=10)`` after every test that expected
-an error. So the fixture closes every session it handed out before it stops the server, and
-``serving`` asserts that the server thread really ended.
+an error. So the fixture shuts down every client socket it handed out before it stops the server,
+and ``serving`` asserts that the server thread really ended.
 """
 
 from __future__ import annotations
 
-import gc
 import socket
 import threading
 import time
@@ -45,6 +44,7 @@ class Server:
     admin_password: str
     admin_token: str
     sessions: list[requests.Session] = field(default_factory=list)
+    sockets: set[socket.socket] = field(default_factory=set)
 
     @property
     def instance(self) -> str:
@@ -55,27 +55,48 @@ class Server:
         s = requests.Session()
         s.trust_env = False
         s.verify = str(self.cert)
-        s.mount("https://login.salesforce.com", _Redirect(self.port))
-        s.mount("https://test.salesforce.com", _Redirect(self.port))
+        s.mount("https://", _Tracking(self.sockets))
+        s.mount("https://login.salesforce.com", _Redirect(self.sockets, self.port))
+        s.mount("https://test.salesforce.com", _Redirect(self.sockets, self.port))
         self.sessions.append(s)
         return s
 
     def close_clients(self) -> None:
         """Close the clients' connections: the server's shutdown waits for each one.
 
-        Closing the sessions closes their pooled sockets, but a socket a response still reads
-        from stays open while that response lives, and a response kept by an exception's
-        traceback (``pytest.raises``) lives in a reference cycle until the collector runs."""
+        Closing a session closes its pooled sockets, but a closed socket stays open while a
+        response still holds its file (one kept by an exception's traceback lives until the
+        garbage collector runs), so each socket is also shut down, which ends it at once."""
         for s in self.sessions:
             s.close()
-        gc.collect()
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+            sock.close()
 
 
-class _Redirect(HTTPAdapter):
+class _Tracking(HTTPAdapter):
+    """Remembers the socket of every connection it sends on, for ``Server.close_clients``."""
+
+    def __init__(self, sockets: set[socket.socket]) -> None:
+        super().__init__()
+        self.sockets = sockets
+
+    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        response = super().send(request, **kwargs)
+        connection = response.raw.connection  # None once a response without a body is read
+        if connection is not None and connection.sock is not None:
+            self.sockets.add(connection.sock)
+        return response
+
+
+class _Redirect(_Tracking):
     """Sends requests for a Salesforce login host to the local server (client code untouched)."""
 
-    def __init__(self, port: int) -> None:
-        super().__init__()
+    def __init__(self, sockets: set[socket.socket], port: int) -> None:
+        super().__init__(sockets)
         self.port = port
 
     def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
