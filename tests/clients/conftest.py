@@ -1,4 +1,13 @@
-"""A real opencadence server on 127.0.0.1 (TLS, manual clock) for unmodified clients."""
+"""A real opencadence server on 127.0.0.1 (TLS, manual clock) for unmodified clients.
+
+Stopping a server must not wait. uvicorn's graceful shutdown waits for every open connection to
+close, and a TLS connection closes only when its client closes its socket (asyncio waits up to
+30 s for the peer's close_notify). A ``requests.Session`` that a test drops is not closed when the
+test ends if an exception traceback keeps it alive in a reference cycle, so its idle keep-alive
+connection held the server thread past the old ``join(timeout=10)`` after every test that expected
+an error. So the fixture shuts down every client socket it handed out before it stops the server,
+and ``serving`` asserts that the server thread really ended.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,8 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,6 +43,8 @@ class Server:
     admin: str
     admin_password: str
     admin_token: str
+    sessions: list[requests.Session] = field(default_factory=list)
+    sockets: set[socket.socket] = field(default_factory=set)
 
     @property
     def instance(self) -> str:
@@ -43,16 +55,48 @@ class Server:
         s = requests.Session()
         s.trust_env = False
         s.verify = str(self.cert)
-        s.mount("https://login.salesforce.com", _Redirect(self.port))
-        s.mount("https://test.salesforce.com", _Redirect(self.port))
+        s.mount("https://", _Tracking(self.sockets))
+        s.mount("https://login.salesforce.com", _Redirect(self.sockets, self.port))
+        s.mount("https://test.salesforce.com", _Redirect(self.sockets, self.port))
+        self.sessions.append(s)
         return s
 
+    def close_clients(self) -> None:
+        """Close the clients' connections: the server's shutdown waits for each one.
 
-class _Redirect(HTTPAdapter):
+        Closing a session closes its pooled sockets, but a closed socket stays open while a
+        response still holds its file (one kept by an exception's traceback lives until the
+        garbage collector runs), so each socket is also shut down, which ends it at once."""
+        for s in self.sessions:
+            s.close()
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+            sock.close()
+
+
+class _Tracking(HTTPAdapter):
+    """Remembers the socket of every connection it sends on, for ``Server.close_clients``."""
+
+    def __init__(self, sockets: set[socket.socket]) -> None:
+        super().__init__()
+        self.sockets = sockets
+
+    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        response = super().send(request, **kwargs)
+        connection = response.raw.connection  # None once a response without a body is read
+        if connection is not None and connection.sock is not None:
+            self.sockets.add(connection.sock)
+        return response
+
+
+class _Redirect(_Tracking):
     """Sends requests for a Salesforce login host to the local server (client code untouched)."""
 
-    def __init__(self, port: int) -> None:
-        super().__init__()
+    def __init__(self, sockets: set[socket.socket], port: int) -> None:
+        super().__init__(sockets)
         self.port = port
 
     def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
@@ -63,10 +107,43 @@ class _Redirect(HTTPAdapter):
         return super().send(request, **kwargs)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+#: How long a stopping server may take once its clients are gone (it needs about 0.2 s).
+STOP_SECONDS = 5.0
+
+
+@contextmanager
+def serving(config: uvicorn.Config, stop_within: float = STOP_SECONDS) -> Iterator[uvicorn.Server]:
+    """Run a uvicorn server in a thread; on exit stop it and fail unless its thread ended."""
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, name=f"uvicorn-{config.port}", daemon=True)
+    thread.start()
+    try:
+        _wait_started(srv, thread)
+        yield srv
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=stop_within)
+    if thread.is_alive():
+        # Not forced to exit: that would leak the open sockets into a later test's warnings.
+        # The thread ends by itself once the client goes (or asyncio's TLS shutdown times out).
+        raise AssertionError(
+            f"server thread still running {stop_within} s after should_exit "
+            f"({len(srv.server_state.connections)} connection(s) still open)"
+        )
+
+
+def _wait_started(srv: uvicorn.Server, thread: threading.Thread) -> None:
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("server did not start")
+        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -76,7 +153,7 @@ def server(store: records.Store, clock: ManualClock, tmp_path: Path) -> Iterator
         "admin@oc.test", "s3cret!", admin=True, time_zone="America/Los_Angeles"
     )
     cert, key = tls.self_signed(tmp_path / "tls")
-    port = _free_port()
+    port = free_port()
     settle = worker.Worker(store).run_until_idle  # the clock endpoint answers once due work is done
     tracker = email_tracking.Tracker(store, org.accounts.secret("tracking"))
     app = api_app.build_app(org, manual_clock=clock, settle=settle, tracker=tracker)
@@ -88,14 +165,9 @@ def server(store: records.Store, clock: ManualClock, tmp_path: Path) -> Iterator
         ssl_certfile=str(cert),
         ssl_keyfile=str(key),
     )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("server did not start")
-        time.sleep(0.02)
-    yield Server(org, clock, port, cert, "admin@oc.test", "s3cret!", token)
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving(config):
+        running = Server(org, clock, port, cert, "admin@oc.test", "s3cret!", token)
+        try:
+            yield running
+        finally:
+            running.close_clients()

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +14,8 @@ from aiosfstream_ng.auth import AuthenticatorBase
 from opencadence.api import app as api_app
 from opencadence.org import Org
 from opencadence.storage import records
+
+from .conftest import free_port, serving
 
 
 class LocalAuth(AuthenticatorBase):
@@ -42,24 +41,10 @@ def http_server(store: records.Store) -> Iterator[tuple[Org, str, str]]:
     org = Org(store)
     user_id, _ = org.accounts.create_user("stream@oc.test", "pw", admin=True)
     token = org.accounts.open_session(user_id)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(
-        uvicorn.Config(
-            api_app.build_app(org, streaming_timeout=2.0),
-            host="127.0.0.1",
-            port=port,
-            log_level="error",
-        )
-    )
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.02)
-    yield org, token, f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    port = free_port()
+    app = api_app.build_app(org, streaming_timeout=2.0)
+    with serving(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")):
+        yield org, token, f"http://127.0.0.1:{port}"
 
 
 def _contact(store: records.Store, name: str) -> str:

@@ -1,15 +1,25 @@
-"""A small org for SOQL tests: users, accounts, contacts, leads, a cadence, trackers."""
+"""A small org for SOQL tests: users, accounts, contacts, leads, a cadence, trackers.
+
+Most tests only query it, so the org is built once per module and backend (on
+``module_engine``) and shared; a test that changes it is marked ``@pytest.mark.writes`` and gets
+an org of its own on a fresh database. The shared org is compared before and after the module,
+so an unmarked test that writes fails loudly.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from opencadence.clock import ManualClock
+from opencadence.metadata import registry as registries
 from opencadence.soql import execute
-from opencadence.storage import records
+from opencadence.storage import database, records
+from tests import db_state
 
 
 @dataclass
@@ -157,8 +167,32 @@ def build_org(store: records.Store, clock: ManualClock) -> dict[str, str]:
     return ids
 
 
-@pytest.fixture
-def org(store: records.Store, clock: ManualClock) -> Org:
+def _seeded(engine: sa.Engine) -> Org:
+    clock = ManualClock()
     clock.set(NOW)
+    store = records.Store(engine, registries.default_registry(), clock)
     ids = build_org(store, clock)
     return Org(store, execute.QueryService(store), clock, ids)
+
+
+@pytest.fixture(scope="module")
+def shared_org(module_engine: sa.Engine) -> Iterator[Org]:
+    """The org, built once per module and backend, for the tests that only read it."""
+    org = _seeded(module_engine)
+    before = db_state.dump(module_engine)
+    yield org
+    after = db_state.dump(module_engine)
+    assert after == before, "a test changed the shared org: mark it @pytest.mark.writes"
+
+
+@pytest.fixture
+def org(
+    request: pytest.FixtureRequest, shared_org: Org, fresh_url: Callable[[str], str]
+) -> Iterator[Org]:
+    """The shared org, or an org of the test's own for a test marked ``writes``."""
+    if request.node.get_closest_marker("writes") is None:
+        yield shared_org
+        return
+    engine = database.create_engine(fresh_url(shared_org.store.engine.dialect.name))
+    yield _seeded(engine)
+    engine.dispose()

@@ -1,7 +1,8 @@
 """SQL building blocks of the SOQL compiler: identical, correct results on SQLite and PostgreSQL.
 
-Each test creates its own small tables (not the registry's) on the ``engine`` fixture, which
-runs every test once per database, and compares the database's answers with Python's.
+The module creates its own small tables (not the registry's) once per database, on the
+``engine`` below, which runs every test once per database; the tests only read them and compare
+the database's answers with Python's.
 """
 
 from __future__ import annotations
@@ -22,9 +23,15 @@ UTC = UTC
 Col = sa.ColumnElement[Any]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def engine(module_engine: sa.Engine) -> sa.Engine:
+    """The module's database on each backend (shared: the tests here only read)."""
+    return module_engine
+
+
+@pytest.fixture(scope="module")
 def meta(engine: sa.Engine) -> Iterator[sa.MetaData]:
-    """Tables the test defines; created after definition, dropped at the end."""
+    """Tables the module defines; created after definition, dropped at the module's end."""
     m = sa.MetaData()
     yield m
     m.drop_all(engine)
@@ -75,7 +82,7 @@ TEXTS = [
 ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def texts(engine: sa.Engine, meta: sa.MetaData) -> sa.Table:
     t = sa.Table(
         "zz_oc_ci_text",
@@ -319,7 +326,7 @@ def _local(value: datetime, tz: str | None) -> datetime:
     return value.replace(tzinfo=UTC).astimezone(dates.zone(tz)).replace(tzinfo=None)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def moments(engine: sa.Engine, meta: sa.MetaData) -> sa.Table:
     t = sa.Table(
         "zz_oc_moments",
@@ -539,7 +546,7 @@ def _rate_grid_rows() -> list[dict[str, Any]]:
     return rows
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def formula_table(engine: sa.Engine, meta: sa.MetaData) -> tuple[sa.Table, list[dict[str, Any]]]:
     cols = [sa.Column(f, sa.Integer) for f in _INT_FIELDS]
     cols += [sa.Column(f, sa.DateTime) for f in _DATETIME_FIELDS]
