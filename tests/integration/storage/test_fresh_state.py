@@ -70,7 +70,7 @@ def _dirty(store: records.Store) -> None:
     with store.transaction() as tx:
         gone = tx.insert("Contact", {"LastName": "Gone"})
         tx.insert("Account", {"Name": "Acme"})
-        tx.update("User", migrate.AUTOMATED_USER_ID, {"LastName": "Renamed"}, system=True)
+        tx.update("User", records.AUTOMATED_USER, {"LastName": "Renamed"}, system=True)
     with store.transaction() as tx:
         tx.delete("Contact", gone)
     tables = schema.metadata_for(store.registry).tables
