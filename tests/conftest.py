@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from opencadence import system
 from opencadence.clock import ManualClock
 from opencadence.metadata import registry as registries
 from opencadence.storage import database, migrate, records
@@ -188,5 +189,12 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
 
 
 @pytest.fixture
-def store(engine: sa.Engine, clock: ManualClock) -> records.Store:
-    return records.Store(engine, registries.default_registry(), clock)
+def oc(engine: sa.Engine, clock: ManualClock) -> Iterator[system.System]:
+    """The org as a process would wire it (system.build), on the test's database and clock."""
+    with system.build(system.Settings(clock=clock, upgrade=False), engine=engine) as built:
+        yield built
+
+
+@pytest.fixture
+def store(oc: system.System) -> records.Store:
+    return oc.store

@@ -25,11 +25,10 @@ import requests
 import uvicorn
 from requests.adapters import HTTPAdapter
 
-from opencadence.api import app as api_app
+from opencadence import system
+from opencadence.api import server as api_server
 from opencadence.api import tls
-from opencadence.cadence import worker
 from opencadence.clock import ManualClock
-from opencadence.email import tracking as email_tracking
 from opencadence.org import Org
 from opencadence.storage import records
 
@@ -148,17 +147,18 @@ def _wait_started(srv: uvicorn.Server, thread: threading.Thread) -> None:
 
 @pytest.fixture
 def server(store: records.Store, clock: ManualClock, tmp_path: Path) -> Iterator[Server]:
-    org = Org(store)
+    # wired as `opencadence serve --clock manual` wires it; the worker runs when the clock
+    # endpoint moves time (the endpoint answers once due work is done), not in a thread
+    settings = system.Settings(clock=clock, upgrade=False, tracking=True)
+    built = system.build(settings, engine=store.engine)
+    org = built.org
     admin_id, token = org.accounts.create_user(
         "admin@oc.test", "s3cret!", admin=True, time_zone="America/Los_Angeles"
     )
     cert, key = tls.self_signed(tmp_path / "tls")
     port = free_port()
-    settle = worker.Worker(store).run_until_idle  # the clock endpoint answers once due work is done
-    tracker = email_tracking.Tracker(store, org.accounts.secret("tracking"))
-    app = api_app.build_app(org, manual_clock=clock, settle=settle, tracker=tracker)
     config = uvicorn.Config(
-        app,
+        api_server.app(built),
         host="127.0.0.1",
         port=port,
         log_level="error",
