@@ -40,9 +40,16 @@ Progress = Callable[[str], None]
 
 
 def fingerprint(registry: Registry) -> str:
-    """A hash of the registry's storage-relevant shape (tables, columns, types)."""
+    """A hash of the whole schema's shape: every table the registry and the bookkeeping of
+    ``schema.py`` declare, with columns, types and indexes, so that a change to either is
+    compared against the live database at the next upgrade."""
     shape = [
-        (obj.name, [(f.name, f.type, f.length) for f in obj.stored_fields]) for obj in registry
+        (
+            table.name,
+            [(c.name, str(c.type), c.nullable, c.primary_key) for c in table.columns],
+            sorted((i.name or "", [c.name for c in i.columns], i.unique) for i in table.indexes),
+        )
+        for table in schema.build_metadata(registry).sorted_tables
     ]
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
 
@@ -106,7 +113,7 @@ def _apply_one(ops: Operations, diff: tuple[Any, ...]) -> str | None:
         table = diff[1]
         ops.create_table(table.name, *[_fresh(c) for c in table.columns])
         for index in table.indexes:
-            ops.create_index(index.name, table.name, [c.name for c in index.columns])
+            _create_index(ops, index)
         return f"created table {table.name}"
     if kind == "add_column":
         _schema, table_name, column = diff[1], diff[2], diff[3]
@@ -114,13 +121,19 @@ def _apply_one(ops: Operations, diff: tuple[Any, ...]) -> str | None:
         return f"added column {table_name}.{column.name}"
     if kind == "add_index":
         index = diff[1]
-        ops.create_index(index.name, index.table.name, [c.name for c in index.columns])
+        _create_index(ops, index)
         return f"created index {index.name}"
     if kind in ("remove_column", "modify_type", "modify_nullable", "remove_table"):
         raise errors.InvalidDefinition(
             f"schema change needs a hand-written migration: {kind} {_describe(diff)}"
         )
     return None  # index removals, comment changes, … are left alone
+
+
+def _create_index(ops: Operations, index: sa.Index) -> None:
+    assert index.name is not None and index.table is not None  # schema.py names every index
+    columns = [c.name for c in index.columns]
+    ops.create_index(index.name, index.table.name, columns, unique=bool(index.unique))
 
 
 def _fresh(column: sa.Column[Any]) -> sa.Column[Any]:

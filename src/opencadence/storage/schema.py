@@ -205,7 +205,7 @@ def _bookkeeping_tables(meta: sa.MetaData) -> None:
         CADENCE_RUN,
         meta,
         sa.Column("tracker_id", sa.String(18), primary_key=True),
-        sa.Column("target_id", sa.String(18), nullable=False, unique=True),
+        sa.Column("target_id", sa.String(18), nullable=False),
         sa.Column("cadence_id", sa.String(18), nullable=False),
         sa.Column("due_at", sa.DateTime(), nullable=True),
         sa.Column("call_outcome", sa.String(40), nullable=True),
@@ -214,6 +214,8 @@ def _bookkeeping_tables(meta: sa.MetaData) -> None:
         sa.Column("paused_state", sa.String(40), nullable=True),
         sa.Column("held_due_at", sa.DateTime(), nullable=True),
     )
+    # One active tracker per target: a concurrent second enrolment fails on this index.
+    sa.Index(f"ux_{CADENCE_RUN}_target_id", run.c.target_id, unique=True)
     sa.Index(f"ix_{CADENCE_RUN}_due_at", run.c.due_at)
     sa.Index(f"ix_{CADENCE_RUN}_cadence_id", run.c.cadence_id)
     _email_tables(meta)
@@ -230,7 +232,7 @@ def _email_tables(meta: sa.MetaData) -> None:
         EMAIL_OUTBOX,
         meta,
         sa.Column("key", sa.String(18), primary_key=True),  # the step tracker Id
-        sa.Column("message_id", sa.String(255), nullable=True, unique=True),
+        sa.Column("message_id", sa.String(255), nullable=True),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("error_code", sa.String(64), nullable=True),
         sa.Column("detail", sa.Text(), nullable=True),
@@ -251,6 +253,8 @@ def _email_tables(meta: sa.MetaData) -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("sent_at", sa.DateTime(), nullable=True),
     )
+    # inbound replies find their message by Message-ID; each send mints its own
+    sa.Index(f"ux_{EMAIL_OUTBOX}_message_id", outbox.c.message_id, unique=True)
     sa.Index(f"ix_{EMAIL_OUTBOX}_cap", outbox.c.cap_day, outbox.c.owner_id)
     sa.Index(f"ix_{EMAIL_OUTBOX}_status", outbox.c.status, outbox.c.enrolled_at)
     sa.Index(f"ix_{EMAIL_OUTBOX}_tracker", outbox.c.tracker_id)

@@ -109,3 +109,22 @@ def test_a_broken_unique_key_is_a_duplicate_value(store: records.Store) -> None:
         assert runs.active_tracker_of(conn, [ids.make_id("003", 7)]) == {
             ids.make_id("003", 7): tracker
         }
+
+
+def test_a_target_has_one_run_row_whoever_writes_it(store: records.Store) -> None:
+    """Two enrolments of one target that both passed their checks (two PostgreSQL workers at
+    once): the run-state table's unique target index refuses the second."""
+    runs = RunStore(store)
+    target = ids.make_id("003", 9)
+
+    def enrol(tracker: str) -> None:
+        changes = RunChanges()
+        changes.insert(tracker, {"target_id": target, "cadence_id": ids.make_id("77C", 1)})
+        with store.transaction() as tx:
+            runs.write(tx.conn, changes)
+
+    enrol(ids.make_id("0cT", 9))
+    with pytest.raises(errors.DuplicateValue):
+        enrol(ids.make_id("0cT", 10))
+    with store.reading() as conn:
+        assert runs.active_tracker_of(conn, [target]) == {target: ids.make_id("0cT", 9)}

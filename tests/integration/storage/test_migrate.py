@@ -89,3 +89,26 @@ def test_destructive_change_is_refused(empty_url: str) -> None:
     with pytest.raises(errors.InvalidDefinition, match="hand-written migration"):
         migrate.upgrade(eng, _older_registry())
     eng.dispose()
+
+
+def test_an_older_database_gains_the_unique_indexes(engine: sa.Engine) -> None:
+    """A database made before the bookkeeping tables had their unique indexes (and before the
+    fingerprint covered them) gets them at its next upgrade, data kept."""
+    migrate.upgrade(engine, default_registry())
+    names = ("ux_oc_cadence_run_target_id", "ux_oc_email_outbox_message_id")
+    with engine.begin() as conn:
+        for name in names:
+            conn.exec_driver_sql(f'DROP INDEX "{name}"')
+        conn.exec_driver_sql("UPDATE oc_schema_state SET value = 'older' WHERE key = 'fingerprint'")
+    applied = migrate.upgrade(engine, default_registry())
+    assert [f"created index {name}" for name in names] == sorted(
+        line for line in applied if line.startswith("created index ux_")
+    )
+    with engine.connect() as conn:
+        found = {
+            i["name"]: i["unique"]
+            for table in ("oc_cadence_run", "oc_email_outbox")
+            for i in sa.inspect(conn).get_indexes(table)
+        }
+    assert all(found.get(name) for name in names)
+    assert migrate.upgrade(engine, default_registry()) == []
