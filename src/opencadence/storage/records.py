@@ -1,4 +1,4 @@
-"""The record store: the only place records are written.
+"""The record store: the one write path for records (with ``batch.py``, which writes through it).
 
 A ``Store`` opens transactions; a ``Tx`` inserts, updates, soft-deletes and undeletes records,
 maintaining the system fields, validating every value first (nothing is written when any value
