@@ -167,6 +167,13 @@ class JsonParserError(OpenCadenceError):
     http_status = 400
 
 
+class InvalidOperation(OpenCadenceError):
+    """The operation is not allowed."""
+
+    error_code = "INVALID_OPERATION"
+    http_status = 400
+
+
 # --- ids and lookups ----------------------------------------------------------------------
 
 

@@ -43,6 +43,12 @@ def clock_route(clock: ManualClock, settle: Any) -> Route:
     can step through days of cadence deterministically.
     """
 
+    def _backwards(why: str) -> errors.InvalidOperation:
+        return errors.InvalidOperation(
+            "the org's clock never moves backwards: it is "
+            f"{values.format_datetime(clock.now())} and {why}"
+        )
+
     async def move(request: Request) -> Response:
         org: Org = request.app.state.org
         body = await rest.read_json(request)
@@ -57,14 +63,17 @@ def clock_route(clock: ManualClock, settle: Any) -> Route:
                 and not isinstance(body["advance"], bool)
             ):
                 if body["advance"] < 0:
-                    raise errors.JsonParserError("advance must be zero or more seconds")
+                    raise _backwards(f"advance is {body['advance']} seconds")
                 now = clock.advance(seconds=float(body["advance"]))
             elif isinstance(body.get("set"), str):
                 try:
                     target = values.parse_datetime(body["set"])
-                    now = clock.set(target)
                 except ValueError as exc:
                     raise errors.JsonParserError(str(exc)) from None
+                try:
+                    now = clock.set(target)
+                except ValueError:
+                    raise _backwards(f"{body['set']} is before it") from None
             else:
                 raise errors.JsonParserError('expected {"advance": seconds} or {"set": "ISO-8601"}')
             if settle is not None:

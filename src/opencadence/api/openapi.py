@@ -122,6 +122,8 @@ def document(registry: Registry) -> dict[str, Any]:
             )
         },
         f"{v}/limits/": {"get": _op("org limits", [version])},
+        f"{v}/actions": {"get": _op("kinds of invocable actions", [version])},
+        f"{v}/actions/custom": {"get": _op("custom invocable actions (none)", [version])},
         f"{v}/actions/standard": {"get": _op("Sales Engagement actions", [version])},
         f"{v}/actions/standard/{{action}}": {
             "get": _op(

@@ -8,6 +8,7 @@ transaction meets a concurrent change it is redone one input per transaction).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -102,8 +103,11 @@ class Actions:
             return [r for inp in inputs for r in self.assignTargetToSalesCadence([inp], user_id)]
 
     def _assign(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
+        """Each enrolled input's result carries the new tracker's Id (``actionCadenceTrackerId``,
+        the output the action describes)."""
         results: list[Result] = []
         decisions: list[decision.Decision] = []
+        enrolled: list[Result] = []  # the result of each decision, in order
         with self.store.transaction(user_id) as tx:
             loaded = loading.Loaded(self.runs, tx.conn, self.config)
             facts = self._assign_facts(tx.conn, inputs, user_id)
@@ -117,8 +121,16 @@ class Actions:
                     continue
                 count += 1
                 decisions.append(d)
-                results.append(ok())
-            applying.apply(tx, self.runs, decisions)
+                enrolled.append(ok())
+                results.append(enrolled[-1])
+            new_ids = applying.apply(tx, self.runs, decisions)
+            for d, refs, result in zip(decisions, new_ids, enrolled):
+                tracker = next(
+                    op.key.key
+                    for op in d.ops
+                    if isinstance(op, decision.Insert) and op.object == TRACKER
+                )
+                result["outputValues"] = {"actionCadenceTrackerId": refs[tracker]}
         return results
 
     def _assign_facts(
@@ -307,7 +319,7 @@ class Actions:
         unsent."""
 
         def resolve(conn: Connection, inp: Input) -> str:
-            if inp.get("completionReasonCode", "ManuallyRemoved") != "ManuallyRemoved":
+            if _required(inp, "completionReasonCode") != "ManuallyRemoved":
                 raise decision.Refused(
                     "completionReasonCode must be ManuallyRemoved.", "INVALID_INPUT"
                 )
@@ -342,10 +354,21 @@ class Actions:
             ("relatedToAttributionType", "RelatedToAttributionType"),
         ):
             if inp.get(key) is not None:
+                self._in_picklist(key, name, inp[key])
                 out[name] = self._field(TRACKER, name, inp[key])
         if inp.get("relatedToId"):
             out["RelatedToId"] = self._id(inp["relatedToId"], "relatedToId", "Opportunity")
         return out
+
+    def _in_picklist(self, key: str, name: str, value: Any) -> None:
+        """An action input is one of its field's picklist values, as the action's describe
+        lists them, even where the field itself takes any value (CompletionDisposition)."""
+        f = self.store.registry.object(TRACKER).field(name)
+        assert f is not None
+        if value not in {p.value for p in f.picklist_values()}:
+            raise errors.InvalidPicklistValue(
+                f"{key}: bad value for restricted picklist field: {value}", fields=[key]
+            )
 
     def pauseSalesCadenceTracker(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
         """Tracker and open step Paused (WasEverPaused); optional resumeTime resumes it."""
@@ -378,7 +401,8 @@ class Actions:
     def changeSalesCadenceTargetAssignee(
         self, inputs: Sequence[Input], user_id: str
     ) -> list[Result]:
-        """A new assignee (tracker OwnerId) works the target's steps."""
+        """A new assignee (tracker OwnerId) works the target's steps; userId is optional (as
+        Salesforce documents it) and defaults to the running user, as in assignTargetToSalesCadence."""
 
         def decide(
             ctx: decision.Context,
@@ -387,7 +411,7 @@ class Actions:
             now: datetime,
             inp: Input,
         ) -> decision.Decision:
-            owner = self._id(_required(inp, "userId"), "userId", "User")
+            owner = self._id(inp.get("userId") or user_id, "userId", "User")
             row = self.store.get("User", owner)
             if row is None or not row["IsActive"]:
                 raise errors.InvalidCrossReferenceKey(f"userId: no active user {owner}")
@@ -448,6 +472,8 @@ class Actions:
         return results
 
     def _select(self, conn: Connection, loaded: loading.Loaded, inp: Input) -> dict[str, Any]:
+        """Salesforce's outputs: ``output``, a JSON string with the template (or call script)
+        Id and its split percentage, and ``error`` (null when a template was selected)."""
         sid = self._id(_required(inp, "stepTrackerId"), "stepTrackerId", STEP)
         found = self.runs.step_of(conn, sid)
         if found is None:
@@ -457,10 +483,11 @@ class Actions:
             raise decision.Refused("The step of this step tracker no longer exists.")
         variant = engine.pick_variant(step, sid)
         if variant is None:
-            return {"templateId": step.template_id, "splitPercentage": 100.0, "error": None}
-        return {
-            "templateId": variant.template_id,
-            "variantId": variant.id,
-            "splitPercentage": variant.split_percentage,
-            "error": None,
-        }
+            chosen = {"templateId": step.template_id, "splitPercentage": 100.0}
+        else:
+            chosen = {
+                "templateId": variant.template_id,
+                "variantId": variant.id,
+                "splitPercentage": variant.split_percentage,
+            }
+        return {"output": json.dumps(chosen), "error": None}

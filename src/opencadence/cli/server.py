@@ -28,6 +28,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         inbound_smtp_host=args.host,
     )
     with system.build(settings) as built:
+        if settings.relay is None:
+            print(
+                "WARNING: no --smtp-relay: automated emails are recorded, not sent, "
+                "until --smtp-relay is given",
+                file=sys.stderr,
+            )
         if built.listener is not None:
             print(
                 f"inbound SMTP (replies, bounces) on {args.host}:{args.inbound_smtp_port}",

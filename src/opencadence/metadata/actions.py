@@ -1,6 +1,6 @@
 """The eight Sales Engagement invocable actions, declared once.
 
-Each action"s label, the API version it appeared in, its inputs and its outputs (Salesforce"s
+Each action's label, the API version it appeared in, its inputs and its outputs (Salesforce"s
 Actions Developer Guide). The runtime (``cadence.actions``) implements them under these names;
 the REST layer lists and describes them from here, so the two never disagree.
 """
@@ -10,15 +10,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from opencadence.metadata.model import exists_at
+from opencadence.metadata.sales_engagement import TRACKER
 
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    """One input (``required`` says whether it must be given) or output of an action."""
+    """One input (``required`` says whether it must be given) or output of an action.
+
+    The keys of Salesforce's action describe come from here: ``label``, ``description``,
+    ``maxOccurs``, ``byteLength``, ``sobjectType`` and ``picklistValues`` (fixed ``values``,
+    or the values of the field ``picklist_of`` = (object, field) names).
+    """
 
     name: str
     type: str
     required: bool = False
+    label: str = ""
+    description: str = ""
+    values: tuple[str, ...] = ()
+    picklist_of: tuple[str, str] | None = None
+    max_occurs: int = 1
+    byte_length: int = 0
+    sobject_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,105 +41,274 @@ class ActionSpec:
     since: str
     inputs: tuple[Param, ...]
     outputs: tuple[Param, ...] = ()
+    description: str = ""
 
     def visible_in(self, version: str | None) -> bool:
         return exists_at(self.since, version)
 
-
-def _spec(
-    name: str,
-    label: str,
-    since: str,
-    inputs: list[tuple[str, str, bool]],
-    outputs: list[tuple[str, str]],
-) -> ActionSpec:
-    return ActionSpec(
-        name,
-        label,
-        since,
-        tuple(Param(n, t, r) for n, t, r in inputs),
-        tuple(Param(n, t) for n, t in outputs),
-    )
+    def input(self, name: str) -> Param | None:
+        return next((p for p in self.inputs if p.name == name), None)
 
 
-#: name -> spec, in Salesforce"s documentation order
+_DISPOSITION = (TRACKER, "CompletionDisposition")
+_ATTRIBUTION = (TRACKER, "RelatedToAttributionType")
+
+_TARGET = Param(
+    "targetId",
+    "ID",
+    True,
+    "Target ID",
+    "The ID of the contact, lead or person account in the cadence.",
+)
+
+
+def _target(required: bool = True, description: str = _TARGET.description) -> Param:
+    return Param("targetId", "ID", required, _TARGET.label, description)
+
+
+#: name -> spec, in Salesforce's documentation order
 ACTIONS: dict[str, ActionSpec] = {
     spec.name: spec
     for spec in (
-        _spec(
+        ActionSpec(
             "assignTargetToSalesCadence",
             "Assign Target to Sales Cadence",
             "45.0",
-            [
-                ("salesCadenceNameOrId", "STRING", True),
-                ("targetId", "ID", True),
-                ("startStepNameOrId", "STRING", False),
-                ("userId", "ID", False),
-                ("relatedToId", "ID", False),
-            ],
-            [("actionCadenceTrackerId", "ID")],
+            (
+                Param(
+                    "salesCadenceNameOrId",
+                    "STRING",
+                    True,
+                    "Cadence Name or ID",
+                    "The name or ID of the cadence.",
+                ),
+                _target(description="The ID of the contact, lead or person account to assign."),
+                Param(
+                    "startStepNameOrId",
+                    "STRING",
+                    False,
+                    "Start Step Name or ID",
+                    "The name or ID of the cadence step where the target starts.",
+                ),
+                Param(
+                    "userId",
+                    "ID",
+                    False,
+                    "Assignee ID",
+                    "The user who works the target's steps; the running user if not given.",
+                ),
+                Param(
+                    "relatedToId",
+                    "ID",
+                    False,
+                    "Related Record ID",
+                    "The opportunity the target's cadence is related to.",
+                ),
+            ),
+            (
+                Param(
+                    "actionCadenceTrackerId",
+                    "ID",
+                    label="Cadence Tracker ID",
+                    description="The ID of the cadence tracker created for the target.",
+                ),
+            ),
+            "Assign a target to a cadence.",
         ),
-        _spec(
+        ActionSpec(
             "removeTargetFromSalesCadence",
             "Remove Target from Sales Cadence",
             "45.0",
-            [
-                ("targetId", "ID", False),
-                ("actionCadenceTrackerId", "ID", False),
-                ("completionReasonCode", "STRING", True),
-                ("completionDisposition", "STRING", False),
-                ("relatedToId", "ID", False),
-                ("relatedToAttributionType", "STRING", False),
-                ("shouldApplyUserContext", "BOOLEAN", False),
-            ],
-            [],
+            (
+                _target(
+                    False,
+                    "The ID of the contact, lead or person account to remove. Required if "
+                    "actionCadenceTrackerId isn't given.",
+                ),
+                Param(
+                    "actionCadenceTrackerId",
+                    "ID",
+                    False,
+                    "Cadence Tracker ID",
+                    "The ID of the cadence tracker to complete. Required if targetId isn't given.",
+                ),
+                Param(
+                    "completionReasonCode",
+                    "STRING",
+                    True,
+                    "Completion Reason Code",
+                    "Why the target leaves the cadence: ManuallyRemoved.",
+                    values=("ManuallyRemoved",),
+                ),
+                Param(
+                    "completionDisposition",
+                    "STRING",
+                    False,
+                    "Target Disposition",
+                    "The target's disposition when it leaves the cadence.",
+                    picklist_of=_DISPOSITION,
+                ),
+                Param(
+                    "relatedToId",
+                    "ID",
+                    False,
+                    "Related Record ID",
+                    "The opportunity the target's cadence is related to.",
+                ),
+                Param(
+                    "relatedToAttributionType",
+                    "STRING",
+                    False,
+                    "Attribution Type",
+                    "How the cadence is attributed to the related opportunity.",
+                    picklist_of=_ATTRIBUTION,
+                ),
+                Param(
+                    "shouldApplyUserContext",
+                    "BOOLEAN",
+                    False,
+                    "Apply User Context",
+                    "Whether only a tracker the running user owns is removed.",
+                ),
+            ),
+            (),
+            "Remove a target from its cadence.",
         ),
-        _spec(
+        ActionSpec(
             "pauseSalesCadenceTracker",
             "Pause Sales Cadence Tracker",
             "50.0",
-            [("targetId", "ID", True), ("resumeTime", "DATETIME", False)],
-            [],
+            (
+                _target(description="The ID of the target whose cadence tracker is paused."),
+                Param(
+                    "resumeTime",
+                    "DATETIME",
+                    False,
+                    "Resume Time",
+                    "When the paused tracker resumes by itself.",
+                ),
+            ),
+            (),
+            "Pause a target's cadence tracker.",
         ),
-        _spec(
+        ActionSpec(
             "resumeSalesCadenceTracker",
             "Resume Sales Cadence Tracker",
             "50.0",
-            [("targetId", "ID", True)],
-            [],
+            (_target(description="The ID of the target whose paused cadence tracker resumes."),),
+            (),
+            "Resume a paused cadence tracker.",
         ),
-        _spec(
+        ActionSpec(
             "changeSalesCadenceTargetAssignee",
             "Change Sales Cadence Target Assignee",
             "50.0",
-            [("targetId", "ID", True), ("userId", "ID", False)],
-            [],
+            (
+                _target(description="The ID of the target whose assignee changes."),
+                Param(
+                    "userId",
+                    "ID",
+                    False,
+                    "Assignee ID",
+                    "The user who works the target's steps from now on; the running user if "
+                    "not given.",
+                ),
+            ),
+            (),
+            "Change the user who works a target's cadence steps.",
         ),
-        _spec(
+        ActionSpec(
             "modifyCadenceTrackerAttributes",
             "Modify Cadence Tracker Attributes",
             "51.0",
-            [
-                ("actionCadenceTrackerId", "ID", True),
-                ("completionDisposition", "STRING", False),
-                ("relatedToId", "ID", False),
-                ("relatedToAttributionType", "STRING", False),
-            ],
-            [],
+            (
+                Param(
+                    "actionCadenceTrackerId",
+                    "ID",
+                    True,
+                    "Cadence Tracker ID",
+                    "The ID of the cadence tracker to change.",
+                ),
+                Param(
+                    "completionDisposition",
+                    "STRING",
+                    False,
+                    "Target Disposition",
+                    "The target's disposition.",
+                    picklist_of=_DISPOSITION,
+                ),
+                Param(
+                    "relatedToId",
+                    "ID",
+                    False,
+                    "Related Record ID",
+                    "The opportunity the target's cadence is related to.",
+                ),
+                Param(
+                    "relatedToAttributionType",
+                    "STRING",
+                    False,
+                    "Attribution Type",
+                    "How the cadence is attributed to the related opportunity.",
+                    picklist_of=_ATTRIBUTION,
+                ),
+            ),
+            (),
+            "Change the disposition and related record of a cadence tracker.",
         ),
-        _spec(
+        ActionSpec(
             "sendSalesCadenceEvent",
             "Send Sales Cadence Event",
             "52.0",
-            [("recordId", "ID", True), ("eventType", "STRING", True)],
-            [],
+            (
+                Param(
+                    "recordId",
+                    "ID",
+                    True,
+                    "Step Tracker ID",
+                    "The ID of the cadence step tracker the event is for.",
+                ),
+                Param(
+                    "eventType",
+                    "STRING",
+                    True,
+                    "Event Type",
+                    "Skip or ManualComplete the step.",
+                    values=("Skip", "ManualComplete"),
+                ),
+            ),
+            (),
+            "Skip or complete a target's current cadence step.",
         ),
-        _spec(
+        ActionSpec(
             "selectTemplateForSalesCadenceStepTracker",
             "Select Template for Sales Cadence Step Tracker",
             "53.0",
-            [("stepTrackerId", "ID", True)],
-            [("output", "STRING"), ("error", "STRING")],
+            (
+                Param(
+                    "stepTrackerId",
+                    "ID",
+                    True,
+                    "Step Tracker ID",
+                    "The ID of the cadence step tracker.",
+                ),
+            ),
+            (
+                Param(
+                    "output",
+                    "STRING",
+                    label="Output",
+                    description="JSON with the ID of the email template or call script the step "
+                    "tracker uses and its split percentage.",
+                ),
+                Param(
+                    "error",
+                    "STRING",
+                    label="Error",
+                    description="Why no template could be selected; null when one was.",
+                ),
+            ),
+            "Select the email template or call script variant a step tracker uses.",
         ),
     )
 }

@@ -171,7 +171,9 @@ def test_random_operations_keep_the_invariants(store: records.Store, clock: Manu
 
         @rule(i=st.integers(0, 1))
         def remove(self, i: int) -> None:
-            acts.removeTargetFromSalesCadence([{"targetId": self.target(i)}], self.rep)
+            acts.removeTargetFromSalesCadence(
+                [{"targetId": self.target(i), "completionReasonCode": "ManuallyRemoved"}], self.rep
+            )
 
         @rule(i=st.integers(0, 1), resume=st.sampled_from([None, "2030-01-01T00:00:00Z"]))
         def pause(self, i: int, resume: str | None) -> None:

@@ -3,6 +3,7 @@ produced before the relay (target, template, user, org settings), on SQLite and 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -228,7 +229,9 @@ def test_variants_render_the_template_chosen_by_split(
         (res,) = acts.selectTemplateForSalesCadenceStepTracker(
             [{"stepTrackerId": auto_step(store, t)["Id"]}], rep
         )
-        chosen[store.get("Contact", t)["Email"]] = res["outputValues"]["templateId"]
+        chosen[store.get("Contact", t)["Email"]] = json.loads(res["outputValues"]["output"])[
+            "templateId"
+        ]
     work.run_until_idle()
     got = {str(m["To"]): str(m["Subject"]) for m in relay.received}
     assert got == {to: "Variant A" if tid == a else "Variant B" for to, tid in chosen.items()}
