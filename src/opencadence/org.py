@@ -154,6 +154,21 @@ class Org:
             sets, username = accounts.username_of(body)
             if sets:
                 self.accounts.check_username(tx.conn, username, except_id=record_id)
+        elif obj.name == "EmailTemplate":
+            self._check_developer_name(body, record_id)
+
+    def _check_developer_name(self, body: Mapping[str, Any], record_id: str | None) -> None:
+        """DUPLICATE_DEVELOPER_NAME when another live template has the DeveloperName ``body``
+        sets (SOQL's = compares case-insensitively, as Salesforce compares unique names)."""
+        name = next((v for k, v in body.items() if k.lower() == "developername"), None)
+        if not isinstance(name, str) or not name:
+            return  # not set here, or a bad value: the write reports it
+        literal = name.replace("\\", "\\\\").replace("'", "\\'")
+        soql = f"SELECT Id FROM EmailTemplate WHERE DeveloperName = '{literal}'"
+        if record_id is not None:
+            soql += f" AND Id != '{record_id}'"
+        if self.queries.query(soql + " LIMIT 1")["records"]:
+            raise errors.DuplicateDeveloperName()
 
     def _check_visible_fields(
         self, obj: model.ObjectDef, body: Mapping[str, Any], version: str

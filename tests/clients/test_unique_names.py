@@ -61,3 +61,43 @@ def test_a_concurrent_duplicate_username_is_refused_by_the_database(server: Serv
             accounts.create_user("Race@X.io", "pw")
     finally:
         accounts.check_username = original  # type: ignore[method-assign]
+
+
+def _template(folder: str, developer_name: str) -> dict[str, object]:
+    return {
+        "FolderId": folder,
+        "Name": developer_name,
+        "DeveloperName": developer_name,
+        "TemplateType": "text",
+        "Subject": "Hi",
+        "Body": "Hello",
+        "IsActive": True,
+    }
+
+
+def _refused_as_duplicate_developer_name(info: pytest.ExceptionInfo[Exception]) -> None:
+    assert isinstance(info.value, SalesforceMalformedRequest) and info.value.status == 400
+    [error] = info.value.content
+    assert error["errorCode"] == "DUPLICATE_DEVELOPER_NAME"
+    assert error["fields"] == ["DeveloperName"]
+    assert error["message"].startswith("The Template Unique Name already exists")
+
+
+def test_email_template_developer_names_are_unique(server: Server) -> None:
+    sf = by_session(server)
+    me = sf.query("SELECT Id FROM User WHERE Username = 'admin@oc.test'")["records"][0]["Id"]
+    first = sf.EmailTemplate.create(_template(me, "Intro_Mail"))["id"]
+    for taken in ("Intro_Mail", "intro_MAIL"):
+        with pytest.raises(SalesforceMalformedRequest) as info:
+            sf.EmailTemplate.create(_template(me, taken))
+        _refused_as_duplicate_developer_name(info)
+    second = sf.EmailTemplate.create(_template(me, "Follow_Up"))["id"]
+    with pytest.raises(SalesforceMalformedRequest) as info:
+        sf.EmailTemplate.update(second, {"DeveloperName": "INTRO_mail"})
+    _refused_as_duplicate_developer_name(info)
+    assert sf.EmailTemplate.get(second)["DeveloperName"] == "Follow_Up"
+    assert sf.EmailTemplate.update(first, {"DeveloperName": "intro_mail", "Subject": "Hey"}) == 204
+    names = sf.query("SELECT DeveloperName FROM EmailTemplate ORDER BY DeveloperName")
+    assert [r["DeveloperName"] for r in names["records"]] == ["Follow_Up", "intro_mail"]
+    sf.EmailTemplate.delete(second)  # a deleted template's name is free again
+    assert sf.EmailTemplate.create(_template(me, "Follow_Up"))["success"] is True
