@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from opencadence.cadence import definition_file
+
+from .integration.cadence.test_import_all_or_nothing import FULL, _broken
 from .test_cli import _run
 
 
@@ -21,3 +26,20 @@ def test_users_create_refuses_an_existing_username_case_insensitively(db_url: st
     listed = _run("users", "list", "--database", db_url).stdout
     assert listed.lower().count("admin@x.io") == 1
     assert _run("token", "--username", "admin@x.io", "--database", db_url).returncode == 0
+
+
+def test_cadence_import_is_all_or_nothing(db_url: str, tmp_path: Path) -> None:
+    bad, good = tmp_path / "bad.yaml", tmp_path / "good.yaml"
+    bad.write_text(definition_file.dump(_broken()))
+    good.write_text(definition_file.dump(FULL))
+    failed = _run("cadence", "import", str(bad), "--database", db_url)
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert failed.stderr.startswith(
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION: Step call: ParentStepName 'nowhere' names no step"
+    )
+    left = _run(
+        "query", "SELECT COUNT() FROM ActionCadence", "--database", db_url, "--format", "json"
+    )
+    assert left.returncode == 0 and '"totalSize": 0' in left.stdout
+    imported = _run("cadence", "import", str(good), "--database", db_url)
+    assert imported.returncode == 0 and imported.stdout.startswith("77C"), imported.stderr
