@@ -13,6 +13,7 @@ does not know about.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 
 from opencadence.clock import ManualClock
 from opencadence.metadata.registry import Registry
-from opencadence.storage import migrate, schema
+from opencadence.storage import dialect, migrate, schema
 
 Rows = list[dict[str, Any]]
 
@@ -72,7 +73,9 @@ def dump(engine: sa.Engine) -> dict[str, Any]:
     (storage/counts.py), so even two fresh databases differ in which shard holds a count."""
     with engine.connect() as conn:
         meta = sa.MetaData()
-        meta.reflect(conn)
+        with warnings.catch_warnings():  # SQLite's expression indexes are not reflected
+            warnings.filterwarnings("ignore", message=dialect.EXPRESSION_INDEX_WARNING)
+            meta.reflect(conn)
         state: dict[str, Any] = {
             name: sorted(map(repr, _rows(conn, table))) for name, table in meta.tables.items()
         }

@@ -93,6 +93,31 @@ class DuplicateValue(DmlError):
     error_code = "DUPLICATE_VALUE"
 
 
+class DuplicateUsername(DmlError):
+    """Duplicate Username.<br>The username already exists in this or another Salesforce \
+organization. Usernames must be unique across all Salesforce organizations. To resolve, use a \
+different username (it doesn't need to match the user's email address)."""
+
+    error_code = "DUPLICATE_USERNAME"
+
+    def __init__(
+        self, message: str | None = None, *, fields: Sequence[str] = ("Username",)
+    ) -> None:
+        super().__init__(message, fields=fields)
+
+
+class DuplicateDeveloperName(DmlError):
+    """The Template Unique Name already exists or has been previously used. Please choose a \
+different name."""
+
+    error_code = "DUPLICATE_DEVELOPER_NAME"
+
+    def __init__(
+        self, message: str | None = None, *, fields: Sequence[str] = ("DeveloperName",)
+    ) -> None:
+        super().__init__(message, fields=fields)
+
+
 class EntityIsDeleted(DmlError):
     """Entity is deleted."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sized
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -90,7 +91,11 @@ class Org:
         body, state = _split_state(obj, body)
         if obj.name == "EmailTemplate":  # merge fields are checked when the template is saved
             templates.validate(body, self.registry)
-        with self.store.transaction(session.user_id, origin=_origin(version)) as tx:
+        with (
+            self._unique_values(obj),
+            self.store.transaction(session.user_id, origin=_origin(version)) as tx,
+        ):
+            self._check_unique(tx, obj, body, None)
             record_id = tx.insert(obj.name, body)
             self._after_write(tx, obj, record_id, body)
         if state is not None and state != "Draft":
@@ -115,7 +120,11 @@ class Org:
             current = self.store.get(obj.name, canonical) or {}
             templates.validate({**current, **body}, self.registry)
         if body:
-            with self.store.transaction(session.user_id, origin=_origin(version)) as tx:
+            with (
+                self._unique_values(obj),
+                self.store.transaction(session.user_id, origin=_origin(version)) as tx,
+            ):
+                self._check_unique(tx, obj, body, canonical)
                 tx.update(obj.name, canonical, body)
         if state is not None:
             runtime.set_state(self.store, canonical, state, session.user_id)
@@ -132,6 +141,34 @@ class Org:
             return
         with self.store.transaction(session.user_id, origin=_origin(version)) as tx:
             tx.delete(obj.name, canonical)
+
+    def _unique_values(self, obj: model.ObjectDef) -> AbstractContextManager[None]:
+        """Around a write's transaction: what a unique index refuses, as Salesforce's error."""
+        return accounts.usernames_unique() if obj.name == "User" else nullcontext()
+
+    def _check_unique(
+        self, tx: records.Tx, obj: model.ObjectDef, body: Mapping[str, Any], record_id: str | None
+    ) -> None:
+        """Values Salesforce keeps unique, checked up front in the writing transaction."""
+        if obj.name == "User":
+            sets, username = accounts.username_of(body)
+            if sets:
+                self.accounts.check_username(tx.conn, username, except_id=record_id)
+        elif obj.name == "EmailTemplate":
+            self._check_developer_name(body, record_id)
+
+    def _check_developer_name(self, body: Mapping[str, Any], record_id: str | None) -> None:
+        """DUPLICATE_DEVELOPER_NAME when another live template has the DeveloperName ``body``
+        sets (SOQL's = compares case-insensitively, as Salesforce compares unique names)."""
+        name = next((v for k, v in body.items() if k.lower() == "developername"), None)
+        if not isinstance(name, str) or not name:
+            return  # not set here, or a bad value: the write reports it
+        literal = name.replace("\\", "\\\\").replace("'", "\\'")
+        soql = f"SELECT Id FROM EmailTemplate WHERE DeveloperName = '{literal}'"
+        if record_id is not None:
+            soql += f" AND Id != '{record_id}'"
+        if self.queries.query(soql + " LIMIT 1")["records"]:
+            raise errors.DuplicateDeveloperName()
 
     def _check_visible_fields(
         self, obj: model.ObjectDef, body: Mapping[str, Any], version: str

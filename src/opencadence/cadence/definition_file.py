@@ -85,7 +85,11 @@ def import_definition(
     store: records.Store, data: Mapping[str, Any], user_id: str = records.AUTOMATED_USER
 ) -> str:
     """Create the cadence and its builder records; activate when ``state: Active``.
-    Returns the ActionCadence Id."""
+    Returns the ActionCadence Id.
+
+    All or nothing: the records, the activation and their change events share one
+    transaction, so a file that fails (a bad value, a graph activation refuses) leaves no
+    cadence behind and the corrected file imports under the same Name."""
     runs = RunStore(store)
     with store.transaction(user_id) as tx:
         head = {k: v for k, v in dict(data["cadence"]).items() if k in CADENCE_FIELDS}
@@ -97,8 +101,8 @@ def import_definition(
         steps = list(data["steps"])
         for step in steps:
             _insert_step(tx, runs, cadence_id, step)
-    if data.get("state") == "Active":
-        runtime.activate(store, cadence_id, user_id)
+        if data.get("state") == "Active":
+            runtime.activate(store, cadence_id, user_id, tx=tx)
     return cadence_id
 
 

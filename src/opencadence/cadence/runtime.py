@@ -64,30 +64,45 @@ def activate(
     store: records.Store,
     cadence_id: str,
     user_id: str = records.AUTOMATED_USER,
+    *,
+    tx: records.Tx | None = None,
 ) -> graph.Cadence:
     """Validate the graph; set State Active (+ActivatedDate, TotalSteps) or Error with an
-    ErrorMessage naming the step, then raise CadenceInvalid."""
+    ErrorMessage naming the step, then raise CadenceInvalid.
+
+    In a caller's ``tx`` (an import, all or nothing) a problem raises CadenceInvalid at once
+    and records nothing: the caller's transaction rolls back, the cadence with it."""
     runs = RunStore(store)
-    problem: validate.Problem | None = None
-    with store.transaction(user_id) as tx:
-        cadence = loading.load_definition(runs, tx.conn, cadence_id)
-        if cadence.state == "Deleting":
-            raise decision.Refused(f"The cadence {cadence.name} is being deleted.")
-        found = validate.problems(cadence)
-        if found:
-            problem = found[0]
-            tx.update(
+    if tx is not None:
+        problem = _check_and_activate(runs, tx, cadence_id)
+        if problem is not None:
+            raise validate.CadenceInvalid(str(problem))
+        return loading.load_definition(runs, tx.conn, cadence_id)
+    with store.transaction(user_id) as new_tx:
+        problem = _check_and_activate(runs, new_tx, cadence_id)
+        if problem is not None:
+            new_tx.update(
                 "ActionCadence",
                 cadence_id,
                 {"State": "Error", "ErrorMessage": str(problem)[:255]},
                 system=True,
             )
-        else:
-            _activate(runs, tx, cadence)
     if problem is not None:
         raise validate.CadenceInvalid(str(problem))
     with store.reading() as conn:
         return loading.load_definition(runs, conn, cadence_id)
+
+
+def _check_and_activate(runs: RunStore, tx: records.Tx, cadence_id: str) -> validate.Problem | None:
+    """Activate the cadence if its graph is valid; otherwise its first problem."""
+    cadence = loading.load_definition(runs, tx.conn, cadence_id)
+    if cadence.state == "Deleting":
+        raise decision.Refused(f"The cadence {cadence.name} is being deleted.")
+    found = validate.problems(cadence)
+    if found:
+        return found[0]
+    _activate(runs, tx, cadence)
+    return None
 
 
 def _activate(runs: RunStore, tx: records.Tx, cadence: graph.Cadence) -> None:

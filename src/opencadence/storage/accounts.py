@@ -11,6 +11,8 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,6 +46,30 @@ def check_secret(secret: str, stored: str) -> bool:
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+@contextmanager
+def usernames_unique() -> Iterator[None]:
+    """A write that broke the case-insensitive unique index on User.Username (a concurrent
+    create got past the up-front check) as DUPLICATE_USERNAME; other unique indexes as
+    DUPLICATE_VALUE. Wraps the whole transaction: a database may refuse at commit."""
+    try:
+        yield
+    except sa.exc.IntegrityError as exc:
+        if any(name.lower() in str(exc.orig).lower() for _t, name, _c in _USERNAME_INDEXES):
+            raise errors.DuplicateUsername() from exc
+        raise errors.DuplicateValue("duplicate value found: the row already exists") from exc
+
+
+_USERNAME_INDEXES = [i for i in schema.LOWER_UNIQUE_INDEXES if i[0] == "User"]
+
+
+def username_of(record: Mapping[str, Any]) -> tuple[bool, Any]:
+    """(whether ``record`` sets Username, its value); field names are case-insensitive."""
+    for key, value in record.items():
+        if key.lower() == "username":
+            return True, value
+    return False, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +109,8 @@ class Accounts:
     ) -> tuple[str, str]:
         """A User record plus credentials; returns (user id, security token)."""
         token = secrets.token_urlsafe(18)[:24]
-        with self.store.transaction() as tx:
+        with usernames_unique(), self.store.transaction() as tx:
+            self.check_username(tx.conn, username)
             user_id = tx.insert(
                 "User",
                 {
@@ -111,6 +138,22 @@ class Accounts:
                 )
             )
         return user_id, token
+
+    def check_username(
+        self, conn: records.Connection, username: Any, except_id: str | None = None
+    ) -> None:
+        """DUPLICATE_USERNAME when another user (deleted or not) has ``username``, compared
+        case-insensitively as Salesforce does; run in the writing transaction."""
+        if not isinstance(username, str) or not username:
+            return  # a missing or mistyped value is the write's own error to report
+        users = self.meta.tables["User"]
+        query = sa.select(users.c.Id).where(
+            sa.func.lower(users.c.Username) == sa.func.lower(username)
+        )
+        if except_id is not None:
+            query = query.where(users.c.Id != except_id)
+        if conn.execute(query.limit(1)).first() is not None:
+            raise errors.DuplicateUsername()
 
     def find_user(self, username: str) -> dict[str, Any] | None:
         users = self.meta.tables["User"]

@@ -194,6 +194,30 @@ def ensure_nulls_first_index(
     return True
 
 
+def index_exists(conn: sa.Connection, name: str) -> bool:
+    """Whether an index of this name exists (looked up in the database's own catalog)."""
+    catalog = (
+        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = :n"
+        if is_sqlite(conn)
+        else "SELECT 1 FROM pg_indexes WHERE indexname = :n"
+    )
+    return conn.execute(sa.text(catalog), {"n": name}).first() is not None
+
+
+def ensure_lower_unique_index(conn: sa.Connection, table: str, name: str, column: str) -> bool:
+    """Create the unique index ``name`` on lower(``column``) unless it exists; True if created.
+    Both databases take the same statement; only the catalog lookup differs."""
+    if index_exists(conn, name):
+        return False
+    conn.exec_driver_sql(f'CREATE UNIQUE INDEX "{name}" ON "{table}" (lower("{column}"))')
+    return True
+
+
+#: What SQLAlchemy says when reflecting SQLite's expression indexes (which it cannot reflect):
+#: the upgrade's comparison reads past those of LOWER_UNIQUE_INDEXES, which it manages itself.
+EXPRESSION_INDEX_WARNING = "Skipped unsupported reflection of expression-based index"
+
+
 def autoincrement_bigint() -> sa.BigInteger:
     """The type of an autoincrement key: BIGINT, but INTEGER on SQLite (its rowid alias)."""
     return sa.BigInteger().with_variant(sa.Integer(), "sqlite")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -42,8 +43,9 @@ Progress = Callable[[str], None]
 def fingerprint(registry: Registry) -> str:
     """A hash of the whole schema's shape: every table the registry and the bookkeeping of
     ``schema.py`` declare, with columns, types and indexes, so that a change to either is
-    compared against the live database at the next upgrade."""
-    shape = [
+    compared against the live database at the next upgrade; the expression indexes of
+    ``schema.LOWER_UNIQUE_INDEXES`` too, which the comparison cannot see."""
+    shape: list[tuple[str, list[Any], list[Any]]] = [
         (
             table.name,
             [(c.name, str(c.type), c.nullable, c.primary_key) for c in table.columns],
@@ -51,6 +53,7 @@ def fingerprint(registry: Registry) -> str:
         )
         for table in schema.build_metadata(registry).sorted_tables
     ]
+    shape.append(("lower unique indexes", list(schema.LOWER_UNIQUE_INDEXES), []))
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
 
 
@@ -72,6 +75,7 @@ def upgrade(
                 done = _apply_diff(conn, target, say)
                 _ensure_sequence(conn)
                 _pg_indexes(conn, target, say, done)
+                _lower_unique_indexes(conn, target, say, done)
                 if f"created table {schema.ROW_COUNTS}" in done:
                     counts.recount(conn, target, [o.name for o in registry])
                 _write_state(conn, target, fingerprint(registry))
@@ -91,7 +95,10 @@ def _apply_diff(conn: sa.Connection, target: sa.MetaData, say: Progress) -> list
     ctx = MigrationContext.configure(conn, opts={"compare_type": False})
     ops = Operations(ctx)
     done = []
-    for diff in _flatten(compare_metadata(ctx, target)):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=dialect.EXPRESSION_INDEX_WARNING)
+        diffs = list(_flatten(compare_metadata(ctx, target)))
+    for diff in diffs:
         line = _apply_one(ops, diff)
         if line:
             say(line)
@@ -168,6 +175,30 @@ def _pg_indexes(conn: sa.Connection, target: sa.MetaData, say: Progress, done: l
         if table not in target.tables or any(c not in target.tables[table].c for c in columns):
             continue
         if dialect.ensure_nulls_first_index(conn, table, name, columns):
+            say(f"created index {name}")
+            done.append(f"created index {name}")
+
+
+def _lower_unique_indexes(
+    conn: sa.Connection, target: sa.MetaData, say: Progress, done: list[str]
+) -> None:
+    """The case-insensitive unique indexes; values that already collide are refused by name
+    (which row to rename is the owner's choice, never the upgrade's)."""
+    for table_name, name, column in schema.LOWER_UNIQUE_INDEXES:
+        table = target.tables.get(table_name)
+        if table is None or column not in table.c or dialect.index_exists(conn, name):
+            continue
+        lowered = sa.func.lower(table.c[column])
+        clashes = conn.execute(
+            sa.select(lowered).group_by(lowered).having(sa.func.count() > 1).order_by(lowered)
+        ).scalars()
+        found = list(clashes)
+        if found:
+            raise errors.InvalidDefinition(
+                f"cannot make {table_name}.{column} unique: {', '.join(found)} "
+                "appear more than once (case-insensitively); rename all but one first"
+            )
+        if dialect.ensure_lower_unique_index(conn, table_name, name, column):
             say(f"created index {name}")
             done.append(f"created index {name}")
 

@@ -27,6 +27,13 @@ SCAN_INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
     "Lead": (("Email",),),
 }
 
+#: Unique indexes on lower(column): values unique case-insensitively, as Salesforce compares
+#: usernames. An expression index is outside what the upgrade's comparison sees, so
+#: migrate.upgrade creates these itself and the fingerprint lists them. (table, index, column)
+LOWER_UNIQUE_INDEXES: tuple[tuple[str, str, str], ...] = (
+    ("User", "ux_User_Username_lower", "Username"),
+)
+
 #: Name of the change-event log table.
 EVENTS = "oc_change_event"
 #: Name of the deleted-records log table (getDeleted, queryAll).

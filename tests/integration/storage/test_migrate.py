@@ -112,3 +112,28 @@ def test_an_older_database_gains_the_unique_indexes(engine: sa.Engine) -> None:
         }
     assert all(found.get(name) for name in names)
     assert migrate.upgrade(engine, default_registry()) == []
+
+
+def test_an_older_database_gains_case_insensitive_unique_usernames(engine: sa.Engine) -> None:
+    """A database from before usernames were unique gets the index at its next upgrade (the
+    fingerprint lists it); usernames that already collide are refused by name, not dropped."""
+    migrate.upgrade(engine, default_registry())
+    with engine.begin() as conn:
+        conn.exec_driver_sql('DROP INDEX "ux_User_Username_lower"')
+        conn.exec_driver_sql("UPDATE oc_schema_state SET value = 'older' WHERE key = 'fingerprint'")
+    store = records.Store(engine, default_registry(), ManualClock())
+    user = {"LastName": "A", "Email": "a@x.io", "Alias": "a", "TimeZoneSidKey": "GMT"}
+    more = {"LocaleSidKey": "en_US", "LanguageLocaleKey": "en_US", "EmailEncodingKey": "UTF-8"}
+    with store.transaction() as tx:
+        tx.insert("User", {**user, **more, "Username": "Ann@X.io"}, system=True)
+        dup = tx.insert("User", {**user, **more, "Username": "ann@x.io"}, system=True)
+    with pytest.raises(errors.InvalidDefinition, match="ann@x.io appear more than once"):
+        migrate.upgrade(engine, default_registry())
+    with store.transaction() as tx:
+        tx.update("User", dup, {"Username": "ann2@x.io"}, system=True)
+    assert "created index ux_User_Username_lower" in migrate.upgrade(engine, default_registry())
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.exec_driver_sql(
+            """UPDATE "User" SET "Username" = 'ANN@x.io' WHERE "Id" = '%s'""" % dup
+        )
+    assert migrate.upgrade(engine, default_registry()) == []
