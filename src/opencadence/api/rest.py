@@ -61,18 +61,20 @@ async def read_json(request: Request) -> dict[str, Any]:
 
 
 def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Authenticate, check the version, run the (blocking) handler in a worker thread."""
+    """Authenticate, check the version, read the body, run the (blocking) handler in a worker
+    thread. As Salesforce, a request without a valid session answers 401 before its body is
+    read, so a malformed body from a caller without a session is INVALID_SESSION_ID."""
 
     async def run(request: Request) -> Response:
         org: Org = request.app.state.org
+
+        def authenticate() -> tuple[accounts.Session, str]:
+            return session_of(request, org), version_of(request)
+
+        session, version = await run_in_threadpool(authenticate)
         body = await read_json(request) if request.method in ("POST", "PATCH") else None
         request.state.body = body
-
-        def call() -> Any:
-            session = session_of(request, org)
-            return handler(request, org, session, version_of(request))
-
-        result = await run_in_threadpool(call)
+        result = await run_in_threadpool(handler, request, org, session, version)
         return result if isinstance(result, Response) else json_response(result)
 
     return run
