@@ -39,3 +39,61 @@ def test_session_is_checked_before_the_body(server: Server, method: str, path: s
         assert r.json() == [INVALID_SESSION | {"fields": []}]
     r = s.request(method, _url(server, path), data="{not json", headers=headers | _bearer(server))
     assert r.status_code == 400 and r.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
+
+
+NOT_FOUND = [
+    {"message": "The requested resource does not exist", "errorCode": "NOT_FOUND", "fields": []}
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", f"{V}/sobjects/Nope"),
+        ("GET", f"{V}/sobjects/Nope/"),
+        ("POST", f"{V}/sobjects/Nope/"),
+        ("GET", f"{V}/sobjects/Nope/describe"),
+        ("GET", f"{V}/sobjects/Nope/0030C0000000ZZZAAA"),
+        ("PATCH", f"{V}/sobjects/Nope/0030C0000000ZZZAAA"),
+        ("DELETE", f"{V}/sobjects/Nope/0030C0000000ZZZAAA"),
+        ("GET", f"{V}/sobjects/Nope/updated/?start=2026-11-30T06:30:00Z&end=2026-12-01T00:00:00Z"),
+        ("GET", f"{V}/sobjects/Nope/deleted/?start=2026-11-30T06:30:00Z&end=2026-12-01T00:00:00Z"),
+    ],
+)
+def test_unknown_sobject_in_a_url_is_404_not_found(server: Server, method: str, path: str) -> None:
+    s = server.session()
+    r = s.request(method, _url(server, path), json={"LastName": "x"}, headers=_bearer(server))
+    assert r.status_code == 404 and r.json() == NOT_FOUND
+
+
+def test_unknown_sobject_in_soql_stays_invalid_type(server: Server) -> None:
+    s = server.session()
+    r = s.get(
+        _url(server, f"{V}/query"), params={"q": "SELECT Id FROM Nope"}, headers=_bearer(server)
+    )
+    assert r.status_code == 400 and r.json()[0]["errorCode"] == "INVALID_TYPE"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", f"{V}/sobjects/Contact/0030C0000000ZZZAAA", "HEAD,GET,PATCH,DELETE"),
+        ("PATCH", f"{V}/sobjects/Contact/", "HEAD,GET,POST"),
+        ("POST", f"{V}/query", "HEAD,GET"),
+        ("GET", "/services/oauth2/token", "POST"),
+        ("PUT", f"{V}/actions/standard/assignTargetToSalesCadence", "HEAD,GET,POST"),
+    ],
+)
+def test_405_lists_the_methods_the_resource_allows(
+    server: Server, method: str, path: str, allowed: str
+) -> None:
+    r = server.session().request(method, _url(server, path), headers=_bearer(server))
+    assert r.status_code == 405
+    assert r.json() == [
+        {
+            "message": f"HTTP Method '{method}' not allowed. Allowed are {allowed}",
+            "errorCode": "METHOD_NOT_ALLOWED",
+            "fields": [],
+        }
+    ]
+    assert r.headers["Allow"] == allowed.replace(",", ", ")

@@ -60,6 +60,14 @@ async def read_json(request: Request) -> dict[str, Any]:
     return data
 
 
+def _check_sobject(request: Request, org: Org) -> None:
+    """An unknown sObject in a URL is a resource that does not exist: 404 NOT_FOUND, as
+    Salesforce answers (INVALID_TYPE is SOQL's answer to an unknown object in FROM)."""
+    name = request.path_params.get("sobject")
+    if name is not None and org.registry.get(name) is None:
+        raise errors.NotFound("The requested resource does not exist")
+
+
 def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Authenticate, check the version, read the body, run the (blocking) handler in a worker
     thread. As Salesforce, a request without a valid session answers 401 before its body is
@@ -69,7 +77,9 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         org: Org = request.app.state.org
 
         def authenticate() -> tuple[accounts.Session, str]:
-            return session_of(request, org), version_of(request)
+            session, version = session_of(request, org), version_of(request)
+            _check_sobject(request, org)
+            return session, version
 
         session, version = await run_in_threadpool(authenticate)
         body = await read_json(request) if request.method in ("POST", "PATCH") else None
