@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from simple_salesforce import Salesforce
 
 from .conftest import Server
 
@@ -97,3 +98,28 @@ def test_405_lists_the_methods_the_resource_allows(
         }
     ]
     assert r.headers["Allow"] == allowed.replace(",", ", ")
+
+
+def test_password_grant_requires_a_connected_app(server: Server) -> None:
+    s = server.session()
+    token_url = _url(server, "/services/oauth2/token")
+    login = {"grant_type": "password", "username": server.admin}
+    login["password"] = server.admin_password + server.admin_token
+    for extra in ({}, {"client_id": ""}, {"client_secret": "anything"}):
+        r = s.post(token_url, data=login | extra)
+        assert r.status_code == 400
+        assert r.json() == {
+            "error": "invalid_client_id",
+            "error_description": "client identifier invalid",
+        }
+    key, secret = server.org.accounts.create_app("ci", server.admin)
+    r = s.post(token_url, data=login | {"client_id": key, "client_secret": secret})
+    assert r.status_code == 200 and r.json()["access_token"]
+    # simple-salesforce's username/password/token login is SOAP: no connected app needed
+    sf = Salesforce(
+        username=server.admin,
+        password=server.admin_password,
+        security_token=server.admin_token,
+        session=server.session(),
+    )
+    assert sf.query("SELECT COUNT() FROM User")["totalSize"] >= 1
