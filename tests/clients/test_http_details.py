@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from simple_salesforce import Salesforce
 
@@ -123,3 +125,22 @@ def test_password_grant_requires_a_connected_app(server: Server) -> None:
         session=server.session(),
     )
     assert sf.query("SELECT COUNT() FROM User")["totalSize"] >= 1
+
+
+@pytest.mark.parametrize("kind", ["updated", "deleted"])
+def test_replication_dates_with_an_unencoded_plus(server: Server, kind: str) -> None:
+    """Salesforce's docs write ``?start=2026-11-30T06:30:00+00:00``: the '+' a query string
+    decodes to a space is the offset's sign."""
+    s = server.session()
+    now = server.clock.now()
+    start = (now - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S")
+    end = now.strftime("%Y-%m-%dT%H:%M:%S")
+    for offset in ("+00:00", "+0000", "%2B00:00"):
+        path = f"{V}/sobjects/Contact/{kind}/?start={start}{offset}&end={end}{offset}"
+        r = s.get(_url(server, path), headers=_bearer(server))
+        assert r.status_code == 200, r.text
+        assert "latestDateCovered" in r.json()
+    # a space anywhere else is still no date
+    path = f"{V}/sobjects/Contact/{kind}/?start={start.replace('T', '+')}Z&end={end}Z"
+    r = s.get(_url(server, path), headers=_bearer(server))
+    assert r.status_code == 400 and r.json()[0]["errorCode"] == "INVALID_REPLICATION_DATE"

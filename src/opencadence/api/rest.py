@@ -7,6 +7,7 @@ translated once, in ``api.errors``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -129,18 +130,24 @@ def record(request: Request, org: Org, session: accounts.Session, version: str) 
     return Response(status_code=204)
 
 
+#: A UTC offset whose '+' a query string decoded to a space ("...T06:30:00 00:00").
+_SPACED_OFFSET = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
+
+
+def _replication_date(request: Request, name: str) -> str:
+    """``start``/``end`` as sent: Salesforce's docs write ``?start=2026-11-30T06:30:00+00:00``
+    unencoded, and the '+' arrives as a space, which is read back as the offset's sign."""
+    return _SPACED_OFFSET.sub(r"\1+\2", request.query_params.get(name, ""))
+
+
 def updated(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
-    q = request.query_params
-    return org.updated(
-        session, request.path_params["sobject"], q.get("start", ""), q.get("end", ""), version
-    )
+    start, end = _replication_date(request, "start"), _replication_date(request, "end")
+    return org.updated(session, request.path_params["sobject"], start, end, version)
 
 
 def deleted(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
-    q = request.query_params
-    return org.deleted(
-        session, request.path_params["sobject"], q.get("start", ""), q.get("end", ""), version
-    )
+    start, end = _replication_date(request, "start"), _replication_date(request, "end")
+    return org.deleted(session, request.path_params["sobject"], start, end, version)
 
 
 def _batch_size(request: Request) -> int | None:
