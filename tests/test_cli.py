@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from opencadence.storage import records
+
 
 def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -136,3 +138,23 @@ def test_users_apps_and_token_commands(tmp_path: Path) -> None:
     assert "inactive" in _run("users", "list", "--database", db).stdout
     missing = _run("token", "--username", "nobody@x.io", "--database", db)
     assert missing.returncode == 1 and missing.stderr.startswith("INVALID_LOGIN")
+
+
+def test_query_into_a_closed_pipe_ends_quietly(db_url: str, store: records.Store) -> None:
+    """``opencadence query ... | head``: the reader leaves early; no traceback, exit 0."""
+    with store.transaction() as tx:
+        tx.insert_many("Lead", [{"LastName": f"L{n:05d}", "Company": "Pipe"} for n in range(3000)])
+    for fmt in ("table", "csv", "json"):
+        with subprocess.Popen(
+            [sys.executable, "-m", "opencadence", "query", "SELECT Id, LastName, Company FROM Lead"]
+            + ["--database", db_url, "--format", fmt],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            assert proc.stdout.readline()  # what `head -1` reads, then it exits
+            proc.stdout.close()
+            err = proc.stderr.read()
+            assert proc.wait(timeout=120) == 0, err
+        assert "Traceback" not in err and "BrokenPipe" not in err and err == ""
