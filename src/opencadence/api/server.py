@@ -4,6 +4,7 @@ a thread beside it, and the change-event log's retention sweep. No wiring here (
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from pathlib import Path
 
@@ -75,13 +76,38 @@ def config(
     return built
 
 
-def run(system: System, *, host: str, port: int, tls_files: tuple[Path, Path] | None) -> None:
-    """Serve until uvicorn is stopped (Ctrl-C, SIGTERM); ``tls_files`` is (cert, key)."""
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and listening, or OSError (the port is busy, ...).
+
+    Bound before anything else happens, so a start that cannot serve changes nothing (the
+    demo mints its token only once it holds its port)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)  # uvicorn's default backlog
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def run(
+    system: System,
+    *,
+    host: str,
+    port: int,
+    tls_files: tuple[Path, Path] | None,
+    sock: socket.socket | None = None,
+) -> None:
+    """Serve until uvicorn is stopped (Ctrl-C, SIGTERM); ``tls_files`` is (cert, key); on
+    ``sock`` when given (from ``listen``), else on a socket uvicorn binds."""
     server = uvicorn.Server(config(app(system), host=host, port=port, tls_files=tls_files))
     stop = threading.Event()
     worker = start_background(system, stop)
     try:
-        server.run()
+        server.run(sockets=[sock] if sock is not None else None)
     finally:
         stop.set()
         if worker is not None:
