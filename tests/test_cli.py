@@ -9,6 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import sqlalchemy as sa
+
+from opencadence.storage import records
+from opencadence.storage.schema import SESSIONS
+
 
 def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -136,3 +141,60 @@ def test_users_apps_and_token_commands(tmp_path: Path) -> None:
     assert "inactive" in _run("users", "list", "--database", db).stdout
     missing = _run("token", "--username", "nobody@x.io", "--database", db)
     assert missing.returncode == 1 and missing.stderr.startswith("INVALID_LOGIN")
+
+
+def test_query_into_a_closed_pipe_ends_quietly(db_url: str, store: records.Store) -> None:
+    """``opencadence query ... | head``: the reader leaves early; no traceback, exit 0."""
+    with store.transaction() as tx:
+        tx.insert_many("Lead", [{"LastName": f"L{n:05d}", "Company": "Pipe"} for n in range(3000)])
+    for fmt in ("table", "csv", "json"):
+        with subprocess.Popen(
+            [sys.executable, "-m", "opencadence", "query", "SELECT Id, LastName, Company FROM Lead"]
+            + ["--database", db_url, "--format", fmt],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            assert proc.stdout.readline()  # what `head -1` reads, then it exits
+            proc.stdout.close()
+            err = proc.stderr.read()
+            assert proc.wait(timeout=120) == 0, err
+        assert "Traceback" not in err and "BrokenPipe" not in err and err == ""
+
+
+def _sessions(store: records.Store) -> int:
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(sa.select(sa.func.count()).select_from(sa.table(SESSIONS))).scalar_one()
+        )
+
+
+def test_demo_on_a_busy_port_fails_and_mints_no_token(
+    db_url: str, store: records.Store, tmp_path: Path
+) -> None:
+    before = _sessions(store)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "opencadence",
+                "demo",
+                "--port",
+                str(port),
+                "--database",
+                db_url,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"cannot listen on 127.0.0.1:{port}:"), out.stderr
+    assert "access token" not in out.stdout and "seeding" not in out.stderr
+    assert _sessions(store) == before

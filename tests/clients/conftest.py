@@ -157,13 +157,8 @@ def server(store: records.Store, clock: ManualClock, tmp_path: Path) -> Iterator
     )
     cert, key = tls.self_signed(tmp_path / "tls")
     port = free_port()
-    config = uvicorn.Config(
-        api_server.app(built),
-        host="127.0.0.1",
-        port=port,
-        log_level="error",
-        ssl_certfile=str(cert),
-        ssl_keyfile=str(key),
+    config = api_server.config(  # as `serve` configures uvicorn
+        api_server.app(built), host="127.0.0.1", port=port, tls_files=(cert, key), log_level="error"
     )
     with serving(config):
         running = Server(org, clock, port, cert, "admin@oc.test", "s3cret!", token)

@@ -146,7 +146,13 @@ def test_oauth_password_and_client_credentials(server: Server) -> None:
     } <= set(body)
     bad = s.post(
         f"https://{server.instance}/services/oauth2/token",
-        data={"grant_type": "password", "username": server.admin, "password": "wrong"},
+        data={
+            "grant_type": "password",
+            "client_id": key,  # Salesforce's password grant needs a connected app
+            "client_secret": secret,
+            "username": server.admin,
+            "password": "wrong",
+        },
     )
     assert bad.status_code == 400 and bad.json()["error"] == "invalid_grant"
     info = s.get(

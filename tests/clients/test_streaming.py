@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from aiosfstream_ng import Client, ReplayOption
 from aiosfstream_ng.auth import AuthenticatorBase
 
 from opencadence.api import app as api_app
+from opencadence.api import server as api_server
 from opencadence.org import Org
 from opencadence.storage import records
 
@@ -43,7 +43,8 @@ def http_server(store: records.Store) -> Iterator[tuple[Org, str, str]]:
     token = org.accounts.open_session(user_id)
     port = free_port()
     app = api_app.build_app(org, streaming_timeout=2.0)
-    with serving(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")):
+    config = api_server.config(app, host="127.0.0.1", port=port, tls_files=None, log_level="error")
+    with serving(config):
         yield org, token, f"http://127.0.0.1:{port}"
 
 

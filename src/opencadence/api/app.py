@@ -51,10 +51,11 @@ def clock_route(clock: ManualClock, settle: Any) -> Route:
 
     async def move(request: Request) -> Response:
         org: Org = request.app.state.org
+        # authenticated before the body is read, as every REST endpoint
+        session = await run_in_threadpool(rest.session_of, request, org)
         body = await rest.read_json(request)
 
         def apply() -> dict[str, str]:
-            session = rest.session_of(request, org)
             if not session.is_admin:
                 raise errors.InsufficientAccess("only an administrator can move the clock")
             if (

@@ -42,12 +42,22 @@ async def not_found(request: Request, exc: Exception) -> Response:
     return json_response(body, 404)
 
 
+#: The order Salesforce lists a resource's methods in ("Allowed are HEAD,GET,POST").
+METHOD_ORDER = ("HEAD", "GET", "POST", "PUT", "PATCH", "DELETE")
+
+
 async def method_not_allowed(request: Request, exc: Exception) -> Response:
+    """405 naming the methods the resource allows (Starlette's Allow header carries them)."""
+    headers = getattr(exc, "headers", None) or {}
+    offered = {m.strip().upper() for m in headers.get("Allow", "").split(",") if m.strip()}
+    allowed = sorted(offered, key=lambda m: (METHOD_ORDER + (m,)).index(m))
     body = [
         {
-            "message": f"HTTP Method '{request.method}' not allowed. Allowed are GET",
+            "message": f"HTTP Method '{request.method}' not allowed. Allowed are {','.join(allowed)}",
             "errorCode": "METHOD_NOT_ALLOWED",
             "fields": [],
         }
     ]
-    return json_response(body, 405)
+    response = json_response(body, 405)
+    response.headers["Allow"] = ", ".join(allowed)
+    return response

@@ -63,8 +63,10 @@ async def token(request: Request) -> Response:
     def grant_session() -> Response:
         try:
             if grant == "password":
-                if key:
-                    org.accounts.check_app(key, secret)
+                # Salesforce's username-password flow names a connected app (client_id)
+                if not key:
+                    return _oauth_error("invalid_client_id", "client identifier invalid")
+                org.accounts.check_app(key, secret)
                 user_id = org.accounts.authenticate(
                     str(form.get("username", "")), str(form.get("password", "")), token_suffix=True
                 )

@@ -7,6 +7,7 @@ translated once, in ``api.errors``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -60,19 +61,31 @@ async def read_json(request: Request) -> dict[str, Any]:
     return data
 
 
+def _check_sobject(request: Request, org: Org) -> None:
+    """An unknown sObject in a URL is a resource that does not exist: 404 NOT_FOUND, as
+    Salesforce answers (INVALID_TYPE is SOQL's answer to an unknown object in FROM)."""
+    name = request.path_params.get("sobject")
+    if name is not None and org.registry.get(name) is None:
+        raise errors.NotFound("The requested resource does not exist")
+
+
 def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Authenticate, check the version, run the (blocking) handler in a worker thread."""
+    """Authenticate, check the version, read the body, run the (blocking) handler in a worker
+    thread. As Salesforce, a request without a valid session answers 401 before its body is
+    read, so a malformed body from a caller without a session is INVALID_SESSION_ID."""
 
     async def run(request: Request) -> Response:
         org: Org = request.app.state.org
+
+        def authenticate() -> tuple[accounts.Session, str]:
+            session, version = session_of(request, org), version_of(request)
+            _check_sobject(request, org)
+            return session, version
+
+        session, version = await run_in_threadpool(authenticate)
         body = await read_json(request) if request.method in ("POST", "PATCH") else None
         request.state.body = body
-
-        def call() -> Any:
-            session = session_of(request, org)
-            return handler(request, org, session, version_of(request))
-
-        result = await run_in_threadpool(call)
+        result = await run_in_threadpool(handler, request, org, session, version)
         return result if isinstance(result, Response) else json_response(result)
 
     return run
@@ -117,18 +130,24 @@ def record(request: Request, org: Org, session: accounts.Session, version: str) 
     return Response(status_code=204)
 
 
+#: A UTC offset whose '+' a query string decoded to a space ("...T06:30:00 00:00").
+_SPACED_OFFSET = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
+
+
+def _replication_date(request: Request, name: str) -> str:
+    """``start``/``end`` as sent: Salesforce's docs write ``?start=2026-11-30T06:30:00+00:00``
+    unencoded, and the '+' arrives as a space, which is read back as the offset's sign."""
+    return _SPACED_OFFSET.sub(r"\1+\2", request.query_params.get(name, ""))
+
+
 def updated(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
-    q = request.query_params
-    return org.updated(
-        session, request.path_params["sobject"], q.get("start", ""), q.get("end", ""), version
-    )
+    start, end = _replication_date(request, "start"), _replication_date(request, "end")
+    return org.updated(session, request.path_params["sobject"], start, end, version)
 
 
 def deleted(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
-    q = request.query_params
-    return org.deleted(
-        session, request.path_params["sobject"], q.get("start", ""), q.get("end", ""), version
-    )
+    start, end = _replication_date(request, "start"), _replication_date(request, "end")
+    return org.deleted(session, request.path_params["sobject"], start, end, version)
 
 
 def _batch_size(request: Request) -> int | None:

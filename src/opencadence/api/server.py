@@ -3,6 +3,8 @@ a thread beside it, and the change-event log's retention sweep. No wiring here (
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
 from pathlib import Path
 
@@ -31,13 +33,81 @@ def app(system: System) -> Starlette:
     )
 
 
-def run(system: System, *, host: str, port: int, tls_files: tuple[Path, Path] | None) -> None:
-    """Serve until uvicorn is stopped (Ctrl-C, SIGTERM); ``tls_files`` is (cert, key)."""
-    ssl = {"ssl_certfile": str(tls_files[0]), "ssl_keyfile": str(tls_files[1])} if tls_files else {}
+class _NoUpgradeWarnings(logging.Filter):
+    """Drops uvicorn's two warnings about a request asking to upgrade the connection.
+
+    The API serves no WebSockets on purpose: Salesforce's CometD is long-polling only, and a
+    client that offers an upgrade (as CometD clients do) carries on over plain HTTP. uvicorn
+    (0.54) logs "Unsupported upgrade request." and "No supported WebSocket library detected"
+    for each such request even with ``ws="none"``, so each CometD connect wrote two lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not message.startswith(UPGRADE_WARNINGS)
+
+
+#: How uvicorn's upgrade warnings begin.
+UPGRADE_WARNINGS = ("Unsupported upgrade request", "No supported WebSocket library detected")
+
+
+def config(
+    asgi: Starlette,
+    *,
+    host: str,
+    port: int,
+    tls_files: tuple[Path, Path] | None,
+    log_level: str = "warning",
+) -> uvicorn.Config:
+    """The uvicorn configuration the server runs with (``tls_files`` is (cert, key)): no
+    WebSockets, and none of uvicorn's warnings about upgrade requests."""
+    built = uvicorn.Config(
+        asgi,
+        host=host,
+        port=port,
+        log_level=log_level,
+        ws="none",
+        ssl_certfile=str(tls_files[0]) if tls_files else None,
+        ssl_keyfile=str(tls_files[1]) if tls_files else None,
+    )
+    # uvicorn.Config configures logging as it is built; the filter goes on after that
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _NoUpgradeWarnings) for f in logger.filters):
+        logger.addFilter(_NoUpgradeWarnings())
+    return built
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and listening, or OSError (the port is busy, ...).
+
+    Bound before anything else happens, so a start that cannot serve changes nothing (the
+    demo mints its token only once it holds its port)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)  # uvicorn's default backlog
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def run(
+    system: System,
+    *,
+    host: str,
+    port: int,
+    tls_files: tuple[Path, Path] | None,
+    sock: socket.socket | None = None,
+) -> None:
+    """Serve until uvicorn is stopped (Ctrl-C, SIGTERM); ``tls_files`` is (cert, key); on
+    ``sock`` when given (from ``listen``), else on a socket uvicorn binds."""
+    server = uvicorn.Server(config(app(system), host=host, port=port, tls_files=tls_files))
     stop = threading.Event()
     worker = start_background(system, stop)
     try:
-        uvicorn.run(app(system), host=host, port=port, log_level="warning", **ssl)  # type: ignore[arg-type]
+        server.run(sockets=[sock] if sock is not None else None)
     finally:
         stop.set()
         if worker is not None:

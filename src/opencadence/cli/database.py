@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -39,8 +40,20 @@ def cmd_query(args: argparse.Namespace) -> int:
                 result["nextRecordsUrl"].rsplit("/", 1)[1], version=args.version
             )
             rows += result["records"]
-    output.write(sys.stdout, args.format, rows, result["totalSize"])
+    try:
+        output.write(sys.stdout, args.format, rows, result["totalSize"])
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _reader_left()
     return 0
+
+
+def _reader_left() -> None:
+    """The reader closed the pipe (``| head``): stop quietly, as command-line tools do. What is
+    still buffered goes to /dev/null, so the interpreter's final flush raises nothing."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -52,8 +65,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
         result = describe.describe_object(reg, args.object, args.version)
     else:
         result = describe.describe_global(reg, args.version)
-    json.dump(result, sys.stdout, indent=2)
-    print()
+    try:
+        json.dump(result, sys.stdout, indent=2)
+        print(flush=True)
+    except BrokenPipeError:
+        _reader_left()
     return 0
 
 

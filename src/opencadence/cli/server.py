@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,15 @@ from opencadence.cli import common, email_options
 
 DEFAULT_PORT = 8443
 DEFAULT_CERT_DIR = ".opencadence-tls"
+
+
+def _listen(host: str, port: int) -> socket.socket | None:
+    """The server's socket, bound before anything else happens; None (said why) if busy."""
+    try:
+        return server.listen(host, port)
+    except OSError as exc:
+        print(f"cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -53,8 +63,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The demo org: seeded once, served with TLS and a movable clock (as ``serve --tls
-    --clock manual`` with no relay serves it)."""
-    serving = not args.no_serve
+    --clock manual`` with no relay serves it). The port is taken first: a start that cannot
+    serve seeds nothing and mints no token."""
+    if args.no_serve:
+        return _demo(args, None)
+    sock = _listen(args.host, args.port)
+    if sock is None:
+        return 1
+    with sock:
+        return _demo(args, sock)
+
+
+def _demo(args: argparse.Namespace, sock: socket.socket | None) -> int:
+    serving = sock is not None
     settings = system.Settings(
         database_url=common.database_url(args), clock="manual", worker=serving, tracking=serving
     )
@@ -69,8 +90,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         tls_files = tls.self_signed(Path(args.cert_dir))
         url = f"https://{args.host}:{args.port}"
         print(demo_org.banner(url, token, str(tls_files[0].resolve())), flush=True)
-        if serving:
-            server.run(built, host=args.host, port=args.port, tls_files=tls_files)
+        if sock is not None:
+            server.run(built, host=args.host, port=args.port, tls_files=tls_files, sock=sock)
     return 0
 
 
