@@ -51,6 +51,9 @@ class Settings:
 
     database_url: str = field(default_factory=database.default_url)
     clock: ClockSetting = "system"
+    #: the clock sessions are timed on (None: the wall clock); never the org's manual clock,
+    #: which would log every client out when it moves past the session timeout
+    session_clock: Clock | None = None
     #: how long change events stay replayable
     event_retention: timedelta = events.DEFAULT_RETENTION
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -164,7 +167,8 @@ def _clock(setting: ClockSetting) -> Clock:
 def _core(settings: Settings, eng: database.Engine, clock: Clock, owns_engine: bool) -> System:
     reg = registry.default_registry()
     store = records.Store(eng, reg, clock, event_retention=settings.event_retention)
-    org = Org(store, actions=actions.Actions(store, settings.runtime))
+    session_clock = settings.session_clock or SystemClock()
+    org = Org(store, actions=actions.Actions(store, settings.runtime), session_clock=session_clock)
     manual = clock if isinstance(clock, ManualClock) else None
     return System(settings, eng, store, org, manual, owns_engine=owns_engine)
 
