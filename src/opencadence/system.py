@@ -24,11 +24,12 @@ from opencadence.email import inbound, smtp_sender, tracking
 from opencadence.metadata import registry
 from opencadence.metadata.registry import Registry
 from opencadence.org import Org
-from opencadence.storage import database, events, migrate, records
+from opencadence.storage import clock_state, database, events, migrate, records
 
 __all__ = ["ClockSetting", "RuntimeConfig", "Settings", "SmtpRelay", "System", "build"]
 
-#: "system" (wall clock), "manual" (starts now, moves with POST /_opencadence/clock) or a clock.
+#: "system" (wall clock), "manual" (starts now, or where the last run on the database left it
+#: if that is later; moves with POST /_opencadence/clock) or a clock.
 ClockSetting: TypeAlias = Literal["system", "manual"] | Clock
 
 
@@ -145,6 +146,8 @@ def build(
         system = _core(settings, eng, clock, owns_engine=engine is None)
         if settings.upgrade:
             system.schema_changes = system.upgrade()
+        if settings.clock == "manual":
+            _keep_manual_clock(system)
         _add_workers(system, sender)
         _add_listener(system)
     except BaseException:
@@ -162,6 +165,19 @@ def _clock(setting: ClockSetting) -> Clock:
     if isinstance(setting, str):
         raise ValueError(f"clock must be 'system', 'manual' or a Clock, not {setting!r}")
     return setting
+
+
+def _keep_manual_clock(system: System) -> None:
+    """A manual clock (started at wall time) starts no earlier than where the last run on this
+    database left it, and saves each move: a restart never goes back behind written data."""
+    clock = system.manual_clock
+    if clock is None:
+        return
+    saved = clock_state.load(system.store)
+    if saved is not None and saved > clock.now():
+        clock.set(saved)
+    store = system.store
+    clock.on_move = lambda now: clock_state.save(store, now)
 
 
 def _core(settings: Settings, eng: database.Engine, clock: Clock, owns_engine: bool) -> System:
