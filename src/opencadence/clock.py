@@ -7,6 +7,7 @@ Tests and ``--clock manual`` servers use ManualClock to move through days of cad
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -25,12 +26,19 @@ class SystemClock:
 
 
 class ManualClock:
-    """A clock that moves only when told to; never goes backwards."""
+    """A clock that moves only when told to; never goes backwards.
 
-    def __init__(self, start: datetime | None = None) -> None:
+    ``on_move(now)`` runs after each move, in order (system.build saves the position there)."""
+
+    def __init__(
+        self,
+        start: datetime | None = None,
+        on_move: Callable[[datetime], None] | None = None,
+    ) -> None:
         start = start or datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
         self._now = as_utc(start)
         self._lock = threading.Lock()
+        self.on_move = on_move
 
     def now(self) -> datetime:
         with self._lock:
@@ -43,6 +51,7 @@ class ManualClock:
             raise ValueError("a ManualClock never goes backwards")
         with self._lock:
             self._now += step
+            self._moved()
             return self._now
 
     def set(self, when: datetime) -> datetime:
@@ -51,7 +60,12 @@ class ManualClock:
             if when < self._now:
                 raise ValueError("a ManualClock never goes backwards")
             self._now = when
+            self._moved()
             return self._now
+
+    def _moved(self) -> None:  # under the lock: moves are reported in the order they happen
+        if self.on_move is not None:
+            self.on_move(self._now)
 
 
 def as_utc(value: datetime) -> datetime:

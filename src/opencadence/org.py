@@ -15,6 +15,7 @@ from typing import Any
 from opencadence import errors, ids
 from opencadence.cadence import actions as cadence_actions
 from opencadence.cadence import runtime
+from opencadence.clock import Clock
 from opencadence.email import templates
 from opencadence.metadata import describe, model
 from opencadence.soql import execute
@@ -33,11 +34,14 @@ WriteHook = Callable[[records.Tx, model.ObjectDef, str, Mapping[str, Any]], None
 class Org:
     """One org: its store, query service, accounts and (optionally) the cadence runtime."""
 
-    def __init__(self, store: records.Store, *, actions: Any = None) -> None:
+    def __init__(
+        self, store: records.Store, *, actions: Any = None, session_clock: Clock | None = None
+    ) -> None:
         self.store = store
         self.registry = store.registry
         self.queries = execute.QueryService(store)
-        self.accounts = accounts.Accounts(store)
+        # sessions are timed on their own clock (None: the wall clock), not the org's
+        self.accounts = accounts.Accounts(store, clock=session_clock)
         self.actions = actions if actions is not None else cadence_actions.Actions(store)
         #: object name -> hooks run inside the transaction that creates a record of it
         self.after_write: dict[str, list[WriteHook]] = {"Task": [_task_created]}

@@ -24,11 +24,12 @@ from opencadence.email import inbound, smtp_sender, tracking
 from opencadence.metadata import registry
 from opencadence.metadata.registry import Registry
 from opencadence.org import Org
-from opencadence.storage import database, events, migrate, records
+from opencadence.storage import clock_state, database, events, migrate, records
 
 __all__ = ["ClockSetting", "RuntimeConfig", "Settings", "SmtpRelay", "System", "build"]
 
-#: "system" (wall clock), "manual" (starts now, moves with POST /_opencadence/clock) or a clock.
+#: "system" (wall clock), "manual" (starts now, or where the last run on the database left it
+#: if that is later; moves with POST /_opencadence/clock) or a clock.
 ClockSetting: TypeAlias = Literal["system", "manual"] | Clock
 
 
@@ -51,6 +52,9 @@ class Settings:
 
     database_url: str = field(default_factory=database.default_url)
     clock: ClockSetting = "system"
+    #: the clock sessions are timed on (None: the wall clock); never the org's manual clock,
+    #: which would log every client out when it moves past the session timeout
+    session_clock: Clock | None = None
     #: how long change events stay replayable
     event_retention: timedelta = events.DEFAULT_RETENTION
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -142,6 +146,8 @@ def build(
         system = _core(settings, eng, clock, owns_engine=engine is None)
         if settings.upgrade:
             system.schema_changes = system.upgrade()
+        if settings.clock == "manual":
+            _keep_manual_clock(system)
         _add_workers(system, sender)
         _add_listener(system)
     except BaseException:
@@ -161,10 +167,24 @@ def _clock(setting: ClockSetting) -> Clock:
     return setting
 
 
+def _keep_manual_clock(system: System) -> None:
+    """A manual clock (started at wall time) starts no earlier than where the last run on this
+    database left it, and saves each move: a restart never goes back behind written data."""
+    clock = system.manual_clock
+    if clock is None:
+        return
+    saved = clock_state.load(system.store)
+    if saved is not None and saved > clock.now():
+        clock.set(saved)
+    store = system.store
+    clock.on_move = lambda now: clock_state.save(store, now)
+
+
 def _core(settings: Settings, eng: database.Engine, clock: Clock, owns_engine: bool) -> System:
     reg = registry.default_registry()
     store = records.Store(eng, reg, clock, event_retention=settings.event_retention)
-    org = Org(store, actions=actions.Actions(store, settings.runtime))
+    session_clock = settings.session_clock or SystemClock()
+    org = Org(store, actions=actions.Actions(store, settings.runtime), session_clock=session_clock)
     manual = clock if isinstance(clock, ManualClock) else None
     return System(settings, eng, store, org, manual, owns_engine=owns_engine)
 

@@ -146,10 +146,20 @@ def _wait_started(srv: uvicorn.Server, thread: threading.Thread) -> None:
 
 
 @pytest.fixture
-def server(store: records.Store, clock: ManualClock, tmp_path: Path) -> Iterator[Server]:
+def session_clock() -> ManualClock:
+    """The clock the server times sessions on (the wall clock in a real server)."""
+    return ManualClock()
+
+
+@pytest.fixture
+def server(
+    store: records.Store, clock: ManualClock, session_clock: ManualClock, tmp_path: Path
+) -> Iterator[Server]:
     # wired as `opencadence serve --clock manual` wires it; the worker runs when the clock
     # endpoint moves time (the endpoint answers once due work is done), not in a thread
-    settings = system.Settings(clock=clock, upgrade=False, tracking=True)
+    settings = system.Settings(
+        clock=clock, session_clock=session_clock, upgrade=False, tracking=True
+    )
     built = system.build(settings, engine=store.engine)
     org = built.org
     admin_id, token = org.accounts.create_user(

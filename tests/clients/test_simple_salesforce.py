@@ -13,6 +13,8 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
+from opencadence.clock import ManualClock
+
 from .conftest import Server
 
 
@@ -112,10 +114,10 @@ def test_bad_session_is_401_invalid_session_id(server: Server) -> None:
     ]
 
 
-def test_relogin_after_session_expiry(server: Server) -> None:
+def test_relogin_after_session_expiry(server: Server, session_clock: ManualClock) -> None:
     sf = by_login(server)
     assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 0
-    server.clock.advance(hours=3)  # past the 2-hour session timeout
+    session_clock.advance(hours=3)  # past the 2-hour session timeout
     assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 0  # re-logged in by itself
 
 

@@ -1,5 +1,10 @@
 """Credentials, sessions and connected apps (the OAuth and SOAP login back end).
 
+Sessions are timed on their own clock (the wall clock, passed in by system.build), not the
+org's: moving a manual org clock days ahead must not log anyone out. Like Salesforce's session
+timeout, the default timeout is one of inactivity: each use extends the expiry (written at most
+once per EXTEND_EVERY). A session opened with an explicit ttl keeps its fixed expiry.
+
 Passwords and consumer secrets are stored as scrypt hashes (salted, memory-hard); session
 tokens as SHA-256 digests, so a copy of the database does not hand out live sessions.
 """
@@ -20,12 +25,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from opencadence import errors, ids
+from opencadence.clock import Clock, SystemClock
 from opencadence.storage import records, schema, values
 
 #: How long a checked session is trusted without reading it again (see Accounts.session).
 CACHE_SECONDS = 30.0
 #: Salesforce's default session timeout.
 DEFAULT_SESSION_TTL = timedelta(hours=2)
+#: An inactivity-timed session's expiry is rewritten when a use would move it this much or more.
+EXTEND_EVERY = timedelta(minutes=1)
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
@@ -78,14 +86,25 @@ class Session:
     is_admin: bool
     time_zone: str
     expires_at: datetime
+    #: the inactivity timeout each use extends expires_at by; None: a fixed expiry
+    idle: timedelta | None = None
 
 
 class Accounts:
-    """Users' credentials and sessions on top of the record store."""
+    """Users' credentials and sessions on top of the record store.
 
-    def __init__(self, store: records.Store, session_ttl: timedelta = DEFAULT_SESSION_TTL) -> None:
+    ``clock`` times sessions (None: the wall clock); it is not the org's clock, which a
+    manual-clock server moves days at a time."""
+
+    def __init__(
+        self,
+        store: records.Store,
+        session_ttl: timedelta = DEFAULT_SESSION_TTL,
+        clock: Clock | None = None,
+    ) -> None:
         self.store = store
         self.ttl = session_ttl
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self.meta = store.meta
         # Sessions checked in the last CACHE_SECONDS are not read again: every API request
         # authenticates, and the lookup would otherwise cost a query per request. Revocation
@@ -226,9 +245,12 @@ class Accounts:
         return dict(row) if row else None
 
     def open_session(self, user_id: str, client: str = "", ttl: timedelta | None = None) -> str:
-        """A new session token for ``user_id`` (Salesforce style: org id ! random)."""
+        """A new session token for ``user_id`` (Salesforce style: org id ! random).
+
+        Without ``ttl`` it expires after the accounts' timeout of inactivity; with one, ``ttl``
+        after now however much it is used."""
         token = f"{ids.make_id('00D', 1)[:15]}!{secrets.token_urlsafe(48)}"
-        now = values.to_db_datetime(self.store.clock.now())
+        now = values.to_db_datetime(self.clock.now())
         with self.store.transaction(user_id) as tx:
             sessions = self.meta.tables[schema.SESSIONS]
             tx.conn.execute(
@@ -238,6 +260,7 @@ class Accounts:
                     created_at=now,
                     expires_at=now + (ttl or self.ttl),
                     client=client[:255],
+                    idle_seconds=None if ttl else int(self.ttl.total_seconds()),
                 )
             )
             tx.conn.execute(sessions.delete().where(sessions.c.expires_at < now))
@@ -246,17 +269,32 @@ class Accounts:
     def session(self, token: str) -> Session:
         """The live session of ``token``, or INVALID_SESSION_ID."""
         key = _token_hash(token)
-        now = values.to_db_datetime(self.store.clock.now())
+        now = values.to_db_datetime(self.clock.now())
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None and cached[1] > time.monotonic() and cached[0].expires_at > now:
-            return cached[0]
-        found = self._load_session(key, now)
+            found = cached[0]
+        else:
+            found = self._load_session(key, now)
+            cached = (found, time.monotonic() + CACHE_SECONDS)
+        if found.idle is not None and now + found.idle - found.expires_at >= EXTEND_EVERY:
+            found = self._extend(key, found, now + found.idle)
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[key] = (found, time.monotonic() + CACHE_SECONDS)
+            self._cache[key] = (found, cached[1])
         return found
+
+    def _extend(self, key: str, found: Session, expires_at: datetime) -> Session:
+        """``found`` used now: its inactivity timeout starts again (never shortened)."""
+        sessions = self.meta.tables[schema.SESSIONS]
+        with self.store.transaction() as tx:
+            tx.conn.execute(
+                sessions.update()
+                .where(sessions.c.token_hash == key, sessions.c.expires_at < expires_at)
+                .values(expires_at=expires_at)
+            )
+        return Session(found.user_id, found.is_admin, found.time_zone, expires_at, found.idle)
 
     def _load_session(self, key: str, now: datetime) -> Session:
         sessions, creds, users = (
@@ -268,6 +306,7 @@ class Accounts:
                     sa.select(
                         sessions.c.user_id,
                         sessions.c.expires_at,
+                        sessions.c.idle_seconds,
                         creds.c.is_admin,
                         users.c.TimeZoneSidKey,
                         users.c.IsActive,
@@ -284,8 +323,13 @@ class Accounts:
             )
         if row is None or row["expires_at"] <= now or not row["IsActive"]:
             raise errors.InvalidSession("Session expired or invalid")
+        idle = row["idle_seconds"]
         return Session(
-            row["user_id"], bool(row["is_admin"]), row["TimeZoneSidKey"] or "GMT", row["expires_at"]
+            row["user_id"],
+            bool(row["is_admin"]),
+            row["TimeZoneSidKey"] or "GMT",
+            row["expires_at"],
+            None if idle is None else timedelta(seconds=idle),
         )
 
     def revoke(self, token: str) -> None:

@@ -192,6 +192,8 @@ def _bookkeeping_tables(meta: sa.MetaData) -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("expires_at", sa.DateTime(), nullable=False),
         sa.Column("client", sa.String(255), nullable=False),
+        # the inactivity timeout each use extends expires_at by; NULL: a fixed expiry
+        sa.Column("idle_seconds", sa.Integer(), nullable=True),
     )
     sa.Index(f"ix_{SESSIONS}_expires_at", sessions.c.expires_at)
     sa.Table(
