@@ -115,6 +115,13 @@ def test_password_grant_requires_a_connected_app(server: Server) -> None:
             "error_description": "client identifier invalid",
         }
     key, secret = server.org.accounts.create_app("ci", server.admin)
+    r = s.post(token_url, data=login | {"client_id": "3MVG9unknown", "client_secret": secret})
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_client_id")
+    r = s.post(token_url, data=login | {"client_id": key, "client_secret": "wrong"})
+    assert (r.status_code, r.json()) == (
+        400,
+        {"error": "invalid_client", "error_description": "invalid client credentials"},
+    )
     r = s.post(token_url, data=login | {"client_id": key, "client_secret": secret})
     assert r.status_code == 200 and r.json()["access_token"]
     # simple-salesforce's username/password/token login is SOAP: no connected app needed

@@ -380,7 +380,9 @@ class Accounts:
         apps = self.meta.tables[schema.APPS]
         with self.store.reading() as conn:
             row = conn.execute(sa.select(apps).where(apps.c.consumer_key == key)).mappings().first()
-        if row is None or not check_secret(secret, row["secret_hash"]):
+        if row is None:  # Salesforce tells an unknown client id from a wrong secret
+            raise errors.LoginFailed("client identifier invalid", oauth_error="invalid_client_id")
+        if not check_secret(secret, row["secret_hash"]):
             raise errors.LoginFailed("invalid client credentials", oauth_error="invalid_client")
         return str(row["run_as_user_id"])
 
