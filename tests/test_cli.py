@@ -50,7 +50,7 @@ def test_demo_serves_a_seeded_org_and_its_snippet_works(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
         text=True,
     ) as proc:
-        _check_demo(proc, port)
+        _check_demo(proc, port, tmp_path)
     assert (tmp_path / "opencadence.db").exists()
     again = _run("demo", "--no-serve", cwd=tmp_path)  # seeded once: a second run only serves
     assert again.returncode == 0 and "seeding" not in again.stderr
@@ -58,25 +58,40 @@ def test_demo_serves_a_seeded_org_and_its_snippet_works(tmp_path: Path) -> None:
     assert init.returncode == 0 and "0 change(s) applied" in init.stderr
 
 
-def _check_demo(proc: subprocess.Popen[str], port: int) -> None:
+def _check_demo(proc: subprocess.Popen[str], port: int, cwd: Path) -> None:
     try:
-        lines = [proc.stdout.readline() for _ in range(10)]  # type: ignore[union-attr]
-        snippet = "".join(lines[4:9])
-        assert "simple_salesforce" in snippet and f"127.0.0.1:{port}" in snippet
+        lines = []
+        for _ in range(40):  # the banner: three lines, then shell lines ending with curl
+            lines.append(proc.stdout.readline())  # type: ignore[union-attr]
+            if "curl " in lines[-1] or not lines[-1]:
+                break
+        assert "access token: " in lines[2] and "!" in lines[2]  # Salesforce-style token
+        script = "".join(lines[3:])
+        assert "simple_salesforce" in script and f"127.0.0.1:{port}" in script
+        assert "pip install -q simple-salesforce" in script  # what the main command lacks
         for _ in range(100):  # the banner comes before uvicorn listens
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.1)
+        # pasted as printed into an interactive bash (history expansion on), where the demo ran
         out = subprocess.run(
-            [sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60
+            ["bash", "--norc", "--noprofile", "-i"],
+            input=script + "exit\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=cwd,
         )
-        assert out.returncode == 0, out.stderr
-        rows = out.stdout.splitlines()
-        assert len(rows) > 20 and any("| Intro call |" in r for r in rows)
+        assert "event not found" not in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr, out.stderr
+        rows = [r for r in out.stdout.splitlines() if " | " in r]
+        assert len(rows) > 20 and any("| Intro call |" in r for r in rows), out.stderr
         assert {"Active", "Completed", "Paused", "Scheduled", "InProgress", "Cancelled"} <= {
             r.rsplit("| ", 1)[1] for r in rows
         }
+        moved = json.loads(out.stdout.splitlines()[-1])  # the curl line moved the clock
+        assert set(moved) == {"now"}, out.stdout
     finally:
         proc.terminate()
         proc.wait(timeout=20)

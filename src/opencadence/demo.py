@@ -7,7 +7,10 @@ with TLS and a manual clock and prints the URL, a token and a simple-salesforce 
 
 from __future__ import annotations
 
+import shlex
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from opencadence.cadence import definition_file, runtime, worker
@@ -293,25 +296,47 @@ def _advance(clock: Any, w: worker.Worker, **delta: float) -> None:
 
 
 def banner(url: str, token: str, cert: str | None) -> str:
-    """What the demo prints: where it is, a token, and a snippet that works as printed."""
-    verify = f'"{cert}"' if cert else "True"
+    """What the demo prints: where it is, a token, and shell lines that work as printed.
+
+    Everything after the first three lines is a bash script that can be pasted into an
+    interactive shell in the directory the demo was started from: comments, the pip command
+    that installs simple-salesforce into the demo's own environment, a quoted here-document for
+    its Python snippet, and a curl line. The token carries a ``!`` (Salesforce style), so it
+    only ever appears inside single quotes, where bash's history expansion leaves it alone.
+    """
+    bindir = _shell_path(Path(sys.executable).parent)
+    verify = repr(cert) if cert else "True"
+    host = url.split("://", 1)[1]
     return "\n".join(
         [
             f"opencadence demo org at {url}",
             f"admin: {ADMIN} / {ADMIN_PASSWORD}",
             f"access token: {token}",
             "",
+            "# query it with simple-salesforce (installed into the demo's environment first):",
+            f"{shlex.quote(bindir + '/pip')} install -q simple-salesforce",
+            f"{shlex.quote(bindir + '/python')} - <<'EOF'",
             "import requests; from simple_salesforce import Salesforce",
             f"s = requests.Session(); s.trust_env = False; s.verify = {verify}",
-            f'sf = Salesforce(instance="{url.split("://", 1)[1]}", session_id="{token}", session=s)',
+            f"sf = Salesforce(instance={host!r}, session_id={token!r}, session=s)",
             'for r in sf.query_all("SELECT StepTitle, State, Target.Name FROM ActionCadenceStepTracker")["records"]:',
             '    print(r["Target"]["Name"], "|", r["StepTitle"], "|", r["State"])',
+            "EOF",
             "",
-            "move time (the worker runs what falls due):",
-            f'  curl --cacert {cert or "<cert>"} -X POST -H "Authorization: Bearer {token}" '
-            f"-d '{{\"advance\": 86400}}' {url}/_opencadence/clock",
+            "# move time a day (the worker runs what falls due):",
+            f"curl --noproxy '*' --cacert {shlex.quote(cert or '<cert>')} -X POST"
+            f" -H {shlex.quote('Authorization: Bearer ' + token)}"
+            f" -d '{{\"advance\": 86400}}' {url}/_opencadence/clock",
         ]
     )
+
+
+def _shell_path(path: Path) -> str:
+    """``path`` as a user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def admin_token(org: Org) -> str:
