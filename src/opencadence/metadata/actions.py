@@ -1,6 +1,6 @@
 """The eight Sales Engagement invocable actions, declared once.
 
-Each action's label, the API version it appeared in, its inputs and its outputs (Salesforce"s
+Each action's label, the API version it appeared in, its inputs and its outputs (Salesforce's
 Actions Developer Guide). The runtime (``cadence.actions``) implements them under these names;
 the REST layer lists and describes them from here, so the two never disagree.
 """
@@ -62,6 +62,24 @@ _TARGET = Param(
 )
 
 
+#: inputs several actions share, declared once
+_RELATED_TO = Param(
+    "relatedToId",
+    "ID",
+    False,
+    "Related Record ID",
+    "The opportunity the target's cadence is related to.",
+)
+_ATTRIBUTION_TYPE = Param(
+    "relatedToAttributionType",
+    "STRING",
+    False,
+    "Attribution Type",
+    "How the cadence is attributed to the related opportunity.",
+    picklist_of=_ATTRIBUTION,
+)
+
+
 def _target(required: bool = True, description: str = _TARGET.description) -> Param:
     return Param("targetId", "ID", required, _TARGET.label, description)
 
@@ -97,13 +115,7 @@ ACTIONS: dict[str, ActionSpec] = {
                     "Assignee ID",
                     "The user who works the target's steps; the running user if not given.",
                 ),
-                Param(
-                    "relatedToId",
-                    "ID",
-                    False,
-                    "Related Record ID",
-                    "The opportunity the target's cadence is related to.",
-                ),
+                _RELATED_TO,
             ),
             (
                 Param(
@@ -148,21 +160,8 @@ ACTIONS: dict[str, ActionSpec] = {
                     "The target's disposition when it leaves the cadence.",
                     picklist_of=_DISPOSITION,
                 ),
-                Param(
-                    "relatedToId",
-                    "ID",
-                    False,
-                    "Related Record ID",
-                    "The opportunity the target's cadence is related to.",
-                ),
-                Param(
-                    "relatedToAttributionType",
-                    "STRING",
-                    False,
-                    "Attribution Type",
-                    "How the cadence is attributed to the related opportunity.",
-                    picklist_of=_ATTRIBUTION,
-                ),
+                _RELATED_TO,
+                _ATTRIBUTION_TYPE,
                 Param(
                     "shouldApplyUserContext",
                     "BOOLEAN",
@@ -237,21 +236,8 @@ ACTIONS: dict[str, ActionSpec] = {
                     "The target's disposition.",
                     picklist_of=_DISPOSITION,
                 ),
-                Param(
-                    "relatedToId",
-                    "ID",
-                    False,
-                    "Related Record ID",
-                    "The opportunity the target's cadence is related to.",
-                ),
-                Param(
-                    "relatedToAttributionType",
-                    "STRING",
-                    False,
-                    "Attribution Type",
-                    "How the cadence is attributed to the related opportunity.",
-                    picklist_of=_ATTRIBUTION,
-                ),
+                _RELATED_TO,
+                _ATTRIBUTION_TYPE,
             ),
             (),
             "Change the disposition and related record of a cadence tracker.",
