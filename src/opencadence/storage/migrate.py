@@ -41,6 +41,11 @@ Progress = Callable[[str], None]
 
 
 def fingerprint(registry: Registry) -> str:
+    """The schema fingerprint of ``registry`` (see ``_fingerprint``)."""
+    return _fingerprint(schema.build_metadata(registry))
+
+
+def _fingerprint(target: sa.MetaData) -> str:
     """A hash of the whole schema's shape: every table the registry and the bookkeeping of
     ``schema.py`` declare, with columns, types and indexes, so that a change to either is
     compared against the live database at the next upgrade; the expression indexes of
@@ -51,7 +56,7 @@ def fingerprint(registry: Registry) -> str:
             [(c.name, str(c.type), c.nullable, c.primary_key) for c in table.columns],
             sorted((i.name or "", [c.name for c in i.columns], i.unique) for i in table.indexes),
         )
-        for table in schema.build_metadata(registry).sorted_tables
+        for table in target.sorted_tables
     ]
     shape.append(("lower unique indexes", list(schema.LOWER_UNIQUE_INDEXES), []))
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
@@ -71,14 +76,15 @@ def upgrade(
     with engine.connect() as conn:
         conn = conn.execution_options(**{dialect.WRITE_OPTION: True})
         with conn.begin():
-            if _current_fingerprint(conn) != fingerprint(registry):
+            wanted = _fingerprint(target)
+            if _current_fingerprint(conn) != wanted:
                 done = _apply_diff(conn, target, say)
                 _ensure_sequence(conn)
                 _pg_indexes(conn, target, say, done)
                 _lower_unique_indexes(conn, target, say, done)
                 if f"created table {schema.ROW_COUNTS}" in done:
                     counts.recount(conn, target, [o.name for o in registry])
-                _write_state(conn, target, fingerprint(registry))
+                _write_state(conn, target, wanted)
             _ensure_replay_counter(conn)
             _bootstrap(conn, target, now)
     return done
