@@ -19,7 +19,7 @@ from opencadence.clock import Clock
 from opencadence.email import templates
 from opencadence.metadata import describe, model
 from opencadence.soql import execute
-from opencadence.storage import accounts, records, replication, values
+from opencadence.storage import accounts, authorization, records, replication, values
 
 #: getUpdated looks back at most 30 days; getDeleted 15 (Salesforce's REST documentation).
 UPDATED_WINDOW = timedelta(days=30)
@@ -91,17 +91,19 @@ class Org:
         self, session: accounts.Session, name: str, body: Mapping[str, Any], version: str
     ) -> str:
         obj = self._object(name, version)
+        authorization.check_object(session.principal, obj.name, "create")
         self._check_visible_fields(obj, body, version)
         body, state = _split_state(obj, body)
         if obj.name == "EmailTemplate":  # merge fields are checked when the template is saved
             templates.validate(body, self.registry)
         with (
             self._unique_values(obj),
-            self.store.transaction(session.user_id, origin=_origin(version)) as tx,
+            self._transaction(session, version) as tx,
         ):
             self._check_unique(tx, obj, body, None)
             record_id = tx.insert(obj.name, body)
             self._after_write(tx, obj, record_id, body)
+        self._permissions_changed(obj)
         if state is not None and state != "Draft":
             runtime.set_state(self.store, record_id, state, session.user_id)
         return record_id
@@ -118,6 +120,7 @@ class Org:
         if not obj.supports("update"):
             raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support update")
         canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
+        authorization.check_object(session.principal, obj.name, "update")
         self._check_visible_fields(obj, body, version)
         body, state = _split_state(obj, body)
         if obj.name == "EmailTemplate":
@@ -126,7 +129,7 @@ class Org:
         if body:
             with (
                 self._unique_values(obj),
-                self.store.transaction(session.user_id, origin=_origin(version)) as tx,
+                self._transaction(session, version) as tx,
             ):
                 self._check_unique(tx, obj, body, canonical)
                 tx.update(obj.name, canonical, body)
@@ -138,13 +141,30 @@ class Org:
         if not obj.supports("delete"):
             raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support delete")
         canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
+        authorization.check_object(session.principal, obj.name, "delete")
         if (
             obj.name == "ActionCadenceStep"
         ):  # Orphaned before activation, Retired after (targets exit)
             runtime.delete_step(self.store, canonical, session.user_id)
             return
-        with self.store.transaction(session.user_id, origin=_origin(version)) as tx:
+        with self._transaction(session, version) as tx:
             tx.delete(obj.name, canonical)
+        self._permissions_changed(obj)
+
+    def _transaction(
+        self, session: accounts.Session, version: str
+    ) -> AbstractContextManager[records.Tx]:
+        """A write on behalf of ``session``: ``records.Tx`` checks it against the user's
+        permissions and record access (docs/security-model.md)."""
+        return self.store.transaction(
+            session.user_id, origin=_origin(version), principal=session.principal
+        )
+
+    def _permissions_changed(self, obj: model.ObjectDef) -> None:
+        """A permission set assignment written through the API applies to the next request
+        (sessions carry their permissions, cached for a few seconds)."""
+        if obj.name == "PermissionSetAssignment":
+            self.accounts.forget_sessions()
 
     def _unique_values(self, obj: model.ObjectDef) -> AbstractContextManager[None]:
         """Around a write's transaction: what a unique index refuses, as Salesforce's error."""
@@ -241,7 +261,12 @@ class Org:
         obj = self._replicable(name, version)
         lo, hi, latest = self._window(start, end, DELETED_WINDOW)
         rows, earliest = replication.deleted(
-            self.store, obj.name, lo, hi, limit=MAX_REPLICATION_IDS + 1
+            self.store,
+            obj.name,
+            lo,
+            hi,
+            viewer=self.caller(session).viewer,
+            limit=MAX_REPLICATION_IDS + 1,
         )
         _check_cap(rows)
         return {
