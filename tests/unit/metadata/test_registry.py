@@ -34,6 +34,8 @@ CRM = {
     "Folder",
     "Task",
     "EmailMessage",
+    "PermissionSet",
+    "PermissionSetAssignment",
 }
 CHANGE_EVENTS = {
     "ActionCadence",
