@@ -180,6 +180,30 @@ class Org:
                 self.accounts.check_username(tx.conn, username, except_id=record_id)
         elif obj.name == "EmailTemplate":
             self._check_developer_name(body, record_id)
+        elif obj.name == "PermissionSetAssignment" and record_id is None:
+            self._check_assignment(body)
+
+    def _check_assignment(self, body: Mapping[str, Any]) -> None:
+        """DUPLICATE_VALUE when the user already holds the permission set, as Salesforce
+        refuses a second identical assignment."""
+        given = {k.lower(): v for k, v in body.items()}
+        user, granted = given.get("assigneeid"), given.get("permissionsetid")
+        if not isinstance(user, str) or not isinstance(granted, str):
+            return  # missing or mistyped: the write reports it
+        try:
+            user, granted = ids.parse(user), ids.parse(granted)
+        except errors.OpenCadenceError:
+            return
+        soql = (
+            "SELECT Id FROM PermissionSetAssignment "
+            f"WHERE AssigneeId = '{user}' AND PermissionSetId = '{granted}' LIMIT 1"
+        )
+        if self.queries.query(soql)["records"]:
+            raise errors.DuplicateValue(
+                f"duplicate value found: PermissionSetId duplicates value on record with id: "
+                f"{granted}",
+                fields=["PermissionSetId"],
+            )
 
     def _check_developer_name(self, body: Mapping[str, Any], record_id: str | None) -> None:
         """DUPLICATE_DEVELOPER_NAME when another live template has the DeveloperName ``body``

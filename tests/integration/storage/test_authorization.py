@@ -293,6 +293,8 @@ def test_permissions_are_visible_through_the_api(w: World) -> None:
     e = _error(lambda: w.org.create(w.s("c"), "PermissionSetAssignment", grant, V))
     assert e.error_code == "INSUFFICIENT_ACCESS_OR_READONLY"
     w.org.create(w.s("admin"), "PermissionSetAssignment", grant, V)
+    again = _error(w.org.create, w.s("admin"), "PermissionSetAssignment", grant, V)
+    assert again.error_code == "DUPLICATE_VALUE"
     token = w.org.accounts.open_session(w.ids["a"])
     assert w.org.accounts.session(token).can_manage_cadences
 
