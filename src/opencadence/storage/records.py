@@ -367,6 +367,14 @@ class Tx:
         found = self.conn.execute(sa.select(table.c.Id).where(table.c.Id == record_id, cond))
         return found.first() is not None
 
+    def require_access(self, object_name: str, record_id: str, call: str) -> None:
+        """The checks an API-mode ``call`` (update, delete, undelete) of this record makes,
+        for callers that then write it in system mode on the principal's behalf (the cadence
+        runtime deleting a tracker, the Sales Engagement actions): NOT_FOUND when the
+        principal cannot see it, INSUFFICIENT_ACCESS_OR_READONLY when they may not change it."""
+        obj = self.store.registry.object(object_name)
+        self._check_access(obj, ids.parse(record_id), call, system=False)
+
     def _check_access(self, obj: model.ObjectDef, record_id: str, call: str, system: bool) -> None:
         """Before an update, delete or undelete on behalf of a principal: the object
         permission, then the record. A record the principal cannot see answers exactly as a

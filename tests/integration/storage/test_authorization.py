@@ -92,6 +92,25 @@ def test_rep_cannot_change_or_delete_what_they_cannot_see(w: World, obj: str) ->
     assert rid in w.query_ids("b", f"SELECT Id FROM {obj}")
 
 
+def test_trackers_are_deleted_only_by_their_team(w: World) -> None:
+    cid = _contact(w, "b", "Target")
+    with w.org.store.transaction() as tx:
+        tracker = tx.insert(
+            "ActionCadenceTracker",
+            {"TargetId": cid, "OwnerId": w.ids["b"], "State": "Complete"},
+            system=True,
+        )
+    for who in ("a", "m"):
+        e = _error(w.org.delete, w.s(who), "ActionCadenceTracker", tracker, V)
+        assert e.error_code == "NOT_FOUND"
+    # the check a system-mode caller (the runtime, the actions) makes for a principal
+    with w.org.store.transaction(w.ids["a"], principal=w.s("a").principal) as tx:
+        e = _error(tx.require_access, "ActionCadenceTracker", tracker, "delete")
+    assert e.error_code == "NOT_FOUND"
+    assert w.org.store.get("ActionCadenceTracker", tracker) is not None
+    w.org.delete(w.s("b"), "ActionCadenceTracker", tracker, V)
+
+
 def test_visible_but_not_owned_is_read_only(w: World) -> None:
     """A's tracker targets B's contact: A sees the contact but cannot change or take it."""
     cid = _contact(w, "b", "Shared")
