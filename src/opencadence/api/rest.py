@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -117,8 +118,14 @@ def sobject_describe(request: Request, org: Org, session: accounts.Session, vers
     return org.describe(request.path_params["sobject"], version)
 
 
+#: The read-only resources under an sObject that the ``{id}`` route would otherwise take for ids.
+_SOBJECT_RESOURCES = frozenset({"describe", "updated", "deleted"})
+
+
 def record(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
     name, record_id = request.path_params["sobject"], request.path_params["id"]
+    if record_id in _SOBJECT_RESOURCES:  # a PATCH or DELETE of .../describe is not a record's
+        raise HTTPException(405, headers={"Allow": "HEAD, GET"})
     if request.method == "GET":
         fields = request.query_params.get("fields")
         names = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
