@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sized
-from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -96,7 +95,7 @@ class Org:
         if obj.name == "EmailTemplate":  # merge fields are checked when the template is saved
             templates.validate(body, self.registry)
         with (
-            self._unique_values(obj),
+            records.duplicates_refused(),
             self.store.transaction(session.user_id, origin=_origin(version)) as tx,
         ):
             self._check_unique(tx, obj, body, None)
@@ -125,7 +124,7 @@ class Org:
             templates.validate({**current, **body}, self.registry)
         if body:
             with (
-                self._unique_values(obj),
+                records.duplicates_refused(),
                 self.store.transaction(session.user_id, origin=_origin(version)) as tx,
             ):
                 self._check_unique(tx, obj, body, canonical)
@@ -145,10 +144,6 @@ class Org:
             return
         with self.store.transaction(session.user_id, origin=_origin(version)) as tx:
             tx.delete(obj.name, canonical)
-
-    def _unique_values(self, obj: model.ObjectDef) -> AbstractContextManager[None]:
-        """Around a write's transaction: what a unique index refuses, as Salesforce's error."""
-        return accounts.usernames_unique() if obj.name == "User" else nullcontext()
 
     def _check_unique(
         self, tx: records.Tx, obj: model.ObjectDef, body: Mapping[str, Any], record_id: str | None
