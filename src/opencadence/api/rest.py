@@ -80,11 +80,11 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
         def authenticate() -> tuple[accounts.Session, str]:
             session, version = session_of(request, org), version_of(request)
+            request.state.api_usage = org.count_api_request()  # an authenticated request
             _check_sobject(request, org)
             return session, version
 
         session, version = await run_in_threadpool(authenticate)
-        request.state.api_usage = await run_in_threadpool(org.count_api_request)
         body = await read_json(request) if request.method in ("POST", "PATCH") else None
         request.state.body = body
         result = await run_in_threadpool(handler, request, org, session, version)
