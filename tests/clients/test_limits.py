@@ -89,3 +89,17 @@ def test_past_a_configured_daily_limit_requests_are_refused(server: Server) -> N
             "fields": [],
         }
     ]
+
+
+def test_every_url_describe_advertises_is_served(server: Server) -> None:
+    sf = by_session(server)
+    s = server.session()
+    auth = {"Authorization": f"Bearer {sf.session_id}"}
+    sf.Contact.create({"LastName": "Described"})
+    for name in ("Contact", "User"):
+        urls = sf.restful(f"sobjects/{name}/describe")["urls"]
+        record = sf.query(f"SELECT Id FROM {name} LIMIT 1")["records"]
+        for key, url in urls.items():
+            url = url.replace("{ID}", record[0]["Id"])
+            r = s.get(f"https://{server.instance}{url}", headers=auth)
+            assert r.status_code == 200, (name, key, url, r.status_code)
