@@ -20,7 +20,7 @@ from starlette.routing import Route
 from opencadence import errors
 from opencadence.api import versions
 from opencadence.org import Org
-from opencadence.storage import accounts
+from opencadence.storage import accounts, migrate
 
 MAX_BODY = 1_000_000  # bytes; Salesforce's REST limit for a record body is far smaller
 Handler = Callable[[Request, Org, accounts.Session, str], Any]
@@ -108,9 +108,19 @@ def add_limit_info(request: Request, response: Response) -> None:
 
 def resources(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
     base = f"/services/data/v{version}"
-    return {
+    listed = {
         name: f"{base}/{name}" for name in ("sobjects", "query", "queryAll", "limits", "actions")
     }
+    # where jsforce's identity() and the sf CLI find the identity URL (the token's user's)
+    listed["identity"] = f"{request.url.scheme}://{request.url.netloc}" + identity_path(
+        session.user_id
+    )
+    return listed
+
+
+def identity_path(user_id: str) -> str:
+    """The identity URL's path for ``user_id`` (api/identity.py serves it)."""
+    return f"/id/{migrate.ORG_ID}/{user_id}"
 
 
 def sobjects(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
