@@ -15,7 +15,7 @@ from .conftest import Server
 from .test_simple_salesforce import by_login
 
 INVALID = [
-    {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID", "fields": []}
+    {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}
 ]
 
 
