@@ -82,7 +82,7 @@ def log_sent(tx: records.Tx, sent: Sequence[SentEmail], now: datetime) -> list[s
     zones = {s.owner_id: _zone(tx, s.owner_id) for s in sent}
     task_ids = tx.insert_many(
         "Task",
-        [_task(s, targets[s.target_id], _local_date(now, zones[s.owner_id])) for s in sent],
+        [_task(s, targets[s.target_id], _local_date(now, zones[s.owner_id]), now) for s in sent],
         system=True,
     )
     return tx.insert_many(
@@ -95,7 +95,7 @@ def log_sent(tx: records.Tx, sent: Sequence[SentEmail], now: datetime) -> list[s
     )
 
 
-def _task(s: SentEmail, target: Mapping[str, Any], day: date) -> dict[str, Any]:
+def _task(s: SentEmail, target: Mapping[str, Any], day: date, now: datetime) -> dict[str, Any]:
     context = f"Sales cadence email (step tracker {s.key}, cadence tracker {s.tracker_id})"
     body = s.text if s.text is not None else s.html or ""
     return {
@@ -104,6 +104,8 @@ def _task(s: SentEmail, target: Mapping[str, Any], day: date) -> dict[str, Any]:
         "WhatId": target.get("AccountId"),
         "OwnerId": s.owner_id,
         "Status": "Completed",
+        "IsClosed": True,  # stored, not derived from Status here: set as Salesforce shows it
+        "CompletedDateTime": now,
         "TaskSubtype": "Email",
         "ActivityDate": day,
         "Description": f"{context}\n\n{body}"[:_DESCRIPTION],
