@@ -11,7 +11,7 @@ the objects a rep works with (everything else is public read):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -66,3 +66,66 @@ def predicate(
     if rule is None or user_id is None:
         return None
     return rule(table, meta, user_id)
+
+
+# -- checks on single records (the Sales Engagement actions, deleting a tracker) ---------------
+# Built on ``predicate`` so every rule above (and any added later) applies to them as well.
+
+#: How far up the ManagerId chain a team check looks (a cycle or a deep chain stops there).
+MAX_MANAGER_DEPTH = 32
+
+
+def visible_owners(
+    conn: sa.Connection,
+    meta: sa.MetaData,
+    object_name: str,
+    record_ids: Sequence[str],
+    user_id: str | None,
+    *,
+    include_deleted: bool = False,
+) -> dict[str, str | None]:
+    """Id -> OwnerId (None for an object without owners) of the records among ``record_ids``
+    that ``user_id`` may see (None: sees everything); live ones only unless
+    ``include_deleted``."""
+    table = meta.tables[object_name]
+    owner = table.c.OwnerId if "OwnerId" in table.c else sa.null()
+    out: dict[str, str | None] = {}
+    wanted = sorted(set(record_ids))
+    for start in range(0, len(wanted), 500):
+        stmt = sa.select(table.c.Id, owner).where(table.c.Id.in_(wanted[start : start + 500]))
+        if not include_deleted:
+            stmt = stmt.where(table.c.IsDeleted == sa.false())
+        visible = predicate(object_name, table, meta, user_id)
+        if visible is not None:
+            stmt = stmt.where(visible)
+        out.update({rid: who for rid, who in conn.execute(stmt)})
+    return out
+
+
+def managers_of(conn: sa.Connection, meta: sa.MetaData, user_id: str) -> list[str]:
+    """The ManagerId chain above ``user_id``, nearest first."""
+    users = meta.tables["User"]
+    chain: list[str] = []
+    current: str | None = user_id
+    while current is not None and len(chain) < MAX_MANAGER_DEPTH:
+        current = conn.execute(
+            sa.select(users.c.ManagerId).where(users.c.Id == current)
+        ).scalar_one_or_none()
+        if current is None or current == user_id or current in chain:
+            break
+        chain.append(current)
+    return chain
+
+
+def acts_for(conn: sa.Connection, meta: sa.MetaData, user_id: str, other_id: str | None) -> bool:
+    """Whether ``user_id`` may act for ``other_id``: themselves or a manager above them."""
+    if other_id is None:
+        return False
+    return other_id == user_id or user_id in managers_of(conn, meta, other_id)
+
+
+def record_visible(
+    conn: sa.Connection, meta: sa.MetaData, object_name: str, record_id: str, user_id: str | None
+) -> bool:
+    """Whether the live record ``record_id`` exists and ``user_id`` may see it."""
+    return record_id in visible_owners(conn, meta, object_name, [record_id], user_id)
