@@ -204,22 +204,33 @@ def _retire(tx: records.Tx, cadence: graph.Cadence, step: graph.Step) -> None:
 
 
 def delete_tracker(tx: records.Tx, tracker_id: str, viewer: str | None = None) -> None:
-    """Delete a tracker in ``tx`` and take its target out of the cadence with it: its step
-    trackers are deleted as its children (each in getDeleted, each with a DELETE change
-    event), its run-state row goes (no wake-up, and the target may be enrolled again), and
-    its emails not yet at the relay are cancelled. All or nothing, with the tracker's delete.
+    """Delete a tracker in ``tx`` and take its target out of the cadence first, all or nothing:
+    a running or paused tracker is removed as removeTargetFromSalesCadence removes it (open step
+    Cancelled, tracker Complete with ManuallyRemoved, run-state row gone so the target may be
+    enrolled again), its emails not yet at the relay are cancelled, and its step trackers are
+    deleted with it as its children; each deleted record is in getDeleted and has its DELETE
+    change event (docs/runtime-decisions.md, "Deleting a tracker").
 
     ``viewer`` (None: an admin) deletes only a tracker they may act on, as for the actions:
-    their own or one of a user they manage (docs/runtime-decisions.md, "Deleting a tracker").
+    their own or one of a user they manage.
     """
     runs = RunStore(tx.store)
     _check_may_delete(tx, tracker_id, viewer)
     runs.lock(tx.conn, [tracker_id])  # waits for a worker moving this tracker right now
-    if tx.get(TRACKER, tracker_id) is not None:  # a deleted or unknown one: tx.delete says so
+    row = tx.get(TRACKER, tracker_id)
+    if row is not None:  # a deleted or unknown one: tx.delete below says so
+        if row["State"] in ("Running", "Paused"):
+            _transition(
+                runs,
+                Config(),
+                tx,
+                tracker_id,
+                lambda c, cad, s: engine.remove(c, cad, s, now_of(tx.store), tx.user_id),
+            )
+        runs.forget(tx.conn, tracker_id)  # any state: no wake-up for a deleted tracker
+        mail.outbox(tx.store.meta).cancel_tracker(tx.conn, tracker_id)
         for step_tracker_id in runs.live_step_trackers(tx.conn, tracker_id):
             tx.delete(STEP, step_tracker_id, system=True)
-        runs.forget(tx.conn, tracker_id)
-        mail.outbox(tx.store.meta).cancel_tracker(tx.conn, tracker_id)
     tx.delete(TRACKER, tracker_id)
 
 
