@@ -1,7 +1,7 @@
 """The eight Sales Engagement invocable actions, with Salesforce's names, inputs and outputs.
 
 Each action takes a list of input dicts and returns one result per input, in order:
-``{"isSuccess": bool, "outputValues": dict | None, "errors": [{"statusCode", "message"}]}``.
+``{"isSuccess": bool, "outputValues": dict | None, "errors": [{"statusCode", "message", "fields"}]}``.
 A bad input fails alone: the others are applied (together, in one transaction; if that
 transaction meets a concurrent change it is redone one input per transaction).
 
