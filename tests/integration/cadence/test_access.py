@@ -3,14 +3,17 @@ an admin, through the Org facade (what REST calls), on both databases."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from opencadence import errors, ids, system
+from opencadence.cadence import engine, runtime
 from opencadence.clock import ManualClock
 from opencadence.org import Org
 from opencadence.storage import accounts, records, schema
@@ -381,3 +384,43 @@ def test_deleting_a_tracker_is_all_or_nothing(
     monkeypatch.undo()
     org.delete(people.b, "ActionCadenceTracker", tracker, V)
     assert tracker_row(store, tracker)["IsDeleted"]
+
+
+def test_a_delete_waits_for_a_transition_in_flight_and_deletes_the_step_it_made(
+    org: Org, store: records.Store, people: People, cadence: str
+) -> None:
+    target = contact(org, people.b, "bee")
+    tracker = enrol(org, people.b, target)
+    step = tracker_row(store, tracker)["CurrentStepId"]
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def delete() -> None:
+        try:
+            org.delete(people.b, "ActionCadenceTracker", tracker, V)
+        except BaseException as exc:  # reported by the assertion below
+            failures.append(exc)
+        finally:
+            done.set()
+
+    with store.transaction(people.b.user_id) as tx:  # a rep's Skip, not yet committed
+        runtime.transition(
+            store,
+            tracker,
+            tx.user_id,
+            lambda c, cad, s: engine.on_step_event(
+                c, cad, s, runtime.now_of(store), tx.user_id, step, "Skip"
+            ),
+            tx=tx,
+        )
+        thread = threading.Thread(target=delete)
+        thread.start()
+        assert not done.wait(0.5)  # the delete waits for this transaction
+    thread.join(timeout=30)
+    assert done.is_set() and failures == []
+    t = store.meta.tables["ActionCadenceStepTracker"]
+    with store.reading() as conn:
+        rows = conn.execute(
+            sa.select(t.c.StepType, t.c.IsDeleted).where(t.c.ActionCadenceTrackerId == tracker)
+        ).all()
+    assert sorted(rows) == [("CreateTask", True), ("MakeACall", True), ("Root", True)]
