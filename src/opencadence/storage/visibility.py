@@ -19,13 +19,14 @@ import sqlalchemy as sa
 Col = sa.ColumnElement[Any]
 
 
-def _my_trackers(meta: sa.MetaData, user_id: str, column: str) -> sa.Select[Any]:
+def _my_trackers(
+    meta: sa.MetaData, user_id: str, column: str, *, live_only: bool = True
+) -> sa.Select[Any]:
     trackers = meta.tables["ActionCadenceTracker"]
-    return sa.select(trackers.c[column]).where(
-        trackers.c.OwnerId == user_id,
-        trackers.c.IsDeleted == sa.false(),
-        trackers.c[column].is_not(None),
+    stmt = sa.select(trackers.c[column]).where(
+        trackers.c.OwnerId == user_id, trackers.c[column].is_not(None)
     )
+    return stmt.where(trackers.c.IsDeleted == sa.false()) if live_only else stmt
 
 
 def _tracker(table: sa.FromClause, meta: sa.MetaData, user_id: str) -> Col:
@@ -33,8 +34,10 @@ def _tracker(table: sa.FromClause, meta: sa.MetaData, user_id: str) -> Col:
 
 
 def _step_tracker(table: sa.FromClause, meta: sa.MetaData, user_id: str) -> Col:
+    # deleted trackers count: their step trackers are deleted with them (runtime.delete_tracker)
+    # and their owner still sees those in queryAll and getDeleted
     return sa.or_(
-        table.c.ActionCadenceTrackerId.in_(_my_trackers(meta, user_id, "Id")),
+        table.c.ActionCadenceTrackerId.in_(_my_trackers(meta, user_id, "Id", live_only=False)),
         table.c.CompletedById == user_id,
     )
 

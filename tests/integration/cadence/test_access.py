@@ -332,6 +332,11 @@ def test_deleting_a_running_tracker_takes_its_target_out_of_the_cadence(
     assert [r["id"] for r in listed] == [tracker]
     listed = org.deleted(people.admin, "ActionCadenceStepTracker", *when, V)["deletedRecords"]
     assert sorted(r["id"] for r in listed) == sorted(steps)
+    # the owner still sees the deleted step trackers with queryAll (and getDeleted), A doesn't
+    soql = f"SELECT Id FROM ActionCadenceStepTracker WHERE ActionCadenceTrackerId = '{tracker}'"
+    for who, seen in ((people.b, sorted(steps)), (people.a, [])):
+        found = org.query(who, soql, V, include_deleted=True)["records"]
+        assert sorted(r["Id"] for r in found) == seen
     # a logged call is a plain Task now (no 404), and the target can be enrolled again
     task = org.create(
         people.b,
