@@ -14,6 +14,7 @@ from opencadence import errors
 from opencadence.api import (
     actions,
     email_settings,
+    identity,
     oauth,
     openapi,
     rest,
@@ -104,6 +105,7 @@ def build_app(
         + actions.routes()
         + email_settings.routes()
         + oauth.routes()
+        + identity.routes()
         + streaming.routes()
     )
     if manual_clock is not None:

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from opencadence import errors
-from opencadence.api.rest import json_response
+from opencadence.api.rest import add_limit_info, json_response
 
 log = logging.getLogger("opencadence.api")
 
@@ -19,7 +19,9 @@ async def opencadence_error(request: Request, exc: Exception) -> Response:
     status = exc.http_status
     if status >= 500:
         log.error("request failed: %s %s: %s", request.method, request.url.path, exc.message)
-    return json_response(body, status)
+    response = json_response(body, status)
+    add_limit_info(request, response)
+    return response
 
 
 async def unexpected(request: Request, exc: Exception) -> Response:
