@@ -20,7 +20,7 @@ from opencadence.cadence.sender import Sender
 from opencadence.cadence.settings import Config as RuntimeConfig
 from opencadence.cadence.worker import Worker
 from opencadence.clock import Clock, ManualClock, SystemClock
-from opencadence.email import inbound, smtp_sender, tracking
+from opencadence.email import inbound, no_relay, smtp_sender, tracking
 from opencadence.metadata import registry
 from opencadence.metadata.registry import Registry
 from opencadence.org import Org
@@ -63,7 +63,8 @@ class Settings:
     #: this process applies cadence transitions (builds the worker and, with a relay, the
     #: SMTP sender, whose interrupted sends are reconciled at once)
     worker: bool = True
-    #: None: automated emails are recorded as sent, nothing leaves the machine
+    #: None: automated emails are checked, rendered and recorded as sent (EmailMessage and
+    #: Task written), nothing leaves the machine (email/no_relay.py)
     relay: SmtpRelay | None = None
     #: this process answers open/click tracking links (makes the org's tracking secret)
     tracking: bool = False
@@ -205,6 +206,8 @@ def _add_workers(system: System, sender: Sender | None) -> None:
         return
     if sender is None and settings.relay is not None:
         sender = system.smtp = _smtp(system, settings.relay)
+    elif sender is None:  # recorded as sent (checked, rendered, logged), nothing leaves
+        sender = no_relay.NoRelaySender(system.store)
     system.worker = Worker(system.store, sender, settings.runtime)
 
 

@@ -15,8 +15,11 @@ log = logging.getLogger("opencadence.api")
 
 async def opencadence_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.OpenCadenceError)
-    body = [{"message": exc.message, "errorCode": exc.error_code, "fields": exc.fields}]
     status = exc.http_status
+    error: dict[str, object] = {"message": exc.message, "errorCode": exc.error_code}
+    if status != 401:  # Salesforce's 401 body is message and errorCode only, no fields key
+        error["fields"] = exc.fields
+    body = [error]
     if status >= 500:
         log.error("request failed: %s %s: %s", request.method, request.url.path, exc.message)
     response = json_response(body, status)
