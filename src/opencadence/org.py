@@ -7,7 +7,7 @@ actions, each for a calling session. The API layers only parse requests and rend
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sized
+from collections.abc import Callable, Mapping, Sequence, Sized
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +18,7 @@ from opencadence.cadence import runtime
 from opencadence.clock import Clock
 from opencadence.email import templates
 from opencadence.metadata import describe, model
+from opencadence.metadata.sales_engagement import TRACKER
 from opencadence.soql import execute
 from opencadence.storage import (
     accounts,
@@ -196,7 +197,10 @@ class Org:
             runtime.delete_step(self.store, canonical, session.user_id)
             return
         with self._transaction(session, version) as tx:
-            tx.delete(obj.name, canonical)
+            if obj.name == TRACKER:  # takes the target out of the cadence in the same transaction
+                runtime.delete_tracker(tx, canonical, self.caller(session).viewer)
+            else:
+                tx.delete(obj.name, canonical)
         self._permissions_changed(obj)
 
     def _transaction(
@@ -277,6 +281,18 @@ class Org:
     ) -> None:
         for hook in self.after_write.get(obj.name, ()):
             hook(tx, obj, record_id, body)
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def invoke_action(
+        self, session: accounts.Session, name: str, inputs: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """A Sales Engagement action for the session's user, limited to what they may act on
+        (an admin acts on everything)."""
+        results: list[dict[str, Any]] = self.actions.invoke(
+            name, inputs, session.user_id, viewer=self.caller(session).viewer
+        )
+        return results
 
     # --- query ------------------------------------------------------------------------------
 
