@@ -22,14 +22,6 @@ from tests.integration.cadence.helpers import step_trackers
 
 V = "62.0"
 DENIED = "INSUFFICIENT_ACCESS_OR_READONLY"
-#: A manager sees the team's records once visibility.py has the ManagerId rule (issue 10,
-#: item 6, another branch); the actions and the delete build on that rule (``acts_for`` checks
-#: the chain already). Strict: these start passing, and must then lose the mark, at that merge.
-NEEDS_TEAM_VISIBILITY = pytest.mark.xfail(
-    strict=True, reason="managers' team visibility (storage/visibility.py) not merged yet"
-)
-
-
 @dataclass
 class People:
     admin: accounts.Session
@@ -168,7 +160,6 @@ def _tracker_of(store: records.Store, target: str) -> str:
     return found
 
 
-@NEEDS_TEAM_VISIBILITY
 def test_a_manager_acts_on_the_teams_trackers(
     org: Org, store: records.Store, people: People, build: Build
 ) -> None:
