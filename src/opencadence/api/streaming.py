@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -320,6 +320,8 @@ async def endpoint(request: Request) -> Response:
         )
     try:
         messages = await request.json()
+    except ClientDisconnect:  # gone before its body arrived: nobody to answer
+        return Response(status_code=400)
     except ValueError:
         return json_response([{"successful": False, "error": "400::invalid JSON"}], 400)
     if isinstance(messages, dict):
