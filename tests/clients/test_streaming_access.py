@@ -250,6 +250,30 @@ def test_idle_long_poll_runs_no_sql_and_a_commit_wakes_it(
     bayeux.close()
 
 
+def test_subscription_made_while_a_connect_is_held_is_read_at_once(org3: Org3) -> None:
+    """aiosfstream-ng subscribes while its second /meta/connect is already held."""
+    made = _sentinel(org3.org.store, org3.a)
+    bayeux = Bayeux(org3)
+    bayeux.connect()
+    thread, out = _held_connect(bayeux)
+    _wait_held(org3, bayeux.client_id)
+    started = time.monotonic()
+    reply = bayeux.post(
+        {
+            "channel": "/meta/subscribe",
+            "clientId": bayeux.client_id,
+            "subscription": "/data/ContactChangeEvent",
+            "ext": {"replay": {"/data/ContactChangeEvent": -2}},
+        }
+    )
+    assert reply[0]["successful"], reply
+    thread.join(timeout=5)
+    assert not thread.is_alive() and time.monotonic() - started < 1.0
+    data = [m for m in out[0] if "data" in m]
+    assert [m["data"]["payload"]["ChangeEventHeader"]["recordIds"] for m in data] == [[made]]
+    bayeux.close()
+
+
 def test_commit_by_another_process_wakes_a_long_poll(org3: Org3, db_url: str) -> None:
     bayeux = Bayeux(org3)
     bayeux.subscribe()

@@ -67,6 +67,20 @@ class Client:
     #: /meta/connect requests being held for it (a held client is not idle)
     waiting: int = 0
 
+    #: set (and replaced) when a subscription is added, so a connect held meanwhile reads it
+    _subscribed: asyncio.Event | None = None
+
+    def subscribed(self) -> asyncio.Event:
+        if self._subscribed is None:
+            self._subscribed = asyncio.Event()
+        return self._subscribed
+
+    def new_subscription(self) -> None:
+        """A subscription was added (on the loop): wake this client's held connect."""
+        if self._subscribed is not None:
+            self._subscribed.set()
+            self._subscribed = None
+
     def behind(self, newest: int) -> bool:
         """Whether a subscription has not yet seen replay id ``newest``."""
         return any(cursor < newest for cursor in self.subscriptions.values())
@@ -360,7 +374,10 @@ async def _handle_client(
 ) -> list[dict[str, Any]]:
     channel = msg.get("channel")
     if channel == "/meta/subscribe":
-        return [await run_in_threadpool(streaming.subscribe, msg, client)]
+        reply = await run_in_threadpool(streaming.subscribe, msg, client)
+        if reply["successful"]:  # clients subscribe while their connect is held already
+            client.new_subscription()
+        return [reply]
     if channel == "/meta/unsubscribe":
         client.subscriptions.pop(str(msg.get("subscription")), None)
         return [
@@ -418,7 +435,8 @@ async def _wait_for_events(
     try:
         read = True  # the first look: events committed before this connect
         while True:
-            changed = hub.changed()  # taken before the read: a commit during it sets this one
+            # taken before the read: a commit or subscription during it sets them
+            changed, subscribed = hub.changed(), client.subscribed()
             if read:
                 found = await run_in_threadpool(streaming.events_for, client)
                 if found or client not in streaming.clients.values():
@@ -426,12 +444,13 @@ async def _wait_for_events(
             remaining = deadline - loop.time()
             if remaining <= 0 or gone.done():
                 return []
-            woken = loop.create_task(changed.wait())
+            woken = [loop.create_task(changed.wait()), loop.create_task(subscribed.wait())]
             try:
-                await asyncio.wait({woken, gone}, timeout=remaining, return_when="FIRST_COMPLETED")
+                await asyncio.wait({*woken, gone}, timeout=remaining, return_when="FIRST_COMPLETED")
             finally:
-                woken.cancel()
-            read = changed.is_set() and client.behind(hub.newest)
+                for task in woken:
+                    task.cancel()
+            read = subscribed.is_set() or (changed.is_set() and client.behind(hub.newest))
     finally:
         gone.cancel()
 
