@@ -321,6 +321,21 @@ def test_long_poll_ends_when_its_client_goes(org3: Org3, statements: list[str]) 
     bayeux.close()
 
 
+def test_meta_disconnect_ends_the_held_connect(org3: Org3) -> None:
+    bayeux = Bayeux(org3)
+    bayeux.subscribe()
+    bayeux.connect()
+    thread, out = _held_connect(bayeux)
+    _wait_held(org3, bayeux.client_id)
+    started = time.monotonic()
+    reply = bayeux.post({"channel": "/meta/disconnect", "clientId": bayeux.client_id})
+    assert reply[0]["successful"]
+    thread.join(timeout=5)
+    assert not thread.is_alive() and time.monotonic() - started < 1.0
+    assert bayeux.client_id not in org3.streaming.clients
+    bayeux.close()
+
+
 def test_idle_clients_expire_and_handshakes_are_capped(org3: Org3) -> None:
     hub = org3.streaming
     hub.idle_timeout, hub.max_clients = 0.5, 3

@@ -10,7 +10,7 @@ resuming after a replay id never skips an event.
 
 Who sees what: a subscriber without "View All Data" receives only the events of records the
 record rules let it see (``storage.visibility``, applied inside the SQL of the read), on every
-channel, and no User events (Salesforce asks for "View All Users"); see docs/security-model.md.
+channel, and no User events (Salesforce asks for "View All Users"); see docs/runtime-decisions.md.
 
 What waiting costs: nothing. A held /meta/connect sleeps on an asyncio event that a commit
 writing change events sets (``Store.event_listeners`` in this process; ``storage.wakeup`` for
@@ -67,7 +67,8 @@ class Client:
     #: /meta/connect requests being held for it (a held client is not idle)
     waiting: int = 0
 
-    #: set (and replaced) when a subscription is added, so a connect held meanwhile reads it
+    #: set (and replaced) when a subscription is added or the client disconnects, so a
+    #: connect held meanwhile reads again or ends
     _subscribed: asyncio.Event | None = None
 
     def subscribed(self) -> asyncio.Event:
@@ -75,8 +76,8 @@ class Client:
             self._subscribed = asyncio.Event()
         return self._subscribed
 
-    def new_subscription(self) -> None:
-        """A subscription was added (on the loop): wake this client's held connect."""
+    def poke(self) -> None:
+        """A subscription was added or the client left (on the loop): wake its held connect."""
         if self._subscribed is not None:
             self._subscribed.set()
             self._subscribed = None
@@ -376,7 +377,7 @@ async def _handle_client(
     if channel == "/meta/subscribe":
         reply = await run_in_threadpool(streaming.subscribe, msg, client)
         if reply["successful"]:  # clients subscribe while their connect is held already
-            client.new_subscription()
+            client.poke()
         return [reply]
     if channel == "/meta/unsubscribe":
         client.subscriptions.pop(str(msg.get("subscription")), None)
@@ -391,6 +392,7 @@ async def _handle_client(
         ]
     if channel == "/meta/disconnect":
         streaming.clients.pop(str(msg.get("clientId")), None)
+        client.poke()  # its held connect, if any, ends now
         return [
             {"channel": channel, "clientId": msg.get("clientId"), "successful": True, **_id(msg)}
         ]
