@@ -30,6 +30,11 @@ Ids, locks, indexes, types
     row locks (``FOR UPDATE [SKIP LOCKED]``) exist on PostgreSQL only; PostgreSQL needs extra
     NULLS FIRST indexes; autoincrement keys are INTEGER on SQLite (its rowid).
 
+Wake-ups
+    A commit that writes change events wakes the CometD readers of other processes: on
+    PostgreSQL with ``NOTIFY`` (the payload is the last replay id; ``wakeup.py`` LISTENs), on
+    SQLite through the database files themselves (``wakeup.py`` looks at their size and mtime).
+
 Constants in expressions are rendered inline, never as bound parameters, so that an expression
 in SELECT and the same expression in GROUP BY compile to identical SQL (PostgreSQL compares
 them as text).
@@ -63,6 +68,22 @@ def is_sqlite(bind: Bind) -> bool:
 
 
 # --- connections -----------------------------------------------------------------------------
+
+#: The PostgreSQL NOTIFY channel of committed change events (payload: the last replay id).
+EVENTS_CHANNEL = "oc_change_events"
+
+
+def notify_events(conn: sa.Connection, last_replay_id: int) -> None:
+    """Tell other processes, at commit, that change events up to ``last_replay_id`` exist.
+
+    PostgreSQL delivers a NOTIFY when the transaction commits, never after a rollback; SQLite
+    has no such thing (its readers watch the files, see ``wakeup.py``).
+    """
+    if not is_sqlite(conn):
+        conn.execute(
+            sa.text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": EVENTS_CHANNEL, "payload": str(last_replay_id)},
+        )
 
 
 def setup_sqlite(engine: Engine, *, wal: bool) -> None:

@@ -70,6 +70,9 @@ class Store:
         self.plan_ok_prefixes: set[tuple[int, str]] = set()
         #: statements of the batch writer compiled per (shape, dialect), kept with the tables
         self.batch_statements: dict[Any, Any] = {}
+        #: called with the last replay id after each commit that wrote change events, in the
+        #: committing thread (the CometD endpoint wakes its waiting long-polls with it)
+        self.event_listeners: list[Callable[[int], None]] = []
 
     def plan(self, obj: model.ObjectDef, system: bool) -> _WritePlan:
         """Per-object facts every write needs, computed once (writes are the hot path)."""
@@ -102,6 +105,9 @@ class Store:
             # once (the SMTP sender's final ".") waits microseconds, not a pool checkin
             for action in tx.on_commit:
                 action()
+            if tx.last_replay_id:
+                for listener in list(self.event_listeners):
+                    listener(tx.last_replay_id)
 
     @contextmanager
     def reading(self) -> Iterator[sa.Connection]:
@@ -192,6 +198,8 @@ class Tx:
         self._count_deltas: Counter[str] = Counter()
         #: called in order right after the commit (not after a rollback)
         self.on_commit: list[Callable[[], None]] = []
+        #: the last change-event replay id this transaction wrote (0: none yet)
+        self.last_replay_id = 0
         self.events = events.TransactionEvents(
             transaction_key=str(uuid.uuid4()),
             commit_user=self.user_id,
@@ -225,10 +233,15 @@ class Tx:
 
     def flush_events(self) -> None:
         """Write what the transaction accumulated: change events and row-count deltas."""
-        events.write(self.conn, self.store.meta, self.events)
+        self.write_events(self.events)
         if self._count_deltas:
             counts.apply(self.conn, self.store.meta, self._count_deltas)
             self._count_deltas.clear()
+
+    def write_events(self, pending: events.TransactionEvents) -> None:
+        """Append change events to the log (the store's event listeners hear of them at commit)."""
+        last = events.write(self.conn, self.store.meta, pending)
+        self.last_replay_id = max(self.last_replay_id, last)
 
     # -- insert ---------------------------------------------------------------------------
 
