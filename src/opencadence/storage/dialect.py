@@ -79,7 +79,7 @@ def setup_sqlite(engine: Engine, *, wal: bool) -> None:
         if wal:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={LOCK_WAIT_SECONDS * 1000}")
         cursor.close()
         _register_functions(dbapi_conn)
 
@@ -87,6 +87,34 @@ def setup_sqlite(engine: Engine, *, wal: bool) -> None:
     def _on_begin(conn: sa.Connection) -> None:
         write = conn.get_execution_options().get(WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+#: How long a writer waits for a row lock (PostgreSQL) or the write lock (SQLite) before
+#: UNABLE_TO_LOCK_ROW: Salesforce's own record-lock wait is 10 seconds.
+LOCK_WAIT_SECONDS = 10
+
+#: PostgreSQL SQLSTATEs of a lock not obtained: lock_not_available (lock_timeout),
+#: deadlock_detected, serialization_failure.
+_PG_LOCK_STATES = frozenset({"55P03", "40P01", "40001"})
+
+
+def postgres_connect_args() -> dict[str, Any]:
+    """Connection options of every PostgreSQL connection: a lock wait bounded as Salesforce's."""
+    return {"options": f"-c lock_timeout={LOCK_WAIT_SECONDS * 1000}"}
+
+
+def is_lock_failure(exc: BaseException) -> bool:
+    """Whether a driver error means "another transaction holds the lock; try again": SQLite's
+    "database is locked" (its busy timeout ran out) or PostgreSQL's lock timeout, deadlock and
+    serialization failures. A lost connection is not one of them."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return False
+    state = getattr(orig, "sqlstate", None)
+    if state is not None:
+        return str(state) in _PG_LOCK_STATES
+    text = str(orig).lower()
+    return "database is locked" in text or "database table is locked" in text
 
 
 @lru_cache(maxsize=256)

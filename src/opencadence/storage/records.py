@@ -15,6 +15,7 @@ which maintains read-only fields such as ActionCadenceStepTracker.State itself.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -61,6 +62,8 @@ class Store:
         self.plan_ok_prefixes: set[tuple[int, str]] = set()
         #: statements of the batch writer compiled per (shape, dialect), kept with the tables
         self.batch_statements: dict[Any, Any] = {}
+        #: the connection of the write transaction open on each thread (see ``reading``)
+        self._local = threading.local()
 
     def plan(self, obj: model.ObjectDef, system: bool) -> _WritePlan:
         """Per-object facts every write needs, computed once (writes are the hot path)."""
@@ -72,13 +75,19 @@ class Store:
 
     @contextmanager
     def transaction(self, user_id: str = AUTOMATED_USER, *, origin: str = "") -> Iterator[Tx]:
-        """One write transaction: everything in it commits, with its events, or nothing does."""
-        with self.engine.connect() as conn:
+        """One write transaction: everything in it commits, with its events, or nothing does.
+
+        A lock it could not get in time (another writer) raises UnableToLockRow."""
+        with locks_refused(), self.engine.connect() as conn:
             conn = conn.execution_options(**{dialect.WRITE_OPTION: True})
             with conn.begin():
                 tx = Tx(self, conn, user_id, origin)
-                yield tx
-                tx.flush_events()
+                outer, self._local.conn = getattr(self._local, "conn", None), conn
+                try:
+                    yield tx
+                    tx.flush_events()
+                finally:
+                    self._local.conn = outer
             # before the connection goes back to the pool: what must follow the commit at
             # once (the SMTP sender's final ".") waits microseconds, not a pool checkin
             for action in tx.on_commit:
@@ -86,8 +95,16 @@ class Store:
 
     @contextmanager
     def reading(self) -> Iterator[sa.Connection]:
-        """A read-only connection (a consistent snapshot on PostgreSQL)."""
-        with self.engine.connect() as conn:
+        """A read-only connection (a consistent snapshot on PostgreSQL).
+
+        Inside a write transaction of this thread it is that transaction's connection: one
+        connection per request, whatever it does, so concurrent requests can never each hold
+        one pooled connection while waiting for a second (a pool deadlock)."""
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        with locks_refused(), self.engine.connect() as conn:
             with conn.begin():
                 yield conn
 
@@ -541,6 +558,21 @@ def duplicates_refused() -> Iterator[None]:
         yield
     except sa.exc.IntegrityError as exc:
         raise errors.DuplicateValue("duplicate value found: the row already exists") from exc
+
+
+@contextmanager
+def locks_refused() -> Iterator[None]:
+    """A lock not obtained in time (SQLite's busy timeout, PostgreSQL's lock timeout or a
+    deadlock) or no pooled connection free as Salesforce's UNABLE_TO_LOCK_ROW: a 400 the
+    client retries, never a 500."""
+    try:
+        yield
+    except sa.exc.TimeoutError as exc:  # the connection pool stayed exhausted
+        raise errors.UnableToLockRow() from exc
+    except sa.exc.DBAPIError as exc:
+        if dialect.is_lock_failure(exc):
+            raise errors.UnableToLockRow() from exc
+        raise
 
 
 def _full_name(row: Mapping[str, Any]) -> str | None:
