@@ -63,3 +63,14 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     engine = sa.create_engine(url, connect_args=connect, **kwargs)
     dialect.setup_sqlite(engine, wal=not memory)
     return engine
+
+
+def ping(engine: Engine) -> str | None:
+    """None when the database answers a trivial query on a pooled connection, else why not
+    (for health checks; a dead pooled connection is replaced by the pool's pre-ping)."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        return (str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines() or [""])[0]
+    return None
