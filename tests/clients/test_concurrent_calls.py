@@ -33,7 +33,12 @@ def _cadence_with_a_call(server: Server, targets: int) -> list[str]:
         "state": "Active",
         "steps": [
             {"StepName": "root", "Type": "Root", "StepTitle": "root"},
-            {"StepName": "call", "Type": "MakeACall", "StepTitle": "call", "ParentStepName": "root"},
+            {
+                "StepName": "call",
+                "Type": "MakeACall",
+                "StepTitle": "call",
+                "ParentStepName": "root",
+            },
             {"StepName": "task", "Type": "CreateTask", "StepTitle": "t", "ParentStepName": "call"},
         ],
     }
@@ -101,7 +106,9 @@ def test_runtime_reads_on_the_request_connection(server: Server) -> None:
         with store.transaction(admin["Id"]) as tx:
             task = tx.insert("Task", {"Subject": "Call", "WhoId": contact, "TaskSubtype": "Call"})
             checked_out.clear()
-            server.org._after_write(tx, store.registry.object("Task"), task, {"TaskSubtype": "Call"})
+            server.org._after_write(
+                tx, store.registry.object("Task"), task, {"TaskSubtype": "Call"}
+            )
             assert checked_out == [], "the runtime checked out a second connection"
     finally:
         event.remove(pool, "checkout", on_checkout)

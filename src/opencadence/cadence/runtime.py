@@ -260,9 +260,7 @@ def on_task_created(
         tracker_id = RunStore(store).active_tracker_of(tx.conn, [task["WhoId"]]).get(task["WhoId"])
     else:
         with store.reading() as conn:
-            tracker_id = RunStore(store).active_tracker_of(conn, [task["WhoId"]]).get(
-                task["WhoId"]
-            )
+            tracker_id = RunStore(store).active_tracker_of(conn, [task["WhoId"]]).get(task["WhoId"])
     if tracker_id is None:
         return False
     outcome = call_outcome(task, config)

@@ -72,5 +72,6 @@ def ping(engine: Engine) -> str | None:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.SQLAlchemyError as exc:
-        return (str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines() or [""])[0]
+        cause = getattr(exc, "orig", None) or exc
+        return (str(cause).strip().splitlines() or [""])[0]
     return None

@@ -389,6 +389,22 @@ class RunStore:
         )
         return list(conn.execute(dialect.for_update(stmt, conn, skip_locked=True)).scalars())
 
+    def wake(self, conn: sa.Connection, tracker_ids: Collection[str], now: datetime) -> None:
+        """Make the running (not paused) trackers of ``tracker_ids`` due at ``now`` if their
+        wake-up is later: what another worker scheduled for a lease's end is due at once."""
+        ids_ = [t for t in tracker_ids if t]
+        run = self.run
+        for chunk in _chunks(ids_):
+            conn.execute(
+                run.update()
+                .where(
+                    run.c.tracker_id.in_(list(chunk)),
+                    run.c.due_at > now,
+                    run.c.paused_at.is_(None),
+                )
+                .values(due_at=now)
+            )
+
     # -- run-state writes -------------------------------------------------------------------
 
     def write(self, conn: sa.Connection, changes: RunChanges) -> None:

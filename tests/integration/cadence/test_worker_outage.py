@@ -18,6 +18,7 @@ from opencadence.cadence import definition_file, worker
 from opencadence.storage import records
 from tests.integration.cadence.helpers import assign
 
+
 def _terminate(admin: sa.Engine, pid: int) -> None:
     with admin.connect() as conn:
         conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
