@@ -211,9 +211,7 @@ class SmtpSender:
         if status == "unknown":
             if not self.config.resend_unknown:
                 return SendResult(True)  # reported (the event), counted as sent
-            outbox.stage(conn, email.key, now + self.config.lease)  # same Message-ID and body
-            self._staged.append(email.key)
-            return SendResult(False, None, now)
+            return self._stage(conn, email.key, now)  # same Message-ID and body
         if status == "waiting":
             return self._admit(conn, email, now, row)
         if status == "retry" and row["next_at"] is not None and row["next_at"] > now:
@@ -221,8 +219,16 @@ class SmtpSender:
         if status == "pending" and lease is not None and lease > now:
             return SendResult(False, None, lease)  # another worker is delivering it
         # pending whose worker died before the final "." or a retry now due: stage again
-        outbox.stage(conn, email.key, now + self.config.lease)
-        self._staged.append(email.key)
+        return self._stage(conn, email.key, now)
+
+    def _stage(self, conn: mail.Connection, key: str, now: datetime) -> SendResult:
+        """Take the row over for delivery after this commit. The update is guarded: a worker
+        still delivering the row (it reached the row after its lease ran out) keeps it, and
+        its recorded send wakes the step."""
+        lease = now + self.config.lease
+        if not self.outbox.stage(conn, key, lease, now):
+            return SendResult(False, None, lease)
+        self._staged.append(key)
         return SendResult(False, None, now)
 
     def _admit(
@@ -341,13 +347,20 @@ class SmtpSender:
                         self._unmarked.append(row["key"])
                 except DeliveryError as exc:
                     self._failed(row, exc)
+                except (mail.DatabaseError, errors.UnableToLockRow):
+                    # the database, not the email: without its "." the relay discards the
+                    # message; the row stays leased and is delivered again (the worker backs off)
+                    self._drop()
+                    self._save_unmarked()
+                    raise
                 except Exception as exc:  # a bug: fail this email visibly, deliver the rest
                     log.exception("unexpected failure delivering %s", key)
                     self._drop()
                     self._failed(row, DeliveryError(f"unexpected: {exc!r}", "UNKNOWN", False))
-            # a row still ``sending`` when we die here is reconciled as sent: recording the
-            # acceptances together costs one commit per chunk, not one per message
+            # recording the acceptances together costs one commit per chunk, not one per
+            # message; only the last one (still ``sending``) is in doubt if we die first
             self._accepted(accepted)
+            self._wake(accepted)
 
     def _transmit(self, row: dict[str, Any]) -> bool:
         """One SMTP transaction; False if another worker took the row first."""
@@ -475,6 +488,29 @@ class SmtpSender:
     def _replied(self, key: str, code: int) -> None:
         """A hook once the relay replied to the end of data (tests crash here)."""
 
+    def _save_unmarked(self) -> None:
+        """Best effort after a database failure: record what the relay accepted, so only the
+        message in flight is in doubt."""
+        try:
+            with self.store.transaction() as tx:
+                self.outbox.mark_accepted(tx.conn, self._unmarked)
+            self._unmarked = []
+        except Exception:
+            log.warning("could not record %d accepted sends", len(self._unmarked))
+
+    def _wake(self, rows: list[dict[str, Any]]) -> None:
+        """After the sends are recorded, in a transaction of its own (it may wait for another
+        worker's batch, holding nothing that batch needs): steps another worker rescheduled
+        to the lease's end are due now. Best effort: the lease's end wakes them anyway."""
+        steps = {(r.get("tracker_id") or "", r["key"]) for r in rows}
+        if not steps:
+            return
+        try:
+            with self.store.transaction() as tx:
+                RunStore(self.store).wake(tx.conn, steps, self._now())
+        except (mail.DatabaseError, errors.OpenCadenceError):
+            log.warning("could not wake %d sent steps; they wake at their lease's end", len(steps))
+
     def _accepted(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
@@ -482,6 +518,11 @@ class SmtpSender:
         try:
             with self.store.transaction() as tx:
                 self._finish(tx, rows, now)
+        except (mail.DatabaseError, errors.UnableToLockRow):
+            # the database failed, not the email: every row stays ``accepted`` (sent once its
+            # lease ends), never resent and never failed
+            self._save_unmarked()
+            raise
         except Exception:  # find the one that fails: each alone
             for row in rows:
                 try:
@@ -503,9 +544,8 @@ class SmtpSender:
 
     def _finish(self, tx: records.Tx, rows: list[dict[str, Any]], now: datetime) -> None:
         """Mark ``rows`` sent and record the sends (two executemany statements); their
-        trackers are due now, whoever scheduled them later (another worker's lease wait)."""
+        trackers are woken once this commits (``_wake``)."""
         self.outbox.mark_sent(tx.conn, [r["key"] for r in rows], now)
-        RunStore(self.store).wake(tx.conn, {r.get("tracker_id") or "" for r in rows}, now)
         mail.event_log(self.store.meta).record_many(
             tx.conn,
             "send",
@@ -597,10 +637,8 @@ class SmtpSender:
                 else:
                     row = self.outbox.row(tx.conn, key) or {}
                     self._unknown(tx.conn, key, row.get("message_id"), now)
-            if found:
-                rows = self.outbox.rows(tx.conn, [k for k, _ in found])
-                trackers = {r.get("tracker_id") or "" for r in rows.values()}
-                RunStore(self.store).wake(tx.conn, trackers, now)
+            rows = list(self.outbox.rows(tx.conn, [k for k, _ in found]).values())
+        self._wake(rows)
         return len(found)
 
 

@@ -89,9 +89,21 @@ class Outbox:
 
     # -- delivery ----------------------------------------------------------------------------
 
-    def stage(self, conn: Connection, key: str, lease_until: datetime) -> None:
-        """Pending again, leased to the caller (a dead worker's row, or a retry now due)."""
-        self.update(conn, key, {"status": "pending", "lease_until": lease_until})
+    def stage(self, conn: Connection, key: str, lease_until: datetime, now: datetime) -> bool:
+        """Pending again, leased to the caller (a dead worker's row, a retry now due, a send
+        whose outcome was unknown); False if another worker took the row since it was read
+        (marked it ``sending``, or staged it under a lease still running)."""
+        t = self.table
+        n = conn.execute(
+            sa.update(t)
+            .where(
+                t.c.key == key,
+                t.c.status.in_(("pending", "retry", "unknown")),
+                sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
+            )
+            .values(status="pending", lease_until=lease_until)
+        ).rowcount
+        return bool(n == 1)
 
     def cancel(self, conn: Connection, key: str) -> None:
         self.update_if(conn, key, CANCELLABLE, {"status": "cancelled"})
@@ -118,7 +130,11 @@ class Outbox:
         t = self.table
         conn.execute(
             sa.update(t)
-            .where(t.c.key == sa.bindparam("k"), t.c.status.in_(("sending", "accepted")))
+            # two comparisons, not IN: an expanding IN cannot run as an executemany
+            .where(
+                t.c.key == sa.bindparam("k"),
+                sa.or_(t.c.status == "sending", t.c.status == "accepted"),
+            )
             .values(status="sent", sent_at=now, lease_until=None),
             [{"k": k} for k in keys],
         )

@@ -389,18 +389,21 @@ class RunStore:
         )
         return list(conn.execute(dialect.for_update(stmt, conn, skip_locked=True)).scalars())
 
-    def wake(self, conn: sa.Connection, tracker_ids: Collection[str], now: datetime) -> None:
-        """Make the running (not paused) trackers of ``tracker_ids`` due at ``now`` if their
-        wake-up is later: what another worker scheduled for a lease's end is due at once."""
-        ids_ = [t for t in tracker_ids if t]
-        run = self.run
-        for chunk in _chunks(ids_):
+    def wake(self, conn: sa.Connection, steps: Collection[tuple[str, str]], now: datetime) -> None:
+        """Make each (tracker id, step tracker id) due at ``now`` if the tracker is running
+        (not paused), wakes later, and the step is still Queued: what another worker
+        rescheduled to a lease's end once the email is recorded. One statement per tracker, in
+        id order (row locks taken in one order never deadlock each other)."""
+        run, st = self.run, self.table(STEP)
+        for tracker_id, step_id in sorted(p for p in steps if p[0] and p[1]):
+            queued = sa.exists().where(st.c.Id == step_id, st.c.State == "Queued")
             conn.execute(
                 run.update()
                 .where(
-                    run.c.tracker_id.in_(list(chunk)),
+                    run.c.tracker_id == tracker_id,
                     run.c.due_at > now,
                     run.c.paused_at.is_(None),
+                    queued,
                 )
                 .values(due_at=now)
             )
