@@ -12,3 +12,4 @@ def test_health_answers_without_a_session(server: Server) -> None:
     assert doc["status"] == "ok" and doc["database"] == {"reachable": True, "error": None}
     # the test server runs its worker on demand (manual clock), not in a thread
     assert doc["workers"] == []
+    assert doc["email"] == {"unknownOutcomeSends": 0}

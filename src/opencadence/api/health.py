@@ -1,7 +1,8 @@
 """``GET /_opencadence/health``: what a supervisor polls to know the server can do its work.
 
-JSON with the database's reachability and each cadence worker this server runs (its thread
-alive, its last heartbeat, failures since); 200 when all is well, 503 when the database does
+JSON with the database's reachability, each cadence worker this server runs (its thread
+alive, its last heartbeat, failures since) and how many emails a crash left with an unknown
+outcome (see README, "Email delivery guarantee"); 200 when all is well, 503 when the database does
 not answer or a worker is dead or silent. Unauthenticated on purpose (a load balancer or
 systemd probe has no session), so it says nothing about the org's data.
 """
@@ -21,7 +22,7 @@ from starlette.routing import Route
 from opencadence.api.rest import json_response
 from opencadence.cadence.worker import Heartbeat
 from opencadence.clock import SystemClock
-from opencadence.storage import database, records, values
+from opencadence.storage import database, mail, records, values
 
 #: A live worker beats after every batch and every idle poll; silence this long means stuck.
 SILENT_SECONDS = 120.0
@@ -50,12 +51,22 @@ class Health:
         now = SystemClock().now()
         workers = [_worker(w, now) for w in self.workers]
         healthy = problem is None and all(w["healthy"] for w in workers)
-        doc = {
+        doc: dict[str, Any] = {
             "status": "ok" if healthy else "unhealthy",
             "database": {"reachable": problem is None, "error": problem},
             "workers": workers,
         }
+        if problem is None:
+            doc["email"] = {"unknownOutcomeSends": self._unknown_sends()}
         return doc, healthy
+
+    def _unknown_sends(self) -> int | None:
+        """Emails a crash left in doubt (resent with their Message-ID, or only reported)."""
+        try:
+            with self.store.reading() as conn:
+                return len(mail.event_log(self.store.meta).keys_of_kind(conn, mail.UNKNOWN_EVENT))
+        except Exception:  # the database went away between the ping and this read
+            return None
 
 
 def _worker(w: Monitored, now: datetime) -> dict[str, Any]:
