@@ -78,7 +78,13 @@ class Store:
         """One write transaction: everything in it commits, with its events, or nothing does.
 
         A lock it could not get in time (another writer) raises UnableToLockRow."""
-        with locks_refused(), self.engine.connect() as conn:
+        with (
+            locks_refused(),
+            dialect.writer_turn(self.engine) as turn,
+            self.engine.connect() as conn,
+        ):
+            if not turn:
+                raise errors.UnableToLockRow()
             conn = conn.execution_options(**{dialect.WRITE_OPTION: True})
             with conn.begin():
                 tx = Tx(self, conn, user_id, origin)
