@@ -197,7 +197,6 @@ def test_chaos_kills_and_connection_losses(
     unknown_ids = {str(r["message_id"]) for r in rows if r["key"] in unknown_keys}
     twice = {m for m, n in received.items() if n > 1}
     assert twice <= unknown_ids, "a duplicate that was never reported unknown"
-    assert max(received.values()) <= 2
     invariants.check(store)
     assert workers.alive() == [True, True]
     assert kills + terminations > 0
