@@ -158,6 +158,13 @@ class FieldCustomValidation(DmlError):
     error_code = "FIELD_CUSTOM_VALIDATION_EXCEPTION"
 
 
+class UnableToLockRow(DmlError):
+    """unable to obtain exclusive access to this record: another transaction holds it; try the
+    request again"""
+
+    error_code = "UNABLE_TO_LOCK_ROW"
+
+
 class StaleTransition(OpenCadenceError):
     """The record changed under this transition (a guarded write matched no row)."""
 

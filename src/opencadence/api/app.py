@@ -14,6 +14,7 @@ from opencadence import errors
 from opencadence.api import (
     actions,
     email_settings,
+    health,
     identity,
     oauth,
     openapi,
@@ -94,6 +95,7 @@ def build_app(
     settle: Any = None,
     tracker: Any = None,
     streaming_timeout: float = streaming.CONNECT_TIMEOUT,
+    watch: health.Health | None = None,
 ) -> Starlette:
     routes = [
         Route("/services/data", list_versions, methods=["GET"]),
@@ -112,6 +114,7 @@ def build_app(
         routes.append(clock_route(manual_clock, settle))
     if tracker is not None:
         routes += tracking.routes(tracker)
+    routes.append(health.route(watch or health.Health(org.store)))
     app = Starlette(
         routes=routes,
         exception_handlers={

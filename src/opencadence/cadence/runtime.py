@@ -335,8 +335,11 @@ def on_task_created(
     task = tx.get("Task", task_id) if tx is not None else store.get("Task", task_id)
     if task is None or task.get("TaskSubtype") != "Call" or not task.get("WhoId"):
         return False
-    with store.reading() as conn:
-        tracker_id = RunStore(store).active_tracker_of(conn, [task["WhoId"]]).get(task["WhoId"])
+    if tx is not None:  # the request's own connection: never a second one from the pool
+        tracker_id = RunStore(store).active_tracker_of(tx.conn, [task["WhoId"]]).get(task["WhoId"])
+    else:
+        with store.reading() as conn:
+            tracker_id = RunStore(store).active_tracker_of(conn, [task["WhoId"]]).get(task["WhoId"])
     if tracker_id is None:
         return False
     outcome = call_outcome(task, config)

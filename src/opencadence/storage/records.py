@@ -15,6 +15,7 @@ which maintains read-only fields such as ActionCadenceStepTracker.State itself.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -73,6 +74,8 @@ class Store:
         #: called with the last replay id after each commit that wrote change events, in the
         #: committing thread (the CometD endpoint wakes its waiting long-polls with it)
         self.event_listeners: list[Callable[[int], None]] = []
+        #: the connection of the write transaction open on each thread (see ``reading``)
+        self._local = threading.local()
 
     def plan(self, obj: model.ObjectDef, system: bool) -> _WritePlan:
         """Per-object facts every write needs, computed once (writes are the hot path)."""
@@ -94,13 +97,24 @@ class Store:
 
         With a ``principal`` (a signed-in user: what ``Org`` passes for API calls), every
         API-mode write is checked against that user's permissions and record access
-        (docs/security-model.md); without one, the caller is the system itself."""
-        with self.engine.connect() as conn:
+        (docs/security-model.md); without one, the caller is the system itself. A lock it
+        could not get in time (another writer) raises UnableToLockRow."""
+        with (
+            locks_refused(),
+            dialect.writer_turn(self.engine) as turn,
+            self.engine.connect() as conn,
+        ):
+            if not turn:
+                raise errors.UnableToLockRow()
             conn = conn.execution_options(**{dialect.WRITE_OPTION: True})
             with conn.begin():
                 tx = Tx(self, conn, user_id, origin, principal)
-                yield tx
-                tx.flush_events()
+                outer, self._local.conn = getattr(self._local, "conn", None), conn
+                try:
+                    yield tx
+                    tx.flush_events()
+                finally:
+                    self._local.conn = outer
             # before the connection goes back to the pool: what must follow the commit at
             # once (the SMTP sender's final ".") waits microseconds, not a pool checkin
             for action in tx.on_commit:
@@ -111,8 +125,16 @@ class Store:
 
     @contextmanager
     def reading(self) -> Iterator[sa.Connection]:
-        """A read-only connection (a consistent snapshot on PostgreSQL)."""
-        with self.engine.connect() as conn:
+        """A read-only connection (a consistent snapshot on PostgreSQL).
+
+        Inside a write transaction of this thread it is that transaction's connection: one
+        connection per request, whatever it does, so concurrent requests can never each hold
+        one pooled connection while waiting for a second (a pool deadlock)."""
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        with locks_refused(), self.engine.connect() as conn:
             with conn.begin():
                 yield conn
 
@@ -673,6 +695,21 @@ def duplicates_refused() -> Iterator[None]:
 def _not_found(record_id: str) -> errors.NotFound:
     """What a write of a missing record answers (and of one the caller cannot see)."""
     return errors.NotFound(f"Provided id does not exist: {record_id}")
+
+
+@contextmanager
+def locks_refused() -> Iterator[None]:
+    """A lock not obtained in time (SQLite's busy timeout, PostgreSQL's lock timeout or a
+    deadlock) or no pooled connection free as Salesforce's UNABLE_TO_LOCK_ROW: a 400 the
+    client retries, never a 500."""
+    try:
+        yield
+    except sa.exc.TimeoutError as exc:  # the connection pool stayed exhausted
+        raise errors.UnableToLockRow() from exc
+    except sa.exc.DBAPIError as exc:
+        if dialect.is_lock_failure(exc):
+            raise errors.UnableToLockRow() from exc
+        raise
 
 
 def _full_name(row: Mapping[str, Any]) -> str | None:

@@ -22,6 +22,8 @@ from tests.integration.cadence.helpers import step_trackers
 
 V = "62.0"
 DENIED = "INSUFFICIENT_ACCESS_OR_READONLY"
+
+
 @dataclass
 class People:
     admin: accounts.Session
