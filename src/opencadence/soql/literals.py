@@ -82,7 +82,14 @@ def encode_string(value: str, *, like: bool = False) -> str:
     return f"'{body}'"
 
 
+#: Digits a numeric literal may have: past Python's int-from-text limit (4,300 digits) no
+#: field could hold it anyway, and refusing it here keeps the parse linear.
+MAX_NUMBER_DIGITS = 400
+
+
 def parse_number(text: str) -> int | Decimal:
+    if len(text) > MAX_NUMBER_DIGITS:
+        raise LiteralError(f"number too long: {text[:40]}...")
     if "." in text:
         return Decimal(text)
     return int(text)
@@ -100,15 +107,17 @@ def parse_datetime(text: str) -> dt.datetime:
     if m is None or not (m.group(8) or m.group(9)):
         raise LiteralError(f"Invalid dateTime (a time zone, Z or +hh:mm, is required): {text}")
     y, mo, d, h, mi, s, frac, _z, sign, oh, om = m.groups()
-    tz = dt.UTC
-    if sign:
-        delta = dt.timedelta(hours=int(oh), minutes=int(om))
-        tz = dt.timezone(-delta if sign == "-" else delta)
     micro = int((frac or "0")[:6].ljust(6, "0"))
     try:
-        return dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tzinfo=tz)
-    except ValueError:
+        tz = dt.UTC
+        if sign:  # an offset of 24 hours or more is no time zone (ValueError)
+            delta = dt.timedelta(hours=int(oh), minutes=int(om))
+            tz = dt.timezone(-delta if sign == "-" else delta)
+        value = dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tzinfo=tz)
+        value.astimezone(dt.UTC)  # OverflowError: outside years 1-9999 once in UTC
+    except (ValueError, OverflowError):
         raise LiteralError(f"Invalid dateTime: {text}") from None
+    return value
 
 
 def parse_time(text: str) -> dt.time:
