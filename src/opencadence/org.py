@@ -130,6 +130,8 @@ class Org:
             ):
                 self._check_unique(tx, obj, body, canonical)
                 tx.update(obj.name, canonical, body)
+                if obj.name == "User":  # IsActive=false ends the user's sessions for good
+                    self.accounts.end_sessions_if_inactive(tx.conn, canonical)
         if state is not None:
             runtime.set_state(self.store, canonical, state, session.user_id)
 
