@@ -70,9 +70,12 @@ QUERIES = [
                  "MALFORMED_QUERY", id="year-10000-after-offset"),
     pytest.param("SELECT Id FROM Task WHERE CallDurationInSeconds > " + "9" * 5000,
                  "MALFORMED_QUERY", id="5000-digit-number"),
-    pytest.param("SELECT Id FROM Contact WHERE LastName = 'a\x00b'", None, id="nul-in-literal"),
-    pytest.param("SELECT Id FROM Contact WHERE LastName = '\\u0000'", None,
+    pytest.param("SELECT Id FROM Contact WHERE LastName = 'a\x00b'", "MALFORMED_QUERY",
+                 id="nul-in-literal"),
+    pytest.param("SELECT Id FROM Contact WHERE LastName = '\\u0000'", "MALFORMED_QUERY",
                  id="nul-escape-in-literal"),
+    pytest.param("SELECT Id FROM Contact WHERE LastName = '\\uD800'", "MALFORMED_QUERY",
+                 id="surrogate-escape-in-literal"),
 ]
 
 

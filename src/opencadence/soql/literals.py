@@ -35,7 +35,7 @@ def decode_string(body: str, *, like: bool = False) -> str:
     backslash stay escaped so literal and wildcard characters remain distinct.
     """
     if "\\" not in body:
-        return body
+        return _storable(body)
 
     def replace(m: re.Match[str]) -> str:
         esc = m.group(1)
@@ -51,7 +51,19 @@ def decode_string(body: str, *, like: bool = False) -> str:
             f"Illegal character sequence '\\{esc}' in string literal."
         )
 
-    return _ESCAPE_RX.sub(replace, body)
+    return _storable(_ESCAPE_RX.sub(replace, body))
+
+
+def _storable(text: str) -> str:
+    """A string no field can hold is refused: NUL (PostgreSQL text has none) and lone
+    surrogates (not Unicode), as the write path refuses them; both databases agree."""
+    if "\x00" in text:
+        raise LiteralError("Invalid string literal: it contains the NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LiteralError("Invalid string literal: it contains a lone surrogate") from None
+    return text
 
 
 _ENCODE = {
