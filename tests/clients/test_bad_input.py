@@ -35,8 +35,9 @@ def _counts(s: requests.Session, server: Server, headers: dict[str, str]) -> lis
     """Rows of the objects a refused write could have touched."""
     out = []
     for name in ("Contact", "Task", "Opportunity", "EmailTemplate"):
-        r = s.get(_url(server, f"{V}/query"), params={"q": f"SELECT COUNT() FROM {name}"},
-                  headers=headers)
+        r = s.get(
+            _url(server, f"{V}/query"), params={"q": f"SELECT COUNT() FROM {name}"}, headers=headers
+        )
         assert r.status_code == 200, r.text
         out.append(r.json()["totalSize"])
     return out
@@ -47,35 +48,73 @@ DEEP = "(" * 1000 + "LastName = 'a'" + ")" * 1000
 #: (SOQL, the errorCode expected; None: a valid query that must answer 200)
 QUERIES = [
     pytest.param(f"SELECT Id FROM Contact WHERE {DEEP}", "MALFORMED_QUERY", id="1000-parens"),
-    pytest.param("SELECT Id, (SELECT ActivityDate FROM Tasks) FROM Contact", None,
-                 id="child-date-field"),
-    pytest.param("SELECT Id FROM Contact WHERE CreatedDate > 2020-01-01T00:00:00+25:00",
-                 "MALFORMED_QUERY", id="offset-25h"),
-    pytest.param("SELECT Id FROM Task WHERE CallDurationInSeconds > 99999999999999999999999",
-                 "NUMBER_OUTSIDE_VALID_RANGE", id="int-past-64-bits"),
-    pytest.param("SELECT Id FROM Opportunity WHERE Amount > 99999999999999999999999", None,
-                 id="double-compared-with-a-big-integer"),
-    pytest.param("SELECT Subject, COUNT(Id) FROM Task GROUP BY Subject "
-                 "HAVING COUNT(Id) > 99999999999999999999999", "NUMBER_OUTSIDE_VALID_RANGE",
-                 id="having-past-64-bits"),
-    pytest.param("SELECT Id FROM Contact LIMIT 99999999999999999999999",
-                 "NUMBER_OUTSIDE_VALID_RANGE", id="limit-past-64-bits"),
-    pytest.param("SELECT Id FROM Contact WHERE CreatedDate = LAST_N_DAYS:99999999999999999999",
-                 "MALFORMED_QUERY", id="last-n-days-20-digits"),
-    pytest.param("SELECT Id FROM Contact WHERE CreatedDate = LAST_N_DAYS:9999999",
-                 "MALFORMED_QUERY", id="last-n-days-past-year-1"),
-    pytest.param("SELECT Id FROM Contact WHERE CreatedDate > 0001-01-01T00:00:00+01:00",
-                 "MALFORMED_QUERY", id="year-0-after-offset"),
-    pytest.param("SELECT Id FROM Contact WHERE CreatedDate > 9999-12-31T23:00:00-05:00",
-                 "MALFORMED_QUERY", id="year-10000-after-offset"),
-    pytest.param("SELECT Id FROM Task WHERE CallDurationInSeconds > " + "9" * 5000,
-                 "MALFORMED_QUERY", id="5000-digit-number"),
-    pytest.param("SELECT Id FROM Contact WHERE LastName = 'a\x00b'", "MALFORMED_QUERY",
-                 id="nul-in-literal"),
-    pytest.param("SELECT Id FROM Contact WHERE LastName = '\\u0000'", "MALFORMED_QUERY",
-                 id="nul-escape-in-literal"),
-    pytest.param("SELECT Id FROM Contact WHERE LastName = '\\uD800'", "MALFORMED_QUERY",
-                 id="surrogate-escape-in-literal"),
+    pytest.param(
+        "SELECT Id, (SELECT ActivityDate FROM Tasks) FROM Contact", None, id="child-date-field"
+    ),
+    pytest.param(
+        "SELECT Id FROM Contact WHERE CreatedDate > 2020-01-01T00:00:00+25:00",
+        "MALFORMED_QUERY",
+        id="offset-25h",
+    ),
+    pytest.param(
+        "SELECT Id FROM Task WHERE CallDurationInSeconds > 99999999999999999999999",
+        "NUMBER_OUTSIDE_VALID_RANGE",
+        id="int-past-64-bits",
+    ),
+    pytest.param(
+        "SELECT Id FROM Opportunity WHERE Amount > 99999999999999999999999",
+        None,
+        id="double-compared-with-a-big-integer",
+    ),
+    pytest.param(
+        "SELECT Subject, COUNT(Id) FROM Task GROUP BY Subject "
+        "HAVING COUNT(Id) > 99999999999999999999999",
+        "NUMBER_OUTSIDE_VALID_RANGE",
+        id="having-past-64-bits",
+    ),
+    pytest.param(
+        "SELECT Id FROM Contact LIMIT 99999999999999999999999",
+        "NUMBER_OUTSIDE_VALID_RANGE",
+        id="limit-past-64-bits",
+    ),
+    pytest.param(
+        "SELECT Id FROM Contact WHERE CreatedDate = LAST_N_DAYS:99999999999999999999",
+        "MALFORMED_QUERY",
+        id="last-n-days-20-digits",
+    ),
+    pytest.param(
+        "SELECT Id FROM Contact WHERE CreatedDate = LAST_N_DAYS:9999999",
+        "MALFORMED_QUERY",
+        id="last-n-days-past-year-1",
+    ),
+    pytest.param(
+        "SELECT Id FROM Contact WHERE CreatedDate > 0001-01-01T00:00:00+01:00",
+        "MALFORMED_QUERY",
+        id="year-0-after-offset",
+    ),
+    pytest.param(
+        "SELECT Id FROM Contact WHERE CreatedDate > 9999-12-31T23:00:00-05:00",
+        "MALFORMED_QUERY",
+        id="year-10000-after-offset",
+    ),
+    pytest.param(
+        "SELECT Id FROM Task WHERE CallDurationInSeconds > " + "9" * 5000,
+        "MALFORMED_QUERY",
+        id="5000-digit-number",
+    ),
+    pytest.param(
+        "SELECT Id FROM Contact WHERE LastName = 'a\x00b'", "MALFORMED_QUERY", id="nul-in-literal"
+    ),
+    pytest.param(
+        "SELECT Id FROM Contact WHERE LastName = '\\u0000'",
+        "MALFORMED_QUERY",
+        id="nul-escape-in-literal",
+    ),
+    pytest.param(
+        "SELECT Id FROM Contact WHERE LastName = '\\uD800'",
+        "MALFORMED_QUERY",
+        id="surrogate-escape-in-literal",
+    ),
 ]
 
 
@@ -108,37 +147,80 @@ def test_odd_batch_sizes_in_sforce_query_options(server: Server, value: str) -> 
 
 #: (object, raw JSON body, errorCode) of writes that must be refused, changing nothing
 BODIES = [
-    pytest.param("Contact", '{"LastName": ' + "[" * 1000 + "]" * 1000 + "}",
-                 "JSON_PARSER_ERROR", id="1000-deep-json"),
-    pytest.param("Contact", '{"LastName": "\\ud800"}', "INVALID_TYPE_ON_FIELD_IN_RECORD",
-                 id="lone-surrogate"),
-    pytest.param("Contact", '{"LastName": "a\\u0000b"}', "INVALID_TYPE_ON_FIELD_IN_RECORD",
-                 id="nul"),
-    pytest.param("Contact", '{"LastName": "x", "Birthdate": 1' + "0" * 5000 + "}",
-                 "JSON_PARSER_ERROR", id="5000-digit-number"),
-    pytest.param("Opportunity", '{"Name": "o", "StageName": "Prospecting", '
-                 '"CloseDate": "2026-01-01", "Amount": Infinity}', "JSON_PARSER_ERROR",
-                 id="Infinity"),
-    pytest.param("Opportunity", '{"Name": "o", "StageName": "Prospecting", '
-                 '"CloseDate": "2026-01-01", "Amount": -Infinity}', "JSON_PARSER_ERROR",
-                 id="-Infinity"),
-    pytest.param("Opportunity", '{"Name": "o", "StageName": "Prospecting", '
-                 '"CloseDate": "2026-01-01", "Amount": NaN}', "JSON_PARSER_ERROR", id="NaN"),
-    pytest.param("Opportunity", '{"Name": "o", "StageName": "Prospecting", '
-                 '"CloseDate": "2026-01-01", "Amount": 1e400}', "NUMBER_OUTSIDE_VALID_RANGE",
-                 id="1e400-overflows-to-infinity"),
-    pytest.param("Opportunity", '{"Name": "o", "StageName": "Prospecting", '
-                 '"CloseDate": "2026-01-01", "Amount": "Infinity"}',
-                 "NUMBER_OUTSIDE_VALID_RANGE", id="Infinity-as-text"),
-    pytest.param("Opportunity", '{"Name": "o", "StageName": "Prospecting", '
-                 '"CloseDate": "2026-01-01", "Probability": "NaN"}',
-                 "NUMBER_OUTSIDE_VALID_RANGE", id="NaN-as-text"),
-    pytest.param("Task", '{"Subject": "x", "CallDurationInSeconds": 99999999999999999999999}',
-                 "NUMBER_OUTSIDE_VALID_RANGE", id="int-past-64-bits"),
-    pytest.param("Task", '{"Subject": "x", "CallDurationInSeconds": "' + "9" * 5000 + '"}',
-                 "INVALID_TYPE_ON_FIELD_IN_RECORD", id="5000-digit-text-in-int"),
-    pytest.param("Contact", '{"LastName": "x", "EmailBouncedDate": "0001-01-01T00:00:00+01:00"}',
-                 "INVALID_TYPE_ON_FIELD_IN_RECORD", id="year-0-after-offset"),
+    pytest.param(
+        "Contact",
+        '{"LastName": ' + "[" * 1000 + "]" * 1000 + "}",
+        "JSON_PARSER_ERROR",
+        id="1000-deep-json",
+    ),
+    pytest.param(
+        "Contact", '{"LastName": "\\ud800"}', "INVALID_TYPE_ON_FIELD_IN_RECORD", id="lone-surrogate"
+    ),
+    pytest.param(
+        "Contact", '{"LastName": "a\\u0000b"}', "INVALID_TYPE_ON_FIELD_IN_RECORD", id="nul"
+    ),
+    pytest.param(
+        "Contact",
+        '{"LastName": "x", "Birthdate": 1' + "0" * 5000 + "}",
+        "JSON_PARSER_ERROR",
+        id="5000-digit-number",
+    ),
+    pytest.param(
+        "Opportunity",
+        '{"Name": "o", "StageName": "Prospecting", "CloseDate": "2026-01-01", "Amount": Infinity}',
+        "JSON_PARSER_ERROR",
+        id="Infinity",
+    ),
+    pytest.param(
+        "Opportunity",
+        '{"Name": "o", "StageName": "Prospecting", "CloseDate": "2026-01-01", "Amount": -Infinity}',
+        "JSON_PARSER_ERROR",
+        id="-Infinity",
+    ),
+    pytest.param(
+        "Opportunity",
+        '{"Name": "o", "StageName": "Prospecting", "CloseDate": "2026-01-01", "Amount": NaN}',
+        "JSON_PARSER_ERROR",
+        id="NaN",
+    ),
+    pytest.param(
+        "Opportunity",
+        '{"Name": "o", "StageName": "Prospecting", "CloseDate": "2026-01-01", "Amount": 1e400}',
+        "NUMBER_OUTSIDE_VALID_RANGE",
+        id="1e400-overflows-to-infinity",
+    ),
+    pytest.param(
+        "Opportunity",
+        '{"Name": "o", "StageName": "Prospecting", '
+        '"CloseDate": "2026-01-01", "Amount": "Infinity"}',
+        "NUMBER_OUTSIDE_VALID_RANGE",
+        id="Infinity-as-text",
+    ),
+    pytest.param(
+        "Opportunity",
+        '{"Name": "o", "StageName": "Prospecting", '
+        '"CloseDate": "2026-01-01", "Probability": "NaN"}',
+        "NUMBER_OUTSIDE_VALID_RANGE",
+        id="NaN-as-text",
+    ),
+    pytest.param(
+        "Task",
+        '{"Subject": "x", "CallDurationInSeconds": 99999999999999999999999}',
+        "NUMBER_OUTSIDE_VALID_RANGE",
+        id="int-past-64-bits",
+    ),
+    pytest.param(
+        "Task",
+        '{"Subject": "x", "CallDurationInSeconds": "' + "9" * 5000 + '"}',
+        "INVALID_TYPE_ON_FIELD_IN_RECORD",
+        id="5000-digit-text-in-int",
+    ),
+    pytest.param(
+        "Contact",
+        '{"LastName": "x", "EmailBouncedDate": "0001-01-01T00:00:00+01:00"}',
+        "INVALID_TYPE_ON_FIELD_IN_RECORD",
+        id="year-0-after-offset",
+    ),
 ]
 
 
@@ -160,11 +242,15 @@ def test_no_infinity_is_stored_or_served_back(server: Server) -> None:
     body = '{"Name": "o", "StageName": "Prospecting", "CloseDate": "2026-01-01", "Amount": 1.5}'
     r = s.post(_url(server, f"{V}/sobjects/Opportunity/"), data=body, headers=headers)
     assert r.status_code == 201, r.text
-    r = s.patch(_url(server, f"{V}/sobjects/Opportunity/{r.json()['id']}"),
-                data='{"Amount": Infinity}', headers=headers)
+    r = s.patch(
+        _url(server, f"{V}/sobjects/Opportunity/{r.json()['id']}"),
+        data='{"Amount": Infinity}',
+        headers=headers,
+    )
     assert r.status_code == 400
-    r = s.get(_url(server, f"{V}/query"), params={"q": "SELECT Amount FROM Opportunity"},
-              headers=headers)
+    r = s.get(
+        _url(server, f"{V}/query"), params={"q": "SELECT Amount FROM Opportunity"}, headers=headers
+    )
     assert r.status_code == 200
     assert [rec["Amount"] for rec in r.json()["records"]] == [1.5]  # r.json() is strict
 
@@ -173,8 +259,14 @@ def test_a_template_subject_given_as_a_number(server: Server) -> None:
     s, headers = server.session(), _headers(server)
     user = server.org.accounts.find_user(server.admin)
     assert user is not None
-    body = {"Name": "t", "DeveloperName": "t_number", "TemplateType": "text",
-            "FolderId": user["Id"], "Subject": 5, "Body": "Hello"}
+    body = {
+        "Name": "t",
+        "DeveloperName": "t_number",
+        "TemplateType": "text",
+        "FolderId": user["Id"],
+        "Subject": 5,
+        "Body": "Hello",
+    }
     r = s.post(_url(server, f"{V}/sobjects/EmailTemplate/"), json=body, headers=headers)
     assert r.status_code == 201, r.text  # a number is written as its text, as for any string
 
@@ -198,17 +290,24 @@ def test_clock_values_out_of_range(server: Server, body: str, code: str) -> None
 
 def test_logins_and_writes_work_with_the_clock_at_9999_12_31(server: Server) -> None:
     s, headers = server.session(), _headers(server)
-    r = s.post(_url(server, "/_opencadence/clock"), json={"set": "9999-12-31T23:59:59Z"},
-               headers=headers)
+    r = s.post(
+        _url(server, "/_opencadence/clock"), json={"set": "9999-12-31T23:59:59Z"}, headers=headers
+    )
     assert r.status_code == 200, r.text
     for _ in range(2):
-        r = s.post(_url(server, "/services/Soap/u/59.0"), data=_envelope(server),
-                   headers={"Content-Type": "text/xml", "SOAPAction": "login"})
+        r = s.post(
+            _url(server, "/services/Soap/u/59.0"),
+            data=_envelope(server),
+            headers={"Content-Type": "text/xml", "SOAPAction": "login"},
+        )
         assert r.status_code == 200, r.text
     r = s.post(_url(server, f"{V}/sobjects/Contact/"), json={"LastName": "Late"}, headers=headers)
     assert r.status_code == 201, r.text
-    r = s.get(_url(server, f"{V}/query"),
-              params={"q": "SELECT Id FROM Contact WHERE CreatedDate = TODAY"}, headers=headers)
+    r = s.get(
+        _url(server, f"{V}/query"),
+        params={"q": "SELECT Id FROM Contact WHERE CreatedDate = TODAY"},
+        headers=headers,
+    )
     assert r.status_code in (200, 400), r.text
 
 
@@ -218,8 +317,11 @@ def test_logins_and_writes_work_with_the_clock_at_9999_12_31(server: Server) -> 
 def test_an_unauthenticated_body_is_never_read(server: Server) -> None:
     s = server.session()
     chunks = (b"x" * 65536 for _ in range(16 * 50))  # 50 MB, chunked, never sent in full
-    r = s.post(_url(server, f"{V}/sobjects/Contact/"), data=chunks,
-               headers={"Content-Type": "application/json"})
+    r = s.post(
+        _url(server, f"{V}/sobjects/Contact/"),
+        data=chunks,
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 401
     assert r.json()[0]["errorCode"] == "INVALID_SESSION_ID"
 
@@ -258,15 +360,19 @@ def _envelope(server: Server, password: str | None = None, extra: str = "") -> b
     "body",
     [
         pytest.param(b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>', id="dtd"),
-        pytest.param(b"<?xml version='1.0'?><!DOCTYPE x SYSTEM 'file:///etc/passwd'><x/>",
-                     id="external-dtd"),
+        pytest.param(
+            b"<?xml version='1.0'?><!DOCTYPE x SYSTEM 'file:///etc/passwd'><x/>", id="external-dtd"
+        ),
         pytest.param(b"<not xml", id="not-xml"),
         pytest.param(b"\xff\xfe", id="not-text"),
     ],
 )
 def test_soap_login_garbage_is_a_soap_fault(server: Server, body: bytes) -> None:
-    r = server.session().post(_url(server, "/services/Soap/u/59.0"), data=body,
-                              headers={"Content-Type": "text/xml", "SOAPAction": "login"})
+    r = server.session().post(
+        _url(server, "/services/Soap/u/59.0"),
+        data=body,
+        headers={"Content-Type": "text/xml", "SOAPAction": "login"},
+    )
     assert r.status_code == 500  # SOAP 1.1 answers every fault with 500 ...
     assert r.headers["content-type"].startswith("text/xml")  # ... as a fault, not JSON
     assert "<faultcode>soapenv:Client</faultcode>" in r.text
@@ -275,12 +381,18 @@ def test_soap_login_garbage_is_a_soap_fault(server: Server, body: bytes) -> None
 def test_soap_login_is_capped(server: Server) -> None:
     s = server.session()
     padding = "<n1:pad>" + "x" * bodies.SOAP_LOGIN_MAX + "</n1:pad>"
-    r = s.post(_url(server, "/services/Soap/u/59.0"), data=_envelope(server, extra=padding),
-               headers={"Content-Type": "text/xml", "SOAPAction": "login"})
+    r = s.post(
+        _url(server, "/services/Soap/u/59.0"),
+        data=_envelope(server, extra=padding),
+        headers={"Content-Type": "text/xml", "SOAPAction": "login"},
+    )
     assert r.status_code == 413
     assert "EXCEEDED_MAX_SIZE_REQUEST" in r.text
-    r = s.post(_url(server, "/services/Soap/u/59.0"), data=_envelope(server),
-               headers={"Content-Type": "text/xml", "SOAPAction": "login"})
+    r = s.post(
+        _url(server, "/services/Soap/u/59.0"),
+        data=_envelope(server),
+        headers={"Content-Type": "text/xml", "SOAPAction": "login"},
+    )
     assert r.status_code == 200  # an ordinary login still fits
 
 
@@ -300,8 +412,12 @@ def test_cometd_is_capped_and_ext_need_not_be_an_object(server: Server) -> None:
     hs = s.post(url, json=[{"channel": "/meta/handshake", "ext": 5}], headers=headers).json()
     client = hs[0]["clientId"]
     for ext in (5, "x", [1], {"replay": 7}, {"replay": {"/data/ChangeEvents": "x"}}, None):
-        msg = {"channel": "/meta/subscribe", "clientId": client,
-               "subscription": "/data/ChangeEvents", "ext": ext}
+        msg = {
+            "channel": "/meta/subscribe",
+            "clientId": client,
+            "subscription": "/data/ChangeEvents",
+            "ext": ext,
+        }
         r = s.post(url, json=[msg], headers=headers)
         assert r.status_code == 200, (ext, r.text)
         assert r.json()[0]["channel"] == "/meta/subscribe"

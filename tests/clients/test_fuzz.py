@@ -47,7 +47,9 @@ class Harness:
         self.headers = {"Authorization": f"Bearer {self.org.accounts.open_session(user_id)}"}
         self.contact = self.org.create(
             self.org.accounts.session(self.headers["Authorization"][7:]),
-            "Contact", {"LastName": "Fuzz"}, "59.0",
+            "Contact",
+            {"LastName": "Fuzz"},
+            "59.0",
         )
         app = api_app.build_app(self.org, streaming_timeout=0.01)
         self.client = TestClient(app, raise_server_exceptions=False)
@@ -79,19 +81,48 @@ def harness(store: records.Store) -> Iterator[Harness]:
 # --- strategies ---------------------------------------------------------------------------
 
 _OBJECTS = ["Contact", "Lead", "Task", "Opportunity", "User", "EmailTemplate", "Nope"]
-_FIELDS = ["Id", "LastName", "Name", "CreatedDate", "ActivityDate", "Amount", "Probability",
-           "CallDurationInSeconds", "IsActive", "Email", "Subject", "EmailBouncedDate", "OwnerId"]
+_FIELDS = [
+    "Id",
+    "LastName",
+    "Name",
+    "CreatedDate",
+    "ActivityDate",
+    "Amount",
+    "Probability",
+    "CallDurationInSeconds",
+    "IsActive",
+    "Email",
+    "Subject",
+    "EmailBouncedDate",
+    "OwnerId",
+]
 _NUMBERS = st.one_of(
-    st.integers(), st.integers(min_value=2**62, max_value=2**80).map(str),
-    st.just("9" * 5000), st.floats().map(repr), st.sampled_from(["1e400", "-0", ".5", "1."]),
+    st.integers(),
+    st.integers(min_value=2**62, max_value=2**80).map(str),
+    st.just("9" * 5000),
+    st.floats().map(repr),
+    st.sampled_from(["1e400", "-0", ".5", "1."]),
 )
 _LITERALS = st.one_of(
     _NUMBERS.map(str),
     st.text(max_size=12).map(lambda t: "'" + t.replace("\\", "\\\\").replace("'", "\\'") + "'"),
-    st.sampled_from(["TODAY", "LAST_N_DAYS:99999999999999999999", "NEXT_N_DAYS:3", "NULL",
-                     "2020-01-01", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-14:00",
-                     "2020-02-30T00:00:00Z", "2020-01-01T00:00:00+25:00", "TRUE", "'\\u0000'",
-                     "'\\uD800'", "USD5"]),
+    st.sampled_from(
+        [
+            "TODAY",
+            "LAST_N_DAYS:99999999999999999999",
+            "NEXT_N_DAYS:3",
+            "NULL",
+            "2020-01-01",
+            "0001-01-01T00:00:00+01:00",
+            "9999-12-31T23:59:59-14:00",
+            "2020-02-30T00:00:00Z",
+            "2020-01-01T00:00:00+25:00",
+            "TRUE",
+            "'\\u0000'",
+            "'\\uD800'",
+            "USD5",
+        ]
+    ),
 )
 _OPS = st.sampled_from(["=", "!=", "<", ">", "<=", ">=", "LIKE", "IN", "NOT IN", "INCLUDES"])
 
@@ -115,30 +146,49 @@ _RAW_SOQL = st.one_of(
     soql(),
     soql(),
     soql(),
-    st.text(alphabet=st.sampled_from(list("SELECT FROMWHERId(),'\\:=<>.0129_ \x00\ud800")),
-            max_size=60),
+    st.text(
+        alphabet=st.sampled_from(list("SELECT FROMWHERId(),'\\:=<>.0129_ \x00\ud800")), max_size=60
+    ),
 )
 
 
 def _json_values() -> st.SearchStrategy[Any]:
     scalars = st.one_of(
-        st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
-        st.text(max_size=20), st.sampled_from(["2020-01-01", "0001-01-01T00:00:00+01:00",
-                                               "Infinity", "NaN", "1e400", "a\x00b"]),
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=20),
+        st.sampled_from(
+            ["2020-01-01", "0001-01-01T00:00:00+01:00", "Infinity", "NaN", "1e400", "a\x00b"]
+        ),
     )
     return st.recursive(scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=5)
 
 
 @st.composite
 def rest_body(draw: st.DrawFn) -> bytes:
-    keys = st.one_of(st.sampled_from(_FIELDS + ["StageName", "CloseDate", "FirstName"]),
-                     st.text(max_size=8))
+    keys = st.one_of(
+        st.sampled_from(_FIELDS + ["StageName", "CloseDate", "FirstName"]), st.text(max_size=8)
+    )
     record = draw(st.dictionaries(keys, _json_values(), max_size=4))
     text = json.dumps(record)
     # what json.dumps never writes, spliced in: non-JSON constants, huge numbers, nesting,
     # lone surrogate escapes, truncation
-    splice = draw(st.sampled_from(["", "Infinity", "-Infinity", "NaN", "1" + "0" * 5000,
-                                   "[" * 1000 + "]" * 1000, '"\\ud800"', '"\\u0000"']))
+    splice = draw(
+        st.sampled_from(
+            [
+                "",
+                "Infinity",
+                "-Infinity",
+                "NaN",
+                "1" + "0" * 5000,
+                "[" * 1000 + "]" * 1000,
+                '"\\ud800"',
+                '"\\u0000"',
+            ]
+        )
+    )
     if splice and text != "{}":
         text = text[:-1] + f', "Amount": {splice}}}'
     if draw(st.booleans()) and len(text) > 2:
@@ -149,9 +199,16 @@ def rest_body(draw: st.DrawFn) -> bytes:
 @st.composite
 def soap_envelope(draw: st.DrawFn) -> bytes:
     username, password = draw(st.text(max_size=20)), draw(st.text(max_size=20))
-    head = draw(st.sampled_from(["", '<?xml version="1.0"?>',
-                                 '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]>',
-                                 "<!DOCTYPE x SYSTEM 'http://127.0.0.1:9/x'>"]))
+    head = draw(
+        st.sampled_from(
+            [
+                "",
+                '<?xml version="1.0"?>',
+                '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]>',
+                "<!DOCTYPE x SYSTEM 'http://127.0.0.1:9/x'>",
+            ]
+        )
+    )
     body = (
         f'{head}<env:Envelope xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"><env:Body>'
         f'<n1:login xmlns:n1="urn:partner.soap.sforce.com"><n1:username>{escape(username)}'
@@ -163,10 +220,20 @@ def soap_envelope(draw: st.DrawFn) -> bytes:
     return body + draw(st.binary(max_size=8))
 
 
-_CHANNELS = st.sampled_from(["/meta/handshake", "/meta/subscribe", "/meta/subscribe",
-                             "/meta/subscribe", "/meta/connect",
-                             "/meta/unsubscribe", "/meta/disconnect", "/data/ChangeEvents",
-                             "/nope", ""])
+_CHANNELS = st.sampled_from(
+    [
+        "/meta/handshake",
+        "/meta/subscribe",
+        "/meta/subscribe",
+        "/meta/subscribe",
+        "/meta/connect",
+        "/meta/unsubscribe",
+        "/meta/disconnect",
+        "/data/ChangeEvents",
+        "/nope",
+        "",
+    ]
+)
 
 
 @st.composite
@@ -174,12 +241,25 @@ def cometd_messages(draw: st.DrawFn, client_id: str) -> Any:
     message = {
         "channel": draw(st.one_of(_CHANNELS, _CHANNELS, _CHANNELS, _json_values())),
         "clientId": draw(st.one_of(st.just(client_id), st.just(client_id), _json_values())),
-        "subscription": draw(st.one_of(st.sampled_from(["/data/ChangeEvents",
-                                                        "/data/ContactChangeEvent", "/x"]),
-                                       _json_values())),
-        "ext": draw(st.one_of(_json_values(), st.fixed_dictionaries(
-            {"replay": st.one_of(_json_values(), st.dictionaries(
-                st.just("/data/ChangeEvents"), _json_values()))}))),
+        "subscription": draw(
+            st.one_of(
+                st.sampled_from(["/data/ChangeEvents", "/data/ContactChangeEvent", "/x"]),
+                _json_values(),
+            )
+        ),
+        "ext": draw(
+            st.one_of(
+                _json_values(),
+                st.fixed_dictionaries(
+                    {
+                        "replay": st.one_of(
+                            _json_values(),
+                            st.dictionaries(st.just("/data/ChangeEvents"), _json_values()),
+                        )
+                    }
+                ),
+            )
+        ),
         "id": draw(_json_values()),
     }
     drop = draw(st.lists(st.sampled_from(sorted(message)), unique=True, max_size=2))
@@ -195,9 +275,14 @@ def test_fuzz_soql(harness: Harness) -> None:
     @given(text=_RAW_SOQL, all_rows=st.booleans())
     def run(text: str, all_rows: bool) -> None:
         path = f"{V}/queryAll" if all_rows else f"{V}/query"
-        harness.check(f"SOQL {text[:120]!r}", lambda: harness.client.get(
-            path, params={"q": text.encode("utf-8", "replace").decode()},
-            headers=harness.headers))
+        harness.check(
+            f"SOQL {text[:120]!r}",
+            lambda: harness.client.get(
+                path,
+                params={"q": text.encode("utf-8", "replace").decode()},
+                headers=harness.headers,
+            ),
+        )
 
     run()
 
@@ -208,11 +293,17 @@ def test_fuzz_rest_bodies(harness: Harness) -> None:
     def run(body: bytes, name: str, patch: bool) -> None:
         headers = harness.headers | {"Content-Type": "application/json"}
         if patch:
-            harness.check(f"PATCH Contact {body[:120]!r}", lambda: harness.client.patch(
-                f"{V}/sobjects/Contact/{harness.contact}", content=body, headers=headers))
+            harness.check(
+                f"PATCH Contact {body[:120]!r}",
+                lambda: harness.client.patch(
+                    f"{V}/sobjects/Contact/{harness.contact}", content=body, headers=headers
+                ),
+            )
         else:
-            harness.check(f"POST {name} {body[:120]!r}", lambda: harness.client.post(
-                f"{V}/sobjects/{name}/", content=body, headers=headers))
+            harness.check(
+                f"POST {name} {body[:120]!r}",
+                lambda: harness.client.post(f"{V}/sobjects/{name}/", content=body, headers=headers),
+            )
 
     run()
 
@@ -221,22 +312,31 @@ def test_fuzz_soap_login(harness: Harness) -> None:
     @FUZZ
     @given(body=soap_envelope())
     def run(body: bytes) -> None:
-        harness.check(f"SOAP {body[:120]!r}", lambda: harness.client.post(
-            "/services/Soap/u/59.0", content=body,
-            headers={"Content-Type": "text/xml", "SOAPAction": "login"}), soap=True)
+        harness.check(
+            f"SOAP {body[:120]!r}",
+            lambda: harness.client.post(
+                "/services/Soap/u/59.0",
+                content=body,
+                headers={"Content-Type": "text/xml", "SOAPAction": "login"},
+            ),
+            soap=True,
+        )
 
     run()
 
 
 def test_fuzz_cometd(harness: Harness) -> None:
-    hs = harness.client.post("/cometd/59.0", json=[{"channel": "/meta/handshake"}],
-                             headers=harness.headers)
+    hs = harness.client.post(
+        "/cometd/59.0", json=[{"channel": "/meta/handshake"}], headers=harness.headers
+    )
     client_id = hs.json()[0]["clientId"]
 
     @FUZZ
     @given(messages=cometd_messages(client_id))
     def run(messages: Any) -> None:
-        harness.check(f"CometD {json.dumps(messages)[:160]}", lambda: harness.client.post(
-            "/cometd/59.0", json=messages, headers=harness.headers))
+        harness.check(
+            f"CometD {json.dumps(messages)[:160]}",
+            lambda: harness.client.post("/cometd/59.0", json=messages, headers=harness.headers),
+        )
 
     run()

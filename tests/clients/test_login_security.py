@@ -53,8 +53,11 @@ def test_deactivating_through_the_api_ends_sessions_for_good(server: Server) -> 
     rep = server.org.accounts.open_session(rep_id)
     assert _works(s, server, rep)
     for active in (False, True):
-        r = s.patch(_url(server, f"{V}/sobjects/User/{rep_id}"), json={"IsActive": active},
-                    headers=_bearer(admin))
+        r = s.patch(
+            _url(server, f"{V}/sobjects/User/{rep_id}"),
+            json={"IsActive": active},
+            headers=_bearer(admin),
+        )
         assert r.status_code == 204, r.text
         assert not _works(s, server, rep)  # ended at once, and still ended once reactivated
     assert _works(s, server, server.org.accounts.open_session(rep_id))  # a new one works
@@ -96,8 +99,13 @@ def test_a_failed_login_costs_one_password_hash_whether_or_not_the_user_exists(
 
 
 def _oauth(s: requests.Session, server: Server, app: tuple[str, str], password: str) -> Any:
-    form = {"grant_type": "password", "client_id": app[0], "client_secret": app[1],
-            "username": "rep@oc.test", "password": password}
+    form = {
+        "grant_type": "password",
+        "client_id": app[0],
+        "client_secret": app[1],
+        "username": "rep@oc.test",
+        "password": password,
+    }
     return s.post(_url(server, "/services/oauth2/token"), data=form)
 
 
@@ -107,8 +115,11 @@ def _soap(s: requests.Session, server: Server, password: str) -> requests.Respon
         '<n1:login xmlns:n1="urn:partner.soap.sforce.com"><n1:username>rep@oc.test'
         f"</n1:username><n1:password>{password}</n1:password></n1:login></env:Body></env:Envelope>"
     )
-    return s.post(_url(server, "/services/Soap/u/59.0"), data=body,
-                  headers={"Content-Type": "text/xml", "SOAPAction": "login"})
+    return s.post(
+        _url(server, "/services/Soap/u/59.0"),
+        data=body,
+        headers={"Content-Type": "text/xml", "SOAPAction": "login"},
+    )
 
 
 def test_ten_invalid_logins_lock_the_user_out_for_15_minutes(
