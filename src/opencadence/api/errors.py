@@ -19,7 +19,10 @@ async def opencadence_error(request: Request, exc: Exception) -> Response:
     status = exc.http_status
     if status >= 500:
         log.error("request failed: %s %s: %s", request.method, request.url.path, exc.message)
-    return json_response(body, status)
+    response = json_response(body, status)
+    if isinstance(exc, errors.RequestTooLarge):  # close rather than read the rest of the body
+        response.headers["Connection"] = "close"
+    return response
 
 
 async def unexpected(request: Request, exc: Exception) -> Response:

@@ -183,7 +183,9 @@ async def endpoint(request: Request) -> Response:
     try:
         messages = bodies.parse_json(await bodies.read(request, bodies.COMETD_MAX))
     except errors.RequestTooLarge as exc:
-        return json_response([{"successful": False, "error": f"413::{exc.message}"}], 413)
+        response = json_response([{"successful": False, "error": f"413::{exc.message}"}], 413)
+        response.headers["Connection"] = "close"  # the rest of the body is never read
+        return response
     except errors.JsonParserError:
         return json_response([{"successful": False, "error": "400::invalid JSON"}], 400)
     if isinstance(messages, dict):
