@@ -47,9 +47,10 @@ async def read(request: Request, limit: int) -> bytes:
 def _refuse_constant(name: str) -> Any:
     # Salesforce's JSON parser knows no NaN or Infinity (they are not JSON), and a stored
     # one would make every later query answer invalid JSON
+    first = name.lstrip("-")[0]
     raise errors.JsonParserError(
-        f"Unexpected character ('{name[0]}'): expected a valid value (number, String, array, "
-        "object, 'true', 'false' or 'null')"
+        f"Unexpected character ('{first}' (code {ord(first)})): expected a valid value "
+        "(number, String, array, object, 'true', 'false' or 'null')"
     )
 
 
