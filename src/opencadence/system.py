@@ -73,6 +73,8 @@ class Settings:
     #: listen for replies and bounces on this port (None: no listener)
     inbound_smtp_port: int | None = None
     inbound_smtp_host: str = "127.0.0.1"
+    #: refuse API requests past this many a UTC day (REQUEST_LIMIT_EXCEEDED); None: count only
+    api_request_limit: int | None = None
 
 
 @dataclass
@@ -113,6 +115,7 @@ class System:
         return migrate.upgrade(self.engine, self.registry, progress=progress, clock=self.clock)
 
     def close(self) -> None:
+        self.org.api_usage.flush()  # this process's last requests count for the day
         if self.listener is not None:
             self.listener.stop()
             self.listener = None
@@ -187,7 +190,12 @@ def _core(settings: Settings, eng: database.Engine, clock: Clock, owns_engine: b
     reg = registry.default_registry()
     store = records.Store(eng, reg, clock, event_retention=settings.event_retention)
     session_clock = settings.session_clock or SystemClock()
-    org = Org(store, actions=actions.Actions(store, settings.runtime), session_clock=session_clock)
+    org = Org(
+        store,
+        actions=actions.Actions(store, settings.runtime),
+        session_clock=session_clock,
+        api_request_limit=settings.api_request_limit,
+    )
     org.accounts.max_attempts = settings.login_max_attempts
     org.accounts.lockout = settings.login_lockout
     manual = clock if isinstance(clock, ManualClock) else None

@@ -82,6 +82,9 @@ def test_unknown_sobject_in_soql_stays_invalid_type(server: Server) -> None:
     [
         ("PUT", f"{V}/sobjects/Contact/0030C0000000ZZZAAA", "HEAD,GET,PATCH,DELETE"),
         ("PATCH", f"{V}/sobjects/Contact/", "HEAD,GET,POST"),
+        ("DELETE", f"{V}/sobjects/Contact/describe", "HEAD,GET"),
+        ("PATCH", f"{V}/sobjects/Contact/updated", "HEAD,GET"),
+        ("DELETE", f"{V}/sobjects/Contact/deleted", "HEAD,GET"),
         ("POST", f"{V}/query", "HEAD,GET"),
         ("GET", "/services/oauth2/token", "POST"),
         ("PUT", f"{V}/actions/standard/assignTargetToSalesCadence", "HEAD,GET,POST"),

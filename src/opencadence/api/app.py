@@ -17,6 +17,7 @@ from opencadence import errors
 from opencadence.api import (
     actions,
     email_settings,
+    identity,
     oauth,
     openapi,
     rest,
@@ -149,6 +150,7 @@ def build_app(
         + actions.routes()
         + email_settings.routes()
         + oauth.routes()
+        + identity.routes()
         + streaming.routes()
     )
     if manual_clock is not None:

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from opencadence import errors
-from opencadence.api.rest import json_response
+from opencadence.api.rest import add_limit_info, json_response
 
 log = logging.getLogger("opencadence.api")
 
@@ -20,6 +20,7 @@ async def opencadence_error(request: Request, exc: Exception) -> Response:
     if status >= 500:
         log.error("request failed: %s %s: %s", request.method, request.url.path, exc.message)
     response = json_response(body, status)
+    add_limit_info(request, response)
     if isinstance(exc, errors.RequestTooLarge):  # close rather than read the rest of the body
         response.headers["Connection"] = "close"
     return response
