@@ -221,6 +221,13 @@ class JsonParserError(OpenCadenceError):
     http_status = 400
 
 
+class RequestTooLarge(OpenCadenceError):
+    """The request body is larger than this endpoint accepts."""
+
+    error_code = "EXCEEDED_MAX_SIZE_REQUEST"
+    http_status = 413
+
+
 class InvalidOperation(OpenCadenceError):
     """The operation is not allowed."""
 

@@ -152,7 +152,6 @@ class Org:
             self._check_unique(tx, obj, body, None)
             record_id = tx.insert(obj.name, body)
             self._after_write(tx, obj, record_id, body)
-        self._permissions_changed(obj)
         if state is not None and state != "Draft":
             runtime.set_state(self.store, record_id, state, session.user_id)
         return record_id
@@ -182,6 +181,8 @@ class Org:
             ):
                 self._check_unique(tx, obj, body, canonical)
                 tx.update(obj.name, canonical, body)
+                if obj.name == "User":  # IsActive=false ends the user's sessions for good
+                    self.accounts.end_sessions_if_inactive(tx.conn, canonical)
         if state is not None:
             runtime.set_state(self.store, canonical, state, session.user_id)
 
@@ -201,7 +202,6 @@ class Org:
                 runtime.delete_tracker(tx, canonical, self.caller(session).viewer)
             else:
                 tx.delete(obj.name, canonical)
-        self._permissions_changed(obj)
 
     def _transaction(
         self, session: accounts.Session, version: str
@@ -211,12 +211,6 @@ class Org:
         return self.store.transaction(
             session.user_id, origin=_origin(version), principal=session.principal
         )
-
-    def _permissions_changed(self, obj: model.ObjectDef) -> None:
-        """A permission set assignment written through the API applies to the next request
-        (sessions carry their permissions, cached for a few seconds)."""
-        if obj.name == "PermissionSetAssignment":
-            self.accounts.forget_sessions()
 
     def _check_unique(
         self, tx: records.Tx, obj: model.ObjectDef, body: Mapping[str, Any], record_id: str | None

@@ -38,6 +38,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from opencadence import errors
+from opencadence.api import bodies
 from opencadence.api.rest import json_response, session_of
 from opencadence.org import Org
 from opencadence.storage import events, wakeup
@@ -241,7 +242,7 @@ class Streaming:
                 "successful": False,
                 "error": f"404::The channel {channel} does not exist",
             }
-        replay = ((msg.get("ext") or {}).get("replay") or {}).get(channel, -1)
+        replay = _object(_object(msg.get("ext")).get("replay")).get(channel, -1)
         cursor = self._cursor(replay)
         if cursor is None:
             return {
@@ -302,6 +303,12 @@ class Streaming:
         return out
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """A Bayeux field that should be an object (``ext``, ``ext.replay``); anything else
+    (a number, a list, a string) counts as absent, as CometD servers ignore it."""
+    return value if isinstance(value, dict) else {}
+
+
 def _id(msg: dict[str, Any]) -> dict[str, Any]:
     return {"id": msg["id"]} if "id" in msg else {}
 
@@ -334,10 +341,14 @@ async def endpoint(request: Request) -> Response:
             401,
         )
     try:
-        messages = await request.json()
+        messages = bodies.parse_json(await bodies.read(request, bodies.COMETD_MAX))
     except ClientDisconnect:  # gone before its body arrived: nobody to answer
         return Response(status_code=400)
-    except ValueError:
+    except errors.RequestTooLarge as exc:
+        response = json_response([{"successful": False, "error": f"413::{exc.message}"}], 413)
+        response.headers["Connection"] = "close"  # the rest of the body is never read
+        return response
+    except errors.JsonParserError:
         return json_response([{"successful": False, "error": "400::invalid JSON"}], 400)
     if isinstance(messages, dict):
         messages = [messages]

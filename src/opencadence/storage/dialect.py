@@ -534,6 +534,14 @@ class _ApiDate(FunctionElement[str]):
     name = "api_date"
 
 
+@compiles(_ApiDateTime)
+@compiles(_ApiDate)
+def _api_generic(element: FunctionElement[str], compiler: SQLCompiler, **kw: Any) -> str:
+    """Only for rendering without a dialect (SQLAlchemy compiles a statement's FROM list
+    that way, e.g. for a child subquery's date fields); never sent to a database."""
+    return "%s(%s)" % (element.name, compiler.process(element.clauses, **kw))
+
+
 @compiles(_ApiDateTime, "sqlite")
 def _api_datetime_sqlite(element: _ApiDateTime, compiler: SQLCompiler, **kw: Any) -> str:
     # %f is seconds with milliseconds (SS.SSS)
