@@ -88,7 +88,13 @@ class Org:
         return record
 
     def create(
-        self, session: accounts.Session, name: str, body: Mapping[str, Any], version: str
+        self,
+        session: accounts.Session,
+        name: str,
+        body: Mapping[str, Any],
+        version: str,
+        *,
+        api: str = "rest",
     ) -> str:
         obj = self._object(name, version)
         self._check_visible_fields(obj, body, version)
@@ -97,7 +103,7 @@ class Org:
             templates.validate(body, self.registry)
         with (
             self._unique_values(obj),
-            self.store.transaction(session.user_id, origin=_origin(version)) as tx,
+            self.store.transaction(session.user_id, origin=_origin(version, api)) as tx,
         ):
             self._check_unique(tx, obj, body, None)
             record_id = tx.insert(obj.name, body)
@@ -113,6 +119,8 @@ class Org:
         record_id: str,
         body: Mapping[str, Any],
         version: str,
+        *,
+        api: str = "rest",
     ) -> None:
         obj = self._object(name, version)
         if not obj.supports("update"):
@@ -126,14 +134,16 @@ class Org:
         if body:
             with (
                 self._unique_values(obj),
-                self.store.transaction(session.user_id, origin=_origin(version)) as tx,
+                self.store.transaction(session.user_id, origin=_origin(version, api)) as tx,
             ):
                 self._check_unique(tx, obj, body, canonical)
                 tx.update(obj.name, canonical, body)
         if state is not None:
             runtime.set_state(self.store, canonical, state, session.user_id)
 
-    def delete(self, session: accounts.Session, name: str, record_id: str, version: str) -> None:
+    def delete(
+        self, session: accounts.Session, name: str, record_id: str, version: str, *, api: str = "rest"
+    ) -> None:
         obj = self._object(name, version)
         if not obj.supports("delete"):
             raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support delete")
@@ -143,8 +153,19 @@ class Org:
         ):  # Orphaned before activation, Retired after (targets exit)
             runtime.delete_step(self.store, canonical, session.user_id)
             return
-        with self.store.transaction(session.user_id, origin=_origin(version)) as tx:
+        with self.store.transaction(session.user_id, origin=_origin(version, api)) as tx:
             tx.delete(obj.name, canonical)
+
+    def undelete(
+        self, session: accounts.Session, name: str, record_id: str, version: str, *, api: str = "rest"
+    ) -> None:
+        """Restore a record from the recycle bin (UNDELETE_FAILED when it is not there)."""
+        obj = self._object(name, version)
+        if not obj.supports("undelete"):
+            raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support undelete")
+        canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
+        with self.store.transaction(session.user_id, origin=_origin(version, api)) as tx:
+            tx.undelete(obj.name, canonical)
 
     def _unique_values(self, obj: model.ObjectDef) -> AbstractContextManager[None]:
         """Around a write's transaction: what a unique index refuses, as Salesforce's error."""
@@ -324,5 +345,6 @@ def _check_cap(found: Sized) -> None:
         )
 
 
-def _origin(version: str) -> str:
-    return f"com/salesforce/api/rest/{version}"
+def _origin(version: str, api: str = "rest") -> str:
+    """The change events' changeOrigin: ``com/salesforce/api/{rest|soap}/{version}``."""
+    return f"com/salesforce/api/{api}/{version}"

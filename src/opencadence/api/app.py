@@ -17,6 +17,7 @@ from opencadence.api import (
     oauth,
     openapi,
     rest,
+    soap,
     streaming,
     tracking,
     versions,
@@ -103,6 +104,7 @@ def build_app(
         rest.routes()
         + actions.routes()
         + email_settings.routes()
+        + soap.routes()
         + oauth.routes()
         + streaming.routes()
     )

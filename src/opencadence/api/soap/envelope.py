@@ -1,0 +1,218 @@
+"""SOAP 1.1 envelopes: reading a request once (defusedxml, bounded) and writing responses and
+faults with xml.etree, so user data only ever lands in escaped text and attribute values.
+
+Prefixes are written literally ("soapenv:Body", "sf:type") with their ``xmlns`` declarations on
+the envelope, as Salesforce writes them: the partner namespace is the default one, ``sf`` is the
+sObject namespace in responses and the fault namespace in faults (xsi:type values name them).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import defusedxml
+import defusedxml.ElementTree as SafeET
+from starlette.responses import Response
+
+from opencadence import errors
+from opencadence.api.soap import schema
+
+#: Largest request accepted (Salesforce's SOAP limit is 50 MB; 200 records fit in far less).
+MAX_BYTES = 10_000_000
+#: Deepest element nesting accepted (a partner request nests about 6 deep).
+MAX_DEPTH = 64
+MEDIA_TYPE = "text/xml; charset=utf-8"
+
+
+class ClientFault(Exception):
+    """A request that is not a SOAP call we can read: faultcode soapenv:Client, no detail."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class Call:
+    """One parsed request: the operation's element and the SOAP headers by local name."""
+
+    operation: str
+    body: ET.Element
+    headers: dict[str, ET.Element] = field(default_factory=dict)
+
+    def header(self, name: str, child: str) -> str | None:
+        """The text of ``<name><child>`` in the SOAP header, if sent."""
+        node = self.headers.get(name)
+        return None if node is None else text_of(node, child)
+
+
+def local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def children(node: ET.Element, name: str) -> list[ET.Element]:
+    return [c for c in node if local(c.tag) == name]
+
+
+def text_of(node: ET.Element, name: str) -> str | None:
+    found = children(node, name)
+    return None if not found else (found[0].text or "")
+
+
+def texts_of(node: ET.Element, name: str) -> list[str]:
+    return [(c.text or "").strip() for c in children(node, name)]
+
+
+def is_nil(node: ET.Element) -> bool:
+    return node.get(f"{{{schema.XSI_NS}}}nil", "").lower() in ("true", "1")
+
+
+def parse(raw: bytes) -> Call:
+    """The envelope's operation and headers; hostile or oversized XML is refused unread."""
+    if len(raw) > MAX_BYTES:
+        raise ClientFault(f"The request is larger than {MAX_BYTES} bytes")
+    try:
+        root = SafeET.fromstring(raw, forbid_dtd=True)
+    except (SafeET.ParseError, defusedxml.DefusedXmlException, ValueError) as exc:
+        raise ClientFault(f"Could not read the request XML: {exc}") from None
+    _check_depth(root)
+    if root.tag != f"{{{schema.ENVELOPE_NS}}}Envelope":
+        raise ClientFault("The request is not a SOAP 1.1 Envelope")
+    body = root.find(f"{{{schema.ENVELOPE_NS}}}Body")
+    if body is None or len(body) == 0:
+        raise ClientFault("The SOAP Body names no operation")
+    header = root.find(f"{{{schema.ENVELOPE_NS}}}Header")
+    headers = {local(h.tag): h for h in header} if header is not None else {}
+    return Call(local(body[0].tag), body[0], headers)
+
+
+def _check_depth(root: ET.Element) -> None:
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ClientFault(f"The request nests elements deeper than {MAX_DEPTH}")
+        stack.extend((c, depth + 1) for c in node)
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    node = ET.SubElement(parent, tag, {k.replace("_", ":", 1): v for k, v in attrs.items()})
+    if text is not None:
+        node.text = text
+    return node
+
+
+def nil(parent: ET.Element, tag: str) -> ET.Element:
+    return sub(parent, tag, xsi_nil="true")
+
+
+def _envelope(sf_namespace: str) -> tuple[ET.Element, ET.Element]:
+    root = ET.Element(
+        "soapenv:Envelope",
+        {
+            "xmlns:soapenv": schema.ENVELOPE_NS,
+            "xmlns": schema.PARTNER_NS,
+            "xmlns:sf": sf_namespace,
+            "xmlns:xsi": schema.XSI_NS,
+        },
+    )
+    return root, sub(root, "soapenv:Body")
+
+
+def response_root(operation: str) -> tuple[ET.Element, ET.Element]:
+    """(envelope, ``<{operation}Response>``) to fill in."""
+    root, body = _envelope(schema.SOBJECT_NS)
+    return root, sub(body, f"{operation}Response")
+
+
+def to_response(root: ET.Element, status: int = 200) -> Response:
+    data = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return Response(data, status_code=status, media_type=MEDIA_TYPE)
+
+
+#: errorCode -> the fault detail type Salesforce raises it as (others: UnexpectedErrorFault).
+FAULT_TYPES = {
+    "INVALID_LOGIN": "LoginFault",
+    "INVALID_TYPE": "InvalidSObjectFault",
+    "INVALID_FIELD": "InvalidFieldFault",
+    "MALFORMED_QUERY": "MalformedQueryFault",
+    "INVALID_QUERY_FILTER_OPERATOR": "MalformedQueryFault",
+    "INVALID_QUERY_LOCATOR": "InvalidQueryLocatorFault",
+    "MALFORMED_ID": "InvalidIdFault",
+    "INVALID_ID_FIELD": "InvalidIdFault",
+}
+
+
+def fault(code: str, message: str, *, row: int | None = None, column: int | None = None) -> Response:
+    """A Salesforce API fault: ``sf:CODE`` and the typed detail in the fault namespace."""
+    root, body = _envelope(schema.FAULT_NS)
+    node = sub(body, "soapenv:Fault")
+    sub(node, "faultcode", f"sf:{code}")
+    sub(node, "faultstring", f"{code}: {message}")
+    kind = FAULT_TYPES.get(code, "UnexpectedErrorFault")
+    detail = sub(sub(node, "detail"), f"sf:{kind}", xsi_type=f"sf:{kind}")
+    sub(detail, "sf:exceptionCode", code)
+    sub(detail, "sf:exceptionMessage", message)
+    if kind in schema.QUERY_FAULTS:
+        sub(detail, "sf:row", str(row if row is not None else -1))
+        sub(detail, "sf:column", str(column if column is not None else -1))
+    return to_response(root, 500)
+
+
+def error_fault(exc: errors.OpenCadenceError) -> Response:
+    return fault(
+        exc.error_code,
+        exc.message,
+        row=getattr(exc, "line", None),
+        column=getattr(exc, "column", None),
+    )
+
+
+def client_fault(message: str) -> Response:
+    root, body = _envelope(schema.FAULT_NS)
+    node = sub(body, "soapenv:Fault")
+    sub(node, "faultcode", "soapenv:Client")
+    sub(node, "faultstring", message)
+    return to_response(root, 500)
+
+
+# --- typed values ---------------------------------------------------------------------------
+
+
+def scalar_text(xsd_type: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    if xsd_type == "xsd:dateTime":
+        return soap_datetime(text)
+    return text
+
+
+def soap_datetime(text: str) -> str:
+    """REST's ``...000+0000`` as xsd:dateTime (``...000Z``), as the SOAP API writes it."""
+    return text[:-5] + "Z" if text.endswith("+0000") else text
+
+
+def write(parent: ET.Element, el: schema.El, value: Any) -> None:
+    """``value`` as the element ``el`` declares it (a mapping for a complex type)."""
+    if el.many and value is None:
+        return
+    for item in value if el.many else [value]:
+        if item is None:
+            nil(parent, el.name)
+        elif el.scalar:
+            sub(parent, el.name, scalar_text(el.type, item))
+        else:
+            write_type(sub(parent, el.name), el.type, item)
+
+
+def write_type(node: ET.Element, type_name: str, data: Mapping[str, Any]) -> None:
+    for el in schema.TYPES[type_name]:
+        if el.name in data:
+            write(node, el, data[el.name])

@@ -1,0 +1,492 @@
+"""The partner SOAP API (``/services/Soap/u/{version}[/{orgId}]``): every call goes through
+``Org``, as REST does, so visibility, validation, the write path, change events and error codes
+are shared. This module only reads the call's elements and writes its result.
+
+The envelope is parsed once; the session in ``SessionHeader`` is checked before anything of the
+body is read; then the operation is dispatched. ``login`` is answered by ``api.oauth``.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from opencadence import errors, ids
+from opencadence.api import oauth, versions
+from opencadence.api.soap import envelope, schema
+from opencadence.api.soap.envelope import Call, sub
+from opencadence.metadata.registry import Registry
+from opencadence.org import Org
+from opencadence.storage import accounts, migrate, values
+
+#: Records per create/update/upsert/delete/undelete call; ids per retrieve (Salesforce's).
+MAX_RECORDS = 200
+MAX_RETRIEVE = 2000
+MAX_DESCRIBE = 100
+API = "soap"
+
+
+@dataclass
+class Context:
+    org: Org
+    session: accounts.Session
+    version: str
+    token: str
+    call: Call
+
+    @property
+    def registry(self) -> Registry:
+        return self.org.registry
+
+
+Operation = Callable[[Context, ET.Element], None]
+
+
+async def endpoint(request: Request) -> Response:
+    org: Org = request.app.state.org
+    raw = await request.body()
+    try:
+        call = envelope.parse(raw)
+    except envelope.ClientFault as exc:
+        return envelope.client_fault(exc.message)
+    try:
+        version = _version(request)
+    except errors.OpenCadenceError as exc:
+        return envelope.error_fault(exc)
+    if call.operation == "login":
+        return await oauth.soap_login(request)
+    return await run_in_threadpool(_run, org, call, version)
+
+
+def _version(request: Request) -> str:
+    """The URL's version, served range only; the org id of a serverUrl must be this org's."""
+    version = request.path_params["version"]
+    try:
+        versions.check(version)
+    except errors.NotFound:
+        raise errors.UnsupportedApiVersion("Invalid Api version specified on URL") from None
+    org_id = request.path_params.get("org")
+    if org_id is not None and org_id not in (migrate.ORG_ID, migrate.ORG_ID[:15]):
+        raise errors.InvalidSession("Invalid Session ID found in SessionHeader: Illegal Session")
+    return version
+
+
+def _run(org: Org, call: Call, version: str) -> Response:
+    try:
+        ctx = _authenticate(org, call, version)
+        operation = OPERATIONS.get(call.operation)
+        if operation is None:
+            return envelope.client_fault(
+                f"No operation available for request {{{schema.PARTNER_NS}}}{call.operation}"
+            )
+        root, result = envelope.response_root(call.operation)
+        operation(ctx, result)
+        return envelope.to_response(root)
+    except errors.OpenCadenceError as exc:
+        return envelope.error_fault(exc)
+
+
+def _authenticate(org: Org, call: Call, version: str) -> Context:
+    token = (call.header("SessionHeader", "sessionId") or "").strip()
+    try:
+        if not token:
+            raise errors.InvalidSession()
+        session = org.accounts.session(token)
+    except errors.InvalidSession:
+        raise errors.InvalidSession(
+            "Invalid Session ID found in SessionHeader: Illegal Session"
+        ) from None
+    return Context(org, session, version, token, call)
+
+
+# --- session and describe -------------------------------------------------------------------
+
+
+def logout(ctx: Context, result: ET.Element) -> None:
+    ctx.org.accounts.revoke(ctx.token)
+
+
+def get_user_info(ctx: Context, result: ET.Element) -> None:
+    envelope.write_type(sub(result, "result"), "GetUserInfoResult", user_info(ctx))
+
+
+def user_info(ctx: Context) -> dict[str, Any]:
+    user = ctx.org.store.get("User", ctx.session.user_id) or {}
+    return {
+        "accessibilityMode": False,
+        "currencySymbol": "$",
+        "orgDefaultCurrencyIsoCode": "USD",
+        "organizationId": migrate.ORG_ID,
+        "organizationMultiCurrency": False,
+        "organizationName": "opencadence",
+        "profileId": user.get("ProfileId"),
+        "sessionSecondsValid": int(accounts.DEFAULT_SESSION_TTL.total_seconds()),
+        "userEmail": user.get("Email"),
+        "userFullName": user.get("Name"),
+        "userId": ctx.session.user_id,
+        "userLanguage": "en_US",
+        "userLocale": "en_US",
+        "userName": user.get("Username"),
+        "userTimeZone": ctx.session.time_zone,
+        "userType": "Standard",
+        "userUiSkin": "Theme3",
+    }
+
+
+def get_server_timestamp(ctx: Context, result: ET.Element) -> None:
+    now = values.format_datetime(ctx.org.store.clock.now())
+    envelope.write_type(sub(result, "result"), "GetServerTimestampResult", {"timestamp": now})
+
+
+def describe_global(ctx: Context, result: ET.Element) -> None:
+    data = ctx.org.describe_global(ctx.version)
+    envelope.write_type(sub(result, "result"), "DescribeGlobalResult", data)
+
+
+def describe_sobject(ctx: Context, result: ET.Element) -> None:
+    name = _required(ctx.call.body, "sObjectType")
+    envelope.write_type(
+        sub(result, "result"), "DescribeSObjectResult", ctx.org.describe(name, ctx.version)
+    )
+
+
+def describe_sobjects(ctx: Context, result: ET.Element) -> None:
+    names = envelope.texts_of(ctx.call.body, "sObjectType")
+    if len(names) > MAX_DESCRIBE:
+        raise errors.ExceededIdLimit(f"describeSObjects takes at most {MAX_DESCRIBE} types")
+    described = [ctx.org.describe(name, ctx.version) for name in names]  # all or one fault
+    for data in described:
+        envelope.write_type(sub(result, "result"), "DescribeSObjectResult", data)
+
+
+def _required(node: ET.Element, name: str) -> str:
+    value = envelope.text_of(node, name)
+    if value is None or not value.strip():
+        raise errors.InvalidOperation(f"The required element {name} is missing")
+    return value.strip()
+
+
+# --- queries --------------------------------------------------------------------------------
+
+
+def _batch_size(ctx: Context) -> int | None:
+    value = (ctx.call.header("QueryOptions", "batchSize") or "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def _query(include_deleted: bool) -> Operation:
+    def run(ctx: Context, result: ET.Element) -> None:
+        soql = envelope.text_of(ctx.call.body, "queryString")
+        if not soql or not soql.strip():
+            raise errors.MalformedQuery("A query string has to be specified")
+        page = ctx.org.query(
+            ctx.session,
+            soql,
+            ctx.version,
+            include_deleted=include_deleted,
+            batch_size=_batch_size(ctx),
+        )
+        write_query_result(ctx.registry, sub(result, "result"), page)
+
+    return run
+
+
+def query_more(ctx: Context, result: ET.Element) -> None:
+    locator = _required(ctx.call.body, "queryLocator")
+    page = ctx.org.query_more(ctx.session, locator, ctx.version)
+    write_query_result(ctx.registry, sub(result, "result"), page)
+
+
+def write_query_result(registry: Registry, node: ET.Element, page: dict[str, Any]) -> None:
+    """QueryResult: done, queryLocator (the locator of REST's nextRecordsUrl), records, size."""
+    sub(node, "done", "true" if page["done"] else "false")
+    next_url = page.get("nextRecordsUrl")
+    if next_url:
+        sub(node, "queryLocator", next_url.rsplit("/", 1)[-1])
+    else:
+        envelope.nil(node, "queryLocator")
+    for record in page["records"]:
+        write_sobject(registry, node, "records", record)
+    sub(node, "size", str(page["totalSize"]))
+
+
+def write_sobject(registry: Registry, parent: ET.Element, tag: str, record: dict[str, Any]) -> None:
+    """A partner ``sObject``: type, Id (nil when not selected), then the fields in the sObject
+    namespace as selected (Id again among them, as Salesforce sends it), parents nested as
+    sObjects and child subqueries as QueryResults."""
+    node = sub(parent, tag, xsi_type="sf:sObject")
+    kind = record.get("attributes", {}).get("type", "")
+    sub(node, "sf:type", kind)
+    if record.get("Id"):
+        sub(node, "sf:Id", str(record["Id"]))
+    else:
+        envelope.nil(node, "sf:Id")
+    obj = registry.get(kind)
+    for key, value in record.items():
+        if key == "attributes":
+            continue
+        name = f"sf:{key}"
+        if value is None:
+            envelope.nil(node, name)
+        elif isinstance(value, dict) and "records" in value:
+            write_query_result(registry, sub(node, name, xsi_type="QueryResult"), value)
+        elif isinstance(value, dict):
+            write_sobject(registry, node, name, value)
+        else:
+            f = obj.field(key) if obj is not None else None
+            xsd = "xsd:dateTime" if f is not None and f.type == "datetime" else "xsd:string"
+            sub(node, name, envelope.scalar_text(xsd, value))
+
+
+def retrieve(ctx: Context, result: ET.Element) -> None:
+    """retrieve(fieldList, sObjectType, ids[]): one sObject per id, in order, nil if not found."""
+    body = ctx.call.body
+    fields = [f.strip() for f in _required(body, "fieldList").split(",") if f.strip()]
+    name = _required(body, "sObjectType")
+    wanted = envelope.texts_of(body, "ids")
+    if len(wanted) > MAX_RETRIEVE:
+        raise errors.ExceededIdLimit(f"retrieve takes at most {MAX_RETRIEVE} ids")
+    for record_id in wanted:
+        try:
+            record = ctx.org.retrieve(ctx.session, name, record_id, fields, ctx.version)
+        except errors.NotFound:
+            envelope.nil(result, "result")
+            continue
+        write_sobject(ctx.registry, result, "result", record)
+
+
+# --- replication ----------------------------------------------------------------------------
+
+
+def _window(ctx: Context) -> tuple[str, str, str]:
+    body = ctx.call.body
+    return (
+        _required(body, "sObjectType"),
+        envelope.text_of(body, "startDate") or "",
+        envelope.text_of(body, "endDate") or "",
+    )
+
+
+def get_updated(ctx: Context, result: ET.Element) -> None:
+    name, start, end = _window(ctx)
+    data = ctx.org.updated(ctx.session, name, start.strip(), end.strip(), ctx.version)
+    envelope.write_type(sub(result, "result"), "GetUpdatedResult", data)
+
+
+def get_deleted(ctx: Context, result: ET.Element) -> None:
+    name, start, end = _window(ctx)
+    data = ctx.org.deleted(ctx.session, name, start.strip(), end.strip(), ctx.version)
+    envelope.write_type(sub(result, "result"), "GetDeletedResult", data)
+
+
+# --- writes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Incoming:
+    """One ``sObjects`` element of a create/update/upsert call."""
+
+    type: str
+    id: str | None
+    fields: dict[str, Any]
+
+
+def read_sobject(node: ET.Element) -> Incoming:
+    """type, Id, the fields (xsi:nil and ``fieldsToNull`` set null), by local name."""
+    kind, record_id, fields = "", None, {}
+    for child in node:
+        name = envelope.local(child.tag)
+        if name == "type":
+            kind = (child.text or "").strip()
+        elif name == "Id":
+            record_id = (child.text or "").strip() or None
+        elif name == "fieldsToNull":
+            fields[(child.text or "").strip()] = None
+        elif len(child):
+            raise errors.InvalidField(
+                f"{name}: setting a relationship by external id is not supported", fields=[name]
+            )
+        else:
+            fields[name] = None if envelope.is_nil(child) else (child.text or "")
+    if not kind:
+        raise errors.InvalidType("Must send a concrete entity type.")
+    return Incoming(kind, record_id, fields)
+
+
+def _records(ctx: Context) -> list[Incoming]:
+    nodes = envelope.children(ctx.call.body, "sObjects")
+    _check_count(len(nodes))
+    incoming = [read_sobject(n) for n in nodes]
+    for item in incoming:  # an unknown type faults the call, as Salesforce does
+        ctx.registry.object(item.type)
+    return incoming
+
+
+def _check_count(count: int) -> None:
+    if count > MAX_RECORDS:
+        raise errors.ExceededIdLimit(
+            f"record limit reached. cannot submit more than {MAX_RECORDS} records into this call"
+        )
+
+
+def _all_or_none(ctx: Context) -> bool:
+    return (ctx.call.header("AllOrNoneHeader", "allOrNone") or "").strip().lower() in ("true", "1")
+
+
+def _refuse_all_or_none(ctx: Context) -> None:
+    """AllOrNoneHeader allOrNone=true needs one transaction across the call's records; the
+    facade writes one record per transaction, so such a call is refused before any write."""
+    if _all_or_none(ctx):
+        raise errors.InvalidOperation("AllOrNoneHeader allOrNone=true is not supported")
+
+
+def _outcome(node: ET.Element, record_id: str | None, exc: errors.OpenCadenceError | None) -> None:
+    if exc is None:
+        sub(node, "id", record_id or "")
+        sub(node, "success", "true")
+        return
+    error = sub(node, "errors")
+    for f in exc.fields:
+        sub(error, "fields", f)
+    sub(error, "message", exc.message)
+    sub(error, "statusCode", exc.error_code)
+    if record_id:
+        sub(node, "id", record_id)
+    else:
+        envelope.nil(node, "id")
+    sub(node, "success", "false")
+
+
+def create(ctx: Context, result: ET.Element) -> None:
+    _refuse_all_or_none(ctx)
+    for item in _records(ctx):
+        node = sub(result, "result")
+        try:
+            new_id = ctx.org.create(ctx.session, item.type, item.fields, ctx.version, api=API)
+        except errors.OpenCadenceError as exc:
+            _outcome(node, None, exc)
+        else:
+            _outcome(node, new_id, None)
+
+
+def update(ctx: Context, result: ET.Element) -> None:
+    _refuse_all_or_none(ctx)
+    for item in _records(ctx):
+        node = sub(result, "result")
+        try:
+            if not item.id:
+                raise errors.MissingArgument("Id not specified in an update call", fields=["Id"])
+            ctx.org.update(ctx.session, item.type, item.id, item.fields, ctx.version, api=API)
+        except errors.OpenCadenceError as exc:
+            _outcome(node, item.id, exc)
+        else:
+            _outcome(node, ids.to18(item.id), None)
+
+
+def upsert(ctx: Context, result: ET.Element) -> None:
+    """upsert(externalIDFieldName, sObjects[]): Id, or an idLookup field matched by value."""
+    _refuse_all_or_none(ctx)
+    key = _required(ctx.call.body, "externalIDFieldName")
+    for item in _records(ctx):
+        node = sub(result, "result")
+        try:
+            found = _match(ctx, item, key)
+            if found is None:
+                body = {k: v for k, v in item.fields.items() if k.lower() != "id"}
+                record_id = ctx.org.create(ctx.session, item.type, body, ctx.version, api=API)
+                created = True
+            else:
+                body = {k: v for k, v in item.fields.items() if k.lower() not in ("id", key.lower())}
+                ctx.org.update(ctx.session, item.type, found, body, ctx.version, api=API)
+                record_id, created = found, False
+        except errors.OpenCadenceError as exc:
+            sub(node, "created", "false")
+            _outcome(node, item.id, exc)
+        else:
+            sub(node, "created", "true" if created else "false")
+            _outcome(node, record_id, None)
+
+
+def _match(ctx: Context, item: Incoming, key: str) -> str | None:
+    """The id of the record ``item`` upserts onto, or None to create one."""
+    obj = ctx.registry.object(item.type)
+    f = obj.field(key)
+    if f is None or not (f.id_lookup or f.name == "Id"):
+        raise errors.InvalidField(
+            f"Field name provided, {key} is not an External ID or indexed field for {obj.name}",
+            fields=[key],
+        )
+    if f.name == "Id":
+        return ids.to18(item.id) if item.id else None
+    value = next((v for k, v in item.fields.items() if k.lower() == f.name.lower()), None)
+    if value is None or value == "":
+        raise errors.MissingArgument(f"{f.name} not specified", fields=[f.name])
+    literal = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    soql = f"SELECT Id FROM {obj.name} WHERE {f.name} = '{literal}' LIMIT 2"
+    rows = ctx.org.query(ctx.session, soql, ctx.version)["records"]
+    if len(rows) > 1:
+        raise errors.DuplicateExternalId(
+            f"{f.name}: more than one record found for external id field", fields=[f.name]
+        )
+    return str(rows[0]["Id"]) if rows else None
+
+
+def _by_ids(ctx: Context, result: ET.Element, write: Callable[[str, str], None]) -> None:
+    wanted = envelope.texts_of(ctx.call.body, "ids")
+    _check_count(len(wanted))
+    for record_id in wanted:
+        node = sub(result, "result")
+        try:
+            obj = ctx.registry.object_of_id(ids.parse(record_id))
+            if obj is None:
+                raise errors.InvalidCrossReferenceKey("invalid cross reference id")
+            write(obj.name, record_id)
+        except errors.OpenCadenceError as exc:
+            _outcome(node, record_id, exc)
+        else:
+            _outcome(node, ids.to18(record_id), None)
+
+
+def delete(ctx: Context, result: ET.Element) -> None:
+    _refuse_all_or_none(ctx)
+    _by_ids(
+        ctx,
+        result,
+        lambda name, rid: ctx.org.delete(ctx.session, name, rid, ctx.version, api=API),
+    )
+
+
+def undelete(ctx: Context, result: ET.Element) -> None:
+    _refuse_all_or_none(ctx)
+    _by_ids(
+        ctx,
+        result,
+        lambda name, rid: ctx.org.undelete(ctx.session, name, rid, ctx.version, api=API),
+    )
+
+
+OPERATIONS: dict[str, Operation] = {
+    "logout": logout,
+    "getUserInfo": get_user_info,
+    "getServerTimestamp": get_server_timestamp,
+    "describeGlobal": describe_global,
+    "describeSObject": describe_sobject,
+    "describeSObjects": describe_sobjects,
+    "query": _query(False),
+    "queryAll": _query(True),
+    "queryMore": query_more,
+    "retrieve": retrieve,
+    "getUpdated": get_updated,
+    "getDeleted": get_deleted,
+    "create": create,
+    "update": update,
+    "upsert": upsert,
+    "delete": delete,
+    "undelete": undelete,
+}
