@@ -112,22 +112,19 @@ def nil(parent: ET.Element, tag: str) -> ET.Element:
     return sub(parent, tag, xsi_nil="true")
 
 
-def _envelope(sf_namespace: str) -> tuple[ET.Element, ET.Element]:
-    root = ET.Element(
-        "soapenv:Envelope",
-        {
-            "xmlns:soapenv": schema.ENVELOPE_NS,
-            "xmlns": schema.PARTNER_NS,
-            "xmlns:sf": sf_namespace,
-            "xmlns:xsi": schema.XSI_NS,
-        },
-    )
+def _envelope(sf_namespace: str, default: str | None) -> tuple[ET.Element, ET.Element]:
+    """A fault has no default namespace: faultcode, faultstring and detail are unqualified."""
+    names = {"xmlns:soapenv": schema.ENVELOPE_NS}
+    if default is not None:
+        names["xmlns"] = default
+    names.update({"xmlns:sf": sf_namespace, "xmlns:xsi": schema.XSI_NS})
+    root = ET.Element("soapenv:Envelope", names)
     return root, sub(root, "soapenv:Body")
 
 
 def response_root(operation: str) -> tuple[ET.Element, ET.Element]:
     """(envelope, ``<{operation}Response>``) to fill in."""
-    root, body = _envelope(schema.SOBJECT_NS)
+    root, body = _envelope(schema.SOBJECT_NS, schema.PARTNER_NS)
     return root, sub(body, f"{operation}Response")
 
 
@@ -151,7 +148,7 @@ FAULT_TYPES = {
 
 def fault(code: str, message: str, *, row: int | None = None, column: int | None = None) -> Response:
     """A Salesforce API fault: ``sf:CODE`` and the typed detail in the fault namespace."""
-    root, body = _envelope(schema.FAULT_NS)
+    root, body = _envelope(schema.FAULT_NS, None)
     node = sub(body, "soapenv:Fault")
     sub(node, "faultcode", f"sf:{code}")
     sub(node, "faultstring", f"{code}: {message}")
@@ -175,7 +172,7 @@ def error_fault(exc: errors.OpenCadenceError) -> Response:
 
 
 def client_fault(message: str) -> Response:
-    root, body = _envelope(schema.FAULT_NS)
+    root, body = _envelope(schema.FAULT_NS, None)
     node = sub(body, "soapenv:Fault")
     sub(node, "faultcode", "soapenv:Client")
     sub(node, "faultstring", message)

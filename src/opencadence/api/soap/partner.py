@@ -21,6 +21,7 @@ from opencadence import errors, ids
 from opencadence.api import oauth, versions
 from opencadence.api.soap import envelope, schema
 from opencadence.api.soap.envelope import Call, sub
+from opencadence.metadata import model
 from opencadence.metadata.registry import Registry
 from opencadence.org import Org
 from opencadence.storage import accounts, migrate, values
@@ -386,14 +387,17 @@ def update(ctx: Context, result: ET.Element) -> None:
         except errors.OpenCadenceError as exc:
             _outcome(node, item.id, exc)
         else:
-            _outcome(node, ids.to18(item.id), None)
+            _outcome(node, ids.parse(item.id), None)
 
 
 def upsert(ctx: Context, result: ET.Element) -> None:
     """upsert(externalIDFieldName, sObjects[]): Id, or an idLookup field matched by value."""
     _refuse_all_or_none(ctx)
     key = _required(ctx.call.body, "externalIDFieldName")
-    for item in _records(ctx):
+    incoming = _records(ctx)
+    for item in incoming:  # a field that is no external id faults the call, before any write
+        _key_field(ctx, item.type, key)
+    for item in incoming:
         node = sub(result, "result")
         try:
             found = _match(ctx, item, key)
@@ -416,14 +420,9 @@ def upsert(ctx: Context, result: ET.Element) -> None:
 def _match(ctx: Context, item: Incoming, key: str) -> str | None:
     """The id of the record ``item`` upserts onto, or None to create one."""
     obj = ctx.registry.object(item.type)
-    f = obj.field(key)
-    if f is None or not (f.id_lookup or f.name == "Id"):
-        raise errors.InvalidField(
-            f"Field name provided, {key} is not an External ID or indexed field for {obj.name}",
-            fields=[key],
-        )
+    f = _key_field(ctx, obj.name, key)
     if f.name == "Id":
-        return ids.to18(item.id) if item.id else None
+        return ids.parse(item.id) if item.id else None
     value = next((v for k, v in item.fields.items() if k.lower() == f.name.lower()), None)
     if value is None or value == "":
         raise errors.MissingArgument(f"{f.name} not specified", fields=[f.name])
@@ -435,6 +434,17 @@ def _match(ctx: Context, item: Incoming, key: str) -> str | None:
             f"{f.name}: more than one record found for external id field", fields=[f.name]
         )
     return str(rows[0]["Id"]) if rows else None
+
+
+def _key_field(ctx: Context, name: str, key: str) -> model.FieldDef:
+    obj = ctx.registry.object(name)
+    f = obj.field(key)
+    if f is None or not (f.id_lookup or f.name == "Id"):
+        raise errors.InvalidField(
+            f"Field name provided, {key} is not an External ID or indexed field for {obj.name}",
+            fields=[key],
+        )
+    return f
 
 
 def _by_ids(ctx: Context, result: ET.Element, write: Callable[[str, str], None]) -> None:
@@ -450,7 +460,7 @@ def _by_ids(ctx: Context, result: ET.Element, write: Callable[[str, str], None])
         except errors.OpenCadenceError as exc:
             _outcome(node, record_id, exc)
         else:
-            _outcome(node, ids.to18(record_id), None)
+            _outcome(node, ids.parse(record_id), None)
 
 
 def delete(ctx: Context, result: ET.Element) -> None:
