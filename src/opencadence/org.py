@@ -142,7 +142,13 @@ class Org:
             runtime.set_state(self.store, canonical, state, session.user_id)
 
     def delete(
-        self, session: accounts.Session, name: str, record_id: str, version: str, *, api: str = "rest"
+        self,
+        session: accounts.Session,
+        name: str,
+        record_id: str,
+        version: str,
+        *,
+        api: str = "rest",
     ) -> None:
         obj = self._object(name, version)
         if not obj.supports("delete"):
@@ -157,12 +163,20 @@ class Org:
             tx.delete(obj.name, canonical)
 
     def undelete(
-        self, session: accounts.Session, name: str, record_id: str, version: str, *, api: str = "rest"
+        self,
+        session: accounts.Session,
+        name: str,
+        record_id: str,
+        version: str,
+        *,
+        api: str = "rest",
     ) -> None:
         """Restore a record from the recycle bin (UNDELETE_FAILED when it is not there)."""
         obj = self._object(name, version)
         if not obj.supports("undelete"):
-            raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support undelete")
+            raise errors.InvalidTypeForOperation(
+                f"entity type {obj.name} does not support undelete"
+            )
         canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
         with self.store.transaction(session.user_id, origin=_origin(version, api)) as tx:
             tx.undelete(obj.name, canonical)

@@ -88,14 +88,22 @@ def seed(server: Server, trackers: int = 3) -> dict[str, Any]:
         )
         ids["step"] = tx.insert(
             "ActionCadenceStep",
-            {"ActionCadenceId": ids["cad"], "StepName": "call1", "StepTitle": "Call",
-             "Type": "MakeACall"},
+            {
+                "ActionCadenceId": ids["cad"],
+                "StepName": "call1",
+                "StepTitle": "Call",
+                "Type": "MakeACall",
+            },
             system=True,
         )
         ids["tracker"] = tx.insert(
             "ActionCadenceTracker",
-            {"ActionCadenceId": ids["cad"], "TargetId": ids["ann"], "OwnerId": ids["rep"],
-             "State": "Running"},
+            {
+                "ActionCadenceId": ids["cad"],
+                "TargetId": ids["ann"],
+                "OwnerId": ids["rep"],
+                "State": "Running",
+            },
             system=True,
         )
         ids["steps"] = [
@@ -185,16 +193,23 @@ def test_describe_sobjects_of_the_step_tracker_matches_rest(server: Server) -> N
     p = Partner(server)
     (soap,) = p.call("describeSObjects", ["ActionCadenceStepTracker"])
     token = p.login.sessionId
-    rest = server.session().get(
-        f"https://{server.instance}/services/data/v59.0/sobjects/ActionCadenceStepTracker/describe",
-        headers={"Authorization": f"Bearer {token}"},
-    ).json()
+    rest = (
+        server.session()
+        .get(
+            f"https://{server.instance}/services/data/v59.0/sobjects/ActionCadenceStepTracker/describe",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        .json()
+    )
     assert soap.name == rest["name"] and soap.keyPrefix == rest["keyPrefix"] == "0cK"
     assert soap.createable is False and soap.queryable is True and soap.replicateable is True
     assert [f.name for f in soap.fields] == [f["name"] for f in rest["fields"]]
     for got, want in zip(soap.fields, rest["fields"]):
         assert (got.type, got.soapType, got.length, got.nillable) == (
-            want["type"], want["soapType"], want["length"], want["nillable"]
+            want["type"],
+            want["soapType"],
+            want["length"],
+            want["nillable"],
         ), want["name"]
         assert list(got.referenceTo) == want["referenceTo"], want["name"]
         assert [(v.value, v.label, v.active) for v in got.picklistValues] == [
@@ -250,7 +265,8 @@ def test_query_shapes_nulls_children_and_query_all(server: Server) -> None:
     ids = seed(server)
     p = Partner(server)
     result = p.call(
-        "query", "SELECT Name, (SELECT LastName, FirstName FROM Contacts ORDER BY LastName) FROM Account"
+        "query",
+        "SELECT Name, (SELECT LastName, FirstName FROM Contacts ORDER BY LastName) FROM Account",
     )
     (account,) = result.records
     assert account.Id is None  # Id not selected: nil, as the partner API sends it
@@ -367,7 +383,9 @@ def test_read_only_tracker_refuses_create_and_update(server: Server) -> None:
     (made,) = p.call("create", [p.sobject("ActionCadenceStepTracker", State="Active")])
     assert made.success is False
     assert made.errors[0].statusCode == "INVALID_TYPE_FOR_OPERATION"
-    (changed,) = p.call("update", [p.sobject("ActionCadenceStepTracker", ids["steps"][0], State="Completed")])
+    (changed,) = p.call(
+        "update", [p.sobject("ActionCadenceStepTracker", ids["steps"][0], State="Completed")]
+    )
     assert changed.success is False
     assert changed.errors[0].statusCode == "INVALID_TYPE_FOR_OPERATION"
     (gone,) = p.call("delete", [ids["steps"][0]])
@@ -381,9 +399,7 @@ def test_upsert_by_id_and_by_id_lookup_field(server: Server) -> None:
     p = Partner(server)
     (first,) = p.call("upsert", "Email", [p.sobject("Contact", LastName="Up", Email="up@x.io")])
     assert first.success is True and first.created is True
-    (second,) = p.call(
-        "upsert", "Email", [p.sobject("Contact", LastName="Upper", Email="up@x.io")]
-    )
+    (second,) = p.call("upsert", "Email", [p.sobject("Contact", LastName="Upper", Email="up@x.io")])
     assert second.success is True and second.created is False and second.id == first.id
     (third,) = p.call("upsert", "Id", [p.sobject("Contact", first.id, Title="CTO")])
     assert third.success is True and third.created is False and third.id == first.id
@@ -468,7 +484,7 @@ def test_hostile_xml_is_refused_and_changes_nothing(
 ) -> None:
     p = Partner(server)
     inner = (
-        f'<create><sObjects><sf:type>Contact</sf:type><sf:LastName>{last_name}</sf:LastName>'
+        f"<create><sObjects><sf:type>Contact</sf:type><sf:LastName>{last_name}</sf:LastName>"
         "</sObjects></create>"
     )
     r = _post(server, _envelope(p.login.sessionId, inner, doctype))
@@ -481,7 +497,9 @@ def test_hostile_xml_is_refused_and_changes_nothing(
 def test_oversized_and_deep_documents_are_refused(server: Server) -> None:
     p = Partner(server)
     deep = "<a>" * 200 + "</a>" * 200
-    r = _post(server, _envelope(p.login.sessionId, f"<query><queryString>{deep}</queryString></query>"))
+    r = _post(
+        server, _envelope(p.login.sessionId, f"<query><queryString>{deep}</queryString></query>")
+    )
     assert r.status_code == 500 and b"deeper than" in r.content
     big = _envelope(p.login.sessionId, "<getUserInfo/>" + " " * 10_000_001)
     r = _post(server, big)

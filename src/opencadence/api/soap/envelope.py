@@ -146,7 +146,9 @@ FAULT_TYPES = {
 }
 
 
-def fault(code: str, message: str, *, row: int | None = None, column: int | None = None) -> Response:
+def fault(
+    code: str, message: str, *, row: int | None = None, column: int | None = None
+) -> Response:
     """A Salesforce API fault: ``sf:CODE`` and the typed detail in the fault namespace."""
     root, body = _envelope(schema.FAULT_NS, None)
     node = sub(body, "soapenv:Fault")

@@ -67,7 +67,7 @@ async def endpoint(request: Request) -> Response:
 
 def _version(request: Request) -> str:
     """The URL's version, served range only; the org id of a serverUrl must be this org's."""
-    version = request.path_params["version"]
+    version: str = request.path_params["version"]
     try:
         versions.check(version)
     except errors.NotFound:
@@ -300,7 +300,8 @@ class Incoming:
 
 def read_sobject(node: ET.Element) -> Incoming:
     """type, Id, the fields (xsi:nil and ``fieldsToNull`` set null), by local name."""
-    kind, record_id, fields = "", None, {}
+    kind, record_id = "", None
+    fields: dict[str, Any] = {}
     for child in node:
         name = envelope.local(child.tag)
         if name == "type":
@@ -406,7 +407,9 @@ def upsert(ctx: Context, result: ET.Element) -> None:
                 record_id = ctx.org.create(ctx.session, item.type, body, ctx.version, api=API)
                 created = True
             else:
-                body = {k: v for k, v in item.fields.items() if k.lower() not in ("id", key.lower())}
+                body = {
+                    k: v for k, v in item.fields.items() if k.lower() not in ("id", key.lower())
+                }
                 ctx.org.update(ctx.session, item.type, found, body, ctx.version, api=API)
                 record_id, created = found, False
         except errors.OpenCadenceError as exc:

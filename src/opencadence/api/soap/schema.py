@@ -63,9 +63,7 @@ TYPES: dict[str, tuple[El, ...]] = {
         "userLocale:s userName:s userTimeZone:s userType:s userUiSkin:s"
     ),
     "GetServerTimestampResult": spec("timestamp:dt"),
-    "DescribeGlobalResult": spec(
-        "encoding:s maxBatchSize:i sobjects:DescribeGlobalSObjectResult*"
-    ),
+    "DescribeGlobalResult": spec("encoding:s maxBatchSize:i sobjects:DescribeGlobalSObjectResult*"),
     "DescribeGlobalSObjectResult": spec(
         "activateable:b createable:b custom:b customSetting:b deepCloneable:b deletable:b "
         "deprecatedAndHidden:b feedEnabled:b hasSubtypes:b isInterface:b isSubtype:b "
@@ -155,7 +153,7 @@ _WRITES = ("create", "update", "upsert", "delete", "undelete")
 def headers_of(operation: str) -> tuple[str, ...]:
     if operation == "login":
         return ("LoginScopeHeader", "CallOptions")
-    extra = ("QueryOptions",) if operation in _READS else ()
+    extra: tuple[str, ...] = ("QueryOptions",) if operation in _READS else ()
     extra += ("AllOrNoneHeader",) if operation in _WRITES else ()
     return ("SessionHeader", "CallOptions") + extra
 

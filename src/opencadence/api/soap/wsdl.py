@@ -213,4 +213,5 @@ def partner(base_url: str) -> bytes:
     service = sub(root, "service", name="SforceService")
     port = sub(service, "port", binding="tns:SoapBinding", name="Soap")
     sub(port, "soap:address", location=f"{base_url}/services/Soap/u/{versions.NEWEST}.0")
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return data
