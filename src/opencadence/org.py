@@ -95,15 +95,17 @@ class Org:
         version: str,
         *,
         api: str = "rest",
+        tx: records.Tx | None = None,
     ) -> str:
         obj = self._object(name, version)
         self._check_visible_fields(obj, body, version)
         body, state = _split_state(obj, body)
+        _own_transaction(tx, state is not None, "ActionCadence.State")
         if obj.name == "EmailTemplate":  # merge fields are checked when the template is saved
             templates.validate(body, self.registry)
         with (
             self._unique_values(obj),
-            self.store.transaction(session.user_id, origin=_origin(version, api)) as tx,
+            self._writing(session, version, api, tx) as tx,
         ):
             self._check_unique(tx, obj, body, None)
             record_id = tx.insert(obj.name, body)
@@ -121,6 +123,7 @@ class Org:
         version: str,
         *,
         api: str = "rest",
+        tx: records.Tx | None = None,
     ) -> None:
         obj = self._object(name, version)
         if not obj.supports("update"):
@@ -128,13 +131,14 @@ class Org:
         canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
         self._check_visible_fields(obj, body, version)
         body, state = _split_state(obj, body)
+        _own_transaction(tx, state is not None, "ActionCadence.State")
         if obj.name == "EmailTemplate":
             current = self.store.get(obj.name, canonical) or {}
             templates.validate({**current, **body}, self.registry)
         if body:
             with (
                 self._unique_values(obj),
-                self.store.transaction(session.user_id, origin=_origin(version, api)) as tx,
+                self._writing(session, version, api, tx) as tx,
             ):
                 self._check_unique(tx, obj, body, canonical)
                 tx.update(obj.name, canonical, body)
@@ -149,6 +153,7 @@ class Org:
         version: str,
         *,
         api: str = "rest",
+        tx: records.Tx | None = None,
     ) -> None:
         obj = self._object(name, version)
         if not obj.supports("delete"):
@@ -157,9 +162,10 @@ class Org:
         if (
             obj.name == "ActionCadenceStep"
         ):  # Orphaned before activation, Retired after (targets exit)
+            _own_transaction(tx, True, "deleting an ActionCadenceStep")
             runtime.delete_step(self.store, canonical, session.user_id)
             return
-        with self.store.transaction(session.user_id, origin=_origin(version, api)) as tx:
+        with self._writing(session, version, api, tx) as tx:
             tx.delete(obj.name, canonical)
 
     def undelete(
@@ -170,6 +176,7 @@ class Org:
         version: str,
         *,
         api: str = "rest",
+        tx: records.Tx | None = None,
     ) -> None:
         """Restore a record from the recycle bin (UNDELETE_FAILED when it is not there)."""
         obj = self._object(name, version)
@@ -178,8 +185,24 @@ class Org:
                 f"entity type {obj.name} does not support undelete"
             )
         canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
-        with self.store.transaction(session.user_id, origin=_origin(version, api)) as tx:
+        with self._writing(session, version, api, tx) as tx:
             tx.undelete(obj.name, canonical)
+
+    def transaction(
+        self, session: accounts.Session, version: str, *, api: str = "rest"
+    ) -> AbstractContextManager[records.Tx]:
+        """One transaction for several writes (SOAP's AllOrNoneHeader): pass it as ``tx=`` to
+        create/update/delete/undelete and they all commit, or none does. What runs in its own
+        transaction anyway (an ActionCadence's State, an ActionCadenceStep's delete) is not
+        held back by it."""
+        return self.store.transaction(session.user_id, origin=_origin(version, api))
+
+    def _writing(
+        self, session: accounts.Session, version: str, api: str, tx: records.Tx | None
+    ) -> AbstractContextManager[records.Tx]:
+        if tx is not None:
+            return nullcontext(tx)
+        return self.store.transaction(session.user_id, origin=_origin(version, api))
 
     def _unique_values(self, obj: model.ObjectDef) -> AbstractContextManager[None]:
         """Around a write's transaction: what a unique index refuses, as Salesforce's error."""
@@ -322,6 +345,12 @@ def _split_state(
     if state is not None:
         values.to_db(obj.by_name["state"], state)  # a bad value fails before anything is written
     return rest, state
+
+
+def _own_transaction(tx: records.Tx | None, needed: bool, what: str) -> None:
+    """The runtime writes these in a transaction of its own: not inside a caller's."""
+    if tx is not None and needed:
+        raise errors.InvalidOperation(f"{what} cannot be written in an all-or-none call")
 
 
 def _task_created(

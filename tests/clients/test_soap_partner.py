@@ -515,3 +515,33 @@ def test_wsdl_is_served_at_both_addresses(server: Server) -> None:
         address = root.find(".//{http://schemas.xmlsoap.org/wsdl/soap/}address")
         assert address is not None
         assert address.get("location") == f"https://{server.instance}/services/Soap/u/67.0"
+
+
+def test_all_or_none_rolls_back_every_record_and_event(server: Server) -> None:
+    p = Partner(server)
+    after = max([e["event"]["replayId"] for e in server.org.store.read_events()] or [0])
+    batch = [
+        p.sobject("Contact", LastName="Kept?"),
+        p.sobject("Contact", LastName="x" * 81),
+        p.sobject("Contact", LastName="Never tried"),
+    ]
+    results = p.call("create", batch, AllOrNoneHeader={"allOrNone": True})
+    assert [r.success for r in results] == [False, False, False]
+    assert [r.errors[0].statusCode for r in results] == [
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+        "STRING_TOO_LONG",
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+    ]
+    assert p.call("query", "SELECT COUNT() FROM Contact").size == 0
+    assert server.org.store.read_events(after=after, entity="Contact") == []
+    both = p.call(
+        "create",
+        [p.sobject("Contact", LastName="A"), p.sobject("Contact", LastName="B")],
+        AllOrNoneHeader={"allOrNone": True},
+    )
+    assert [r.success for r in both] == [True, True]
+    events = server.org.store.read_events(after=after, entity="Contact")
+    keys = {e["payload"]["ChangeEventHeader"]["transactionKey"] for e in events}
+    assert len(events) == 2 and len(keys) == 1  # one transaction
+    partial = p.call("delete", [both[0].id, "003000000000000AAA"])
+    assert [r.success for r in partial] == [True, False]  # without the header: each on its own

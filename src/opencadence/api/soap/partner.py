@@ -24,7 +24,7 @@ from opencadence.api.soap.envelope import Call, sub
 from opencadence.metadata import model
 from opencadence.metadata.registry import Registry
 from opencadence.org import Org
-from opencadence.storage import accounts, migrate, values
+from opencadence.storage import accounts, migrate, records, values
 
 #: Records per create/update/upsert/delete/undelete call; ids per retrieve (Salesforce's).
 MAX_RECORDS = 200
@@ -341,83 +341,113 @@ def _all_or_none(ctx: Context) -> bool:
     return (ctx.call.header("AllOrNoneHeader", "allOrNone") or "").strip().lower() in ("true", "1")
 
 
-def _refuse_all_or_none(ctx: Context) -> None:
-    """AllOrNoneHeader allOrNone=true needs one transaction across the call's records; the
-    facade writes one record per transaction, so such a call is refused before any write."""
-    if _all_or_none(ctx):
-        raise errors.InvalidOperation("AllOrNoneHeader allOrNone=true is not supported")
+#: One record's write: (the record's transaction or None, its input) -> (id, created).
+Write = Callable[[records.Tx | None, Any], tuple[str | None, bool]]
+#: One record's outcome: (id, created, error or None).
+Outcome = tuple[str | None, bool, errors.OpenCadenceError | None]
 
 
-def _outcome(node: ET.Element, record_id: str | None, exc: errors.OpenCadenceError | None) -> None:
-    if exc is None:
-        sub(node, "id", record_id or "")
-        sub(node, "success", "true")
-        return
-    error = sub(node, "errors")
-    for f in exc.fields:
-        sub(error, "fields", f)
-    sub(error, "message", exc.message)
-    sub(error, "statusCode", exc.error_code)
+class RolledBack(errors.OpenCadenceError):
+    """Record rolled back because not all records were valid and the request was using AllOrNone header"""
+
+    error_code = "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+
+
+class _Failed(Exception):
+    def __init__(self, index: int, error: errors.OpenCadenceError) -> None:
+        super().__init__(error.message)
+        self.index, self.error = index, error
+
+
+def _save(ctx: Context, items: list[Any], ids_of: list[str | None], write: Write) -> list[Outcome]:
+    """Each record on its own (the default), or with ``allOrNone`` all in one transaction that
+    the first failure rolls back: that record gets its error, every other one
+    ALL_OR_NONE_OPERATION_ROLLED_BACK (records after the failure are not tried)."""
+    if not _all_or_none(ctx):
+        out: list[Outcome] = []
+        for item, known in zip(items, ids_of):
+            try:
+                out.append((*write(None, item), None))
+            except errors.OpenCadenceError as exc:
+                out.append((known, False, exc))
+        return out
+    try:
+        with ctx.org.transaction(ctx.session, ctx.version, api=API) as tx:
+            done: list[Outcome] = []
+            for index, item in enumerate(items):
+                try:
+                    done.append((*write(tx, item), None))
+                except errors.OpenCadenceError as exc:
+                    raise _Failed(index, exc) from None
+        return done
+    except _Failed as failed:
+        return [
+            (known, False, failed.error if i == failed.index else RolledBack())
+            for i, known in enumerate(ids_of)
+        ]
+
+
+def _outcome(node: ET.Element, outcome: Outcome, *, upsert: bool = False) -> None:
+    record_id, created, exc = outcome
+    if upsert:
+        sub(node, "created", "true" if created and exc is None else "false")
+    if exc is not None:
+        error = sub(node, "errors")
+        for f in exc.fields:
+            sub(error, "fields", f)
+        sub(error, "message", exc.message)
+        sub(error, "statusCode", exc.error_code)
     if record_id:
         sub(node, "id", record_id)
     else:
         envelope.nil(node, "id")
-    sub(node, "success", "false")
+    sub(node, "success", "true" if exc is None else "false")
+
+
+def _write_results(result: ET.Element, outcomes: list[Outcome], *, upsert: bool = False) -> None:
+    for outcome in outcomes:
+        _outcome(sub(result, "result"), outcome, upsert=upsert)
 
 
 def create(ctx: Context, result: ET.Element) -> None:
-    _refuse_all_or_none(ctx)
-    for item in _records(ctx):
-        node = sub(result, "result")
-        try:
-            new_id = ctx.org.create(ctx.session, item.type, item.fields, ctx.version, api=API)
-        except errors.OpenCadenceError as exc:
-            _outcome(node, None, exc)
-        else:
-            _outcome(node, new_id, None)
+    def write(tx: records.Tx | None, item: Incoming) -> tuple[str | None, bool]:
+        new_id = ctx.org.create(ctx.session, item.type, item.fields, ctx.version, api=API, tx=tx)
+        return new_id, True
+
+    incoming = _records(ctx)
+    _write_results(result, _save(ctx, incoming, [None] * len(incoming), write))
 
 
 def update(ctx: Context, result: ET.Element) -> None:
-    _refuse_all_or_none(ctx)
-    for item in _records(ctx):
-        node = sub(result, "result")
-        try:
-            if not item.id:
-                raise errors.MissingArgument("Id not specified in an update call", fields=["Id"])
-            ctx.org.update(ctx.session, item.type, item.id, item.fields, ctx.version, api=API)
-        except errors.OpenCadenceError as exc:
-            _outcome(node, item.id, exc)
-        else:
-            _outcome(node, ids.parse(item.id), None)
+    def write(tx: records.Tx | None, item: Incoming) -> tuple[str | None, bool]:
+        if not item.id:
+            raise errors.MissingArgument("Id not specified in an update call", fields=["Id"])
+        ctx.org.update(ctx.session, item.type, item.id, item.fields, ctx.version, api=API, tx=tx)
+        return ids.parse(item.id), False
+
+    incoming = _records(ctx)
+    _write_results(result, _save(ctx, incoming, [i.id for i in incoming], write))
 
 
 def upsert(ctx: Context, result: ET.Element) -> None:
     """upsert(externalIDFieldName, sObjects[]): Id, or an idLookup field matched by value."""
-    _refuse_all_or_none(ctx)
     key = _required(ctx.call.body, "externalIDFieldName")
     incoming = _records(ctx)
     for item in incoming:  # a field that is no external id faults the call, before any write
         _key_field(ctx, item.type, key)
-    for item in incoming:
-        node = sub(result, "result")
-        try:
-            found = _match(ctx, item, key)
-            if found is None:
-                body = {k: v for k, v in item.fields.items() if k.lower() != "id"}
-                record_id = ctx.org.create(ctx.session, item.type, body, ctx.version, api=API)
-                created = True
-            else:
-                body = {
-                    k: v for k, v in item.fields.items() if k.lower() not in ("id", key.lower())
-                }
-                ctx.org.update(ctx.session, item.type, found, body, ctx.version, api=API)
-                record_id, created = found, False
-        except errors.OpenCadenceError as exc:
-            sub(node, "created", "false")
-            _outcome(node, item.id, exc)
-        else:
-            sub(node, "created", "true" if created else "false")
-            _outcome(node, record_id, None)
+
+    def write(tx: records.Tx | None, item: Incoming) -> tuple[str | None, bool]:
+        found = _match(ctx, item, key)
+        if found is None:
+            body = {k: v for k, v in item.fields.items() if k.lower() != "id"}
+            made = ctx.org.create(ctx.session, item.type, body, ctx.version, api=API, tx=tx)
+            return made, True
+        body = {k: v for k, v in item.fields.items() if k.lower() not in ("id", key.lower())}
+        ctx.org.update(ctx.session, item.type, found, body, ctx.version, api=API, tx=tx)
+        return found, False
+
+    outcomes = _save(ctx, incoming, [i.id for i in incoming], write)
+    _write_results(result, outcomes, upsert=True)
 
 
 def _match(ctx: Context, item: Incoming, key: str) -> str | None:
@@ -450,37 +480,38 @@ def _key_field(ctx: Context, name: str, key: str) -> model.FieldDef:
     return f
 
 
-def _by_ids(ctx: Context, result: ET.Element, write: Callable[[str, str], None]) -> None:
+ByIdWrite = Callable[[str, str, records.Tx | None], None]
+
+
+def _by_ids(ctx: Context, result: ET.Element, write: ByIdWrite) -> None:
+    """delete/undelete(ids[]): each id's object from its key prefix."""
     wanted = envelope.texts_of(ctx.call.body, "ids")
     _check_count(len(wanted))
-    for record_id in wanted:
-        node = sub(result, "result")
-        try:
-            obj = ctx.registry.object_of_id(ids.parse(record_id))
-            if obj is None:
-                raise errors.InvalidCrossReferenceKey("invalid cross reference id")
-            write(obj.name, record_id)
-        except errors.OpenCadenceError as exc:
-            _outcome(node, record_id, exc)
-        else:
-            _outcome(node, ids.parse(record_id), None)
+
+    def one(tx: records.Tx | None, record_id: str) -> tuple[str | None, bool]:
+        canonical = ids.parse(record_id)
+        obj = ctx.registry.object_of_id(canonical)
+        if obj is None:
+            raise errors.InvalidCrossReferenceKey("invalid cross reference id")
+        write(obj.name, canonical, tx)
+        return canonical, False
+
+    _write_results(result, _save(ctx, wanted, list(wanted), one))
 
 
 def delete(ctx: Context, result: ET.Element) -> None:
-    _refuse_all_or_none(ctx)
     _by_ids(
         ctx,
         result,
-        lambda name, rid: ctx.org.delete(ctx.session, name, rid, ctx.version, api=API),
+        lambda name, rid, tx: ctx.org.delete(ctx.session, name, rid, ctx.version, api=API, tx=tx),
     )
 
 
 def undelete(ctx: Context, result: ET.Element) -> None:
-    _refuse_all_or_none(ctx)
     _by_ids(
         ctx,
         result,
-        lambda name, rid: ctx.org.undelete(ctx.session, name, rid, ctx.version, api=API),
+        lambda name, rid, tx: ctx.org.undelete(ctx.session, name, rid, ctx.version, api=API, tx=tx),
     )
 
 
