@@ -122,9 +122,11 @@ def _envelope(sf_namespace: str, default: str | None) -> tuple[ET.Element, ET.El
     return root, sub(root, "soapenv:Body")
 
 
-def response_root(operation: str) -> tuple[ET.Element, ET.Element]:
+def response_root(
+    operation: str, flavor: schema.Flavor = schema.PARTNER
+) -> tuple[ET.Element, ET.Element]:
     """(envelope, ``<{operation}Response>``) to fill in."""
-    root, body = _envelope(schema.SOBJECT_NS, schema.PARTNER_NS)
+    root, body = _envelope(flavor.sobject_ns, flavor.api_ns)
     return root, sub(body, f"{operation}Response")
 
 
@@ -147,10 +149,15 @@ FAULT_TYPES = {
 
 
 def fault(
-    code: str, message: str, *, row: int | None = None, column: int | None = None
+    code: str,
+    message: str,
+    *,
+    row: int | None = None,
+    column: int | None = None,
+    flavor: schema.Flavor = schema.PARTNER,
 ) -> Response:
     """A Salesforce API fault: ``sf:CODE`` and the typed detail in the fault namespace."""
-    root, body = _envelope(schema.FAULT_NS, None)
+    root, body = _envelope(flavor.fault_ns, None)
     node = sub(body, "soapenv:Fault")
     sub(node, "faultcode", f"sf:{code}")
     sub(node, "faultstring", f"{code}: {message}")
@@ -164,17 +171,18 @@ def fault(
     return to_response(root, 500)
 
 
-def error_fault(exc: errors.OpenCadenceError) -> Response:
+def error_fault(exc: errors.OpenCadenceError, flavor: schema.Flavor = schema.PARTNER) -> Response:
     return fault(
         exc.error_code,
         exc.message,
         row=getattr(exc, "line", None),
         column=getattr(exc, "column", None),
+        flavor=flavor,
     )
 
 
-def client_fault(message: str) -> Response:
-    root, body = _envelope(schema.FAULT_NS, None)
+def client_fault(message: str, flavor: schema.Flavor = schema.PARTNER) -> Response:
+    root, body = _envelope(flavor.fault_ns, None)
     node = sub(body, "soapenv:Fault")
     sub(node, "faultcode", "soapenv:Client")
     sub(node, "faultstring", message)

@@ -9,7 +9,7 @@ body is read; then the operation is dispatched. ``login`` is answered by ``api.o
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from opencadence import errors, ids
 from opencadence.api import oauth, versions
-from opencadence.api.soap import envelope, schema
+from opencadence.api.soap import enterprise, envelope, schema
 from opencadence.api.soap.envelope import Call, sub
 from opencadence.metadata import model
 from opencadence.metadata.registry import Registry
@@ -40,6 +40,7 @@ class Context:
     version: str
     token: str
     call: Call
+    flavor: schema.Flavor = schema.PARTNER
 
     @property
     def registry(self) -> Registry:
@@ -49,20 +50,31 @@ class Context:
 Operation = Callable[[Context, ET.Element], None]
 
 
-async def endpoint(request: Request) -> Response:
-    org: Org = request.app.state.org
-    raw = await request.body()
-    try:
-        call = envelope.parse(raw)
-    except envelope.ClientFault as exc:
-        return envelope.client_fault(exc.message)
-    try:
-        version = _version(request)
-    except errors.OpenCadenceError as exc:
-        return envelope.error_fault(exc)
-    if call.operation == "login":
-        return await oauth.soap_login(request)
-    return await run_in_threadpool(_run, org, call, version)
+def endpoint(flavor: schema.Flavor) -> Callable[[Request], Awaitable[Response]]:
+    """The POST handler of ``/services/Soap/{u|c}/{version}[/{orgId}]``."""
+
+    async def run(request: Request) -> Response:
+        org: Org = request.app.state.org
+        raw = await request.body()
+        try:
+            call = envelope.parse(raw)
+        except envelope.ClientFault as exc:
+            return envelope.client_fault(exc.message, flavor)
+        try:
+            version = _version(request)
+        except errors.OpenCadenceError as exc:
+            return envelope.error_fault(exc, flavor)
+        if call.operation == "login" and not flavor.typed:
+            return await oauth.soap_login(request)
+        if call.operation == "login":
+            return await run_in_threadpool(_login, org, call, version, _base(request), flavor)
+        return await run_in_threadpool(_run, org, call, version, flavor)
+
+    return run
+
+
+def _base(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
 
 
 def _version(request: Request) -> str:
@@ -78,22 +90,53 @@ def _version(request: Request) -> str:
     return version
 
 
-def _run(org: Org, call: Call, version: str) -> Response:
+def _run(org: Org, call: Call, version: str, flavor: schema.Flavor) -> Response:
     try:
-        ctx = _authenticate(org, call, version)
+        ctx = _authenticate(org, call, version, flavor)
         operation = OPERATIONS.get(call.operation)
         if operation is None:
             return envelope.client_fault(
-                f"No operation available for request {{{schema.PARTNER_NS}}}{call.operation}"
+                f"No operation available for request {{{flavor.api_ns}}}{call.operation}", flavor
             )
-        root, result = envelope.response_root(call.operation)
+        root, result = envelope.response_root(call.operation, flavor)
         operation(ctx, result)
         return envelope.to_response(root)
     except errors.OpenCadenceError as exc:
-        return envelope.error_fault(exc)
+        return envelope.error_fault(exc, flavor)
 
 
-def _authenticate(org: Org, call: Call, version: str) -> Context:
+def _login(org: Org, call: Call, version: str, base: str, flavor: schema.Flavor) -> Response:
+    """The enterprise ``login`` (the partner one is ``api.oauth``'s): a LoginResult whose
+    serverUrl is this flavor's endpoint."""
+    username = (envelope.text_of(call.body, "username") or "").strip()
+    try:
+        user_id = org.accounts.authenticate(
+            username, envelope.text_of(call.body, "password") or "", token_suffix=True
+        )
+    except errors.LoginFailed:
+        return envelope.fault(
+            "INVALID_LOGIN",
+            "Invalid username, password, security token; or user locked out.",
+            flavor=flavor,
+        )
+    token = org.accounts.open_session(user_id, client="soap")
+    session = org.accounts.session(token)
+    org15 = migrate.ORG_ID[:15]
+    root, result = envelope.response_root("login", flavor)
+    data = {
+        "metadataServerUrl": f"{base}/services/Soap/m/{version}/{org15}",
+        "passwordExpired": False,
+        "sandbox": False,
+        "serverUrl": f"{base}/services/Soap/{flavor.letter}/{version}/{org15}",
+        "sessionId": token,
+        "userId": user_id,
+        "userInfo": user_info(org, session),
+    }
+    envelope.write_type(sub(result, "result"), "LoginResult", data)
+    return envelope.to_response(root)
+
+
+def _authenticate(org: Org, call: Call, version: str, flavor: schema.Flavor) -> Context:
     token = (call.header("SessionHeader", "sessionId") or "").strip()
     try:
         if not token:
@@ -103,7 +146,7 @@ def _authenticate(org: Org, call: Call, version: str) -> Context:
         raise errors.InvalidSession(
             "Invalid Session ID found in SessionHeader: Illegal Session"
         ) from None
-    return Context(org, session, version, token, call)
+    return Context(org, session, version, token, call, flavor)
 
 
 # --- session and describe -------------------------------------------------------------------
@@ -114,11 +157,11 @@ def logout(ctx: Context, result: ET.Element) -> None:
 
 
 def get_user_info(ctx: Context, result: ET.Element) -> None:
-    envelope.write_type(sub(result, "result"), "GetUserInfoResult", user_info(ctx))
+    envelope.write_type(sub(result, "result"), "GetUserInfoResult", user_info(ctx.org, ctx.session))
 
 
-def user_info(ctx: Context) -> dict[str, Any]:
-    user = ctx.org.store.get("User", ctx.session.user_id) or {}
+def user_info(org: Org, session: accounts.Session) -> dict[str, Any]:
+    user = org.store.get("User", session.user_id) or {}
     return {
         "accessibilityMode": False,
         "currencySymbol": "$",
@@ -130,11 +173,11 @@ def user_info(ctx: Context) -> dict[str, Any]:
         "sessionSecondsValid": int(accounts.DEFAULT_SESSION_TTL.total_seconds()),
         "userEmail": user.get("Email"),
         "userFullName": user.get("Name"),
-        "userId": ctx.session.user_id,
+        "userId": session.user_id,
         "userLanguage": "en_US",
         "userLocale": "en_US",
         "userName": user.get("Username"),
-        "userTimeZone": ctx.session.time_zone,
+        "userTimeZone": session.time_zone,
         "userType": "Standard",
         "userUiSkin": "Theme3",
     }
@@ -193,7 +236,7 @@ def _query(include_deleted: bool) -> Operation:
             include_deleted=include_deleted,
             batch_size=_batch_size(ctx),
         )
-        write_query_result(ctx.registry, sub(result, "result"), page)
+        write_query_result(ctx, sub(result, "result"), page)
 
     return run
 
@@ -201,10 +244,10 @@ def _query(include_deleted: bool) -> Operation:
 def query_more(ctx: Context, result: ET.Element) -> None:
     locator = _required(ctx.call.body, "queryLocator")
     page = ctx.org.query_more(ctx.session, locator, ctx.version)
-    write_query_result(ctx.registry, sub(result, "result"), page)
+    write_query_result(ctx, sub(result, "result"), page)
 
 
-def write_query_result(registry: Registry, node: ET.Element, page: dict[str, Any]) -> None:
+def write_query_result(ctx: Context, node: ET.Element, page: dict[str, Any]) -> None:
     """QueryResult: done, queryLocator (the locator of REST's nextRecordsUrl), records, size."""
     sub(node, "done", "true" if page["done"] else "false")
     next_url = page.get("nextRecordsUrl")
@@ -213,14 +256,25 @@ def write_query_result(registry: Registry, node: ET.Element, page: dict[str, Any
     else:
         envelope.nil(node, "queryLocator")
     for record in page["records"]:
-        write_sobject(registry, node, "records", record)
+        write_sobject(ctx, node, "records", record)
     sub(node, "size", str(page["totalSize"]))
 
 
-def write_sobject(registry: Registry, parent: ET.Element, tag: str, record: dict[str, Any]) -> None:
+def write_sobject(ctx: Context, parent: ET.Element, tag: str, record: dict[str, Any]) -> None:
     """A partner ``sObject``: type, Id (nil when not selected), then the fields in the sObject
     namespace as selected (Id again among them, as Salesforce sends it), parents nested as
     sObjects and child subqueries as QueryResults."""
+    if ctx.flavor.typed:
+        enterprise.write_record(
+            ctx.registry,
+            parent,
+            tag,
+            record,
+            ctx.version,
+            lambda node, page: write_query_result(ctx, node, page),
+        )
+        return
+    registry = ctx.registry
     node = sub(parent, tag, xsi_type="sf:sObject")
     kind = record.get("attributes", {}).get("type", "")
     sub(node, "sf:type", kind)
@@ -236,9 +290,9 @@ def write_sobject(registry: Registry, parent: ET.Element, tag: str, record: dict
         if value is None:
             envelope.nil(node, name)
         elif isinstance(value, dict) and "records" in value:
-            write_query_result(registry, sub(node, name, xsi_type="QueryResult"), value)
+            write_query_result(ctx, sub(node, name, xsi_type="QueryResult"), value)
         elif isinstance(value, dict):
-            write_sobject(registry, node, name, value)
+            write_sobject(ctx, node, name, value)
         else:
             f = obj.field(key) if obj is not None else None
             xsd = "xsd:dateTime" if f is not None and f.type == "datetime" else "xsd:string"
@@ -259,7 +313,7 @@ def retrieve(ctx: Context, result: ET.Element) -> None:
         except errors.NotFound:
             envelope.nil(result, "result")
             continue
-        write_sobject(ctx.registry, result, "result", record)
+        write_sobject(ctx, result, "result", record)
 
 
 # --- replication ----------------------------------------------------------------------------
@@ -298,13 +352,14 @@ class Incoming:
     fields: dict[str, Any]
 
 
-def read_sobject(node: ET.Element) -> Incoming:
-    """type, Id, the fields (xsi:nil and ``fieldsToNull`` set null), by local name."""
-    kind, record_id = "", None
+def read_sobject(node: ET.Element, typed: bool = False) -> Incoming:
+    """type (the enterprise API's is the xsi:type), Id, the fields (xsi:nil and
+    ``fieldsToNull`` set null), by local name."""
+    kind, record_id = (enterprise.sobject_type(node) if typed else ""), None
     fields: dict[str, Any] = {}
     for child in node:
         name = envelope.local(child.tag)
-        if name == "type":
+        if name == "type" and not typed:
             kind = (child.text or "").strip()
         elif name == "Id":
             record_id = (child.text or "").strip() or None
@@ -324,7 +379,7 @@ def read_sobject(node: ET.Element) -> Incoming:
 def _records(ctx: Context) -> list[Incoming]:
     nodes = envelope.children(ctx.call.body, "sObjects")
     _check_count(len(nodes))
-    incoming = [read_sobject(n) for n in nodes]
+    incoming = [read_sobject(n, ctx.flavor.typed) for n in nodes]
     for item in incoming:  # an unknown type faults the call, as Salesforce does
         ctx.registry.object(item.type)
     return incoming

@@ -17,6 +17,32 @@ FAULT_NS = "urn:fault.partner.soap.sforce.com"
 ENVELOPE_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 
+
+@dataclass(frozen=True)
+class Flavor:
+    """The partner API (loosely typed sObjects) or the enterprise API (one type per object):
+    the same calls and result types under their own namespaces and URL letter."""
+
+    name: str
+    api_ns: str
+    sobject_ns: str
+    fault_ns: str
+    letter: str  # /services/Soap/{letter}/{version}
+
+    @property
+    def typed(self) -> bool:
+        return self.name == "enterprise"
+
+
+PARTNER = Flavor("partner", PARTNER_NS, SOBJECT_NS, FAULT_NS, "u")
+ENTERPRISE = Flavor(
+    "enterprise",
+    "urn:enterprise.soap.sforce.com",
+    "urn:sobject.enterprise.soap.sforce.com",
+    "urn:fault.enterprise.soap.sforce.com",
+    "c",
+)
+
 _SCALARS = {
     "b": "xsd:boolean",
     "i": "xsd:int",

@@ -12,8 +12,9 @@ import xml.etree.ElementTree as ET
 from functools import lru_cache
 
 from opencadence.api import versions
-from opencadence.api.soap import schema
+from opencadence.api.soap import enterprise, schema
 from opencadence.api.soap.envelope import sub
+from opencadence.metadata.registry import Registry
 
 _WSDL = "http://schemas.xmlsoap.org/wsdl/"
 _SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
@@ -41,15 +42,18 @@ def _complex(schema_node: ET.Element, name: str, elements: tuple[schema.El, ...]
         _element(seq, el)
 
 
-def _sobject_schema(types: ET.Element) -> None:
+def _sobject_schema(types: ET.Element, flavor: schema.Flavor, registry: Registry | None) -> None:
     node = sub(
         types,
         "schema",
         elementFormDefault="qualified",
-        targetNamespace=schema.SOBJECT_NS,
+        targetNamespace=flavor.sobject_ns,
         xmlns=_XSD,
     )
-    sub(node, "import", namespace=schema.PARTNER_NS)
+    sub(node, "import", namespace=flavor.api_ns)
+    if registry is not None:
+        _typed_sobjects(node, registry)
+        return
     seq = sub(sub(node, "complexType", name="sObject"), "sequence")
     ET.SubElement(seq, "element", {"name": "type", "type": "xsd:string"})
     ET.SubElement(
@@ -76,15 +80,61 @@ def _sobject_schema(types: ET.Element) -> None:
     )
 
 
-def _partner_schema(types: ET.Element) -> None:
+def _typed_sobjects(node: ET.Element, registry: Registry) -> None:
+    """The enterprise sObject, AggregateResult and one type per object (newest version)."""
+    seq = sub(sub(node, "complexType", name="sObject"), "sequence")
+    ET.SubElement(
+        seq,
+        "element",
+        {
+            "name": "fieldsToNull",
+            "type": "xsd:string",
+            "nillable": "true",
+            "minOccurs": "0",
+            "maxOccurs": "unbounded",
+        },
+    )
+    ET.SubElement(
+        seq, "element", {"name": "Id", "type": "tns:ID", "nillable": "true", "minOccurs": "0"}
+    )
+    aggregate = _extension(node, "AggregateResult")
+    ET.SubElement(
+        aggregate,
+        "any",
+        {
+            "namespace": "##targetNamespace",
+            "minOccurs": "0",
+            "maxOccurs": "unbounded",
+            "processContents": "lax",
+        },
+    )
+    newest = f"{versions.NEWEST}.0"
+    for obj in registry:
+        if not obj.visible_in(newest):
+            continue
+        seq = _extension(node, obj.name)
+        for name, type_ref in enterprise.elements(registry, obj, newest):
+            ET.SubElement(
+                seq,
+                "element",
+                {"name": name, "type": type_ref, "nillable": "true", "minOccurs": "0"},
+            )
+
+
+def _extension(node: ET.Element, name: str) -> ET.Element:
+    content = sub(sub(node, "complexType", name=name), "complexContent")
+    return sub(sub(content, "extension", base="ens:sObject"), "sequence")
+
+
+def _partner_schema(types: ET.Element, flavor: schema.Flavor) -> None:
     node = sub(
         types,
         "schema",
         elementFormDefault="qualified",
-        targetNamespace=schema.PARTNER_NS,
+        targetNamespace=flavor.api_ns,
         xmlns=_XSD,
     )
-    sub(node, "import", namespace=schema.SOBJECT_NS)
+    sub(node, "import", namespace=flavor.sobject_ns)
     restriction = sub(sub(node, "simpleType", name="ID"), "restriction", base="xsd:string")
     sub(restriction, "length", value="18")
     sub(restriction, "pattern", value="[a-zA-Z0-9]{18}")
@@ -120,15 +170,15 @@ def _partner_schema(types: ET.Element) -> None:
             _element(seq, el)
 
 
-def _fault_schema(types: ET.Element) -> None:
+def _fault_schema(types: ET.Element, flavor: schema.Flavor) -> None:
     node = sub(
         types,
         "schema",
         elementFormDefault="qualified",
-        targetNamespace=schema.FAULT_NS,
+        targetNamespace=flavor.fault_ns,
         xmlns=_XSD,
     )
-    sub(node, "import", namespace=schema.PARTNER_NS)
+    sub(node, "import", namespace=flavor.api_ns)
     seq = sub(sub(node, "complexType", name="ApiFault"), "sequence")
     ET.SubElement(seq, "element", {"name": "exceptionCode", "type": "xsd:string"})
     ET.SubElement(
@@ -191,27 +241,38 @@ def _binding(root: ET.Element) -> None:
 @lru_cache(maxsize=16)
 def partner(base_url: str) -> bytes:
     """The partner WSDL whose service address is ``{base_url}/services/Soap/u/{newest}``."""
+    return _document(base_url, schema.PARTNER, None)
+
+
+@lru_cache(maxsize=16)
+def enterprise_wsdl(base_url: str, registry: Registry) -> bytes:
+    """The enterprise WSDL of ``registry``: ``{base_url}/services/Soap/c/{newest}``."""
+    return _document(base_url, schema.ENTERPRISE, registry)
+
+
+def _document(base_url: str, flavor: schema.Flavor, registry: Registry | None) -> bytes:
     root = ET.Element(
         "definitions",
         {
             "xmlns": _WSDL,
             "xmlns:soap": _SOAP,
             "xmlns:xsd": _XSD,
-            "xmlns:tns": schema.PARTNER_NS,
-            "xmlns:fns": schema.FAULT_NS,
-            "xmlns:ens": schema.SOBJECT_NS,
-            "targetNamespace": schema.PARTNER_NS,
+            "xmlns:tns": flavor.api_ns,
+            "xmlns:fns": flavor.fault_ns,
+            "xmlns:ens": flavor.sobject_ns,
+            "targetNamespace": flavor.api_ns,
         },
     )
     types = sub(root, "types")
-    _sobject_schema(types)
-    _partner_schema(types)
-    _fault_schema(types)
+    _sobject_schema(types, flavor, registry)
+    _partner_schema(types, flavor)
+    _fault_schema(types, flavor)
     _messages(root)
     _port_type(root)
     _binding(root)
     service = sub(root, "service", name="SforceService")
     port = sub(service, "port", binding="tns:SoapBinding", name="Soap")
-    sub(port, "soap:address", location=f"{base_url}/services/Soap/u/{versions.NEWEST}.0")
+    address = f"{base_url}/services/Soap/{flavor.letter}/{versions.NEWEST}.0"
+    sub(port, "soap:address", location=address)
     data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return data
