@@ -545,3 +545,14 @@ def test_all_or_none_rolls_back_every_record_and_event(server: Server) -> None:
     assert len(events) == 2 and len(keys) == 1  # one transaction
     partial = p.call("delete", [both[0].id, "003000000000000AAA"])
     assert [r.success for r in partial] == [True, False]  # without the header: each on its own
+
+
+def test_markup_in_values_round_trips_escaped(server: Server) -> None:
+    p = Partner(server)
+    tricky = "<b>&amp; \"Tom\" & 'Jerry'</b>]]>"
+    (made,) = p.call("create", [p.sobject("Contact", LastName=tricky)])
+    assert made.success is True
+    (got,) = p.call("retrieve", "LastName", "Contact", [made.id])
+    assert values(got)["LastName"] == tricky
+    found = p.call("query", "SELECT LastName FROM Contact")
+    assert values(found.records[0])["LastName"] == tricky

@@ -11,6 +11,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -274,29 +275,43 @@ def write_sobject(ctx: Context, parent: ET.Element, tag: str, record: dict[str, 
             lambda node, page: write_query_result(ctx, node, page),
         )
         return
-    registry = ctx.registry
-    node = sub(parent, tag, xsi_type="sf:sObject")
+    node = ET.SubElement(parent, tag, _SOBJECT)
     kind = record.get("attributes", {}).get("type", "")
-    sub(node, "sf:type", kind)
+    ET.SubElement(node, "sf:type").text = kind
     if record.get("Id"):
-        sub(node, "sf:Id", str(record["Id"]))
+        ET.SubElement(node, "sf:Id").text = str(record["Id"])
     else:
-        envelope.nil(node, "sf:Id")
-    obj = registry.get(kind)
+        ET.SubElement(node, "sf:Id", _NIL)
+    datetimes = _datetime_fields(ctx.registry, kind)
     for key, value in record.items():
         if key == "attributes":
             continue
-        name = f"sf:{key}"
+        name = "sf:" + key
         if value is None:
-            envelope.nil(node, name)
+            ET.SubElement(node, name, _NIL)
         elif isinstance(value, dict) and "records" in value:
             write_query_result(ctx, sub(node, name, xsi_type="QueryResult"), value)
         elif isinstance(value, dict):
             write_sobject(ctx, node, name, value)
+        elif value is True or value is False:
+            ET.SubElement(node, name).text = "true" if value else "false"
+        elif key.lower() in datetimes:
+            ET.SubElement(node, name).text = envelope.soap_datetime(str(value))
         else:
-            f = obj.field(key) if obj is not None else None
-            xsd = "xsd:dateTime" if f is not None and f.type == "datetime" else "xsd:string"
-            sub(node, name, envelope.scalar_text(xsd, value))
+            ET.SubElement(node, name).text = str(value)
+
+
+_SOBJECT = {"xsi:type": "sf:sObject"}
+_NIL = {"xsi:nil": "true"}
+
+
+@lru_cache(maxsize=256)
+def _datetime_fields(registry: Registry, kind: str) -> frozenset[str]:
+    """Lower-case names of an object's datetime fields (written as xsd:dateTime, ``...Z``)."""
+    obj = registry.get(kind)
+    if obj is None:
+        return frozenset()
+    return frozenset(f.name.lower() for f in obj.fields if f.type == "datetime")
 
 
 def retrieve(ctx: Context, result: ET.Element) -> None:
