@@ -95,6 +95,7 @@ class Org:
         version: str,
         *,
         api: str = "rest",
+        client: str = "",
         tx: records.Tx | None = None,
     ) -> str:
         obj = self._object(name, version)
@@ -105,7 +106,7 @@ class Org:
             templates.validate(body, self.registry)
         with (
             self._unique_values(obj),
-            self._writing(session, version, api, tx) as tx,
+            self._writing(session, version, api, client, tx) as tx,
         ):
             self._check_unique(tx, obj, body, None)
             record_id = tx.insert(obj.name, body)
@@ -123,6 +124,7 @@ class Org:
         version: str,
         *,
         api: str = "rest",
+        client: str = "",
         tx: records.Tx | None = None,
     ) -> None:
         obj = self._object(name, version)
@@ -138,7 +140,7 @@ class Org:
         if body:
             with (
                 self._unique_values(obj),
-                self._writing(session, version, api, tx) as tx,
+                self._writing(session, version, api, client, tx) as tx,
             ):
                 self._check_unique(tx, obj, body, canonical)
                 tx.update(obj.name, canonical, body)
@@ -153,6 +155,7 @@ class Org:
         version: str,
         *,
         api: str = "rest",
+        client: str = "",
         tx: records.Tx | None = None,
     ) -> None:
         obj = self._object(name, version)
@@ -165,7 +168,7 @@ class Org:
             _own_transaction(tx, True, "deleting an ActionCadenceStep")
             runtime.delete_step(self.store, canonical, session.user_id)
             return
-        with self._writing(session, version, api, tx) as tx:
+        with self._writing(session, version, api, client, tx) as tx:
             tx.delete(obj.name, canonical)
 
     def undelete(
@@ -176,6 +179,7 @@ class Org:
         version: str,
         *,
         api: str = "rest",
+        client: str = "",
         tx: records.Tx | None = None,
     ) -> None:
         """Restore a record from the recycle bin (UNDELETE_FAILED when it is not there)."""
@@ -185,24 +189,29 @@ class Org:
                 f"entity type {obj.name} does not support undelete"
             )
         canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
-        with self._writing(session, version, api, tx) as tx:
+        with self._writing(session, version, api, client, tx) as tx:
             tx.undelete(obj.name, canonical)
 
     def transaction(
-        self, session: accounts.Session, version: str, *, api: str = "rest"
+        self, session: accounts.Session, version: str, *, api: str = "rest", client: str = ""
     ) -> AbstractContextManager[records.Tx]:
         """One transaction for several writes (SOAP's AllOrNoneHeader): pass it as ``tx=`` to
         create/update/delete/undelete and they all commit, or none does. What runs in its own
         transaction anyway (an ActionCadence's State, an ActionCadenceStep's delete) is not
         held back by it."""
-        return self.store.transaction(session.user_id, origin=_origin(version, api))
+        return self.store.transaction(session.user_id, origin=_origin(version, api, client))
 
     def _writing(
-        self, session: accounts.Session, version: str, api: str, tx: records.Tx | None
+        self,
+        session: accounts.Session,
+        version: str,
+        api: str,
+        client: str,
+        tx: records.Tx | None,
     ) -> AbstractContextManager[records.Tx]:
         if tx is not None:
             return nullcontext(tx)
-        return self.store.transaction(session.user_id, origin=_origin(version, api))
+        return self.store.transaction(session.user_id, origin=_origin(version, api, client))
 
     def _unique_values(self, obj: model.ObjectDef) -> AbstractContextManager[None]:
         """Around a write's transaction: what a unique index refuses, as Salesforce's error."""
@@ -388,6 +397,8 @@ def _check_cap(found: Sized) -> None:
         )
 
 
-def _origin(version: str, api: str = "rest") -> str:
-    """The change events' changeOrigin: ``com/salesforce/api/{rest|soap}/{version}``."""
-    return f"com/salesforce/api/{api}/{version}"
+def _origin(version: str, api: str = "rest", client: str = "") -> str:
+    """The change events' changeOrigin: ``com/salesforce/api/{rest|soap}/{version}``, with
+    ``;client=ID`` when the call named its client (SOAP CallOptions)."""
+    origin = f"com/salesforce/api/{api}/{version}"
+    return f"{origin};client={client}" if client else origin

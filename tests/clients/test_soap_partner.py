@@ -556,3 +556,28 @@ def test_markup_in_values_round_trips_escaped(server: Server) -> None:
     assert values(got)["LastName"] == tricky
     found = p.call("query", "SELECT LastName FROM Contact")
     assert values(found.records[0])["LastName"] == tricky
+
+
+def test_call_options_client_goes_into_change_origin(server: Server) -> None:
+    p = Partner(server)
+    after = max([e["event"]["replayId"] for e in server.org.store.read_events()] or [0])
+    (made,) = p.call(
+        "create", [p.sobject("Contact", LastName="Origin")], CallOptions={"client": "DataLoader/1"}
+    )
+    assert made.success is True
+    (event,) = server.org.store.read_events(after=after, entity="Contact")
+    origin = event["payload"]["ChangeEventHeader"]["changeOrigin"]
+    assert origin == "com/salesforce/api/soap/59.0;client=DataLoader/1"
+
+
+def test_hostile_login_is_refused_before_any_session_opens(server: Server) -> None:
+    body = (
+        f'<?xml version="1.0"?>{BILLION_LAUGHS}'
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns="urn:partner.soap.sforce.com"><soapenv:Body><login>'
+        f"<username>{server.admin}</username><password>&lol3;</password>"
+        "</login></soapenv:Body></soapenv:Envelope>"
+    ).encode()
+    r = _post(server, body)
+    assert r.status_code == 500 and b"soapenv:Client" in r.content
+    assert b"sessionId" not in r.content

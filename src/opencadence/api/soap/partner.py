@@ -31,6 +31,7 @@ from opencadence.storage import accounts, migrate, records, values
 MAX_RECORDS = 200
 MAX_RETRIEVE = 2000
 MAX_DESCRIBE = 100
+MAX_CLIENT = 255  # characters of a CallOptions client id kept
 API = "soap"
 
 
@@ -46,6 +47,11 @@ class Context:
     @property
     def registry(self) -> Registry:
         return self.org.registry
+
+    @property
+    def client(self) -> str:
+        """CallOptions ``client``: it goes into the change events' changeOrigin."""
+        return (self.call.header("CallOptions", "client") or "").strip()[:MAX_CLIENT]
 
 
 Operation = Callable[[Context, ET.Element], None]
@@ -442,7 +448,7 @@ def _save(ctx: Context, items: list[Any], ids_of: list[str | None], write: Write
                 out.append((known, False, exc))
         return out
     try:
-        with ctx.org.transaction(ctx.session, ctx.version, api=API) as tx:
+        with ctx.org.transaction(ctx.session, ctx.version, api=API, client=ctx.client) as tx:
             done: list[Outcome] = []
             for index, item in enumerate(items):
                 try:
@@ -481,7 +487,9 @@ def _write_results(result: ET.Element, outcomes: list[Outcome], *, upsert: bool 
 
 def create(ctx: Context, result: ET.Element) -> None:
     def write(tx: records.Tx | None, item: Incoming) -> tuple[str | None, bool]:
-        new_id = ctx.org.create(ctx.session, item.type, item.fields, ctx.version, api=API, tx=tx)
+        new_id = ctx.org.create(
+            ctx.session, item.type, item.fields, ctx.version, api=API, client=ctx.client, tx=tx
+        )
         return new_id, True
 
     incoming = _records(ctx)
@@ -492,7 +500,16 @@ def update(ctx: Context, result: ET.Element) -> None:
     def write(tx: records.Tx | None, item: Incoming) -> tuple[str | None, bool]:
         if not item.id:
             raise errors.MissingArgument("Id not specified in an update call", fields=["Id"])
-        ctx.org.update(ctx.session, item.type, item.id, item.fields, ctx.version, api=API, tx=tx)
+        ctx.org.update(
+            ctx.session,
+            item.type,
+            item.id,
+            item.fields,
+            ctx.version,
+            api=API,
+            client=ctx.client,
+            tx=tx,
+        )
         return ids.parse(item.id), False
 
     incoming = _records(ctx)
@@ -510,10 +527,14 @@ def upsert(ctx: Context, result: ET.Element) -> None:
         found = _match(ctx, item, key)
         if found is None:
             body = {k: v for k, v in item.fields.items() if k.lower() != "id"}
-            made = ctx.org.create(ctx.session, item.type, body, ctx.version, api=API, tx=tx)
+            made = ctx.org.create(
+                ctx.session, item.type, body, ctx.version, api=API, client=ctx.client, tx=tx
+            )
             return made, True
         body = {k: v for k, v in item.fields.items() if k.lower() not in ("id", key.lower())}
-        ctx.org.update(ctx.session, item.type, found, body, ctx.version, api=API, tx=tx)
+        ctx.org.update(
+            ctx.session, item.type, found, body, ctx.version, api=API, client=ctx.client, tx=tx
+        )
         return found, False
 
     outcomes = _save(ctx, incoming, [i.id for i in incoming], write)
@@ -573,7 +594,9 @@ def delete(ctx: Context, result: ET.Element) -> None:
     _by_ids(
         ctx,
         result,
-        lambda name, rid, tx: ctx.org.delete(ctx.session, name, rid, ctx.version, api=API, tx=tx),
+        lambda name, rid, tx: ctx.org.delete(
+            ctx.session, name, rid, ctx.version, api=API, client=ctx.client, tx=tx
+        ),
     )
 
 
@@ -581,7 +604,9 @@ def undelete(ctx: Context, result: ET.Element) -> None:
     _by_ids(
         ctx,
         result,
-        lambda name, rid, tx: ctx.org.undelete(ctx.session, name, rid, ctx.version, api=API, tx=tx),
+        lambda name, rid, tx: ctx.org.undelete(
+            ctx.session, name, rid, ctx.version, api=API, client=ctx.client, tx=tx
+        ),
     )
 
 
