@@ -1,9 +1,11 @@
-"""The partner SOAP API (``/services/Soap/u/{version}[/{orgId}]``): every call goes through
-``Org``, as REST does, so visibility, validation, the write path, change events and error codes
-are shared. This module only reads the call's elements and writes its result.
+"""The SOAP calls, for the partner (``/services/Soap/u/{version}[/{orgId}]``) and enterprise
+(``/services/Soap/c/...``) APIs: every call goes through ``Org``, as REST does, so visibility,
+validation, the write path, change events and error codes are shared. This module only reads the
+call's elements and writes its result (typed enterprise records: ``enterprise``).
 
 The envelope is parsed once; the session in ``SessionHeader`` is checked before anything of the
-body is read; then the operation is dispatched. ``login`` is answered by ``api.oauth``.
+body is read; then the operation is dispatched. The partner ``login`` is answered by
+``api.oauth`` (after this module's envelope checks); the enterprise one here.
 """
 
 from __future__ import annotations
