@@ -581,3 +581,20 @@ def test_hostile_login_is_refused_before_any_session_opens(server: Server) -> No
     r = _post(server, body)
     assert r.status_code == 500 and b"soapenv:Client" in r.content
     assert b"sessionId" not in r.content
+
+
+def test_unknown_operation_and_another_orgs_server_url(server: Server) -> None:
+    p = Partner(server)
+    r = _post(server, _envelope(p.login.sessionId, "<convertEverything/>"))
+    assert r.status_code == 500
+    root = etree.fromstring(r.content)
+    assert root.findtext(".//faultcode") == "soapenv:Client"
+    assert "convertEverything" in (root.findtext(".//faultstring") or "")
+    r = _post(
+        server,
+        _envelope(p.login.sessionId, "<getUserInfo/>"),
+        path="/services/Soap/u/59.0/00D000000000001",
+    )
+    assert r.status_code == 500 and b"sf:INVALID_SESSION_ID" in r.content
+    r = _post(server, b"not xml at all")
+    assert r.status_code == 500 and b"soapenv:Client" in r.content
