@@ -61,16 +61,16 @@ def write_record(
     node = sub(parent, tag, xsi_type=f"sf:{kind}")
     rest = {k: v for k, v in record.items() if k != "attributes"}
     if registry.get(kind) is None:  # AggregateResult: its own aliases, in select order
+        envelope.nil(node, "sf:Id")
         for key, value in rest.items():
             _value(registry, node, key, "xsd:string", value, version, write_page)
         return
     order = _order(registry, kind, version)
-    if "Id" in rest:
-        value = rest.pop("Id")
-        if value is None:
-            envelope.nil(node, "sf:Id")
-        else:
-            sub(node, "sf:Id", str(value))
+    value = rest.pop("Id", None)  # always written, nil when not selected (the type requires it)
+    if value is None:
+        envelope.nil(node, "sf:Id")
+    else:
+        sub(node, "sf:Id", str(value))
     placed = [(order.get(k.lower(), (len(order), k, "xsd:string")), v) for k, v in rest.items()]
     for (_, name, type_ref), value in sorted(placed, key=lambda item: item[0][0]):
         _value(registry, node, name, type_ref, value, version, write_page)

@@ -94,9 +94,9 @@ def _typed_sobjects(node: ET.Element, registry: Registry) -> None:
             "maxOccurs": "unbounded",
         },
     )
-    ET.SubElement(
-        seq, "element", {"name": "Id", "type": "tns:ID", "nillable": "true", "minOccurs": "0"}
-    )
+    # Id is required (nil when unknown): with an optional Id, AggregateResult's <any> after it
+    # would make the content model ambiguous, which schema validators (and wsimport) refuse
+    ET.SubElement(seq, "element", {"name": "Id", "type": "tns:ID", "nillable": "true"})
     aggregate = _extension(node, "AggregateResult")
     ET.SubElement(
         aggregate,
