@@ -6,7 +6,11 @@ Every call goes through the same ``Org`` facade as REST; these tests show the SO
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -598,3 +602,21 @@ def test_unknown_operation_and_another_orgs_server_url(server: Server) -> None:
     assert r.status_code == 500 and b"sf:INVALID_SESSION_ID" in r.content
     r = _post(server, b"not xml at all")
     assert r.status_code == 500 and b"soapenv:Client" in r.content
+
+
+def test_readme_zeep_snippet_works(server: Server) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Logging in from clients", 1)[1].split("\n## ", 1)[0]
+    (snippet,) = [s for s in re.findall(r"```python\n(.*?)```", section, re.DOTALL) if "zeep" in s]
+    code = (
+        snippet.replace("127.0.0.1:8443", server.instance)
+        .replace(".opencadence-tls/cert.pem", str(server.cert))
+        .replace("admin@demo.opencadence.dev", server.admin)
+        .replace("demo-admin-1", server.admin_password + server.admin_token)
+    )
+    out = io.StringIO()
+    names: dict[str, Any] = {}
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README zeep snippet", "exec"), names)  # noqa: S102
+    names["s"].close()  # its keep-alive connection would hold the server's shutdown
+    assert out.getvalue().strip() == "0"
