@@ -620,3 +620,29 @@ def test_readme_zeep_snippet_works(server: Server) -> None:
         exec(compile(code, "README zeep snippet", "exec"), names)  # noqa: S102
     names["s"].close()  # its keep-alive connection would hold the server's shutdown
     assert out.getvalue().strip() == "0"
+
+
+def test_a_reps_visibility_is_the_same_as_over_rest(server: Server) -> None:
+    """A rep who owns no tracker sees no step tracker: not in query, retrieve or getUpdated."""
+    ids = seed(server)
+    start = server.clock.now()
+    server.clock.advance(minutes=2)
+    _, token = server.org.accounts.create_user("rep@oc.test", "rep-pw-1")
+    c = client(server)
+    login = c.service.login("rep@oc.test", "rep-pw-1" + token)
+    service = c.create_service(PARTNER, login.serverUrl)
+    headers = {"SessionHeader": {"sessionId": login.sessionId}}
+    assert service.query("SELECT Id FROM ActionCadenceStepTracker", _soapheaders=headers).size == 0
+    (got,) = service.retrieve(
+        "Id", "ActionCadenceStepTracker", [ids["steps"][0]], _soapheaders=headers
+    )
+    assert got is None or got.type is None
+    window = service.getUpdated(
+        "ActionCadenceStepTracker",
+        start - timedelta(minutes=1),
+        server.clock.now(),
+        _soapheaders=headers,
+    )
+    assert window.ids == []
+    admin = Partner(server)
+    assert admin.call("query", "SELECT Id FROM ActionCadenceStepTracker").size == len(ids["steps"])
