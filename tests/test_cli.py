@@ -213,3 +213,23 @@ def test_demo_on_a_busy_port_fails_and_mints_no_token(
     assert out.stderr.startswith(f"cannot listen on 127.0.0.1:{port}:"), out.stderr
     assert "access token" not in out.stdout and "seeding" not in out.stderr
     assert _sessions(store) == before
+
+
+def test_serve_on_a_busy_port_says_so_and_exits_1(db_url: str, tmp_path: Path) -> None:
+    """Bound before the system starts: one line naming the address, status 1 (was uvicorn's
+    own message and status 3 after workers had started)."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "opencadence", "serve", "--port", str(port)]
+            + ["--database", db_url],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith(f"cannot listen on 127.0.0.1:{port}:"), out.stderr
+    assert "opencadence API on" not in out.stderr

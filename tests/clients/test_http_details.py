@@ -39,7 +39,7 @@ def test_session_is_checked_before_the_body(server: Server, method: str, path: s
     for auth in ({}, {"Authorization": "Bearer 00D!nope"}):
         r = s.request(method, _url(server, path), data="{not json", headers=headers | auth)
         assert r.status_code == 401
-        assert r.json() == [INVALID_SESSION | {"fields": []}]
+        assert r.json() == [INVALID_SESSION]  # no "fields" key, as Salesforce
     r = s.request(method, _url(server, path), data="{not json", headers=headers | _bearer(server))
     assert r.status_code == 400 and r.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
 
@@ -82,6 +82,9 @@ def test_unknown_sobject_in_soql_stays_invalid_type(server: Server) -> None:
     [
         ("PUT", f"{V}/sobjects/Contact/0030C0000000ZZZAAA", "HEAD,GET,PATCH,DELETE"),
         ("PATCH", f"{V}/sobjects/Contact/", "HEAD,GET,POST"),
+        ("DELETE", f"{V}/sobjects/Contact/describe", "HEAD,GET"),
+        ("PATCH", f"{V}/sobjects/Contact/updated", "HEAD,GET"),
+        ("DELETE", f"{V}/sobjects/Contact/deleted", "HEAD,GET"),
         ("POST", f"{V}/query", "HEAD,GET"),
         ("GET", "/services/oauth2/token", "POST"),
         ("PUT", f"{V}/actions/standard/assignTargetToSalesCadence", "HEAD,GET,POST"),

@@ -646,3 +646,13 @@ def test_a_reps_visibility_is_the_same_as_over_rest(server: Server) -> None:
     assert window.ids == []
     admin = Partner(server)
     assert admin.call("query", "SELECT Id FROM ActionCadenceStepTracker").size == len(ids["steps"])
+
+
+def test_calls_count_as_api_requests_and_the_limit_refuses_them(server: Server) -> None:
+    p = Partner(server)
+    used, _ = server.org.count_api_request()
+    p.call("getUserInfo")
+    assert server.org.count_api_request()[0] == used + 2  # the SOAP call counted once
+    server.org.api_request_limit = used + 2
+    fault = faulted(lambda: p.call("getUserInfo"))
+    assert fault.code == "sf:REQUEST_LIMIT_EXCEEDED"

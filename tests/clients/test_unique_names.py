@@ -101,3 +101,22 @@ def test_email_template_developer_names_are_unique(server: Server) -> None:
     assert [r["DeveloperName"] for r in names["records"]] == ["Follow_Up", "intro_mail"]
     sf.EmailTemplate.delete(second)  # a deleted template's name is free again
     assert sf.EmailTemplate.create(_template(me, "Follow_Up"))["success"] is True
+
+
+def test_a_concurrent_duplicate_developer_name_is_refused_by_the_database(server: Server) -> None:
+    """Past the up-front check (two creates at once), the partial unique index on
+    lower(DeveloperName) still refuses it, as DUPLICATE_DEVELOPER_NAME, and writes nothing."""
+    sf = by_session(server)
+    me = sf.query("SELECT Id FROM User WHERE Username = 'admin@oc.test'")["records"][0]["Id"]
+    sf.EmailTemplate.create(_template(me, "Race_Mail"))
+    org = server.org
+    original = org._check_developer_name
+    org._check_developer_name = lambda *a, **k: None  # type: ignore[method-assign]
+    try:
+        with pytest.raises(SalesforceMalformedRequest) as info:
+            sf.EmailTemplate.create(_template(me, "RACE_mail"))
+        _refused_as_duplicate_developer_name(info)
+    finally:
+        org._check_developer_name = original  # type: ignore[method-assign]
+    found = sf.query("SELECT Id FROM EmailTemplate WHERE DeveloperName = 'race_mail'")
+    assert found["totalSize"] == 1

@@ -14,6 +14,7 @@ from opencadence import errors
 from opencadence.api import (
     actions,
     email_settings,
+    identity,
     oauth,
     openapi,
     rest,
@@ -106,6 +107,7 @@ def build_app(
         + email_settings.routes()
         + soap.routes()
         + oauth.routes()
+        + identity.routes()
         + streaming.routes()
     )
     if manual_clock is not None:

@@ -27,7 +27,16 @@ def _listen(host: str, port: int) -> socket.socket | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the REST/OAuth/SOAP API with uvicorn."""
+    """Serve the REST/OAuth/SOAP API with uvicorn. The port is taken first, so a busy port is
+    one clear line and exit status 1, before workers start or the database is touched."""
+    sock = _listen(args.host, args.port)
+    if sock is None:
+        return 1
+    with sock:
+        return _serve(args, sock)
+
+
+def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
     settings = system.Settings(
         database_url=common.database_url(args),
         clock=args.clock,
@@ -36,6 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tracking=True,
         inbound_smtp_port=email_options.inbound_port(args),
         inbound_smtp_host=args.host,
+        api_request_limit=args.api_request_limit,
     )
     with system.build(settings) as built:
         if settings.relay is None:
@@ -57,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             cert = tls_files[0].resolve()
             print(f"TLS certificate: {cert}  (clients: verify='{cert}')", file=sys.stderr)
         print(f"opencadence API on {scheme}://{args.host}:{args.port}", file=sys.stderr)
-        server.run(built, host=args.host, port=args.port, tls_files=tls_files)
+        server.run(built, host=args.host, port=args.port, tls_files=tls_files, sock=sock)
     return 0
 
 
@@ -128,5 +138,12 @@ def add_serve(subparsers: Any) -> None:
     )
     p.add_argument(
         "--no-worker", action="store_true", help="do not run cadence workers in the server"
+    )
+    p.add_argument(
+        "--api-request-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse API requests past N a UTC day (REQUEST_LIMIT_EXCEEDED); default: count only",
     )
     email_options.add_arguments(p)

@@ -60,10 +60,14 @@ class Compiler:
         self.tables: dict[int, dict[str, sa.FromClause]] = {}  # id(hop) -> object -> alias
         self.root: sa.FromClause = sa.table("x")
         self.null_keys: set[tuple[object, ...]] = set()
+        #: semi-joins compiled so far; numbers their aliases so the SQL text is stable per query
+        self.semi_joins = 0
+        self.prefix = ""  # the alias prefix of this query's tables (set by _from)
 
     # --- tables and columns ----------------------------------------------------------------
 
     def _from(self, bq: bound.BoundQuery, prefix: str) -> sa.FromClause:
+        self.prefix = prefix
         self.root = self.meta.tables[bq.obj.name].alias(f"{prefix}0")
         joined: sa.FromClause = self.root
         for n, hop in enumerate(bq.hops, start=1):
@@ -219,7 +223,9 @@ class Compiler:
 
     def _cond_SemiJoin(self, c: bound.SemiJoin) -> Col:
         inner = Compiler(self.registry, self.meta, self.now, self.viewer)
-        joined = inner._from(c.query, prefix=f"s{id(c) % 997}_")
+        self.semi_joins += 1
+        # under the enclosing root's alias, so a semi-join's tables never collide with ours
+        joined = inner._from(c.query, prefix=f"{self.prefix}s{self.semi_joins}_")
         out = c.query.fields()[0].expr
         assert isinstance(out, bound.Col)
         selected = inner.column(out)

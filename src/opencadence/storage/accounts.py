@@ -16,8 +16,7 @@ import hmac
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,22 +53,6 @@ def check_secret(secret: str, stored: str) -> bool:
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-@contextmanager
-def usernames_unique() -> Iterator[None]:
-    """A write that broke the case-insensitive unique index on User.Username (a concurrent
-    create got past the up-front check) as DUPLICATE_USERNAME; other unique indexes as
-    DUPLICATE_VALUE. Wraps the whole transaction: a database may refuse at commit."""
-    try:
-        yield
-    except sa.exc.IntegrityError as exc:
-        if any(name.lower() in str(exc.orig).lower() for _t, name, _c in _USERNAME_INDEXES):
-            raise errors.DuplicateUsername() from exc
-        raise errors.DuplicateValue("duplicate value found: the row already exists") from exc
-
-
-_USERNAME_INDEXES = [i for i in schema.LOWER_UNIQUE_INDEXES if i[0] == "User"]
 
 
 def username_of(record: Mapping[str, Any]) -> tuple[bool, Any]:
@@ -128,7 +111,7 @@ class Accounts:
     ) -> tuple[str, str]:
         """A User record plus credentials; returns (user id, security token)."""
         token = secrets.token_urlsafe(18)[:24]
-        with usernames_unique(), self.store.transaction() as tx:
+        with records.duplicates_refused(), self.store.transaction() as tx:
             self.check_username(tx.conn, username)
             user_id = tx.insert(
                 "User",

@@ -204,12 +204,17 @@ def index_exists(conn: sa.Connection, name: str) -> bool:
     return conn.execute(sa.text(catalog), {"n": name}).first() is not None
 
 
-def ensure_lower_unique_index(conn: sa.Connection, table: str, name: str, column: str) -> bool:
+def ensure_lower_unique_index(
+    conn: sa.Connection, table: str, name: str, column: str, live_only: bool = False
+) -> bool:
     """Create the unique index ``name`` on lower(``column``) unless it exists; True if created.
-    Both databases take the same statement; only the catalog lookup differs."""
+    ``live_only`` leaves deleted rows out (a partial index). Both databases take the same
+    statement (``NOT "IsDeleted"`` reads SQLite's 0/1 and PostgreSQL's boolean alike); only the
+    catalog lookup differs."""
     if index_exists(conn, name):
         return False
-    conn.exec_driver_sql(f'CREATE UNIQUE INDEX "{name}" ON "{table}" (lower("{column}"))')
+    where = ' WHERE NOT "IsDeleted"' if live_only else ""
+    conn.exec_driver_sql(f'CREATE UNIQUE INDEX "{name}" ON "{table}" (lower("{column}")){where}')
     return True
 
 

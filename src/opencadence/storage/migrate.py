@@ -190,13 +190,16 @@ def _lower_unique_indexes(
 ) -> None:
     """The case-insensitive unique indexes; values that already collide are refused by name
     (which row to rename is the owner's choice, never the upgrade's)."""
-    for table_name, name, column in schema.LOWER_UNIQUE_INDEXES:
+    for table_name, name, column, live_only in schema.LOWER_UNIQUE_INDEXES:
         table = target.tables.get(table_name)
         if table is None or column not in table.c or dialect.index_exists(conn, name):
             continue
         lowered = sa.func.lower(table.c[column])
+        counted = sa.select(lowered)
+        if live_only:
+            counted = counted.where(table.c.IsDeleted == sa.false())
         clashes = conn.execute(
-            sa.select(lowered).group_by(lowered).having(sa.func.count() > 1).order_by(lowered)
+            counted.group_by(lowered).having(sa.func.count() > 1).order_by(lowered)
         ).scalars()
         found = list(clashes)
         if found:
@@ -204,7 +207,7 @@ def _lower_unique_indexes(
                 f"cannot make {table_name}.{column} unique: {', '.join(found)} "
                 "appear more than once (case-insensitively); rename all but one first"
             )
-        if dialect.ensure_lower_unique_index(conn, table_name, name, column):
+        if dialect.ensure_lower_unique_index(conn, table_name, name, column, live_only):
             say(f"created index {name}")
             done.append(f"created index {name}")
 

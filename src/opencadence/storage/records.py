@@ -533,13 +533,25 @@ def add_update_event(
     pending.add(obj, "UPDATE", record_id, body, changed=changed, nulled=nulled)
 
 
+#: What breaking each case-insensitive unique index (schema.LOWER_UNIQUE_INDEXES) means.
+_INDEX_ERRORS: dict[str, type[errors.DmlError]] = {
+    "ux_User_Username_lower": errors.DuplicateUsername,
+    "ux_EmailTemplate_DeveloperName_lower": errors.DuplicateDeveloperName,
+}
+
+
 @contextmanager
 def duplicates_refused() -> Iterator[None]:
-    """A unique constraint a write broke (a concurrent writer got there first) as
-    DuplicateValue, so callers above storage never see the driver's error."""
+    """A unique index a write broke (a concurrent writer got past the up-front check) as
+    Salesforce's error for it, DuplicateValue for the rest, so callers above storage never see
+    the driver's error. Wraps the whole transaction: a database may refuse at commit."""
     try:
         yield
     except sa.exc.IntegrityError as exc:
+        said = str(exc.orig).lower()
+        for name, error in _INDEX_ERRORS.items():
+            if name.lower() in said:
+                raise error() from exc
         raise errors.DuplicateValue("duplicate value found: the row already exists") from exc
 
 

@@ -29,9 +29,11 @@ SCAN_INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
 
 #: Unique indexes on lower(column): values unique case-insensitively, as Salesforce compares
 #: usernames. An expression index is outside what the upgrade's comparison sees, so
-#: migrate.upgrade creates these itself and the fingerprint lists them. (table, index, column)
-LOWER_UNIQUE_INDEXES: tuple[tuple[str, str, str], ...] = (
-    ("User", "ux_User_Username_lower", "Username"),
+#: migrate.upgrade creates these itself and the fingerprint lists them. (table, index, column,
+#: live only: deleted rows, which stay in the table for undelete and queryAll, do not count)
+LOWER_UNIQUE_INDEXES: tuple[tuple[str, str, str, bool], ...] = (
+    ("User", "ux_User_Username_lower", "Username", False),
+    ("EmailTemplate", "ux_EmailTemplate_DeveloperName_lower", "DeveloperName", True),
 )
 
 #: Name of the change-event log table.

@@ -137,3 +137,44 @@ def test_an_older_database_gains_case_insensitive_unique_usernames(engine: sa.En
             """UPDATE "User" SET "Username" = 'ANN@x.io' WHERE "Id" = '%s'""" % dup
         )
     assert migrate.upgrade(engine, default_registry()) == []
+
+
+def test_an_older_database_gains_unique_template_developer_names(engine: sa.Engine) -> None:
+    """The index on lower(DeveloperName) counts live templates only: a deleted template's name
+    may be taken again, and live names that collide stop the upgrade by name."""
+    migrate.upgrade(engine, default_registry())
+    with engine.begin() as conn:
+        conn.exec_driver_sql('DROP INDEX "ux_EmailTemplate_DeveloperName_lower"')
+        conn.exec_driver_sql("UPDATE oc_schema_state SET value = 'older' WHERE key = 'fingerprint'")
+    store = records.Store(engine, default_registry(), ManualClock())
+    body = {"Name": "T", "TemplateType": "text", "Subject": "s", "Body": "b", "IsActive": True}
+    with store.transaction() as tx:
+        folder = tx.insert(
+            "User",
+            {
+                "LastName": "A",
+                "Email": "a@x.io",
+                "Alias": "a",
+                "TimeZoneSidKey": "GMT",
+                "LocaleSidKey": "en_US",
+                "LanguageLocaleKey": "en_US",
+                "EmailEncodingKey": "UTF-8",
+                "Username": "a@x.io",
+            },
+            system=True,
+        )
+        gone = tx.insert("EmailTemplate", {**body, "FolderId": folder, "DeveloperName": "Old"})
+        tx.delete("EmailTemplate", gone)
+        tx.insert("EmailTemplate", {**body, "FolderId": folder, "DeveloperName": "old"})
+        tx.insert("EmailTemplate", {**body, "FolderId": folder, "DeveloperName": "Intro"})
+        dup = tx.insert("EmailTemplate", {**body, "FolderId": folder, "DeveloperName": "INTRO"})
+    with pytest.raises(errors.InvalidDefinition, match="intro appear more than once"):
+        migrate.upgrade(engine, default_registry())
+    with store.transaction() as tx:
+        tx.update("EmailTemplate", dup, {"DeveloperName": "Intro_2"})
+    applied = migrate.upgrade(engine, default_registry())
+    assert "created index ux_EmailTemplate_DeveloperName_lower" in applied
+    with pytest.raises(errors.DuplicateDeveloperName), records.duplicates_refused():
+        with store.transaction() as tx:
+            tx.update("EmailTemplate", dup, {"DeveloperName": "iNtRo"})
+    assert migrate.upgrade(engine, default_registry()) == []

@@ -155,6 +155,7 @@ def _authenticate(org: Org, call: Call, version: str, flavor: schema.Flavor) -> 
         raise errors.InvalidSession(
             "Invalid Session ID found in SessionHeader: Illegal Session"
         ) from None
+    org.count_api_request()  # an authenticated call counts, as over REST (and may be refused)
     return Context(org, session, version, token, call, flavor)
 
 
