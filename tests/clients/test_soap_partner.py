@@ -656,3 +656,18 @@ def test_calls_count_as_api_requests_and_the_limit_refuses_them(server: Server) 
     server.org.api_request_limit = used + 2
     fault = faulted(lambda: p.call("getUserInfo"))
     assert fault.code == "sf:REQUEST_LIMIT_EXCEEDED"
+
+
+def test_an_oversized_chunked_body_is_refused_unread(server: Server) -> None:
+    """No Content-Length: the body is read only up to the limit."""
+
+    def chunks() -> Any:
+        for _ in range(12):  # 12 MB offered, refused after 10
+            yield b" " * 1_000_000
+
+    r = server.session().post(
+        f"https://{server.instance}/services/Soap/u/59.0",
+        data=chunks(),
+        headers={"Content-Type": "text/xml; charset=utf-8"},
+    )
+    assert r.status_code == 500 and b"larger than" in r.content

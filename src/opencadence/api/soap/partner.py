@@ -64,9 +64,8 @@ def endpoint(flavor: schema.Flavor) -> Callable[[Request], Awaitable[Response]]:
 
     async def run(request: Request) -> Response:
         org: Org = request.app.state.org
-        raw = await request.body()
         try:
-            call = envelope.parse(raw)
+            call = envelope.parse(await _read_bounded(request))
         except envelope.ClientFault as exc:
             return envelope.client_fault(exc.message, flavor)
         try:
@@ -80,6 +79,23 @@ def endpoint(flavor: schema.Flavor) -> Callable[[Request], Awaitable[Response]]:
         return await run_in_threadpool(_run, org, call, version, flavor)
 
     return run
+
+
+async def _read_bounded(request: Request) -> bytes:
+    """The body, refused past ``envelope.MAX_BYTES`` without reading the rest (a declared
+    Content-Length that is too large is refused before anything is read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > envelope.MAX_BYTES:
+        raise envelope.ClientFault(f"The request is larger than {envelope.MAX_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > envelope.MAX_BYTES:
+            raise envelope.ClientFault(f"The request is larger than {envelope.MAX_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    request._body = raw  # Starlette's cache of body(): api.oauth's login reads the same bytes
+    return raw
 
 
 def _base(request: Request) -> str:
