@@ -118,6 +118,19 @@ different name."""
         super().__init__(message, fields=fields)
 
 
+class MissingArgument(DmlError):
+    """A required argument is missing."""
+
+    error_code = "MISSING_ARGUMENT"
+
+
+class DuplicateExternalId(DmlError):
+    """More than one record matches the external id."""
+
+    error_code = "DUPLICATE_EXTERNAL_ID"
+    http_status = 300
+
+
 class EntityIsDeleted(DmlError):
     """Entity is deleted."""
 
@@ -212,6 +225,13 @@ class MethodNotAllowed(OpenCadenceError):
 
     error_code = "METHOD_NOT_ALLOWED"
     http_status = 405
+
+
+class UnsupportedApiVersion(OpenCadenceError):
+    """Invalid Api version specified on URL"""
+
+    error_code = "UNSUPPORTED_API_VERSION"
+    http_status = 500
 
 
 class JsonParserError(OpenCadenceError):

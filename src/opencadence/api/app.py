@@ -22,6 +22,7 @@ from opencadence.api import (
     oauth,
     openapi,
     rest,
+    soap,
     streaming,
     tracking,
     versions,
@@ -151,6 +152,7 @@ def build_app(
         rest.routes()
         + actions.routes()
         + email_settings.routes()
+        + soap.routes()
         + oauth.routes()
         + identity.routes()
         + streaming.routes()

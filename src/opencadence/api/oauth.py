@@ -201,11 +201,12 @@ async def soap_login(request: Request) -> Response:
             )
         session = org.accounts.open_session(user_id, client="soap")
         server = f"{_base(request)}/services/Soap/u/{version}/{migrate.ORG_ID[:15]}"
+        metadata = f"{_base(request)}/services/Soap/m/{version}/{migrate.ORG_ID[:15]}"
         body = (
             '<?xml version="1.0" encoding="UTF-8"?>'
             '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
             f'xmlns="{_SOAP_NS}"><soapenv:Body><loginResponse><result>'
-            f"<metadataServerUrl>{escape(server)}</metadataServerUrl><passwordExpired>false</passwordExpired>"
+            f"<metadataServerUrl>{escape(metadata)}</metadataServerUrl><passwordExpired>false</passwordExpired>"
             f"<sandbox>false</sandbox><serverUrl>{escape(server)}</serverUrl><sessionId>{escape(session)}</sessionId>"
             f"<userId>{user_id}</userId><userInfo><organizationId>{migrate.ORG_ID}</organizationId>"
             f"<userId>{user_id}</userId><userName>{escape(username)}</userName></userInfo>"
@@ -221,5 +222,4 @@ def routes() -> list[Route]:
         Route("/services/oauth2/token", token, methods=["POST"]),
         Route("/services/oauth2/revoke", revoke, methods=["POST", "GET"]),
         Route("/services/oauth2/userinfo", userinfo, methods=["GET", "POST"]),
-        Route("/services/Soap/u/{version}", soap_login, methods=["POST"]),
     ]
