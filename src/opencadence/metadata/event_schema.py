@@ -1,0 +1,177 @@
+"""The Avro schema of a change event entity (``<Object>ChangeEvent``), generated from metadata.
+
+Shaped as Salesforce's Change Data Capture schemas are: a record named after the event in the
+``com.sforce.eventbus`` namespace whose first field is the ``ChangeEventHeader`` record (the
+header fields in Salesforce's order; ``changeType`` an enum), then every field a change event
+carries as an optional union ``["null", <type>]`` with default null. Datetimes are ``long``
+epoch milliseconds and dates ``int`` days since the epoch (Pub/Sub sends dates as epoch
+numbers); each field's ``doc`` is ``Data:<type>`` as Salesforce writes it.
+
+The schema id is the fingerprint of the schema's JSON (22 characters, base64url of 16 bytes of
+its SHA-256), so it changes exactly when the object's event fields change. The position of a
+field in ``fields`` is its bit in the changedFields/nulledFields bitmaps.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+from opencadence.metadata import model
+from opencadence.metadata.registry import Registry
+
+NAMESPACE = "com.sforce.eventbus"
+SUFFIX = "ChangeEvent"
+#: Fields no change event carries: the record id (in recordIds) and two system fields.
+NOT_IN_EVENTS = frozenset({"Id", "IsDeleted", "SystemModstamp"})
+
+CHANGE_TYPES = (
+    "CREATE",
+    "UPDATE",
+    "DELETE",
+    "UNDELETE",
+    "GAP_CREATE",
+    "GAP_UPDATE",
+    "GAP_DELETE",
+    "GAP_UNDELETE",
+    "GAP_OVERFLOW",
+    "SNAPSHOT",
+)
+
+_STRINGS = {"type": "array", "items": "string"}
+
+HEADER: dict[str, Any] = {
+    "type": "record",
+    "name": "ChangeEventHeader",
+    "namespace": NAMESPACE,
+    "fields": [
+        {"name": "entityName", "type": "string"},
+        {"name": "recordIds", "type": _STRINGS},
+        {
+            "name": "changeType",
+            "type": {
+                "type": "enum",
+                "name": "ChangeType",
+                "namespace": NAMESPACE,
+                "symbols": list(CHANGE_TYPES),
+            },
+        },
+        {"name": "changeOrigin", "type": "string"},
+        {"name": "transactionKey", "type": "string"},
+        {"name": "sequenceNumber", "type": "int"},
+        {"name": "commitTimestamp", "type": "long"},
+        {"name": "commitNumber", "type": "long"},
+        {"name": "commitUser", "type": "string"},
+        {"name": "nulledFields", "type": _STRINGS},
+        {"name": "diffFields", "type": _STRINGS},
+        {"name": "changedFields", "type": _STRINGS},
+    ],
+}
+
+#: field type -> (Avro type, the Salesforce data type named in ``doc``)
+_TYPES: dict[str, tuple[str, str]] = {
+    "id": ("string", "EntityId"),
+    "reference": ("string", "EntityId"),
+    "string": ("string", "Text"),
+    "picklist": ("string", "DynamicEnum"),
+    "multipicklist": ("string", "MultiEnum"),
+    "textarea": ("string", "MultiLineText"),
+    "email": ("string", "Email"),
+    "phone": ("string", "Phone"),
+    "url": ("string", "Url"),
+    "boolean": ("boolean", "Boolean"),
+    "int": ("int", "Integer"),
+    "double": ("double", "Double"),
+    "percent": ("double", "Percent"),
+    "currency": ("double", "Currency"),
+    "date": ("int", "DateOnly"),
+    "datetime": ("long", "DateTime"),
+}
+
+
+def event_name(obj: model.ObjectDef) -> str:
+    return f"{obj.name}{SUFFIX}"
+
+
+def event_fields(obj: model.ObjectDef) -> tuple[model.FieldDef, ...]:
+    """The record fields of ``obj``'s change event, in schema order (after the header)."""
+    return tuple(f for f in obj.stored_fields if f.name not in NOT_IN_EVENTS)
+
+
+def avro_type(f: model.FieldDef) -> str:
+    return _TYPES.get(f.type, ("string", "Text"))[0]
+
+
+def avro_schema(obj: model.ObjectDef) -> dict[str, Any]:
+    fields: list[dict[str, Any]] = [
+        {"name": "ChangeEventHeader", "type": HEADER, "doc": "Data:ChangeEventHeader"}
+    ]
+    for f in event_fields(obj):
+        kind, doc = _TYPES.get(f.type, ("string", "Text"))
+        fields.append(
+            {"name": f.name, "type": ["null", kind], "doc": f"Data:{doc}", "default": None}
+        )
+    return {"type": "record", "name": event_name(obj), "namespace": NAMESPACE, "fields": fields}
+
+
+_CACHE: dict[str, tuple[model.ObjectDef, str, str]] = {}
+
+
+def _cached(obj: model.ObjectDef) -> tuple[str, str]:
+    """(schema JSON, schema id) of ``obj``, computed once per object definition."""
+    found = _CACHE.get(obj.name)
+    if found is None or found[0] is not obj:
+        text = json.dumps(avro_schema(obj), separators=(",", ":"))
+        digest = hashlib.sha256(text.encode()).digest()[:16]
+        found = (obj, text, base64.urlsafe_b64encode(digest).decode().rstrip("="))
+        _CACHE[obj.name] = found
+    return found[1], found[2]
+
+
+def schema_json(obj: model.ObjectDef) -> str:
+    """The schema as JSON text (compact, the same text every time)."""
+    return _cached(obj)[0]
+
+
+def schema_id(obj: model.ObjectDef) -> str:
+    return _cached(obj)[1]
+
+
+def field_positions(obj: model.ObjectDef) -> dict[str, int]:
+    """Field name -> its position in the schema (0 is ChangeEventHeader): its bitmap bit."""
+    return {f.name: i for i, f in enumerate(event_fields(obj), start=1)}
+
+
+def bitmap(obj: model.ObjectDef, names: list[str]) -> list[str]:
+    """Field names as Salesforce's bitmap strings: ``["0x..."]`` with bit N set for the field at
+    schema position N (upper-case hex), ``[]`` for no field. Unknown names are left out."""
+    positions = field_positions(obj)
+    bits = 0
+    for name in names:
+        if name in positions:
+            bits |= 1 << positions[name]
+    return [f"0x{bits:X}"] if bits else []
+
+
+def entities(registry: Registry) -> list[model.ObjectDef]:
+    """The objects that publish change events."""
+    return [o for o in registry if o.change_events]
+
+
+def by_schema_id(registry: Registry, wanted: str) -> model.ObjectDef | None:
+    for obj in entities(registry):
+        if schema_id(obj) == wanted:
+            return obj
+    return None
+
+
+def by_event_name(registry: Registry, name: str) -> model.ObjectDef | None:
+    """The object of a change event entity name such as ``ContactChangeEvent`` (exact case)."""
+    if not name.endswith(SUFFIX):
+        return None
+    obj = registry.get(name[: -len(SUFFIX)])
+    if obj is None or not obj.change_events or event_name(obj) != name:
+        return None
+    return obj
