@@ -44,9 +44,11 @@ def install(folder: Path) -> None:
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # xdist workers install once between them
         installed = folder / "node_modules" / PACKAGE / "package.json"
-        if (folder / "package.json").exists() and (
-            folder / "package.json"
-        ).read_text() == wanted and installed.exists():
+        if (
+            (folder / "package.json").exists()
+            and (folder / "package.json").read_text() == wanted
+            and installed.exists()
+        ):
             return
         (folder / "package.json").write_text(wanted)
         subprocess.run(
