@@ -136,12 +136,19 @@ def decode(stub: Any, token: str, ev: Any) -> dict[str, Any]:
 
 
 def bitmap_names(schema_json: str, bitmap: list[str]) -> list[str]:
-    """Field names of a Salesforce bitmap (as the published client utilities decode it)."""
-    fields = [f["name"] for f in json.loads(schema_json)["fields"]]
+    """Field names of a Salesforce bitmap, as the published client utilities decode it: the
+    first entry for top-level fields, ``"<pos>-0x.."`` entries for parts of a compound field."""
+    fields = json.loads(schema_json)["fields"]
     if not bitmap:
         return []
     bits = int(bitmap[0], 16)
-    return [name for i, name in enumerate(fields) if bits >> i & 1]
+    names = [f["name"] for i, f in enumerate(fields) if bits >> i & 1]
+    for entry in bitmap[1:]:
+        pos, _, hexbits = entry.partition("-")
+        parent = fields[int(pos)]
+        parts = [f["name"] for f in parent["type"][1]["fields"]]
+        names += [f"{parent['name']}.{p}" for i, p in enumerate(parts) if int(hexbits, 16) >> i & 1]
+    return names
 
 
 def rid(raw: bytes) -> int:
@@ -181,7 +188,12 @@ def test_get_topic_and_schema(ps: PubSubServer) -> None:
             "changedFields",
         ]
         by_name = {f["name"]: f for f in schema["fields"]}
-        assert by_name["LastName"]["type"] == ["null", "string"]
+        assert by_name["Title"]["type"] == ["null", "string"]
+        # a person name is compound, as Salesforce sends it: no top-level parts
+        name = by_name["Name"]["type"][1]
+        assert (name["type"], name["name"]) == ("record", "Switchable_PersonName")
+        assert [f["name"] for f in name["fields"]] == ["Salutation", "FirstName", "LastName"]
+        assert "LastName" not in by_name and "FirstName" not in by_name
         assert by_name["LastModifiedDate"]["type"] == ["null", "long"]
         assert "IsDeleted" not in by_name and "SystemModstamp" not in by_name
         fastavro.parse_schema(schema)
@@ -252,7 +264,7 @@ def test_earliest_replays_the_log_decoded_with_the_schema(ps: PubSubServer) -> N
             got = sub.events(3)
             decoded = [decode(stub, ps.admin_token, ev) for ev in got]
             assert [d["ChangeEventHeader"]["recordIds"] for d in decoded] == [[i] for i in ids]
-            assert [d["LastName"] for d in decoded] == ["Early0", "Early1", "Early2"]
+            assert [d["Name"]["LastName"] for d in decoded] == ["Early0", "Early1", "Early2"]
             assert {d["ChangeEventHeader"]["changeType"] for d in decoded} == {"CREATE"}
             assert all(isinstance(d["CreatedDate"], int) for d in decoded)  # epoch ms
             assert decoded[0]["Title"] is None
@@ -286,7 +298,7 @@ def test_flow_control_never_sends_more_than_requested(ps: PubSubServer) -> None:
                 pb.FetchRequest(topic_name="/data/ContactChangeEvent", num_requested=3)
             )
             rest = sub.events(3)
-            names = [decode(stub, ps.admin_token, ev)["LastName"] for ev in first + rest]
+            names = [decode(stub, ps.admin_token, ev)["Name"]["LastName"] for ev in first + rest]
             assert names == [f"Flow{i}" for i in range(5)]
             again = sub.next(timeout=KEEPALIVE * 6)
             assert list(again.events) == [] and again.pending_num_requested == 0
@@ -308,7 +320,7 @@ def test_latest_receives_only_new_events(ps: PubSubServer) -> None:
             (ev,) = sub.events(1)
             decoded = decode(stub, ps.admin_token, ev)
             assert decoded["ChangeEventHeader"]["recordIds"] == [new]
-            assert decoded["LastName"] == "After"
+            assert decoded["Name"] == {"Salutation": None, "FirstName": None, "LastName": "After"}
         finally:
             sub.close()
 
@@ -366,30 +378,36 @@ def test_update_carries_bitmaps_and_nulls_for_unchanged_fields(ps: PubSubServer)
     store = ps.org.store
     cid = contact(store, "Bits")
     with store.transaction() as tx:
-        tx.update("Contact", cid, {"Title": "CTO"})
+        tx.update("Contact", cid, {"Title": "CTO", "FirstName": "Ada"})
+    with store.transaction() as tx:
+        tx.update("Contact", cid, {"FirstName": None})
     stub, channel = ps.stub()
     with channel:
         sub = Subscription(
             stub,
             ps.admin_token,
             pb.FetchRequest(
-                topic_name="/data/ContactChangeEvent", replay_preset=pb.EARLIEST, num_requested=2
+                topic_name="/data/ContactChangeEvent", replay_preset=pb.EARLIEST, num_requested=3
             ),
         )
         try:
-            _, update = sub.events(2)
+            _, update, nulling = sub.events(3)
         finally:
             sub.close()
         decoded = decode(stub, ps.admin_token, update)
         header = decoded["ChangeEventHeader"]
         assert header["changeType"] == "UPDATE"
-        assert all(b.startswith("0x") for b in header["changedFields"])
+        assert header["changedFields"][0].startswith("0x")  # then "<pos>-0x.." for parts
         info = stub.GetSchema(
             pb.SchemaRequest(schema_id=update.event.schema_id), metadata=auth(ps.admin_token)
         )
         changed = bitmap_names(info.schema_json, header["changedFields"])
-        assert "Title" in changed and "LastName" not in changed
-        assert decoded["Title"] == "CTO" and decoded["LastName"] is None
+        assert {"Title", "Name.FirstName", "LastModifiedDate"} <= set(changed)
+        assert "Name.LastName" not in changed and "Email" not in changed
+        assert decoded["Title"] == "CTO" and decoded["Email"] is None  # unchanged: null
+        assert decoded["Name"] == {"Salutation": None, "FirstName": "Ada", "LastName": None}
+        nulled = decode(stub, ps.admin_token, nulling)["ChangeEventHeader"]["nulledFields"]
+        assert bitmap_names(info.schema_json, nulled) == ["Name.FirstName"]
 
 
 def test_a_rep_receives_only_events_of_records_they_may_see(ps: PubSubServer) -> None:

@@ -154,7 +154,7 @@ def test_npm_client_receives_a_created_and_an_updated_contact(
         sub.next("grpcKeepAlive")  # subscribed: only new events come (LATEST)
         cid = _contact(org.store, "NodeCreated")
         with org.store.transaction() as tx:
-            tx.update("Contact", cid, {"Title": "VP Sales"})
+            tx.update("Contact", cid, {"Title": "VP Sales", "FirstName": "Grace"})
         created = sub.next("event")["event"]
         updated = sub.next("event")["event"]
     finally:
@@ -165,12 +165,14 @@ def test_npm_client_receives_a_created_and_an_updated_contact(
         "CREATE",
         [cid],
     )
-    assert created["payload"]["LastName"] == "NodeCreated"
+    assert created["payload"]["Name"]["LastName"] == "NodeCreated"  # compound, as Salesforce
     assert isinstance(created["payload"]["CreatedDate"], int)  # epoch ms, as Salesforce sends
     assert [created["replayId"], updated["replayId"]] == _replay_ids(org.store)
     changed = updated["payload"]["ChangeEventHeader"]["changedFields"]
-    assert "Title" in changed  # the client decoded the bitmap with the schema
-    assert updated["payload"]["Title"] == "VP Sales" and updated["payload"]["LastName"] is None
+    assert {"Title", "Name.FirstName"} <= set(changed)  # the client decoded the bitmaps
+    assert "Name.LastName" not in changed
+    assert updated["payload"]["Title"] == "VP Sales" and updated["payload"]["Email"] is None
+    assert updated["payload"]["Name"]["FirstName"] == "Grace"
 
 
 def test_npm_client_resumes_after_its_last_replay_id(

@@ -1,9 +1,10 @@
 """A change event from the log as the Pub/Sub API sends it: Avro binary with the entity's schema.
 
 Every field of the schema is present; fields the event does not carry are null (for an UPDATE,
-the unchanged ones), as Salesforce sends them. changedFields and nulledFields become bitmaps
-(``metadata/event_schema.py``), diffFields is empty (no field is sent as a diff). Datetimes go
-as epoch milliseconds, dates as days since 1970-01-01.
+the unchanged ones), as Salesforce sends them; a compound Name is the record of its parts.
+changedFields and nulledFields become bitmaps (``metadata/event_schema.py``), diffFields is
+empty (no field is sent as a diff). Datetimes go as epoch milliseconds, dates as days since
+1970-01-01.
 """
 
 from __future__ import annotations
@@ -36,8 +37,13 @@ def record(obj: model.ObjectDef, payload: dict[str, Any]) -> dict[str, Any]:
     header["nulledFields"] = event_schema.bitmap(obj, list(header.get("nulledFields") or []))
     header["diffFields"] = []
     out: dict[str, Any] = {"ChangeEventHeader": header}
+    parts = event_schema.name_parts(obj)
     for f in event_schema.event_fields(obj):
-        out[f.name] = _value(f, payload.get(f.name))
+        if f.name == "Name" and parts:
+            name = {p: payload.get(p) for p in parts}
+            out["Name"] = name if any(v is not None for v in name.values()) else None
+        else:
+            out[f.name] = _value(f, payload.get(f.name))
     return out
 
 

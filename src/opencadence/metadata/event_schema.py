@@ -7,6 +7,11 @@ carries as an optional union ``["null", <type>]`` with default null. Datetimes a
 epoch milliseconds and dates ``int`` days since the epoch (Pub/Sub sends dates as epoch
 numbers); each field's ``doc`` is ``Data:<type>`` as Salesforce writes it.
 
+A person name is compound, as Salesforce sends it: on objects whose ``Name`` is filled from
+``FirstName`` + ``LastName`` (Contact, Lead, User) the event has no top-level Salutation,
+FirstName or LastName; ``Name`` is the record ``Switchable_PersonName`` of those parts, and a
+change to a part is the bitmap entry ``"<position of Name>-0x<bits of the parts>"``.
+
 The schema id is the fingerprint of the schema's JSON (22 characters, base64url of 16 bytes of
 its SHA-256), so it changes exactly when the object's event fields change. The position of a
 field in ``fields`` is its bit in the changedFields/nulledFields bitmaps.
@@ -91,13 +96,30 @@ _TYPES: dict[str, tuple[str, str]] = {
 }
 
 
+#: The parts of a compound person name, in Salesforce's order (those an object has are used).
+NAME_PARTS = ("Salutation", "FirstName", "MiddleName", "LastName", "Suffix")
+NAME_RECORD = "Switchable_PersonName"
+
+
+def name_parts(obj: model.ObjectDef) -> tuple[str, ...]:
+    """The parts of ``obj``'s compound Name (empty when its Name is a plain string)."""
+    stored = {f.name for f in obj.stored_fields}
+    if "Name" not in stored or not {"FirstName", "LastName"} <= stored:
+        return ()
+    return tuple(p for p in NAME_PARTS if p in stored)
+
+
 def event_name(obj: model.ObjectDef) -> str:
     return f"{obj.name}{SUFFIX}"
 
 
 def event_fields(obj: model.ObjectDef) -> tuple[model.FieldDef, ...]:
-    """The record fields of ``obj``'s change event, in schema order (after the header)."""
-    return tuple(f for f in obj.stored_fields if f.name not in NOT_IN_EVENTS)
+    """The top-level record fields of ``obj``'s change event, in schema order (after the
+    header); the parts of a compound Name are inside ``Name``."""
+    parts = set(name_parts(obj))
+    return tuple(
+        f for f in obj.stored_fields if f.name not in NOT_IN_EVENTS and f.name not in parts
+    )
 
 
 def avro_type(f: model.FieldDef) -> str:
@@ -108,12 +130,29 @@ def avro_schema(obj: model.ObjectDef) -> dict[str, Any]:
     fields: list[dict[str, Any]] = [
         {"name": "ChangeEventHeader", "type": HEADER, "doc": "Data:ChangeEventHeader"}
     ]
+    parts = name_parts(obj)
     for f in event_fields(obj):
+        if f.name == "Name" and parts:
+            fields.append(_person_name(parts))
+            continue
         kind, doc = _TYPES.get(f.type, ("string", "Text"))
         fields.append(
             {"name": f.name, "type": ["null", kind], "doc": f"Data:{doc}", "default": None}
         )
     return {"type": "record", "name": event_name(obj), "namespace": NAMESPACE, "fields": fields}
+
+
+def _person_name(parts: tuple[str, ...]) -> dict[str, Any]:
+    record = {
+        "type": "record",
+        "name": NAME_RECORD,
+        "namespace": NAMESPACE,
+        "fields": [
+            {"name": p, "type": ["null", "string"], "doc": "Data:Text", "default": None}
+            for p in parts
+        ],
+    }
+    return {"name": "Name", "type": ["null", record], "doc": f"Data:{NAME_RECORD}", "default": None}
 
 
 _CACHE: dict[str, tuple[model.ObjectDef, str, str]] = {}
@@ -145,14 +184,25 @@ def field_positions(obj: model.ObjectDef) -> dict[str, int]:
 
 
 def bitmap(obj: model.ObjectDef, names: list[str]) -> list[str]:
-    """Field names as Salesforce's bitmap strings: ``["0x..."]`` with bit N set for the field at
-    schema position N (upper-case hex), ``[]`` for no field. Unknown names are left out."""
+    """Field names as Salesforce's bitmap strings: ``"0x..."`` with bit N set for the field at
+    schema position N (upper-case hex), then for a compound Name whose parts are named
+    ``"<position of Name>-0x..."`` with bit M set for its M-th part; ``[]`` for no field. The
+    top-level entry is always first when there is any (``"0x0"`` if only parts changed), as
+    clients expect. Unknown names are left out."""
     positions = field_positions(obj)
-    bits = 0
+    parts = name_parts(obj)
+    bits = nested = 0
     for name in names:
-        if name in positions:
+        if name in parts:
+            nested |= 1 << parts.index(name)
+        elif name in positions:
             bits |= 1 << positions[name]
-    return [f"0x{bits:X}"] if bits else []
+    if not bits and not nested:
+        return []
+    out = [f"0x{bits:X}"]
+    if nested:
+        out.append(f"{positions['Name']}-0x{nested:X}")
+    return out
 
 
 def entities(registry: Registry) -> list[model.ObjectDef]:
