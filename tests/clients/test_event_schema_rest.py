@@ -38,9 +38,27 @@ def test_unknown_entity_or_schema_id_is_not_found(server: Server) -> None:
     for path in (
         "/sobjects/NopeChangeEvent/eventSchema",
         "/sobjects/ActionCadenceRuleChangeEvent/eventSchema",  # no change events
-        "/sobjects/Contact/eventSchema",
         "/event/eventSchema/nope",
     ):
         status, body = _get(server, path)
         assert status == 404, path
         assert isinstance(body, list) and body[0]["errorCode"] == "NOT_FOUND"
+
+
+def test_change_event_entities_describe_as_read_only_non_sobjects(server: Server) -> None:
+    status, found = _get(server, "/sobjects/ActionCadenceStepTrackerChangeEvent/describe")
+    assert status == 200 and isinstance(found, dict)
+    assert found["name"] == "ActionCadenceStepTrackerChangeEvent"
+    tracker = server.org.registry.object("ActionCadenceStepTracker")
+    assert found["label"] == f"{tracker.label} Change Event"
+    assert not any(found[k] for k in ("createable", "updateable", "deletable", "queryable"))
+    fields = {f["name"]: f for f in found["fields"]}
+    assert fields["ChangeEventHeader"]["type"] == "complexvalue"
+    assert {"Id", "ReplayId", "State", "LastModifiedDate"} <= set(fields)
+    assert "IsDeleted" not in fields and "SystemModstamp" not in fields
+    assert not any(f["createable"] or f["updateable"] for f in found["fields"])
+    # the real objects still describe as before, unknown change events are NOT_FOUND
+    status, contact = _get(server, "/sobjects/Contact/describe")
+    assert status == 200 and isinstance(contact, dict) and contact["name"] == "Contact"
+    status, _ = _get(server, "/sobjects/NopeChangeEvent/describe")
+    assert status == 404

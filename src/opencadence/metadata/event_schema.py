@@ -24,6 +24,7 @@ import hashlib
 import json
 from typing import Any
 
+from opencadence.metadata import describe as describing
 from opencadence.metadata import model
 from opencadence.metadata.registry import Registry
 
@@ -225,3 +226,70 @@ def by_event_name(registry: Registry, name: str) -> model.ObjectDef | None:
     if obj is None or not obj.change_events or event_name(obj) != name:
         return None
     return obj
+
+
+def describe(obj: model.ObjectDef, version: str) -> dict[str, Any]:
+    """describeSObjects of ``<Object>ChangeEvent``: not a real sObject (no CRUD, no query;
+    describeSObjects is its one call), so every capability is false; its fields are the event's
+    Id and ReplayId, the ChangeEventHeader, and the fields its events carry, read-only."""
+    name = event_name(obj)
+    result = describing.object_summary(obj, version)
+    flags = (
+        "createable",
+        "deletable",
+        "layoutable",
+        "queryable",
+        "replicateable",
+        "retrieveable",
+        "searchable",
+        "undeletable",
+        "updateable",
+    )
+    result.update({flag: False for flag in flags})
+    base = f"/services/data/v{version}/sobjects/{name}"
+    result.update(
+        {
+            "name": name,
+            "label": f"{obj.label} Change Event",
+            "labelPlural": f"{obj.label} Change Events",
+            "keyPrefix": None,
+            "triggerable": True,
+            "urls": {
+                "sobject": base,
+                "describe": f"{base}/describe",
+                "eventSchema": f"{base}/eventSchema",
+            },
+            "actionOverrides": [],
+            "childRelationships": [],
+            "compactLayoutable": False,
+            "listviewable": None,
+            "lookupLayoutable": None,
+            "namedLayoutInfos": [],
+            "networkScopeFieldName": None,
+            "recordTypeInfos": [],
+            "searchLayoutable": False,
+            "supportedScopes": [],
+            "sobjectDescribeOption": "FULL",
+        }
+    )
+    own = [
+        model.FieldDef(name="Id", label=f"{obj.label} Change Event ID", type="id", length=18),
+        model.FieldDef(
+            name="ReplayId", label="Replay ID", type="string", length=255, nillable=True
+        ),
+        model.FieldDef(name="ChangeEventHeader", label="Header", type="string"),
+    ]
+    fields = [describing.field_describe(f, version) for f in own]
+    header = fields[2]
+    header.update({"type": "complexvalue", "soapType": "tns:ChangeEventHeader", "length": 0})
+    header["byteLength"] = 0
+    carried = {f.name for f in obj.stored_fields if f.name not in NOT_IN_EVENTS}
+    for f in obj.fields_at(version):
+        if f.name in carried:
+            entry = describing.field_describe(f, version)
+            entry.update({"createable": False, "updateable": False, "nillable": True})
+            entry.update({"filterable": False, "groupable": False, "sortable": False})
+            entry.update({"relationshipName": None, "defaultedOnCreate": False})
+            fields.append(entry)
+    result["fields"] = fields
+    return result
