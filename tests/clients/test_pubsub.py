@@ -20,8 +20,9 @@ import pytest
 from opencadence.api import pubsub, tls
 from opencadence.api.pubsub_proto import pubsub_api_pb2 as pb
 from opencadence.api.pubsub_proto import pubsub_api_pb2_grpc as pb_grpc
+from opencadence.cadence import actions, definition_file
 from opencadence.org import Org
-from opencadence.storage import migrate, records
+from opencadence.storage import events, migrate, records
 
 from .conftest import free_port
 
@@ -464,3 +465,56 @@ def test_a_subscription_cannot_change_topic(ps: PubSubServer) -> None:
                 sub.next()
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         sub.close()
+
+
+def test_driving_a_cadence_streams_its_step_trackers(ps: PubSubServer) -> None:
+    """Enrolling a target writes step trackers; a subscriber to their topic receives exactly
+    the log's events (same replay ids, same order), decodable with their schema."""
+    store = ps.org.store
+    cadence = definition_file.import_definition(
+        store,
+        {
+            "cadence": {"Name": "Pub/Sub cadence"},
+            "steps": [
+                {"StepName": "root", "Type": "Root"},
+                {
+                    "StepName": "call",
+                    "StepTitle": "Intro call",
+                    "Type": "MakeACall",
+                    "ParentStepName": "root",
+                    "ScheduledDaysUntilDue": 1,
+                },
+            ],
+            "state": "Active",
+        },
+    )
+    target = contact(store, "Target")
+    stub, channel = ps.stub()
+    with channel:
+        sub = Subscription(
+            stub,
+            ps.admin_token,
+            pb.FetchRequest(
+                topic_name="/data/ActionCadenceStepTrackerChangeEvent", num_requested=10
+            ),
+        )
+        try:
+            sub.next(timeout=KEEPALIVE * 6)  # subscribed (LATEST)
+            rep_id = ps.rep_id
+            (res,) = actions.Actions(store).assignTargetToSalesCadence(
+                [{"salesCadenceNameOrId": cadence, "targetId": target, "userId": rep_id}], rep_id
+            )
+            assert res["isSuccess"], res
+            with store.reading() as conn:
+                logged = events.read(conn, store.meta, entity="ActionCadenceStepTracker")
+            got = sub.events(len(logged))
+            assert [rid(ev.replay_id) for ev in got] == [e["event"]["replayId"] for e in logged]
+            decoded = [decode(stub, ps.admin_token, ev) for ev in got]
+            assert [(d["StepType"], d["State"]) for d in decoded] == [
+                ("Root", "Completed"),
+                ("MakeACall", "Active"),
+            ]
+            assert decoded[1]["StepTitle"] == "Intro call"
+            assert list(sub.next(timeout=KEEPALIVE * 6).events) == []  # nothing more
+        finally:
+            sub.close()
