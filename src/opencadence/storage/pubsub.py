@@ -16,8 +16,11 @@ import sqlalchemy as sa
 
 from opencadence.storage import events, records, visibility
 
-#: How many log rows one scan reads while looking for visible events.
+#: How many log rows one scan reads while looking for visible events, and how many scans one
+#: call makes at most (so a rep far behind in a log of others' events gets keepalives between
+#: calls instead of one read of the whole log).
 SCAN_ROWS = 500
+MAX_SCANS = 20
 
 
 def bounds(store: records.Store) -> tuple[int | None, int | None]:
@@ -38,11 +41,14 @@ def read_visible(
     oldest first, decoded as ``events.decode`` does; the replay id the scan got to).
 
     The second value is where the next read starts: past the last event returned, or past
-    every event examined when fewer than ``limit`` were visible."""
+    every event examined when fewer than ``limit`` were visible (at most MAX_SCANS * SCAN_ROWS
+    rows are examined per call)."""
     found: list[dict[str, Any]] = []
     cursor = after
     with store.reading() as conn:
-        while len(found) < limit:
+        for _ in range(MAX_SCANS):
+            if len(found) >= limit:
+                break
             batch = events.read(conn, store.meta, after=cursor, entity=entity, limit=SCAN_ROWS)
             if not batch:
                 break
