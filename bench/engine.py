@@ -21,6 +21,7 @@ prints the two-worker throughput against one.
 from __future__ import annotations
 
 import argparse
+import copy
 import multiprocessing
 import os
 import tempfile
@@ -34,7 +35,7 @@ import sqlalchemy as sa
 from opencadence import ids, system
 from opencadence.cadence import actions, definition_file, sender
 from opencadence.clock import ManualClock
-from opencadence.storage import database, records, schema
+from opencadence.storage import database, migrate, records, schema
 
 GOAL = 0.25
 START = datetime(2026, 1, 5, 9, tzinfo=UTC)
@@ -105,13 +106,31 @@ def setup(store: records.Store, n: int) -> tuple[str, list[str]]:
                 "EmailEncodingKey": "UTF-8",
             },
         )
+        # the auto email's template (activation refuses an AutoSendAnEmail step without one;
+        # the recording sender sends nothing)
+        template = tx.insert(
+            "EmailTemplate",
+            {
+                "Name": "Bench",
+                "DeveloperName": f"Bench_{uuid.uuid4().hex[:6]}",
+                "TemplateType": "text",
+                "IsActive": True,
+                "FolderId": migrate.ORG_ID,
+                "Subject": "Hi",
+                "Body": "Hi",
+            },
+        )
     targets: list[str] = []
     for i in range(0, n, 5000):
         with store.transaction() as tx:
             targets += tx.insert_many(
                 "Contact", [{"LastName": f"T{j}"} for j in range(i, min(n, i + 5000))]
             )
-    definition_file.import_definition(store, CADENCE)
+    definition = copy.deepcopy(CADENCE)
+    for step in definition["steps"]:
+        if step["Type"] == "AutoSendAnEmail":
+            step["TemplateId"] = template
+    definition_file.import_definition(store, definition)
     return rep, targets
 
 

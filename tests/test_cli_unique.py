@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from opencadence.cadence import definition_file
+from opencadence.storage import records
 
-from .integration.cadence.test_import_all_or_nothing import FULL, _broken
+from .integration.cadence.helpers import email_template
+from .integration.cadence.test_builder import full
+from .integration.cadence.test_import_all_or_nothing import _broken
 from .test_cli import _run
 
 
@@ -28,10 +31,13 @@ def test_users_create_refuses_an_existing_username_case_insensitively(db_url: st
     assert _run("token", "--username", "admin@x.io", "--database", db_url).returncode == 0
 
 
-def test_cadence_import_is_all_or_nothing(db_url: str, tmp_path: Path) -> None:
+def test_cadence_import_is_all_or_nothing(
+    db_url: str, tmp_path: Path, store: records.Store
+) -> None:
+    template_id = email_template(store)  # the AutoSendAnEmail step's (activation needs one)
     bad, good = tmp_path / "bad.yaml", tmp_path / "good.yaml"
-    bad.write_text(definition_file.dump(_broken()))
-    good.write_text(definition_file.dump(FULL))
+    bad.write_text(definition_file.dump(_broken(template_id)))
+    good.write_text(definition_file.dump(full(template_id)))
     failed = _run("cadence", "import", str(bad), "--database", db_url)
     assert failed.returncode == 1 and failed.stdout == ""
     assert failed.stderr.startswith(

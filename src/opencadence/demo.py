@@ -7,6 +7,7 @@ with TLS and a manual clock and prints the URL, a token and a simple-salesforce 
 
 from __future__ import annotations
 
+import copy
 import shlex
 import sys
 from datetime import timedelta
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from opencadence.cadence import definition_file, runtime, worker
+from opencadence.email import no_relay, templates
 from opencadence.org import Org
 from opencadence.storage import migrate
 
@@ -220,8 +222,9 @@ def seed(org: Org) -> dict[str, Any]:
                 )
             ],
         )
+    template = _intro_template(org, admin_id)
     definition_file.import_definition(store, FOLLOW_UP, admin_id)
-    definition_file.import_definition(store, MAIN, admin_id)
+    definition_file.import_definition(store, _with_template(MAIN, template), admin_id)
     targets = contacts + leads
     org.actions.invoke(
         "assignTargetToSalesCadence",
@@ -235,10 +238,37 @@ def seed(org: Org) -> dict[str, Any]:
     return {"admin": admin_id, "rep": rita, "targets": targets}
 
 
+def _intro_template(org: Org, admin_id: str) -> str:
+    """The intro email's template: active, in the organization's folder (any assignee may send
+    it), so the automated step is sendable under a real relay too."""
+    record = {
+        "Name": "Demo: intro",
+        "DeveloperName": "Demo_intro",
+        "TemplateType": "text",
+        "FolderId": definition_file.ORG_FOLDER,
+        "IsActive": True,
+        "Subject": "Hello from {!User.FirstName}",
+        "Body": "Hi {!Contact.FirstName}{!Lead.FirstName},\n\nglad we spoke. {!User.Name}",
+    }
+    templates.validate(record, org.registry)
+    with org.store.transaction(admin_id) as tx:
+        return tx.insert("EmailTemplate", record)
+
+
+def _with_template(definition: dict[str, Any], template_id: str) -> dict[str, Any]:
+    """``definition`` with its AutoSendAnEmail steps sending ``template_id``."""
+    out = copy.deepcopy(definition)
+    for step in out["steps"]:
+        if step["Type"] == "AutoSendAnEmail":
+            step["TemplateId"] = template_id
+    return out
+
+
 def _play(org: Org, rep: str, targets: list[str]) -> None:
-    """A few days of cadence, so trackers and steps are in every state."""
+    """A few days of cadence, so trackers and steps are in every state. Emails are recorded
+    as ``demo`` records them when it serves (no relay): checked, rendered and logged."""
     store, clock = org.store, org.store.clock
-    w = worker.Worker(store)
+    w = worker.Worker(store, no_relay.NoRelaySender(store))
     w.run_until_idle()
     runtime.log_call(store, rep, targets[0], "Meaningful Connect")  # branch: on to the email
     runtime.log_call(store, rep, targets[1], "Left Voicemail")  # branch: wait a day

@@ -178,6 +178,13 @@ class InsufficientAccess(OpenCadenceError):
     http_status = 403
 
 
+class RequestLimitExceeded(OpenCadenceError):
+    """TotalRequests Limit exceeded."""
+
+    error_code = "REQUEST_LIMIT_EXCEEDED"
+    http_status = 403
+
+
 class MethodNotAllowed(OpenCadenceError):
     """HTTP Method not allowed for this resource"""
 

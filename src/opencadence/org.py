@@ -18,7 +18,7 @@ from opencadence.clock import Clock
 from opencadence.email import templates
 from opencadence.metadata import describe, model
 from opencadence.soql import execute
-from opencadence.storage import accounts, records, replication, values
+from opencadence.storage import accounts, api_usage, counts, records, replication, values
 
 #: getUpdated looks back at most 30 days; getDeleted 15 (Salesforce's REST documentation).
 UPDATED_WINDOW = timedelta(days=30)
@@ -30,11 +30,21 @@ _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:
 WriteHook = Callable[[records.Tx, model.ObjectDef, str, Mapping[str, Any]], None]
 
 
+#: The DailyApiRequests maximum reported when no limit is configured (Enterprise Edition's
+#: 100,000 a day plus 1,000 per user license would depend on licences this org doesn't have).
+DEFAULT_DAILY_API_REQUESTS = 15_000_000
+
+
 class Org:
     """One org: its store, query service, accounts and (optionally) the cadence runtime."""
 
     def __init__(
-        self, store: records.Store, *, actions: Any = None, session_clock: Clock | None = None
+        self,
+        store: records.Store,
+        *,
+        actions: Any = None,
+        session_clock: Clock | None = None,
+        api_request_limit: int | None = None,
     ) -> None:
         self.store = store
         self.registry = store.registry
@@ -42,8 +52,38 @@ class Org:
         # sessions are timed on their own clock (None: the wall clock), not the org's
         self.accounts = accounts.Accounts(store, clock=session_clock)
         self.actions = actions if actions is not None else cadence_actions.Actions(store)
+        self.api_usage = api_usage.ApiUsage(store)
+        #: the daily API request limit refused past (None: reported, never enforced)
+        self.api_request_limit = api_request_limit
         #: object name -> hooks run inside the transaction that creates a record of it
         self.after_write: dict[str, list[WriteHook]] = {"Task": [_task_created]}
+
+    # --- API usage --------------------------------------------------------------------------
+
+    def count_api_request(self) -> tuple[int, int]:
+        """Count one API request: (requests today, the daily maximum). Past a configured limit,
+        REQUEST_LIMIT_EXCEEDED (the refused request is counted too, as Salesforce counts it)."""
+        used = self.api_usage.count()
+        if self.api_request_limit is not None and used > self.api_request_limit:
+            raise errors.RequestLimitExceeded()
+        return used, self.daily_api_requests_max
+
+    @property
+    def daily_api_requests_max(self) -> int:
+        if self.api_request_limit is not None:
+            return self.api_request_limit
+        return DEFAULT_DAILY_API_REQUESTS
+
+    def record_counts(self, names: list[str] | None) -> list[dict[str, Any]]:
+        """Live records per object (``/limits/recordCount``): the named objects, in the order
+        given (unknown names left out, as Salesforce leaves them out), or every stored one."""
+        tables = self.store.meta.tables
+        if names is None:
+            found = [o.name for o in self.registry if o.name in tables]
+        else:
+            found = [o.name for n in names if (o := self.registry.get(n)) and o.name in tables]
+        with self.store.reading() as conn:
+            return [{"count": counts.live(conn, self.store.meta, n), "name": n} for n in found]
 
     # --- describe ---------------------------------------------------------------------------
 

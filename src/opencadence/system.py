@@ -20,7 +20,7 @@ from opencadence.cadence.sender import Sender
 from opencadence.cadence.settings import Config as RuntimeConfig
 from opencadence.cadence.worker import Worker
 from opencadence.clock import Clock, ManualClock, SystemClock
-from opencadence.email import inbound, smtp_sender, tracking
+from opencadence.email import inbound, no_relay, smtp_sender, tracking
 from opencadence.metadata import registry
 from opencadence.metadata.registry import Registry
 from opencadence.org import Org
@@ -63,13 +63,16 @@ class Settings:
     #: this process applies cadence transitions (builds the worker and, with a relay, the
     #: SMTP sender, whose interrupted sends are reconciled at once)
     worker: bool = True
-    #: None: automated emails are recorded as sent, nothing leaves the machine
+    #: None: automated emails are checked, rendered and recorded as sent (EmailMessage and
+    #: Task written), nothing leaves the machine (email/no_relay.py)
     relay: SmtpRelay | None = None
     #: this process answers open/click tracking links (makes the org's tracking secret)
     tracking: bool = False
     #: listen for replies and bounces on this port (None: no listener)
     inbound_smtp_port: int | None = None
     inbound_smtp_host: str = "127.0.0.1"
+    #: refuse API requests past this many a UTC day (REQUEST_LIMIT_EXCEEDED); None: count only
+    api_request_limit: int | None = None
 
 
 @dataclass
@@ -110,6 +113,7 @@ class System:
         return migrate.upgrade(self.engine, self.registry, progress=progress, clock=self.clock)
 
     def close(self) -> None:
+        self.org.api_usage.flush()  # this process's last requests count for the day
         if self.listener is not None:
             self.listener.stop()
             self.listener = None
@@ -184,7 +188,12 @@ def _core(settings: Settings, eng: database.Engine, clock: Clock, owns_engine: b
     reg = registry.default_registry()
     store = records.Store(eng, reg, clock, event_retention=settings.event_retention)
     session_clock = settings.session_clock or SystemClock()
-    org = Org(store, actions=actions.Actions(store, settings.runtime), session_clock=session_clock)
+    org = Org(
+        store,
+        actions=actions.Actions(store, settings.runtime),
+        session_clock=session_clock,
+        api_request_limit=settings.api_request_limit,
+    )
     manual = clock if isinstance(clock, ManualClock) else None
     return System(settings, eng, store, org, manual, owns_engine=owns_engine)
 
@@ -197,6 +206,8 @@ def _add_workers(system: System, sender: Sender | None) -> None:
         return
     if sender is None and settings.relay is not None:
         sender = system.smtp = _smtp(system, settings.relay)
+    elif sender is None:  # recorded as sent (checked, rendered, logged), nothing leaves
+        sender = no_relay.NoRelaySender(system.store)
     system.worker = Worker(system.store, sender, settings.runtime)
 
 

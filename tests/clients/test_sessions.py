@@ -14,9 +14,7 @@ from opencadence.clock import ManualClock
 from .conftest import Server
 from .test_simple_salesforce import by_login
 
-INVALID = [
-    {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID", "fields": []}
-]
+INVALID = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
 
 
 def _token_client(server: Server, ttl: timedelta | None = None) -> Salesforce:

@@ -110,7 +110,7 @@ def test_bad_session_is_401_invalid_session_id(server: Server) -> None:
     with pytest.raises(SalesforceExpiredSession) as info:
         sf.query("SELECT Id FROM Contact")
     assert info.value.content == [
-        {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID", "fields": []}
+        {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}
     ]
 
 

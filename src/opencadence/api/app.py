@@ -15,6 +15,7 @@ from opencadence.api import (
     actions,
     email_settings,
     event_schemas,
+    identity,
     oauth,
     openapi,
     rest,
@@ -106,6 +107,7 @@ def build_app(
         + actions.routes()
         + email_settings.routes()
         + oauth.routes()
+        + identity.routes()
         + streaming.routes()
     )
     if manual_clock is not None:

@@ -8,18 +8,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from opencadence import errors
-from opencadence.api.rest import json_response
+from opencadence.api.rest import add_limit_info, json_response
 
 log = logging.getLogger("opencadence.api")
 
 
 async def opencadence_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.OpenCadenceError)
-    body = [{"message": exc.message, "errorCode": exc.error_code, "fields": exc.fields}]
     status = exc.http_status
+    error: dict[str, object] = {"message": exc.message, "errorCode": exc.error_code}
+    if status != 401:  # Salesforce's 401 body is message and errorCode only, no fields key
+        error["fields"] = exc.fields
+    body = [error]
     if status >= 500:
         log.error("request failed: %s %s: %s", request.method, request.url.path, exc.message)
-    return json_response(body, status)
+    response = json_response(body, status)
+    add_limit_info(request, response)
+    return response
 
 
 async def unexpected(request: Request, exc: Exception) -> Response:

@@ -122,6 +122,12 @@ def document(registry: Registry) -> dict[str, Any]:
             )
         },
         f"{v}/limits/": {"get": _op("org limits", [version])},
+        f"{v}/limits/recordCount": {
+            "get": _op(
+                "live records per object",
+                [version, _param("sObjects", "query", {"type": "string"}, required=False)],
+            )
+        },
         f"{v}/actions": {"get": _op("kinds of invocable actions", [version])},
         f"{v}/actions/custom": {"get": _op("custom invocable actions (none)", [version])},
         f"{v}/actions/standard": {"get": _op("Sales Engagement actions", [version])},

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from opencadence import errors
 from opencadence.api import versions
 from opencadence.org import Org
-from opencadence.storage import accounts
+from opencadence.storage import accounts, migrate
 
 MAX_BODY = 1_000_000  # bytes; Salesforce's REST limit for a record body is far smaller
 Handler = Callable[[Request, Org, accounts.Session, str], Any]
@@ -80,6 +80,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
         def authenticate() -> tuple[accounts.Session, str]:
             session, version = session_of(request, org), version_of(request)
+            request.state.api_usage = org.count_api_request()  # an authenticated request
             _check_sobject(request, org)
             return session, version
 
@@ -87,9 +88,19 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         body = await read_json(request) if request.method in ("POST", "PATCH") else None
         request.state.body = body
         result = await run_in_threadpool(handler, request, org, session, version)
-        return result if isinstance(result, Response) else json_response(result)
+        response = result if isinstance(result, Response) else json_response(result)
+        add_limit_info(request, response)
+        return response
 
     return run
+
+
+def add_limit_info(request: Request, response: Response) -> None:
+    """``Sforce-Limit-Info: api-usage=N/M`` on the response to a counted request (clients such
+    as simple-salesforce and jsforce read it on every call); errors carry it too."""
+    usage = getattr(request.state, "api_usage", None)
+    if usage is not None:
+        response.headers["Sforce-Limit-Info"] = f"api-usage={usage[0]}/{usage[1]}"
 
 
 # --- resources ----------------------------------------------------------------------------
@@ -97,9 +108,19 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
 def resources(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
     base = f"/services/data/v{version}"
-    return {
+    listed = {
         name: f"{base}/{name}" for name in ("sobjects", "query", "queryAll", "limits", "actions")
     }
+    # where jsforce's identity() and the sf CLI find the identity URL (the token's user's)
+    listed["identity"] = f"{request.url.scheme}://{request.url.netloc}" + identity_path(
+        session.user_id
+    )
+    return listed
+
+
+def identity_path(user_id: str) -> str:
+    """The identity URL's path for ``user_id`` (api/identity.py serves it)."""
+    return f"/id/{migrate.ORG_ID}/{user_id}"
 
 
 def sobjects(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
@@ -181,16 +202,82 @@ def _query(include_deleted: bool) -> Handler:
     return handler
 
 
-def limits(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
-    def limit(maximum: int, remaining: int) -> dict[str, int]:
-        return {"Max": maximum, "Remaining": remaining}
+#: Salesforce's standard /limits keys and the maximums reported for them (an Enterprise
+#: Edition org's, roughly). opencadence meters DailyApiRequests; the rest report their maximum
+#: as remaining, because nothing here consumes them (no Apex, reports, dashboards, packages).
+STANDARD_LIMITS: dict[str, int] = {
+    "AnalyticsExternalDataSizeMB": 40_960,
+    "ConcurrentAsyncGetReportInstances": 200,
+    "ConcurrentEinsteinDataInsightsStoryCreation": 5,
+    "ConcurrentEinsteinDiscoveryStoryCreation": 2,
+    "ConcurrentSyncReportRuns": 20,
+    "DailyAnalyticsDataflowJobExecutions": 60,
+    "DailyAnalyticsUploadedFilesSizeMB": 51_200,
+    "DailyApiRequests": 0,  # metered: see limits()
+    "DailyAsyncApexExecutions": 250_000,
+    "DailyAsyncApexTests": 500,
+    "DailyBulkApiBatches": 15_000,
+    "DailyBulkV2QueryFileStorageMB": 976_562,
+    "DailyBulkV2QueryJobs": 10_000,
+    "DailyDeliveredPlatformEvents": 50_000,
+    "DailyDurableGenericStreamingApiEvents": 1_000_000,
+    "DailyDurableStreamingApiEvents": 1_000_000,
+    "DailyEinsteinDataInsightsStoryCreation": 1_000,
+    "DailyEinsteinDiscoveryPredictAPICalls": 50_000,
+    "DailyEinsteinDiscoveryPredictionsByCDC": 500_000,
+    "DailyEinsteinDiscoveryStoryCreation": 100,
+    "DailyFunctionsApiCallLimit": 235_000,
+    "DailyGenericStreamingApiEvents": 10_000,
+    "DailyScratchOrgs": 6,
+    "DailyStandardVolumePlatformEvents": 10_000,
+    "DailyStreamingApiEvents": 1_000_000,
+    "DailyWorkflowEmails": 1_000_000,
+    "DataStorageMB": 1_024,
+    "DurableStreamingApiConcurrentClients": 2_000,
+    "FileStorageMB": 10_240,
+    "HourlyAsyncReportRuns": 1_200,
+    "HourlyDashboardRefreshes": 200,
+    "HourlyDashboardResults": 5_000,
+    "HourlyDashboardStatuses": 999_999_999,
+    "HourlyLongTermIdMapping": 100_000,
+    "HourlyManagedContentPublicRequests": 50_000,
+    "HourlyODataCallout": 10_000,
+    "HourlyPublishedPlatformEvents": 250_000,
+    "HourlyPublishedStandardVolumePlatformEvents": 100_000,
+    "HourlyShortTermIdMapping": 100_000,
+    "HourlySyncReportRuns": 500,
+    "HourlyTimeBasedWorkflow": 1_000,
+    "MassEmail": 5_000,
+    "MonthlyEinsteinDiscoveryStoryCreation": 500,
+    "MonthlyPlatformEventsUsageEntitlement": 0,
+    "Package2VersionCreates": 6,
+    "Package2VersionCreatesWithoutValidation": 500,
+    "PermissionSets": 1_500,
+    "PrivateConnectOutboundCalloutHourlyLimitMB": 0,
+    "PublishCallbackUsageInApex": 5_000_000,
+    "SingleEmail": 5_000,
+    "StreamingApiConcurrentClients": 2_000,
+}
 
-    return {
-        "DailyApiRequests": limit(15_000_000, 15_000_000),
-        "DailyBulkApiBatches": limit(15_000, 15_000),
-        "DailyStreamingApiEvents": limit(1_000_000, 1_000_000),
-        "ActiveCadenceTrackers": limit(150_000, 150_000),
+
+def limits(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
+    body: dict[str, Any] = {
+        name: {"Max": maximum, "Remaining": maximum} for name, maximum in STANDARD_LIMITS.items()
     }
+    maximum = org.daily_api_requests_max
+    body["DailyApiRequests"] = {
+        "Max": maximum,
+        "Remaining": max(0, maximum - org.api_usage.used()),
+    }
+    body["PermissionSets"]["CreateCustom"] = {"Max": 1_000, "Remaining": 1_000}
+    return body
+
+
+def record_count(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
+    """``/limits/recordCount[?sObjects=A,B]``: live records per object."""
+    named = request.query_params.get("sObjects")
+    names = [n.strip() for n in named.split(",") if n.strip()] if named is not None else None
+    return {"sObjects": org.record_counts(names)}
 
 
 def routes() -> list[Route]:
@@ -218,4 +305,6 @@ def routes() -> list[Route]:
         Route(f"{v}/queryAll/{{locator}}", endpoint(_query(True)), methods=["GET"]),
         Route(f"{v}/limits", endpoint(limits), methods=["GET"]),
         Route(f"{v}/limits/", endpoint(limits), methods=["GET"]),
+        Route(f"{v}/limits/recordCount", endpoint(record_count), methods=["GET"]),
+        Route(f"{v}/limits/recordCount/", endpoint(record_count), methods=["GET"]),
     ]

@@ -15,7 +15,7 @@ from typing import Any
 from opencadence import errors, ids
 from opencadence.cadence import applying, decision, engine, graph, loading, validate
 from opencadence.cadence.settings import Config
-from opencadence.metadata.sales_engagement import STEP
+from opencadence.metadata.sales_engagement import PUBLIC_FOLDER_ACCESS, STEP
 from opencadence.storage import records
 from opencadence.storage.runs import RunStore
 
@@ -98,10 +98,41 @@ def _check_and_activate(runs: RunStore, tx: records.Tx, cadence_id: str) -> vali
     cadence = loading.load_definition(runs, tx.conn, cadence_id)
     if cadence.state == "Deleting":
         raise decision.Refused(f"The cadence {cadence.name} is being deleted.")
-    found = validate.problems(cadence)
+    found = validate.problems(cadence, _template_states(tx, cadence))
     if found:
         return found[0]
     _activate(runs, tx, cadence)
+    return None
+
+
+def _template_states(tx: records.Tx, cadence: graph.Cadence) -> dict[str, str | None]:
+    """What activation needs to know of each template the cadence's automated emails name:
+    None when it can be sent (an active EmailTemplate, not deleted, in no folder, the org's
+    folder, a user's own folder or a public one), else why not. Ids naming no EmailTemplate
+    are left out. Whether a user's own folder is the assignee's is known only at send time."""
+    reg = tx.store.registry
+    out: dict[str, str | None] = {}
+    for tid in validate.auto_email_templates(cadence):
+        if not reg.is_id_of(tid, "EmailTemplate"):
+            continue
+        template = tx.get("EmailTemplate", tid, include_deleted=True)
+        if template is not None:
+            out[tid] = _template_problem(tx, template)
+    return out
+
+
+def _template_problem(tx: records.Tx, template: dict[str, Any]) -> str | None:
+    reg = tx.store.registry
+    if template["IsDeleted"]:
+        return "the email template is deleted"
+    if not template.get("IsActive"):
+        return "the email template is not active"
+    folder_id = template.get("FolderId")
+    if not folder_id or reg.is_id_of(folder_id, "User") or reg.is_id_of(folder_id, "Organization"):
+        return None
+    folder = tx.get("Folder", folder_id)
+    if folder is None or folder.get("AccessType") not in PUBLIC_FOLDER_ACCESS:
+        return "the email template is in a folder that is not public"
     return None
 
 

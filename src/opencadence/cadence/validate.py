@@ -8,6 +8,7 @@ linked by names needs (no dangling names, no unreachable step, one next step per
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from opencadence import errors
@@ -32,20 +33,37 @@ class Problem:
         return f"Step {self.step}: {self.message}"
 
 
-def check(cadence: graph.Cadence) -> None:
+#: What the caller found about each email template id a cadence names: None when the runtime
+#: can send it, else why not. An id missing from the mapping names no email template.
+Templates = Mapping[str, str | None]
+
+
+def check(cadence: graph.Cadence, templates: Templates | None = None) -> None:
     """Raise CadenceInvalid naming the first problem, if any."""
-    found = problems(cadence)
+    found = problems(cadence, templates)
     if found:
         raise CadenceInvalid(str(found[0]))
 
 
-def problems(cadence: graph.Cadence) -> list[Problem]:
-    """Every reason the cadence cannot be activated, root problems first."""
+def auto_email_templates(cadence: graph.Cadence) -> set[str]:
+    """The template ids the live AutoSendAnEmail steps of ``cadence`` would send."""
+    return {
+        tid
+        for step in cadence.steps.values()
+        if step.graph_state == graph.LIVE and step.type == "AutoSendAnEmail"
+        for tid in _templates_of(step)
+        if tid
+    }
+
+
+def problems(cadence: graph.Cadence, templates: Templates | None = None) -> list[Problem]:
+    """Every reason the cadence cannot be activated, root problems first. ``templates``
+    describes the ids of ``auto_email_templates(cadence)`` (the caller reads them)."""
     out = _root_problems(cadence)
     out += [Problem(n, "StepName is used by more than one step") for n in cadence.duplicate_names]
     for step in cadence.steps.values():
         if step.graph_state == graph.LIVE:
-            out += _step_problems(cadence, step)
+            out += _step_problems(cadence, step, templates or {})
     out += _global_rule_problems(cadence)
     if not out:
         out += _unreachable(cadence)
@@ -64,7 +82,7 @@ def _root_problems(cadence: graph.Cadence) -> list[Problem]:
     return []
 
 
-def _step_problems(cadence: graph.Cadence, step: graph.Step) -> list[Problem]:
+def _step_problems(cadence: graph.Cadence, step: graph.Step, templates: Templates) -> list[Problem]:
     out: list[Problem] = []
 
     def say(message: str) -> None:
@@ -90,6 +108,27 @@ def _step_problems(cadence: graph.Cadence, step: graph.Step) -> list[Problem]:
     if (step.goto_limit or 0) < 0 or (step.goto_interval_minutes or 0) < 0:
         say("GoToStepIterationLimit and GoToStepIntervalInMinutes cannot be negative")
     out += _variant_problems(step)
+    if step.type == "AutoSendAnEmail":
+        out += _auto_email_problems(step, templates)
+    return out
+
+
+def _templates_of(step: graph.Step) -> list[str | None]:
+    """What the runtime sends for the step: a variant's template when it has variants."""
+    return [v.template_id for v in step.variants] if step.variants else [step.template_id]
+
+
+def _auto_email_problems(step: graph.Step, templates: Templates) -> list[Problem]:
+    """An automated email goes out with no rep to fix it: its template must be sendable now
+    (send time checks it again, as a template can change after activation)."""
+    out = []
+    for tid in _templates_of(step):
+        if not tid:
+            out.append(Problem(step.name, "an AutoSendAnEmail step needs a TemplateId"))
+        elif tid not in templates:
+            out.append(Problem(step.name, f"TemplateId {tid} names no email template"))
+        elif templates[tid] is not None:
+            out.append(Problem(step.name, f"TemplateId {tid}: {templates[tid]}"))
     return out
 
 

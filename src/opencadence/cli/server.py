@@ -45,6 +45,7 @@ def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
         tracking=True,
         inbound_smtp_port=email_options.inbound_port(args),
         inbound_smtp_host=args.host,
+        api_request_limit=args.api_request_limit,
     )
     with system.build(settings) as built:
         if settings.relay is None:
@@ -192,6 +193,13 @@ def add_serve(subparsers: Any) -> None:
     )
     p.add_argument(
         "--no-worker", action="store_true", help="do not run cadence workers in the server"
+    )
+    p.add_argument(
+        "--api-request-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse API requests past N a UTC day (REQUEST_LIMIT_EXCEEDED); default: count only",
     )
     _add_pubsub(p)
     email_options.add_arguments(p)

@@ -15,12 +15,13 @@ from typing import Any
 
 from opencadence import errors
 from opencadence.email import settings, templates
+from opencadence.metadata import sales_engagement
 from opencadence.metadata.sales_engagement import TARGET_OBJECTS
 from opencadence.storage import mail, records
 
 #: Folder AccessType values whose templates any user may send. Hidden folders are nobody's;
 #: a template filed in a user's personal folder (FolderId a User Id) is that user's only.
-PUBLIC_FOLDERS = frozenset({"Public", "PublicInternal", "Shared"})
+PUBLIC_FOLDERS = sales_engagement.PUBLIC_FOLDER_ACCESS
 
 # RFC 5321/5322 "dot-atom" addresses, stricter than storage's check: no leading, trailing or
 # doubled dots, labels without edge hyphens, a letter TLD, the 64/254 length limits.

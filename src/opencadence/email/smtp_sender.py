@@ -34,7 +34,7 @@ from opencadence import errors
 from opencadence.cadence import runtime
 from opencadence.cadence import sender as senders
 from opencadence.cadence.decision import SendResult
-from opencadence.email import checks, engagement, message, settings, windows
+from opencadence.email import activity, checks, engagement, message, settings, windows
 from opencadence.storage import mail, records
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ class SmtpSender:
         if status == "sending":
             if lease is not None and lease > now:
                 return SendResult(False, None, lease)
-            self._reconcile_one(conn, email.key, now)
+            self._reconcile_one(self._tx, email.key, now)
             return SendResult(True)
         if status == "waiting":
             return self._admit(conn, email, now, row)
@@ -468,9 +468,14 @@ class SmtpSender:
             now,
             [(r["key"], "tracked" if r.get("tracked") else None) for r in rows],
         )
+        self._log_sent(tx, rows, now)
         for row in rows:
             self.after_accept(tx, row, now)
         engagement.write_step_metrics(tx, {r.get("step_id") or "" for r in rows})
+
+    def _log_sent(self, tx: records.Tx, rows: list[dict[str, Any]], now: datetime) -> None:
+        """The EmailMessage and Task of each sent row, in the transaction marking it sent."""
+        activity.log_sent(tx, [activity.from_outbox(r) for r in rows], now)
 
     def after_accept(self, tx: records.Tx, row: Mapping[str, Any], now: datetime) -> None:
         """A hook once the relay accepted a message (in the transaction recording it)."""
@@ -523,9 +528,11 @@ class SmtpSender:
 
     # -- restart ---------------------------------------------------------------------------------
 
-    def _reconcile_one(self, conn: mail.Connection, key: str, now: datetime) -> None:
-        self.outbox.reconcile_sent(conn, key, now)
-        engagement.record_event(conn, self.store, key, "send", now)
+    def _reconcile_one(self, tx: records.Tx, key: str, now: datetime) -> None:
+        self.outbox.reconcile_sent(tx.conn, key, now)
+        engagement.record_event(tx.conn, self.store, key, "send", now)
+        row = self.outbox.row(tx.conn, key)
+        self._log_sent(tx, [row] if row is not None and row["status"] == "sent" else [], now)
 
     def reconcile(self) -> int:
         """On start: rows left ``sending`` by a dead worker are sent (the relay had their "."). Rows
@@ -534,7 +541,7 @@ class SmtpSender:
         with self.store.transaction() as tx:
             keys = self.outbox.abandoned_sending(tx.conn, now)
             for key in keys:
-                self._reconcile_one(tx.conn, key, now)
+                self._reconcile_one(tx, key, now)
         return len(keys)
 
 

@@ -17,16 +17,14 @@ LATEST_VERSION = "67.0"
 
 
 def _urls(obj: model.ObjectDef, version: str) -> dict[str, str]:
+    """The resources of the object that are served. Salesforce also lists layouts,
+    compactLayouts, listviews, quickActions and defaultValues; opencadence has no page layouts,
+    list views or quick actions, and a client that follows an advertised URL must not get 404."""
     base = f"/services/data/v{version}/sobjects/{obj.name}"
     return {
         "sobject": base,
         "describe": f"{base}/describe",
         "rowTemplate": f"{base}/{{ID}}",
-        "compactLayouts": f"{base}/describe/compactLayouts",
-        "layouts": f"{base}/describe/layouts",
-        "defaultValues": f"{base}/defaultValues?recordTypeId&fields",
-        "listviews": f"{base}/listviews",
-        "quickActions": f"{base}/quickActions",
     }
 
 

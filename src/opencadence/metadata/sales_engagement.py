@@ -16,6 +16,8 @@ STEP = "ActionCadenceStepTracker"
 OPEN_STATES = frozenset({"Active", "InProgress", "Paused", "Queued", "Scheduled", "Error"})
 #: Tracker states with IsTrackerActive = true (OR-TR).
 ACTIVE_TRACKER_STATES = frozenset({"Running", "Paused", "Processing", "Initializing"})
+#: Folder AccessType values whose email templates any user may send (automated steps included).
+PUBLIC_FOLDER_ACCESS = frozenset({"Public", "PublicInternal", "Shared"})
 #: The objects a cadence targets, by key prefix.
 TARGET_OBJECTS: Mapping[str, str] = {
     default_registry().prefix(name): name for name in ("Contact", "Lead")

@@ -9,7 +9,7 @@ import pytest
 
 from opencadence.cadence import actions, definition_file, sender, worker
 from opencadence.storage import records
-from tests.integration.cadence import invariants
+from tests.integration.cadence import helpers, invariants
 
 Build = Callable[..., str]
 
@@ -41,6 +41,12 @@ def contacts(store: records.Store) -> Callable[[int], list[str]]:
             )
 
     return make
+
+
+@pytest.fixture
+def template_id(store: records.Store) -> str:
+    """An active EmailTemplate AutoSendAnEmail steps can be activated with."""
+    return helpers.email_template(store)
 
 
 @pytest.fixture

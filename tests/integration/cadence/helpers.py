@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from opencadence import ids
 from opencadence.cadence import actions
-from opencadence.storage import records
+from opencadence.storage import migrate, records
 
 
 def step_trackers(store: records.Store, tracker_id: str) -> list[dict[str, Any]]:
@@ -48,3 +48,27 @@ def assign(acts: actions.Actions, cadence: str, target: str, user: str, **extra:
         [{"salesCadenceNameOrId": cadence, "targetId": target, "userId": user, **extra}], user
     )
     assert res["isSuccess"], res
+
+
+def email_template(store: records.Store, **fields: Any) -> str:
+    """An active EmailTemplate in the organization's folder: what an AutoSendAnEmail step
+    needs to be activated (and sent)."""
+    name = f"T{ids.BASE62[len(_templates) % 62]}{len(_templates)}"
+    _templates.append(name)
+    with store.transaction() as tx:
+        return tx.insert(
+            "EmailTemplate",
+            {
+                "Name": name,
+                "DeveloperName": name,
+                "TemplateType": "text",
+                "FolderId": migrate.ORG_ID,
+                "IsActive": True,
+                "Subject": "Hello {!Contact.FirstName, there}",
+                "Body": "Hi {!Contact.FirstName, there}.",
+                **fields,
+            },
+        )
+
+
+_templates: list[str] = []

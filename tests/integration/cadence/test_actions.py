@@ -97,8 +97,16 @@ def test_remove_cancels_open_step_and_unsends_email(
     contacts: Contacts,
     outbox: sender.RecordingSender,
     work: worker.Worker,
+    template_id: str,
 ) -> None:
-    cid = build({"StepName": "auto", "Type": "AutoSendAnEmail", "ScheduledDaysUntilStart": 1})
+    cid = build(
+        {
+            "StepName": "auto",
+            "Type": "AutoSendAnEmail",
+            "TemplateId": template_id,
+            "ScheduledDaysUntilStart": 1,
+        }
+    )
     a, b = contacts(2)
     assign(acts, cid, a, rep)
     assign(acts, cid, b, rep)

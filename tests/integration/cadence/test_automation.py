@@ -24,8 +24,9 @@ def test_auto_email_queued_then_sent(
     contacts: Contacts,
     work: worker.Worker,
     outbox: sender.RecordingSender,
+    template_id: str,
 ) -> None:
-    cid = build({"StepName": "auto", "Type": "AutoSendAnEmail"})
+    cid = build({"StepName": "auto", "Type": "AutoSendAnEmail", "TemplateId": template_id})
     (target,) = contacts(1)
     assign(acts, cid, target, rep)
     tr = tracker_of(store, target)
@@ -47,8 +48,16 @@ def test_auto_email_scheduled_for_later_start(
     clock: ManualClock,
     work: worker.Worker,
     outbox: sender.RecordingSender,
+    template_id: str,
 ) -> None:
-    cid = build({"StepName": "auto", "Type": "AutoSendAnEmail", "ScheduledStartDelayInMinutes": 30})
+    cid = build(
+        {
+            "StepName": "auto",
+            "Type": "AutoSendAnEmail",
+            "TemplateId": template_id,
+            "ScheduledStartDelayInMinutes": 30,
+        }
+    )
     (target,) = contacts(1)
     assign(acts, cid, target, rep)
     auto = step_trackers(store, tracker_of(store, target)["Id"])[1]
@@ -67,9 +76,11 @@ def test_auto_email_error_code_and_rep_recovery(
     contacts: Contacts,
     work: worker.Worker,
     outbox: sender.RecordingSender,
+    template_id: str,
 ) -> None:
     cid = build(
-        {"StepName": "auto", "Type": "AutoSendAnEmail"}, {"StepName": "t", "Type": "CreateTask"}
+        {"StepName": "auto", "Type": "AutoSendAnEmail", "TemplateId": template_id},
+        {"StepName": "t", "Type": "CreateTask"},
     )
     (target,) = contacts(1)
     outbox.fail[target] = "INVALID_TARGET_EMAIL"
@@ -93,8 +104,9 @@ def test_auto_email_retry_later_stays_queued(
     clock: ManualClock,
     work: worker.Worker,
     outbox: sender.RecordingSender,
+    template_id: str,
 ) -> None:
-    cid = build({"StepName": "auto", "Type": "AutoSendAnEmail"})
+    cid = build({"StepName": "auto", "Type": "AutoSendAnEmail", "TemplateId": template_id})
     (target,) = contacts(1)
     outbox.retry[target] = datetime(2026, 1, 5, 9, 10)
     assign(acts, cid, target, rep)
@@ -225,8 +237,10 @@ def test_listener_immediate_wakeup_routes_at_first_open(
     rep: str,
     contacts: Contacts,
     work: worker.Worker,
+    template_id: str,
 ) -> None:
     steps = [dict(s) for s in LISTENER]
+    steps[0]["TemplateId"] = template_id
     steps[1]["IsImmediateWakeUp"] = True
     cid = build(*steps)
     (a,) = contacts(1)
@@ -248,8 +262,9 @@ def test_listener_waits_for_window_end(
     contacts: Contacts,
     clock: ManualClock,
     work: worker.Worker,
+    template_id: str,
 ) -> None:
-    cid = build(*LISTENER)
+    cid = build({**LISTENER[0], "TemplateId": template_id}, *LISTENER[1:])
     a, b = contacts(2)
     assign(acts, cid, a, rep)
     assign(acts, cid, b, rep)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -182,14 +184,23 @@ FULL = {
 }
 
 
+def full(template_id: str) -> dict[str, Any]:
+    """FULL with the email template its AutoSendAnEmail step sends (activation needs one)."""
+    data = copy.deepcopy(FULL)
+    data["steps"][3]["TemplateId"] = template_id
+    return data
+
+
 @pytest.mark.parametrize("suffix", ["yaml", "json"])
-def test_definition_file_round_trips(store: records.Store, tmp_path: Path, suffix: str) -> None:
+def test_definition_file_round_trips(
+    store: records.Store, tmp_path: Path, suffix: str, template_id: str
+) -> None:
     path = tmp_path / f"c.{suffix}"
-    path.write_text(definition_file.dump(FULL, as_json=suffix == "json"))
+    path.write_text(definition_file.dump(full(template_id), as_json=suffix == "json"))
     cid = definition_file.import_definition(store, definition_file.load(path))
     assert (store.get("ActionCadence", cid) or {})["State"] == "Active"
     exported = definition_file.export_definition(store, "Outbound")
-    assert exported == FULL
+    assert exported == full(template_id)
     text = definition_file.dump(exported)
     assert definition_file.dump(definition_file.load_text(text)) == text
 
@@ -202,8 +213,9 @@ def test_worker_crash_between_claim_and_commit_loses_nothing(
     contacts: Contacts,
     work: worker.Worker,
     monkeypatch: pytest.MonkeyPatch,
+    template_id: str,
 ) -> None:
-    cid = build({"StepName": "auto", "Type": "AutoSendAnEmail"})
+    cid = build({"StepName": "auto", "Type": "AutoSendAnEmail", "TemplateId": template_id})
     (a,) = contacts(1)
     assign(acts, cid, a, rep)
 

@@ -10,7 +10,7 @@ import pytest
 from opencadence.cadence import definition_file
 from opencadence.cli import cadence as cli
 from opencadence.storage import records
-from tests.integration.cadence.test_builder import FULL
+from tests.integration.cadence.test_builder import full
 
 
 def _run(argv: list[str]) -> int:
@@ -22,10 +22,14 @@ def _run(argv: list[str]) -> int:
 
 
 def test_import_export_and_worker_commands(
-    store: records.Store, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store: records.Store,
+    db_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    template_id: str,
 ) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text(definition_file.dump(FULL))
+    path.write_text(definition_file.dump(full(template_id)))
     assert _run(["cadence", "import", str(path), "--database", db_url]) == 0
     assert capsys.readouterr().out.startswith("77C")
     out = tmp_path / "out.yaml"

@@ -27,10 +27,11 @@ def test_two_workers_never_apply_a_transition_twice(
     rep: str,
     contacts: Contacts,
     clock: ManualClock,
+    template_id: str,
 ) -> None:
     cid = build(
         {"StepName": "w", "Type": "Wait", "WaitTimeInSeconds": 60},
-        {"StepName": "auto", "Type": "AutoSendAnEmail"},
+        {"StepName": "auto", "Type": "AutoSendAnEmail", "TemplateId": template_id},
     )
     targets = contacts(120)
     acts.assignTargetToSalesCadence(

@@ -12,7 +12,7 @@ import pytest
 from opencadence import errors
 from opencadence.cadence import definition_file, validate
 from opencadence.storage import records
-from tests.integration.cadence.test_builder import FULL
+from tests.integration.cadence.test_builder import FULL, full
 from tests.integration.cadence.test_cli import _run
 
 BUILDER_OBJECTS = (
@@ -24,9 +24,9 @@ BUILDER_OBJECTS = (
 )
 
 
-def _broken() -> dict[str, Any]:
+def _broken(template_id: str) -> dict[str, Any]:
     """FULL with its call step pointing at a parent that does not exist: activation refuses."""
-    data = copy.deepcopy(FULL)
+    data = full(template_id)
     data["steps"][1]["ParentStepName"] = "nowhere"
     return data
 
@@ -43,14 +43,16 @@ def _ids(conn: Any, store: records.Store, name: str) -> list[str]:
     return [row[0] for row in conn.execute(table.select().with_only_columns(table.c.Id))]
 
 
-def test_a_failed_import_leaves_nothing_and_the_fixed_file_imports(store: records.Store) -> None:
+def test_a_failed_import_leaves_nothing_and_the_fixed_file_imports(
+    store: records.Store, template_id: str
+) -> None:
     before = _left_behind(store)
     with pytest.raises(validate.CadenceInvalid, match="Step call: ParentStepName 'nowhere'"):
-        definition_file.import_definition(store, _broken())
+        definition_file.import_definition(store, _broken(template_id))
     assert _left_behind(store) == before
-    cadence_id = definition_file.import_definition(store, copy.deepcopy(FULL))
+    cadence_id = definition_file.import_definition(store, full(template_id))
     assert (store.get("ActionCadence", cadence_id) or {})["State"] == "Active"
-    assert definition_file.export_definition(store, "Outbound") == FULL
+    assert definition_file.export_definition(store, "Outbound") == full(template_id)
 
 
 def test_a_bad_value_in_a_step_leaves_nothing_either(store: records.Store) -> None:
@@ -63,12 +65,16 @@ def test_a_bad_value_in_a_step_leaves_nothing_either(store: records.Store) -> No
 
 
 def test_cli_import_of_a_bad_file_fails_naming_the_step_then_the_fixed_file_imports(
-    store: records.Store, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store: records.Store,
+    db_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    template_id: str,
 ) -> None:
     before = _left_behind(store)
     bad, good = tmp_path / "bad.yaml", tmp_path / "good.yaml"
-    bad.write_text(definition_file.dump(_broken()))
-    good.write_text(definition_file.dump(FULL))
+    bad.write_text(definition_file.dump(_broken(template_id)))
+    good.write_text(definition_file.dump(full(template_id)))
     with pytest.raises(validate.CadenceInvalid) as info:  # main() prints it and exits 1
         _run(["cadence", "import", str(bad), "--database", db_url])
     assert "Step call: ParentStepName 'nowhere' names no step" in info.value.message

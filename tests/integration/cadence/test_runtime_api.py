@@ -46,9 +46,10 @@ def test_engagement_on_another_email_is_not_heard(
     rep: str,
     contacts: Contacts,
     work: worker.Worker,
+    template_id: str,
 ) -> None:
     cid = build(
-        {"StepName": "auto", "Type": "AutoSendAnEmail"},
+        {"StepName": "auto", "Type": "AutoSendAnEmail", "TemplateId": template_id},
         {
             "StepName": "l",
             "Type": "ListenerBranch",

@@ -21,7 +21,7 @@ from opencadence.cadence import actions, definition_file, runtime, sender, worke
 from opencadence.clock import ManualClock
 from opencadence.storage import records
 from tests.integration.cadence import invariants
-from tests.integration.cadence.helpers import step_trackers
+from tests.integration.cadence.helpers import email_template, step_trackers
 
 RUN = itertools.count()
 
@@ -77,7 +77,12 @@ def _cadences(store: records.Store, n: int) -> str:
                         }
                     ],
                 },
-                {"StepName": "auto", "Type": "AutoSendAnEmail", "ParentStepName": "branch"},
+                {
+                    "StepName": "auto",
+                    "Type": "AutoSendAnEmail",
+                    "ParentStepName": "branch",
+                    "TemplateId": email_template(store),
+                },
                 {
                     "StepName": "listen",
                     "Type": "ListenerBranch",

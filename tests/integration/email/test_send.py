@@ -116,6 +116,19 @@ def test_no_target_access_when_target_deleted(
     assert relay.received == []
 
 
+def _then(store: records.Store, enrol: Enrol, template_id: str, **change: Any) -> str:
+    """Enrol a target with a sendable template, then change the template (or, for TemplateId,
+    the step) as a user could after activation; returns the target."""
+    target = enrol(template_id)
+    with store.transaction() as tx:
+        if "TemplateId" in change:
+            step = auto_step(store, target)["ActionCadenceStepId"]
+            tx.update("ActionCadenceStep", step, change, system=True)
+        else:
+            tx.update("EmailTemplate", template_id, change)
+    return target
+
+
 def test_template_codes(
     store: records.Store,
     relay: Relay,
@@ -124,13 +137,22 @@ def test_template_codes(
     enrol: Enrol,
     rep: str,
 ) -> None:
-    assert _error(store, work, enrol(ids.make_id("0Ab", 7)), relay) == "INVALID_TEMPLATE_ID"
+    # activation refuses a template that cannot be sent, so each is broken after activation
+    assert (
+        _error(
+            store, work, _then(store, enrol, template(), TemplateId=ids.make_id("0Ab", 7)), relay
+        )
+        == "INVALID_TEMPLATE_ID"
+    )
     gone = template()
     target = enrol(gone)
     with store.transaction() as tx:
         tx.delete("EmailTemplate", gone)
     assert _error(store, work, target, relay) == "TEMPLATE_DELETED"
-    assert _error(store, work, enrol(template(IsActive=False)), relay) == "TEMPLATE_NOT_PUBLIC"
+    assert (
+        _error(store, work, _then(store, enrol, template(), IsActive=False), relay)
+        == "TEMPLATE_NOT_PUBLIC"
+    )
     with store.transaction() as tx:
         hidden = tx.insert(
             "Folder",
@@ -149,7 +171,10 @@ def test_template_codes(
                 "EmailEncodingKey": "UTF-8",
             },
         )
-    assert _error(store, work, enrol(template(FolderId=hidden)), relay) == "TEMPLATE_NOT_PUBLIC"
+    assert (
+        _error(store, work, _then(store, enrol, template(), FolderId=hidden), relay)
+        == "TEMPLATE_NOT_PUBLIC"
+    )
     assert _error(store, work, enrol(template(FolderId=other)), relay) == "TEMPLATE_NOT_PUBLIC"
     assert _error(store, work, enrol(template(Body=" ")), relay) == "TEMPLATE_EMPTY"
     assert _error(store, work, enrol(template(Body="x" * 200_000)), relay) == "TEMPLATE_TOO_LARGE"

@@ -165,3 +165,28 @@ def test_global_exit_rule_event_type() -> None:
 def test_check_raises_the_first_problem() -> None:
     with pytest.raises(validate.CadenceInvalid, match="Step w: a Wait step"):
         validate.check(cadence({"StepName": "w", "Type": "Wait"}))
+
+
+def test_an_auto_email_step_needs_a_sendable_template() -> None:
+    ok = "00X0C0000000001AAA"
+
+    def found(step: dict[str, object], templates: dict[str, str | None]) -> list[str]:
+        return [str(p) for p in validate.problems(cadence(step), templates)]
+
+    auto = {"StepName": "e", "Type": "AutoSendAnEmail"}
+    assert found(auto, {}) == ["Step e: an AutoSendAnEmail step needs a TemplateId"]
+    assert found({**auto, "TemplateId": ok}, {ok: None}) == []
+    assert found({**auto, "TemplateId": ok}, {}) == [
+        f"Step e: TemplateId {ok} names no email template"
+    ]
+    assert found({**auto, "TemplateId": ok}, {ok: "the email template is not active"}) == [
+        f"Step e: TemplateId {ok}: the email template is not active"
+    ]
+    # with variants, the variants' templates are what the runtime sends
+    other = "00X0C0000000002AAA"
+    varied = {**auto, "variants": [(ok, 50.0), (other, 50.0)]}
+    assert found(varied, {ok: None}) == [f"Step e: TemplateId {other} names no email template"]
+    assert found(varied, {ok: None, other: None}) == []
+    assert validate.auto_email_templates(cadence(varied)) == {ok, other}
+    # a manual email step is the rep's to complete: no template needed to activate
+    assert found({"StepName": "m", "Type": "SendAnEmail"}, {}) == []

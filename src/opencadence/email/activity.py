@@ -1,0 +1,189 @@
+"""The activity a sent cadence email leaves behind, as Salesforce logs an email it sent: an
+EmailMessage (Status 3 Sent, not incoming) and the Task it is linked to (ActivityId; TaskSubtype
+Email, Completed, WhoId the target, Subject "Email: <subject>").
+
+Written in the transaction that records the send (the outbox row marked sent, or the send
+itself when no relay is configured), through the one write path, so the records and their
+change events commit with the send or not at all. The Task is written with ``Tx.insert``,
+not through ``Org``'s write hooks: a logged email is not a logged call and moves no step.
+"""
+
+from __future__ import annotations
+
+import email
+import email.header
+import email.message
+import email.utils
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from opencadence.email import checks
+from opencadence.storage import records
+
+#: Task.Subject is 255 characters; Salesforce prefixes an email's subject with "Email: ".
+_TASK_SUBJECT = 255
+_DESCRIPTION = 32_000
+_BODY = 131_072
+
+
+@dataclass(frozen=True, slots=True)
+class SentEmail:
+    """One cadence email that went out (or, without a relay, was recorded as sent)."""
+
+    key: str  # the step tracker Id
+    tracker_id: str | None
+    owner_id: str  # the assignee it went out as
+    target_id: str
+    from_address: str
+    from_name: str | None
+    to_address: str
+    subject: str
+    html: str | None
+    text: str | None
+    message_id: str | None = None
+    thread_id: str | None = None
+    headers: str | None = None
+    tracked: bool = False
+
+
+def from_outbox(row: Mapping[str, Any]) -> SentEmail:
+    """The email of an outbox row, read back from the MIME text that went to the relay."""
+    msg = email.message_from_string(row["mime"] or "")
+    name, _ = email.utils.parseaddr(_header(msg, "From"))
+    references = _header(msg, "References").split()
+    message_id = row.get("message_id") or _header(msg, "Message-ID") or None
+    head, _, _ = (row["mime"] or "").partition("\n\n")
+    return SentEmail(
+        key=row["key"],
+        tracker_id=row.get("tracker_id"),
+        owner_id=row["owner_id"],
+        target_id=row["target_id"],
+        from_address=row["sender"],
+        from_name=name or None,
+        to_address=row["recipient"],
+        subject=_header(msg, "Subject"),
+        html=_part(msg, "text/html"),
+        text=_part(msg, "text/plain"),
+        message_id=message_id,
+        thread_id=references[0] if references else message_id,
+        headers=head.replace("\r\n", "\n") or None,
+        tracked=bool(row.get("tracked")),
+    )
+
+
+def log_sent(tx: records.Tx, sent: Sequence[SentEmail], now: datetime) -> list[str]:
+    """Write the Task and EmailMessage of each sent email; returns the EmailMessage Ids."""
+    if not sent:
+        return []
+    targets = {s.target_id: _target(tx, s.target_id) for s in sent}
+    zones = {s.owner_id: _zone(tx, s.owner_id) for s in sent}
+    task_ids = tx.insert_many(
+        "Task",
+        [_task(s, targets[s.target_id], _local_date(now, zones[s.owner_id]), now) for s in sent],
+        system=True,
+    )
+    return tx.insert_many(
+        "EmailMessage",
+        [
+            _email_message(s, targets[s.target_id], task_id, now)
+            for s, task_id in zip(sent, task_ids, strict=True)
+        ],
+        system=True,
+    )
+
+
+def _task(s: SentEmail, target: Mapping[str, Any], day: date, now: datetime) -> dict[str, Any]:
+    context = f"Sales cadence email (step tracker {s.key}, cadence tracker {s.tracker_id})"
+    body = s.text if s.text is not None else s.html or ""
+    return {
+        "Subject": f"Email: {s.subject}"[:_TASK_SUBJECT],
+        "WhoId": s.target_id,
+        "WhatId": target.get("AccountId"),
+        "OwnerId": s.owner_id,
+        "Status": "Completed",
+        "IsClosed": True,  # stored, not derived from Status here: set as Salesforce shows it
+        "CompletedDateTime": now,
+        "TaskSubtype": "Email",
+        "ActivityDate": day,
+        "Description": f"{context}\n\n{body}"[:_DESCRIPTION],
+    }
+
+
+def _email_message(
+    s: SentEmail, target: Mapping[str, Any], task_id: str, now: datetime
+) -> dict[str, Any]:
+    return {
+        "Subject": s.subject[:3000],
+        "HtmlBody": None if s.html is None else s.html[:_BODY],
+        "TextBody": None if s.text is None else s.text[:_BODY],
+        "FromAddress": s.from_address,
+        "FromName": s.from_name,
+        "ToAddress": s.to_address,
+        "MessageDate": now,
+        "MessageIdentifier": s.message_id,
+        "ThreadIdentifier": s.thread_id,
+        "Headers": None if s.headers is None else s.headers[:32_000],
+        "Status": "3",  # Sent
+        "Incoming": False,
+        "RelatedToId": target.get("AccountId"),
+        "ActivityId": task_id,
+        "IsTracked": s.tracked,
+    }
+
+
+def _target(tx: records.Tx, target_id: str) -> Mapping[str, Any]:
+    """The target as the records need it (a Contact's account is what the email relates to)."""
+    if not tx.store.registry.is_id_of(target_id, "Contact"):
+        return {}
+    return tx.get("Contact", target_id, include_deleted=True) or {}
+
+
+def _zone(tx: records.Tx, user_id: str) -> str:
+    user = tx.get("User", user_id) or {}
+    return str(user.get("TimeZoneSidKey") or "GMT")
+
+
+def _local_date(now: datetime, zone: str) -> date:
+    """The send's date for the assignee (Task.ActivityDate is a date in the owner's calendar)."""
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return now.date()
+    return now.replace(tzinfo=ZoneInfo("UTC")).astimezone(tz).date()
+
+
+def _header(msg: email.message.Message, name: str) -> str:
+    value = msg.get(name)
+    if value is None:
+        return ""
+    return str(email.header.make_header(email.header.decode_header(str(value))))
+
+
+def _part(msg: email.message.Message, content_type: str) -> str | None:
+    for part in msg.walk():
+        if part.get_content_type() == content_type and not part.is_multipart():
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                return payload.decode(part.get_content_charset() or "utf-8", "replace")
+    return None
+
+
+def from_prepared(
+    p: checks.Prepared, *, key: str, tracker_id: str | None, owner_id: str, target_id: str
+) -> SentEmail:
+    """The email of a send that passed the checks and was rendered (no MIME was made)."""
+    return SentEmail(
+        key=key,
+        tracker_id=tracker_id,
+        owner_id=owner_id,
+        target_id=target_id,
+        from_address=p.sender,
+        from_name=p.sender_name,
+        to_address=p.recipient,
+        subject=p.rendered.subject,
+        html=p.rendered.html,
+        text=p.rendered.text,
+    )
