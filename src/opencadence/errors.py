@@ -124,6 +124,21 @@ class EntityIsDeleted(DmlError):
     error_code = "ENTITY_IS_DELETED"
 
 
+class InsufficientAccessOnRecord(DmlError):
+    """insufficient access rights on object id"""
+
+    # A write the caller's permissions or record access refuse (sharing, object permission):
+    # a DML error, 400 as Salesforce's REST API answers DML failures (docs/security-model.md).
+    error_code = "INSUFFICIENT_ACCESS_OR_READONLY"
+
+
+class InsufficientAccessOnCrossReference(DmlError):
+    """insufficient access rights on cross-reference id"""
+
+    # A reference field naming a record that exists but that the caller cannot see.
+    error_code = "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY"
+
+
 class UndeleteFailed(DmlError):
     """The record is not in the recycle bin."""
 

@@ -7,7 +7,8 @@ actions, each for a calling session. The API layers only parse requests and rend
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sized
+from collections.abc import Callable, Mapping, Sequence, Sized
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,8 +18,17 @@ from opencadence.cadence import runtime
 from opencadence.clock import Clock
 from opencadence.email import templates
 from opencadence.metadata import describe, model
+from opencadence.metadata.sales_engagement import TRACKER
 from opencadence.soql import execute
-from opencadence.storage import accounts, api_usage, counts, records, replication, values
+from opencadence.storage import (
+    accounts,
+    api_usage,
+    authorization,
+    counts,
+    records,
+    replication,
+    values,
+)
 
 #: getUpdated looks back at most 30 days; getDeleted 15 (Salesforce's REST documentation).
 UPDATED_WINDOW = timedelta(days=30)
@@ -130,17 +140,19 @@ class Org:
         self, session: accounts.Session, name: str, body: Mapping[str, Any], version: str
     ) -> str:
         obj = self._object(name, version)
+        authorization.check_object(session.principal, obj.name, "create")
         self._check_visible_fields(obj, body, version)
         body, state = _split_state(obj, body)
         if obj.name == "EmailTemplate":  # merge fields are checked when the template is saved
             templates.validate(body, self.registry)
         with (
             records.duplicates_refused(),
-            self.store.transaction(session.user_id, origin=_origin(version)) as tx,
+            self._transaction(session, version) as tx,
         ):
             self._check_unique(tx, obj, body, None)
             record_id = tx.insert(obj.name, body)
             self._after_write(tx, obj, record_id, body)
+        self._permissions_changed(obj)
         if state is not None and state != "Draft":
             runtime.set_state(self.store, record_id, state, session.user_id)
         return record_id
@@ -157,6 +169,7 @@ class Org:
         if not obj.supports("update"):
             raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support update")
         canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
+        authorization.check_object(session.principal, obj.name, "update")
         self._check_visible_fields(obj, body, version)
         body, state = _split_state(obj, body)
         if obj.name == "EmailTemplate":
@@ -165,7 +178,7 @@ class Org:
         if body:
             with (
                 records.duplicates_refused(),
-                self.store.transaction(session.user_id, origin=_origin(version)) as tx,
+                self._transaction(session, version) as tx,
             ):
                 self._check_unique(tx, obj, body, canonical)
                 tx.update(obj.name, canonical, body)
@@ -177,13 +190,33 @@ class Org:
         if not obj.supports("delete"):
             raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support delete")
         canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
+        authorization.check_object(session.principal, obj.name, "delete")
         if (
             obj.name == "ActionCadenceStep"
         ):  # Orphaned before activation, Retired after (targets exit)
             runtime.delete_step(self.store, canonical, session.user_id)
             return
-        with self.store.transaction(session.user_id, origin=_origin(version)) as tx:
-            tx.delete(obj.name, canonical)
+        with self._transaction(session, version) as tx:
+            if obj.name == TRACKER:  # takes the target out of the cadence in the same transaction
+                runtime.delete_tracker(tx, canonical, self.caller(session).viewer)
+            else:
+                tx.delete(obj.name, canonical)
+        self._permissions_changed(obj)
+
+    def _transaction(
+        self, session: accounts.Session, version: str
+    ) -> AbstractContextManager[records.Tx]:
+        """A write on behalf of ``session``: ``records.Tx`` checks it against the user's
+        permissions and record access (docs/security-model.md)."""
+        return self.store.transaction(
+            session.user_id, origin=_origin(version), principal=session.principal
+        )
+
+    def _permissions_changed(self, obj: model.ObjectDef) -> None:
+        """A permission set assignment written through the API applies to the next request
+        (sessions carry their permissions, cached for a few seconds)."""
+        if obj.name == "PermissionSetAssignment":
+            self.accounts.forget_sessions()
 
     def _check_unique(
         self, tx: records.Tx, obj: model.ObjectDef, body: Mapping[str, Any], record_id: str | None
@@ -195,6 +228,30 @@ class Org:
                 self.accounts.check_username(tx.conn, username, except_id=record_id)
         elif obj.name == "EmailTemplate":
             self._check_developer_name(body, record_id)
+        elif obj.name == "PermissionSetAssignment" and record_id is None:
+            self._check_assignment(body)
+
+    def _check_assignment(self, body: Mapping[str, Any]) -> None:
+        """DUPLICATE_VALUE when the user already holds the permission set, as Salesforce
+        refuses a second identical assignment."""
+        given = {k.lower(): v for k, v in body.items()}
+        user, granted = given.get("assigneeid"), given.get("permissionsetid")
+        if not isinstance(user, str) or not isinstance(granted, str):
+            return  # missing or mistyped: the write reports it
+        try:
+            user, granted = ids.parse(user), ids.parse(granted)
+        except errors.OpenCadenceError:
+            return
+        soql = (
+            "SELECT Id FROM PermissionSetAssignment "
+            f"WHERE AssigneeId = '{user}' AND PermissionSetId = '{granted}' LIMIT 1"
+        )
+        if self.queries.query(soql)["records"]:
+            raise errors.DuplicateValue(
+                f"duplicate value found: PermissionSetId duplicates value on record with id: "
+                f"{granted}",
+                fields=["PermissionSetId"],
+            )
 
     def _check_developer_name(self, body: Mapping[str, Any], record_id: str | None) -> None:
         """DUPLICATE_DEVELOPER_NAME when another live template has the DeveloperName ``body``
@@ -224,6 +281,18 @@ class Org:
     ) -> None:
         for hook in self.after_write.get(obj.name, ()):
             hook(tx, obj, record_id, body)
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def invoke_action(
+        self, session: accounts.Session, name: str, inputs: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """A Sales Engagement action for the session's user, limited to what they may act on
+        (an admin acts on everything)."""
+        results: list[dict[str, Any]] = self.actions.invoke(
+            name, inputs, session.user_id, viewer=self.caller(session).viewer
+        )
+        return results
 
     # --- query ------------------------------------------------------------------------------
 
@@ -276,7 +345,12 @@ class Org:
         obj = self._replicable(name, version)
         lo, hi, latest = self._window(start, end, DELETED_WINDOW)
         rows, earliest = replication.deleted(
-            self.store, obj.name, lo, hi, limit=MAX_REPLICATION_IDS + 1
+            self.store,
+            obj.name,
+            lo,
+            hi,
+            viewer=self.caller(session).viewer,
+            limit=MAX_REPLICATION_IDS + 1,
         )
         _check_cap(rows)
         return {

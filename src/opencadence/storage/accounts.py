@@ -11,6 +11,7 @@ tokens as SHA-256 digests, so a copy of the database does not hand out live sess
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 
 from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
-from opencadence.storage import records, schema, values
+from opencadence.storage import authorization, records, schema, values
 
 #: How long a checked session is trusted without reading it again (see Accounts.session).
 CACHE_SECONDS = 30.0
@@ -71,6 +72,17 @@ class Session:
     expires_at: datetime
     #: the inactivity timeout each use extends expires_at by; None: a fixed expiry
     idle: timedelta | None = None
+    #: names of the permission sets assigned to the user (read with the session)
+    permission_sets: frozenset[str] = frozenset()
+
+    @property
+    def principal(self) -> authorization.Principal:
+        """What the write checks of ``records.Tx`` need to know about this user."""
+        return authorization.Principal(self.user_id, self.is_admin, self.permission_sets)
+
+    @property
+    def can_manage_cadences(self) -> bool:
+        return self.principal.cadence_creator
 
 
 class Accounts:
@@ -162,15 +174,25 @@ class Accounts:
         with self.store.reading() as conn:
             row = (
                 conn.execute(
-                    sa.select(users).where(
-                        sa.func.lower(users.c.Username) == username.lower(),
+                    # one match at most (a unique index on lower(Username)); ordered anyway,
+                    # so the answer never depends on the database's choice
+                    sa.select(users)
+                    .where(
+                        sa.func.lower(users.c.Username) == sa.func.lower(username),
                         users.c.IsDeleted == sa.false(),
                     )
+                    .order_by(users.c.CreatedDate, users.c.Id)
                 )
                 .mappings()
                 .first()
             )
         return dict(row) if row else None
+
+    def set_admin(self, user_id: str, admin: bool) -> None:
+        creds = self.meta.tables[schema.CREDENTIALS]
+        with self.store.transaction() as tx:
+            tx.conn.execute(creds.update().where(creds.c.user_id == user_id).values(is_admin=admin))
+        self.forget_sessions()
 
     def list_users(self) -> list[dict[str, Any]]:
         users, creds = self.meta.tables["User"], self.meta.tables[schema.CREDENTIALS]
@@ -277,7 +299,7 @@ class Accounts:
                 .where(sessions.c.token_hash == key, sessions.c.expires_at < expires_at)
                 .values(expires_at=expires_at)
             )
-        return Session(found.user_id, found.is_admin, found.time_zone, expires_at, found.idle)
+        return dataclasses.replace(found, expires_at=expires_at)
 
     def _load_session(self, key: str, now: datetime) -> Session:
         sessions, creds, users = (
@@ -304,8 +326,9 @@ class Accounts:
                 .mappings()
                 .first()
             )
-        if row is None or row["expires_at"] <= now or not row["IsActive"]:
-            raise errors.InvalidSession("Session expired or invalid")
+            if row is None or row["expires_at"] <= now or not row["IsActive"]:
+                raise errors.InvalidSession("Session expired or invalid")
+            sets = self._permission_sets(conn, row["user_id"])
         idle = row["idle_seconds"]
         return Session(
             row["user_id"],
@@ -313,7 +336,96 @@ class Accounts:
             row["TimeZoneSidKey"] or "GMT",
             row["expires_at"],
             None if idle is None else timedelta(seconds=idle),
+            sets,
         )
+
+    def _permission_sets(self, conn: records.Connection, user_id: str) -> frozenset[str]:
+        assigned, sets = (
+            self.meta.tables["PermissionSetAssignment"],
+            self.meta.tables["PermissionSet"],
+        )
+        names = conn.execute(
+            sa.select(sets.c.Name)
+            .select_from(assigned.join(sets, sets.c.Id == assigned.c.PermissionSetId))
+            .where(assigned.c.AssigneeId == user_id, assigned.c.IsDeleted == sa.false())
+        ).scalars()
+        return frozenset(str(n) for n in names)
+
+    def forget_sessions(self) -> None:
+        """Read every session again on its next use (a user's permissions changed)."""
+        with self._lock:
+            self._cache.clear()
+
+    # --- permissions and managers -----------------------------------------------------------
+
+    def permission_set_id(self, name: str) -> str:
+        """The Id of the permission set named ``name`` (its Name or Label, any case)."""
+        sets = self.meta.tables["PermissionSet"]
+        wanted = name.strip().lower()
+        with self.store.reading() as conn:
+            rows = conn.execute(sa.select(sets.c.Id, sets.c.Name, sets.c.Label)).all()
+        for set_id, set_name, label in rows:
+            if wanted in (str(set_name).lower(), str(label).lower()):
+                return str(set_id)
+        known = ", ".join(sorted(str(r[1]) for r in rows))
+        raise errors.NotFound(f"no permission set {name} (known: {known})")
+
+    def grant(self, user_id: str, permission: str) -> bool:
+        """Assign a permission set (by Name or Label); False if the user already had it."""
+        set_id = self.permission_set_id(permission)
+        assigned = self.meta.tables["PermissionSetAssignment"]
+        with self.store.transaction() as tx:
+            have = tx.conn.execute(
+                sa.select(assigned.c.Id).where(
+                    assigned.c.AssigneeId == user_id,
+                    assigned.c.PermissionSetId == set_id,
+                    assigned.c.IsDeleted == sa.false(),
+                )
+            ).first()
+            if have is None:
+                tx.insert(
+                    "PermissionSetAssignment",
+                    {"AssigneeId": user_id, "PermissionSetId": set_id},
+                    system=True,
+                )
+        self.forget_sessions()
+        return have is None
+
+    def revoke_permission(self, user_id: str, permission: str) -> bool:
+        """Remove a permission set assignment; False if the user did not have it."""
+        set_id = self.permission_set_id(permission)
+        assigned = self.meta.tables["PermissionSetAssignment"]
+        with self.store.transaction() as tx:
+            found = tx.conn.execute(
+                sa.select(assigned.c.Id).where(
+                    assigned.c.AssigneeId == user_id,
+                    assigned.c.PermissionSetId == set_id,
+                    assigned.c.IsDeleted == sa.false(),
+                )
+            ).scalars()
+            gone = [str(i) for i in found]
+            for assignment_id in gone:
+                tx.delete("PermissionSetAssignment", assignment_id, system=True)
+        self.forget_sessions()
+        return bool(gone)
+
+    def permissions_of(self, user_id: str) -> frozenset[str]:
+        with self.store.reading() as conn:
+            return self._permission_sets(conn, user_id)
+
+    def set_manager(self, user_id: str, manager_username: str | None) -> None:
+        """Set (or clear, with None or "") the user's ManagerId; a manager sees and acts on
+        the records of everyone below them in the chain (storage/visibility.py)."""
+        manager_id = None
+        if manager_username:
+            manager = self.find_user(manager_username)
+            if manager is None:
+                raise errors.NotFound(f"no user {manager_username}")
+            manager_id = manager["Id"]
+            if manager_id == user_id:
+                raise errors.InvalidOperation("a user cannot be their own manager")
+        with self.store.transaction() as tx:
+            tx.update("User", user_id, {"ManagerId": manager_id}, system=True)
 
     def revoke(self, token: str) -> None:
         with self._lock:

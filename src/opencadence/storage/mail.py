@@ -90,6 +90,16 @@ class Outbox:
     def cancel(self, conn: Connection, key: str) -> None:
         self.update_if(conn, key, CANCELLABLE, {"status": "cancelled"})
 
+    def cancel_tracker(self, conn: Connection, tracker_id: str) -> int:
+        """Cancel every email of one tracker that has not reached the relay; returns how many."""
+        t = self.table
+        stmt = (
+            sa.update(t)
+            .where(t.c.tracker_id == tracker_id, t.c.status.in_(CANCELLABLE))
+            .values(status="cancelled")
+        )
+        return int(conn.execute(stmt).rowcount)
+
     def mark_sending(self, conn: Connection, key: str, lease_until: datetime) -> bool:
         """``pending`` -> ``sending`` (one more attempt); False if the row was not pending (another
         worker took it): the guard makes sure only one worker reaches the final "."."""

@@ -391,6 +391,21 @@ class RunStore:
 
     # -- run-state writes -------------------------------------------------------------------
 
+    def forget(self, conn: sa.Connection, tracker_id: str) -> None:
+        """Drop a tracker's run-state row (its tracker is being deleted): no more wake-ups,
+        and the target's one-cadence-at-a-time slot (``ux_oc_cadence_run_target_id``) is free."""
+        conn.execute(self.run.delete().where(self.run.c.tracker_id == tracker_id))
+
+    def live_step_trackers(self, conn: sa.Connection, tracker_id: str) -> list[str]:
+        """The non-deleted step trackers of one tracker, oldest first."""
+        st = self.table(STEP)
+        stmt = (
+            sa.select(st.c.Id)
+            .where(st.c.ActionCadenceTrackerId == tracker_id, st.c.IsDeleted == sa.false())
+            .order_by(st.c.CreatedDate, st.c.Id)
+        )
+        return list(conn.execute(stmt).scalars())
+
     def write(self, conn: sa.Connection, changes: RunChanges) -> None:
         """Apply ``changes``: deletes, then updates per column set, then inserts."""
         run = self.run
