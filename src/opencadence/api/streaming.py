@@ -183,9 +183,7 @@ async def endpoint(request: Request) -> Response:
     try:
         messages = bodies.parse_json(await bodies.read(request, bodies.COMETD_MAX))
     except errors.RequestTooLarge as exc:
-        response = json_response([{"successful": False, "error": f"413::{exc.message}"}], 413)
-        response.headers["Connection"] = "close"  # the rest of the body is never read
-        return response
+        return json_response([{"successful": False, "error": f"413::{exc.message}"}], 413)
     except errors.JsonParserError:
         return json_response([{"successful": False, "error": "400::invalid JSON"}], 400)
     if isinstance(messages, dict):
