@@ -124,6 +124,7 @@ Template = Callable[..., str]
 @pytest.fixture
 def template(store: records.Store) -> Template:
     folder: list[str] = []
+    made: list[str] = []
 
     def make(**fields: Any) -> str:
         if not folder:
@@ -142,7 +143,7 @@ def template(store: records.Store) -> Template:
         rec = {
             "FolderId": folder[0],
             "Name": "T",
-            "DeveloperName": "T",
+            "DeveloperName": f"T{len(made)}",  # unique names, as the database keeps them
             "TemplateType": "text",
             "IsActive": True,
             "Subject": "Hello {!Contact.FirstName, there}",
@@ -150,7 +151,8 @@ def template(store: records.Store) -> Template:
             **fields,
         }
         with store.transaction() as tx:
-            return tx.insert("EmailTemplate", rec)
+            made.append(tx.insert("EmailTemplate", rec))
+        return made[-1]
 
     return make
 
