@@ -18,6 +18,8 @@ from opencadence.storage import records
 from tests.integration.email.conftest import Enrol, Relay, Template
 from tests.integration.email.test_send import auto_step
 
+COMPLETE_WITHIN_SECONDS = 3.0
+
 
 class _OtherWorkerFirst(smtp_sender.SmtpSender):
     """Lets another worker run between this worker's commit and its delivery."""
@@ -47,7 +49,7 @@ def test_second_worker_does_not_hold_a_sent_step_for_the_lease(
     second.close()
 
 
-def test_two_worker_threads_complete_sent_steps_within_a_second(
+def test_two_worker_threads_complete_sent_steps_at_once(
     store: records.Store, relay: Relay, template: Template, enrol: Enrol
 ) -> None:
     """Two real worker loops on the wall clock's pace (the manual clock stands still)."""
@@ -73,7 +75,9 @@ def test_two_worker_threads_complete_sent_steps_within_a_second(
             time.sleep(0.02)
         assert len(relay.received) == len(targets)
         sent_at = time.monotonic()
-        while time.monotonic() < sent_at + 1.0:
+        # the goal is under a second; the bound leaves room for a starved shared CI machine
+        # (the first test pins the mechanism exactly; before it, this took the 120 s lease)
+        while time.monotonic() < sent_at + COMPLETE_WITHIN_SECONDS:
             if {auto_step(store, t)["State"] for t in targets} == {"Completed"}:
                 break
             time.sleep(0.05)
