@@ -215,6 +215,62 @@ def test_demo_on_a_busy_port_fails_and_mints_no_token(
     assert _sessions(store) == before
 
 
+def test_users_permissions_and_manager(tmp_path: Path) -> None:
+    """Issue 10 item 6: permission sets and the manager are granted from the CLI and are
+    visible through the API (PermissionSetAssignment, User.ManagerId)."""
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    boss = _run("users", "create", "--username", "boss@x.io", "--password", "pw", "--database", db)
+    assert boss.returncode == 0
+    made = _run(
+        "users",
+        "create",
+        "--username",
+        "rep@x.io",
+        "--password",
+        "pw",
+        "--permission",
+        "SalesEngagementCadenceCreator",
+        "--manager",
+        "boss@x.io",
+        "--database",
+        db,
+    )
+    assert made.returncode == 0, made.stderr
+    listed = _run("users", "list", "--database", db).stdout
+    assert "rep@x.io  GMT  active  SalesEngagementCadenceCreator" in listed
+    soql = (
+        "SELECT Assignee.Username, PermissionSet.Label FROM PermissionSetAssignment "
+        "WHERE Assignee.Username = 'rep@x.io'"
+    )
+    shown = _run("query", soql, "--database", db)
+    assert "Sales Engagement Cadence Creator" in shown.stdout, shown.stderr
+    managed = _run(
+        "query", "SELECT Manager.Username FROM User WHERE Username = 'rep@x.io'", "--database", db
+    )
+    assert "boss@x.io" in managed.stdout
+    revoked = _run(
+        "users",
+        "update",
+        "--username",
+        "rep@x.io",
+        "--revoke-permission",
+        "sales engagement cadence creator",
+        "--manager",
+        "",
+        "--admin",
+        "--database",
+        db,
+    )
+    assert revoked.returncode == 0 and "permission sets none" in revoked.stdout
+    listed = _run("users", "list", "--database", db).stdout
+    assert "rep@x.io  GMT  admin active\n" in listed
+    unknown = _run(
+        "users", "update", "--username", "rep@x.io", "--permission", "Nope", "--database", db
+    )
+    assert unknown.returncode == 1 and unknown.stderr.startswith("NOT_FOUND:")
+    assert "SalesEngagementCadenceCreator" in unknown.stderr  # the known names are listed
+
+
 def test_serve_on_a_busy_port_says_so_and_exits_1(db_url: str, tmp_path: Path) -> None:
     """Bound before the system starts: one line naming the address, status 1 (was uvicorn's
     own message and status 3 after workers had started)."""

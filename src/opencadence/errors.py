@@ -137,6 +137,21 @@ class EntityIsDeleted(DmlError):
     error_code = "ENTITY_IS_DELETED"
 
 
+class InsufficientAccessOnRecord(DmlError):
+    """insufficient access rights on object id"""
+
+    # A write the caller's permissions or record access refuse (sharing, object permission):
+    # a DML error, 400 as Salesforce's REST API answers DML failures (docs/security-model.md).
+    error_code = "INSUFFICIENT_ACCESS_OR_READONLY"
+
+
+class InsufficientAccessOnCrossReference(DmlError):
+    """insufficient access rights on cross-reference id"""
+
+    # A reference field naming a record that exists but that the caller cannot see.
+    error_code = "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY"
+
+
 class UndeleteFailed(DmlError):
     """The record is not in the recycle bin."""
 
@@ -154,6 +169,13 @@ class FieldCustomValidation(DmlError):
     """A validation rule of the object failed."""
 
     error_code = "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+
+
+class UnableToLockRow(DmlError):
+    """unable to obtain exclusive access to this record: another transaction holds it; try the
+    request again"""
+
+    error_code = "UNABLE_TO_LOCK_ROW"
 
 
 class StaleTransition(OpenCadenceError):
@@ -217,6 +239,13 @@ class JsonParserError(OpenCadenceError):
 
     error_code = "JSON_PARSER_ERROR"
     http_status = 400
+
+
+class RequestTooLarge(OpenCadenceError):
+    """The request body is larger than this endpoint accepts."""
+
+    error_code = "EXCEEDED_MAX_SIZE_REQUEST"
+    http_status = 413
 
 
 class InvalidOperation(OpenCadenceError):

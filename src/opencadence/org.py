@@ -7,7 +7,7 @@ actions, each for a calling session. The API layers only parse requests and rend
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sized
+from collections.abc import Callable, Mapping, Sequence, Sized
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,8 +18,17 @@ from opencadence.cadence import runtime
 from opencadence.clock import Clock
 from opencadence.email import templates
 from opencadence.metadata import describe, model
+from opencadence.metadata.sales_engagement import TRACKER
 from opencadence.soql import execute
-from opencadence.storage import accounts, api_usage, counts, records, replication, values
+from opencadence.storage import (
+    accounts,
+    api_usage,
+    authorization,
+    counts,
+    records,
+    replication,
+    values,
+)
 
 #: getUpdated looks back at most 30 days; getDeleted 15 (Salesforce's REST documentation).
 UPDATED_WINDOW = timedelta(days=30)
@@ -139,6 +148,7 @@ class Org:
         tx: records.Tx | None = None,
     ) -> str:
         obj = self._object(name, version)
+        authorization.check_object(session.principal, obj.name, "create")
         self._check_visible_fields(obj, body, version)
         body, state = _split_state(obj, body)
         _own_transaction(tx, state is not None, "ActionCadence.State")
@@ -171,6 +181,7 @@ class Org:
         if not obj.supports("update"):
             raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support update")
         canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
+        authorization.check_object(session.principal, obj.name, "update")
         self._check_visible_fields(obj, body, version)
         body, state = _split_state(obj, body)
         _own_transaction(tx, state is not None, "ActionCadence.State")
@@ -184,6 +195,8 @@ class Org:
             ):
                 self._check_unique(tx, obj, body, canonical)
                 tx.update(obj.name, canonical, body)
+                if obj.name == "User":  # IsActive=false ends the user's sessions for good
+                    self.accounts.end_sessions_if_inactive(tx.conn, canonical)
         if state is not None:
             runtime.set_state(self.store, canonical, state, session.user_id)
 
@@ -202,6 +215,7 @@ class Org:
         if not obj.supports("delete"):
             raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support delete")
         canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
+        authorization.check_object(session.principal, obj.name, "delete")
         if (
             obj.name == "ActionCadenceStep"
         ):  # Orphaned before activation, Retired after (targets exit)
@@ -209,7 +223,19 @@ class Org:
             runtime.delete_step(self.store, canonical, session.user_id)
             return
         with self._writing(session, version, api, client, tx) as tx:
-            tx.delete(obj.name, canonical)
+            if obj.name == TRACKER:  # takes the target out of the cadence in the same transaction
+                runtime.delete_tracker(tx, canonical, self.caller(session).viewer)
+            else:
+                tx.delete(obj.name, canonical)
+
+    def _transaction(
+        self, session: accounts.Session, version: str, api: str = "rest", client: str = ""
+    ) -> AbstractContextManager[records.Tx]:
+        """A write on behalf of ``session``: ``records.Tx`` checks it against the user's
+        permissions and record access (docs/security-model.md)."""
+        return self.store.transaction(
+            session.user_id, origin=_origin(version, api, client), principal=session.principal
+        )
 
     def undelete(
         self,
@@ -229,6 +255,7 @@ class Org:
                 f"entity type {obj.name} does not support undelete"
             )
         canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
+        authorization.check_object(session.principal, obj.name, "undelete")
         with self._writing(session, version, api, client, tx) as tx:
             tx.undelete(obj.name, canonical)
 
@@ -239,7 +266,7 @@ class Org:
         create/update/delete/undelete and they all commit, or none does. What runs in its own
         transaction anyway (an ActionCadence's State, an ActionCadenceStep's delete) is not
         held back by it."""
-        return self.store.transaction(session.user_id, origin=_origin(version, api, client))
+        return self._transaction(session, version, api, client)
 
     def _writing(
         self,
@@ -251,7 +278,7 @@ class Org:
     ) -> AbstractContextManager[records.Tx]:
         if tx is not None:
             return nullcontext(tx)
-        return self.store.transaction(session.user_id, origin=_origin(version, api, client))
+        return self._transaction(session, version, api, client)
 
     def _check_unique(
         self, tx: records.Tx, obj: model.ObjectDef, body: Mapping[str, Any], record_id: str | None
@@ -263,6 +290,30 @@ class Org:
                 self.accounts.check_username(tx.conn, username, except_id=record_id)
         elif obj.name == "EmailTemplate":
             self._check_developer_name(body, record_id)
+        elif obj.name == "PermissionSetAssignment" and record_id is None:
+            self._check_assignment(body)
+
+    def _check_assignment(self, body: Mapping[str, Any]) -> None:
+        """DUPLICATE_VALUE when the user already holds the permission set, as Salesforce
+        refuses a second identical assignment."""
+        given = {k.lower(): v for k, v in body.items()}
+        user, granted = given.get("assigneeid"), given.get("permissionsetid")
+        if not isinstance(user, str) or not isinstance(granted, str):
+            return  # missing or mistyped: the write reports it
+        try:
+            user, granted = ids.parse(user), ids.parse(granted)
+        except errors.OpenCadenceError:
+            return
+        soql = (
+            "SELECT Id FROM PermissionSetAssignment "
+            f"WHERE AssigneeId = '{user}' AND PermissionSetId = '{granted}' LIMIT 1"
+        )
+        if self.queries.query(soql)["records"]:
+            raise errors.DuplicateValue(
+                f"duplicate value found: PermissionSetId duplicates value on record with id: "
+                f"{granted}",
+                fields=["PermissionSetId"],
+            )
 
     def _check_developer_name(self, body: Mapping[str, Any], record_id: str | None) -> None:
         """DUPLICATE_DEVELOPER_NAME when another live template has the DeveloperName ``body``
@@ -292,6 +343,18 @@ class Org:
     ) -> None:
         for hook in self.after_write.get(obj.name, ()):
             hook(tx, obj, record_id, body)
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def invoke_action(
+        self, session: accounts.Session, name: str, inputs: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """A Sales Engagement action for the session's user, limited to what they may act on
+        (an admin acts on everything)."""
+        results: list[dict[str, Any]] = self.actions.invoke(
+            name, inputs, session.user_id, viewer=self.caller(session).viewer
+        )
+        return results
 
     # --- query ------------------------------------------------------------------------------
 
@@ -344,7 +407,12 @@ class Org:
         obj = self._replicable(name, version)
         lo, hi, latest = self._window(start, end, DELETED_WINDOW)
         rows, earliest = replication.deleted(
-            self.store, obj.name, lo, hi, limit=MAX_REPLICATION_IDS + 1
+            self.store,
+            obj.name,
+            lo,
+            hi,
+            viewer=self.caller(session).viewer,
+            limit=MAX_REPLICATION_IDS + 1,
         )
         _check_cap(rows)
         return {

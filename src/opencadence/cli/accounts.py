@@ -22,19 +22,61 @@ def cmd_users(args: argparse.Namespace) -> int:
             if not args.username or not args.password:
                 print("users create needs --username and --password", file=sys.stderr)
                 return 2
+            for name in args.permission or ():
+                accounts.permission_set_id(name)  # an unknown name fails before the user exists
             user_id, token = accounts.create_user(
-                args.username, args.password, admin=args.admin, time_zone=args.time_zone
+                args.username, args.password, admin=bool(args.admin), time_zone=args.time_zone
             )
+            _apply_grants(accounts, user_id, args)
             print(f"created user {args.username} ({user_id}); security token: {token}")
+        elif args.action == "update":
+            return _update(accounts, args)
         elif args.action == "list":
             for u in accounts.list_users():
                 flags = ("admin " if u["is_admin"] else "") + (
                     "active" if u["IsActive"] else "inactive"
                 )
-                print(f"{u['Id']}  {u['Username']}  {u['TimeZoneSidKey']}  {flags}")
+                granted = " ".join(sorted(accounts.permissions_of(u["Id"])))
+                print(
+                    f"{u['Id']}  {u['Username']}  {u['TimeZoneSidKey']}  {flags}"
+                    + (f"  {granted}" if granted else "")
+                )
+        elif args.action == "unlock":  # after too many invalid login attempts
+            accounts.unlock(args.username)
+            print(f"{args.username} unlocked")
         else:
             accounts.set_active(args.username, args.action == "activate")
             print(f"{args.username} {args.action}d")
+    return 0
+
+
+def _apply_grants(accounts: Any, user_id: str, args: argparse.Namespace) -> None:
+    """--permission / --revoke-permission / --manager, for create and update."""
+    for name in args.permission or ():
+        accounts.grant(user_id, name)
+    for name in getattr(args, "revoke_permission", None) or ():
+        accounts.revoke_permission(user_id, name)
+    if args.manager is not None:
+        accounts.set_manager(user_id, args.manager)
+
+
+def _update(accounts: Any, args: argparse.Namespace) -> int:
+    """users update --username U [--permission P]... [--revoke-permission P]...
+    [--manager M | --manager ''] [--admin | --no-admin]."""
+    if not args.username:
+        print("users update needs --username", file=sys.stderr)
+        return 2
+    user = accounts.find_user(args.username)
+    if user is None:
+        print(f"NOT_FOUND: no user {args.username}", file=sys.stderr)
+        return 1
+    for name in [*(args.permission or ()), *(args.revoke_permission or ())]:
+        accounts.permission_set_id(name)  # every name checked before anything changes
+    _apply_grants(accounts, user["Id"], args)
+    if args.admin is not None:
+        accounts.set_admin(user["Id"], args.admin)
+    granted = ", ".join(sorted(accounts.permissions_of(user["Id"]))) or "none"
+    print(f"updated {args.username}: permission sets {granted}")
     return 0
 
 
@@ -60,13 +102,36 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def add_users(subparsers: Any) -> None:
     p = common.add_command(
-        subparsers, "users", cmd_users, "create, list, activate or deactivate users"
+        subparsers, "users", cmd_users, "create, list, activate, deactivate or unlock users"
     )
-    p.add_argument("action", choices=("create", "list", "activate", "deactivate"))
+    p.add_argument(
+        "action", choices=("create", "update", "list", "activate", "deactivate", "unlock")
+    )
     p.add_argument("--username")
     p.add_argument("--password")
     p.add_argument(
-        "--admin", action="store_true", help="sees and changes everything (View All Data)"
+        "--admin",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="sees and changes everything (View All Data, Modify All Data, Manage Users)",
+    )
+    p.add_argument(
+        "--permission",
+        action="append",
+        metavar="PERMISSION_SET",
+        help="grant a permission set by Name or Label, e.g. SalesEngagementCadenceCreator "
+        "(may create and manage cadences and email templates); repeatable",
+    )
+    p.add_argument(
+        "--revoke-permission",
+        action="append",
+        metavar="PERMISSION_SET",
+        help="(update) remove a permission set; repeatable",
+    )
+    p.add_argument(
+        "--manager",
+        metavar="USERNAME",
+        help="set User.ManagerId (the manager sees and acts on this user's records); '' clears it",
     )
     p.add_argument("--time-zone", default="GMT", help="TimeZoneSidKey, e.g. America/Los_Angeles")
     common.add_database(p)

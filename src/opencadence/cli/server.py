@@ -45,6 +45,7 @@ def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
         tracking=True,
         inbound_smtp_port=email_options.inbound_port(args),
         inbound_smtp_host=args.host,
+        login_max_attempts=args.max_login_attempts,
         api_request_limit=args.api_request_limit,
     )
     with system.build(settings) as built:
@@ -124,6 +125,13 @@ def add_serve(subparsers: Any) -> None:
     common.add_database(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument(
+        "--max-login-attempts",
+        type=int,
+        default=10,
+        help="invalid logins in a row that lock a user out for 15 minutes (0: never; "
+        "Salesforce's default is 10)",
+    )
     p.add_argument(
         "--tls", action="store_true", help="HTTPS with a generated self-signed certificate"
     )

@@ -76,6 +76,10 @@ class Compiler:
             for k, target in enumerate(hop.targets):
                 alias = self.meta.tables[target.name].alias(f"{prefix}{n}_{k}")
                 on = sa.and_(alias.c.Id == source, alias.c.IsDeleted == sa.false())
+                # a parent the viewer cannot see joins as no row: its fields read null
+                seen = visibility.predicate(target.name, alias, self.meta, self.viewer)
+                if seen is not None:
+                    on = sa.and_(on, seen)
                 joined = joined.outerjoin(alias, on)
                 aliases[target.name] = alias
             self.tables[id(hop)] = aliases
@@ -116,7 +120,16 @@ class Compiler:
         return sa.case(*whens, else_=sa.null())
 
     def reference_id(self, hop: bound.Hop) -> Col:
-        return self._source_column(hop)
+        """The id that says whether a parent object is shaped (null: the parent is null).
+
+        For a viewer limited by visibility and a parent that can be private, the joined
+        parent's own Id: a parent the viewer cannot see is joined as no row, so it reads
+        null, as in Salesforce, rather than as an object of null fields."""
+        source = self._source_column(hop)
+        if self.viewer is None or not any(t.name in visibility.PRIVATE for t in hop.targets):
+            return source
+        joined = [t.c.Id for t in self.tables[id(hop)].values()]
+        return joined[0] if len(joined) == 1 else sa.func.coalesce(*joined)
 
     # --- expressions -----------------------------------------------------------------------
 

@@ -11,11 +11,11 @@ tokens as SHA-256 digests, so a copy of the database does not hand out live sess
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import hmac
 import secrets
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,15 +25,16 @@ import sqlalchemy as sa
 
 from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
-from opencadence.storage import records, schema, values
+from opencadence.storage import authorization, records, schema, values
 
-#: How long a checked session is trusted without reading it again (see Accounts.session).
-CACHE_SECONDS = 30.0
 #: Salesforce's default session timeout.
 DEFAULT_SESSION_TTL = timedelta(hours=2)
 #: An inactivity-timed session's expiry is rewritten when a use would move it this much or more.
 EXTEND_EVERY = timedelta(minutes=1)
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+#: Salesforce's defaults for "Maximum invalid login attempts" and "Lockout effective period".
+MAX_LOGIN_ATTEMPTS = 10
+LOCKOUT_PERIOD = timedelta(minutes=15)
 
 
 def hash_secret(secret: str) -> str:
@@ -49,6 +50,13 @@ def check_secret(secret: str, stored: str) -> bool:
         return False
     actual = hashlib.scrypt(secret.encode(), salt=bytes.fromhex(salt), dklen=32, **_SCRYPT)
     return hmac.compare_digest(actual.hex(), digest)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash no password matches, checked when the username is unknown or inactive so that
+    a failed login costs the same scrypt run either way (timing reveals no usernames)."""
+    return hash_secret(secrets.token_hex(16))
 
 
 def _token_hash(token: str) -> str:
@@ -71,6 +79,17 @@ class Session:
     expires_at: datetime
     #: the inactivity timeout each use extends expires_at by; None: a fixed expiry
     idle: timedelta | None = None
+    #: names of the permission sets assigned to the user (read with the session)
+    permission_sets: frozenset[str] = frozenset()
+
+    @property
+    def principal(self) -> authorization.Principal:
+        """What the write checks of ``records.Tx`` need to know about this user."""
+        return authorization.Principal(self.user_id, self.is_admin, self.permission_sets)
+
+    @property
+    def can_manage_cadences(self) -> bool:
+        return self.principal.cadence_creator
 
 
 class Accounts:
@@ -89,12 +108,11 @@ class Accounts:
         self.ttl = session_ttl
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.meta = store.meta
-        # Sessions checked in the last CACHE_SECONDS are not read again: every API request
-        # authenticates, and the lookup would otherwise cost a query per request. Revocation
-        # and deactivation in this process clear the cache at once; elsewhere it takes effect
-        # within CACHE_SECONDS.
-        self._cache: dict[str, tuple[Session, float]] = {}
-        self._lock = threading.Lock()
+        #: invalid attempts in a row that lock a user out, and for how long (0: never)
+        self.max_attempts = MAX_LOGIN_ATTEMPTS
+        self.lockout = LOCKOUT_PERIOD
+        # Sessions are read from the database on every use, not cached: a deactivation or a
+        # revocation by another process (the CLI) must end them at once.
 
     # --- users ------------------------------------------------------------------------------
 
@@ -162,15 +180,24 @@ class Accounts:
         with self.store.reading() as conn:
             row = (
                 conn.execute(
-                    sa.select(users).where(
-                        sa.func.lower(users.c.Username) == username.lower(),
+                    # one match at most (a unique index on lower(Username)); ordered anyway,
+                    # so the answer never depends on the database's choice
+                    sa.select(users)
+                    .where(
+                        sa.func.lower(users.c.Username) == sa.func.lower(username),
                         users.c.IsDeleted == sa.false(),
                     )
+                    .order_by(users.c.CreatedDate, users.c.Id)
                 )
                 .mappings()
                 .first()
             )
         return dict(row) if row else None
+
+    def set_admin(self, user_id: str, admin: bool) -> None:
+        creds = self.meta.tables[schema.CREDENTIALS]
+        with self.store.transaction() as tx:
+            tx.conn.execute(creds.update().where(creds.c.user_id == user_id).values(is_admin=admin))
 
     def list_users(self) -> list[dict[str, Any]]:
         users, creds = self.meta.tables["User"], self.meta.tables[schema.CREDENTIALS]
@@ -198,26 +225,73 @@ class Accounts:
             raise errors.NotFound(f"no user {username}")
         with self.store.transaction() as tx:
             tx.update("User", user["Id"], {"IsActive": active}, system=True)
-            if not active:  # deactivation ends the user's sessions at once
-                with self._lock:
-                    self._cache.clear()
-                sessions = self.meta.tables[schema.SESSIONS]
-                tx.conn.execute(sessions.delete().where(sessions.c.user_id == user["Id"]))
+            self.end_sessions_if_inactive(tx.conn, user["Id"])
+
+    def end_sessions_if_inactive(self, conn: records.Connection, user_id: str) -> None:
+        """Deactivation ends the user's sessions at once, for good: run in the transaction
+        that wrote User.IsActive (the CLI's and the API's), so reactivating the user does not
+        bring them back."""
+        users, sessions = self.meta.tables["User"], self.meta.tables[schema.SESSIONS]
+        active = conn.execute(sa.select(users.c.IsActive).where(users.c.Id == user_id)).scalar()
+        if not active:
+            conn.execute(sessions.delete().where(sessions.c.user_id == user_id))
 
     # --- login ------------------------------------------------------------------------------
 
     def authenticate(self, username: str, password: str, *, token_suffix: bool = False) -> str:
-        """The user id for valid credentials (password may end with the security token)."""
+        """The user id for valid credentials (password may end with the security token).
+
+        Every failure is the same LoginFailed, after one scrypt run whatever failed (unknown
+        user, inactive, locked out, wrong password). ``max_attempts`` wrong passwords in a
+        row lock the user out for ``lockout``, as Salesforce does; during it even the right
+        password fails; a successful login clears the count."""
         user = self.find_user(username)
         cred = self._credentials(user["Id"]) if user else None
         if user is None or cred is None or not user["IsActive"]:
+            check_secret(password, _dummy_hash())
             raise errors.LoginFailed("authentication failure")
         candidates = [password]
         if token_suffix and password.endswith(cred["security_token"]):
             candidates.insert(0, password[: -len(cred["security_token"])])
-        if not any(check_secret(p, cred["password_hash"]) for p in candidates):
+        matched = any(check_secret(p, cred["password_hash"]) for p in candidates)
+        now = values.to_db_datetime(self.clock.now())
+        if cred["locked_until"] is not None and cred["locked_until"] > now:
+            raise errors.LoginFailed("authentication failure")
+        self._count_attempt(str(user["Id"]), cred, matched, now)
+        if not matched:
             raise errors.LoginFailed("authentication failure")
         return str(user["Id"])
+
+    def _count_attempt(
+        self, user_id: str, cred: Mapping[str, Any], matched: bool, now: datetime
+    ) -> None:
+        """Record a login attempt: a success clears the count, a failure adds one and locks
+        the user out at ``max_attempts``. Writes only when something changes."""
+        failed = cred["failed_logins"] or 0
+        if matched and not failed and cred["locked_until"] is None:
+            return
+        creds = self.meta.tables[schema.CREDENTIALS]
+        if matched:
+            change: dict[str, Any] = {"failed_logins": None, "locked_until": None}
+        elif self.max_attempts and failed + 1 >= self.max_attempts:
+            change = {"failed_logins": None, "locked_until": now + self.lockout}
+        else:
+            change = {"failed_logins": creds.c.failed_logins + 1 if failed else 1}
+        with self.store.transaction() as tx:
+            tx.conn.execute(creds.update().where(creds.c.user_id == user_id).values(**change))
+
+    def unlock(self, username: str) -> None:
+        """End a lockout and clear the invalid attempts (an administrator's "Unlock")."""
+        user = self.find_user(username)
+        if user is None:
+            raise errors.NotFound(f"no user {username}")
+        creds = self.meta.tables[schema.CREDENTIALS]
+        with self.store.transaction() as tx:
+            tx.conn.execute(
+                creds.update()
+                .where(creds.c.user_id == user["Id"])
+                .values(failed_logins=None, locked_until=None)
+            )
 
     def _credentials(self, user_id: str) -> dict[str, Any] | None:
         creds = self.meta.tables[schema.CREDENTIALS]
@@ -253,19 +327,9 @@ class Accounts:
         """The live session of ``token``, or INVALID_SESSION_ID."""
         key = _token_hash(token)
         now = values.to_db_datetime(self.clock.now())
-        with self._lock:
-            cached = self._cache.get(key)
-        if cached is not None and cached[1] > time.monotonic() and cached[0].expires_at > now:
-            found = cached[0]
-        else:
-            found = self._load_session(key, now)
-            cached = (found, time.monotonic() + CACHE_SECONDS)
+        found = self._load_session(key, now)
         if found.idle is not None and now + found.idle - found.expires_at >= EXTEND_EVERY:
             found = self._extend(key, found, now + found.idle)
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[key] = (found, cached[1])
         return found
 
     def _extend(self, key: str, found: Session, expires_at: datetime) -> Session:
@@ -277,7 +341,7 @@ class Accounts:
                 .where(sessions.c.token_hash == key, sessions.c.expires_at < expires_at)
                 .values(expires_at=expires_at)
             )
-        return Session(found.user_id, found.is_admin, found.time_zone, expires_at, found.idle)
+        return dataclasses.replace(found, expires_at=expires_at)
 
     def _load_session(self, key: str, now: datetime) -> Session:
         sessions, creds, users = (
@@ -304,8 +368,9 @@ class Accounts:
                 .mappings()
                 .first()
             )
-        if row is None or row["expires_at"] <= now or not row["IsActive"]:
-            raise errors.InvalidSession("Session expired or invalid")
+            if row is None or row["expires_at"] <= now or not row["IsActive"]:
+                raise errors.InvalidSession("Session expired or invalid")
+            sets = self._permission_sets(conn, row["user_id"])
         idle = row["idle_seconds"]
         return Session(
             row["user_id"],
@@ -313,11 +378,91 @@ class Accounts:
             row["TimeZoneSidKey"] or "GMT",
             row["expires_at"],
             None if idle is None else timedelta(seconds=idle),
+            sets,
         )
 
+    def _permission_sets(self, conn: records.Connection, user_id: str) -> frozenset[str]:
+        assigned, sets = (
+            self.meta.tables["PermissionSetAssignment"],
+            self.meta.tables["PermissionSet"],
+        )
+        names = conn.execute(
+            sa.select(sets.c.Name)
+            .select_from(assigned.join(sets, sets.c.Id == assigned.c.PermissionSetId))
+            .where(assigned.c.AssigneeId == user_id, assigned.c.IsDeleted == sa.false())
+        ).scalars()
+        return frozenset(str(n) for n in names)
+
+    # --- permissions and managers -----------------------------------------------------------
+
+    def permission_set_id(self, name: str) -> str:
+        """The Id of the permission set named ``name`` (its Name or Label, any case)."""
+        sets = self.meta.tables["PermissionSet"]
+        wanted = name.strip().lower()
+        with self.store.reading() as conn:
+            rows = conn.execute(sa.select(sets.c.Id, sets.c.Name, sets.c.Label)).all()
+        for set_id, set_name, label in rows:
+            if wanted in (str(set_name).lower(), str(label).lower()):
+                return str(set_id)
+        known = ", ".join(sorted(str(r[1]) for r in rows))
+        raise errors.NotFound(f"no permission set {name} (known: {known})")
+
+    def grant(self, user_id: str, permission: str) -> bool:
+        """Assign a permission set (by Name or Label); False if the user already had it."""
+        set_id = self.permission_set_id(permission)
+        assigned = self.meta.tables["PermissionSetAssignment"]
+        with self.store.transaction() as tx:
+            have = tx.conn.execute(
+                sa.select(assigned.c.Id).where(
+                    assigned.c.AssigneeId == user_id,
+                    assigned.c.PermissionSetId == set_id,
+                    assigned.c.IsDeleted == sa.false(),
+                )
+            ).first()
+            if have is None:
+                tx.insert(
+                    "PermissionSetAssignment",
+                    {"AssigneeId": user_id, "PermissionSetId": set_id},
+                    system=True,
+                )
+        return have is None
+
+    def revoke_permission(self, user_id: str, permission: str) -> bool:
+        """Remove a permission set assignment; False if the user did not have it."""
+        set_id = self.permission_set_id(permission)
+        assigned = self.meta.tables["PermissionSetAssignment"]
+        with self.store.transaction() as tx:
+            found = tx.conn.execute(
+                sa.select(assigned.c.Id).where(
+                    assigned.c.AssigneeId == user_id,
+                    assigned.c.PermissionSetId == set_id,
+                    assigned.c.IsDeleted == sa.false(),
+                )
+            ).scalars()
+            gone = [str(i) for i in found]
+            for assignment_id in gone:
+                tx.delete("PermissionSetAssignment", assignment_id, system=True)
+        return bool(gone)
+
+    def permissions_of(self, user_id: str) -> frozenset[str]:
+        with self.store.reading() as conn:
+            return self._permission_sets(conn, user_id)
+
+    def set_manager(self, user_id: str, manager_username: str | None) -> None:
+        """Set (or clear, with None or "") the user's ManagerId; a manager sees and acts on
+        the records of everyone below them in the chain (storage/visibility.py)."""
+        manager_id = None
+        if manager_username:
+            manager = self.find_user(manager_username)
+            if manager is None:
+                raise errors.NotFound(f"no user {manager_username}")
+            manager_id = manager["Id"]
+            if manager_id == user_id:
+                raise errors.InvalidOperation("a user cannot be their own manager")
+        with self.store.transaction() as tx:
+            tx.update("User", user_id, {"ManagerId": manager_id}, system=True)
+
     def revoke(self, token: str) -> None:
-        with self._lock:
-            self._cache.pop(_token_hash(token), None)
         sessions = self.meta.tables[schema.SESSIONS]
         with self.store.transaction() as tx:
             tx.conn.execute(sessions.delete().where(sessions.c.token_hash == _token_hash(token)))

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
 from opencadence.metadata.registry import Registry, default_registry
-from opencadence.storage import counts, dialect, events, records, schema, values
+from opencadence.storage import authorization, counts, dialect, events, records, schema, values
 
 #: The Organization record every database has.
 ORG_ID = ids.make_id(default_registry().prefix("Organization"), 1)
@@ -87,6 +87,7 @@ def upgrade(
                 _write_state(conn, target, wanted)
             _ensure_replay_counter(conn)
             _bootstrap(conn, target, now)
+            _bootstrap_permission_sets(conn, target, now)
     return done
 
 
@@ -260,6 +261,35 @@ def _bootstrap(conn: sa.Connection, target: sa.MetaData, now: datetime) -> None:
     conn.execute(users.insert().values(**_only(users, user), **audit))
     if schema.ROW_COUNTS in target.tables:
         counts.apply(conn, target, Counter({"Organization": 1, "User": 1}))
+
+
+def _bootstrap_permission_sets(conn: sa.Connection, target: sa.MetaData, now: datetime) -> None:
+    """The permission sets opencadence's checks know (authorization.PERMISSION_SETS), each
+    created once: also in a database made before they existed."""
+    table = target.tables.get("PermissionSet")
+    if table is None:
+        return
+    have = set(conn.execute(sa.select(table.c.Id)).scalars())
+    added = 0
+    for set_id, (name, label, description) in authorization.PERMISSION_SETS.items():
+        if set_id in have:
+            continue
+        audit = records.created_fields(set_id, records.AUTOMATED_USER, now)
+        conn.execute(
+            table.insert().values(
+                Name=name,
+                Label=label,
+                Description=description,
+                IsOwnedByProfile=False,
+                PermissionsViewAllData=False,
+                PermissionsModifyAllData=False,
+                PermissionsManageUsers=False,
+                **audit,
+            )
+        )
+        added += 1
+    if added and schema.ROW_COUNTS in target.tables:
+        counts.apply(conn, target, Counter({"PermissionSet": added}))
 
 
 def _only(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ which maintains read-only fields such as ActionCadenceStepTracker.State itself.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -29,7 +30,16 @@ from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
 from opencadence.metadata import model
 from opencadence.metadata.registry import Registry, default_registry
-from opencadence.storage import counts, dialect, events, formulas, schema, values
+from opencadence.storage import (
+    authorization,
+    counts,
+    dialect,
+    events,
+    formulas,
+    schema,
+    values,
+    visibility,
+)
 
 #: The user recorded as creator/modifier when no user is given (the org's automated process).
 AUTOMATED_USER = ids.make_id(default_registry().prefix("User"), 1)
@@ -61,6 +71,11 @@ class Store:
         self.plan_ok_prefixes: set[tuple[int, str]] = set()
         #: statements of the batch writer compiled per (shape, dialect), kept with the tables
         self.batch_statements: dict[Any, Any] = {}
+        #: called with the last replay id after each commit that wrote change events, in the
+        #: committing thread (the CometD endpoint wakes its waiting long-polls with it)
+        self.event_listeners: list[Callable[[int], None]] = []
+        #: the connection of the write transaction open on each thread (see ``reading``)
+        self._local = threading.local()
 
     def plan(self, obj: model.ObjectDef, system: bool) -> _WritePlan:
         """Per-object facts every write needs, computed once (writes are the hot path)."""
@@ -71,23 +86,55 @@ class Store:
         return plan
 
     @contextmanager
-    def transaction(self, user_id: str = AUTOMATED_USER, *, origin: str = "") -> Iterator[Tx]:
-        """One write transaction: everything in it commits, with its events, or nothing does."""
-        with self.engine.connect() as conn:
+    def transaction(
+        self,
+        user_id: str = AUTOMATED_USER,
+        *,
+        origin: str = "",
+        principal: authorization.Principal | None = None,
+    ) -> Iterator[Tx]:
+        """One write transaction: everything in it commits, with its events, or nothing does.
+
+        With a ``principal`` (a signed-in user: what ``Org`` passes for API calls), every
+        API-mode write is checked against that user's permissions and record access
+        (docs/security-model.md); without one, the caller is the system itself. A lock it
+        could not get in time (another writer) raises UnableToLockRow."""
+        with (
+            locks_refused(),
+            dialect.writer_turn(self.engine) as turn,
+            self.engine.connect() as conn,
+        ):
+            if not turn:
+                raise errors.UnableToLockRow()
             conn = conn.execution_options(**{dialect.WRITE_OPTION: True})
             with conn.begin():
-                tx = Tx(self, conn, user_id, origin)
-                yield tx
-                tx.flush_events()
+                tx = Tx(self, conn, user_id, origin, principal)
+                outer, self._local.conn = getattr(self._local, "conn", None), conn
+                try:
+                    yield tx
+                    tx.flush_events()
+                finally:
+                    self._local.conn = outer
             # before the connection goes back to the pool: what must follow the commit at
             # once (the SMTP sender's final ".") waits microseconds, not a pool checkin
             for action in tx.on_commit:
                 action()
+            if tx.last_replay_id:
+                for listener in list(self.event_listeners):
+                    listener(tx.last_replay_id)
 
     @contextmanager
     def reading(self) -> Iterator[sa.Connection]:
-        """A read-only connection (a consistent snapshot on PostgreSQL)."""
-        with self.engine.connect() as conn:
+        """A read-only connection (a consistent snapshot on PostgreSQL).
+
+        Inside a write transaction of this thread it is that transaction's connection: one
+        connection per request, whatever it does, so concurrent requests can never each hold
+        one pooled connection while waiting for a second (a pool deadlock)."""
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        with locks_refused(), self.engine.connect() as conn:
             with conn.begin():
                 yield conn
 
@@ -156,14 +203,25 @@ def with_calculated(obj: model.ObjectDef, row: dict[str, Any], now: datetime) ->
 class Tx:
     """Writes inside one database transaction."""
 
-    def __init__(self, store: Store, conn: sa.Connection, user_id: str, origin: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        conn: sa.Connection,
+        user_id: str,
+        origin: str,
+        principal: authorization.Principal | None = None,
+    ) -> None:
         self.store = store
         self.conn = conn
         self.user_id = ids.parse(user_id, field="UserId")
+        #: the signed-in user whose access API-mode writes are checked for (None: the system)
+        self.principal = principal
         self._ids = _IdBlock(conn)
         self._count_deltas: Counter[str] = Counter()
         #: called in order right after the commit (not after a rollback)
         self.on_commit: list[Callable[[], None]] = []
+        #: the last change-event replay id this transaction wrote (0: none yet)
+        self.last_replay_id = 0
         self.events = events.TransactionEvents(
             transaction_key=str(uuid.uuid4()),
             commit_user=self.user_id,
@@ -197,10 +255,15 @@ class Tx:
 
     def flush_events(self) -> None:
         """Write what the transaction accumulated: change events and row-count deltas."""
-        events.write(self.conn, self.store.meta, self.events)
+        self.write_events(self.events)
         if self._count_deltas:
             counts.apply(self.conn, self.store.meta, self._count_deltas)
             self._count_deltas.clear()
+
+    def write_events(self, pending: events.TransactionEvents) -> None:
+        """Append change events to the log (the store's event listeners hear of them at commit)."""
+        last = events.write(self.conn, self.store.meta, pending)
+        self.last_replay_id = max(self.last_replay_id, last)
 
     # -- insert ---------------------------------------------------------------------------
 
@@ -214,6 +277,9 @@ class Tx:
         """Create records with one statement; all are validated before any is written."""
         obj = self.store.registry.object(object_name)
         self._check_call(obj, "create", system)
+        checked = self._checked(system)
+        if checked is not None:
+            authorization.check_object(checked, obj.name, "create")
         now = self._now()
         rows = [self._new_row(obj, rec, now, system) for rec in records]
         if not rows:
@@ -264,6 +330,7 @@ class Tx:
             out[f.name] = value = convert(value)
             if value is not None and f.type == "reference":
                 self._check_reference(f, value, system)
+                self._check_reference_access(f, value, system)
         if unwritable:
             raise errors.InvalidFieldForInsertUpdate(
                 f"Unable to create/update fields: {', '.join(unwritable)}. Please check the "
@@ -298,6 +365,67 @@ class Tx:
                 f"invalid cross reference id: {f.name} {value}", fields=[f.name]
             )
 
+    def _check_reference_access(self, f: model.FieldDef, value: str, system: bool) -> None:
+        """A reference to a record the principal cannot see is refused as Salesforce refuses
+        it (INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY); the reference exists (checked
+        before)."""
+        checked = self._checked(system)
+        target = self.store.registry.object_of_id(value)
+        if checked is None or target is None or target.name not in visibility.PRIVATE:
+            return
+        if not self._sees(target, value, checked, visibility.predicate):
+            raise errors.InsufficientAccessOnCrossReference(
+                f"insufficient access rights on cross-reference id: {value}", fields=[f.name]
+            )
+
+    # -- authorization --------------------------------------------------------------------
+
+    def _checked(self, system: bool) -> authorization.Principal | None:
+        """The principal this write is checked for (None: system mode, the system, or an
+        administrator, who may change everything)."""
+        p = self.principal
+        if system or p is None or p.admin:
+            return None
+        return p
+
+    def _sees(
+        self,
+        obj: model.ObjectDef,
+        record_id: str,
+        principal: authorization.Principal,
+        rule: Callable[..., Any],
+    ) -> bool:
+        table = self._table(obj)
+        cond = rule(obj.name, table, self.store.meta, principal.user_id)
+        if cond is None:
+            return True
+        found = self.conn.execute(sa.select(table.c.Id).where(table.c.Id == record_id, cond))
+        return found.first() is not None
+
+    def require_access(self, object_name: str, record_id: str, call: str) -> None:
+        """The checks an API-mode ``call`` (update, delete, undelete) of this record makes,
+        for callers that then write it in system mode on the principal's behalf (the cadence
+        runtime deleting a tracker, the Sales Engagement actions): NOT_FOUND when the
+        principal cannot see it, INSUFFICIENT_ACCESS_OR_READONLY when they may not change it."""
+        obj = self.store.registry.object(object_name)
+        self._check_access(obj, ids.parse(record_id), call, system=False)
+
+    def _check_access(self, obj: model.ObjectDef, record_id: str, call: str, system: bool) -> None:
+        """Before an update, delete or undelete on behalf of a principal: the object
+        permission, then the record. A record the principal cannot see answers exactly as a
+        record that does not exist (NOT_FOUND), so the answer reveals nothing; one they see
+        but may not change is INSUFFICIENT_ACCESS_OR_READONLY."""
+        checked = self._checked(system)
+        if checked is None:
+            return
+        authorization.check_object(checked, obj.name, call)
+        if not self._sees(obj, record_id, checked, visibility.predicate):
+            raise _not_found(record_id)
+        if not self._sees(obj, record_id, checked, visibility.editable):
+            raise errors.InsufficientAccessOnRecord(
+                f"insufficient access rights on object id: {record_id}"
+            )
+
     def _require(self, obj: model.ObjectDef, row: Mapping[str, Any], system: bool) -> None:
         required = self.store.plan(obj, system).required
         missing = [name for name in required if row.get(name) is None]
@@ -329,7 +457,11 @@ class Tx:
         obj = self.store.registry.object(object_name)
         self._check_call(obj, "update", system)
         record_id = ids.parse(record_id)
+        self._check_access(obj, record_id, "update", system)
         new = self._convert(obj, changes, "update", system)
+        checked = self._checked(system)
+        if checked is not None and obj.name == "User":
+            authorization.check_user_update(checked, record_id, new)
         current = self._current(obj, record_id)
         guard = self._guard(obj, current, expect or {})
         merged = {**current, **new}
@@ -358,7 +490,7 @@ class Tx:
         table = self._table(obj)
         row = self.conn.execute(sa.select(table).where(table.c.Id == record_id)).mappings().first()
         if row is None:
-            raise errors.NotFound(f"Provided id does not exist: {record_id}")
+            raise _not_found(record_id)
         if row["IsDeleted"]:
             raise errors.EntityIsDeleted("entity is deleted", fields=[])
         return dict(row)
@@ -404,6 +536,7 @@ class Tx:
         obj = self.store.registry.object(object_name)
         self._check_call(obj, "delete", system)
         record_id = ids.parse(record_id)
+        self._check_access(obj, record_id, "delete", system)
         self._current(obj, record_id)
         now = self._now()
         self._set_deleted(obj, record_id, True, now)
@@ -419,6 +552,10 @@ class Tx:
         obj = self.store.registry.object(object_name)
         self._check_call(obj, "undelete", system)
         record_id = ids.parse(record_id)
+        try:  # a record the caller cannot see is as absent from the recycle bin
+            self._check_access(obj, record_id, "undelete", system)
+        except errors.NotFound:
+            raise errors.UndeleteFailed(f"Entity is not in the recycle bin: {record_id}") from None
         table = self._table(obj)
         row = self.conn.execute(sa.select(table).where(table.c.Id == record_id)).mappings().first()
         if row is None or not row["IsDeleted"]:
@@ -553,6 +690,26 @@ def duplicates_refused() -> Iterator[None]:
             if name.lower() in said:
                 raise error() from exc
         raise errors.DuplicateValue("duplicate value found: the row already exists") from exc
+
+
+def _not_found(record_id: str) -> errors.NotFound:
+    """What a write of a missing record answers (and of one the caller cannot see)."""
+    return errors.NotFound(f"Provided id does not exist: {record_id}")
+
+
+@contextmanager
+def locks_refused() -> Iterator[None]:
+    """A lock not obtained in time (SQLite's busy timeout, PostgreSQL's lock timeout or a
+    deadlock) or no pooled connection free as Salesforce's UNABLE_TO_LOCK_ROW: a 400 the
+    client retries, never a 500."""
+    try:
+        yield
+    except sa.exc.TimeoutError as exc:  # the connection pool stayed exhausted
+        raise errors.UnableToLockRow() from exc
+    except sa.exc.DBAPIError as exc:
+        if dialect.is_lock_failure(exc):
+            raise errors.UnableToLockRow() from exc
+        raise
 
 
 def _full_name(row: Mapping[str, Any]) -> str | None:

@@ -41,15 +41,29 @@ def updated_ids(
 
 
 def deleted(
-    store: records.Store, object_name: str, lo: datetime, hi: datetime, *, limit: int
+    store: records.Store,
+    object_name: str,
+    lo: datetime,
+    hi: datetime,
+    *,
+    limit: int,
+    viewer: str | None = None,
 ) -> tuple[list[tuple[str, datetime]], datetime | None]:
     """((record Id, deleted date) of the window, oldest first; the earliest deletion of
-    ``object_name`` still in the deleted log, None if none), read in one snapshot."""
+    ``object_name`` still in the deleted log, None if none), read in one snapshot.
+
+    Limited, as getUpdated is, to the records ``viewer`` could see (None: everything): the
+    deleted row is still in its table, so the visibility rule applies to it as it stood."""
     log = store.meta.tables[schema.DELETED]
+    conds = [log.c.entity == object_name, log.c.deleted_date >= lo, log.c.deleted_date < hi]
+    table = store.meta.tables[object_name]
+    visible = visibility.predicate(object_name, table, store.meta, viewer)
+    if visible is not None:
+        conds.append(log.c.record_id.in_(sa.select(table.c.Id).where(visible)))
     with store.reading() as conn:
         rows = conn.execute(
             sa.select(log.c.record_id, log.c.deleted_date)
-            .where(log.c.entity == object_name, log.c.deleted_date >= lo, log.c.deleted_date < hi)
+            .where(*conds)
             .order_by(log.c.deleted_date)
             .limit(limit)
         ).all()
