@@ -228,15 +228,6 @@ class Org:
             else:
                 tx.delete(obj.name, canonical)
 
-    def _transaction(
-        self, session: accounts.Session, version: str, api: str = "rest", client: str = ""
-    ) -> AbstractContextManager[records.Tx]:
-        """A write on behalf of ``session``: ``records.Tx`` checks it against the user's
-        permissions and record access (docs/security-model.md)."""
-        return self.store.transaction(
-            session.user_id, origin=_origin(version, api, client), principal=session.principal
-        )
-
     def undelete(
         self,
         session: accounts.Session,
@@ -265,8 +256,11 @@ class Org:
         """One transaction for several writes (SOAP's AllOrNoneHeader): pass it as ``tx=`` to
         create/update/delete/undelete and they all commit, or none does. What runs in its own
         transaction anyway (an ActionCadence's State, an ActionCadenceStep's delete) is not
-        held back by it."""
-        return self._transaction(session, version, api, client)
+        held back by it. Its writes are checked against the user's permissions and record
+        access (docs/security-model.md)."""
+        return self.store.transaction(
+            session.user_id, origin=_origin(version, api, client), principal=session.principal
+        )
 
     def _writing(
         self,
@@ -276,9 +270,11 @@ class Org:
         client: str,
         tx: records.Tx | None,
     ) -> AbstractContextManager[records.Tx]:
+        """A write on behalf of ``session`` (``records.Tx`` checks it against the user's
+        permissions and record access), inside ``tx`` when the caller holds one."""
         if tx is not None:
             return nullcontext(tx)
-        return self._transaction(session, version, api, client)
+        return self.transaction(session, version, api=api, client=client)
 
     def _check_unique(
         self, tx: records.Tx, obj: model.ObjectDef, body: Mapping[str, Any], record_id: str | None

@@ -342,7 +342,6 @@ def test_oversized_rest_bodies_are_413(server: Server, chunked: bool) -> None:
     r = s.post(_url(server, f"{V}/sobjects/Contact/"), data=data, headers=headers)
     assert r.status_code == 413
     assert r.json()[0]["errorCode"] == "EXCEEDED_MAX_SIZE_REQUEST"
-    assert r.headers["connection"] == "close"  # the rest is never read
     assert _counts(s, server, headers) == before
 
 

@@ -17,6 +17,7 @@ from opencadence import errors
 from opencadence.api import (
     actions,
     email_settings,
+    event_schemas,
     health,
     identity,
     oauth,
@@ -148,6 +149,7 @@ def build_app(
         Route("/services/data/", list_versions, methods=["GET"]),
         Route("/services/data/openapi.json", openapi_document, methods=["GET"]),
     ]
+    routes += event_schemas.routes()  # before rest's /sobjects/{sobject}/{id}
     routes += (
         rest.routes()
         + actions.routes()

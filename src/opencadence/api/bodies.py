@@ -4,8 +4,10 @@ Every endpoint reads its body here, after it authenticated the caller (the login
 their body is the credentials), so an unauthenticated or oversized request never costs more
 memory than its cap. The cap is checked against Content-Length before anything is read and
 again while a body without one (chunked) streams in. An oversized body answers 413
-EXCEEDED_MAX_SIZE_REQUEST (the Salesforce code for a message over its size limit) and the
-connection is closed, so the rest of the body is never read.
+EXCEEDED_MAX_SIZE_REQUEST (the Salesforce code for a message over its size limit). The
+server discards the rest of the body as it arrives (uvicorn drains it without keeping it) and
+the connection stays usable; closing it instead made clients still sending the body fail
+with a broken pipe before they read the 413.
 """
 
 from __future__ import annotations

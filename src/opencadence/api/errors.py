@@ -24,8 +24,6 @@ async def opencadence_error(request: Request, exc: Exception) -> Response:
         log.error("request failed: %s %s: %s", request.method, request.url.path, exc.message)
     response = json_response(body, status)
     add_limit_info(request, response)
-    if isinstance(exc, errors.RequestTooLarge):  # close rather than read the rest of the body
-        response.headers["Connection"] = "close"
     return response
 
 

@@ -180,9 +180,7 @@ async def soap_login(request: Request) -> Response:
     try:
         raw = await bodies.read(request, bodies.SOAP_LOGIN_MAX)
     except errors.RequestTooLarge as exc:
-        response = _client_fault(f"EXCEEDED_MAX_SIZE_REQUEST: {exc.message}", 413)
-        response.headers["Connection"] = "close"  # the rest of the body is never read
-        return response
+        return _client_fault(f"EXCEEDED_MAX_SIZE_REQUEST: {exc.message}", 413)
     version = request.path_params["version"]
 
     def login() -> Response:

@@ -345,9 +345,7 @@ async def endpoint(request: Request) -> Response:
     except ClientDisconnect:  # gone before its body arrived: nobody to answer
         return Response(status_code=400)
     except errors.RequestTooLarge as exc:
-        response = json_response([{"successful": False, "error": f"413::{exc.message}"}], 413)
-        response.headers["Connection"] = "close"  # the rest of the body is never read
-        return response
+        return json_response([{"successful": False, "error": f"413::{exc.message}"}], 413)
     except errors.JsonParserError:
         return json_response([{"successful": False, "error": "400::invalid JSON"}], 400)
     if isinstance(messages, dict):

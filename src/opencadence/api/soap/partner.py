@@ -67,10 +67,7 @@ def endpoint(flavor: schema.Flavor) -> Callable[[Request], Awaitable[Response]]:
         try:
             call = envelope.parse(await _read_bounded(request))
         except envelope.ClientFault as exc:
-            response = envelope.client_fault(exc.message, flavor, exc.status)
-            if exc.status == 413:
-                response.headers["Connection"] = "close"  # the rest of the body is never read
-            return response
+            return envelope.client_fault(exc.message, flavor, exc.status)
         try:
             version = _version(request)
         except errors.OpenCadenceError as exc:
