@@ -246,6 +246,7 @@ class Org:
                 f"entity type {obj.name} does not support undelete"
             )
         canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
+        authorization.check_object(session.principal, obj.name, "undelete")
         with self._writing(session, version, api, client, tx) as tx:
             tx.undelete(obj.name, canonical)
 

@@ -31,9 +31,10 @@ MEDIA_TYPE = "text/xml; charset=utf-8"
 class ClientFault(Exception):
     """A request that is not a SOAP call we can read: faultcode soapenv:Client, no detail."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, status: int = 500) -> None:
         super().__init__(message)
         self.message = message
+        self.status = status  # SOAP 1.1 faults are 500; an oversized body is 413
 
 
 @dataclass
@@ -74,7 +75,9 @@ def is_nil(node: ET.Element) -> bool:
 def parse(raw: bytes) -> Call:
     """The envelope's operation and headers; hostile or oversized XML is refused unread."""
     if len(raw) > MAX_BYTES:
-        raise ClientFault(f"The request is larger than {MAX_BYTES} bytes")
+        raise ClientFault(
+            f"EXCEEDED_MAX_SIZE_REQUEST: the request is larger than {MAX_BYTES} bytes", 413
+        )
     try:
         root = SafeET.fromstring(raw, forbid_dtd=True)
     except (SafeET.ParseError, defusedxml.DefusedXmlException, ValueError) as exc:
@@ -231,12 +234,14 @@ def error_fault(exc: errors.OpenCadenceError, flavor: schema.Flavor = schema.PAR
     )
 
 
-def client_fault(message: str, flavor: schema.Flavor = schema.PARTNER) -> Response:
+def client_fault(
+    message: str, flavor: schema.Flavor = schema.PARTNER, status: int = 500
+) -> Response:
     root, body = _envelope(flavor.fault_ns, None)
     node = sub(body, "soapenv:Fault")
     sub(node, "faultcode", "soapenv:Client")
     sub(node, "faultstring", message)
-    return to_response(root, 500)
+    return to_response(root, status)
 
 
 # --- typed values ---------------------------------------------------------------------------

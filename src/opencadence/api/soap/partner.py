@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from opencadence import errors, ids
-from opencadence.api import oauth, versions
+from opencadence.api import bodies, oauth, versions
 from opencadence.api.soap import enterprise, envelope, schema
 from opencadence.api.soap.envelope import Call, sub
 from opencadence.metadata import model
@@ -67,7 +67,7 @@ def endpoint(flavor: schema.Flavor) -> Callable[[Request], Awaitable[Response]]:
         try:
             call = envelope.parse(await _read_bounded(request))
         except envelope.ClientFault as exc:
-            return envelope.client_fault(exc.message, flavor)
+            return envelope.client_fault(exc.message, flavor, exc.status)
         try:
             version = _version(request)
         except errors.OpenCadenceError as exc:
@@ -82,18 +82,12 @@ def endpoint(flavor: schema.Flavor) -> Callable[[Request], Awaitable[Response]]:
 
 
 async def _read_bounded(request: Request) -> bytes:
-    """The body, refused past ``envelope.MAX_BYTES`` without reading the rest (a declared
-    Content-Length that is too large is refused before anything is read)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > envelope.MAX_BYTES:
-        raise envelope.ClientFault(f"The request is larger than {envelope.MAX_BYTES} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > envelope.MAX_BYTES:
-            raise envelope.ClientFault(f"The request is larger than {envelope.MAX_BYTES} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    """The body, refused past ``envelope.MAX_BYTES`` without reading the rest (``api.bodies``:
+    a declared Content-Length that is too large is refused before anything is read)."""
+    try:
+        raw = await bodies.read(request, envelope.MAX_BYTES)
+    except errors.RequestTooLarge as exc:
+        raise envelope.ClientFault(f"EXCEEDED_MAX_SIZE_REQUEST: {exc.message}", 413) from None
     request._body = raw  # Starlette's cache of body(): api.oauth's login reads the same bytes
     return raw
 
