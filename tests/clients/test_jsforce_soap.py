@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import Server
+from .test_pubsub_node import install, node_clients_dir
 
-JSFORCE = "jsforce@3"
 SCRIPT = r"""
 const jsforce = require('jsforce');
 (async () => {
@@ -46,30 +46,11 @@ def _unavailable(why: str) -> None:
 
 @pytest.fixture(scope="session")
 def jsforce_dir() -> Path:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
+    """The shared folder of npm clients (tests/clients/node/package.json pins jsforce)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
         _unavailable("node and npm are needed for the jsforce test")
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    folder = cache / "opencadence-tests" / "jsforce3"
-    if not (folder / "node_modules" / "jsforce" / "package.json").exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            [
-                str(npm),
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--silent",
-                "--prefix",
-                str(folder),
-                JSFORCE,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if done.returncode != 0:
-            _unavailable(f"npm install {JSFORCE} failed: {done.stderr[-500:]}")
+    folder = node_clients_dir()
+    install(folder)
     return folder
 
 
