@@ -13,6 +13,7 @@ from opencadence import demo, system
 from opencadence.cadence import actions, definition_file, runtime, worker
 from opencadence.clock import ManualClock
 from opencadence.email import activity, no_relay, smtp_sender
+from opencadence.soql import execute
 from opencadence.storage import records, schema
 from tests.integration.cadence.helpers import assign, step_trackers, tracker_of
 from tests.integration.email.conftest import Enrol, Relay, Template
@@ -231,3 +232,35 @@ def test_the_demo_email_is_logged_and_sendable_through_a_real_relay(
     ]
     assert [(s["State"], s["ErrorCode"]) for s in intro] == [("Completed", None)]
     assert len(_rows(store, "EmailMessage", ToAddress="n@x.io")) == 1
+
+
+def test_a_rep_sees_the_emails_of_their_own_tasks_only(
+    store: records.Store,
+    oc: system.System,
+    relay: Relay,
+    work: worker.Worker,
+    template: Template,
+    enrol: Enrol,
+    rep: str,
+) -> None:
+    enrol(template())
+    work.run_until_idle()
+    with store.transaction() as tx:
+        other = tx.insert(
+            "User",
+            {
+                "Username": "other@example.com",
+                "LastName": "Other",
+                "Alias": "o",
+                "Email": "other@example.com",
+                "TimeZoneSidKey": "GMT",
+                "LocaleSidKey": "en_US",
+                "LanguageLocaleKey": "en_US",
+                "EmailEncodingKey": "UTF-8",
+            },
+        )
+    soql = "SELECT Id, Subject FROM EmailMessage"
+    mine = oc.org.queries.query(soql, execute.Caller(rep, view_all=False))
+    theirs = oc.org.queries.query(soql, execute.Caller(other, view_all=False))
+    assert [r["Subject"] for r in mine["records"]] == ["Hello Ada"]
+    assert theirs["totalSize"] == 0 and theirs["records"] == []
