@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from opencadence import demo, system
@@ -106,21 +107,33 @@ def test_no_records_when_the_send_is_not_recorded(
     assert _rows(store, "EmailMessage") == [] and _rows(store, "Task") == []
 
 
-def test_a_reconciled_send_is_logged_once(
-    store: records.Store, clock: ManualClock, relay: Relay, template: Template, enrol: Enrol
+@pytest.mark.parametrize("left", ["accepted", "sending"])
+def test_a_send_a_crash_interrupted_is_logged_once(
+    store: records.Store,
+    clock: ManualClock,
+    relay: Relay,
+    template: Template,
+    enrol: Enrol,
+    left: str,
 ) -> None:
+    """Killed after the relay's 250 was recorded (``accepted``: reconciled as sent) or while
+    the "." was in flight (``sending``: unknown, resent): one EmailMessage and Task either way."""
     target = enrol(template())
     worker.Worker(
         store, _DiesBeforeDelivery(store, smtp_sender.SmtpConfig(port=relay.port))
     ).run_until_idle()
     ob = store.meta.tables[schema.EMAIL_OUTBOX]
-    with store.transaction() as tx:  # killed just after the "." went out
-        tx.conn.execute(sa.update(ob).values(status="sending"))
+    with store.transaction() as tx:
+        tx.conn.execute(sa.update(ob).values(status=left))
     clock.advance(smtp_sender.LEASE + timedelta(seconds=1))
     restarted = smtp_sender.SmtpSender(store, smtp_sender.SmtpConfig(port=relay.port, timeout=5))
-    assert restarted.reconcile() == 1
-    worker.Worker(store, restarted).run_until_idle()
-    assert restarted.reconcile() == 0
+    try:
+        assert restarted.reconcile() == 1
+        worker.Worker(store, restarted).run_until_idle()
+        assert restarted.reconcile() == 0
+    finally:
+        restarted.close()
+    assert auto_step(store, target)["State"] == "Completed"
     (email,) = _rows(store, "EmailMessage")
     (task,) = _rows(store, "Task")
     assert email["ActivityId"] == task["Id"] and task["WhoId"] == target
