@@ -7,12 +7,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from opencadence import demo, system
 from opencadence.cadence import actions, definition_file, runtime, worker
 from opencadence.clock import ManualClock
 from opencadence.email import activity, no_relay, smtp_sender
+from opencadence.soql import execute
 from opencadence.storage import records, schema
 from tests.integration.cadence.helpers import assign, step_trackers, tracker_of
 from tests.integration.email.conftest import Enrol, Relay, Template
@@ -105,21 +107,33 @@ def test_no_records_when_the_send_is_not_recorded(
     assert _rows(store, "EmailMessage") == [] and _rows(store, "Task") == []
 
 
-def test_a_reconciled_send_is_logged_once(
-    store: records.Store, clock: ManualClock, relay: Relay, template: Template, enrol: Enrol
+@pytest.mark.parametrize("left", ["accepted", "sending"])
+def test_a_send_a_crash_interrupted_is_logged_once(
+    store: records.Store,
+    clock: ManualClock,
+    relay: Relay,
+    template: Template,
+    enrol: Enrol,
+    left: str,
 ) -> None:
+    """Killed after the relay's 250 was recorded (``accepted``: reconciled as sent) or while
+    the "." was in flight (``sending``: unknown, resent): one EmailMessage and Task either way."""
     target = enrol(template())
     worker.Worker(
         store, _DiesBeforeDelivery(store, smtp_sender.SmtpConfig(port=relay.port))
     ).run_until_idle()
     ob = store.meta.tables[schema.EMAIL_OUTBOX]
-    with store.transaction() as tx:  # killed just after the "." went out
-        tx.conn.execute(sa.update(ob).values(status="sending"))
+    with store.transaction() as tx:
+        tx.conn.execute(sa.update(ob).values(status=left))
     clock.advance(smtp_sender.LEASE + timedelta(seconds=1))
     restarted = smtp_sender.SmtpSender(store, smtp_sender.SmtpConfig(port=relay.port, timeout=5))
-    assert restarted.reconcile() == 1
-    worker.Worker(store, restarted).run_until_idle()
-    assert restarted.reconcile() == 0
+    try:
+        assert restarted.reconcile() == 1
+        worker.Worker(store, restarted).run_until_idle()
+        assert restarted.reconcile() == 0
+    finally:
+        restarted.close()
+    assert auto_step(store, target)["State"] == "Completed"
     (email,) = _rows(store, "EmailMessage")
     (task,) = _rows(store, "Task")
     assert email["ActivityId"] == task["Id"] and task["WhoId"] == target
@@ -231,3 +245,35 @@ def test_the_demo_email_is_logged_and_sendable_through_a_real_relay(
     ]
     assert [(s["State"], s["ErrorCode"]) for s in intro] == [("Completed", None)]
     assert len(_rows(store, "EmailMessage", ToAddress="n@x.io")) == 1
+
+
+def test_a_rep_sees_the_emails_of_their_own_tasks_only(
+    store: records.Store,
+    oc: system.System,
+    relay: Relay,
+    work: worker.Worker,
+    template: Template,
+    enrol: Enrol,
+    rep: str,
+) -> None:
+    enrol(template())
+    work.run_until_idle()
+    with store.transaction() as tx:
+        other = tx.insert(
+            "User",
+            {
+                "Username": "other@example.com",
+                "LastName": "Other",
+                "Alias": "o",
+                "Email": "other@example.com",
+                "TimeZoneSidKey": "GMT",
+                "LocaleSidKey": "en_US",
+                "LanguageLocaleKey": "en_US",
+                "EmailEncodingKey": "UTF-8",
+            },
+        )
+    soql = "SELECT Id, Subject FROM EmailMessage"
+    mine = oc.org.queries.query(soql, execute.Caller(rep, view_all=False))
+    theirs = oc.org.queries.query(soql, execute.Caller(other, view_all=False))
+    assert [r["Subject"] for r in mine["records"]] == ["Hello Ada"]
+    assert theirs["totalSize"] == 0 and theirs["records"] == []
