@@ -44,7 +44,8 @@ def test_describe_unknown_object_fails_with_error_code() -> None:
 def test_demo_serves_a_seeded_org_and_its_snippet_works(tmp_path: Path) -> None:
     port = _free_port()
     with subprocess.Popen(
-        [sys.executable, "-m", "opencadence", "demo", "--port", str(port)],
+        [sys.executable, "-m", "opencadence", "demo", "--port", str(port)]
+        + ["--pubsub-port", str(_free_port())],  # not the default: tests run side by side
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -13,7 +13,9 @@ from opencadence.api import server
 def _serve(monkeypatch: pytest.MonkeyPatch, db_url: str, *extra: str) -> None:
     started: list[Any] = []
     monkeypatch.setattr(server, "run", lambda built, **kw: started.append(kw))
-    assert cli.main(["serve", "--database", db_url, "--no-worker", *extra]) == 0
+    assert (
+        cli.main(["serve", "--database", db_url, "--no-worker", "--pubsub-port", "0", *extra]) == 0
+    )
     assert len(started) == 1
 
 

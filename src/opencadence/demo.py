@@ -17,6 +17,7 @@ from typing import Any
 from opencadence.cadence import definition_file, runtime, worker
 from opencadence.email import no_relay, templates
 from opencadence.org import Org
+from opencadence.storage import migrate
 
 ADMIN = "admin@demo.opencadence.dev"
 ADMIN_PASSWORD = "demo-admin-1"
@@ -325,7 +326,7 @@ def _advance(clock: Any, w: worker.Worker, **delta: float) -> None:
     w.run_until_idle()
 
 
-def banner(url: str, token: str, cert: str | None) -> str:
+def banner(url: str, token: str, cert: str | None, pubsub: str | None = None) -> str:
     """What the demo prints: where it is, a token, and shell lines that work as printed.
 
     Everything after the first three lines is a bash script that can be pasted into an
@@ -337,12 +338,20 @@ def banner(url: str, token: str, cert: str | None) -> str:
     bindir = _shell_path(Path(sys.executable).parent)
     verify = repr(cert) if cert else "True"
     host = url.split("://", 1)[1]
+    lines = [
+        f"opencadence demo org at {url}",
+        f"admin: {ADMIN} / {ADMIN_PASSWORD}",
+        f"access token: {token}",
+        "",
+    ]
+    if pubsub is not None:  # only when its server is listening: a comment of the script
+        lines.append(
+            f"# Pub/Sub API (gRPC, TLS): {pubsub}  metadata: accesstoken (the token above), "
+            f"instanceurl {url}, tenantid {migrate.ORG_ID}"
+        )
     return "\n".join(
         [
-            f"opencadence demo org at {url}",
-            f"admin: {ADMIN} / {ADMIN_PASSWORD}",
-            f"access token: {token}",
-            "",
+            *lines,
             "# query it with simple-salesforce (installed into the demo's environment first):",
             f"{shlex.quote(bindir + '/pip')} install -q simple-salesforce",
             f"{shlex.quote(bindir + '/python')} - <<'EOF'",

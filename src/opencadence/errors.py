@@ -118,6 +118,19 @@ different name."""
         super().__init__(message, fields=fields)
 
 
+class MissingArgument(DmlError):
+    """A required argument is missing."""
+
+    error_code = "MISSING_ARGUMENT"
+
+
+class DuplicateExternalId(DmlError):
+    """More than one record matches the external id."""
+
+    error_code = "DUPLICATE_EXTERNAL_ID"
+    http_status = 300
+
+
 class EntityIsDeleted(DmlError):
     """Entity is deleted."""
 
@@ -156,6 +169,13 @@ class FieldCustomValidation(DmlError):
     """A validation rule of the object failed."""
 
     error_code = "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+
+
+class UnableToLockRow(DmlError):
+    """unable to obtain exclusive access to this record: another transaction holds it; try the
+    request again"""
+
+    error_code = "UNABLE_TO_LOCK_ROW"
 
 
 class StaleTransition(OpenCadenceError):
@@ -207,11 +227,25 @@ class MethodNotAllowed(OpenCadenceError):
     http_status = 405
 
 
+class UnsupportedApiVersion(OpenCadenceError):
+    """Invalid Api version specified on URL"""
+
+    error_code = "UNSUPPORTED_API_VERSION"
+    http_status = 500
+
+
 class JsonParserError(OpenCadenceError):
     """The request body could not be parsed as JSON."""
 
     error_code = "JSON_PARSER_ERROR"
     http_status = 400
+
+
+class RequestTooLarge(OpenCadenceError):
+    """The request body is larger than this endpoint accepts."""
+
+    error_code = "EXCEEDED_MAX_SIZE_REQUEST"
+    http_status = 413
 
 
 class InvalidOperation(OpenCadenceError):

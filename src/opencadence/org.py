@@ -7,8 +7,8 @@ actions, each for a calling session. The API layers only parse requests and rend
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sized
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Mapping, Sequence, Sized
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +18,7 @@ from opencadence.cadence import runtime
 from opencadence.clock import Clock
 from opencadence.email import templates
 from opencadence.metadata import describe, model
+from opencadence.metadata.sales_engagement import TRACKER
 from opencadence.soql import execute
 from opencadence.storage import (
     accounts,
@@ -136,22 +137,30 @@ class Org:
         return record
 
     def create(
-        self, session: accounts.Session, name: str, body: Mapping[str, Any], version: str
+        self,
+        session: accounts.Session,
+        name: str,
+        body: Mapping[str, Any],
+        version: str,
+        *,
+        api: str = "rest",
+        client: str = "",
+        tx: records.Tx | None = None,
     ) -> str:
         obj = self._object(name, version)
         authorization.check_object(session.principal, obj.name, "create")
         self._check_visible_fields(obj, body, version)
         body, state = _split_state(obj, body)
+        _own_transaction(tx, state is not None, "ActionCadence.State")
         if obj.name == "EmailTemplate":  # merge fields are checked when the template is saved
             templates.validate(body, self.registry)
         with (
             records.duplicates_refused(),
-            self._transaction(session, version) as tx,
+            self._writing(session, version, api, client, tx) as tx,
         ):
             self._check_unique(tx, obj, body, None)
             record_id = tx.insert(obj.name, body)
             self._after_write(tx, obj, record_id, body)
-        self._permissions_changed(obj)
         if state is not None and state != "Draft":
             runtime.set_state(self.store, record_id, state, session.user_id)
         return record_id
@@ -163,6 +172,10 @@ class Org:
         record_id: str,
         body: Mapping[str, Any],
         version: str,
+        *,
+        api: str = "rest",
+        client: str = "",
+        tx: records.Tx | None = None,
     ) -> None:
         obj = self._object(name, version)
         if not obj.supports("update"):
@@ -171,20 +184,33 @@ class Org:
         authorization.check_object(session.principal, obj.name, "update")
         self._check_visible_fields(obj, body, version)
         body, state = _split_state(obj, body)
+        _own_transaction(tx, state is not None, "ActionCadence.State")
         if obj.name == "EmailTemplate":
             current = self.store.get(obj.name, canonical) or {}
             templates.validate({**current, **body}, self.registry)
         if body:
             with (
                 records.duplicates_refused(),
-                self._transaction(session, version) as tx,
+                self._writing(session, version, api, client, tx) as tx,
             ):
                 self._check_unique(tx, obj, body, canonical)
                 tx.update(obj.name, canonical, body)
+                if obj.name == "User":  # IsActive=false ends the user's sessions for good
+                    self.accounts.end_sessions_if_inactive(tx.conn, canonical)
         if state is not None:
             runtime.set_state(self.store, canonical, state, session.user_id)
 
-    def delete(self, session: accounts.Session, name: str, record_id: str, version: str) -> None:
+    def delete(
+        self,
+        session: accounts.Session,
+        name: str,
+        record_id: str,
+        version: str,
+        *,
+        api: str = "rest",
+        client: str = "",
+        tx: records.Tx | None = None,
+    ) -> None:
         obj = self._object(name, version)
         if not obj.supports("delete"):
             raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support delete")
@@ -193,26 +219,61 @@ class Org:
         if (
             obj.name == "ActionCadenceStep"
         ):  # Orphaned before activation, Retired after (targets exit)
+            _own_transaction(tx, True, "deleting an ActionCadenceStep")
             runtime.delete_step(self.store, canonical, session.user_id)
             return
-        with self._transaction(session, version) as tx:
-            tx.delete(obj.name, canonical)
-        self._permissions_changed(obj)
+        with self._writing(session, version, api, client, tx) as tx:
+            if obj.name == TRACKER:  # takes the target out of the cadence in the same transaction
+                runtime.delete_tracker(tx, canonical, self.caller(session).viewer)
+            else:
+                tx.delete(obj.name, canonical)
 
-    def _transaction(
-        self, session: accounts.Session, version: str
+    def undelete(
+        self,
+        session: accounts.Session,
+        name: str,
+        record_id: str,
+        version: str,
+        *,
+        api: str = "rest",
+        client: str = "",
+        tx: records.Tx | None = None,
+    ) -> None:
+        """Restore a record from the recycle bin (UNDELETE_FAILED when it is not there)."""
+        obj = self._object(name, version)
+        if not obj.supports("undelete"):
+            raise errors.InvalidTypeForOperation(
+                f"entity type {obj.name} does not support undelete"
+            )
+        canonical = ids.parse_for_object(record_id, obj.key_prefix, obj.name)
+        with self._writing(session, version, api, client, tx) as tx:
+            tx.undelete(obj.name, canonical)
+
+    def transaction(
+        self, session: accounts.Session, version: str, *, api: str = "rest", client: str = ""
     ) -> AbstractContextManager[records.Tx]:
-        """A write on behalf of ``session``: ``records.Tx`` checks it against the user's
-        permissions and record access (docs/security-model.md)."""
+        """One transaction for several writes (SOAP's AllOrNoneHeader): pass it as ``tx=`` to
+        create/update/delete/undelete and they all commit, or none does. What runs in its own
+        transaction anyway (an ActionCadence's State, an ActionCadenceStep's delete) is not
+        held back by it. Its writes are checked against the user's permissions and record
+        access (docs/security-model.md)."""
         return self.store.transaction(
-            session.user_id, origin=_origin(version), principal=session.principal
+            session.user_id, origin=_origin(version, api, client), principal=session.principal
         )
 
-    def _permissions_changed(self, obj: model.ObjectDef) -> None:
-        """A permission set assignment written through the API applies to the next request
-        (sessions carry their permissions, cached for a few seconds)."""
-        if obj.name == "PermissionSetAssignment":
-            self.accounts.forget_sessions()
+    def _writing(
+        self,
+        session: accounts.Session,
+        version: str,
+        api: str,
+        client: str,
+        tx: records.Tx | None,
+    ) -> AbstractContextManager[records.Tx]:
+        """A write on behalf of ``session`` (``records.Tx`` checks it against the user's
+        permissions and record access), inside ``tx`` when the caller holds one."""
+        if tx is not None:
+            return nullcontext(tx)
+        return self.transaction(session, version, api=api, client=client)
 
     def _check_unique(
         self, tx: records.Tx, obj: model.ObjectDef, body: Mapping[str, Any], record_id: str | None
@@ -277,6 +338,18 @@ class Org:
     ) -> None:
         for hook in self.after_write.get(obj.name, ()):
             hook(tx, obj, record_id, body)
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def invoke_action(
+        self, session: accounts.Session, name: str, inputs: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """A Sales Engagement action for the session's user, limited to what they may act on
+        (an admin acts on everything)."""
+        results: list[dict[str, Any]] = self.actions.invoke(
+            name, inputs, session.user_id, viewer=self.caller(session).viewer
+        )
+        return results
 
     # --- query ------------------------------------------------------------------------------
 
@@ -382,6 +455,12 @@ def _split_state(
     return rest, state
 
 
+def _own_transaction(tx: records.Tx | None, needed: bool, what: str) -> None:
+    """The runtime writes these in a transaction of its own: not inside a caller's."""
+    if tx is not None and needed:
+        raise errors.InvalidOperation(f"{what} cannot be written in an all-or-none call")
+
+
 def _task_created(
     tx: records.Tx, obj: model.ObjectDef, record_id: str, body: Mapping[str, Any]
 ) -> None:
@@ -417,5 +496,8 @@ def _check_cap(found: Sized) -> None:
         )
 
 
-def _origin(version: str) -> str:
-    return f"com/salesforce/api/rest/{version}"
+def _origin(version: str, api: str = "rest", client: str = "") -> str:
+    """The change events' changeOrigin: ``com/salesforce/api/{rest|soap}/{version}``, with
+    ``;client=ID`` when the call named its client (SOAP CallOptions)."""
+    origin = f"com/salesforce/api/{api}/{version}"
+    return f"{origin};client={client}" if client else origin

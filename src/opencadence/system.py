@@ -24,7 +24,7 @@ from opencadence.email import inbound, no_relay, smtp_sender, tracking
 from opencadence.metadata import registry
 from opencadence.metadata.registry import Registry
 from opencadence.org import Org
-from opencadence.storage import clock_state, database, events, migrate, records
+from opencadence.storage import accounts, clock_state, database, events, migrate, records
 
 __all__ = ["ClockSetting", "RuntimeConfig", "Settings", "SmtpRelay", "System", "build"]
 
@@ -55,6 +55,9 @@ class Settings:
     #: the clock sessions are timed on (None: the wall clock); never the org's manual clock,
     #: which would log every client out when it moves past the session timeout
     session_clock: Clock | None = None
+    #: invalid login attempts in a row that lock a user out (0: never), and for how long
+    login_max_attempts: int = accounts.MAX_LOGIN_ATTEMPTS
+    login_lockout: timedelta = accounts.LOCKOUT_PERIOD
     #: how long change events stay replayable
     event_retention: timedelta = events.DEFAULT_RETENTION
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -194,6 +197,8 @@ def _core(settings: Settings, eng: database.Engine, clock: Clock, owns_engine: b
         session_clock=session_clock,
         api_request_limit=settings.api_request_limit,
     )
+    org.accounts.max_attempts = settings.login_max_attempts
+    org.accounts.lockout = settings.login_lockout
     manual = clock if isinstance(clock, ManualClock) else None
     return System(settings, eng, store, org, manual, owns_engine=owns_engine)
 

@@ -21,9 +21,10 @@ def _snippets() -> list[str]:
 
 def test_the_readme_documents_every_login() -> None:
     found = _snippets()
-    assert len(found) == 4
+    assert len(found) == 5
     assert sum("from simple_salesforce import" in s for s in found) == 3
     assert "PasswordAuthenticator" in found[3]
+    assert "import zeep" in found[4]
 
 
 @pytest.mark.parametrize("which", [0, 1, 2], ids=["session-id", "soap-login", "oauth-password"])

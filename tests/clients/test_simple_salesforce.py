@@ -196,11 +196,15 @@ def test_manual_clock_endpoint(server: Server) -> None:
     )
 
 
-def test_oversized_and_malformed_bodies_are_400_and_change_nothing(server: Server) -> None:
+def test_oversized_and_malformed_bodies_are_refused_and_change_nothing(server: Server) -> None:
     sf = by_session(server)
     before = sf.query("SELECT COUNT() FROM Contact")["totalSize"]
     huge = '{"LastName": "' + "x" * 1_100_000 + '"}'
-    for body in (huge, "{not json", "[1, 2]", '{"LastName": 5, "Birthdate": []}'):
+    with pytest.raises(SalesforceGeneralError) as info:  # 413, from the Content-Length
+        sf.restful("sobjects/Contact/", method="POST", data=huge)
+    assert info.value.status == 413
+    assert info.value.content[0]["errorCode"] == "EXCEEDED_MAX_SIZE_REQUEST"
+    for body in ("{not json", "[1, 2]", '{"LastName": 5, "Birthdate": []}'):
         with pytest.raises(SalesforceMalformedRequest):
             sf.restful("sobjects/Contact/", method="POST", data=body)
     assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == before

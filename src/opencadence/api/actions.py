@@ -47,7 +47,7 @@ def action(request: Request, org: Org, session: accounts.Session, version: str) 
     inputs = _inputs(request.state.body)
     if org.actions is None:
         raise errors.OpenCadenceError("the cadence runtime is not running in this server")
-    results = org.actions.invoke(name, inputs, session.user_id)
+    results = org.invoke_action(session, name, inputs)
     return [
         {
             "actionName": name,

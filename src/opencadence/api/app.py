@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opencadence import errors
 from opencadence.api import (
     actions,
     email_settings,
+    event_schemas,
+    health,
     identity,
     oauth,
     openapi,
     rest,
+    soap,
     streaming,
     tracking,
     versions,
@@ -35,6 +41,48 @@ async def list_versions(request: Request) -> Response:
 async def openapi_document(request: Request) -> Response:
     org: Org = request.app.state.org
     return rest.json_response(openapi.document(org.registry))
+
+
+def _advance(clock: ManualClock, seconds: float) -> datetime:
+    """Move the clock ``seconds`` on; NUMBER_OUTSIDE_VALID_RANGE past year 9999 (1e300)."""
+    try:
+        return clock.advance(seconds=float(seconds))
+    except (OverflowError, ValueError):
+        raise errors.NumberOutsideValidRange(
+            f"advance: {seconds} seconds would move the clock past 9999-12-31"
+        ) from None
+
+
+class CatchAll:
+    """Answers an unexpected exception with 500 UNKNOWN_EXCEPTION and does not re-raise it.
+
+    Starlette's ServerErrorMiddleware sends the handler's response and then re-raises, and
+    uvicorn closes a connection whose application raised after its response began: the
+    client's next request on that keep-alive connection was reset. Caught here, the
+    connection stays usable."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:
+            if started:  # too late for an error response: let the server close it
+                raise
+            response = await api_errors.unexpected(Request(scope, receive), exc)
+            await response(scope, receive, send)
 
 
 def clock_route(clock: ManualClock, settle: Any) -> Route:
@@ -66,7 +114,7 @@ def clock_route(clock: ManualClock, settle: Any) -> Route:
             ):
                 if body["advance"] < 0:
                     raise _backwards(f"advance is {body['advance']} seconds")
-                now = clock.advance(seconds=float(body["advance"]))
+                now = _advance(clock, body["advance"])
             elif isinstance(body.get("set"), str):
                 try:
                     target = values.parse_datetime(body["set"])
@@ -94,16 +142,19 @@ def build_app(
     settle: Any = None,
     tracker: Any = None,
     streaming_timeout: float = streaming.CONNECT_TIMEOUT,
+    watch: health.Health | None = None,
 ) -> Starlette:
     routes = [
         Route("/services/data", list_versions, methods=["GET"]),
         Route("/services/data/", list_versions, methods=["GET"]),
         Route("/services/data/openapi.json", openapi_document, methods=["GET"]),
     ]
+    routes += event_schemas.routes()  # before rest's /sobjects/{sobject}/{id}
     routes += (
         rest.routes()
         + actions.routes()
         + email_settings.routes()
+        + soap.routes()
         + oauth.routes()
         + identity.routes()
         + streaming.routes()
@@ -112,6 +163,7 @@ def build_app(
         routes.append(clock_route(manual_clock, settle))
     if tracker is not None:
         routes += tracking.routes(tracker)
+    routes.append(health.route(watch or health.Health(org.store)))
     app = Starlette(
         routes=routes,
         exception_handlers={
@@ -120,6 +172,7 @@ def build_app(
             405: api_errors.method_not_allowed,
             Exception: api_errors.unexpected,
         },
+        middleware=[Middleware(CatchAll)],
     )
     app.state.org = org
     app.state.streaming = streaming.Streaming(org, connect_timeout=streaming_timeout)

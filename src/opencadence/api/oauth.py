@@ -12,15 +12,18 @@ import base64
 import hashlib
 import hmac
 from typing import Any
+from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
 import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from opencadence import errors
+from opencadence.api import bodies
 from opencadence.api.rest import json_response, session_of
 from opencadence.org import Org
 from opencadence.storage import migrate
@@ -54,9 +57,17 @@ def _token_body(request: Request, org: Org, user_id: str, token: str) -> dict[st
     }
 
 
+async def _form(request: Request) -> dict[str, str]:
+    """The urlencoded form of a token or revoke request, read within its cap (the form is
+    the credentials: there is nothing to authenticate before reading it)."""
+    raw = await bodies.read(request, bodies.OAUTH_FORM_MAX)
+    pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    return dict(pairs)  # a repeated name: the last value, as Starlette's form() keeps it
+
+
 async def token(request: Request) -> Response:
     org: Org = request.app.state.org
-    form = await request.form()
+    form = await _form(request)
     grant = str(form.get("grant_type", ""))
     key, secret = _client(request, form)
 
@@ -96,7 +107,7 @@ def _client(request: Request, form: Any) -> tuple[str, str]:
 
 async def revoke(request: Request) -> Response:
     org: Org = request.app.state.org
-    form = await request.form()
+    form = await _form(request)
     value = str(form.get("token", "") or request.query_params.get("token", ""))
     await run_in_threadpool(org.accounts.revoke, value)
     return Response(status_code=200)
@@ -140,7 +151,7 @@ def _soap_fault(code: str, message: str) -> Response:
 
 
 def _login_fields(raw: bytes) -> tuple[str, str]:
-    root = SafeET.fromstring(raw)
+    root = SafeET.fromstring(raw, forbid_dtd=True)
     found: dict[str, str] = {}
     for element in root.iter():
         tag = element.tag.rsplit("}", 1)[-1]
@@ -151,26 +162,49 @@ def _login_fields(raw: bytes) -> tuple[str, str]:
     return found["username"], found.get("password", "")
 
 
+def _client_fault(message: str, status: int = 500) -> Response:
+    """A SOAP client fault (not XML, a DTD, too large): a SOAP client reads a fault, not
+    JSON. SOAP 1.1 answers faults with HTTP 500, as Salesforce does."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
+        "<soapenv:Body><soapenv:Fault><faultcode>soapenv:Client</faultcode>"
+        f"<faultstring>{escape(message)}</faultstring></soapenv:Fault></soapenv:Body>"
+        "</soapenv:Envelope>"
+    )
+    return Response(body, status_code=status, media_type="text/xml; charset=utf-8")
+
+
 async def soap_login(request: Request) -> Response:
     org: Org = request.app.state.org
-    raw = await request.body()
+    try:
+        raw = await bodies.read(request, bodies.SOAP_LOGIN_MAX)
+    except errors.RequestTooLarge as exc:
+        return _client_fault(f"EXCEEDED_MAX_SIZE_REQUEST: {exc.message}", 413)
     version = request.path_params["version"]
 
     def login() -> Response:
         try:
             username, password = _login_fields(raw)
+        except (SafeET.ParseError, DefusedXmlException, ValueError) as exc:
+            # DefusedXmlException: a DTD or entity declaration, refused unparsed
+            return _client_fault(f"Unable to parse the SOAP envelope: {type(exc).__name__}")
+        except errors.LoginFailed:
+            username, password = "", ""
+        try:
             user_id = org.accounts.authenticate(username, password, token_suffix=True)
-        except (errors.LoginFailed, SafeET.ParseError):
+        except errors.LoginFailed:
             return _soap_fault(
                 "INVALID_LOGIN", "Invalid username, password, security token; or user locked out."
             )
         session = org.accounts.open_session(user_id, client="soap")
         server = f"{_base(request)}/services/Soap/u/{version}/{migrate.ORG_ID[:15]}"
+        metadata = f"{_base(request)}/services/Soap/m/{version}/{migrate.ORG_ID[:15]}"
         body = (
             '<?xml version="1.0" encoding="UTF-8"?>'
             '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
             f'xmlns="{_SOAP_NS}"><soapenv:Body><loginResponse><result>'
-            f"<metadataServerUrl>{escape(server)}</metadataServerUrl><passwordExpired>false</passwordExpired>"
+            f"<metadataServerUrl>{escape(metadata)}</metadataServerUrl><passwordExpired>false</passwordExpired>"
             f"<sandbox>false</sandbox><serverUrl>{escape(server)}</serverUrl><sessionId>{escape(session)}</sessionId>"
             f"<userId>{user_id}</userId><userInfo><organizationId>{migrate.ORG_ID}</organizationId>"
             f"<userId>{user_id}</userId><userName>{escape(username)}</userName></userInfo>"
@@ -186,5 +220,4 @@ def routes() -> list[Route]:
         Route("/services/oauth2/token", token, methods=["POST"]),
         Route("/services/oauth2/revoke", revoke, methods=["POST", "GET"]),
         Route("/services/oauth2/userinfo", userinfo, methods=["GET", "POST"]),
-        Route("/services/Soap/u/{version}", soap_login, methods=["POST"]),
     ]

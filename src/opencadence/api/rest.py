@@ -18,17 +18,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from opencadence import errors
-from opencadence.api import versions
+from opencadence.api import bodies, versions
 from opencadence.org import Org
 from opencadence.storage import accounts, migrate
 
-MAX_BODY = 1_000_000  # bytes; Salesforce's REST limit for a record body is far smaller
+MAX_BODY = bodies.REST_MAX  # bytes; Salesforce's REST limit for a record body is far smaller
 Handler = Callable[[Request, Org, accounts.Session, str], Any]
 
 
 def json_response(data: Any, status: int = 200) -> Response:
-    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-    return Response(body, status_code=status, media_type="application/json;charset=UTF-8")
+    # allow_nan=False: never answer invalid JSON (a NaN reaching here is a bug, not output)
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return Response(
+        body.encode("utf-8", "replace"),  # a lone surrogate echoed back is not UTF-8
+        status_code=status,
+        media_type="application/json;charset=UTF-8",
+    )
 
 
 def session_of(request: Request, org: Org) -> accounts.Session:
@@ -44,17 +49,8 @@ def version_of(request: Request) -> str:
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise errors.JsonParserError(f"The request body is larger than {MAX_BODY} bytes")
-    try:
-        data = json.loads(raw or b"{}")
-    except json.JSONDecodeError as exc:
-        raise errors.JsonParserError(
-            f"Unexpected character in the JSON body: {exc.msg} at [line:{exc.lineno}, column:{exc.colno}]"
-        ) from None
-    except UnicodeDecodeError:
-        raise errors.JsonParserError("The request body is not UTF-8") from None
+    raw = await bodies.read(request, MAX_BODY)
+    data = bodies.parse_json(raw or b"{}")
     if not isinstance(data, dict):
         raise errors.JsonParserError(
             "Cannot deserialize instance of object from a non-object value"
@@ -182,8 +178,10 @@ def _batch_size(request: Request) -> int | None:
     options = request.headers.get("sforce-query-options", "")
     for part in options.split(","):
         key, _, value = part.strip().partition("=")
-        if key.strip().lower() == "batchsize" and value.strip().isdigit():
-            return int(value.strip())
+        digits = value.strip()
+        # str.isdigit() is true of '²' too, which int() refuses: ASCII digits only
+        if key.strip().lower() == "batchsize" and digits.isascii() and digits.isdigit():
+            return int(digits) if len(digits) <= 12 else 10**12  # clamped downstream
     return None
 
 

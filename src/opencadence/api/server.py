@@ -12,6 +12,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from opencadence.api import app as api_app
+from opencadence.api import health
 from opencadence.system import System
 
 #: How often the server drops change events past their retention (72 hours by default).
@@ -24,12 +25,16 @@ WORKER_POLL_SECONDS = 0.5
 WORKER_JOIN_SECONDS = 10.0
 
 
-def app(system: System) -> Starlette:
+def app(system: System, watch: health.Health | None = None) -> Starlette:
     """The ASGI app of ``system``; with a manual clock, the clock endpoint answers once the
-    worker has done what the move made due."""
+    worker has done what the move made due. ``watch`` holds the threads health reports on."""
     settle = system.worker.run_until_idle if system.worker is not None else None
     return api_app.build_app(
-        system.org, manual_clock=system.manual_clock, settle=settle, tracker=system.tracker
+        system.org,
+        manual_clock=system.manual_clock,
+        settle=settle,
+        tracker=system.tracker,
+        watch=watch,
     )
 
 
@@ -103,9 +108,10 @@ def run(
 ) -> None:
     """Serve until uvicorn is stopped (Ctrl-C, SIGTERM); ``tls_files`` is (cert, key); on
     ``sock`` when given (from ``listen``), else on a socket uvicorn binds."""
-    server = uvicorn.Server(config(app(system), host=host, port=port, tls_files=tls_files))
+    watch = health.Health(system.store)
+    server = uvicorn.Server(config(app(system, watch), host=host, port=port, tls_files=tls_files))
     stop = threading.Event()
-    worker = start_background(system, stop)
+    worker = start_background(system, stop, watch)
     try:
         server.run(sockets=[sock] if sock is not None else None)
     finally:
@@ -114,9 +120,13 @@ def run(
             worker.join(WORKER_JOIN_SECONDS)
 
 
-def start_background(system: System, stop: threading.Event) -> threading.Thread | None:
+def start_background(
+    system: System, stop: threading.Event, watch: health.Health | None = None
+) -> threading.Thread | None:
     """The retention sweep and (when the system has one) the cadence worker, as daemon
-    threads that end once ``stop`` is set; returns the worker's thread."""
+    threads that end once ``stop`` is set; returns the worker's thread, which ``watch``
+    (the health endpoint's) reports on. The worker survives database outages (its loop backs
+    off and reconnects) and waits on ``stop``, so shutting down never waits out a backoff."""
     threading.Thread(
         target=_prune_loop, args=(system, stop), name="event-retention", daemon=True
     ).start()
@@ -124,14 +134,19 @@ def start_background(system: System, stop: threading.Event) -> threading.Thread 
         return None
     thread = threading.Thread(
         target=system.worker.loop,
-        kwargs={"poll_seconds": WORKER_POLL_SECONDS, "stop": stop.is_set},
+        kwargs={"poll_seconds": WORKER_POLL_SECONDS, "stop": stop.is_set, "sleep": stop.wait},
         name="cadence-worker",
         daemon=True,
     )
     thread.start()
+    if watch is not None:
+        watch.watch(thread.name, system.worker.health, thread)
     return thread
 
 
 def _prune_loop(system: System, stop: threading.Event) -> None:
     while not stop.wait(PRUNE_EVERY_SECONDS):
-        system.store.prune_events()
+        try:
+            system.store.prune_events()
+        except Exception:  # a database outage: the next sweep tries again
+            logging.getLogger(__name__).warning("change-event sweep failed", exc_info=True)

@@ -6,31 +6,52 @@
 ``ext.replay {channel: -1 | -2 | replayId}``, ``/meta/connect`` (held until events arrive or the
 advice timeout passes), ``/meta/unsubscribe``, ``/meta/disconnect``. Every request needs the
 bearer token. Events come from the change-event log, whose replay ids follow commit order, so
-resuming after a replay id never skips an event. Clients live in this process's memory; an
-unknown client id gets ``403::Unknown client`` and re-handshakes, as with Salesforce.
+resuming after a replay id never skips an event.
+
+Who sees what: a subscriber without "View All Data" receives only the events of records the
+record rules let it see (``storage.visibility``, applied inside the SQL of the read), on every
+channel, and no User events (Salesforce asks for "View All Users"); see docs/runtime-decisions.md.
+
+What waiting costs: nothing. A held /meta/connect sleeps on an asyncio event that a commit
+writing change events sets (``Store.event_listeners`` in this process; ``storage.wakeup`` for
+other processes), and reads the log only then; it ends when its HTTP client goes away.
+
+Clients live in this process's memory. As Salesforce does, a client that has not come back
+within 40 s of its last response is dropped, and at most 2,000 exist at once (a handshake past
+that gets ``403::Organization concurrent user limit exceeded``); an unknown client id gets
+``403::Unknown client`` with ``advice.reconnect = handshake``, and the client re-handshakes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from opencadence import errors
+from opencadence.api import bodies
 from opencadence.api.rest import json_response, session_of
 from opencadence.org import Org
-from opencadence.storage import events
+from opencadence.storage import events, wakeup
 
 #: How long /meta/connect is held when nothing arrives (Salesforce: 110 s).
 CONNECT_TIMEOUT = 110.0
-POLL_SECONDS = 0.2
+#: A client that does not come back within this long of its last response is dropped
+#: (Salesforce's reconnect timeout).
+IDLE_TIMEOUT = 40.0
+#: Clients at once (Salesforce's StreamingApiConcurrentClients of the larger editions).
+MAX_CLIENTS = 2000
+#: Events handed over per channel and response.
+BATCH = 500
 ALL = "/data/ChangeEvents"
 _ADVICE = {"interval": 0, "timeout": int(CONNECT_TIMEOUT * 1000), "reconnect": "retry"}
 
@@ -38,23 +59,162 @@ _ADVICE = {"interval": 0, "timeout": int(CONNECT_TIMEOUT * 1000), "reconnect": "
 @dataclass
 class Client:
     user_id: str
-    subscriptions: dict[str, int] = field(default_factory=dict)  # channel -> last replay id sent
+    #: whose record visibility limits the events (None: "View All Data")
+    viewer: str | None
+    subscriptions: dict[str, int] = field(default_factory=dict)  # channel -> replay id seen
     connected: bool = False  # Bayeux: the first /meta/connect is answered at once
+    #: when the last response went out (time.monotonic), for the reconnect timeout
+    last_seen: float = field(default_factory=time.monotonic)
+    #: /meta/connect requests being held for it (a held client is not idle)
+    waiting: int = 0
+
+    #: set (and replaced) when a subscription is added or the client disconnects, so a
+    #: connect held meanwhile reads again or ends
+    _subscribed: asyncio.Event | None = None
+
+    def subscribed(self) -> asyncio.Event:
+        if self._subscribed is None:
+            self._subscribed = asyncio.Event()
+        return self._subscribed
+
+    def poke(self) -> None:
+        """A subscription was added or the client left (on the loop): wake its held connect."""
+        if self._subscribed is not None:
+            self._subscribed.set()
+            self._subscribed = None
+
+    def behind(self, newest: int) -> bool:
+        """Whether a subscription has not yet seen replay id ``newest``."""
+        return any(cursor < newest for cursor in self.subscriptions.values())
+
+
+class Wakeups:
+    """Wakes the held long-polls of one event loop when change events are committed.
+
+    ``newest`` is the largest replay id known to be committed; ``changed()`` is an asyncio
+    event that is set (and replaced) whenever it grows. Commits in this process report from
+    their own thread (``Store.event_listeners``), so the report is handed to the loop; the
+    commits of other processes come from ``storage.wakeup.watch``, a task of the same loop.
+    """
+
+    def __init__(self, org: Org) -> None:
+        self.org = org
+        self.newest = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._asking: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin listening, on the running loop (the server's), once."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        self.stop()
+        self._loop, self._event = loop, asyncio.Event()
+        self.org.store.event_listeners.append(self._committed)
+        self._watch = loop.create_task(self._watching())
+
+    def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.org.store.event_listeners.remove(self._committed)
+        if self._watch is not None and not self._watch.done():
+            with contextlib.suppress(RuntimeError):  # its loop is closed: it is gone already
+                self._watch.cancel()
+        self._loop = self._event = self._watch = None
+
+    def changed(self) -> asyncio.Event:
+        assert self._event is not None, "start() first"
+        return self._event
+
+    def seen(self, replay_id: int) -> None:
+        """Committed events up to ``replay_id`` exist: wake the waiters if that is news."""
+        if replay_id > self.newest:
+            self.newest = replay_id
+            if self._event is not None:
+                self._event.set()
+                self._event = asyncio.Event()
+
+    async def _watching(self) -> None:
+        try:
+            await wakeup.watch(self.org.store, self._foreign)
+        finally:
+            with contextlib.suppress(ValueError):
+                self.org.store.event_listeners.remove(self._committed)
+
+    def _committed(self, replay_id: int) -> None:
+        """A commit in this process (any thread)."""
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+            loop.call_soon_threadsafe(self.seen, replay_id)
+
+    def _foreign(self, replay_id: int | None) -> None:
+        """A commit seen by the watcher (on the loop): without its replay id, ask once."""
+        if replay_id is not None:
+            self.seen(replay_id)
+        elif self._asking is None or self._asking.done():
+            self._asking = asyncio.get_running_loop().create_task(self._ask())
+
+    async def _ask(self) -> None:
+        self.seen(await run_in_threadpool(wakeup.newest_replay_id, self.org.store))
 
 
 class Streaming:
     """The Bayeux endpoint's state: clients and their cursors."""
 
-    def __init__(self, org: Org, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        org: Org,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_clients: int = MAX_CLIENTS,
+    ) -> None:
         self.org = org
         self.timeout = connect_timeout
-        self.clients: dict[str, Client] = {}
+        self.idle_timeout = idle_timeout
+        self.max_clients = max_clients
+        #: by last response, oldest first (so expiry looks at the front only)
+        self.clients: OrderedDict[str, Client] = OrderedDict()
+        self.wakeups = Wakeups(org)
+        self._entities = tuple(o.name for o in org.registry if o.change_events)
+
+    # --- clients ------------------------------------------------------------------------------
+
+    def expire(self) -> None:
+        """Drop the clients that have not come back within the reconnect timeout."""
+        cutoff = time.monotonic() - self.idle_timeout
+        for _ in range(len(self.clients)):
+            client_id, client = next(iter(self.clients.items()))
+            if client.waiting:  # held right now: not idle, looked at again after its response
+                self.clients.move_to_end(client_id)
+            elif client.last_seen < cutoff:
+                del self.clients[client_id]
+            else:
+                break
+
+    def answered(self, client_id: str, client: Client) -> None:
+        """A response to ``client`` is going out: its reconnect timeout starts again."""
+        client.last_seen = time.monotonic()
+        if client_id in self.clients:
+            self.clients.move_to_end(client_id)
 
     # --- meta channels ------------------------------------------------------------------------
 
-    def handshake(self, msg: dict[str, Any], user_id: str) -> dict[str, Any]:
+    def handshake(self, msg: dict[str, Any], user_id: str, viewer: str | None) -> dict[str, Any]:
+        self.expire()
+        if len(self.clients) >= self.max_clients:
+            return {
+                "channel": "/meta/handshake",
+                "successful": False,
+                "error": "403::Organization concurrent user limit exceeded",
+                "advice": {"reconnect": "none"},
+                **_id(msg),
+            }
         client_id = secrets.token_urlsafe(18)
-        self.clients[client_id] = Client(user_id)
+        self.clients[client_id] = Client(user_id, viewer)
         return {
             "channel": "/meta/handshake",
             "version": "1.0",
@@ -82,7 +242,7 @@ class Streaming:
                 "successful": False,
                 "error": f"404::The channel {channel} does not exist",
             }
-        replay = ((msg.get("ext") or {}).get("replay") or {}).get(channel, -1)
+        replay = _object(_object(msg.get("ext")).get("replay")).get(channel, -1)
         cursor = self._cursor(replay)
         if cursor is None:
             return {
@@ -122,24 +282,31 @@ class Streaming:
         return None
 
     def events_for(self, client: Client) -> list[dict[str, Any]]:
-        """Events past each subscription's cursor (cursors advance)."""
+        """Events past each subscription's cursor that the client may see (cursors advance)."""
         out: list[dict[str, Any]] = []
         with self.org.store.reading() as conn:
             for channel, cursor in list(client.subscriptions.items()):
                 entity = self._entity(channel)
-                found = events.read(
+                found, seen = events.read_visible(
                     conn,
                     self.org.store.meta,
                     after=cursor,
-                    entity=entity if isinstance(entity, str) else None,
-                    limit=500,
+                    entities=[entity] if isinstance(entity, str) else self._entities,
+                    viewer=client.viewer,
+                    limit=BATCH,
                 )
                 for ev in found:
                     name = ev["payload"]["ChangeEventHeader"]["entityName"]
                     out.append({"channel": channel, "data": {"schema": f"{name}ChangeEvent", **ev}})
-                if found:
-                    client.subscriptions[channel] = found[-1]["event"]["replayId"]
+                if channel in client.subscriptions:  # not unsubscribed meanwhile
+                    client.subscriptions[channel] = seen
         return out
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A Bayeux field that should be an object (``ext``, ``ext.replay``); anything else
+    (a number, a list, a string) counts as absent, as CometD servers ignore it."""
+    return value if isinstance(value, dict) else {}
 
 
 def _id(msg: dict[str, Any]) -> dict[str, Any]:
@@ -174,26 +341,53 @@ async def endpoint(request: Request) -> Response:
             401,
         )
     try:
-        messages = await request.json()
-    except ValueError:
+        messages = bodies.parse_json(await bodies.read(request, bodies.COMETD_MAX))
+    except ClientDisconnect:  # gone before its body arrived: nobody to answer
+        return Response(status_code=400)
+    except errors.RequestTooLarge as exc:
+        return json_response([{"successful": False, "error": f"413::{exc.message}"}], 413)
+    except errors.JsonParserError:
         return json_response([{"successful": False, "error": "400::invalid JSON"}], 400)
     if isinstance(messages, dict):
         messages = [messages]
+    streaming.expire()
+    user = _User(session.user_id, org.caller(session).viewer, request)
     replies: list[dict[str, Any]] = []
     for msg in messages if isinstance(messages, list) else []:
-        replies += await _handle(streaming, msg if isinstance(msg, dict) else {}, session.user_id)
+        replies += await _handle(streaming, msg if isinstance(msg, dict) else {}, user)
     return json_response(replies)
 
 
-async def _handle(streaming: Streaming, msg: dict[str, Any], user_id: str) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class _User:
+    user_id: str
+    viewer: str | None
+    request: Request
+
+
+async def _handle(streaming: Streaming, msg: dict[str, Any], user: _User) -> list[dict[str, Any]]:
     channel = msg.get("channel")
     if channel == "/meta/handshake":
-        return [streaming.handshake(msg, user_id)]
-    client = streaming.clients.get(str(msg.get("clientId")))
-    if client is None or client.user_id != user_id:
+        return [streaming.handshake(msg, user.user_id, user.viewer)]
+    client_id = str(msg.get("clientId"))
+    client = streaming.clients.get(client_id)
+    if client is None or client.user_id != user.user_id:
         return [_unknown(msg)]
+    try:
+        return await _handle_client(streaming, msg, client, user.request)
+    finally:
+        streaming.answered(client_id, client)
+
+
+async def _handle_client(
+    streaming: Streaming, msg: dict[str, Any], client: Client, request: Request
+) -> list[dict[str, Any]]:
+    channel = msg.get("channel")
     if channel == "/meta/subscribe":
-        return [await run_in_threadpool(streaming.subscribe, msg, client)]
+        reply = await run_in_threadpool(streaming.subscribe, msg, client)
+        if reply["successful"]:  # clients subscribe while their connect is held already
+            client.poke()
+        return [reply]
     if channel == "/meta/unsubscribe":
         client.subscriptions.pop(str(msg.get("subscription")), None)
         return [
@@ -207,11 +401,18 @@ async def _handle(streaming: Streaming, msg: dict[str, Any], user_id: str) -> li
         ]
     if channel == "/meta/disconnect":
         streaming.clients.pop(str(msg.get("clientId")), None)
+        client.poke()  # its held connect, if any, ends now
         return [
             {"channel": channel, "clientId": msg.get("clientId"), "successful": True, **_id(msg)}
         ]
     if channel == "/meta/connect":
-        found = await _wait_for_events(streaming, client) if client.connected else []
+        found: list[dict[str, Any]] = []
+        if client.connected:
+            client.waiting += 1
+            try:
+                found = await _wait_for_events(streaming, client, request)
+            finally:
+                client.waiting -= 1
         client.connected = True
         return found + [
             {
@@ -232,14 +433,46 @@ async def _handle(streaming: Streaming, msg: dict[str, Any], user_id: str) -> li
     ]
 
 
-async def _wait_for_events(streaming: Streaming, client: Client) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + streaming.timeout
+async def _wait_for_events(
+    streaming: Streaming, client: Client, request: Request
+) -> list[dict[str, Any]]:
+    """Events for ``client`` as soon as there are any; [] at the timeout or when the HTTP
+    client has gone. Reads the log once now, then only when a commit wakes it."""
+    hub = streaming.wakeups
+    hub.start()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + streaming.timeout
+    gone = loop.create_task(_disconnected(request))
+    try:
+        read = True  # the first look: events committed before this connect
+        while True:
+            # taken before the read: a commit or subscription during it sets them
+            changed, subscribed = hub.changed(), client.subscribed()
+            if read:
+                found = await run_in_threadpool(streaming.events_for, client)
+                if found or client not in streaming.clients.values():
+                    return found
+            remaining = deadline - loop.time()
+            if remaining <= 0 or gone.done():
+                return []
+            woken = [loop.create_task(changed.wait()), loop.create_task(subscribed.wait())]
+            try:
+                await asyncio.wait({*woken, gone}, timeout=remaining, return_when="FIRST_COMPLETED")
+            finally:
+                for task in woken:
+                    task.cancel()
+            read = subscribed.is_set() or (changed.is_set() and client.behind(hub.newest))
+    finally:
+        gone.cancel()
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the HTTP client has gone (the request body has been read already)."""
+    receive: Any = request.receive
     while True:
-        found = await run_in_threadpool(streaming.events_for, client)
-        gone = client not in streaming.clients.values()  # disconnected meanwhile
-        if found or gone or time.monotonic() >= deadline:
-            return found
-        await asyncio.sleep(POLL_SECONDS)
+        message = await receive()
+        if message.get("type") == "http.disconnect":
+            return
 
 
 def routes() -> list[Route]:

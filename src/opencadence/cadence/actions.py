@@ -1,9 +1,12 @@
 """The eight Sales Engagement invocable actions, with Salesforce's names, inputs and outputs.
 
 Each action takes a list of input dicts and returns one result per input, in order:
-``{"isSuccess": bool, "outputValues": dict | None, "errors": [{"statusCode", "message"}]}``.
+``{"isSuccess": bool, "outputValues": dict | None, "errors": [{"statusCode", "message", "fields"}]}``.
 A bad input fails alone: the others are applied (together, in one transaction; if that
 transaction meets a concurrent change it is redone one input per transaction).
+
+``viewer`` is the calling user whose record access limits what an action may touch (``Access``);
+None is an admin, or the org itself (the CLI, the demo, the runtime's own callers).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from opencadence.cadence.settings import Config
 from opencadence.clock import as_utc
 from opencadence.metadata import actions as action_specs
 from opencadence.metadata.sales_engagement import STEP, TARGET_OBJECTS, TRACKER
-from opencadence.storage import records, values
+from opencadence.storage import records, values, visibility
 from opencadence.storage.records import Connection
 from opencadence.storage.runs import RunStore
 
@@ -29,6 +32,8 @@ Result = dict[str, Any]
 Decide = Callable[
     [decision.Context, graph.Cadence, decision.Situation, datetime, Input], decision.Decision
 ]
+#: An input -> the tracker it acts on (raising the input's error), checked with ``Access``.
+Resolve = Callable[[Connection, Input, "Access"], str]
 
 
 def ok(outputs: dict[str, Any] | None = None) -> Result:
@@ -39,7 +44,9 @@ def failed(exc: errors.OpenCadenceError) -> Result:
     return {
         "isSuccess": False,
         "outputValues": None,
-        "errors": [{"statusCode": exc.error_code, "message": exc.message}],
+        "errors": [
+            {"statusCode": exc.error_code, "message": exc.message, "fields": list(exc.fields)}
+        ],
     }
 
 
@@ -48,6 +55,73 @@ def _required(inp: Input, name: str) -> Any:
     if value is None or value == "":
         raise errors.RequiredFieldMissing(f"Missing required input parameter: {name}")
     return value
+
+
+def _denied(record_id: str) -> errors.InsufficientAccess:
+    return errors.InsufficientAccess(f"insufficient access rights on object id: {record_id}")
+
+
+class Access:
+    """What the calling user may act on, read on the action's connection.
+
+    ``viewer`` None (an admin, or the org itself) acts on everything. Otherwise the user acts
+    on a tracker they may see (``visibility``) whose owner is themselves or a user they manage
+    (the User.ManagerId chain), on a step tracker through its tracker, enrols a target they
+    may see, and assigns trackers to themselves or to a user they manage. Anything else,
+    including an Id of no record (so the answer doesn't tell which), fails that input with
+    INSUFFICIENT_ACCESS_OR_READONLY (docs/runtime-decisions.md, "Who may act").
+    """
+
+    def __init__(self, store: records.Store, conn: Connection, viewer: str | None) -> None:
+        self.store = store
+        self.conn = conn
+        self.viewer = viewer
+        self._trackers: dict[str, bool] = {}
+
+    def tracker(self, tracker_id: str) -> None:
+        if self.viewer is None:
+            return
+        allowed = self._trackers.get(tracker_id)
+        if allowed is None:
+            meta = self.store.meta
+            owners = visibility.visible_owners(self.conn, meta, TRACKER, [tracker_id], self.viewer)
+            allowed = tracker_id in owners and visibility.acts_for(
+                self.conn, meta, self.viewer, owners[tracker_id]
+            )
+            self._trackers[tracker_id] = allowed
+        if not allowed:
+            raise _denied(tracker_id)
+
+    def step(self, step_tracker_id: str, runs: RunStore) -> None:
+        """The step tracker's tracker is one the user may act on."""
+        if self.viewer is None:
+            return
+        tracker = runs.trackers_of_steps(self.conn, [step_tracker_id]).get(step_tracker_id)
+        if tracker is None:
+            raise _denied(step_tracker_id)
+        self.tracker(tracker)
+
+    def target(self, target_id: str) -> None:
+        if self.viewer is None:
+            return
+        obj = next(
+            (o for o in TARGET_OBJECTS.values() if self.store.registry.is_id_of(target_id, o)), None
+        )
+        if obj is None or not visibility.record_visible(
+            self.conn, self.store.meta, obj, target_id, self.viewer
+        ):
+            raise _denied(target_id)
+
+    def assignee(self, user_id: str) -> None:
+        if self.viewer is None or visibility.acts_for(
+            self.conn, self.store.meta, self.viewer, user_id
+        ):
+            return
+        raise errors.InsufficientAccess(
+            f"userId: insufficient access rights on cross-reference id: {user_id} (a user "
+            "assigns targets to themselves or to the users they manage)",
+            fields=["userId"],
+        )
 
 
 class Actions:
@@ -65,12 +139,15 @@ class Actions:
         #: told to unsend the scheduled emails of removed or exited targets, after commit
         self.sender = sender
 
-    def invoke(self, name: str, inputs: Sequence[Input], user_id: str) -> list[Result]:
-        """Run action ``name`` (one of ``metadata.actions.ACTIONS``) for each input."""
+    def invoke(
+        self, name: str, inputs: Sequence[Input], user_id: str, *, viewer: str | None = None
+    ) -> list[Result]:
+        """Run action ``name`` (one of ``metadata.actions.ACTIONS``) for each input, limited to
+        the records ``viewer`` may act on (``Access``)."""
         if name not in action_specs.ACTIONS:
             raise errors.NotFound(f"No action {name}")
-        method: Callable[[Sequence[Input], str], list[Result]] = getattr(self, name)
-        return method(inputs, user_id)
+        method: Callable[..., list[Result]] = getattr(self, name)
+        return method(inputs, user_id, viewer=viewer)
 
     def _id(self, value: Any, name: str, *objects: str) -> str:
         """Input ``name`` as an 18-character Id of one of ``objects``, or INVALID_ID_FIELD."""
@@ -93,16 +170,22 @@ class Actions:
 
     # -- assignTargetToSalesCadence ----------------------------------------------------------
 
-    def assignTargetToSalesCadence(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
+    def assignTargetToSalesCadence(
+        self, inputs: Sequence[Input], user_id: str, *, viewer: str | None = None
+    ) -> list[Result]:
         """Enrol targets: a tracker (Initializing -> Running), the Root and the first step."""
         try:
-            return self._assign(inputs, user_id)
+            return self._assign(inputs, user_id, viewer)
         except (errors.StaleTransition, errors.DuplicateValue):
             if len(inputs) == 1:
                 return [failed(errors.DuplicateValue("The target is already in a cadence."))]
-            return [r for inp in inputs for r in self.assignTargetToSalesCadence([inp], user_id)]
+            return [
+                r
+                for inp in inputs
+                for r in self.assignTargetToSalesCadence([inp], user_id, viewer=viewer)
+            ]
 
-    def _assign(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
+    def _assign(self, inputs: Sequence[Input], user_id: str, viewer: str | None) -> list[Result]:
         """Each enrolled input's result carries the new tracker's Id (``actionCadenceTrackerId``,
         the output the action describes)."""
         results: list[Result] = []
@@ -111,6 +194,7 @@ class Actions:
         with self.store.transaction(user_id) as tx:
             loaded = loading.Loaded(self.runs, tx.conn, self.config)
             facts = self._assign_facts(tx.conn, inputs, user_id)
+            facts["access"] = Access(self.store, tx.conn, viewer)
             count = self.runs.active_count(tx.conn)
             taken: set[str] = set()
             for inp in inputs:
@@ -165,6 +249,9 @@ class Actions:
         name = str(_required(inp, "salesCadenceNameOrId"))
         target = self._id(_required(inp, "targetId"), "targetId", *TARGET_OBJECTS.values())
         owner = self._id(inp.get("userId") or user_id, "userId", "User")
+        # before any answer that would tell whether an unseen target exists or is enrolled
+        facts["access"].target(target)
+        facts["access"].assignee(owner)
         if target not in facts["targets"]:
             raise errors.InvalidCrossReferenceKey(f"targetId: no contact or lead {target}")
         if owner not in facts["users"]:
@@ -209,8 +296,9 @@ class Actions:
 
     # -- actions on a tracker ----------------------------------------------------------------
 
-    def _by_target(self, conn: Connection, inp: Input) -> str:
+    def _by_target(self, conn: Connection, inp: Input, access: Access) -> str:
         target = self._id(_required(inp, "targetId"), "targetId", *TARGET_OBJECTS.values())
+        access.target(target)  # before saying whether the target is in a cadence
         tracker = self._target_memo.get(target)
         if tracker is None:
             tracker = self.runs.active_tracker_of(conn, [target]).get(target)
@@ -224,31 +312,39 @@ class Actions:
         self,
         inputs: Sequence[Input],
         user_id: str,
-        resolve: Callable[[Connection, Input], str],
+        resolve: Resolve,
         decide: Decide,
+        viewer: str | None,
     ) -> list[Result]:
         try:
-            return self._tracker_batch(inputs, user_id, resolve, decide)
+            return self._tracker_batch(inputs, user_id, resolve, decide, viewer)
         except errors.StaleTransition as exc:
             if len(inputs) == 1:
                 return [failed(exc)]
-            return [r for inp in inputs for r in self._per_tracker([inp], user_id, resolve, decide)]
+            return [
+                r
+                for inp in inputs
+                for r in self._per_tracker([inp], user_id, resolve, decide, viewer)
+            ]
 
     def _tracker_batch(
         self,
         inputs: Sequence[Input],
         user_id: str,
-        resolve: Callable[[Connection, Input], str],
+        resolve: Resolve,
         decide: Decide,
+        viewer: str | None,
     ) -> list[Result]:
         results: list[Result | None] = [None] * len(inputs)
         later: list[int] = []  # inputs naming a tracker again: applied in a next round
         with self.store.transaction(user_id) as tx:
             self._prefetch(tx.conn, inputs)
+            access = Access(self.store, tx.conn, viewer)
             resolved: dict[int, str] = {}
             for i, inp in enumerate(inputs):
                 try:
-                    tid = resolve(tx.conn, inp)
+                    tid = resolve(tx.conn, inp, access)
+                    access.tracker(tid)
                 except errors.OpenCadenceError as exc:
                     results[i] = failed(exc)
                     continue
@@ -260,7 +356,7 @@ class Actions:
             applying.apply(tx, self.runs, decisions)
         self._unsend(decisions)
         if later:
-            again = self._per_tracker([inputs[i] for i in later], user_id, resolve, decide)
+            again = self._per_tracker([inputs[i] for i in later], user_id, resolve, decide, viewer)
             for i, r in zip(later, again):
                 results[i] = r
         return [r if r is not None else failed(errors.OpenCadenceError()) for r in results]
@@ -314,11 +410,13 @@ class Actions:
                 if isinstance(effect, decision.CancelEmail):
                     self.sender.cancel(effect.step_tracker_id)
 
-    def removeTargetFromSalesCadence(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
+    def removeTargetFromSalesCadence(
+        self, inputs: Sequence[Input], user_id: str, *, viewer: str | None = None
+    ) -> list[Result]:
         """Tracker Complete (ManuallyRemoved); the open step is Cancelled, a scheduled email
         unsent."""
 
-        def resolve(conn: Connection, inp: Input) -> str:
+        def resolve(conn: Connection, inp: Input, access: Access) -> str:
             if _required(inp, "completionReasonCode") != "ManuallyRemoved":
                 raise decision.Refused(
                     "completionReasonCode must be ManuallyRemoved.", "INVALID_INPUT"
@@ -329,7 +427,7 @@ class Actions:
                 raise errors.RequiredFieldMissing(
                     "Missing required input parameter: targetId or actionCadenceTrackerId"
                 )
-            return self._by_target(conn, inp)
+            return self._by_target(conn, inp, access)
 
         def decide(
             ctx: decision.Context,
@@ -345,7 +443,7 @@ class Actions:
                 )
             return engine.remove(ctx, cad, sit, now, user_id, **self._attributes(inp))
 
-        return self._per_tracker(inputs, user_id, resolve, decide)
+        return self._per_tracker(inputs, user_id, resolve, decide, viewer)
 
     def _attributes(self, inp: Input) -> dict[str, Any]:
         out = {}
@@ -370,7 +468,9 @@ class Actions:
                 f"{key}: bad value for restricted picklist field: {value}", fields=[key]
             )
 
-    def pauseSalesCadenceTracker(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
+    def pauseSalesCadenceTracker(
+        self, inputs: Sequence[Input], user_id: str, *, viewer: str | None = None
+    ) -> list[Result]:
         """Tracker and open step Paused (WasEverPaused); optional resumeTime resumes it."""
 
         def decide(
@@ -387,22 +487,32 @@ class Actions:
                 at = as_utc(at).replace(tzinfo=None)
             return engine.pause(ctx, cad, sit, now, user_id, at)
 
-        return self._per_tracker(inputs, user_id, self._by_target, decide)
+        return self._per_tracker(inputs, user_id, self._by_target, decide, viewer)
 
-    def resumeSalesCadenceTracker(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
+    def resumeSalesCadenceTracker(
+        self, inputs: Sequence[Input], user_id: str, *, viewer: str | None = None
+    ) -> list[Result]:
         """Back to Running; due dates and pending wake-ups shift by the paused time."""
         return self._per_tracker(
             inputs,
             user_id,
             self._by_target,
             lambda c, cad, s, now, inp: engine.resume(c, cad, s, now, user_id),
+            viewer,
         )
 
     def changeSalesCadenceTargetAssignee(
-        self, inputs: Sequence[Input], user_id: str
+        self, inputs: Sequence[Input], user_id: str, *, viewer: str | None = None
     ) -> list[Result]:
         """A new assignee (tracker OwnerId) works the target's steps; userId is optional (as
-        Salesforce documents it) and defaults to the running user, as in assignTargetToSalesCadence."""
+        Salesforce documents it) and defaults to the running user, as in assignTargetToSalesCadence.
+        Who may reassign: see ``Access`` (the tracker's owner or a manager above them, to
+        themselves or a user they manage; an admin, to anyone)."""
+
+        def resolve(conn: Connection, inp: Input, access: Access) -> str:
+            tracker = self._by_target(conn, inp, access)
+            access.assignee(self._id(inp.get("userId") or user_id, "userId", "User"))
+            return tracker
 
         def decide(
             ctx: decision.Context,
@@ -417,12 +527,14 @@ class Actions:
                 raise errors.InvalidCrossReferenceKey(f"userId: no active user {owner}")
             return engine.change_owner(ctx, cad, sit, now, user_id, owner)
 
-        return self._per_tracker(inputs, user_id, self._by_target, decide)
+        return self._per_tracker(inputs, user_id, resolve, decide, viewer)
 
-    def modifyCadenceTrackerAttributes(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
+    def modifyCadenceTrackerAttributes(
+        self, inputs: Sequence[Input], user_id: str, *, viewer: str | None = None
+    ) -> list[Result]:
         """CompletionDisposition, RelatedToId, RelatedToAttributionType of a tracker."""
 
-        def resolve(conn: Connection, inp: Input) -> str:
+        def resolve(conn: Connection, inp: Input, access: Access) -> str:
             return self._id(
                 _required(inp, "actionCadenceTrackerId"), "actionCadenceTrackerId", TRACKER
             )
@@ -434,13 +546,17 @@ class Actions:
             lambda c, cad, s, now, inp: engine.modify(
                 c, cad, s, now, user_id, **self._attributes(inp)
             ),
+            viewer,
         )
 
-    def sendSalesCadenceEvent(self, inputs: Sequence[Input], user_id: str) -> list[Result]:
+    def sendSalesCadenceEvent(
+        self, inputs: Sequence[Input], user_id: str, *, viewer: str | None = None
+    ) -> list[Result]:
         """Skip (ManuallySkipped) or ManualComplete (ManuallyCompleted) the open step."""
 
-        def resolve(conn: Connection, inp: Input) -> str:
+        def resolve(conn: Connection, inp: Input, access: Access) -> str:
             sid = self._id(_required(inp, "recordId"), "recordId", STEP)
+            access.step(sid, self.runs)  # before saying whether the step tracker exists
             if _required(inp, "eventType") not in ("Skip", "ManualComplete"):
                 raise decision.Refused("eventType must be Skip or ManualComplete.", "INVALID_INPUT")
             tid = self._step_memo.get(sid) or self.runs.trackers_of_steps(conn, [sid]).get(sid)
@@ -455,26 +571,31 @@ class Actions:
             lambda c, cad, s, now, inp: engine.on_step_event(
                 c, cad, s, now, user_id, ids.parse(inp["recordId"]), inp["eventType"]
             ),
+            viewer,
         )
 
     def selectTemplateForSalesCadenceStepTracker(
-        self, inputs: Sequence[Input], user_id: str
+        self, inputs: Sequence[Input], user_id: str, *, viewer: str | None = None
     ) -> list[Result]:
         """The template / call-script variant a step tracker uses (splits honoured)."""
         results = []
         with self.store.reading() as conn:
             loaded = loading.Loaded(self.runs, conn, self.config)
+            access = Access(self.store, conn, viewer)
             for inp in inputs:
                 try:
-                    results.append(ok(self._select(conn, loaded, inp)))
+                    results.append(ok(self._select(conn, loaded, inp, access)))
                 except errors.OpenCadenceError as exc:
                     results.append(failed(exc))
         return results
 
-    def _select(self, conn: Connection, loaded: loading.Loaded, inp: Input) -> dict[str, Any]:
+    def _select(
+        self, conn: Connection, loaded: loading.Loaded, inp: Input, access: Access
+    ) -> dict[str, Any]:
         """Salesforce's outputs: ``output``, a JSON string with the template (or call script)
         Id and its split percentage, and ``error`` (null when a template was selected)."""
         sid = self._id(_required(inp, "stepTrackerId"), "stepTrackerId", STEP)
+        access.step(sid, self.runs)
         found = self.runs.step_of(conn, sid)
         if found is None:
             raise errors.InvalidCrossReferenceKey(f"stepTrackerId: no step tracker {sid}")

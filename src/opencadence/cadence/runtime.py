@@ -3,7 +3,8 @@ cadence, rep work on a step, logged calls and email engagement.
 
 The API layer calls these around record writes Salesforce performs behaviour on:
 ``set_state`` around updates of ActionCadence.State, ``delete_step`` for deletes of
-ActionCadenceStep, ``on_task_created`` after a Task insert (a logged call).
+ActionCadenceStep, ``delete_tracker`` for deletes of ActionCadenceTracker, ``on_task_created``
+after a Task insert (a logged call).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 from opencadence import errors, ids
 from opencadence.cadence import applying, decision, engine, graph, loading, validate
 from opencadence.cadence.settings import Config
-from opencadence.metadata.sales_engagement import PUBLIC_FOLDER_ACCESS, STEP
-from opencadence.storage import records
+from opencadence.metadata.sales_engagement import PUBLIC_FOLDER_ACCESS, STEP, TRACKER
+from opencadence.storage import mail, records, visibility
 from opencadence.storage.runs import RunStore
 
 Decide = Callable[[decision.Context, graph.Cadence, decision.Situation], decision.Decision]
@@ -230,6 +231,53 @@ def _retire(tx: records.Tx, cadence: graph.Cadence, step: graph.Step) -> None:
     )
 
 
+# -- deleting a tracker ---------------------------------------------------------------------------
+
+
+def delete_tracker(tx: records.Tx, tracker_id: str, viewer: str | None = None) -> None:
+    """Delete a tracker in ``tx`` and take its target out of the cadence first, all or nothing:
+    a running or paused tracker is removed as removeTargetFromSalesCadence removes it (open step
+    Cancelled, tracker Complete with ManuallyRemoved, run-state row gone so the target may be
+    enrolled again), its emails not yet at the relay are cancelled, and its step trackers are
+    deleted with it as its children; each deleted record is in getDeleted and has its DELETE
+    change event (docs/runtime-decisions.md, "Deleting a tracker").
+
+    ``viewer`` (None: an admin) deletes only a tracker they may act on, as for the actions:
+    their own or one of a user they manage.
+    """
+    runs = RunStore(tx.store)
+    _check_may_delete(tx, tracker_id, viewer)
+    runs.lock(tx.conn, [tracker_id])  # waits for a worker moving this tracker right now
+    row = tx.get(TRACKER, tracker_id)
+    if row is not None:  # a deleted or unknown one: tx.delete below says so
+        if row["State"] in ("Running", "Paused"):
+            _transition(
+                runs,
+                Config(),
+                tx,
+                tracker_id,
+                lambda c, cad, s: engine.remove(c, cad, s, now_of(tx.store), tx.user_id),
+            )
+        runs.forget(tx.conn, tracker_id)  # any state: no wake-up for a deleted tracker
+        mail.outbox(tx.store.meta).cancel_tracker(tx.conn, tracker_id)
+        for step_tracker_id in runs.live_step_trackers(tx.conn, tracker_id):
+            tx.delete(STEP, step_tracker_id, system=True)
+    tx.delete(TRACKER, tracker_id)
+
+
+def _check_may_delete(tx: records.Tx, tracker_id: str, viewer: str | None) -> None:
+    if viewer is None:
+        return
+    meta = tx.store.meta
+    owners = visibility.visible_owners(
+        tx.conn, meta, TRACKER, [tracker_id], viewer, include_deleted=True
+    )
+    if tracker_id not in owners:  # the answer for an Id of no record: it tells nothing
+        raise errors.NotFound(f"Provided id does not exist: {tracker_id}")
+    if not visibility.acts_for(tx.conn, meta, viewer, owners[tracker_id]):
+        raise errors.InsufficientAccess(f"insufficient access rights on object id: {tracker_id}")
+
+
 # -- rep work, calls and engagement --------------------------------------------------------------
 
 
@@ -287,8 +335,11 @@ def on_task_created(
     task = tx.get("Task", task_id) if tx is not None else store.get("Task", task_id)
     if task is None or task.get("TaskSubtype") != "Call" or not task.get("WhoId"):
         return False
-    with store.reading() as conn:
-        tracker_id = RunStore(store).active_tracker_of(conn, [task["WhoId"]]).get(task["WhoId"])
+    if tx is not None:  # the request's own connection: never a second one from the pool
+        tracker_id = RunStore(store).active_tracker_of(tx.conn, [task["WhoId"]]).get(task["WhoId"])
+    else:
+        with store.reading() as conn:
+            tracker_id = RunStore(store).active_tracker_of(conn, [task["WhoId"]]).get(task["WhoId"])
     if tracker_id is None:
         return False
     outcome = call_outcome(task, config)

@@ -18,7 +18,7 @@ from opencadence import errors
 from opencadence.cadence import applying, decision, engine, loading
 from opencadence.cadence import sender as senders
 from opencadence.cadence.settings import Config
-from opencadence.clock import as_utc
+from opencadence.clock import SystemClock, as_utc
 from opencadence.storage import records
 from opencadence.storage.runs import RunStore
 
@@ -26,6 +26,33 @@ log = logging.getLogger(__name__)
 
 #: Upper bound on batches per ``run_until_idle`` (a guard against a timer that never clears).
 MAX_ROUNDS = 100_000
+
+
+#: Backoff of the loop after a failed batch: the first wait, doubling up to the last.
+BACKOFF_FIRST_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
+
+
+class Heartbeat:
+    """A worker loop's liveness: the wall time of its last finished batch (idle or not) and
+    the failures since then. Written by the loop's thread, read by health checks."""
+
+    def __init__(self) -> None:
+        self.last_beat: datetime | None = None
+        self.failures = 0
+        self.last_error: str | None = None
+
+    def beat(self) -> None:
+        self.last_beat, self.failures, self.last_error = SystemClock().now(), 0, None
+
+    def failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        self.last_error = _brief(exc)
+
+
+def _brief(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}"[:300]
 
 
 def naive(now: datetime) -> datetime:
@@ -47,6 +74,8 @@ class Worker:
         self.sender: senders.Sender = sender or senders.RecordingSender()
         #: transitions (step-tracker rows created or changed) applied so far
         self.transitions = 0
+        #: when the loop last finished a batch, and its failures since (for health checks)
+        self.health = Heartbeat()
 
     def run_once(self, now: datetime | None = None) -> int:
         """Handle one batch of due trackers; returns how many were handled."""
@@ -74,11 +103,34 @@ class Worker:
             total += n
         raise RuntimeError("cadence worker did not become idle")
 
-    def loop(self, poll_seconds: float = 1.0, stop: Callable[[], bool] = lambda: False) -> None:
-        """Run forever (the ``opencadence worker`` command), sleeping when idle."""
+    def loop(
+        self,
+        poll_seconds: float = 1.0,
+        stop: Callable[[], bool] = lambda: False,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> None:
+        """Run until ``stop()`` (the ``opencadence worker`` command, the server's thread),
+        sleeping when idle.
+
+        A failed batch (the database connection lost, the database restarting, a lock not
+        obtained) is rolled back by its transaction; the loop logs it, backs off (doubling up
+        to BACKOFF_MAX_SECONDS) and carries on, reconnecting through the pool, so a database
+        outage pauses cadences and email instead of ending them. ``sleep`` may return early
+        (the server passes its stop event's ``wait``)."""
+        delay = 0.0
         while not stop():
-            if self.run_once() == 0:
-                time.sleep(poll_seconds)
+            try:
+                handled = self.run_once()
+            except Exception as exc:
+                delay = min(BACKOFF_MAX_SECONDS, max(BACKOFF_FIRST_SECONDS, delay * 2))
+                self.health.failed(exc)
+                log.warning("worker batch failed (%s); retrying in %.1f s", _brief(exc), delay)
+                sleep(delay)
+                continue
+            delay = 0.0
+            self.health.beat()
+            if handled == 0:
+                sleep(poll_seconds)
 
     def _batch(self, now: datetime, only: Sequence[str] | None) -> int:
         cancels: list[str] = []

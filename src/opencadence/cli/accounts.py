@@ -41,6 +41,9 @@ def cmd_users(args: argparse.Namespace) -> int:
                     f"{u['Id']}  {u['Username']}  {u['TimeZoneSidKey']}  {flags}"
                     + (f"  {granted}" if granted else "")
                 )
+        elif args.action == "unlock":  # after too many invalid login attempts
+            accounts.unlock(args.username)
+            print(f"{args.username} unlocked")
         else:
             accounts.set_active(args.username, args.action == "activate")
             print(f"{args.username} {args.action}d")
@@ -99,9 +102,11 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def add_users(subparsers: Any) -> None:
     p = common.add_command(
-        subparsers, "users", cmd_users, "create, list, activate or deactivate users"
+        subparsers, "users", cmd_users, "create, list, activate, deactivate or unlock users"
     )
-    p.add_argument("action", choices=("create", "update", "list", "activate", "deactivate"))
+    p.add_argument(
+        "action", choices=("create", "update", "list", "activate", "deactivate", "unlock")
+    )
     p.add_argument("--username")
     p.add_argument("--password")
     p.add_argument(

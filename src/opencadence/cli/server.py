@@ -10,7 +10,7 @@ from typing import Any
 
 from opencadence import demo as demo_org
 from opencadence import system
-from opencadence.api import server, tls
+from opencadence.api import pubsub, server, tls
 from opencadence.cli import common, email_options
 
 DEFAULT_PORT = 8443
@@ -45,6 +45,7 @@ def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
         tracking=True,
         inbound_smtp_port=email_options.inbound_port(args),
         inbound_smtp_host=args.host,
+        login_max_attempts=args.max_login_attempts,
         api_request_limit=args.api_request_limit,
     )
     with system.build(settings) as built:
@@ -67,8 +68,38 @@ def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
             cert = tls_files[0].resolve()
             print(f"TLS certificate: {cert}  (clients: verify='{cert}')", file=sys.stderr)
         print(f"opencadence API on {scheme}://{args.host}:{args.port}", file=sys.stderr)
-        server.run(built, host=args.host, port=args.port, tls_files=tls_files, sock=sock)
+        started, grpc_server = _start_pubsub(args, built, tls_files)
+        if not started:
+            return 1
+        try:
+            server.run(built, host=args.host, port=args.port, tls_files=tls_files, sock=sock)
+        finally:
+            if grpc_server is not None:
+                grpc_server.stop()
     return 0
+
+
+def _start_pubsub(
+    args: argparse.Namespace, built: system.System, tls_files: tuple[Path, Path] | None
+) -> tuple[bool, pubsub.Running | None]:
+    """(False, None) when the Pub/Sub port is busy (said why), else (True, its server or None
+    when --pubsub-port is 0)."""
+    if not args.pubsub_port:
+        return True, None
+    try:
+        running = pubsub.start(
+            built.org,
+            host=args.host,
+            port=args.pubsub_port,
+            tls_files=tls_files,
+            keepalive=args.pubsub_keepalive,
+        )
+    except OSError as exc:
+        print(str(exc), file=sys.stderr)
+        return False, None
+    kind = "TLS" if tls_files else "plaintext"
+    print(f"Pub/Sub API (gRPC, {kind}) on {args.host}:{running.port}", file=sys.stderr)
+    return True, running
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -90,6 +121,11 @@ def _demo(args: argparse.Namespace, sock: socket.socket | None) -> int:
         database_url=common.database_url(args), clock="manual", worker=serving, tracking=serving
     )
     with system.build(settings) as built:
+        tls_files = tls.self_signed(Path(args.cert_dir))
+        # the Pub/Sub port is taken before seeding and minting the token, as the API's is
+        started, grpc_server = _start_pubsub(args, built, tls_files) if serving else (True, None)
+        if not started:
+            return 1
         if not demo_org.seeded(built.org):
             print(
                 "seeding the demo org (users, targets, two cadences, a few days of activity)...",
@@ -97,12 +133,31 @@ def _demo(args: argparse.Namespace, sock: socket.socket | None) -> int:
             )
             demo_org.seed(built.org)
         token = demo_org.admin_token(built.org)
-        tls_files = tls.self_signed(Path(args.cert_dir))
         url = f"https://{args.host}:{args.port}"
-        print(demo_org.banner(url, token, str(tls_files[0].resolve())), flush=True)
-        if sock is not None:
-            server.run(built, host=args.host, port=args.port, tls_files=tls_files, sock=sock)
+        endpoint = f"{args.host}:{grpc_server.port}" if grpc_server else None
+        print(demo_org.banner(url, token, str(tls_files[0].resolve()), endpoint), flush=True)
+        try:
+            if sock is not None:
+                server.run(built, host=args.host, port=args.port, tls_files=tls_files, sock=sock)
+        finally:
+            if grpc_server:
+                grpc_server.stop()
     return 0
+
+
+def _add_pubsub(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pubsub-port",
+        type=int,
+        default=pubsub.DEFAULT_PORT,
+        help=f"port of the Pub/Sub API (gRPC; TLS when the API is; default {pubsub.DEFAULT_PORT}, 0: off)",
+    )
+    p.add_argument(
+        "--pubsub-keepalive",
+        type=float,
+        default=pubsub.KEEPALIVE_SECONDS,
+        help="seconds between keepalive FetchResponses of an idle subscription (default 270)",
+    )
 
 
 def add_demo(subparsers: Any) -> None:
@@ -117,6 +172,7 @@ def add_demo(subparsers: Any) -> None:
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--cert-dir", default=DEFAULT_CERT_DIR)
     p.add_argument("--no-serve", action="store_true", help="seed and print, then exit")
+    _add_pubsub(p)
 
 
 def add_serve(subparsers: Any) -> None:
@@ -124,6 +180,13 @@ def add_serve(subparsers: Any) -> None:
     common.add_database(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument(
+        "--max-login-attempts",
+        type=int,
+        default=10,
+        help="invalid logins in a row that lock a user out for 15 minutes (0: never; "
+        "Salesforce's default is 10)",
+    )
     p.add_argument(
         "--tls", action="store_true", help="HTTPS with a generated self-signed certificate"
     )
@@ -146,4 +209,5 @@ def add_serve(subparsers: Any) -> None:
         metavar="N",
         help="refuse API requests past N a UTC day (REQUEST_LIMIT_EXCEEDED); default: count only",
     )
+    _add_pubsub(p)
     email_options.add_arguments(p)

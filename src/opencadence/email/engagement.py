@@ -62,7 +62,7 @@ def sent_row(
     """The outbox row of a message that reached the relay, by key or Message-ID."""
     outbox = mail.outbox(store.meta)
     row = outbox.row(conn, key) if key is not None else outbox.by_message_id(conn, message_id)
-    if row is None or (row["sent_at"] is None and row["status"] not in ("sent", "sending")):
+    if row is None or (row["sent_at"] is None and row["status"] not in mail.REACHED_RELAY):
         return None
     return row
 

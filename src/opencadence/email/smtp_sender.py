@@ -11,9 +11,19 @@ Two phases, so that the outbox row is durable before any byte reaches the relay:
    ``failed``. The next wake-up of the step reads the row and completes or fails the step.
 
 A crash before the ``sending`` mark leaves ``pending``: the message was never accepted, it is
-sent again with the same Message-ID. A crash after it leaves ``sending``: the relay had the
-"." and accepts it, so it is reconciled as sent and never resent. The mark is a guarded
-update from ``pending``, so two workers can never both reach the "." for one row.
+sent again with the same Message-ID. The relay's 250 for a message is recorded (``accepted``)
+in the transaction of the next message's ``sending`` mark (or the chunk's final commit), so
+at any moment at most one row per worker is ``sending``, and only it is in doubt after a
+crash: the "." may not have left (the relay discarded the message) or may have been accepted.
+That row becomes ``unknown`` (an ``unknown`` engagement event reports it, with its
+Message-ID in the log) and is sent again with the same Message-ID and body, so no email is
+lost; a relay or mailbox that keeps one copy per Message-ID shows it once, one that does not
+may show it twice. ``SmtpConfig.resend_unknown=False`` reports it instead (never twice, and
+possibly lost). ``accepted`` rows of a dead worker are sent, never resent. The mark is a
+guarded update from ``pending``, so two workers can never both reach the "." for one row.
+
+Recording the sends makes their trackers due at once, so a step another worker rescheduled to
+the lease's end (it saw the row leased) completes as soon as its email is accepted.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from opencadence.cadence import sender as senders
 from opencadence.cadence.decision import SendResult
 from opencadence.email import activity, checks, engagement, message, settings, windows
 from opencadence.storage import mail, records
+from opencadence.storage.runs import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +88,11 @@ class SmtpConfig:
     #: open/click tracking, on when both are set (links point at ``public_url``)
     public_url: str | None = None
     tracking_secret: bytes | None = None
+    #: a send a crash left ``unknown`` is sent again with its Message-ID (False: reported only)
+    resend_unknown: bool = True
+    #: how long a staged or in-flight row belongs to its worker (a dead worker's rows wait
+    #: this long before another takes them over); $OPENCADENCE_SMTP_LEASE_SECONDS
+    lease: timedelta = LEASE
 
 
 def config_from_options(
@@ -90,14 +106,17 @@ def config_from_options(
     environ: Mapping[str, str] | None = None,
 ) -> SmtpConfig:
     """The relay of ``--smtp-relay HOST:PORT`` and friends; the credentials fall back to
-    $OPENCADENCE_SMTP_USER / $OPENCADENCE_SMTP_PASSWORD (kept off the command line)."""
+    $OPENCADENCE_SMTP_USER / $OPENCADENCE_SMTP_PASSWORD (kept off the command line), the
+    lease to $OPENCADENCE_SMTP_LEASE_SECONDS."""
     env = os.environ if environ is None else environ
     host, _, port = relay.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"--smtp-relay must be HOST:PORT, not {relay!r}")
     if tls not in ("starttls", "tls", "none"):
         raise ValueError(f"--smtp-tls must be starttls, tls or none, not {tls!r}")
+    lease = env.get("OPENCADENCE_SMTP_LEASE_SECONDS")
     return SmtpConfig(
+        lease=timedelta(seconds=float(lease)) if lease else LEASE,
         host=host.strip("[]"),
         port=int(port),
         tls=tls,
@@ -142,6 +161,8 @@ class SmtpSender:
     _tx: records.Tx | None = None
     _cache: checks.Cache | None = None
     _smtp: smtplib.SMTP | None = None
+    #: keys the relay accepted since the last ``sending`` mark (marked ``accepted`` with it)
+    _unmarked: list[str] = field(default_factory=list)
 
     @property
     def outbox(self) -> mail.Outbox:
@@ -179,11 +200,18 @@ class SmtpSender:
             return SendResult(True)
         if status == "failed":
             return SendResult(False, row["error_code"] or "UNKNOWN")
-        if status == "sending":
+        if status in ("sending", "accepted"):
             if lease is not None and lease > now:
-                return SendResult(False, None, lease)
-            self._reconcile_one(self._tx, email.key, now)
-            return SendResult(True)
+                return SendResult(False, None, lease)  # its worker records it and wakes us
+            if status == "accepted":
+                self._reconcile_one(self._tx, email.key, now)
+                return SendResult(True)
+            self._unknown(conn, email.key, row.get("message_id"), now)
+            status = "unknown"
+        if status == "unknown":
+            if not self.config.resend_unknown:
+                return SendResult(True)  # reported (the event), counted as sent
+            return self._stage(conn, email.key, now)  # same Message-ID and body
         if status == "waiting":
             return self._admit(conn, email, now, row)
         if status == "retry" and row["next_at"] is not None and row["next_at"] > now:
@@ -191,8 +219,16 @@ class SmtpSender:
         if status == "pending" and lease is not None and lease > now:
             return SendResult(False, None, lease)  # another worker is delivering it
         # pending whose worker died before the final "." or a retry now due: stage again
-        outbox.stage(conn, email.key, now + LEASE)
-        self._staged.append(email.key)
+        return self._stage(conn, email.key, now)
+
+    def _stage(self, conn: mail.Connection, key: str, now: datetime) -> SendResult:
+        """Take the row over for delivery after this commit. The update is guarded: a worker
+        still delivering the row (it reached the row after its lease ran out) keeps it, and
+        its recorded send wakes the step."""
+        lease = now + self.config.lease
+        if not self.outbox.stage(conn, key, lease, now):
+            return SendResult(False, None, lease)
+        self._staged.append(key)
         return SendResult(False, None, now)
 
     def _admit(
@@ -264,7 +300,7 @@ class SmtpSender:
                 "sender": prepared.sender,
                 "recipient": prepared.recipient,
                 "mime": mime,
-                "lease_until": now + LEASE,
+                "lease_until": now + self.config.lease,
                 "tracked": track is not None and prepared.rendered.html is not None,
             },
         )
@@ -300,6 +336,7 @@ class SmtpSender:
             with self.store.reading() as conn:
                 rows = self.outbox.rows(conn, staged[i : i + FINALIZE_EVERY])
             accepted: list[dict[str, Any]] = []
+            self._unmarked = []  # accepted by the relay, not yet marked in the database
             for key in staged[i : i + FINALIZE_EVERY]:
                 row = rows.get(key)
                 if row is None or row["status"] != "pending":
@@ -307,15 +344,23 @@ class SmtpSender:
                 try:
                     if self._transmit(row):
                         accepted.append(row)
+                        self._unmarked.append(row["key"])
                 except DeliveryError as exc:
                     self._failed(row, exc)
+                except (mail.DatabaseError, errors.UnableToLockRow):
+                    # the database, not the email: without its "." the relay discards the
+                    # message; the row stays leased and is delivered again (the worker backs off)
+                    self._drop()
+                    self._save_unmarked()
+                    raise
                 except Exception as exc:  # a bug: fail this email visibly, deliver the rest
                     log.exception("unexpected failure delivering %s", key)
                     self._drop()
                     self._failed(row, DeliveryError(f"unexpected: {exc!r}", "UNKNOWN", False))
-            # a row still ``sending`` when we die here is reconciled as sent: recording the
-            # acceptances together costs one commit per chunk, not one per message
+            # recording the acceptances together costs one commit per chunk, not one per
+            # message; only the last one (still ``sending``) is in doubt if we die first
             self._accepted(accepted)
+            self._wake(accepted)
 
     def _transmit(self, row: dict[str, Any]) -> bool:
         """One SMTP transaction; False if another worker took the row first."""
@@ -350,6 +395,7 @@ class SmtpSender:
                 self._drop()  # closing before the "." makes the relay discard the message
                 return False
             code, text = smtp.getreply()
+            self._replied(row["key"], code)
         except (OSError, smtplib.SMTPException) as exc:
             # the "." may have been accepted: never resend (the row stays ``sending``)
             self._drop()
@@ -424,14 +470,46 @@ class SmtpSender:
         self._drop()
 
     def _mark_sending_then_end_data(self, key: str, smtp: smtplib.SMTP) -> bool:
-        """Commit ``sending``, then write the final "." at once: the time between the two,
-        when a crash would lose the message, is a few microseconds (the "." goes out on the
-        transaction's commit, before its connection returns to the pool)."""
+        """Commit ``sending`` (and ``accepted`` for the messages the relay accepted since the
+        last mark), then write the final "." at once: it goes out on the transaction's commit,
+        before its connection returns to the pool. A crash between the two leaves this one
+        row ``sending``: ``unknown`` once its lease ends, then resent (see the module)."""
         with self.store.transaction() as tx:
-            if not self.outbox.mark_sending(tx.conn, key, self._now() + LEASE):
+            if not self.outbox.mark_sending(tx.conn, key, self._now() + self.config.lease):
                 return False
-            tx.on_commit.append(lambda: smtp.send(b".\r\n"))
+            self.outbox.mark_accepted(tx.conn, self._unmarked)
+            tx.on_commit.append(lambda: self._end_data(smtp))
+        self._unmarked = []
         return True
+
+    def _end_data(self, smtp: smtplib.SMTP) -> None:
+        smtp.send(b".\r\n")
+
+    def _replied(self, key: str, code: int) -> None:
+        """A hook once the relay replied to the end of data (tests crash here)."""
+
+    def _save_unmarked(self) -> None:
+        """Best effort after a database failure: record what the relay accepted, so only the
+        message in flight is in doubt."""
+        try:
+            with self.store.transaction() as tx:
+                self.outbox.mark_accepted(tx.conn, self._unmarked)
+            self._unmarked = []
+        except Exception:
+            log.warning("could not record %d accepted sends", len(self._unmarked))
+
+    def _wake(self, rows: list[dict[str, Any]]) -> None:
+        """After the sends are recorded, in a transaction of its own (it may wait for another
+        worker's batch, holding nothing that batch needs): steps another worker rescheduled
+        to the lease's end are due now. Best effort: the lease's end wakes them anyway."""
+        steps = {(r.get("tracker_id") or "", r["key"]) for r in rows}
+        if not steps:
+            return
+        try:
+            with self.store.transaction() as tx:
+                RunStore(self.store).wake(tx.conn, steps, self._now())
+        except (mail.DatabaseError, errors.OpenCadenceError):
+            log.warning("could not wake %d sent steps; they wake at their lease's end", len(steps))
 
     def _accepted(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -440,6 +518,11 @@ class SmtpSender:
         try:
             with self.store.transaction() as tx:
                 self._finish(tx, rows, now)
+        except (mail.DatabaseError, errors.UnableToLockRow):
+            # the database failed, not the email: every row stays ``accepted`` (sent once its
+            # lease ends), never resent and never failed
+            self._save_unmarked()
+            raise
         except Exception:  # find the one that fails: each alone
             for row in rows:
                 try:
@@ -460,7 +543,8 @@ class SmtpSender:
                         )
 
     def _finish(self, tx: records.Tx, rows: list[dict[str, Any]], now: datetime) -> None:
-        """Mark ``rows`` sent and record the sends (two executemany statements)."""
+        """Mark ``rows`` sent and record the sends (two executemany statements); their
+        trackers are woken once this commits (``_wake``)."""
         self.outbox.mark_sent(tx.conn, [r["key"] for r in rows], now)
         mail.event_log(self.store.meta).record_many(
             tx.conn,
@@ -534,15 +618,35 @@ class SmtpSender:
         row = self.outbox.row(tx.conn, key)
         self._log_sent(tx, [row] if row is not None and row["status"] == "sent" else [], now)
 
+    def _unknown(
+        self, conn: mail.Connection, key: str, message_id: str | None, now: datetime
+    ) -> None:
+        """A row its dead worker left ``sending``: ``unknown``, reported by an event."""
+        if self.outbox.mark_unknown(conn, key):
+            engagement.record_event(conn, self.store, key, mail.UNKNOWN_EVENT, now, message_id)
+            log.warning(
+                "send of %s (Message-ID %s) interrupted by a crash: outcome unknown, %s",
+                key,
+                message_id,
+                "resent with the same Message-ID" if self.config.resend_unknown else "not resent",
+            )
+
     def reconcile(self) -> int:
-        """On start: rows left ``sending`` by a dead worker are sent (the relay had their "."). Rows
-        left ``pending`` are resent by the step's next wake-up. Returns rows reconciled."""
+        """On start: rows a dead worker left ``accepted`` are sent (the relay said 250); the
+        one it left ``sending`` is ``unknown`` (resent by its step, now due). Rows left
+        ``pending`` are resent by the step's next wake-up. Returns rows reconciled."""
         now = self._now()
         with self.store.transaction() as tx:
-            keys = self.outbox.abandoned_sending(tx.conn, now)
-            for key in keys:
-                self._reconcile_one(tx, key, now)
-        return len(keys)
+            found = self.outbox.abandoned(tx.conn, now)
+            for key, status in found:
+                if status == "accepted":
+                    self._reconcile_one(tx, key, now)
+                else:
+                    row = self.outbox.row(tx.conn, key) or {}
+                    self._unknown(tx.conn, key, row.get("message_id"), now)
+            rows = list(self.outbox.rows(tx.conn, [k for k, _ in found]).values())
+        self._wake(rows)
+        return len(found)
 
 
 def _window_wait(

@@ -81,7 +81,9 @@ def validate(record: Mapping[str, Any], registry: Registry) -> None:
     """Check a template being saved: its merge fields exist (the API calls this on insert and
     update of EmailTemplate)."""
     for part in ("Subject", "HtmlValue", "Body"):
-        merge_fields(record.get(part), registry)
+        value = record.get(part)
+        if isinstance(value, str):  # another type is the write's to refuse (or convert: 5)
+            merge_fields(value, registry)
 
 
 @dataclass(frozen=True, slots=True)

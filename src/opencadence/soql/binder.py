@@ -21,6 +21,8 @@ from opencadence.soql.cursor import format_error
 from opencadence.soql.tokens import AGGREGATES
 
 MAX_HOPS = 5
+#: The largest LIMIT (Apex and SOQL integers are 32-bit).
+MAX_LIMIT = 2**31 - 1
 MAX_OFFSET = 2000
 MAX_FIELDS_LIMIT = 200
 _NUMERIC = ("int", "double", "percent", "currency")
@@ -536,6 +538,12 @@ class Binder:
                 errors.NumberOutsideValidRange,
                 q.clause_pos.get("OFFSET", q.pos),
                 f"Maximum SOQL offset allowed is {MAX_OFFSET}",
+            )
+        if q.limit is not None and q.limit > MAX_LIMIT:  # SOQL's LIMIT is a 32-bit integer
+            self.fail(
+                errors.NumberOutsideValidRange,
+                q.clause_pos.get("LIMIT", q.pos),
+                f"Maximum SOQL limit allowed is {MAX_LIMIT}",
             )
         result.limit, result.offset = q.limit, q.offset
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, NoReturn, Protocol
@@ -155,11 +156,17 @@ def _literal(b: Scope, expr: bound.Expr, value: nodes.Value, op: str) -> Any:
             )
         return value.value
     if ftype in _NUMERIC:
-        if isinstance(value, nodes.Currency):
-            return _number(value.amount.value)
-        if not isinstance(value, nodes.Number):
+        number = value.amount if isinstance(value, nodes.Currency) else value
+        if not isinstance(number, nodes.Number):
             _type_error(b, value, name, "double" if ftype != "int" else "int", quoted=False)
-        return _number(value.value)
+        converted = _number(number.value, ftype)
+        if converted is None:
+            b.fail(
+                errors.NumberOutsideValidRange,
+                value.pos,
+                f"number outside the valid range: {number.text[:40]}",
+            )
+        return converted
     if ftype == "datetime":
         return _datetime_literal(b, value, name)
     if ftype == "date":
@@ -167,8 +174,20 @@ def _literal(b: Scope, expr: bound.Expr, value: nodes.Value, op: str) -> Any:
     b.fail(errors.InvalidField, value.pos, f"field '{name}' can not be filtered in query call")
 
 
-def _number(value: int | Decimal) -> int | float:
-    return value if isinstance(value, int) else float(value)
+#: The range of a 64-bit integer column (SQLite INTEGER, PostgreSQL BIGINT).
+_INT64 = 2**63 - 1
+
+
+def _number(value: int | Decimal, ftype: str) -> int | float | None:
+    """The literal as the column compares it; None when no column could hold it (an integer
+    past 64 bits, a number past a double's range), which the database would refuse."""
+    if isinstance(value, int) and (ftype == "int" or abs(value) <= _INT64):
+        return value if abs(value) <= _INT64 else None
+    try:
+        converted = float(value)
+    except OverflowError:
+        return None
+    return converted if math.isfinite(converted) else None
 
 
 def _type_error(
@@ -196,10 +215,13 @@ def _datetime_literal(b: Scope, value: nodes.Value, name: str) -> Any:
         return value.value.astimezone(UTC).replace(tzinfo=None)
     if isinstance(value, nodes.DateLiteral):
         start, end = _literal_dates(b, value)
-        return (
-            dates.local_midnight_utc(start, b.time_zone),
-            dates.local_midnight_utc(end, b.time_zone),
-        )
+        try:
+            return (
+                dates.local_midnight_utc(start, b.time_zone),
+                dates.local_midnight_utc(end, b.time_zone),
+            )
+        except OverflowError:  # a range at year 1 or 9999 that the time zone moves outside
+            b.fail(errors.MalformedQuery, value.pos, f"Invalid date literal {value.name}")
     _type_error(b, value, name, "dateTime", quoted=False)
 
 
@@ -216,6 +238,8 @@ def _literal_dates(b: Scope, value: nodes.DateLiteral) -> tuple[date, date]:
     now = b.now if b.now.tzinfo else b.now.replace(tzinfo=UTC)
     try:
         return dates.literal_range(value.name, value.n, now, b.time_zone)
+    except OverflowError:  # n so large the range leaves years 1-9999
+        b.fail(errors.MalformedQuery, value.pos, f"Invalid date literal {value.name}:{value.n}")
     except ValueError as exc:
         b.fail(errors.MalformedQuery, value.pos, str(exc))
 

@@ -178,6 +178,8 @@ def _date_n_value(tok: Token) -> nodes.Value:
         if key in FIXED_DATE_LITERALS:
             raise LiteralError(f"date literal {key} takes no :n value")
         raise LiteralError(f"unknown date literal {name}")
+    if len(n) > 9:  # no date is that many days, weeks, ... away (and int() stays cheap)
+        raise LiteralError(f"Invalid value {n} for date literal {key}")
     return nodes.DateLiteral(key, int(n), pos=_pos(tok))
 
 

@@ -35,7 +35,7 @@ def decode_string(body: str, *, like: bool = False) -> str:
     backslash stay escaped so literal and wildcard characters remain distinct.
     """
     if "\\" not in body:
-        return body
+        return _storable(body)
 
     def replace(m: re.Match[str]) -> str:
         esc = m.group(1)
@@ -51,7 +51,19 @@ def decode_string(body: str, *, like: bool = False) -> str:
             f"Illegal character sequence '\\{esc}' in string literal."
         )
 
-    return _ESCAPE_RX.sub(replace, body)
+    return _storable(_ESCAPE_RX.sub(replace, body))
+
+
+def _storable(text: str) -> str:
+    """A string no field can hold is refused: NUL (PostgreSQL text has none) and lone
+    surrogates (not Unicode), as the write path refuses them; both databases agree."""
+    if "\x00" in text:
+        raise LiteralError("Invalid string literal: it contains the NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LiteralError("Invalid string literal: it contains a lone surrogate") from None
+    return text
 
 
 _ENCODE = {
@@ -82,7 +94,14 @@ def encode_string(value: str, *, like: bool = False) -> str:
     return f"'{body}'"
 
 
+#: Digits a numeric literal may have: past Python's int-from-text limit (4,300 digits) no
+#: field could hold it anyway, and refusing it here keeps the parse linear.
+MAX_NUMBER_DIGITS = 400
+
+
 def parse_number(text: str) -> int | Decimal:
+    if len(text) > MAX_NUMBER_DIGITS:
+        raise LiteralError(f"number too long: {text[:40]}...")
     if "." in text:
         return Decimal(text)
     return int(text)
@@ -100,15 +119,17 @@ def parse_datetime(text: str) -> dt.datetime:
     if m is None or not (m.group(8) or m.group(9)):
         raise LiteralError(f"Invalid dateTime (a time zone, Z or +hh:mm, is required): {text}")
     y, mo, d, h, mi, s, frac, _z, sign, oh, om = m.groups()
-    tz = dt.UTC
-    if sign:
-        delta = dt.timedelta(hours=int(oh), minutes=int(om))
-        tz = dt.timezone(-delta if sign == "-" else delta)
     micro = int((frac or "0")[:6].ljust(6, "0"))
     try:
-        return dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tzinfo=tz)
-    except ValueError:
+        tz = dt.UTC
+        if sign:  # an offset of 24 hours or more is no time zone (ValueError)
+            delta = dt.timedelta(hours=int(oh), minutes=int(om))
+            tz = dt.timezone(-delta if sign == "-" else delta)
+        value = dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tzinfo=tz)
+        value.astimezone(dt.UTC)  # OverflowError: outside years 1-9999 once in UTC
+    except (ValueError, OverflowError):
         raise LiteralError(f"Invalid dateTime: {text}") from None
+    return value
 
 
 def parse_time(text: str) -> dt.time:

@@ -43,8 +43,14 @@ def _pos(tok: Token) -> nodes.Pos:
     return (tok.line, tok.column)
 
 
+#: How deep parentheses may nest in WHERE/HAVING (and semi-join subqueries in them).
+MAX_NESTING = 100
+
+
 class Parser(ExprParser):
     """Parses one SOQL statement; use ``parse()``."""
+
+    depth = 0
 
     def parse(self) -> nodes.Query:
         query = self._parse_query(TOP)
@@ -121,7 +127,8 @@ class Parser(ExprParser):
         if tok.type is not TokenType.NUMBER or not tok.text.isdigit():
             self._error(tok, f"{clause} requires a non-negative integer")
         self._next()
-        return int(tok.text)
+        # past 19 digits the binder's range check refuses it: don't convert 5,000 digits
+        return int(tok.text) if len(tok.text) <= 19 else 10**19
 
     def _parse_words(self, *words: str) -> tuple[str, ...]:
         found = [self._expect_kw(*words).key]
@@ -346,9 +353,14 @@ class Parser(ExprParser):
         return nodes.Or(tuple(terms), pos=first.pos)
 
     def _parse_term(self, clause: str) -> nodes.Condition:
+        lparen = self._peek()
         if self._accept(_LPAREN):
+            self.depth += 1
+            if self.depth > MAX_NESTING:  # recursion has a limit: refuse well before it
+                self._error(lparen, f"conditions nest more than {MAX_NESTING} levels deep")
             cond = self._parse_condition(clause)
             self._expect(_RPAREN, "expecting ')'")
+            self.depth -= 1
             return cond
         if self._at_kw("NOT"):
             self._error(self._peek(), "NOT may only start a condition; use AND (NOT ...)")
@@ -380,10 +392,14 @@ class Parser(ExprParser):
         self._error(tok, "expecting an operator")
 
     def _parse_in(self, operand: nodes.FieldPath | nodes.Function, negated: bool) -> nodes.In:
-        self._expect(_LPAREN)
+        lparen = self._expect(_LPAREN)
         if self._at_kw("SELECT"):
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                self._error(lparen, f"conditions nest more than {MAX_NESTING} levels deep")
             query = self._parse_query(SEMI)
             self._expect(_RPAREN)
+            self.depth -= 1
             return nodes.In(operand, query=query, negated=negated, pos=operand.pos)
         values = [self._parse_value()]
         while self._accept(_COMMA):

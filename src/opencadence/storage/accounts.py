@@ -12,11 +12,10 @@ tokens as SHA-256 digests, so a copy of the database does not hand out live sess
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import hmac
 import secrets
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,13 +27,14 @@ from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
 from opencadence.storage import authorization, records, schema, values
 
-#: How long a checked session is trusted without reading it again (see Accounts.session).
-CACHE_SECONDS = 30.0
 #: Salesforce's default session timeout.
 DEFAULT_SESSION_TTL = timedelta(hours=2)
 #: An inactivity-timed session's expiry is rewritten when a use would move it this much or more.
 EXTEND_EVERY = timedelta(minutes=1)
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+#: Salesforce's defaults for "Maximum invalid login attempts" and "Lockout effective period".
+MAX_LOGIN_ATTEMPTS = 10
+LOCKOUT_PERIOD = timedelta(minutes=15)
 
 
 def hash_secret(secret: str) -> str:
@@ -50,6 +50,13 @@ def check_secret(secret: str, stored: str) -> bool:
         return False
     actual = hashlib.scrypt(secret.encode(), salt=bytes.fromhex(salt), dklen=32, **_SCRYPT)
     return hmac.compare_digest(actual.hex(), digest)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash no password matches, checked when the username is unknown or inactive so that
+    a failed login costs the same scrypt run either way (timing reveals no usernames)."""
+    return hash_secret(secrets.token_hex(16))
 
 
 def _token_hash(token: str) -> str:
@@ -101,12 +108,11 @@ class Accounts:
         self.ttl = session_ttl
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.meta = store.meta
-        # Sessions checked in the last CACHE_SECONDS are not read again: every API request
-        # authenticates, and the lookup would otherwise cost a query per request. Revocation
-        # and deactivation in this process clear the cache at once; elsewhere it takes effect
-        # within CACHE_SECONDS.
-        self._cache: dict[str, tuple[Session, float]] = {}
-        self._lock = threading.Lock()
+        #: invalid attempts in a row that lock a user out, and for how long (0: never)
+        self.max_attempts = MAX_LOGIN_ATTEMPTS
+        self.lockout = LOCKOUT_PERIOD
+        # Sessions are read from the database on every use, not cached: a deactivation or a
+        # revocation by another process (the CLI) must end them at once.
 
     # --- users ------------------------------------------------------------------------------
 
@@ -192,7 +198,6 @@ class Accounts:
         creds = self.meta.tables[schema.CREDENTIALS]
         with self.store.transaction() as tx:
             tx.conn.execute(creds.update().where(creds.c.user_id == user_id).values(is_admin=admin))
-        self.forget_sessions()
 
     def list_users(self) -> list[dict[str, Any]]:
         users, creds = self.meta.tables["User"], self.meta.tables[schema.CREDENTIALS]
@@ -220,26 +225,73 @@ class Accounts:
             raise errors.NotFound(f"no user {username}")
         with self.store.transaction() as tx:
             tx.update("User", user["Id"], {"IsActive": active}, system=True)
-            if not active:  # deactivation ends the user's sessions at once
-                with self._lock:
-                    self._cache.clear()
-                sessions = self.meta.tables[schema.SESSIONS]
-                tx.conn.execute(sessions.delete().where(sessions.c.user_id == user["Id"]))
+            self.end_sessions_if_inactive(tx.conn, user["Id"])
+
+    def end_sessions_if_inactive(self, conn: records.Connection, user_id: str) -> None:
+        """Deactivation ends the user's sessions at once, for good: run in the transaction
+        that wrote User.IsActive (the CLI's and the API's), so reactivating the user does not
+        bring them back."""
+        users, sessions = self.meta.tables["User"], self.meta.tables[schema.SESSIONS]
+        active = conn.execute(sa.select(users.c.IsActive).where(users.c.Id == user_id)).scalar()
+        if not active:
+            conn.execute(sessions.delete().where(sessions.c.user_id == user_id))
 
     # --- login ------------------------------------------------------------------------------
 
     def authenticate(self, username: str, password: str, *, token_suffix: bool = False) -> str:
-        """The user id for valid credentials (password may end with the security token)."""
+        """The user id for valid credentials (password may end with the security token).
+
+        Every failure is the same LoginFailed, after one scrypt run whatever failed (unknown
+        user, inactive, locked out, wrong password). ``max_attempts`` wrong passwords in a
+        row lock the user out for ``lockout``, as Salesforce does; during it even the right
+        password fails; a successful login clears the count."""
         user = self.find_user(username)
         cred = self._credentials(user["Id"]) if user else None
         if user is None or cred is None or not user["IsActive"]:
+            check_secret(password, _dummy_hash())
             raise errors.LoginFailed("authentication failure")
         candidates = [password]
         if token_suffix and password.endswith(cred["security_token"]):
             candidates.insert(0, password[: -len(cred["security_token"])])
-        if not any(check_secret(p, cred["password_hash"]) for p in candidates):
+        matched = any(check_secret(p, cred["password_hash"]) for p in candidates)
+        now = values.to_db_datetime(self.clock.now())
+        if cred["locked_until"] is not None and cred["locked_until"] > now:
+            raise errors.LoginFailed("authentication failure")
+        self._count_attempt(str(user["Id"]), cred, matched, now)
+        if not matched:
             raise errors.LoginFailed("authentication failure")
         return str(user["Id"])
+
+    def _count_attempt(
+        self, user_id: str, cred: Mapping[str, Any], matched: bool, now: datetime
+    ) -> None:
+        """Record a login attempt: a success clears the count, a failure adds one and locks
+        the user out at ``max_attempts``. Writes only when something changes."""
+        failed = cred["failed_logins"] or 0
+        if matched and not failed and cred["locked_until"] is None:
+            return
+        creds = self.meta.tables[schema.CREDENTIALS]
+        if matched:
+            change: dict[str, Any] = {"failed_logins": None, "locked_until": None}
+        elif self.max_attempts and failed + 1 >= self.max_attempts:
+            change = {"failed_logins": None, "locked_until": now + self.lockout}
+        else:
+            change = {"failed_logins": creds.c.failed_logins + 1 if failed else 1}
+        with self.store.transaction() as tx:
+            tx.conn.execute(creds.update().where(creds.c.user_id == user_id).values(**change))
+
+    def unlock(self, username: str) -> None:
+        """End a lockout and clear the invalid attempts (an administrator's "Unlock")."""
+        user = self.find_user(username)
+        if user is None:
+            raise errors.NotFound(f"no user {username}")
+        creds = self.meta.tables[schema.CREDENTIALS]
+        with self.store.transaction() as tx:
+            tx.conn.execute(
+                creds.update()
+                .where(creds.c.user_id == user["Id"])
+                .values(failed_logins=None, locked_until=None)
+            )
 
     def _credentials(self, user_id: str) -> dict[str, Any] | None:
         creds = self.meta.tables[schema.CREDENTIALS]
@@ -275,19 +327,9 @@ class Accounts:
         """The live session of ``token``, or INVALID_SESSION_ID."""
         key = _token_hash(token)
         now = values.to_db_datetime(self.clock.now())
-        with self._lock:
-            cached = self._cache.get(key)
-        if cached is not None and cached[1] > time.monotonic() and cached[0].expires_at > now:
-            found = cached[0]
-        else:
-            found = self._load_session(key, now)
-            cached = (found, time.monotonic() + CACHE_SECONDS)
+        found = self._load_session(key, now)
         if found.idle is not None and now + found.idle - found.expires_at >= EXTEND_EVERY:
             found = self._extend(key, found, now + found.idle)
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[key] = (found, cached[1])
         return found
 
     def _extend(self, key: str, found: Session, expires_at: datetime) -> Session:
@@ -351,11 +393,6 @@ class Accounts:
         ).scalars()
         return frozenset(str(n) for n in names)
 
-    def forget_sessions(self) -> None:
-        """Read every session again on its next use (a user's permissions changed)."""
-        with self._lock:
-            self._cache.clear()
-
     # --- permissions and managers -----------------------------------------------------------
 
     def permission_set_id(self, name: str) -> str:
@@ -388,7 +425,6 @@ class Accounts:
                     {"AssigneeId": user_id, "PermissionSetId": set_id},
                     system=True,
                 )
-        self.forget_sessions()
         return have is None
 
     def revoke_permission(self, user_id: str, permission: str) -> bool:
@@ -406,7 +442,6 @@ class Accounts:
             gone = [str(i) for i in found]
             for assignment_id in gone:
                 tx.delete("PermissionSetAssignment", assignment_id, system=True)
-        self.forget_sessions()
         return bool(gone)
 
     def permissions_of(self, user_id: str) -> frozenset[str]:
@@ -428,8 +463,6 @@ class Accounts:
             tx.update("User", user_id, {"ManagerId": manager_id}, system=True)
 
     def revoke(self, token: str) -> None:
-        with self._lock:
-            self._cache.pop(_token_hash(token), None)
         sessions = self.meta.tables[schema.SESSIONS]
         with self.store.transaction() as tx:
             tx.conn.execute(sessions.delete().where(sessions.c.token_hash == _token_hash(token)))

@@ -135,7 +135,7 @@ class BatchWriter:
         pending = events.TransactionEvents("", self.tx.user_id, self._header.commit_number)
         for change_set in self._sets:
             pending.rows += change_set.rows
-        events.write(self.tx.conn, self._store.meta, pending)
+        self.tx.write_events(pending)
         self._sets = []
 
     # -- values and statements ------------------------------------------------------------

@@ -37,15 +37,41 @@ def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
     url = normalize_url(url or default_url())
     if url.startswith("sqlite"):
         return _sqlite_engine(url, **kwargs)
+    kwargs.setdefault("connect_args", dialect.postgres_connect_args())
+    _size_pool(kwargs)
     return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+#: Pooled connections: enough for every request thread (anyio's 40) plus the server's own
+#: threads, since a request holds exactly one connection and must never wait on the pool.
+POOL_SIZE, POOL_OVERFLOW = 5, 45
+
+
+def _size_pool(kwargs: dict[str, Any]) -> None:
+    if kwargs.get("poolclass") is None:
+        kwargs.setdefault("pool_size", POOL_SIZE)
+        kwargs.setdefault("max_overflow", POOL_OVERFLOW)
 
 
 def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     memory = url in ("sqlite://", "sqlite:///:memory:")
     if memory:
         kwargs.setdefault("poolclass", sa.pool.StaticPool)
-    engine = sa.create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
-    )
+    else:
+        _size_pool(kwargs)
+    connect = {"check_same_thread": False, "timeout": dialect.LOCK_WAIT_SECONDS}
+    engine = sa.create_engine(url, connect_args=connect, **kwargs)
     dialect.setup_sqlite(engine, wal=not memory)
     return engine
+
+
+def ping(engine: Engine) -> str | None:
+    """None when the database answers a trivial query on a pooled connection, else why not
+    (for health checks; a dead pooled connection is replaced by the pool's pre-ping)."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        return (str(cause).strip().splitlines() or [""])[0]
+    return None

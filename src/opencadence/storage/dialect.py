@@ -30,6 +30,11 @@ Ids, locks, indexes, types
     row locks (``FOR UPDATE [SKIP LOCKED]``) exist on PostgreSQL only; PostgreSQL needs extra
     NULLS FIRST indexes; autoincrement keys are INTEGER on SQLite (its rowid).
 
+Wake-ups
+    A commit that writes change events wakes the CometD readers of other processes: on
+    PostgreSQL with ``NOTIFY`` (the payload is the last replay id; ``wakeup.py`` LISTENs), on
+    SQLite through the database files themselves (``wakeup.py`` looks at their size and mtime).
+
 Constants in expressions are rendered inline, never as bound parameters, so that an expression
 in SELECT and the same expression in GROUP BY compile to identical SQL (PostgreSQL compares
 them as text).
@@ -38,7 +43,10 @@ them as text).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -64,6 +72,22 @@ def is_sqlite(bind: Bind) -> bool:
 
 # --- connections -----------------------------------------------------------------------------
 
+#: The PostgreSQL NOTIFY channel of committed change events (payload: the last replay id).
+EVENTS_CHANNEL = "oc_change_events"
+
+
+def notify_events(conn: sa.Connection, last_replay_id: int) -> None:
+    """Tell other processes, at commit, that change events up to ``last_replay_id`` exist.
+
+    PostgreSQL delivers a NOTIFY when the transaction commits, never after a rollback; SQLite
+    has no such thing (its readers watch the files, see ``wakeup.py``).
+    """
+    if not is_sqlite(conn):
+        conn.execute(
+            sa.text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": EVENTS_CHANNEL, "payload": str(last_replay_id)},
+        )
+
 
 def setup_sqlite(engine: Engine, *, wal: bool) -> None:
     """Per-connection setup of a SQLite engine: pragmas, SQL functions, IMMEDIATE writers.
@@ -79,7 +103,7 @@ def setup_sqlite(engine: Engine, *, wal: bool) -> None:
         if wal:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={LOCK_WAIT_SECONDS * 1000}")
         cursor.close()
         _register_functions(dbapi_conn)
 
@@ -87,6 +111,63 @@ def setup_sqlite(engine: Engine, *, wal: bool) -> None:
     def _on_begin(conn: sa.Connection) -> None:
         write = conn.get_execution_options().get(WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+#: How long a writer waits for a row lock (PostgreSQL) or the write lock (SQLite) before
+#: UNABLE_TO_LOCK_ROW: Salesforce's own record-lock wait is 10 seconds.
+LOCK_WAIT_SECONDS = 10
+
+#: PostgreSQL SQLSTATEs of a lock not obtained: lock_not_available (lock_timeout),
+#: deadlock_detected, serialization_failure.
+_PG_LOCK_STATES = frozenset({"55P03", "40P01", "40001"})
+
+
+def postgres_connect_args() -> dict[str, Any]:
+    """Connection options of every PostgreSQL connection: a lock wait bounded as Salesforce's."""
+    return {"options": f"-c lock_timeout={LOCK_WAIT_SECONDS * 1000}"}
+
+
+def is_lock_failure(exc: BaseException) -> bool:
+    """Whether a driver error means "another transaction holds the lock; try again": SQLite's
+    "database is locked" (its busy timeout ran out) or PostgreSQL's lock timeout, deadlock and
+    serialization failures. A lost connection is not one of them."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return False
+    state = getattr(orig, "sqlstate", None)
+    if state is not None:
+        return str(state) in _PG_LOCK_STATES
+    text = str(orig).lower()
+    return "database is locked" in text or "database table is locked" in text
+
+
+#: Per SQLite engine: the lock its writers queue on within one process (see ``writer_turn``).
+_WRITER_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def writer_turn(engine: Engine) -> Iterator[bool]:
+    """Around a write transaction: on SQLite, wait for this process's previous writers first.
+
+    SQLite has one writer; the others retry on its busy handler, which sleeps up to 100 ms
+    between tries, so a writer that just arrived often wins over one that has waited for
+    seconds (50 concurrent clients saw 10 s waits). Queueing the threads of one process on a
+    lock hands the write lock over in arrival order at once; other processes still meet the
+    busy timeout. Yields False when the turn did not come within LOCK_WAIT_SECONDS. PostgreSQL
+    has row locks: nothing to queue on."""
+    if not is_sqlite(engine):
+        yield True
+        return
+    with _WRITER_LOCKS_GUARD:
+        lock = _WRITER_LOCKS.setdefault(engine, threading.Lock())
+    if not lock.acquire(timeout=LOCK_WAIT_SECONDS):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 @lru_cache(maxsize=256)
@@ -451,6 +532,14 @@ class _ApiDate(FunctionElement[str]):
     type = sa.String()
     inherit_cache = True
     name = "api_date"
+
+
+@compiles(_ApiDateTime)
+@compiles(_ApiDate)
+def _api_generic(element: FunctionElement[str], compiler: SQLCompiler, **kw: Any) -> str:
+    """Only for rendering without a dialect (SQLAlchemy compiles a statement's FROM list
+    that way, e.g. for a child subquery's date fields); never sent to a database."""
+    return "%s(%s)" % (element.name, compiler.process(element.clauses, **kw))
 
 
 @compiles(_ApiDateTime, "sqlite")

@@ -21,7 +21,7 @@ import orjson
 import sqlalchemy as sa
 
 from opencadence.metadata import model
-from opencadence.storage import schema, values
+from opencadence.storage import dialect, schema, values, visibility
 
 #: Fields never carried in a change event body.
 EXCLUDED_FIELDS = frozenset({"IsDeleted", "SystemModstamp"})
@@ -183,17 +183,23 @@ def reserve_replay_ids(conn: sa.Connection, count: int) -> int:
     return int(end) - count + 1
 
 
-def write(conn: sa.Connection, meta: sa.MetaData, pending: TransactionEvents) -> None:
-    """Append the transaction's events with one driver-level executemany.
+def write(conn: sa.Connection, meta: sa.MetaData, pending: TransactionEvents) -> int:
+    """Append the transaction's events with one driver-level executemany; returns the last
+    replay id written (0 when there was nothing to write).
 
     Event columns are text and integers only, so the driver takes them as they are; going
-    around SQLAlchemy's per-row parameter processing halves the cost of the log.
+    around SQLAlchemy's per-row parameter processing halves the cost of the log. Readers in
+    other processes are told at commit (``dialect.notify_events``: PostgreSQL's NOTIFY).
     """
-    if pending.rows:
-        first = reserve_replay_ids(conn, len(pending.rows))
-        rows = [(first + i, *row) for i, row in enumerate(pending.rows)]
-        conn.exec_driver_sql(_insert_sql(conn), rows)
-        pending.rows = []
+    if not pending.rows:
+        return 0
+    first = reserve_replay_ids(conn, len(pending.rows))
+    rows = [(first + i, *row) for i, row in enumerate(pending.rows)]
+    conn.exec_driver_sql(_insert_sql(conn), rows)
+    last = first + len(rows) - 1
+    dialect.notify_events(conn, last)
+    pending.rows = []
+    return last
 
 
 def read(
@@ -212,6 +218,67 @@ def read(
     if entity is not None:
         stmt = stmt.where(table.c.entity == entity)
     return [decode(row._mapping) for row in conn.execute(stmt)]
+
+
+#: Objects whose change events need "View All Users" in Salesforce (on top of what a record
+#: rule allows): a user without "View All" receives none of them.
+VIEW_ALL_ONLY = frozenset({"User"})
+
+
+def read_visible(
+    conn: sa.Connection,
+    meta: sa.MetaData,
+    *,
+    after: int,
+    entities: Iterable[str],
+    viewer: str | None,
+    limit: int = 500,
+) -> tuple[list[dict[str, Any]], int]:
+    """Events past ``after`` of ``entities`` whose record ``viewer`` may see (None: all), and
+    the replay id the reader has now seen up to.
+
+    The visibility rule of each object (``visibility.predicate``) is applied inside the SQL,
+    on the record as it stands now; a deleted record keeps its row (IsDeleted), so the rule
+    applies to it as it stood when it was deleted. The new cursor passes the events the
+    viewer may not see, so they are scanned once, never again.
+    """
+    table = meta.tables[schema.EVENTS]
+    newest = conn.execute(sa.select(sa.func.max(table.c.replay_id))).scalar()
+    if newest is None or newest <= after:
+        return [], after
+    stmt = (
+        sa.select(table)
+        .where(table.c.replay_id > after, table.c.replay_id <= newest)
+        .where(_visible(table, meta, list(entities), viewer))
+        .order_by(table.c.replay_id)
+        .limit(limit)
+    )
+    found = [decode(row._mapping) for row in conn.execute(stmt)]
+    cursor = found[-1]["event"]["replayId"] if len(found) >= limit else int(newest)
+    return found, cursor
+
+
+def _visible(
+    table: sa.Table, meta: sa.MetaData, entities: list[str], viewer: str | None
+) -> sa.ColumnElement[bool]:
+    """Events of ``entities`` that ``viewer`` may see: public objects by name, the others
+    through an EXISTS on the record with the object's visibility predicate."""
+    if viewer is None:
+        return table.c.entity.in_(entities)
+    record_id = sa.func.substr(table.c.record_ids, 3, 18)  # '["<18-character id>"]'
+    public: list[str] = []
+    ruled: list[sa.ColumnElement[bool]] = []
+    for name in entities:
+        if name in VIEW_ALL_ONLY:
+            continue
+        target = meta.tables[name].alias(f"seen_{name}")
+        rule = visibility.predicate(name, target, meta, viewer)
+        if rule is None:
+            public.append(name)
+            continue
+        seen = sa.exists().where(target.c.Id == record_id, rule)
+        ruled.append(sa.and_(table.c.entity == name, seen))
+    return sa.or_(table.c.entity.in_(public), *ruled)
 
 
 def replay_bounds(conn: sa.Connection, meta: sa.MetaData) -> tuple[int | None, int | None]:

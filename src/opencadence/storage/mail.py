@@ -5,8 +5,10 @@ module only reads and writes rows, on the connection of a ``Store`` transaction 
 (``Connection``), so each of those decisions commits with the transaction that made it.
 
 Outbox statuses: ``waiting`` (held by a daily cap), ``pending`` (staged, its worker's lease
-running), ``sending`` (the final "." is going out), ``sent``, ``retry``, ``failed``,
-``cancelled``; ``email/smtp_sender.py`` describes the transitions.
+running), ``sending`` (the final "." is going out), ``accepted`` (the relay answered 250; the
+send is not recorded yet), ``unknown`` (a worker died while the row was ``sending``: the "."
+may or may not have reached the relay), ``sent``, ``retry``, ``failed``, ``cancelled``;
+``email/smtp_sender.py`` describes the transitions.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ DatabaseError = sa.exc.SQLAlchemyError
 
 #: Statuses a cancelled step tracker's row may still leave (it never reached the relay).
 CANCELLABLE = ("pending", "retry", "waiting")
+#: Statuses of a message the relay has (or, for ``sending``/``unknown``, may have).
+REACHED_RELAY = ("sent", "sending", "accepted", "unknown")
+#: The engagement-event kind recording that a send's outcome was unknown after a crash.
+UNKNOWN_EVENT = "unknown"
 
 
 class Outbox:
@@ -83,12 +89,34 @@ class Outbox:
 
     # -- delivery ----------------------------------------------------------------------------
 
-    def stage(self, conn: Connection, key: str, lease_until: datetime) -> None:
-        """Pending again, leased to the caller (a dead worker's row, or a retry now due)."""
-        self.update(conn, key, {"status": "pending", "lease_until": lease_until})
+    def stage(self, conn: Connection, key: str, lease_until: datetime, now: datetime) -> bool:
+        """Pending again, leased to the caller (a dead worker's row, a retry now due, a send
+        whose outcome was unknown); False if another worker took the row since it was read
+        (marked it ``sending``, or staged it under a lease still running)."""
+        t = self.table
+        n = conn.execute(
+            sa.update(t)
+            .where(
+                t.c.key == key,
+                t.c.status.in_(("pending", "retry", "unknown")),
+                sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
+            )
+            .values(status="pending", lease_until=lease_until)
+        ).rowcount
+        return bool(n == 1)
 
     def cancel(self, conn: Connection, key: str) -> None:
         self.update_if(conn, key, CANCELLABLE, {"status": "cancelled"})
+
+    def cancel_tracker(self, conn: Connection, tracker_id: str) -> int:
+        """Cancel every email of one tracker that has not reached the relay; returns how many."""
+        t = self.table
+        stmt = (
+            sa.update(t)
+            .where(t.c.tracker_id == tracker_id, t.c.status.in_(CANCELLABLE))
+            .values(status="cancelled")
+        )
+        return int(conn.execute(stmt).rowcount)
 
     def mark_sending(self, conn: Connection, key: str, lease_until: datetime) -> bool:
         """``pending`` -> ``sending`` (one more attempt); False if the row was not pending (another
@@ -96,41 +124,70 @@ class Outbox:
         n = conn.execute(self._mark_sending, {"k": key, "lease": lease_until}).rowcount
         return bool(n == 1)
 
+    def mark_accepted(self, conn: Connection, keys: Sequence[str]) -> None:
+        """``sending`` -> ``accepted``: the relay answered 250 (recorded with the next mark)."""
+        if keys:
+            t = self.table
+            conn.execute(
+                sa.update(t)
+                .where(t.c.key == sa.bindparam("k"), t.c.status == "sending")
+                .values(status="accepted"),
+                [{"k": k} for k in keys],
+            )
+
     def mark_sent(self, conn: Connection, keys: Sequence[str], now: datetime) -> None:
-        """``sending`` -> ``sent`` for every key, one executemany."""
+        """``sending``/``accepted`` -> ``sent`` for every key, one executemany."""
         t = self.table
         conn.execute(
             sa.update(t)
-            .where(t.c.key == sa.bindparam("k"), t.c.status == "sending")
+            # two comparisons, not IN: an expanding IN cannot run as an executemany
+            .where(
+                t.c.key == sa.bindparam("k"),
+                sa.or_(t.c.status == "sending", t.c.status == "accepted"),
+            )
             .values(status="sent", sent_at=now, lease_until=None),
             [{"k": k} for k in keys],
         )
 
     def reconcile_sent(self, conn: Connection, key: str, now: datetime) -> None:
-        """A row left ``sending``: the relay had its ".", so it is sent."""
+        """A row left ``accepted`` by a dead worker: the relay said 250, so it is sent."""
         self.update_if(
             conn,
             key,
-            ("sending",),
+            ("accepted",),
             {
                 "status": "sent",
                 "sent_at": now,
                 "lease_until": None,
-                "detail": "reconciled: the relay had the end of data",
+                "detail": "reconciled: the relay had accepted it",
             },
         )
 
-    def abandoned_sending(self, conn: Connection, now: datetime) -> list[str]:
-        """Keys left ``sending`` whose lease ran out (or never had one)."""
+    def mark_unknown(self, conn: Connection, key: str) -> bool:
+        """``sending`` (its worker dead) -> ``unknown``; False if the row was not ``sending``."""
         t = self.table
-        return list(
-            conn.execute(
-                sa.select(t.c.key).where(
-                    t.c.status == "sending",
-                    sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
-                )
-            ).scalars()
-        )
+        n = conn.execute(
+            sa.update(t)
+            .where(t.c.key == key, t.c.status == "sending")
+            .values(
+                status="unknown",
+                lease_until=None,
+                detail="unknown: the worker died between the sending mark and the relay's reply",
+            )
+        ).rowcount
+        return bool(n == 1)
+
+    def abandoned(self, conn: Connection, now: datetime) -> list[tuple[str, str]]:
+        """(key, status) of rows left ``sending``/``accepted`` whose lease ran out (or never
+        had one): their worker died in the middle of a delivery."""
+        t = self.table
+        rows = conn.execute(
+            sa.select(t.c.key, t.c.status).where(
+                t.c.status.in_(("sending", "accepted")),
+                sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
+            )
+        ).all()
+        return [(str(k), str(s)) for k, s in rows]
 
     # -- daily caps --------------------------------------------------------------------------
 
@@ -201,6 +258,13 @@ class EventLog:
         conn.execute(
             self._insert, [{"key": k, "kind": kind, "at": at, "detail": d} for k, d in events]
         )
+
+    def keys_of_kind(self, conn: Connection, kind: str) -> list[str]:
+        """The outbox keys with an event of ``kind`` (e.g. every send whose outcome a crash
+        made unknown), oldest first."""
+        ev = self.table
+        rows = conn.execute(sa.select(ev.c.key).where(ev.c.kind == kind).order_by(ev.c.id))
+        return list(dict.fromkeys(str(k) for k in rows.scalars()))
 
     def seen(self, conn: Connection, key: str, kind: str, detail: str | None) -> bool:
         """Whether the same event (kind and detail) of ``key`` is already recorded."""

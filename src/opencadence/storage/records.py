@@ -15,6 +15,7 @@ which maintains read-only fields such as ActionCadenceStepTracker.State itself.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -70,6 +71,11 @@ class Store:
         self.plan_ok_prefixes: set[tuple[int, str]] = set()
         #: statements of the batch writer compiled per (shape, dialect), kept with the tables
         self.batch_statements: dict[Any, Any] = {}
+        #: called with the last replay id after each commit that wrote change events, in the
+        #: committing thread (the CometD endpoint wakes its waiting long-polls with it)
+        self.event_listeners: list[Callable[[int], None]] = []
+        #: the connection of the write transaction open on each thread (see ``reading``)
+        self._local = threading.local()
 
     def plan(self, obj: model.ObjectDef, system: bool) -> _WritePlan:
         """Per-object facts every write needs, computed once (writes are the hot path)."""
@@ -91,22 +97,44 @@ class Store:
 
         With a ``principal`` (a signed-in user: what ``Org`` passes for API calls), every
         API-mode write is checked against that user's permissions and record access
-        (docs/security-model.md); without one, the caller is the system itself."""
-        with self.engine.connect() as conn:
+        (docs/security-model.md); without one, the caller is the system itself. A lock it
+        could not get in time (another writer) raises UnableToLockRow."""
+        with (
+            locks_refused(),
+            dialect.writer_turn(self.engine) as turn,
+            self.engine.connect() as conn,
+        ):
+            if not turn:
+                raise errors.UnableToLockRow()
             conn = conn.execution_options(**{dialect.WRITE_OPTION: True})
             with conn.begin():
                 tx = Tx(self, conn, user_id, origin, principal)
-                yield tx
-                tx.flush_events()
+                outer, self._local.conn = getattr(self._local, "conn", None), conn
+                try:
+                    yield tx
+                    tx.flush_events()
+                finally:
+                    self._local.conn = outer
             # before the connection goes back to the pool: what must follow the commit at
             # once (the SMTP sender's final ".") waits microseconds, not a pool checkin
             for action in tx.on_commit:
                 action()
+            if tx.last_replay_id:
+                for listener in list(self.event_listeners):
+                    listener(tx.last_replay_id)
 
     @contextmanager
     def reading(self) -> Iterator[sa.Connection]:
-        """A read-only connection (a consistent snapshot on PostgreSQL)."""
-        with self.engine.connect() as conn:
+        """A read-only connection (a consistent snapshot on PostgreSQL).
+
+        Inside a write transaction of this thread it is that transaction's connection: one
+        connection per request, whatever it does, so concurrent requests can never each hold
+        one pooled connection while waiting for a second (a pool deadlock)."""
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        with locks_refused(), self.engine.connect() as conn:
             with conn.begin():
                 yield conn
 
@@ -192,6 +220,8 @@ class Tx:
         self._count_deltas: Counter[str] = Counter()
         #: called in order right after the commit (not after a rollback)
         self.on_commit: list[Callable[[], None]] = []
+        #: the last change-event replay id this transaction wrote (0: none yet)
+        self.last_replay_id = 0
         self.events = events.TransactionEvents(
             transaction_key=str(uuid.uuid4()),
             commit_user=self.user_id,
@@ -225,10 +255,15 @@ class Tx:
 
     def flush_events(self) -> None:
         """Write what the transaction accumulated: change events and row-count deltas."""
-        events.write(self.conn, self.store.meta, self.events)
+        self.write_events(self.events)
         if self._count_deltas:
             counts.apply(self.conn, self.store.meta, self._count_deltas)
             self._count_deltas.clear()
+
+    def write_events(self, pending: events.TransactionEvents) -> None:
+        """Append change events to the log (the store's event listeners hear of them at commit)."""
+        last = events.write(self.conn, self.store.meta, pending)
+        self.last_replay_id = max(self.last_replay_id, last)
 
     # -- insert ---------------------------------------------------------------------------
 
@@ -660,6 +695,21 @@ def duplicates_refused() -> Iterator[None]:
 def _not_found(record_id: str) -> errors.NotFound:
     """What a write of a missing record answers (and of one the caller cannot see)."""
     return errors.NotFound(f"Provided id does not exist: {record_id}")
+
+
+@contextmanager
+def locks_refused() -> Iterator[None]:
+    """A lock not obtained in time (SQLite's busy timeout, PostgreSQL's lock timeout or a
+    deadlock) or no pooled connection free as Salesforce's UNABLE_TO_LOCK_ROW: a 400 the
+    client retries, never a 500."""
+    try:
+        yield
+    except sa.exc.TimeoutError as exc:  # the connection pool stayed exhausted
+        raise errors.UnableToLockRow() from exc
+    except sa.exc.DBAPIError as exc:
+        if dialect.is_lock_failure(exc):
+            raise errors.UnableToLockRow() from exc
+        raise
 
 
 def _full_name(row: Mapping[str, Any]) -> str | None:

@@ -389,7 +389,41 @@ class RunStore:
         )
         return list(conn.execute(dialect.for_update(stmt, conn, skip_locked=True)).scalars())
 
+    def wake(self, conn: sa.Connection, steps: Collection[tuple[str, str]], now: datetime) -> None:
+        """Make each (tracker id, step tracker id) due at ``now`` if the tracker is running
+        (not paused), wakes later, and the step is still Queued: what another worker
+        rescheduled to a lease's end once the email is recorded. One statement per tracker, in
+        id order (row locks taken in one order never deadlock each other)."""
+        run, st = self.run, self.table(STEP)
+        for tracker_id, step_id in sorted(p for p in steps if p[0] and p[1]):
+            queued = sa.exists().where(st.c.Id == step_id, st.c.State == "Queued")
+            conn.execute(
+                run.update()
+                .where(
+                    run.c.tracker_id == tracker_id,
+                    run.c.due_at > now,
+                    run.c.paused_at.is_(None),
+                    queued,
+                )
+                .values(due_at=now)
+            )
+
     # -- run-state writes -------------------------------------------------------------------
+
+    def forget(self, conn: sa.Connection, tracker_id: str) -> None:
+        """Drop a tracker's run-state row (its tracker is being deleted): no more wake-ups,
+        and the target's one-cadence-at-a-time slot (``ux_oc_cadence_run_target_id``) is free."""
+        conn.execute(self.run.delete().where(self.run.c.tracker_id == tracker_id))
+
+    def live_step_trackers(self, conn: sa.Connection, tracker_id: str) -> list[str]:
+        """The non-deleted step trackers of one tracker, oldest first."""
+        st = self.table(STEP)
+        stmt = (
+            sa.select(st.c.Id)
+            .where(st.c.ActionCadenceTrackerId == tracker_id, st.c.IsDeleted == sa.false())
+            .order_by(st.c.CreatedDate, st.c.Id)
+        )
+        return list(conn.execute(stmt).scalars())
 
     def write(self, conn: sa.Connection, changes: RunChanges) -> None:
         """Apply ``changes``: deletes, then updates per column set, then inserts."""

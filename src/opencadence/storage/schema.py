@@ -185,6 +185,10 @@ def _bookkeeping_tables(meta: sa.MetaData) -> None:
         sa.Column("password_hash", sa.String(255), nullable=False),
         sa.Column("security_token", sa.String(64), nullable=False),
         sa.Column("is_admin", sa.Boolean(), nullable=False),
+        # invalid login attempts in a row, and until when the user is locked out after
+        # too many (Accounts.authenticate); NULL: none
+        sa.Column("failed_logins", sa.Integer(), nullable=True),
+        sa.Column("locked_until", sa.DateTime(), nullable=True),
     )
     sessions = sa.Table(
         SESSIONS,

@@ -9,6 +9,7 @@ naming the field at fault.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -36,7 +37,10 @@ def parse_datetime(text: str) -> datetime:
         s = s[:-2] + ":" + s[-2:]
     value = datetime.fromisoformat(s)
     if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
+        try:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+            raise ValueError(f"{text} is outside years 1-9999 in UTC") from None
     return value
 
 
@@ -57,12 +61,26 @@ def _text(f: model.FieldDef, value: Any) -> str | None:
             raise _type_error(f, value)
     if value == "":
         return None  # Salesforce stores an empty text value as null
+    if not _storable(value):
+        raise _type_error(f, value.encode("utf-8", "backslashreplace").decode()[:40])
     if len(value) > f.length:
         raise errors.StringTooLong(
             f"{f.name}: data value too large: {value[:40]} (max length={f.length})",
             fields=[f.name],
         )
     return str(value)
+
+
+def _storable(text: str) -> bool:
+    """No NUL (PostgreSQL text cannot hold it) and no lone surrogate (not Unicode: neither
+    database can encode it); both databases must store the same values."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _ALLOWED: dict[int, frozenset[str]] = {}
@@ -115,16 +133,20 @@ def _boolean(f: model.FieldDef, value: Any) -> bool:
     raise _type_error(f, value)
 
 
+#: What an integer column holds (SQLite INTEGER, PostgreSQL BIGINT).
+_INT64 = 2**63 - 1
+
+
 def _int(f: model.FieldDef, value: Any) -> int:
     if isinstance(value, bool):
         raise _type_error(f, value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d{1,30}", value.strip()):
         value = int(value)
     if not isinstance(value, int):
-        raise _type_error(f, value)
-    if f.digits and abs(value) >= 10**f.digits:
+        raise _type_error(f, str(value)[:40])
+    if abs(value) > _INT64 or (f.digits and abs(value) >= 10**f.digits):
         raise errors.NumberOutsideValidRange(
             f"{f.name}: number outside the valid range: {value}", fields=[f.name]
         )
@@ -141,7 +163,19 @@ def _double(f: model.FieldDef, value: Any) -> float:
             raise _type_error(f, value) from None
     if not isinstance(value, (int, float)):
         raise _type_error(f, value)
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past a double's range
+        number = math.inf
+    if not math.isfinite(number):  # Infinity/NaN: JSON cannot carry them back
+        raise errors.NumberOutsideValidRange(
+            f"{f.name}: number outside the valid range: {value}", fields=[f.name]
+        )
+    if f.precision and abs(number) >= 10 ** (f.precision - f.scale):
+        raise errors.NumberOutsideValidRange(
+            f"{f.name}: number outside the valid range: {value}", fields=[f.name]
+        )
+    return number
 
 
 def _date(f: model.FieldDef, value: Any) -> date:
@@ -210,6 +244,8 @@ def to_api(f: model.FieldDef, value: Any) -> Any:
         return value.isoformat() if isinstance(value, date) else str(value)
     if f.type == "boolean":
         return bool(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # stored before such values were refused; JSON cannot carry it
     return value
 
 

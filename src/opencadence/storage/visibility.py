@@ -20,7 +20,7 @@ read-only (``editable``). Which objects need a permission to change at all is in
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,13 +45,14 @@ def team(meta: sa.MetaData, user_id: str) -> sa.Select[Any]:
     return sa.select(members.c.Id)
 
 
-def _team_trackers(meta: sa.MetaData, user_id: str, column: str) -> sa.Select[Any]:
+def _team_trackers(
+    meta: sa.MetaData, user_id: str, column: str, *, live_only: bool = True
+) -> sa.Select[Any]:
     trackers = meta.tables["ActionCadenceTracker"]
-    return sa.select(trackers.c[column]).where(
-        trackers.c.OwnerId.in_(team(meta, user_id)),
-        trackers.c.IsDeleted == sa.false(),
-        trackers.c[column].is_not(None),
+    stmt = sa.select(trackers.c[column]).where(
+        trackers.c.OwnerId.in_(team(meta, user_id)), trackers.c[column].is_not(None)
     )
+    return stmt.where(trackers.c.IsDeleted == sa.false()) if live_only else stmt
 
 
 def _owned(table: sa.FromClause, meta: sa.MetaData, user_id: str) -> Col:
@@ -59,8 +60,10 @@ def _owned(table: sa.FromClause, meta: sa.MetaData, user_id: str) -> Col:
 
 
 def _step_tracker(table: sa.FromClause, meta: sa.MetaData, user_id: str) -> Col:
+    # deleted trackers count: their step trackers are deleted with them (runtime.delete_tracker)
+    # and their owner still sees those in queryAll and getDeleted
     return sa.or_(
-        table.c.ActionCadenceTrackerId.in_(_team_trackers(meta, user_id, "Id")),
+        table.c.ActionCadenceTrackerId.in_(_team_trackers(meta, user_id, "Id", live_only=False)),
         table.c.CompletedById.in_(team(meta, user_id)),
     )
 
@@ -120,3 +123,66 @@ def editable(
     if rule is None or user_id is None:
         return None
     return rule(table, meta, user_id)
+
+
+# -- checks on single records (the Sales Engagement actions, deleting a tracker) ---------------
+# Built on ``predicate`` so every rule above (and any added later) applies to them as well.
+
+#: How far up the ManagerId chain a team check looks (a cycle or a deep chain stops there).
+MAX_MANAGER_DEPTH = 32
+
+
+def visible_owners(
+    conn: sa.Connection,
+    meta: sa.MetaData,
+    object_name: str,
+    record_ids: Sequence[str],
+    user_id: str | None,
+    *,
+    include_deleted: bool = False,
+) -> dict[str, str | None]:
+    """Id -> OwnerId (None for an object without owners) of the records among ``record_ids``
+    that ``user_id`` may see (None: sees everything); live ones only unless
+    ``include_deleted``."""
+    table = meta.tables[object_name]
+    owner = table.c.OwnerId if "OwnerId" in table.c else sa.null()
+    out: dict[str, str | None] = {}
+    wanted = sorted(set(record_ids))
+    for start in range(0, len(wanted), 500):
+        stmt = sa.select(table.c.Id, owner).where(table.c.Id.in_(wanted[start : start + 500]))
+        if not include_deleted:
+            stmt = stmt.where(table.c.IsDeleted == sa.false())
+        visible = predicate(object_name, table, meta, user_id)
+        if visible is not None:
+            stmt = stmt.where(visible)
+        out.update({rid: who for rid, who in conn.execute(stmt)})
+    return out
+
+
+def managers_of(conn: sa.Connection, meta: sa.MetaData, user_id: str) -> list[str]:
+    """The ManagerId chain above ``user_id``, nearest first."""
+    users = meta.tables["User"]
+    chain: list[str] = []
+    current: str | None = user_id
+    while current is not None and len(chain) < MAX_MANAGER_DEPTH:
+        current = conn.execute(
+            sa.select(users.c.ManagerId).where(users.c.Id == current)
+        ).scalar_one_or_none()
+        if current is None or current == user_id or current in chain:
+            break
+        chain.append(current)
+    return chain
+
+
+def acts_for(conn: sa.Connection, meta: sa.MetaData, user_id: str, other_id: str | None) -> bool:
+    """Whether ``user_id`` may act for ``other_id``: themselves or a manager above them."""
+    if other_id is None:
+        return False
+    return other_id == user_id or user_id in managers_of(conn, meta, other_id)
+
+
+def record_visible(
+    conn: sa.Connection, meta: sa.MetaData, object_name: str, record_id: str, user_id: str | None
+) -> bool:
+    """Whether the live record ``record_id`` exists and ``user_id`` may see it."""
+    return record_id in visible_owners(conn, meta, object_name, [record_id], user_id)

@@ -56,6 +56,7 @@ def _check_events(store: records.Store, rows: dict[str, dict[str, Any]]) -> None
     folded: dict[str, dict[str, Any]] = {}
     step_created: list[tuple[str, int]] = []  # (tracker id, replay id)
     completed_at: dict[str, int] = {}
+    deleted: set[str] = set()
     sequences: dict[str, list[int]] = defaultdict(list)
     after = 0
     while True:
@@ -75,6 +76,8 @@ def _check_events(store: records.Store, rows: dict[str, dict[str, Any]]) -> None
                 folded[rid] = body
                 if head["entityName"] == sales_engagement.STEP:
                     step_created.append((body["ActionCadenceTrackerId"], e["event"]["replayId"]))
+            elif head["changeType"] == "DELETE":
+                deleted.add(rid)
             elif body.get("State") == "Complete":
                 completed_at[rid] = e["event"]["replayId"]
             if head["changeType"] != "CREATE":
@@ -88,11 +91,14 @@ def _check_events(store: records.Store, rows: dict[str, dict[str, Any]]) -> None
         assert seq == list(range(1, len(seq) + 1)), f"transaction {key}: sequence {seq}"
     for rid, row in rows.items():
         assert rid in folded, f"no CREATE event for {rid}"
+        assert (rid in deleted) == bool(row["IsDeleted"]), f"DELETE event and row of {rid}"
+        # a DELETE event has no body: the delete's own stamp is in the row alone
+        stamp = records.MODIFIED_FIELDS + ("LastModifiedDate",) if row["IsDeleted"] else ()
         obj = store.registry.object(
             sales_engagement.TRACKER if rid.startswith("0cT") else sales_engagement.STEP
         )
         for f in events.event_fields(obj):
-            if f.name in ("Id", "CreatedById", "CreatedDate"):
+            if f.name in ("Id", "CreatedById", "CreatedDate") or f.name in stamp:
                 continue
             want = events.body_value(f, row[f.name])
             got = folded[rid].get(f.name)

@@ -177,7 +177,7 @@ def test_crash_before_end_of_data_resends_once(
     assert relay.message_ids() == [row["message_id"]]
 
 
-def test_crash_after_end_of_data_is_never_resent(
+def test_crash_after_acceptance_is_never_resent(
     store: records.Store, clock: ManualClock, relay: Relay, template: Template, enrol: Enrol
 ) -> None:
     target = enrol(template())
@@ -185,8 +185,8 @@ def test_crash_after_end_of_data_is_never_resent(
         store, _DiesBeforeDelivery(store, smtp_sender.SmtpConfig(port=relay.port))
     ).run_until_idle()
     ob = store.meta.tables[schema.EMAIL_OUTBOX]
-    with store.transaction() as tx:  # killed just after the "." went out
-        tx.conn.execute(sa.update(ob).values(status="sending"))
+    with store.transaction() as tx:  # killed once the relay's 250 was recorded as accepted
+        tx.conn.execute(sa.update(ob).values(status="accepted"))
     clock.advance(smtp_sender.LEASE + timedelta(seconds=1))
     restarted = smtp_sender.SmtpSender(store, smtp_sender.SmtpConfig(port=relay.port, timeout=5))
     assert restarted.reconcile() == 1

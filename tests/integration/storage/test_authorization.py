@@ -31,7 +31,6 @@ class World:
     def relogin(self, who: str) -> None:
         """A new session (permissions are read when a session is checked)."""
         token = self.org.accounts.open_session(self.ids[who])
-        self.org.accounts.forget_sessions()
         self.sessions[who] = self.org.accounts.session(token)
 
     def query_ids(self, who: str, soql: str) -> set[str]:

@@ -1,0 +1,380 @@
+"""The Pub/Sub API: Salesforce's ``eventbus.v1.PubSub`` gRPC service over the change-event log.
+
+- Authentication: every call carries the metadata headers ``accesstoken`` (a session id of this
+  org), ``instanceurl`` and ``tenantid`` (the org id, 15 or 18 characters). A missing or dead
+  session, or another org's id, answers ``UNAUTHENTICATED`` as Salesforce words it.
+- GetTopic: ``/data/ChangeEvents`` and ``/data/<Object>ChangeEvent``; change-event topics can be
+  subscribed to, never published to. GetSchema: the Avro schema of a change event entity by the
+  schema id GetTopic and every event carry (``metadata/event_schema.py``).
+- Subscribe: bidirectional stream. The first FetchRequest names the topic and where to start
+  (LATEST, EARLIEST, CUSTOM after ``replay_id``); every FetchRequest adds ``num_requested``
+  (at most 100 each) to what the server may send, and the server never sends more events than
+  were requested (``pending_num_requested`` says how many it still owes). With nothing to send,
+  an empty FetchResponse carrying ``latest_replay_id`` goes out every ``keepalive`` seconds
+  (Salesforce: within 270 s). A later FetchRequest naming another topic ends the stream with
+  ``INVALID_ARGUMENT``.
+- Replay ids are the change-event log's (the same as CometD's), sent as 8 bytes big-endian.
+- Events: Avro binary (``api/pubsub_avro.py``), filtered by the subscriber's visibility
+  (``storage/pubsub.py``).
+- Publish / PublishStream: change data capture topics are not publishable (PERMISSION_DENIED).
+
+The server is grpcio's thread-pool server: each open Subscribe holds one worker thread (plus a
+thread reading its requests), so ``MAX_WORKERS`` bounds the concurrent streams and calls.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, NoReturn
+
+import grpc
+
+from opencadence import errors
+from opencadence.api import pubsub_avro
+from opencadence.api.pubsub_proto import pubsub_api_pb2 as pb
+from opencadence.api.pubsub_proto import pubsub_api_pb2_grpc as pb_grpc
+from opencadence.metadata import event_schema, model
+from opencadence.org import Org
+from opencadence.storage import accounts, migrate
+from opencadence.storage import pubsub as log
+
+DEFAULT_PORT = 7443
+#: Salesforce sends an empty FetchResponse within 270 seconds when there is nothing to send.
+KEEPALIVE_SECONDS = 270.0
+#: How often a waiting stream looks for new events in the log.
+POLL_SECONDS = 0.1
+#: The most events one FetchRequest may ask for (larger values count as this).
+MAX_REQUESTED = 100
+MAX_WORKERS = 64
+ALL_TOPIC = "/data/ChangeEvents"
+
+AUTH_MESSAGE = (
+    "An authentication exception occurred. Provide valid authentication via metadata headers."
+)
+AUTH_CODE = "sfdc.platform.eventbus.grpc.service.auth.error"
+REPLAY_CODE = "sfdc.platform.eventbus.grpc.subscription.fetch.replayid"
+
+
+def encode_replay_id(replay_id: int) -> bytes:
+    return replay_id.to_bytes(8, "big")
+
+
+def decode_replay_id(raw: bytes) -> int | None:
+    """The replay id in ``raw`` (8 bytes big-endian), None when it is not one."""
+    return int.from_bytes(raw, "big") if len(raw) == 8 else None
+
+
+class _Flow:
+    """What a Subscribe stream owes its client, fed by the thread reading its FetchRequests."""
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.error: str | None = None
+        self.changed = threading.Condition()
+
+    def add(self, requested: int) -> None:
+        with self.changed:
+            self.pending += max(0, min(requested, MAX_REQUESTED))
+            self.changed.notify_all()
+
+    def fail(self, message: str) -> None:
+        with self.changed:
+            self.error = message
+            self.changed.notify_all()
+
+    def take(self, sent: int) -> int:
+        with self.changed:
+            self.pending -= sent
+            return self.pending
+
+    def wait(self, seconds: float) -> None:
+        with self.changed:
+            self.changed.wait(seconds)
+
+
+class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED for the rest
+    def __init__(
+        self,
+        org: Org,
+        *,
+        keepalive: float = KEEPALIVE_SECONDS,
+        poll: float = POLL_SECONDS,
+    ) -> None:
+        self.org = org
+        self.keepalive = keepalive
+        self.poll = poll
+        #: open Subscribe streams, so stopping can wait until none touches the database
+        self.streams = 0
+        self.idle = threading.Condition()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self.idle:
+            return self.idle.wait_for(lambda: self.streams == 0, timeout)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _session(self, context: grpc.ServicerContext, rpc_id: str) -> accounts.Session:
+        headers = {k.lower(): v for k, v in context.invocation_metadata()}
+        token, tenant = str(headers.get("accesstoken", "")), str(headers.get("tenantid", ""))
+        if token and tenant[:15] == migrate.ORG_ID[:15] and len(tenant) in (15, 18):
+            try:
+                return self.org.accounts.session(token)
+            except errors.InvalidSession:
+                pass
+        _abort(context, grpc.StatusCode.UNAUTHENTICATED, AUTH_MESSAGE, rpc_id, AUTH_CODE)
+
+    def _topic(
+        self, name: str, context: grpc.ServicerContext, rpc_id: str
+    ) -> model.ObjectDef | None:
+        """The object of a change-event topic (None: every object); NOT_FOUND otherwise."""
+        if name == ALL_TOPIC:
+            return None
+        if name.startswith("/data/"):
+            obj = event_schema.by_event_name(self.org.registry, name[len("/data/") :])
+            if obj is not None:
+                return obj
+        _abort(
+            context,
+            grpc.StatusCode.NOT_FOUND,
+            f"The topic {name or '(none)'} doesn't exist or you don't have access to it.",
+            rpc_id,
+        )
+
+    # --- unary calls ------------------------------------------------------------------------
+
+    def GetTopic(self, request: Any, context: grpc.ServicerContext) -> Any:
+        rpc_id = str(uuid.uuid4())
+        self._session(context, rpc_id)
+        obj = self._topic(request.topic_name, context, rpc_id)
+        return pb.TopicInfo(
+            topic_name=request.topic_name,
+            tenant_guid=migrate.ORG_ID,
+            can_publish=False,
+            can_subscribe=True,
+            schema_id=event_schema.schema_id(obj) if obj is not None else "",
+            rpc_id=rpc_id,
+        )
+
+    def GetSchema(self, request: Any, context: grpc.ServicerContext) -> Any:
+        rpc_id = str(uuid.uuid4())
+        self._session(context, rpc_id)
+        obj = event_schema.by_schema_id(self.org.registry, request.schema_id)
+        if obj is None:
+            _abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"The schema ID {request.schema_id or '(none)'} doesn't exist.",
+                rpc_id,
+            )
+        return pb.SchemaInfo(
+            schema_json=event_schema.schema_json(obj), schema_id=request.schema_id, rpc_id=rpc_id
+        )
+
+    def Publish(self, request: Any, context: grpc.ServicerContext) -> Any:
+        rpc_id = str(uuid.uuid4())
+        self._session(context, rpc_id)
+        self._refuse_publish(request.topic_name, context, rpc_id)
+
+    def PublishStream(self, request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
+        rpc_id = str(uuid.uuid4())
+        self._session(context, rpc_id)
+        first = next(request_iterator, None)
+        if first is not None:
+            self._refuse_publish(first.topic_name, context, rpc_id)
+        return iter(())
+
+    def _refuse_publish(self, topic: str, context: grpc.ServicerContext, rpc_id: str) -> NoReturn:
+        self._topic(topic, context, rpc_id)  # an unknown topic is NOT_FOUND first
+        _abort(
+            context,
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"Publishing isn't allowed on the topic {topic}: change data capture topics can only "
+            "be subscribed to.",
+            rpc_id,
+        )
+
+    # --- Subscribe --------------------------------------------------------------------------
+
+    def Subscribe(
+        self, request_iterator: Iterator[Any], context: grpc.ServicerContext
+    ) -> Iterator[Any]:
+        with self.idle:
+            self.streams += 1
+        try:
+            yield from self._subscribe(request_iterator, context)
+        finally:
+            with self.idle:
+                self.streams -= 1
+                self.idle.notify_all()
+
+    def _subscribe(
+        self, request_iterator: Iterator[Any], context: grpc.ServicerContext
+    ) -> Iterator[Any]:
+        rpc_id = str(uuid.uuid4())
+        session = self._session(context, rpc_id)
+        first = next(request_iterator, None)
+        if first is None:
+            return
+        topic = first.topic_name
+        obj = self._topic(topic, context, rpc_id)
+        cursor = self._start(first, context, rpc_id)
+        flow = _Flow()
+        flow.add(first.num_requested)
+        threading.Thread(
+            target=_read_requests, args=(request_iterator, topic, flow), daemon=True
+        ).start()
+        viewer = None if session.is_admin else session.user_id
+        entity = obj.name if obj is not None else None
+        last_sent = time.monotonic()
+        while context.is_active():
+            if flow.error is not None:
+                _abort(context, grpc.StatusCode.INVALID_ARGUMENT, flow.error, rpc_id)
+            if flow.pending > 0:
+                found, cursor = log.read_visible(
+                    self.org.store,
+                    after=cursor,
+                    entity=entity,
+                    limit=min(flow.pending, MAX_REQUESTED),
+                    viewer=viewer,
+                )
+                if found:
+                    left = flow.take(len(found))
+                    yield pb.FetchResponse(
+                        events=[self._event(ev) for ev in found],
+                        latest_replay_id=encode_replay_id(cursor),
+                        rpc_id=rpc_id,
+                        pending_num_requested=left,
+                    )
+                    last_sent = time.monotonic()
+                    continue
+            if time.monotonic() - last_sent >= self.keepalive:
+                yield pb.FetchResponse(
+                    latest_replay_id=encode_replay_id(cursor),
+                    rpc_id=rpc_id,
+                    pending_num_requested=flow.pending,
+                )
+                last_sent = time.monotonic()
+            flow.wait(self.poll)
+
+    def _start(self, first: Any, context: grpc.ServicerContext, rpc_id: str) -> int:
+        """The replay id the stream starts after."""
+        lo, hi = log.bounds(self.org.store)
+        newest = int(hi or 0)
+        if first.replay_preset == pb.EARLIEST:
+            return int(lo) - 1 if lo is not None else newest
+        if first.replay_preset != pb.CUSTOM:
+            return newest
+        wanted = decode_replay_id(first.replay_id)
+        if wanted is None:
+            _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "The replay ID isn't valid: a replay ID is the 8 bytes the server sent.",
+                rpc_id,
+                REPLAY_CODE + ".corrupted",
+            )
+        if lo is not None and not (int(lo) - 1 <= wanted <= newest):
+            _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"The replay ID {wanted} isn't in the retention window of {first.topic_name}: "
+                "subscribe with EARLIEST, LATEST or a replay ID received in the last 72 hours.",
+                rpc_id,
+                REPLAY_CODE + ".invalid",
+            )
+        return wanted
+
+    def _event(self, ev: dict[str, Any]) -> Any:
+        payload = ev["payload"]
+        obj = self.org.registry.object(payload["ChangeEventHeader"]["entityName"])
+        replay_id = int(ev["event"]["replayId"])
+        return pb.ConsumerEvent(
+            event=pb.ProducerEvent(
+                id=str(uuid.uuid5(uuid.NAMESPACE_OID, f"opencadence-event-{replay_id}")),
+                schema_id=event_schema.schema_id(obj),
+                payload=pubsub_avro.encode(obj, payload),
+            ),
+            replay_id=encode_replay_id(replay_id),
+        )
+
+
+def _read_requests(requests: Iterator[Any], topic: str, flow: _Flow) -> None:
+    """Adds each later FetchRequest's count; a different topic fails the stream."""
+    try:
+        for req in requests:
+            if req.topic_name and req.topic_name != topic:
+                flow.fail(
+                    f"The topic of a subscription can't change: it is {topic}, "
+                    f"a FetchRequest named {req.topic_name}."
+                )
+                return
+            flow.add(req.num_requested)
+    except Exception:  # noqa: BLE001 - the stream ended or was cancelled: nothing more comes
+        return
+
+
+def _abort(
+    context: grpc.ServicerContext,
+    code: grpc.StatusCode,
+    message: str,
+    rpc_id: str,
+    error_code: str | None = None,
+) -> NoReturn:
+    """End the call as Salesforce does: the status, the message with its rpcId, and the
+    ``error-code`` trailer clients look at."""
+    trailers: list[tuple[str, str]] = [("rpc-id", rpc_id)]
+    if error_code is not None:
+        trailers.append(("error-code", error_code))
+    context.set_trailing_metadata(trailers)
+    context.abort(code, f"{message} rpcId: {rpc_id}")
+    raise AssertionError("unreachable: abort raises")
+
+
+class Running:
+    """A started Pub/Sub server: the port it listens on, and how to stop it."""
+
+    def __init__(self, server: grpc.Server, servicer: PubSub, port: int) -> None:
+        self.server, self.servicer, self.port = server, servicer, port
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Cancel every call, then wait until no stream is left reading the log (so the
+        database can be closed behind it)."""
+        self.server.stop(grace=None).wait(timeout)
+        self.servicer.wait_idle(timeout)
+
+
+def start(
+    org: Org,
+    *,
+    host: str,
+    port: int,
+    tls_files: tuple[Path, Path] | None,
+    keepalive: float = KEEPALIVE_SECONDS,
+    poll: float = POLL_SECONDS,
+) -> Running:
+    """A started Pub/Sub server on ``host:port`` (TLS with ``tls_files`` = (cert, key));
+    OSError when the port cannot be had."""
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="pubsub"),
+        options=[("grpc.so_reuseport", 0)],  # a busy port must fail, not be shared
+    )
+    servicer = PubSub(org, keepalive=keepalive, poll=poll)
+    pb_grpc.add_PubSubServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    address = f"{host}:{port}"
+    try:
+        if tls_files is not None:
+            cert, key = tls_files[0].read_bytes(), tls_files[1].read_bytes()
+            bound = server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+        else:
+            bound = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpcio raises when it cannot bind
+        raise OSError(f"cannot listen on {address}: {exc}") from exc
+    if not bound:
+        raise OSError(f"cannot listen on {address}")
+    server.start()
+    return Running(server, servicer, int(bound))

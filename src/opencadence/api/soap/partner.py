@@ -1,0 +1,650 @@
+"""The SOAP calls, for the partner (``/services/Soap/u/{version}[/{orgId}]``) and enterprise
+(``/services/Soap/c/...``) APIs: every call goes through ``Org``, as REST does, so visibility,
+validation, the write path, change events and error codes are shared. This module only reads the
+call's elements and writes its result (typed enterprise records: ``enterprise``).
+
+The envelope is parsed once; the session in ``SessionHeader`` is checked before anything of the
+body is read; then the operation is dispatched. The partner ``login`` is answered by
+``api.oauth`` (after this module's envelope checks); the enterprise one here.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from opencadence import errors, ids
+from opencadence.api import oauth, versions
+from opencadence.api.soap import enterprise, envelope, schema
+from opencadence.api.soap.envelope import Call, sub
+from opencadence.metadata import model
+from opencadence.metadata.registry import Registry
+from opencadence.org import Org
+from opencadence.storage import accounts, migrate, records, values
+
+#: Records per create/update/upsert/delete/undelete call; ids per retrieve (Salesforce's).
+MAX_RECORDS = 200
+MAX_RETRIEVE = 2000
+MAX_DESCRIBE = 100
+MAX_CLIENT = 255  # characters of a CallOptions client id kept
+API = "soap"
+
+
+@dataclass
+class Context:
+    org: Org
+    session: accounts.Session
+    version: str
+    token: str
+    call: Call
+    flavor: schema.Flavor = schema.PARTNER
+
+    @property
+    def registry(self) -> Registry:
+        return self.org.registry
+
+    @property
+    def client(self) -> str:
+        """CallOptions ``client``: it goes into the change events' changeOrigin."""
+        return (self.call.header("CallOptions", "client") or "").strip()[:MAX_CLIENT]
+
+
+Operation = Callable[[Context, ET.Element], None]
+
+
+def endpoint(flavor: schema.Flavor) -> Callable[[Request], Awaitable[Response]]:
+    """The POST handler of ``/services/Soap/{u|c}/{version}[/{orgId}]``."""
+
+    async def run(request: Request) -> Response:
+        org: Org = request.app.state.org
+        try:
+            call = envelope.parse(await _read_bounded(request))
+        except envelope.ClientFault as exc:
+            return envelope.client_fault(exc.message, flavor)
+        try:
+            version = _version(request)
+        except errors.OpenCadenceError as exc:
+            return envelope.error_fault(exc, flavor)
+        if call.operation == "login" and not flavor.typed:
+            return await oauth.soap_login(request)
+        if call.operation == "login":
+            return await run_in_threadpool(_login, org, call, version, _base(request), flavor)
+        return await run_in_threadpool(_run, org, call, version, flavor)
+
+    return run
+
+
+async def _read_bounded(request: Request) -> bytes:
+    """The body, refused past ``envelope.MAX_BYTES`` without reading the rest (a declared
+    Content-Length that is too large is refused before anything is read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > envelope.MAX_BYTES:
+        raise envelope.ClientFault(f"The request is larger than {envelope.MAX_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > envelope.MAX_BYTES:
+            raise envelope.ClientFault(f"The request is larger than {envelope.MAX_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    request._body = raw  # Starlette's cache of body(): api.oauth's login reads the same bytes
+    return raw
+
+
+def _base(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+def _version(request: Request) -> str:
+    """The URL's version, served range only; the org id of a serverUrl must be this org's."""
+    version: str = request.path_params["version"]
+    try:
+        versions.check(version)
+    except errors.NotFound:
+        raise errors.UnsupportedApiVersion("Invalid Api version specified on URL") from None
+    org_id = request.path_params.get("org")
+    if org_id is not None and org_id not in (migrate.ORG_ID, migrate.ORG_ID[:15]):
+        raise errors.InvalidSession("Invalid Session ID found in SessionHeader: Illegal Session")
+    return version
+
+
+def _run(org: Org, call: Call, version: str, flavor: schema.Flavor) -> Response:
+    try:
+        ctx = _authenticate(org, call, version, flavor)
+        operation = OPERATIONS.get(call.operation)
+        if operation is None:
+            return envelope.client_fault(
+                f"No operation available for request {{{flavor.api_ns}}}{call.operation}", flavor
+            )
+        root, result = envelope.response_root(call.operation, flavor)
+        operation(ctx, result)
+        return envelope.to_response(root)
+    except errors.OpenCadenceError as exc:
+        return envelope.error_fault(exc, flavor)
+
+
+def _login(org: Org, call: Call, version: str, base: str, flavor: schema.Flavor) -> Response:
+    """The enterprise ``login`` (the partner one is ``api.oauth``'s): a LoginResult whose
+    serverUrl is this flavor's endpoint."""
+    username = (envelope.text_of(call.body, "username") or "").strip()
+    try:
+        user_id = org.accounts.authenticate(
+            username, envelope.text_of(call.body, "password") or "", token_suffix=True
+        )
+    except errors.LoginFailed:
+        return envelope.fault(
+            "INVALID_LOGIN",
+            "Invalid username, password, security token; or user locked out.",
+            flavor=flavor,
+        )
+    token = org.accounts.open_session(user_id, client="soap")
+    session = org.accounts.session(token)
+    org15 = migrate.ORG_ID[:15]
+    root, result = envelope.response_root("login", flavor)
+    data = {
+        "metadataServerUrl": f"{base}/services/Soap/m/{version}/{org15}",
+        "passwordExpired": False,
+        "sandbox": False,
+        "serverUrl": f"{base}/services/Soap/{flavor.letter}/{version}/{org15}",
+        "sessionId": token,
+        "userId": user_id,
+        "userInfo": user_info(org, session),
+    }
+    envelope.write_type(sub(result, "result"), "LoginResult", data)
+    return envelope.to_response(root)
+
+
+def _authenticate(org: Org, call: Call, version: str, flavor: schema.Flavor) -> Context:
+    token = (call.header("SessionHeader", "sessionId") or "").strip()
+    try:
+        if not token:
+            raise errors.InvalidSession()
+        session = org.accounts.session(token)
+    except errors.InvalidSession:
+        raise errors.InvalidSession(
+            "Invalid Session ID found in SessionHeader: Illegal Session"
+        ) from None
+    org.count_api_request()  # an authenticated call counts, as over REST (and may be refused)
+    return Context(org, session, version, token, call, flavor)
+
+
+# --- session and describe -------------------------------------------------------------------
+
+
+def logout(ctx: Context, result: ET.Element) -> None:
+    ctx.org.accounts.revoke(ctx.token)
+
+
+def get_user_info(ctx: Context, result: ET.Element) -> None:
+    envelope.write_type(sub(result, "result"), "GetUserInfoResult", user_info(ctx.org, ctx.session))
+
+
+def user_info(org: Org, session: accounts.Session) -> dict[str, Any]:
+    user = org.store.get("User", session.user_id) or {}
+    return {
+        "accessibilityMode": False,
+        "currencySymbol": "$",
+        "orgDefaultCurrencyIsoCode": "USD",
+        "organizationId": migrate.ORG_ID,
+        "organizationMultiCurrency": False,
+        "organizationName": "opencadence",
+        "profileId": user.get("ProfileId"),
+        "sessionSecondsValid": int(accounts.DEFAULT_SESSION_TTL.total_seconds()),
+        "userEmail": user.get("Email"),
+        "userFullName": user.get("Name"),
+        "userId": session.user_id,
+        "userLanguage": "en_US",
+        "userLocale": "en_US",
+        "userName": user.get("Username"),
+        "userTimeZone": session.time_zone,
+        "userType": "Standard",
+        "userUiSkin": "Theme3",
+    }
+
+
+def get_server_timestamp(ctx: Context, result: ET.Element) -> None:
+    now = values.format_datetime(ctx.org.store.clock.now())
+    envelope.write_type(sub(result, "result"), "GetServerTimestampResult", {"timestamp": now})
+
+
+def describe_global(ctx: Context, result: ET.Element) -> None:
+    data = ctx.org.describe_global(ctx.version)
+    envelope.write_type(sub(result, "result"), "DescribeGlobalResult", data)
+
+
+def describe_sobject(ctx: Context, result: ET.Element) -> None:
+    name = _required(ctx.call.body, "sObjectType")
+    envelope.write_type(
+        sub(result, "result"), "DescribeSObjectResult", ctx.org.describe(name, ctx.version)
+    )
+
+
+def describe_sobjects(ctx: Context, result: ET.Element) -> None:
+    names = envelope.texts_of(ctx.call.body, "sObjectType")
+    if len(names) > MAX_DESCRIBE:
+        raise errors.ExceededIdLimit(f"describeSObjects takes at most {MAX_DESCRIBE} types")
+    described = [ctx.org.describe(name, ctx.version) for name in names]  # all or one fault
+    for data in described:
+        envelope.write_type(sub(result, "result"), "DescribeSObjectResult", data)
+
+
+def _required(node: ET.Element, name: str) -> str:
+    value = envelope.text_of(node, name)
+    if value is None or not value.strip():
+        raise errors.InvalidOperation(f"The required element {name} is missing")
+    return value.strip()
+
+
+# --- queries --------------------------------------------------------------------------------
+
+
+def _batch_size(ctx: Context) -> int | None:
+    value = (ctx.call.header("QueryOptions", "batchSize") or "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def _query(include_deleted: bool) -> Operation:
+    def run(ctx: Context, result: ET.Element) -> None:
+        soql = envelope.text_of(ctx.call.body, "queryString")
+        if not soql or not soql.strip():
+            raise errors.MalformedQuery("A query string has to be specified")
+        page = ctx.org.query(
+            ctx.session,
+            soql,
+            ctx.version,
+            include_deleted=include_deleted,
+            batch_size=_batch_size(ctx),
+        )
+        write_query_result(ctx, sub(result, "result"), page)
+
+    return run
+
+
+def query_more(ctx: Context, result: ET.Element) -> None:
+    locator = _required(ctx.call.body, "queryLocator")
+    page = ctx.org.query_more(ctx.session, locator, ctx.version)
+    write_query_result(ctx, sub(result, "result"), page)
+
+
+def write_query_result(ctx: Context, node: ET.Element, page: dict[str, Any]) -> None:
+    """QueryResult: done, queryLocator (the locator of REST's nextRecordsUrl), records, size."""
+    sub(node, "done", "true" if page["done"] else "false")
+    next_url = page.get("nextRecordsUrl")
+    if next_url:
+        sub(node, "queryLocator", next_url.rsplit("/", 1)[-1])
+    else:
+        envelope.nil(node, "queryLocator")
+    for record in page["records"]:
+        write_sobject(ctx, node, "records", record)
+    sub(node, "size", str(page["totalSize"]))
+
+
+def write_sobject(ctx: Context, parent: ET.Element, tag: str, record: dict[str, Any]) -> None:
+    """A partner ``sObject``: type, Id (nil when not selected), then the fields in the sObject
+    namespace as selected (Id again among them, as Salesforce sends it), parents nested as
+    sObjects and child subqueries as QueryResults."""
+    if ctx.flavor.typed:
+        enterprise.write_record(
+            ctx.registry,
+            parent,
+            tag,
+            record,
+            ctx.version,
+            lambda node, page: write_query_result(ctx, node, page),
+        )
+        return
+    node = ET.SubElement(parent, tag, _SOBJECT)
+    kind = record.get("attributes", {}).get("type", "")
+    ET.SubElement(node, "sf:type").text = kind
+    if record.get("Id"):
+        ET.SubElement(node, "sf:Id").text = str(record["Id"])
+    else:
+        ET.SubElement(node, "sf:Id", _NIL)
+    datetimes = _datetime_fields(ctx.registry, kind)
+    for key, value in record.items():
+        if key == "attributes":
+            continue
+        name = "sf:" + key
+        if value is None:
+            ET.SubElement(node, name, _NIL)
+        elif isinstance(value, dict) and "records" in value:
+            write_query_result(ctx, sub(node, name, xsi_type="QueryResult"), value)
+        elif isinstance(value, dict):
+            write_sobject(ctx, node, name, value)
+        elif value is True or value is False:
+            ET.SubElement(node, name).text = "true" if value else "false"
+        elif key.lower() in datetimes:
+            ET.SubElement(node, name).text = envelope.soap_datetime(str(value))
+        else:
+            ET.SubElement(node, name).text = str(value)
+
+
+_SOBJECT = {"xsi:type": "sf:sObject"}
+_NIL = {"xsi:nil": "true"}
+
+
+@lru_cache(maxsize=256)
+def _datetime_fields(registry: Registry, kind: str) -> frozenset[str]:
+    """Lower-case names of an object's datetime fields (written as xsd:dateTime, ``...Z``)."""
+    obj = registry.get(kind)
+    if obj is None:
+        return frozenset()
+    return frozenset(f.name.lower() for f in obj.fields if f.type == "datetime")
+
+
+def retrieve(ctx: Context, result: ET.Element) -> None:
+    """retrieve(fieldList, sObjectType, ids[]): one sObject per id, in order, nil if not found."""
+    body = ctx.call.body
+    fields = [f.strip() for f in _required(body, "fieldList").split(",") if f.strip()]
+    name = _required(body, "sObjectType")
+    wanted = envelope.texts_of(body, "ids")
+    if len(wanted) > MAX_RETRIEVE:
+        raise errors.ExceededIdLimit(f"retrieve takes at most {MAX_RETRIEVE} ids")
+    for record_id in wanted:
+        try:
+            record = ctx.org.retrieve(ctx.session, name, record_id, fields, ctx.version)
+        except errors.NotFound:
+            envelope.nil(result, "result")
+            continue
+        write_sobject(ctx, result, "result", record)
+
+
+# --- replication ----------------------------------------------------------------------------
+
+
+def _window(ctx: Context) -> tuple[str, str, str]:
+    body = ctx.call.body
+    return (
+        _required(body, "sObjectType"),
+        envelope.text_of(body, "startDate") or "",
+        envelope.text_of(body, "endDate") or "",
+    )
+
+
+def get_updated(ctx: Context, result: ET.Element) -> None:
+    name, start, end = _window(ctx)
+    data = ctx.org.updated(ctx.session, name, start.strip(), end.strip(), ctx.version)
+    envelope.write_type(sub(result, "result"), "GetUpdatedResult", data)
+
+
+def get_deleted(ctx: Context, result: ET.Element) -> None:
+    name, start, end = _window(ctx)
+    data = ctx.org.deleted(ctx.session, name, start.strip(), end.strip(), ctx.version)
+    envelope.write_type(sub(result, "result"), "GetDeletedResult", data)
+
+
+# --- writes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Incoming:
+    """One ``sObjects`` element of a create/update/upsert call."""
+
+    type: str
+    id: str | None
+    fields: dict[str, Any]
+
+
+def read_sobject(node: ET.Element, typed: bool = False) -> Incoming:
+    """type (the enterprise API's is the xsi:type), Id, the fields (xsi:nil and
+    ``fieldsToNull`` set null), by local name."""
+    kind, record_id = (enterprise.sobject_type(node) if typed else ""), None
+    fields: dict[str, Any] = {}
+    for child in node:
+        name = envelope.local(child.tag)
+        if name == "type" and not typed:
+            kind = (child.text or "").strip()
+        elif name == "Id":
+            record_id = (child.text or "").strip() or None
+        elif name == "fieldsToNull":
+            fields[(child.text or "").strip()] = None
+        elif len(child):
+            raise errors.InvalidField(
+                f"{name}: setting a relationship by external id is not supported", fields=[name]
+            )
+        else:
+            fields[name] = None if envelope.is_nil(child) else (child.text or "")
+    if not kind:
+        raise errors.InvalidType("Must send a concrete entity type.")
+    return Incoming(kind, record_id, fields)
+
+
+def _records(ctx: Context) -> list[Incoming]:
+    nodes = envelope.children(ctx.call.body, "sObjects")
+    _check_count(len(nodes))
+    incoming = [read_sobject(n, ctx.flavor.typed) for n in nodes]
+    for item in incoming:  # an unknown type faults the call, as Salesforce does
+        ctx.registry.object(item.type)
+    return incoming
+
+
+def _check_count(count: int) -> None:
+    if count > MAX_RECORDS:
+        raise errors.ExceededIdLimit(
+            f"record limit reached. cannot submit more than {MAX_RECORDS} records into this call"
+        )
+
+
+def _all_or_none(ctx: Context) -> bool:
+    return (ctx.call.header("AllOrNoneHeader", "allOrNone") or "").strip().lower() in ("true", "1")
+
+
+#: One record's write: (the record's transaction or None, its input) -> (id, created).
+Write = Callable[[records.Tx | None, Any], tuple[str | None, bool]]
+#: One record's outcome: (id, created, error or None).
+Outcome = tuple[str | None, bool, errors.OpenCadenceError | None]
+
+
+class RolledBack(errors.OpenCadenceError):
+    """Record rolled back because not all records were valid and the request was using AllOrNone header"""
+
+    error_code = "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+
+
+class _Failed(Exception):
+    def __init__(self, index: int, error: errors.OpenCadenceError) -> None:
+        super().__init__(error.message)
+        self.index, self.error = index, error
+
+
+def _save(ctx: Context, items: list[Any], ids_of: list[str | None], write: Write) -> list[Outcome]:
+    """Each record on its own (the default), or with ``allOrNone`` all in one transaction that
+    the first failure rolls back: that record gets its error, every other one
+    ALL_OR_NONE_OPERATION_ROLLED_BACK (records after the failure are not tried)."""
+    if not _all_or_none(ctx):
+        out: list[Outcome] = []
+        for item, known in zip(items, ids_of):
+            try:
+                out.append((*write(None, item), None))
+            except errors.OpenCadenceError as exc:
+                out.append((known, False, exc))
+        return out
+    try:
+        with ctx.org.transaction(ctx.session, ctx.version, api=API, client=ctx.client) as tx:
+            done: list[Outcome] = []
+            for index, item in enumerate(items):
+                try:
+                    done.append((*write(tx, item), None))
+                except errors.OpenCadenceError as exc:
+                    raise _Failed(index, exc) from None
+        return done
+    except _Failed as failed:
+        return [
+            (known, False, failed.error if i == failed.index else RolledBack())
+            for i, known in enumerate(ids_of)
+        ]
+
+
+def _outcome(node: ET.Element, outcome: Outcome, *, upsert: bool = False) -> None:
+    record_id, created, exc = outcome
+    if upsert:
+        sub(node, "created", "true" if created and exc is None else "false")
+    if exc is not None:
+        error = sub(node, "errors")
+        for f in exc.fields:
+            sub(error, "fields", f)
+        sub(error, "message", exc.message)
+        sub(error, "statusCode", exc.error_code)
+    if record_id:
+        sub(node, "id", record_id)
+    else:
+        envelope.nil(node, "id")
+    sub(node, "success", "true" if exc is None else "false")
+
+
+def _write_results(result: ET.Element, outcomes: list[Outcome], *, upsert: bool = False) -> None:
+    for outcome in outcomes:
+        _outcome(sub(result, "result"), outcome, upsert=upsert)
+
+
+def create(ctx: Context, result: ET.Element) -> None:
+    def write(tx: records.Tx | None, item: Incoming) -> tuple[str | None, bool]:
+        new_id = ctx.org.create(
+            ctx.session, item.type, item.fields, ctx.version, api=API, client=ctx.client, tx=tx
+        )
+        return new_id, True
+
+    incoming = _records(ctx)
+    _write_results(result, _save(ctx, incoming, [None] * len(incoming), write))
+
+
+def update(ctx: Context, result: ET.Element) -> None:
+    def write(tx: records.Tx | None, item: Incoming) -> tuple[str | None, bool]:
+        if not item.id:
+            raise errors.MissingArgument("Id not specified in an update call", fields=["Id"])
+        ctx.org.update(
+            ctx.session,
+            item.type,
+            item.id,
+            item.fields,
+            ctx.version,
+            api=API,
+            client=ctx.client,
+            tx=tx,
+        )
+        return ids.parse(item.id), False
+
+    incoming = _records(ctx)
+    _write_results(result, _save(ctx, incoming, [i.id for i in incoming], write))
+
+
+def upsert(ctx: Context, result: ET.Element) -> None:
+    """upsert(externalIDFieldName, sObjects[]): Id, or an idLookup field matched by value."""
+    key = _required(ctx.call.body, "externalIDFieldName")
+    incoming = _records(ctx)
+    for item in incoming:  # a field that is no external id faults the call, before any write
+        _key_field(ctx, item.type, key)
+
+    def write(tx: records.Tx | None, item: Incoming) -> tuple[str | None, bool]:
+        found = _match(ctx, item, key)
+        if found is None:
+            body = {k: v for k, v in item.fields.items() if k.lower() != "id"}
+            made = ctx.org.create(
+                ctx.session, item.type, body, ctx.version, api=API, client=ctx.client, tx=tx
+            )
+            return made, True
+        body = {k: v for k, v in item.fields.items() if k.lower() not in ("id", key.lower())}
+        ctx.org.update(
+            ctx.session, item.type, found, body, ctx.version, api=API, client=ctx.client, tx=tx
+        )
+        return found, False
+
+    outcomes = _save(ctx, incoming, [i.id for i in incoming], write)
+    _write_results(result, outcomes, upsert=True)
+
+
+def _match(ctx: Context, item: Incoming, key: str) -> str | None:
+    """The id of the record ``item`` upserts onto, or None to create one."""
+    obj = ctx.registry.object(item.type)
+    f = _key_field(ctx, obj.name, key)
+    if f.name == "Id":
+        return ids.parse(item.id) if item.id else None
+    value = next((v for k, v in item.fields.items() if k.lower() == f.name.lower()), None)
+    if value is None or value == "":
+        raise errors.MissingArgument(f"{f.name} not specified", fields=[f.name])
+    literal = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    soql = f"SELECT Id FROM {obj.name} WHERE {f.name} = '{literal}' LIMIT 2"
+    rows = ctx.org.query(ctx.session, soql, ctx.version)["records"]
+    if len(rows) > 1:
+        raise errors.DuplicateExternalId(
+            f"{f.name}: more than one record found for external id field", fields=[f.name]
+        )
+    return str(rows[0]["Id"]) if rows else None
+
+
+def _key_field(ctx: Context, name: str, key: str) -> model.FieldDef:
+    obj = ctx.registry.object(name)
+    f = obj.field(key)
+    if f is None or not (f.id_lookup or f.name == "Id"):
+        raise errors.InvalidField(
+            f"Field name provided, {key} is not an External ID or indexed field for {obj.name}",
+            fields=[key],
+        )
+    return f
+
+
+ByIdWrite = Callable[[str, str, records.Tx | None], None]
+
+
+def _by_ids(ctx: Context, result: ET.Element, write: ByIdWrite) -> None:
+    """delete/undelete(ids[]): each id's object from its key prefix."""
+    wanted = envelope.texts_of(ctx.call.body, "ids")
+    _check_count(len(wanted))
+
+    def one(tx: records.Tx | None, record_id: str) -> tuple[str | None, bool]:
+        canonical = ids.parse(record_id)
+        obj = ctx.registry.object_of_id(canonical)
+        if obj is None:
+            raise errors.InvalidCrossReferenceKey("invalid cross reference id")
+        write(obj.name, canonical, tx)
+        return canonical, False
+
+    _write_results(result, _save(ctx, wanted, list(wanted), one))
+
+
+def delete(ctx: Context, result: ET.Element) -> None:
+    _by_ids(
+        ctx,
+        result,
+        lambda name, rid, tx: ctx.org.delete(
+            ctx.session, name, rid, ctx.version, api=API, client=ctx.client, tx=tx
+        ),
+    )
+
+
+def undelete(ctx: Context, result: ET.Element) -> None:
+    _by_ids(
+        ctx,
+        result,
+        lambda name, rid, tx: ctx.org.undelete(
+            ctx.session, name, rid, ctx.version, api=API, client=ctx.client, tx=tx
+        ),
+    )
+
+
+OPERATIONS: dict[str, Operation] = {
+    "logout": logout,
+    "getUserInfo": get_user_info,
+    "getServerTimestamp": get_server_timestamp,
+    "describeGlobal": describe_global,
+    "describeSObject": describe_sobject,
+    "describeSObjects": describe_sobjects,
+    "query": _query(False),
+    "queryAll": _query(True),
+    "queryMore": query_more,
+    "retrieve": retrieve,
+    "getUpdated": get_updated,
+    "getDeleted": get_deleted,
+    "create": create,
+    "update": update,
+    "upsert": upsert,
+    "delete": delete,
+    "undelete": undelete,
+}
