@@ -92,6 +92,20 @@ def _email_has_rule(store: records.Store) -> bool:
     return visibility.predicate("EmailMessage", table, store.meta, "005000000000001AAA") is not None
 
 
+def _visible_to(store: records.Store, user_id: str, made: dict[str, str]) -> set[str]:
+    """Which of ``made`` the record rules let ``user_id`` see (deleted rows included)."""
+    seen: set[str] = set()
+    with store.reading() as conn:
+        for record_id, name in made.items():
+            table = store.meta.tables[name]
+            rule = visibility.predicate(name, table, store.meta, user_id)
+            stmt = sa.select(table.c.Id).where(table.c.Id == record_id)
+            if rule is not None:
+                stmt = stmt.where(rule)
+            seen.update(conn.execute(stmt).scalars())
+    return seen
+
+
 def _sentinel(store: records.Store, user_id: str) -> str:
     """A last contact of ``user_id``: its event ends a subscriber's collection."""
     with store.transaction(user_id) as tx:
@@ -129,18 +143,47 @@ def test_rep_receives_only_events_of_records_they_can_see(org3: Org3) -> None:
     last = _sentinel(store, org3.a)
     mine[last] = "Contact"
 
+    assert {"Contact", "Lead", "Task"} <= {mine[r] for r in _visible_to(store, org3.a, mine)}
+
     events = _collect(org3, "a", "/data/ChangeEvents", last)
     ids = {record_id for _, _, record_id in events}
-    assert ids == set(mine), "A gets every event of A's records and nothing else"
-    assert not ids & set(theirs)
+    assert ids == _visible_to(store, org3.a, mine), "A gets the events of what A can see"
+    assert not ids & set(theirs), "and nothing of B's"
     assert not [e for e in events if e[0] == "User"], "no User events without View All Users"
     kinds = {(entity, kind) for entity, kind, _ in events}
     assert {("Contact", "CREATE"), ("Contact", "UPDATE"), ("Contact", "DELETE")} <= kinds
 
     contacts = _collect(org3, "a", "/data/ContactChangeEvent", last)
-    assert {r for _, _, r in contacts} == {r for r, obj in mine.items() if obj == "Contact"}
+    assert {r for _, _, r in contacts} == {r for r in ids if mine[r] == "Contact"}
     leads_seen = [e for e in events if e[0] == "Lead"]
     assert len(leads_seen) == 1 and leads_seen[0][2] in mine
+
+
+def test_a_new_visibility_rule_applies_to_streams(
+    org3: Org3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streams ask ``visibility.predicate`` for every object: an EmailMessage rule (here a
+    stand-in, "emails the user created") keeps B's email bodies away from A's stream."""
+    original = visibility.predicate
+
+    def with_email_rule(name: str, table: Any, meta: Any, user_id: str | None) -> Any:
+        found = original(name, table, meta, user_id)
+        if name == "EmailMessage" and found is None and user_id is not None:
+            return table.c.CreatedById == user_id
+        return found
+
+    monkeypatch.setattr(visibility, "predicate", with_email_rule)
+    store = org3.org.store
+    emails = {}
+    for who in (org3.b, org3.a):  # A's last: its event ends the collection
+        with store.transaction(who) as tx:
+            body = {"Subject": "secret", "TextBody": f"body of {who}", "Status": "3"}
+            emails[who] = tx.insert("EmailMessage", body)
+    last = _sentinel(store, org3.a)
+    events = _collect(org3, "a", "/data/EmailMessageChangeEvent", emails[org3.a])
+    assert [r for _, _, r in events] == [emails[org3.a]]
+    everything = _collect(org3, "a", "/data/ChangeEvents", last)
+    assert emails[org3.b] not in {r for _, _, r in everything}
 
 
 def test_admin_receives_every_event(org3: Org3) -> None:
