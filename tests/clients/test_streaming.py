@@ -147,3 +147,89 @@ def test_bayeux_errors(http_server: tuple[Org, str, str]) -> None:
     assert (
         unknown["error"] == "403::Unknown client" and unknown["advice"]["reconnect"] == "handshake"
     )
+
+
+class RenewingAuth(AuthenticatorBase):
+    """Logs in afresh on every authenticate() (as a password or refresh-token flow does)."""
+
+    def __init__(self, org: Org, user_id: str, instance_url: str) -> None:
+        super().__init__()
+        self._org, self._user, self._url = org, user_id, instance_url
+        self.tokens: list[str] = []
+
+    async def _authenticate(self) -> tuple[int, dict[str, Any]]:
+        token = await asyncio.to_thread(self._org.accounts.open_session, self._user)
+        self.tokens.append(token)
+        return 200, {
+            "access_token": token,
+            "token_type": "Bearer",
+            "instance_url": self._url,
+            "id": "local",
+            "issued_at": "0",
+            "signature": "local",
+        }
+
+
+def test_a_subscriber_survives_its_session_ending(http_server: tuple[Org, str, str]) -> None:
+    """The 401 of an ended session comes back on the connect's own channel and id, so the
+    unmodified client re-authenticates and carries on from where it was: no gap, no repeat."""
+    org, token, url = http_server
+    user = org.accounts.session(token).user_id
+    auth = RenewingAuth(org, user, url)
+
+    async def run() -> list[str]:
+        names: list[str] = []
+        async with Client(auth, replay=ReplayOption.NEW_EVENTS) as client:
+            await client.subscribe("/data/ContactChangeEvent")
+            await asyncio.to_thread(_contact, org.store, "First")
+            async for message in client:
+                names.append(message["data"]["payload"]["LastName"])
+                if len(names) == 1:  # the session ends while the client waits
+                    await asyncio.to_thread(org.accounts.revoke, auth.tokens[-1])
+                    await asyncio.to_thread(_contact, org.store, "Second")
+                    await asyncio.to_thread(_contact, org.store, "Third")
+                if len(names) == 3:
+                    break
+        return names
+
+    assert asyncio.run(asyncio.wait_for(run(), 60)) == ["First", "Second", "Third"]
+    assert len(auth.tokens) >= 2  # it logged in again
+
+
+def test_an_ended_session_is_answered_on_each_request_s_channel_and_id(
+    http_server: tuple[Org, str, str],
+) -> None:
+    import requests
+
+    _org, _token, url = http_server
+    body = [
+        {"channel": "/meta/connect", "clientId": "x", "id": "7", "connectionType": "long-polling"},
+        {"channel": "/meta/subscribe", "clientId": "x", "id": 8, "subscription": "/data/X"},
+    ]
+    r = requests.post(
+        f"{url}/cometd/59.0", json=body, headers={"Authorization": "Bearer 00D!gone"}, timeout=10
+    )
+    assert r.status_code == 401
+    assert r.json() == [
+        {
+            "channel": "/meta/connect",
+            "successful": False,
+            "error": "401::Authentication invalid",
+            "advice": {"reconnect": "handshake", "interval": 0},
+            "id": "7",
+        },
+        {
+            "channel": "/meta/subscribe",
+            "successful": False,
+            "error": "401::Authentication invalid",
+            "advice": {"reconnect": "handshake", "interval": 0},
+            "id": 8,
+        },
+    ]
+    big = requests.post(
+        f"{url}/cometd/59.0",
+        data=b"[" + b" " * 100_000 + b"]",
+        headers={"Authorization": "Bearer 00D!gone", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert big.status_code == 401 and big.json()[0]["channel"] == "/meta/handshake"

@@ -323,23 +323,47 @@ def _unknown(msg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: How much of a request without a valid session is read: enough for the messages of a connect
+#: or subscribe (to answer each on its own channel and id), never a large body.
+UNAUTHENTICATED_MAX = 16 * 1024
+
+
+async def _unauthenticated(request: Request) -> Response:
+    """401::Authentication invalid, answered on the channel and id of each request message, so
+    the client matches it to its request and re-authenticates (aiocometd's auth extension
+    resends the payload with a new token; the clientId and subscriptions survive, so a
+    subscriber resumes with no gap). A handshake is told not to retry without new credentials;
+    any other message to handshake again."""
+    try:
+        messages = bodies.parse_json(await bodies.read(request, UNAUTHENTICATED_MAX))
+    except (ClientDisconnect, errors.OpenCadenceError):
+        messages = []  # too large or not JSON: answered as a handshake, the body left unread
+    if isinstance(messages, dict):
+        messages = [messages]
+    found = [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+    replies = [_auth_error(m) for m in found] or [_auth_error({"channel": "/meta/handshake"})]
+    return json_response(replies, 401)
+
+
+def _auth_error(msg: dict[str, Any]) -> dict[str, Any]:
+    channel = msg.get("channel") if isinstance(msg.get("channel"), str) else "/meta/handshake"
+    again = "none" if channel == "/meta/handshake" else "handshake"
+    return {
+        "channel": channel,
+        "successful": False,
+        "error": "401::Authentication invalid",
+        "advice": {"reconnect": again, "interval": 0},
+        **(_id(msg) if isinstance(msg.get("id"), str | int) else {}),
+    }
+
+
 async def endpoint(request: Request) -> Response:
     streaming: Streaming = request.app.state.streaming
     org: Org = request.app.state.org
     try:
         session = await run_in_threadpool(session_of, request, org)
     except errors.InvalidSession:
-        return json_response(
-            [
-                {
-                    "channel": "/meta/handshake",
-                    "successful": False,
-                    "error": "401::Authentication invalid",
-                    "advice": {"reconnect": "none"},
-                }
-            ],
-            401,
-        )
+        return await _unauthenticated(request)
     try:
         messages = bodies.parse_json(await bodies.read(request, bodies.COMETD_MAX))
     except ClientDisconnect:  # gone before its body arrived: nobody to answer
