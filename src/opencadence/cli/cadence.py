@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from typing import Any
 
 from opencadence import system
 from opencadence.cadence import definition_file
 from opencadence.cli import common, email_options
+from opencadence.storage import database
+
+log = logging.getLogger("opencadence.worker")
 
 
 def _open(args: argparse.Namespace) -> system.System:
@@ -46,7 +50,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         relay=email_options.relay(args),
         inbound_smtp_port=email_options.inbound_port(args),
     )
-    with system.build(settings) as built:
+    built = system.build(settings) if args.once else _build_waiting(settings)
+    with built:
         worker = built.worker
         assert worker is not None  # Settings(worker=True) builds one
         if args.once:
@@ -54,6 +59,26 @@ def cmd_worker(args: argparse.Namespace) -> int:
         else:
             worker.loop(args.poll)
     return 0
+
+
+#: How long a starting worker waits between attempts while the database is unreachable.
+START_RETRY_FIRST, START_RETRY_MAX = 0.5, 30.0
+
+
+def _build_waiting(settings: system.Settings) -> system.System:
+    """``system.build``, retried with backoff while the database cannot be reached (a worker
+    restarted by its supervisor during a database restart must wait it out, not exit).
+    Other failures (a bad relay address, a schema the upgrade refuses) end the command."""
+    delay = START_RETRY_FIRST
+    while True:
+        try:
+            return system.build(settings)
+        except Exception as exc:
+            if not database.unreachable(exc):
+                raise
+            log.warning("database unreachable at start (%s); retrying in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(START_RETRY_MAX, delay * 2)
 
 
 def register(subparsers: Any) -> None:

@@ -75,3 +75,12 @@ def ping(engine: Engine) -> str | None:
         cause = getattr(exc, "orig", None) or exc
         return (str(cause).strip().splitlines() or [""])[0]
     return None
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached or the connection was lost
+    (a restart, a terminated backend, a network fault), as opposed to a wrong statement or
+    wrong settings: what a long-running process waits out instead of exiting."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
