@@ -342,6 +342,8 @@ def on_task_created(
             tracker_id = RunStore(store).active_tracker_of(conn, [task["WhoId"]]).get(task["WhoId"])
     if tracker_id is None:
         return False
+    if tx is not None and not _may_log_for(tx, tracker_id):
+        return False  # a plain Task: the step stays the tracker owner's to complete
     outcome = call_outcome(task, config)
     user = task.get("OwnerId") or records.AUTOMATED_USER
     transition(
@@ -353,6 +355,19 @@ def on_task_created(
         tx,
     )
     return True
+
+
+def _may_log_for(tx: records.Tx, tracker_id: str) -> bool:
+    """Whether the signed-in user writing ``tx`` may complete the tracker's call step: its owner,
+    a manager above the owner, or an admin, as for the actions (docs/security-model.md). A rep
+    who sees the target (they own the Contact) but not the tracker logs a call that stays a
+    plain Task. System writes (no principal) always may."""
+    principal = tx.principal
+    if principal is None or principal.admin:
+        return True
+    tracker = tx.get(TRACKER, tracker_id)
+    owner = tracker.get("OwnerId") if tracker is not None else None
+    return visibility.acts_for(tx.conn, tx.store.meta, principal.user_id, owner)
 
 
 def log_call(

@@ -422,3 +422,25 @@ def test_a_delete_waits_for_a_transition_in_flight_and_deletes_the_step_it_made(
             sa.select(t.c.StepType, t.c.IsDeleted).where(t.c.ActionCadenceTrackerId == tracker)
         ).all()
     assert sorted(rows) == [("CreateTask", True), ("MakeACall", True), ("Root", True)]
+
+
+def test_a_call_logged_by_someone_who_only_sees_the_target_does_not_complete_the_step(
+    org: Org, store: records.Store, people: People, cadence: str
+) -> None:
+    """B's tracker targets A's contact: A sees the contact (A owns it) but not B's tracker, so
+    A's logged call is A's Task and nothing more; B's own call completes B's step."""
+    target = contact(org, people.a, "Shared")
+    tracker = enrol(org, people.admin, target, userId=people.b.user_id)
+    call = {"Subject": "Call", "TaskSubtype": "Call", "WhoId": target}
+
+    def open_steps() -> list[str]:
+        return [s["State"] for s in step_trackers(store, tracker) if s["State"] == "Active"]
+
+    assert open_steps() == ["Active"]
+    org.create(people.a, "Task", call, V)
+    assert open_steps() == ["Active"]  # not A's step to complete
+    org.create(people.b, "Task", call, V)
+    assert open_steps() == ["Active"]  # the call step done, the task step now open
+    calls = [s for s in step_trackers(store, tracker) if s["State"] == "Completed"]
+    completed_by = {s["CompletedById"] for s in calls}
+    assert people.b.user_id in completed_by and people.a.user_id not in completed_by
