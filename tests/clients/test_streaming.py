@@ -76,6 +76,16 @@ def test_replay_all_then_new_events(http_server: tuple[Org, str, str]) -> None:
     )
     header = got[0]["data"]["payload"]["ChangeEventHeader"]
     assert got[0]["channel"] == "/data/ContactChangeEvent"
+    schema = got[0]["data"]["schema"]  # a schema id the event schema resource serves
+    import requests
+
+    served = requests.get(
+        f"{url}/services/data/v59.0/event/eventSchema/{schema}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert served.status_code == 200 and served.json()["uuid"] == schema
+    assert served.json()["name"] == "ContactChangeEvent"
     assert (
         header["entityName"] == "Contact"
         and header["changeType"] == "CREATE"

@@ -40,6 +40,7 @@ from starlette.routing import Route
 from opencadence import errors
 from opencadence.api import bodies
 from opencadence.api.rest import json_response, session_of
+from opencadence.metadata import event_schema
 from opencadence.org import Org
 from opencadence.storage import events, wakeup
 
@@ -297,7 +298,9 @@ class Streaming:
                 )
                 for ev in found:
                     name = ev["payload"]["ChangeEventHeader"]["entityName"]
-                    out.append({"channel": channel, "data": {"schema": f"{name}ChangeEvent", **ev}})
+                    # the schema id, as Salesforce sends it: /event/eventSchema/{id} serves it
+                    schema = event_schema.schema_id(self.org.registry.object(name))
+                    out.append({"channel": channel, "data": {"schema": schema, **ev}})
                 if channel in client.subscriptions:  # not unsubscribed meanwhile
                     client.subscriptions[channel] = seen
         return out
