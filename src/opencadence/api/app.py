@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from opencadence import errors
 from opencadence.api import (
     actions,
+    bodies,
     email_settings,
     event_schemas,
     health,
@@ -32,6 +33,7 @@ from opencadence.api import errors as api_errors
 from opencadence.clock import ManualClock
 from opencadence.org import Org
 from opencadence.storage import values
+from opencadence.web import pages as web_pages
 
 
 async def list_versions(request: Request) -> Response:
@@ -175,5 +177,7 @@ def build_app(
         middleware=[Middleware(CatchAll)],
     )
     app.state.org = org
+    # the web app (sign-in, My Work) under /app, over the same Org
+    app.router.routes.append(web_pages.mount(app.state, bodies.read))
     app.state.streaming = streaming.Streaming(org, connect_timeout=streaming_timeout)
     return app
