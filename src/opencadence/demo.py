@@ -21,6 +21,8 @@ from opencadence.storage import migrate
 
 ADMIN = "admin@demo.opencadence.dev"
 ADMIN_PASSWORD = "demo-admin-1"
+REP = "rita@demo.opencadence.dev"
+REP_PASSWORD = "demo-rep-1"
 
 FOLLOW_UP: dict[str, Any] = {
     "cadence": {"Name": "Demo: follow-up", "Description": "Where the main demo cadence chains to."},
@@ -174,8 +176,8 @@ def seed(org: Org) -> dict[str, Any]:
         last_name="Admin",
     )
     rita, _ = org.accounts.create_user(
-        "rita@demo.opencadence.dev",
-        "demo-rep-1",
+        REP,
+        REP_PASSWORD,
         time_zone="America/New_York",
         first_name="Rita",
         last_name="Rep",
@@ -344,6 +346,8 @@ def banner(url: str, token: str, cert: str | None, pubsub: str | None = None) ->
         f"access token: {token}",
         "",
     ]
+    # the web app (sign-in and My Work) is served by the same process under /app
+    lines.append(f"# web app (My Work): {url}/app/  log in as the rep: {REP} / {REP_PASSWORD}")
     if pubsub is not None:  # only when its server is listening: a comment of the script
         lines.append(
             f"# Pub/Sub API (gRPC, TLS): {pubsub}  metadata: accesstoken (the token above), "

@@ -227,9 +227,7 @@ def test_a_rep_sees_only_their_own_work_and_a_manager_their_team(
         # a signed, CSRF-valid skip of Rita's step: it does not exist for Sam
         csrf = other.locator("input[name=csrf]").first.get_attribute("value")
         other.goto(f"{base(org_server)}/work")
-        answer = other.request.post(
-            f"{base(org_server)}/work/{lu['Id']}/skip", form={"csrf": csrf}
-        )
+        answer = other.request.post(f"{base(org_server)}/work/{lu['Id']}/skip", form={"csrf": csrf})
         assert answer.ok and "does not exist or you cannot see it" in answer.text()
         assert open_steps(org_server, "Lu Lin") == [lu]  # nothing changed
 
