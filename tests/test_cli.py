@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import sqlalchemy as sa
 
 from opencadence.storage import records
@@ -93,9 +95,29 @@ def _check_demo(proc: subprocess.Popen[str], port: int, cwd: Path) -> None:
         }
         moved = json.loads(out.stdout.splitlines()[-1])  # the curl line moved the clock
         assert set(moved) == {"now"}, out.stdout
+        _check_web_app(script, port)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def _check_web_app(script: str, port: int) -> None:
+    """The banner's web app URL serves the login page, and its rep login reaches My Work."""
+    found = re.search(r"web app \(My Work\): (\S+)  log in as the rep: (\S+) / (\S+)", script)
+    assert found, script
+    url, username, password = found.groups()
+    assert url == f"https://127.0.0.1:{port}/app/"
+    with httpx.Client(verify=False, trust_env=False, follow_redirects=True) as client:
+        page = client.get(url)
+        assert page.status_code == 200 and ">Log In</button>" in page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        work = client.post(
+            url + "login",
+            data={"username": username, "password": password, "csrf": csrf.group(1)},
+        )
+        assert work.status_code == 200 and "<h1>My Work</h1>" in work.text
+        assert 'class="target"' in work.text  # the seeded open steps
 
 
 def _free_port() -> int:
