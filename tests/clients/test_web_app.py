@@ -99,6 +99,13 @@ def test_rep_logs_in_logs_a_call_skips_and_logs_out(
     first = page.locator("tr.step").first
     assert "overdue" in (first.get_attribute("class") or "")
     assert re.search(r"\d+ h \d+ min overdue", first.inner_text())
+    # grouped: the overdue calls under Overdue, the task due later under Due Today/Upcoming
+    overdue = page.get_by_role("region", name=re.compile("^Overdue"))
+    overdue_rows = [t.strip() for t in overdue.locator("td.target").all_inner_texts()]
+    assert {"Hal Hunt", "Ivy Ives", "Jo Jung", "Kai Kim", "Lu Lin"} <= set(overdue_rows)
+    assert "Ann Able" not in overdue_rows
+    ann_section = page.locator("section", has=page.locator("td.target", has_text="Ann Able"))
+    assert ann_section.locator("h2").inner_text().split(" (")[0] in ("Due Today", "Upcoming")
     # due dates in Rita's time zone (America/New_York)
     assert "EST" in first.inner_text()
     page.screenshot(path=str(tmp_path / "my-work.png"), full_page=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -167,6 +167,31 @@ def _overdue(seconds: int | None) -> str:
     return f"{hours} h {rest // 60} min overdue"
 
 
+#: My Work's sections, in the order shown
+GROUPS = ("Overdue", "Due Today", "Upcoming")
+
+
+def _group(record: dict[str, Any], today: date, zone: ZoneInfo) -> str:
+    """Overdue (SecondsOverdue > 0), Due Today (due on the user's today), or Upcoming."""
+    if (record["SecondsOverdue"] or 0) > 0:
+        return "Overdue"
+    due = record["DueDateTime"]
+    if due and values.parse_datetime(due).astimezone(zone).date() == today:
+        return "Due Today"
+    return "Upcoming"
+
+
+def _grouped(
+    records: list[dict[str, Any]], now: datetime, zone: ZoneInfo
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    today = now.astimezone(zone).date()
+    rows = _rows(records, zone)
+    by_group: dict[str, list[dict[str, Any]]] = {g: [] for g in GROUPS}
+    for record, row in zip(records, rows):
+        by_group[_group(record, today, zone)].append(row)
+    return [(g, by_group[g]) for g in GROUPS if by_group[g]]
+
+
 def _rows(records: list[dict[str, Any]], zone: ZoneInfo) -> list[dict[str, Any]]:
     rows = []
     for r in records:
@@ -207,10 +232,11 @@ async def my_work(request: Request) -> Response:
         return result["records"], (user[0]["Name"] if user else "")
 
     records, name = await run_in_threadpool(load)
-    rows = _rows(records, ZoneInfo(session.time_zone))
+    # "today" is the org's (its clock may be the manual one), in the user's time zone
+    groups = _grouped(records, org.store.clock.now(), ZoneInfo(session.time_zone))
     return _render(
         "work.html",
-        rows=rows,
+        groups=groups,
         scope=scope,
         user_name=name,
         time_zone=session.time_zone,
