@@ -84,7 +84,9 @@ def test_rep_logs_in_logs_a_call_skips_and_logs_out(
     org_server: Server, context: Any, tmp_path: Path
 ) -> None:
     page = context.new_page()
-    page.goto(f"{base(org_server)}/work")  # not signed in: the login page
+    page.goto(f"https://{org_server.instance}/app")  # not signed in: the login page
+    assert page.url.endswith("/app/login")
+    page.goto(f"{base(org_server)}/work")
     assert page.url.endswith("/app/login")
     page.screenshot(path=str(tmp_path / "login.png"))
     log_in(page, org_server, REP, REP_PASSWORD)
@@ -109,6 +111,9 @@ def test_rep_logs_in_logs_a_call_skips_and_logs_out(
     # due dates in Rita's time zone (America/New_York)
     assert "EST" in first.inner_text()
     page.screenshot(path=str(tmp_path / "my-work.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone-width screen
+    page.screenshot(path=str(tmp_path / "my-work-phone.png"))
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     # log a call on Ivy Ives's call step: a Task completes it and the tracker moves on
     (call_step,) = open_steps(org_server, "Ivy Ives")
@@ -205,6 +210,13 @@ def test_csrf_less_posts_are_refused(org_server: Server, context: Any) -> None:
         max_redirects=0,
     )
     assert answer.status == 403
+    # a body past the form limit is refused before it is read, as every API body is
+    answer = page.request.post(
+        f"{base(org_server)}/work/{step['Id']}/skip",
+        form={"csrf": "x", "pad": "y" * 20_000},
+        max_redirects=0,
+    )
+    assert answer.status == 413
     assert open_steps(org_server, "Kai Kim") == [step]  # nothing changed
     assert len(org_server.org.store.read_events()) == events
 
