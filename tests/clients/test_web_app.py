@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from opencadence import demo
+from opencadence.clock import ManualClock
 from tests.clients.conftest import Server
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -276,6 +277,21 @@ def test_deactivated_user_and_ended_session_go_back_to_login(
     log_in(page, org_server, REP, REP_PASSWORD)
     page.get_by_role("heading", name="My Work").wait_for()
     token = next(c["value"] for c in context.cookies() if c["name"] == "oc_app_session")
-    org_server.org.accounts.revoke(token)  # as an expired session: no longer valid
+    org_server.org.accounts.revoke(token)  # logged out elsewhere: no longer valid
     page.reload()
     assert page.url.endswith("/app/login")
+
+
+def test_an_expired_session_goes_back_to_login(
+    org_server: Server, context: Any, session_clock: ManualClock
+) -> None:
+    page = context.new_page()
+    log_in(page, org_server, REP, REP_PASSWORD)
+    page.get_by_role("heading", name="My Work").wait_for()
+    session_clock.advance(hours=1)  # used within the 2 hours: still signed in
+    page.reload()
+    page.get_by_role("heading", name="My Work").wait_for()
+    session_clock.advance(hours=2, seconds=1)  # 2 hours unused: expired
+    page.reload()
+    assert page.url.endswith("/app/login")
+    page.get_by_role("button", name="Log In").wait_for()
