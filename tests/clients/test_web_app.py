@@ -259,6 +259,14 @@ def test_a_rep_sees_only_their_own_work_and_a_manager_their_team(
         assert sorted(step_rows(manager)) == sorted(ritas)
         assert "Assigned to" in manager.content()
         manager.screenshot(path=str(tmp_path / "team-work.png"), full_page=True)
+        # the manager works a team step: the call completes Rita's step, the view stays Team
+        row = manager.locator("tr.step", has_text="Lu Lin")
+        row.get_by_label("Call Result").select_option("Meaningful Connect")
+        row.get_by_role("button", name="Log a Call").click()
+        manager.get_by_role("status").wait_for()
+        assert "scope=team" in manager.url
+        assert manager.get_by_label("Show").input_value() == "team"
+        assert not [s for s in open_steps(org_server, "Lu Lin") if s["StepType"] == "MakeACall"]
     finally:
         for ctx in (rita, sam, boss):
             ctx.close()
