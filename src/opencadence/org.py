@@ -7,8 +7,9 @@ actions, each for a calling session. The API layers only parse requests and rend
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence, Sized
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,6 +39,22 @@ _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:
 
 #: Hook run inside the transaction of a record write: (tx, object, id, changes) -> None.
 WriteHook = Callable[[records.Tx, model.ObjectDef, str, Mapping[str, Any]], None]
+
+
+#: The transaction an all-or-none composite request runs its subrequests in (api/composite.py):
+#: every write through this Org joins it instead of opening its own. A context variable, because
+#: the subrequests are dispatched through the ASGI app, which knows nothing of it.
+_AMBIENT_TX: ContextVar[records.Tx | None] = ContextVar("opencadence_ambient_tx", default=None)
+
+
+@contextmanager
+def ambient_transaction(tx: records.Tx) -> Iterator[records.Tx]:
+    """Within it, every Org write (and ``Org.transaction``) of this context runs in ``tx``."""
+    token = _AMBIENT_TX.set(tx)
+    try:
+        yield tx
+    finally:
+        _AMBIENT_TX.reset(token)
 
 
 #: The DailyApiRequests maximum reported when no limit is configured (Enterprise Edition's
@@ -257,7 +274,11 @@ class Org:
         create/update/delete/undelete and they all commit, or none does. What runs in its own
         transaction anyway (an ActionCadence's State, an ActionCadenceStep's delete) is not
         held back by it. Its writes are checked against the user's permissions and record
-        access (docs/security-model.md)."""
+        access (docs/security-model.md). Inside an ambient transaction (an all-or-none
+        composite request) it is that one."""
+        ambient = _AMBIENT_TX.get()
+        if ambient is not None:
+            return nullcontext(ambient)
         return self.store.transaction(
             session.user_id, origin=_origin(version, api, client), principal=session.principal
         )
@@ -274,7 +295,7 @@ class Org:
         permissions and record access), inside ``tx`` when the caller holds one."""
         if tx is not None:
             return nullcontext(tx)
-        return self.transaction(session, version, api=api, client=client)
+        return self.transaction(session, version, api=api, client=client)  # or the ambient one
 
     def _check_unique(
         self, tx: records.Tx, obj: model.ObjectDef, body: Mapping[str, Any], record_id: str | None
@@ -458,7 +479,7 @@ def _split_state(
 
 def _own_transaction(tx: records.Tx | None, needed: bool, what: str) -> None:
     """The runtime writes these in a transaction of its own: not inside a caller's."""
-    if tx is not None and needed:
+    if (tx is not None or _AMBIENT_TX.get() is not None) and needed:
         raise errors.InvalidOperation(f"{what} cannot be written in an all-or-none call")
 
 
