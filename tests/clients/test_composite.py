@@ -85,9 +85,7 @@ def test_composite_references_earlier_results(server: Server) -> None:
 def test_composite_counts_as_one_api_request(server: Server) -> None:
     sf = by_session(server)
     before = server.org.api_usage.used()
-    subs = [
-        {"method": "GET", "url": f"{V}/limits", "referenceId": f"L{n}"} for n in range(3)
-    ]
+    subs = [{"method": "GET", "url": f"{V}/limits", "referenceId": f"L{n}"} for n in range(3)]
     _post(sf, "composite", {"compositeRequest": subs})
     assert server.org.api_usage.used() == before + 1
 
@@ -275,7 +273,11 @@ def test_batch_runs_independent_subrequests(server: Server) -> None:
     before = server.org.api_usage.used()
     body = {
         "batchRequests": [
-            {"method": "PATCH", "url": f"v59.0/sobjects/Contact/{cid}", "richInput": {"Title": "T"}},
+            {
+                "method": "PATCH",
+                "url": f"v59.0/sobjects/Contact/{cid}",
+                "richInput": {"Title": "T"},
+            },
             {"method": "GET", "url": f"v59.0/sobjects/Contact/{cid}?fields=Title"},
             {"method": "GET", "url": "v59.0/sobjects/Contact/003000000000000AAA"},
             {"method": "POST", "url": "v59.0/sobjects/Account", "richInput": {"Name": "B"}},

@@ -25,7 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from opencadence import errors, org as org_module
+from opencadence import errors
+from opencadence import org as org_module
 from opencadence.api import rest
 from opencadence.org import Org
 from opencadence.storage import accounts
@@ -215,10 +216,11 @@ def _flag(body: dict[str, Any], name: str) -> bool:
     return value
 
 
-def _target(url: Any, version: str, *, relative: bool) -> str:
+def _target(given: Any, *, relative: bool) -> str:
     """A subrequest's URL, checked: it must be a REST URL under /services/data."""
-    if not isinstance(url, str) or not url:
+    if not isinstance(given, str) or not given:
         raise InvalidInput("The url of a subrequest is required")
+    url: str = given
     if relative and not url.startswith("/"):  # batch: "v59.0/sobjects/Account"
         url = "/services/data/" + url
     if not url.startswith("/services/data/v"):
@@ -261,7 +263,7 @@ def parse_composite(body: dict[str, Any], version: str) -> list[Subrequest]:
         subrequests.append(
             Subrequest(
                 _method(item.get("method")),
-                _target(item.get("url"), version, relative=False),
+                _target(item.get("url"), relative=False),
                 ref,
                 item.get("body"),
                 {str(k): str(v) for k, v in headers.items()},
@@ -394,7 +396,10 @@ async def composite(request: Request) -> Response:
 
 # --- /composite/batch ----------------------------------------------------------------------
 
-BATCH_HALTED = {"errorCode": "BATCH_PROCESSING_HALTED", "message": "Batch processing halted per request"}
+BATCH_HALTED = {
+    "errorCode": "BATCH_PROCESSING_HALTED",
+    "message": "Batch processing halted per request",
+}
 
 
 async def batch(request: Request) -> Response:
@@ -414,7 +419,7 @@ async def batch(request: Request) -> Response:
         planned.append(
             (
                 _method(item.get("method")),
-                _target(item.get("url"), version, relative=True),
+                _target(item.get("url"), relative=True),
                 item.get("richInput"),
             )
         )
