@@ -438,3 +438,30 @@ def test_tree_takes_200_records(server: Server) -> None:
     }
     got = _post(sf, "composite/tree/Account", body)
     assert got["hasErrors"] is False and len(got["results"]) == 200
+
+
+def test_all_or_none_composite_rolls_back_a_tree_and_a_record(server: Server) -> None:
+    sf = by_session(server)
+    body = {
+        "allOrNone": True,
+        "compositeRequest": [
+            {
+                "method": "POST",
+                "url": f"{V}/composite/tree/Account",
+                "referenceId": "Tree",
+                "body": _tree(),
+            },
+            {
+                "method": "PATCH",
+                "url": f"{V}/sobjects/Contact/@{{Tree.results[1].id}}",
+                "referenceId": "Edit",
+                "body": {"Email": "still not an email"},
+            },
+        ],
+    }
+    got = _post(sf, "composite", body)["compositeResponse"]
+    assert [r["httpStatusCode"] for r in got] == [400, 400]
+    assert got[0]["body"][0]["errorCode"] == "PROCESSING_HALTED"
+    assert got[1]["body"][0]["errorCode"] == "INVALID_EMAIL_ADDRESS"
+    assert _count(server, "SELECT Id FROM Account") == 0
+    assert _count(server, "SELECT Id FROM Contact") == 0
