@@ -7,9 +7,8 @@ actions, each for a calling session. The API layers only parse requests and rend
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping, Sequence, Sized
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,20 +40,8 @@ _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:
 WriteHook = Callable[[records.Tx, model.ObjectDef, str, Mapping[str, Any]], None]
 
 
-#: The transaction an all-or-none composite request runs its subrequests in (api/composite.py):
-#: every write through this Org joins it instead of opening its own. A context variable, because
-#: the subrequests are dispatched through the ASGI app, which knows nothing of it.
-_AMBIENT_TX: ContextVar[records.Tx | None] = ContextVar("opencadence_ambient_tx", default=None)
-
-
-@contextmanager
-def ambient_transaction(tx: records.Tx) -> Iterator[records.Tx]:
-    """Within it, every Org write (and ``Org.transaction``) of this context runs in ``tx``."""
-    token = _AMBIENT_TX.set(tx)
-    try:
-        yield tx
-    finally:
-        _AMBIENT_TX.reset(token)
+#: Every Org write inside it joins an all-or-none composite request's transaction.
+ambient_transaction = records.ambient
 
 
 #: The DailyApiRequests maximum reported when no limit is configured (Enterprise Edition's
@@ -276,7 +263,7 @@ class Org:
         held back by it. Its writes are checked against the user's permissions and record
         access (docs/security-model.md). Inside an ambient transaction (an all-or-none
         composite request) it is that one."""
-        ambient = _AMBIENT_TX.get()
+        ambient = records.AMBIENT.get()
         if ambient is not None:
             return nullcontext(ambient)
         return self.store.transaction(
@@ -479,7 +466,7 @@ def _split_state(
 
 def _own_transaction(tx: records.Tx | None, needed: bool, what: str) -> None:
     """The runtime writes these in a transaction of its own: not inside a caller's."""
-    if (tx is not None or _AMBIENT_TX.get() is not None) and needed:
+    if (tx is not None or records.AMBIENT.get() is not None) and needed:
         raise errors.InvalidOperation(f"{what} cannot be written in an all-or-none call")
 
 

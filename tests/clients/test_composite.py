@@ -465,3 +465,36 @@ def test_all_or_none_composite_rolls_back_a_tree_and_a_record(server: Server) ->
     assert got[1]["body"][0]["errorCode"] == "INVALID_EMAIL_ADDRESS"
     assert _count(server, "SELECT Id FROM Account") == 0
     assert _count(server, "SELECT Id FROM Contact") == 0
+
+
+def test_all_or_none_composite_runs_a_paged_query(server: Server) -> None:
+    """A query with more rows than its batch saves its locator in a transaction of its own
+    (the query service's): inside an all-or-none composite it joins the composite's (a
+    savepoint) rather than waiting for the writer lock the composite holds (SQLite)."""
+    with server.org.store.transaction() as tx:
+        tx.insert_many("Lead", [{"LastName": f"L{n:03d}", "Company": "Paged"} for n in range(250)])
+    sf = by_session(server)
+    body = {
+        "allOrNone": True,
+        "compositeRequest": [
+            {
+                "method": "POST",
+                "url": f"{V}/sobjects/Account",
+                "referenceId": "A",
+                "body": {"Name": "Paged Co"},
+            },
+            {
+                "method": "GET",
+                "url": f"{V}/query?q=SELECT+Id+FROM+Lead+WHERE+Company='Paged'",
+                "referenceId": "Q",
+                "httpHeaders": {"Sforce-Query-Options": "batchSize=200"},
+            },
+        ],
+    }
+    got = _post(sf, "composite", body)["compositeResponse"]
+    assert [r["httpStatusCode"] for r in got] == [201, 200]
+    first = got[1]["body"]
+    assert first["totalSize"] == 250 and len(first["records"]) == 200 and not first["done"]
+    rest = sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)
+    assert len(rest["records"]) == 50 and rest["done"]
+    assert _count(server, "SELECT Id FROM Account WHERE Name = 'Paged Co'") == 1
