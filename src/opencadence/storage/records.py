@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import threading
 import uuid
-from contextvars import ContextVar
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
