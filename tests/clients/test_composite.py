@@ -227,6 +227,19 @@ def test_composite_all_or_none_commits_when_all_succeed(server: Server) -> None:
         (
             {
                 "compositeRequest": [
+                    {
+                        "method": "GET",
+                        "url": f"{V}/query?q=SELECT+Id+FROM+User",
+                        "referenceId": f"q{n}",
+                    }
+                    for n in range(6)
+                ]
+            },
+            "LIMIT_EXCEEDED",
+        ),
+        (
+            {
+                "compositeRequest": [
                     {"method": "GET", "url": f"{V}/limits", "referenceId": "same"},
                     {"method": "GET", "url": f"{V}/limits", "referenceId": "same"},
                 ]

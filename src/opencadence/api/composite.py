@@ -32,6 +32,10 @@ from opencadence.org import Org
 from opencadence.storage import accounts
 
 MAX_COMPOSITE = 25  # subrequests in a /composite request
+MAX_COMPOSITE_QUERIES = 5  # of which query, queryAll or sObject Collections subrequests
+_QUERY_OR_COLLECTION = re.compile(
+    r"^/services/data/v[^/]+/(query|queryAll|composite/sobjects)(/|\?|$)"
+)
 MAX_BATCH = 25  # subrequests in a /composite/batch request
 MAX_TREE = 200  # records (all levels) in a /composite/tree request
 MAX_TREE_DEPTH = 5  # levels of nested children, the top level included
@@ -268,6 +272,12 @@ def parse_composite(body: dict[str, Any], version: str) -> list[Subrequest]:
                 item.get("body"),
                 {str(k): str(v) for k, v in headers.items()},
             )
+        )
+    heavy = sum(1 for sub in subrequests if _QUERY_OR_COLLECTION.match(sub.url))
+    if heavy > MAX_COMPOSITE_QUERIES:
+        raise LimitExceeded(
+            f"A composite request has at most {MAX_COMPOSITE_QUERIES} query or sObject "
+            f"Collections subrequests; this one has {heavy}"
         )
     return subrequests
 
