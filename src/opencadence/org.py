@@ -40,6 +40,10 @@ _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:
 WriteHook = Callable[[records.Tx, model.ObjectDef, str, Mapping[str, Any]], None]
 
 
+#: Every Org write inside it joins an all-or-none composite request's transaction.
+ambient_transaction = records.ambient
+
+
 #: The DailyApiRequests maximum reported when no limit is configured (Enterprise Edition's
 #: 100,000 a day plus 1,000 per user license would depend on licences this org doesn't have).
 DEFAULT_DAILY_API_REQUESTS = 15_000_000
@@ -257,7 +261,11 @@ class Org:
         create/update/delete/undelete and they all commit, or none does. What runs in its own
         transaction anyway (an ActionCadence's State, an ActionCadenceStep's delete) is not
         held back by it. Its writes are checked against the user's permissions and record
-        access (docs/security-model.md)."""
+        access (docs/security-model.md). Inside an ambient transaction (an all-or-none
+        composite request) it is that one."""
+        ambient = records.AMBIENT.get()
+        if ambient is not None:
+            return nullcontext(ambient)
         return self.store.transaction(
             session.user_id, origin=_origin(version, api, client), principal=session.principal
         )
@@ -274,7 +282,7 @@ class Org:
         permissions and record access), inside ``tx`` when the caller holds one."""
         if tx is not None:
             return nullcontext(tx)
-        return self.transaction(session, version, api=api, client=client)
+        return self.transaction(session, version, api=api, client=client)  # or the ambient one
 
     def _check_unique(
         self, tx: records.Tx, obj: model.ObjectDef, body: Mapping[str, Any], record_id: str | None
@@ -458,7 +466,7 @@ def _split_state(
 
 def _own_transaction(tx: records.Tx | None, needed: bool, what: str) -> None:
     """The runtime writes these in a transaction of its own: not inside a caller's."""
-    if tx is not None and needed:
+    if (tx is not None or records.AMBIENT.get() is not None) and needed:
         raise errors.InvalidOperation(f"{what} cannot be written in an all-or-none call")
 
 

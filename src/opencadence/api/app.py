@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from opencadence import errors
 from opencadence.api import (
     actions,
+    composite,
     email_settings,
     event_schemas,
     health,
@@ -153,6 +154,7 @@ def build_app(
     routes += (
         rest.routes()
         + actions.routes()
+        + composite.routes()
         + email_settings.routes()
         + soap.routes()
         + oauth.routes()

@@ -6,10 +6,13 @@ translated once, in ``api.errors``.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from concurrent.futures import Executor
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -24,6 +27,27 @@ from opencadence.storage import accounts, migrate
 
 MAX_BODY = bodies.REST_MAX  # bytes; Salesforce's REST limit for a record body is far smaller
 Handler = Callable[[Request, Org, accounts.Session, str], Any]
+T = TypeVar("T")
+
+#: The one thread an all-or-none composite request runs its subrequests' blocking work in
+#: (api/composite.py): its transaction's connection is that thread's (the store reads through
+#: it there, so a subrequest sees what the earlier ones wrote), and SQLite's writer lock is
+#: taken and released by the same thread. None: Starlette's thread pool.
+PINNED: contextvars.ContextVar[Executor | None] = contextvars.ContextVar(
+    "opencadence_pinned_executor", default=None
+)
+#: Set in the scope of a composite subrequest: the composite request was counted, not each
+#: subrequest (Salesforce counts a composite request as one API call; batch subrequests count).
+UNCOUNTED = "opencadence.uncounted"
+
+
+async def blocking(func: Callable[[], T]) -> T:
+    """Run blocking ``func`` in a worker thread (the pinned one inside a composite request)."""
+    pinned = PINNED.get()
+    if pinned is None:
+        return await run_in_threadpool(func)
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(pinned, context.run, func)
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -76,14 +100,15 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
         def authenticate() -> tuple[accounts.Session, str]:
             session, version = session_of(request, org), version_of(request)
-            request.state.api_usage = org.count_api_request()  # an authenticated request
+            if not request.scope.get(UNCOUNTED):
+                request.state.api_usage = org.count_api_request()  # an authenticated request
             _check_sobject(request, org)
             return session, version
 
-        session, version = await run_in_threadpool(authenticate)
+        session, version = await blocking(authenticate)
         body = await read_json(request) if request.method in ("POST", "PATCH") else None
         request.state.body = body
-        result = await run_in_threadpool(handler, request, org, session, version)
+        result = await blocking(lambda: handler(request, org, session, version))
         response = result if isinstance(result, Response) else json_response(result)
         add_limit_info(request, response)
         return response
