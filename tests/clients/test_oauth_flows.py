@@ -164,7 +164,7 @@ def _authorize(
         **({"code_challenge": challenge, "code_challenge_method": "S256"} if challenge else {}),
         **extra,
     }
-    return s.get(_url(server, "/services/oauth2/authorize"), params=params)
+    return s.get(_url(server, "/services/oauth2/authorize"), params=params, allow_redirects=False)
 
 
 def _log_in(
@@ -388,3 +388,11 @@ def test_a_connected_app_refuses_what_is_not_a_certificate(server: Server) -> No
     with pytest.raises(errors.InvalidOperation, match="not a PEM X.509 certificate"):
         server.org.accounts.create_app("ci", server.admin, certificate="nonsense")
     assert re.search("3MVG", server.org.accounts.create_app("ok", server.admin)[0])
+
+
+def test_the_login_form_is_capped(server: Server) -> None:
+    from opencadence.api import bodies
+
+    form = {"username": "u", "password": "p" * bodies.OAUTH_FORM_MAX}
+    r = server.session().post(_url(server, "/services/oauth2/authorize"), data=form)
+    assert r.status_code == 413

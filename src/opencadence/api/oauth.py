@@ -94,11 +94,21 @@ def _wants_refresh(scope: str) -> bool:
 
 
 def _issue(
-    request: Request, org: Org, user_id: str, key: str, scope: str, refresh: bool
+    request: Request,
+    org: Org,
+    user_id: str,
+    key: str,
+    scope: str,
+    refresh: bool,
+    parent: str | None = None,
 ) -> Response:
-    """The token response: a new session, and a refresh token when ``refresh``."""
+    """The token response: a new session, and a refresh token when ``refresh``. The session
+    belongs to the new refresh token or to ``parent`` (the one it was refreshed with), so
+    revoking that ends it too."""
     refresh_token = org.accounts.issue_refresh_token(user_id, key, scope) if refresh else None
-    session = org.accounts.open_session(user_id, client=key or "oauth", refresh_token=refresh_token)
+    session = org.accounts.open_session(
+        user_id, client=key or "oauth", refresh_token=refresh_token or parent
+    )
     body = _token_body(request, org, user_id, session, scope)
     if refresh_token:
         body["refresh_token"] = refresh_token
@@ -130,8 +140,9 @@ def _grant(request: Request, org: Org, form: dict[str, str], key: str, secret: s
     if grant == "refresh_token":
         if secret:  # optional, as Salesforce allows; checked when sent
             org.accounts.check_app(key, secret)
-        user_id, scope = org.accounts.refresh_grant(form.get("refresh_token", ""), key)
-        return _issue(request, org, user_id, key, scope, False)
+        presented = form.get("refresh_token", "")
+        user_id, scope = org.accounts.refresh_grant(presented, key)
+        return _issue(request, org, user_id, key, scope, False, parent=presented)
     return _exchange_code(request, org, form, app, secret)
 
 
@@ -354,10 +365,7 @@ async def authorize(request: Request) -> Response:
     if request.method == "GET":
         params = dict(request.query_params)
     else:
-        try:
-            params = await _form(request)
-        except errors.RequestTooLarge as exc:
-            return _refusal(_AuthorizeError("invalid_request", exc.message), "")
+        params = await _form(request)  # within the OAuth form cap (413 above it)
     cookie = request.cookies.get(_CSRF_COOKIE, "")
 
     def answer() -> Response:
