@@ -73,11 +73,23 @@ def test_refresh_token_issued_when_asked_then_refreshed_and_revoked(server: Serv
     sf = _sf(server, renewed["access_token"])
     assert sf.query("SELECT Username FROM User WHERE Username = 'admin@oc.test'")["totalSize"] == 1
     # with the secret too; a wrong secret or another app is refused
-    ok = _token(s, server, grant_type="refresh_token", client_id=key, client_secret=secret,
-                refresh_token=refresh)  # fmt: skip
+    ok = _token(
+        s,
+        server,
+        grant_type="refresh_token",
+        client_id=key,
+        client_secret=secret,
+        refresh_token=refresh,
+    )
     assert ok.status_code == 200
-    wrong = _token(s, server, grant_type="refresh_token", client_id=key, client_secret="x",
-                   refresh_token=refresh)  # fmt: skip
+    wrong = _token(
+        s,
+        server,
+        grant_type="refresh_token",
+        client_id=key,
+        client_secret="x",
+        refresh_token=refresh,
+    )
     assert _error(wrong)[:2] == (400, "invalid_client")
     other, _ = server.org.accounts.create_app("other", server.admin)
     stolen = _token(s, server, grant_type="refresh_token", client_id=other, refresh_token=refresh)
@@ -85,7 +97,9 @@ def test_refresh_token_issued_when_asked_then_refreshed_and_revoked(server: Serv
     missing = _token(s, server, grant_type="refresh_token", refresh_token=refresh)
     assert _error(missing) == (400, "invalid_client_id", "client identifier invalid")
     # revoking the refresh token ends it and the sessions issued from it
-    assert s.post(_url(server, "/services/oauth2/revoke"), data={"token": refresh}).status_code == 200
+    assert (
+        s.post(_url(server, "/services/oauth2/revoke"), data={"token": refresh}).status_code == 200
+    )
     again = _token(s, server, grant_type="refresh_token", client_id=key, refresh_token=refresh)
     assert _error(again) == (400, "invalid_grant", "expired access/refresh token")
     gone = s.get(
@@ -214,12 +228,16 @@ def test_authorization_code_with_pkce_end_to_end(server: Server) -> None:
     assert sf.query("SELECT Id FROM User WHERE Username = 'admin@oc.test'")["totalSize"] == 1
     reused = _token(s, server, **exchange)  # single use
     assert _error(reused) == (400, "invalid_grant", "invalid authorization code")
-    renewed = _token(s, server, grant_type="refresh_token", client_id=key,
-                     refresh_token=body["refresh_token"])  # fmt: skip
+    renewed = _token(
+        s, server, grant_type="refresh_token", client_id=key, refresh_token=body["refresh_token"]
+    )
     assert renewed.status_code == 200
-    assert _sf(server, renewed.json()["access_token"]).query("SELECT COUNT() FROM Contact")[
-        "totalSize"
-    ] == 0
+    assert (
+        _sf(server, renewed.json()["access_token"]).query("SELECT COUNT() FROM Contact")[
+            "totalSize"
+        ]
+        == 0
+    )
 
 
 def test_pkce_mismatch_wrong_redirect_and_expiry_are_refused(
@@ -237,8 +255,13 @@ def test_pkce_mismatch_wrong_redirect_and_expiry_are_refused(
     assert _error(bad) == (400, "invalid_grant", "invalid code verifier")
     none = _token(s, server, **base, code=code(challenge))
     assert _error(none) == (400, "invalid_grant", "invalid code verifier")
-    elsewhere = _token(s, server, **{**base, "redirect_uri": CALLBACK + "/x"},
-                       code=code(challenge), code_verifier=verifier)  # fmt: skip
+    elsewhere = _token(
+        s,
+        server,
+        **{**base, "redirect_uri": CALLBACK + "/x"},
+        code=code(challenge),
+        code_verifier=verifier,
+    )
     assert _error(elsewhere)[:2] == (400, "redirect_uri_mismatch")
     # without PKCE the client is confidential: its secret is required
     no_secret = _token(s, server, **base, code=code(None))
@@ -250,8 +273,9 @@ def test_pkce_mismatch_wrong_redirect_and_expiry_are_refused(
     expired = _token(s, server, **base, code=late, code_verifier=verifier)
     assert _error(expired) == (400, "invalid_grant", "expired authorization code")
     other, _ = server.org.accounts.create_app("other", server.admin, callback_url=CALLBACK)
-    theirs = _token(s, server, **{**base, "client_id": other}, code=code(challenge),
-                    code_verifier=verifier)  # fmt: skip
+    theirs = _token(
+        s, server, **{**base, "client_id": other}, code=code(challenge), code_verifier=verifier
+    )
     assert _error(theirs) == (400, "invalid_grant", "invalid authorization code")
 
 
@@ -327,8 +351,12 @@ def test_jwt_bearer_with_an_uploaded_certificate(
     key, _ = server.org.accounts.create_app("ci", server.admin, certificate=pem)
     s = server.session()
     now = int(session_clock.now().timestamp())
-    claims = {"iss": key, "sub": server.admin, "aud": "https://login.salesforce.com",
-              "exp": now + 180}  # fmt: skip
+    claims = {
+        "iss": key,
+        "sub": server.admin,
+        "aud": "https://login.salesforce.com",
+        "exp": now + 180,
+    }
     r = _token(s, server, grant_type=JWT, assertion=_jwt(private, claims))
     assert r.status_code == 200, r.text
     body = r.json()
@@ -360,8 +388,12 @@ def test_jwt_bearer_refusals(
     private, pem = _certificate()
     key, _ = server.org.accounts.create_app("ci", server.admin, certificate=pem)
     now = int(session_clock.now().timestamp())
-    claims = {"iss": key, "sub": server.admin, "aud": "https://login.salesforce.com",
-              "exp": now + 120}  # fmt: skip
+    claims = {
+        "iss": key,
+        "sub": server.admin,
+        "aud": "https://login.salesforce.com",
+        "exp": now + 120,
+    }
     for name in ("iss", "sub", "aud"):
         claims[name] = change.get(name, claims[name])
     claims["exp"] = now + change.get("exp", 120)
@@ -376,8 +408,12 @@ def test_an_app_without_a_certificate_refuses_jwt(
 ) -> None:
     private, _ = _certificate()
     key, _ = server.org.accounts.create_app("ci", server.admin)
-    claims = {"iss": key, "sub": server.admin, "aud": "https://login.salesforce.com",
-              "exp": int(session_clock.now().timestamp()) + 60}  # fmt: skip
+    claims = {
+        "iss": key,
+        "sub": server.admin,
+        "aud": "https://login.salesforce.com",
+        "exp": int(session_clock.now().timestamp()) + 60,
+    }
     r = _token(server.session(), server, grant_type=JWT, assertion=_jwt(private, claims))
     assert _error(r) == (400, "invalid_grant", "invalid assertion")
 

@@ -309,7 +309,9 @@ def _refusal(exc: _AuthorizeError, state: str) -> Response:
     if exc.redirect is not None:
         values = {"error": exc.error, "error_description": exc.description, "state": state}
         return _redirect(exc.redirect, values)
-    page = _ERROR_PAGE.substitute(error=html.escape(exc.error), description=html.escape(exc.description))
+    page = _ERROR_PAGE.substitute(
+        error=html.escape(exc.error), description=html.escape(exc.description)
+    )
     return HTMLResponse(page, status_code=400, headers=_PAGE_HEADERS)
 
 
@@ -324,8 +326,10 @@ def _csrf_valid(org: Org, field: str, cookie: str) -> bool:
     another site can make a browser post the form, but cannot read or set the cookie."""
     nonce, _, mac = field.partition(".")
     wanted = hmac.new(org.accounts.secret("authorize-csrf"), nonce.encode(), hashlib.sha256)
-    return bool(nonce) and hmac.compare_digest(field, cookie) and hmac.compare_digest(
-        mac, wanted.hexdigest()
+    return (
+        bool(nonce)
+        and hmac.compare_digest(field, cookie)
+        and hmac.compare_digest(mac, wanted.hexdigest())
     )
 
 
