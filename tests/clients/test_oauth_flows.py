@@ -432,3 +432,16 @@ def test_the_login_form_is_capped(server: Server) -> None:
     form = {"username": "u", "password": "p" * bodies.OAUTH_FORM_MAX}
     r = server.session().post(_url(server, "/services/oauth2/authorize"), data=form)
     assert r.status_code == 413
+
+
+def test_a_deactivated_user_s_refresh_token_is_refused(server: Server) -> None:
+    accounts = server.org.accounts
+    user_id, _ = accounts.create_user("rep@oc.test", "pw-rep-1")
+    key, _ = accounts.create_app("ci", server.admin)
+    refresh = accounts.issue_refresh_token(user_id, key, "api refresh_token")
+    s = server.session()
+    ok = _token(s, server, grant_type="refresh_token", client_id=key, refresh_token=refresh)
+    assert ok.status_code == 200
+    accounts.set_active("rep@oc.test", False)
+    r = _token(s, server, grant_type="refresh_token", client_id=key, refresh_token=refresh)
+    assert _error(r) == (400, "invalid_grant", "expired access/refresh token")
