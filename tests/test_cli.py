@@ -302,14 +302,15 @@ def test_apps_create_stores_the_callback_url_certificate_and_scopes(tmp_path: Pa
     cert, _ = tls.self_signed(tmp_path / "tls")
     app = _run(
         "apps", "create", "--name", "ci", "--run-as", "ci@x.io", "--database", db,
-        "--callback-url", "https://app.x.io/cb", "--certificate", str(cert),
+        "--callback-url", "https://app.x.io/cb", "--callback-url", "http://localhost:1717/cb",
+        "--certificate", str(cert),
         "--scope", "api", "--scope", "refresh_token",
     )  # fmt: skip
     assert app.returncode == 0, app.stderr
     key = app.stdout.split("consumer key:")[1].split()[0]
     with system.build(system.Settings(database_url=db, worker=False)) as built:
         stored = built.org.accounts.app(key)
-    assert stored["callback_url"] == "https://app.x.io/cb"
+    assert stored["callback_url"] == "https://app.x.io/cb\nhttp://localhost:1717/cb"
     assert stored["certificate"] == cert.read_text()
     assert stored["scopes"] == "api refresh_token"
     (tmp_path / "bad.pem").write_text("not a certificate")

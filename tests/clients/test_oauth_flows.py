@@ -280,8 +280,16 @@ def test_pkce_mismatch_wrong_redirect_and_expiry_are_refused(
 
 
 def test_authorize_refuses_bad_requests_without_redirecting(server: Server) -> None:
-    key, _ = server.org.accounts.create_app("web", server.admin, callback_url=CALLBACK)
+    key, _ = server.org.accounts.create_app(
+        "web", server.admin, callback_url=f"http://localhost:1717/cb\n{CALLBACK}"
+    )
     s = server.session()
+    for prefix in (CALLBACK[:-1], CALLBACK + "/", "http://localhost:1717/"):
+        near = _authorize(s, server, key, None, redirect_uri=prefix)
+        assert near.status_code == 400 and "redirect_uri_mismatch" in near.text, prefix
+    assert (
+        _authorize(s, server, key, None, redirect_uri="http://localhost:1717/cb").status_code == 200
+    )
     wrong = _authorize(s, server, key, None, redirect_uri="https://evil.example.test/cb")
     assert wrong.status_code == 400 and "redirect_uri_mismatch" in wrong.text
     unknown = _authorize(s, server, "3MVGnope", None)

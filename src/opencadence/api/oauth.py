@@ -290,7 +290,8 @@ def _check_authorize(org: Org, params: dict[str, str]) -> dict[str, Any]:
     except errors.LoginFailed:
         raise _AuthorizeError("invalid_client_id", "client identifier invalid") from None
     redirect = params.get("redirect_uri", "")
-    if not app.get("callback_url") or redirect != app["callback_url"]:
+    # the app's callback URLs, one per line as Salesforce lists them; an exact match only
+    if redirect not in (app.get("callback_url") or "").split():
         raise _AuthorizeError("redirect_uri_mismatch", "redirect_uri must match configuration")
     if params.get("response_type") != "code":
         raise _AuthorizeError("unsupported_response_type", "response type not supported", redirect)

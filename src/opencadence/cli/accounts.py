@@ -94,7 +94,7 @@ def cmd_apps(args: argparse.Namespace) -> int:
         key, secret = built.org.accounts.create_app(
             args.name,
             args.run_as,
-            callback_url=args.callback_url,
+            callback_url="\n".join(args.callback_url) if args.callback_url else None,
             certificate=certificate,
             scopes=" ".join(args.scope) if args.scope else None,
         )
@@ -159,7 +159,9 @@ def add_apps(subparsers: Any) -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--run-as", required=True, help="username the client-credentials flow acts as")
     p.add_argument(
-        "--callback-url", help="the web server flow's callback URL (redirect_uri must equal it)"
+        "--callback-url",
+        action="append",
+        help="a callback URL of the web server flow (redirect_uri must equal one); repeatable",
     )
     p.add_argument(
         "--certificate",

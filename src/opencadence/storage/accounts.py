@@ -515,7 +515,8 @@ class Accounts:
     ) -> tuple[str, str]:
         """A connected app (client-credentials flow runs as ``run_as``); returns key, secret.
 
-        ``callback_url``: where the web server flow may redirect (redirect_uri must equal it);
+        ``callback_url``: where the web server flow may redirect, one URL per line (redirect_uri
+        must equal one);
         ``certificate``: the PEM X.509 certificate JWT bearer assertions are verified with."""
         user = self.find_user(run_as)
         if user is None:
