@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -187,3 +188,19 @@ def test_the_definition_file_example_imports_and_activates(tmp_path: Path) -> No
     run_page("reference/definition-file.md", tmp_path, [])
     exported = run(["opencadence", "cadence", "export", "Full example"], tmp_path)
     assert "state: Active" in exported
+
+
+def test_the_change_event_example_passes(tmp_path: Path) -> None:
+    """The testing tutorial's subscriber, run as its own project with the installed plugin."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "examples" / "change-events", project)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        env=guide_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
