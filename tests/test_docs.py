@@ -204,3 +204,64 @@ def test_the_change_event_example_passes(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
+
+
+def python_blocks(text: str) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+
+
+def test_the_client_how_to_matches_the_tested_readme_snippets() -> None:
+    """The simple-salesforce, zeep and aiosfstream-ng snippets are the README's (whose
+    simple-salesforce ones tests/clients/test_readme_logins.py runs); the Pub/Sub one is run
+    below."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    page = python_blocks((ROOT / "docs" / "how-to" / "clients.md").read_text(encoding="utf-8"))
+    assert len(page) == 5
+    assert all(block in readme for block in page[:4])
+    assert "import grpc" in page[4]
+
+
+def test_the_pubsub_python_snippet_runs(
+    tmp_path: Path, background: list[subprocess.Popen[bytes]]
+) -> None:
+    port, pubsub_port = str(free_port()), str(free_port())
+    run(["opencadence", "init"], tmp_path)
+    run(
+        [
+            "opencadence",
+            "users",
+            "create",
+            "--username",
+            "a@x.test",
+            "--password",
+            "Pw-1a",
+            "--admin",
+        ],
+        tmp_path,
+    )
+    token = run(["opencadence", "token", "--username", "a@x.test"], tmp_path).strip()
+    org_id = run(
+        ["opencadence", "query", "SELECT Id FROM Organization", "--format", "csv"], tmp_path
+    ).split()[-1]
+    serve = ["opencadence", "serve", "--tls", "--port", port, "--pubsub-port", pubsub_port]
+    proc = subprocess.Popen(
+        serve,
+        cwd=tmp_path,
+        env=guide_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    background.append(proc)
+    wait_healthy(tmp_path, port, proc)
+    page = python_blocks((ROOT / "docs" / "how-to" / "clients.md").read_text(encoding="utf-8"))
+    code = (
+        page[4]
+        .replace("127.0.0.1:7443", f"127.0.0.1:{pubsub_port}")
+        .replace("127.0.0.1:8443", f"127.0.0.1:{port}")
+        .replace("PASTE-THE-TOKEN", token)
+        .replace("PASTE-THE-ORG-ID", org_id)
+    )
+    (tmp_path / "pubsub.py").write_text(code, encoding="utf-8")
+    schema_id = run([sys.executable, "pubsub.py"], tmp_path).strip()
+    assert len(schema_id) == 22, schema_id
