@@ -8,6 +8,7 @@ declarations (``metadata/actions.py``) and the ``opencadence`` argparse parser.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from typing import Any
 
@@ -103,6 +104,7 @@ def actions() -> str:
 
 
 def _subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    # argparse has no public way to list a parser's subcommands
     for action in p._actions:
         if isinstance(action, argparse._SubParsersAction):
             return dict(action.choices)
@@ -110,6 +112,8 @@ def _subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser
 
 
 def cli() -> str:
+    # argparse wraps help to the terminal's width: fix it so every build prints the same page
+    os.environ["COLUMNS"] = "100"
     top = cli_parser()
     out = ["## opencadence", "", "```", top.format_help().rstrip(), "```", ""]
 
