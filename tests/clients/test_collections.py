@@ -181,6 +181,8 @@ def test_collection_upsert_by_email(server: Server) -> None:
     assert api.sf().Contact.get(existing)["LastName"] == "New"
     status, out = api.call("PATCH", "/composite/sobjects/Contact/LastName", body)
     assert status == 400 and out[0]["errorCode"] == "INVALID_FIELD"
+    status, out = api.call("PATCH", "/composite/sobjects/Contact/Id", body)
+    assert status == 400 and out[0]["errorCode"] == "INVALID_FIELD"  # external ids only
     status, out = api.call("PATCH", "/composite/sobjects/Contact/Nope__c", body)
     assert status == 404 and out[0]["errorCode"] == "NOT_FOUND"
 

@@ -262,6 +262,11 @@ def upsert(request: Request, org: Org, session: accounts.Session, version: str) 
             f"Provided external ID field does not exist or is not accessible: {key}"
         )
     f = org.external_id_field(obj.name, key, version)
+    if f.name == "Id":  # Salesforce's Collections upsert takes external ids, not record ids
+        raise errors.InvalidField(
+            f"Field name provided, {key} is not an External ID or indexed field for {obj.name}",
+            fields=[key],
+        )
     body = request.state.body
     given = _records(body)
     for record in given:
@@ -272,10 +277,7 @@ def upsert(request: Request, org: Org, session: accounts.Session, version: str) 
 
     def write(tx: records.Tx | None, record: dict[str, Any]) -> tuple[str, bool]:
         fields = _fields(record)
-        if f.name == "Id":
-            value: Any = _record_id(record)
-        else:
-            value = next((v for k, v in fields.items() if k.lower() == f.name.lower()), None)
+        value = next((v for k, v in fields.items() if k.lower() == f.name.lower()), None)
         return org.upsert(session, obj.name, f.name, value, fields, version, tx=tx)
 
     known = [_known_id(_record_id(r)) for r in given]
