@@ -50,6 +50,7 @@ def last_replay(server: Server) -> int:
 
 def test_create_update_retrieve_delete_in_input_order(server: Server) -> None:
     api = Api(server)
+    after = last_replay(server)
     records = [
         {"attributes": {"type": "Account"}, "Name": "Acme"},
         contact(LastName="One"),
@@ -64,6 +65,9 @@ def test_create_update_retrieve_delete_in_input_order(server: Server) -> None:
     assert out[2]["errors"][0]["statusCode"] == "STRING_TOO_LONG"
     assert set(out[2]["errors"][0]) == {"statusCode", "message", "fields"}
     one, three = out[1]["id"], out[3]["id"]
+    events = server.org.store.read_events(after=after)
+    keys = {e["payload"]["ChangeEventHeader"]["transactionKey"] for e in events}
+    assert len(events) == 3 and len(keys) == 1  # the records that succeed commit together
 
     status, got = api.call(
         "GET", f"/composite/sobjects/Contact?ids={one},{three},003000000000000AAA&fields=LastName"

@@ -67,18 +67,11 @@ def _save(
     all_or_none: bool,
     upsert: bool = False,
 ) -> list[dict[str, Any]]:
-    """Each record in its own transaction, or all in one that the first failure rolls back
-    (the records after it are not tried: they are rolled back too)."""
+    """All in one transaction that the first failure rolls back (the records after it are not
+    tried: they are rolled back too), or, without allOrNone, partial success (``_partial``)."""
     flag = False if upsert else None
     if not all_or_none:
-        out = []
-        for item, record_id in zip(items, known):
-            try:
-                made, created = write(None, item)
-                out.append(_result(made, None, created if upsert else None))
-            except errors.OpenCadenceError as exc:
-                out.append(_result(record_id, exc, flag))
-        return out
+        return _partial(org, session, version, items, known, write, flag)
     try:
         done = []
         with org.transaction(session, version) as tx:
@@ -95,6 +88,53 @@ def _save(
             _result(record_id, failed.error if i == failed.index else rolled, flag)
             for i, record_id in enumerate(known)
         ]
+
+
+#: Tries of the whole call in one transaction before the rest go one record at a time.
+PARTIAL_TRIES = 3
+
+
+def _partial(
+    org: Org,
+    session: accounts.Session,
+    version: str,
+    items: list[Any],
+    known: list[str | None],
+    write: Write,
+    flag: bool | None,
+) -> list[dict[str, Any]]:
+    """Partial success as Salesforce saves it: the records go in one transaction; a record that
+    fails is taken out and the rest tried again (up to PARTIAL_TRIES times), so the records that
+    succeed commit together (one transactionKey on their change events). Each record taken out,
+    and whatever is left after the last try, is then written on its own: its own outcome (what
+    must run in a transaction of its own, such as an ActionCadence's State, succeeds there)."""
+    out: dict[int, dict[str, Any]] = {}
+    pending = list(range(len(items)))
+    alone: list[int] = []
+    for _ in range(PARTIAL_TRIES):
+        done: dict[int, dict[str, Any]] = {}
+        try:
+            with org.transaction(session, version) as tx:
+                for index in pending:
+                    try:
+                        made, created = write(tx, items[index])
+                    except errors.OpenCadenceError as exc:
+                        raise _Failed(index, exc) from None
+                    done[index] = _result(made, None, created if flag is not None else None)
+        except _Failed as failed:
+            pending.remove(failed.index)
+            alone.append(failed.index)
+            continue
+        out.update(done)
+        pending = []
+        break
+    for index in sorted(alone + pending):
+        try:
+            made, created = write(None, items[index])
+            out[index] = _result(made, None, created if flag is not None else None)
+        except errors.OpenCadenceError as exc:
+            out[index] = _result(known[index], exc, flag)
+    return [out[i] for i in range(len(items))]
 
 
 def _check_count(count: int, limit: int = MAX_RECORDS) -> None:
