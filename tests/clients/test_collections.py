@@ -244,3 +244,21 @@ def test_external_id_route_statuses_and_errors(server: Server) -> None:
     assert status == 400 and out[0]["errorCode"] == "STRING_TOO_LONG"
     status, out = api.call("GET", f"/sobjects/Contact/{made}")
     assert status == 200 and out["Email"] == "v@x.io"  # {id} still answers
+
+
+def test_partial_success_writes_own_transaction_records_alone(server: Server) -> None:
+    """An ActionCadence's State is written in a transaction of its own: in a partial-success
+    call that record is retried alone and succeeds; in an allOrNone call it is refused."""
+    api = Api(server)
+    folder = api.sf().query("SELECT Id FROM Organization")["records"][0]["Id"]
+    cadence = {"attributes": {"type": "ActionCadence"}, "FolderId": folder, "State": "Draft"}
+    records = [contact(LastName="Before"), {**cadence, "Name": "C1"}, contact(LastName="After")]
+    status, out = api.call("POST", "/composite/sobjects", {"records": records})
+    assert [r["success"] for r in out] == [True, True, True]
+    assert out[1]["id"].startswith(server.org.registry.prefix("ActionCadence"))
+    status, out = api.call(
+        "POST", "/composite/sobjects", {"allOrNone": True, "records": [{**cadence, "Name": "C2"}]}
+    )
+    assert out[0]["success"] is False and out[0]["errors"][0]["statusCode"] == "INVALID_OPERATION"
+    names = api.sf().query("SELECT Name FROM ActionCadence")["records"]
+    assert [r["Name"] for r in names] == ["C1"]
