@@ -262,3 +262,22 @@ def test_partial_success_writes_own_transaction_records_alone(server: Server) ->
     assert out[0]["success"] is False and out[0]["errors"][0]["statusCode"] == "INVALID_OPERATION"
     names = api.sf().query("SELECT Name FROM ActionCadence")["records"]
     assert [r["Name"] for r in names] == ["C1"]
+
+
+def test_reps_see_only_their_teams_records(server: Server) -> None:
+    acc = server.org.accounts
+    a, b = (acc.create_user(f"{n}@coll.test", "pw")[0] for n in ("a", "b"))
+    rep_a, rep_b = Api(server), Api(server)
+    rep_a.token, rep_b.token = acc.open_session(a), acc.open_session(b)
+    status, out = rep_b.call(
+        "POST", "/composite/sobjects", {"records": [contact(LastName="Bee", Email="bee@x.io")]}
+    )
+    theirs = out[0]["id"]
+    status, got = rep_a.call("GET", f"/composite/sobjects/Contact?ids={theirs}&fields=LastName")
+    assert status == 200 and got == [None]
+    status, got = rep_a.call("GET", "/sobjects/Contact/Email/bee@x.io")
+    assert status == 404 and got[0]["errorCode"] == "NOT_FOUND"
+    status, out = rep_a.call("DELETE", f"/composite/sobjects?ids={theirs}")
+    assert out[0]["success"] is False and out[0]["errors"][0]["statusCode"] == "NOT_FOUND"
+    status, got = rep_b.call("GET", "/sobjects/Contact/Email/bee@x.io")
+    assert status == 200 and got["Id"] == theirs
