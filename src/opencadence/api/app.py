@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from opencadence import errors
 from opencadence.api import (
     actions,
+    collections,
     composite,
     email_settings,
     event_schemas,
@@ -153,6 +154,7 @@ def build_app(
     routes += event_schemas.routes()  # before rest's /sobjects/{sobject}/{id}
     routes += (
         rest.routes()
+        + collections.routes()
         + actions.routes()
         + composite.routes()
         + email_settings.routes()

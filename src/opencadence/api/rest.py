@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from opencadence import errors
 from opencadence.api import bodies, versions
+from opencadence.metadata import model
 from opencadence.org import Org
 from opencadence.storage import accounts, migrate
 
@@ -179,6 +180,62 @@ def record(request: Request, org: Org, session: accounts.Session, version: str) 
     return Response(status_code=204)
 
 
+def by_external_id(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
+    """``GET|PATCH /sobjects/{type}/{field}/{value}`` on Id or an idLookup field: GET reads the
+    one matching record; PATCH upserts (201 created; 200 with the result from API 46.0, 204
+    before, when updated). Several matches: 300 with their URLs, and nothing is written."""
+    name, key = request.path_params["sobject"], request.path_params["field"]
+    value = request.path_params["value"]
+    obj = org.registry.object(name)
+    f = obj.field(key)
+    if f is None or not f.visible_in(version):
+        raise errors.NotFound(
+            f"Provided external ID field does not exist or is not accessible: {key}"
+        )
+    if request.method == "PATCH":
+        return _upsert(request, org, session, version, f.name, value)
+    f = org.external_id_field(obj.name, f.name, version)
+    matches = org.matching_ids(session, obj.name, f.name, value, version, limit=2000)
+    if not matches:
+        raise errors.NotFound("The requested resource does not exist")
+    if len(matches) > 1:
+        return _multiple(obj.name, matches, version)
+    fields = request.query_params.get("fields")
+    names = [n.strip() for n in fields.split(",") if n.strip()] if fields else None
+    return org.retrieve(session, obj.name, matches[0], names, version)
+
+
+def _multiple(name: str, matches: list[str], version: str) -> Response:
+    """300 Multiple Choices: the matching records' URLs, as Salesforce lists them."""
+    urls = [f"/services/data/v{version}/sobjects/{name}/{m}" for m in matches]
+    return json_response(urls, status=300)
+
+
+def _upsert(
+    request: Request, org: Org, session: accounts.Session, version: str, key: str, value: str
+) -> Response:
+    body: dict[str, Any] = request.state.body
+    given = next((v for k, v in body.items() if k.lower() == key.lower()), None)
+    if given is not None and str(given).lower() != value.lower():
+        raise errors.InvalidField(
+            f"{key}: the body's value {given!r} is not the URL's {value!r}", fields=[key]
+        )
+    try:
+        record_id, created = org.upsert(
+            session, request.path_params["sobject"], key, value, body, version
+        )
+    except errors.DuplicateExternalId as exc:
+        return _multiple(
+            org.registry.object(request.path_params["sobject"]).name, exc.matches, version
+        )
+    result: dict[str, Any] = {"id": record_id, "success": True, "errors": []}
+    if model.version_key(version) >= (46, 0):
+        result["created"] = created
+    elif not created:
+        return Response(status_code=204)
+    return json_response(result, status=201 if created else 200)
+
+
 #: A UTC offset whose '+' a query string decoded to a space ("...T06:30:00 00:00").
 _SPACED_OFFSET = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
 
@@ -320,6 +377,8 @@ def routes() -> list[Route]:
         Route(f"{s}/deleted", endpoint(deleted), methods=["GET"]),
         Route(f"{s}/deleted/", endpoint(deleted), methods=["GET"]),
         Route(f"{s}/{{id}}", endpoint(record), methods=["GET", "PATCH", "DELETE"]),
+        # after {id} and the named resources: two segments are a field and its value
+        Route(f"{s}/{{field}}/{{value}}", endpoint(by_external_id), methods=["GET", "PATCH"]),
         Route(f"{v}/query", endpoint(_query(False)), methods=["GET"]),
         Route(f"{v}/query/", endpoint(_query(False)), methods=["GET"]),
         Route(f"{v}/query/{{locator}}", endpoint(_query(False)), methods=["GET"]),
