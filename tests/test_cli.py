@@ -312,3 +312,37 @@ def test_serve_on_a_busy_port_says_so_and_exits_1(db_url: str, tmp_path: Path) -
     assert out.returncode == 1, out.stderr
     assert out.stderr.startswith(f"cannot listen on 127.0.0.1:{port}:"), out.stderr
     assert "opencadence API on" not in out.stderr
+
+
+def test_apps_create_stores_the_callback_url_certificate_and_scopes(tmp_path: Path) -> None:
+    from opencadence import system
+    from opencadence.api import tls
+
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    made = _run("users", "create", "--username", "ci@x.io", "--password", "pw1", "--database", db)
+    assert made.returncode == 0, made.stderr
+    cert, _ = tls.self_signed(tmp_path / "tls")
+    app = _run(
+        "apps", "create", "--name", "ci", "--run-as", "ci@x.io", "--database", db,
+        "--callback-url", "https://app.x.io/cb", "--callback-url", "http://localhost:1717/cb",
+        "--certificate", str(cert),
+        "--scope", "api", "--scope", "refresh_token",
+    )  # fmt: skip
+    assert app.returncode == 0, app.stderr
+    key = app.stdout.split("consumer key:")[1].split()[0]
+    with system.build(system.Settings(database_url=db, worker=False)) as built:
+        stored = built.org.accounts.app(key)
+    assert stored["callback_url"] == "https://app.x.io/cb\nhttp://localhost:1717/cb"
+    assert stored["certificate"] == cert.read_text()
+    assert stored["scopes"] == "api refresh_token"
+    (tmp_path / "bad.pem").write_text("not a certificate")
+    bad = _run(
+        "apps", "create", "--name", "x", "--run-as", "ci@x.io", "--database", db,
+        "--certificate", str(tmp_path / "bad.pem"),
+    )  # fmt: skip
+    assert bad.returncode == 1 and "not a PEM X.509 certificate" in bad.stderr
+    missing = _run(
+        "apps", "create", "--name", "x", "--run-as", "ci@x.io", "--database", db,
+        "--certificate", str(tmp_path / "none.pem"),
+    )  # fmt: skip
+    assert missing.returncode == 1 and "cannot read" in missing.stderr

@@ -130,6 +130,20 @@ class DuplicateExternalId(DmlError):
     error_code = "DUPLICATE_EXTERNAL_ID"
     http_status = 300
 
+    def __init__(
+        self, message: str | None = None, *, fields: Sequence[str] = (), matches: Sequence[str] = ()
+    ) -> None:
+        super().__init__(message, fields=fields)
+        #: the ids of the matching records (REST's 300 lists them)
+        self.matches = list(matches)
+
+
+class AllOrNoneRolledBack(DmlError):
+    """Record rolled back because not all records were valid and the request was using \
+AllOrNone header"""
+
+    error_code = "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+
 
 class EntityIsDeleted(DmlError):
     """Entity is deleted."""

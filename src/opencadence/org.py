@@ -40,6 +40,10 @@ _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:
 WriteHook = Callable[[records.Tx, model.ObjectDef, str, Mapping[str, Any]], None]
 
 
+#: Every Org write inside it joins an all-or-none composite request's transaction.
+ambient_transaction = records.ambient
+
+
 #: The DailyApiRequests maximum reported when no limit is configured (Enterprise Edition's
 #: 100,000 a day plus 1,000 per user license would depend on licences this org doesn't have).
 DEFAULT_DAILY_API_REQUESTS = 15_000_000
@@ -135,6 +139,41 @@ class Org:
             raise errors.NotFound("The requested resource does not exist")
         record: dict[str, Any] = result["records"][0]
         return record
+
+    def retrieve_many(
+        self,
+        session: accounts.Session,
+        name: str,
+        wanted: Sequence[str],
+        fields: Sequence[str],
+        version: str,
+    ) -> list[dict[str, Any] | None]:
+        """Records by id in one query (sObject Collections' retrieve): in the order asked, None
+        for an id that is malformed, of another object, or not visible to the session."""
+        obj = self._object(name, version)
+        if not obj.supports("retrieve"):
+            raise errors.MethodNotAllowed(f"entity type {obj.name} does not support retrieve")
+        canonical: list[str | None] = []
+        for record_id in wanted:
+            try:
+                canonical.append(ids.parse_for_object(record_id, obj.key_prefix, obj.name))
+            except errors.OpenCadenceError:
+                canonical.append(None)
+        found: dict[str, dict[str, Any]] = {}
+        valid = sorted({c for c in canonical if c is not None})
+        names = list(dict.fromkeys(fields))
+        selected = names if any(n.lower() == "id" for n in names) else [*names, "Id"]
+        for start in range(0, len(valid), 500):  # bounded IN lists
+            quoted = ", ".join(f"'{c}'" for c in valid[start : start + 500])
+            soql = f"SELECT {', '.join(selected)} FROM {obj.name} WHERE Id IN ({quoted})"
+            for record in self.queries.query(soql, self.caller(session), version=version)[
+                "records"
+            ]:
+                found[str(record["Id"])] = record
+        if selected is not names:  # Id was added to match rows: not asked for
+            for record in found.values():
+                record.pop("Id", None)
+        return [found.get(c) if c is not None else None for c in canonical]
 
     def create(
         self,
@@ -250,6 +289,86 @@ class Org:
         with self._writing(session, version, api, client, tx) as tx:
             tx.undelete(obj.name, canonical)
 
+    def external_id_field(self, name: str, key: str, version: str) -> model.FieldDef:
+        """The field ``key`` of ``name`` that upserts and lookups match on: Id or a field the
+        registry marks idLookup (Salesforce's standard objects have no externalId fields;
+        their idLookup ones, such as Contact.Email, are what upsert accepts)."""
+        obj = self._object(name, version)
+        f = obj.field(key)
+        if f is None or not f.visible_in(version) or not (f.id_lookup or f.name == "Id"):
+            raise errors.InvalidField(
+                f"Field name provided, {key} is not an External ID or indexed field for {obj.name}",
+                fields=[key],
+            )
+        return f
+
+    def matching_ids(
+        self,
+        session: accounts.Session,
+        name: str,
+        key: str,
+        value: Any,
+        version: str,
+        *,
+        limit: int = 2,
+    ) -> list[str]:
+        """Ids of the records the session can see whose ``key`` field equals ``value`` (as
+        SOQL's = compares: case-insensitively), at most ``limit``."""
+        obj = self._object(name, version)
+        f = self.external_id_field(obj.name, key, version)
+        if f.name == "Id":
+            value = ids.parse_for_object(str(value), obj.key_prefix, obj.name)
+        literal = str(value).replace("\\", "\\\\").replace("'", "\\'")
+        soql = f"SELECT Id FROM {obj.name} WHERE {f.name} = '{literal}' LIMIT {limit}"
+        return [str(r["Id"]) for r in self.query(session, soql, version)["records"]]
+
+    def upsert(
+        self,
+        session: accounts.Session,
+        name: str,
+        key: str,
+        value: Any,
+        body: Mapping[str, Any],
+        version: str,
+        *,
+        api: str = "rest",
+        client: str = "",
+        tx: records.Tx | None = None,
+    ) -> tuple[str, bool]:
+        """Create or update the record whose ``key`` field is ``value``: (id, created).
+        Several matches: DUPLICATE_EXTERNAL_ID, carrying their ids. Upsert on Id with no value
+        creates; on an Id that matches nothing, NOT_FOUND (the update's)."""
+        obj = self._object(name, version)
+        if not obj.supports("upsert"):
+            raise errors.InvalidTypeForOperation(f"entity type {obj.name} does not support upsert")
+        f = self.external_id_field(obj.name, key, version)
+        rest = {k: v for k, v in body.items() if k.lower() not in ("id", f.name.lower())}
+        if f.name == "Id":
+            if value is None or value == "":
+                return self.create(
+                    session, obj.name, rest, version, api=api, client=client, tx=tx
+                ), True
+            found = ids.parse_for_object(str(value), obj.key_prefix, obj.name)
+            self.update(session, obj.name, found, rest, version, api=api, client=client, tx=tx)
+            return found, False
+        if value is None or value == "":
+            raise errors.MissingArgument(f"{f.name} not specified", fields=[f.name])
+        matches = self.matching_ids(session, obj.name, f.name, value, version)
+        if len(matches) > 1:
+            every = self.matching_ids(session, obj.name, f.name, value, version, limit=2000)
+            raise errors.DuplicateExternalId(
+                f"{f.name}: more than one record found for external id field",
+                fields=[f.name],
+                matches=every,
+            )
+        if not matches:
+            created = {**rest, f.name: value}
+            return self.create(
+                session, obj.name, created, version, api=api, client=client, tx=tx
+            ), True
+        self.update(session, obj.name, matches[0], rest, version, api=api, client=client, tx=tx)
+        return matches[0], False
+
     def transaction(
         self, session: accounts.Session, version: str, *, api: str = "rest", client: str = ""
     ) -> AbstractContextManager[records.Tx]:
@@ -257,7 +376,11 @@ class Org:
         create/update/delete/undelete and they all commit, or none does. What runs in its own
         transaction anyway (an ActionCadence's State, an ActionCadenceStep's delete) is not
         held back by it. Its writes are checked against the user's permissions and record
-        access (docs/security-model.md)."""
+        access (docs/security-model.md). Inside an ambient transaction (an all-or-none
+        composite request) it is that one."""
+        ambient = records.AMBIENT.get()
+        if ambient is not None:
+            return nullcontext(ambient)
         return self.store.transaction(
             session.user_id, origin=_origin(version, api, client), principal=session.principal
         )
@@ -274,7 +397,7 @@ class Org:
         permissions and record access), inside ``tx`` when the caller holds one."""
         if tx is not None:
             return nullcontext(tx)
-        return self.transaction(session, version, api=api, client=client)
+        return self.transaction(session, version, api=api, client=client)  # or the ambient one
 
     def _check_unique(
         self, tx: records.Tx, obj: model.ObjectDef, body: Mapping[str, Any], record_id: str | None
@@ -458,7 +581,7 @@ def _split_state(
 
 def _own_transaction(tx: records.Tx | None, needed: bool, what: str) -> None:
     """The runtime writes these in a transaction of its own: not inside a caller's."""
-    if tx is not None and needed:
+    if (tx is not None or records.AMBIENT.get() is not None) and needed:
         raise errors.InvalidOperation(f"{what} cannot be written in an all-or-none call")
 
 

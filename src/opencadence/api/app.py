@@ -17,6 +17,8 @@ from opencadence import errors
 from opencadence.api import (
     actions,
     bodies,
+    collections,
+    composite,
     email_settings,
     event_schemas,
     health,
@@ -154,7 +156,9 @@ def build_app(
     routes += event_schemas.routes()  # before rest's /sobjects/{sobject}/{id}
     routes += (
         rest.routes()
+        + collections.routes()
         + actions.routes()
+        + composite.routes()
         + email_settings.routes()
         + soap.routes()
         + oauth.routes()

@@ -6,10 +6,13 @@ translated once, in ``api.errors``.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from concurrent.futures import Executor
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -19,11 +22,33 @@ from starlette.routing import Route
 
 from opencadence import errors
 from opencadence.api import bodies, versions
+from opencadence.metadata import model
 from opencadence.org import Org
 from opencadence.storage import accounts, migrate
 
 MAX_BODY = bodies.REST_MAX  # bytes; Salesforce's REST limit for a record body is far smaller
 Handler = Callable[[Request, Org, accounts.Session, str], Any]
+T = TypeVar("T")
+
+#: The one thread an all-or-none composite request runs its subrequests' blocking work in
+#: (api/composite.py): its transaction's connection is that thread's (the store reads through
+#: it there, so a subrequest sees what the earlier ones wrote), and SQLite's writer lock is
+#: taken and released by the same thread. None: Starlette's thread pool.
+PINNED: contextvars.ContextVar[Executor | None] = contextvars.ContextVar(
+    "opencadence_pinned_executor", default=None
+)
+#: Set in the scope of a composite subrequest: the composite request was counted, not each
+#: subrequest (Salesforce counts a composite request as one API call; batch subrequests count).
+UNCOUNTED = "opencadence.uncounted"
+
+
+async def blocking(func: Callable[[], T]) -> T:
+    """Run blocking ``func`` in a worker thread (the pinned one inside a composite request)."""
+    pinned = PINNED.get()
+    if pinned is None:
+        return await run_in_threadpool(func)
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(pinned, context.run, func)
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -76,14 +101,15 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
         def authenticate() -> tuple[accounts.Session, str]:
             session, version = session_of(request, org), version_of(request)
-            request.state.api_usage = org.count_api_request()  # an authenticated request
+            if not request.scope.get(UNCOUNTED):
+                request.state.api_usage = org.count_api_request()  # an authenticated request
             _check_sobject(request, org)
             return session, version
 
-        session, version = await run_in_threadpool(authenticate)
+        session, version = await blocking(authenticate)
         body = await read_json(request) if request.method in ("POST", "PATCH") else None
         request.state.body = body
-        result = await run_in_threadpool(handler, request, org, session, version)
+        result = await blocking(lambda: handler(request, org, session, version))
         response = result if isinstance(result, Response) else json_response(result)
         add_limit_info(request, response)
         return response
@@ -152,6 +178,62 @@ def record(request: Request, org: Org, session: accounts.Session, version: str) 
     else:
         org.delete(session, name, record_id, version)
     return Response(status_code=204)
+
+
+def by_external_id(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
+    """``GET|PATCH /sobjects/{type}/{field}/{value}`` on Id or an idLookup field: GET reads the
+    one matching record; PATCH upserts (201 created; 200 with the result from API 46.0, 204
+    before, when updated). Several matches: 300 with their URLs, and nothing is written."""
+    name, key = request.path_params["sobject"], request.path_params["field"]
+    value = request.path_params["value"]
+    obj = org.registry.object(name)
+    f = obj.field(key)
+    if f is None or not f.visible_in(version):
+        raise errors.NotFound(
+            f"Provided external ID field does not exist or is not accessible: {key}"
+        )
+    if request.method == "PATCH":
+        return _upsert(request, org, session, version, f.name, value)
+    f = org.external_id_field(obj.name, f.name, version)
+    matches = org.matching_ids(session, obj.name, f.name, value, version, limit=2000)
+    if not matches:
+        raise errors.NotFound("The requested resource does not exist")
+    if len(matches) > 1:
+        return _multiple(obj.name, matches, version)
+    fields = request.query_params.get("fields")
+    names = [n.strip() for n in fields.split(",") if n.strip()] if fields else None
+    return org.retrieve(session, obj.name, matches[0], names, version)
+
+
+def _multiple(name: str, matches: list[str], version: str) -> Response:
+    """300 Multiple Choices: the matching records' URLs, as Salesforce lists them."""
+    urls = [f"/services/data/v{version}/sobjects/{name}/{m}" for m in matches]
+    return json_response(urls, status=300)
+
+
+def _upsert(
+    request: Request, org: Org, session: accounts.Session, version: str, key: str, value: str
+) -> Response:
+    body: dict[str, Any] = request.state.body
+    given = next((v for k, v in body.items() if k.lower() == key.lower()), None)
+    if given is not None and str(given).lower() != value.lower():
+        raise errors.InvalidField(
+            f"{key}: the body's value {given!r} is not the URL's {value!r}", fields=[key]
+        )
+    try:
+        record_id, created = org.upsert(
+            session, request.path_params["sobject"], key, value, body, version
+        )
+    except errors.DuplicateExternalId as exc:
+        return _multiple(
+            org.registry.object(request.path_params["sobject"]).name, exc.matches, version
+        )
+    result: dict[str, Any] = {"id": record_id, "success": True, "errors": []}
+    if model.version_key(version) >= (46, 0):
+        result["created"] = created
+    elif not created:
+        return Response(status_code=204)
+    return json_response(result, status=201 if created else 200)
 
 
 #: A UTC offset whose '+' a query string decoded to a space ("...T06:30:00 00:00").
@@ -295,6 +377,8 @@ def routes() -> list[Route]:
         Route(f"{s}/deleted", endpoint(deleted), methods=["GET"]),
         Route(f"{s}/deleted/", endpoint(deleted), methods=["GET"]),
         Route(f"{s}/{{id}}", endpoint(record), methods=["GET", "PATCH", "DELETE"]),
+        # after {id} and the named resources: two segments are a field and its value
+        Route(f"{s}/{{field}}/{{value}}", endpoint(by_external_id), methods=["GET", "PATCH"]),
         Route(f"{v}/query", endpoint(_query(False)), methods=["GET"]),
         Route(f"{v}/query/", endpoint(_query(False)), methods=["GET"]),
         Route(f"{v}/query/{{locator}}", endpoint(_query(False)), methods=["GET"]),

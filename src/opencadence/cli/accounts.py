@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from opencadence import system
@@ -82,8 +83,21 @@ def _update(accounts: Any, args: argparse.Namespace) -> int:
 
 def cmd_apps(args: argparse.Namespace) -> int:
     """Create a connected app (client-credentials flow runs as --run-as)."""
+    certificate = None
+    if args.certificate:
+        try:
+            certificate = Path(args.certificate).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"INVALID_OPERATION: cannot read {args.certificate}: {exc}", file=sys.stderr)
+            return 1
     with _open(args) as built:
-        key, secret = built.org.accounts.create_app(args.name, args.run_as)
+        key, secret = built.org.accounts.create_app(
+            args.name,
+            args.run_as,
+            callback_url="\n".join(args.callback_url) if args.callback_url else None,
+            certificate=certificate,
+            scopes=" ".join(args.scope) if args.scope else None,
+        )
     print(f"consumer key:    {key}\nconsumer secret: {secret}")
     return 0
 
@@ -144,6 +158,21 @@ def add_apps(subparsers: Any) -> None:
     p.add_argument("create", choices=("create",))
     p.add_argument("--name", required=True)
     p.add_argument("--run-as", required=True, help="username the client-credentials flow acts as")
+    p.add_argument(
+        "--callback-url",
+        action="append",
+        help="a callback URL of the web server flow (redirect_uri must equal one); repeatable",
+    )
+    p.add_argument(
+        "--certificate",
+        metavar="CERT_PEM",
+        help="X.509 certificate (PEM) that verifies the JWT bearer flow's assertions",
+    )
+    p.add_argument(
+        "--scope",
+        action="append",
+        help="an OAuth scope the app may grant; repeatable (default: api refresh_token offline_access)",
+    )
     common.add_database(p)
 
 

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from cryptography import x509
 
 from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
@@ -35,6 +36,10 @@ _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 #: Salesforce's defaults for "Maximum invalid login attempts" and "Lockout effective period".
 MAX_LOGIN_ATTEMPTS = 10
 LOCKOUT_PERIOD = timedelta(minutes=15)
+#: How long an authorization code of the web server flow may be exchanged (Salesforce: 15 min).
+CODE_TTL = timedelta(minutes=15)
+#: What a connected app may grant unless created with other scopes.
+DEFAULT_APP_SCOPES = "api refresh_token offline_access"
 
 
 def hash_secret(secret: str) -> str:
@@ -301,7 +306,13 @@ class Accounts:
             )
         return dict(row) if row else None
 
-    def open_session(self, user_id: str, client: str = "", ttl: timedelta | None = None) -> str:
+    def open_session(
+        self,
+        user_id: str,
+        client: str = "",
+        ttl: timedelta | None = None,
+        refresh_token: str | None = None,
+    ) -> str:
         """A new session token for ``user_id`` (Salesforce style: org id ! random).
 
         Without ``ttl`` it expires after the accounts' timeout of inactivity; with one, ``ttl``
@@ -318,6 +329,7 @@ class Accounts:
                     expires_at=now + (ttl or self.ttl),
                     client=client[:255],
                     idle_seconds=None if ttl else int(self.ttl.total_seconds()),
+                    refresh_hash=_token_hash(refresh_token) if refresh_token else None,
                 )
             )
             tx.conn.execute(sessions.delete().where(sessions.c.expires_at < now))
@@ -462,10 +474,17 @@ class Accounts:
         with self.store.transaction() as tx:
             tx.update("User", user_id, {"ManagerId": manager_id}, system=True)
 
-    def revoke(self, token: str) -> None:
-        sessions = self.meta.tables[schema.SESSIONS]
+    def revoke(self, token: str) -> bool:
+        """End an access token, or a refresh token and every session issued from it (as
+        Salesforce's revoke does); False when ``token`` is neither."""
+        sessions, refresh = (self.meta.tables[n] for n in (schema.SESSIONS, schema.REFRESH_TOKENS))
+        key = _token_hash(token)
         with self.store.transaction() as tx:
-            tx.conn.execute(sessions.delete().where(sessions.c.token_hash == _token_hash(token)))
+            ended = tx.conn.execute(sessions.delete().where(sessions.c.token_hash == key)).rowcount
+            gone = tx.conn.execute(refresh.delete().where(refresh.c.token_hash == key)).rowcount
+            if gone:
+                tx.conn.execute(sessions.delete().where(sessions.c.refresh_hash == key))
+        return bool(ended or gone)
 
     # --- org secrets ------------------------------------------------------------------------
 
@@ -485,11 +504,25 @@ class Accounts:
 
     # --- connected apps ---------------------------------------------------------------------
 
-    def create_app(self, name: str, run_as: str) -> tuple[str, str]:
-        """A connected app (client-credentials flow runs as ``run_as``); returns key, secret."""
+    def create_app(
+        self,
+        name: str,
+        run_as: str,
+        *,
+        callback_url: str | None = None,
+        certificate: str | None = None,
+        scopes: str | None = None,
+    ) -> tuple[str, str]:
+        """A connected app (client-credentials flow runs as ``run_as``); returns key, secret.
+
+        ``callback_url``: where the web server flow may redirect, one URL per line (redirect_uri
+        must equal one);
+        ``certificate``: the PEM X.509 certificate JWT bearer assertions are verified with."""
         user = self.find_user(run_as)
         if user is None:
             raise errors.NotFound(f"no user {run_as}")
+        if certificate is not None:
+            certificate_key(certificate)  # refuse what is not a certificate now, not at login
         key, secret = "3MVG" + secrets.token_urlsafe(30), secrets.token_hex(32)
         with self.store.transaction() as tx:
             tx.conn.execute(
@@ -500,6 +533,9 @@ class Accounts:
                     secret_hash=hash_secret(secret),
                     name=name,
                     run_as_user_id=user["Id"],
+                    callback_url=callback_url,
+                    certificate=certificate,
+                    scopes=scopes or DEFAULT_APP_SCOPES,
                 )
             )
         return key, secret
@@ -516,3 +552,93 @@ class Accounts:
 
     def check_app(self, key: str, secret: str) -> None:
         self.app_user(key, secret)
+
+    def app(self, key: str) -> dict[str, Any]:
+        """The connected app of consumer key ``key``, or LoginFailed invalid_client_id."""
+        apps = self.meta.tables[schema.APPS]
+        with self.store.reading() as conn:
+            row = conn.execute(sa.select(apps).where(apps.c.consumer_key == key)).mappings().first()
+        if row is None:
+            raise errors.LoginFailed("client identifier invalid", oauth_error="invalid_client_id")
+        return dict(row)
+
+    # --- refresh tokens and authorization codes ---------------------------------------------
+
+    def issue_refresh_token(self, user_id: str, key: str, scope: str) -> str:
+        """A new refresh token of app ``key`` for ``user_id``; only its digest is stored."""
+        token = f"5Aep{secrets.token_urlsafe(60)}"
+        now = values.to_db_datetime(self.clock.now())
+        with self.store.transaction(user_id) as tx:
+            tx.conn.execute(
+                self.meta.tables[schema.REFRESH_TOKENS]
+                .insert()
+                .values(
+                    token_hash=_token_hash(token),
+                    user_id=user_id,
+                    consumer_key=key,
+                    scope=scope,
+                    created_at=now,
+                )
+            )
+        return token
+
+    def refresh_grant(self, token: str, key: str) -> tuple[str, str]:
+        """(user id, scope) of a live refresh token issued to app ``key``; an unknown or
+        revoked token, one of another app, or an inactive user: invalid_grant."""
+        refresh, users = self.meta.tables[schema.REFRESH_TOKENS], self.meta.tables["User"]
+        with self.store.reading() as conn:
+            row = conn.execute(
+                sa.select(refresh.c.user_id, refresh.c.consumer_key, refresh.c.scope)
+                .select_from(refresh.join(users, users.c.Id == refresh.c.user_id))
+                .where(refresh.c.token_hash == _token_hash(token), users.c.IsActive == sa.true())
+            ).first()
+        if row is None or not hmac.compare_digest(str(row.consumer_key), key):
+            raise errors.LoginFailed("expired access/refresh token", oauth_error="invalid_grant")
+        return str(row.user_id), str(row.scope)
+
+    def issue_code(
+        self, user_id: str, key: str, redirect_uri: str, challenge: str | None, scope: str
+    ) -> str:
+        """A single-use authorization code, valid for CODE_TTL."""
+        code = f"aPr{secrets.token_urlsafe(48)}"
+        now = values.to_db_datetime(self.clock.now())
+        codes = self.meta.tables[schema.AUTH_CODES]
+        with self.store.transaction(user_id) as tx:
+            tx.conn.execute(codes.delete().where(codes.c.expires_at < now))
+            tx.conn.execute(
+                codes.insert().values(
+                    code_hash=_token_hash(code),
+                    user_id=user_id,
+                    consumer_key=key,
+                    redirect_uri=redirect_uri,
+                    code_challenge=challenge,
+                    scope=scope,
+                    expires_at=now + CODE_TTL,
+                )
+            )
+        return code
+
+    def redeem_code(self, code: str, key: str) -> dict[str, Any]:
+        """The grant of ``code`` (user_id, redirect_uri, code_challenge, scope), deleted in
+        the same transaction so that a code is used once, whatever the outcome of the
+        exchange: a failed attempt burns it too (an attacker gets one guess at the verifier)."""
+        codes = self.meta.tables[schema.AUTH_CODES]
+        now = values.to_db_datetime(self.clock.now())
+        with self.store.transaction() as tx:
+            where = codes.c.code_hash == _token_hash(code)
+            row = tx.conn.execute(sa.select(codes).where(where)).mappings().first()
+            if row is not None:
+                tx.conn.execute(codes.delete().where(where))
+        if row is None or not hmac.compare_digest(str(row["consumer_key"]), key):
+            raise errors.LoginFailed("invalid authorization code", oauth_error="invalid_grant")
+        if row["expires_at"] <= now:
+            raise errors.LoginFailed("expired authorization code", oauth_error="invalid_grant")
+        return dict(row)
+
+
+def certificate_key(pem: str) -> Any:
+    """The public key of a PEM X.509 certificate; InvalidOperation if it is not one."""
+    try:
+        return x509.load_pem_x509_certificate(pem.encode()).public_key()
+    except ValueError as exc:
+        raise errors.InvalidOperation(f"not a PEM X.509 certificate: {exc}") from None

@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
@@ -98,7 +99,12 @@ class Store:
         With a ``principal`` (a signed-in user: what ``Org`` passes for API calls), every
         API-mode write is checked against that user's permissions and record access
         (docs/security-model.md); without one, the caller is the system itself. A lock it
-        could not get in time (another writer) raises UnableToLockRow."""
+        could not get in time (another writer) raises UnableToLockRow. Inside an ambient
+        transaction (``ambient``) it is a savepoint of that one instead."""
+        joined = AMBIENT.get()
+        if joined is not None and joined.store is self:
+            yield from self._joining(joined, user_id, origin, principal)
+            return
         with (
             locks_refused(),
             dialect.writer_turn(self.engine) as turn,
@@ -122,6 +128,26 @@ class Store:
             if tx.last_replay_id:
                 for listener in list(self.event_listeners):
                     listener(tx.last_replay_id)
+
+    def _joining(
+        self,
+        joined: Tx,
+        user_id: str,
+        origin: str,
+        principal: authorization.Principal | None,
+    ) -> Iterator[Tx]:
+        """A transaction inside the ambient ``joined`` one: a savepoint of its connection (an
+        error rolls back what this one wrote), committed or rolled back with it."""
+        with joined.conn.begin_nested():
+            tx = Tx(self, joined.conn, user_id, origin or joined.events.change_origin, principal)
+            outer, self._local.conn = getattr(self._local, "conn", None), joined.conn
+            try:
+                yield tx
+                tx.flush_events()
+            finally:
+                self._local.conn = outer
+        joined.on_commit.extend(tx.on_commit)
+        joined.last_replay_id = max(joined.last_replay_id, tx.last_replay_id)
 
     @contextmanager
     def reading(self) -> Iterator[sa.Connection]:
@@ -171,6 +197,24 @@ class Store:
     ) -> list[dict[str, Any]]:
         with self.reading() as conn:
             return events.read(conn, self.meta, after=after, entity=entity, limit=limit)
+
+
+#: The transaction an all-or-none composite request runs its subrequests in (api/composite.py):
+#: within ``ambient(tx)``, ``Store.transaction`` opens a savepoint of it instead of a transaction
+#: of its own, so whatever a subrequest writes (records, query locators, actions) commits or
+#: rolls back with the others. A context variable: the subrequests are dispatched through the
+#: ASGI app, which knows nothing of it.
+AMBIENT: ContextVar[Tx | None] = ContextVar("opencadence_ambient_tx", default=None)
+
+
+@contextmanager
+def ambient(tx: Tx) -> Iterator[Tx]:
+    """Within it, the store's transactions of this context join ``tx``."""
+    token = AMBIENT.set(tx)
+    try:
+        yield tx
+    finally:
+        AMBIENT.reset(token)
 
 
 def read_record(

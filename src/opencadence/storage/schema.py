@@ -66,6 +66,9 @@ ROW_COUNTS = "oc_row_count"
 CREDENTIALS = "oc_credential"
 SESSIONS = "oc_session"
 APPS = "oc_connected_app"
+#: OAuth refresh tokens and authorization codes (their SHA-256 digests, never the values).
+REFRESH_TOKENS = "oc_refresh_token"
+AUTH_CODES = "oc_auth_code"
 #: Email bookkeeping (owned by opencadence.email): one outbox row per automated send (its
 #: Message-ID written before the SMTP transaction), engagement events, org/user email settings.
 EMAIL_OUTBOX = "oc_email_outbox"
@@ -200,8 +203,11 @@ def _bookkeeping_tables(meta: sa.MetaData) -> None:
         sa.Column("client", sa.String(255), nullable=False),
         # the inactivity timeout each use extends expires_at by; NULL: a fixed expiry
         sa.Column("idle_seconds", sa.Integer(), nullable=True),
+        # the refresh token this session was issued from (revoking it ends the session)
+        sa.Column("refresh_hash", sa.String(64), nullable=True),
     )
     sa.Index(f"ix_{SESSIONS}_expires_at", sessions.c.expires_at)
+    _oauth_tables(meta)
     sa.Table(
         APPS,
         meta,
@@ -209,6 +215,11 @@ def _bookkeeping_tables(meta: sa.MetaData) -> None:
         sa.Column("secret_hash", sa.String(255), nullable=False),
         sa.Column("name", sa.String(80), nullable=False),
         sa.Column("run_as_user_id", sa.String(18), nullable=False),
+        # the web server flow's callback URL, the JWT bearer flow's X.509 certificate (PEM)
+        # and the OAuth scopes the app may grant (space-separated); NULL: not configured
+        sa.Column("callback_url", sa.Text(), nullable=True),
+        sa.Column("certificate", sa.Text(), nullable=True),
+        sa.Column("scopes", sa.String(255), nullable=True),
     )
     sa.Table(
         SEQUENCES,
@@ -240,6 +251,30 @@ def _bookkeeping_tables(meta: sa.MetaData) -> None:
         sa.Column("key", sa.String(40), primary_key=True),
         sa.Column("value", sa.Text(), nullable=False),
     )
+
+
+def _oauth_tables(meta: sa.MetaData) -> None:
+    sa.Table(
+        REFRESH_TOKENS,
+        meta,
+        sa.Column("token_hash", sa.String(64), primary_key=True),
+        sa.Column("user_id", sa.String(18), nullable=False),
+        sa.Column("consumer_key", sa.String(64), nullable=False),
+        sa.Column("scope", sa.String(255), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+    )
+    codes = sa.Table(
+        AUTH_CODES,
+        meta,
+        sa.Column("code_hash", sa.String(64), primary_key=True),
+        sa.Column("user_id", sa.String(18), nullable=False),
+        sa.Column("consumer_key", sa.String(64), nullable=False),
+        sa.Column("redirect_uri", sa.Text(), nullable=False),
+        sa.Column("code_challenge", sa.String(128), nullable=True),
+        sa.Column("scope", sa.String(255), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=False),
+    )
+    sa.Index(f"ix_{AUTH_CODES}_expires_at", codes.c.expires_at)
 
 
 def _email_tables(meta: sa.MetaData) -> None:

@@ -24,7 +24,6 @@ from opencadence import errors, ids
 from opencadence.api import bodies, oauth, versions
 from opencadence.api.soap import enterprise, envelope, schema
 from opencadence.api.soap.envelope import Call, sub
-from opencadence.metadata import model
 from opencadence.metadata.registry import Registry
 from opencadence.org import Org
 from opencadence.storage import accounts, migrate, records, values
@@ -530,58 +529,32 @@ def update(ctx: Context, result: ET.Element) -> None:
 
 
 def upsert(ctx: Context, result: ET.Element) -> None:
-    """upsert(externalIDFieldName, sObjects[]): Id, or an idLookup field matched by value."""
+    """upsert(externalIDFieldName, sObjects[]): Id, or an idLookup field matched by value
+    (``Org.upsert``, as REST's)."""
     key = _required(ctx.call.body, "externalIDFieldName")
     incoming = _records(ctx)
     for item in incoming:  # a field that is no external id faults the call, before any write
-        _key_field(ctx, item.type, key)
+        ctx.org.external_id_field(item.type, key, ctx.version)
 
     def write(tx: records.Tx | None, item: Incoming) -> tuple[str | None, bool]:
-        found = _match(ctx, item, key)
-        if found is None:
-            body = {k: v for k, v in item.fields.items() if k.lower() != "id"}
-            made = ctx.org.create(
-                ctx.session, item.type, body, ctx.version, api=API, client=ctx.client, tx=tx
-            )
-            return made, True
-        body = {k: v for k, v in item.fields.items() if k.lower() not in ("id", key.lower())}
-        ctx.org.update(
-            ctx.session, item.type, found, body, ctx.version, api=API, client=ctx.client, tx=tx
+        if key.lower() == "id":
+            value: Any = item.id
+        else:
+            value = next((v for k, v in item.fields.items() if k.lower() == key.lower()), None)
+        return ctx.org.upsert(
+            ctx.session,
+            item.type,
+            key,
+            value,
+            item.fields,
+            ctx.version,
+            api=API,
+            client=ctx.client,
+            tx=tx,
         )
-        return found, False
 
     outcomes = _save(ctx, incoming, [i.id for i in incoming], write)
     _write_results(result, outcomes, upsert=True)
-
-
-def _match(ctx: Context, item: Incoming, key: str) -> str | None:
-    """The id of the record ``item`` upserts onto, or None to create one."""
-    obj = ctx.registry.object(item.type)
-    f = _key_field(ctx, obj.name, key)
-    if f.name == "Id":
-        return ids.parse(item.id) if item.id else None
-    value = next((v for k, v in item.fields.items() if k.lower() == f.name.lower()), None)
-    if value is None or value == "":
-        raise errors.MissingArgument(f"{f.name} not specified", fields=[f.name])
-    literal = str(value).replace("\\", "\\\\").replace("'", "\\'")
-    soql = f"SELECT Id FROM {obj.name} WHERE {f.name} = '{literal}' LIMIT 2"
-    rows = ctx.org.query(ctx.session, soql, ctx.version)["records"]
-    if len(rows) > 1:
-        raise errors.DuplicateExternalId(
-            f"{f.name}: more than one record found for external id field", fields=[f.name]
-        )
-    return str(rows[0]["Id"]) if rows else None
-
-
-def _key_field(ctx: Context, name: str, key: str) -> model.FieldDef:
-    obj = ctx.registry.object(name)
-    f = obj.field(key)
-    if f is None or not (f.id_lookup or f.name == "Id"):
-        raise errors.InvalidField(
-            f"Field name provided, {key} is not an External ID or indexed field for {obj.name}",
-            fields=[key],
-        )
-    return f
 
 
 ByIdWrite = Callable[[str, str, records.Tx | None], None]
