@@ -16,13 +16,14 @@ from typing import Any
 import fastavro
 import grpc
 import pytest
+import sqlalchemy as sa
 
 from opencadence.api import pubsub, tls
 from opencadence.api.pubsub_proto import pubsub_api_pb2 as pb
 from opencadence.api.pubsub_proto import pubsub_api_pb2_grpc as pb_grpc
 from opencadence.cadence import actions, definition_file
 from opencadence.org import Org
-from opencadence.storage import events, migrate, records
+from opencadence.storage import database, events, migrate, records
 
 from .conftest import free_port
 
@@ -305,6 +306,97 @@ def test_flow_control_never_sends_more_than_requested(ps: PubSubServer) -> None:
             assert list(again.events) == [] and again.pending_num_requested == 0
         finally:
             sub.close()
+
+
+@pytest.fixture
+def statements(ps: PubSubServer) -> Iterator[list[str]]:
+    """Every SQL statement the server's engine runs from now on."""
+    seen: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    engine = ps.org.store.engine
+    sa.event.listen(engine, "before_cursor_execute", count)
+    yield seen
+    sa.event.remove(engine, "before_cursor_execute", count)
+
+
+def _settled(sub: Subscription) -> None:
+    """Wait for the stream's first keepalive: it has made its first read and waits."""
+    first = sub.next(timeout=KEEPALIVE * 6)
+    assert list(first.events) == []
+    time.sleep(1.5)  # the SQLite watcher's look at the fixture's own writes is done too
+
+
+def test_an_idle_subscriber_runs_no_sql_and_a_commit_wakes_it(
+    ps: PubSubServer, statements: list[str]
+) -> None:
+    stub, channel = ps.stub()
+    with channel:
+        sub = Subscription(
+            stub,
+            ps.admin_token,
+            pb.FetchRequest(topic_name="/data/ContactChangeEvent", num_requested=10),
+        )
+        try:
+            _settled(sub)
+            before = len(statements)
+            time.sleep(3.0)  # six keepalives go out meanwhile: they cost no query either
+            assert statements[before:] == [], "an idle Subscribe must not query the database"
+            committed = time.monotonic()
+            made = contact(ps.org.store, "Woken")
+            (ev,) = sub.events(1, timeout=5)
+            woken = time.monotonic() - committed
+            assert decode(stub, ps.admin_token, ev)["ChangeEventHeader"]["recordIds"] == [made]
+            assert woken < 1.0, f"woken after {woken:.2f} s"
+        finally:
+            sub.close()
+
+
+def test_commits_of_other_objects_are_looked_past_once(
+    ps: PubSubServer, statements: list[str]
+) -> None:
+    """A one-object topic is woken by another object's commit, reads once, and is idle again
+    (its cursor moved past the commit it has looked at, though none of its events was there)."""
+    stub, channel = ps.stub()
+    with channel:
+        sub = Subscription(
+            stub,
+            ps.admin_token,
+            pb.FetchRequest(topic_name="/data/ContactChangeEvent", num_requested=10),
+        )
+        try:
+            _settled(sub)
+            with ps.org.store.transaction() as tx:
+                tx.insert("Account", {"Name": "Elsewhere"})
+            time.sleep(1.0)
+            before = len(statements)
+            time.sleep(2.0)
+            assert statements[before:] == [], "the stream kept reading for an Account event"
+        finally:
+            sub.close()
+
+
+def test_a_commit_by_another_process_wakes_a_subscriber(ps: PubSubServer) -> None:
+    stub, channel = ps.stub()
+    other = database.create_engine(ps.org.store.engine.url.render_as_string(False))
+    with channel:
+        sub = Subscription(
+            stub, ps.admin_token, pb.FetchRequest(topic_name="/data/ChangeEvents", num_requested=5)
+        )
+        try:
+            _settled(sub)
+            elsewhere = records.Store(other, ps.org.store.registry)  # no in-process wake-up
+            started = time.monotonic()
+            made = contact(elsewhere, "FromAfar")
+            (ev,) = sub.events(1, timeout=10)
+            woken = time.monotonic() - started
+            assert decode(stub, ps.admin_token, ev)["ChangeEventHeader"]["recordIds"] == [made]
+            assert woken < 3.0, f"woken after {woken:.2f} s"  # SQLite: one stat a second
+        finally:
+            sub.close()
+            other.dispose()
 
 
 def test_latest_receives_only_new_events(ps: PubSubServer) -> None:

@@ -18,6 +18,11 @@
   (``storage/pubsub.py``).
 - Publish / PublishStream: change data capture topics are not publishable (PERMISSION_DENIED).
 
+A waiting stream runs no query: it sleeps until a commit that may concern it (``Store.
+event_listeners`` in this process, ``storage.wakeup`` for other processes: PostgreSQL NOTIFY,
+a SQLite file's stat once a second), more events are requested, or the keepalive is due, and
+reads the log only then.
+
 The server is grpcio's thread-pool server: each open Subscribe holds one worker thread (plus a
 thread reading its requests), so ``MAX_WORKERS`` bounds the concurrent streams and calls.
 """
@@ -27,7 +32,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
@@ -40,14 +45,12 @@ from opencadence.api.pubsub_proto import pubsub_api_pb2 as pb
 from opencadence.api.pubsub_proto import pubsub_api_pb2_grpc as pb_grpc
 from opencadence.metadata import event_schema, model
 from opencadence.org import Org
-from opencadence.storage import accounts, migrate
+from opencadence.storage import accounts, migrate, wakeup
 from opencadence.storage import pubsub as log
 
 DEFAULT_PORT = 7443
 #: Salesforce sends an empty FetchResponse within 270 seconds when there is nothing to send.
 KEEPALIVE_SECONDS = 270.0
-#: How often a waiting stream looks for new events in the log.
-POLL_SECONDS = 0.1
 #: The most events one FetchRequest may ask for (larger values count as this).
 MAX_REQUESTED = 100
 MAX_WORKERS = 64
@@ -70,11 +73,13 @@ def decode_replay_id(raw: bytes) -> int | None:
 
 
 class _Flow:
-    """What a Subscribe stream owes its client, fed by the thread reading its FetchRequests."""
+    """What a Subscribe stream owes its client, fed by the thread reading its FetchRequests,
+    and what may wake it: more requested, a bad request, a commit, the call ending."""
 
     def __init__(self) -> None:
         self.pending = 0
         self.error: str | None = None
+        self.ended = False
         self.changed = threading.Condition()
 
     def add(self, requested: int) -> None:
@@ -87,14 +92,27 @@ class _Flow:
             self.error = message
             self.changed.notify_all()
 
+    def end(self) -> None:
+        """The call is over (cancelled, timed out, the server stopping)."""
+        with self.changed:
+            self.ended = True
+            self.changed.notify_all()
+
+    def poke(self) -> None:
+        """Something was committed (the beacon calls this from the committing thread)."""
+        with self.changed:
+            self.changed.notify_all()
+
     def take(self, sent: int) -> int:
         with self.changed:
             self.pending -= sent
             return self.pending
 
-    def wait(self, seconds: float) -> None:
+    def wait(self, seconds: float, due: Callable[[], bool]) -> None:
+        """Until ``due()`` (looked at under the lock, so a wake-up between the caller's last
+        look and this wait is not lost), an error, the end, or ``seconds``."""
         with self.changed:
-            self.changed.wait(seconds)
+            self.changed.wait_for(lambda: self.error is not None or self.ended or due(), seconds)
 
 
 class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED for the rest
@@ -103,11 +121,13 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
         org: Org,
         *,
         keepalive: float = KEEPALIVE_SECONDS,
-        poll: float = POLL_SECONDS,
+        beacon: wakeup.Beacon | None = None,
     ) -> None:
         self.org = org
         self.keepalive = keepalive
-        self.poll = poll
+        #: commits as they happen (this process's and, through ``storage.wakeup``, others'):
+        #: a waiting stream reads the log only when one may concern it
+        self.beacon = beacon or wakeup.Beacon(org.store)
         #: open Subscribe streams, so stopping can wait until none touches the database
         self.streams = 0
         self.idle = threading.Condition()
@@ -230,36 +250,51 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
         ).start()
         viewer = None if session.is_admin else session.user_id
         entity = obj.name if obj is not None else None
-        last_sent = time.monotonic()
-        while context.is_active():
-            if flow.error is not None:
-                _abort(context, grpc.StatusCode.INVALID_ARGUMENT, flow.error, rpc_id)
-            if flow.pending > 0:
-                found, cursor = log.read_visible(
-                    self.org.store,
-                    after=cursor,
-                    entity=entity,
-                    limit=min(flow.pending, MAX_REQUESTED),
-                    viewer=viewer,
-                )
-                if found:
-                    left = flow.take(len(found))
+        beacon = self.beacon
+        context.add_callback(flow.end)
+        beacon.listen(flow.poke)
+        try:
+            unread = True  # the first look: what the replay preset starts with
+            last_sent = time.monotonic()
+
+            def due() -> bool:  # events may be there and the client wants some
+                return flow.pending > 0 and (unread or beacon.newest > cursor)
+
+            while context.is_active() and not flow.ended:
+                if flow.error is not None:
+                    _abort(context, grpc.StatusCode.INVALID_ARGUMENT, flow.error, rpc_id)
+                if due():
+                    known = beacon.newest  # before the read: it sees everything up to it
+                    found, cursor = log.read_visible(
+                        self.org.store,
+                        after=cursor,
+                        entity=entity,
+                        limit=min(flow.pending, MAX_REQUESTED),
+                        viewer=viewer,
+                        known=known,
+                    )
+                    unread = False
+                    if found:
+                        left = flow.take(len(found))
+                        yield pb.FetchResponse(
+                            events=[self._event(ev) for ev in found],
+                            latest_replay_id=encode_replay_id(cursor),
+                            rpc_id=rpc_id,
+                            pending_num_requested=left,
+                        )
+                        last_sent = time.monotonic()
+                        continue
+                if time.monotonic() - last_sent >= self.keepalive:
                     yield pb.FetchResponse(
-                        events=[self._event(ev) for ev in found],
                         latest_replay_id=encode_replay_id(cursor),
                         rpc_id=rpc_id,
-                        pending_num_requested=left,
+                        pending_num_requested=flow.pending,
                     )
                     last_sent = time.monotonic()
-                    continue
-            if time.monotonic() - last_sent >= self.keepalive:
-                yield pb.FetchResponse(
-                    latest_replay_id=encode_replay_id(cursor),
-                    rpc_id=rpc_id,
-                    pending_num_requested=flow.pending,
-                )
-                last_sent = time.monotonic()
-            flow.wait(self.poll)
+                if not due():
+                    flow.wait(last_sent + self.keepalive - time.monotonic(), due)
+        finally:
+            beacon.unlisten(flow.poke)
 
     def _start(self, first: Any, context: grpc.ServicerContext, rpc_id: str) -> int:
         """The replay id the stream starts after."""
@@ -346,6 +381,7 @@ class Running:
         database can be closed behind it)."""
         self.server.stop(grace=None).wait(timeout)
         self.servicer.wait_idle(timeout)
+        self.servicer.beacon.stop()
 
 
 def start(
@@ -355,7 +391,6 @@ def start(
     port: int,
     tls_files: tuple[Path, Path] | None,
     keepalive: float = KEEPALIVE_SECONDS,
-    poll: float = POLL_SECONDS,
 ) -> Running:
     """A started Pub/Sub server on ``host:port`` (TLS with ``tls_files`` = (cert, key));
     OSError when the port cannot be had."""
@@ -363,7 +398,7 @@ def start(
         ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="pubsub"),
         options=[("grpc.so_reuseport", 0)],  # a busy port must fail, not be shared
     )
-    servicer = PubSub(org, keepalive=keepalive, poll=poll)
+    servicer = PubSub(org, keepalive=keepalive)
     pb_grpc.add_PubSubServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     address = f"{host}:{port}"
     try:
@@ -376,5 +411,6 @@ def start(
         raise OSError(f"cannot listen on {address}: {exc}") from exc
     if not bound:
         raise OSError(f"cannot listen on {address}")
+    servicer.beacon.start()
     server.start()
     return Running(server, servicer, int(bound))

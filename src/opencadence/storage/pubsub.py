@@ -36,33 +36,39 @@ def read_visible(
     entity: str | None,
     limit: int,
     viewer: str | None,
+    known: int = 0,
 ) -> tuple[list[dict[str, Any]], int]:
     """(up to ``limit`` events after replay id ``after`` that ``viewer`` may see (None: all),
     oldest first, decoded as ``events.decode`` does; the replay id the scan got to).
 
     The second value is where the next read starts: past the last event returned, or past
     every event examined when fewer than ``limit`` were visible (at most MAX_SCANS * SCAN_ROWS
-    rows are examined per call)."""
+    rows are examined per call). ``known`` is a replay id the caller knows to be committed
+    (every smaller one is, too: replay ids follow commit order): when the scan reaches the end
+    of the log, the cursor is at least ``known``, so a one-object topic whose last events are
+    another object's does not read again for commits it has already looked past."""
     found: list[dict[str, Any]] = []
     cursor = after
+    ended = False
     with store.reading() as conn:
         for _ in range(MAX_SCANS):
             if len(found) >= limit:
                 break
             batch = events.read(conn, store.meta, after=cursor, entity=entity, limit=SCAN_ROWS)
-            if not batch:
-                break
-            allowed = _visible_ids(conn, store.meta, batch, viewer)
+            allowed = _visible_ids(conn, store.meta, batch, viewer) if batch else None
+            taken = 0
             for ev in batch:
+                if len(found) == limit:
+                    break
+                taken += 1
                 cursor = ev["event"]["replayId"]
                 header = ev["payload"]["ChangeEventHeader"]
                 if allowed is None or _allowed(header, allowed):
                     found.append(ev)
-                    if len(found) == limit:
-                        break
-            if len(batch) < SCAN_ROWS:
+            if len(batch) < SCAN_ROWS and taken == len(batch):
+                ended = True
                 break
-    return found, cursor
+    return found, max(cursor, known) if ended else cursor
 
 
 def _allowed(header: dict[str, Any], allowed: dict[str, set[str]]) -> bool:

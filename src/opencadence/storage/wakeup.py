@@ -16,8 +16,10 @@ worker``, a second server on the same database):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable
 
 from opencadence.storage import dialect, events, records
@@ -101,3 +103,87 @@ def _replay_id(payload: str) -> int | None:
         return int(payload)
     except ValueError:
         return None
+
+
+class Beacon:
+    """The newest committed replay id, for threads that wait for commits (a Pub/Sub stream, an
+    ``events tail``), fed by ``Store.event_listeners`` and, in a thread of its own running an
+    event loop, by ``watch``. A waiter registers a callback (``listen``) and is called, from
+    whichever thread saw the commit, after ``newest`` has grown: it looks at ``newest`` under
+    its own lock, so a commit between its read and its wait is never missed.
+
+    Idle, it runs no query: ``newest`` comes with each commit of this process and with each
+    NOTIFY; only a change seen without a replay id (a SQLite file touched by another process)
+    costs one ``newest_replay_id``."""
+
+    def __init__(self, store: records.Store) -> None:
+        self.store = store
+        self.newest = 0
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> Beacon:
+        """Begin listening (once); returns itself."""
+        if self._thread is not None:
+            return self
+        self.store.event_listeners.append(self.seen)
+        started = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(started,), name="oc-beacon", daemon=True
+        )
+        self._thread.start()
+        started.wait(5)
+        return self
+
+    def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.store.event_listeners.remove(self.seen)
+        loop, task, thread = self._loop, self._task, self._thread
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed already
+                loop.call_soon_threadsafe(task.cancel)
+        if thread is not None:
+            thread.join(5)
+        self._loop = self._task = self._thread = None
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._listeners.append(callback)
+
+    def unlisten(self, callback: Callable[[], None]) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._listeners.remove(callback)
+
+    def seen(self, replay_id: int) -> None:
+        """Events up to ``replay_id`` are committed (any thread): call the waiters if news."""
+        with self._lock:
+            if replay_id <= self.newest:
+                return
+            self.newest = replay_id
+            waiters = list(self._listeners)
+        for callback in waiters:
+            callback()
+
+    def _run(self, started: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._task = loop.create_task(watch(self.store, self._foreign))
+            started.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(self._task)
+        finally:
+            loop.close()
+
+    def _foreign(self, replay_id: int | None) -> None:
+        """A commit seen by the watcher (on its loop); without its replay id, ask once."""
+        if replay_id is None:
+            try:
+                replay_id = newest_replay_id(self.store)
+            except Exception:  # noqa: BLE001 - the database is away: the next change asks again
+                log.warning("could not read the newest replay id", exc_info=True)
+                return
+        self.seen(replay_id)

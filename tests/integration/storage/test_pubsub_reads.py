@@ -54,3 +54,31 @@ def test_one_call_examines_a_bounded_part_of_the_log(
     assert found == [] and lo - 1 < cursor < hi  # four rows examined, the rest next time
     found, cursor = pubsub.read_visible(store, after=cursor, entity="Contact", limit=10, viewer=rep)
     assert found == [] and cursor == hi
+
+
+def test_a_scan_that_reaches_the_end_moves_to_what_the_caller_knows_is_committed(
+    store: records.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pubsub, "SCAN_ROWS", 2)
+    monkeypatch.setattr(pubsub, "MAX_SCANS", 2)
+    ids = _contacts(store, [None] * 2)
+    with store.transaction() as tx:
+        tx.insert("Account", {"Name": "Other object"})
+    lo, hi = pubsub.bounds(store)
+    assert lo is not None and hi is not None
+    found, cursor = pubsub.read_visible(
+        store, after=lo - 1, entity="Contact", limit=10, viewer=None, known=hi
+    )
+    assert [e["payload"]["ChangeEventHeader"]["recordIds"] for e in found] == [[i] for i in ids]
+    assert cursor == hi  # past the Account event too: the log was read to its end
+    found, cursor = pubsub.read_visible(
+        store, after=lo - 1, entity="Contact", limit=1, viewer=None, known=hi
+    )
+    assert cursor == found[0]["event"]["replayId"] < hi  # stopped at the limit: not moved
+    _contacts(store, [None] * 5)
+    _, hi = pubsub.bounds(store)
+    assert hi is not None
+    found, cursor = pubsub.read_visible(
+        store, after=lo - 1, entity="Contact", limit=10, viewer=None, known=hi
+    )
+    assert len(found) == 4 and cursor < hi  # MAX_SCANS reached before the end: not moved
