@@ -103,3 +103,23 @@ def test_every_url_describe_advertises_is_served(server: Server) -> None:
             url = url.replace("{ID}", record[0]["Id"])
             r = s.get(f"https://{server.instance}{url}", headers=auth)
             assert r.status_code == 200, (name, key, url, r.status_code)
+
+
+def test_sforce_call_options_client_goes_into_change_origin(server: Server) -> None:
+    """REST writes carry ``Sforce-Call-Options: client=ID`` into changeOrigin, as SOAP's
+    CallOptions do (Salesforce's header; simple-salesforce sends it as a plain header)."""
+    sf = by_session(server)
+    after = max([e["event"]["replayId"] for e in server.org.store.read_events()] or [0])
+    headers = {"Sforce-Call-Options": "client=Sync/2, defaultNamespace=x"}
+    made = sf.Contact.create({"LastName": "Origin"}, headers=headers)["id"]
+    sf.Contact.update(made, {"Title": "CEO"}, headers=headers)
+    sf.Contact.delete(made)  # no header: the plain origin
+    origins = [
+        e["payload"]["ChangeEventHeader"]["changeOrigin"]
+        for e in server.org.store.read_events(after=after, entity="Contact")
+    ]
+    assert origins == [
+        "com/salesforce/api/rest/59.0;client=Sync/2",
+        "com/salesforce/api/rest/59.0;client=Sync/2",
+        "com/salesforce/api/rest/59.0",
+    ]

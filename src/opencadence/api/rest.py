@@ -145,6 +145,16 @@ def identity_path(user_id: str) -> str:
     return f"/id/{migrate.ORG_ID}/{user_id}"
 
 
+def call_client(request: Request) -> str:
+    """The ``client`` of a ``Sforce-Call-Options: client=ID[, defaultNamespace=NS]`` header (""
+    when absent), which the change events' changeOrigin carries as Salesforce's do."""
+    for part in request.headers.get("sforce-call-options", "").split(","):
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == "client":
+            return value.strip()[:255]
+    return ""
+
+
 def sobjects(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
     return org.describe_global(version)
 
@@ -152,7 +162,8 @@ def sobjects(request: Request, org: Org, session: accounts.Session, version: str
 def sobject(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
     name = request.path_params["sobject"]
     if request.method == "POST":
-        record_id = org.create(session, name, request.state.body, version)
+        client = call_client(request)
+        record_id = org.create(session, name, request.state.body, version, client=client)
         return json_response({"id": record_id, "success": True, "errors": []}, status=201)
     return org.basic_info(name, version)
 
@@ -174,9 +185,11 @@ def record(request: Request, org: Org, session: accounts.Session, version: str) 
         names = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
         return org.retrieve(session, name, record_id, names, version)
     if request.method == "PATCH":
-        org.update(session, name, record_id, request.state.body, version)
+        org.update(
+            session, name, record_id, request.state.body, version, client=call_client(request)
+        )
     else:
-        org.delete(session, name, record_id, version)
+        org.delete(session, name, record_id, version, client=call_client(request))
     return Response(status_code=204)
 
 
@@ -222,7 +235,13 @@ def _upsert(
         )
     try:
         record_id, created = org.upsert(
-            session, request.path_params["sobject"], key, value, body, version
+            session,
+            request.path_params["sobject"],
+            key,
+            value,
+            body,
+            version,
+            client=call_client(request),
         )
     except errors.DuplicateExternalId as exc:
         return _multiple(
