@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -145,21 +145,13 @@ class Server:
         s = requests.Session()
         s.trust_env = False
         s.verify = str(self.template.cert)
-        s.mount("https://", _tracking_adapter(self._sockets))
+        s.mount("https://", tracking_adapter(self._sockets))
         return s
 
     def close(self) -> None:
-        """Close the clients' connections (the server's shutdown would wait for them), then stop.
-        A closed session's socket stays open while a response (kept alive by a traceback, say)
-        still holds its file, so each socket is shut down too, which ends it at once."""
+        """Close the clients' connections (the server's shutdown would wait for them), then stop."""
         self.client.close()
-        for sock in self._sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed
-            sock.close()
-        self._sockets.clear()
+        shut_down(self._sockets)
         self._server.should_exit = True
         self._thread.join(STOP_SECONDS * 2)
 
@@ -333,13 +325,19 @@ class LocalOrg:
         self.close()
 
 
-def _tracking_adapter(sockets: set[socket.socket]) -> Any:
-    """A requests transport adapter that remembers the socket of every connection it sends on."""
+def tracking_adapter(
+    sockets: set[socket.socket], rewrite: Callable[[str], str] | None = None
+) -> Any:
+    """A requests transport adapter that remembers the socket of every connection it sends on
+    (for ``shut_down``); ``rewrite`` changes each request's URL first (the test suite sends
+    Salesforce's login hosts to the local server with it)."""
     from requests import PreparedRequest, Response
     from requests.adapters import HTTPAdapter
 
     class Tracking(HTTPAdapter):
         def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+            if rewrite is not None and request.url is not None:
+                request.url = rewrite(request.url)
             response = super().send(request, *args, **kwargs)
             connection = response.raw.connection  # None once a bodiless response is read
             if connection is not None and connection.sock is not None:
@@ -347,3 +345,16 @@ def _tracking_adapter(sockets: set[socket.socket]) -> Any:
             return response
 
     return Tracking()
+
+
+def shut_down(sockets: set[socket.socket]) -> None:
+    """End every client connection in ``sockets`` at once. A closed session's socket stays open
+    while a response (kept alive by a traceback, say) still holds its file, and a server's
+    graceful shutdown waits for it, so each one is shut down, not only closed."""
+    for sock in sockets:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+        sock.close()
+    sockets.clear()

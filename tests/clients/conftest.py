@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import requests
 import uvicorn
-from requests.adapters import HTTPAdapter
 
-from opencadence import system
+from opencadence import system, testing
 from opencadence.api import server as api_server
 from opencadence.api import tls
 from opencadence.clock import ManualClock
@@ -54,9 +53,9 @@ class Server:
         s = requests.Session()
         s.trust_env = False
         s.verify = str(self.cert)
-        s.mount("https://", _Tracking(self.sockets))
-        s.mount("https://login.salesforce.com", _Redirect(self.sockets, self.port))
-        s.mount("https://test.salesforce.com", _Redirect(self.sockets, self.port))
+        s.mount("https://", testing.tracking_adapter(self.sockets))
+        for host in ("https://login.salesforce.com", "https://test.salesforce.com"):
+            s.mount(host, testing.tracking_adapter(self.sockets, _to_local(self.port)))
         self.sessions.append(s)
         return s
 
@@ -68,42 +67,19 @@ class Server:
         garbage collector runs), so each socket is also shut down, which ends it at once."""
         for s in self.sessions:
             s.close()
-        for sock in self.sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed
-            sock.close()
+        testing.shut_down(self.sockets)
 
 
-class _Tracking(HTTPAdapter):
-    """Remembers the socket of every connection it sends on, for ``Server.close_clients``."""
-
-    def __init__(self, sockets: set[socket.socket]) -> None:
-        super().__init__()
-        self.sockets = sockets
-
-    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
-        response = super().send(request, **kwargs)
-        connection = response.raw.connection  # None once a response without a body is read
-        if connection is not None and connection.sock is not None:
-            self.sockets.add(connection.sock)
-        return response
-
-
-class _Redirect(_Tracking):
+def _to_local(port: int) -> Callable[[str], str]:
     """Sends requests for a Salesforce login host to the local server (client code untouched)."""
 
-    def __init__(self, sockets: set[socket.socket], port: int) -> None:
-        super().__init__(sockets)
-        self.port = port
-
-    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
-        parts = urlsplit(request.url)
-        request.url = urlunsplit(
-            (parts.scheme, f"127.0.0.1:{self.port}", parts.path, parts.query, parts.fragment)
+    def rewrite(url: str) -> str:
+        parts = urlsplit(url)
+        return urlunsplit(
+            (parts.scheme, f"127.0.0.1:{port}", parts.path, parts.query, parts.fragment)
         )
-        return super().send(request, **kwargs)
+
+    return rewrite
 
 
 def free_port() -> int:
