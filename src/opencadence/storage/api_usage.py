@@ -10,12 +10,15 @@ the manual clock's: moving the org's clock is for cadences, not for resetting qu
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from opencadence.storage import records, schema
+
+log = logging.getLogger("opencadence.api_usage")
 
 #: How often (seconds) a process adds its pending requests to the database.
 FLUSH_SECONDS = 1.0
@@ -39,44 +42,72 @@ class ApiUsage:
         self._flush_seconds = flush_seconds
         self._today = today
         self._lock = threading.Lock()
+        #: held by the one thread writing the count; the others never wait for the database
+        self._writing = threading.Lock()
         self._day = ""
         self._stored = 0  # the day's total in the database at the last flush
-        self._pending = 0  # this process's requests since then
+        self._inflight = 0  # being added to the database right now
+        self._pending = 0  # this process's requests not yet written
         self._flushed_at = 0.0
 
     def count(self) -> int:
-        """Count one request; the day's total including it."""
+        """Count one request; the day's total including it. At most once a second, the thread
+        that counts writes the process's count, outside the counter's lock, so a slow write
+        (a busy SQLite writer) delays that one request, not every request."""
         with self._lock:
             self._roll()
             self._pending += 1
-            if time.monotonic() - self._flushed_at >= self._flush_seconds:
+            total = self._stored + self._inflight + self._pending
+            due = time.monotonic() - self._flushed_at >= self._flush_seconds
+        if due and self._writing.acquire(blocking=False):
+            try:
                 self._flush()
-            return self._stored + self._pending
+            finally:
+                self._writing.release()
+            return self.used()  # the writer also learnt the other processes' count
+        return total
 
     def used(self) -> int:
         """The day's total so far (without counting a request)."""
         with self._lock:
             self._roll()
-            return self._stored + self._pending
+            return self._stored + self._inflight + self._pending
 
     def flush(self) -> None:
-        with self._lock:
+        with self._writing:
             self._flush()
 
     def _roll(self) -> None:
-        """A new day starts at zero; what the old day still had pending is written to it."""
+        """A new day starts at zero; what the old day still had pending is written to it (once
+        a day, under the lock)."""
         day = self._today()
         if day == self._day:
             return
-        if self._day:
-            self._flush()
-        self._day, self._stored, self._pending = day, 0, 0
-        self._flush()  # read the new day's total from the other processes
+        if self._day and self._pending:
+            _add(self._store, _key(self._day), self._pending)
+        self._day, self._pending = day, 0
+        self._stored = _add(self._store, _key(day), 0)  # the other processes' count so far
+        self._flushed_at = time.monotonic()
 
     def _flush(self) -> None:
-        self._stored = _add(self._store, _key(self._day), self._pending)
-        self._pending = 0
-        self._flushed_at = time.monotonic()
+        """Add the pending count to the database (the caller holds ``_writing``). A failed
+        write keeps the count pending for the next one: counting never fails a request."""
+        with self._lock:
+            self._roll()
+            day, self._inflight, self._pending = self._day, self._pending, 0
+            self._flushed_at = time.monotonic()
+        try:
+            stored = _add(self._store, _key(day), self._inflight)
+        except Exception as exc:  # the database is down or busy: try again at the next flush
+            log.warning("could not record %d API requests: %s", self._inflight, exc)
+            with self._lock:
+                self._pending += self._inflight
+                self._inflight = 0
+            return
+        with self._lock:
+            if day == self._day:
+                self._stored = stored
+            self._inflight = 0
 
 
 def _key(day: str) -> str:

@@ -3,6 +3,8 @@ across processes sharing a database, and starting again at zero each UTC day."""
 
 from __future__ import annotations
 
+import pytest
+
 from opencadence.storage import api_usage, records
 
 
@@ -26,3 +28,20 @@ def test_two_processes_add_up_and_a_new_day_starts_at_zero(store: records.Store)
             ).all()
         )
     assert rows == {"api_requests:2026-12-01": 7, "api_requests:2026-12-02": 1}
+
+
+def test_a_failed_write_keeps_the_count_and_never_fails_the_request(
+    store: records.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    usage = api_usage.ApiUsage(store, flush_seconds=0, today=lambda: "2026-12-03")
+    assert usage.count() == 1
+    real = api_usage._add
+
+    def down(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("database unreachable")
+
+    monkeypatch.setattr(api_usage, "_add", down)
+    assert usage.count() == 2  # counted, not raised
+    monkeypatch.setattr(api_usage, "_add", real)
+    assert usage.count() == 3
+    assert api_usage.ApiUsage(store, today=lambda: "2026-12-03").used() == 3  # all written
