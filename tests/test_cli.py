@@ -8,12 +8,14 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
 
-from opencadence.storage import records
+from opencadence import system
+from opencadence.storage import clock_state, records
 from opencadence.storage.schema import SESSIONS
 
 
@@ -346,3 +348,17 @@ def test_apps_create_stores_the_callback_url_certificate_and_scopes(tmp_path: Pa
         "--certificate", str(tmp_path / "none.pem"),
     )  # fmt: skip
     assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def test_query_runs_at_the_orgs_saved_manual_clock(db_url: str, oc: system.System) -> None:
+    """A manual-clock org moved three days ahead is queried at that position: TODAY is its day,
+    not the machine's (the CLI used to compute date literals from the wall clock)."""
+    assert oc.manual_clock is not None
+    ahead = datetime.now(UTC) + timedelta(days=3)
+    oc.manual_clock.set(ahead)
+    clock_state.save(oc.store, ahead)
+    with oc.store.transaction() as tx:
+        tx.insert("Lead", {"LastName": "Ahead", "Company": "Clock"})
+    out = _run("query", "SELECT LastName FROM Lead WHERE CreatedDate = TODAY", "--database", db_url)
+    assert out.returncode == 0, out.stderr
+    assert "Ahead" in out.stdout and out.stdout.splitlines()[-1] == "(1 record)"

@@ -28,10 +28,14 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    """Run a SOQL query (all pages) as the org's automated process user, with full visibility."""
-    with system.build(
-        system.Settings(database_url=common.database_url(args), worker=False)
-    ) as built:
+    """Run a SOQL query (all pages) as the org's automated process user, with full visibility.
+
+    "Now" (date literals, SecondsOverdue) is where the org's clock stands: a manual-clock org
+    moved days ahead is queried at its saved position, not at the machine's wall time. A manual
+    clock that is never moved starts at max(wall time, that position), which is what this needs.
+    """
+    settings = system.Settings(database_url=common.database_url(args), clock="manual", worker=False)
+    with system.build(settings) as built:
         service = built.org.queries
         result = service.query(args.soql, include_deleted=args.all, version=args.version)
         rows = list(result["records"])
