@@ -419,16 +419,24 @@ def engagement(
     if tracker_id is None:
         return False
     on_listened = email_step_tracker_id is None or listened
+    ours = email_step_tracker_id is None or _sent_by(store, email_step_tracker_id, tracker_id)
     transition(
         store,
         tracker_id,
         records.AUTOMATED_USER,
         lambda c, cad, s: engine.on_engagement(
-            c, cad, s, now_of(store), records.AUTOMATED_USER, event, on_listened
+            c, cad, s, now_of(store), records.AUTOMATED_USER, event, on_listened, ours
         ),
         config,
     )
     return True
+
+
+def _sent_by(store: records.Store, email_step_tracker_id: str, tracker_id: str) -> bool:
+    """Whether the email's step tracker belongs to the enrolment ``tracker_id`` (engagement
+    with an email of an earlier enrolment moves no track)."""
+    row = store.get(STEP, ids.parse(email_step_tracker_id))
+    return row is not None and row["ActionCadenceTrackerId"] == tracker_id
 
 
 def trackers_of(store: records.Store, target_ids: Sequence[str]) -> dict[str, str]:
