@@ -613,6 +613,28 @@ def on_step_event(
     return d
 
 
+def change_due_date(
+    ctx: Context,
+    cadence: graph.Cadence,
+    sit: Situation,
+    now: datetime,
+    user: str,
+    step_tracker_id: str,
+    due: datetime,
+) -> Decision:
+    """The assignee moves the DueDateTime of the open manual step, unless the step's
+    IsScheduledDueDateLocked forbids it."""
+    d = Decision()
+    mv = _move(ctx, d, cadence, sit, now, user)
+    step = _open_step(mv, sit, step_tracker_id)
+    if step.type not in graph.MANUAL_TYPES:
+        raise Refused(f"A {step.type} step has no due date.")
+    if step.due_locked:
+        raise Refused(f"The due date of step {step.name} is locked (IsScheduledDueDateLocked).")
+    mv.set_step(DueDateTime=schedule.ms(due))
+    return d
+
+
 def on_call(
     ctx: Context,
     cadence: graph.Cadence,

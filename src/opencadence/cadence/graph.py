@@ -130,6 +130,8 @@ class Step:
     start_time_minutes: int | None = None
     days_until_due: int | None = None
     template_id: str | None = None
+    #: IsScheduledDueDateLocked: assignees cannot change the due date of its step trackers
+    due_locked: bool = False
     rules: tuple[Rule, ...] = ()
     variants: tuple[Variant, ...] = ()
 
@@ -335,6 +337,7 @@ def _step(row: Row, rules: tuple[Rule, ...], variants: tuple[Variant, ...]) -> S
         start_time_minutes=row["ScheduledStartTimeInMinutes"],
         days_until_due=row["ScheduledDaysUntilDue"],
         template_id=row["TemplateId"],
+        due_locked=bool(row.get("IsScheduledDueDateLocked")),
         rules=rules,
         variants=variants,
     )
