@@ -3,7 +3,9 @@
 ``problems`` lists everything wrong; ``check`` raises the first as CadenceInvalid. The checks
 are the ones Salesforce states (one root, DaisyChain last on its path, Wait has
 WaitTimeInSeconds, ≤ 3 variants totalling 100 %, branch rules complete) plus the ones a graph
-linked by names needs (no dangling names, no unreachable step, one next step per plain step).
+linked by names needs (no dangling names, no unreachable step, one next step per plain step),
+and those of Cadence Builder 2.0 tracks and quick cadences (docs/runtime-decisions.md). The
+same checks judge an edit of an active cadence (``runtime.builder_edit``).
 """
 
 from __future__ import annotations
