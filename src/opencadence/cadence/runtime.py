@@ -51,6 +51,10 @@ def _transition(
     cadence = loaded.cadences[sit.tracker["ActionCadenceId"]]
     d = decide(loaded.context(), cadence, sit)
     applying.apply(tx, runs, [d])
+    outbox = mail.outbox(tx.store.meta)
+    for effect in d.effects:  # an email the cancelled step had queued (a daily cap) stays unsent
+        if isinstance(effect, decision.CancelEmail):
+            outbox.cancel(tx.conn, effect.step_tracker_id)
     return d
 
 

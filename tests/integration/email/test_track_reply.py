@@ -3,7 +3,11 @@ track, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from opencadence.cadence import worker
+from datetime import timedelta
+
+from opencadence.cadence import runtime, worker
+from opencadence.clock import ManualClock
+from opencadence.email import settings
 from opencadence.storage import records
 from tests.integration.cadence.helpers import step_trackers, tracker_of
 from tests.integration.email.conftest import Enrol, Relay, Template
@@ -56,3 +60,61 @@ def test_a_reply_by_smtp_switches_to_the_positive_track(
         ("MakeACall", "Active"),
     ]
     assert tracker_of(store, target)["CurrentStepId"] == rows[-1]["Id"]
+
+
+NEGATIVE = [
+    {
+        "StepName": "negative",
+        "Type": "SubRoot",
+        "ParentStepName": "root",
+        "rules": [
+            {
+                "RuleName": "no",
+                "RuleType": "SubRootStep",
+                "conditions": [
+                    {
+                        "RuleConditionName": "n1",
+                        "Resource": "CallDispositionCategory",
+                        "Operator": "Equal",
+                        "Value": "CallNotInterested",
+                    }
+                ],
+            }
+        ],
+    },
+    {"StepName": "bye", "Type": "CreateTask", "ParentStepName": "negative"},
+]
+
+
+def test_a_switch_cancels_the_email_the_daily_cap_holds(
+    store: records.Store,
+    clock: ManualClock,
+    relay: Relay,
+    work: worker.Worker,
+    template: Template,
+    enrol: Enrol,
+    rep: str,
+) -> None:
+    clock.set(clock.now().replace(hour=12, minute=0, second=0, microsecond=0))
+    with store.transaction() as tx:
+        settings.put(tx.conn, "user_daily_auto_cap", 1, scope=rep)
+    tid = template()
+    enrol(tid, then=NEGATIVE)
+    clock.advance(timedelta(seconds=1))
+    held = enrol(tid, then=NEGATIVE)
+    work.run_until_idle()
+    tracker = tracker_of(store, held)["Id"]
+    (row,) = [r for r in outbox_rows(store) if r["tracker_id"] == tracker]
+    assert row["status"] == "waiting"
+    runtime.log_call(store, rep, held, "Not Interested")
+    (row,) = [r for r in outbox_rows(store) if r["tracker_id"] == tracker]
+    assert row["status"] == "cancelled"
+    rows = step_trackers(store, tracker)
+    assert [(r["StepType"], r["State"]) for r in rows[1:]] == [
+        ("AutoSendAnEmail", "Cancelled"),
+        ("SubRoot", "Completed"),
+        ("CreateTask", "Active"),
+    ]
+    clock.advance(timedelta(days=2))
+    work.run_until_idle()
+    assert len(relay.received) == 1  # the other target's email only
