@@ -199,6 +199,7 @@ class Org:
         ):
             self._check_unique(tx, obj, body, None)
             record_id = tx.insert(obj.name, body)
+            runtime.builder_edit(tx, obj.name, record_id)  # an active cadence's graph: checked
             self._after_write(tx, obj, record_id, body)
         if state is not None and state != "Draft":
             runtime.set_state(self.store, record_id, state, session.user_id)
@@ -233,6 +234,7 @@ class Org:
                 self._writing(session, version, api, client, tx) as tx,
             ):
                 self._check_unique(tx, obj, body, canonical)
+                runtime.builder_edit(tx, obj.name, canonical, body)
                 tx.update(obj.name, canonical, body)
                 if obj.name == "User":  # IsActive=false ends the user's sessions for good
                     self.accounts.end_sessions_if_inactive(tx.conn, canonical)
@@ -265,6 +267,7 @@ class Org:
             if obj.name == TRACKER:  # takes the target out of the cadence in the same transaction
                 runtime.delete_tracker(tx, canonical, self.caller(session).viewer)
             else:
+                runtime.builder_edit(tx, obj.name, canonical)
                 tx.delete(obj.name, canonical)
 
     def undelete(

@@ -22,7 +22,10 @@ The file uses Salesforce's own field names, so it needs no second vocabulary::
                           Operator: Equal, Value: CallMeaningfulConnect}]
 
 Global exit rules are rules of the Root step with ``RuleType: RootStep`` and a
-GlobalEventType. A DaisyChain step names its chained cadence by ``ChainedCadence: <Name>``.
+GlobalEventType. A Cadence Builder 2.0 track is a ``Type: SubRoot`` step under the Root with
+``RuleType: SubRootStep`` entry rules; a quick cadence (``cadence: {Type: Quick}``) repeats its
+one step on a ``RuleType: RepeatedStep`` rule (docs/reference/definition-file.md). A
+DaisyChain step names its chained cadence by ``ChainedCadence: <Name>``.
 Export writes exactly the createable, non-empty fields, sorted, so export → import → export
 gives the same text.
 """

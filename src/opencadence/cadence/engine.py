@@ -225,6 +225,14 @@ class _Move:
         self, step: graph.Step, not_before: datetime | None
     ) -> tuple[graph.Step | None, datetime | None] | None:
         """Create ``step``'s tracker; return the next step when ``step`` is instantaneous."""
+        if step.type == graph.SUBROOT:  # a track's head: passed at once, like the Root
+            self.new_step(
+                step,
+                "Completed",
+                CompletionReason="AutomaticallyCompleted",
+                CompletionDate=self.now,
+            )
+            return self.cadence.next_of(step), not_before
         if step.type in graph.MANUAL_TYPES or step.type == "AutoSendAnEmail":
             t = schedule.timing(step, self.now, self.tz, not_before)
             later = t.start > self.now
@@ -277,14 +285,43 @@ class _Move:
         return self.cadence.step(step.branch_default)
 
     def advance(self, done: graph.Step) -> None:
-        """After ``done`` completed: follow a repeat loop, else the next step."""
-        if done.is_loop:
-            target = self.cadence.step(done.goto_name)
-            if target is not None and self.visits.get(target.name, 0) <= (done.goto_limit or 0):
-                wait = timedelta(minutes=done.goto_interval_minutes or 0)
+        """After ``done`` completed: follow a repeat (a GoTo loop, a quick cadence's
+        RepeatedStep rule), else the next step."""
+        repeat = self.cadence.repeat_of(done)
+        if repeat is not None:
+            target, limit, interval = repeat
+            if self.visits.get(target.name, 0) <= limit:
+                wait = timedelta(minutes=interval)
                 self.enter(target, self.now + wait if wait else None)
                 return
         self.enter(self.cadence.next_of(done))
+
+    @property
+    def track(self) -> str:
+        """The track of the target's current (or just completed) step: "" for the main one."""
+        if self.step is None:
+            return ""
+        return self.cadence.track_of.get(self.step_def.name, "")
+
+    def entry_track(self, facts: frozenset[str]) -> graph.Step | None:
+        """The head of another track whose entry rule ``facts`` satisfy (tracks by name)."""
+        if self.tracker["State"] != "Running":
+            return None  # a paused target stays where it is (docs/runtime-decisions.md)
+        current = self.track
+        for head in self.cadence.tracks:
+            if head.name != current and any(r.holds(facts) for r in head.entry_rules):
+                return head
+        return None
+
+    def switch_track(self, head: graph.Step) -> None:
+        """Cadence Builder 2.0: cancel the open step and start the new track, whose first step
+        starts at the later of the cancelled step's start and its own."""
+        cancelled_start = None
+        if self.step is not None and self.step["State"] in OPEN_STATES:
+            cancelled_start = self.step.get("ScheduledStartDateTime")
+            self.close_step("Cancelled", None)
+        self.set_run(signals="")
+        self.enter(head, cancelled_start)
 
     def chain(self, step: graph.Step) -> None:
         """DaisyChain: complete here and enrol the target in the chained cadence."""
@@ -576,6 +613,28 @@ def on_step_event(
     return d
 
 
+def change_due_date(
+    ctx: Context,
+    cadence: graph.Cadence,
+    sit: Situation,
+    now: datetime,
+    user: str,
+    step_tracker_id: str,
+    due: datetime,
+) -> Decision:
+    """The assignee moves the DueDateTime of the open manual step, unless the step's
+    IsScheduledDueDateLocked forbids it."""
+    d = Decision()
+    mv = _move(ctx, d, cadence, sit, now, user)
+    step = _open_step(mv, sit, step_tracker_id)
+    if step.type not in graph.MANUAL_TYPES:
+        raise Refused(f"A {step.type} step has no due date.")
+    if step.due_locked:
+        raise Refused(f"The due date of step {step.name} is locked (IsScheduledDueDateLocked).")
+    mv.set_step(DueDateTime=schedule.ms(due))
+    return d
+
+
 def on_call(
     ctx: Context,
     cadence: graph.Cadence,
@@ -602,8 +661,11 @@ def on_call(
         mv.close_step("Completed", "AutomaticallyCompleted", action_by=user)
         completed = True
     rule = _global_rule(cadence, outcome)
+    head = mv.entry_track(frozenset({outcome})) if rule is None and outcome else None
     if rule is not None:
         mv.exit_global(rule)
+    elif head is not None:
+        mv.switch_track(head)
     elif completed and step is not None:
         mv.advance(step)
     mv.flush_run()
@@ -625,14 +687,21 @@ def on_engagement(
     user: str,
     event: str,
     on_listened_email: bool = True,
+    of_this_tracker: bool = True,
 ) -> Decision:
     """Email engagement (EmailOpen, EmailLinkClick, EmailReply, EmailHardBounce,
-    EmailSoftBounce): global exit rules first, then the listener branch."""
+    EmailSoftBounce): global exit rules first, then track entry rules (``of_this_tracker``:
+    the email was sent by this enrolment), then the listener branch."""
     d = Decision()
     mv = _move(ctx, d, cadence, sit, now, user)
     rule = _global_rule(cadence, event)
     if rule is not None:
         mv.exit_global(rule)
+        return d
+    head = mv.entry_track(frozenset({event})) if of_this_tracker else None
+    if head is not None:
+        mv.switch_track(head)
+        mv.flush_run()
         return d
     step = mv.step_def if mv.step is not None else None
     if (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -49,6 +50,24 @@ RESOURCE_OF = {"Branch": "CallDispositionCategory", "ListenerBranch": "EmailEnga
 VALUES_OF = {"CallDispositionCategory": CALL_OUTCOMES, "EmailEngagement": EMAIL_ENGAGEMENT}
 #: Graph states of steps that run (Retired steps keep their trackers but take no new targets).
 LIVE = "Included"
+#: The head of a Cadence Builder 2.0 track (positive or negative): a child of the Root whose
+#: SubRootStep rules say when a target enters the track; its one child is the track's first step.
+SUBROOT = "SubRoot"
+#: Tracks besides the main one (Cadence Builder 2.0 has main, positive and negative).
+MAX_TRACKS = 2
+#: What a track entry rule (RuleType SubRootStep) can name, per condition Resource: the email
+#: engagement of any email of the target's cadence (a reply included) or a logged call's result.
+ENTRY_VALUES_OF = {
+    "EmailEngagement": EMAIL_ENGAGEMENT + ("EmailReply",),
+    "CallDispositionCategory": CALL_OUTCOMES,
+}
+#: Rule types by the kind of step that carries them (RootStep rules are the global exits).
+BRANCH_RULE, ENTRY_RULE, REPEAT_RULE, EXIT_RULE = (
+    "BranchStep",
+    "SubRootStep",
+    "RepeatedStep",
+    "RootStep",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +130,8 @@ class Step:
     start_time_minutes: int | None = None
     days_until_due: int | None = None
     template_id: str | None = None
+    #: IsScheduledDueDateLocked: assignees cannot change the due date of its step trackers
+    due_locked: bool = False
     rules: tuple[Rule, ...] = ()
     variants: tuple[Variant, ...] = ()
 
@@ -118,6 +139,21 @@ class Step:
     def is_loop(self) -> bool:
         """A repeat step: jumps back to GoToStepName up to GoToStepIterationLimit times."""
         return bool(self.goto_name) and (self.goto_limit or 0) > 0
+
+    @property
+    def entry_rules(self) -> tuple[Rule, ...]:
+        """A SubRoot step's track entry rules (RuleType SubRootStep)."""
+        return tuple(r for r in self.rules if r.rule_type == ENTRY_RULE)
+
+    @property
+    def repeat_rule(self) -> Rule | None:
+        """A quick cadence step's RepeatedStep rule, if any."""
+        return next((r for r in self.rules if r.rule_type == REPEAT_RULE), None)
+
+    @property
+    def repeats(self) -> bool:
+        """The target comes back to a step after this one (a GoTo loop or a quick repeat)."""
+        return self.is_loop or self.repeat_rule is not None
 
 
 @dataclass(frozen=True)
@@ -149,7 +185,57 @@ class Cadence:
 
     @property
     def has_loops(self) -> bool:
-        return any(s.is_loop for s in self.steps.values())
+        """Whether step visits must be counted (GoToStepIterationCount of a step entered again:
+        a loop, a quick repeat, or a track entered a second time)."""
+        return bool(self.tracks) or any(s.repeats for s in self.steps.values())
+
+    @cached_property
+    def tracks(self) -> tuple[Step, ...]:
+        """The live SubRoot steps under the Root (the positive / negative track heads)."""
+        roots = self.roots
+        if not roots:
+            return ()
+        kids = self.children.get(roots[0].name, ())
+        return tuple(self.steps[k] for k in kids if self.steps[k].type == SUBROOT)
+
+    @cached_property
+    def track_of(self) -> Mapping[str, str]:
+        """Step name -> the track it is on: a SubRoot step's name, or "" for the main track
+        (steps reachable from the Root without passing a SubRoot). A step reachable from two
+        tracks is on the first that reaches it (``validate`` refuses such a graph)."""
+        out: dict[str, str] = {}
+        roots = self.roots
+        if not roots:
+            return out
+        heads = [("", roots[0])] + [(t.name, t) for t in self.tracks]
+        for track, head in heads:
+            todo = [head]
+            while todo:
+                step = todo.pop()
+                if step.name in out:
+                    continue
+                out[step.name] = track
+                for name in edges(self, step):
+                    nxt = self.step(name)
+                    if nxt is not None and nxt.type != SUBROOT and nxt.name not in out:
+                        todo.append(nxt)
+        return MappingProxyType(out)
+
+    def repeat_of(self, step: Step) -> tuple[Step, int, int] | None:
+        """Where a repeating ``step`` goes back to, how many repeats, and the minutes between:
+        a GoTo loop's GoToStepName, or a quick cadence's RepeatedStep rule (its
+        OutcomeNextStepName, the step itself when empty); GoToStepIterationLimit and
+        GoToStepIntervalInMinutes of ``step`` in both cases."""
+        if step.is_loop:
+            name: str | None = step.goto_name
+        elif step.repeat_rule is not None:
+            name = step.repeat_rule.outcome_next_step_name or step.name
+        else:
+            return None
+        target = self.step(name)
+        if target is None:
+            return None
+        return target, step.goto_limit or 0, step.goto_interval_minutes or 0
 
     def step(self, name: str | None) -> Step | None:
         """A live (Included) step by name, or None."""
@@ -163,7 +249,7 @@ class Cadence:
         activation; on a repeat step (GoToStepIterationLimit set) it is the loop target and is
         handled by the engine, not here.
         """
-        kids = self.children.get(step.name, ())
+        kids = [k for k in self.children.get(step.name, ()) if self.steps[k].type != SUBROOT]
         if kids:
             return self.steps[kids[0]]
         if step.goto_name and not step.is_loop:
@@ -172,8 +258,22 @@ class Cadence:
 
     def total_steps(self) -> int:
         """ActionCadence.TotalSteps: steps excluding root, branch and daisy-chain steps."""
-        skip = {"Root", "Branch", "ListenerBranch", "DaisyChain"}
+        skip = {"Root", "Branch", "ListenerBranch", "DaisyChain", SUBROOT}
         return sum(1 for s in self.steps.values() if s.graph_state == LIVE and s.type not in skip)
+
+
+def edges(cadence: Cadence, step: Step) -> list[str]:
+    """Names of the steps a target can move to from ``step`` (track switches aside)."""
+    if step.type in BRANCH_TYPES:
+        out = [r.outcome_next_step_name for r in step.rules if r.outcome_next_step_name]
+        return out + ([step.branch_default] if step.branch_default else [])
+    out = list(cadence.children.get(step.name, ()))
+    if step.goto_name:
+        out.append(step.goto_name)
+    rule = step.repeat_rule
+    if rule is not None and rule.outcome_next_step_name:
+        out.append(rule.outcome_next_step_name)
+    return out
 
 
 def ordered_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
@@ -237,6 +337,7 @@ def _step(row: Row, rules: tuple[Rule, ...], variants: tuple[Variant, ...]) -> S
         start_time_minutes=row["ScheduledStartTimeInMinutes"],
         days_until_due=row["ScheduledDaysUntilDue"],
         template_id=row["TemplateId"],
+        due_locked=bool(row.get("IsScheduledDueDateLocked")),
         rules=rules,
         variants=variants,
     )

@@ -9,7 +9,7 @@ after a Task insert (a logged call).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +51,10 @@ def _transition(
     cadence = loaded.cadences[sit.tracker["ActionCadenceId"]]
     d = decide(loaded.context(), cadence, sit)
     applying.apply(tx, runs, [d])
+    outbox = mail.outbox(tx.store.meta)
+    for effect in d.effects:  # an email the cancelled step had queued (a daily cap) stays unsent
+        if isinstance(effect, decision.CancelEmail):
+            outbox.cancel(tx.conn, effect.step_tracker_id)
     return d
 
 
@@ -141,15 +145,7 @@ def _activate(runs: RunStore, tx: records.Tx, cadence: graph.Cadence) -> None:
     for step in cadence.detached:
         if step.graph_state == "Orphaned":  # removed before activation: deleted now
             tx.delete("ActionCadenceStep", step.id, system=True)
-    root = cadence.root
-    for sid, root_id, detail, typ in runs.step_graph_fields(tx.conn, cadence.id):
-        if root_id != root.id or detail is None:
-            tx.update(
-                "ActionCadenceStep",
-                sid,
-                {"RootStepId": root.id, "TypeDetail": detail or typ},
-                system=True,
-            )
+    _fill_graph_fields(runs, tx, cadence)
     tx.update(
         "ActionCadence",
         cadence.id,
@@ -161,6 +157,19 @@ def _activate(runs: RunStore, tx: records.Tx, cadence: graph.Cadence) -> None:
         },
         system=True,
     )
+
+
+def _fill_graph_fields(runs: RunStore, tx: records.Tx, cadence: graph.Cadence) -> None:
+    """RootStepId and TypeDetail of every step (a step added after activation gets them too)."""
+    root = cadence.root
+    for sid, root_id, detail, typ in runs.step_graph_fields(tx.conn, cadence.id):
+        if root_id != root.id or detail is None:
+            tx.update(
+                "ActionCadenceStep",
+                sid,
+                {"RootStepId": root.id, "TypeDetail": detail or typ},
+                system=True,
+            )
 
 
 def set_state(
@@ -176,6 +185,109 @@ def set_state(
 
 
 # -- editing an active cadence ------------------------------------------------------------------
+
+#: The builder objects: a write of one of them edits its cadence's graph.
+BUILDER_OBJECTS = frozenset(
+    {
+        "ActionCadence",
+        "ActionCadenceStep",
+        "ActionCadenceRule",
+        "ActionCadenceRuleCondition",
+        "ActionCadenceStepVariant",
+    }
+)
+#: Cadence states whose edits are checked as activation checks them (targets may be running).
+CHECKED_STATES = frozenset({"Active", "Inactive"})
+#: Where each builder object's parent is: (reference field, parent object).
+_PARENT = {
+    "ActionCadenceStep": ("ActionCadenceId", "ActionCadence"),
+    "ActionCadenceRule": ("ActionCadenceStepId", "ActionCadenceStep"),
+    "ActionCadenceRuleCondition": ("ActionCadenceRuleId", "ActionCadenceRule"),
+    "ActionCadenceStepVariant": ("ActionCadenceStepId", "ActionCadenceStep"),
+}
+
+
+def builder_edit(
+    tx: records.Tx,
+    object_name: str,
+    record_id: str,
+    changes: Mapping[str, Any] | None = None,
+) -> None:
+    """A write of a builder record in ``tx`` (``Org`` calls it after a create and before an
+    update or a delete). When its cadence is Active or Inactive, the graph as ``tx`` leaves it
+    is checked just before ``tx`` commits, as activation checks it: a problem raises
+    CadenceInvalid (FIELD_CUSTOM_VALIDATION_EXCEPTION, naming the step) and rolls the whole
+    transaction back, so a failing edit changes nothing. One check per cadence per
+    transaction, so the rows of one edit (a step and its rules, an insertion that re-points the
+    next step) are judged together. A step's Type cannot change after activation (its step
+    trackers carry it). docs/runtime-decisions.md, "Editing an active cadence"."""
+    if object_name not in BUILDER_OBJECTS:
+        return
+    cadence_id = _cadence_of(tx, object_name, record_id)
+    head = tx.get("ActionCadence", cadence_id) if cadence_id else None
+    if cadence_id is None or head is None or head["State"] not in CHECKED_STATES:
+        return
+    if object_name == "ActionCadenceStep" and changes and "Type" in changes:
+        current = tx.get("ActionCadenceStep", record_id) or {}
+        if current.get("Type") != changes["Type"]:
+            raise validate.CadenceInvalid(
+                f"Step {current.get('StepName')}: the Type of a step cannot change after "
+                "activation (delete the step and add another)"
+            )
+    tx.before_commit.setdefault(
+        f"cadence-edit:{cadence_id}", lambda now_tx: _check_edit(now_tx, cadence_id)
+    )
+
+
+def _cadence_of(tx: records.Tx, object_name: str, record_id: str) -> str | None:
+    """The ActionCadence a builder record belongs to (following its parents)."""
+    while object_name != "ActionCadence":
+        row = tx.get(object_name, record_id, include_deleted=True)
+        if row is None:
+            return None
+        field, object_name = _PARENT[object_name]
+        record_id = row[field]
+        if record_id is None:
+            return None
+    return record_id
+
+
+def _check_edit(tx: records.Tx, cadence_id: str) -> None:
+    """The check ``builder_edit`` schedules: the edited graph, then what activation fills."""
+    runs = RunStore(tx.store)
+    cadence = loading.load_definition(runs, tx.conn, cadence_id)
+    if cadence.state not in CHECKED_STATES:
+        return
+    found = validate.problems(cadence, _template_states(tx, cadence))
+    if found:
+        raise validate.CadenceInvalid(str(found[0]))
+    _fill_graph_fields(runs, tx, cadence)
+    tx.update(
+        "ActionCadence",
+        cadence_id,
+        {"LastEditedDateTime": tx.store.clock.now(), "TotalSteps": cadence.total_steps()},
+        system=True,
+    )
+
+
+def change_due_date(
+    store: records.Store,
+    step_tracker_id: str,
+    due: datetime,
+    user_id: str,
+    config: Config | None = None,
+) -> decision.Decision:
+    """The assignee moves the due date of an open manual step; refused (INVALID_OPERATION)
+    when the step's IsScheduledDueDateLocked is set."""
+    sid = ids.parse(step_tracker_id, field="stepTrackerId")
+    tracker_id = _tracker_of_step(store, sid)
+    return transition(
+        store,
+        tracker_id,
+        user_id,
+        lambda c, cad, s: engine.change_due_date(c, cad, s, now_of(store), user_id, sid, due),
+        config,
+    )
 
 
 def delete_step(
@@ -419,16 +531,24 @@ def engagement(
     if tracker_id is None:
         return False
     on_listened = email_step_tracker_id is None or listened
+    ours = email_step_tracker_id is None or _sent_by(store, email_step_tracker_id, tracker_id)
     transition(
         store,
         tracker_id,
         records.AUTOMATED_USER,
         lambda c, cad, s: engine.on_engagement(
-            c, cad, s, now_of(store), records.AUTOMATED_USER, event, on_listened
+            c, cad, s, now_of(store), records.AUTOMATED_USER, event, on_listened, ours
         ),
         config,
     )
     return True
+
+
+def _sent_by(store: records.Store, email_step_tracker_id: str, tracker_id: str) -> bool:
+    """Whether the email's step tracker belongs to the enrolment ``tracker_id`` (engagement
+    with an email of an earlier enrolment moves no track)."""
+    row = store.get(STEP, ids.parse(email_step_tracker_id))
+    return row is not None and row["ActionCadenceTrackerId"] == tracker_id
 
 
 def trackers_of(store: records.Store, target_ids: Sequence[str]) -> dict[str, str]:

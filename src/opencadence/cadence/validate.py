@@ -3,7 +3,9 @@
 ``problems`` lists everything wrong; ``check`` raises the first as CadenceInvalid. The checks
 are the ones Salesforce states (one root, DaisyChain last on its path, Wait has
 WaitTimeInSeconds, ≤ 3 variants totalling 100 %, branch rules complete) plus the ones a graph
-linked by names needs (no dangling names, no unreachable step, one next step per plain step).
+linked by names needs (no dangling names, no unreachable step, one next step per plain step),
+and those of Cadence Builder 2.0 tracks and quick cadences (docs/runtime-decisions.md). The
+same checks judge an edit of an active cadence (``runtime.builder_edit``).
 """
 
 from __future__ import annotations
@@ -65,8 +67,11 @@ def problems(cadence: graph.Cadence, templates: Templates | None = None) -> list
         if step.graph_state == graph.LIVE:
             out += _step_problems(cadence, step, templates or {})
     out += _global_rule_problems(cadence)
+    out += _quick_problems(cadence)
     if not out:
         out += _unreachable(cadence)
+    if not out:
+        out += _track_problems(cadence)
     return out
 
 
@@ -95,8 +100,14 @@ def _step_problems(cadence: graph.Cadence, step: graph.Step, templates: Template
             # a Retired parent is fine: its parent's GoToStepName leads past it
             say(f"ParentStepName '{step.parent_name}' names no step of the cadence")
     kids = cadence.children.get(step.name, ())
+    if step.type == "Root":  # the main track's first step and the track heads hang off the Root
+        kids = tuple(k for k in kids if cadence.steps[k].type != graph.SUBROOT)
     if step.type not in graph.BRANCH_TYPES and len(kids) > 1:
         say(f"has more than one next step ({', '.join(kids)}); only branch steps can fork")
+    if step.type == graph.SUBROOT:
+        out += _track_head_problems(cadence, step, kids)
+    elif step.type not in graph.BRANCH_TYPES:
+        out += _plain_rule_problems(cadence, step)
     if step.type == "DaisyChain":
         out += _daisy_chain_problems(cadence, step, kids)
     if step.type in ("Wait", "ListenerBranch") and not (step.wait_seconds or 0) > 0:
@@ -193,6 +204,132 @@ def _branch_problems(cadence: graph.Cadence, step: graph.Step) -> list[Problem]:
     return out
 
 
+def _track_head_problems(
+    cadence: graph.Cadence, step: graph.Step, kids: tuple[str, ...]
+) -> list[Problem]:
+    """A SubRoot step: a child of the Root, leading to its track's first step, entered on its
+    SubRootStep rules (email engagement or call results)."""
+    out: list[Problem] = []
+
+    def say(message: str) -> None:
+        out.append(Problem(step.name, message))
+
+    root = cadence.roots[0] if cadence.roots else None
+    if cadence.type == "Quick":
+        say("a Quick cadence has no tracks (SubRoot steps)")
+    if root is not None and step.parent_name != root.name:
+        say(f"a SubRoot step's ParentStepName must be the Root step ({root.name})")
+    elif step.name not in [t.name for t in cadence.tracks[: graph.MAX_TRACKS]]:
+        say(f"a cadence has at most {graph.MAX_TRACKS} tracks besides the main track")
+    if not kids:
+        say("a SubRoot step needs a first step (a step whose ParentStepName names it)")
+    if not step.entry_rules:
+        say("a SubRoot step needs at least one track entry rule (RuleType SubRootStep)")
+    for rule in step.rules:
+        if rule.rule_type != graph.ENTRY_RULE:
+            say(
+                f"rule {rule.name} has RuleType {rule.rule_type}; track entry rules are SubRootStep"
+            )
+            continue
+        nxt = rule.outcome_next_step_name
+        if nxt and nxt != step.name and nxt not in kids:
+            say(f"rule {rule.name}: OutcomeNextStepName '{nxt}' is not the track's first step")
+        if not rule.conditions:
+            say(f"rule {rule.name} has no condition")
+        for c in rule.conditions:
+            allowed = graph.ENTRY_VALUES_OF.get(c.resource or "")
+            if allowed is None:
+                say(
+                    f"rule {rule.name}, condition {c.name}: Resource must be "
+                    f"{' or '.join(graph.ENTRY_VALUES_OF)}, not {c.resource}"
+                )
+            elif c.value not in allowed:
+                say(
+                    f"rule {rule.name}, condition {c.name}: Value {c.value!r} is not one of "
+                    f"{', '.join(allowed)}"
+                )
+            if c.operator not in (None, "Equal"):
+                say(f"rule {rule.name}, condition {c.name}: Operator must be Equal")
+    return out
+
+
+def _plain_rule_problems(cadence: graph.Cadence, step: graph.Step) -> list[Problem]:
+    """Rules of a step that neither branches nor heads a track: only a quick cadence's
+    RepeatedStep rule (global exits, RootStep rules of the Root, are checked apart)."""
+    out: list[Problem] = []
+    repeats = [r for r in step.rules if r.rule_type == graph.REPEAT_RULE]
+    for rule in step.rules:
+        if rule.rule_type != graph.REPEAT_RULE:
+            out.append(
+                Problem(step.name, f"a {step.type} step cannot have rules of type {rule.rule_type}")
+            )
+        elif cadence.type != "Quick":
+            out.append(
+                Problem(step.name, f"rule {rule.name}: RepeatedStep rules are for Quick cadences")
+            )
+        else:
+            if rule.conditions:
+                out.append(
+                    Problem(step.name, f"rule {rule.name}: a RepeatedStep rule has no conditions")
+                )
+            nxt = rule.outcome_next_step_name
+            if nxt and nxt != step.name:
+                out.append(
+                    Problem(
+                        step.name, f"rule {rule.name}: a step can repeat only itself, not '{nxt}'"
+                    )
+                )
+    if len(repeats) > 1:
+        out.append(Problem(step.name, "has more than one RepeatedStep rule"))
+    if repeats and not (step.goto_limit or 0) >= 1:
+        out.append(
+            Problem(step.name, "a repeated step needs a GoToStepIterationLimit of at least 1")
+        )
+    return out
+
+
+#: Steps a Quick cadence's one step can be (an action, manual or automated).
+QUICK_TYPES = graph.MANUAL_TYPES | {"AutoSendAnEmail"}
+
+
+def _quick_problems(cadence: graph.Cadence) -> list[Problem]:
+    """A Quick cadence is its Root and one action step (OR-AC: one step)."""
+    if cadence.type != "Quick" or not cadence.roots:
+        return []
+    steps = [s for s in cadence.steps.values() if s.graph_state == graph.LIVE and s.type != "Root"]
+    if len(steps) != 1:
+        names = ", ".join(s.name for s in steps) or "none"
+        return [Problem(cadence.root.name, f"a Quick cadence has exactly one step, not {names}")]
+    if steps[0].type not in QUICK_TYPES:
+        return [Problem(steps[0].name, f"a Quick cadence's step cannot be a {steps[0].type} step")]
+    return []
+
+
+def _track_problems(cadence: graph.Cadence) -> list[Problem]:
+    """Each step is on one track: no branch outcome or GoToStepName leads into another one
+    (a target changes track only by an entry rule)."""
+    heads = [("the main track", cadence.root)] + [(f"track {t.name}", t) for t in cadence.tracks]
+    seen: dict[str, str] = {}
+    out = []
+    for label, head in heads:
+        todo, mine = [head], set()
+        while todo:
+            step = todo.pop()
+            if step.name in mine:
+                continue
+            mine.add(step.name)
+            for name in graph.edges(cadence, step):
+                nxt = cadence.step(name)
+                if nxt is not None and nxt.type != graph.SUBROOT:
+                    todo.append(nxt)
+        for name in sorted(mine):
+            if name in seen:
+                out.append(Problem(name, f"is on {seen[name]} and on {label}"))
+            else:
+                seen[name] = label
+    return out
+
+
 def _variant_problems(step: graph.Step) -> list[Problem]:
     if not step.variants:
         return []
@@ -225,13 +362,7 @@ def _global_rule_problems(cadence: graph.Cadence) -> list[Problem]:
 
 def edges(cadence: graph.Cadence, step: graph.Step) -> list[str]:
     """Names of the steps a target can move to from ``step``."""
-    if step.type in graph.BRANCH_TYPES:
-        out = [r.outcome_next_step_name for r in step.rules if r.outcome_next_step_name]
-        return out + ([step.branch_default] if step.branch_default else [])
-    out = list(cadence.children.get(step.name, ()))
-    if step.goto_name:
-        out.append(step.goto_name)
-    return out
+    return graph.edges(cadence, step)
 
 
 def _unreachable(cadence: graph.Cadence) -> list[Problem]:

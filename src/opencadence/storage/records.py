@@ -118,6 +118,7 @@ class Store:
                 outer, self._local.conn = getattr(self._local, "conn", None), conn
                 try:
                     yield tx
+                    tx.run_before_commit()
                     tx.flush_events()
                 finally:
                     self._local.conn = outer
@@ -146,6 +147,8 @@ class Store:
                 tx.flush_events()
             finally:
                 self._local.conn = outer
+        for key, check in tx.before_commit.items():  # checked when the ambient one commits
+            joined.before_commit.setdefault(key, check)
         joined.on_commit.extend(tx.on_commit)
         joined.last_replay_id = max(joined.last_replay_id, tx.last_replay_id)
 
@@ -264,6 +267,10 @@ class Tx:
         self._count_deltas: Counter[str] = Counter()
         #: called in order right after the commit (not after a rollback)
         self.on_commit: list[Callable[[], None]] = []
+        #: checks run in this transaction just before it commits, once per key (the graph of an
+        #: edited active cadence, however many of its rows one transaction wrote); one that
+        #: raises rolls the transaction back
+        self.before_commit: dict[str, Callable[[Tx], None]] = {}
         #: the last change-event replay id this transaction wrote (0: none yet)
         self.last_replay_id = 0
         self.events = events.TransactionEvents(
@@ -272,6 +279,15 @@ class Tx:
             commit_number=0,
             change_origin=origin,
         )
+
+    def run_before_commit(self) -> None:
+        """Run the ``before_commit`` checks, in this transaction (a check may add another;
+        each runs once)."""
+        done: set[str] = set()
+        while pending := [k for k in self.before_commit if k not in done]:
+            for key in pending:
+                done.add(key)
+                self.before_commit[key](self)
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -127,6 +127,52 @@ def _cadences(store: records.Store, n: int) -> str:
                     "ParentStepName": "li",
                     "ChainedCadence": f"Second {n}",
                 },
+                # Cadence Builder 2.0 tracks: a link click or an unqualified call moves targets
+                {
+                    "StepName": "pos",
+                    "Type": "SubRoot",
+                    "ParentStepName": "root",
+                    "rules": [
+                        {
+                            "RuleName": "e1",
+                            "RuleType": "SubRootStep",
+                            "conditions": [
+                                {**cond, "Resource": "EmailEngagement", "Value": "EmailLinkClick"}
+                            ],
+                        }
+                    ],
+                },
+                {"StepName": "ptask", "Type": "CreateTask", "ParentStepName": "pos"},
+                {
+                    "StepName": "pwait",
+                    "Type": "Wait",
+                    "ParentStepName": "ptask",
+                    "WaitTimeInSeconds": 3600,
+                },
+                {
+                    "StepName": "neg",
+                    "Type": "SubRoot",
+                    "ParentStepName": "root",
+                    "rules": [
+                        {
+                            "RuleName": "e2",
+                            "RuleType": "SubRootStep",
+                            "conditions": [
+                                {
+                                    **cond,
+                                    "Resource": "CallDispositionCategory",
+                                    "Value": "CallUnqualified",
+                                }
+                            ],
+                        }
+                    ],
+                },
+                {
+                    "StepName": "ncall",
+                    "Type": "MakeACall",
+                    "ParentStepName": "neg",
+                    "ScheduledDaysUntilStart": 1,
+                },
             ],
         },
     )
@@ -209,7 +255,13 @@ def test_random_operations_keep_the_invariants(store: records.Store, clock: Manu
         @rule(
             i=st.integers(0, 1),
             disposition=st.sampled_from(
-                ["Meaningful Connect", "Not Interested", "Left Voicemail", "Whatever"]
+                [
+                    "Meaningful Connect",
+                    "Not Interested",
+                    "Left Voicemail",
+                    "Unqualified",
+                    "Whatever",
+                ]
             ),
         )
         def call(self, i: int, disposition: str) -> None:

@@ -50,13 +50,19 @@ def cadence(
         row["GraphState"] = row["GraphState"] or "Included"
         rows.append(row)
         prev = row["StepName"]
-        for j, (name, nxt, values) in enumerate(s.get("rules", [])):
+        for j, spec in enumerate(s.get("rules", [])):
+            # (name, next, [values]) or a dict adding "type" (RuleType) and "resource"
+            if isinstance(spec, dict):
+                name, nxt, values = spec["name"], spec.get("next"), spec.get("values", [])
+                rule_type, resource = spec.get("type", "BranchStep"), spec.get("resource")
+            else:
+                (name, nxt, values), rule_type, resource = spec, "BranchStep", None
             rid = f"0cR{i:03d}{j}"
             rules.append(
                 {
                     "Id": rid,
                     "RuleName": name,
-                    "RuleType": "BranchStep",
+                    "RuleType": rule_type,
                     "ActionCadenceStepId": row["Id"],
                     "GlobalEventType": None,
                     "OutcomeNextStepName": nxt,
@@ -64,7 +70,7 @@ def cadence(
                     "GraphState": None,
                 }
             )
-            resource = (
+            resource = resource or (
                 "EmailEngagement" if s["Type"] == "ListenerBranch" else "CallDispositionCategory"
             )
             for k, v in enumerate(values):
