@@ -207,3 +207,30 @@ def test_counting_off_leaves_the_counters(
         found = metrics.check_tx(tx)
         assert {(d.field, d.expected) for d in found} == {("TotalTargets", 1), ("ActiveTargets", 1)}
         metrics.repair_tx(tx, found)
+
+
+def test_cli_check_and_repair(
+    store: records.Store,
+    db_url: str,
+    scripted: tuple[str, list[str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``opencadence metrics check``: 0 when exact; a difference named by record and field
+    (exit 1); ``--repair`` fixes it; progress on stderr."""
+    from opencadence import cli
+
+    cadence, _ = scripted
+    assert cli.main(["metrics", "check", "--database", db_url]) == 0
+    out = capsys.readouterr()
+    assert "every counter agrees" in out.out and "step trackers" in out.err
+    t = store.meta.tables["ActionCadence"]
+    with store.transaction() as tx:
+        tx.conn.execute(t.update().where(t.c.Id == cadence).values(ActiveTargets=40))
+    assert cli.main(["metrics", "check", "--database", db_url, "--quiet"]) == 1
+    out = capsys.readouterr()
+    assert f"ActionCadence {cadence} ActiveTargets: stored 40, expected 1" in out.out
+    assert out.err == ""
+    assert cli.main(["metrics", "check", "--repair", "--database", db_url]) == 0
+    assert "repaired 1 difference(s) in 1 record(s)" in capsys.readouterr().out
+    assert (store.get("ActionCadence", cadence) or {})["ActiveTargets"] == 1
+    assert cli.main(["metrics", "check", "--database", db_url]) == 0
