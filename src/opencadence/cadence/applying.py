@@ -75,6 +75,7 @@ def _counts(tx: Tx, decisions: Sequence[decision.Decision]) -> metrics.Counts:
             conn, meta, [str(op.id) for b, op in trackers if isinstance(op.id, str)]
         )
         for before, op in trackers:
+            old: tuple[str | None, str | None]
             if before is not None:
                 cadence, old = before["ActionCadenceId"], (before.get("State"), None)
             elif isinstance(op.id, str) and op.id in known:

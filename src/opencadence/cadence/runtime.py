@@ -348,9 +348,7 @@ def on_task_created(
     outcome = call_outcome(task, config)
     user = task.get("OwnerId") or records.AUTOMATED_USER
 
-    def decide(
-        c: decision.Context, cad: graph.Cadence, s: decision.Situation
-    ) -> decision.Decision:
+    def decide(c: decision.Context, cad: graph.Cadence, s: decision.Situation) -> decision.Decision:
         d = engine.on_call(c, cad, s, now_of(store), user, outcome)
         d.logged_call = (outcome,)  # counted on the MakeACall step it completes
         return d

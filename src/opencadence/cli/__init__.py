@@ -1,9 +1,9 @@
 """The ``opencadence`` command: one module per command group, each adding its subcommands.
 
 ``database`` (init, query, describe), ``accounts`` (users, apps, token), ``server`` (serve,
-demo), ``cadence`` (cadence import/export, worker), ``events`` (events tail), ``metrics`` (metrics check); ``email_options`` (the SMTP flags),
+demo), ``cadence`` (cadence import/export, worker), ``events`` (events tail); ``email_options`` (the SMTP flags),
 ``output`` (query results for people), ``common`` (what they share). Commands turn their
-arguments into ``system.Settings``; argparse goes no further.
+arguments into ``system.Settings``; argparse goes no further. ``metrics`` (metrics check).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ the cadence runtime). ``step_metrics`` recomputes a step's email counters from t
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -139,7 +140,7 @@ def step_metrics(store: records.Store, step_id: str) -> dict[str, int]:
     the calculated AllEmailsBouncedCount and AllEmailsDeliveredCount)."""
     with store.reading() as conn:
         tz = metrics.org_time_zone(conn, store.meta)
-        counted = metrics.expected(conn, store.meta, tz).steps.get(step_id, {})
+        counted = metrics.expected(conn, store.meta, tz).steps.get(step_id) or Counter()
     out = {name: int(counted.get(name, 0)) for name in METRICS}
     bounced = out["AllEmailsHardBouncedCount"] + out["AllEmailsSoftBouncedCount"]
     out["AllEmailsBouncedCount"] = bounced

@@ -420,7 +420,11 @@ def _add_monthly(
     updates = {existing[k]["Id"]: c for k, c in deltas.items() if k in existing}
     if updates:
         _add(conn, meta.tables[MONTHLY], names, updates, now)
-    new = [_monthly_record(k, c, names) for k, c in sorted(deltas.items(), key=_key_order) if k not in existing]
+    new = [
+        _monthly_record(k, c, names)
+        for k, c in sorted(deltas.items(), key=_key_order)
+        if k not in existing
+    ]
     if new:
         insert_monthly(new)
 
@@ -527,7 +531,9 @@ def _completions(conn: Connection, meta: sa.MetaData, tz: str, out: Expected) ->
     st, step, ob = meta.tables[STEP], meta.tables[STEP_OBJECT], meta.tables[schema.EMAIL_OUTBOX]
     done = st.c.State == "Completed"
     acted = sa.and_(
-        done, st.c.CompletionReason == "AutomaticallyCompleted", st.c.ActionTakenDateTime.is_not(None)
+        done,
+        st.c.CompletionReason == "AutomaticallyCompleted",
+        st.c.ActionTakenDateTime.is_not(None),
     )
     on_time = sa.or_(st.c.DueDateTime.is_(None), st.c.ActionTakenDateTime <= st.c.DueDateTime)
     rows = conn.execute(
@@ -567,8 +573,9 @@ def _completions(conn: Connection, meta: sa.MetaData, tz: str, out: Expected) ->
         .where(sent, st.c.ActionCadenceStepId.is_not(None))
         .group_by(st.c.ActionCadenceStepId, tmpl, month)
     )
-    for step_id, template, m, n, n_relay, n_tracked in rows:
-        n, n_relay, n_tracked = int(n), int(n_relay or 0), int(n_tracked or 0)
+    for r in rows:
+        step_id, template, m, count, relayed, tracked_n = tuple(r)
+        n, n_relay, n_tracked = int(count), int(relayed or 0), int(tracked_n or 0)
         c = out.steps.setdefault(step_id, Counter())
         c.update(
             AllEmailsSentCount=n,
@@ -603,9 +610,11 @@ def _calls(conn: Connection, meta: sa.MetaData, tz: str, out: Expected) -> None:
 
 
 def _engagement(conn: Connection, meta: sa.MetaData, tz: str, out: Expected) -> None:
-    ev, ob, step = meta.tables[schema.EMAIL_EVENTS], meta.tables[schema.EMAIL_OUTBOX], meta.tables[
-        STEP_OBJECT
-    ]
+    ev, ob, step = (
+        meta.tables[schema.EMAIL_EVENTS],
+        meta.tables[schema.EMAIL_OUTBOX],
+        meta.tables[STEP_OBJECT],
+    )
     src = ev.join(ob, ob.c.key == ev.c.key).outerjoin(step, step.c.Id == ob.c.step_id)
     kinds = ev.c.kind.in_(ENGAGEMENT_KINDS)
     rows = conn.execute(
@@ -710,7 +719,9 @@ def differences(
     for name, wanted in ((STEP_OBJECT, want.steps), (CADENCE, want.cadences)):
         note(f"comparing {name}")
         table, names = meta.tables[name], counters(registry, name)
-        rows = conn.execute(sa.select(table.c.Id, *[table.c[n] for n in names]).order_by(table.c.Id))
+        rows = conn.execute(
+            sa.select(table.c.Id, *[table.c[n] for n in names]).order_by(table.c.Id)
+        )
         for rid, *stored in rows:
             exp = wanted.get(rid, Counter())
             for n, value in zip(names, stored):
