@@ -234,3 +234,38 @@ def test_cli_check_and_repair(
     assert "repaired 1 difference(s) in 1 record(s)" in capsys.readouterr().out
     assert (store.get("ActionCadence", cadence) or {})["ActiveTargets"] == 1
     assert cli.main(["metrics", "check", "--database", db_url]) == 0
+
+
+def test_successful_completions_follow_the_disposition(
+    store: records.Store,
+    rep: str,
+    contacts: Callable[[int], list[str]],
+    build: Build,
+    acts: actions.Actions,
+) -> None:
+    """SuccessfulCompletions counts Complete trackers whose disposition is Success, whenever
+    the disposition is set (modifyCadenceTrackerAttributes after the removal too)."""
+    cadence = build({"StepName": "call", "Type": "MakeACall"})
+    (target,) = contacts(1)
+    assign(acts, cadence, target, rep)
+    tracker = tracker_of(store, target)["Id"]
+
+    def counted() -> tuple[int, int, int]:
+        head = store.get("ActionCadence", cadence) or {}
+        return head["TotalTargets"], head["ActiveTargets"], head["SuccessfulCompletions"]
+
+    assert counted() == (1, 1, 0)
+    acts.modifyCadenceTrackerAttributes(
+        [{"actionCadenceTrackerId": tracker, "completionDisposition": "Success"}], rep
+    )
+    assert counted() == (1, 1, 0)  # not complete yet
+    acts.removeTargetFromSalesCadence(
+        [{"targetId": target, "completionReasonCode": "ManuallyRemoved"}], rep
+    )
+    assert counted() == (1, 0, 1)
+    acts.modifyCadenceTrackerAttributes(
+        [{"actionCadenceTrackerId": tracker, "completionDisposition": "No Response"}], rep
+    )
+    assert counted() == (1, 0, 0)
+    assign(acts, cadence, target, rep)  # enrolled again: a second target of the cadence
+    assert counted() == (2, 1, 0)
