@@ -1,8 +1,11 @@
 """Decisions onto storage: records through ``batch.BatchWriter``, run state through
-``runs.RunStore``; nothing here writes SQL.
+``runs.RunStore``, the metric counters the decisions move through ``storage.metrics``;
+nothing here writes SQL.
 
 Each decision is one change set (its own transactionKey); within it the events come in the
-order a new tracker, its step trackers, then tracker updates.
+order a new tracker, its step trackers, then tracker updates. The counters are written in the
+same transaction, after the rows (what they count is read from the decisions: completions,
+skips, sends, logged calls, trackers entering and leaving a cadence).
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opencadence.cadence import decision
-from opencadence.metadata.sales_engagement import STEP
+from opencadence.metadata.sales_engagement import STEP, TRACKER
+from opencadence.storage import metrics
 from opencadence.storage.batch import BatchWriter
 from opencadence.storage.records import Tx
 from opencadence.storage.runs import RunChanges, RunStore
@@ -24,6 +28,7 @@ def apply(tx: Tx, runs: RunStore, decisions: Sequence[decision.Decision]) -> lis
         {op.key.key: writer.new_id(op.object) for op in d.ops if isinstance(op, decision.Insert)}
         for d in decisions
     ]
+    counts = _counts(tx, decisions) if tx.store.count_metrics else None
     run_changes = RunChanges()
     for d, refs in zip(decisions, ref_ids):
         writer.change_set()
@@ -39,7 +44,84 @@ def apply(tx: Tx, runs: RunStore, decisions: Sequence[decision.Decision]) -> lis
     writer.write()
     runs.write(tx.conn, run_changes)
     writer.write_events()
+    if counts:
+        metrics.write_tx(tx, counts)
     return ref_ids
+
+
+def _counts(tx: Tx, decisions: Sequence[decision.Decision]) -> metrics.Counts:
+    """What the decisions add to the counters, read before their rows are written (a
+    tracker's disposition before the change)."""
+    counts = metrics.Counts()
+    done: list[tuple[decision.Decision, decision.Update]] = []
+    trackers: list[tuple[dict[str, Any] | None, decision.Update]] = []
+    for d in decisions:
+        inserted: dict[str, dict[str, Any]] = {}
+        for op in d.ops:
+            if isinstance(op, decision.Insert):
+                if op.object == TRACKER:
+                    inserted[op.key.key] = op.fields
+                    counts.cadence(op.fields["ActionCadenceId"], "TotalTargets")
+                    _move_tracker(counts, op.fields["ActionCadenceId"], (None, None), op.fields)
+            elif op.object == STEP and op.changes.get("State") == "Completed":
+                if isinstance(op.id, str):
+                    done.append((d, op))
+            elif op.object == TRACKER and ("State" in op.changes or _DISPOSITION in op.changes):
+                before = inserted.get(op.id.key) if isinstance(op.id, decision.Ref) else None
+                trackers.append((before, op))
+    conn, meta = tx.conn, tx.store.meta
+    if trackers:
+        known = metrics.tracker_facts(
+            conn, meta, [str(op.id) for b, op in trackers if isinstance(op.id, str)]
+        )
+        for before, op in trackers:
+            old: tuple[str | None, str | None]
+            if before is not None:
+                cadence, old = before["ActionCadenceId"], (before.get("State"), None)
+            elif isinstance(op.id, str) and op.id in known:
+                cadence, state, disposition = known[op.id]
+                old = (state, disposition)
+            else:
+                continue
+            after = {"State": old[0], _DISPOSITION: old[1], **op.changes}
+            _move_tracker(counts, cadence, old, after)
+    if done:
+        facts = metrics.step_tracker_facts(conn, meta, [str(op.id) for _, op in done])
+        tz = metrics.org_time_zone(conn, meta)
+        for d, op in done:
+            f = facts.get(str(op.id))
+            if f is None:
+                continue
+            due = op.changes["DueDateTime"] if "DueDateTime" in op.changes else f.due
+            metrics.count_completion(
+                counts,
+                f,
+                str(op.id),
+                op.changes.get("CompletionReason"),
+                op.changes.get("ActionTakenDateTime"),
+                due,
+                tz,
+                d.logged_call,
+            )
+    return counts
+
+
+_DISPOSITION = "CompletionDisposition"
+
+
+def _move_tracker(
+    counts: metrics.Counts,
+    cadence_id: str,
+    old: tuple[str | None, str | None],
+    new: Mapping[str, Any],
+) -> None:
+    """A tracker's values went from ``old`` (State, disposition) to ``new``."""
+    was = metrics.tracker_weight(*old)
+    now = metrics.tracker_weight(new.get("State"), new.get(_DISPOSITION))
+    if now[0] != was[0]:
+        counts.cadence(cadence_id, "ActiveTargets", now[0] - was[0])
+    if now[1] != was[1]:
+        counts.cadence(cadence_id, "SuccessfulCompletions", now[1] - was[1])
 
 
 def _event_rank(op: decision.Insert | decision.Update) -> int:

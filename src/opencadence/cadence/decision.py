@@ -95,6 +95,9 @@ class Decision:
     send: SendEmail | None = None
     #: Why a wake-up found nothing to do (the worker logs it).
     warning: str | None = None
+    #: The logged call this decision applies, as (call-result category,) (None: no category):
+    #: counted on the MakeACall step it completes (storage/metrics.py).
+    logged_call: tuple[str | None] | None = None
     _keys: int = 0
 
     def new_ref(self) -> Ref:

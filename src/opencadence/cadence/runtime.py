@@ -17,7 +17,7 @@ from opencadence import errors, ids
 from opencadence.cadence import applying, decision, engine, graph, loading, validate
 from opencadence.cadence.settings import Config
 from opencadence.metadata.sales_engagement import PUBLIC_FOLDER_ACCESS, STEP, TRACKER
-from opencadence.storage import mail, records, visibility
+from opencadence.storage import mail, metrics, records, visibility
 from opencadence.storage.runs import RunStore
 
 Decide = Callable[[decision.Context, graph.Cadence, decision.Situation], decision.Decision]
@@ -157,6 +157,7 @@ def _activate(runs: RunStore, tx: records.Tx, cadence: graph.Cadence) -> None:
         },
         system=True,
     )
+    metrics.zero_counters(tx.conn, tx.store.meta, tx.store.registry, cadence.id)
 
 
 def _fill_graph_fields(runs: RunStore, tx: records.Tx, cadence: graph.Cadence) -> None:
@@ -458,14 +459,13 @@ def on_task_created(
         return False  # a plain Task: the step stays the tracker owner's to complete
     outcome = call_outcome(task, config)
     user = task.get("OwnerId") or records.AUTOMATED_USER
-    transition(
-        store,
-        tracker_id,
-        user,
-        lambda c, cad, s: engine.on_call(c, cad, s, now_of(store), user, outcome),
-        config,
-        tx,
-    )
+
+    def decide(c: decision.Context, cad: graph.Cadence, s: decision.Situation) -> decision.Decision:
+        d = engine.on_call(c, cad, s, now_of(store), user, outcome)
+        d.logged_call = (outcome,)  # counted on the MakeACall step it completes
+        return d
+
+    transition(store, tracker_id, user, decide, config, tx)
     return True
 
 

@@ -3,7 +3,7 @@
 ``database`` (init, query, describe), ``accounts`` (users, apps, token), ``server`` (serve,
 demo), ``cadence`` (cadence import/export, worker), ``events`` (events tail); ``email_options`` (the SMTP flags),
 ``output`` (query results for people), ``common`` (what they share). Commands turn their
-arguments into ``system.Settings``; argparse goes no further.
+arguments into ``system.Settings``; argparse goes no further. ``metrics`` (metrics check).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from opencadence import errors
-from opencadence.cli import accounts, cadence, database, events, server
+from opencadence.cli import accounts, cadence, database, events, metrics, server
 
 #: What ``opencadence --help`` says first.
 DESCRIPTION = "The ``opencadence`` command."
@@ -33,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
     cadence.register(sub)
     database.add_describe(sub)
     events.register(sub)
+    metrics.register(sub)
     return top
 
 

@@ -1,13 +1,16 @@
 """Engagement records: each send, open, click, reply and bounce of a cadence email, fed to the
-cadence runtime (listener branches, global exit rules) and counted into step metrics.
+cadence runtime (listener branches, global exit rules) and counted into the step's metrics.
 
-Events are rows of ``oc_email_event`` naming the outbox row (the step tracker Id), so the
-counts per ActionCadenceStep are a join away (``step_metrics``).
+Events are rows of ``oc_email_event`` naming the outbox row (the step tracker Id); each
+engagement event is counted on its ActionCadenceStep and ActionCdncStpMonthlyMetric row in the
+transaction that records it (``count_event``; sends are counted when their step completes, by
+the cadence runtime). ``step_metrics`` recomputes a step's email counters from the records.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -15,7 +18,7 @@ from typing import Any
 from opencadence import errors
 from opencadence.cadence import runtime
 from opencadence.metadata.sales_engagement import TARGET_OBJECTS
-from opencadence.storage import mail, records
+from opencadence.storage import mail, metrics, records
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ def record(
         record_event(tx.conn, store, key, kind, now, detail)
         if kind == "hard_bounce":
             mark_bounced(tx, row["target_id"], reason or detail or "hard bounce", now)
-        write_step_metrics(tx, {row.get("step_id") or ""})
+        count_event(tx, key, kind, now)
         target_id = str(row["target_id"])
     event = RUNTIME_EVENTS.get(kind)
     if event is not None:
@@ -103,57 +106,43 @@ def record(
     return True
 
 
-METRICS = {
-    "AllEmailsOpenedCount": ("open",),
-    "AllEmailsLinkClickedCount": ("click",),
-    "AllEmailsRepliedCount": ("reply",),
-    "AllEmailsOutOfOfficeCount": ("out_of_office",),
-    "AllEmailsHardBouncedCount": ("hard_bounce",),
-    "AllEmailsSoftBouncedCount": ("soft_bounce",),
-    "AllEmailsBouncedCount": ("hard_bounce", "soft_bounce"),
-}
+#: the email metric fields of ActionCadenceStep ``step_metrics`` returns
+METRICS = (
+    "AllEmailsSentCount",
+    "AllEmailsTrackedSentCount",
+    "AllEmailsUntrackedSentCount",
+    "AllEmailsOpenedCount",
+    "UniqueEmailsOpenedCount",
+    "AllEmailsLinkClickedCount",
+    "UniqueEmailsLinkClickedCount",
+    "AllEmailsRepliedCount",
+    "UniqueEmailsRepliedCount",
+    "AllEmailsOutOfOfficeCount",
+    "AllEmailsHardBouncedCount",
+    "AllEmailsSoftBouncedCount",
+)
+
+
+def count_event(tx: records.Tx, key: str, kind: str, at: datetime) -> None:
+    """Count an engagement event of the email ``key`` (already recorded in ``tx``) on its step
+    and monthly metric row, in ``tx``."""
+    store = tx.store
+    if not store.count_metrics or kind not in metrics.ENGAGEMENT_KINDS:
+        return
+    counts = metrics.Counts()
+    tz = metrics.org_time_zone(tx.conn, store.meta)
+    metrics.count_engagement(tx.conn, store.meta, counts, key, kind, at, tz)
+    metrics.write_tx(tx, counts)
 
 
 def step_metrics(store: records.Store, step_id: str) -> dict[str, int]:
-    """The email metric fields of one ActionCadenceStep, counted from the records: each
-    counts emails (a message opened twice counts once)."""
+    """The email metric fields of one ActionCadenceStep, recomputed from the records (with
+    the calculated AllEmailsBouncedCount and AllEmailsDeliveredCount)."""
     with store.reading() as conn:
-        return _metrics(conn, store, step_id)
-
-
-def write_step_metrics(tx: records.Tx, step_ids: set[str]) -> None:
-    """Store the counts on the ActionCadenceStep records, in the transaction that recorded the
-    send or engagement, so the step's metric fields are always true. Calculated metric
-    fields (AllEmailsBouncedCount, AllEmailsDeliveredCount) derive from these."""
-    step_obj = tx.store.registry.object("ActionCadenceStep")
-    for step_id in sorted(s for s in step_ids if s):
-        counts = _metrics(tx.conn, tx.store, step_id)
-        stored = {
-            k: v
-            for k, v in counts.items()
-            if (f := step_obj.field(k)) is not None and not f.calculated
-        }
-        if tx.get("ActionCadenceStep", step_id) is not None:
-            tx.update("ActionCadenceStep", step_id, stored, system=True)
-
-
-def _metrics(conn: mail.Connection, store: records.Store, step_id: str) -> dict[str, int]:
-    rows = mail.event_log(store.meta).of_step(conn, step_id)
-    keys: dict[str, set[str]] = {}
-    tracked: set[str] = set()
-    for kind, detail, key in rows:
-        keys.setdefault(kind, set()).add(key)
-        if kind == "send" and detail == "tracked":
-            tracked.add(key)
-    sent = keys.get("send", set())
-    out = {
-        name: len(set().union(*(keys.get(k, set()) for k in kinds)))
-        for name, kinds in METRICS.items()
-    }
-    out["AllEmailsSentCount"] = len(sent)
-    out["AllEmailsDeliveredCount"] = len(
-        sent - keys.get("hard_bounce", set()) - keys.get("soft_bounce", set())
-    )
-    out["AllEmailsTrackedSentCount"] = len(tracked)
-    out["AllEmailsUntrackedSentCount"] = len(sent - tracked)
+        tz = metrics.org_time_zone(conn, store.meta)
+        counted = metrics.expected(conn, store.meta, tz).steps.get(step_id) or Counter()
+    out = {name: int(counted.get(name, 0)) for name in METRICS}
+    bounced = out["AllEmailsHardBouncedCount"] + out["AllEmailsSoftBouncedCount"]
+    out["AllEmailsBouncedCount"] = bounced
+    out["AllEmailsDeliveredCount"] = max(0, out["AllEmailsSentCount"] - bounced)
     return out

@@ -555,7 +555,7 @@ class SmtpSender:
         self._log_sent(tx, rows, now)
         for row in rows:
             self.after_accept(tx, row, now)
-        engagement.write_step_metrics(tx, {r.get("step_id") or "" for r in rows})
+        # the sends are counted on their steps when the steps complete (the runtime's batch)
 
     def _log_sent(self, tx: records.Tx, rows: list[dict[str, Any]], now: datetime) -> None:
         """The EmailMessage and Task of each sent row, in the transaction marking it sent."""
@@ -599,6 +599,7 @@ class SmtpSender:
                 engagement.record_event(
                     tx.conn, self.store, row["key"], "hard_bounce", now, exc.message[:2000]
                 )
+                engagement.count_event(tx, row["key"], "hard_bounce", now)
         if bounced:
             try:
                 runtime.engagement(self.store, row["target_id"], "EmailHardBounce", row["key"])

@@ -75,6 +75,9 @@ class Store:
         #: called with the last replay id after each commit that wrote change events, in the
         #: committing thread (the CometD endpoint wakes its waiting long-polls with it)
         self.event_listeners: list[Callable[[int], None]] = []
+        #: whether writes keep the metric counters (storage/metrics.py); off only for the
+        #: engine benchmark's baseline
+        self.count_metrics = True
         #: the connection of the write transaction open on each thread (see ``reading``)
         self._local = threading.local()
 

@@ -73,6 +73,8 @@ AUTH_CODES = "oc_auth_code"
 #: Message-ID written before the SMTP transaction), engagement events, org/user email settings.
 EMAIL_OUTBOX = "oc_email_outbox"
 EMAIL_EVENTS = "oc_email_event"
+#: Calls that completed a MakeACall step, with their call-result category (storage/metrics.py).
+METRIC_CALLS = "oc_metric_call"
 EMAIL_SETTINGS = "oc_email_setting"
 #: PostgreSQL sequence handing out ID blocks.
 ID_SEQUENCE = "oc_id_seq"
@@ -245,6 +247,13 @@ def _bookkeeping_tables(meta: sa.MetaData) -> None:
     sa.Index(f"ix_{CADENCE_RUN}_due_at", run.c.due_at)
     sa.Index(f"ix_{CADENCE_RUN}_cadence_id", run.c.cadence_id)
     _email_tables(meta)
+    sa.Table(
+        METRIC_CALLS,
+        meta,
+        sa.Column("step_tracker_id", sa.String(18), primary_key=True),
+        sa.Column("category", sa.String(40), nullable=True),
+        sa.Column("at", sa.DateTime(), nullable=False),
+    )
     sa.Table(
         SCHEMA_STATE,
         meta,

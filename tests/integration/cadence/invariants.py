@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from opencadence.metadata import sales_engagement
-from opencadence.storage import counts, events, records, schema
+from opencadence.storage import counts, events, metrics, records, schema
 
 
 def _rows(store: records.Store, name: str) -> list[dict[str, Any]]:
@@ -19,7 +19,8 @@ def _rows(store: records.Store, name: str) -> list[dict[str, Any]]:
 
 def check(store: records.Store) -> None:
     """One open step per running tracker; none after completion; reasons; events = rows;
-    the live-row counters equal the tables."""
+    the live-row counters equal the tables; the metric counters equal their recomputation."""
+    check_metrics(store)
     trackers = _rows(store, sales_engagement.TRACKER)
     steps = _rows(store, sales_engagement.STEP)
     with store.reading() as conn:
@@ -116,3 +117,11 @@ def _events_of(store: records.Store, rid: str) -> list[Any]:
         for e in store.read_events(limit=100000)
         if rid in e["payload"]["ChangeEventHeader"]["recordIds"]
     ]
+
+
+def check_metrics(store: records.Store) -> None:
+    """Every metric counter (steps, cadences, monthly rows) equals its recomputation."""
+    with store.reading() as conn:
+        tz = metrics.org_time_zone(conn, store.meta)
+        found = metrics.differences(conn, store.meta, store.registry, tz)
+    assert not found, "metric counters differ: " + "; ".join(d.describe() for d in found[:10])

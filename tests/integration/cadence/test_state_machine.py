@@ -1,5 +1,6 @@
 """A Hypothesis state machine: random actions, engagement events, calls and clock moves
-against the runtime's invariants, on SQLite and PostgreSQL."""
+against the runtime's invariants (the metric counters equal to their recomputation among
+them, after every step), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -307,6 +308,7 @@ def test_random_operations_keep_the_invariants(store: records.Store, clock: Manu
 
         @invariant()
         def invariants_hold(self) -> None:
+            # includes the metric counters: every one equals its recomputation from history
             invariants.check(store)
             assert outbox.duplicates == 0
 

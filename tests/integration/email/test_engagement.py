@@ -264,3 +264,79 @@ def test_threaded_step_replies_to_previous_email(
     assert str(third["In-Reply-To"]).strip() == two
     assert str(third["References"]).split() == [one, two] and third["Subject"] == "Re: Hello Ada"
     assert fresh["In-Reply-To"] is None and fresh["Subject"] == "Hello Ada"
+
+
+def test_engagement_counters_all_and_unique(
+    store: records.Store, clock: ManualClock, relay: Relay, template: Template, enrol: Enrol
+) -> None:
+    """Opens and clicks count every event (All*) and every email with one (Unique*), on the
+    step and on its monthly row, with the tracked send as the trackable denominator; a second
+    month's open is that month's unique open again."""
+    from opencadence.storage import metrics
+    from tests.integration.cadence.invariants import check_metrics
+
+    sender = smtp_sender.SmtpSender(
+        store,
+        smtp_sender.SmtpConfig(
+            port=relay.port, timeout=5, public_url="https://oc.example.com/", tracking_secret=SECRET
+        ),
+    )
+    tid = template(HtmlValue='<html><body><a href="https://acme.test/a">A</a></body></html>')
+    enrol(tid, then=[{"StepName": "task", "Type": "CreateTask"}])
+    worker.Worker(store, sender).run_until_idle()
+    sender.close()
+    (msg,) = relay.received
+    html = next(p for p in msg.walk() if p.get_content_type() == "text/html").get_content()
+    click = html.split(f"https://oc.example.com{tracking.CLICK_PATH}")[1].split('"')[0]
+    pixel = html.split(f"https://oc.example.com{tracking.OPEN_PATH}")[1].split('"')[0]
+    t = tracking.Tracker(store, SECRET)
+    assert t.record_open(pixel) and t.record_open(pixel)
+    assert t.record_click(click) == "https://acme.test/a"
+    (row,) = outbox_rows(store)
+    step = store.get("ActionCadenceStep", row["step_id"]) or {}
+    assert (
+        step["AllEmailsSentCount"],
+        step["AllEmailsTrackedSentCount"],
+        step["AllEmailsOpenedCount"],
+        step["UniqueEmailsOpenedCount"],
+        step["AllEmailsLinkClickedCount"],
+        step["UniqueEmailsLinkClickedCount"],
+    ) == (1, 1, 2, 1, 1, 1)
+    with store.reading() as conn:
+        tz = metrics.org_time_zone(conn, store.meta)
+    month = metrics.month_int(clock.now().replace(tzinfo=None), tz)
+    monthly = _monthly_row(store, row["step_id"], month)
+    assert monthly["TemplateId"] == tid and monthly["HasTemplateAssigned"] is True
+    assert (
+        monthly["AllEmailsTrackedSentCount"],
+        monthly["OpenTrackableSends"],
+        monthly["ReplyTrackableSends"],
+        monthly["AllEmailsOpenedCount"],
+        monthly["UniqueEmailsOpenedCount"],
+        monthly["TrackableSendOpenRate"],
+        monthly["TrackableSendLinkClickRate"],
+    ) == (1, 1, 1, 2, 1, 200.0, 100.0)
+    clock.advance(days=40)  # the next month
+    assert t.record_open(pixel)
+    later = metrics.month_int(clock.now().replace(tzinfo=None), tz)
+    assert later != month
+    nxt = _monthly_row(store, row["step_id"], later)
+    assert (nxt["AllEmailsOpenedCount"], nxt["UniqueEmailsOpenedCount"], nxt["RecipientSends"]) == (
+        1,
+        1,
+        0,
+    )
+    step = store.get("ActionCadenceStep", row["step_id"]) or {}
+    assert (step["AllEmailsOpenedCount"], step["UniqueEmailsOpenedCount"]) == (3, 1)
+    check_metrics(store)
+
+
+def _monthly_row(store: records.Store, step_id: str, month: int) -> dict[str, object]:
+    import sqlalchemy as sa
+
+    m = store.meta.tables["ActionCdncStpMonthlyMetric"]
+    with store.reading() as conn:
+        rid = conn.execute(
+            sa.select(m.c.Id).where(m.c.ActionCadenceStepId == step_id, m.c.MonthInt == month)
+        ).scalar_one()
+    return store.get("ActionCdncStpMonthlyMetric", rid) or {}
