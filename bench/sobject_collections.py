@@ -9,7 +9,7 @@
 
 The headline is (b) with allOrNone false against (a) (goal: at least half the storage rate).
 
-    python bench/collections.py [--quick]
+    python bench/sobject_collections.py [--quick]
 """
 
 from __future__ import annotations
