@@ -682,7 +682,7 @@ def search_matches(bind: Bind, docs: sa.Table, expression: str) -> sa.Select[Any
             .select_from(fts.join(docs, docs.c.id == fts.c.rowid))
             .where(sa.literal_column(FTS_TABLE).op("MATCH")(expression))
         )
-    document = sa.literal_column(_pg_document(docs.name))
+    document: Col = sa.literal_column(_pg_document(docs.name))
     query = sa.func.to_tsquery(sa.literal_column("'simple'::regconfig"), expression)
     return sa.select(
         docs.c.record_id, docs.c.entity, (-sa.func.ts_rank(document, query)).label("rank")

@@ -34,13 +34,14 @@ from opencadence.storage import dialect, schema
 #: Field types whose text is indexed (ALL FIELDS); ids, numbers, dates and picklists are not.
 TEXT_TYPES = frozenset({"string", "textarea", "email", "phone", "url"})
 GROUPS = ("name", "email", "phone", "other")
+#: SOSL search group (IN ... FIELDS) -> its document column; ALL searches every column
+GROUP_COLUMNS = dialect.SEARCH_COLUMNS
 #: documents written per statement when the upgrade fills the index
 BACKFILL_BATCH = 2000
 
 _NAME_PARTS = frozenset({"FirstName", "MiddleName", "LastName", "Suffix", "Salutation"})
 _WORD = re.compile(r"[^\W\d_]+|\d+")
-_WILD_NAME_PARTS = frozenset({"FirstName", "MiddleName", "LastName", "Suffix", "Salutation"})
-_WORD = re.compile(r"(?:[^\W\d_]|[*?])+|(?:\d|[*?])+")
+_WILD_WORD = re.compile(r"(?:[^\W\d_]|[*?])+|(?:\d|[*?])+")
 
 
 def fold(text: str) -> str:
@@ -145,7 +146,7 @@ def reindex_ids(
     wanted = ["Id", *indexed_fields(obj)]
     stmt = sa.select(*(table.c[n] for n in wanted)).where(table.c.Id.in_(list(record_ids)))
     for row in conn.execute(stmt).mappings().all():
-        reindex(conn, meta, obj, row["Id"], row, indexed_fields(obj))
+        reindex(conn, meta, obj, row["Id"], dict(row), indexed_fields(obj))
 
 
 def ensure(conn: sa.Connection, meta: sa.MetaData, registry: Registry) -> int:
@@ -164,7 +165,7 @@ def ensure(conn: sa.Connection, meta: sa.MetaData, registry: Registry) -> int:
         stmt = sa.select(*(table.c[n] for n in wanted)).order_by(table.c.Id)
         batch: list[dict[str, Any]] = []
         for row in conn.execute(stmt).mappings():
-            batch.append({"record_id": row["Id"], "entity": obj.name, **document(obj, row)})
+            batch.append({"record_id": row["Id"], "entity": obj.name, **document(obj, dict(row))})
             if len(batch) >= BACKFILL_BATCH:
                 conn.execute(docs.insert(), batch)
                 written, batch = written + len(batch), []
@@ -204,12 +205,20 @@ def render(bind: dialect.Bind, expr: Match, group: str) -> str:
 
 
 def matches(
-    bind: dialect.Bind, meta: sa.MetaData, expr: Match, group: str, *, with_text: bool = False
+    bind: dialect.Bind,
+    meta: sa.MetaData,
+    expr: Match | None,
+    group: str,
+    *,
+    with_text: bool = False,
 ) -> sa.Subquery:
-    """The documents matching ``expr`` in ``group``: ``record_id``, ``entity``, ``rank``
-    (lower is better) and, ``with_text``, the four document columns."""
+    """The documents matching ``expr`` in ``group`` (None: every document): ``record_id``,
+    ``entity``, ``rank`` (lower is better) and, ``with_text``, the four document columns."""
     docs = meta.tables[schema.SEARCH_DOCS]
-    stmt = dialect.search_matches(bind, docs, render(bind, expr, group))
+    if expr is None:
+        stmt = sa.select(docs.c.record_id, docs.c.entity, sa.literal(0).label("rank"))
+    else:
+        stmt = dialect.search_matches(bind, docs, render(bind, expr, group))
     if with_text:
         stmt = stmt.add_columns(*(docs.c[g] for g in GROUPS))
     return stmt.subquery("oc_match")

@@ -1,0 +1,196 @@
+"""Run SOSL searches: ``SearchService.search`` answers as REST ``/search`` does.
+
+``{"searchRecords": [record, ...]}``: the records of each RETURNING object in turn (every
+searchable object, Id only, without RETURNING), each shaped as a SOQL record with its
+``attributes``, at most the object's LIMIT and at most the statement's LIMIT (2,000 when none)
+in all. Records the caller may not see are never matched (the SOQL compiler's visibility
+predicate is part of every statement). ``parameterized`` builds the same search from
+``/parameterizedSearch``'s parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opencadence import errors
+from opencadence.metadata import describe
+from opencadence.soql import execute as soql_execute
+from opencadence.soql import shape
+from opencadence.sosl import compiler, nodes, parser, terms
+from opencadence.storage import records, search_index
+
+#: How many matched documents a search with wildcards the index cannot decide examines per
+#: object (the exact check runs on them in Python).
+MAX_CANDIDATES = 20_000
+
+
+class SearchService:
+    """SOSL over one Store."""
+
+    def __init__(self, store: records.Store) -> None:
+        self.store = store
+        self.meta = store.meta
+
+    def search(
+        self,
+        text: str,
+        caller: soql_execute.Caller | None = None,
+        *,
+        version: str = describe.LATEST_VERSION,
+    ) -> dict[str, Any]:
+        """Run the SOSL statement ``text``."""
+        return self.run(parser.parse(text), text, caller, version=version)
+
+    def run(
+        self,
+        search: nodes.Search,
+        text: str,
+        caller: soql_execute.Caller | None = None,
+        *,
+        version: str = describe.LATEST_VERSION,
+    ) -> dict[str, Any]:
+        caller = caller or soql_execute.Caller(records.AUTOMATED_USER)
+        now = self.store.clock.now()
+        returning = search.returning or tuple(
+            nodes.Returning(o.name, None)
+            for o in self.store.registry
+            if search_index.searchable(o) and o.visible_in(version) and o.supports("query")
+        )
+        targets = [
+            compiler.bind_target(
+                self.store.registry,
+                self.meta,
+                item,
+                version=version,
+                user_id=caller.user_id,
+                time_zone=caller.time_zone,
+                viewer=caller.viewer,
+                now=now,
+                text=text,
+            )
+            for item in returning
+        ]
+        tree = compiler.patterns(search.expr)
+        if tree is None:
+            raise errors.InvalidSearch(f"{terms.TOO_SHORT}: {search.find_text.strip()}")
+        exact = compiler.is_exact(tree)
+        check = None if exact else compiler.Exact(tree, search.group)
+        wanted = compiler.index_match(tree)
+        remaining = parser.MAX_LIMIT if search.limit is None else search.limit
+        out: list[dict[str, Any]] = []
+        with self.store.reading() as conn:
+            matched = search_index.matches(
+                conn, self.meta, wanted, search.group, with_text=not exact
+            )
+            for target in targets:
+                if remaining <= 0:
+                    break
+                found = self._records(conn, target, matched, check, remaining, version)
+                out += found
+                remaining -= len(found)
+        return {"searchRecords": out}
+
+    def _records(
+        self,
+        conn: records.Connection,
+        target: compiler.Target,
+        matched: Any,
+        check: compiler.Exact | None,
+        remaining: int,
+        version: str,
+    ) -> list[dict[str, Any]]:
+        bq = target.bq
+        want = remaining if bq.limit is None else min(bq.limit, remaining)
+        offset = bq.offset or 0
+        stmt, first_text = compiler.statement(target, matched, with_text=check is not None)
+        if check is None:
+            rows: Sequence[Any] = conn.execute(stmt.offset(offset).limit(want)).all()
+        else:
+            kept = []
+            for row in conn.execute(stmt.limit(MAX_CANDIDATES)):
+                doc = dict(zip(search_index.GROUPS, row[first_text : first_text + 4]))
+                if check(doc):
+                    kept.append(row)
+                    if len(kept) >= offset + want:
+                        break
+            rows = kept[offset:]
+        c = target.compiled
+        plan = shape.ShapePlan(
+            bq, self.store.registry, version, int(c.id_label[1:]) if c.id_label else None
+        )
+        return plan.records(rows)
+
+    # --- parameterizedSearch ----------------------------------------------------------------
+
+    def parameterized(
+        self,
+        params: Mapping[str, Any],
+        caller: soql_execute.Caller | None = None,
+        *,
+        version: str = describe.LATEST_VERSION,
+    ) -> dict[str, Any]:
+        """``/parameterizedSearch``: ``q`` (a search expression, no FIND), ``in``, ``fields``
+        (every object's), ``sobjects`` ([{name, fields, limit, where, orderBy}]),
+        ``overallLimit`` and ``defaultLimit``."""
+        q = params.get("q")
+        if not isinstance(q, str) or not q.strip():
+            raise errors.MalformedSearch("The q parameter is required: the text to search for.")
+        expr = terms.parse_expression(q)
+        group = str(params.get("in") or "ALL").upper()
+        if group.endswith("_FIELDS"):
+            group = group[: -len("_FIELDS")]
+        if group not in nodes.GROUPS:
+            raise errors.InvalidSearch(f"Invalid value for in: {params.get('in')}")
+        fields = _names(params.get("fields"), "fields")
+        default_limit = _number(params.get("defaultLimit"), "defaultLimit")
+        overall = _number(params.get("overallLimit"), "overallLimit")
+        specs = params.get("sobjects") or []
+        if not isinstance(specs, list):
+            raise errors.InvalidSearch("sobjects must be a list of objects")
+        returning = tuple(_returning(s, fields, default_limit) for s in specs)
+        if not returning and fields:
+            raise errors.InvalidSearch("fields need sobjects to apply to")
+        search = nodes.Search(
+            expr, group, returning, min(overall, parser.MAX_LIMIT) if overall else None, q
+        )
+        return self.run(search, q, caller, version=version)
+
+
+def _names(value: Any, what: str) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [v.strip() for v in value if v.strip()]
+    raise errors.InvalidSearch(f"{what} must be a list of field names")
+
+
+def _number(value: Any, what: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise errors.InvalidSearch(f"{what} must be a number: {value}") from None
+    if number < 1:
+        raise errors.InvalidSearch(f"{what} must be a positive number: {value}")
+    return number
+
+
+def _returning(spec: Any, fields: list[str], default_limit: int | None) -> nodes.Returning:
+    """One object of ``sobjects`` as the RETURNING item SOSL would have written for it."""
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+        raise errors.InvalidSearch("each of sobjects needs a name")
+    own = _names(spec.get("fields"), "fields") or fields or ["Id"]
+    limit = _number(spec.get("limit"), "limit") or default_limit
+    clause = ", ".join(own)
+    for key, word in (("where", "WHERE"), ("orderBy", "ORDER BY")):
+        value = spec.get(key)
+        if value:
+            clause += f" {word} {value}"
+    if limit is not None:
+        clause += f" LIMIT {min(limit, parser.MAX_LIMIT)}"
+    text = f"FIND {{xx}} RETURNING {spec['name']}({clause})"
+    return parser.parse(text).returning[0]
