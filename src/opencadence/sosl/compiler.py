@@ -132,8 +132,7 @@ class Exact:
         rxs = [self._regex(t) for t in tokens]
         n = len(rxs)
         return any(
-            all(rxs[k].fullmatch(words[i + k]) for k in range(n))
-            for i in range(len(words) - n + 1)
+            all(rxs[k].fullmatch(words[i + k]) for k in range(n)) for i in range(len(words) - n + 1)
         )
 
     def _regex(self, token: str) -> re.Pattern[str]:

@@ -131,7 +131,7 @@ class BatchWriter:
                         f"{shape[0]}: {len(params) - count} record(s) changed concurrently"
                     )
                 obj = self._store.registry.object(shape[0])
-                if search_index.searchable(obj) and search_index.indexed_fields(obj) & set(shape[1]):
+                if search_index.indexed_fields(obj) & set(shape[1]):
                     ids = [p["p_id"] for p in params]
                     search_index.reindex_ids(conn, self._store.meta, obj, ids)
         self._inserts, self._updates = {}, {}

@@ -109,9 +109,7 @@ def _current_fingerprint(conn: sa.Connection) -> str | None:
 
 
 def _apply_diff(conn: sa.Connection, target: sa.MetaData, say: Progress) -> list[str]:
-    ctx = MigrationContext.configure(
-        conn, opts={"compare_type": False, "include_name": _compared}
-    )
+    ctx = MigrationContext.configure(conn, opts={"compare_type": False, "include_name": _compared})
     ops = Operations(ctx)
     done = []
     with warnings.catch_warnings():

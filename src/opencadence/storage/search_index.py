@@ -12,7 +12,8 @@ creates it and fills it from the existing records (``ensure``).
 Tokens: text is case-folded, diacritics are removed, and it splits at every character that is
 neither a letter nor a digit and where letters change to digits or back ("Acme2go" is acme, 2,
 go), as Salesforce's search tokenizes. A phone field's document also holds its digits as one
-token, so 4155551234 finds (415) 555-1234. Search terms are tokenized the same way, so both
+token (and, for three or more groups, those after the first), so 4155551234 finds
+(415) 555-1234 and 2125559876 finds +1 212 555 9876. Search terms are tokenized the same way, so both
 engines see the same tokens (decisions in docs/search-decisions.md).
 """
 
@@ -86,7 +87,11 @@ def field_groups(obj: model.ObjectDef) -> dict[str, tuple[str, ...]]:
     return {g: tuple(names) for g, names in out.items()}
 
 
+@lru_cache(maxsize=64)
 def indexed_fields(obj: model.ObjectDef) -> frozenset[str]:
+    """The fields whose text the documents of ``obj`` hold (none: not searchable)."""
+    if not searchable(obj):
+        return frozenset()
     return frozenset(name for names in field_groups(obj).values() for name in names)
 
 
@@ -103,6 +108,8 @@ def document(obj: model.ObjectDef, row: Mapping[str, Any]) -> dict[str, str]:
             tokens += found
             if group == "phone" and len(found) > 1 and all(t.isdigit() for t in found):
                 tokens.append("".join(found))
+                if len(found) > 2:  # without the country or area code: +1 212 555 9876
+                    tokens.append("".join(found[1:]))
         doc[group] = " ".join(tokens)
     return doc
 
