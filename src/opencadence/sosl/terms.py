@@ -163,6 +163,8 @@ def _unit(lexer: _Lexer, text: str) -> nodes.Expr:
         return nodes.Term(value)
     if kind == "phrase":
         return nodes.Term(value, quoted=True)
+    if value == "NOT":
+        fail(f"NOT must follow AND (AND NOT) in the search: {text}")
     fail(f"unexpected {value!r} in the search: {text}")
 
 
