@@ -154,6 +154,8 @@ class Target:
     bq: bound.BoundQuery
     compiled: compiler.Compiled
     root: sa.FromClause
+    #: its meaning depends on "now" (date literals): never reused
+    time_dependent: bool = False
 
 
 def bind_target(
@@ -185,10 +187,11 @@ def bind_target(
     ctx = binder.Context(
         registry=registry, version=version, user_id=user_id, time_zone=time_zone, now=now, text=text
     )
-    bq = binder.Binder(ctx, query, obj).bind()
+    bnd = binder.Binder(ctx, query, obj)
+    bq = bnd.bind()
     comp = compiler.Compiler(registry, meta, now, viewer)
     compiled = comp.compile(bq)
-    return Target(obj, bq, compiled, comp.root)
+    return Target(obj, bq, compiled, comp.root, bnd.time_dependent)
 
 
 def statement(

@@ -10,7 +10,10 @@ predicate is part of every statement). ``parameterized`` builds the same search 
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from opencadence import errors
@@ -23,14 +26,31 @@ from opencadence.storage import records, search_index
 #: How many matched documents a search with wildcards the index cannot decide examines per
 #: object (the exact check runs on them in Python).
 MAX_CANDIDATES = 20_000
+#: The best-ranked documents a search ordered by relevance looks among first, then second
+#: (at least; more when it wants more rows), before looking among all of them.
+FIRST_TIER = 64
+SECOND_TIER = 2048
+
+
+@dataclass(slots=True)
+class Plan:
+    """A search compiled for one caller: its RETURNING statements and what the index is asked."""
+
+    search: nodes.Search
+    targets: list[compiler.Target]
+    wanted: search_index.Match | None
+    check: compiler.Exact | None  # None: the index decides every term exactly
 
 
 class SearchService:
     """SOSL over one Store."""
 
-    def __init__(self, store: records.Store) -> None:
+    def __init__(self, store: records.Store, *, cache_size: int = 512) -> None:
         self.store = store
         self.meta = store.meta
+        self._cache: OrderedDict[tuple[Any, ...], Plan] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
 
     def search(
         self,
@@ -39,8 +59,22 @@ class SearchService:
         *,
         version: str = describe.LATEST_VERSION,
     ) -> dict[str, Any]:
-        """Run the SOSL statement ``text``."""
-        return self.run(parser.parse(text), text, caller, version=version)
+        """Run the SOSL statement ``text`` (compiled once per text, caller and version, unless
+        its meaning depends on "now": date literals)."""
+        caller = caller or soql_execute.Caller(records.AUTOMATED_USER)
+        key = (text, caller.user_id, caller.time_zone, caller.view_all, version)
+        with self._lock:
+            plan = self._cache.get(key)
+            if plan is not None:
+                self._cache.move_to_end(key)
+        if plan is None:
+            plan = self.plan(parser.parse(text), text, caller, version)
+            if not any(t.time_dependent for t in plan.targets):
+                with self._lock:
+                    self._cache[key] = plan
+                    if len(self._cache) > self._cache_size:
+                        self._cache.popitem(last=False)
+        return self.execute(plan, version)
 
     def run(
         self,
@@ -51,6 +85,11 @@ class SearchService:
         version: str = describe.LATEST_VERSION,
     ) -> dict[str, Any]:
         caller = caller or soql_execute.Caller(records.AUTOMATED_USER)
+        return self.execute(self.plan(search, text, caller, version), version)
+
+    def plan(
+        self, search: nodes.Search, text: str, caller: soql_execute.Caller, version: str
+    ) -> Plan:
         now = self.store.clock.now()
         returning = search.returning or tuple(
             nodes.Returning(o.name, None)
@@ -74,19 +113,18 @@ class SearchService:
         tree = compiler.patterns(search.expr)
         if tree is None:
             raise errors.InvalidSearch(f"{terms.TOO_SHORT}: {search.find_text.strip()}")
-        exact = compiler.is_exact(tree)
-        check = None if exact else compiler.Exact(tree, search.group)
-        wanted = compiler.index_match(tree)
+        check = None if compiler.is_exact(tree) else compiler.Exact(tree, search.group)
+        return Plan(search, targets, compiler.index_match(tree), check)
+
+    def execute(self, plan: Plan, version: str) -> dict[str, Any]:
+        search = plan.search
         remaining = parser.MAX_LIMIT if search.limit is None else search.limit
         out: list[dict[str, Any]] = []
         with self.store.reading() as conn:
-            matched = search_index.matches(
-                conn, self.meta, wanted, search.group, with_text=not exact
-            )
-            for target in targets:
+            for target in plan.targets:
                 if remaining <= 0:
                     break
-                found = self._records(conn, target, matched, check, remaining, version)
+                found = self._records(conn, plan, target, remaining, version)
                 out += found
                 remaining -= len(found)
         return {"searchRecords": out}
@@ -94,32 +132,46 @@ class SearchService:
     def _records(
         self,
         conn: records.Connection,
+        plan: Plan,
         target: compiler.Target,
-        matched: Any,
-        check: compiler.Exact | None,
         remaining: int,
         version: str,
     ) -> list[dict[str, Any]]:
+        """The target's records. Ordered by relevance, they are looked for among the index's
+        best-ranked documents first, then among more, then among all, so a common word costs
+        the ranking of its matches, not a join of each of them with the object's table."""
         bq = target.bq
         want = remaining if bq.limit is None else min(bq.limit, remaining)
         offset = bq.offset or 0
-        stmt, first_text = compiler.statement(target, matched, with_text=check is not None)
-        if check is None:
-            rows: Sequence[Any] = conn.execute(stmt.offset(offset).limit(want)).all()
-        else:
-            kept = []
-            for row in conn.execute(stmt.limit(MAX_CANDIDATES)):
-                doc = dict(zip(search_index.GROUPS, row[first_text : first_text + 4]))
-                if check(doc):
-                    kept.append(row)
-                    if len(kept) >= offset + want:
-                        break
-            rows = kept[offset:]
+        need = offset + want
+        tiers: list[int | None] = [None]
+        if not bq.order:
+            tiers = [max(FIRST_TIER, 4 * need), max(SECOND_TIER, 64 * need), None]
+        check = plan.check
+        rows: Sequence[Any] = []
+        for best in tiers:
+            matched = search_index.matches(conn, self.meta, plan.wanted, plan.search.group, best)
+            stmt, first_text = compiler.statement(target, matched, with_text=check is not None)
+            if check is None:
+                rows = conn.execute(stmt.offset(offset).limit(want)).all()
+            else:
+                kept = []
+                for row in conn.execute(stmt.limit(MAX_CANDIDATES)):
+                    doc = dict(zip(search_index.GROUPS, row[first_text : first_text + 4]))
+                    if check(doc):
+                        kept.append(row)
+                        if len(kept) >= need:
+                            break
+                rows = kept[offset:]
+            if len(rows) >= want:
+                break
         c = target.compiled
-        plan = shape.ShapePlan(
-            bq, self.store.registry, version, int(c.id_label[1:]) if c.id_label else None
-        )
-        return plan.records(rows)
+        if c.plan is None:
+            c.plan = shape.ShapePlan(
+                bq, self.store.registry, version, int(c.id_label[1:]) if c.id_label else None
+            )
+        shaper: shape.ShapePlan = c.plan
+        return shaper.records(rows)
 
     # --- parameterizedSearch ----------------------------------------------------------------
 

@@ -672,18 +672,31 @@ def search_combine(bind: Bind, op: str, parts: Sequence[str]) -> str:
     return "(" + joiner.join(parts) + ")"
 
 
-def search_matches(bind: Bind, docs: sa.Table, expression: str) -> sa.Select[Any]:
-    """``(record_id, entity, rank)`` of the documents matching ``expression`` (a rendered
-    search expression); a lower rank is a better match."""
+def search_matches(
+    bind: Bind, docs: sa.Table, expression: str, best: int | None = None
+) -> sa.Select[Any]:
+    """The documents matching ``expression`` (a rendered search expression): ``record_id``,
+    ``entity``, ``rank`` (lower is better) and the document columns; only the ``best``
+    ranked ones when given (the index ranks them before any table is joined)."""
     if is_sqlite(bind):
         fts = sa.table(FTS_TABLE, sa.column("rowid"), sa.column("rank"))
-        return (
-            sa.select(docs.c.record_id, docs.c.entity, fts.c.rank.label("rank"))
-            .select_from(fts.join(docs, docs.c.id == fts.c.rowid))
-            .where(sa.literal_column(FTS_TABLE).op("MATCH")(expression))
+        found = sa.select(fts.c.rowid, fts.c.rank).where(
+            sa.literal_column(FTS_TABLE).op("MATCH")(expression)
         )
+        if best is not None:
+            found = found.order_by(fts.c.rank).limit(best)
+        hits = found.subquery("oc_hits")
+        return sa.select(
+            docs.c.record_id, docs.c.entity, hits.c.rank.label("rank"), *_doc_columns(docs)
+        ).select_from(hits.join(docs, docs.c.id == hits.c.rowid))
     document: Col = sa.literal_column(_pg_document(docs.name))
     query = sa.func.to_tsquery(sa.literal_column("'simple'::regconfig"), expression)
-    return sa.select(
-        docs.c.record_id, docs.c.entity, (-sa.func.ts_rank(document, query)).label("rank")
-    ).where(document.op("@@")(query))
+    rank = (-sa.func.ts_rank(document, query)).label("rank")
+    stmt = sa.select(docs.c.record_id, docs.c.entity, rank, *_doc_columns(docs)).where(
+        document.op("@@")(query)
+    )
+    return stmt.order_by(rank).limit(best) if best is not None else stmt
+
+
+def _doc_columns(docs: sa.Table) -> list[Col]:
+    return [docs.c[c] for c in _DOC_COLUMNS]

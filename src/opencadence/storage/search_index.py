@@ -212,20 +212,21 @@ def render(bind: dialect.Bind, expr: Match, group: str) -> str:
 
 
 def matches(
-    bind: dialect.Bind,
-    meta: sa.MetaData,
-    expr: Match | None,
-    group: str,
-    *,
-    with_text: bool = False,
+    bind: dialect.Bind, meta: sa.MetaData, expr: Match | None, group: str, best: int | None = None
 ) -> sa.Subquery:
     """The documents matching ``expr`` in ``group`` (None: every document): ``record_id``,
-    ``entity``, ``rank`` (lower is better) and, ``with_text``, the four document columns."""
+    ``entity``, ``rank`` (lower is better) and the four document columns; with ``best``, only
+    that many, the best ranked (of every object: the caller filters by ``entity`` after)."""
     docs = meta.tables[schema.SEARCH_DOCS]
     if expr is None:
-        stmt = sa.select(docs.c.record_id, docs.c.entity, sa.literal(0).label("rank"))
+        stmt = sa.select(
+            docs.c.record_id,
+            docs.c.entity,
+            sa.literal(0).label("rank"),
+            *(docs.c[g] for g in GROUPS),
+        )
+        if best is not None:
+            stmt = stmt.order_by(docs.c.id).limit(best)
     else:
-        stmt = dialect.search_matches(bind, docs, render(bind, expr, group))
-    if with_text:
-        stmt = stmt.add_columns(*(docs.c[g] for g in GROUPS))
+        stmt = dialect.search_matches(bind, docs, render(bind, expr, group), best)
     return stmt.subquery("oc_match")

@@ -267,3 +267,24 @@ def test_upgrade_fills_the_index_of_an_existing_database(
         count = conn.execute(sa.text(f"SELECT count(*) FROM {schema.SEARCH_DOCS}")).scalar_one()
     assert count >= 5
     assert migrate.upgrade(engine, default_registry()) == []  # nothing left to do
+
+
+def test_relevance_order_looks_past_the_best_ranked_documents(store: records.Store) -> None:
+    """The index ranks every object's documents together: 3,000 leads rank above the one
+    contact (their name says zed twice), and the contact is still found; so is the one live
+    contact among deleted ones, and the one a rep may see among others they may not."""
+    with store.transaction() as tx:
+        rep = _user(tx, "zrep")
+        tx.insert_many("Lead", [{"LastName": "Zed", "FirstName": "Zed", "Company": "Z"}] * 3000)
+        gone = tx.insert_many("Contact", [{"LastName": "Zed", "FirstName": "Zed"}] * 100)
+        for record_id in gone:
+            tx.delete("Contact", record_id)
+        kept = tx.insert("Contact", {"LastName": "Zed", "FirstName": "Ann", "OwnerId": rep})
+    assert _find(store, "FIND {zed} RETURNING Contact") == [kept]
+    assert _find(store, "FIND {zed} RETURNING Contact(Id LIMIT 5)") == [kept]
+    assert _find(store, "FIND {z?d} RETURNING Contact") == [kept]
+    both = _find(store, "FIND {zed} RETURNING Lead(Id LIMIT 10), Contact")
+    assert len(both) == 11 and both[-1] == kept
+    assert len(_find(store, "FIND {zed} RETURNING Lead, Contact")) == 2000  # at most 2,000
+    rep_caller = Caller(rep, view_all=False)
+    assert _find(store, "FIND {zed} RETURNING Contact, Lead", rep_caller) == [kept]
