@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+
 from opencadence import errors
 from opencadence.metadata import describe
 from opencadence.soql import execute as soql_execute
@@ -163,7 +165,10 @@ class SearchService:
                         if len(kept) >= need:
                             break
                 rows = kept[offset:]
-            if len(rows) >= want:
+            if len(rows) >= want or best is None:
+                break
+            # short: look among more documents only if there were more than these
+            if conn.execute(sa.select(sa.func.count()).select_from(matched)).scalar_one() < best:
                 break
         c = target.compiled
         if c.plan is None:
