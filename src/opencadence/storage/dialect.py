@@ -53,6 +53,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -578,9 +579,10 @@ def api_date(expr: Col) -> Col:
 # The documents are one ordinary table (schema.SEARCH_DOCS) of pre-tokenized text in four
 # columns, one per SOSL search group. SQLite indexes them with an FTS5 external-content table
 # kept in step by triggers (so every write of a document updates the index in the same
-# transaction); PostgreSQL with a GIN expression index over one weighted tsvector (name A,
-# email B, phone C, the other fields D), which the planner uses for `@@` on the same
-# expression. Search expressions are rendered into each engine's own syntax below.
+# transaction); PostgreSQL with a GIN index over one weighted tsvector (name A, email B,
+# phone C, the other fields D), stored in the documents' `vector` column by a trigger (so
+# ranking reads it rather than computing it again per matched row). Search expressions are
+# rendered into each engine's own syntax below.
 
 #: The FTS5 table over the documents (SQLite); its shadow tables share the prefix.
 FTS_TABLE = "oc_search_fts"
@@ -590,6 +592,12 @@ GIN_INDEX = "ix_oc_search_doc_fts"
 SEARCH_COLUMNS = {"NAME": "name", "EMAIL": "email", "PHONE": "phone"}
 _WEIGHTS = {"name": "A", "email": "B", "phone": "C", "other": "D"}
 _DOC_COLUMNS = ("name", "email", "phone", "other")
+
+
+def search_vector_type() -> sa.types.TypeEngine[Any]:
+    """The documents' ``vector`` column: a tsvector on PostgreSQL (filled by the trigger),
+    unused text on SQLite (FTS5 holds the index there)."""
+    return sa.Text().with_variant(postgresql.TSVECTOR(), "postgresql")
 
 
 def _pg_document(alias: str = "") -> str:
@@ -638,7 +646,15 @@ def ensure_search_index(conn: sa.Connection, docs: str) -> bool:
             f"INSERT INTO {FTS_TABLE}(rowid, {cols}) VALUES (new.id, {new}); END"
         )
         return True
-    conn.exec_driver_sql(f"CREATE INDEX {GIN_INDEX} ON {docs} USING gin (({_pg_document()}))")
+    conn.exec_driver_sql(
+        f"CREATE OR REPLACE FUNCTION {docs}_vector() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        f"BEGIN NEW.vector := {_pg_document('NEW')}; RETURN NEW; END $$"
+    )
+    conn.exec_driver_sql(
+        f"CREATE TRIGGER {docs}_vector BEFORE INSERT OR UPDATE ON {docs} "
+        f"FOR EACH ROW EXECUTE FUNCTION {docs}_vector()"
+    )
+    conn.exec_driver_sql(f"CREATE INDEX {GIN_INDEX} ON {docs} USING gin (vector)")
     return True
 
 
@@ -689,7 +705,7 @@ def search_matches(
         return sa.select(
             docs.c.record_id, docs.c.entity, hits.c.rank.label("rank"), *_doc_columns(docs)
         ).select_from(hits.join(docs, docs.c.id == hits.c.rowid))
-    document: Col = sa.literal_column(_pg_document(docs.name))
+    document = docs.c.vector
     query = sa.func.to_tsquery(sa.literal_column("'simple'::regconfig"), expression)
     rank = (-sa.func.ts_rank(document, query)).label("rank")
     stmt = sa.select(docs.c.record_id, docs.c.entity, rank, *_doc_columns(docs)).where(

@@ -336,6 +336,8 @@ def _email_tables(meta: sa.MetaData) -> None:
         sa.Column("email", sa.Text(), nullable=False),
         sa.Column("phone", sa.Text(), nullable=False),
         sa.Column("other", sa.Text(), nullable=False),
+        # the weighted tsvector of the four (PostgreSQL; a trigger fills it), see dialect.py
+        sa.Column("vector", dialect.search_vector_type(), nullable=True),
     )
     sa.Index(f"ux_{SEARCH_DOCS}_record_id", docs.c.record_id, unique=True)
     sa.Table(
