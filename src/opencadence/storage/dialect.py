@@ -628,7 +628,7 @@ def ensure_search_index(conn: sa.Connection, docs: str) -> bool:
         old = ", ".join(f"old.{c}" for c in _DOC_COLUMNS)
         conn.exec_driver_sql(
             f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5({cols}, content='{docs}', "
-            "content_rowid='id', tokenize='unicode61 remove_diacritics 0', prefix='2 3')"
+            "content_rowid='id', tokenize='unicode61 remove_diacritics 0')"
         )
         conn.exec_driver_sql(
             f"CREATE TRIGGER {FTS_TABLE}_ai AFTER INSERT ON {docs} BEGIN "

@@ -23,7 +23,6 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,6 +46,8 @@ _WILD_WORD = re.compile(r"(?:[^\W\d_]|[*?])+|(?:\d|[*?])+")
 
 def fold(text: str) -> str:
     """Case-folded, without diacritics (é is e)."""
+    if text.isascii():
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
@@ -65,9 +66,20 @@ def searchable(obj: model.ObjectDef) -> bool:
     return "search" in obj.calls
 
 
-@lru_cache(maxsize=64)
+#: id(ObjectDef) -> (the ObjectDef, its field groups): hashing a frozen ObjectDef hashes every
+#: field, too slow for each write
+_GROUPS: dict[int, tuple[model.ObjectDef, dict[str, tuple[str, ...]]]] = {}
+
+
 def field_groups(obj: model.ObjectDef) -> dict[str, tuple[str, ...]]:
     """Search group -> the stored text fields of ``obj`` whose text it holds."""
+    found = _GROUPS.get(id(obj))
+    if found is None or found[0] is not obj:
+        found = _GROUPS[id(obj)] = (obj, _field_groups(obj))
+    return found[1]
+
+
+def _field_groups(obj: model.ObjectDef) -> dict[str, tuple[str, ...]]:
     out: dict[str, list[str]] = {g: [] for g in GROUPS}
     name = obj.field("Name")
     compound = name is not None and name.name_field and obj.field("LastName") is not None
@@ -87,12 +99,18 @@ def field_groups(obj: model.ObjectDef) -> dict[str, tuple[str, ...]]:
     return {g: tuple(names) for g, names in out.items()}
 
 
-@lru_cache(maxsize=64)
 def indexed_fields(obj: model.ObjectDef) -> frozenset[str]:
     """The fields whose text the documents of ``obj`` hold (none: not searchable)."""
-    if not searchable(obj):
-        return frozenset()
-    return frozenset(name for names in field_groups(obj).values() for name in names)
+    found = _INDEXED.get(id(obj))
+    if found is None or found[0] is not obj:
+        names: frozenset[str] = frozenset()
+        if searchable(obj):
+            names = frozenset(n for group in field_groups(obj).values() for n in group)
+        found = _INDEXED[id(obj)] = (obj, names)
+    return found[1]
+
+
+_INDEXED: dict[int, tuple[model.ObjectDef, frozenset[str]]] = {}
 
 
 def document(obj: model.ObjectDef, row: Mapping[str, Any]) -> dict[str, str]:
