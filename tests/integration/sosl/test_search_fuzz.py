@@ -1,7 +1,6 @@
 """Any text between FIND's braces, on both databases: a search answers records or refuses with
 MALFORMED_SEARCH / INVALID_SEARCH, never a database error (the search expression is rendered
-into FTS5's query syntax or a tsquery, which must never be invalid), and what it finds always
-holds the words it asked for."""
+into FTS5's query syntax or a tsquery, which must never be invalid)."""
 
 from __future__ import annotations
 
