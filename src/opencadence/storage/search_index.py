@@ -163,6 +163,15 @@ def reindex(
         conn.execute(docs.insert().values(record_id=record_id, entity=obj.name, **doc))
 
 
+def forget(conn: sa.Connection, meta: sa.MetaData, record_ids: Sequence[str]) -> None:
+    """Drop the documents of records removed for good (a hard delete); a soft delete keeps
+    them, since undelete brings the record back and searches skip deleted records."""
+    docs = meta.tables[schema.SEARCH_DOCS]
+    wanted = list(record_ids)
+    for start in range(0, len(wanted), 500):
+        conn.execute(docs.delete().where(docs.c.record_id.in_(wanted[start : start + 500])))
+
+
 def reindex_ids(
     conn: sa.Connection, meta: sa.MetaData, obj: model.ObjectDef, record_ids: Sequence[str]
 ) -> None:

@@ -288,3 +288,17 @@ def test_relevance_order_looks_past_the_best_ranked_documents(store: records.Sto
     assert len(_find(store, "FIND {zed} RETURNING Lead, Contact")) == 2000  # at most 2,000
     rep_caller = Caller(rep, view_all=False)
     assert _find(store, "FIND {zed} RETURNING Contact, Lead", rep_caller) == [kept]
+
+
+def test_a_hard_delete_forgets_the_documents(store: records.Store, org: dict[str, Any]) -> None:
+    from opencadence.storage import search_index
+
+    with store.transaction() as tx:
+        table = store.meta.tables["Contact"]
+        tx.conn.execute(table.delete().where(table.c.Id == org["jon"]))
+        search_index.forget(tx.conn, store.meta, [org["jon"]])
+    with store.reading() as conn:
+        docs = store.meta.tables[schema.SEARCH_DOCS]
+        left = conn.execute(sa.select(docs.c.record_id).where(docs.c.record_id == org["jon"]))
+        assert left.first() is None
+    assert _find(store, "FIND {smythe} RETURNING Contact") == []
