@@ -13,7 +13,7 @@ from opencadence import errors
 from opencadence.metadata.registry import default_registry
 from opencadence.soql.execute import Caller
 from opencadence.sosl.execute import SearchService
-from opencadence.storage import dialect, migrate, records, schema
+from opencadence.storage import dialect, migrate, records, schema, search_index
 
 
 def _user(tx: records.Tx, name: str) -> str:
@@ -291,8 +291,6 @@ def test_relevance_order_looks_past_the_best_ranked_documents(store: records.Sto
 
 
 def test_a_hard_delete_forgets_the_documents(store: records.Store, org: dict[str, Any]) -> None:
-    from opencadence.storage import search_index
-
     with store.transaction() as tx:
         table = store.meta.tables["Contact"]
         tx.conn.execute(table.delete().where(table.c.Id == org["jon"]))
