@@ -300,3 +300,45 @@ def test_a_hard_delete_forgets_the_documents(store: records.Store, org: dict[str
         left = conn.execute(sa.select(docs.c.record_id).where(docs.c.record_id == org["jon"]))
         assert left.first() is None
     assert _find(store, "FIND {smythe} RETURNING Contact") == []
+
+
+def test_parameterized_search(store: records.Store, org: dict[str, Any]) -> None:
+    svc = SearchService(store)
+    got = svc.parameterized(
+        {
+            "q": "acme",
+            "in": "EMAIL_FIELDS",
+            "sobjects": [{"name": "Contact", "fields": ["Email"]}, {"name": "Lead"}],
+        }
+    )
+    assert [r.get("Email") for r in got["searchRecords"]] == ["jsmith@acme.com"]
+    limited = svc.parameterized(
+        {
+            "q": "acme OR smith",
+            "defaultLimit": "1",
+            "sobjects": [{"name": "Contact"}, {"name": "Lead"}, {"name": "Account", "limit": 5}],
+        }
+    )
+    kinds = [r["attributes"]["type"] for r in limited["searchRecords"]]
+    assert kinds == ["Contact", "Lead", "Account"]
+    overall = svc.parameterized({"q": "acme", "overallLimit": 2, "sobjects": [{"name": "Contact"}]})
+    assert len(overall["searchRecords"]) == 2
+    where = svc.parameterized(
+        {
+            "q": "acme",
+            "sobjects": [{"name": "Contact", "fields": ["Title"], "where": "Title = 'Engineer'"}],
+        }
+    )
+    assert [r["Title"] for r in where["searchRecords"]] == ["Engineer"]
+    for bad, code in (
+        ({"sobjects": [{"name": "Contact"}]}, "MALFORMED_SEARCH"),
+        ({"q": "acme", "in": "SOMEWHERE"}, "INVALID_SEARCH"),
+        ({"q": "acme", "fields": ["Name"]}, "INVALID_SEARCH"),
+        ({"q": "acme", "overallLimit": "-3"}, "INVALID_SEARCH"),
+        ({"q": "acme", "sobjects": [{"fields": ["Name"]}]}, "INVALID_SEARCH"),
+        ({"q": "acme", "sobjects": [{"name": "Nope"}]}, "INVALID_TYPE"),
+        ({"q": "a"}, "INVALID_SEARCH"),
+    ):
+        with pytest.raises(errors.OpenCadenceError) as caught:
+            svc.parameterized(bad)
+        assert caught.value.error_code == code, bad
