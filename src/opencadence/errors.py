@@ -335,6 +335,21 @@ class MalformedQuery(OpenCadenceError):
         self.token = token
 
 
+class MalformedSearch(OpenCadenceError):
+    """The search is malformed (SOSL syntax)."""
+
+    error_code = "MALFORMED_SEARCH"
+    http_status = 400
+
+
+class InvalidSearch(OpenCadenceError):
+    """The search cannot run: a search term Salesforce refuses (too short, a leading
+    wildcard)."""
+
+    error_code = "INVALID_SEARCH"
+    http_status = 400
+
+
 class InvalidQueryFilterOperator(OpenCadenceError):
     """Invalid operator for this field."""
 

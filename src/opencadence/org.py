@@ -20,6 +20,7 @@ from opencadence.email import templates
 from opencadence.metadata import describe, model
 from opencadence.metadata.sales_engagement import TRACKER
 from opencadence.soql import execute
+from opencadence.sosl import execute as sosl_execute
 from opencadence.storage import (
     accounts,
     api_usage,
@@ -63,6 +64,7 @@ class Org:
         self.store = store
         self.registry = store.registry
         self.queries = execute.QueryService(store)
+        self.searches = sosl_execute.SearchService(store)
         # sessions are timed on their own clock (None: the wall clock), not the org's
         self.accounts = accounts.Accounts(store, clock=session_clock)
         self.actions = actions if actions is not None else cadence_actions.Actions(store)
@@ -502,6 +504,17 @@ class Org:
 
     def query_more(self, session: accounts.Session, locator: str, version: str) -> dict[str, Any]:
         return self.queries.query_more(locator, self.caller(session), version=version)
+
+    # --- search -----------------------------------------------------------------------------
+
+    def search(self, session: accounts.Session, sosl: str, version: str) -> dict[str, Any]:
+        """A SOSL search, limited to what the session's user may see."""
+        return self.searches.search(sosl, self.caller(session), version=version)
+
+    def parameterized_search(
+        self, session: accounts.Session, params: Mapping[str, Any], version: str
+    ) -> dict[str, Any]:
+        return self.searches.parameterized(params, self.caller(session), version=version)
 
     # --- replication ------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from opencadence.api import (
     oauth,
     openapi,
     rest,
+    search,
     soap,
     streaming,
     tracking,
@@ -161,6 +162,7 @@ def build_app(
         + composite.routes()
         + email_settings.routes()
         + soap.routes()
+        + search.routes()
         + oauth.routes()
         + identity.routes()
         + streaming.routes()

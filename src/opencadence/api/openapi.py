@@ -121,6 +121,21 @@ def document(registry: Registry) -> dict[str, Any]:
                 "next page of a query", [version, _param("locator", "path", {"type": "string"})]
             )
         },
+        f"{v}/search/": {
+            "get": _op("SOSL search", [version, _param("q", "query", {"type": "string"})])
+        },
+        f"{v}/parameterizedSearch/": {
+            "get": _op(
+                "search by parameters",
+                [
+                    version,
+                    _param("q", "query", {"type": "string"}),
+                    _param("sobject", "query", {"type": "string"}, required=False),
+                    _param("in", "query", {"type": "string"}, required=False),
+                ],
+            ),
+            "post": _op("search by a JSON body", [version], record_body),
+        },
         f"{v}/limits/": {"get": _op("org limits", [version])},
         f"{v}/limits/recordCount": {
             "get": _op(

@@ -131,7 +131,16 @@ def add_limit_info(request: Request, response: Response) -> None:
 def resources(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
     base = f"/services/data/v{version}"
     listed = {
-        name: f"{base}/{name}" for name in ("sobjects", "query", "queryAll", "limits", "actions")
+        name: f"{base}/{name}"
+        for name in (
+            "sobjects",
+            "query",
+            "queryAll",
+            "search",
+            "parameterizedSearch",
+            "limits",
+            "actions",
+        )
     }
     # where jsforce's identity() and the sf CLI find the identity URL (the token's user's)
     listed["identity"] = f"{request.url.scheme}://{request.url.netloc}" + identity_path(

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from opencadence import errors
 from opencadence.metadata import model
-from opencadence.storage import events, records, values
+from opencadence.storage import events, records, search_index, values
 
 #: (object, changed fields, (expected field, expected null) pairs) of a guarded update
 UpdateShape = tuple[str, tuple[str, ...], tuple[tuple[str, bool], ...]]
@@ -121,6 +121,8 @@ class BatchWriter:
             for name, rows in self._inserts.items():
                 _executemany(conn, self._compiled(("insert", name), self._insert_stmt, name), rows)
                 self.tx.note_inserted(name, len(rows))
+                obj = self._store.registry.object(name)
+                search_index.index_rows(conn, self._store.meta, obj, rows)
             for shape, params in self._updates.items():
                 stmt = self._compiled(("update", shape), self._update_stmt, shape)
                 count = _executemany(conn, stmt, params)
@@ -128,6 +130,10 @@ class BatchWriter:
                     raise errors.StaleTransition(
                         f"{shape[0]}: {len(params) - count} record(s) changed concurrently"
                     )
+                obj = self._store.registry.object(shape[0])
+                if search_index.indexed_fields(obj) & set(shape[1]):
+                    ids = [p["p_id"] for p in params]
+                    search_index.reindex_ids(conn, self._store.meta, obj, ids)
         self._inserts, self._updates = {}, {}
 
     def write_events(self) -> None:

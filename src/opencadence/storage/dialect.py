@@ -53,6 +53,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -572,3 +573,146 @@ def api_datetime(expr: Col) -> Col:
 def api_date(expr: Col) -> Col:
     """A date column as ``YYYY-MM-DD`` text."""
     return _ApiDate(expr)
+
+
+# --- full-text search (storage/search_index.py; decisions in docs/search-decisions.md) --------
+# The documents are one ordinary table (schema.SEARCH_DOCS) of pre-tokenized text in four
+# columns, one per SOSL search group. SQLite indexes them with an FTS5 external-content table
+# kept in step by triggers (so every write of a document updates the index in the same
+# transaction); PostgreSQL with a GIN index over one weighted tsvector (name A, email B,
+# phone C, the other fields D), stored in the documents' `vector` column by a trigger (so
+# ranking reads it rather than computing it again per matched row). Search expressions are
+# rendered into each engine's own syntax below.
+
+#: The FTS5 table over the documents (SQLite); its shadow tables share the prefix.
+FTS_TABLE = "oc_search_fts"
+#: The GIN index (PostgreSQL).
+GIN_INDEX = "ix_oc_search_doc_fts"
+#: SOSL search group -> the document column (SQLite) / the tsvector weight (PostgreSQL).
+SEARCH_COLUMNS = {"NAME": "name", "EMAIL": "email", "PHONE": "phone"}
+_WEIGHTS = {"name": "A", "email": "B", "phone": "C", "other": "D"}
+_DOC_COLUMNS = ("name", "email", "phone", "other")
+
+
+def search_vector_type() -> sa.types.TypeEngine[Any]:
+    """The documents' ``vector`` column: a tsvector on PostgreSQL (filled by the trigger),
+    unused text on SQLite (FTS5 holds the index there)."""
+    return sa.Text().with_variant(postgresql.TSVECTOR(), "postgresql")
+
+
+def _pg_document(alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    return " || ".join(
+        f"setweight(to_tsvector('simple'::regconfig, {prefix}{c}), '{_WEIGHTS[c]}')"
+        for c in _DOC_COLUMNS
+    )
+
+
+def search_index_exists(conn: sa.Connection) -> bool:
+    if is_sqlite(conn):
+        found = conn.execute(
+            sa.text("SELECT 1 FROM sqlite_master WHERE name = :n"), {"n": FTS_TABLE}
+        ).first()
+        return found is not None
+    return index_exists(conn, GIN_INDEX)
+
+
+def ensure_search_index(conn: sa.Connection, docs: str) -> bool:
+    """Create the full-text index over the ``docs`` table unless it exists; True if created
+    (the caller then fills it from the records)."""
+    if search_index_exists(conn):
+        return False
+    if is_sqlite(conn):
+        cols = ", ".join(_DOC_COLUMNS)
+        new = ", ".join(f"new.{c}" for c in _DOC_COLUMNS)
+        old = ", ".join(f"old.{c}" for c in _DOC_COLUMNS)
+        conn.exec_driver_sql(
+            f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5({cols}, content='{docs}', "
+            "content_rowid='id', tokenize='unicode61 remove_diacritics 0')"
+        )
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {FTS_TABLE}_ai AFTER INSERT ON {docs} BEGIN "
+            f"INSERT INTO {FTS_TABLE}(rowid, {cols}) VALUES (new.id, {new}); END"
+        )
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {FTS_TABLE}_ad AFTER DELETE ON {docs} BEGIN "
+            f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, {cols}) "
+            f"VALUES ('delete', old.id, {old}); END"
+        )
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {FTS_TABLE}_au AFTER UPDATE ON {docs} BEGIN "
+            f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, {cols}) "
+            f"VALUES ('delete', old.id, {old}); "
+            f"INSERT INTO {FTS_TABLE}(rowid, {cols}) VALUES (new.id, {new}); END"
+        )
+        return True
+    conn.exec_driver_sql(
+        f"CREATE OR REPLACE FUNCTION {docs}_vector() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        f"BEGIN NEW.vector := {_pg_document('NEW')}; RETURN NEW; END $$"
+    )
+    conn.exec_driver_sql(
+        f"CREATE TRIGGER {docs}_vector BEFORE INSERT OR UPDATE ON {docs} "
+        f"FOR EACH ROW EXECUTE FUNCTION {docs}_vector()"
+    )
+    conn.exec_driver_sql(f"CREATE INDEX {GIN_INDEX} ON {docs} USING gin (vector)")
+    return True
+
+
+def is_search_index_table(name: str) -> bool:
+    """Whether ``name`` is one of the tables the search index creates outside the registry's
+    metadata (the FTS5 table and its shadow tables), which the upgrade's comparison skips."""
+    return name == FTS_TABLE or name.startswith(FTS_TABLE + "_")
+
+
+def search_phrase(bind: Bind, tokens: Sequence[str], prefix: bool, group: str) -> str:
+    """One phrase (consecutive tokens; the last a prefix when ``prefix``) in the search group
+    ``group`` (ALL, NAME, EMAIL, PHONE), in the engine's match syntax. Tokens are
+    search_index.tokenize's: letters or digits only, so they need no escaping."""
+    column = SEARCH_COLUMNS.get(group)
+    if is_sqlite(bind):
+        text = '"' + " ".join(tokens) + '"' + ("*" if prefix else "")
+        return f"{column} : {text}" if column else text
+    weight = _WEIGHTS[column] if column else ""
+    parts = [f"{t}:{weight}" if weight else t for t in tokens[:-1]]
+    last = tokens[-1]
+    parts.append(f"{last}:*{weight}" if prefix else (f"{last}:{weight}" if weight else last))
+    return "(" + " <-> ".join(parts) + ")"
+
+
+def search_combine(bind: Bind, op: str, parts: Sequence[str]) -> str:
+    """``parts`` joined by AND, OR or AND NOT (binary: the first part and not the second)."""
+    if is_sqlite(bind):
+        joiner = {"AND": " AND ", "OR": " OR ", "AND NOT": " NOT "}[op]
+    else:
+        joiner = {"AND": " & ", "OR": " | ", "AND NOT": " & !"}[op]
+    return "(" + joiner.join(parts) + ")"
+
+
+def search_matches(
+    bind: Bind, docs: sa.Table, expression: str, best: int | None = None
+) -> sa.Select[Any]:
+    """The documents matching ``expression`` (a rendered search expression): ``record_id``,
+    ``entity``, ``rank`` (lower is better) and the document columns; only the ``best``
+    ranked ones when given (the index ranks them before any table is joined)."""
+    if is_sqlite(bind):
+        fts = sa.table(FTS_TABLE, sa.column("rowid"), sa.column("rank"))
+        found = sa.select(fts.c.rowid, fts.c.rank).where(
+            sa.literal_column(FTS_TABLE).op("MATCH")(expression)
+        )
+        if best is not None:
+            found = found.order_by(fts.c.rank).limit(best)
+        hits = found.subquery("oc_hits")
+        return sa.select(
+            docs.c.record_id, docs.c.entity, hits.c.rank.label("rank"), *_doc_columns(docs)
+        ).select_from(hits.join(docs, docs.c.id == hits.c.rowid))
+    document = docs.c.vector
+    query = sa.func.to_tsquery(sa.literal_column("'simple'::regconfig"), expression)
+    rank = (-sa.func.ts_rank(document, query)).label("rank")
+    stmt = sa.select(docs.c.record_id, docs.c.entity, rank, *_doc_columns(docs)).where(
+        document.op("@@")(query)
+    )
+    return stmt.order_by(rank).limit(best) if best is not None else stmt
+
+
+def _doc_columns(docs: sa.Table) -> list[Col]:
+    return [docs.c[c] for c in _DOC_COLUMNS]

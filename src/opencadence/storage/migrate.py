@@ -30,7 +30,16 @@ from sqlalchemy.engine import Engine
 from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
 from opencadence.metadata.registry import Registry, default_registry
-from opencadence.storage import authorization, counts, dialect, events, records, schema, values
+from opencadence.storage import (
+    authorization,
+    counts,
+    dialect,
+    events,
+    records,
+    schema,
+    search_index,
+    values,
+)
 
 #: The Organization record every database has.
 ORG_ID = ids.make_id(default_registry().prefix("Organization"), 1)
@@ -82,6 +91,7 @@ def upgrade(
                 _ensure_sequence(conn)
                 _pg_indexes(conn, target, say, done)
                 _lower_unique_indexes(conn, target, say, done)
+                _search_index(conn, target, registry, say, done)
                 if f"created table {schema.ROW_COUNTS}" in done:
                     counts.recount(conn, target, [o.name for o in registry])
                 _write_state(conn, target, wanted)
@@ -99,7 +109,7 @@ def _current_fingerprint(conn: sa.Connection) -> str | None:
 
 
 def _apply_diff(conn: sa.Connection, target: sa.MetaData, say: Progress) -> list[str]:
-    ctx = MigrationContext.configure(conn, opts={"compare_type": False})
+    ctx = MigrationContext.configure(conn, opts={"compare_type": False, "include_name": _compared})
     ops = Operations(ctx)
     done = []
     with warnings.catch_warnings():
@@ -111,6 +121,25 @@ def _apply_diff(conn: sa.Connection, target: sa.MetaData, say: Progress) -> list
             say(line)
             done.append(line)
     return done
+
+
+def _compared(name: str | None, type_: str, _parents: Any) -> bool:
+    """What the comparison looks at: not the full-text index's own tables (dialect.py)."""
+    return not (type_ == "table" and name is not None and dialect.is_search_index_table(name))
+
+
+def _search_index(
+    conn: sa.Connection, target: sa.MetaData, registry: Registry, say: Progress, done: list[str]
+) -> None:
+    """The full-text index of SOSL, created and filled from the records when missing."""
+    if schema.SEARCH_DOCS not in target.tables:
+        return
+    if dialect.search_index_exists(conn):
+        return
+    written = search_index.ensure(conn, target, registry)
+    line = f"created the search index ({written} records)"
+    say(line)
+    done.append(line)
 
 
 def _flatten(diffs: Iterable[Any]) -> Iterable[tuple[Any, ...]]:

@@ -38,6 +38,7 @@ from opencadence.storage import (
     events,
     formulas,
     schema,
+    search_index,
     values,
     visibility,
 )
@@ -348,6 +349,7 @@ class Tx:
         if not rows:
             return []
         self.conn.execute(self._table(obj).insert(), rows)
+        search_index.index_rows(self.conn, self.store.meta, obj, rows)
         self._count_deltas[obj.name] += len(rows)
         if obj.change_events:
             header = self.event_header()
@@ -537,6 +539,7 @@ class Tx:
         now = self._now()
         written = {k: new[k] for k in changed}
         self._guarded_update(obj, record_id, written, guard, now)
+        search_index.reindex(self.conn, self.store.meta, obj, record_id, merged, changed)
         if obj.change_events:
             add_update_event(
                 self.event_header(),

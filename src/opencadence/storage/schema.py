@@ -76,6 +76,9 @@ EMAIL_EVENTS = "oc_email_event"
 #: Calls that completed a MakeACall step, with their call-result category (storage/metrics.py).
 METRIC_CALLS = "oc_metric_call"
 EMAIL_SETTINGS = "oc_email_setting"
+#: The full-text search documents (storage.search_index): one row per searchable record, its
+#: text tokenized into the SOSL search groups; the index over them is dialect.py's.
+SEARCH_DOCS = "oc_search_doc"
 #: PostgreSQL sequence handing out ID blocks.
 ID_SEQUENCE = "oc_id_seq"
 #: Size of an ID block; a transaction takes one block at a time.
@@ -332,6 +335,20 @@ def _email_tables(meta: sa.MetaData) -> None:
         sa.Column("detail", sa.Text(), nullable=True),
     )
     sa.Index(f"ix_{EMAIL_EVENTS}_key", ev.c.key, ev.c.kind)
+    docs = sa.Table(
+        SEARCH_DOCS,
+        meta,
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("record_id", sa.String(18), nullable=False),
+        sa.Column("entity", sa.String(80), nullable=False),
+        sa.Column("name", sa.Text(), nullable=False),
+        sa.Column("email", sa.Text(), nullable=False),
+        sa.Column("phone", sa.Text(), nullable=False),
+        sa.Column("other", sa.Text(), nullable=False),
+        # the weighted tsvector of the four (PostgreSQL; a trigger fills it), see dialect.py
+        sa.Column("vector", dialect.search_vector_type(), nullable=True),
+    )
+    sa.Index(f"ux_{SEARCH_DOCS}_record_id", docs.c.record_id, unique=True)
     sa.Table(
         EMAIL_SETTINGS,
         meta,

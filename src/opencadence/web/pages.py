@@ -1,4 +1,4 @@
-"""The web app's routes: login, logout, My Work and its step actions."""
+"""The web app's routes: login, logout, My Work and its step actions, finding a target."""
 
 from __future__ import annotations
 
@@ -321,6 +321,59 @@ def _log_call(
     return f"Call logged: {target} ({disposition})"
 
 
+# --- finding a target (SOSL) ----------------------------------------------------------------
+
+#: at most this many records a target search shows
+SEARCH_LIMIT = 50
+_TARGET_FIELDS = {
+    "Contact": ["Id", "Name", "Title", "Account.Name", "Email", "Phone"],
+    "Lead": ["Id", "Name", "Title", "Company", "Email", "Phone"],
+}
+
+
+async def find_targets(request: Request) -> Response:
+    """Contacts and leads whose text matches ``q`` (Salesforce's search syntax), among what the
+    user may see: the same search as ``/parameterizedSearch``."""
+    org = _org(request)
+    found = await run_in_threadpool(auth.current, request, org)
+    if found is None:
+        return _to_login()
+    token, session = found
+    q = request.query_params.get("q", "").strip()[:200]
+
+    def load() -> tuple[list[dict[str, Any]], str]:
+        if not q:
+            return [], ""
+        params = {
+            "q": q,
+            "sobjects": [{"name": n, "fields": f} for n, f in _TARGET_FIELDS.items()],
+            "overallLimit": SEARCH_LIMIT,
+        }
+        try:
+            result = org.parameterized_search(session, params, VERSION)
+        except (errors.MalformedSearch, errors.InvalidSearch) as exc:
+            return [], exc.message
+        rows = []
+        for r in result["searchRecords"]:
+            kind = r["attributes"]["type"]
+            company = r.get("Company") if kind == "Lead" else (r.get("Account") or {}).get("Name")
+            rows.append(
+                {
+                    "kind": kind,
+                    "id": r["Id"],
+                    "name": r.get("Name") or r["Id"],
+                    "title": r.get("Title") or "",
+                    "company": company or "",
+                    "email": r.get("Email") or "",
+                    "phone": r.get("Phone") or "",
+                }
+            )
+        return rows, ""
+
+    rows, error = await run_in_threadpool(load)
+    return _render("search.html", q=q, rows=rows, error=error, csrf=auth.csrf_token(org, token))
+
+
 def mount(app_state: Any, read_body: BodyReader) -> Mount:
     """The app's routes, mounted at /app; ``read_body`` bounds request bodies."""
     app_state.web_read_body = read_body
@@ -333,6 +386,7 @@ def mount(app_state: Any, read_body: BodyReader) -> Mount:
             Route("/logout", logout, methods=["POST"]),
             Route("/work", my_work, methods=["GET"]),
             Route("/work/{step}/{action}", step_action, methods=["POST"]),
+            Route("/search", find_targets, methods=["GET"]),
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
         ],
     )

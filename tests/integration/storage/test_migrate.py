@@ -39,7 +39,8 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: object, db_url: str) -> 
             conn.exec_driver_sql("DROP SEQUENCE IF EXISTS oc_id_seq")
         else:
             for name in sa.inspect(conn).get_table_names():
-                conn.exec_driver_sql(f'DROP TABLE "{name}"')
+                # IF EXISTS: dropping the search index's FTS5 table drops its shadow tables
+                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"')
     eng.dispose()
     return db_url
 

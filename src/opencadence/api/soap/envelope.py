@@ -196,6 +196,8 @@ FAULT_TYPES = {
     "MALFORMED_QUERY": "MalformedQueryFault",
     "INVALID_QUERY_FILTER_OPERATOR": "MalformedQueryFault",
     "INVALID_QUERY_LOCATOR": "InvalidQueryLocatorFault",
+    "MALFORMED_SEARCH": "MalformedSearchFault",
+    "INVALID_SEARCH": "MalformedSearchFault",
     "MALFORMED_ID": "InvalidIdFault",
     "INVALID_ID_FIELD": "InvalidIdFault",
 }

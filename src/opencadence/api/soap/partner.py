@@ -266,6 +266,20 @@ def query_more(ctx: Context, result: ET.Element) -> None:
     write_query_result(ctx, sub(result, "result"), page)
 
 
+def search(ctx: Context, result: ET.Element) -> None:
+    """SearchResult: queryId, then a searchRecords (its sObject ``record``) per record found."""
+    sosl = envelope.text_of(ctx.call.body, "searchString")
+    if not sosl or not sosl.strip():
+        raise errors.MalformedSearch(
+            "No search term found. The search term must be enclosed in braces."
+        )
+    found = ctx.org.search(ctx.session, sosl, ctx.version)
+    node = sub(result, "result")
+    sub(node, "queryId", "")
+    for record in found["searchRecords"]:
+        write_sobject(ctx, sub(node, "searchRecords"), "record", record)
+
+
 def write_query_result(ctx: Context, node: ET.Element, page: dict[str, Any]) -> None:
     """QueryResult: done, queryLocator (the locator of REST's nextRecordsUrl), records, size."""
     sub(node, "done", "true" if page["done"] else "false")
@@ -606,6 +620,7 @@ OPERATIONS: dict[str, Operation] = {
     "query": _query(False),
     "queryAll": _query(True),
     "queryMore": query_more,
+    "search": search,
     "retrieve": retrieve,
     "getUpdated": get_updated,
     "getDeleted": get_deleted,

@@ -136,6 +136,8 @@ TYPES: dict[str, tuple[El, ...]] = {
     "UpsertResult": spec("created:b errors:Error* id:id success:b"),
     "DeleteResult": spec("errors:Error* id:id success:b"),
     "UndeleteResult": spec("errors:Error* id:id success:b"),
+    "SearchResult": spec("queryId:s searchRecords:SearchRecord*"),
+    "SearchRecord": spec("record:ens:sObject"),
     # QueryResult and sObject are written by hand (records carry their own fields)
 }
 
@@ -151,6 +153,7 @@ OPERATIONS: dict[str, tuple[tuple[El, ...], El | None]] = {
     "query": (spec("queryString:s"), El("result", "QueryResult")),
     "queryAll": (spec("queryString:s"), El("result", "QueryResult")),
     "queryMore": (spec("queryLocator:s"), El("result", "QueryResult")),
+    "search": (spec("searchString:s"), El("result", "SearchResult")),
     "retrieve": (spec("fieldList:s sObjectType:s ids:id*"), El("result", "ens:sObject", True)),
     "getUpdated": (spec("sObjectType:s startDate:dt endDate:dt"), El("result", "GetUpdatedResult")),
     "getDeleted": (spec("sObjectType:s startDate:dt endDate:dt"), El("result", "GetDeletedResult")),
@@ -185,7 +188,12 @@ def headers_of(operation: str) -> tuple[str, ...]:
 
 
 #: Fault detail types (all extend ApiFault; the query faults add row and column).
-QUERY_FAULTS = ("InvalidSObjectFault", "InvalidFieldFault", "MalformedQueryFault")
+QUERY_FAULTS = (
+    "InvalidSObjectFault",
+    "InvalidFieldFault",
+    "MalformedQueryFault",
+    "MalformedSearchFault",
+)
 PLAIN_FAULTS = (
     "LoginFault",
     "InvalidQueryLocatorFault",
@@ -197,6 +205,8 @@ PLAIN_FAULTS = (
 def faults_of(operation: str) -> tuple[str, ...]:
     if operation == "login":
         return ("LoginFault", "InvalidIdFault", "UnexpectedErrorFault")
+    if operation == "search":
+        return QUERY_FAULTS + ("UnexpectedErrorFault",)
     if operation in ("query", "queryAll", "queryMore", "retrieve"):
         return QUERY_FAULTS + ("InvalidQueryLocatorFault", "InvalidIdFault", "UnexpectedErrorFault")
     return ("InvalidSObjectFault", "InvalidFieldFault", "InvalidIdFault", "UnexpectedErrorFault")
