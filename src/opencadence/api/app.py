@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +58,15 @@ def _advance(clock: ManualClock, seconds: float) -> datetime:
         ) from None
 
 
+def collapse_slashes(scope: Scope) -> Scope:
+    """``//services/data`` is ``/services/data``: the sf CLI keeps the instance URL it was
+    given with a trailing slash (``https://host/``) and joins paths to it, and Salesforce's
+    servers read repeated slashes as one (docs/sf-cli.md)."""
+    path = re.sub("/{2,}", "/", scope["path"])
+    raw = re.sub(b"/{2,}", b"/", scope.get("raw_path") or path.encode())
+    return {**scope, "path": path, "raw_path": raw}
+
+
 class CatchAll:
     """Answers an unexpected exception with 500 UNKNOWN_EXCEPTION and does not re-raise it.
 
@@ -72,6 +82,8 @@ class CatchAll:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if "//" in scope["path"]:
+            scope = collapse_slashes(scope)
         started = False
 
         async def tracking(message: Message) -> None:

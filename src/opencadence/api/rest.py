@@ -294,6 +294,8 @@ def _query(include_deleted: bool) -> Handler:
         soql = request.query_params.get("q")
         if not soql:
             raise errors.MalformedQuery("A query string has to be specified")
+        if request.query_params.get("columns") == "true":  # the sf CLI's data query asks
+            return org.query_columns(session, soql)
         return org.query(
             session, soql, version, include_deleted=include_deleted, batch_size=_batch_size(request)
         )
