@@ -33,7 +33,7 @@ from opencadence.api import (
     versions,
 )
 from opencadence.api import errors as api_errors
-from opencadence.clock import ManualClock
+from opencadence.clock import ManualClock, SystemClock
 from opencadence.org import Org
 from opencadence.storage import values
 from opencadence.web import pages as web_pages
@@ -193,6 +193,8 @@ def build_app(
         middleware=[Middleware(CatchAll)],
     )
     app.state.org = org
+    # describe's If-Modified-Since compares with this (api/rest.py metadata_unchanged)
+    app.state.metadata_since = SystemClock().now().replace(microsecond=0)
     # the web app (sign-in, My Work) under /app, over the same Org
     app.router.routes.append(web_pages.mount(app.state, bodies.read))
     app.state.streaming = streaming.Streaming(org, connect_timeout=streaming_timeout)
