@@ -63,6 +63,8 @@ class Template:
     cert: Path
     key: Path
     directory: Path
+    #: its rows, which the session's reused org is put back to between tests
+    snapshot: copies.Snapshot | None = None
 
     @classmethod
     @contextmanager
@@ -91,8 +93,9 @@ class Template:
             )
             # minted once and copied with the database: a test opens no session of its own
             access = built.org.accounts.open_session(admin_id, "pytest", ttl=TOKEN_LIFETIME)
+            snapshot = copies.take(built.engine, built.registry)
         cert, key = tls.self_signed(directory / "tls")
-        return cls(url, admin_id, token, access, cert, key, directory)
+        return cls(url, admin_id, token, access, cert, key, directory, snapshot)
 
 
 class Server:
@@ -107,6 +110,7 @@ class Server:
         self.template = template
         self._switch = _Switch()
         self._sockets: set[socket.socket] = set()
+        self._slot: _Slot | None = None
         sock = api_server.listen("127.0.0.1", 0)
         self.port = int(sock.getsockname()[1])
         config = api_server.config(
@@ -138,6 +142,17 @@ class Server:
     def mount(self, app: Any) -> None:
         self._switch.app = app
 
+    def lend_slot(self) -> _Slot | None:
+        """The session's reusable org, None while another org holds it."""
+        if self.template.snapshot is None:
+            return None
+        if self._slot is None:
+            self._slot = _Slot(self.template)
+        if self._slot.busy:
+            return None
+        self._slot.busy = True
+        return self._slot
+
     def session(self) -> Any:
         """A ``requests.Session`` that trusts the server (closed with the server)."""
         import requests  # an optional dependency: only tests that ask for a client need it
@@ -154,6 +169,9 @@ class Server:
         shut_down(self._sockets)
         self._server.should_exit = True
         self._thread.join(STOP_SECONDS * 2)
+        if self._slot is not None:
+            self._slot.close()
+            self._slot = None
 
     def __enter__(self) -> Server:
         return self
@@ -165,6 +183,54 @@ class Server:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class _TestClock(ManualClock):
+    """The clock of the reused org: the current test's ManualClock, whichever it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.target = ManualClock()
+
+    def now(self) -> datetime:
+        return self.target.now()
+
+    def advance(self, delta: timedelta | None = None, **kwargs: float) -> datetime:
+        return self.target.advance(delta, **kwargs)
+
+    def set(self, when: datetime) -> datetime:
+        return self.target.set(when)
+
+
+class _Slot:
+    """One org a session reuses test after test: a copy of the template with its System and
+    app built once. Between tests its rows are put back to the template's snapshot in place
+    (storage/copies.py ``restore``: only the tables that have rows are emptied) rather than
+    the database copied, the System built and connected anew: the build, the first connection
+    and the closing checkpoint cost more than a short test."""
+
+    def __init__(self, template: Template) -> None:
+        self.template = template
+        self.busy = False
+        self.clock = _TestClock()
+        name = f"oc_org_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+        self.database_url = copies.clone(template.url, name, template.directory)
+        settings = system.Settings(
+            database_url=self.database_url, clock=self.clock, upgrade=False, worker=True
+        )
+        self.system = system.build(settings)
+        self.app = api_server.app(self.system)
+
+    def reset(self) -> None:
+        """Back to the template's contents; this process's API count starts again."""
+        assert self.template.snapshot is not None
+        copies.restore(self.system.engine, self.system.registry, self.template.snapshot)
+        self.system.org.api_usage.restart()
+        self.busy = False
+
+    def close(self) -> None:
+        self.system.close()
+        copies.drop(self.database_url)
 
 
 class _Switch:
@@ -191,9 +257,13 @@ class LocalOrg:
     ) -> None:
         self.template = template
         self.clock = ManualClock(start)
-        self.database_url = copies.clone(
-            template.url, f"oc_org_{os.getpid()}_{uuid.uuid4().hex[:10]}", template.directory
-        )
+        self._slot = server.lend_slot() if server is not None else None
+        if self._slot is not None:
+            self.database_url = self._slot.database_url
+        else:
+            self.database_url = copies.clone(
+                template.url, f"oc_org_{os.getpid()}_{uuid.uuid4().hex[:10]}", template.directory
+            )
         self._own_server = server is None
         self._server: Server | None = server
         self._system: system.System | None = None
@@ -294,6 +364,12 @@ class LocalOrg:
     # --- life -----------------------------------------------------------------------------
 
     def _start(self) -> None:
+        self.access_token = self.template.access_token
+        if self._slot is not None:
+            self._slot.clock.target = self.clock
+            self._system = self._slot.system
+            self.server.mount(self._slot.app)
+            return
         settings = system.Settings(
             database_url=self.database_url, clock=self.clock, upgrade=False, worker=True
         )
@@ -308,6 +384,10 @@ class LocalOrg:
             self._server.mount(None)
             if self._own_server:
                 self._server.close()
+        if self._slot is not None:
+            slot, self._slot, self._system = self._slot, None, None
+            slot.reset()
+            return
         if self._system is not None:
             self._system.close()
             self._system = None
