@@ -187,3 +187,45 @@ def test_sf_login_display_import_query_export_and_jwt(
     assert jwt["orgId"] == login["orgId"] and jwt["username"] == server.admin
     again = _sf(sf_bin, env, "data", "query", "--query", "SELECT Name FROM Account", "-o", "ci")
     assert [r["Name"] for r in again["result"]["records"]] == ["Acme"]
+
+
+def test_repeated_slashes_in_a_path_are_one(server: Server) -> None:
+    """The CLI joins ``https://host/`` and ``/services/data/…``: ``//services/data`` is served."""
+    user = server.org.accounts.find_user(server.admin)
+    assert user is not None
+    auth = {"Authorization": f"Bearer {server.org.accounts.open_session(user['Id'])}"}
+    s = server.session()
+    base = f"https://{server.instance}"
+    versions = s.get(f"{base}//services/data", headers=auth)
+    assert versions.status_code == 200 and versions.json()[-1]["version"] == "67.0"
+    q = s.get(f"{base}//services//data/v59.0//query", params={"q": "SELECT Id FROM User"}, headers=auth)  # fmt: skip
+    assert q.status_code == 200 and q.json()["totalSize"] >= 1
+
+
+def test_a_jwt_exp_in_milliseconds_is_read_as_the_cli_means_it(
+    server: Server, session_clock: ManualClock, tmp_path: Path
+) -> None:
+    """@salesforce/core signs ``exp: Date.now() + 300`` (milliseconds): accepted while in the
+    future; a past one in milliseconds is expired, and seconds far ahead are still refused."""
+    from .test_oauth_flows import _error, _jwt, _token
+
+    key_file, pem = _certificate(tmp_path)
+    private = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    assert isinstance(private, rsa.RSAPrivateKey)
+    consumer_key, _ = server.org.accounts.create_app("ms", server.admin, certificate=pem)
+    s = server.session()
+    now = session_clock.now().timestamp()
+    claims = {"iss": consumer_key, "sub": server.admin, "aud": "https://login.salesforce.com"}
+    grant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+    def token(exp: float):  # type: ignore[no-untyped-def]
+        return _token(s, server, grant_type=grant, assertion=_jwt(private, {**claims, "exp": exp}))
+
+    ok = token(int(now * 1000) + 300)
+    assert ok.status_code == 200, ok.text
+    assert _error(token(int(now * 1000) - 1000)) == (
+        400,
+        "invalid_grant",
+        "expired authorization code",
+    )
+    assert _error(token(int(now) + 3600)) == (400, "invalid_grant", "invalid assertion")
