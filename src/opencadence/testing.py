@@ -215,6 +215,7 @@ class _Slot:
         self.clock = _TestClock()
         name = f"oc_org_{os.getpid()}_{uuid.uuid4().hex[:10]}"
         self.database_url = copies.clone(template.url, name, template.directory)
+        copies.not_durable(self.database_url)
         settings = system.Settings(
             database_url=self.database_url, clock=self.clock, upgrade=False, worker=True
         )
@@ -264,6 +265,7 @@ class LocalOrg:
             self.database_url = copies.clone(
                 template.url, f"oc_org_{os.getpid()}_{uuid.uuid4().hex[:10]}", template.directory
             )
+            copies.not_durable(self.database_url)
         self._own_server = server is None
         self._server: Server | None = server
         self._system: system.System | None = None
