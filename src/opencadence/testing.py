@@ -323,6 +323,11 @@ class LocalOrg:
             "NODE_EXTRA_CA_CERTS": self.ca_file,
             "REQUESTS_CA_BUNDLE": self.ca_file,
             "SSL_CERT_FILE": self.ca_file,
+            # the sf CLI: no telemetry, no update checks (`sf org login access-token
+            # --instance-url URL --no-prompt` reads SF_ACCESS_TOKEN)
+            "SF_DISABLE_TELEMETRY": "true",
+            "SF_AUTOUPDATE_DISABLE": "true",
+            "SF_SKIP_NEW_VERSION_CHECK": "true",
         }
 
     def session(self) -> Any:

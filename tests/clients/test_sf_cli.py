@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from opencadence import testing
 from opencadence.clock import ManualClock, SystemClock
 from opencadence.storage import migrate
 
@@ -46,7 +47,9 @@ def sf_bin() -> Path:
         pytest.skip("node/npm not installed")
     folder = node_clients_dir()
     install(folder)
-    return folder / "node_modules" / ".bin" / "sf"
+    sf = folder / "node_modules" / ".bin" / "sf"
+    assert sf.exists(), f"{sf}: not installed (node/package.json pins @salesforce/cli)"
+    return sf
 
 
 def _sf(sf_bin: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
@@ -229,3 +232,16 @@ def test_a_jwt_exp_in_milliseconds_is_read_as_the_cli_means_it(
         "expired authorization code",
     )
     assert _error(token(int(now) + 3600)) == (400, "invalid_grant", "invalid assertion")
+
+
+def test_the_pytest_plugin_s_org_env_logs_the_cli_in(sf_bin: Path, tmp_path: Path) -> None:
+    """``LocalOrg.env()`` is what a subprocess sf CLI needs (docs/how-to/sf-cli.md)."""
+    with testing.Template.prepared() as template, testing.LocalOrg(template) as org:
+        org.sf.Contact.create({"LastName": "From the plugin"})
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **org.env()}
+        env["SF_USE_GENERIC_UNIX_KEYCHAIN"] = "true"
+        _sf(sf_bin, env, "org", "login", "access-token", "--instance-url", org.instance_url,
+            "--no-prompt", "--alias", "plugin")  # fmt: skip
+        soql = "SELECT LastName FROM Contact"
+        got = _sf(sf_bin, env, "data", "query", "--query", soql, "--target-org", "plugin")
+        assert [r["LastName"] for r in got["result"]["records"]] == ["From the plugin"]
