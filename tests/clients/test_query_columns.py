@@ -50,18 +50,18 @@ def test_columns_of_fields_parent_paths_subqueries_and_aggregates(server: Server
     assert source["columnName"] == "LeadSource" and not source["aggregate"]
 
 
-@pytest.mark.parametrize(
-    ("soql", "code"),
-    [
-        ("SELECT Nope FROM Contact", "INVALID_FIELD"),
-        ("SELECT Id FROM Nope", "INVALID_TYPE"),
-        ("SELECT Nope.Name FROM Contact", "INVALID_FIELD"),
-        ("SELECT Id, (SELECT Id FROM Nopes) FROM Account", "INVALID_TYPE"),
-        ("SELECT FROM", "MALFORMED_QUERY"),
-    ],
-)
-def test_columns_of_a_wrong_query_are_its_error(server: Server, soql: str, code: str) -> None:
+WRONG = [
+    ("SELECT Nope FROM Contact", "INVALID_FIELD"),
+    ("SELECT Id FROM Nope", "INVALID_TYPE"),
+    ("SELECT Nope.Name FROM Contact", "INVALID_FIELD"),
+    ("SELECT Id, (SELECT Id FROM Nopes) FROM Account", "INVALID_TYPE"),
+    ("SELECT FROM", "MALFORMED_QUERY"),
+]
+
+
+def test_columns_of_a_wrong_query_are_its_error(server: Server) -> None:
     sf = by_session(server)
-    with pytest.raises(SalesforceMalformedRequest) as refused:
-        _columns(sf, soql)
-    assert refused.value.content[0]["errorCode"] == code
+    for soql, code in WRONG:
+        with pytest.raises(SalesforceMalformedRequest) as refused:
+            _columns(sf, soql)
+        assert refused.value.content[0]["errorCode"] == code, soql
