@@ -1,8 +1,9 @@
 """A fresh local org per test: a real opencadence server on 127.0.0.1 with a manual clock.
 
-``Template`` migrates a database once (and makes the admin user); ``LocalOrg`` copies it, serves
-the copy over TLS on a free port (a ``Server``: uvicorn in a thread, which a session reuses for
-every test's org) and hands out what clients need: the instance URL, an access token, the
+``Template`` migrates a database once (and makes the admin user); ``LocalOrg`` serves an org
+with its contents over TLS on a free port (a ``Server``: uvicorn in a thread, which a session
+reuses for every test's org; the server also keeps one org, put back to the template's rows
+between tests, so most tests copy no database) and hands out what clients need: the instance URL, an access token, the
 certificate to trust, a ready simple-salesforce client.
 ``advance(days=…)`` moves the org's clock and returns once the cadence worker has done what the
 move made due, so a test can walk a cadence through weeks in milliseconds.
@@ -103,8 +104,8 @@ class Server:
 
     Starting and stopping uvicorn costs more than a whole ten-record test, so a session keeps
     one server and each test's org is mounted on it in turn (a test sees only its own org: the
-    previous one is unmounted, its database dropped). Requests while nothing is mounted answer
-    503."""
+    previous one is unmounted, and its rows put back or its database dropped). Requests while
+    nothing is mounted answer 503."""
 
     def __init__(self, template: Template) -> None:
         self.template = template
