@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,39 @@ def test_each_org_is_a_fresh_copy_served_with_its_own_clock(tmp_path: Path) -> N
                 data={"grant_type": "password", "username": second.username},
             )
             assert r.status_code == 400  # a real OAuth endpoint: no client_id, no password
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_session_s_server_reuses_one_org_put_back_to_the_template_between_tests(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """What the fixture does per test with the session's server: one org (database, System,
+    app) reused, its rows put back to the template's between tests, each test on its own
+    clock."""
+    url = None
+    if backend == "postgresql":
+        request.getfixturevalue("pg_admin")  # skips (fails under CI) without a server
+        url = PG_URL
+    later = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    with testing.Template.prepared(url) as template, testing.Server(template) as server:
+        with testing.LocalOrg(template, server=server) as first:
+            made = first.sf.Contact.create({"LastName": "Only here"})["id"]
+            first.sf.Account.create({"Name": "Acme"})
+            first.advance(days=3)
+            assert first.now().isoformat() == "2026-01-08T09:00:00+00:00"
+            reused = first.database_url
+            first.sf.query("SELECT Id FROM Contact")
+            used = first.sf.api_usage["api-usage"].used
+        with testing.LocalOrg(template, later, server=server) as second:
+            assert second.database_url == reused  # the same database, put back
+            sf = second.sf
+            assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 0
+            assert sf.query("SELECT COUNT() FROM Account")["totalSize"] == 0
+            assert second.now() == later
+            again = sf.Contact.create({"LastName": "Again"})["id"]
+            assert again == made  # the id counters were put back too
+            assert sf.api_usage["api-usage"].used < used  # the day's count starts again
+            admin = sf.query(f"SELECT Username FROM User WHERE Id = '{template.admin_id}'")
+            assert admin["records"][0]["Username"] == testing.ADMIN_USERNAME
+            second.advance(days=1)
+            assert second.now() == later + timedelta(days=1)

@@ -19,7 +19,7 @@ from opencadence.clock import Clock
 from opencadence.email import templates
 from opencadence.metadata import describe, model
 from opencadence.metadata.sales_engagement import TRACKER
-from opencadence.soql import execute
+from opencadence.soql import columns, execute
 from opencadence.sosl import execute as sosl_execute
 from opencadence.storage import (
     accounts,
@@ -501,6 +501,10 @@ class Org:
             include_deleted=include_deleted,
             batch_size=batch_size,
         )
+
+    def query_columns(self, session: accounts.Session, soql: str) -> dict[str, Any]:
+        """The columns of ``soql`` (``/query?columns=true``), checked, not run."""
+        return columns.describe(soql, self.registry)
 
     def query_more(self, session: accounts.Session, locator: str, version: str) -> dict[str, Any]:
         return self.queries.query_more(locator, self.caller(session), version=version)

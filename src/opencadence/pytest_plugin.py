@@ -6,9 +6,10 @@ Installed with opencadence (the ``pytest11`` entry point), so a project that dep
   clock (``.sf`` a logged-in simple-salesforce client, ``.instance_url``, ``.access_token``,
   ``.ca_file``, ``.env()`` for subprocess clients, ``.advance(days=…)``, ``.org`` the facade);
 - ``opencadence_start``: the org's clock at the start of a test (override it to choose);
-- ``opencadence_template``: the migrated database each test's org is copied from, and
+- ``opencadence_template``: the migrated database each test's org starts from, and
   ``opencadence_server``: the TLS server each test's org is mounted on (one of each per
-  session, so a test costs a database copy, not a migration and a server start).
+  session). The server keeps one org and puts its rows back to the template's between tests,
+  so a test costs a few small writes, not a migration, a database copy or a server start.
 
 ``--opencadence-database URL`` (or ``$OPENCADENCE_PYTEST_DATABASE``) runs the orgs on a
 PostgreSQL server instead of SQLite files. Nothing is imported until a fixture is used, so the

@@ -1,8 +1,9 @@
 """A fresh local org per test: a real opencadence server on 127.0.0.1 with a manual clock.
 
-``Template`` migrates a database once (and makes the admin user); ``LocalOrg`` copies it, serves
-the copy over TLS on a free port (a ``Server``: uvicorn in a thread, which a session reuses for
-every test's org) and hands out what clients need: the instance URL, an access token, the
+``Template`` migrates a database once (and makes the admin user); ``LocalOrg`` serves an org
+with its contents over TLS on a free port (a ``Server``: uvicorn in a thread, which a session
+reuses for every test's org; the server also keeps one org, put back to the template's rows
+between tests, so most tests copy no database) and hands out what clients need: the instance URL, an access token, the
 certificate to trust, a ready simple-salesforce client.
 ``advance(days=…)`` moves the org's clock and returns once the cadence worker has done what the
 move made due, so a test can walk a cadence through weeks in milliseconds.
@@ -63,6 +64,8 @@ class Template:
     cert: Path
     key: Path
     directory: Path
+    #: its rows, which the session's reused org is put back to between tests
+    snapshot: copies.Snapshot | None = None
 
     @classmethod
     @contextmanager
@@ -91,8 +94,9 @@ class Template:
             )
             # minted once and copied with the database: a test opens no session of its own
             access = built.org.accounts.open_session(admin_id, "pytest", ttl=TOKEN_LIFETIME)
+            snapshot = copies.take(built.engine, built.registry)
         cert, key = tls.self_signed(directory / "tls")
-        return cls(url, admin_id, token, access, cert, key, directory)
+        return cls(url, admin_id, token, access, cert, key, directory, snapshot)
 
 
 class Server:
@@ -100,13 +104,14 @@ class Server:
 
     Starting and stopping uvicorn costs more than a whole ten-record test, so a session keeps
     one server and each test's org is mounted on it in turn (a test sees only its own org: the
-    previous one is unmounted, its database dropped). Requests while nothing is mounted answer
-    503."""
+    previous one is unmounted, and its rows put back or its database dropped). Requests while
+    nothing is mounted answer 503."""
 
     def __init__(self, template: Template) -> None:
         self.template = template
         self._switch = _Switch()
         self._sockets: set[socket.socket] = set()
+        self._slot: _Slot | None = None
         sock = api_server.listen("127.0.0.1", 0)
         self.port = int(sock.getsockname()[1])
         config = api_server.config(
@@ -138,6 +143,17 @@ class Server:
     def mount(self, app: Any) -> None:
         self._switch.app = app
 
+    def lend_slot(self) -> _Slot | None:
+        """The session's reusable org, None while another org holds it."""
+        if self.template.snapshot is None:
+            return None
+        if self._slot is None:
+            self._slot = _Slot(self.template)
+        if self._slot.busy:
+            return None
+        self._slot.busy = True
+        return self._slot
+
     def session(self) -> Any:
         """A ``requests.Session`` that trusts the server (closed with the server)."""
         import requests  # an optional dependency: only tests that ask for a client need it
@@ -154,6 +170,9 @@ class Server:
         shut_down(self._sockets)
         self._server.should_exit = True
         self._thread.join(STOP_SECONDS * 2)
+        if self._slot is not None:
+            self._slot.close()
+            self._slot = None
 
     def __enter__(self) -> Server:
         return self
@@ -165,6 +184,55 @@ class Server:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class _TestClock(ManualClock):
+    """The clock of the reused org: the current test's ManualClock, whichever it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.target = ManualClock()
+
+    def now(self) -> datetime:
+        return self.target.now()
+
+    def advance(self, delta: timedelta | None = None, **kwargs: float) -> datetime:
+        return self.target.advance(delta, **kwargs)
+
+    def set(self, when: datetime) -> datetime:
+        return self.target.set(when)
+
+
+class _Slot:
+    """One org a session reuses test after test: a copy of the template with its System and
+    app built once. Between tests its rows are put back to the template's snapshot in place
+    (storage/copies.py ``restore``: only the tables that have rows are emptied) rather than
+    the database copied, the System built and connected anew: the build, the first connection
+    and the closing checkpoint cost more than a short test."""
+
+    def __init__(self, template: Template) -> None:
+        self.template = template
+        self.busy = False
+        self.clock = _TestClock()
+        name = f"oc_org_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+        self.database_url = copies.clone(template.url, name, template.directory)
+        copies.not_durable(self.database_url)
+        settings = system.Settings(
+            database_url=self.database_url, clock=self.clock, upgrade=False, worker=True
+        )
+        self.system = system.build(settings)
+        self.app = api_server.app(self.system)
+
+    def reset(self) -> None:
+        """Back to the template's contents; this process's API count starts again."""
+        assert self.template.snapshot is not None
+        copies.restore(self.system.engine, self.system.registry, self.template.snapshot)
+        self.system.org.api_usage.restart()
+        self.busy = False
+
+    def close(self) -> None:
+        self.system.close()
+        copies.drop(self.database_url)
 
 
 class _Switch:
@@ -191,9 +259,14 @@ class LocalOrg:
     ) -> None:
         self.template = template
         self.clock = ManualClock(start)
-        self.database_url = copies.clone(
-            template.url, f"oc_org_{os.getpid()}_{uuid.uuid4().hex[:10]}", template.directory
-        )
+        self._slot = server.lend_slot() if server is not None else None
+        if self._slot is not None:
+            self.database_url = self._slot.database_url
+        else:
+            self.database_url = copies.clone(
+                template.url, f"oc_org_{os.getpid()}_{uuid.uuid4().hex[:10]}", template.directory
+            )
+            copies.not_durable(self.database_url)
         self._own_server = server is None
         self._server: Server | None = server
         self._system: system.System | None = None
@@ -251,6 +324,11 @@ class LocalOrg:
             "NODE_EXTRA_CA_CERTS": self.ca_file,
             "REQUESTS_CA_BUNDLE": self.ca_file,
             "SSL_CERT_FILE": self.ca_file,
+            # the sf CLI: no telemetry, no update checks (`sf org login access-token
+            # --instance-url URL --no-prompt` reads SF_ACCESS_TOKEN)
+            "SF_DISABLE_TELEMETRY": "true",
+            "SF_AUTOUPDATE_DISABLE": "true",
+            "SF_SKIP_NEW_VERSION_CHECK": "true",
         }
 
     def session(self) -> Any:
@@ -294,6 +372,12 @@ class LocalOrg:
     # --- life -----------------------------------------------------------------------------
 
     def _start(self) -> None:
+        self.access_token = self.template.access_token
+        if self._slot is not None:
+            self._slot.clock.target = self.clock
+            self._system = self._slot.system
+            self.server.mount(self._slot.app)
+            return
         settings = system.Settings(
             database_url=self.database_url, clock=self.clock, upgrade=False, worker=True
         )
@@ -308,6 +392,10 @@ class LocalOrg:
             self._server.mount(None)
             if self._own_server:
                 self._server.close()
+        if self._slot is not None:
+            slot, self._slot, self._system = self._slot, None, None
+            slot.reset()
+            return
         if self._system is not None:
             self._system.close()
             self._system = None

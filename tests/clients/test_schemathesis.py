@@ -23,6 +23,17 @@ def test_no_server_errors(store: records.Store) -> None:
     schema = schemathesis.openapi.from_asgi("/services/data/openapi.json", api_app.build_app(org))
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 18
+    paths = {op.path for op in operations}
+    for wanted in (
+        "/composite",
+        "/composite/batch",
+        "/composite/tree/{sobject}",
+        "/composite/sobjects",
+        "/composite/sobjects/{sobject}",
+        "/composite/sobjects/{sobject}/{field}",
+        "/sobjects/{sobject}/{field}/{value}",
+    ):
+        assert f"/services/data/v{{version}}{wanted}" in paths, wanted
     failures: list[str] = []
     for operation in operations:
 

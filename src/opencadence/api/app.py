@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +34,7 @@ from opencadence.api import (
     versions,
 )
 from opencadence.api import errors as api_errors
-from opencadence.clock import ManualClock
+from opencadence.clock import ManualClock, SystemClock
 from opencadence.org import Org
 from opencadence.storage import values
 from opencadence.web import pages as web_pages
@@ -58,6 +59,15 @@ def _advance(clock: ManualClock, seconds: float) -> datetime:
         ) from None
 
 
+def collapse_slashes(scope: Scope) -> Scope:
+    """``//services/data`` is ``/services/data``: the sf CLI keeps the instance URL it was
+    given with a trailing slash (``https://host/``) and joins paths to it, and Salesforce's
+    servers read repeated slashes as one (docs/sf-cli.md)."""
+    path = re.sub("/{2,}", "/", scope["path"])
+    raw = re.sub(b"/{2,}", b"/", scope.get("raw_path") or path.encode())
+    return {**scope, "path": path, "raw_path": raw}
+
+
 class CatchAll:
     """Answers an unexpected exception with 500 UNKNOWN_EXCEPTION and does not re-raise it.
 
@@ -73,6 +83,8 @@ class CatchAll:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if "//" in scope["path"]:
+            scope = collapse_slashes(scope)
         started = False
 
         async def tracking(message: Message) -> None:
@@ -183,6 +195,8 @@ def build_app(
         middleware=[Middleware(CatchAll)],
     )
     app.state.org = org
+    # describe's If-Modified-Since compares with this (api/rest.py metadata_unchanged)
+    app.state.metadata_since = SystemClock().now().replace(microsecond=0)
     # the web app (sign-in, My Work) under /app, over the same Org
     app.router.routes.append(web_pages.mount(app.state, bodies.read))
     app.state.streaming = streaming.Streaming(org, connect_timeout=streaming_timeout)

@@ -410,6 +410,10 @@ async def authorize(request: Request) -> Response:
 #: How far ahead an assertion's exp may be: Salesforce asks for "within 3 minutes"; a minute of
 #: leeway for the clock skew between a CI runner and the server.
 JWT_MAX_AHEAD = 180 + 60
+#: An exp past this is read as milliseconds (year 5138 in seconds): @salesforce/core, behind
+#: `sf org login jwt`, signs ``exp: Date.now() + 300`` and Salesforce accepts its assertions
+#: (docs/sf-cli.md).
+EXP_MILLISECONDS = 10**11
 #: The audiences Salesforce accepts, besides the server's own URL.
 JWT_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
 
@@ -456,6 +460,8 @@ def jwt_bearer(request: Request, org: Org, assertion: str) -> tuple[str, str]:
     exp, now = claims.get("exp"), org.accounts.clock.now().timestamp()
     if isinstance(exp, bool) or not isinstance(exp, int | float):
         raise _invalid_assertion()
+    if exp > EXP_MILLISECONDS:  # the sf CLI writes Date.now() + 300: milliseconds
+        exp = exp / 1000
     if exp <= now:
         raise errors.LoginFailed("expired authorization code", oauth_error="invalid_grant")
     if exp > now + JWT_MAX_AHEAD:

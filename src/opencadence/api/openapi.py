@@ -56,6 +56,99 @@ def _op(
     return op
 
 
+def _composite(
+    v: str,
+    version: dict[str, Any],
+    sobject: dict[str, Any],
+    field: dict[str, Any],
+    record: dict[str, Any],
+) -> dict[str, Any]:
+    """sObject Collections, composite, batch and tree (api/collections.py, api/composite.py)."""
+    records = {"type": "array", "maxItems": 201, "items": record}
+    many = {
+        "type": "object",
+        "properties": {"allOrNone": {"type": "boolean"}, "records": records},
+    }
+    ids = {"type": "array", "maxItems": 201, "items": {"type": "string", "maxLength": 18}}
+    fields = {"type": "array", "items": {"type": "string", "maxLength": 80}}
+    retrieve_body = {"type": "object", "properties": {"ids": ids, "fields": fields}}
+    text = {"type": "string"}
+    subrequest = {
+        "type": "object",
+        "properties": {
+            "method": {"type": "string", "enum": ["GET", "POST", "PATCH", "DELETE"]},
+            "url": text,
+            "referenceId": text,
+            "body": record,
+            "richInput": record,
+        },
+    }
+    c = f"{v}/composite/sobjects"
+    return {
+        c: {
+            "post": _op("create records (sObject Collections)", [version], many),
+            "patch": _op("update records (sObject Collections)", [version], many),
+            "delete": _op(
+                "delete records (sObject Collections)",
+                [version, _param("ids", "query", text), _param("allOrNone", "query", text, False)],
+            ),
+        },
+        f"{c}/{{sobject}}": {
+            "get": _op(
+                "retrieve records (sObject Collections)",
+                [version, sobject, _param("ids", "query", text), _param("fields", "query", text)],
+            ),
+            "post": _op(
+                "retrieve records, ids in the body (sObject Collections)",
+                [version, sobject],
+                retrieve_body,
+            ),
+        },
+        f"{c}/{{sobject}}/{{field}}": {
+            "patch": _op(
+                "upsert records by external id (sObject Collections)",
+                [version, sobject, field],
+                many,
+            ),
+        },
+        f"{v}/composite": {
+            "post": _op(
+                "composite: up to 25 subrequests with references",
+                [version],
+                {
+                    "type": "object",
+                    "properties": {
+                        "allOrNone": {"type": "boolean"},
+                        "collateSubrequests": {"type": "boolean"},
+                        "compositeRequest": {"type": "array", "maxItems": 26, "items": subrequest},
+                    },
+                },
+            )
+        },
+        f"{v}/composite/batch": {
+            "post": _op(
+                "batch: up to 25 independent subrequests",
+                [version],
+                {
+                    "type": "object",
+                    "properties": {
+                        "haltOnError": {"type": "boolean"},
+                        "batchRequests": {"type": "array", "maxItems": 26, "items": subrequest},
+                    },
+                },
+            )
+        },
+        f"{v}/composite/tree/{{sobject}}": {
+            "post": _op(
+                "sObject tree: records with nested children",
+                [version, sobject],
+                {"type": "object", "properties": {"records": records}},
+                ok="201",
+            )
+        },
+    }
+
+
 def document(registry: Registry) -> dict[str, Any]:
     """The OpenAPI document."""
     version = _param(
@@ -76,6 +169,8 @@ def document(registry: Registry) -> dict[str, Any]:
             "inputs": {"type": "array", "items": {"type": "object", "additionalProperties": True}}
         },
     }
+    field = _param("field", "path", {"type": "string", "minLength": 1, "maxLength": 80})
+    value = _param("value", "path", {"type": "string", "minLength": 1, "maxLength": 255})
     v = "/services/data/v{version}"
     s = f"{v}/sobjects/{{sobject}}"
     paths: dict[str, Any] = {
@@ -107,6 +202,13 @@ def document(registry: Registry) -> dict[str, Any]:
             "patch": _op("update a record", [version, sobject, record_id], record_body, ok="204"),
             "delete": _op("delete a record", [version, sobject, record_id], ok="204"),
         },
+        f"{s}/{{field}}/{{value}}": {
+            "get": _op("retrieve a record by external id", [version, sobject, field, value]),
+            "patch": _op(
+                "upsert a record by external id", [version, sobject, field, value], record_body
+            ),
+        },
+        **_composite(v, version, sobject, field, record_body),
         f"{v}/query/": {
             "get": _op("SOQL query", [version, _param("q", "query", {"type": "string"})])
         },

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import datetime as dt
+import email.utils
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -164,8 +166,41 @@ def call_client(request: Request) -> str:
     return ""
 
 
+def metadata_unchanged(request: Request) -> Response | None:
+    """304 Not Modified when ``If-Modified-Since`` is at or after the moment the metadata was
+    last changed, as Salesforce answers describe and describeGlobal. The metadata is static
+    per version for a running server, so "changed" is when this server started serving
+    (``app.state.metadata_since``): a restart, the only way the schema changes, counts as a
+    change (docs/sf-cli.md). An unparsable date is ignored, as HTTP says."""
+    since = getattr(request.app.state, "metadata_since", None)
+    header = request.headers.get("if-modified-since")
+    if since is None or not header:
+        return None
+    try:
+        asked = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if asked.tzinfo is None:
+        asked = asked.replace(tzinfo=dt.UTC)
+    if asked < since:
+        return None
+    return Response(status_code=304, headers={"Last-Modified": http_date(since)})
+
+
+def http_date(moment: dt.datetime) -> str:
+    return email.utils.format_datetime(moment.astimezone(dt.UTC), usegmt=True)
+
+
+def _described(request: Request, data: Any) -> Response:
+    response = json_response(data)
+    since = getattr(request.app.state, "metadata_since", None)
+    if since is not None:
+        response.headers["Last-Modified"] = http_date(since)
+    return response
+
+
 def sobjects(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
-    return org.describe_global(version)
+    return metadata_unchanged(request) or _described(request, org.describe_global(version))
 
 
 def sobject(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
@@ -178,7 +213,9 @@ def sobject(request: Request, org: Org, session: accounts.Session, version: str)
 
 
 def sobject_describe(request: Request, org: Org, session: accounts.Session, version: str) -> Any:
-    return org.describe(request.path_params["sobject"], version)
+    # an unknown sObject was answered 404 before (endpoint's _check_sobject)
+    unchanged = metadata_unchanged(request)
+    return unchanged or _described(request, org.describe(request.path_params["sobject"], version))
 
 
 #: The read-only resources under an sObject that the ``{id}`` route would otherwise take for ids.
@@ -303,6 +340,8 @@ def _query(include_deleted: bool) -> Handler:
         soql = request.query_params.get("q")
         if not soql:
             raise errors.MalformedQuery("A query string has to be specified")
+        if request.query_params.get("columns") == "true":  # the sf CLI's data query asks
+            return org.query_columns(session, soql)
         return org.query(
             session, soql, version, include_deleted=include_deleted, batch_size=_batch_size(request)
         )

@@ -68,6 +68,11 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def profile_of(admin: bool) -> str:
+    """The profile a user has: System Administrator for an administrator, else Standard User."""
+    return authorization.ADMIN_PROFILE_ID if admin else authorization.STANDARD_PROFILE_ID
+
+
 def username_of(record: Mapping[str, Any]) -> tuple[bool, Any]:
     """(whether ``record`` sets Username, its value); field names are case-insensitive."""
     for key, value in record.items():
@@ -149,6 +154,7 @@ class Accounts:
                     "LocaleSidKey": "en_US",
                     "LanguageLocaleKey": "en_US",
                     "EmailEncodingKey": "UTF-8",
+                    "ProfileId": profile_of(admin),
                 },
                 system=True,
             )
@@ -203,6 +209,7 @@ class Accounts:
         creds = self.meta.tables[schema.CREDENTIALS]
         with self.store.transaction() as tx:
             tx.conn.execute(creds.update().where(creds.c.user_id == user_id).values(is_admin=admin))
+            tx.update("User", user_id, {"ProfileId": profile_of(admin)}, system=True)
 
     def list_users(self) -> list[dict[str, Any]]:
         users, creds = self.meta.tables["User"], self.meta.tables[schema.CREDENTIALS]

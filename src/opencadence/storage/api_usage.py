@@ -77,6 +77,13 @@ class ApiUsage:
         with self._writing:
             self._flush()
 
+    def restart(self) -> None:
+        """Count from zero again, writing nothing: the database was put back to rows without
+        this day's count (the pytest plugin's reused org, opencadence.testing). The next flush
+        makes the counter row, as in a fresh database."""
+        with self._writing, self._lock:
+            self._stored = self._inflight = self._pending = 0
+
     def _roll(self) -> None:
         """A new day starts at zero; what the old day still had pending is written to it (once
         a day, under the lock)."""

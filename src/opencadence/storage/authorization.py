@@ -30,6 +30,15 @@ PERMISSION_SETS: Mapping[str, tuple[str, str, str]] = {
     ),
 }
 
+#: The two profiles every org has (seeded by storage/migrate.py), with fixed Ids: administrators
+#: have the first, everyone else the second (User.ProfileId's default). Id -> (Name, Description).
+ADMIN_PROFILE_ID = ids.make_id(default_registry().prefix("Profile"), 1)
+STANDARD_PROFILE_ID = ids.make_id(default_registry().prefix("Profile"), 2)
+PROFILES: Mapping[str, tuple[str, str]] = {
+    ADMIN_PROFILE_ID: ("System Administrator", "Sees and changes everything."),
+    STANDARD_PROFILE_ID: ("Standard User", "Sees and changes what they own or share."),
+}
+
 #: The objects that define cadences: changed only by cadence creators (and administrators).
 CADENCE_DEFINITION_OBJECTS = frozenset(
     {
@@ -42,7 +51,9 @@ CADENCE_DEFINITION_OBJECTS = frozenset(
     }
 )
 #: The objects only administrators ("Manage Users") change.
-ADMIN_OBJECTS = frozenset({"User", "PermissionSet", "PermissionSetAssignment", "Organization"})
+ADMIN_OBJECTS = frozenset(
+    {"User", "PermissionSet", "PermissionSetAssignment", "Organization", "Profile"}
+)
 #: The User fields a user may change on their own record (personal settings).
 SELF_SERVICE_USER_FIELDS = frozenset(
     {

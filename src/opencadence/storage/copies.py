@@ -5,6 +5,10 @@ is what makes a fresh org per test affordable (``opencadence.testing``). A close
 copied as bytes, one with a write-ahead log through SQLite's online backup (a plain copy would
 miss the pages still in the log); PostgreSQL databases are cloned with ``CREATE DATABASE … TEMPLATE``, which needs the
 template to have no open connections (dispose its engine first).
+
+Cheaper still, a database already open can be put back to a prepared one's rows in place
+(``take`` a ``Snapshot`` once, ``restore`` it after each test): the pytest plugin's session org
+does that, so a test costs neither a copy nor a new engine.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
-from opencadence.storage import database
+from opencadence.metadata.registry import Registry
+from opencadence.storage import database, dialect, schema
 
 #: What a database name made here may contain (it is quoted into DDL).
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_]{1,63}$")
@@ -51,6 +58,20 @@ def clone(template_url: str, name: str, directory: Path | None = None) -> str:
     return template.set(database=name).render_as_string(hide_password=False)
 
 
+def not_durable(url: str) -> None:
+    """A throwaway PostgreSQL database (a test's org) commits without waiting for its WAL to
+    reach the disk (``synchronous_commit = off`` for its future connections): a crash could
+    lose the last commits of a database that is dropped at the end anyway, and each commit
+    costs a fraction of a millisecond instead of a disk flush. SQLite's copies need nothing:
+    their write-ahead log is not synced at commit already."""
+    if is_sqlite(url):
+        return
+    name = sa.make_url(database.normalize_url(url)).database or ""
+    _check_name(name)
+    with _admin(url) as conn:
+        conn.exec_driver_sql(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+
+
 def create_empty(server_url: str, name: str) -> str:
     """A new, empty PostgreSQL database ``name`` on the server of ``server_url``; its URL."""
     _check_name(name)
@@ -72,6 +93,63 @@ def drop(url: str) -> None:
     _check_name(name)
     with _admin(url) as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a prepared database holds: the rows of every table that has any (the bootstrap
+    records, the admin user and session, row counts, counters: a few dozen rows)."""
+
+    rows: dict[str, list[dict[str, Any]]]
+    #: PostgreSQL: each sequence's last value (None: never used)
+    sequences: dict[str, int | None]
+
+
+_SEQUENCES = "SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = current_schema()"
+
+
+def take(engine: sa.Engine, registry: Registry) -> Snapshot:
+    """The snapshot of a database just prepared (migrated, its users made)."""
+    meta = schema.metadata_for(registry)
+    with engine.connect() as conn:
+        rows = {
+            name: [dict(r) for r in conn.execute(sa.select(table)).mappings()]
+            for name, table in meta.tables.items()
+        }
+        sequences: dict[str, int | None] = {}
+        if conn.dialect.name == "postgresql":
+            sequences = {name: last for name, last in conn.exec_driver_sql(_SEQUENCES)}
+    return Snapshot({name: found for name, found in rows.items() if found}, sequences)
+
+
+def restore(engine: sa.Engine, registry: Registry, snap: Snapshot) -> None:
+    """Put ``snap`` back, in place, in one transaction: empty the tables that have rows now
+    (one query finds them) and the snapshot's own tables, insert the snapshot's rows, restart
+    the PostgreSQL sequences that were used. The engine, its pooled connections and whatever
+    is built on them stay: no new database, no first connection (opencadence.testing)."""
+    meta = schema.metadata_for(registry)
+    empty = [name for name in meta.tables if name not in snap.rows]
+    probe = " UNION ALL ".join(
+        f"SELECT '{name}' WHERE EXISTS (SELECT 1 FROM \"{name}\")" for name in empty
+    )
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{dialect.WRITE_OPTION: True})
+        with conn.begin():
+            written = list(conn.exec_driver_sql(probe).scalars()) if empty else []
+            for name in [*written, *snap.rows]:
+                conn.execute(meta.tables[name].delete())
+            for name, rows in snap.rows.items():
+                conn.execute(meta.tables[name].insert(), rows)
+            if conn.dialect.name == "postgresql":
+                for name, last in list(conn.exec_driver_sql(_SEQUENCES)):
+                    was = snap.sequences.get(name)
+                    if last == was:
+                        continue
+                    _check_name(name)
+                    if was is None:
+                        conn.exec_driver_sql(f'ALTER SEQUENCE "{name}" RESTART')
+                    else:
+                        conn.exec_driver_sql(f"SELECT setval('\"{name}\"', {int(was)}, true)")
 
 
 def _copy_sqlite(source: Path, target: Path) -> None:

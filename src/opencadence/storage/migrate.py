@@ -98,6 +98,7 @@ def upgrade(
             _ensure_replay_counter(conn)
             _bootstrap(conn, target, now)
             _bootstrap_permission_sets(conn, target, now)
+            _bootstrap_profiles(conn, target, now)
     return done
 
 
@@ -319,6 +320,26 @@ def _bootstrap_permission_sets(conn: sa.Connection, target: sa.MetaData, now: da
         added += 1
     if added and schema.ROW_COUNTS in target.tables:
         counts.apply(conn, target, Counter({"PermissionSet": added}))
+
+
+def _bootstrap_profiles(conn: sa.Connection, target: sa.MetaData, now: datetime) -> None:
+    """The two profiles (authorization.PROFILES), each created once: also in an older database,
+    whose users keep a null ProfileId until an admin flag is set again."""
+    table = target.tables.get("Profile")
+    if table is None:
+        return
+    have = set(conn.execute(sa.select(table.c.Id)).scalars())
+    added = 0
+    for profile_id, (name, description) in authorization.PROFILES.items():
+        if profile_id in have:
+            continue
+        audit = records.created_fields(profile_id, records.AUTOMATED_USER, now)
+        conn.execute(
+            table.insert().values(Name=name, Description=description, UserType="Standard", **audit)
+        )
+        added += 1
+    if added and schema.ROW_COUNTS in target.tables:
+        counts.apply(conn, target, Counter({"Profile": added}))
 
 
 def _only(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:

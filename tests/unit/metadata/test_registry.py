@@ -36,7 +36,7 @@ CRM = {
     "EmailMessage",
 }
 #: who may do what (docs/security-model.md); PermissionSetAssignment has no name field
-SECURITY = {"PermissionSet", "PermissionSetAssignment"}
+SECURITY = {"PermissionSet", "PermissionSetAssignment", "Profile"}
 CHANGE_EVENTS = {
     "ActionCadence",
     "ActionCadenceStep",
