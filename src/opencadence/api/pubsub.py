@@ -14,14 +14,14 @@
   (Salesforce: within 270 s). A later FetchRequest naming another topic ends the stream with
   ``INVALID_ARGUMENT``.
 - Replay ids are the change-event log's (the same as CometD's), sent as 8 bytes big-endian.
-- Events: Avro binary (``api/pubsub_avro.py``), filtered by the subscriber's visibility
-  (``storage/pubsub.py``).
+- Events: Avro binary (``api/pubsub_avro.py``), filtered by the subscriber's visibility by the
+  change-event log's one reader, the same as CometD's (``storage.events.read_visible``).
 - Publish / PublishStream: change data capture topics are not publishable (PERMISSION_DENIED).
 
-A waiting stream runs no query: it sleeps until a commit that may concern it (``Store.
-event_listeners`` in this process, ``storage.wakeup`` for other processes: PostgreSQL NOTIFY,
-a SQLite file's stat once a second), more events are requested, or the keepalive is due, and
-reads the log only then.
+A waiting stream runs no query: it sleeps until a commit that may concern it (the store's one
+``storage.wakeup.Beacon``, shared with CometD: commits of this process, and of others through
+PostgreSQL NOTIFY or a SQLite file's stat), more events are requested, or the keepalive is
+due, and reads the log only then.
 
 The server is grpcio's thread-pool server: each open Subscribe holds one worker thread (plus a
 thread reading its requests), so ``MAX_WORKERS`` bounds the concurrent streams and calls.
@@ -45,8 +45,7 @@ from opencadence.api.pubsub_proto import pubsub_api_pb2 as pb
 from opencadence.api.pubsub_proto import pubsub_api_pb2_grpc as pb_grpc
 from opencadence.metadata import event_schema, model
 from opencadence.org import Org
-from opencadence.storage import accounts, migrate, wakeup
-from opencadence.storage import pubsub as log
+from opencadence.storage import accounts, events, migrate, wakeup
 
 DEFAULT_PORT = 7443
 #: Salesforce sends an empty FetchResponse within 270 seconds when there is nothing to send.
@@ -127,7 +126,7 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
         self.keepalive = keepalive
         #: commits as they happen (this process's and, through ``storage.wakeup``, others'):
         #: a waiting stream reads the log only when one may concern it
-        self.beacon = beacon or wakeup.Beacon(org.store)
+        self.beacon = beacon or wakeup.Beacon.of(org.store)
         #: open Subscribe streams, so stopping can wait until none touches the database
         self.streams = 0
         self.idle = threading.Condition()
@@ -249,7 +248,7 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
             target=_read_requests, args=(request_iterator, topic, flow), daemon=True
         ).start()
         viewer = None if session.is_admin else session.user_id
-        entity = obj.name if obj is not None else None
+        entities = [obj.name] if obj is not None else None
         beacon = self.beacon
         context.add_callback(flow.end)
         beacon.listen(flow.poke)
@@ -264,15 +263,15 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
                 if flow.error is not None:
                     _abort(context, grpc.StatusCode.INVALID_ARGUMENT, flow.error, rpc_id)
                 if due():
-                    known = beacon.newest  # before the read: it sees everything up to it
-                    found, cursor = log.read_visible(
-                        self.org.store,
-                        after=cursor,
-                        entity=entity,
-                        limit=min(flow.pending, MAX_REQUESTED),
-                        viewer=viewer,
-                        known=known,
-                    )
+                    with self.org.store.reading() as conn:
+                        found, cursor = events.read_visible(
+                            conn,
+                            self.org.store.meta,
+                            after=cursor,
+                            entities=entities,
+                            viewer=viewer,
+                            limit=min(flow.pending, MAX_REQUESTED),
+                        )
                     unread = False
                     if found:
                         left = flow.take(len(found))
@@ -298,7 +297,8 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
 
     def _start(self, first: Any, context: grpc.ServicerContext, rpc_id: str) -> int:
         """The replay id the stream starts after."""
-        lo, hi = log.bounds(self.org.store)
+        with self.org.store.reading() as conn:
+            lo, hi = events.replay_bounds(conn, self.org.store.meta)
         newest = int(hi or 0)
         if first.replay_preset == pb.EARLIEST:
             return int(lo) - 1 if lo is not None else newest
