@@ -397,6 +397,11 @@ def main() -> None:
             "Pub/Sub": latencies_ms(commits, pubsub.arrivals[0]),
         }
         received = {api: len(v) for api, v in lat.items()}
+        (work / "arrivals.json").write_text(
+            json.dumps(
+                {"commits": commits, "cometd": cometd.arrivals[0], "pubsub": pubsub.arrivals[0]}
+            )
+        )
 
         many_c, many_p = (
             CometD(token, "/data/ChangeEvents", 5),
@@ -439,6 +444,7 @@ def main() -> None:
         f"{delivered / max(1e-9, last - started):,.0f} events/s delivered, "
         f"lost {lost}, out of order or repeated: {wrong} subscriber(s)"
     )
+    print(f"(raw arrivals and commits: {work / 'arrivals.json'})")
     print(f"ratio={ratio:.2f} goal>=1.00")
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -53,6 +54,8 @@ KEEPALIVE_SECONDS = 270.0
 #: The most events one FetchRequest may ask for (larger values count as this).
 MAX_REQUESTED = 100
 MAX_WORKERS = 64
+#: Encoded events kept for the other streams that will send them (about 10 MB at most).
+ENCODED_KEPT = 10_000
 ALL_TOPIC = "/data/ChangeEvents"
 
 AUTH_MESSAGE = (
@@ -127,6 +130,11 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
         #: commits as they happen (this process's and, through ``storage.wakeup``, others'):
         #: a waiting stream reads the log only when one may concern it
         self.beacon = beacon or wakeup.Beacon.of(org.store)
+        #: replay id -> its ConsumerEvent, the most recent ENCODED_KEPT: an event is the same
+        #: bytes for every subscriber (visibility only decides who gets it), so streams that
+        #: follow the same commits encode each event once
+        self._encoded: OrderedDict[int, Any] = OrderedDict()
+        self._encoded_lock = threading.Lock()
         #: open Subscribe streams, so stopping can wait until none touches the database
         self.streams = 0
         self.idle = threading.Condition()
@@ -325,9 +333,20 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
         return wanted
 
     def _event(self, ev: dict[str, Any]) -> Any:
+        replay_id = int(ev["event"]["replayId"])
+        with self._encoded_lock:
+            found = self._encoded.get(replay_id)
+        if found is None:
+            found = self._encode(ev, replay_id)
+            with self._encoded_lock:
+                self._encoded[replay_id] = found
+                if len(self._encoded) > ENCODED_KEPT:
+                    self._encoded.popitem(last=False)
+        return found
+
+    def _encode(self, ev: dict[str, Any], replay_id: int) -> Any:
         payload = ev["payload"]
         obj = self.org.registry.object(payload["ChangeEventHeader"]["entityName"])
-        replay_id = int(ev["event"]["replayId"])
         return pb.ConsumerEvent(
             event=pb.ProducerEvent(
                 id=str(uuid.uuid5(uuid.NAMESPACE_OID, f"opencadence-event-{replay_id}")),

@@ -317,7 +317,7 @@ def decode(row: Mapping[Any, Any]) -> dict[str, Any]:
     """An event row as the CometD ``data`` object: schema-less payload and replay id."""
     header = {
         "entityName": row["entity"],
-        "recordIds": json.loads(row["record_ids"]),
+        "recordIds": orjson.loads(row["record_ids"]),
         "changeType": row["change_type"],
         "changeOrigin": row["change_origin"],
         "transactionKey": row["transaction_key"],
@@ -325,11 +325,11 @@ def decode(row: Mapping[Any, Any]) -> dict[str, Any]:
         "commitTimestamp": row["commit_timestamp"],
         "commitNumber": row["commit_number"],
         "commitUser": row["commit_user"],
-        "changedFields": json.loads(row["changed_fields"]),
-        "nulledFields": json.loads(row["nulled_fields"]),
+        "changedFields": orjson.loads(row["changed_fields"]),
+        "nulledFields": orjson.loads(row["nulled_fields"]),
         "diffFields": [],
     }
-    payload = {"ChangeEventHeader": header, **json.loads(row["payload"])}
+    payload = {"ChangeEventHeader": header, **orjson.loads(row["payload"])}
     return {"payload": payload, "event": {"replayId": row["replay_id"]}}
 
 
