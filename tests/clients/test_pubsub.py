@@ -610,3 +610,46 @@ def test_driving_a_cadence_streams_its_step_trackers(ps: PubSubServer) -> None:
             assert list(sub.next(timeout=KEEPALIVE * 6).events) == []  # nothing more
         finally:
             sub.close()
+
+
+def test_a_stream_whose_session_ends_is_unauthenticated_with_the_auth_error_code(
+    store: records.Store, tmp_path: Path
+) -> None:
+    """An open stream looks at its session every ``session_check`` seconds; a session that has
+    ended (here revoked, as a logout does) ends the stream with UNAUTHENTICATED and the auth
+    error code in the trailers, as Salesforce answers."""
+    org = Org(store)
+    user, _ = org.accounts.create_user("ps-ends@oc.test", "pw", admin=True)
+    token = org.accounts.open_session(user)
+    cert, key = tls.self_signed(tmp_path / "tls")
+    running = pubsub.start(
+        org,
+        host="127.0.0.1",
+        port=free_port(),
+        tls_files=(cert, key),
+        keepalive=0.2,
+        session_check=0.3,
+    )
+    try:
+        creds = grpc.ssl_channel_credentials(cert.read_bytes())
+        with grpc.secure_channel(f"127.0.0.1:{running.port}", creds) as channel:
+            stub = pb_grpc.PubSubStub(channel)
+            sub = Subscription(
+                stub, token, pb.FetchRequest(topic_name="/data/ChangeEvents", num_requested=5)
+            )
+            try:
+                sub.next()  # a keepalive: open
+                time.sleep(1.0)  # several looks at the live session: the stream stays
+                assert list(sub.next().events) == []
+                assert org.accounts.revoke(token)
+                with pytest.raises(grpc.RpcError) as ended:
+                    while True:
+                        sub.next(timeout=5)
+            finally:
+                sub.close()
+    finally:
+        running.stop()
+    assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert ended.value.details().startswith(pubsub.AUTH_MESSAGE)
+    trailers = dict(ended.value.trailing_metadata())
+    assert trailers["error-code"] == pubsub.AUTH_CODE

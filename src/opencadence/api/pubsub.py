@@ -13,6 +13,12 @@
   an empty FetchResponse carrying ``latest_replay_id`` goes out every ``keepalive`` seconds
   (Salesforce: within 270 s). A later FetchRequest naming another topic ends the stream with
   ``INVALID_ARGUMENT``.
+- Sessions: an open Subscribe stream looks at its session again every SESSION_CHECK_SECONDS
+  (when it wakes), which counts as a use, so an open stream keeps its session alive as
+  Salesforce's does; a session that has ended anyway (revoked, the user deactivated, expired)
+  ends the stream with ``UNAUTHENTICATED`` and the ``error-code`` trailer
+  ``sfdc.platform.eventbus.grpc.service.auth.error``, and the client subscribes again with a
+  new token from its last replay id (docs/pubsub-decisions.md).
 - Replay ids are the change-event log's (the same as CometD's), sent as 8 bytes big-endian.
 - Events: Avro binary (``api/pubsub_avro.py``), filtered by the subscriber's visibility by the
   change-event log's one reader, the same as CometD's (``storage.events.read_visible``).
@@ -54,6 +60,12 @@ KEEPALIVE_SECONDS = 270.0
 #: The most events one FetchRequest may ask for (larger values count as this).
 MAX_REQUESTED = 100
 MAX_WORKERS = 64
+#: How often an open Subscribe stream looks at its session again (a query; not while idle
+#: between keepalives shorter than this). The look counts as a use of the session, so an
+#: open stream keeps its session alive, as Salesforce's does ("the session timeout doesn't
+#: matter for a subscriber client"); a session that has ended anyway (revoked, logged out,
+#: the user deactivated, a fixed lifetime over) ends the stream with UNAUTHENTICATED.
+SESSION_CHECK_SECONDS = 30.0
 #: Encoded events kept for the other streams that will send them (about 10 MB at most).
 ENCODED_KEPT = 10_000
 ALL_TOPIC = "/data/ChangeEvents"
@@ -124,9 +136,11 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
         *,
         keepalive: float = KEEPALIVE_SECONDS,
         beacon: wakeup.Beacon | None = None,
+        session_check: float = SESSION_CHECK_SECONDS,
     ) -> None:
         self.org = org
         self.keepalive = keepalive
+        self.session_check = session_check
         #: commits as they happen (this process's and, through ``storage.wakeup``, others'):
         #: a waiting stream reads the log only when one may concern it
         self.beacon = beacon or wakeup.Beacon.of(org.store)
@@ -146,6 +160,7 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
     # --- helpers ----------------------------------------------------------------------------
 
     def _session(self, context: grpc.ServicerContext, rpc_id: str) -> accounts.Session:
+        """The caller's live session (a use of it); UNAUTHENTICATED otherwise."""
         headers = {k.lower(): v for k, v in context.invocation_metadata()}
         token, tenant = str(headers.get("accesstoken", "")), str(headers.get("tenantid", ""))
         if token and tenant[:15] == migrate.ORG_ID[:15] and len(tenant) in (15, 18):
@@ -262,7 +277,7 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
         beacon.listen(flow.poke)
         try:
             unread = True  # the first look: what the replay preset starts with
-            last_sent = time.monotonic()
+            last_sent = checked = time.monotonic()
 
             def due() -> bool:  # events may be there and the client wants some
                 return flow.pending > 0 and (unread or beacon.newest > cursor)
@@ -270,6 +285,9 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
             while context.is_active() and not flow.ended:
                 if flow.error is not None:
                     _abort(context, grpc.StatusCode.INVALID_ARGUMENT, flow.error, rpc_id)
+                if time.monotonic() - checked >= self.session_check:
+                    self._session(context, rpc_id)  # ended: UNAUTHENTICATED, the stream stops
+                    checked = time.monotonic()
                 if due():
                     with self.org.store.reading() as conn:
                         found, cursor = events.read_visible(
@@ -410,6 +428,7 @@ def start(
     port: int,
     tls_files: tuple[Path, Path] | None,
     keepalive: float = KEEPALIVE_SECONDS,
+    session_check: float = SESSION_CHECK_SECONDS,
 ) -> Running:
     """A started Pub/Sub server on ``host:port`` (TLS with ``tls_files`` = (cert, key));
     OSError when the port cannot be had."""
@@ -417,7 +436,7 @@ def start(
         ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="pubsub"),
         options=[("grpc.so_reuseport", 0)],  # a busy port must fail, not be shared
     )
-    servicer = PubSub(org, keepalive=keepalive)
+    servicer = PubSub(org, keepalive=keepalive, session_check=session_check)
     pb_grpc.add_PubSubServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     address = f"{host}:{port}"
     try:
