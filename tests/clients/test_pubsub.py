@@ -653,3 +653,23 @@ def test_a_stream_whose_session_ends_is_unauthenticated_with_the_auth_error_code
     assert ended.value.details().startswith(pubsub.AUTH_MESSAGE)
     trailers = dict(ended.value.trailing_metadata())
     assert trailers["error-code"] == pubsub.AUTH_CODE
+
+
+def test_managed_subscribe_is_unimplemented_and_says_why(ps: PubSubServer) -> None:
+    stub, channel = ps.stub()
+    with channel:
+        call = stub.ManagedSubscribe(
+            iter([pb.ManagedFetchRequest(developer_name="Managed_Sub", num_requested=1)]),
+            metadata=auth(ps.admin_token),
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            next(iter(call))
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert refused.value.details().startswith(pubsub.MANAGED_MESSAGE)
+        bad = stub.ManagedSubscribe(
+            iter([pb.ManagedFetchRequest(developer_name="Managed_Sub", num_requested=1)]),
+            metadata=auth("00D000000000001!bad"),
+        )
+        with pytest.raises(grpc.RpcError) as unauthenticated:
+            next(iter(bad))
+        assert unauthenticated.value.code() == grpc.StatusCode.UNAUTHENTICATED  # auth first

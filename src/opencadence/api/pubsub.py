@@ -23,6 +23,9 @@
 - Events: Avro binary (``api/pubsub_avro.py``), filtered by the subscriber's visibility by the
   change-event log's one reader, the same as CometD's (``storage.events.read_visible``).
 - Publish / PublishStream: change data capture topics are not publishable (PERMISSION_DENIED).
+- ManagedSubscribe: UNIMPLEMENTED, with the reason in its message: a managed subscription is a
+  Tooling API ``ManagedEventSubscription`` record, which opencadence does not serve
+  (docs/pubsub-decisions.md); Subscribe with the client's own last replay id does the same.
 
 A waiting stream runs no query: it sleeps until a commit that may concern it (the store's one
 ``storage.wakeup.Beacon``, shared with CometD: commits of this process, and of others through
@@ -75,6 +78,10 @@ AUTH_MESSAGE = (
 )
 AUTH_CODE = "sfdc.platform.eventbus.grpc.service.auth.error"
 REPLAY_CODE = "sfdc.platform.eventbus.grpc.subscription.fetch.replayid"
+MANAGED_MESSAGE = (
+    "ManagedSubscribe isn't available: opencadence has no managed event subscriptions (the "
+    "Tooling API's ManagedEventSubscription). Use Subscribe with a CUSTOM replay ID instead."
+)
 
 
 def encode_replay_id(replay_id: int) -> bytes:
@@ -239,6 +246,14 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
             "be subscribed to.",
             rpc_id,
         )
+
+    def ManagedSubscribe(
+        self, request_iterator: Iterator[Any], context: grpc.ServicerContext
+    ) -> Iterator[Any]:
+        rpc_id = str(uuid.uuid4())
+        self._session(context, rpc_id)
+        _abort(context, grpc.StatusCode.UNIMPLEMENTED, MANAGED_MESSAGE, rpc_id)
+        yield  # a generator, as a stream method is (never reached)
 
     # --- Subscribe --------------------------------------------------------------------------
 
