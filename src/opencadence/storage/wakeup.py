@@ -9,8 +9,9 @@ database):
 - PostgreSQL: a connection of its own (outside the pool) LISTENs to the NOTIFY each event
   write sends (``dialect.notify_events``, payload: the last replay id). A lost connection is
   reopened with backoff, and reported as "something may have changed" once it is back.
-- SQLite file: the size and mtime of the database file and its WAL, looked at every
-  SQLITE_STAT_SECONDS (two ``stat`` calls, no query); a change is reported without a replay
+- SQLite file: the size and mtime of the database file and its WAL, looked at every 10 ms
+  while commits come, less often (up to every 0.5 s) while none do (two ``stat`` calls, no
+  query); a change is reported without a replay
   id (the beacon asks ``newest_replay_id`` once, for all its readers).
 - SQLite in memory: only this process can write, so there is nothing to watch.
 """
@@ -29,10 +30,13 @@ from opencadence.storage import dialect, events, records
 
 log = logging.getLogger(__name__)
 
-#: How often a SQLite file is looked at for other processes' commits: two stat calls, about
-#: 10 µs of CPU, so 50 looks a second cost nothing measurable, and a commit by another process
-#: is seen within 20 ms instead of a second.
-SQLITE_STAT_SECONDS = 0.02
+#: How often a SQLite file is looked at for other processes' commits (two stat calls): every
+#: SQLITE_STAT_SECONDS while commits keep coming, so one is seen within 10 ms; each idle look
+#: waits half as long again, up to SQLITE_STAT_IDLE_SECONDS, so a quiet database costs about 0.1 %
+#: of a core instead of 0.7 % (measured), and the first commit after a quiet spell is seen
+#: within half a second.
+SQLITE_STAT_SECONDS = 0.01
+SQLITE_STAT_IDLE_SECONDS = 0.5
 #: The longest wait before reopening a lost PostgreSQL LISTEN connection.
 MAX_BACKOFF_SECONDS = 30.0
 
@@ -61,12 +65,16 @@ async def watch(store: records.Store, on_change: OnChange) -> None:
 
 async def _stat_poll(path: str, on_change: OnChange) -> None:
     last = _signature(path)
+    interval = SQLITE_STAT_SECONDS
     while True:
-        await asyncio.sleep(SQLITE_STAT_SECONDS)
+        await asyncio.sleep(interval)
         now = _signature(path)
         if now != last:
             last = now
+            interval = SQLITE_STAT_SECONDS
             on_change(None)
+        else:
+            interval = min(interval * 1.5, SQLITE_STAT_IDLE_SECONDS)
 
 
 def _signature(path: str) -> tuple[tuple[int, int], ...]:
