@@ -1,7 +1,7 @@
 // The unmodified salesforce-pubsub-api-client with username-password auth (its own login,
 // jsforce's SOAP login at LOGIN_URL), subscribed from after REPLAY_ID. When the stream ends
 // with UNAUTHENTICATED (code 16) it does what the client's users do: close, connect() again
-// (a new login, so a new token) and subscribeFromReplayId after the last event it processed.
+// (a new login, so a new token) and subscribeFromReplayId after the newest event it processed.
 // Prints one JSON line per callback; exits 0 once COUNT events arrived, 2 on any other error.
 // Usage: node pubsub_reauth.mjs ENDPOINT LOGIN_URL USERNAME PASSWORD TOPIC COUNT REPLAY_ID
 import PubSubApiClient from 'salesforce-pubsub-api-client';
@@ -33,7 +33,7 @@ let reconnecting = false;
 const callback = async (subscription, type, data) => {
   if (type === 'event') {
     out({ type, replayId: data.replayId, recordIds: data.payload.ChangeEventHeader.recordIds });
-    last = Number(data.replayId);
+    last = Math.max(last, Number(data.replayId)); // callbacks of two responses may swap
     received += 1;
     if (received >= want) {
       client.close();
