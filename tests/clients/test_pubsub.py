@@ -673,3 +673,42 @@ def test_managed_subscribe_is_unimplemented_and_says_why(ps: PubSubServer) -> No
         with pytest.raises(grpc.RpcError) as unauthenticated:
             next(iter(bad))
         assert unauthenticated.value.code() == grpc.StatusCode.UNAUTHENTICATED  # auth first
+
+
+def test_a_subscriber_catching_up_is_served_from_one_read_of_the_log(
+    ps: PubSubServer, statements: list[str]
+) -> None:
+    """250 events committed at once reach a client asking 100 at a time in three responses,
+    from one read of the log (pubsub.READ_AHEAD), and each response's latest_replay_id is its
+    last event's while more are waiting."""
+    stub, channel = ps.stub()
+    with channel:
+        sub = Subscription(
+            stub,
+            ps.admin_token,
+            pb.FetchRequest(topic_name="/data/ContactChangeEvent", num_requested=100),
+        )
+        try:
+            _settled(sub)
+            with ps.org.store.transaction() as tx:
+                made = tx.insert_many("Contact", [{"LastName": f"Ahead{i}"} for i in range(250)])
+            before = len(statements)
+            got: list[Any] = []
+            latest: list[int] = []
+            while len(got) < 250:
+                response = sub.next()
+                if response.events:
+                    got += list(response.events)
+                    latest.append(rid(response.latest_replay_id))
+                    sub.requests.put(pb.FetchRequest(num_requested=len(response.events)))
+            reads = [s for s in statements[before:] if "FROM oc_change_event" in s]
+            schema = schema_of(stub, ps.admin_token, got[0].event.schema_id)
+        finally:
+            sub.close()
+    ids = []
+    for ev in got:
+        found: Any = fastavro.schemaless_reader(io.BytesIO(ev.event.payload), schema, None)
+        ids.append(found["ChangeEventHeader"]["recordIds"][0])
+    assert ids == made
+    assert latest == [rid(got[99].replay_id), rid(got[199].replay_id), rid(got[249].replay_id)]
+    assert len(reads) <= 2, reads  # the newest replay id and the events: one read

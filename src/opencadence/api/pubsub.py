@@ -41,7 +41,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -62,6 +62,8 @@ DEFAULT_PORT = 7443
 KEEPALIVE_SECONDS = 270.0
 #: The most events one FetchRequest may ask for (larger values count as this).
 MAX_REQUESTED = 100
+#: Events one read of the log takes at most for a stream (sent over several FetchResponses).
+READ_AHEAD = 500
 MAX_WORKERS = 64
 #: How often an open Subscribe stream looks at its session again (a query; not while idle
 #: between keepalives shorter than this). The look counts as a use of the session, so an
@@ -293,9 +295,14 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
         try:
             unread = True  # the first look: what the replay preset starts with
             last_sent = checked = time.monotonic()
+            #: events read and not yet sent (a read takes up to READ_AHEAD, a response at
+            #: most what was requested): a client catching up costs one read per READ_AHEAD
+            #: events, not one per FetchRequest
+            ahead: deque[dict[str, Any]] = deque()
+            position = cursor  # where the client is: the last event sent, or the read's end
 
             def due() -> bool:  # events may be there and the client wants some
-                return flow.pending > 0 and (unread or beacon.newest > cursor)
+                return flow.pending > 0 and (bool(ahead) or unread or beacon.newest > cursor)
 
             while context.is_active() and not flow.ended:
                 if flow.error is not None:
@@ -304,21 +311,30 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
                     self._session(context, rpc_id)  # ended: UNAUTHENTICATED, the stream stops
                     checked = time.monotonic()
                 if due():
-                    with self.org.store.reading() as conn:
-                        found, cursor = events.read_visible(
-                            conn,
-                            self.org.store.meta,
-                            after=cursor,
-                            entities=entities,
-                            viewer=viewer,
-                            limit=min(flow.pending, MAX_REQUESTED),
-                        )
-                    unread = False
-                    if found:
-                        left = flow.take(len(found))
+                    if not ahead:
+                        with self.org.store.reading() as conn:
+                            found, cursor = events.read_visible(
+                                conn,
+                                self.org.store.meta,
+                                after=cursor,
+                                entities=entities,
+                                viewer=viewer,
+                                limit=READ_AHEAD,
+                            )
+                        ahead.extend(found)
+                        unread = False
+                        if not ahead:
+                            position = cursor
+                    if ahead:
+                        batch = [
+                            ahead.popleft()
+                            for _ in range(min(flow.pending, MAX_REQUESTED, len(ahead)))
+                        ]
+                        position = int(batch[-1]["event"]["replayId"]) if ahead else cursor
+                        left = flow.take(len(batch))
                         yield pb.FetchResponse(
-                            events=[self._event(ev) for ev in found],
-                            latest_replay_id=encode_replay_id(cursor),
+                            events=[self._event(ev) for ev in batch],
+                            latest_replay_id=encode_replay_id(position),
                             rpc_id=rpc_id,
                             pending_num_requested=left,
                         )
@@ -326,7 +342,7 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
                         continue
                 if time.monotonic() - last_sent >= self.keepalive:
                     yield pb.FetchResponse(
-                        latest_replay_id=encode_replay_id(cursor),
+                        latest_replay_id=encode_replay_id(position),
                         rpc_id=rpc_id,
                         pending_num_requested=flow.pending,
                     )
