@@ -12,7 +12,8 @@
   were requested (``pending_num_requested`` says how many it still owes). With nothing to send,
   an empty FetchResponse carrying ``latest_replay_id`` goes out every ``keepalive`` seconds
   (Salesforce: within 270 s). A later FetchRequest naming another topic ends the stream with
-  ``INVALID_ARGUMENT``.
+  ``INVALID_ARGUMENT``. A stream reads up to READ_AHEAD events at once and serves the next
+  FetchRequests from them; ``latest_replay_id`` is then its last event sent.
 - Sessions: an open Subscribe stream looks at its session again every SESSION_CHECK_SECONDS
   (when it wakes), which counts as a use, so an open stream keeps its session alive as
   Salesforce's does; a session that has ended anyway (revoked, the user deactivated, expired)
