@@ -106,9 +106,10 @@ class Wakeups:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
         self._beacon: wakeup.Beacon | None = None
+        self._held: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Begin listening, on the running loop (the server's), once."""
+        """Begin listening, on the running loop (the server's), once; until that loop ends."""
         loop = asyncio.get_running_loop()
         if self._loop is loop:
             return
@@ -117,8 +118,21 @@ class Wakeups:
         beacon = self._beacon = wakeup.Beacon.of(self.org.store).start()
         beacon.listen(self._committed)
         self.seen(beacon.newest)
+        self._held = loop.create_task(self._hold())
+
+    async def _hold(self) -> None:
+        """Cancelled when the server's loop ends (its remaining tasks are): let go of the
+        beacon then, so its watcher (and its LISTEN connection) stops with the last user."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.stop()
 
     def stop(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and held is not asyncio.current_task(held.get_loop()):
+            with contextlib.suppress(RuntimeError):  # its loop is closed: it is gone already
+                held.cancel()
         beacon, self._beacon = self._beacon, None
         if beacon is not None:
             beacon.unlisten(self._committed)
