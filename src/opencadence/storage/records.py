@@ -75,6 +75,8 @@ class Store:
         #: called with the last replay id after each commit that wrote change events, in the
         #: committing thread (the CometD endpoint wakes its waiting long-polls with it)
         self.event_listeners: list[Callable[[int], None]] = []
+        #: the one ``storage.wakeup.Beacon`` of this store (``Beacon.of`` makes it on first use)
+        self.change_beacon: object | None = None
         #: the connection of the write transaction open on each thread (see ``reading``)
         self._local = threading.local()
 

@@ -23,7 +23,6 @@ import contextlib
 import logging
 import os
 import threading
-import weakref
 from collections.abc import Callable
 
 from opencadence.storage import dialect, events, records
@@ -138,16 +137,17 @@ class Beacon:
     each NOTIFY; only the first ``start`` and a change seen without a replay id (a SQLite file
     touched by another process) cost one ``newest_replay_id``."""
 
-    _shared: weakref.WeakKeyDictionary[records.Store, Beacon] = weakref.WeakKeyDictionary()
     _shared_lock = threading.Lock()
 
     @classmethod
     def of(cls, store: records.Store) -> Beacon:
-        """The beacon of ``store`` (made on first use): every reader of one store shares it."""
+        """The beacon of ``store`` (made on first use, kept on the store, so it goes with it):
+        every reader of one store shares it."""
         with cls._shared_lock:
-            found = cls._shared.get(store)
-            if found is None:
-                found = cls._shared[store] = cls(store)
+            found = store.change_beacon
+            if not isinstance(found, Beacon):
+                found = cls(store)
+                store.change_beacon = found
             return found
 
     def __init__(self, store: records.Store) -> None:
