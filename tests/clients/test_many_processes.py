@@ -17,6 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 import requests
+import sqlalchemy as sa
 from aiosfstream_ng import Client, ReplayOption
 
 from opencadence import system
@@ -106,6 +107,23 @@ def _cometd(
     return thread
 
 
+def _listening(url: str) -> int:
+    """How many connections to the database LISTEN for change events."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND query ILIKE 'LISTEN%'"
+                    )
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
 def _token(url: str) -> str:
     with system.build(system.Settings(database_url=url, upgrade=False, worker=False)) as built:
         user, _ = built.org.accounts.create_user("procs@oc.test", "pw", admin=True)
@@ -137,6 +155,9 @@ def test_two_server_processes_serve_one_ordered_stream(
             for sub in subs:
                 assert list(sub.next(timeout=10).events) == []  # the first keepalive: set up
             assert ready.wait(20), "aiosfstream-ng did not subscribe"
+            time.sleep(1.0)  # the connects that follow the subscriptions are held by now
+            # CometD and the Pub/Sub API of one process share one watcher: one LISTEN each
+            assert _listening(url) == 2
             made = []
             for i in range(EVENTS):  # commits through either process, in turn
                 base = (base_a, base_b)[i % 2]

@@ -610,3 +610,105 @@ def test_driving_a_cadence_streams_its_step_trackers(ps: PubSubServer) -> None:
             assert list(sub.next(timeout=KEEPALIVE * 6).events) == []  # nothing more
         finally:
             sub.close()
+
+
+def test_a_stream_whose_session_ends_is_unauthenticated_with_the_auth_error_code(
+    store: records.Store, tmp_path: Path
+) -> None:
+    """An open stream looks at its session every ``session_check`` seconds; a session that has
+    ended (here revoked, as a logout does) ends the stream with UNAUTHENTICATED and the auth
+    error code in the trailers, as Salesforce answers."""
+    org = Org(store)
+    user, _ = org.accounts.create_user("ps-ends@oc.test", "pw", admin=True)
+    token = org.accounts.open_session(user)
+    cert, key = tls.self_signed(tmp_path / "tls")
+    running = pubsub.start(
+        org,
+        host="127.0.0.1",
+        port=free_port(),
+        tls_files=(cert, key),
+        keepalive=0.2,
+        session_check=0.3,
+    )
+    try:
+        creds = grpc.ssl_channel_credentials(cert.read_bytes())
+        with grpc.secure_channel(f"127.0.0.1:{running.port}", creds) as channel:
+            stub = pb_grpc.PubSubStub(channel)
+            sub = Subscription(
+                stub, token, pb.FetchRequest(topic_name="/data/ChangeEvents", num_requested=5)
+            )
+            try:
+                sub.next()  # a keepalive: open
+                time.sleep(1.0)  # several looks at the live session: the stream stays
+                assert list(sub.next().events) == []
+                assert org.accounts.revoke(token)
+                with pytest.raises(grpc.RpcError) as ended:
+                    while True:
+                        sub.next(timeout=5)
+            finally:
+                sub.close()
+    finally:
+        running.stop()
+    assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert ended.value.details().startswith(pubsub.AUTH_MESSAGE)
+    trailers = dict(ended.value.trailing_metadata())
+    assert trailers["error-code"] == pubsub.AUTH_CODE
+
+
+def test_managed_subscribe_is_unimplemented_and_says_why(ps: PubSubServer) -> None:
+    stub, channel = ps.stub()
+    with channel:
+        call = stub.ManagedSubscribe(
+            iter([pb.ManagedFetchRequest(developer_name="Managed_Sub", num_requested=1)]),
+            metadata=auth(ps.admin_token),
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            next(iter(call))
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert refused.value.details().startswith(pubsub.MANAGED_MESSAGE)
+        bad = stub.ManagedSubscribe(
+            iter([pb.ManagedFetchRequest(developer_name="Managed_Sub", num_requested=1)]),
+            metadata=auth("00D000000000001!bad"),
+        )
+        with pytest.raises(grpc.RpcError) as unauthenticated:
+            next(iter(bad))
+        assert unauthenticated.value.code() == grpc.StatusCode.UNAUTHENTICATED  # auth first
+
+
+def test_a_subscriber_catching_up_is_served_from_one_read_of_the_log(
+    ps: PubSubServer, statements: list[str]
+) -> None:
+    """250 events committed at once reach a client asking 100 at a time in three responses,
+    from one read of the log (pubsub.READ_AHEAD), and each response's latest_replay_id is its
+    last event's while more are waiting."""
+    stub, channel = ps.stub()
+    with channel:
+        sub = Subscription(
+            stub,
+            ps.admin_token,
+            pb.FetchRequest(topic_name="/data/ContactChangeEvent", num_requested=100),
+        )
+        try:
+            _settled(sub)
+            with ps.org.store.transaction() as tx:
+                made = tx.insert_many("Contact", [{"LastName": f"Ahead{i}"} for i in range(250)])
+            before = len(statements)
+            got: list[Any] = []
+            latest: list[int] = []
+            while len(got) < 250:
+                response = sub.next()
+                if response.events:
+                    got += list(response.events)
+                    latest.append(rid(response.latest_replay_id))
+                    sub.requests.put(pb.FetchRequest(num_requested=len(response.events)))
+            reads = [s for s in statements[before:] if "FROM oc_change_event" in s]
+            schema = schema_of(stub, ps.admin_token, got[0].event.schema_id)
+        finally:
+            sub.close()
+    ids = []
+    for ev in got:
+        found: Any = fastavro.schemaless_reader(io.BytesIO(ev.event.payload), schema, None)
+        ids.append(found["ChangeEventHeader"]["recordIds"][0])
+    assert ids == made
+    assert latest == [rid(got[99].replay_id), rid(got[199].replay_id), rid(got[249].replay_id)]
+    assert len(reads) <= 2, reads  # the newest replay id and the events: one read

@@ -23,10 +23,11 @@ from typing import Any
 import pytest
 
 from opencadence.api import pubsub, tls
+from opencadence.clock import ManualClock
 from opencadence.org import Org
 from opencadence.storage import events, migrate, records
 
-from .conftest import free_port
+from .conftest import Server, free_port
 
 HERE = Path(__file__).parent / "node"
 PACKAGE = "salesforce-pubsub-api-client"
@@ -67,7 +68,8 @@ def node_dir() -> Path:
         pytest.skip("node/npm not installed")
     folder = node_clients_dir()
     install(folder)
-    shutil.copy(HERE / "pubsub_subscribe.mjs", folder / "pubsub_subscribe.mjs")
+    for script in ("pubsub_subscribe.mjs", "pubsub_reauth.mjs"):
+        shutil.copy(HERE / script, folder / script)
     return folder
 
 
@@ -204,3 +206,93 @@ def test_npm_client_with_a_bad_token_is_unauthenticated(
         sub.close()
     assert error["code"] == 16  # UNAUTHENTICATED
     assert error["details"].startswith("An authentication exception occurred.")
+
+
+def test_npm_client_carries_on_across_its_session_ending_with_no_gap(
+    node_dir: Path, server: Server, session_clock: ManualClock, tmp_path: Path
+) -> None:
+    """The session of an open stream ends (here: the server's session clock passes its
+    2-hour inactivity timeout). The stream ends with UNAUTHENTICATED and Salesforce's auth
+    error code; the unmodified client, with username-password auth, logs in again, subscribes
+    from after the last event it processed, and receives everything after it: no gap, no
+    repeat."""
+    org = server.org
+    cert, key = tls.self_signed(tmp_path / "grpc-tls")
+    grpc_server = pubsub.start(
+        org,
+        host="127.0.0.1",
+        port=free_port(),
+        tls_files=(cert, key),
+        keepalive=0.3,
+        session_check=0.2,
+    )
+    _contact(org.store, "Before")
+    start = _replay_ids(org.store)[-1]
+    proc = subprocess.Popen(
+        [
+            "node",
+            str(node_dir / "pubsub_reauth.mjs"),
+            f"127.0.0.1:{grpc_server.port}",
+            f"https://{server.instance}",
+            server.admin,
+            server.admin_password + server.admin_token,
+            "/data/ContactChangeEvent",
+            "6",
+            str(start),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=node_dir,
+        env={**os.environ, "NODE_EXTRA_CA_CERTS": str(server.cert)},
+    )
+    lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip():
+                lines.put(json.loads(line))
+        lines.put(None)
+
+    def until(kind: str) -> list[dict[str, Any]]:
+        seen = []
+        while True:
+            line = lines.get(timeout=30)
+            assert line is not None, f"client exited ({proc.wait()}): {proc.stderr.read()}"  # type: ignore[union-attr]
+            seen.append(line)
+            if line["type"] == kind:
+                return seen
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        until("grpcKeepAlive")  # subscribed, waiting
+        made = [_contact(org.store, f"Early{i}") for i in range(3)]
+        early = until("event") + until("event") + until("event")
+        session_clock.advance(hours=3)  # sessions only: the org's clock stays
+        # committed while the stream ends: delivered before the end or after the new login
+        made.append(_contact(org.store, "WhileEnding"))
+        late = until("reconnected")
+        made += [_contact(org.store, f"Late{i}") for i in range(2)]
+        while len([line for line in early + late if line["type"] == "event"]) < 6:
+            late += until("event")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        grpc_server.stop()
+    got = [line for line in early + late if line["type"] == "event"]
+    # the client's callback awaits each response's schema, so the events of two responses
+    # that arrive before the schema is cached can reach it swapped: compared in replay order
+    got.sort(key=lambda line: int(line["replayId"]))
+    assert [line["recordIds"] for line in got] == [[m] for m in made]  # no gap, no repeat
+    replay_ids = [int(line["replayId"]) for line in got]
+    assert replay_ids == sorted(set(replay_ids)) and replay_ids[0] > start
+    errors = [line for line in late if line["type"] == "error"]
+    assert len(errors) == 1 and errors[0]["code"] == 16  # UNAUTHENTICATED
+    assert errors[0]["errorCode"] == pubsub.AUTH_CODE
+    assert errors[0]["details"].startswith("An authentication exception occurred.")

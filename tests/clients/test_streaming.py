@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 from aiosfstream_ng import Client, ReplayOption
 from aiosfstream_ng.auth import AuthenticatorBase
 
 from opencadence.api import app as api_app
 from opencadence.api import server as api_server
 from opencadence.org import Org
-from opencadence.storage import records
+from opencadence.storage import records, wakeup
 
 from .conftest import free_port, serving
 
@@ -243,3 +244,32 @@ def test_an_ended_session_is_answered_on_each_request_s_channel_and_id(
         timeout=10,
     )
     assert big.status_code == 401 and big.json()[0]["channel"] == "/meta/handshake"
+
+
+def test_the_watcher_stops_with_the_server(store: records.Store) -> None:
+    """CometD waits on the process's one beacon (shared with the Pub/Sub API); when the
+    server's loop ends it lets go, so the watcher (and on PostgreSQL its LISTEN connection)
+    does not outlive the server."""
+    org = Org(store)
+    user_id, _ = org.accounts.create_user("stream-stop@oc.test", "pw", admin=True)
+    token = org.accounts.open_session(user_id)
+    port = free_port()
+    app = api_app.build_app(org, streaming_timeout=0.5)
+    config = api_server.config(app, host="127.0.0.1", port=port, tls_files=None, log_level="error")
+    beacon = wakeup.Beacon.of(store)
+    with serving(config), requests.Session() as http:
+        http.trust_env = False
+        url = f"http://127.0.0.1:{port}/cometd/59.0"
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def post(**msg: Any) -> list[dict[str, Any]]:
+            reply = http.post(url, json=[msg], headers=headers, timeout=10)
+            assert reply.status_code == 200, reply.text
+            return reply.json()  # type: ignore[no-any-return]
+
+        cid = post(channel="/meta/handshake")[0]["clientId"]
+        post(channel="/meta/subscribe", clientId=cid, subscription="/data/ContactChangeEvent")
+        post(channel="/meta/connect", clientId=cid)
+        assert post(channel="/meta/connect", clientId=cid)[-1]["successful"]  # held 0.5 s
+        assert beacon.running  # a connect was held: CometD is a user
+    assert not beacon.running

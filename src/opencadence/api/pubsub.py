@@ -12,16 +12,26 @@
   were requested (``pending_num_requested`` says how many it still owes). With nothing to send,
   an empty FetchResponse carrying ``latest_replay_id`` goes out every ``keepalive`` seconds
   (Salesforce: within 270 s). A later FetchRequest naming another topic ends the stream with
-  ``INVALID_ARGUMENT``.
+  ``INVALID_ARGUMENT``. A stream reads up to READ_AHEAD events at once and serves the next
+  FetchRequests from them; ``latest_replay_id`` is then its last event sent.
+- Sessions: an open Subscribe stream looks at its session again every SESSION_CHECK_SECONDS
+  (when it wakes), which counts as a use, so an open stream keeps its session alive as
+  Salesforce's does; a session that has ended anyway (revoked, the user deactivated, expired)
+  ends the stream with ``UNAUTHENTICATED`` and the ``error-code`` trailer
+  ``sfdc.platform.eventbus.grpc.service.auth.error``, and the client subscribes again with a
+  new token from its last replay id (docs/pubsub-decisions.md).
 - Replay ids are the change-event log's (the same as CometD's), sent as 8 bytes big-endian.
-- Events: Avro binary (``api/pubsub_avro.py``), filtered by the subscriber's visibility
-  (``storage/pubsub.py``).
+- Events: Avro binary (``api/pubsub_avro.py``), filtered by the subscriber's visibility by the
+  change-event log's one reader, the same as CometD's (``storage.events.read_visible``).
 - Publish / PublishStream: change data capture topics are not publishable (PERMISSION_DENIED).
+- ManagedSubscribe: UNIMPLEMENTED, with the reason in its message: a managed subscription is a
+  Tooling API ``ManagedEventSubscription`` record, which opencadence does not serve
+  (docs/pubsub-decisions.md); Subscribe with the client's own last replay id does the same.
 
-A waiting stream runs no query: it sleeps until a commit that may concern it (``Store.
-event_listeners`` in this process, ``storage.wakeup`` for other processes: PostgreSQL NOTIFY,
-a SQLite file's stat once a second), more events are requested, or the keepalive is due, and
-reads the log only then.
+A waiting stream runs no query: it sleeps until a commit that may concern it (the store's one
+``storage.wakeup.Beacon``, shared with CometD: commits of this process, and of others through
+PostgreSQL NOTIFY or a SQLite file's stat), more events are requested, or the keepalive is
+due, and reads the log only then.
 
 The server is grpcio's thread-pool server: each open Subscribe holds one worker thread (plus a
 thread reading its requests), so ``MAX_WORKERS`` bounds the concurrent streams and calls.
@@ -32,6 +42,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,15 +56,24 @@ from opencadence.api.pubsub_proto import pubsub_api_pb2 as pb
 from opencadence.api.pubsub_proto import pubsub_api_pb2_grpc as pb_grpc
 from opencadence.metadata import event_schema, model
 from opencadence.org import Org
-from opencadence.storage import accounts, migrate, wakeup
-from opencadence.storage import pubsub as log
+from opencadence.storage import accounts, events, migrate, wakeup
 
 DEFAULT_PORT = 7443
 #: Salesforce sends an empty FetchResponse within 270 seconds when there is nothing to send.
 KEEPALIVE_SECONDS = 270.0
 #: The most events one FetchRequest may ask for (larger values count as this).
 MAX_REQUESTED = 100
+#: Events one read of the log takes at most for a stream (sent over several FetchResponses).
+READ_AHEAD = 500
 MAX_WORKERS = 64
+#: How often an open Subscribe stream looks at its session again (a query; not while idle
+#: between keepalives shorter than this). The look counts as a use of the session, so an
+#: open stream keeps its session alive, as Salesforce's does ("the session timeout doesn't
+#: matter for a subscriber client"); a session that has ended anyway (revoked, logged out,
+#: the user deactivated, a fixed lifetime over) ends the stream with UNAUTHENTICATED.
+SESSION_CHECK_SECONDS = 30.0
+#: Encoded events kept for the other streams that will send them (about 10 MB at most).
+ENCODED_KEPT = 10_000
 ALL_TOPIC = "/data/ChangeEvents"
 
 AUTH_MESSAGE = (
@@ -61,6 +81,10 @@ AUTH_MESSAGE = (
 )
 AUTH_CODE = "sfdc.platform.eventbus.grpc.service.auth.error"
 REPLAY_CODE = "sfdc.platform.eventbus.grpc.subscription.fetch.replayid"
+MANAGED_MESSAGE = (
+    "ManagedSubscribe isn't available: opencadence has no managed event subscriptions (the "
+    "Tooling API's ManagedEventSubscription). Use Subscribe with a CUSTOM replay ID instead."
+)
 
 
 def encode_replay_id(replay_id: int) -> bytes:
@@ -122,12 +146,19 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
         *,
         keepalive: float = KEEPALIVE_SECONDS,
         beacon: wakeup.Beacon | None = None,
+        session_check: float = SESSION_CHECK_SECONDS,
     ) -> None:
         self.org = org
         self.keepalive = keepalive
+        self.session_check = session_check
         #: commits as they happen (this process's and, through ``storage.wakeup``, others'):
         #: a waiting stream reads the log only when one may concern it
-        self.beacon = beacon or wakeup.Beacon(org.store)
+        self.beacon = beacon or wakeup.Beacon.of(org.store)
+        #: replay id -> its ConsumerEvent, the most recent ENCODED_KEPT: an event is the same
+        #: bytes for every subscriber (visibility only decides who gets it), so streams that
+        #: follow the same commits encode each event once
+        self._encoded: OrderedDict[int, Any] = OrderedDict()
+        self._encoded_lock = threading.Lock()
         #: open Subscribe streams, so stopping can wait until none touches the database
         self.streams = 0
         self.idle = threading.Condition()
@@ -139,6 +170,7 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
     # --- helpers ----------------------------------------------------------------------------
 
     def _session(self, context: grpc.ServicerContext, rpc_id: str) -> accounts.Session:
+        """The caller's live session (a use of it); UNAUTHENTICATED otherwise."""
         headers = {k.lower(): v for k, v in context.invocation_metadata()}
         token, tenant = str(headers.get("accesstoken", "")), str(headers.get("tenantid", ""))
         if token and tenant[:15] == migrate.ORG_ID[:15] and len(tenant) in (15, 18):
@@ -218,6 +250,14 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
             rpc_id,
         )
 
+    def ManagedSubscribe(
+        self, request_iterator: Iterator[Any], context: grpc.ServicerContext
+    ) -> Iterator[Any]:
+        rpc_id = str(uuid.uuid4())
+        self._session(context, rpc_id)
+        _abort(context, grpc.StatusCode.UNIMPLEMENTED, MANAGED_MESSAGE, rpc_id)
+        yield  # a generator, as a stream method is (never reached)
+
     # --- Subscribe --------------------------------------------------------------------------
 
     def Subscribe(
@@ -249,36 +289,53 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
             target=_read_requests, args=(request_iterator, topic, flow), daemon=True
         ).start()
         viewer = None if session.is_admin else session.user_id
-        entity = obj.name if obj is not None else None
+        entities = [obj.name] if obj is not None else None
         beacon = self.beacon
         context.add_callback(flow.end)
         beacon.listen(flow.poke)
         try:
             unread = True  # the first look: what the replay preset starts with
-            last_sent = time.monotonic()
+            last_sent = checked = time.monotonic()
+            #: events read and not yet sent (a read takes up to READ_AHEAD, a response at
+            #: most what was requested): a client catching up costs one read per READ_AHEAD
+            #: events, not one per FetchRequest
+            ahead: deque[dict[str, Any]] = deque()
+            position = cursor  # where the client is: the last event sent, or the read's end
 
             def due() -> bool:  # events may be there and the client wants some
-                return flow.pending > 0 and (unread or beacon.newest > cursor)
+                return flow.pending > 0 and (bool(ahead) or unread or beacon.newest > cursor)
 
             while context.is_active() and not flow.ended:
                 if flow.error is not None:
                     _abort(context, grpc.StatusCode.INVALID_ARGUMENT, flow.error, rpc_id)
+                if time.monotonic() - checked >= self.session_check:
+                    self._session(context, rpc_id)  # ended: UNAUTHENTICATED, the stream stops
+                    checked = time.monotonic()
                 if due():
-                    known = beacon.newest  # before the read: it sees everything up to it
-                    found, cursor = log.read_visible(
-                        self.org.store,
-                        after=cursor,
-                        entity=entity,
-                        limit=min(flow.pending, MAX_REQUESTED),
-                        viewer=viewer,
-                        known=known,
-                    )
-                    unread = False
-                    if found:
-                        left = flow.take(len(found))
+                    if not ahead:
+                        with self.org.store.reading() as conn:
+                            found, cursor = events.read_visible(
+                                conn,
+                                self.org.store.meta,
+                                after=cursor,
+                                entities=entities,
+                                viewer=viewer,
+                                limit=READ_AHEAD,
+                            )
+                        ahead.extend(found)
+                        unread = False
+                        if not ahead:
+                            position = cursor
+                    if ahead:
+                        batch = [
+                            ahead.popleft()
+                            for _ in range(min(flow.pending, MAX_REQUESTED, len(ahead)))
+                        ]
+                        position = int(batch[-1]["event"]["replayId"]) if ahead else cursor
+                        left = flow.take(len(batch))
                         yield pb.FetchResponse(
-                            events=[self._event(ev) for ev in found],
-                            latest_replay_id=encode_replay_id(cursor),
+                            events=[self._event(ev) for ev in batch],
+                            latest_replay_id=encode_replay_id(position),
                             rpc_id=rpc_id,
                             pending_num_requested=left,
                         )
@@ -286,7 +343,7 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
                         continue
                 if time.monotonic() - last_sent >= self.keepalive:
                     yield pb.FetchResponse(
-                        latest_replay_id=encode_replay_id(cursor),
+                        latest_replay_id=encode_replay_id(position),
                         rpc_id=rpc_id,
                         pending_num_requested=flow.pending,
                     )
@@ -298,7 +355,8 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
 
     def _start(self, first: Any, context: grpc.ServicerContext, rpc_id: str) -> int:
         """The replay id the stream starts after."""
-        lo, hi = log.bounds(self.org.store)
+        with self.org.store.reading() as conn:
+            lo, hi = events.replay_bounds(conn, self.org.store.meta)
         newest = int(hi or 0)
         if first.replay_preset == pb.EARLIEST:
             return int(lo) - 1 if lo is not None else newest
@@ -325,9 +383,20 @@ class PubSub(pb_grpc.PubSubServicer):  # the generated servicer: UNIMPLEMENTED f
         return wanted
 
     def _event(self, ev: dict[str, Any]) -> Any:
+        replay_id = int(ev["event"]["replayId"])
+        with self._encoded_lock:
+            found = self._encoded.get(replay_id)
+        if found is None:
+            found = self._encode(ev, replay_id)
+            with self._encoded_lock:
+                self._encoded[replay_id] = found
+                if len(self._encoded) > ENCODED_KEPT:
+                    self._encoded.popitem(last=False)
+        return found
+
+    def _encode(self, ev: dict[str, Any], replay_id: int) -> Any:
         payload = ev["payload"]
         obj = self.org.registry.object(payload["ChangeEventHeader"]["entityName"])
-        replay_id = int(ev["event"]["replayId"])
         return pb.ConsumerEvent(
             event=pb.ProducerEvent(
                 id=str(uuid.uuid5(uuid.NAMESPACE_OID, f"opencadence-event-{replay_id}")),
@@ -391,6 +460,7 @@ def start(
     port: int,
     tls_files: tuple[Path, Path] | None,
     keepalive: float = KEEPALIVE_SECONDS,
+    session_check: float = SESSION_CHECK_SECONDS,
 ) -> Running:
     """A started Pub/Sub server on ``host:port`` (TLS with ``tls_files`` = (cert, key));
     OSError when the port cannot be had."""
@@ -398,7 +468,7 @@ def start(
         ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="pubsub"),
         options=[("grpc.so_reuseport", 0)],  # a busy port must fail, not be shared
     )
-    servicer = PubSub(org, keepalive=keepalive)
+    servicer = PubSub(org, keepalive=keepalive, session_check=session_check)
     pb_grpc.add_PubSubServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     address = f"{host}:{port}"
     try:

@@ -19,6 +19,8 @@ from opencadence.metadata import event_schema, model
 
 _PARSED: dict[str, Any] = {}
 _EPOCH = date(1970, 1, 1)
+#: object name -> (the definition, its Name parts, (field name, converter) in schema order)
+_PLANS: dict[str, tuple[model.ObjectDef, tuple[str, ...], tuple[tuple[str, Any], ...]]] = {}
 
 
 def parsed_schema(obj: model.ObjectDef) -> Any:
@@ -37,32 +39,55 @@ def record(obj: model.ObjectDef, payload: dict[str, Any]) -> dict[str, Any]:
     header["nulledFields"] = event_schema.bitmap(obj, list(header.get("nulledFields") or []))
     header["diffFields"] = []
     out: dict[str, Any] = {"ChangeEventHeader": header}
-    parts = event_schema.name_parts(obj)
-    for f in event_schema.event_fields(obj):
-        if f.name == "Name" and parts:
-            name = {p: payload.get(p) for p in parts}
-            out["Name"] = name if any(v is not None for v in name.values()) else None
+    parts, plan = _plan(obj)
+    for name, convert in plan:
+        if convert is None:  # the compound Name
+            compound = {p: payload.get(p) for p in parts}
+            out[name] = compound if any(v is not None for v in compound.values()) else None
         else:
-            out[f.name] = _value(f, payload.get(f.name))
+            value = payload.get(name)
+            out[name] = None if value is None else convert(value)
     return out
 
 
-def _value(f: model.FieldDef, value: Any) -> Any:
-    if value is None:
-        return None
+def _plan(obj: model.ObjectDef) -> tuple[tuple[str, ...], tuple[tuple[str, Any], ...]]:
+    """(Name parts, (field, converter or None for the compound Name) in schema order), once
+    per object definition: an event is then a loop without look-ups."""
+    found = _PLANS.get(obj.name)
+    if found is None or found[0] is not obj:
+        parts = event_schema.name_parts(obj)
+        plan = tuple(
+            (f.name, None if f.name == "Name" and parts else _converter(f))
+            for f in event_schema.event_fields(obj)
+        )
+        found = (obj, parts, plan)
+        _PLANS[obj.name] = found
+    return found[1], found[2]
+
+
+def _datetime(value: Any) -> int:
+    when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return int(when.timestamp() * 1000)
+
+
+def _date(value: Any) -> int:
+    return (date.fromisoformat(str(value)[:10]) - _EPOCH).days
+
+
+def _converter(f: model.FieldDef) -> Any:
+    """The function turning a non-null value of ``f`` into its Avro value."""
     if f.type == "datetime":
-        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        return int(when.timestamp() * 1000)
+        return _datetime
     if f.type == "date":
-        return (date.fromisoformat(str(value)[:10]) - _EPOCH).days
+        return _date
     kind = event_schema.avro_type(f)
     if kind == "double":
-        return float(value)
+        return float
     if kind == "int":
-        return int(value)
+        return int
     if kind == "boolean":
-        return bool(value)
-    return str(value)
+        return bool
+    return str
 
 
 def encode(obj: model.ObjectDef, payload: dict[str, Any]) -> bytes:

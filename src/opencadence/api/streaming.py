@@ -13,8 +13,9 @@ record rules let it see (``storage.visibility``, applied inside the SQL of the r
 channel, and no User events (Salesforce asks for "View All Users"); see docs/runtime-decisions.md.
 
 What waiting costs: nothing. A held /meta/connect sleeps on an asyncio event that a commit
-writing change events sets (``Store.event_listeners`` in this process; ``storage.wakeup`` for
-other processes), and reads the log only then; it ends when its HTTP client goes away.
+writing change events sets (the store's one ``storage.wakeup.Beacon``, shared with the Pub/Sub
+API), and reads the log only then (``storage.events.read_visible``, the log's one reader); it
+ends when its HTTP client goes away.
 
 Clients live in this process's memory. As Salesforce does, a client that has not come back
 within 40 s of its last response is dropped, and at most 2,000 exist at once (a handshake past
@@ -93,9 +94,10 @@ class Wakeups:
     """Wakes the held long-polls of one event loop when change events are committed.
 
     ``newest`` is the largest replay id known to be committed; ``changed()`` is an asyncio
-    event that is set (and replaced) whenever it grows. Commits in this process report from
-    their own thread (``Store.event_listeners``), so the report is handed to the loop; the
-    commits of other processes come from ``storage.wakeup.watch``, a task of the same loop.
+    event that is set (and replaced) whenever it grows. The commits come from the store's one
+    ``storage.wakeup.Beacon`` (shared with the Pub/Sub API: this process's commits and, through
+    its single watcher, other processes'), which calls from its own thread, so the news is
+    handed to the loop.
     """
 
     def __init__(self, org: Org) -> None:
@@ -103,26 +105,39 @@ class Wakeups:
         self.newest = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
-        self._watch: asyncio.Task[None] | None = None
-        self._asking: asyncio.Task[None] | None = None
+        self._beacon: wakeup.Beacon | None = None
+        self._held: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Begin listening, on the running loop (the server's), once."""
+        """Begin listening, on the running loop (the server's), once; until that loop ends."""
         loop = asyncio.get_running_loop()
         if self._loop is loop:
             return
         self.stop()
         self._loop, self._event = loop, asyncio.Event()
-        self.org.store.event_listeners.append(self._committed)
-        self._watch = loop.create_task(self._watching())
+        beacon = self._beacon = wakeup.Beacon.of(self.org.store).start()
+        beacon.listen(self._committed)
+        self.seen(beacon.newest)
+        self._held = loop.create_task(self._hold())
+
+    async def _hold(self) -> None:
+        """Cancelled when the server's loop ends (its remaining tasks are): let go of the
+        beacon then, so its watcher (and its LISTEN connection) stops with the last user."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.stop()
 
     def stop(self) -> None:
-        with contextlib.suppress(ValueError):
-            self.org.store.event_listeners.remove(self._committed)
-        if self._watch is not None and not self._watch.done():
+        held, self._held = self._held, None
+        if held is not None and held is not asyncio.current_task(held.get_loop()):
             with contextlib.suppress(RuntimeError):  # its loop is closed: it is gone already
-                self._watch.cancel()
-        self._loop = self._event = self._watch = None
+                held.cancel()
+        beacon, self._beacon = self._beacon, None
+        if beacon is not None:
+            beacon.unlisten(self._committed)
+            beacon.stop()
+        self._loop = self._event = None
 
     def changed(self) -> asyncio.Event:
         assert self._event is not None, "start() first"
@@ -136,30 +151,13 @@ class Wakeups:
                 self._event.set()
                 self._event = asyncio.Event()
 
-    async def _watching(self) -> None:
-        try:
-            await wakeup.watch(self.org.store, self._foreign)
-        finally:
-            with contextlib.suppress(ValueError):
-                self.org.store.event_listeners.remove(self._committed)
-
-    def _committed(self, replay_id: int) -> None:
-        """A commit in this process (any thread)."""
-        loop = self._loop
-        if loop is None:
+    def _committed(self) -> None:
+        """The beacon's news (any thread): handed to the loop."""
+        loop, beacon = self._loop, self._beacon
+        if loop is None or beacon is None:
             return
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
-            loop.call_soon_threadsafe(self.seen, replay_id)
-
-    def _foreign(self, replay_id: int | None) -> None:
-        """A commit seen by the watcher (on the loop): without its replay id, ask once."""
-        if replay_id is not None:
-            self.seen(replay_id)
-        elif self._asking is None or self._asking.done():
-            self._asking = asyncio.get_running_loop().create_task(self._ask())
-
-    async def _ask(self) -> None:
-        self.seen(await run_in_threadpool(wakeup.newest_replay_id, self.org.store))
+            loop.call_soon_threadsafe(self.seen, beacon.newest)
 
 
 class Streaming:
@@ -180,7 +178,6 @@ class Streaming:
         #: by last response, oldest first (so expiry looks at the front only)
         self.clients: OrderedDict[str, Client] = OrderedDict()
         self.wakeups = Wakeups(org)
-        self._entities = tuple(o.name for o in org.registry if o.change_events)
 
     # --- clients ------------------------------------------------------------------------------
 
@@ -292,7 +289,7 @@ class Streaming:
                     conn,
                     self.org.store.meta,
                     after=cursor,
-                    entities=[entity] if isinstance(entity, str) else self._entities,
+                    entities=[entity] if isinstance(entity, str) else None,
                     viewer=client.viewer,
                     limit=BATCH,
                 )

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from opencadence import system
 from opencadence.cli import common
 from opencadence.metadata import event_schema, registry
-from opencadence.storage import pubsub, records, wakeup
+from opencadence.storage import events, records, wakeup
 
 ALL = "/data/ChangeEvents"
 #: Events read per query while catching up.
@@ -60,7 +60,8 @@ def parse_replay(text: str, channel: str) -> int:
 def start_after(store: records.Store, replay: int, channel: str) -> int:
     """The replay id to read after: -1 new events only, -2 every retained one, else an id
     of the retention window (or the one before it)."""
-    lo, hi = pubsub.bounds(store)
+    with store.reading() as conn:
+        lo, hi = events.replay_bounds(conn, store.meta)
     newest = int(hi or 0)
     if replay == -1:
         return newest
@@ -97,18 +98,24 @@ def tail(
     store: records.Store, channel: str, after: int, out: TextIO, stop: _Stop, entity: str | None
 ) -> None:
     """Print the events after ``after`` as they arrive, until ``stop`` is asked."""
-    beacon = wakeup.Beacon(store).start()
+    beacon = wakeup.Beacon.of(store).start()
     beacon.listen(stop.poke)
     try:
         cursor = after
         while not stop.asked:
-            found, cursor = pubsub.read_visible(
-                store, after=cursor, entity=entity, limit=BATCH, viewer=None, known=beacon.newest
-            )
+            with store.reading() as conn:
+                found, cursor = events.read_visible(
+                    conn,
+                    store.meta,
+                    after=cursor,
+                    entities=None if entity is None else [entity],
+                    viewer=None,
+                    limit=BATCH,
+                )
             for ev in found:
                 out.write(json.dumps(_message(store, channel, ev), default=str) + "\n")
             out.flush()
-            if len(found) == BATCH:
+            if len(found) == BATCH or cursor < beacon.newest:  # more to read at once
                 continue
             with stop.changed:  # a short timeout only so a signal is looked at: no query
                 while not stop.asked and beacon.newest <= cursor:

@@ -114,13 +114,28 @@ def event_name(obj: model.ObjectDef) -> str:
     return f"{obj.name}{SUFFIX}"
 
 
+#: object name -> (the definition, its event fields, their positions), per definition
+_FIELDS: dict[str, tuple[model.ObjectDef, tuple[model.FieldDef, ...], dict[str, int]]] = {}
+
+
+def _fields(obj: model.ObjectDef) -> tuple[tuple[model.FieldDef, ...], dict[str, int]]:
+    """(event fields, name -> schema position) of ``obj``, computed once per definition
+    (every event sent over the Pub/Sub API needs them)."""
+    found = _FIELDS.get(obj.name)
+    if found is None or found[0] is not obj:
+        parts = set(name_parts(obj))
+        fields = tuple(
+            f for f in obj.stored_fields if f.name not in NOT_IN_EVENTS and f.name not in parts
+        )
+        found = (obj, fields, {f.name: i for i, f in enumerate(fields, start=1)})
+        _FIELDS[obj.name] = found
+    return found[1], found[2]
+
+
 def event_fields(obj: model.ObjectDef) -> tuple[model.FieldDef, ...]:
     """The top-level record fields of ``obj``'s change event, in schema order (after the
     header); the parts of a compound Name are inside ``Name``."""
-    parts = set(name_parts(obj))
-    return tuple(
-        f for f in obj.stored_fields if f.name not in NOT_IN_EVENTS and f.name not in parts
-    )
+    return _fields(obj)[0]
 
 
 def avro_type(f: model.FieldDef) -> str:
@@ -180,8 +195,9 @@ def schema_id(obj: model.ObjectDef) -> str:
 
 
 def field_positions(obj: model.ObjectDef) -> dict[str, int]:
-    """Field name -> its position in the schema (0 is ChangeEventHeader): its bitmap bit."""
-    return {f.name: i for i, f in enumerate(event_fields(obj), start=1)}
+    """Field name -> its position in the schema (0 is ChangeEventHeader): its bitmap bit
+    (the same dict every time: do not change it)."""
+    return _fields(obj)[1]
 
 
 def bitmap(obj: model.ObjectDef, names: list[str]) -> list[str]:

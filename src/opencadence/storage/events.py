@@ -12,7 +12,7 @@ The replay id is the table's autoincrement key: increasing, opaque, never reused
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -223,6 +223,10 @@ def read(
 #: Objects whose change events need "View All Users" in Salesforce (on top of what a record
 #: rule allows): a user without "View All" receives none of them.
 VIEW_ALL_ONLY = frozenset({"User"})
+#: The most log rows one ``read_visible`` looks at (replay ids are consecutive, so this bounds
+#: the replay id range of one read): a rep far behind in a log of others' events gets its
+#: keepalives between reads instead of one read of the whole log.
+SCAN_WINDOW = 10_000
 
 
 def read_visible(
@@ -230,45 +234,61 @@ def read_visible(
     meta: sa.MetaData,
     *,
     after: int,
-    entities: Iterable[str],
+    entities: Sequence[str] | None,
     viewer: str | None,
     limit: int = 500,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Events past ``after`` of ``entities`` whose record ``viewer`` may see (None: all), and
-    the replay id the reader has now seen up to.
+    """The one visibility-filtered reader of the change-event log (CometD, the Pub/Sub API,
+    ``events tail`` and any later reader use it): up to ``limit`` events past replay id
+    ``after``, oldest first, decoded as ``decode`` does, of ``entities`` (None: every object)
+    whose record ``viewer`` may see (None: "View All Data", everything); and the replay id the
+    reader has seen up to, where its next read starts.
 
     The visibility rule of each object (``visibility.predicate``) is applied inside the SQL,
     on the record as it stands now; a deleted record keeps its row (IsDeleted), so the rule
-    applies to it as it stood when it was deleted. The new cursor passes the events the
-    viewer may not see, so they are scanned once, never again.
+    applies to it as it stood when it was deleted. A viewer gets no event of VIEW_ALL_ONLY
+    objects. The cursor passes the events the viewer may not see, so they are scanned once,
+    never again: it is the last event returned when ``limit`` were found, else the end of the
+    range read, which is the newest committed replay id (read in the same snapshot; replay ids
+    follow commit order, so nothing below it can still commit) or, at most, ``after`` +
+    SCAN_WINDOW.
     """
     table = meta.tables[schema.EVENTS]
     newest = conn.execute(sa.select(sa.func.max(table.c.replay_id))).scalar()
     if newest is None or newest <= after:
         return [], after
+    upto = min(int(newest), after + SCAN_WINDOW)
     stmt = (
         sa.select(table)
-        .where(table.c.replay_id > after, table.c.replay_id <= newest)
-        .where(_visible(table, meta, list(entities), viewer))
+        .where(table.c.replay_id > after, table.c.replay_id <= upto)
         .order_by(table.c.replay_id)
         .limit(limit)
     )
+    condition = _visible(table, meta, entities, viewer)
+    if condition is not None:
+        stmt = stmt.where(condition)
     found = [decode(row._mapping) for row in conn.execute(stmt)]
-    cursor = found[-1]["event"]["replayId"] if len(found) >= limit else int(newest)
+    cursor = found[-1]["event"]["replayId"] if len(found) >= limit else upto
     return found, cursor
 
 
 def _visible(
-    table: sa.Table, meta: sa.MetaData, entities: list[str], viewer: str | None
-) -> sa.ColumnElement[bool]:
-    """Events of ``entities`` that ``viewer`` may see: public objects by name, the others
-    through an EXISTS on the record with the object's visibility predicate."""
+    table: sa.Table, meta: sa.MetaData, entities: Sequence[str] | None, viewer: str | None
+) -> sa.ColumnElement[bool] | None:
+    """Events of ``entities`` (None: all) that ``viewer`` may see (None: no condition):
+    public objects by name, the others through an EXISTS on the record with the object's
+    visibility predicate."""
     if viewer is None:
-        return table.c.entity.in_(entities)
+        return None if entities is None else table.c.entity.in_(list(entities))
+    names = (
+        list(entities)
+        if entities is not None
+        else [n for n in visibility.RULES if n in meta.tables]
+    )
     record_id = sa.func.substr(table.c.record_ids, 3, 18)  # '["<18-character id>"]'
     public: list[str] = []
     ruled: list[sa.ColumnElement[bool]] = []
-    for name in entities:
+    for name in names:
         if name in VIEW_ALL_ONLY:
             continue
         target = meta.tables[name].alias(f"seen_{name}")
@@ -278,6 +298,9 @@ def _visible(
             continue
         seen = sa.exists().where(target.c.Id == record_id, rule)
         ruled.append(sa.and_(table.c.entity == name, seen))
+    if entities is None:  # every object: those without a rule (but VIEW_ALL_ONLY) are public
+        hidden = sorted(VIEW_ALL_ONLY | {n for n in names})
+        return sa.or_(table.c.entity.not_in(hidden), *ruled)
     return sa.or_(table.c.entity.in_(public), *ruled)
 
 
@@ -294,7 +317,7 @@ def decode(row: Mapping[Any, Any]) -> dict[str, Any]:
     """An event row as the CometD ``data`` object: schema-less payload and replay id."""
     header = {
         "entityName": row["entity"],
-        "recordIds": json.loads(row["record_ids"]),
+        "recordIds": orjson.loads(row["record_ids"]),
         "changeType": row["change_type"],
         "changeOrigin": row["change_origin"],
         "transactionKey": row["transaction_key"],
@@ -302,11 +325,11 @@ def decode(row: Mapping[Any, Any]) -> dict[str, Any]:
         "commitTimestamp": row["commit_timestamp"],
         "commitNumber": row["commit_number"],
         "commitUser": row["commit_user"],
-        "changedFields": json.loads(row["changed_fields"]),
-        "nulledFields": json.loads(row["nulled_fields"]),
+        "changedFields": orjson.loads(row["changed_fields"]),
+        "nulledFields": orjson.loads(row["nulled_fields"]),
         "diffFields": [],
     }
-    payload = {"ChangeEventHeader": header, **json.loads(row["payload"])}
+    payload = {"ChangeEventHeader": header, **orjson.loads(row["payload"])}
     return {"payload": payload, "event": {"replayId": row["replay_id"]}}
 
 

@@ -79,6 +79,8 @@ class Store:
         #: whether writes keep the metric counters (storage/metrics.py); off only for the
         #: engine benchmark's baseline
         self.count_metrics = True
+        #: the one ``storage.wakeup.Beacon`` of this store (``Beacon.of`` makes it on first use)
+        self.change_beacon: object | None = None
         #: the connection of the write transaction open on each thread (see ``reading``)
         self._local = threading.local()
 
