@@ -12,20 +12,12 @@ apart, since pytest pays them once. Goal: within 2x of the mock (ratio = mock ti
 
 from __future__ import annotations
 
-import os
-import sys
+import argparse
+import statistics
+import time
+from typing import Any
 
-# bench/collections.py is the standard library's name: this folder, which Python puts first on
-# the path, goes to the end before anything imports `collections` (as bench/collections.py does).
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HERE]
-
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
-
-from opencadence import testing  # noqa: E402
+from opencadence import testing
 
 
 def ten_record_test(sf: Any) -> None:

@@ -24,39 +24,34 @@ The headline is the worse of p50 goal / worst p50 and p99 goal / worst p99 (both
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import bisect
+import io
+import json
+import os
+import queue
+import statistics
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-# bench/collections.py would shadow the standard library's `collections` (Python puts this
-# script's folder first on the path): the folder goes to the end before anything imports it.
-sys.path[:] = [p for p in sys.path[1:]] + sys.path[:1]
+import aiohttp
+import fastavro
+import grpc
+import requests
+import sqlalchemy as sa
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import bisect  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import queue  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import aiohttp  # noqa: E402
-import fastavro  # noqa: E402
-import grpc  # noqa: E402
-import requests  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-
-from opencadence import system  # noqa: E402
-from opencadence.api.pubsub_proto import pubsub_api_pb2 as pb  # noqa: E402
-from opencadence.api.pubsub_proto import pubsub_api_pb2_grpc as pb_grpc  # noqa: E402
-from opencadence.cadence import definition_file  # noqa: E402
-from opencadence.storage import migrate, records, schema  # noqa: E402
+from opencadence import system
+from opencadence.api.pubsub_proto import pubsub_api_pb2 as pb
+from opencadence.api.pubsub_proto import pubsub_api_pb2_grpc as pb_grpc
+from opencadence.cadence import definition_file
+from opencadence.storage import migrate, records, schema
 
 PORT, PUBSUB_PORT = 18470, 18471
 BASE = f"http://127.0.0.1:{PORT}"
