@@ -14,12 +14,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 
 from opencadence import errors, ids
 from opencadence.org import Org
 from opencadence.storage import accounts, values
-from opencadence.web import auth
+from opencadence.web import assets, auth
 
 HERE = Path(__file__).parent
 #: the API version the app's queries and writes are made at
@@ -42,6 +41,7 @@ _env = jinja2.Environment(
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
+_env.globals["asset"] = assets.url
 
 
 def _render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -333,6 +333,6 @@ def mount(app_state: Any, read_body: BodyReader) -> Mount:
             Route("/logout", logout, methods=["POST"]),
             Route("/work", my_work, methods=["GET"]),
             Route("/work/{step}/{action}", step_action, methods=["POST"]),
-            Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+            Route("/static/{digest}/{path:path}", assets.serve, methods=["GET", "HEAD"]),
         ],
     )
