@@ -274,6 +274,18 @@ class EventLog:
         ).first()
         return found is not None
 
+    def of_keys(self, conn: Connection, keys: Sequence[str]) -> list[tuple[str, str, datetime]]:
+        """(key, kind, at) of the events of the outbox rows ``keys``, oldest first."""
+        if not keys:
+            return []
+        ev = self.table
+        rows = conn.execute(
+            sa.select(ev.c.key, ev.c.kind, ev.c.at)
+            .where(ev.c.key.in_(list(keys)))
+            .order_by(ev.c.at, ev.c.id)
+        ).all()
+        return [(str(key), str(kind), at) for key, kind, at in rows]
+
     def of_step(self, conn: Connection, step_id: str) -> list[tuple[str, str | None, str]]:
         """Distinct (kind, detail, key) of the events of the emails of one ActionCadenceStep."""
         ev, ob = self.table, self._outbox
