@@ -578,16 +578,22 @@ class Org:
                 except BaseException:
                     mailer.after_commit()  # nothing staged survives the rollback
                     raise
-            mailer.after_commit()
+            try:
+                mailer.after_commit()
+            finally:  # a rep's email is one message: no connection is kept to the relay
+                close = getattr(mailer, "close", None)
+                if close is not None:
+                    close()
 
     def email_engagement(self, session: accounts.Session, target_id: str) -> list[dict[str, Any]]:
         """The target's cadence emails the user may see (their step trackers, through SOQL
         with the user's visibility), each with when it was sent, opened, clicked, replied to
-        and bounced (the first of each, from the engagement log), oldest first."""
+        and bounced (the first of each, from the engagement log; an email recorded without a
+        relay has no log, only its send time), oldest first."""
         canonical = ids.parse(target_id)
         found = self.query(
             session,
-            "SELECT Id, StepTitle, StepType, State, ActionCadenceName FROM "
+            "SELECT Id, StepTitle, StepType, State, ActionCadenceName, ActionTakenDateTime FROM "
             f"ActionCadenceStepTracker WHERE TargetId = '{canonical}' AND StepType IN "
             "('SendAnEmail', 'AutoSendAnEmail') ORDER BY CreatedDate, Id",
             "62.0",
@@ -597,6 +603,9 @@ class Org:
             log = mail.event_log(self.store.meta).of_keys(conn, list(by_key))
         for key, kind, at in log:
             by_key[key]["events"].setdefault(kind, values.format_datetime(at))
+        for r in by_key.values():  # sent without a relay (recorded only): the step's send time
+            if r["ActionTakenDateTime"] and "send" not in r["events"]:
+                r["events"]["send"] = r["ActionTakenDateTime"]
         return [r for r in by_key.values() if r["events"]]
 
     def _email_step(self, session: accounts.Session, step_tracker_id: str) -> tuple[str, str, str]:
