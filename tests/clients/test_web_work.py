@@ -7,7 +7,6 @@ contacts from the Contacts list, the target page, and a rep refused another rep'
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +179,7 @@ def test_a_rep_sends_an_email_that_reaches_the_relay_with_merge_fields_rendered(
 
 
 def test_a_refused_send_changes_nothing(
-    org_server: Server,
+    org_server: Server,  # noqa: F811
     context: Any,  # noqa: F811
 ) -> None:
     contact = _email_cadence(org_server)
@@ -207,7 +206,7 @@ def test_a_refused_send_changes_nothing(
 
 
 def test_pause_resume_and_remove_from_cadence(
-    org_server: Server,
+    org_server: Server,  # noqa: F811
     context: Any,  # noqa: F811
     request: pytest.FixtureRequest,
 ) -> None:
@@ -252,7 +251,7 @@ def test_pause_resume_and_remove_from_cadence(
 
 
 def test_filters_by_cadence_and_step_type(
-    org_server: Server,
+    org_server: Server,  # noqa: F811
     context: Any,  # noqa: F811
     request: pytest.FixtureRequest,
 ) -> None:
@@ -277,7 +276,7 @@ def test_filters_by_cadence_and_step_type(
 
 
 def test_paging_walks_every_open_step_once(
-    org_server: Server,
+    org_server: Server,  # noqa: F811
     context: Any,  # noqa: F811
 ) -> None:
     """120 open steps, 50 a page: three pages, every step once, in due order."""
@@ -324,7 +323,7 @@ def test_paging_walks_every_open_step_once(
 
 
 def test_the_open_page_shows_the_new_step_when_the_clock_moves(
-    org_server: Server,
+    org_server: Server,  # noqa: F811
     context: Any,  # noqa: F811
     request: pytest.FixtureRequest,
 ) -> None:
@@ -351,7 +350,7 @@ def test_the_open_page_shows_the_new_step_when_the_clock_moves(
 
 
 def test_the_event_stream_needs_a_session_and_respects_visibility(
-    org_server: Server,
+    org_server: Server,  # noqa: F811
     browser: Any,  # noqa: F811
 ) -> None:
     """Sam's stream hears nothing of Rita's steps; Rita's hears the change."""
@@ -397,7 +396,7 @@ def test_the_event_stream_needs_a_session_and_respects_visibility(
 
 
 def test_an_admin_enrolls_three_contacts_from_the_contacts_list(
-    org_server: Server,
+    org_server: Server,  # noqa: F811
     context: Any,  # noqa: F811
     request: pytest.FixtureRequest,
 ) -> None:
@@ -471,7 +470,7 @@ def test_an_admin_enrolls_three_contacts_from_the_contacts_list(
 
 
 def test_the_target_page_shows_the_cadence_history_and_email_engagement(
-    org_server: Server,
+    org_server: Server,  # noqa: F811
     context: Any,  # noqa: F811
     request: pytest.FixtureRequest,
 ) -> None:
@@ -501,7 +500,7 @@ def test_the_target_page_shows_the_cadence_history_and_email_engagement(
 
 
 def test_a_rep_gets_403_on_another_reps_target_and_nothing_changes(
-    org_server: Server,
+    org_server: Server,  # noqa: F811
     context: Any,  # noqa: F811
     request: pytest.FixtureRequest,
 ) -> None:
