@@ -239,7 +239,8 @@ def visible_step(org: Org, session: accounts.Session, step: str) -> dict[str, An
         raise errors.NotFound(NOT_FOUND) from None
     found = org.query(
         session,
-        "SELECT Id, TargetId, Target.Name, StepType, State, ActionCadenceTrackerId "
+        "SELECT Id, TargetId, Target.Name, StepType, StepTitle, State, ActionCadenceName, "
+        "ActionCadenceTrackerId "
         f"FROM ActionCadenceStepTracker WHERE Id = '{step_id}'",
         common.VERSION,
     )["records"]
