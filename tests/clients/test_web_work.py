@@ -176,6 +176,20 @@ def test_a_rep_sends_an_email_that_reaches_the_relay_with_merge_fields_rendered(
     )
     assert em["Subject"] == "A note for Nia (edited)" and em["Status"] == "3"
     assert em["MessageIdentifier"] == str(msg["Message-ID"])
+    # Nia's page: the step completed by Rita, the email's send from the engagement log
+    ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 800})
+    try:
+        page = ctx.new_page()
+        log_in(page, mail_server, REP, REP_PASSWORD)
+        page.goto(f"{base(mail_server)}/targets/{contact}")
+        page.get_by_role("heading", name="Nia Noor").wait_for()
+        note = page.locator("tr.history-step", has_text="Personal note").inner_text()
+        assert "AutomaticallyCompleted" in note and "Rita Rep" in note
+        sent = page.locator("tr.email-row", has_text="Personal note").locator("td").nth(1)
+        assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} E[SD]T", sent.inner_text())
+        shot(page, "target-emailed", request)
+    finally:
+        ctx.close()
 
 
 def test_a_refused_send_changes_nothing(
@@ -534,3 +548,72 @@ def test_a_rep_gets_403_on_another_reps_target_and_nothing_changes(
     )
     assert answer.status == 403
     assert len(org_server.org.store.read_events()) == events  # nothing changed
+
+
+def test_a_rep_cannot_send_pause_or_remove_on_another_reps_step(
+    org_server: Server,  # noqa: F811
+    context: Any,  # noqa: F811
+) -> None:
+    """Signed, CSRF-valid posts by Sam on Rita's steps: each answered as if the step did not
+    exist; CSRF-less ones 403; nothing changes."""
+    _email_cadence(org_server)
+    (nia,) = open_steps(org_server, "Nia Noor")
+    (lu,) = open_steps(org_server, "Lu Lin")
+    events = len(org_server.org.store.read_events())
+    page = context.new_page()
+    log_in(page, org_server, OTHER, OTHER_PASSWORD)
+    page.get_by_role("heading", name="My Work").wait_for()
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    answer = page.request.get(f"{base(org_server)}/work/{nia['Id']}/email")
+    assert "does not exist or you cannot see it" in answer.text()
+    assert "Hi Nia" not in answer.text()
+    answer = page.request.post(
+        f"{base(org_server)}/work/{nia['Id']}/email",
+        form={"csrf": csrf, "subject": "x", "body": "y"},
+    )
+    assert "does not exist or you cannot see it" in answer.text()
+    for action in ("pause", "remove", "complete"):
+        answer = page.request.post(
+            f"{base(org_server)}/work/{lu['Id']}/{action}", form={"csrf": csrf}
+        )
+        assert "does not exist or you cannot see it" in answer.text()
+    for path, form in (
+        (f"work/{nia['Id']}/email", {"subject": "x", "body": "y"}),
+        (f"work/{lu['Id']}/pause", {}),
+        (f"work/{lu['Id']}/remove", {"csrf": "forged"}),
+    ):
+        answer = page.request.post(f"{base(org_server)}/{path}", form=form, max_redirects=0)
+        assert answer.status == 403
+    assert open_steps(org_server, "Nia Noor") == [nia]
+    assert open_steps(org_server, "Lu Lin") == [lu]
+    assert len(org_server.org.store.read_events()) == events
+
+
+def test_the_new_pages_at_phone_width(
+    org_server: Server,  # noqa: F811
+    browser: Any,  # noqa: F811
+    request: pytest.FixtureRequest,
+) -> None:
+    contact = _email_cadence(org_server)
+    ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 390, "height": 844})
+    try:
+        page = ctx.new_page()
+        log_in(page, org_server, REP, REP_PASSWORD)
+        page.get_by_role("heading", name="My Work").wait_for()
+        for path, heading, name in (
+            ("work", "My Work", "phone-my-work"),
+            ("contacts", "Contacts", "phone-contacts"),
+            (f"targets/{contact}", "Nia Noor", "phone-target"),
+        ):
+            page.goto(f"{base(org_server)}/{path}")
+            page.get_by_role("heading", name=heading).wait_for()
+            shot(page, name, request)
+            # nothing wider than the screen
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1, name
+        page.goto(f"{base(org_server)}/work")
+        page.locator("tr.step", has_text="Nia Noor").get_by_role("link", name="Send Email").click()
+        page.get_by_role("heading", name="Send Email").wait_for()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+        shot(page, "phone-send-email", request)
+    finally:
+        ctx.close()
