@@ -236,6 +236,21 @@ class SmtpSender:
             raise checks.SendRefused("This step's email was sent already", "INVALID_DRAFT")
         self._admit(conn, email, now, None, composed)
 
+    def deliver_manual(self, now: datetime | None = None, limit: int = 50) -> int:
+        """Deliver again the reps' own emails a crash or a transient relay failure left
+        undelivered (``Outbox.due_manual``), with their Message-ID and body; returns how
+        many were taken. The worker calls it when it is idle (``Worker.loop``)."""
+        now = now or self._now()
+        with self.store.transaction() as tx:
+            keys = self.outbox.due_manual(
+                tx.conn, self.store.meta, now, limit, unknown=self.config.resend_unknown
+            )
+            self._tx, self._staged, self._completed = tx, [], set()
+            for key in keys:
+                self._stage(tx.conn, key, now)
+        self.after_commit()
+        return len(keys)
+
     def _stage(self, conn: mail.Connection, key: str, now: datetime) -> SendResult:
         """Take the row over for delivery after this commit. The update is guarded: a worker
         still delivering the row (it reached the row after its lease ran out) keeps it, and
