@@ -241,6 +241,12 @@ class SmtpSender:
         undelivered (``Outbox.due_manual``), with their Message-ID and body; returns how
         many were taken. The worker calls it when it is idle (``Worker.loop``)."""
         now = now or self._now()
+        with self.store.reading() as conn:  # an idle worker looks without taking a write lock
+            found = self.outbox.due_manual(
+                conn, self.store.meta, now, limit, unknown=self.config.resend_unknown
+            )
+        if not found:
+            return 0
         with self.store.transaction() as tx:
             keys = self.outbox.due_manual(
                 tx.conn, self.store.meta, now, limit, unknown=self.config.resend_unknown
