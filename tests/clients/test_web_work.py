@@ -587,6 +587,15 @@ def test_a_rep_cannot_send_pause_or_remove_on_another_reps_step(
     assert open_steps(org_server, "Nia Noor") == [nia]
     assert open_steps(org_server, "Lu Lin") == [lu]
     assert len(org_server.org.store.read_events()) == events
+    # the way back after a form is a page of the app, never another site or a script
+    for back in ("javascript:alert(1)", "https://evil.example/", "//evil.example/app/"):
+        answer = page.request.post(
+            f"{base(org_server)}/work/{lu['Id']}/skip",
+            form={"csrf": csrf, "back": back},
+            max_redirects=0,
+        )
+        assert answer.status == 303
+        assert answer.headers["location"].startswith("/app/work?")
 
 
 def test_the_new_pages_at_phone_width(
@@ -610,6 +619,10 @@ def test_the_new_pages_at_phone_width(
             shot(page, name, request)
             # nothing wider than the screen
             assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1, name
+        page.goto(
+            f"{base(org_server)}/work/{open_steps(org_server, 'Nia Noor')[0]['Id']}/email?back=javascript:alert(1)"
+        )
+        assert page.get_by_role("link", name="Cancel").get_attribute("href") == "/app/work"
         page.goto(f"{base(org_server)}/work")
         page.locator("tr.step", has_text="Nia Noor").get_by_role("link", name="Send Email").click()
         page.get_by_role("heading", name="Send Email").wait_for()

@@ -219,11 +219,19 @@ async def step_action(request: Request) -> Response:
     return _back(back, message=message)
 
 
+def safe_back(back: str) -> str:
+    """``back`` if it is a page of this app (a path under /app/), else My Work: never another
+    site, never a ``javascript:`` URL."""
+    if not back.startswith("/app/") or "//" in back or "\\" in back or any(
+        c in back for c in "\r\n\t"
+    ):
+        return "/app/work"
+    return back
+
+
 def _back(back: str, **params: str) -> Response:
     """Back to the page the form was on (a My Work or target page), with the outcome."""
-    if not back.startswith("/app/") or "//" in back or "\\" in back:
-        back = "/app/work"
-    path, _, query = back.partition("?")
+    path, _, query = safe_back(back).partition("?")
     kept = [p for p in query.split("&") if p and not p.startswith(("message=", "error="))]
     query = "&".join(kept + [urlencode(params)])
     return RedirectResponse(f"{path}?{query}", status_code=303)
@@ -327,7 +335,7 @@ async def email_page(request: Request) -> Response:
         subject=draft.subject,
         body=draft.body,
         error=draft.problem or "",
-        back=request.query_params.get("back", "/app/work"),
+        back=safe_back(request.query_params.get("back", "/app/work")),
         user_name=who.name,
         time_zone=who.session.time_zone,
         is_admin=who.session.is_admin,
@@ -346,7 +354,7 @@ async def send_email(request: Request) -> Response:
     step = request.path_params["step"]
     subject, body = form.get("subject", "").strip(), form.get("body", "")
     html = form.get("format") == "html"
-    back = form.get("back", "/app/work")
+    back = safe_back(form.get("back", "/app/work"))
 
     def send() -> dict[str, Any]:
         record = visible_step(org, who.session, step)
