@@ -201,8 +201,13 @@ def test_a_refused_send_changes_nothing(
         tx.update("Contact", contact, {"HasOptedOutOfEmail": True})
     page = context.new_page()
     log_in(page, org_server, REP, REP_PASSWORD)
-    page.locator("tr.step", has_text="Nia Noor").get_by_role("link", name="Send Email").click()
+    # by keyboard: the link takes focus and Enter opens the composer
+    page.locator("tr.step", has_text="Nia Noor").get_by_role("link", name="Send Email").focus()
+    page.keyboard.press("Enter")
     page.get_by_role("heading", name="Send Email").wait_for()
+    assert page.evaluate("document.activeElement.id") == "subject"  # ready to edit
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "body"
     assert "opted out" in page.get_by_role("alert").inner_text()
     assert page.get_by_role("button", name="Send").is_disabled()
     # forced anyway: refused, the step stays open, no email recorded
