@@ -339,6 +339,18 @@ def test_paging_walks_every_open_step_once(
         more.click()
         page.get_by_role("link", name="First page").wait_for()
     assert seen == [r["Id"] for r in expected]
+    # parameters that mean nothing are ignored, never an error (nor SOQL injected)
+    for query in (
+        "after=garbage",
+        "after=2026-13-45T99:00:00Z~0cK000000000000AAA",
+        "after=~' OR Id != '",
+        "cadence=' OR Id != '",
+        "type=DROP",
+        "scope=everyone&status=deleted",
+    ):
+        answer = page.goto(f"{base(org_server)}/work?{query}")
+        assert answer is not None and answer.status == 200, query
+        assert page.locator("tr.step").count() == 50, query
 
 
 def test_the_open_page_shows_the_new_step_when_the_clock_moves(
