@@ -493,6 +493,13 @@ def test_an_admin_enrolls_three_contacts_from_the_contacts_list(
         )
         == 3
     )
+    # a search is a value, never SOQL: quotes and backslashes match literally (nothing here)
+    for q in ("' OR Name != '", "O'Brien", "\\"):
+        page.get_by_label("Search").fill(q)
+        page.get_by_role("button", name="Search").click()
+        page.get_by_role("heading", name="Contacts").wait_for()
+        assert page.locator("tr.target-row").count() == 0, q
+        assert page.get_by_label("Search").input_value() == q
     # the leads list too
     page.get_by_role("link", name="Leads").click()
     page.get_by_role("heading", name="Leads").wait_for()
