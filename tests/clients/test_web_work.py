@@ -378,6 +378,23 @@ def test_the_open_page_shows_the_new_step_when_the_clock_moves(
     page.locator("tr.step", has_text="Flo Fay").wait_for(timeout=10_000)
     assert page.evaluate("window.__marker") == "same page"
     shot(page, "my-work-live", request)
+    # a change heard while Rita types a comment waits until she leaves the list's form
+    comments = page.locator("tr.step", has_text="Lu Lin").get_by_label("Comments")
+    comments.fill("half-typed")
+    (kai,) = open_steps(org_server, "Kai Kim")
+    rita = org_server.org.accounts.find_user(REP)
+    assert rita is not None
+    org_server.org.actions.invoke(
+        "sendSalesCadenceEvent", [{"recordId": kai["Id"], "eventType": "Skip"}], str(rita["Id"])
+    )
+    page.wait_for_timeout(1500)
+    assert "Kai Kim" in step_rows(page)  # not yet refreshed
+    assert comments.input_value() == "half-typed"
+    page.get_by_role("heading", name="My Work").click()  # focus leaves the list
+    page.wait_for_function(
+        "![...document.querySelectorAll('tr.step td.target')].some(t => t.innerText.includes('Kai Kim'))",
+        timeout=10_000,
+    )
 
 
 def test_the_event_stream_needs_a_session_and_respects_visibility(
