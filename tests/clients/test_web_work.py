@@ -7,15 +7,20 @@ contacts from the Contacts list, the target page, and a rep refused another rep'
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from opencadence import demo
+from opencadence import demo, system
+from opencadence.api import server as api_server
+from opencadence.api import tls
 from opencadence.cadence import definition_file
+from opencadence.clock import ManualClock
 from opencadence.email import templates
-from tests.clients.conftest import Server
+from opencadence.storage import records
+from tests.clients.conftest import Server, free_port, serving
 from tests.clients.test_email_activity import relay_server  # noqa: F401 (fixture)
 from tests.clients.test_web_app import (  # noqa: F401 (fixtures)
     MANAGER,
@@ -50,7 +55,7 @@ def _query(srv: Server, soql: str) -> list[dict[str, Any]]:
     return records
 
 
-def _email_cadence(srv: Server, target_name: str = "Nia Noor") -> str:
+def _email_cadence(srv: Server, target_name: str = "Nia Noor", html: bool = False) -> str:
     """A cadence whose first step is a manual email with a merge-field template, and a new
     contact of Rita's enrolled in it (assigned to Rita); returns the contact's Id."""
     org = srv.org
@@ -66,6 +71,14 @@ def _email_cadence(srv: Server, target_name: str = "Nia Noor") -> str:
         "Subject": "A note for {!Contact.FirstName}",
         "Body": "Hi {!Contact.FirstName},\n\nthanks for your time. {!User.FirstName}",
     }
+    if html:
+        del record["Body"]
+        record["TemplateType"] = "custom"
+        record["HtmlValue"] = (
+            "<html><body><p>Hi {!Contact.FirstName},</p>"
+            '<p>see <a href="https://noor.example/offer">the offer</a>. {!User.FirstName}</p>'
+            "</body></html>"
+        )
     templates.validate(record, org.registry)
     first, last = target_name.split()
     with org.store.transaction(str(admin["Id"])) as tx:
@@ -108,6 +121,43 @@ def _email_cadence(srv: Server, target_name: str = "Nia Noor") -> str:
     )
     assert result["isSuccess"], result
     return contact
+
+
+@pytest.fixture
+def tracked_server(
+    store: records.Store,
+    clock: ManualClock,
+    session_clock: ManualClock,
+    tmp_path: Path,
+    relay: Relay,  # noqa: F811
+) -> Iterator[Server]:
+    """The demo org on `serve --smtp-relay ... --public-url https://127.0.0.1:PORT`: emails
+    go through a real relay with open/click tracking answered by this server."""
+    port = free_port()
+    settings = system.Settings(
+        clock=clock,
+        session_clock=session_clock,
+        upgrade=False,
+        tracking=True,
+        relay=system.SmtpRelay(
+            f"127.0.0.1:{relay.port}", tls="none", public_url=f"https://127.0.0.1:{port}"
+        ),
+    )
+    built = system.build(settings, engine=store.engine)
+    built.org.accounts.create_user("admin@oc.test", "s3cret!", admin=True)
+    demo.seed(built.org)
+    cert, key = tls.self_signed(tmp_path / "tls")
+    config = api_server.config(
+        api_server.app(built), host="127.0.0.1", port=port, tls_files=(cert, key), log_level="error"
+    )
+    with serving(config):
+        running = Server(built.org, clock, port, cert, "admin@oc.test", "s3cret!", "")
+        try:
+            yield running
+        finally:
+            running.close_clients()
+            if built.smtp is not None:
+                built.smtp.close()
 
 
 @pytest.fixture
@@ -669,5 +719,44 @@ def test_the_new_pages_at_phone_width(
         page.get_by_role("heading", name="Send Email").wait_for()
         assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
         shot(page, "phone-send-email", request)
+    finally:
+        ctx.close()
+
+
+def test_an_html_email_is_tracked_and_its_open_and_click_show_on_the_target_page(
+    tracked_server: Server,
+    relay: Relay,  # noqa: F811
+    browser: Any,  # noqa: F811
+    request: pytest.FixtureRequest,
+) -> None:
+    contact = _email_cadence(tracked_server, html=True)
+    ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 800})
+    try:
+        page = ctx.new_page()
+        log_in(page, tracked_server, REP, REP_PASSWORD)
+        page.locator("tr.step", has_text="Nia Noor").get_by_role("link", name="Send Email").click()
+        page.get_by_role("heading", name="Send Email").wait_for()
+        assert page.get_by_text("Body (HTML)").is_visible()
+        assert "<p>Hi Nia,</p>" in page.get_by_label("Body (HTML)").input_value()
+        page.get_by_role("button", name="Send").click()
+        page.get_by_role("status").wait_for()
+        (msg,) = [m for m in relay.received if m["To"] == "nia@noor.example"]
+        html = msg.get_body(preferencelist=("html",)).get_content()
+        pixel = re.search(r'<img src="([^"]+/email/o/[^"]+)"', html)
+        click = re.search(r'href="([^"]+/email/c/[^"]+)"', html)
+        assert pixel and click, html
+        # the target opens the email and clicks its link (from "their" mail client)
+        assert ctx.request.get(pixel.group(1)).ok
+        assert ctx.request.get(click.group(1), max_redirects=0).status in (302, 303, 307)
+        page.goto(f"{base(tracked_server)}/targets/{contact}")
+        cells = (
+            page.locator("tr.email-row", has_text="Personal note").locator("td").all_inner_texts()
+        )
+        stamp = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} E[SD]T"
+        assert (
+            re.search(stamp, cells[1]) and re.search(stamp, cells[2]) and re.search(stamp, cells[3])
+        )
+        assert cells[4] == cells[5] == "—"  # no reply, no bounce
+        shot(page, "target-engagement", request)
     finally:
         ctx.close()
