@@ -222,8 +222,11 @@ async def step_action(request: Request) -> Response:
 def safe_back(back: str) -> str:
     """``back`` if it is a page of this app (a path under /app/), else My Work: never another
     site, never a ``javascript:`` URL."""
-    if not back.startswith("/app/") or "//" in back or "\\" in back or any(
-        c in back for c in "\r\n\t"
+    if (
+        not back.startswith("/app/")
+        or "//" in back
+        or "\\" in back
+        or any(c in back for c in "\r\n\t")
     ):
         return "/app/work"
     return back
