@@ -6,19 +6,24 @@ actions, each for a calling session. The API layers only parse requests and rend
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence, Sized
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opencadence import errors, ids
 from opencadence.cadence import actions as cadence_actions
+from opencadence.cadence import engine as cadence_engine
 from opencadence.cadence import runtime
+from opencadence.cadence.sender import OutgoingEmail
 from opencadence.clock import Clock
-from opencadence.email import templates
+from opencadence.email import checks, no_relay, templates
 from opencadence.metadata import describe, model
-from opencadence.metadata.sales_engagement import TRACKER
+from opencadence.metadata.sales_engagement import STEP, TRACKER
 from opencadence.soql import columns, execute
 from opencadence.sosl import execute as sosl_execute
 from opencadence.storage import (
@@ -26,10 +31,12 @@ from opencadence.storage import (
     api_usage,
     authorization,
     counts,
+    mail,
     records,
     replication,
     values,
 )
+from opencadence.storage.runs import RunStore
 
 #: getUpdated looks back at most 30 days; getDeleted 15 (Salesforce's REST documentation).
 UPDATED_WINDOW = timedelta(days=30)
@@ -48,6 +55,22 @@ ambient_transaction = records.ambient
 #: The DailyApiRequests maximum reported when no limit is configured (Enterprise Edition's
 #: 100,000 a day plus 1,000 per user license would depend on licences this org doesn't have).
 DEFAULT_DAILY_API_REQUESTS = 15_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class EmailDraft:
+    """The composer of a manual email step (``Org.email_draft``)."""
+
+    step_tracker_id: str
+    target_id: str
+    sender: str
+    recipient: str
+    subject: str
+    body: str
+    html: bool
+    template_id: str | None
+    #: why the email cannot be sent (then the rest is empty), or None
+    problem: str | None
 
 
 class Org:
@@ -73,6 +96,10 @@ class Org:
         self.api_request_limit = api_request_limit
         #: object name -> hooks run inside the transaction that creates a record of it
         self.after_write: dict[str, list[WriteHook]] = {"Task": [_task_created]}
+        #: sends a rep's own email (a manual SendAnEmail step) through the outbox as the
+        #: runtime's emails go (``system`` wires the relay's; without one, recorded as sent)
+        self.mailer: Any = None
+        self._mailer_lock = threading.Lock()
 
     # --- API usage --------------------------------------------------------------------------
 
@@ -479,6 +506,135 @@ class Org:
             name, inputs, session.user_id, viewer=self.caller(session).viewer
         )
         return results
+
+    # --- a rep's email on a manual SendAnEmail step ------------------------------------------
+
+    def email_draft(self, session: accounts.Session, step_tracker_id: str) -> EmailDraft:
+        """The composer of a manual SendAnEmail step: the template the step tracker uses
+        (``selectTemplateForSalesCadenceStepTracker``, variants and splits honoured) rendered
+        for its target as the signed-in user sends it. A check that would refuse the send
+        (no email address, opted out, ...) is reported in ``problem``; the draft is empty."""
+        sid, _, target_id = self._email_step(session, step_tracker_id)
+        (chosen,) = self.invoke_action(
+            session, "selectTemplateForSalesCadenceStepTracker", [{"stepTrackerId": sid}]
+        )
+        template_id = None
+        if chosen["isSuccess"]:
+            template_id = json.loads(chosen["outputValues"]["output"]).get("templateId")
+        with self.store.reading() as conn:
+            cache = checks.Cache(self.store, conn)
+            # without a template the rep writes the email: only the other checks run
+            blank = None if template_id else templates.Rendered("-", "-", None)
+            try:
+                p = checks.prepare(
+                    cache,
+                    auto=False,
+                    template_id=template_id,
+                    owner_id=session.user_id,
+                    target_id=target_id,
+                    composed=blank,
+                )
+            except checks.SendRefused as exc:
+                return EmailDraft(sid, target_id, "", "", "", "", False, template_id, exc.message)
+        if blank is not None:
+            return EmailDraft(sid, target_id, p.sender, p.recipient, "", "", False, None, None)
+        html = p.rendered.text is None
+        body = (p.rendered.html if html else p.rendered.text) or ""
+        return EmailDraft(
+            sid, target_id, p.sender, p.recipient, p.rendered.subject, body, html, template_id, None
+        )
+
+    def send_step_email(
+        self,
+        session: accounts.Session,
+        step_tracker_id: str,
+        subject: str,
+        body: str,
+        *,
+        html: bool = False,
+        version: str = "62.0",
+    ) -> None:
+        """Send the rep's (edited) email of a manual SendAnEmail step and complete the step
+        (AutomaticallyCompleted, ActionTakenDateTime: the action was taken), in one
+        transaction with the outbox row; the relay gets it after the commit, as the runtime's
+        emails (``email/smtp_sender.py``). Who may: as for the actions (the tracker's owner,
+        a manager above them, an admin). A refused check (``checks.SendRefused``) changes
+        nothing."""
+        sid, tracker_id, target_id = self._email_step(session, step_tracker_id)
+        composed = templates.Rendered(subject, None if html else body, body if html else None)
+        email = OutgoingEmail(sid, None, session.user_id, target_id)
+        user = session.user_id
+        with self._mailer_lock:
+            mailer = self.mailer if self.mailer is not None else no_relay.NoRelaySender(self.store)
+            with self.store.transaction(user, origin=_origin(version, "web")) as tx:
+                runtime.transition(
+                    self.store,
+                    tracker_id,
+                    user,
+                    lambda c, cad, s: cadence_engine.on_step_event(
+                        c, cad, s, runtime.now_of(self.store), user, sid, "ActionTaken"
+                    ),
+                    self.actions.config,
+                    tx,
+                )
+                mailer.begin(tx)
+                try:
+                    mailer.send_composed(email, composed, runtime.now_of(self.store))
+                except BaseException:
+                    mailer.after_commit()  # nothing staged survives the rollback
+                    raise
+            try:
+                mailer.after_commit()
+            finally:  # a rep's email is one message: no connection is kept to the relay
+                close = getattr(mailer, "close", None)
+                if close is not None:
+                    close()
+
+    def email_engagement(self, session: accounts.Session, target_id: str) -> list[dict[str, Any]]:
+        """The target's cadence emails the user may see (their step trackers, through SOQL
+        with the user's visibility), each with when it was sent, opened, clicked, replied to
+        and bounced (the first of each, from the engagement log; an email recorded without a
+        relay has no log, only its send time), oldest first."""
+        canonical = ids.parse(target_id)
+        found = self.query(
+            session,
+            "SELECT Id, StepTitle, StepType, State, ActionCadenceName, ActionTakenDateTime FROM "
+            f"ActionCadenceStepTracker WHERE TargetId = '{canonical}' AND StepType IN "
+            "('SendAnEmail', 'AutoSendAnEmail') ORDER BY CreatedDate, Id",
+            "62.0",
+        )["records"]
+        by_key = {r["Id"]: {**r, "events": {}} for r in found}
+        with self.store.reading() as conn:
+            log = mail.event_log(self.store.meta).of_keys(conn, list(by_key))
+        for key, kind, at in log:
+            by_key[key]["events"].setdefault(kind, values.format_datetime(at))
+        for r in by_key.values():  # sent without a relay (recorded only): the step's send time
+            if r["ActionTakenDateTime"] and "send" not in r["events"]:
+                r["events"]["send"] = r["ActionTakenDateTime"]
+        return [r for r in by_key.values() if r["events"]]
+
+    def _email_step(self, session: accounts.Session, step_tracker_id: str) -> tuple[str, str, str]:
+        """(step tracker, tracker, target) of an open SendAnEmail step the user may act on;
+        NOT_FOUND for one they may not (the answer does not say whether it exists)."""
+        try:
+            sid = ids.parse_for_object(step_tracker_id, self.registry.prefix(STEP), STEP)
+        except (errors.OpenCadenceError, ValueError):
+            raise errors.NotFound("That step does not exist or you cannot see it.") from None
+        runs = RunStore(self.store)
+        with self.store.reading() as conn:
+            try:
+                cadence_actions.Access(self.store, conn, self.caller(session).viewer).step(
+                    sid, runs
+                )
+            except errors.InsufficientAccess:
+                raise errors.NotFound("That step does not exist or you cannot see it.") from None
+            tracker_id = runs.trackers_of_steps(conn, [sid]).get(sid)
+        row = self.store.get(STEP, sid)
+        if row is None or tracker_id is None:
+            raise errors.NotFound("That step does not exist or you cannot see it.")
+        if row["StepType"] != "SendAnEmail" or row["State"] not in ("Active", "InProgress"):
+            raise errors.InvalidOperation("Only an open manual email step is sent from here.")
+        return sid, tracker_id, str(row["TargetId"])
 
     # --- query ------------------------------------------------------------------------------
 

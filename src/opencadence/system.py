@@ -156,6 +156,7 @@ def build(
         if settings.clock == "manual":
             _keep_manual_clock(system)
         _add_workers(system, sender)
+        _add_mailer(system)
         _add_listener(system)
     except BaseException:
         if engine is None:
@@ -222,7 +223,24 @@ def _tracking_secret(system: System) -> bytes:
 
 
 def _smtp(system: System, relay: SmtpRelay) -> smtp_sender.SmtpSender:
-    config = smtp_sender.config_from_options(
+    smtp = smtp_sender.SmtpSender(system.store, _smtp_config(system, relay))
+    smtp.reconcile()  # sends interrupted by a crash are finished or counted before new work
+    return smtp
+
+
+def _add_mailer(system: System) -> None:
+    """The sender of reps' own emails (the web app's Send Email on a manual step): an SmtpSender
+    of its own on the same relay and outbox (the worker's is the worker thread's), or, without
+    a relay, recorded as sent."""
+    relay = system.settings.relay
+    if relay is None:
+        system.org.mailer = no_relay.NoRelaySender(system.store)
+    else:
+        system.org.mailer = smtp_sender.SmtpSender(system.store, _smtp_config(system, relay))
+
+
+def _smtp_config(system: System, relay: SmtpRelay) -> smtp_sender.SmtpConfig:
+    return smtp_sender.config_from_options(
         relay.address,
         user=relay.user,
         password=relay.password,
@@ -230,9 +248,6 @@ def _smtp(system: System, relay: SmtpRelay) -> smtp_sender.SmtpSender:
         public_url=relay.public_url,
         tracking_secret=_tracking_secret(system) if relay.public_url else None,
     )
-    smtp = smtp_sender.SmtpSender(system.store, config)
-    smtp.reconcile()  # sends interrupted by a crash are finished or counted before new work
-    return smtp
 
 
 def _add_listener(system: System) -> None:

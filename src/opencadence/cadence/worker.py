@@ -130,7 +130,20 @@ class Worker:
             delay = 0.0
             self.health.beat()
             if handled == 0:
+                self._idle()
                 sleep(poll_seconds)
+
+    def _idle(self) -> None:
+        """Nothing was due: a sender with work of its own outside the trackers (reps' emails
+        to deliver again, ``SmtpSender.deliver_manual``) does it now. Its failure is logged;
+        the loop carries on."""
+        deliver = getattr(self.sender, "deliver_manual", None)
+        if deliver is None:
+            return
+        try:
+            deliver()
+        except Exception as exc:  # noqa: BLE001 - the next idle turn tries again
+            log.warning("redelivering reps' emails failed (%s)", _brief(exc))
 
     def _batch(self, now: datetime, only: Sequence[str] | None) -> int:
         cancels: list[str] = []

@@ -112,9 +112,17 @@ class Prepared:
 
 
 def prepare(
-    cache: Cache, *, auto: bool, template_id: str | None, owner_id: str, target_id: str
+    cache: Cache,
+    *,
+    auto: bool,
+    template_id: str | None,
+    owner_id: str,
+    target_id: str,
+    composed: templates.Rendered | None = None,
 ) -> Prepared:
-    """Run every check but the caps and render; raise SendRefused with the ErrorCode."""
+    """Run every check but the caps and render; raise SendRefused with the ErrorCode.
+    ``composed``: a rep's own email (a manual step's composer), sent as written: no template
+    is read, its text is checked as a rendered one is (size, encoding)."""
     store = cache.store
     org = cache.settings.org
     if not org.email_enabled:
@@ -133,11 +141,17 @@ def prepare(
         raise SendRefused(
             f"The assignee's sender address {sender!r} is not valid", "INVALID_USER_EMAIL"
         )
-    template = _template(cache, template_id, owner_id)
+    template = (
+        _template(cache, template_id, owner_id)
+        if composed is None
+        else {"Subject": composed.subject, "Body": composed.text, "HtmlValue": composed.html}
+    )
     target = _target(store, cache.conn, target_id)
     values = {TARGET_OBJECTS[target_id[:3]]: target, "User": user}
     try:
-        rendered = templates.render(template, store.registry, values, org.max_body_bytes)
+        rendered = templates.render(
+            template, store.registry, values, org.max_body_bytes, merge=composed is None
+        )
     except templates.TemplateError as exc:
         raise SendRefused(exc.message, exc.code) from exc
     return Prepared(

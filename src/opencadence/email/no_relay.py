@@ -16,7 +16,7 @@ from datetime import datetime
 
 from opencadence.cadence import sender as senders
 from opencadence.cadence.decision import SendResult
-from opencadence.email import activity, checks
+from opencadence.email import activity, checks, templates
 from opencadence.storage import mail, records
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,33 @@ class NoRelaySender:
 
     def cancel(self, key: str) -> None:
         """Nothing was queued anywhere: a cancelled step simply never sends."""
+
+    def send_composed(
+        self, email: senders.OutgoingEmail, composed: templates.Rendered, now: datetime
+    ) -> None:
+        """A rep's own email on a manual step: checked and recorded as sent (SendRefused if
+        a check fails), in the caller's transaction."""
+        tx, cache = self._tx, self._cache
+        if tx is None or cache is None:
+            raise RuntimeError("NoRelaySender.send_composed outside a transaction")
+        prepared = checks.prepare(
+            cache,
+            auto=False,
+            template_id=None,
+            owner_id=email.owner_id,
+            target_id=email.target_id,
+            composed=composed,
+        )
+        tracker_id, _, _ = mail.enrolment(tx.conn, self.store.meta, email.key)
+        sent = activity.from_prepared(
+            prepared,
+            key=email.key,
+            tracker_id=tracker_id,
+            owner_id=email.owner_id,
+            target_id=email.target_id,
+        )
+        activity.log_sent(tx, [sent], now)
+        self.sent.append(sent)
 
     def send(self, email: senders.OutgoingEmail, now: datetime) -> SendResult:
         tx, cache = self._tx, self._cache

@@ -44,7 +44,7 @@ from opencadence import errors
 from opencadence.cadence import runtime
 from opencadence.cadence import sender as senders
 from opencadence.cadence.decision import SendResult
-from opencadence.email import activity, checks, engagement, message, settings, windows
+from opencadence.email import activity, checks, engagement, message, settings, templates, windows
 from opencadence.storage import mail, records
 from opencadence.storage.runs import RunStore
 
@@ -221,6 +221,42 @@ class SmtpSender:
         # pending whose worker died before the final "." or a retry now due: stage again
         return self._stage(conn, email.key, now)
 
+    def send_composed(
+        self, email: senders.OutgoingEmail, composed: templates.Rendered, now: datetime
+    ) -> None:
+        """Phase 1 of a rep's own email on a manual SendAnEmail step (in the caller's
+        transaction, after ``begin``): the same checks (but no template, no caps and no
+        sending window: the rep sends now), an outbox row ``pending`` with the MIME text,
+        delivered by ``after_commit`` as the runtime's emails. SendRefused if a check fails
+        (the caller's transaction rolls back: nothing is written)."""
+        if self._tx is None:
+            raise RuntimeError("SmtpSender.send_composed outside a transaction (begin not called)")
+        conn = self._tx.conn
+        if self.outbox.row(conn, email.key) is not None:
+            raise checks.SendRefused("This step's email was sent already", "INVALID_DRAFT")
+        self._admit(conn, email, now, None, composed)
+
+    def deliver_manual(self, now: datetime | None = None, limit: int = 50) -> int:
+        """Deliver again the reps' own emails a crash or a transient relay failure left
+        undelivered (``Outbox.due_manual``), with their Message-ID and body; returns how
+        many were taken. The worker calls it when it is idle (``Worker.loop``)."""
+        now = now or self._now()
+        with self.store.reading() as conn:  # an idle worker looks without taking a write lock
+            found = self.outbox.due_manual(
+                conn, self.store.meta, now, limit, unknown=self.config.resend_unknown
+            )
+        if not found:
+            return 0
+        with self.store.transaction() as tx:
+            keys = self.outbox.due_manual(
+                tx.conn, self.store.meta, now, limit, unknown=self.config.resend_unknown
+            )
+            self._tx, self._staged, self._completed = tx, [], set()
+            for key in keys:
+                self._stage(tx.conn, key, now)
+        self.after_commit()
+        return len(keys)
+
     def _stage(self, conn: mail.Connection, key: str, now: datetime) -> SendResult:
         """Take the row over for delivery after this commit. The update is guarded: a worker
         still delivering the row (it reached the row after its lease ran out) keeps it, and
@@ -237,6 +273,7 @@ class SmtpSender:
         email: senders.OutgoingEmail,
         now: datetime,
         row: Mapping[str, Any] | None,
+        composed: templates.Rendered | None = None,
     ) -> SendResult:
         tracker_id, step_id, enrolled = mail.enrolment(conn, self.store.meta, email.key)
         base = {
@@ -248,19 +285,23 @@ class SmtpSender:
             "enrolled_at": enrolled,
         }
         cache = self._cache or checks.Cache(self.store, conn)
-        wait = _window_wait(cache, email, now)
+        wait = None if composed is not None else _window_wait(cache, email, now)
         if wait is not None:  # outside the sending window: stays Queued, no ErrorCode
             return SendResult(False, None, wait)
         try:
             prepared = checks.prepare(
                 cache,
-                auto=True,
+                auto=composed is None,
                 template_id=email.template_id,
                 owner_id=email.owner_id,
                 target_id=email.target_id,
+                composed=composed,
             )
-            checks.check_caps(cache, now, email.owner_id, email.key, enrolled)
+            if composed is None:
+                checks.check_caps(cache, now, email.owner_id, email.key, enrolled)
         except checks.SendRefused as exc:
+            if composed is not None:
+                raise
             status = "waiting" if exc.retry_at is not None else "failed"
             self._put(
                 conn,

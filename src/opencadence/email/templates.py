@@ -98,19 +98,25 @@ def render(
     registry: Registry,
     values: Mapping[str, Mapping[str, Any]],
     max_body_bytes: int,
+    *,
+    merge: bool = True,
 ) -> Rendered:
     """Render a template for a send. ``values`` maps Contact/Lead/User to the record (only the
-    target's type and User are present). Raises TemplateError with the step's ErrorCode."""
+    target's type and User are present). Raises TemplateError with the step's ErrorCode.
+    ``merge=False``: the text is final (a rep's edited email), checked but not merged."""
     subject = (template.get("Subject") or "").strip()
     html_value, body = template.get("HtmlValue"), template.get("Body")
     if not subject or not ((html_value or "").strip() or (body or "").strip()):
         raise TemplateError("The email subject or body is missing", "TEMPLATE_EMPTY")
     encoding = template.get("Encoding") or "UTF-8"
-    out = Rendered(
-        _merge(subject, registry, values, False).replace("\r", " ").replace("\n", " "),
-        _merge(body, registry, values, False) if body else None,
-        _merge(html_value, registry, values, True) if html_value else None,
-    )
+    if merge:
+        out = Rendered(
+            _merge(subject, registry, values, False).replace("\r", " ").replace("\n", " "),
+            _merge(body, registry, values, False) if body else None,
+            _merge(html_value, registry, values, True) if html_value else None,
+        )
+    else:
+        out = Rendered(subject.replace("\r", " ").replace("\n", " "), body, html_value)
     for part in (out.subject, out.text, out.html):
         if part is None:
             continue

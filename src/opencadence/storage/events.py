@@ -307,10 +307,18 @@ def _visible(
 def replay_bounds(conn: sa.Connection, meta: sa.MetaData) -> tuple[int | None, int | None]:
     """The smallest and largest replay id still in the log (None, None when it is empty)."""
     table = meta.tables[schema.EVENTS]
-    lo, hi = conn.execute(
-        sa.select(sa.func.min(table.c.replay_id), sa.func.max(table.c.replay_id))
-    ).one()
+    # two statements: each a single index probe (SQLite scans for min and max in one)
+    lo = conn.execute(sa.select(sa.func.min(table.c.replay_id))).scalar()
+    hi = conn.execute(sa.select(sa.func.max(table.c.replay_id))).scalar()
     return lo, hi
+
+
+def newest(conn: sa.Connection, meta: sa.MetaData) -> int:
+    """The largest replay id in the log (0 when it is empty). A lone max() of the primary key
+    is one index probe on both databases; SQLite scans the whole log for min() and max() in
+    one statement (``replay_bounds``)."""
+    table = meta.tables[schema.EVENTS]
+    return int(conn.execute(sa.select(sa.func.max(table.c.replay_id))).scalar() or 0)
 
 
 def decode(row: Mapping[Any, Any]) -> dict[str, Any]:

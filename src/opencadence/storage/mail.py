@@ -105,6 +105,33 @@ class Outbox:
         ).rowcount
         return bool(n == 1)
 
+    def due_manual(
+        self,
+        conn: Connection,
+        meta: sa.MetaData,
+        now: datetime,
+        limit: int,
+        *,
+        unknown: bool = True,
+    ) -> list[str]:
+        """Keys of reps' own emails (rows of manual SendAnEmail step trackers) to deliver
+        again: ``pending`` whose lease ran out (the process died before the relay answered),
+        ``retry`` now due and (``unknown``) those a crash left in doubt. The runtime's rows
+        are resent by their step's wake-up; a manual step completed when it was sent and
+        never wakes."""
+        t, st = self.table, meta.tables["ActionCadenceStepTracker"]
+        statuses = ("pending", "unknown") if unknown else ("pending",)
+        due = sa.or_(
+            sa.and_(
+                t.c.status.in_(statuses),
+                sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
+            ),
+            sa.and_(t.c.status == "retry", t.c.next_at <= now),
+        )
+        manual = sa.exists().where(st.c.Id == t.c.key, st.c.StepType == "SendAnEmail")
+        rows = conn.execute(sa.select(t.c.key).where(due, manual).order_by(t.c.key).limit(limit))
+        return [str(k) for k in rows.scalars()]
+
     def cancel(self, conn: Connection, key: str) -> None:
         self.update_if(conn, key, CANCELLABLE, {"status": "cancelled"})
 
@@ -273,6 +300,18 @@ class EventLog:
             sa.select(ev.c.id).where(ev.c.key == key, ev.c.kind == kind, ev.c.detail == detail)
         ).first()
         return found is not None
+
+    def of_keys(self, conn: Connection, keys: Sequence[str]) -> list[tuple[str, str, datetime]]:
+        """(key, kind, at) of the events of the outbox rows ``keys``, oldest first."""
+        if not keys:
+            return []
+        ev = self.table
+        rows = conn.execute(
+            sa.select(ev.c.key, ev.c.kind, ev.c.at)
+            .where(ev.c.key.in_(list(keys)))
+            .order_by(ev.c.at, ev.c.id)
+        ).all()
+        return [(str(key), str(kind), at) for key, kind, at in rows]
 
     def of_step(self, conn: Connection, step_id: str) -> list[tuple[str, str | None, str]]:
         """Distinct (kind, detail, key) of the events of the emails of one ActionCadenceStep."""

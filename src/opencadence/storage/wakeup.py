@@ -48,7 +48,7 @@ OnChange = Callable[[int | None], None]
 def newest_replay_id(store: records.Store) -> int:
     """The largest replay id in the log (0 when it is empty)."""
     with store.reading() as conn:
-        return int(events.replay_bounds(conn, store.meta)[1] or 0)
+        return events.newest(conn, store.meta)
 
 
 async def watch(store: records.Store, on_change: OnChange) -> None:
