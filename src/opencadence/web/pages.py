@@ -224,14 +224,14 @@ async def my_work(request: Request) -> Response:
     token, session = found
     scope = "team" if request.query_params.get("scope") == "team" else "mine"
 
-    def load() -> tuple[list[dict[str, Any]], str]:
+    def load() -> tuple[list[dict[str, Any]], str, list[str]]:
         result = org.query(session, _my_work_soql(session, scope), VERSION)
         user = org.query(session, f"SELECT Name FROM User WHERE Id = '{session.user_id}'", VERSION)[
             "records"
         ]
-        return result["records"], (user[0]["Name"] if user else "")
+        return result["records"], (user[0]["Name"] if user else ""), _call_results(org, session)
 
-    records, name = await run_in_threadpool(load)
+    records, name, dispositions = await run_in_threadpool(load)
     # "today" is the org's (its clock may be the manual one), in the user's time zone
     groups = _grouped(records, org.store.clock.now(), ZoneInfo(session.time_zone))
     return _render(
@@ -241,7 +241,7 @@ async def my_work(request: Request) -> Response:
         user_name=name,
         time_zone=session.time_zone,
         csrf=auth.csrf_token(org, token),
-        dispositions=list(org.actions.config.call_dispositions),
+        dispositions=dispositions,
         message=request.query_params.get("message", ""),
         error=request.query_params.get("error", ""),
     )
@@ -307,7 +307,7 @@ def _log_call(
     if record["StepType"] != "MakeACall":
         raise errors.InvalidOperation("Only a call step is completed by logging a call.")
     disposition = form.get("disposition", "")
-    if disposition not in org.actions.config.call_dispositions:
+    if disposition not in _call_results(org, session):
         raise errors.InvalidOperation("Choose a call result.")
     body = {
         "Subject": "Call",
@@ -319,6 +319,12 @@ def _log_call(
     }
     org.create(session, "Task", body, VERSION, api="web")
     return f"Call logged: {target} ({disposition})"
+
+
+def _call_results(org: Org, session: accounts.Session) -> list[str]:
+    """The call results a rep picks from: the org's CallDisposition records."""
+    soql = "SELECT Disposition FROM CallDisposition ORDER BY Id"
+    return [r["Disposition"] for r in org.query(session, soql, VERSION)["records"]]
 
 
 def mount(app_state: Any, read_body: BodyReader) -> Mount:
