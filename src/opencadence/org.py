@@ -14,7 +14,7 @@ from typing import Any
 
 from opencadence import errors, ids
 from opencadence.cadence import actions as cadence_actions
-from opencadence.cadence import runtime
+from opencadence.cadence import conversion, runtime
 from opencadence.clock import Clock
 from opencadence.email import templates
 from opencadence.metadata import describe, model
@@ -233,6 +233,8 @@ class Org:
                 self._writing(session, version, api, client, tx) as tx,
             ):
                 self._check_unique(tx, obj, body, canonical)
+                if obj.name == "Lead":
+                    _check_not_converted(tx, canonical)
                 tx.update(obj.name, canonical, body)
                 if obj.name == "User":  # IsActive=false ends the user's sessions for good
                     self.accounts.end_sessions_if_inactive(tx.conn, canonical)
@@ -463,6 +465,26 @@ class Org:
         for hook in self.after_write.get(obj.name, ()):
             hook(tx, obj, record_id, body)
 
+    # --- lead conversion --------------------------------------------------------------------
+
+    def convert_lead(
+        self,
+        session: accounts.Session,
+        request: conversion.LeadConvert,
+        version: str,
+        *,
+        api: str = "rest",
+        client: str = "",
+    ) -> conversion.Converted:
+        """Convert one lead for ``session``'s user, in one transaction (``cadence.conversion``):
+        the Account, Contact and Opportunity written, the lead converted, its tracker
+        completed with LeadConverted; any failure writes nothing."""
+        with (
+            records.duplicates_refused(),
+            self.transaction(session, version, api=api, client=client) as tx,
+        ):
+            return conversion.convert(tx, request)
+
     # --- actions ----------------------------------------------------------------------------
 
     def invoke_action(
@@ -583,6 +605,13 @@ def _own_transaction(tx: records.Tx | None, needed: bool, what: str) -> None:
     """The runtime writes these in a transaction of its own: not inside a caller's."""
     if (tx is not None or records.AMBIENT.get() is not None) and needed:
         raise errors.InvalidOperation(f"{what} cannot be written in an all-or-none call")
+
+
+def _check_not_converted(tx: records.Tx, lead_id: str) -> None:
+    """A converted lead can't be changed (CANNOT_UPDATE_CONVERTED_LEAD), as Salesforce's."""
+    lead = tx.get("Lead", lead_id)
+    if lead is not None and lead.get("IsConverted"):
+        raise errors.CannotUpdateConvertedLead()
 
 
 def _task_created(

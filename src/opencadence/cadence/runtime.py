@@ -365,9 +365,7 @@ def on_task_created(
     user = task.get("OwnerId") or records.AUTOMATED_USER
     scripts: list[str | None] = []
 
-    def decide(
-        c: decision.Context, cad: graph.Cadence, s: decision.Situation
-    ) -> decision.Decision:
+    def decide(c: decision.Context, cad: graph.Cadence, s: decision.Situation) -> decision.Decision:
         d = engine.on_call(c, cad, s, now_of(store), user, outcome)
         scripts.append(_call_script(tx, cad, s, d))
         return d

@@ -136,6 +136,14 @@ TYPES: dict[str, tuple[El, ...]] = {
     "UpsertResult": spec("created:b errors:Error* id:id success:b"),
     "DeleteResult": spec("errors:Error* id:id success:b"),
     "UndeleteResult": spec("errors:Error* id:id success:b"),
+    "LeadConvert": spec(
+        "accountId:id contactId:id convertedStatus:s doNotCreateOpportunity:b leadId:id "
+        "opportunityId:id opportunityName:s overwriteLeadSource:b ownerId:id "
+        "sendNotificationEmail:b"
+    ),
+    "LeadConvertResult": spec(
+        "accountId:id contactId:id errors:Error* leadId:id opportunityId:id success:b"
+    ),
     # QueryResult and sObject are written by hand (records carry their own fields)
 }
 
@@ -162,6 +170,7 @@ OPERATIONS: dict[str, tuple[tuple[El, ...], El | None]] = {
     ),
     "delete": (spec("ids:id*"), El("result", "DeleteResult", True)),
     "undelete": (spec("ids:id*"), El("result", "UndeleteResult", True)),
+    "convertLead": (spec("leadConverts:LeadConvert*"), El("result", "LeadConvertResult", True)),
 }
 
 #: SOAP headers (element name -> its fields) and which operations read which.
