@@ -1,0 +1,192 @@
+"""Lead conversion and call results through unmodified clients on 127.0.0.1: zeep (partner and
+enterprise ``convertLead``, loading the served WSDLs) and simple-salesforce (the REST
+``POST /sobjects/Lead/{id}/convert`` route, CallDisposition / CallTemplate records), on both
+databases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceMalformedRequest
+
+from .conftest import Server
+from .test_soap_enterprise import Enterprise
+from .test_soap_partner import Partner, values
+
+V = "62.0"
+
+
+def rest(server: Server) -> Salesforce:
+    return Salesforce(
+        username=server.admin,
+        password=server.admin_password,
+        security_token=server.admin_token,
+        session=server.session(),
+        version=V,
+    )
+
+
+def _lead(sf: Salesforce, last: str = "Lovelace") -> str:
+    made = sf.Lead.create(
+        {"FirstName": "Ada", "LastName": last, "Company": f"{last} Engines", "Email": "a@x.test"}
+    )
+    return str(made["id"])
+
+
+def _enrol(sf: Salesforce, target: str) -> None:
+    """An active one-call cadence, the target enrolled in it (through the REST API)."""
+    folder = sf.query("SELECT Id FROM User WHERE Username = 'admin@oc.test'")["records"][0]["Id"]
+    existing = sf.query("SELECT Id FROM ActionCadence WHERE Name = 'Calls'")["records"]
+    if not existing:
+        cad = sf.ActionCadence.create({"Name": "Calls", "FolderId": folder})["id"]
+        root = sf.ActionCadenceStep.create(
+            {"ActionCadenceId": cad, "Type": "Root", "StepName": "root", "StepTitle": "root"}
+        )["id"]
+        assert root
+        sf.ActionCadenceStep.create(
+            {
+                "ActionCadenceId": cad,
+                "Type": "MakeACall",
+                "StepName": "call",
+                "StepTitle": "call",
+                "ParentStepName": "root",
+            }
+        )
+        sf.ActionCadence.update(cad, {"State": "Active"})
+    result = sf.restful(
+        "actions/standard/assignTargetToSalesCadence",
+        method="POST",
+        json={"inputs": [{"salesCadenceNameOrId": "Calls", "targetId": target}]},
+    )
+    assert result[0]["isSuccess"], result
+
+
+def _tracker(sf: Salesforce, target: str) -> dict[str, Any]:
+    (row,) = sf.query(
+        f"SELECT State, CompletionReason FROM ActionCadenceTracker WHERE TargetId = '{target}'"
+    )["records"]
+    return dict(row)
+
+
+def test_rest_convert_route(server: Server) -> None:
+    sf = rest(server)
+    lead = _lead(sf)
+    _enrol(sf, lead)
+    done = sf.restful(
+        f"sobjects/Lead/{lead}/convert",
+        method="POST",
+        json={"convertedStatus": "Closed - Converted", "opportunityName": "Big deal"},
+    )
+    assert done["success"] is True and done["errors"] == [] and done["leadId"] == lead
+    assert done["accountId"].startswith("001") and done["contactId"].startswith("003")
+    converted = sf.Lead.get(lead)
+    assert converted["IsConverted"] is True and converted["Status"] == "Closed - Converted"
+    assert converted["ConvertedContactId"] == done["contactId"]
+    opp = sf.Opportunity.get(done["opportunityId"])
+    assert opp["Name"] == "Big deal" and opp["AccountId"] == done["accountId"]
+    assert _tracker(sf, lead) == {
+        "attributes": _tracker(sf, lead)["attributes"],
+        "State": "Complete",
+        "CompletionReason": "LeadConverted",
+    }
+    # again: the lead is converted; a change to it is refused too
+    with pytest.raises(SalesforceMalformedRequest) as again:
+        sf.restful(
+            f"sobjects/Lead/{lead}/convert",
+            method="POST",
+            json={"convertedStatus": "Closed - Converted"},
+        )
+    assert again.value.content[0]["errorCode"] == "CANNOT_UPDATE_CONVERTED_LEAD"
+    with pytest.raises(SalesforceMalformedRequest) as update:
+        sf.Lead.update(lead, {"Title": "CEO"})
+    assert update.value.content[0]["errorCode"] == "CANNOT_UPDATE_CONVERTED_LEAD"
+
+
+def test_rest_convert_errors(server: Server) -> None:
+    sf = rest(server)
+    lead = _lead(sf)
+    with pytest.raises(SalesforceMalformedRequest) as bad:
+        sf.restful(f"sobjects/Lead/{lead}/convert", method="POST", json={"convertedStatus": "Open"})
+    assert bad.value.content[0]["errorCode"] == "INVALID_STATUS"
+    with pytest.raises(SalesforceMalformedRequest) as unknown:
+        sf.restful(f"sobjects/Lead/{lead}/convert", method="POST", json={"bogus": True})
+    assert unknown.value.content[0]["errorCode"] == "INVALID_FIELD"
+    assert sf.Lead.get(lead)["IsConverted"] is False
+    statuses = sf.query("SELECT MasterLabel FROM LeadStatus WHERE IsConverted = true")
+    assert [r["MasterLabel"] for r in statuses["records"]] == ["Closed - Converted"]
+
+
+def test_partner_convert_lead(server: Server) -> None:
+    sf = rest(server)
+    ok, converted, bad = _lead(sf, "One"), _lead(sf, "Two"), _lead(sf, "Three")
+    account = sf.Account.create({"Name": "Existing"})["id"]
+    _enrol(sf, ok)
+    p = Partner(server)
+    first = p.call(
+        "convertLead",
+        [
+            {
+                "leadId": ok,
+                "convertedStatus": "Closed - Converted",
+                "accountId": account,
+                "doNotCreateOpportunity": True,
+            }
+        ],
+    )
+    assert first[0].success is True and first[0].accountId == account
+    assert first[0].opportunityId is None and first[0].contactId.startswith("003")
+    results = p.call(
+        "convertLead",
+        [
+            {"leadId": converted, "convertedStatus": "Closed - Converted"},
+            {"leadId": bad, "convertedStatus": "Working - Contacted"},
+            {"leadId": ok, "convertedStatus": "Closed - Converted"},
+        ],
+    )
+    assert [r.success for r in results] == [True, False, False]
+    assert results[0].opportunityId.startswith("006")
+    assert results[1].errors[0].statusCode == "INVALID_STATUS"
+    assert results[1].errors[0].fields == ["convertedStatus"]
+    assert results[1].leadId == bad and results[1].accountId is None
+    assert results[2].errors[0].statusCode == "CANNOT_UPDATE_CONVERTED_LEAD"
+    assert _tracker(sf, ok)["CompletionReason"] == "LeadConverted"
+    (lead,) = p.call("retrieve", "IsConverted, ConvertedAccountId", "Lead", [ok])
+    assert values(lead)["IsConverted"] == "true"
+    assert values(lead)["ConvertedAccountId"] == account
+
+
+def test_enterprise_convert_lead(server: Server) -> None:
+    sf = rest(server)
+    lead = _lead(sf)
+    e = Enterprise(server)
+    (result,) = e.call(
+        "convertLead",
+        [
+            e.client.get_type("{urn:enterprise.soap.sforce.com}LeadConvert")(
+                leadId=lead, convertedStatus="Closed - Converted", opportunityName="Typed"
+            )
+        ],
+    )
+    assert result.success is True and result.leadId == lead
+    assert sf.Opportunity.get(result.opportunityId)["Name"] == "Typed"
+
+
+def test_call_results_and_scripts_through_rest(server: Server) -> None:
+    sf = rest(server)
+    results = sf.query(
+        "SELECT Disposition, DispositionCategory.Category FROM CallDisposition ORDER BY Id"
+    )["records"]
+    assert [(r["Disposition"], r["DispositionCategory"]["Category"]) for r in results][0] == (
+        "Meaningful Connect",
+        "CallMeaningfulConnect",
+    )
+    assert sf.CallDisposition.describe()["createable"] is False
+    assert sf.CallDispositionCategory.describe()["createable"] is False
+    script = sf.CallTemplate.create({"Name": "Discovery", "HtmlBody": "<p>Ask</p>"})["id"]
+    row = sf.CallTemplate.get(script)
+    assert row["TotalCalls"] is None and row["TemplateType"] is None
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        sf.CallTemplate.update(script, {"TotalCalls": 3})
+    assert refused.value.content[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
