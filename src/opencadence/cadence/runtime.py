@@ -22,10 +22,10 @@ from opencadence.metadata.sales_engagement import (
     STEP,
     TRACKER,
 )
-
-CALL_TEMPLATE = "CallTemplate"
 from opencadence.storage import mail, records, visibility
 from opencadence.storage.runs import RunStore
+
+CALL_TEMPLATE = "CallTemplate"
 
 Decide = Callable[[decision.Context, graph.Cadence, decision.Situation], decision.Decision]
 

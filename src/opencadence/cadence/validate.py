@@ -122,14 +122,15 @@ def _templates_of(step: graph.Step) -> list[str | None]:
 
 def _script_problems(step: graph.Step) -> list[Problem]:
     """A MakeACall step (and each of its variants) names a call script (CallTemplate) or
-    nothing; an email step names no call script."""
+    nothing; a SendAnEmail step names no call script (an AutoSendAnEmail step must name an
+    email template: ``_auto_email_problems``)."""
     registry = default_registry()
     out = []
     for tid in _templates_of(step):
         script = bool(tid) and registry.is_id_of(str(tid), "CallTemplate")
         if step.type == "MakeACall" and tid and not script:
             out.append(Problem(step.name, f"TemplateId {tid} names no call script (CallTemplate)"))
-        elif step.type in graph.EMAIL_TYPES and script:
+        elif step.type == "SendAnEmail" and script:
             out.append(Problem(step.name, f"TemplateId {tid} is a call script, not an email"))
     return out
 
