@@ -5,11 +5,16 @@ databases."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
+
+from opencadence.cadence import definition_file
+from tests.integration.cadence.helpers import assign
 
 from .conftest import Server
 from .test_soap_enterprise import Enterprise
@@ -190,3 +195,59 @@ def test_call_results_and_scripts_through_rest(server: Server) -> None:
     with pytest.raises(SalesforceMalformedRequest) as refused:
         sf.CallTemplate.update(script, {"TotalCalls": 3})
     assert refused.value.content[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
+
+
+CONCURRENT = 12
+
+
+def test_concurrent_calls_on_one_call_script_count_exactly(server: Server) -> None:
+    """Logged calls on one call script from many threads at once: every call counted once
+    (PostgreSQL runs them concurrently; the counter update is guarded and read again)."""
+    store = server.org.store
+    admin = server.org.accounts.find_user(server.admin)
+    assert admin is not None
+    with store.transaction(admin["Id"]) as tx:
+        script = tx.insert("CallTemplate", {"Name": "Shared script"})
+        contacts = [tx.insert("Contact", {"LastName": f"C{i}"}) for i in range(CONCURRENT)]
+    data = {
+        "cadence": {"Name": "Scripted calls"},
+        "state": "Active",
+        "steps": [
+            {"StepName": "root", "Type": "Root", "StepTitle": "root"},
+            {
+                "StepName": "call",
+                "Type": "MakeACall",
+                "StepTitle": "call",
+                "ParentStepName": "root",
+                "TemplateId": script,
+            },
+        ],
+    }
+    cadence = definition_file.import_definition(store, data)
+    for c in contacts:
+        assign(server.org.actions, cadence, c, admin["Id"])
+    token = server.org.accounts.open_session(admin["Id"])
+    start = threading.Barrier(CONCURRENT)
+
+    def one(contact: str) -> int:
+        s = server.session()
+        start.wait()
+        r = s.post(
+            f"https://{server.instance}/services/data/v{V}/sobjects/Task",
+            json={
+                "Subject": "Call",
+                "WhoId": contact,
+                "TaskSubtype": "Call",
+                "Status": "Completed",
+                "CallDisposition": "Meaningful Connect",
+            },
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+        return r.status_code
+
+    with ThreadPoolExecutor(CONCURRENT) as pool:
+        statuses = list(pool.map(one, contacts))
+    assert statuses == [201] * CONCURRENT
+    row = store.get("CallTemplate", script) or {}
+    assert (row["TotalCalls"], row["TotalCallsMeaningfulConnect"]) == (CONCURRENT, CONCURRENT)
