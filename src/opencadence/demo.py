@@ -222,6 +222,7 @@ def seed(org: Org) -> dict[str, Any]:
                     ("Jo", "Jung", "Globex"),
                     ("Kai", "Kim", "Umbrella"),
                     ("Lu", "Lin", "Hooli"),
+                    ("Mo", "Marsh", "Initrode"),  # converted by _play
                 )
             ],
         )
