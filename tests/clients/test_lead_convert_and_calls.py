@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
+from zeep.exceptions import Fault
 
 from opencadence.cadence import definition_file
 from tests.integration.cadence.helpers import assign
@@ -160,6 +161,11 @@ def test_partner_convert_lead(server: Server) -> None:
     (lead,) = p.call("retrieve", "IsConverted, ConvertedAccountId", "Lead", [ok])
     assert values(lead)["IsConverted"] == "true"
     assert values(lead)["ConvertedAccountId"] == account
+    too_many = [{"leadId": bad, "convertedStatus": "Closed - Converted"}] * 101
+    with pytest.raises(Fault) as fault:
+        p.call("convertLead", too_many)
+    assert fault.value.code == "sf:EXCEEDED_ID_LIMIT"
+    assert sf.Lead.get(bad)["IsConverted"] is False
 
 
 def test_enterprise_convert_lead(server: Server) -> None:
