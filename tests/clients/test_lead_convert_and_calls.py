@@ -257,3 +257,21 @@ def test_concurrent_calls_on_one_call_script_count_exactly(server: Server) -> No
     assert statuses == [201] * CONCURRENT
     row = store.get("CallTemplate", script) or {}
     assert (row["TotalCalls"], row["TotalCallsMeaningfulConnect"]) == (CONCURRENT, CONCURRENT)
+
+
+def test_person_account_through_rest(server: Server) -> None:
+    sf = rest(server)
+    account = sf.Account.create(
+        {"FirstName": "Pat", "LastName": "Person", "PersonEmail": "p@x.test"}
+    )["id"]
+    row = sf.Account.get(account)
+    assert row["IsPersonAccount"] is True and row["Name"] == "Pat Person"
+    contact = sf.Contact.get(row["PersonContactId"])
+    assert contact["IsPersonAccount"] is True and contact["Email"] == "p@x.test"
+    _enrol(sf, account)  # the 001 id, as the actions documentation allows
+    (tracker,) = sf.query(
+        f"SELECT TargetId, State FROM ActionCadenceTracker WHERE TargetId = '{contact['Id']}'"
+    )["records"]
+    assert tracker["State"] == "Running"
+    found = sf.query("SELECT Id FROM Account WHERE IsPersonAccount = true")["records"]
+    assert [r["Id"] for r in found] == [account]

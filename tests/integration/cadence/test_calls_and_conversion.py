@@ -420,3 +420,64 @@ def test_quarter_end() -> None:
     assert conversion.quarter_end(date(2026, 6, 30)) == date(2026, 6, 30)
     assert conversion.quarter_end(date(2026, 8, 1)) == date(2026, 9, 30)
     assert conversion.quarter_end(date(2026, 12, 2)) == date(2026, 12, 31)
+
+
+# -- person accounts ---------------------------------------------------------------------------
+
+
+def test_person_account_has_its_person_contact(
+    store: records.Store, org: Org, admin: accounts.Session
+) -> None:
+    account = org.create(
+        admin,
+        "Account",
+        {"FirstName": "Pat", "LastName": "Person", "PersonEmail": "pat@x.test"},
+        V,
+    )
+    row = store.get("Account", account) or {}
+    assert row["IsPersonAccount"] is True and row["Name"] == "Pat Person"
+    contact = store.get("Contact", row["PersonContactId"]) or {}
+    assert contact["IsPersonAccount"] is True and contact["AccountId"] == account
+    assert (contact["Name"], contact["Email"], contact["OwnerId"]) == (
+        "Pat Person",
+        "pat@x.test",
+        admin.user_id,
+    )
+    org.update(admin, "Account", account, {"FirstName": "Sam", "PersonEmail": "sam@x.test"}, V)
+    assert (store.get("Account", account) or {})["Name"] == "Sam Person"
+    contact = store.get("Contact", row["PersonContactId"]) or {}
+    assert (contact["Name"], contact["Email"]) == ("Sam Person", "sam@x.test")
+    business = org.create(admin, "Account", {"Name": "Biz"}, V)
+    biz = store.get("Account", business) or {}
+    assert biz["IsPersonAccount"] is False and biz["PersonContactId"] is None
+
+
+def test_a_person_account_is_a_cadence_target_by_its_001_id(
+    store: records.Store,
+    org: Org,
+    admin: accounts.Session,
+    build: Build,
+    rep: str,
+) -> None:
+    build({"StepName": "call", "Type": "MakeACall"}, name="Person cadence")
+    account = org.create(admin, "Account", {"LastName": "Solo", "PersonEmail": "s@x.test"}, V)
+    contact = (store.get("Account", account) or {})["PersonContactId"]
+    (res,) = org.invoke_action(
+        admin,
+        "assignTargetToSalesCadence",
+        [{"salesCadenceNameOrId": "Person cadence", "targetId": account, "userId": rep}],
+    )
+    assert res["isSuccess"], res
+    tracker = tracker_of(store, contact)
+    assert tracker["TargetId"] == contact and tracker["State"] == "Running"
+    (paused,) = org.invoke_action(admin, "pauseSalesCadenceTracker", [{"targetId": account}])
+    assert paused["isSuccess"], paused
+    assert tracker_of(store, contact)["State"] == "Paused"
+    business = org.create(admin, "Account", {"Name": "Biz"}, V)
+    (refused,) = org.invoke_action(
+        admin,
+        "assignTargetToSalesCadence",
+        [{"salesCadenceNameOrId": "Person cadence", "targetId": business}],
+    )
+    assert not refused["isSuccess"]
+    assert refused["errors"][0]["statusCode"] == "INVALID_ID_FIELD"
