@@ -39,6 +39,7 @@ CADENCE_DEFINITION_OBJECTS = frozenset(
         "ActionCadenceRuleCondition",
         "ActionCadenceStepVariant",
         "EmailTemplate",
+        "CallTemplate",
     }
 )
 #: The objects only administrators ("Manage Users") change.

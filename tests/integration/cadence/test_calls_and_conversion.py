@@ -208,6 +208,14 @@ def test_call_step_must_name_a_call_script(
         build({"StepName": "mail", "Type": "SendAnEmail", "TemplateId": script})
 
 
+def test_only_cadence_creators_write_call_scripts(org: Org, admin: accounts.Session) -> None:
+    rep = _session(org, "plain@calls.test")
+    with pytest.raises(errors.InsufficientAccessOnRecord):
+        _script(org, rep)
+    script = _script(org, admin)
+    assert org.retrieve(rep, "CallTemplate", script, ["Name"], V)["Name"] == "Discovery"
+
+
 def test_counters_are_read_only_through_the_api(org: Org, admin: accounts.Session) -> None:
     script = _script(org, admin)
     with pytest.raises(errors.InvalidFieldForInsertUpdate):
