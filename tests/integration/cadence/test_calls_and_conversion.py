@@ -489,3 +489,26 @@ def test_a_person_account_is_a_cadence_target_by_its_001_id(
     )
     assert not refused["isSuccess"]
     assert refused["errors"][0]["statusCode"] == "INVALID_ID_FIELD"
+
+
+def test_conversion_cancels_a_queued_automated_email(
+    store: records.Store,
+    org: Org,
+    admin: accounts.Session,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    work: Any,
+    outbox: Any,
+    template_id: str,
+) -> None:
+    cid = build({"StepName": "auto", "Type": "AutoSendAnEmail", "TemplateId": template_id})
+    lead = _lead(org, admin)
+    assign(acts, cid, lead, rep)
+    auto = step_trackers(store, tracker_of(store, lead)["Id"])[1]
+    assert auto["State"] == "Queued"
+    _convert(org, admin, lead)
+    work.run_until_idle()
+    assert outbox.sent == []
+    assert (store.get("ActionCadenceStepTracker", auto["Id"]) or {})["State"] == "Cancelled"
+    assert tracker_of(store, lead)["CompletionReason"] == "LeadConverted"
