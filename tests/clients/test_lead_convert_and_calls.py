@@ -5,8 +5,13 @@ databases."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +23,8 @@ from opencadence.cadence import definition_file
 from tests.integration.cadence.helpers import assign
 
 from .conftest import Server
+from .test_jsforce_soap import _unavailable
+from .test_pubsub_node import install, node_clients_dir
 from .test_soap_enterprise import Enterprise
 from .test_soap_partner import Partner, values
 
@@ -275,3 +282,62 @@ def test_person_account_through_rest(server: Server) -> None:
     assert tracker["State"] == "Running"
     found = sf.query("SELECT Id FROM Account WHERE IsPersonAccount = true")["records"]
     assert [r["Id"] for r in found] == [account]
+
+
+JSFORCE_CONVERT = r"""
+const jsforce = require('jsforce');
+(async () => {
+  const [url, user, password, lead] = process.argv.slice(1);
+  const conn = new jsforce.Connection({ loginUrl: url, version: '59.0' });
+  await conn.login(user, password);
+  const result = await conn.soap.convertLead({ leadId: lead, convertedStatus: 'Closed - Converted',
+                                                doNotCreateOpportunity: true });
+  const again = await conn.soap.convertLead([{ leadId: lead, convertedStatus: 'Closed - Converted' }]);
+  console.log(JSON.stringify({ result, again }));
+})().catch((e) => { console.log(JSON.stringify({ error: String(e && e.message || e) })); process.exit(1); });
+"""
+
+
+@pytest.fixture(scope="session")
+def jsforce_folder() -> Path:
+    """The shared npm clients folder (jsforce pinned in tests/clients/node/package.json)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        _unavailable("node and npm are needed for the jsforce test")
+    folder = node_clients_dir()
+    install(folder)
+    return folder
+
+
+def test_jsforce_soap_convert_lead(server: Server, jsforce_folder: Path) -> None:
+    """jsforce's ``conn.soap.convertLead`` (partner SOAP), unmodified."""
+    sf = rest(server)
+    lead = _lead(sf)
+    done = subprocess.run(
+        [
+            "node",
+            "-e",
+            JSFORCE_CONVERT,
+            f"https://{server.instance}",
+            server.admin,
+            server.admin_password + server.admin_token,
+            lead,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=jsforce_folder,
+        env={
+            **os.environ,
+            "NODE_EXTRA_CA_CERTS": str(server.cert),
+            "NODE_PATH": str(jsforce_folder / "node_modules"),
+        },
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    result = out["result"]
+    assert result["success"] is True and result["leadId"] == lead
+    assert result["accountId"].startswith("001") and result["opportunityId"] is None
+    (again,) = out["again"]
+    assert again["success"] is False
+    assert again["errors"][0]["statusCode"] == "CANNOT_UPDATE_CONVERTED_LEAD"
+    assert sf.Lead.get(lead)["ConvertedContactId"] == result["contactId"]
