@@ -275,6 +275,8 @@ class Org:
                 runtime.delete_tracker(tx, canonical, self.caller(session).viewer)
             else:
                 tx.delete(obj.name, canonical)
+                if obj.name == "Account":
+                    _person_contact_too(tx, canonical, tx.delete)
 
     def undelete(
         self,
@@ -297,6 +299,8 @@ class Org:
         authorization.check_object(session.principal, obj.name, "undelete")
         with self._writing(session, version, api, client, tx) as tx:
             tx.undelete(obj.name, canonical)
+            if obj.name == "Account":
+                _person_contact_too(tx, canonical, tx.undelete)
 
     def external_id_field(self, name: str, key: str, version: str) -> model.FieldDef:
         """The field ``key`` of ``name`` that upserts and lookups match on: Id or a field the
@@ -657,6 +661,17 @@ def _person_account_created(
     tx.update(
         "Account", record_id, {"IsPersonAccount": True, "PersonContactId": contact_id}, system=True
     )
+
+
+def _person_contact_too(tx: records.Tx, account_id: str, write: Callable[..., None]) -> None:
+    """A person account's contact is deleted and undeleted with it (same transaction)."""
+    account = tx.get("Account", account_id, include_deleted=True) or {}
+    contact_id = account.get("PersonContactId")
+    if not account.get("IsPersonAccount") or not contact_id:
+        return
+    contact = tx.get("Contact", contact_id, include_deleted=True) or {}
+    if contact and bool(contact["IsDeleted"]) != bool(account["IsDeleted"]):
+        write("Contact", contact_id, system=True)
 
 
 def _sync_person_contact(tx: records.Tx, account_id: str, changed: Sequence[str]) -> None:

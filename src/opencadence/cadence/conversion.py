@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from opencadence import errors, ids
 from opencadence.cadence import engine, runtime
@@ -153,7 +154,7 @@ def convert(tx: records.Tx, request: LeadConvert) -> Converted:
                 f"account {account_id}",
                 fields=["contactId"],
             )
-    today = tx.store.clock.now().date()
+    today = _today(tx)
     if account_id is None:
         account_id = tx.insert("Account", {**_mapped(lead, ACCOUNT_FIELDS), "OwnerId": owner})
     else:
@@ -186,6 +187,13 @@ def convert(tx: records.Tx, request: LeadConvert) -> Converted:
     _move_activities(tx, runs, lead["Id"], contact_id, opportunity_id)
     _complete_tracker(tx, runs, lead["Id"])
     return Converted(lead["Id"], account_id, contact_id, opportunity_id)
+
+
+def _today(tx: records.Tx) -> date:
+    """Today in the converting user's time zone (ConvertedDate, the opportunity's CloseDate)."""
+    user = tx.get("User", tx.user_id) or {}
+    zone = ZoneInfo(str(user.get("TimeZoneSidKey") or "GMT"))
+    return tx.store.clock.now().astimezone(zone).date()
 
 
 def _lead(tx: records.Tx, lead_id: str | None) -> dict[str, Any]:

@@ -3,7 +3,7 @@ their counters, and lead conversion through the Org facade, on SQLite and Postgr
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -423,6 +423,22 @@ def test_conversion_of_a_paused_tracker(
     assert tracker_of(store, lead)["CompletionReason"] == "LeadConverted"
 
 
+def test_converted_date_is_the_converting_users_today(
+    store: records.Store, org: Org, admin: accounts.Session, clock: Any
+) -> None:
+    clock.set(datetime(2026, 3, 31, 20, 0, tzinfo=UTC))  # already 1 April in Tokyo (+9)
+    far_id, _ = org.accounts.create_user("far@calls.test", "pw", time_zone="Asia/Tokyo")
+    far = org.accounts.session(org.accounts.open_session(far_id))
+    lead = _lead(org, far)
+    done = _convert(org, far, lead)
+    assert (store.get("Lead", lead) or {})["ConvertedDate"] == date(2026, 4, 1)
+    opp = store.get("Opportunity", done.opportunity_id or "") or {}
+    assert opp["CloseDate"] == date(2026, 6, 30)  # the quarter of the user's today
+    other = _lead(org, admin)  # GMT: still 31 March
+    _convert(org, admin, other, do_not_create_opportunity=True)
+    assert (store.get("Lead", other) or {})["ConvertedDate"] == date(2026, 3, 31)
+
+
 def test_quarter_end() -> None:
     assert conversion.quarter_end(date(2026, 2, 10)) == date(2026, 3, 31)
     assert conversion.quarter_end(date(2026, 6, 30)) == date(2026, 6, 30)
@@ -458,6 +474,10 @@ def test_person_account_has_its_person_contact(
     business = org.create(admin, "Account", {"Name": "Biz"}, V)
     biz = store.get("Account", business) or {}
     assert biz["IsPersonAccount"] is False and biz["PersonContactId"] is None
+    org.delete(admin, "Account", account, V)  # its person contact goes and comes back with it
+    assert store.get("Contact", row["PersonContactId"]) is None
+    org.undelete(admin, "Account", account, V)
+    assert (store.get("Contact", row["PersonContactId"]) or {})["IsDeleted"] is False
 
 
 def test_a_person_account_is_a_cadence_target_by_its_001_id(
