@@ -1,7 +1,8 @@
 """`opencadence demo`: a demo org on SQLite, served with a movable clock.
 
 Seeds (once per database) users, contacts and leads, two cadences that together use every
-step type a cadence builder offers, and targets in every tracker state; then serves the API
+step type a cadence builder offers (the intro call with a call script), targets in every
+tracker state and a converted lead; then serves the API
 with TLS and a manual clock and prints the URL, a token and a simple-salesforce snippet.
 """
 
@@ -14,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from opencadence.cadence import definition_file, runtime, worker
+from opencadence.cadence import conversion, definition_file, runtime, worker
 from opencadence.email import no_relay, templates
 from opencadence.org import Org
 from opencadence.storage import migrate
@@ -221,12 +222,14 @@ def seed(org: Org) -> dict[str, Any]:
                     ("Jo", "Jung", "Globex"),
                     ("Kai", "Kim", "Umbrella"),
                     ("Lu", "Lin", "Hooli"),
+                    ("Mo", "Marsh", "Initrode"),  # converted by _play
                 )
             ],
         )
     template = _intro_template(org, admin_id)
+    script = _call_script(org, admin_id)
     definition_file.import_definition(store, FOLLOW_UP, admin_id)
-    definition_file.import_definition(store, _with_template(MAIN, template), admin_id)
+    definition_file.import_definition(store, _with_template(MAIN, template, script), admin_id)
     targets = contacts + leads
     org.actions.invoke(
         "assignTargetToSalesCadence",
@@ -257,12 +260,31 @@ def _intro_template(org: Org, admin_id: str) -> str:
         return tx.insert("EmailTemplate", record)
 
 
-def _with_template(definition: dict[str, Any], template_id: str) -> dict[str, Any]:
-    """``definition`` with its AutoSendAnEmail steps sending ``template_id``."""
+def _call_script(org: Org, admin_id: str) -> str:
+    """The intro call's script (a CallTemplate: its TotalCalls* count the calls logged on it)."""
+    with org.store.transaction(admin_id) as tx:
+        return tx.insert(
+            "CallTemplate",
+            {
+                "Name": "Demo: intro call",
+                "TemplateType": "Text",
+                "HtmlBody": "<p>Ask what made them look at us, and what would help.</p>",
+            },
+        )
+
+
+def _with_template(
+    definition: dict[str, Any], template_id: str, script_id: str | None = None
+) -> dict[str, Any]:
+    """``definition`` with its AutoSendAnEmail steps sending ``template_id`` and its first
+    MakeACall step reading call script ``script_id``."""
     out = copy.deepcopy(definition)
     for step in out["steps"]:
         if step["Type"] == "AutoSendAnEmail":
             step["TemplateId"] = template_id
+    calls = [step for step in out["steps"] if step["Type"] == "MakeACall"]
+    if script_id is not None and calls:
+        calls[0]["TemplateId"] = script_id
     return out
 
 
@@ -297,6 +319,10 @@ def _play(org: Org, rep: str, targets: list[str]) -> None:
     open_step = _open_step(org, targets[7])
     if open_step:
         runtime.start_step(store, open_step, rep)  # InProgress
+    with store.transaction(rep) as tx:  # the last lead converted: its tracker LeadConverted
+        conversion.convert(
+            tx, conversion.LeadConvert(lead_id=targets[-1], converted_status="Closed - Converted")
+        )
 
 
 def _open_step(org: Org, target: str) -> str | None:

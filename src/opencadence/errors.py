@@ -75,6 +75,18 @@ class FieldIntegrity(DmlError):
     error_code = "FIELD_INTEGRITY_EXCEPTION"
 
 
+class CannotUpdateConvertedLead(DmlError):
+    """cannot reference converted lead"""
+
+    error_code = "CANNOT_UPDATE_CONVERTED_LEAD"
+
+
+class InvalidStatus(DmlError):
+    """invalid convertedStatus"""
+
+    error_code = "INVALID_STATUS"
+
+
 class InvalidCrossReferenceKey(DmlError):
     """The referenced record does not exist or has the wrong type."""
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from opencadence import errors, ids
 from opencadence.cadence import actions as cadence_actions
+from opencadence.cadence import conversion, runtime
 from opencadence.cadence import engine as cadence_engine
-from opencadence.cadence import runtime
 from opencadence.cadence.sender import OutgoingEmail
 from opencadence.clock import Clock
 from opencadence.email import checks, no_relay, templates
@@ -95,7 +95,10 @@ class Org:
         #: the daily API request limit refused past (None: reported, never enforced)
         self.api_request_limit = api_request_limit
         #: object name -> hooks run inside the transaction that creates a record of it
-        self.after_write: dict[str, list[WriteHook]] = {"Task": [_task_created]}
+        self.after_write: dict[str, list[WriteHook]] = {
+            "Task": [_task_created],
+            "Account": [_person_account_created],
+        }
         #: sends a rep's own email (a manual SendAnEmail step) through the outbox as the
         #: runtime's emails go (``system`` wires the relay's; without one, recorded as sent)
         self.mailer: Any = None
@@ -222,6 +225,8 @@ class Org:
         _own_transaction(tx, state is not None, "ActionCadence.State")
         if obj.name == "EmailTemplate":  # merge fields are checked when the template is saved
             templates.validate(body, self.registry)
+        if obj.name == "Account":
+            body = _person_account_name(body)
         with (
             records.duplicates_refused(),
             self._writing(session, version, api, client, tx) as tx,
@@ -264,7 +269,11 @@ class Org:
             ):
                 self._check_unique(tx, obj, body, canonical)
                 runtime.builder_edit(tx, obj.name, canonical, body)
-                tx.update(obj.name, canonical, body)
+                if obj.name == "Lead":
+                    _check_not_converted(tx, canonical)
+                changed = tx.update(obj.name, canonical, body)
+                if obj.name == "Account":
+                    _sync_person_contact(tx, canonical, changed)
                 if obj.name == "User":  # IsActive=false ends the user's sessions for good
                     self.accounts.end_sessions_if_inactive(tx.conn, canonical)
         if state is not None:
@@ -298,6 +307,8 @@ class Org:
             else:
                 runtime.builder_edit(tx, obj.name, canonical)
                 tx.delete(obj.name, canonical)
+                if obj.name == "Account":
+                    _person_contact_too(tx, canonical, tx.delete)
 
     def undelete(
         self,
@@ -320,6 +331,8 @@ class Org:
         authorization.check_object(session.principal, obj.name, "undelete")
         with self._writing(session, version, api, client, tx) as tx:
             tx.undelete(obj.name, canonical)
+            if obj.name == "Account":
+                _person_contact_too(tx, canonical, tx.undelete)
 
     def external_id_field(self, name: str, key: str, version: str) -> model.FieldDef:
         """The field ``key`` of ``name`` that upserts and lookups match on: Id or a field the
@@ -494,6 +507,26 @@ class Org:
     ) -> None:
         for hook in self.after_write.get(obj.name, ()):
             hook(tx, obj, record_id, body)
+
+    # --- lead conversion --------------------------------------------------------------------
+
+    def convert_lead(
+        self,
+        session: accounts.Session,
+        request: conversion.LeadConvert,
+        version: str,
+        *,
+        api: str = "rest",
+        client: str = "",
+    ) -> conversion.Converted:
+        """Convert one lead for ``session``'s user, in one transaction (``cadence.conversion``):
+        the Account, Contact and Opportunity written, the lead converted, its tracker
+        completed with LeadConverted; any failure writes nothing."""
+        with (
+            records.duplicates_refused(),
+            self.transaction(session, version, api=api, client=client) as tx,
+        ):
+            return conversion.convert(tx, request)
 
     # --- actions ----------------------------------------------------------------------------
 
@@ -759,6 +792,84 @@ def _own_transaction(tx: records.Tx | None, needed: bool, what: str) -> None:
     """The runtime writes these in a transaction of its own: not inside a caller's."""
     if (tx is not None or records.AMBIENT.get() is not None) and needed:
         raise errors.InvalidOperation(f"{what} cannot be written in an all-or-none call")
+
+
+#: A person account's fields -> its person contact's, kept in step by the account (the contact
+#: is the cadence target: docs/runtime-decisions.md "Person accounts").
+PERSON_FIELDS: Mapping[str, str] = {
+    "FirstName": "FirstName",
+    "LastName": "LastName",
+    "Salutation": "Salutation",
+    "PersonEmail": "Email",
+    "PersonMobilePhone": "MobilePhone",
+    "PersonHasOptedOutOfEmail": "HasOptedOutOfEmail",
+    "PersonDoNotCall": "DoNotCall",
+    "OwnerId": "OwnerId",
+}
+
+
+def _given(body: Mapping[str, Any], name: str) -> Any:
+    return next((v for k, v in body.items() if k.lower() == name.lower()), None)
+
+
+def _person_account_name(body: Mapping[str, Any]) -> dict[str, Any]:
+    """An Account created with a LastName is a person account: its Name is "First Last"."""
+    out = dict(body)
+    last = _given(body, "LastName")
+    if isinstance(last, str) and last:
+        first = _given(body, "FirstName")
+        out = {k: v for k, v in out.items() if k.lower() != "name"}
+        out["Name"] = f"{first} {last}" if isinstance(first, str) and first else last
+    return out
+
+
+def _person_account_created(
+    tx: records.Tx, obj: model.ObjectDef, record_id: str, body: Mapping[str, Any]
+) -> None:
+    """A person account gets its person contact (IsPersonAccount, on the account), in the
+    transaction that creates it."""
+    if not _given(body, "LastName"):
+        return
+    account = tx.get("Account", record_id) or {}
+    contact = {c: account.get(a) for a, c in PERSON_FIELDS.items() if account.get(a) is not None}
+    contact.update(AccountId=record_id, IsPersonAccount=True)
+    contact_id = tx.insert("Contact", contact, system=True)
+    tx.update(
+        "Account", record_id, {"IsPersonAccount": True, "PersonContactId": contact_id}, system=True
+    )
+
+
+def _person_contact_too(tx: records.Tx, account_id: str, write: Callable[..., None]) -> None:
+    """A person account's contact is deleted and undeleted with it (same transaction)."""
+    account = tx.get("Account", account_id, include_deleted=True) or {}
+    contact_id = account.get("PersonContactId")
+    if not account.get("IsPersonAccount") or not contact_id:
+        return
+    contact = tx.get("Contact", contact_id, include_deleted=True) or {}
+    if contact and bool(contact["IsDeleted"]) != bool(account["IsDeleted"]):
+        write("Contact", contact_id, system=True)
+
+
+def _sync_person_contact(tx: records.Tx, account_id: str, changed: Sequence[str]) -> None:
+    """A person account's changed person fields go to its contact (and First/Last to Name)."""
+    moved = [f for f in changed if f in PERSON_FIELDS]
+    if not moved:
+        return
+    account = tx.get("Account", account_id) or {}
+    contact_id = account.get("PersonContactId")
+    if not account.get("IsPersonAccount") or not contact_id:
+        return
+    tx.update("Contact", contact_id, {PERSON_FIELDS[f]: account.get(f) for f in moved}, system=True)
+    if {"FirstName", "LastName"} & set(moved) and account.get("LastName"):
+        named = _person_account_name(account)["Name"]
+        tx.update("Account", account_id, {"Name": named}, system=True)
+
+
+def _check_not_converted(tx: records.Tx, lead_id: str) -> None:
+    """A converted lead can't be changed (CANNOT_UPDATE_CONVERTED_LEAD), as Salesforce's."""
+    lead = tx.get("Lead", lead_id)
+    if lead is not None and lead.get("IsConverted"):
+        raise errors.CannotUpdateConvertedLead()
 
 
 def _task_created(

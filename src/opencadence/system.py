@@ -16,7 +16,7 @@ from typing import Literal, TypeAlias
 from opencadence.cadence import actions
 from opencadence.cadence.sender import Sender
 
-# The runtime's settings (batch size, caps, call dispositions): named in this one place.
+# The runtime's settings (batch size, caps): named in this one place.
 from opencadence.cadence.settings import Config as RuntimeConfig
 from opencadence.cadence.worker import Worker
 from opencadence.clock import Clock, ManualClock, SystemClock

@@ -20,6 +20,7 @@ from opencadence.api import (
     bodies,
     collections,
     composite,
+    conversion,
     email_settings,
     event_schemas,
     health,
@@ -167,6 +168,7 @@ def build_app(
         Route("/services/data/openapi.json", openapi_document, methods=["GET"]),
     ]
     routes += event_schemas.routes()  # before rest's /sobjects/{sobject}/{id}
+    routes += conversion.routes()  # before rest's /sobjects/{sobject}/{field}/{value}
     routes += (
         rest.routes()
         + collections.routes()

@@ -149,6 +149,18 @@ def _composite(
     }
 
 
+#: The LeadConvert fields of ``POST .../sobjects/Lead/{id}/convert`` (api/conversion.py).
+_CONVERT_STRINGS = (
+    "convertedStatus",
+    "accountId",
+    "contactId",
+    "opportunityId",
+    "opportunityName",
+    "ownerId",
+)
+_CONVERT_FLAGS = ("doNotCreateOpportunity", "overwriteLeadSource", "sendNotificationEmail")
+
+
 def document(registry: Registry) -> dict[str, Any]:
     """The OpenAPI document."""
     version = _param(
@@ -209,6 +221,19 @@ def document(registry: Registry) -> dict[str, Any]:
             ),
         },
         **_composite(v, version, sobject, field, record_body),
+        f"{v}/sobjects/Lead/{{id}}/convert": {
+            "post": _op(
+                "convert a lead (opencadence's route for SOAP convertLead)",
+                [version, record_id],
+                {
+                    "type": "object",
+                    "properties": {
+                        **{name: {"type": "string"} for name in _CONVERT_STRINGS},
+                        **{name: {"type": "boolean"} for name in _CONVERT_FLAGS},
+                    },
+                },
+            )
+        },
         f"{v}/query/": {
             "get": _op("SOQL query", [version, _param("q", "query", {"type": "string"})])
         },

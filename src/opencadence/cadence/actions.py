@@ -147,7 +147,22 @@ class Actions:
         if name not in action_specs.ACTIONS:
             raise errors.NotFound(f"No action {name}")
         method: Callable[..., list[Result]] = getattr(self, name)
-        return method(inputs, user_id, viewer=viewer)
+        return method(self._person_targets(inputs), user_id, viewer=viewer)
+
+    def _person_targets(self, inputs: Sequence[Input]) -> list[Input]:
+        """A person account's Id (001) as ``targetId`` stands for its person contact, the
+        record its tracker targets (docs/runtime-decisions.md "Person accounts"); a business
+        account's Id stays and is refused as not a target."""
+        out: list[Input] = []
+        for inp in inputs:
+            target = inp.get("targetId") if isinstance(inp, Mapping) else None
+            if ids.is_valid(target) and self.store.registry.is_id_of(ids.parse(target), "Account"):
+                account = self.store.get("Account", ids.parse(target)) or {}
+                contact = account.get("PersonContactId")
+                if account.get("IsPersonAccount") and contact:
+                    inp = {**inp, "targetId": contact}
+            out.append(inp)
+        return out
 
     def _id(self, value: Any, name: str, *objects: str) -> str:
         """Input ``name`` as an 18-character Id of one of ``objects``, or INVALID_ID_FIELD."""

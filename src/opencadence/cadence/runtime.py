@@ -16,9 +16,16 @@ from typing import Any
 from opencadence import errors, ids
 from opencadence.cadence import applying, decision, engine, graph, loading, validate
 from opencadence.cadence.settings import Config
-from opencadence.metadata.sales_engagement import PUBLIC_FOLDER_ACCESS, STEP, TRACKER
+from opencadence.metadata.sales_engagement import (
+    CALL_TEMPLATE_COUNTERS,
+    PUBLIC_FOLDER_ACCESS,
+    STEP,
+    TRACKER,
+)
 from opencadence.storage import mail, metrics, records, visibility
 from opencadence.storage.runs import RunStore
+
+CALL_TEMPLATE = "CallTemplate"
 
 Decide = Callable[[decision.Context, graph.Cadence, decision.Situation], decision.Decision]
 
@@ -430,9 +437,13 @@ def take_action(store: records.Store, step_tracker_id: str, user_id: str) -> Non
     step_event(store, step_tracker_id, "ActionTaken", user_id)
 
 
-def call_outcome(task: dict[str, Any], config: Config) -> str | None:
-    """The call-result category of a Task's CallDisposition (None: uncategorized)."""
-    return config.call_dispositions.get(task.get("CallDisposition") or "")
+def call_outcome(runs: RunStore, conn: Any, task: dict[str, Any]) -> str | None:
+    """The call-result category of a Task's CallDisposition: the Category of the CallDisposition
+    record with that Disposition (None: uncategorized, or no such call result)."""
+    disposition = task.get("CallDisposition")
+    if not disposition:
+        return None
+    return runs.call_category(conn, str(disposition))
 
 
 def on_task_created(
@@ -442,31 +453,96 @@ def on_task_created(
     tx: records.Tx | None = None,
 ) -> bool:
     """A Task was inserted: a logged call (TaskSubtype 'Call') on a target in a cadence
-    completes its MakeACall step as the Task's owner and records the call outcome.
-    Returns whether a tracker moved."""
-    config = config or Config()
-    task = tx.get("Task", task_id) if tx is not None else store.get("Task", task_id)
-    if task is None or task.get("TaskSubtype") != "Call" or not task.get("WhoId"):
+    completes its MakeACall step as the Task's owner, records the call outcome and counts the
+    call on the step's call script (CallTemplate), all in one transaction (``tx``, or a new
+    one). Returns whether a tracker moved."""
+    if tx is None:
+        task = store.get("Task", task_id)
+        if not _is_call(task):
+            return False
+        assert task is not None
+        with store.transaction(task.get("OwnerId") or records.AUTOMATED_USER) as new_tx:
+            return on_task_created(store, task_id, config, new_tx)
+    task = tx.get("Task", task_id)
+    if not _is_call(task):
         return False
-    if tx is not None:  # the request's own connection: never a second one from the pool
-        tracker_id = RunStore(store).active_tracker_of(tx.conn, [task["WhoId"]]).get(task["WhoId"])
-    else:
-        with store.reading() as conn:
-            tracker_id = RunStore(store).active_tracker_of(conn, [task["WhoId"]]).get(task["WhoId"])
+    assert task is not None
+    runs = RunStore(store)
+    # the request's own connection: never a second one from the pool
+    tracker_id = runs.active_tracker_of(tx.conn, [task["WhoId"]]).get(task["WhoId"])
     if tracker_id is None:
         return False
-    if tx is not None and not _may_log_for(tx, tracker_id):
+    if not _may_log_for(tx, tracker_id):
         return False  # a plain Task: the step stays the tracker owner's to complete
-    outcome = call_outcome(task, config)
+    outcome = call_outcome(runs, tx.conn, task)
     user = task.get("OwnerId") or records.AUTOMATED_USER
+    scripts: list[str | None] = []
 
     def decide(c: decision.Context, cad: graph.Cadence, s: decision.Situation) -> decision.Decision:
         d = engine.on_call(c, cad, s, now_of(store), user, outcome)
         d.logged_call = (outcome,)  # counted on the MakeACall step it completes
+        scripts.append(_call_script(tx, cad, s, d))
         return d
 
     transition(store, tracker_id, user, decide, config, tx)
+    if scripts and scripts[0] is not None:
+        count_call(tx, scripts[0], outcome)
     return True
+
+
+def _is_call(task: dict[str, Any] | None) -> bool:
+    return task is not None and task.get("TaskSubtype") == "Call" and bool(task.get("WhoId"))
+
+
+def _call_script(
+    tx: records.Tx, cadence: graph.Cadence, sit: decision.Situation, d: decision.Decision
+) -> str | None:
+    """The call script (CallTemplate) of the MakeACall step the call completed: its variant's
+    template (the one selectTemplateForSalesCadenceStepTracker names), else the step's; None
+    when the call completed no step or the step names no call script."""
+    step = sit.step
+    if step is None:
+        return None
+    completed = any(
+        isinstance(op, decision.Update)
+        and op.object == STEP
+        and op.id == step["Id"]
+        and op.changes.get("CompletionReason") == "AutomaticallyCompleted"
+        for op in d.ops
+    )
+    step_def = cadence.by_id.get(str(step.get("ActionCadenceStepId")))
+    if not completed or step_def is None or step_def.type != "MakeACall":
+        return None
+    variant = engine.pick_variant(step_def, str(step["Id"]))
+    script = variant.template_id if variant is not None else step_def.template_id
+    if script is None or not tx.store.registry.is_id_of(script, CALL_TEMPLATE):
+        return None
+    return script
+
+
+#: Times a concurrent counter update is retried before the call fails.
+COUNTER_RETRIES = 20
+
+
+def count_call(tx: records.Tx, script_id: str, outcome: str | None) -> None:
+    """TotalCalls and the outcome's TotalCalls* counter of a call script, one more, in ``tx``.
+
+    A guarded update (the counters as read): a concurrent transaction counting on the same
+    script makes it match no row (StaleTransition) and it is read again; a deleted script
+    counts nothing."""
+    counter = CALL_TEMPLATE_COUNTERS.get(outcome, CALL_TEMPLATE_COUNTERS[None])
+    for _ in range(COUNTER_RETRIES):
+        row = tx.get(CALL_TEMPLATE, script_id)
+        if row is None:
+            return
+        expect = {"TotalCalls": row.get("TotalCalls"), counter: row.get(counter)}
+        changes = {name: (value or 0) + 1 for name, value in expect.items()}
+        try:
+            tx.update(CALL_TEMPLATE, script_id, changes, system=True, expect=expect)
+            return
+        except errors.StaleTransition:
+            continue
+    raise errors.StaleTransition(f"{CALL_TEMPLATE} {script_id}: counters changed concurrently")
 
 
 def _may_log_for(tx: records.Tx, tracker_id: str) -> bool:

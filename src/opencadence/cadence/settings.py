@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from opencadence.cadence import decision
-
-DEFAULT_DISPOSITIONS: Mapping[str, str] = {
-    "Meaningful Connect": "CallMeaningfulConnect",
-    "Unqualified": "CallUnqualified",
-    "Left Voicemail": "CallLeftVoicemail",
-    "Not Interested": "CallNotInterested",
-    "Call Back Later": "CallCallBackLater",
-}
 
 
 @dataclass(frozen=True)
@@ -22,7 +13,7 @@ class Config:
 
     max_active_trackers: int = 150_000
     max_daisy_chain: int = decision.DEFAULT_MAX_DAISY_CHAIN
-    #: Task.CallDisposition -> call-result category (CallMeaningfulConnect ...)
-    call_dispositions: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_DISPOSITIONS))
+    # Call results and their categories are CallDisposition records (docs/runtime-decisions.md
+    # "Calls"), seeded by the upgrade: no setting.
     #: trackers a worker claims per transaction
     batch_size: int = 500

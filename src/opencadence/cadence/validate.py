@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from opencadence import errors
 from opencadence.cadence import graph
+from opencadence.metadata.registry import default_registry
 
 #: Most variants per step (OR-VAR).
 MAX_VARIANTS = 3
@@ -119,6 +120,7 @@ def _step_problems(cadence: graph.Cadence, step: graph.Step, templates: Template
     if (step.goto_limit or 0) < 0 or (step.goto_interval_minutes or 0) < 0:
         say("GoToStepIterationLimit and GoToStepIntervalInMinutes cannot be negative")
     out += _variant_problems(step)
+    out += _script_problems(step)
     if step.type == "AutoSendAnEmail":
         out += _auto_email_problems(step, templates)
     return out
@@ -127,6 +129,21 @@ def _step_problems(cadence: graph.Cadence, step: graph.Step, templates: Template
 def _templates_of(step: graph.Step) -> list[str | None]:
     """What the runtime sends for the step: a variant's template when it has variants."""
     return [v.template_id for v in step.variants] if step.variants else [step.template_id]
+
+
+def _script_problems(step: graph.Step) -> list[Problem]:
+    """A MakeACall step (and each of its variants) names a call script (CallTemplate) or
+    nothing; a SendAnEmail step names no call script (an AutoSendAnEmail step must name an
+    email template: ``_auto_email_problems``)."""
+    registry = default_registry()
+    out = []
+    for tid in _templates_of(step):
+        script = bool(tid) and registry.is_id_of(str(tid), "CallTemplate")
+        if step.type == "MakeACall" and tid and not script:
+            out.append(Problem(step.name, f"TemplateId {tid} names no call script (CallTemplate)"))
+        elif step.type == "SendAnEmail" and script:
+            out.append(Problem(step.name, f"TemplateId {tid} is a call script, not an email"))
+    return out
 
 
 def _auto_email_problems(step: graph.Step, templates: Templates) -> list[Problem]:

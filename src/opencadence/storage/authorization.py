@@ -48,6 +48,7 @@ CADENCE_DEFINITION_OBJECTS = frozenset(
         "ActionCadenceRuleCondition",
         "ActionCadenceStepVariant",
         "EmailTemplate",
+        "CallTemplate",
     }
 )
 #: The objects only administrators ("Manage Users") change.

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 
 from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
+from opencadence.metadata import sales_engagement
 from opencadence.metadata.registry import Registry, default_registry
 from opencadence.storage import (
     authorization,
@@ -99,6 +100,8 @@ def upgrade(
             _bootstrap(conn, target, now)
             _bootstrap_permission_sets(conn, target, now)
             _bootstrap_profiles(conn, target, now)
+            _bootstrap_call_results(conn, target, registry, now)
+            _bootstrap_lead_statuses(conn, target, registry, now)
     return done
 
 
@@ -340,6 +343,91 @@ def _bootstrap_profiles(conn: sa.Connection, target: sa.MetaData, now: datetime)
         added += 1
     if added and schema.ROW_COUNTS in target.tables:
         counts.apply(conn, target, Counter({"Profile": added}))
+
+
+#: The Lead Status values seeded as converted statuses (LeadStatus.IsConverted).
+CONVERTED_LEAD_STATUSES = frozenset({"Closed - Converted"})
+
+
+def _seed(
+    conn: sa.Connection,
+    target: sa.MetaData,
+    name: str,
+    prefix: str,
+    rows: list[dict[str, Any]],
+    now: datetime,
+    *,
+    only_if_empty: bool,
+) -> None:
+    """Insert ``rows`` into ``name`` with fixed Ids (``prefix`` + 1, 2, ...), each once: the
+    missing ones, or (``only_if_empty``) all of them into a table that never held a row, so a
+    row an administrator deleted does not come back at the next upgrade."""
+    table = target.tables.get(name)
+    if table is None:
+        return
+    have = set(conn.execute(sa.select(table.c.Id)).scalars())
+    if only_if_empty and have:
+        return
+    added = 0
+    for number, row in enumerate(rows, start=1):
+        row_id = ids.make_id(prefix, number)
+        if row_id in have:
+            continue
+        audit = records.created_fields(row_id, records.AUTOMATED_USER, now)
+        conn.execute(table.insert().values(**_only(table, row), **audit))
+        added += 1
+    if added and schema.ROW_COUNTS in target.tables:
+        counts.apply(conn, target, Counter({name: added}))
+
+
+def category_id(registry: Registry, category: str) -> str:
+    """The fixed Id of a seeded CallDispositionCategory."""
+    number = list(sales_engagement.CALL_CATEGORIES).index(category) + 1
+    return ids.make_id(registry.prefix("CallDispositionCategory"), number)
+
+
+def _bootstrap_call_results(
+    conn: sa.Connection, target: sa.MetaData, registry: Registry, now: datetime
+) -> None:
+    """Salesforce's five call-result categories (always all of them) and the default call
+    results, once (docs/runtime-decisions.md "Calls")."""
+    if "CallDispositionCategory" not in registry or "CallDisposition" not in registry:
+        return
+    categories = [
+        {"Category": c, "DeveloperName": c, "MasterLabel": label, "Language": "en_US"}
+        for c, label in sales_engagement.CALL_CATEGORIES.items()
+    ]
+    prefix = registry.prefix("CallDispositionCategory")
+    _seed(conn, target, "CallDispositionCategory", prefix, categories, now, only_if_empty=False)
+    results = [
+        {"Disposition": d, "DispositionCategoryId": category_id(registry, c)}
+        for d, c in sales_engagement.DEFAULT_CALL_DISPOSITIONS.items()
+    ]
+    prefix = registry.prefix("CallDisposition")
+    _seed(conn, target, "CallDisposition", prefix, results, now, only_if_empty=True)
+
+
+def _bootstrap_lead_statuses(
+    conn: sa.Connection, target: sa.MetaData, registry: Registry, now: datetime
+) -> None:
+    """One LeadStatus per value of the Lead Status picklist, once."""
+    if "LeadStatus" not in registry or "Lead" not in registry:
+        return
+    status = registry.object("Lead").field("Status")
+    if status is None:
+        return
+    rows = [
+        {
+            "ApiName": p.value,
+            "MasterLabel": p.label or p.value,
+            "SortOrder": order,
+            "IsDefault": p.value == status.default_value,
+            "IsConverted": p.value in CONVERTED_LEAD_STATUSES,
+        }
+        for order, p in enumerate(status.picklist, start=1)
+    ]
+    prefix = registry.prefix("LeadStatus")
+    _seed(conn, target, "LeadStatus", prefix, rows, now, only_if_empty=True)
 
 
 def _only(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:

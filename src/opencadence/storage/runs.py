@@ -415,6 +415,49 @@ class RunStore:
         and the target's one-cadence-at-a-time slot (``ux_oc_cadence_run_target_id``) is free."""
         conn.execute(self.run.delete().where(self.run.c.tracker_id == tracker_id))
 
+    def activities_of(self, conn: sa.Connection, who_id: str) -> list[str]:
+        """The live Tasks whose WhoId is ``who_id`` (a lead being converted), oldest first."""
+        t = self.table("Task")
+        stmt = (
+            sa.select(t.c.Id)
+            .where(t.c.WhoId == who_id, t.c.IsDeleted == sa.false())
+            .order_by(t.c.CreatedDate, t.c.Id)
+        )
+        return list(conn.execute(stmt).scalars())
+
+    def converted_status(self, conn: sa.Connection, status: str) -> str | None:
+        """The ApiName of the LeadStatus with IsConverted true whose ApiName or MasterLabel is
+        ``status`` (as Salesforce accepts either); None when there is none."""
+        t = self.table("LeadStatus")
+        stmt = (
+            sa.select(t.c.ApiName)
+            .where(
+                sa.or_(t.c.ApiName == status, t.c.MasterLabel == status),
+                t.c.IsConverted == sa.true(),
+                t.c.IsDeleted == sa.false(),
+            )
+            .order_by(t.c.SortOrder, t.c.Id)
+            .limit(1)
+        )
+        return conn.execute(stmt).scalar()
+
+    def call_category(self, conn: sa.Connection, disposition: str) -> str | None:
+        """The category (CallDispositionCategory.Category) of the live CallDisposition whose
+        Disposition is ``disposition``; None when no call result has that value."""
+        d, c = self.table("CallDisposition"), self.table("CallDispositionCategory")
+        stmt = (
+            sa.select(c.c.Category)
+            .select_from(d.join(c, d.c.DispositionCategoryId == c.c.Id))
+            .where(
+                d.c.Disposition == disposition,
+                d.c.IsDeleted == sa.false(),
+                c.c.IsDeleted == sa.false(),
+            )
+            .order_by(d.c.Id)
+            .limit(1)
+        )
+        return conn.execute(stmt).scalar()
+
     def live_step_trackers(self, conn: sa.Connection, tracker_id: str) -> list[str]:
         """The non-deleted step trackers of one tracker, oldest first."""
         st = self.table(STEP)

@@ -153,6 +153,12 @@ def _row(r: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
     }
 
 
+def call_results(org: Org, session: accounts.Session) -> list[str]:
+    """The call results a rep picks from: the org's CallDisposition records."""
+    soql = "SELECT Disposition FROM CallDisposition ORDER BY Id"
+    return [r["Disposition"] for r in org.query(session, soql, common.VERSION)["records"]]
+
+
 def _cadences(org: Org, session: accounts.Session) -> list[dict[str, Any]]:
     found = org.query(session, "SELECT Id, Name FROM ActionCadence ORDER BY Name LIMIT 200", "62.0")
     return [{"id": r["Id"], "name": r["Name"]} for r in found["records"]]
@@ -165,13 +171,13 @@ async def my_work(request: Request) -> Response:
         return common.to_login()
     f = Filters(request.query_params)
 
-    def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, list[str]]:
         # the replay id first: a change committed while the page is read is heard live
         replay = wakeup.newest_replay_id(org.store)
         records = org.query(who.session, soql(who.session, f), common.VERSION)["records"]
-        return records, _cadences(org, who.session), replay
+        return records, _cadences(org, who.session), replay, call_results(org, who.session)
 
-    records, cadences, replay = await run_in_threadpool(load)
+    records, cadences, replay, dispositions = await run_in_threadpool(load)
     more = len(records) > PAGE_SIZE
     records = records[:PAGE_SIZE]
     next_url = ""
@@ -195,7 +201,7 @@ async def my_work(request: Request) -> Response:
         time_zone=who.session.time_zone,
         is_admin=who.session.is_admin,
         csrf=who.csrf,
-        dispositions=list(org.actions.config.call_dispositions),
+        dispositions=dispositions,
         message=request.query_params.get("message", ""),
         error=request.query_params.get("error", ""),
     )
@@ -296,7 +302,7 @@ def _log_call(
     if record["StepType"] != "MakeACall":
         raise errors.InvalidOperation("Only a call step is completed by logging a call.")
     disposition = form.get("disposition", "")
-    if disposition not in org.actions.config.call_dispositions:
+    if disposition not in call_results(org, session):
         raise errors.InvalidOperation("Choose a call result.")
     body = {
         "Subject": "Call",

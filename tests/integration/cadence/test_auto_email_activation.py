@@ -32,7 +32,8 @@ def test_activation_refuses_a_template_that_cannot_be_sent(
     assert _refused(store, build, missing) == (
         f"Step auto: TemplateId {missing} names no email template"
     )
-    call_template = ids.make_id("0Ab", 7)  # an Id of another object
+    with store.transaction() as tx:  # an Id of another object: a call script
+        call_template = tx.insert("CallTemplate", {"Name": "Script"})
     assert _refused(store, build, call_template).endswith("names no email template")
     inactive = email_template(store, IsActive=False)
     assert _refused(store, build, inactive).endswith("the email template is not active")

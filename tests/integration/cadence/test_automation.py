@@ -7,9 +7,8 @@ from collections.abc import Callable
 from datetime import datetime
 
 from opencadence.cadence import actions, runtime, sender, worker
-from opencadence.cadence.settings import Config
 from opencadence.clock import ManualClock
-from opencadence.storage import records
+from opencadence.storage import migrate, records
 from tests.integration.cadence.conftest import Build
 from tests.integration.cadence.helpers import assign, step_trackers, tracker_of
 
@@ -162,14 +161,22 @@ def test_logged_call_completes_call_and_branch_routes_on_outcome(
     assert task["TaskSubtype"] == "Call" and task["WhoId"] == a
 
 
-def test_call_disposition_table_is_configurable(
+def test_call_results_are_call_disposition_records(
     store: records.Store, build: Build, acts: actions.Actions, rep: str, contacts: Contacts
 ) -> None:
-    config = Config(call_dispositions={"Booked": "CallMeaningfulConnect"})
+    """The source of truth moved from a configuration dictionary to CallDisposition records:
+    a call result added as a record routes on its category."""
+    category = migrate.category_id(store.registry, "CallMeaningfulConnect")
+    with store.transaction() as tx:
+        tx.insert(
+            "CallDisposition",
+            {"Disposition": "Booked", "DispositionCategoryId": category},
+            system=True,
+        )
     cid = build(*BRANCH)
     (a,) = contacts(1)
     assign(acts, cid, a, rep)
-    runtime.log_call(store, rep, a, "Booked", config=config)
+    runtime.log_call(store, rep, a, "Booked")
     assert step_trackers(store, tracker_of(store, a)["Id"])[3]["StepType"] == "SendAnEmail"
 
 

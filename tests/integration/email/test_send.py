@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from opencadence import ids
 from opencadence.cadence import actions, worker
 from opencadence.email import settings, templates
 from opencadence.metadata import registry as registries
@@ -138,10 +137,10 @@ def test_template_codes(
     rep: str,
 ) -> None:
     # activation refuses a template that cannot be sent, so each is broken after activation
+    with store.transaction() as tx:  # an Id of another object: a call script
+        script = tx.insert("CallTemplate", {"Name": "Script"})
     assert (
-        _error(
-            store, work, _then(store, enrol, template(), TemplateId=ids.make_id("0Ab", 7)), relay
-        )
+        _error(store, work, _then(store, enrol, template(), TemplateId=script), relay)
         == "INVALID_TEMPLATE_ID"
     )
     gone = template()

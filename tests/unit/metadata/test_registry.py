@@ -11,7 +11,7 @@ from opencadence.metadata import model, registry
 REG = registry.default_registry()
 OBJECTS = list(REG)
 #: reference targets opencadence does not declare (Salesforce objects the runtime never stores)
-EXTERNAL = {"CallTemplate", "Invoice"}
+EXTERNAL = {"Invoice"}
 CADENCE = {
     "ActionCadence",
     "ActionCadenceStep",
@@ -37,6 +37,9 @@ CRM = {
 }
 #: who may do what (docs/security-model.md); PermissionSetAssignment has no name field
 SECURITY = {"PermissionSet", "PermissionSetAssignment", "Profile"}
+#: call results, their categories and call scripts; the values of the Lead Status picklist
+CALLS = {"CallDisposition", "CallDispositionCategory", "CallTemplate"}
+SETUP = {"LeadStatus"}
 CHANGE_EVENTS = {
     "ActionCadence",
     "ActionCadenceStep",
@@ -76,6 +79,7 @@ REQUIRED = {
     "EmailTemplate": {"Name", "DeveloperName", "FolderId", "TemplateType"},
     "EmailMessage": {"Status"},
     "PermissionSetAssignment": {"AssigneeId", "PermissionSetId"},
+    "CallTemplate": {"Name"},
 }
 UNGROUPABLE = {"datetime", "double", "percent", "currency", "textarea"}
 FIELDS = [(o, f) for o in OBJECTS for f in o.fields]
@@ -86,14 +90,14 @@ def _ids(value: object) -> str:
 
 
 def test_every_object_loads() -> None:
-    assert {o.name for o in OBJECTS} == CADENCE | CRM | SECURITY
+    assert {o.name for o in OBJECTS} == CADENCE | CRM | SECURITY | CALLS | SETUP
 
 
 def test_prefixes() -> None:
     prefixes = [o.key_prefix for o in OBJECTS]
     assert len(set(prefixes)) == len(prefixes)
     assert all(REG.by_prefix(o.key_prefix) is o for o in OBJECTS)
-    assert {o.name for o in OBJECTS if o.prefix_is_ours} == CADENCE - {"ActionCadence"}
+    assert {o.name for o in OBJECTS if o.prefix_is_ours} == CADENCE - {"ActionCadence"} | CALLS
     assert REG.object("ActionCadence").key_prefix == "77C"
 
 
@@ -113,6 +117,10 @@ def test_cadence_calls() -> None:
         "ActionCdncStpMonthlyMetric": read,
         "ActionCadenceStepTracker": read,
         "ActionCadenceTracker": read | {"delete"},
+        "CallDisposition": {"describeSObjects", "query", "retrieve"},
+        "CallDispositionCategory": {"describeSObjects", "query", "retrieve"},
+        "CallTemplate": read | {"create", "delete", "describeLayout", "update"},
+        "LeadStatus": {"describeSObjects", "query", "retrieve"},
     }
     assert {name: REG.object(name).calls for name in expected} == expected
 

@@ -24,6 +24,7 @@ from opencadence import errors, ids
 from opencadence.api import bodies, oauth, versions
 from opencadence.api.soap import enterprise, envelope, schema
 from opencadence.api.soap.envelope import Call, sub
+from opencadence.cadence import conversion
 from opencadence.metadata.registry import Registry
 from opencadence.org import Org
 from opencadence.storage import accounts, migrate, records, values
@@ -610,6 +611,66 @@ def undelete(ctx: Context, result: ET.Element) -> None:
     )
 
 
+def convert_lead(ctx: Context, result: ET.Element) -> None:
+    """convertLead(leadConverts[]): each lead in its own transaction (a failure converts that
+    lead not at all and the others still), one LeadConvertResult per LeadConvert, in order."""
+    nodes = envelope.children(ctx.call.body, "leadConverts")
+    if len(nodes) > conversion.MAX_CONVERTS:
+        raise errors.ExceededIdLimit(
+            f"too many leads: cannot convert more than {conversion.MAX_CONVERTS} in one call"
+        )
+    for node in nodes:
+        data = {
+            envelope.local(c.tag): None if envelope.is_nil(c) else (c.text or "").strip()
+            for c in node
+        }
+        out = sub(result, "result")
+        try:
+            request = conversion.from_mapping(data)
+            done = ctx.org.convert_lead(
+                ctx.session, request, ctx.version, api=API, client=ctx.client
+            )
+        except errors.OpenCadenceError as exc:
+            _convert_result(out, request_lead=data.get("leadId"), error=exc)
+            continue
+        _convert_result(out, done=done)
+
+
+def _convert_result(
+    node: ET.Element,
+    *,
+    done: conversion.Converted | None = None,
+    request_lead: str | None = None,
+    error: errors.OpenCadenceError | None = None,
+) -> None:
+    """A LeadConvertResult, its elements in the WSDL's order."""
+
+    def id_element(tag: str, value: str | None) -> None:
+        if value:
+            sub(node, tag, value)
+        else:
+            envelope.nil(node, tag)
+
+    id_element("accountId", done.account_id if done else None)
+    id_element("contactId", done.contact_id if done else None)
+    if error is not None:
+        errors_node = sub(node, "errors")
+        for f in error.fields:
+            sub(errors_node, "fields", f)
+        sub(errors_node, "message", error.message)
+        sub(errors_node, "statusCode", error.error_code)
+    id_element("leadId", done.lead_id if done else _canonical(request_lead))
+    id_element("opportunityId", done.opportunity_id if done else None)
+    sub(node, "success", "true" if error is None else "false")
+
+
+def _canonical(value: str | None) -> str | None:
+    try:
+        return ids.parse(value) if value else None
+    except errors.OpenCadenceError:
+        return None
+
+
 OPERATIONS: dict[str, Operation] = {
     "logout": logout,
     "getUserInfo": get_user_info,
@@ -629,4 +690,5 @@ OPERATIONS: dict[str, Operation] = {
     "upsert": upsert,
     "delete": delete,
     "undelete": undelete,
+    "convertLead": convert_lead,
 }

@@ -138,6 +138,14 @@ TYPES: dict[str, tuple[El, ...]] = {
     "UndeleteResult": spec("errors:Error* id:id success:b"),
     "SearchResult": spec("queryId:s searchRecords:SearchRecord*"),
     "SearchRecord": spec("record:ens:sObject"),
+    "LeadConvert": spec(
+        "accountId:id contactId:id convertedStatus:s doNotCreateOpportunity:b leadId:id "
+        "opportunityId:id opportunityName:s overwriteLeadSource:b ownerId:id "
+        "sendNotificationEmail:b"
+    ),
+    "LeadConvertResult": spec(
+        "accountId:id contactId:id errors:Error* leadId:id opportunityId:id success:b"
+    ),
     # QueryResult and sObject are written by hand (records carry their own fields)
 }
 
@@ -165,6 +173,7 @@ OPERATIONS: dict[str, tuple[tuple[El, ...], El | None]] = {
     ),
     "delete": (spec("ids:id*"), El("result", "DeleteResult", True)),
     "undelete": (spec("ids:id*"), El("result", "UndeleteResult", True)),
+    "convertLead": (spec("leadConverts:LeadConvert*"), El("result", "LeadConvertResult", True)),
 }
 
 #: SOAP headers (element name -> its fields) and which operations read which.
