@@ -17,6 +17,8 @@ from opencadence import errors
 from opencadence.api import (
     actions,
     bodies,
+    bulk1,
+    bulk2,
     collections,
     composite,
     email_settings,
@@ -164,6 +166,8 @@ def build_app(
         + oauth.routes()
         + identity.routes()
         + streaming.routes()
+        + bulk2.routes()
+        + bulk1.routes()
     )
     if manual_clock is not None:
         routes.append(clock_route(manual_clock, settle))

@@ -76,6 +76,9 @@ class Worker:
         self.transitions = 0
         #: when the loop last finished a batch, and its failures since (for health checks)
         self.health = Heartbeat()
+        #: other work the loop runs after each cadence batch (the Bulk API jobs'), each
+        #: returning how much it did (0: nothing was waiting)
+        self.tasks: list[Callable[[], int]] = []
 
     def run_once(self, now: datetime | None = None) -> int:
         """Handle one batch of due trackers; returns how many were handled."""
@@ -121,6 +124,8 @@ class Worker:
         while not stop():
             try:
                 handled = self.run_once()
+                for task in self.tasks:
+                    handled += task()
             except Exception as exc:
                 delay = min(BACKOFF_MAX_SECONDS, max(BACKOFF_FIRST_SECONDS, delay * 2))
                 self.health.failed(exc)
