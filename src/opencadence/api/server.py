@@ -21,6 +21,11 @@ PRUNE_EVERY_SECONDS = 600.0
 #: How long the in-server worker sleeps when nothing is due.
 WORKER_POLL_SECONDS = 0.5
 
+#: How long an idle keep-alive connection stays open. uvicorn's default (5 s) is exactly the
+#: interval simple-salesforce's ``sf.bulk`` polls batches at, so its next poll often went out
+#: on a connection the server was closing (RemoteDisconnected).
+KEEP_ALIVE_SECONDS = 30
+
 #: How long shutting down waits for the worker to finish the batch it is in.
 WORKER_JOIN_SECONDS = 10.0
 
@@ -71,6 +76,7 @@ def config(
         port=port,
         log_level=log_level,
         ws="none",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         ssl_certfile=str(tls_files[0]) if tls_files else None,
         ssl_keyfile=str(tls_files[1]) if tls_files else None,
     )

@@ -86,7 +86,9 @@ def rows(service: execute.QueryService, c: compiler.Compiled) -> Iterator[Iterat
     if c.bq.limit is not None:
         stmt = stmt.limit(c.bq.limit)
     with service.store.reading() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=FETCH_ROWS).execute(stmt)
+        # options of this statement only: Connection.execution_options would change the
+        # connection itself (a transaction's, which later statements share)
+        result = conn.execute(stmt.execution_options(stream_results=True, yield_per=FETCH_ROWS))
         try:
             yield iter(result)
         finally:
