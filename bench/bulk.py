@@ -10,7 +10,9 @@
     vs the same SQL run by hand and written with ``csv.writer``. Goal: ratio >= 0.5, with the
     server's RSS sampled while it runs (flat: the results are streamed both ways).
 
-    python bench/bulk.py [--quick] [--database sqlite|URL]
+    python -P bench/bulk.py [--quick] [--database sqlite|URL]
+
+(``-P``: bench/collections.py would otherwise shadow the standard library's collections.)
 
 The last line is the headline, the worse of the two against its goal: ``ratio=X goal>=Y``.
 """
@@ -82,16 +84,16 @@ def token_for(url: str) -> str:
         return oc.org.accounts.open_session(user_id)
 
 
-def serve(url: str, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "opencadence", "serve", "--database", url, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+def serve(url: str, port: int, certs: Path) -> subprocess.Popen[bytes]:
+    """``opencadence serve`` with its worker thread (it runs the jobs), TLS: simple-salesforce
+    builds https URLs for the Bulk APIs."""
+    command = [sys.executable, "-m", "opencadence", "serve", "--database", url]
+    command += ["--port", str(port), "--tls", "--cert-dir", str(certs)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            requests.get(f"http://127.0.0.1:{port}/services/data/", timeout=1)
+            requests.get(f"https://127.0.0.1:{port}/services/data/", timeout=1, verify=False)
             return proc
         except requests.RequestException:
             time.sleep(0.1)
@@ -124,13 +126,13 @@ class RssSampler(threading.Thread):
             self.samples.append(rss_mb(self.pid))
 
 
-def client(port: int, token: str) -> Any:
+def client(port: int, token: str, certs: Path) -> Any:
     from simple_salesforce import Salesforce
 
     session = requests.Session()
     session.trust_env = False
-    sf = Salesforce(session_id=token, instance_url=f"http://127.0.0.1:{port}", session=session)
-    return sf
+    session.verify = str(certs / "cert.pem")
+    return Salesforce(session_id=token, instance=f"127.0.0.1:{port}", session=session)
 
 
 # --- (a) ingest ---------------------------------------------------------------------------------
@@ -149,9 +151,9 @@ def storage_rate(url: str, rows: list[dict[str, Any]], chunk: int = 2000) -> flo
 
 def bulk_rate(url: str, csv_path: Path, n: int, port: int) -> float:
     token = token_for(url)
-    server = serve(url, port)
+    server = serve(url, port, csv_path.parent / "tls")
     try:
-        sf = client(port, token)
+        sf = client(port, token, csv_path.parent / "tls")
         start = time.perf_counter()
         [result] = sf.bulk2.Contact.insert(csv_file=str(csv_path), wait=0.05)
         elapsed = time.perf_counter() - start
@@ -205,10 +207,10 @@ def sql_to_csv(url: str, out: Path) -> float:
 
 def bulk_query(url: str, m: int, port: int, work: Path) -> tuple[float, list[float]]:
     token = token_for(url)
-    server = serve(url, port)
+    server = serve(url, port, work / "tls")
     sampler = RssSampler(server.pid)
     try:
-        sf = client(port, token)
+        sf = client(port, token, work / "tls")
         sampler.start()
         start = time.perf_counter()
         pages = sf.bulk2.ActionCadenceStepTracker.download(QUERY, str(work), wait=0.05)
@@ -228,6 +230,9 @@ def main() -> None:
     parser.add_argument("--contacts", type=int)
     parser.add_argument("--trackers", type=int)
     args = parser.parse_args()
+    import urllib3
+
+    urllib3.disable_warnings()  # the start-up probe does not check the fresh certificate
     n = args.contacts or (5_000 if args.quick else 100_000)
     m = args.trackers or (50_000 if args.quick else 1_000_000)
     work = Path(tempfile.mkdtemp(prefix="ocbulk"))

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceOperationError
 
@@ -98,7 +97,7 @@ def contacts_csv(path: Path, n: int, *, missing_every: int = 0) -> Path:
         w.writerow(["FirstName", "LastName", "Email"])
         for i in range(n):
             last = "" if missing_every and i % missing_every == 0 else f"Bulk{i:05d}"
-            w.writerow([f"Ada, \"{i}\"", last, f"bulk{i}@example.com"])
+            w.writerow([f'Ada, "{i}"', last, f"bulk{i}@example.com"])
     return path
 
 
@@ -118,7 +117,9 @@ def test_bulk2_insert_query_update_delete_10000(bulk_server: Server, tmp_path: P
     assert info["numberRecordsProcessed"] == n and info["object"] == "Contact"
     # every record left its change event, as a single-record create does
     events = bulk_server.org.store.read_events(entity="Contact", limit=n + 10)
-    assert sum(1 for e in events if e["payload"]["ChangeEventHeader"]["changeType"] == "CREATE") == n
+    assert (
+        sum(1 for e in events if e["payload"]["ChangeEventHeader"]["changeType"] == "CREATE") == n
+    )
 
     pages = list(
         sf.bulk2.Contact.query(
@@ -129,7 +130,11 @@ def test_bulk2_insert_query_update_delete_10000(bulk_server: Server, tmp_path: P
     )
     assert len(pages) == 4
     back = [r for page in pages for r in parse(page)]
-    assert len(back) == n and back[0]["LastName"] == "Bulk00000" and back[-1]["LastName"] == "Bulk09999"
+    assert (
+        len(back) == n
+        and back[0]["LastName"] == "Bulk00000"
+        and back[-1]["LastName"] == "Bulk09999"
+    )
     assert {r["Id"] for r in back} == {r["sf__Id"] for r in ok}
 
     ids = [r["sf__Id"] for r in ok[:500]]
@@ -194,9 +199,10 @@ def test_bulk2_upsert_abort_list_and_errors(bulk_server: Server) -> None:
         external_id_field="Email",
         wait=WAIT,
     )
-    created = {r["Email"]: r["sf__Created"] for r in parse(
-        sf.bulk2.Contact.get_successful_records(second["job_id"])
-    )}
+    created = {
+        r["Email"]: r["sf__Created"]
+        for r in parse(sf.bulk2.Contact.get_successful_records(second["job_id"]))
+    }
     assert created == {"u1@x.io": "false", "u3@x.io": "true"}
     names = sf.query("SELECT LastName FROM Contact ORDER BY LastName")["records"]
     assert [r["LastName"] for r in names] == ["Tres", "Two", "Uno"]
@@ -232,7 +238,10 @@ def test_bulk2_query_parent_fields_and_locators(bulk_server: Server) -> None:
     base = f"https://{bulk_server.instance}/services/data/v59.0/jobs/query"
     job = sf.session.post(
         base,
-        json={"operation": "query", "query": "SELECT LastName, Account.Name, IsDeleted FROM Contact ORDER BY LastName"},
+        json={
+            "operation": "query",
+            "query": "SELECT LastName, Account.Name, IsDeleted FROM Contact ORDER BY LastName",
+        },
         headers=auth,
     ).json()
     assert job["state"] == "UploadComplete" and job["object"] == "Contact"
@@ -247,7 +256,9 @@ def test_bulk2_query_parent_fields_and_locators(bulk_server: Server) -> None:
     )
     locator = page.headers["Sforce-Locator"]
     rest = sf.session.get(f"{base}/{job['id']}/results?locator={locator}", headers=auth)
-    assert rest.headers["Sforce-Locator"] == "null" and rest.headers["Sforce-NumberOfRecords"] == "3"
+    assert (
+        rest.headers["Sforce-Locator"] == "null" and rest.headers["Sforce-NumberOfRecords"] == "3"
+    )
     assert [r["LastName"] for r in parse(rest.text)] == ["P2", "P3", "P4"]
     wrong = sf.session.get(f"{base}/{job['id']}/results?locator=%%%", headers=auth)
     assert wrong.status_code == 400
@@ -269,7 +280,9 @@ def test_bulk1_json_jobs(bulk_server: Server) -> None:
         "Email",
     )
     assert [(r["success"], r["created"]) for r in upserted] == [(True, False), (True, True)]
-    rows = sf.bulk.Contact.query("SELECT Id, LastName, Title, CreatedDate FROM Contact WHERE Title = 'V1'", wait=WAIT)
+    rows = sf.bulk.Contact.query(
+        "SELECT Id, LastName, Title, CreatedDate FROM Contact WHERE Title = 'V1'", wait=WAIT
+    )
     assert len(rows) == 10 and {r["attributes"]["type"] for r in rows} == {"Contact"}
     assert isinstance(rows[0]["CreatedDate"], int)  # Bulk 1.0 JSON: epoch milliseconds
     deleted = sf.bulk.Contact.delete([{"Id": i} for i in ids[20:25]])
@@ -278,7 +291,9 @@ def test_bulk1_json_jobs(bulk_server: Server) -> None:
     assert {r["Id"] for r in every} == set(ids[20:25])
     hard = sf.bulk.Contact.hard_delete([{"Id": i} for i in ids[25:]])
     assert [r["success"] for r in hard] == [True] * 5
-    gone = sf.bulk.Contact.query_all("SELECT Id FROM Contact WHERE Id IN ('" + "','".join(ids[25:]) + "')", wait=WAIT)
+    gone = sf.bulk.Contact.query_all(
+        "SELECT Id FROM Contact WHERE Id IN ('" + "','".join(ids[25:]) + "')", wait=WAIT
+    )
     assert gone == []
     assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 31 - 10
 
