@@ -88,7 +88,7 @@ def serve(url: str, port: int, certs: Path) -> subprocess.Popen[bytes]:
     """``opencadence serve`` with its worker thread (it runs the jobs), TLS: simple-salesforce
     builds https URLs for the Bulk APIs."""
     command = [sys.executable, "-m", "opencadence", "serve", "--database", url]
-    command += ["--port", str(port), "--tls", "--cert-dir", str(certs)]
+    command += ["--port", str(port), "--tls", "--cert-dir", str(certs), "--pubsub-port", "0"]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -149,19 +149,13 @@ def storage_rate(url: str, rows: list[dict[str, Any]], chunk: int = 2000) -> flo
         return len(rows) / (time.perf_counter() - start)
 
 
-def bulk_rate(url: str, csv_path: Path, n: int, port: int) -> float:
-    token = token_for(url)
-    server = serve(url, port, csv_path.parent / "tls")
-    try:
-        sf = client(port, token, csv_path.parent / "tls")
-        start = time.perf_counter()
-        [result] = sf.bulk2.Contact.insert(csv_file=str(csv_path), wait=0.05)
-        elapsed = time.perf_counter() - start
-        assert result["numberRecordsProcessed"] == n, result
-        assert result["numberRecordsFailed"] == 0, result
-        return n / elapsed
-    finally:
-        stop(server)
+def bulk_rate(sf: Any, csv_path: Path, n: int) -> float:
+    start = time.perf_counter()
+    [result] = sf.bulk2.Contact.insert(csv_file=str(csv_path), wait=0.05)
+    elapsed = time.perf_counter() - start
+    assert result["numberRecordsProcessed"] == n, result
+    assert result["numberRecordsFailed"] == 0, result
+    return n / elapsed
 
 
 # --- (b) extract --------------------------------------------------------------------------------
@@ -205,22 +199,18 @@ def sql_to_csv(url: str, out: Path) -> float:
     return elapsed
 
 
-def bulk_query(url: str, m: int, port: int, work: Path) -> tuple[float, list[float]]:
-    token = token_for(url)
-    server = serve(url, port, work / "tls")
-    sampler = RssSampler(server.pid)
+def bulk_query(sf: Any, m: int, pid: int, work: Path) -> tuple[float, list[float]]:
+    sampler = RssSampler(pid)
+    sampler.start()
     try:
-        sf = client(port, token, work / "tls")
-        sampler.start()
         start = time.perf_counter()
         pages = sf.bulk2.ActionCadenceStepTracker.download(QUERY, str(work), wait=0.05)
         elapsed = time.perf_counter() - start
-        got = sum(p["number_of_records"] for p in pages)
-        assert got == m, (got, m)
-        return elapsed, sampler.samples
     finally:
         sampler.done.set()
-        stop(server)
+    got = sum(p["number_of_records"] for p in pages)
+    assert got == m, (got, m)
+    return elapsed, sampler.samples
 
 
 def main() -> None:
@@ -233,27 +223,33 @@ def main() -> None:
     import urllib3
 
     urllib3.disable_warnings()  # the start-up probe does not check the fresh certificate
-    n = args.contacts or (5_000 if args.quick else 100_000)
+    n = args.contacts or (10_000 if args.quick else 100_000)
     m = args.trackers or (50_000 if args.quick else 1_000_000)
     work = Path(tempfile.mkdtemp(prefix="ocbulk"))
     rows = contact_rows(n)
     csv_path = work / "contacts.csv"
     write_csv(csv_path, rows)
 
-    ours = bulk_rate(fresh_url(args.database, work, "ingest"), csv_path, n, 18471)
+    url = fresh_url(args.database, work, "bulk")
+    seed_trackers(url, m)
+    token = token_for(url)
+    certs = work / "tls"
+    server = serve(url, 18491, certs)
+    try:
+        sf = client(18491, token, certs)
+        ours = bulk_rate(sf, csv_path, n)
+        bulk_s, rss = bulk_query(sf, m, server.pid, work)
+    finally:
+        stop(server)
+    sql_s = sql_to_csv(url, work / "by-hand.csv")
     base = storage_rate(fresh_url(args.database, work, "storage"), rows)
     ingest = ours / base
+    query = sql_s / bulk_s
     print(
         f"(a) ingest {n:,} contacts ({args.database}): Bulk 2.0 via simple-salesforce "
         f"{ours:,.0f} rows/s, storage layer Tx.insert {base:,.0f} rows/s, "
         f"ratio {ingest:.2f} (goal >= {INGEST_GOAL})"
     )
-
-    url = fresh_url(args.database, work, "query")
-    seed_trackers(url, m)
-    sql_s = sql_to_csv(url, work / "by-hand.csv")
-    bulk_s, rss = bulk_query(url, m, 18472, work)
-    query = sql_s / bulk_s
     print(
         f"(b) extract {m:,} step trackers to CSV ({args.database}): Bulk 2.0 {bulk_s:.2f} s "
         f"({m / bulk_s:,.0f} rows/s), hand-written SQL {sql_s:.2f} s, ratio {query:.2f} "

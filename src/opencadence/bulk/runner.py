@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 import time
@@ -409,18 +410,18 @@ class Runner:
                 buffer, delimiter=delimiter, lineterminator=line, quoting=csv.QUOTE_ALL
             )
 
+        def shaped(row: Any) -> list[Any]:
+            out = [row[i] for i in indexes]
+            for position, convert in converts:
+                out[position] = convert(out[position])
+            return out
+
         with stream.rows(self.org.queries, compiled) as rows:
-            for row in rows:
-                out = [row[i] for i in indexes]
-                for position, convert in converts:
-                    out[position] = convert(out[position])
-                writer.writerow(out)
-                total += 1
-                pending += 1
-                if pending == RESULT_ROWS:
-                    flush()
-        if pending:
-            flush()
+            while block := list(itertools.islice(rows, RESULT_ROWS)):
+                writer.writerows(map(shaped, block))
+                total += len(block)
+                pending = len(block)
+                flush()
         return total
 
 

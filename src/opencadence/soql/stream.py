@@ -8,6 +8,7 @@ not support (aggregates, child subqueries, TYPEOF, OFFSET) is refused before any
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,6 +91,6 @@ def rows(service: execute.QueryService, c: compiler.Compiled) -> Iterator[Iterat
         # connection itself (a transaction's, which later statements share)
         result = conn.execute(stmt.execution_options(stream_results=True, yield_per=FETCH_ROWS))
         try:
-            yield iter(result)
+            yield itertools.chain.from_iterable(result.partitions())
         finally:
             result.close()
