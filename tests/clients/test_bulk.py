@@ -399,3 +399,43 @@ def test_job_survives_a_worker_killed_mid_job(
     assert len(names) == n and len({r["LastName"] for r in names}) == n
     ok = parse(s.get(f"{base}/{job}/successfulResults", headers=auth).text)
     assert len(ok) == n and len({r["sf__Id"] for r in ok}) == n
+
+
+def test_bulk2_as_a_rep_is_checked_as_single_record_writes(bulk_server: Server) -> None:
+    admin = salesforce(bulk_server)
+    theirs = admin.Contact.create({"LastName": "AdminOwned"})["id"]
+    accounts = bulk_server.org.accounts
+    rep_id, _ = accounts.create_user("rep@oc.test", "rep-pass-1")
+    rep = Salesforce(
+        session_id=accounts.open_session(rep_id),
+        instance=bulk_server.instance,
+        session=bulk_server.session(),
+    )
+    mine = rep.Contact.create({"LastName": "RepOwned"})["id"]
+    [job] = rep.bulk2.Contact.update(
+        records=[{"Id": mine, "Title": "Rep"}, {"Id": theirs, "Title": "Rep"}], wait=WAIT
+    )
+    assert job["numberRecordsProcessed"] == 2 and job["numberRecordsFailed"] == 1
+    [failed] = parse(rep.bulk2.Contact.get_failed_records(job["job_id"]))
+    assert failed["sf__Id"] == theirs
+    assert failed["sf__Error"] == f"NOT_FOUND:Provided id does not exist: {theirs}:--"
+    # the Sales Engagement Cadence Creator permission is needed for cadences, in bulk too
+    [cadences] = rep.bulk2.ActionCadence.insert(records=[{"Name": "Mine"}], wait=WAIT)
+    [refused] = parse(rep.bulk2.ActionCadence.get_failed_records(cadences["job_id"]))
+    assert refused["sf__Error"].startswith("INSUFFICIENT_ACCESS_OR_READONLY:")
+    [page] = list(rep.bulk2.Contact.query("SELECT LastName FROM Contact", wait=WAIT))
+    assert [r["LastName"] for r in parse(page)] == ["RepOwned"]
+    # a job is its creator's (and administrators'): to another user it does not exist
+    other = requests_session_get(bulk_server, rep, f"jobs/ingest/{job['job_id']}")
+    assert other == 200
+    with pytest.raises(Exception, match="404|NOT_FOUND|does not exist"):
+        admin_job = admin.bulk2.Contact.insert(records=[{"LastName": "A"}], wait=WAIT)[0]
+        rep.bulk2.Contact.get_successful_records(admin_job["job_id"])
+
+
+def requests_session_get(server: Server, sf: Salesforce, path: str) -> int:
+    response = sf.session.get(
+        f"https://{server.instance}/services/data/v{sf.sf_version}/{path}",
+        headers={"Authorization": f"Bearer {sf.session_id}"},
+    )
+    return int(response.status_code)
