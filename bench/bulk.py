@@ -62,11 +62,16 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         w.writerows(rows)
 
 
+#: PostgreSQL databases this run made (dropped at the end).
+MADE: list[str] = []
+
+
 def fresh_url(kind: str, work: Path, name: str) -> str:
     if kind == "sqlite":
         return f"sqlite:///{work / (name + '.db')}"
     admin = sa.create_engine(kind, isolation_level="AUTOCOMMIT")
     db = f"oc_bench_{name}_{os.getpid()}"
+    MADE.append(db)
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}"'))
         conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
@@ -260,6 +265,12 @@ def main() -> None:
         f"({m / bulk_s:,.0f} rows/s), hand-written SQL {sql_s:.2f} s, ratio {query:.2f} "
         f"(goal >= {QUERY_GOAL}); server RSS {rss[0]:.0f} MB at start, {max(rss):.0f} MB peak"
     )
+    if MADE:
+        admin = sa.create_engine(args.database, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for db in MADE:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        admin.dispose()
     worse = min((ingest, INGEST_GOAL), (query, QUERY_GOAL), key=lambda p: p[0] / p[1])
     print(f"ratio={worse[0]:.2f} goal>={worse[1]}")
 
