@@ -10,9 +10,7 @@
     vs the same SQL run by hand and written with ``csv.writer``. Goal: ratio >= 0.5, with the
     server's RSS sampled while it runs (flat: the results are streamed both ways).
 
-    python -P bench/bulk.py [--quick] [--database sqlite|URL]
-
-(``-P``: bench/collections.py would otherwise shadow the standard library's collections.)
+    python bench/bulk.py [--quick] [--database sqlite|URL]
 
 The last line is the headline, the worse of the two against its goal: ``ratio=X goal>=Y``.
 """
