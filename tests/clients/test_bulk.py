@@ -439,3 +439,70 @@ def requests_session_get(server: Server, sf: Salesforce, path: str) -> int:
         headers={"Authorization": f"Bearer {sf.session_id}"},
     )
     return int(response.status_code)
+
+
+def test_bulk2_delimiters_line_endings_and_unprocessed_records(bulk_server: Server) -> None:
+    sf = salesforce(bulk_server)
+    s = sf.session
+    base = f"https://{bulk_server.instance}/services/data/v59.0/jobs"
+    auth = {"Authorization": f"Bearer {sf.session_id}", "Content-Type": "application/json"}
+    job = s.post(
+        f"{base}/ingest",
+        json={
+            "object": "Contact",
+            "operation": "insert",
+            "columnDelimiter": "PIPE",
+            "lineEnding": "CRLF",
+        },
+        headers=auth,
+    ).json()
+    assert (job["columnDelimiter"], job["lineEnding"]) == ("PIPE", "CRLF")
+    body = b'LastName|Title\r\n"Pipe, One"|#N/A\r\nTwo|"multi\r\nline"\r\n'
+    put = s.put(
+        f"{base}/ingest/{job['id']}/batches",
+        data=body,
+        headers={**auth, "Content-Type": "text/csv"},
+    )
+    assert put.status_code == 201
+    s.patch(f"{base}/ingest/{job['id']}", json={"state": "UploadComplete"}, headers=auth)
+    deadline = time.monotonic() + 20
+    while s.get(f"{base}/ingest/{job['id']}", headers=auth).json()["state"] != "JobComplete":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    titles = sf.query("SELECT LastName, Title FROM Contact ORDER BY LastName")["records"]
+    assert [(r["LastName"], r["Title"]) for r in titles] == [
+        ("Pipe, One", None),
+        ("Two", "multi\r\nline"),
+    ]
+    query = s.post(
+        f"{base}/query",
+        json={
+            "query": "SELECT LastName, Title FROM Contact ORDER BY LastName",
+            "columnDelimiter": "SEMICOLON",
+            "lineEnding": "CRLF",
+        },
+        headers=auth,
+    ).json()
+    while s.get(f"{base}/query/{query['id']}", headers=auth).json()["state"] != "JobComplete":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    page = s.get(f"{base}/query/{query['id']}/results?maxRecords=1", headers=auth)
+    assert page.text == '"LastName";"Title"\r\n"Pipe, One";""\r\n'
+    second = s.get(
+        f"{base}/query/{query['id']}/results?locator={page.headers['Sforce-Locator']}",
+        headers=auth,
+    )
+    assert second.text == '"LastName";"Title"\r\n"Two";"multi\r\nline"\r\n'
+    # an aborted job's rows are its unprocessed records
+    other = s.post(
+        f"{base}/ingest", json={"object": "Contact", "operation": "insert"}, headers=auth
+    )
+    other_id = other.json()["id"]
+    s.put(
+        f"{base}/ingest/{other_id}/batches",
+        data=b"LastName\nNever\n",
+        headers={**auth, "Content-Type": "text/csv"},
+    )
+    s.patch(f"{base}/ingest/{other_id}", json={"state": "Aborted"}, headers=auth)
+    left = s.get(f"{base}/ingest/{other_id}/unprocessedrecords", headers=auth)
+    assert left.text == 'LastName\n"Never"\n'
