@@ -24,6 +24,7 @@ from simple_salesforce.exceptions import SalesforceOperationError
 from opencadence import system
 from opencadence.api import server as api_server
 from opencadence.api import tls
+from opencadence.bulk.runner import Runner as BulkRunner
 from opencadence.clock import ManualClock
 from opencadence.storage import records
 
@@ -506,3 +507,17 @@ def test_bulk2_delimiters_line_endings_and_unprocessed_records(bulk_server: Serv
     s.patch(f"{base}/ingest/{other_id}", json={"state": "Aborted"}, headers=auth)
     left = s.get(f"{base}/ingest/{other_id}/unprocessedrecords", headers=auth)
     assert left.text == 'LastName\n"Never"\n'
+
+
+def test_ended_jobs_are_deleted_after_7_days(bulk_server: Server) -> None:
+    sf = salesforce(bulk_server)
+    [done] = sf.bulk2.Contact.insert(records=[{"LastName": "Kept"}], wait=WAIT)
+    base = f"https://{bulk_server.instance}/services/data/v59.0/jobs/ingest/{done['job_id']}"
+    auth = {"Authorization": f"Bearer {sf.session_id}"}
+    bulk_server.clock.advance(days=6)
+    assert sf.session.get(base, headers=auth).status_code == 200
+    bulk_server.clock.advance(days=2)
+    runner = BulkRunner(bulk_server.org)
+    assert runner._prune(force=True) == 1
+    assert sf.session.get(base, headers=auth).status_code == 404
+    assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 1  # the records stay

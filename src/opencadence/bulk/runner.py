@@ -50,6 +50,10 @@ RESULT_ROWS = 20_000
 V1_RESULT_RECORDS = 10_000
 #: How long a query job's worker holds it without renewing.
 QUERY_LEASE = timedelta(seconds=60)
+#: Ended jobs and their results are deleted this long after they ended (Salesforce: 7 days).
+RETENTION = timedelta(days=7)
+#: How often (wall clock) an idle runner looks for jobs past their retention.
+PRUNE_EVERY = timedelta(minutes=10)
 
 #: (id or "", created) of a written record, or the error that refused it.
 Outcome = tuple[str, bool] | errors.OpenCadenceError
@@ -90,6 +94,7 @@ class Runner:
         self.store = org.store
         self.tables = BulkTables(org.store.meta)
         self.owner = str(uuid.uuid4())
+        self._pruned_at: datetime | None = None
         #: records written so far (benchmarks and tests read it)
         self.records = 0
 
@@ -98,7 +103,19 @@ class Runner:
         done = self._chunk()
         if done is None:
             done = self._query_job()
+        if done is None:
+            self._prune()
         return done or 0
+
+    def _prune(self, *, force: bool = False) -> int:
+        """Delete ended jobs past RETENTION (at most every PRUNE_EVERY of wall time)."""
+        wall = _wall()
+        if not force and self._pruned_at is not None and wall - self._pruned_at < PRUNE_EVERY:
+            return 0
+        self._pruned_at = wall
+        before = values.to_db_datetime(self.store.clock.now()) - RETENTION
+        with self.store.transaction() as tx:
+            return self.tables.prune(tx.conn, (*jobs.FINAL_STATES, "Closed"), before)
 
     def run_until_idle(self) -> int:
         total = 0

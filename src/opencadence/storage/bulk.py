@@ -127,6 +127,16 @@ class BulkTables:
         conn.execute(sa.delete(c).where(c.c.job_id == job_id))
         conn.execute(sa.delete(j).where(j.c.id == job_id))
 
+    def prune(self, conn: Connection, states: Sequence[str], before: datetime) -> int:
+        """Delete the jobs in ``states`` last changed before ``before``, with their chunks."""
+        j, c = self.jobs, self.chunks
+        old = sa.select(j.c.id).where(j.c.state.in_(list(states)), j.c.system_modstamp < before)
+        gone = [str(i) for i in conn.execute(old.limit(500)).scalars()]
+        if gone:
+            conn.execute(sa.delete(c).where(c.c.job_id.in_(gone)))
+            conn.execute(sa.delete(j).where(j.c.id.in_(gone)))
+        return len(gone)
+
     def claim_query_job(
         self, conn: Connection, now: datetime, owner: str, lease_until: datetime
     ) -> dict[str, Any] | None:
