@@ -521,3 +521,19 @@ def test_ended_jobs_are_deleted_after_7_days(bulk_server: Server) -> None:
     assert runner._prune(force=True) == 1
     assert sf.session.get(base, headers=auth).status_code == 404
     assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 1  # the records stay
+
+
+def test_a_chunk_that_cannot_be_written_fails_its_job_not_the_worker(
+    bulk_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sf = salesforce(bulk_server)
+
+    def broken(*args: Any, **kwargs: Any) -> str:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(bulk_server.org, "create", broken)
+    with pytest.raises(SalesforceOperationError, match="UNKNOWN_EXCEPTION: RuntimeError: a bug"):
+        sf.bulk2.Contact.insert(records=[{"LastName": "Boom"}], wait=WAIT)
+    monkeypatch.undo()
+    [fine] = sf.bulk2.Contact.insert(records=[{"LastName": "Fine"}], wait=WAIT)
+    assert fine["numberRecordsProcessed"] == 1  # the worker loop carried on

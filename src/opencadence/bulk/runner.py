@@ -24,6 +24,7 @@ import csv
 import io
 import itertools
 import json
+import logging
 import re
 import time
 import uuid
@@ -38,7 +39,9 @@ from opencadence.clock import SystemClock
 from opencadence.org import Org
 from opencadence.soql import stream
 from opencadence.storage import accounts, records, values
-from opencadence.storage.bulk import BulkTables
+from opencadence.storage.bulk import BulkTables, DatabaseError
+
+log = logging.getLogger(__name__)
 
 #: Records per savepoint inside a chunk (Salesforce's Bulk API saves in chunks of 200 too).
 GROUP = 200
@@ -95,12 +98,14 @@ class Runner:
         self.tables = BulkTables(org.store.meta)
         self.owner = str(uuid.uuid4())
         self._pruned_at: datetime | None = None
+        #: the chunk the current ``_chunk`` claimed (job id, seq)
+        self._claimed: tuple[str, int] | None = None
         #: records written so far (benchmarks and tests read it)
         self.records = 0
 
     def run_once(self) -> int:
         """One chunk or one query job; how many records it handled (0: nothing to do)."""
-        done = self._chunk()
+        done = self._chunk_or_fail()
         if done is None:
             done = self._query_job()
         if done is None:
@@ -120,7 +125,7 @@ class Runner:
     def run_until_idle(self) -> int:
         total = 0
         while True:
-            done = self._chunk()
+            done = self._chunk_or_fail()
             if done is None:
                 done = self._query_job()
             if done is None:
@@ -129,12 +134,45 @@ class Runner:
 
     # -- ingest chunks and 1.0 query batches --------------------------------------------------
 
+    def _chunk_or_fail(self) -> int | None:
+        """``_chunk``; a chunk that raises something other than a database failure (which is
+        retried: the chunk stays Queued) would fail again on every try, so it is marked
+        Failed (its 2.0 job too) instead of stopping the worker loop for good."""
+        self._claimed = None
+        try:
+            return self._chunk()
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            if self._claimed is None:
+                raise
+            log.exception("bulk chunk %s/%s failed", *self._claimed)
+            self._fail_chunk(*self._claimed, f"UNKNOWN_EXCEPTION: {type(exc).__name__}: {exc}")
+            return 1
+
+    def _fail_chunk(self, job_id: str, seq: int, message: str) -> None:
+        now = values.to_db_datetime(self.store.clock.now())
+        with self.store.transaction() as tx:
+            self.tables.finish_chunk(
+                tx.conn, job_id, seq, {"state": "Failed", "state_message": message[:2000]}
+            )
+            job = self.tables.job(tx.conn, job_id)
+            if job is not None and job["api"] == "2.0":
+                self.tables.set_chunks_state(tx.conn, job_id, ["Queued"], "NotProcessed", now)
+                self.tables.update_job(
+                    tx.conn,
+                    job_id,
+                    {"state": "Failed", "error_message": message[:2000], "system_modstamp": now},
+                    states=["UploadComplete", "InProgress"],
+                )
+
     def _chunk(self) -> int | None:
         started = time.perf_counter()
         with self.store.transaction() as outer:
             chunk = self.tables.claim_chunk(outer.conn, jobs.RUNNABLE)
             if chunk is None:
                 return None
+            self._claimed = (chunk["job_id"], chunk["seq"])
             job = self.tables.job(outer.conn, chunk["job_id"])
             assert job is not None
             session = _session(job)

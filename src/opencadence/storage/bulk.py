@@ -24,6 +24,8 @@ from opencadence.storage import dialect, schema
 
 #: The handle every function here runs on: ``Store.transaction().conn`` or ``Store.reading()``.
 Connection = sa.Connection
+#: A failure of the database itself (retried later), as opposed to one of a chunk's data.
+DatabaseError = sa.exc.SQLAlchemyError
 
 #: Chunk columns that are not row data (what listings read).
 _META_COLUMNS = (
