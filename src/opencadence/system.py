@@ -13,6 +13,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Literal, TypeAlias
 
+from opencadence.bulk import jobs as bulk_jobs
 from opencadence.bulk import runner as bulk_runner
 from opencadence.cadence import actions
 from opencadence.cadence.sender import Sender
@@ -219,6 +220,7 @@ def _add_workers(system: System, sender: Sender | None) -> None:
     system.worker = Worker(system.store, sender, settings.runtime)
     system.bulk = bulk_runner.Runner(system.org)
     system.worker.tasks.append(system.bulk.run_once)
+    bulk_jobs.on_ready(system.store, system.worker.wake)
 
 
 def _tracking_secret(system: System) -> bytes:

@@ -33,8 +33,9 @@ from .test_jsforce_soap import jsforce_dir
 
 __all__ = ["jsforce_dir"]
 
-#: How long the test server's worker loop sleeps when idle (the real server's is 0.5 s).
-POLL = 0.05
+#: How long the test server's worker loop sleeps when idle: long, since a job that becomes ready
+#: wakes it (were the wake-up lost, every job here would wait this long).
+POLL = 5.0
 #: Seconds simple-salesforce's bulk2 sleeps before and between its polls.
 WAIT = 0.2
 
@@ -64,7 +65,7 @@ def bulk_server(
         assert built.worker is not None
         thread = threading.Thread(
             target=built.worker.loop,
-            kwargs={"poll_seconds": POLL, "stop": stop.is_set, "sleep": stop.wait},
+            kwargs={"poll_seconds": POLL, "stop": stop.is_set, "sleep": built.worker.rest},
             daemon=True,
         )
         thread.start()
@@ -77,6 +78,8 @@ def bulk_server(
                 running.close_clients()
     finally:
         stop.set()
+        if built.worker is not None:
+            built.worker.wake.set()
         if thread is not None:
             thread.join(10)
 

@@ -122,6 +122,8 @@ def run(
         server.run(sockets=[sock] if sock is not None else None)
     finally:
         stop.set()
+        if system.worker is not None:
+            system.worker.wake.set()  # out of its idle wait at once
         if worker is not None:
             worker.join(WORKER_JOIN_SECONDS)
 
@@ -140,7 +142,12 @@ def start_background(
         return None
     thread = threading.Thread(
         target=system.worker.loop,
-        kwargs={"poll_seconds": WORKER_POLL_SECONDS, "stop": stop.is_set, "sleep": stop.wait},
+        # its idle wait ends early when a Bulk API job becomes ready in this process
+        kwargs={
+            "poll_seconds": WORKER_POLL_SECONDS,
+            "stop": stop.is_set,
+            "sleep": system.worker.rest,
+        },
         name="cadence-worker",
         daemon=True,
     )

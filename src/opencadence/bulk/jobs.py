@@ -15,6 +15,8 @@ import codecs
 import csv
 import json
 import secrets
+import threading
+import weakref
 from collections.abc import Iterator
 from datetime import datetime
 from typing import IO, Any
@@ -71,6 +73,23 @@ class InvalidLocator(errors.OpenCadenceError):
 
     error_code = "INVALID_LOCATOR"
     http_status = 400
+
+
+#: Per store: the events set when one of its jobs has work for the workers (the worker of this
+#: process waits on its event when idle). Weak both ways: a dropped Store or Worker goes.
+_READY: weakref.WeakKeyDictionary[Any, weakref.WeakSet[threading.Event]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def on_ready(store: Any, event: threading.Event) -> None:
+    """Set ``event`` whenever a job of ``store`` becomes ready to run in this process."""
+    _READY.setdefault(store, weakref.WeakSet()).add(event)
+
+
+def _ready(store: Any) -> None:
+    for event in list(_READY.get(store, ())):
+        event.set()
 
 
 def new_id(prefix: str) -> str:
@@ -353,6 +372,7 @@ class Bulk:
                 self.tables.update_job(
                     tx.conn, job["id"], {"state": new, "system_modstamp": now}, states=["Open"]
                 )
+                tx.on_commit.append(lambda: _ready(self.store))
             elif state == "Aborted":
                 self._abort(tx.conn, job, now)
             else:
@@ -486,6 +506,7 @@ class Bulk:
             uploaded=True,
             header=json.dumps([c.name for c in stream.columns(compiled)]),
         )
+        _ready(self.store)
         return query_info(row)
 
     def abort_query(self, session: accounts.Session, job_id: str, state: Any) -> dict[str, Any]:
@@ -657,6 +678,7 @@ class Bulk:
             self._chunk(
                 tx.conn, job["id"], seq, 0, data, now, "Queued", batch_id=batch_id, count=count
             )
+        _ready(self.store)
         return self.v1_batch(session, job_id, batch_id)
 
     def _v1_chunk(self, session: accounts.Session, job_id: str, batch_id: str) -> dict[str, Any]:
