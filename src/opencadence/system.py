@@ -13,6 +13,8 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Literal, TypeAlias
 
+from opencadence.bulk import jobs as bulk_jobs
+from opencadence.bulk import runner as bulk_runner
 from opencadence.cadence import actions
 from opencadence.cadence.sender import Sender
 
@@ -95,6 +97,8 @@ class System:
     smtp: smtp_sender.SmtpSender | None = None
     tracker: tracking.Tracker | None = None
     listener: inbound.InboundListener | None = None
+    #: runs the Bulk API jobs (a task of the worker loop), when this process runs the worker
+    bulk: bulk_runner.Runner | None = None
     #: what build's upgrade changed (a line per change)
     schema_changes: list[str] = field(default_factory=list)
 
@@ -215,6 +219,9 @@ def _add_workers(system: System, sender: Sender | None) -> None:
     elif sender is None:  # recorded as sent (checked, rendered, logged), nothing leaves
         sender = no_relay.NoRelaySender(system.store)
     system.worker = Worker(system.store, sender, settings.runtime)
+    system.bulk = bulk_runner.Runner(system.org)
+    system.worker.tasks.append(system.bulk.run_once)
+    bulk_jobs.on_ready(system.store, system.worker.wake)
 
 
 def _tracking_secret(system: System) -> bytes:

@@ -18,6 +18,8 @@ from opencadence import errors
 from opencadence.api import (
     actions,
     bodies,
+    bulk1,
+    bulk2,
     collections,
     composite,
     conversion,
@@ -180,6 +182,8 @@ def build_app(
         + oauth.routes()
         + identity.routes()
         + streaming.routes()
+        + bulk2.routes()
+        + bulk1.routes()
     )
     if manual_clock is not None:
         routes.append(clock_route(manual_clock, settle))

@@ -22,6 +22,11 @@ PRUNE_EVERY_SECONDS = 600.0
 #: How long the in-server worker sleeps when nothing is due.
 WORKER_POLL_SECONDS = 0.5
 
+#: How long an idle keep-alive connection stays open. uvicorn's default (5 s) is exactly the
+#: interval simple-salesforce's ``sf.bulk`` polls batches at, so its next poll often went out
+#: on a connection the server was closing (RemoteDisconnected).
+KEEP_ALIVE_SECONDS = 30
+
 #: How long shutting down waits for the worker to finish the batch it is in.
 WORKER_JOIN_SECONDS = 10.0
 
@@ -72,6 +77,7 @@ def config(
         port=port,
         log_level=log_level,
         ws="none",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         ssl_certfile=str(tls_files[0]) if tls_files else None,
         ssl_keyfile=str(tls_files[1]) if tls_files else None,
     )
@@ -123,6 +129,8 @@ def run(
         server.run(sockets=[sock] if sock is not None else None)
     finally:
         stop.set()
+        if system.worker is not None:
+            system.worker.wake.set()  # out of its idle wait at once
         if worker is not None:
             worker.join(WORKER_JOIN_SECONDS)
 
@@ -141,7 +149,12 @@ def start_background(
         return None
     thread = threading.Thread(
         target=system.worker.loop,
-        kwargs={"poll_seconds": WORKER_POLL_SECONDS, "stop": stop.is_set, "sleep": stop.wait},
+        # its idle wait ends early when a Bulk API job becomes ready in this process
+        kwargs={
+            "poll_seconds": WORKER_POLL_SECONDS,
+            "stop": stop.is_set,
+            "sleep": system.worker.rest,
+        },
         name="cadence-worker",
         daemon=True,
     )

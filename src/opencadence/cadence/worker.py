@@ -10,6 +10,7 @@ one tracker per transaction, so one conflict never blocks the others.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -76,6 +77,17 @@ class Worker:
         self.transitions = 0
         #: when the loop last finished a batch, and its failures since (for health checks)
         self.health = Heartbeat()
+        #: set to end the loop's idle wait early (``rest``): work arrived in this process
+        self.wake = threading.Event()
+        #: other work the loop runs after each cadence batch (the Bulk API jobs'), each
+        #: returning how much it did (0: nothing was waiting)
+        self.tasks: list[Callable[[], int]] = []
+
+    def rest(self, seconds: float) -> None:
+        """Wait ``seconds``, or until ``wake`` is set (a Bulk API job became ready here): the
+        ``sleep`` a server passes to ``loop`` (setting ``wake`` after its stop flag ends it)."""
+        self.wake.wait(seconds)
+        self.wake.clear()
 
     def run_once(self, now: datetime | None = None) -> int:
         """Handle one batch of due trackers; returns how many were handled."""
@@ -121,6 +133,8 @@ class Worker:
         while not stop():
             try:
                 handled = self.run_once()
+                for task in self.tasks:
+                    handled += task()
             except Exception as exc:
                 delay = min(BACKOFF_MAX_SECONDS, max(BACKOFF_FIRST_SECONDS, delay * 2))
                 self.health.failed(exc)

@@ -56,6 +56,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         assert worker is not None  # Settings(worker=True) builds one
         if args.once:
             print(worker.run_until_idle(), file=sys.stderr)
+            if built.bulk is not None:  # and the Bulk API jobs waiting
+                built.bulk.run_until_idle()
         else:
             worker.loop(args.poll)
     return 0

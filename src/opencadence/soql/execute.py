@@ -112,6 +112,19 @@ class QueryService:
             result["nextRecordsUrl"] = next_url(version, cursor["include_deleted"], cursor_id, end)
         return result
 
+    def compile(
+        self,
+        text: str,
+        caller: Caller | None = None,
+        *,
+        version: str = describe.LATEST_VERSION,
+        include_deleted: bool = False,
+    ) -> compiler.Compiled:
+        """``text`` parsed, bound and compiled for ``caller`` (the errors ``query`` raises for
+        it), for callers that run the statement themselves (``soql.stream``: Bulk API jobs)."""
+        caller = caller or Caller(records.AUTOMATED_USER)
+        return self._compile(text, caller, version, include_deleted, self.store.clock.now())
+
     # --- compile ----------------------------------------------------------------------------
 
     def _compile(

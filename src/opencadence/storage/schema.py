@@ -79,6 +79,11 @@ EMAIL_SETTINGS = "oc_email_setting"
 #: The full-text search documents (storage.search_index): one row per searchable record, its
 #: text tokenized into the SOSL search groups; the index over them is dialect.py's.
 SEARCH_DOCS = "oc_search_doc"
+#: Bulk API jobs (2.0 ingest and query, 1.0 JSON) and their chunks: an ingest chunk holds up to
+#: a few thousand uploaded rows and, once a worker has written them, their results; a query
+#: job's chunks hold its result rows (storage/bulk.py owns both).
+BULK_JOBS = "oc_bulk_job"
+BULK_CHUNKS = "oc_bulk_chunk"
 #: PostgreSQL sequence handing out ID blocks.
 ID_SEQUENCE = "oc_id_seq"
 #: Size of an ID block; a transaction takes one block at a time.
@@ -250,6 +255,7 @@ def _bookkeeping_tables(meta: sa.MetaData) -> None:
     sa.Index(f"ix_{CADENCE_RUN}_due_at", run.c.due_at)
     sa.Index(f"ix_{CADENCE_RUN}_cadence_id", run.c.cadence_id)
     _email_tables(meta)
+    _bulk_tables(meta)
     sa.Table(
         METRIC_CALLS,
         meta,
@@ -356,6 +362,68 @@ def _email_tables(meta: sa.MetaData) -> None:
         sa.Column("name", sa.String(40), primary_key=True),
         sa.Column("value", sa.Text(), nullable=False),
     )
+
+
+def _bulk_tables(meta: sa.MetaData) -> None:
+    job = sa.Table(
+        BULK_JOBS,
+        meta,
+        sa.Column("id", sa.String(18), primary_key=True),
+        sa.Column("api", sa.String(4), nullable=False),  # "2.0" | "1.0"
+        sa.Column("kind", sa.String(8), nullable=False),  # "ingest" | "query"
+        sa.Column("operation", sa.String(16), nullable=False),
+        sa.Column("object", sa.String(80), nullable=True),
+        sa.Column("external_id", sa.String(80), nullable=True),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("content_type", sa.String(16), nullable=False),
+        sa.Column("column_delimiter", sa.String(12), nullable=False),
+        sa.Column("line_ending", sa.String(4), nullable=False),
+        sa.Column("concurrency_mode", sa.String(12), nullable=False),
+        sa.Column("api_version", sa.String(8), nullable=False),
+        sa.Column("query", sa.Text(), nullable=True),
+        sa.Column("created_by", sa.String(18), nullable=False),
+        sa.Column("time_zone", sa.String(40), nullable=False),
+        # the creator's rights the job's writes and query are checked with
+        sa.Column("admin", sa.Boolean(), nullable=False),
+        sa.Column("permissions", sa.Text(), nullable=False),  # JSON list of permission sets
+        sa.Column("created_date", sa.DateTime(), nullable=False),
+        sa.Column("system_modstamp", sa.DateTime(), nullable=False),
+        sa.Column("header", sa.Text(), nullable=True),  # JSON list of column names
+        sa.Column("error_message", sa.Text(), nullable=True),
+        sa.Column("uploaded", sa.Boolean(), nullable=False),
+        sa.Column("records_processed", sa.BigInteger(), nullable=False),
+        sa.Column("records_failed", sa.BigInteger(), nullable=False),
+        sa.Column("processing_ms", sa.BigInteger(), nullable=False),
+        sa.Column("retries", sa.Integer(), nullable=False),
+        # a query job's run: who holds it until when (a dead worker's lease runs out)
+        sa.Column("lease_owner", sa.String(36), nullable=True),
+        sa.Column("lease_until", sa.DateTime(), nullable=True),
+    )
+    sa.Index(f"ix_{BULK_JOBS}_state", job.c.state, job.c.kind)
+    sa.Index(f"ix_{BULK_JOBS}_created_by", job.c.created_by, job.c.created_date)
+    chunk = sa.Table(
+        BULK_CHUNKS,
+        meta,
+        sa.Column("job_id", sa.String(18), primary_key=True),
+        sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("batch_id", sa.String(18), nullable=True),  # Bulk 1.0's batch
+        # a Bulk 1.0 query batch's result sets: the seq of the batch they belong to
+        sa.Column("parent_seq", sa.Integer(), nullable=True),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("first_record", sa.BigInteger(), nullable=False),
+        sa.Column("records", sa.Integer(), nullable=False),
+        sa.Column("data", sa.Text(), nullable=False),
+        sa.Column("processed", sa.Integer(), nullable=False),
+        sa.Column("failed", sa.Integer(), nullable=False),
+        sa.Column("success", sa.Text(), nullable=True),
+        sa.Column("failures", sa.Text(), nullable=True),
+        sa.Column("state_message", sa.Text(), nullable=True),
+        sa.Column("processing_ms", sa.BigInteger(), nullable=False),
+        sa.Column("created_date", sa.DateTime(), nullable=False),
+        sa.Column("system_modstamp", sa.DateTime(), nullable=False),
+    )
+    sa.Index(f"ix_{BULK_CHUNKS}_state", chunk.c.state, chunk.c.job_id)
+    sa.Index(f"ux_{BULK_CHUNKS}_batch_id", chunk.c.batch_id, unique=True)
 
 
 def build_metadata(registry: Registry) -> sa.MetaData:

@@ -13,7 +13,7 @@ from opencadence import errors
 from opencadence.metadata.registry import default_registry
 from opencadence.soql.execute import Caller
 from opencadence.sosl.execute import SearchService
-from opencadence.storage import dialect, migrate, records, schema, search_index
+from opencadence.storage import bulk, dialect, migrate, records, schema, search_index
 
 
 def _user(tx: records.Tx, name: str) -> str:
@@ -300,6 +300,19 @@ def test_a_hard_delete_forgets_the_documents(store: records.Store, org: dict[str
         left = conn.execute(sa.select(docs.c.record_id).where(docs.c.record_id == org["jon"]))
         assert left.first() is None
     assert _find(store, "FIND {smythe} RETURNING Contact") == []
+
+
+def test_a_bulk_hard_delete_forgets_the_documents(
+    store: records.Store, org: dict[str, Any]
+) -> None:
+    """Bulk hardDelete (a delete, then ``BulkTables.purge``) leaves no document behind."""
+    with store.transaction() as tx:
+        tx.delete("Contact", org["jon"])
+        bulk.BulkTables(store.meta).purge(tx.conn, "Contact", [org["jon"]])
+    with store.reading() as conn:
+        docs = store.meta.tables[schema.SEARCH_DOCS]
+        left = conn.execute(sa.select(docs.c.record_id).where(docs.c.record_id == org["jon"]))
+        assert left.first() is None
 
 
 def test_parameterized_search(store: records.Store, org: dict[str, Any]) -> None:
