@@ -167,6 +167,10 @@ class Store:
             with conn.begin():
                 yield conn
 
+    def in_transaction(self) -> bool:
+        """Whether this thread has a write transaction open (its reads must go through it)."""
+        return getattr(self._local, "conn", None) is not None
+
     def get(
         self, object_name: str, record_id: str, *, include_deleted: bool = False
     ) -> dict[str, Any] | None:

@@ -1,0 +1,157 @@
+"""Light reads: a SELECT compiled once by SQLAlchemy, then run on the driver's own cursor.
+
+SOQL's hot path (``soql/execute.py``) runs the same statements again and again (its compiled
+queries are cached). Executing one through SQLAlchemy costs a fixed ~0.1-0.3 ms of Python per
+query (cache key, a Connection, a transaction with its BEGIN/ROLLBACK, the result object) --
+more than an index lookup costs the database. ``prepare`` lets SQLAlchemy compile a statement
+exactly as it would execute it (SQL text and driver parameters, caught just before the cursor
+runs it) and keeps that; ``light`` lends a pooled connection and ``Light.rows`` runs a
+``Prepared`` on it, applying the same result processors SQLAlchemy applies (SQLite datetimes
+and booleans), so the rows are the same values either way.
+
+A light read is read-only: on SQLite it is a deferred transaction (one snapshot for all its
+statements, as ``Store.reading``); on PostgreSQL, whose reads are READ COMMITTED (a snapshot
+per statement) either way, it runs in autocommit: no BEGIN/ROLLBACK round trips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+
+class _Caught(Exception):
+    """Stops an execution at the cursor once its SQL and parameters are known."""
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A SELECT as its driver runs it: SQL text, driver parameters, column types."""
+
+    sql: str
+    params: Any
+    types: tuple[sa.types.TypeEngine[Any], ...]
+    #: (column index, processor) of the columns whose driver value SQLAlchemy converts; set on
+    #: the first run (PostgreSQL's processors depend on the type codes the driver reports)
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...] | None = None
+
+
+def supported(engine: Engine) -> bool:
+    """Light reads need a pool of separate connections (not one shared in-memory SQLite)."""
+    return isinstance(engine.pool, sa.pool.QueuePool) and engine.dialect.name in (
+        "sqlite",
+        "postgresql",
+    )
+
+
+def prepare(engine: Engine, stmt: sa.Select[Any]) -> Prepared:
+    """Compile ``stmt`` as SQLAlchemy executes it (postcompile parameters expanded, bind
+    processors applied) without running it."""
+    caught: dict[str, Any] = {}
+
+    def catch(
+        _conn: Any, _cursor: Any, statement: str, parameters: Any, context: Any, _many: bool
+    ) -> None:
+        if context is not None and context.compiled is not None:
+            caught["sql"], caught["params"] = statement, parameters
+            raise _Caught
+
+    with engine.connect() as conn:
+        sa.event.listen(conn, "before_cursor_execute", catch)
+        try:
+            conn.execute(stmt)
+        except _Caught:
+            pass
+        finally:
+            sa.event.remove(conn, "before_cursor_execute", catch)
+            conn.rollback()
+    if "sql" not in caught:
+        raise RuntimeError("statement was not compiled")
+    params = caught["params"]
+    return Prepared(
+        caught["sql"],
+        tuple(params) if isinstance(params, (list, tuple)) else dict(params),
+        tuple(c.type for c in stmt.selected_columns),
+    )
+
+
+class Light:
+    """A pooled driver connection lent for reads."""
+
+    def __init__(self, engine: Engine, dbapi: Any) -> None:
+        self.dialect = engine.dialect
+        self.dbapi = dbapi
+
+    def rows(self, p: Prepared) -> list[Any]:
+        """All rows of ``p`` as tuples (or lists, where a column needed converting)."""
+        cursor = self.dbapi.cursor()
+        try:
+            cursor.execute(p.sql, p.params)
+            procs = p.processors
+            if procs is None:
+                procs = p.processors = self._processors(p, cursor.description)
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        if not procs:
+            return rows
+        out = []
+        for row in rows:
+            values = list(row)
+            for i, proc in procs:
+                values[i] = proc(values[i])
+            out.append(values)
+        return out
+
+    def scalar(self, p: Prepared) -> Any:
+        rows = self.rows(p)
+        return rows[0][0] if rows else None
+
+    def _processors(
+        self, p: Prepared, description: Any
+    ) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+        found = []
+        for i, (t, d) in enumerate(zip(p.types, description or ())):
+            proc = t.result_processor(self.dialect, d[1])
+            if proc is not None:
+                found.append((i, proc))
+        return tuple(found)
+
+
+@contextmanager
+def light(engine: Engine) -> Iterator[Light]:
+    """A pooled connection for light reads (see the module's docstring); a driver error
+    invalidates the connection and is raised as SQLAlchemy's (the pool replaces it)."""
+    raw = engine.raw_connection()
+    dbapi = raw.driver_connection
+    sqlite = engine.dialect.name == "sqlite"
+    broken = False
+    try:
+        if sqlite:
+            dbapi.execute("BEGIN")
+        else:
+            dbapi.autocommit = True
+        try:
+            yield Light(engine, dbapi)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            broken = True
+            raise sa.exc.DBAPIError.instance(
+                None, None, exc, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect
+            ) from exc
+    finally:
+        if broken:
+            raw.invalidate()
+        else:
+            try:
+                if sqlite:
+                    dbapi.execute("ROLLBACK")
+                else:
+                    dbapi.autocommit = False
+            except engine.dialect.loaded_dbapi.Error:
+                raw.invalidate()
+        raw.close()
