@@ -88,7 +88,10 @@ def opencadence_server(db: str, port: int, certs: Path) -> subprocess.Popen[byte
 
 
 def bare_server(port: int, certs: Path, body_file: Path) -> subprocess.Popen[bytes]:
-    return start([sys.executable, str(HERE), "--bare", str(port), str(certs), str(body_file)], port)
+    # -P: this folder holds collections.py, which must not shadow the standard library's
+    return start(
+        [sys.executable, "-P", str(HERE), "--bare", str(port), str(certs), str(body_file)], port
+    )
 
 
 def run_bare(port: int, certs: Path, body_file: Path) -> None:

@@ -223,9 +223,7 @@ class QueryService:
             if more:
                 count = c.fast.get("total")
                 if count is None:
-                    stmt = (
-                        counts.live_select(self.meta, bq.obj.name) if c.unfiltered else c.count
-                    )
+                    stmt = counts.live_select(self.meta, bq.obj.name) if c.unfiltered else c.count
                     count = c.fast["total"] = fastread.prepare(engine, stmt)
                 total = self._total_of(c, int(light.scalar(count) or 0))
         plan = c.plan or shape.ShapePlan(

@@ -39,6 +39,23 @@ class Prepared:
     #: (column index, processor) of the columns whose driver value SQLAlchemy converts; set on
     #: the first run (PostgreSQL's processors depend on the type codes the driver reports)
     processors: tuple[tuple[int, Callable[[Any], Any]], ...] | None = None
+    #: where the value of each named parameter (``sa.bindparam``) goes in ``params``
+    slots: dict[str, Any] | None = None
+
+    def bound(self, values: dict[str, Any] | None) -> Any:
+        """The driver parameters with ``values`` in their slots (strings, ints: the types
+        whose bind processors change nothing)."""
+        if not values or not self.slots:
+            return self.params
+        if isinstance(self.params, tuple):
+            out = list(self.params)
+            for name, value in values.items():
+                out[self.slots[name]] = value
+            return tuple(out)
+        params = dict(self.params)
+        for name, value in values.items():
+            params[self.slots[name]] = value
+        return params
 
 
 def supported(engine: Engine) -> bool:
@@ -49,10 +66,12 @@ def supported(engine: Engine) -> bool:
     )
 
 
-def prepare(engine: Engine, stmt: sa.Select[Any]) -> Prepared:
+def prepare(engine: Engine, stmt: sa.Select[Any], names: tuple[str, ...] = ()) -> Prepared:
     """Compile ``stmt`` as SQLAlchemy executes it (postcompile parameters expanded, bind
-    processors applied) without running it."""
+    processors applied) without running it. ``names``: its named string parameters, whose
+    values ``Light.rows`` takes (each used once in the statement)."""
     caught: dict[str, Any] = {}
+    markers = {name: f"\x00oc-param-{name}\x00" for name in names}
 
     def catch(
         _conn: Any, _cursor: Any, statement: str, parameters: Any, context: Any, _many: bool
@@ -64,7 +83,7 @@ def prepare(engine: Engine, stmt: sa.Select[Any]) -> Prepared:
     with engine.connect() as conn:
         sa.event.listen(conn, "before_cursor_execute", catch)
         try:
-            conn.execute(stmt)
+            conn.execute(stmt, markers)
         except _Caught:
             pass
         finally:
@@ -73,10 +92,19 @@ def prepare(engine: Engine, stmt: sa.Select[Any]) -> Prepared:
     if "sql" not in caught:
         raise RuntimeError("statement was not compiled")
     params = caught["params"]
+    params = tuple(params) if isinstance(params, (list, tuple)) else dict(params)
+    slots = {}
+    for name, marker in markers.items():
+        where = [
+            k
+            for k, v in (enumerate(params) if isinstance(params, tuple) else params.items())
+            if v == marker
+        ]
+        if len(where) != 1:
+            raise RuntimeError(f"parameter {name} must appear once")
+        slots[name] = where[0]
     return Prepared(
-        caught["sql"],
-        tuple(params) if isinstance(params, (list, tuple)) else dict(params),
-        tuple(c.type for c in stmt.selected_columns),
+        caught["sql"], params, tuple(c.type for c in stmt.selected_columns), slots=slots or None
     )
 
 
@@ -87,25 +115,26 @@ class Light:
         self.dialect = engine.dialect
         self.dbapi = dbapi
 
-    def rows(self, p: Prepared) -> list[Any]:
-        """All rows of ``p`` as tuples (or lists, where a column needed converting)."""
+    def rows(self, p: Prepared, values: dict[str, Any] | None = None) -> list[Any]:
+        """All rows of ``p`` (its named parameters set to ``values``) as tuples (or lists,
+        where a column needed converting)."""
         cursor = self.dbapi.cursor()
         try:
-            cursor.execute(p.sql, p.params)
+            cursor.execute(p.sql, p.bound(values))
             procs = p.processors
             if procs is None:
                 procs = p.processors = self._processors(p, cursor.description)
-            rows = cursor.fetchall()
+            rows: list[Any] = cursor.fetchall()
         finally:
             cursor.close()
         if not procs:
             return rows
         out = []
         for row in rows:
-            values = list(row)
+            converted = list(row)
             for i, proc in procs:
-                values[i] = proc(values[i])
-            out.append(values)
+                converted[i] = proc(converted[i])
+            out.append(converted)
         return out
 
     def scalar(self, p: Prepared) -> Any:
@@ -117,7 +146,7 @@ class Light:
     ) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
         found = []
         for i, (t, d) in enumerate(zip(p.types, description or ())):
-            proc = t.result_processor(self.dialect, d[1])
+            proc = t.dialect_impl(self.dialect).result_processor(self.dialect, d[1])
             if proc is not None:
                 found.append((i, proc))
         return tuple(found)
@@ -128,7 +157,7 @@ def light(engine: Engine) -> Iterator[Light]:
     """A pooled connection for light reads (see the module's docstring); a driver error
     invalidates the connection and is raised as SQLAlchemy's (the pool replaces it)."""
     raw = engine.raw_connection()
-    dbapi = raw.driver_connection
+    dbapi: Any = raw.driver_connection
     sqlite = engine.dialect.name == "sqlite"
     broken = False
     try:
