@@ -51,8 +51,11 @@ class Caller:
 class QueryService:
     """SOQL over one Store."""
 
-    def __init__(self, store: records.Store, *, cache_size: int = 512) -> None:
+    def __init__(self, store: records.Store, *, cache_size: int = 512, fast: bool = True) -> None:
         self.store = store
+        #: first pages of reused queries through storage.fastread (False: SQLAlchemy only,
+        #: which the differential test compares it with)
+        self.fast = fast and fastread.supported(store.engine)
         self.meta = store.meta
         self._cache: OrderedDict[tuple[Any, ...], compiler.Compiled] = OrderedDict()
         self._cache_size = cache_size
@@ -134,7 +137,7 @@ class QueryService:
                 return found
         compiled = self._compile_new(text, caller, version, include_deleted, now)
         if not compiled.bq.extra.get("time_dependent"):
-            if fastread.supported(self.store.engine):
+            if self.fast:
                 compiled.fast = {}
             with self._lock:
                 self._cache[key] = compiled
