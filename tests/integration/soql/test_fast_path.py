@@ -60,3 +60,19 @@ def test_the_comparison_can_fail(org: Org, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(fastread.Light, "rows", off_by_one)
     with pytest.raises(AssertionError):
         org.q("SELECT Id FROM Contact")
+
+
+def test_flat_records_match_record_by_record(org: Org) -> None:
+    """The generated shaper of flat records builds what ``ShapePlan.record`` builds, keys in
+    the same order."""
+    text = "SELECT Id, LastName, FirstName, Email, CreatedDate FROM Contact ORDER BY LastName"
+    org.q(text)
+    compiled = next(c for k, c in org.service._cache.items() if k[0] == text)
+    plan = compiled.plan
+    assert plan.flat_keys is not None
+    with fastread.light(org.store.engine) as light:
+        rows = light.rows(next(p for k, p in (compiled.fast or {}).items() if k != "total"))
+    assert rows
+    shaped = plan.records(rows)
+    one_by_one = [plan.record(r) for r in rows]
+    assert [list(r.items()) for r in shaped] == [list(r.items()) for r in one_by_one]
