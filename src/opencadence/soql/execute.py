@@ -287,7 +287,12 @@ class QueryService:
             stmt = stmt.where(keyset_after(c.order_exprs, after))
         elif c.bq.offset:
             stmt = stmt.offset(c.bq.offset)
-        return stmt.order_by(*_order_clauses(c.order_exprs)).limit(max(want, 0) + 1)
+        # the row count is written into the SQL, not bound: PostgreSQL's plan for a prepared
+        # statement with LIMIT $1 assumes a guessed row count (a sort of every row where an
+        # index scan of 2,001 would do)
+        return stmt.order_by(*_order_clauses(c.order_exprs)).limit(
+            sa.literal_column(str(int(max(want, 0) + 1)))
+        )
 
     def _total(self, conn: sa.Connection, c: compiler.Compiled) -> int:
         if c.unfiltered:  # every live row matches: the maintained counter is exact
@@ -391,9 +396,15 @@ class QueryService:
             "query_now": now.replace(tzinfo=None),
             "created_at": now.replace(tzinfo=None),
         }
+        alone = not self.store.in_transaction()  # not a savepoint of a caller's transaction
         with self.store.transaction(caller.user_id) as tx:
             locators.save_cursor(
-                tx.conn, self.meta, cursor, len(result["records"]), encode_key(after)
+                tx.conn,
+                self.meta,
+                cursor,
+                len(result["records"]),
+                encode_key(after),
+                relaxed=alone,
             )
             self._saves += 1
             if self._saves % 100 == 1:  # expired locators are swept now and then, not per query
@@ -401,8 +412,11 @@ class QueryService:
         return locator
 
     def _save_page(self, locator: str, position: int, after: list[Any]) -> None:
+        alone = not self.store.in_transaction()
         with self.store.transaction() as tx:
-            locators.save_page(tx.conn, self.meta, locator, position, encode_key(after))
+            locators.save_page(
+                tx.conn, self.meta, locator, position, encode_key(after), relaxed=alone
+            )
 
     def _load_cursor(
         self, conn: sa.Connection, locator: str, position: int, caller: Caller

@@ -89,6 +89,16 @@ def notify_events(conn: sa.Connection, last_replay_id: int) -> None:
         )
 
 
+def relaxed_commit(conn: sa.Connection) -> None:
+    """This transaction's commit need not wait for its WAL flush (PostgreSQL's
+    ``synchronous_commit = off``, for this transaction only): for state a database crash may
+    lose without harm (a query locator: the client runs its query again). Still atomic and
+    consistent; a commit is durable within ~3 × wal_writer_delay. SQLite (WAL,
+    ``synchronous=NORMAL``) does not sync at commit anyway."""
+    if not is_sqlite(conn):
+        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
+
 def setup_sqlite(engine: Engine, *, wal: bool) -> None:
     """Per-connection setup of a SQLite engine: pragmas, SQL functions, IMMEDIATE writers.
 
