@@ -406,10 +406,14 @@ class Accounts:
                     fastread.prepare(engine, self._sets_select(), ("user",)),
                 )
             session_stmt, sets_stmt = self._prepared
-            with records.locks_refused(), fastread.light(engine) as light:
+
+            def read(light: fastread.Light) -> tuple[Any, list[Any]]:
                 rows = light.rows(session_stmt, {"key": key})
-                row = self._live(rows[0] if rows else None, now)
-                names = light.rows(sets_stmt, {"user": row[0]})
+                found = self._live(rows[0] if rows else None, now)
+                return found, light.rows(sets_stmt, {"user": found[0]})
+
+            with records.locks_refused():
+                row, names = fastread.read(engine, read)
         else:
             with self.store.reading() as conn:
                 found = conn.execute(self._session_select(), {"key": key}).first()

@@ -16,13 +16,20 @@ per statement) either way, it runs in autocommit: no BEGIN/ROLLBACK round trips.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+
+T = TypeVar("T")
+
+#: Driver connections each PostgreSQL engine keeps for light reads, outside its pool.
+SPARE_CONNECTIONS = 4
 
 
 class _Caught(Exception):
@@ -184,3 +191,96 @@ def light(engine: Engine) -> Iterator[Light]:
             except engine.dialect.loaded_dbapi.Error:
                 raw.invalidate()
         raw.close()
+
+
+def read(engine: Engine, fn: Callable[[Light], T]) -> T:
+    """``fn`` run on a light connection (see ``light``).
+
+    On PostgreSQL a few connections are kept aside for light reads (``SPARE_CONNECTIONS``,
+    taken out of the pool once): checking one out of the pool pings the server first, a round
+    trip that costs a quarter of an index lookup. A kept connection is not pinged; a read that
+    finds it broken (the server restarted, a backend was terminated) is run again, once, on a
+    pinged pooled connection, so a dead connection never reaches the caller. When all are in
+    use, the read takes a pooled connection as before."""
+    spares = _spares(engine)
+    if spares is None or not spares.slots.acquire(blocking=False):
+        with light(engine) as lent:
+            return fn(lent)
+    try:
+        kept = spares.take(engine)
+        error = engine.dialect.loaded_dbapi.Error
+        try:
+            result = fn(Light(engine, kept))
+        except error as exc:
+            _close(kept)
+            if not engine.dialect.is_disconnect(exc, kept, None):
+                raise sa.exc.DBAPIError.instance(
+                    None, None, exc, error, dialect=engine.dialect
+                ) from exc
+        except BaseException:
+            spares.give(kept)  # the caller's own error (autocommit: nothing left open)
+            raise
+        else:
+            spares.give(kept)
+            return result
+    finally:
+        spares.slots.release()
+    with light(engine) as lent:  # the kept connection was dead: once more, pinged
+        return fn(lent)
+
+
+class _Spares:
+    """The kept connections of one engine (detached from its pool, in autocommit)."""
+
+    def __init__(self) -> None:
+        self.idle: list[Any] = []
+        self.lock = threading.Lock()
+        self.slots = threading.BoundedSemaphore(SPARE_CONNECTIONS)
+
+    def take(self, engine: Engine) -> Any:
+        """An idle kept driver connection, or a new one taken out of the pool."""
+        with self.lock:
+            if self.idle:
+                return self.idle.pop()
+        fairy = engine.raw_connection()  # pinged, set up as every pooled connection
+        driver: Any = fairy.driver_connection
+        fairy.detach()  # ours now; the pool opens another when it needs one
+        driver.autocommit = True
+        return driver
+
+    def give(self, driver: Any) -> None:
+        with self.lock:
+            self.idle.append(driver)
+
+    def close(self) -> None:
+        with self.lock:
+            kept, self.idle = self.idle, []
+        for driver in kept:
+            _close(driver)
+
+
+def _close(driver: Any) -> None:
+    try:
+        driver.close()
+    except Exception:  # closing a dead connection: nothing to do
+        pass
+
+
+_SPARES: weakref.WeakKeyDictionary[Engine, _Spares] = weakref.WeakKeyDictionary()
+_SPARES_GUARD = threading.Lock()
+
+
+def _spares(engine: Engine) -> _Spares | None:
+    """The kept connections of a PostgreSQL engine whose pool pings (None otherwise)."""
+    if engine.dialect.name != "postgresql" or not getattr(engine.pool, "_pre_ping", False):
+        return None
+    found = _SPARES.get(engine)
+    if found is not None:
+        return found
+    with _SPARES_GUARD:
+        found = _SPARES.get(engine)
+        if found is None:
+            found = _SPARES[engine] = _Spares()
+            # engine.dispose() closes them too (a database is dropped after its engine)
+            sa.event.listen(engine, "engine_disposed", lambda _engine: found.close())
+    return found
