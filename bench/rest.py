@@ -29,6 +29,8 @@ import soql as soql_bench  # noqa: E402  (the step-tracker loader)
 from opencadence import system  # noqa: E402
 
 QUERY = "SELECT Id, LastName, Email FROM Contact WHERE FirstName = 'G7'"
+#: (b) is measured in this many alternating slices of each server
+SLICES = 4
 HERE = Path(__file__).resolve()
 
 
@@ -88,7 +90,10 @@ def opencadence_server(db: str, port: int, certs: Path) -> subprocess.Popen[byte
 
 
 def bare_server(port: int, certs: Path, body_file: Path) -> subprocess.Popen[bytes]:
-    return start([sys.executable, str(HERE), "--bare", str(port), str(certs), str(body_file)], port)
+    # -P: this folder holds collections.py, which must not shadow the standard library's
+    return start(
+        [sys.executable, "-P", str(HERE), "--bare", str(port), str(certs), str(body_file)], port
+    )
 
 
 def run_bare(port: int, certs: Path, body_file: Path) -> None:
@@ -191,19 +196,25 @@ def main() -> None:
         body.write_bytes(session.get(url, params={"q": QUERY}, headers=headers).content)
         bare = bare_server(18444, certs, body)
         try:
-            ours_rps = rate(session, url, {"q": QUERY}, headers, seconds)
-            bare_rps = rate(
-                session,
-                "https://127.0.0.1:18444/services/data/v59.0/query/",
-                {"q": QUERY},
-                headers,
-                seconds,
-            )
+            # in alternating slices: a shared machine's load falls on both alike
+            ours_rps = bare_rps = 0.0
+            for _ in range(SLICES):
+                ours_rps += rate(session, url, {"q": QUERY}, headers, seconds / SLICES) / SLICES
+                bare_rps += (
+                    rate(
+                        session,
+                        "https://127.0.0.1:18444/services/data/v59.0/query/",
+                        {"q": QUERY},
+                        headers,
+                        seconds / SLICES,
+                    )
+                    / SLICES
+                )
         finally:
             bare.kill()
         print(
             f"(b) query endpoint {ours_rps:,.0f} req/s, bare Starlette {bare_rps:,.0f} req/s, "
-            f"ratio {ours_rps / bare_rps:.2f} (goal >= 0.5)"
+            f"ratio {ours_rps / bare_rps:.2f} (goal >= 0.6)"
         )
     finally:
         server.kill()
@@ -212,7 +223,7 @@ def main() -> None:
     print(
         f"(c) server RSS while paging query_all of {trackers:,} step trackers: peak {peak:.0f} MB (goal < 300, flat)"
     )
-    print(f"ratio={ours_rps / bare_rps:.2f} goal>=0.50")
+    print(f"ratio={ours_rps / bare_rps:.2f} goal>=0.60")
 
 
 def rate(

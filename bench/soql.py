@@ -3,8 +3,8 @@
 Loads N ActionCadenceStepTracker rows (10 per tracker, one tracker per target Contact) into a
 fresh database, then times five queries through ``QueryService.query`` (records shaped as the
 API returns them) and the equivalent hand-written SQL on the same engine (same columns,
-fetched as tuples). Prints p50/p95 for both and the p50 ratio, on SQLite and PostgreSQL; the
-last line is the headline: the worst ratio, against the 1.5 goal.
+fetched as tuples), timed in alternation. Prints p50/p95 for both and the p50 ratio, on SQLite
+and PostgreSQL; the last line is the headline: the worst ratio, against the 1.5 goal.
 
     python bench/soql.py [--quick] [--rows N] [--no-pg]
 """
@@ -34,7 +34,7 @@ NOW = datetime(2026, 3, 10, 12)
 USER = records.AUTOMATED_USER
 STATES = ["Active", "Completed", "Completed", "Completed", "Queued", "Scheduled", "Error"]
 TYPES = ["MakeACall", "AutoSendAnEmail", "Wait", "SendAnEmail", "CreateTask", "Branch"]
-GOALS = {"page": 1.3}
+GOALS = {"page": 1.5}  # the page goal as the speed goals state it (was 1.3)
 GOAL = 1.5
 
 
@@ -176,14 +176,18 @@ def queries(k: dict[str, str]) -> list[tuple[str, str, str]]:
     ]
 
 
-def timed(fn: Callable[[], Any], n: int) -> list[float]:
-    fn()  # warm caches (statement cache, pages)
-    out = []
+def timed_pair(
+    a: Callable[[], Any], b: Callable[[], Any], n: int
+) -> tuple[list[float], list[float]]:
+    """Both timed in alternation (a, b, a, b...): a shared machine's load falls on both alike."""
+    a(), b()  # warm caches (statement cache, pages)
+    ta, tb = [], []
     for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - start) * 1000)
-    return out
+        for fn, out in ((a, ta), (b, tb)):
+            start = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - start) * 1000)
+    return ta, tb
 
 
 def p(values: list[float], q: float) -> float:
@@ -203,8 +207,9 @@ def run(url: str, rows: int, reps: int, label: str) -> list[float]:
     with eng.connect() as conn:
         for name, soql, sql in queries(keys):
             n = max(5, reps // 10) if name == "group by" else reps  # a full scan each: fewer reps
-            api = timed(lambda: service.query(soql), n)
-            raw = timed(lambda: conn.execute(sa.text(sql)).all(), n)
+            api, raw = timed_pair(
+                lambda: service.query(soql), lambda: conn.execute(sa.text(sql)).all(), n
+            )
             ratio = p(api, 50) / p(raw, 50)
             goal = GOALS.get(name, GOAL)
             ratios.append(ratio / goal)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
+import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -54,13 +55,28 @@ async def blocking(func: Callable[[], T]) -> T:
 
 
 def json_response(data: Any, status: int = 200) -> Response:
-    # allow_nan=False: never answer invalid JSON (a NaN reaching here is a bug, not output)
+    return Response(render_json(data), status_code=status, media_type=JSON_TYPE)
+
+
+JSON_TYPE = "application/json;charset=UTF-8"
+#: Types the standard library would not render either (datetimes, dataclasses) are not
+#: rendered by orjson: they fall through to it and fail as before.
+_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def render_json(data: Any) -> bytes:
+    """Compact UTF-8 JSON, rendered by orjson (C; several times the standard library's speed).
+
+    What orjson refuses -- a lone surrogate echoed back, an integer beyond 64 bits, a non-string
+    key -- goes through the standard library as before (lone surrogates replaced). Neither
+    writes invalid JSON: a NaN (a bug, never output) is null from orjson, refused by the
+    standard library."""
+    try:
+        return orjson.dumps(data, option=_STRICT)
+    except orjson.JSONEncodeError:
+        pass
     body = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return Response(
-        body.encode("utf-8", "replace"),  # a lone surrogate echoed back is not UTF-8
-        status_code=status,
-        media_type="application/json;charset=UTF-8",
-    )
+    return body.encode("utf-8", "replace")
 
 
 def session_of(request: Request, org: Org) -> accounts.Session:
@@ -108,10 +124,17 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             _check_sobject(request, org)
             return session, version
 
-        session, version = await blocking(authenticate)
-        body = await read_json(request) if request.method in ("POST", "PATCH") else None
-        request.state.body = body
-        result = await blocking(lambda: handler(request, org, session, version))
+        if request.method in ("POST", "PATCH"):
+            session, version = await blocking(authenticate)
+            request.state.body = await read_json(request)
+            result = await blocking(lambda: handler(request, org, session, version))
+        else:  # no body to read in between: one trip to a worker thread, not two
+            request.state.body = None
+
+            def authenticated() -> Any:
+                return handler(request, org, *authenticate())
+
+            result = await blocking(authenticated)
         response = result if isinstance(result, Response) else json_response(result)
         add_limit_info(request, response)
         return response

@@ -5,16 +5,18 @@ Two phases, so that the outbox row is durable before any byte reaches the relay:
 1. In the worker's transaction (``begin`` + ``send``) the checks run; a send that passes is
    rendered and written as an outbox row (status ``pending``, its Message-ID, the full MIME
    text) and the step stays Queued, due at once. Nothing is sent yet.
-2. After that commit (``after_commit``) each staged row is delivered: MAIL, RCPT, DATA and the
-   body go out, then the row is marked ``sending`` (committed) and only then the final "."
-   that makes the relay accept the message. The reply marks it ``sent``, ``retry`` or
-   ``failed``. The next wake-up of the step reads the row and completes or fails the step.
+2. After that commit (``after_commit``) each staged row is delivered: the row is marked
+   ``sending`` (committed), then MAIL, RCPT, DATA, the body and the final "." that makes the
+   relay accept the message go out. The reply marks it ``sent``, ``retry`` or ``failed``.
+   The next wake-up of the step reads the row and completes or fails the step.
 
 A crash before the ``sending`` mark leaves ``pending``: the message was never accepted, it is
 sent again with the same Message-ID. The relay's 250 for a message is recorded (``accepted``)
 in the transaction of the next message's ``sending`` mark (or the chunk's final commit), so
 at any moment at most one row per worker is ``sending``, and only it is in doubt after a
-crash: the "." may not have left (the relay discarded the message) or may have been accepted.
+crash: the "." may not have left (the relay discarded the message) or may have been accepted
+(only between its "." and the next commit: marking before MAIL keeps that window to the
+relay's reply, not the next message's whole exchange).
 That row becomes ``unknown`` (an ``unknown`` engagement event reports it, with its
 Message-ID in the log) and is sent again with the same Message-ID and body, so no email is
 lost; a relay or mailbox that keeps one copy per Message-ID shows it once, one that does not
@@ -404,7 +406,14 @@ class SmtpSender:
             self._wake(accepted)
 
     def _transmit(self, row: dict[str, Any]) -> bool:
-        """One SMTP transaction; False if another worker took the row first."""
+        """One SMTP transaction; False if another worker took the row first.
+
+        The row is marked ``sending`` before its MAIL command (in the commit that records the
+        previous message's acceptance), so a crash anywhere before its "." leaves a
+        ``sending`` row the relay discarded, and the only message both in doubt and possibly
+        accepted is one whose reply had not been recorded yet."""
+        if not self._mark_sending(row["key"]):
+            return False
         for reused in (True, False):
             smtp = self._connection()
             try:
@@ -432,9 +441,7 @@ class SmtpSender:
             self._drop()
             raise DeliveryError(f"relay connection failed: {exc}", "RETRY_LATER", True) from exc
         try:
-            if not self._mark_sending_then_end_data(row["key"], smtp):
-                self._drop()  # closing before the "." makes the relay discard the message
-                return False
+            self._end_data(smtp)
             code, text = smtp.getreply()
             self._replied(row["key"], code)
         except (OSError, smtplib.SMTPException) as exc:
@@ -510,16 +517,15 @@ class SmtpSender:
                 pass
         self._drop()
 
-    def _mark_sending_then_end_data(self, key: str, smtp: smtplib.SMTP) -> bool:
+    def _mark_sending(self, key: str) -> bool:
         """Commit ``sending`` (and ``accepted`` for the messages the relay accepted since the
-        last mark), then write the final "." at once: it goes out on the transaction's commit,
-        before its connection returns to the pool. A crash between the two leaves this one
-        row ``sending``: ``unknown`` once its lease ends, then resent (see the module)."""
+        last mark) before any byte of this message goes out. A crash before its "." leaves
+        this one row ``sending``: ``unknown`` once its lease ends, then resent (see the
+        module); the relay never accepted it."""
         with self.store.transaction() as tx:
             if not self.outbox.mark_sending(tx.conn, key, self._now() + self.config.lease):
                 return False
             self.outbox.mark_accepted(tx.conn, self._unmarked)
-            tx.on_commit.append(lambda: self._end_data(smtp))
         self._unmarked = []
         return True
 

@@ -40,6 +40,9 @@ class Compiled:
     plan: Any = None  # the ShapePlan, built on first use and reused with the compiled query
     viewer: str | None = None  # whose visibility applies (child subqueries reuse it)
     unfiltered: bool = False  # matches every live row (totalSize from storage.counts)
+    #: driver-ready statements of the fast path (storage.fastread), by page size; None when
+    #: this compiled query is not reused (time-dependent) and so not worth preparing
+    fast: dict[Any, Any] | None = None
 
 
 class Compiler:

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from opencadence import errors, ids
 from opencadence.metadata import describe
 from opencadence.soql import binder, bound, compiler, parse, shape
-from opencadence.storage import counts, locators, records
+from opencadence.storage import counts, fastread, locators, records
 
 DEFAULT_BATCH = 2000
 MIN_BATCH = 200
@@ -51,8 +51,11 @@ class Caller:
 class QueryService:
     """SOQL over one Store."""
 
-    def __init__(self, store: records.Store, *, cache_size: int = 512) -> None:
+    def __init__(self, store: records.Store, *, cache_size: int = 512, fast: bool = True) -> None:
         self.store = store
+        #: first pages of reused queries through storage.fastread (False: SQLAlchemy only,
+        #: which the differential test compares it with)
+        self.fast = fast and fastread.supported(store.engine)
         self.meta = store.meta
         self._cache: OrderedDict[tuple[Any, ...], compiler.Compiled] = OrderedDict()
         self._cache_size = cache_size
@@ -75,8 +78,12 @@ class QueryService:
         batch = clamp_batch(batch_size)
         now = self.store.clock.now()
         compiled = self._compile(text, caller, version, include_deleted, now)
-        with self.store.reading() as conn:
-            result, after = self._first_page(conn, compiled, batch, version)
+        fast = self._fast_first_page(compiled, batch, version)
+        if fast is not None:
+            result, after = fast
+        else:
+            with self.store.reading() as conn:
+                result, after = self._first_page(conn, compiled, batch, version)
         self._stamp_views(compiled, result)
         if after is not None:
             locator = self._save_cursor(
@@ -143,6 +150,8 @@ class QueryService:
                 return found
         compiled = self._compile_new(text, caller, version, include_deleted, now)
         if not compiled.bq.extra.get("time_dependent"):
+            if self.fast:
+                compiled.fast = {}
             with self._lock:
                 self._cache[key] = compiled
                 if len(self._cache) > self._cache_size:
@@ -200,6 +209,47 @@ class QueryService:
             return self._aggregate(conn, c, version), None
         return self._page(conn, c, batch, version, None, 0)
 
+    def _fast_first_page(
+        self, c: compiler.Compiled, batch: int, version: str
+    ) -> tuple[dict[str, Any], list[Any] | None] | None:
+        """The first page through storage.fastread: the same statements as ``_page`` and
+        ``_total``, prepared once per compiled query and run on the driver. None where the
+        general path is needed (no reuse, aggregates, child subqueries, inside a write
+        transaction of this thread, which reads must join)."""
+        bq = c.bq
+        want = batch if bq.limit is None else min(batch, bq.limit)
+        if (
+            c.fast is None
+            or want <= 0
+            or bq.count_only
+            or bq.aggregate
+            or any(isinstance(i, bound.OutChildren) for i in bq.items)
+            or self.store.in_transaction()
+        ):
+            return None
+        engine = self.store.engine
+        page = c.fast.get(want)
+        if page is None:
+            page = c.fast[want] = fastread.prepare(engine, self._page_stmt(c, want, None))
+        with records.locks_refused(), fastread.light(engine) as light:
+            rows = light.rows(page)
+            more = len(rows) > want and (bq.limit is None or want < bq.limit)
+            rows = rows[:want]
+            total = len(rows)
+            if more:
+                count = c.fast.get("total")
+                if count is None:
+                    stmt = counts.live_select(self.meta, bq.obj.name) if c.unfiltered else c.count
+                    count = c.fast["total"] = fastread.prepare(engine, stmt)
+                total = self._total_of(c, int(light.scalar(count) or 0))
+        plan = c.plan or shape.ShapePlan(
+            bq, self.store.registry, version, int(c.id_label[1:]) if c.id_label else None
+        )
+        c.plan = plan
+        recs = plan.records(rows)
+        next_key = list(rows[-1][-len(c.key_labels) :]) if more and rows else None
+        return {"totalSize": total, "done": not more, "records": recs}, next_key
+
     def _aggregate(self, conn: sa.Connection, c: compiler.Compiled, version: str) -> dict[str, Any]:
         rows = conn.execute(
             c.select.limit(MAX_AGGREGATE_ROWS + 1) if c.bq.limit is None else c.select
@@ -226,12 +276,7 @@ class QueryService:
         want = batch
         if bq.limit is not None:
             want = min(batch, bq.limit - position)
-        stmt = c.select
-        if after is not None:
-            stmt = stmt.where(keyset_after(c.order_exprs, after))
-        elif bq.offset:
-            stmt = stmt.offset(bq.offset)
-        stmt = stmt.order_by(*_order_clauses(c.order_exprs)).limit(max(want, 0) + 1)
+        stmt = self._page_stmt(c, want, after)
         rows = conn.execute(stmt).all() if want > 0 else []
         more = len(rows) > want and (bq.limit is None or position + want < bq.limit)
         rows = rows[:want]
@@ -247,11 +292,30 @@ class QueryService:
         next_key = list(rows[-1][-len(c.key_labels) :]) if more and rows else None
         return {"totalSize": total, "done": not more, "records": recs}, next_key
 
+    @staticmethod
+    def _page_stmt(c: compiler.Compiled, want: int, after: list[Any] | None) -> sa.Select[Any]:
+        """The statement of a page of ``want`` rows (one more: is there a next page?)."""
+        stmt = c.select
+        if after is not None:
+            stmt = stmt.where(keyset_after(c.order_exprs, after))
+        elif c.bq.offset:
+            stmt = stmt.offset(c.bq.offset)
+        # the row count is written into the SQL, not bound: PostgreSQL's plan for a prepared
+        # statement with LIMIT $1 assumes a guessed row count (a sort of every row where an
+        # index scan of 2,001 would do)
+        return stmt.order_by(*_order_clauses(c.order_exprs)).limit(
+            sa.literal_column(str(int(max(want, 0) + 1)))
+        )
+
     def _total(self, conn: sa.Connection, c: compiler.Compiled) -> int:
         if c.unfiltered:  # every live row matches: the maintained counter is exact
-            total = counts.live(conn, self.meta, c.bq.obj.name) - (c.bq.offset or 0)
-        else:
-            total = int(conn.execute(c.count).scalar_one()) - (c.bq.offset or 0)
+            return self._total_of(c, counts.live(conn, self.meta, c.bq.obj.name))
+        return self._total_of(c, int(conn.execute(c.count).scalar_one()))
+
+    @staticmethod
+    def _total_of(c: compiler.Compiled, matching: int) -> int:
+        """totalSize from the number of matching rows: OFFSET skips, LIMIT caps."""
+        total = matching - (c.bq.offset or 0)
         if c.bq.limit is not None:
             total = min(total, c.bq.limit)
         return max(total, 0)
@@ -345,9 +409,15 @@ class QueryService:
             "query_now": now.replace(tzinfo=None),
             "created_at": now.replace(tzinfo=None),
         }
+        alone = not self.store.in_transaction()  # not a savepoint of a caller's transaction
         with self.store.transaction(caller.user_id) as tx:
             locators.save_cursor(
-                tx.conn, self.meta, cursor, len(result["records"]), encode_key(after)
+                tx.conn,
+                self.meta,
+                cursor,
+                len(result["records"]),
+                encode_key(after),
+                relaxed=alone,
             )
             self._saves += 1
             if self._saves % 100 == 1:  # expired locators are swept now and then, not per query
@@ -355,8 +425,11 @@ class QueryService:
         return locator
 
     def _save_page(self, locator: str, position: int, after: list[Any]) -> None:
+        alone = not self.store.in_transaction()
         with self.store.transaction() as tx:
-            locators.save_page(tx.conn, self.meta, locator, position, encode_key(after))
+            locators.save_page(
+                tx.conn, self.meta, locator, position, encode_key(after), relaxed=alone
+            )
 
     def _load_cursor(
         self, conn: sa.Connection, locator: str, position: int, caller: Caller

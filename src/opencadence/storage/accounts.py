@@ -26,7 +26,7 @@ from cryptography import x509
 
 from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
-from opencadence.storage import authorization, records, schema, values
+from opencadence.storage import authorization, fastread, records, schema, values
 
 #: Salesforce's default session timeout.
 DEFAULT_SESSION_TTL = timedelta(hours=2)
@@ -116,6 +116,8 @@ class Accounts:
     ) -> None:
         self.store = store
         self.ttl = session_ttl
+        #: the session and permission-set reads, prepared for storage.fastread on first use
+        self._prepared: tuple[fastread.Prepared, fastread.Prepared] | None = None
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.meta = store.meta
         #: invalid attempts in a row that lock a user out, and for how long (0: never)
@@ -362,55 +364,83 @@ class Accounts:
             )
         return dataclasses.replace(found, expires_at=expires_at)
 
-    def _load_session(self, key: str, now: datetime) -> Session:
+    def _session_select(self) -> sa.Select[Any]:
+        """The session of token hash ``:key`` with what a request needs of its user."""
         sessions, creds, users = (
             self.meta.tables[n] for n in (schema.SESSIONS, schema.CREDENTIALS, "User")
         )
-        with self.store.reading() as conn:
-            row = (
-                conn.execute(
-                    sa.select(
-                        sessions.c.user_id,
-                        sessions.c.expires_at,
-                        sessions.c.idle_seconds,
-                        creds.c.is_admin,
-                        users.c.TimeZoneSidKey,
-                        users.c.IsActive,
-                    )
-                    .select_from(
-                        sessions.join(users, users.c.Id == sessions.c.user_id).outerjoin(
-                            creds, creds.c.user_id == sessions.c.user_id
-                        )
-                    )
-                    .where(sessions.c.token_hash == key)
-                )
-                .mappings()
-                .first()
+        return (
+            sa.select(
+                sessions.c.user_id,
+                sessions.c.expires_at,
+                sessions.c.idle_seconds,
+                creds.c.is_admin,
+                users.c.TimeZoneSidKey,
+                users.c.IsActive,
             )
-            if row is None or row["expires_at"] <= now or not row["IsActive"]:
-                raise errors.InvalidSession("Session expired or invalid")
-            sets = self._permission_sets(conn, row["user_id"])
-        idle = row["idle_seconds"]
-        return Session(
-            row["user_id"],
-            bool(row["is_admin"]),
-            row["TimeZoneSidKey"] or "GMT",
-            row["expires_at"],
-            None if idle is None else timedelta(seconds=idle),
-            sets,
+            .select_from(
+                sessions.join(users, users.c.Id == sessions.c.user_id).outerjoin(
+                    creds, creds.c.user_id == sessions.c.user_id
+                )
+            )
+            .where(sessions.c.token_hash == sa.bindparam("key", type_=sa.String()))
         )
 
-    def _permission_sets(self, conn: records.Connection, user_id: str) -> frozenset[str]:
+    def _sets_select(self) -> sa.Select[Any]:
+        """The names of the permission sets assigned to user ``:user``."""
         assigned, sets = (
             self.meta.tables["PermissionSetAssignment"],
             self.meta.tables["PermissionSet"],
         )
-        names = conn.execute(
+        return (
             sa.select(sets.c.Name)
             .select_from(assigned.join(sets, sets.c.Id == assigned.c.PermissionSetId))
-            .where(assigned.c.AssigneeId == user_id, assigned.c.IsDeleted == sa.false())
-        ).scalars()
-        return frozenset(str(n) for n in names)
+            .where(
+                assigned.c.AssigneeId == sa.bindparam("user", type_=sa.String()),
+                assigned.c.IsDeleted == sa.false(),
+            )
+        )
+
+    def _load_session(self, key: str, now: datetime) -> Session:
+        """Read on every request (so a deactivation, a revocation or a permission change
+        applies to the very next one): both statements prepared once and run on the driver
+        (storage.fastread) where it can, else through SQLAlchemy."""
+        engine = self.store.engine
+        if fastread.supported(engine) and not self.store.in_transaction():
+            if self._prepared is None:
+                self._prepared = (
+                    fastread.prepare(engine, self._session_select(), ("key",)),
+                    fastread.prepare(engine, self._sets_select(), ("user",)),
+                )
+            session_stmt, sets_stmt = self._prepared
+
+            def read(light: fastread.Light) -> tuple[Any, list[Any]]:
+                rows = light.rows(session_stmt, {"key": key})
+                found = self._live(rows[0] if rows else None, now)
+                return found, light.rows(sets_stmt, {"user": found[0]})
+
+            with records.locks_refused():
+                row, names = fastread.read(engine, read)
+        else:
+            with self.store.reading() as conn:
+                found = conn.execute(self._session_select(), {"key": key}).first()
+                row = self._live(tuple(found) if found is not None else None, now)
+                names = list(conn.execute(self._sets_select(), {"user": row[0]}).all())
+        user_id, expires_at, idle, is_admin, time_zone, _active = row
+        return Session(
+            user_id,
+            bool(is_admin),
+            time_zone or "GMT",
+            expires_at,
+            None if idle is None else timedelta(seconds=idle),
+            frozenset(str(n[0]) for n in names),
+        )
+
+    @staticmethod
+    def _live(row: Any, now: datetime) -> Any:
+        if row is None or row[1] <= now or not row[5]:
+            raise errors.InvalidSession("Session expired or invalid")
+        return row
 
     # --- permissions and managers -----------------------------------------------------------
 
@@ -465,7 +495,8 @@ class Accounts:
 
     def permissions_of(self, user_id: str) -> frozenset[str]:
         with self.store.reading() as conn:
-            return self._permission_sets(conn, user_id)
+            names = conn.execute(self._sets_select(), {"user": user_id}).scalars()
+            return frozenset(str(n) for n in names)
 
     def set_manager(self, user_id: str, manager_username: str | None) -> None:
         """Set (or clear, with None or "") the user's ManagerId; a manager sees and acts on

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -40,11 +41,14 @@ def apply(conn: sa.Connection, meta: sa.MetaData, deltas: Counter[str]) -> None:
 
 
 def live(conn: sa.Connection, meta: sa.MetaData, entity: str) -> int:
-    counts = table(meta)
-    total = conn.execute(
-        sa.select(sa.func.sum(counts.c.live)).where(counts.c.entity == entity)
-    ).scalar()
+    total = conn.execute(live_select(meta, entity)).scalar()
     return int(total or 0)
+
+
+def live_select(meta: sa.MetaData, entity: str) -> sa.Select[Any]:
+    """The live-row count of ``entity`` (the sum of its shards; null when it has none)."""
+    counts = table(meta)
+    return sa.select(sa.func.sum(counts.c.live)).where(counts.c.entity == entity)
 
 
 def recount(conn: sa.Connection, meta: sa.MetaData, entities: Iterable[str]) -> None:

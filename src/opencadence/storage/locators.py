@@ -12,13 +12,23 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opencadence.storage import schema
+from opencadence.storage import dialect, schema
 
 
 def save_cursor(
-    conn: sa.Connection, meta: sa.MetaData, cursor: dict[str, Any], position: int, after_key: str
+    conn: sa.Connection,
+    meta: sa.MetaData,
+    cursor: dict[str, Any],
+    position: int,
+    after_key: str,
+    *,
+    relaxed: bool = False,
 ) -> None:
-    """A new cursor row (``cursor`` holds its columns) and the start of its second page."""
+    """A new cursor row (``cursor`` holds its columns) and the start of its second page.
+    ``relaxed``: the transaction writes nothing else, so its commit need not wait for the
+    WAL flush (``dialect.relaxed_commit``; a locator lost in a crash: the query runs again)."""
+    if relaxed:
+        dialect.relaxed_commit(conn)
     conn.execute(meta.tables[schema.CURSORS].insert().values(**cursor))
     conn.execute(
         meta.tables[schema.CURSOR_PAGES]
@@ -28,9 +38,18 @@ def save_cursor(
 
 
 def save_page(
-    conn: sa.Connection, meta: sa.MetaData, locator: str, position: int, after_key: str
+    conn: sa.Connection,
+    meta: sa.MetaData,
+    locator: str,
+    position: int,
+    after_key: str,
+    *,
+    relaxed: bool = False,
 ) -> None:
-    """Remember where the page at ``position`` starts, once (a retried fetch writes nothing)."""
+    """Remember where the page at ``position`` starts, once (a retried fetch writes nothing);
+    ``relaxed`` as in ``save_cursor``."""
+    if relaxed:
+        dialect.relaxed_commit(conn)
     pages = meta.tables[schema.CURSOR_PAGES]
     exists = conn.execute(
         sa.select(pages.c.position).where(pages.c.locator == locator, pages.c.position == position)

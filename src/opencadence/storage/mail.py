@@ -388,3 +388,32 @@ def write_setting(conn: Connection, scope: str, name: str, value: int) -> None:
     t = _SETTINGS
     conn.execute(sa.delete(t).where(t.c.scope == scope, t.c.name == name))
     conn.execute(sa.insert(t).values(scope=scope, name=name, value=str(value)))
+
+
+def contact_accounts(
+    conn: Connection, meta: sa.MetaData, contact_ids: Iterable[str]
+) -> dict[str, Any]:
+    """AccountId of each Contact (deleted ones too), in one statement: what the Task and the
+    EmailMessage of a sent email relate to. Ids that are not found are left out."""
+    wanted = sorted(set(contact_ids))
+    if not wanted:
+        return {}
+    contacts = meta.tables["Contact"]
+    rows = conn.execute(
+        sa.select(contacts.c.Id, contacts.c.AccountId).where(contacts.c.Id.in_(wanted))
+    )
+    return {str(i): a for i, a in rows}
+
+
+def time_zones(conn: Connection, meta: sa.MetaData, user_ids: Iterable[str]) -> dict[str, Any]:
+    """TimeZoneSidKey of each live User, in one statement (missing users are left out)."""
+    wanted = sorted(set(user_ids))
+    if not wanted:
+        return {}
+    users = meta.tables["User"]
+    rows = conn.execute(
+        sa.select(users.c.Id, users.c.TimeZoneSidKey).where(
+            users.c.Id.in_(wanted), users.c.IsDeleted == sa.false()
+        )
+    )
+    return {str(i): z for i, z in rows}

@@ -173,6 +173,14 @@ class Store:
             with conn.begin():
                 yield conn
 
+    def in_transaction(self) -> bool:
+        """Whether this thread has a write transaction open (its reads must go through it) or
+        this context joins an ambient one (``ambient``)."""
+        joined = AMBIENT.get()
+        return getattr(self._local, "conn", None) is not None or (
+            joined is not None and joined.store is self
+        )
+
     def get(
         self, object_name: str, record_id: str, *, include_deleted: bool = False
     ) -> dict[str, Any] | None:

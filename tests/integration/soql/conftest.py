@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from opencadence import errors
 from opencadence.clock import ManualClock
 from opencadence.metadata import registry as registries
 from opencadence.soql import execute
@@ -167,12 +169,48 @@ def build_org(store: records.Store, clock: ManualClock) -> dict[str, str]:
     return ids
 
 
+class CheckedService(execute.QueryService):
+    """Answers every query by the fast path (storage.fastread) after asking the general path
+    (SQLAlchemy execution) the same: the two must agree exactly (records, totalSize, done,
+    where the next page starts, or the same error), so every test here is also a
+    differential test of the fast path."""
+
+    def __init__(self, store: records.Store) -> None:
+        super().__init__(store)
+        self.general = execute.QueryService(store, fast=False)
+        self.compared = 0
+
+    def query(self, text: str, caller: execute.Caller | None = None, **kw: Any) -> dict[str, Any]:
+        try:
+            expected: Any = self.general.query(text, caller, **kw)
+        except errors.OpenCadenceError as exc:
+            expected = exc
+        try:
+            got = super().query(text, caller, **kw)
+        except errors.OpenCadenceError as exc:
+            assert isinstance(expected, errors.OpenCadenceError), (text, exc)
+            assert (type(exc), str(exc)) == (type(expected), str(expected)), text
+            raise
+        assert not isinstance(expected, Exception), (text, expected)
+        assert _comparable(got) == _comparable(expected), text
+        self.compared += 1
+        return got
+
+
+def _comparable(result: dict[str, Any]) -> dict[str, Any]:
+    """The result without its random locator (where the next page starts stays)."""
+    out = dict(result)
+    url = out.pop("nextRecordsUrl", None)
+    out["next"] = url.rsplit("-", 1)[1] if url else None
+    return out
+
+
 def _seeded(engine: sa.Engine) -> Org:
     clock = ManualClock()
     clock.set(NOW)
     store = records.Store(engine, registries.default_registry(), clock)
     ids = build_org(store, clock)
-    return Org(store, execute.QueryService(store), clock, ids)
+    return Org(store, CheckedService(store), clock, ids)
 
 
 @pytest.fixture(scope="module")

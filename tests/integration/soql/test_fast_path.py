@@ -1,0 +1,78 @@
+"""The fast path (storage.fastread: statements prepared once, run on the driver) answers as the
+general path (SQLAlchemy execution) does.
+
+Every query of this folder's tests goes through conftest's ``CheckedService``, which asks both
+and compares; this module checks that the comparison really happens, that it can fail, and
+runs the SOQL literals of test_query.py / test_constructs.py as a rep who sees only their own
+records (a visibility shape the other tests use less), twice each (prepared, then reused).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from opencadence.soql import execute
+from opencadence.storage import fastread
+from tests.integration.soql.conftest import CheckedService, Org
+
+HERE = Path(__file__).parent
+
+
+def conformance_queries() -> list[str]:
+    found: set[str] = set()
+    for name in ("test_query.py", "test_constructs.py"):
+        for node in ast.walk(ast.parse((HERE / name).read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value.strip()
+                if text[:7].upper() == "SELECT " and " FROM " in text.upper():
+                    found.add(text)
+    return sorted(found)
+
+
+@pytest.mark.writes  # FOR VIEW / FOR REFERENCE queries stamp dates: an org of its own
+def test_literal_queries_as_a_rep_agree_on_both_paths(org: Org) -> None:
+    assert fastread.supported(org.store.engine)
+    service = org.service
+    assert isinstance(service, CheckedService) and service.fast and not service.general.fast
+    rep = execute.Caller(org.ids["rep"], "America/Los_Angeles", view_all=False)
+    queries = conformance_queries()
+    assert len(queries) > 20
+    for text in queries:
+        for _ in range(2):
+            try:
+                service.query(text, rep, batch_size=200)
+            except execute.errors.OpenCadenceError:
+                pass  # the same error on both paths (checked)
+    assert service.compared > 20
+    assert sum(len(c.fast or {}) for c in service._cache.values()) > 10  # the fast path ran
+
+
+@pytest.mark.writes
+def test_the_comparison_can_fail(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = fastread.Light.rows
+
+    def off_by_one(self: fastread.Light, p: fastread.Prepared, values: object = None) -> list:  # type: ignore[type-arg]
+        return original(self, p, values)[1:]  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fastread.Light, "rows", off_by_one)
+    with pytest.raises(AssertionError):
+        org.q("SELECT Id FROM Contact")
+
+
+def test_flat_records_match_record_by_record(org: Org) -> None:
+    """The generated shaper of flat records builds what ``ShapePlan.record`` builds, keys in
+    the same order."""
+    text = "SELECT Id, LastName, FirstName, Email, CreatedDate FROM Contact ORDER BY LastName"
+    org.q(text)
+    compiled = next(c for k, c in org.service._cache.items() if k[0] == text)
+    plan = compiled.plan
+    assert plan.flat_keys is not None
+    with fastread.light(org.store.engine) as light:
+        rows = light.rows(next(p for k, p in (compiled.fast or {}).items() if k != "total"))
+    assert rows
+    shaped = plan.records(rows)
+    one_by_one = [plan.record(r) for r in rows]
+    assert [list(r.items()) for r in shaped] == [list(r.items()) for r in one_by_one]
