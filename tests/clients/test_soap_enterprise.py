@@ -13,7 +13,7 @@ from zeep.transports import Transport
 from opencadence.storage import migrate
 
 from .conftest import Server
-from .test_soap_partner import seed
+from .test_soap_partner import seed, unwrap
 
 BINDING = "{urn:enterprise.soap.sforce.com}SoapBinding"
 ENS = "urn:sobject.enterprise.soap.sforce.com"
@@ -33,7 +33,10 @@ class Enterprise:
         self.headers: dict[str, Any] = {"SessionHeader": {"sessionId": self.login.sessionId}}
 
     def call(self, operation: str, *args: Any, **headers: Any) -> Any:
-        return getattr(self.service, operation)(*args, _soapheaders={**self.headers, **headers})
+        """The call's result; its LimitInfoHeader is kept in ``limit_info``."""
+        return unwrap(
+            self, self.service, operation, *args, _soapheaders={**self.headers, **headers}
+        )
 
     def new(self, kind: str, **fields: Any) -> Any:
         return self.client.get_type(f"{{{ENS}}}{kind}")(**fields)
@@ -130,3 +133,14 @@ def test_enterprise_wsdl_has_one_type_per_object(server: Server) -> None:
     names = [name for name, _ in tracker.elements]
     assert {"StepType", "State", "ActionCadence", "TargetId", "Target"} <= set(names)
     assert names[:2] == ["fieldsToNull", "Id"]
+
+
+def test_limit_info_header_counts_typed_calls(server: Server) -> None:
+    """The enterprise WSDL declares LimitInfoHeader too; zeep reads it from every reply."""
+    e = Enterprise(server)
+    e.call("getUserInfo")
+    (info,) = e.limit_info
+    assert info.type == "API REQUESTS"
+    assert info.limit == server.org.daily_api_requests_max
+    e.call("getServerTimestamp")
+    assert e.limit_info[0].current == info.current + 1

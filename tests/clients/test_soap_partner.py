@@ -46,7 +46,10 @@ class Partner:
         self.headers: dict[str, Any] = {"SessionHeader": {"sessionId": self.login.sessionId}}
 
     def call(self, operation: str, *args: Any, **headers: Any) -> Any:
-        return getattr(self.service, operation)(*args, _soapheaders={**self.headers, **headers})
+        """The call's result; its LimitInfoHeader is kept in ``limit_info``."""
+        return unwrap(
+            self, self.service, operation, *args, _soapheaders={**self.headers, **headers}
+        )
 
     def sobject(self, kind: str, record_id: str | None = None, **fields: Any) -> Any:
         nulls = [k for k, v in fields.items() if v is None]
@@ -58,6 +61,15 @@ class Partner:
                 elements.append(element)
         sobject = self.client.get_type(f"{{{SOBJECT_NS}}}sObject")
         return sobject(type=kind, Id=record_id, fieldsToNull=nulls, _value_1=elements)
+
+
+def unwrap(holder: Any, service: Any, operation: str, *args: Any, **kwargs: Any) -> Any:
+    """Call ``operation`` and return its ``result``. The WSDLs declare the LimitInfoHeader
+    response header, as Salesforce's do, so zeep answers ``body`` and ``header``; the header's
+    limitInfo list goes into ``holder.limit_info``."""
+    reply = getattr(service, operation)(*args, **kwargs)
+    holder.limit_info = reply.header.LimitInfoHeader.limitInfo
+    return None if reply.body is None else reply.body["result"]
 
 
 def values(record: Any) -> dict[str, Any]:
@@ -632,17 +644,18 @@ def test_a_reps_visibility_is_the_same_as_over_rest(server: Server) -> None:
     login = c.service.login("rep@oc.test", "rep-pw-1" + token)
     service = c.create_service(PARTNER, login.serverUrl)
     headers = {"SessionHeader": {"sessionId": login.sessionId}}
-    assert service.query("SELECT Id FROM ActionCadenceStepTracker", _soapheaders=headers).size == 0
+    found = service.query("SELECT Id FROM ActionCadenceStepTracker", _soapheaders=headers)
+    assert found.body.result.size == 0
     (got,) = service.retrieve(
         "Id", "ActionCadenceStepTracker", [ids["steps"][0]], _soapheaders=headers
-    )
+    ).body.result
     assert got is None or got.type is None
     window = service.getUpdated(
         "ActionCadenceStepTracker",
         start - timedelta(minutes=1),
         server.clock.now(),
         _soapheaders=headers,
-    )
+    ).body.result
     assert window.ids == []
     admin = Partner(server)
     assert admin.call("query", "SELECT Id FROM ActionCadenceStepTracker").size == len(ids["steps"])
@@ -656,6 +669,33 @@ def test_calls_count_as_api_requests_and_the_limit_refuses_them(server: Server) 
     server.org.api_request_limit = used + 2
     fault = faulted(lambda: p.call("getUserInfo"))
     assert fault.code == "sf:REQUEST_LIMIT_EXCEEDED"
+
+
+def test_limit_info_header_reports_api_requests_as_rest_does(server: Server) -> None:
+    """Every call's reply carries LimitInfoHeader (API REQUESTS current/limit), from the same
+    counter as REST's Sforce-Limit-Info; login's reply has none."""
+    p = Partner(server)
+    p.call("getUserInfo")
+    (info,) = p.limit_info
+    assert (info.type, info.limit) == ("API REQUESTS", server.org.daily_api_requests_max)
+    rest = server.session().get(
+        f"https://{server.instance}/services/data/v59.0/limits",
+        headers={"Authorization": f"Bearer {p.login.sessionId}"},
+    )
+    assert rest.headers["Sforce-Limit-Info"] == f"api-usage={info.current + 1}/{info.limit}"
+    p.call("query", "SELECT Id FROM Contact")
+    assert p.limit_info[0].current == info.current + 2
+    server.org.api_request_limit = 5_000
+    p.call("getServerTimestamp")
+    assert p.limit_info[0].limit == 5_000
+    raw = _post(server, _envelope(p.login.sessionId, "<getServerTimestamp/>"))
+    header = raw.content.split(b"<soapenv:Body>", 1)[0]
+    assert re.search(
+        rb"<soapenv:Header><LimitInfoHeader><limitInfo><current>\d+</current>"
+        rb"<limit>5000</limit><type>API REQUESTS</type></limitInfo></LimitInfoHeader>"
+        rb"</soapenv:Header>$",
+        header,
+    )
 
 
 def test_an_oversized_chunked_body_is_refused_unread(server: Server) -> None:

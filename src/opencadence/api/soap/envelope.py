@@ -120,21 +120,31 @@ def nil(parent: ET.Element, tag: str) -> ET.Element:
     return sub(parent, tag, xsi_nil="true")
 
 
-def _envelope(sf_namespace: str, default: str | None) -> tuple[ET.Element, ET.Element]:
-    """A fault has no default namespace: faultcode, faultstring and detail are unqualified."""
+def _envelope(
+    sf_namespace: str, default: str | None, usage: tuple[int, int] | None = None
+) -> tuple[ET.Element, ET.Element]:
+    """A fault has no default namespace: faultcode, faultstring and detail are unqualified.
+    ``usage`` (requests today, daily limit) is sent as the ``LimitInfoHeader`` response header."""
     names = {"xmlns:soapenv": schema.ENVELOPE_NS}
     if default is not None:
         names["xmlns"] = default
     names.update({"xmlns:sf": sf_namespace, "xmlns:xsi": schema.XSI_NS})
     root = ET.Element("soapenv:Envelope", names)
+    if usage is not None:
+        info = sub(sub(sub(root, "soapenv:Header"), "LimitInfoHeader"), "limitInfo")
+        sub(info, "current", str(usage[0]))
+        sub(info, "limit", str(usage[1]))
+        sub(info, "type", schema.API_REQUESTS)
     return root, sub(root, "soapenv:Body")
 
 
 def response_root(
-    operation: str, flavor: schema.Flavor = schema.PARTNER
+    operation: str,
+    flavor: schema.Flavor = schema.PARTNER,
+    usage: tuple[int, int] | None = None,
 ) -> tuple[ET.Element, ET.Element]:
-    """(envelope, ``<{operation}Response>``) to fill in."""
-    root, body = _envelope(flavor.sobject_ns, flavor.api_ns)
+    """(envelope, ``<{operation}Response>``) to fill in; with ``usage``, a LimitInfoHeader."""
+    root, body = _envelope(flavor.sobject_ns, flavor.api_ns, usage)
     return root, sub(body, f"{operation}Response")
 
 

@@ -44,6 +44,8 @@ class Context:
     token: str
     call: Call
     flavor: schema.Flavor = schema.PARTNER
+    #: (API requests today, the daily limit): the response's LimitInfoHeader
+    usage: tuple[int, int] | None = None
 
     @property
     def registry(self) -> Registry:
@@ -116,7 +118,7 @@ def _run(org: Org, call: Call, version: str, flavor: schema.Flavor) -> Response:
             return envelope.client_fault(
                 f"No operation available for request {{{flavor.api_ns}}}{call.operation}", flavor
             )
-        root, result = envelope.response_root(call.operation, flavor)
+        root, result = envelope.response_root(call.operation, flavor, ctx.usage)
         operation(ctx, result)
         return envelope.to_response(root)
     except errors.OpenCadenceError as exc:
@@ -164,8 +166,10 @@ def _authenticate(org: Org, call: Call, version: str, flavor: schema.Flavor) -> 
         raise errors.InvalidSession(
             "Invalid Session ID found in SessionHeader: Illegal Session"
         ) from None
-    org.count_api_request()  # an authenticated call counts, as over REST (and may be refused)
-    return Context(org, session, version, token, call, flavor)
+    # an authenticated call counts, as over REST (and may be refused); the count goes back in
+    # the LimitInfoHeader, as REST's goes back in Sforce-Limit-Info
+    usage = org.count_api_request()
+    return Context(org, session, version, token, call, flavor, usage)
 
 
 # --- session and describe -------------------------------------------------------------------

@@ -138,6 +138,7 @@ TYPES: dict[str, tuple[El, ...]] = {
     "UndeleteResult": spec("errors:Error* id:id success:b"),
     "SearchResult": spec("queryId:s searchRecords:SearchRecord*"),
     "SearchRecord": spec("record:ens:sObject"),
+    "LimitInfo": spec("current:i limit:i type:s"),
     # QueryResult and sObject are written by hand (records carry their own fields)
 }
 
@@ -166,6 +167,17 @@ OPERATIONS: dict[str, tuple[tuple[El, ...], El | None]] = {
     "delete": (spec("ids:id*"), El("result", "DeleteResult", True)),
     "undelete": (spec("ids:id*"), El("result", "UndeleteResult", True)),
 }
+
+#: The LimitInfoHeader's one limit type: the org's daily API requests (REST's api-usage).
+API_REQUESTS = "API REQUESTS"
+
+#: Response headers (element name -> its fields): every call but login answers LimitInfoHeader.
+RESPONSE_HEADERS: dict[str, tuple[El, ...]] = {"LimitInfoHeader": spec("limitInfo:LimitInfo*")}
+
+
+def response_headers_of(operation: str) -> tuple[str, ...]:
+    return () if operation == "login" else tuple(RESPONSE_HEADERS)
+
 
 #: SOAP headers (element name -> its fields) and which operations read which.
 HEADERS: dict[str, tuple[El, ...]] = {
