@@ -144,3 +144,32 @@ def test_limit_info_header_counts_typed_calls(server: Server) -> None:
     assert info.limit == server.org.daily_api_requests_max
     e.call("getServerTimestamp")
     assert e.limit_info[0].current == info.current + 1
+
+
+def test_typed_relationships_set_parents_by_external_id(server: Server) -> None:
+    """The typed relationship element names the parent by an idLookup field: Owner (a User)
+    by Username, Who (polymorphic, so the xsi:type zeep writes names Contact) by Email."""
+    e = Enterprise(server)
+    admin = server.org.accounts.find_user(server.admin)
+    assert admin is not None
+    owner = e.new("User", Username=server.admin)
+    (ann,) = e.call("create", [e.new("Contact", LastName="Ann", Email="ann@x.io", Owner=owner)])
+    assert ann.success is True, ann.errors
+    assert server.org.store.get("Contact", ann.id)["OwnerId"] == admin["Id"]
+    (task,) = e.call(
+        "create", [e.new("Task", Subject="Call", Who=e.new("Contact", Email="ann@x.io"))]
+    )
+    assert task.success is True, task.errors
+    assert server.org.store.get("Task", task.id)["WhoId"] == ann.id
+    (up,) = e.call(
+        "upsert", "Email", [e.new("Contact", LastName="Ann B", Email="ann@x.io", Owner=owner)]
+    )
+    assert (up.success, up.created, up.id) == (True, False, ann.id)
+    (missing,) = e.call(
+        "create", [e.new("Task", Subject="x", Who=e.new("Lead", Email="nobody@x.io"))]
+    )
+    assert missing.success is False
+    assert (missing.errors[0].statusCode, missing.errors[0].message) == (
+        "INVALID_FIELD",
+        "Foreign key external ID: nobody@x.io not found for field Email in entity Lead",
+    )

@@ -425,6 +425,105 @@ def test_upsert_by_id_and_by_id_lookup_field(server: Server) -> None:
     assert fault.code == "sf:INVALID_FIELD"
 
 
+def _parent(relationship: str, kind: str | None, **keys: str) -> Any:
+    """A partner reference to a parent by an idLookup field: a nested element under the
+    relationship name holding the parent's type and that field."""
+    node = etree.Element(f"{{{SOBJECT_NS}}}{relationship}")
+    for name, value in ({"type": kind} if kind else {}).items() | keys.items():
+        etree.SubElement(node, f"{{{SOBJECT_NS}}}{name}").text = value
+    return node
+
+
+def _with(p: Partner, sobject: Any, *parents: Any) -> Any:
+    sobject._value_1 = [*sobject._value_1, *parents]
+    return sobject
+
+
+def test_create_and_upsert_set_parents_by_external_id(server: Server) -> None:
+    """Owner by User.Username, Who (Contact or Lead) by Contact.Email: the parent's Id is set,
+    as REST's upsert matches; errors are each record's own and write nothing."""
+    p = Partner(server)
+    admin = server.org.accounts.find_user(server.admin)
+    assert admin is not None
+    (ann,) = p.call(
+        "create",
+        [
+            _with(
+                p,
+                p.sobject("Contact", LastName="Ann", Email="ann@x.io"),
+                _parent("Owner", "User", Username=server.admin.upper()),
+            )
+        ],
+    )
+    assert ann.success is True, ann.errors
+    assert server.org.store.get("Contact", ann.id)["OwnerId"] == admin["Id"]
+    (task,) = p.call(
+        "create",
+        [_with(p, p.sobject("Task", Subject="Call"), _parent("Who", "Contact", Email="ann@x.io"))],
+    )
+    assert task.success is True, task.errors
+    assert server.org.store.get("Task", task.id)["WhoId"] == ann.id
+    (up,) = p.call(
+        "upsert",
+        "Email",
+        [
+            _with(
+                p,
+                p.sobject("Contact", LastName="Bea", Email="bea@x.io"),
+                _parent("Owner", None, Username=server.admin),
+            )
+        ],
+    )
+    assert (up.success, up.created) == (True, True)
+    assert server.org.store.get("Contact", up.id)["OwnerId"] == admin["Id"]
+    twins = p.call(
+        "create", [p.sobject("Contact", LastName="Twin", Email="twin@x.io") for _ in range(2)]
+    )
+    assert [t.success for t in twins] == [True, True], twins
+    before = p.call("query", "SELECT COUNT() FROM Task").size
+    refused = p.call(
+        "create",
+        [
+            _with(
+                p, p.sobject("Task", Subject="a"), _parent("Who", "Contact", Email="nobody@x.io")
+            ),
+            _with(p, p.sobject("Task", Subject="b"), _parent("Who", "Contact", Email="TWIN@x.io")),
+            _with(p, p.sobject("Task", Subject="c"), _parent("Who", None, Email="ann@x.io")),
+            _with(p, p.sobject("Task", Subject="d"), _parent("Who", "Account", Name="Acme")),
+            _with(p, p.sobject("Task", Subject="e"), _parent("What", "Account", Name="Acme")),
+            _with(
+                p,
+                p.sobject("Task", Subject="f"),
+                _parent("Who", "Contact", Email="ann@x.io", LastName="Ann"),
+            ),
+            _with(
+                p, p.sobject("Task", Subject="g"), _parent("Nobody", "Contact", Email="ann@x.io")
+            ),
+        ],
+    )
+    assert [r.success for r in refused] == [False] * 7
+    codes = [(r.errors[0].statusCode, r.errors[0].message) for r in refused]
+    assert codes[0] == (
+        "INVALID_FIELD",
+        "Foreign key external ID: nobody@x.io not found for field Email in entity Contact",
+    )
+    assert codes[1][0] == "DUPLICATE_EXTERNAL_ID" and "TWIN@x.io" in codes[1][1]
+    assert codes[2][0] == "INVALID_FIELD" and "Who" in codes[2][1]  # polymorphic: type needed
+    assert codes[3][0] == "INVALID_FIELD" and "Account is not one of Contact, Lead" in codes[3][1]
+    assert codes[4] == (
+        "INVALID_FIELD",
+        "Field name provided, Name is not an External ID or indexed field for Account",
+    )
+    assert codes[5] == (
+        "INVALID_FIELD",
+        "More than 1 field provided in an external foreign key reference in entity: Contact",
+    )
+    assert (
+        codes[6][0] == "INVALID_FIELD" and "No such column 'Nobody' on entity 'Task'" in codes[6][1]
+    )
+    assert p.call("query", "SELECT COUNT() FROM Task").size == before
+
+
 def test_more_than_200_records_fault_and_write_nothing(server: Server) -> None:
     p = Partner(server)
     batch = [p.sobject("Contact", LastName=f"N{n}") for n in range(201)]

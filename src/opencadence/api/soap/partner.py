@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -395,19 +395,32 @@ def get_deleted(ctx: Context, result: ET.Element) -> None:
 
 
 @dataclass
+class Reference:
+    """A parent named by one of its idLookup fields instead of its Id: the partner API's nested
+    sObject under the relationship name (``<Owner><type>User</type><Username>…``), the
+    enterprise API's typed relationship element (``<Owner><Username>…``)."""
+
+    relationship: str
+    type: str  # as sent ("" when not named: the relationship's one target object)
+    keys: dict[str, str]  # field -> value (exactly one is valid)
+
+
+@dataclass
 class Incoming:
     """One ``sObjects`` element of a create/update/upsert call."""
 
     type: str
     id: str | None
     fields: dict[str, Any]
+    references: list[Reference] = field(default_factory=list)
 
 
 def read_sobject(node: ET.Element, typed: bool = False) -> Incoming:
     """type (the enterprise API's is the xsi:type), Id, the fields (xsi:nil and
-    ``fieldsToNull`` set null), by local name."""
+    ``fieldsToNull`` set null), by local name; nested elements are parents by external id."""
     kind, record_id = (enterprise.sobject_type(node) if typed else ""), None
     fields: dict[str, Any] = {}
+    references: list[Reference] = []
     for child in node:
         name = envelope.local(child.tag)
         if name == "type" and not typed:
@@ -417,14 +430,84 @@ def read_sobject(node: ET.Element, typed: bool = False) -> Incoming:
         elif name == "fieldsToNull":
             fields[(child.text or "").strip()] = None
         elif len(child):
-            raise errors.InvalidField(
-                f"{name}: setting a relationship by external id is not supported", fields=[name]
-            )
+            references.append(_reference(child, name, typed))
         else:
             fields[name] = None if envelope.is_nil(child) else (child.text or "")
     if not kind:
         raise errors.InvalidType("Must send a concrete entity type.")
-    return Incoming(kind, record_id, fields)
+    return Incoming(kind, record_id, fields, references)
+
+
+def _reference(node: ET.Element, relationship: str, typed: bool) -> Reference:
+    kind = enterprise.sobject_type(node) if typed else ""
+    keys: dict[str, str] = {}
+    for child in node:
+        name = envelope.local(child.tag)
+        if name == "type" and not typed:
+            kind = (child.text or "").strip()
+        elif name == "fieldsToNull" or envelope.is_nil(child) or len(child):
+            continue  # zeep sends the sObject's required Id as nil
+        else:
+            keys[name] = (child.text or "").strip()
+    return Reference(relationship, kind, keys)
+
+
+def _resolved(ctx: Context, item: Incoming) -> dict[str, Any]:
+    """The record's fields with each parent reference replaced by the parent's Id, matched as
+    REST's upsert matches (``Org.external_id_field``/``matching_ids``: the session's visible
+    records, case-insensitively). Errors are the record's own, as Salesforce reports them."""
+    if not item.references:
+        return item.fields
+    fields = dict(item.fields)
+    obj = ctx.registry.object(item.type)
+    for ref in item.references:
+        f = next(
+            (
+                f
+                for f in obj.fields_at(ctx.version)
+                if f.relationship_name and f.relationship_name.lower() == ref.relationship.lower()
+            ),
+            None,
+        )
+        if f is None:
+            raise errors.InvalidField(
+                f"No such column '{ref.relationship}' on entity '{obj.name}'. If you are "
+                "attempting to use a custom relationship, be sure to append the '__r' after "
+                "the custom relationship name.",
+                fields=[ref.relationship],
+            )
+        targets = [t for t in f.reference_to if t in ctx.registry]
+        named = ref.type or (targets[0] if len(targets) == 1 else "")
+        target = next((t for t in targets if t.lower() == named.lower()), None)
+        if target is None:
+            raise errors.InvalidField(
+                f"Invalid foreign key relationship {f.relationship_name}: "
+                + (f"{named} is not one of {', '.join(targets)}" if named else "no type named"),
+                fields=[f.name],
+            )
+        if len(ref.keys) != 1:
+            raise errors.InvalidField(
+                f"More than 1 field provided in an external foreign key reference in entity: "
+                f"{target}"
+                if ref.keys
+                else f"No external id field provided in the foreign key reference {ref.relationship}"
+            )
+        ((key, value),) = ref.keys.items()
+        key_field = ctx.org.external_id_field(target, key, ctx.version)
+        found = ctx.org.matching_ids(ctx.session, target, key_field.name, value, ctx.version)
+        if not found:
+            raise errors.InvalidField(
+                f"Foreign key external ID: {value} not found for field {key_field.name} "
+                f"in entity {target}"
+            )
+        if len(found) > 1:
+            raise errors.DuplicateExternalId(
+                f"Foreign key external ID: {value} matched more than one record for field "
+                f"{key_field.name} in entity {target}",
+                matches=found,
+            )
+        fields[f.name] = found[0]
+    return fields
 
 
 def _records(ctx: Context) -> list[Incoming]:
@@ -517,8 +600,9 @@ def _write_results(result: ET.Element, outcomes: list[Outcome], *, upsert: bool 
 
 def create(ctx: Context, result: ET.Element) -> None:
     def write(tx: records.Tx | None, item: Incoming) -> tuple[str | None, bool]:
+        body = _resolved(ctx, item)
         new_id = ctx.org.create(
-            ctx.session, item.type, item.fields, ctx.version, api=API, client=ctx.client, tx=tx
+            ctx.session, item.type, body, ctx.version, api=API, client=ctx.client, tx=tx
         )
         return new_id, True
 
@@ -534,7 +618,7 @@ def update(ctx: Context, result: ET.Element) -> None:
             ctx.session,
             item.type,
             item.id,
-            item.fields,
+            _resolved(ctx, item),
             ctx.version,
             api=API,
             client=ctx.client,
@@ -564,7 +648,7 @@ def upsert(ctx: Context, result: ET.Element) -> None:
             item.type,
             key,
             value,
-            item.fields,
+            _resolved(ctx, item),
             ctx.version,
             api=API,
             client=ctx.client,
