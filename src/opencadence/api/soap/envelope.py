@@ -160,8 +160,21 @@ def to_bytes(root: ET.Element) -> bytes:
     return _DECLARATION + "".join(out).encode("utf-8")
 
 
+#: The tag of a node whose text is markup already written (and escaped): ``raw``.
+RAW = "\x00raw"
+
+
+def raw(parent: ET.Element, markup: str) -> None:
+    """Append markup written as a string (records: ``partner``/``enterprise`` write them
+    straight to text, every value through ``escape_text``): the writer copies it as is."""
+    ET.SubElement(parent, RAW).text = markup
+
+
 def _write_node(node: ET.Element, out: list[str]) -> None:
     append, tag, text = out.append, node.tag, node.text
+    if tag is RAW or tag == RAW:
+        append(text or "")
+        return
     append("<" + tag + _attributes(node.attrib) if node.attrib else "<" + tag)
     if len(node):
         append(">" + _escape(text) if text else ">")
@@ -178,6 +191,9 @@ def _escape(text: str) -> str:
     if "&" in text or "<" in text or ">" in text:
         return escape(text)
     return text
+
+
+escape_text = _escape  # element text, as the tree writer escapes it
 
 
 _ATTRIBUTES: dict[tuple[tuple[str, str], ...], str] = {}
