@@ -48,8 +48,9 @@ def _order(registry: Registry, name: str, version: str) -> dict[str, tuple[int, 
     return {n.lower(): (i, n, kind) for i, (n, kind) in enumerate(elements(registry, obj, version))}
 
 
-#: (key of the record, element name, type reference) in the order the type declares them.
-Plan = tuple[tuple[str, str, str], ...]
+#: Per element, in the order the type declares them: (key of the record, element name, type
+#: reference, start tag, end tag, nil element).
+Plan = tuple[tuple[str, str, str, str, str, str], ...]
 
 
 @lru_cache(maxsize=1024)
@@ -58,12 +59,19 @@ def _plan(registry: Registry, kind: str, keys: tuple[str, ...], version: str) ->
     declared elements by position, anything else (aliases) after them in select order."""
     rest = [k for k in keys if k != "attributes"]
     if registry.get(kind) is None:  # AggregateResult: its own aliases, in select order
-        return tuple((k, k, "xsd:string") for k in rest)
-    order = _order(registry, kind, version)
-    placed = [(order.get(k.lower(), (len(order), k, "xsd:string")), k) for k in rest if k != "Id"]
+        named = [(k, k, "xsd:string") for k in rest]
+    else:
+        order = _order(registry, kind, version)
+        placed = [
+            (order.get(k.lower(), (len(order), k, "xsd:string")), k) for k in rest if k != "Id"
+        ]
+        named = [
+            (key, name, type_ref)
+            for (_, name, type_ref), key in sorted(placed, key=lambda item: item[0][0])
+        ]
     return tuple(
-        (key, name, type_ref)
-        for (_, name, type_ref), key in sorted(placed, key=lambda item: item[0][0])
+        (key, name, type_ref, f"<sf:{name}>", f"</sf:{name}>", f'<sf:{name} xsi:nil="true"/>')
+        for key, name, type_ref in named
     )
 
 
@@ -84,18 +92,20 @@ def record_markup(
     append(
         '<sf:Id xsi:nil="true"/>' if record_id is None else f"<sf:Id>{esc(str(record_id))}</sf:Id>"
     )
-    for key, name, type_ref in _plan(registry, kind, tuple(record), version):
+    for key, name, type_ref, start, end, null in _plan(registry, kind, tuple(record), version):
         value = record[key]
         if value is None:
-            append(f'<sf:{name} xsi:nil="true"/>')
+            append(null)
+        elif value.__class__ is str and type_ref != "xsd:dateTime":
+            append(start + esc(value) + end)
         elif isinstance(value, dict) and "records" in value:
-            append(f'<sf:{name} xsi:type="QueryResult">')
+            append(start[:-1] + ' xsi:type="QueryResult">')
             page_markup(value, out)
-            append(f"</sf:{name}>")
+            append(end)
         elif isinstance(value, dict):
             record_markup(registry, f"sf:{name}", value, version, out, page_markup)
         else:
-            append(f"<sf:{name}>{esc(envelope.scalar_text(type_ref, value))}</sf:{name}>")
+            append(start + esc(envelope.scalar_text(type_ref, value)) + end)
     append(f"</{tag}>")
 
 
