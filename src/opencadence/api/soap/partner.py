@@ -472,8 +472,10 @@ class Incoming:
 
 
 def read_sobject(node: ET.Element, typed: bool = False) -> Incoming:
-    """type (the enterprise API's is the xsi:type), Id, the fields (xsi:nil and
-    ``fieldsToNull`` set null), by local name; nested elements are parents by external id."""
+    """type (the enterprise API's is the xsi:type), Id, the fields by local name (``fieldsToNull``
+    sets null, and so does xsi:nil in the partner API; typed .NET proxies send every unset
+    element as xsi:nil, which the enterprise API ignores); nested elements are parents by
+    external id."""
     kind, record_id = (enterprise.sobject_type(node) if typed else ""), None
     fields: dict[str, Any] = {}
     references: list[Reference] = []
@@ -487,8 +489,11 @@ def read_sobject(node: ET.Element, typed: bool = False) -> Incoming:
             fields[(child.text or "").strip()] = None
         elif len(child):
             references.append(_reference(child, name, typed))
+        elif envelope.is_nil(child):
+            if not typed:  # the enterprise API ignores a nil element: fieldsToNull sets null
+                fields[name] = None
         else:
-            fields[name] = None if envelope.is_nil(child) else (child.text or "")
+            fields[name] = child.text or ""
     if not kind:
         raise errors.InvalidType("Must send a concrete entity type.")
     return Incoming(kind, record_id, fields, references)

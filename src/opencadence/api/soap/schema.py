@@ -4,7 +4,7 @@ refuses elements a type does not declare, and a sequence's order matters).
 
 A type is a tuple of ``El``; ``spec("name:b other:s* ...")`` reads the short form: ``b`` boolean,
 ``i`` int, ``d`` double, ``s`` string, ``dt`` dateTime, ``id`` tns:ID, anything else a complex
-type of this module; ``*`` repeats the element.
+type of this module; ``*`` repeats the element, ``!`` makes it required and not nillable.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class El:
     name: str
     type: str  # "xsd:..." / "tns:ID" for scalars, "ens:sObject" or a key of TYPES otherwise
     many: bool = False
+    required: bool = False  # "!": exactly once, never nil (else optional and nillable)
 
     @property
     def scalar(self) -> bool:
@@ -68,9 +69,9 @@ def spec(text: str) -> tuple[El, ...]:
     out = []
     for token in text.split():
         name, _, kind = token.partition(":")
-        many = kind.endswith("*")
-        kind = kind.rstrip("*")
-        out.append(El(name, _SCALARS.get(kind, kind), many))
+        many, required = kind.endswith("*"), kind.endswith("!")
+        kind = kind.rstrip("*!")
+        out.append(El(name, _SCALARS.get(kind, kind), many, required))
     return tuple(out)
 
 
@@ -138,7 +139,7 @@ TYPES: dict[str, tuple[El, ...]] = {
     "UndeleteResult": spec("errors:Error* id:id success:b"),
     "SearchResult": spec("queryId:s searchRecords:SearchRecord*"),
     "SearchRecord": spec("record:ens:sObject"),
-    "LimitInfo": spec("current:i limit:i type:s"),
+    "LimitInfo": spec("current:i! limit:i! type:s!"),  # required, as Salesforce declares it
     # QueryResult and sObject are written by hand (records carry their own fields)
 }
 
@@ -181,7 +182,7 @@ def response_headers_of(operation: str) -> tuple[str, ...]:
 
 #: SOAP headers (element name -> its fields) and which operations read which.
 HEADERS: dict[str, tuple[El, ...]] = {
-    "SessionHeader": spec("sessionId:s"),
+    "SessionHeader": spec("sessionId:s!"),  # required, as Salesforce declares it
     "CallOptions": spec("client:s defaultNamespace:s"),
     "QueryOptions": spec("batchSize:i"),
     "AllOrNoneHeader": spec("allOrNone:b"),

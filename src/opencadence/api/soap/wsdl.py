@@ -28,6 +28,9 @@ def _type_ref(el: schema.El) -> str:
 
 
 def _element(seq: ET.Element, el: schema.El, *, optional: bool = True) -> None:
+    if el.required:
+        ET.SubElement(seq, "element", {"name": el.name, "type": _type_ref(el)})
+        return
     attrs = {"name": el.name, "type": _type_ref(el), "nillable": "true"}
     if optional or el.many:
         attrs["minOccurs"] = "0"
