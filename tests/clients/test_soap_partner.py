@@ -434,7 +434,7 @@ def _parent(relationship: str, kind: str | None, **keys: str) -> Any:
     return node
 
 
-def _with(p: Partner, sobject: Any, *parents: Any) -> Any:
+def _with(sobject: Any, *parents: Any) -> Any:
     sobject._value_1 = [*sobject._value_1, *parents]
     return sobject
 
@@ -449,7 +449,6 @@ def test_create_and_upsert_set_parents_by_external_id(server: Server) -> None:
         "create",
         [
             _with(
-                p,
                 p.sobject("Contact", LastName="Ann", Email="ann@x.io"),
                 _parent("Owner", "User", Username=server.admin.upper()),
             )
@@ -459,7 +458,7 @@ def test_create_and_upsert_set_parents_by_external_id(server: Server) -> None:
     assert server.org.store.get("Contact", ann.id)["OwnerId"] == admin["Id"]
     (task,) = p.call(
         "create",
-        [_with(p, p.sobject("Task", Subject="Call"), _parent("Who", "Contact", Email="ann@x.io"))],
+        [_with(p.sobject("Task", Subject="Call"), _parent("Who", "Contact", Email="ann@x.io"))],
     )
     assert task.success is True, task.errors
     assert server.org.store.get("Task", task.id)["WhoId"] == ann.id
@@ -468,7 +467,6 @@ def test_create_and_upsert_set_parents_by_external_id(server: Server) -> None:
         "Email",
         [
             _with(
-                p,
                 p.sobject("Contact", LastName="Bea", Email="bea@x.io"),
                 _parent("Owner", None, Username=server.admin),
             )
@@ -476,6 +474,15 @@ def test_create_and_upsert_set_parents_by_external_id(server: Server) -> None:
     )
     assert (up.success, up.created) == (True, True)
     assert server.org.store.get("Contact", up.id)["OwnerId"] == admin["Id"]
+    server.org.accounts.create_user("rep@ext.test", "rep-pw-1")
+    rep = server.org.accounts.find_user("rep@ext.test")
+    assert rep is not None
+    (moved,) = p.call(
+        "update",
+        [_with(p.sobject("Contact", up.id), _parent("Owner", "User", Username="rep@ext.test"))],
+    )
+    assert moved.success is True, moved.errors
+    assert server.org.store.get("Contact", up.id)["OwnerId"] == rep["Id"]
     twins = p.call(
         "create", [p.sobject("Contact", LastName="Twin", Email="twin@x.io") for _ in range(2)]
     )
@@ -484,21 +491,16 @@ def test_create_and_upsert_set_parents_by_external_id(server: Server) -> None:
     refused = p.call(
         "create",
         [
+            _with(p.sobject("Task", Subject="a"), _parent("Who", "Contact", Email="nobody@x.io")),
+            _with(p.sobject("Task", Subject="b"), _parent("Who", "Contact", Email="TWIN@x.io")),
+            _with(p.sobject("Task", Subject="c"), _parent("Who", None, Email="ann@x.io")),
+            _with(p.sobject("Task", Subject="d"), _parent("Who", "Account", Name="Acme")),
+            _with(p.sobject("Task", Subject="e"), _parent("What", "Account", Name="Acme")),
             _with(
-                p, p.sobject("Task", Subject="a"), _parent("Who", "Contact", Email="nobody@x.io")
-            ),
-            _with(p, p.sobject("Task", Subject="b"), _parent("Who", "Contact", Email="TWIN@x.io")),
-            _with(p, p.sobject("Task", Subject="c"), _parent("Who", None, Email="ann@x.io")),
-            _with(p, p.sobject("Task", Subject="d"), _parent("Who", "Account", Name="Acme")),
-            _with(p, p.sobject("Task", Subject="e"), _parent("What", "Account", Name="Acme")),
-            _with(
-                p,
                 p.sobject("Task", Subject="f"),
                 _parent("Who", "Contact", Email="ann@x.io", LastName="Ann"),
             ),
-            _with(
-                p, p.sobject("Task", Subject="g"), _parent("Nobody", "Contact", Email="ann@x.io")
-            ),
+            _with(p.sobject("Task", Subject="g"), _parent("Nobody", "Contact", Email="ann@x.io")),
         ],
     )
     assert [r.success for r in refused] == [False] * 7
