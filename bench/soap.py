@@ -100,7 +100,7 @@ def main() -> None:
                 instance_url=f"https://127.0.0.1:{port}",
                 session=session,
             )
-            assert len(service.query(QUERY, _soapheaders=headers).records) == 2_000
+            assert len(service.query(QUERY, _soapheaders=headers).body.result.records) == 2_000
             assert len(sf.query(QUERY)["records"]) == 2_000
             timed.times = {"soap": [], "rest": []}
             soap_client = median_ms(lambda: service.query(QUERY, _soapheaders=headers), reps)

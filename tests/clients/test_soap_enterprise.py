@@ -13,7 +13,7 @@ from zeep.transports import Transport
 from opencadence.storage import migrate
 
 from .conftest import Server
-from .test_soap_partner import seed
+from .test_soap_partner import seed, unwrap
 
 BINDING = "{urn:enterprise.soap.sforce.com}SoapBinding"
 ENS = "urn:sobject.enterprise.soap.sforce.com"
@@ -33,7 +33,10 @@ class Enterprise:
         self.headers: dict[str, Any] = {"SessionHeader": {"sessionId": self.login.sessionId}}
 
     def call(self, operation: str, *args: Any, **headers: Any) -> Any:
-        return getattr(self.service, operation)(*args, _soapheaders={**self.headers, **headers})
+        """The call's result; its LimitInfoHeader is kept in ``limit_info``."""
+        return unwrap(
+            self, self.service, operation, *args, _soapheaders={**self.headers, **headers}
+        )
 
     def new(self, kind: str, **fields: Any) -> Any:
         return self.client.get_type(f"{{{ENS}}}{kind}")(**fields)
@@ -130,3 +133,43 @@ def test_enterprise_wsdl_has_one_type_per_object(server: Server) -> None:
     names = [name for name, _ in tracker.elements]
     assert {"StepType", "State", "ActionCadence", "TargetId", "Target"} <= set(names)
     assert names[:2] == ["fieldsToNull", "Id"]
+
+
+def test_limit_info_header_counts_typed_calls(server: Server) -> None:
+    """The enterprise WSDL declares LimitInfoHeader too; zeep reads it from every reply."""
+    e = Enterprise(server)
+    e.call("getUserInfo")
+    (info,) = e.limit_info
+    assert info.type == "API REQUESTS"
+    assert info.limit == server.org.daily_api_requests_max
+    e.call("getServerTimestamp")
+    assert e.limit_info[0].current == info.current + 1
+
+
+def test_typed_relationships_set_parents_by_external_id(server: Server) -> None:
+    """The typed relationship element names the parent by an idLookup field: Owner (a User)
+    by Username, Who (polymorphic, so the xsi:type zeep writes names Contact) by Email."""
+    e = Enterprise(server)
+    admin = server.org.accounts.find_user(server.admin)
+    assert admin is not None
+    owner = e.new("User", Username=server.admin)
+    (ann,) = e.call("create", [e.new("Contact", LastName="Ann", Email="ann@x.io", Owner=owner)])
+    assert ann.success is True, ann.errors
+    assert server.org.store.get("Contact", ann.id)["OwnerId"] == admin["Id"]
+    (task,) = e.call(
+        "create", [e.new("Task", Subject="Call", Who=e.new("Contact", Email="ann@x.io"))]
+    )
+    assert task.success is True, task.errors
+    assert server.org.store.get("Task", task.id)["WhoId"] == ann.id
+    (up,) = e.call(
+        "upsert", "Email", [e.new("Contact", LastName="Ann B", Email="ann@x.io", Owner=owner)]
+    )
+    assert (up.success, up.created, up.id) == (True, False, ann.id)
+    (missing,) = e.call(
+        "create", [e.new("Task", Subject="x", Who=e.new("Lead", Email="nobody@x.io"))]
+    )
+    assert missing.success is False
+    assert (missing.errors[0].statusCode, missing.errors[0].message) == (
+        "INVALID_FIELD",
+        "Foreign key external ID: nobody@x.io not found for field Email in entity Lead",
+    )

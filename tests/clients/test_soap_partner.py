@@ -46,7 +46,10 @@ class Partner:
         self.headers: dict[str, Any] = {"SessionHeader": {"sessionId": self.login.sessionId}}
 
     def call(self, operation: str, *args: Any, **headers: Any) -> Any:
-        return getattr(self.service, operation)(*args, _soapheaders={**self.headers, **headers})
+        """The call's result; its LimitInfoHeader is kept in ``limit_info``."""
+        return unwrap(
+            self, self.service, operation, *args, _soapheaders={**self.headers, **headers}
+        )
 
     def sobject(self, kind: str, record_id: str | None = None, **fields: Any) -> Any:
         nulls = [k for k, v in fields.items() if v is None]
@@ -58,6 +61,15 @@ class Partner:
                 elements.append(element)
         sobject = self.client.get_type(f"{{{SOBJECT_NS}}}sObject")
         return sobject(type=kind, Id=record_id, fieldsToNull=nulls, _value_1=elements)
+
+
+def unwrap(holder: Any, service: Any, operation: str, *args: Any, **kwargs: Any) -> Any:
+    """Call ``operation`` and return its ``result``. The WSDLs declare the LimitInfoHeader
+    response header, as Salesforce's do, so zeep answers ``body`` and ``header``; the header's
+    limitInfo list goes into ``holder.limit_info``."""
+    reply = getattr(service, operation)(*args, **kwargs)
+    holder.limit_info = reply.header.LimitInfoHeader.limitInfo
+    return None if reply.body is None else reply.body["result"]
 
 
 def values(record: Any) -> dict[str, Any]:
@@ -413,6 +425,107 @@ def test_upsert_by_id_and_by_id_lookup_field(server: Server) -> None:
     assert fault.code == "sf:INVALID_FIELD"
 
 
+def _parent(relationship: str, kind: str | None, **keys: str) -> Any:
+    """A partner reference to a parent by an idLookup field: a nested element under the
+    relationship name holding the parent's type and that field."""
+    node = etree.Element(f"{{{SOBJECT_NS}}}{relationship}")
+    for name, value in ({"type": kind} if kind else {}).items() | keys.items():
+        etree.SubElement(node, f"{{{SOBJECT_NS}}}{name}").text = value
+    return node
+
+
+def _with(sobject: Any, *parents: Any) -> Any:
+    sobject._value_1 = [*sobject._value_1, *parents]
+    return sobject
+
+
+def test_create_and_upsert_set_parents_by_external_id(server: Server) -> None:
+    """Owner by User.Username, Who (Contact or Lead) by Contact.Email: the parent's Id is set,
+    as REST's upsert matches; errors are each record's own and write nothing."""
+    p = Partner(server)
+    admin = server.org.accounts.find_user(server.admin)
+    assert admin is not None
+    (ann,) = p.call(
+        "create",
+        [
+            _with(
+                p.sobject("Contact", LastName="Ann", Email="ann@x.io"),
+                _parent("Owner", "User", Username=server.admin.upper()),
+            )
+        ],
+    )
+    assert ann.success is True, ann.errors
+    assert server.org.store.get("Contact", ann.id)["OwnerId"] == admin["Id"]
+    (task,) = p.call(
+        "create",
+        [_with(p.sobject("Task", Subject="Call"), _parent("Who", "Contact", Email="ann@x.io"))],
+    )
+    assert task.success is True, task.errors
+    assert server.org.store.get("Task", task.id)["WhoId"] == ann.id
+    (up,) = p.call(
+        "upsert",
+        "Email",
+        [
+            _with(
+                p.sobject("Contact", LastName="Bea", Email="bea@x.io"),
+                _parent("Owner", None, Username=server.admin),
+            )
+        ],
+    )
+    assert (up.success, up.created) == (True, True)
+    assert server.org.store.get("Contact", up.id)["OwnerId"] == admin["Id"]
+    server.org.accounts.create_user("rep@ext.test", "rep-pw-1")
+    rep = server.org.accounts.find_user("rep@ext.test")
+    assert rep is not None
+    (moved,) = p.call(
+        "update",
+        [_with(p.sobject("Contact", up.id), _parent("Owner", "User", Username="rep@ext.test"))],
+    )
+    assert moved.success is True, moved.errors
+    assert server.org.store.get("Contact", up.id)["OwnerId"] == rep["Id"]
+    twins = p.call(
+        "create", [p.sobject("Contact", LastName="Twin", Email="twin@x.io") for _ in range(2)]
+    )
+    assert [t.success for t in twins] == [True, True], twins
+    before = p.call("query", "SELECT COUNT() FROM Task").size
+    refused = p.call(
+        "create",
+        [
+            _with(p.sobject("Task", Subject="a"), _parent("Who", "Contact", Email="nobody@x.io")),
+            _with(p.sobject("Task", Subject="b"), _parent("Who", "Contact", Email="TWIN@x.io")),
+            _with(p.sobject("Task", Subject="c"), _parent("Who", None, Email="ann@x.io")),
+            _with(p.sobject("Task", Subject="d"), _parent("Who", "Account", Name="Acme")),
+            _with(p.sobject("Task", Subject="e"), _parent("What", "Account", Name="Acme")),
+            _with(
+                p.sobject("Task", Subject="f"),
+                _parent("Who", "Contact", Email="ann@x.io", LastName="Ann"),
+            ),
+            _with(p.sobject("Task", Subject="g"), _parent("Nobody", "Contact", Email="ann@x.io")),
+        ],
+    )
+    assert [r.success for r in refused] == [False] * 7
+    codes = [(r.errors[0].statusCode, r.errors[0].message) for r in refused]
+    assert codes[0] == (
+        "INVALID_FIELD",
+        "Foreign key external ID: nobody@x.io not found for field Email in entity Contact",
+    )
+    assert codes[1][0] == "DUPLICATE_EXTERNAL_ID" and "TWIN@x.io" in codes[1][1]
+    assert codes[2][0] == "INVALID_FIELD" and "Who" in codes[2][1]  # polymorphic: type needed
+    assert codes[3][0] == "INVALID_FIELD" and "Account is not one of Contact, Lead" in codes[3][1]
+    assert codes[4] == (
+        "INVALID_FIELD",
+        "Field name provided, Name is not an External ID or indexed field for Account",
+    )
+    assert codes[5] == (
+        "INVALID_FIELD",
+        "More than 1 field provided in an external foreign key reference in entity: Contact",
+    )
+    assert (
+        codes[6][0] == "INVALID_FIELD" and "No such column 'Nobody' on entity 'Task'" in codes[6][1]
+    )
+    assert p.call("query", "SELECT COUNT() FROM Task").size == before
+
+
 def test_more_than_200_records_fault_and_write_nothing(server: Server) -> None:
     p = Partner(server)
     batch = [p.sobject("Contact", LastName=f"N{n}") for n in range(201)]
@@ -632,17 +745,18 @@ def test_a_reps_visibility_is_the_same_as_over_rest(server: Server) -> None:
     login = c.service.login("rep@oc.test", "rep-pw-1" + token)
     service = c.create_service(PARTNER, login.serverUrl)
     headers = {"SessionHeader": {"sessionId": login.sessionId}}
-    assert service.query("SELECT Id FROM ActionCadenceStepTracker", _soapheaders=headers).size == 0
+    found = service.query("SELECT Id FROM ActionCadenceStepTracker", _soapheaders=headers)
+    assert found.body.result.size == 0
     (got,) = service.retrieve(
         "Id", "ActionCadenceStepTracker", [ids["steps"][0]], _soapheaders=headers
-    )
+    ).body.result
     assert got is None or got.type is None
     window = service.getUpdated(
         "ActionCadenceStepTracker",
         start - timedelta(minutes=1),
         server.clock.now(),
         _soapheaders=headers,
-    )
+    ).body.result
     assert window.ids == []
     admin = Partner(server)
     assert admin.call("query", "SELECT Id FROM ActionCadenceStepTracker").size == len(ids["steps"])
@@ -656,6 +770,33 @@ def test_calls_count_as_api_requests_and_the_limit_refuses_them(server: Server) 
     server.org.api_request_limit = used + 2
     fault = faulted(lambda: p.call("getUserInfo"))
     assert fault.code == "sf:REQUEST_LIMIT_EXCEEDED"
+
+
+def test_limit_info_header_reports_api_requests_as_rest_does(server: Server) -> None:
+    """Every call's reply carries LimitInfoHeader (API REQUESTS current/limit), from the same
+    counter as REST's Sforce-Limit-Info; login's reply has none."""
+    p = Partner(server)
+    p.call("getUserInfo")
+    (info,) = p.limit_info
+    assert (info.type, info.limit) == ("API REQUESTS", server.org.daily_api_requests_max)
+    rest = server.session().get(
+        f"https://{server.instance}/services/data/v59.0/limits",
+        headers={"Authorization": f"Bearer {p.login.sessionId}"},
+    )
+    assert rest.headers["Sforce-Limit-Info"] == f"api-usage={info.current + 1}/{info.limit}"
+    p.call("query", "SELECT Id FROM Contact")
+    assert p.limit_info[0].current == info.current + 2
+    server.org.api_request_limit = 5_000
+    p.call("getServerTimestamp")
+    assert p.limit_info[0].limit == 5_000
+    raw = _post(server, _envelope(p.login.sessionId, "<getServerTimestamp/>"))
+    header = raw.content.split(b"<soapenv:Body>", 1)[0]
+    assert re.search(
+        rb"<soapenv:Header><LimitInfoHeader><limitInfo><current>\d+</current>"
+        rb"<limit>5000</limit><type>API REQUESTS</type></limitInfo></LimitInfoHeader>"
+        rb"</soapenv:Header>$",
+        header,
+    )
 
 
 def test_an_oversized_chunked_body_is_refused_unread(server: Server) -> None:

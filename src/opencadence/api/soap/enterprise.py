@@ -16,14 +16,13 @@ from functools import lru_cache
 from typing import Any
 
 from opencadence.api.soap import envelope, schema
-from opencadence.api.soap.envelope import sub
 from opencadence.metadata import model
 from opencadence.metadata.registry import Registry
 
 #: (element name, type reference) of one object type's extension, in order.
 Elements = tuple[tuple[str, str], ...]
-#: Writes a child QueryResult into a node: (node, page) -> None.
-PageWriter = Callable[[ET.Element, dict[str, Any]], None]
+#: Writes a child QueryResult's elements: (page, markup so far) -> None.
+PageMarkup = Callable[[dict[str, Any], list[str]], None]
 
 
 def elements(registry: Registry, obj: model.ObjectDef, version: str) -> Elements:
@@ -49,51 +48,65 @@ def _order(registry: Registry, name: str, version: str) -> dict[str, tuple[int, 
     return {n.lower(): (i, n, kind) for i, (n, kind) in enumerate(elements(registry, obj, version))}
 
 
-def write_record(
+#: Per element, in the order the type declares them: (key of the record, element name, type
+#: reference, start tag, end tag, nil element).
+Plan = tuple[tuple[str, str, str, str, str, str], ...]
+
+
+@lru_cache(maxsize=1024)
+def _plan(registry: Registry, kind: str, keys: tuple[str, ...], version: str) -> Plan:
+    """The order a record of ``kind`` with these keys is written in (built once per shape):
+    declared elements by position, anything else (aliases) after them in select order."""
+    rest = [k for k in keys if k != "attributes"]
+    if registry.get(kind) is None:  # AggregateResult: its own aliases, in select order
+        named = [(k, k, "xsd:string") for k in rest]
+    else:
+        order = _order(registry, kind, version)
+        placed = [
+            (order.get(k.lower(), (len(order), k, "xsd:string")), k) for k in rest if k != "Id"
+        ]
+        named = [
+            (key, name, type_ref)
+            for (_, name, type_ref), key in sorted(placed, key=lambda item: item[0][0])
+        ]
+    return tuple(
+        (key, name, type_ref, f"<sf:{name}>", f"</sf:{name}>", f'<sf:{name} xsi:nil="true"/>')
+        for key, name, type_ref in named
+    )
+
+
+def record_markup(
     registry: Registry,
-    parent: ET.Element,
     tag: str,
     record: dict[str, Any],
     version: str,
-    write_page: PageWriter,
+    out: list[str],
+    page_markup: PageMarkup,
 ) -> None:
+    """A typed record as ``<tag xsi:type="sf:{Object}">``: Id (always, nil when not selected,
+    as the type requires it), then its elements in declared order."""
+    append, esc = out.append, envelope.escape_text
     kind = record.get("attributes", {}).get("type", "")
-    node = sub(parent, tag, xsi_type=f"sf:{kind}")
-    rest = {k: v for k, v in record.items() if k != "attributes"}
-    if registry.get(kind) is None:  # AggregateResult: its own aliases, in select order
-        envelope.nil(node, "sf:Id")
-        for key, value in rest.items():
-            _value(registry, node, key, "xsd:string", value, version, write_page)
-        return
-    order = _order(registry, kind, version)
-    value = rest.pop("Id", None)  # always written, nil when not selected (the type requires it)
-    if value is None:
-        envelope.nil(node, "sf:Id")
-    else:
-        sub(node, "sf:Id", str(value))
-    placed = [(order.get(k.lower(), (len(order), k, "xsd:string")), v) for k, v in rest.items()]
-    for (_, name, type_ref), value in sorted(placed, key=lambda item: item[0][0]):
-        _value(registry, node, name, type_ref, value, version, write_page)
-
-
-def _value(
-    registry: Registry,
-    node: ET.Element,
-    name: str,
-    type_ref: str,
-    value: Any,
-    version: str,
-    write_page: PageWriter,
-) -> None:
-    tag = f"sf:{name}"
-    if value is None:
-        envelope.nil(node, tag)
-    elif isinstance(value, dict) and "records" in value:
-        write_page(sub(node, tag, xsi_type="QueryResult"), value)
-    elif isinstance(value, dict):
-        write_record(registry, node, tag, value, version, write_page)
-    else:
-        sub(node, tag, envelope.scalar_text(type_ref, value))
+    append(f'<{tag} xsi:type="sf:{esc(kind)}">')
+    record_id = None if registry.get(kind) is None else record.get("Id")
+    append(
+        '<sf:Id xsi:nil="true"/>' if record_id is None else f"<sf:Id>{esc(str(record_id))}</sf:Id>"
+    )
+    for key, name, type_ref, start, end, null in _plan(registry, kind, tuple(record), version):
+        value = record[key]
+        if value is None:
+            append(null)
+        elif value.__class__ is str and type_ref != "xsd:dateTime":
+            append(start + esc(value) + end)
+        elif isinstance(value, dict) and "records" in value:
+            append(start[:-1] + ' xsi:type="QueryResult">')
+            page_markup(value, out)
+            append(end)
+        elif isinstance(value, dict):
+            record_markup(registry, f"sf:{name}", value, version, out, page_markup)
+        else:
+            append(start + esc(envelope.scalar_text(type_ref, value)) + end)
+    append(f"</{tag}>")
 
 
 def sobject_type(node: ET.Element) -> str:

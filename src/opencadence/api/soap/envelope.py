@@ -120,21 +120,31 @@ def nil(parent: ET.Element, tag: str) -> ET.Element:
     return sub(parent, tag, xsi_nil="true")
 
 
-def _envelope(sf_namespace: str, default: str | None) -> tuple[ET.Element, ET.Element]:
-    """A fault has no default namespace: faultcode, faultstring and detail are unqualified."""
+def _envelope(
+    sf_namespace: str, default: str | None, usage: tuple[int, int] | None = None
+) -> tuple[ET.Element, ET.Element]:
+    """A fault has no default namespace: faultcode, faultstring and detail are unqualified.
+    ``usage`` (requests today, daily limit) is sent as the ``LimitInfoHeader`` response header."""
     names = {"xmlns:soapenv": schema.ENVELOPE_NS}
     if default is not None:
         names["xmlns"] = default
     names.update({"xmlns:sf": sf_namespace, "xmlns:xsi": schema.XSI_NS})
     root = ET.Element("soapenv:Envelope", names)
+    if usage is not None:
+        info = sub(sub(sub(root, "soapenv:Header"), "LimitInfoHeader"), "limitInfo")
+        sub(info, "current", str(usage[0]))
+        sub(info, "limit", str(usage[1]))
+        sub(info, "type", schema.API_REQUESTS)
     return root, sub(root, "soapenv:Body")
 
 
 def response_root(
-    operation: str, flavor: schema.Flavor = schema.PARTNER
+    operation: str,
+    flavor: schema.Flavor = schema.PARTNER,
+    usage: tuple[int, int] | None = None,
 ) -> tuple[ET.Element, ET.Element]:
-    """(envelope, ``<{operation}Response>``) to fill in."""
-    root, body = _envelope(flavor.sobject_ns, flavor.api_ns)
+    """(envelope, ``<{operation}Response>``) to fill in; with ``usage``, a LimitInfoHeader."""
+    root, body = _envelope(flavor.sobject_ns, flavor.api_ns, usage)
     return root, sub(body, f"{operation}Response")
 
 
@@ -150,8 +160,21 @@ def to_bytes(root: ET.Element) -> bytes:
     return _DECLARATION + "".join(out).encode("utf-8")
 
 
+#: The tag of a node whose text is markup already written (and escaped): ``raw``.
+RAW = "\x00raw"
+
+
+def raw(parent: ET.Element, markup: str) -> None:
+    """Append markup written as a string (records: ``partner``/``enterprise`` write them
+    straight to text, every value through ``escape_text``): the writer copies it as is."""
+    ET.SubElement(parent, RAW).text = markup
+
+
 def _write_node(node: ET.Element, out: list[str]) -> None:
     append, tag, text = out.append, node.tag, node.text
+    if tag is RAW or tag == RAW:
+        append(text or "")
+        return
     append("<" + tag + _attributes(node.attrib) if node.attrib else "<" + tag)
     if len(node):
         append(">" + _escape(text) if text else ">")
@@ -168,6 +191,9 @@ def _escape(text: str) -> str:
     if "&" in text or "<" in text or ">" in text:
         return escape(text)
     return text
+
+
+escape_text = _escape  # element text, as the tree writer escapes it
 
 
 _ATTRIBUTES: dict[tuple[tuple[str, str], ...], str] = {}

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+from xml.sax.saxutils import escape
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -45,6 +46,8 @@ class Context:
     token: str
     call: Call
     flavor: schema.Flavor = schema.PARTNER
+    #: (API requests today, the daily limit): the response's LimitInfoHeader
+    usage: tuple[int, int] | None = None
 
     @property
     def registry(self) -> Registry:
@@ -117,7 +120,7 @@ def _run(org: Org, call: Call, version: str, flavor: schema.Flavor) -> Response:
             return envelope.client_fault(
                 f"No operation available for request {{{flavor.api_ns}}}{call.operation}", flavor
             )
-        root, result = envelope.response_root(call.operation, flavor)
+        root, result = envelope.response_root(call.operation, flavor, ctx.usage)
         operation(ctx, result)
         return envelope.to_response(root)
     except errors.OpenCadenceError as exc:
@@ -165,8 +168,10 @@ def _authenticate(org: Org, call: Call, version: str, flavor: schema.Flavor) -> 
         raise errors.InvalidSession(
             "Invalid Session ID found in SessionHeader: Illegal Session"
         ) from None
-    org.count_api_request()  # an authenticated call counts, as over REST (and may be refused)
-    return Context(org, session, version, token, call, flavor)
+    # an authenticated call counts, as over REST (and may be refused); the count goes back in
+    # the LimitInfoHeader, as REST's goes back in Sforce-Limit-Info
+    usage = org.count_api_request()
+    return Context(org, session, version, token, call, flavor, usage)
 
 
 # --- session and describe -------------------------------------------------------------------
@@ -283,59 +288,114 @@ def search(ctx: Context, result: ET.Element) -> None:
 
 def write_query_result(ctx: Context, node: ET.Element, page: dict[str, Any]) -> None:
     """QueryResult: done, queryLocator (the locator of REST's nextRecordsUrl), records, size."""
-    sub(node, "done", "true" if page["done"] else "false")
-    next_url = page.get("nextRecordsUrl")
-    if next_url:
-        sub(node, "queryLocator", next_url.rsplit("/", 1)[-1])
-    else:
-        envelope.nil(node, "queryLocator")
-    for record in page["records"]:
-        write_sobject(ctx, node, "records", record)
-    sub(node, "size", str(page["totalSize"]))
+    out: list[str] = []
+    page_markup(ctx, page, out)
+    envelope.raw(node, "".join(out))
 
 
 def write_sobject(ctx: Context, parent: ET.Element, tag: str, record: dict[str, Any]) -> None:
+    """A partner ``sObject`` (or an enterprise typed record) as the element ``tag``."""
+    out: list[str] = []
+    sobject_markup(ctx, tag, record, out)
+    envelope.raw(parent, "".join(out))
+
+
+# Records are written straight to markup (a 2,000-record page as an element tree cost several
+# times the query); the tags of each object's fields are built once (``_partner_plan``) and
+# every value goes through ``escape_text``, as the tree writer escapes it: the same bytes.
+
+
+def page_markup(ctx: Context, page: dict[str, Any], out: list[str]) -> None:
+    """The QueryResult's elements (its own element is the caller's)."""
+    append = out.append
+    append("<done>true</done>" if page["done"] else "<done>false</done>")
+    next_url = page.get("nextRecordsUrl")
+    if next_url:
+        append("<queryLocator>" + _esc(next_url.rsplit("/", 1)[-1]) + "</queryLocator>")
+    else:
+        append('<queryLocator xsi:nil="true"/>')
+    for record in page["records"]:
+        sobject_markup(ctx, "records", record, out)
+    append("<size>" + str(page["totalSize"]) + "</size>")
+
+
+def sobject_markup(ctx: Context, tag: str, record: dict[str, Any], out: list[str]) -> None:
     """A partner ``sObject``: type, Id (nil when not selected), then the fields in the sObject
     namespace as selected (Id again among them, as Salesforce sends it), parents nested as
     sObjects and child subqueries as QueryResults."""
     if ctx.flavor.typed:
-        enterprise.write_record(
+        enterprise.record_markup(
             ctx.registry,
-            parent,
             tag,
             record,
             ctx.version,
-            lambda node, page: write_query_result(ctx, node, page),
+            out,
+            lambda page, into: page_markup(ctx, page, into),
         )
         return
-    node = ET.SubElement(parent, tag, _SOBJECT)
+    append = out.append
     kind = record.get("attributes", {}).get("type", "")
-    ET.SubElement(node, "sf:type").text = kind
-    if record.get("Id"):
-        ET.SubElement(node, "sf:Id").text = str(record["Id"])
-    else:
-        ET.SubElement(node, "sf:Id", _NIL)
-    datetimes = _datetime_fields(ctx.registry, kind)
-    for key, value in record.items():
-        if key == "attributes":
-            continue
-        name = "sf:" + key
-        if value is None:
-            ET.SubElement(node, name, _NIL)
-        elif isinstance(value, dict) and "records" in value:
-            write_query_result(ctx, sub(node, name, xsi_type="QueryResult"), value)
+    plan = _partner_plan(ctx.registry, kind, tag, tuple(record))
+    append(plan.head)
+    record_id = record.get("Id")
+    append("<sf:Id>" + _esc(str(record_id)) + "</sf:Id>" if record_id else _NIL_ID)
+    for key, start, end, null, is_datetime in plan.fields:
+        value = record[key]
+        if value.__class__ is str:  # most values: checked first
+            if is_datetime:
+                value = envelope.soap_datetime(value)
+            if "&" in value or "<" in value or ">" in value:
+                value = _escape(value)
+            append(start + value + end)
+        elif value is None:
+            append(null)
+        elif value is True:
+            append(start + "true" + end)
+        elif value is False:
+            append(start + "false" + end)
         elif isinstance(value, dict):
-            write_sobject(ctx, node, name, value)
-        elif value is True or value is False:
-            ET.SubElement(node, name).text = "true" if value else "false"
-        elif key.lower() in datetimes:
-            ET.SubElement(node, name).text = envelope.soap_datetime(str(value))
+            if "records" in value:
+                append(start[:-1] + ' xsi:type="QueryResult">')
+                page_markup(ctx, value, out)
+                append(end)
+            else:
+                sobject_markup(ctx, start[1:-1], value, out)
+        elif is_datetime:
+            append(start + _esc(envelope.soap_datetime(str(value))) + end)
         else:
-            ET.SubElement(node, name).text = str(value)
+            append(start + _esc(str(value)) + end)
+    append(plan.tail)
 
 
-_SOBJECT = {"xsi:type": "sf:sObject"}
-_NIL = {"xsi:nil": "true"}
+_esc = envelope.escape_text
+_escape = escape
+_NIL_ID = '<sf:Id xsi:nil="true"/>'
+
+
+@dataclass(frozen=True)
+class _Plan:
+    head: str  # the element's start tag and its sf:type
+    tail: str
+    #: (key, start tag, end tag, nil element, is a datetime field) per key of the record
+    fields: tuple[tuple[str, str, str, str, bool], ...]
+
+
+@lru_cache(maxsize=1024)
+def _partner_plan(registry: Registry, kind: str, tag: str, keys: tuple[str, ...]) -> _Plan:
+    datetimes = _datetime_fields(registry, kind)
+    fields = tuple(
+        (
+            key,
+            f"<sf:{key}>",
+            f"</sf:{key}>",
+            f'<sf:{key} xsi:nil="true"/>',
+            key.lower() in datetimes,
+        )
+        for key in keys
+        if key != "attributes"
+    )
+    head = f'<{tag} xsi:type="sf:sObject"><sf:type>{_esc(kind)}</sf:type>'
+    return _Plan(head, f"</{tag}>", fields)
 
 
 @lru_cache(maxsize=256)
@@ -392,19 +452,34 @@ def get_deleted(ctx: Context, result: ET.Element) -> None:
 
 
 @dataclass
+class Reference:
+    """A parent named by one of its idLookup fields instead of its Id: the partner API's nested
+    sObject under the relationship name (``<Owner><type>User</type><Username>…``), the
+    enterprise API's typed relationship element (``<Owner><Username>…``)."""
+
+    relationship: str
+    type: str  # as sent ("" when not named: the relationship's one target object)
+    keys: dict[str, str]  # field -> value (exactly one is valid)
+
+
+@dataclass
 class Incoming:
     """One ``sObjects`` element of a create/update/upsert call."""
 
     type: str
     id: str | None
     fields: dict[str, Any]
+    references: list[Reference] = field(default_factory=list)
 
 
 def read_sobject(node: ET.Element, typed: bool = False) -> Incoming:
-    """type (the enterprise API's is the xsi:type), Id, the fields (xsi:nil and
-    ``fieldsToNull`` set null), by local name."""
+    """type (the enterprise API's is the xsi:type), Id, the fields by local name (``fieldsToNull``
+    sets null, and so does xsi:nil in the partner API; typed .NET proxies send every unset
+    element as xsi:nil, which the enterprise API ignores); nested elements are parents by
+    external id."""
     kind, record_id = (enterprise.sobject_type(node) if typed else ""), None
     fields: dict[str, Any] = {}
+    references: list[Reference] = []
     for child in node:
         name = envelope.local(child.tag)
         if name == "type" and not typed:
@@ -414,14 +489,87 @@ def read_sobject(node: ET.Element, typed: bool = False) -> Incoming:
         elif name == "fieldsToNull":
             fields[(child.text or "").strip()] = None
         elif len(child):
-            raise errors.InvalidField(
-                f"{name}: setting a relationship by external id is not supported", fields=[name]
-            )
+            references.append(_reference(child, name, typed))
+        elif envelope.is_nil(child):
+            if not typed:  # the enterprise API ignores a nil element: fieldsToNull sets null
+                fields[name] = None
         else:
-            fields[name] = None if envelope.is_nil(child) else (child.text or "")
+            fields[name] = child.text or ""
     if not kind:
         raise errors.InvalidType("Must send a concrete entity type.")
-    return Incoming(kind, record_id, fields)
+    return Incoming(kind, record_id, fields, references)
+
+
+def _reference(node: ET.Element, relationship: str, typed: bool) -> Reference:
+    kind = enterprise.sobject_type(node) if typed else ""
+    keys: dict[str, str] = {}
+    for child in node:
+        name = envelope.local(child.tag)
+        if name == "type" and not typed:
+            kind = (child.text or "").strip()
+        elif name == "fieldsToNull" or envelope.is_nil(child) or len(child):
+            continue  # zeep sends the sObject's required Id as nil
+        else:
+            keys[name] = (child.text or "").strip()
+    return Reference(relationship, kind, keys)
+
+
+def _resolved(ctx: Context, item: Incoming) -> dict[str, Any]:
+    """The record's fields with each parent reference replaced by the parent's Id, matched as
+    REST's upsert matches (``Org.external_id_field``/``matching_ids``: the session's visible
+    records, case-insensitively). Errors are the record's own, as Salesforce reports them."""
+    if not item.references:
+        return item.fields
+    fields = dict(item.fields)
+    obj = ctx.registry.object(item.type)
+    for ref in item.references:
+        f = next(
+            (
+                f
+                for f in obj.fields_at(ctx.version)
+                if f.relationship_name and f.relationship_name.lower() == ref.relationship.lower()
+            ),
+            None,
+        )
+        if f is None:
+            raise errors.InvalidField(
+                f"No such column '{ref.relationship}' on entity '{obj.name}'. If you are "
+                "attempting to use a custom relationship, be sure to append the '__r' after "
+                "the custom relationship name.",
+                fields=[ref.relationship],
+            )
+        targets = [t for t in f.reference_to if t in ctx.registry]
+        named = ref.type or (targets[0] if len(targets) == 1 else "")
+        target = next((t for t in targets if t.lower() == named.lower()), None)
+        if target is None:
+            raise errors.InvalidField(
+                f"Invalid foreign key relationship {f.relationship_name}: "
+                + (f"{named} is not one of {', '.join(targets)}" if named else "no type named"),
+                fields=[f.name],
+            )
+        if len(ref.keys) != 1:
+            raise errors.InvalidField(
+                f"More than 1 field provided in an external foreign key reference in entity: "
+                f"{target}"
+                if ref.keys
+                else f"No external id field provided in the foreign key reference {ref.relationship}"
+            )
+        ((key, value),) = ref.keys.items()
+        key_field = ctx.org.external_id_field(target, key, ctx.version)
+        found = ctx.org.matching_ids(ctx.session, target, key_field.name, value, ctx.version)
+        if not found:
+            raise errors.InvalidField(
+                f"Foreign key external ID: {value} not found for field {key_field.name} "
+                f"in entity {target}"
+            )
+        if len(found) > 1:
+            raise errors.DuplicateExternalId(
+                f"Foreign key external ID: {value} matched more than one record for field "
+                f"{key_field.name} in entity {target}",
+                matches=found,
+            )
+        fields[f.name] = found[0]
+    return fields
 
 
 def _records(ctx: Context) -> list[Incoming]:
@@ -514,8 +662,9 @@ def _write_results(result: ET.Element, outcomes: list[Outcome], *, upsert: bool 
 
 def create(ctx: Context, result: ET.Element) -> None:
     def write(tx: records.Tx | None, item: Incoming) -> tuple[str | None, bool]:
+        body = _resolved(ctx, item)
         new_id = ctx.org.create(
-            ctx.session, item.type, item.fields, ctx.version, api=API, client=ctx.client, tx=tx
+            ctx.session, item.type, body, ctx.version, api=API, client=ctx.client, tx=tx
         )
         return new_id, True
 
@@ -531,7 +680,7 @@ def update(ctx: Context, result: ET.Element) -> None:
             ctx.session,
             item.type,
             item.id,
-            item.fields,
+            _resolved(ctx, item),
             ctx.version,
             api=API,
             client=ctx.client,
@@ -561,7 +710,7 @@ def upsert(ctx: Context, result: ET.Element) -> None:
             item.type,
             key,
             value,
-            item.fields,
+            _resolved(ctx, item),
             ctx.version,
             api=API,
             client=ctx.client,

@@ -4,7 +4,7 @@ refuses elements a type does not declare, and a sequence's order matters).
 
 A type is a tuple of ``El``; ``spec("name:b other:s* ...")`` reads the short form: ``b`` boolean,
 ``i`` int, ``d`` double, ``s`` string, ``dt`` dateTime, ``id`` tns:ID, anything else a complex
-type of this module; ``*`` repeats the element.
+type of this module; ``*`` repeats the element, ``!`` makes it required and not nillable.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class El:
     name: str
     type: str  # "xsd:..." / "tns:ID" for scalars, "ens:sObject" or a key of TYPES otherwise
     many: bool = False
+    required: bool = False  # "!": exactly once, never nil (else optional and nillable)
 
     @property
     def scalar(self) -> bool:
@@ -68,9 +69,9 @@ def spec(text: str) -> tuple[El, ...]:
     out = []
     for token in text.split():
         name, _, kind = token.partition(":")
-        many = kind.endswith("*")
-        kind = kind.rstrip("*")
-        out.append(El(name, _SCALARS.get(kind, kind), many))
+        many, required = kind.endswith("*"), kind.endswith("!")
+        kind = kind.rstrip("*!")
+        out.append(El(name, _SCALARS.get(kind, kind), many, required))
     return tuple(out)
 
 
@@ -146,6 +147,7 @@ TYPES: dict[str, tuple[El, ...]] = {
     "LeadConvertResult": spec(
         "accountId:id contactId:id errors:Error* leadId:id opportunityId:id success:b"
     ),
+    "LimitInfo": spec("current:i! limit:i! type:s!"),  # required, as Salesforce declares it
     # QueryResult and sObject are written by hand (records carry their own fields)
 }
 
@@ -176,9 +178,20 @@ OPERATIONS: dict[str, tuple[tuple[El, ...], El | None]] = {
     "convertLead": (spec("leadConverts:LeadConvert*"), El("result", "LeadConvertResult", True)),
 }
 
+#: The LimitInfoHeader's one limit type: the org's daily API requests (REST's api-usage).
+API_REQUESTS = "API REQUESTS"
+
+#: Response headers (element name -> its fields): every call but login answers LimitInfoHeader.
+RESPONSE_HEADERS: dict[str, tuple[El, ...]] = {"LimitInfoHeader": spec("limitInfo:LimitInfo*")}
+
+
+def response_headers_of(operation: str) -> tuple[str, ...]:
+    return () if operation == "login" else tuple(RESPONSE_HEADERS)
+
+
 #: SOAP headers (element name -> its fields) and which operations read which.
 HEADERS: dict[str, tuple[El, ...]] = {
-    "SessionHeader": spec("sessionId:s"),
+    "SessionHeader": spec("sessionId:s!"),  # required, as Salesforce declares it
     "CallOptions": spec("client:s defaultNamespace:s"),
     "QueryOptions": spec("batchSize:i"),
     "AllOrNoneHeader": spec("allOrNone:b"),

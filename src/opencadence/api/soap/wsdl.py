@@ -28,6 +28,9 @@ def _type_ref(el: schema.El) -> str:
 
 
 def _element(seq: ET.Element, el: schema.El, *, optional: bool = True) -> None:
+    if el.required:
+        ET.SubElement(seq, "element", {"name": el.name, "type": _type_ref(el)})
+        return
     attrs = {"name": el.name, "type": _type_ref(el), "nillable": "true"}
     if optional or el.many:
         attrs["minOccurs"] = "0"
@@ -164,7 +167,7 @@ def _partner_schema(types: ET.Element, flavor: schema.Flavor) -> None:
         seq = sub(sub(sub(node, "element", name=f"{operation}Response"), "complexType"), "sequence")
         if result is not None:
             _element(seq, result, optional=result.many)
-    for header, elements in schema.HEADERS.items():
+    for header, elements in {**schema.HEADERS, **schema.RESPONSE_HEADERS}.items():
         seq = sub(sub(sub(node, "element", name=header), "complexType"), "sequence")
         for el in elements:
             _element(seq, el)
@@ -202,7 +205,7 @@ def _extends(node: ET.Element, name: str, base: str, ints: tuple[str, ...]) -> N
 
 def _messages(root: ET.Element) -> None:
     header = sub(root, "message", name="Header")
-    for name in schema.HEADERS:
+    for name in {**schema.HEADERS, **schema.RESPONSE_HEADERS}:
         sub(header, "part", name=name, element=f"tns:{name}")
     for name in schema.QUERY_FAULTS + schema.PLAIN_FAULTS:
         sub(sub(root, "message", name=name), "part", name="fault", element=f"fns:{name}")
@@ -233,7 +236,10 @@ def _binding(root: ET.Element) -> None:
         for name in schema.headers_of(operation):
             sub(given, "soap:header", use="literal", message="tns:Header", part=name)
         sub(given, "soap:body", use="literal", parts="parameters")
-        sub(sub(op, "output"), "soap:body", use="literal")
+        output = sub(op, "output")
+        for name in schema.response_headers_of(operation):
+            sub(output, "soap:header", use="literal", message="tns:Header", part=name)
+        sub(output, "soap:body", use="literal")
         for name in schema.faults_of(operation):
             sub(sub(op, "fault", name=name), "soap:fault", name=name, use="literal")
 
