@@ -55,10 +55,11 @@ EMAILS = (
 )
 
 
-def shot(page: Any, name: str, request: pytest.FixtureRequest) -> None:
+def shot(page: Any, name: str, request: pytest.FixtureRequest, full: bool = True) -> None:
+    """A screenshot kept as an artifact (artifacts/web/, one per backend)."""
     backend = "pg" if "postgres" in request.node.name else "sqlite"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}-{backend}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}-{backend}.png"), full_page=full)
 
 
 def _sf(srv: Server, username: str) -> Salesforce:
@@ -242,7 +243,9 @@ def test_a_managers_dashboard_equals_the_soql_aggregates_of_their_team(
         assert "13" in figure.inner_text() and "Running" in figure.inner_text()
         shot(page, "dashboard", request)
         page.set_viewport_size({"width": 390, "height": 844})
-        shot(page, "dashboard-phone", request)
+        shot(page, "dashboard-phone", request, full=False)
+        page.locator("#t-steps").scroll_into_view_if_needed()
+        shot(page, "dashboard-phone-steps", request, full=False)
         page.set_viewport_size({"width": 1280, "height": 800})
 
         admin = ctx.browser.new_context(ignore_https_errors=True)

@@ -118,6 +118,16 @@ class Table:
     columns: list[str]
     rows: list[list[Any]] = field(default_factory=list)
 
+    @property
+    def numeric(self) -> set[int]:
+        """The columns of numbers and rates (shown right-aligned)."""
+        first = self.rows[0] if self.rows else []
+        return {
+            i
+            for i, cell in enumerate(first)
+            if isinstance(cell, int) or (isinstance(cell, str) and cell.endswith(("%", "—")))
+        }
+
     def csv(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
