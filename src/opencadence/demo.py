@@ -1,9 +1,9 @@
 """`opencadence demo`: a demo org on SQLite, served with a movable clock.
 
-Seeds (once per database) users (an admin, a rep and the rep's manager), contacts and leads, two cadences that together use every
-step type a cadence builder offers (the intro call with a call script), targets in every
-tracker state and a converted lead; then serves the API
-with TLS and a manual clock and prints the URL, a token and a simple-salesforce snippet.
+Seeds (once per database) users (an admin, a rep and the rep's manager), contacts and leads,
+two cadences that together use every step type a cadence builder offers (the intro call with
+a call script), targets in every tracker state and a converted lead; then serves the API with
+TLS and a manual clock and prints the URL, a token and a simple-salesforce snippet.
 """
 
 from __future__ import annotations
