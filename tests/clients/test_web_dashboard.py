@@ -323,6 +323,15 @@ def test_each_tables_csv_download_holds_the_table(
         assert body, name
 
 
+def test_csv_cells_a_spreadsheet_would_run_are_quoted() -> None:
+    from opencadence.web import dashboard
+
+    table = dashboard.Table(
+        "funnel", "t", ["Cadence", "Targets"], [["=HYPERLINK(1)", 2], ["ok", 3]]
+    )
+    assert table.csv().splitlines() == ["Cadence,Targets", "'=HYPERLINK(1),2", "ok,3"]
+
+
 def test_the_date_filter(
     org_server: Server,  # noqa: F811
     context: Any,  # noqa: F811

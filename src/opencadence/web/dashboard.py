@@ -132,8 +132,20 @@ class Table:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(self.columns)
-        writer.writerows(self.rows)
+        writer.writerows([[_cell(c) for c in row] for row in self.rows])
         return out.getvalue()
+
+
+#: what a spreadsheet reads as the start of a formula
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell; text a spreadsheet would run as a formula (a cadence named ``=HYPERLINK(…)``)
+    is prefixed with a quote, as OWASP advises."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 # --- the SOQL behind each table (the test runs the same aggregates through the API) --------
