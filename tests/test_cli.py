@@ -120,6 +120,26 @@ def _check_web_app(script: str, port: int) -> None:
         )
         assert work.status_code == 200 and "<h1>My Work</h1>" in work.text
         assert 'class="target"' in work.text  # the seeded open steps
+    manager = re.search(
+        r"web app dashboard: (\S+)  log in as the manager: (\S+) / (\S+)  \(the rep's team\)",
+        script,
+    )
+    admin = re.search(r"web app, everything: log in as the admin: (\S+) / (\S+)", script)
+    assert manager and admin, script
+    dashboard, *logins = manager.groups()
+    assert dashboard == f"https://127.0.0.1:{port}/app/dashboard"
+    for username, password in (logins, admin.groups()):
+        with httpx.Client(verify=False, trust_env=False, follow_redirects=True) as client:
+            page = client.get(dashboard)  # not signed in: the login page
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            assert csrf
+            client.post(
+                url + "login",
+                data={"username": username, "password": password, "csrf": csrf.group(1)},
+            )
+            board = client.get(dashboard)
+            assert board.status_code == 200 and "<h1>Dashboard</h1>" in board.text, username
+            assert 'id="t-steps"' in board.text and 'id="t-reps"' in board.text
 
 
 def _free_port() -> int:

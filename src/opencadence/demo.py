@@ -1,9 +1,9 @@
 """`opencadence demo`: a demo org on SQLite, served with a movable clock.
 
-Seeds (once per database) users, contacts and leads, two cadences that together use every
-step type a cadence builder offers (the intro call with a call script), targets in every
-tracker state and a converted lead; then serves the API
-with TLS and a manual clock and prints the URL, a token and a simple-salesforce snippet.
+Seeds (once per database) users (an admin, a rep and the rep's manager), contacts and leads,
+two cadences that together use every step type a cadence builder offers (the intro call with
+a call script), targets in every tracker state and a converted lead; then serves the API with
+TLS and a manual clock and prints the URL, a token and a simple-salesforce snippet.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ ADMIN = "admin@demo.opencadence.dev"
 ADMIN_PASSWORD = "demo-admin-1"
 REP = "rita@demo.opencadence.dev"
 REP_PASSWORD = "demo-rep-1"
+#: Rita's manager: sees the team's work and the dashboard
+MANAGER = "max@demo.opencadence.dev"
+MANAGER_PASSWORD = "demo-manager-1"
 
 FOLLOW_UP: dict[str, Any] = {
     "cadence": {"Name": "Demo: follow-up", "Description": "Where the main demo cadence chains to."},
@@ -183,6 +186,7 @@ def seed(org: Org) -> dict[str, Any]:
         first_name="Rita",
         last_name="Rep",
     )
+    ensure_manager(org)
     with store.transaction(admin_id) as tx:
         acme = tx.insert("Account", {"Name": "Acme Corp", "Industry": "Technology"})
         contacts = tx.insert_many(
@@ -241,6 +245,26 @@ def seed(org: Org) -> dict[str, Any]:
     )
     _play(org, rita, targets)
     return {"admin": admin_id, "rep": rita, "targets": targets}
+
+
+def ensure_manager(org: Org) -> str:
+    """The demo's manager (created when missing, also in a demo org seeded before it had
+    one), with the rep reporting to them; returns the manager's user id."""
+    found = org.accounts.find_user(MANAGER)
+    if found is None:
+        manager, _ = org.accounts.create_user(
+            MANAGER,
+            MANAGER_PASSWORD,
+            time_zone="America/Chicago",
+            first_name="Max",
+            last_name="Manager",
+        )
+    else:
+        manager = str(found["Id"])
+    rep = org.accounts.find_user(REP)
+    if rep is not None and rep.get("ManagerId") != manager:
+        org.accounts.set_manager(str(rep["Id"]), MANAGER)
+    return manager
 
 
 def _intro_template(org: Org, admin_id: str) -> str:
@@ -374,6 +398,11 @@ def banner(url: str, token: str, cert: str | None, pubsub: str | None = None) ->
     ]
     # the web app (sign-in and My Work) is served by the same process under /app
     lines.append(f"# web app (My Work): {url}/app/  log in as the rep: {REP} / {REP_PASSWORD}")
+    lines.append(
+        f"# web app dashboard: {url}/app/dashboard  log in as the manager: "
+        f"{MANAGER} / {MANAGER_PASSWORD}  (the rep's team)"
+    )
+    lines.append(f"# web app, everything: log in as the admin: {ADMIN} / {ADMIN_PASSWORD}")
     if pubsub is not None:  # only when its server is listening: a comment of the script
         lines.append(
             f"# Pub/Sub API (gRPC, TLS): {pubsub}  metadata: accesstoken (the token above), "

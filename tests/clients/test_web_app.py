@@ -42,7 +42,10 @@ def org_server(server: Server) -> Server:
     demo.seed(server.org)
     accounts = server.org.accounts
     accounts.create_user(OTHER, OTHER_PASSWORD, time_zone="Europe/Berlin", last_name="Sam")
-    accounts.create_user(MANAGER, MANAGER_PASSWORD, time_zone="America/Chicago", last_name="Max")
+    if accounts.find_user(MANAGER) is None:  # the demo seeds Rita's manager
+        accounts.create_user(
+            MANAGER, MANAGER_PASSWORD, time_zone="America/Chicago", last_name="Max"
+        )
     rita = accounts.find_user(REP)
     assert rita is not None
     accounts.set_manager(str(rita["Id"]), MANAGER)

@@ -35,6 +35,7 @@ from opencadence.api import bodies
 from opencadence.api.rest import json_response, session_of
 from opencadence.org import Org
 from opencadence.storage import accounts, migrate
+from opencadence.web import login as login_form
 
 _SOAP_NS = "urn:partner.soap.sforce.com"
 
@@ -243,21 +244,6 @@ _AUTHORIZE_PARAMS = (
     "code_challenge",
     "code_challenge_method",
 )
-_PAGE = string.Template(
-    """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Login | opencadence</title></head>
-<body><main>
-<h1>Log in to opencadence</h1>
-<p>$app is asking to access your data ($scope).</p>
-$error<form method="post" action="/services/oauth2/authorize">
-$hidden<label for="username">Username</label>
-<input id="username" name="username" type="email" autocomplete="username" value="$username" required>
-<label for="password">Password</label>
-<input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit" name="Login" value="Log In">Log In</button>
-</form></main></body></html>
-"""
-)
 _ERROR_PAGE = string.Template(
     """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Error | opencadence</title></head>
@@ -337,21 +323,22 @@ def _csrf_valid(org: Org, field: str, cookie: str) -> bool:
 def _login_page(
     request: Request, org: Org, app: dict[str, Any], params: dict[str, str], error: str = ""
 ) -> Response:
+    """The authorization request's login page: the app's login form (web/login.py, the same
+    component and credential check as /app/login), posting back here with the request's
+    parameters and a CSRF token in hidden fields."""
     token = _csrf_token(org)
-    hidden = "".join(
-        f'<input type="hidden" name="{name}" value="{html.escape(params[name])}">\n'
-        for name in _AUTHORIZE_PARAMS
-        if params.get(name)
-    )
-    hidden += f'<input type="hidden" name="csrf_token" value="{token}">\n'
-    page = _PAGE.substitute(
-        app=html.escape(str(app["name"])),
-        scope=html.escape(granted_scope(app, params.get("scope"))),
-        error=f'<p role="alert">{html.escape(error)}</p>\n' if error else "",
+    hidden = [(name, params[name]) for name in _AUTHORIZE_PARAMS if params.get(name)]
+    hidden.append(("csrf_token", token))
+    response = login_form.page(
+        "authorize.html",
+        action="/services/oauth2/authorize",
         hidden=hidden,
-        username=html.escape(params.get("username", "")),
+        username=params.get("username", ""),
+        error=error or None,
+        app_name=str(app["name"]),
+        scope=granted_scope(app, params.get("scope")),
     )
-    response = HTMLResponse(page, headers=_PAGE_HEADERS)
+    response.headers.update(_PAGE_HEADERS)
     response.set_cookie(
         _CSRF_COOKIE,
         token,
@@ -383,16 +370,9 @@ async def authorize(request: Request) -> Response:
             return _login_page(request, org, app, params)
         if not _csrf_valid(org, params.get("csrf_token", ""), cookie):
             return _refusal(_AuthorizeError("invalid_request", "invalid or missing CSRF token"), "")
-        try:
-            user_id = org.accounts.authenticate(
-                params.get("username", ""), params.get("password", "")
-            )
-        except errors.LoginFailed:
-            message = (
-                "Please check your username and password. If you still can't log in, "
-                "contact your Salesforce administrator."
-            )
-            return _login_page(request, org, app, params, message)
+        user_id = login_form.check(org, params.get("username", ""), params.get("password", ""))
+        if user_id is None:  # the app's login page answers the same (web/login.py)
+            return _login_page(request, org, app, params, login_form.FAILED)
         code = org.accounts.issue_code(
             user_id,
             str(app["consumer_key"]),

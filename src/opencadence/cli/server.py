@@ -132,6 +132,7 @@ def _demo(args: argparse.Namespace, sock: socket.socket | None) -> int:
                 file=sys.stderr,
             )
             demo_org.seed(built.org)
+        demo_org.ensure_manager(built.org)  # an org seeded before the demo had a manager
         token = demo_org.admin_token(built.org)
         url = f"https://{args.host}:{args.port}"
         endpoint = f"{args.host}:{grpc_server.port}" if grpc_server else None

@@ -10,14 +10,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from opencadence import errors
-from opencadence.web import assets, auth, common, live, search, targets, work
+from opencadence.web import assets, auth, common, dashboard, live, search, targets, work
+from opencadence.web import login as login_form
 from opencadence.web.common import BodyReader
 
 #: the answer to any failed sign-in: it does not say whether the user exists
-LOGIN_FAILED = (
-    "Check your username and password. If you still can't log in, contact your administrator."
-)
+LOGIN_FAILED = login_form.FAILED
 
 
 # --- sign-in ------------------------------------------------------------------------------
@@ -29,7 +27,14 @@ async def login_page(request: Request) -> Response:
 
 def _login_form(request: Request, error: str | None, username: str, status: int = 200) -> Response:
     token = auth.new_login_token()
-    response = common.render("login.html", status, error=error, username=username, csrf=token)
+    response = login_form.page(  # the OAuth authorization page's form too (web/login.py)
+        "login.html",
+        action="/app/login",
+        hidden=[("csrf", token)],
+        username=username,
+        error=error,
+        status=status,
+    )
     auth.set_cookie(response, request, auth.LOGIN_COOKIE, token)
     return response
 
@@ -42,11 +47,8 @@ async def login(request: Request) -> Response:
     username, password = form.get("username", ""), form.get("password", "")
 
     def sign_in() -> str | None:
-        try:
-            user_id = org.accounts.authenticate(username, password)
-        except errors.LoginFailed:
-            return None
-        return org.accounts.open_session(user_id, client="web")
+        user_id = login_form.check(org, username, password)
+        return None if user_id is None else org.accounts.open_session(user_id, client="web")
 
     token = await run_in_threadpool(sign_in)
     if token is None:
@@ -96,6 +98,8 @@ def mount(app_state: Any, read_body: BodyReader) -> Mount:
             Route("/targets/enroll", targets.enroll, methods=["POST"]),
             Route("/targets/{target}", targets.target_page, methods=["GET"]),
             Route("/search", search.find_targets, methods=["GET"]),
+            Route("/dashboard", dashboard.dashboard_page, methods=["GET"]),
+            Route("/dashboard/{table}.csv", dashboard.dashboard_csv, methods=["GET"]),
             Route("/static/{digest}/{path:path}", assets.serve, methods=["GET", "HEAD"]),
         ],
     )
