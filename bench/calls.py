@@ -6,7 +6,7 @@ counts on its CallTemplate (``TotalCalls``, ``TotalCallsMeaningfulConnect``) in 
 transaction. The headline is the scripted rate against the unscripted one: counting must not
 cost a logged call its speed.
 
-    python -P bench/calls.py [--quick]   (-P: bench/collections.py would shadow the stdlib)
+    python bench/calls.py [--quick]
 """
 
 from __future__ import annotations
