@@ -16,20 +16,14 @@ per step tracker (the key inside each Message-ID): duplicates and missing must b
 
 from __future__ import annotations
 
-import os
-import sys
-
-# This file is named like the standard library's ``email`` package and Python puts its folder
-# first on sys.path: drop it, or smtplib would import this script as ``email``.
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
-
 import argparse
 import collections
+import os
 import signal
 import smtplib
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time

@@ -17,21 +17,16 @@ from __future__ import annotations
 import os
 import sys
 
-# This script's name is the standard library's `collections`: its folder, which Python puts
-# first on the path, goes to the end before anything imports `collections`.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HERE]
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
-import argparse  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import requests
 
-import requests  # noqa: E402
-
-import rest as rest_bench  # noqa: E402  (starts `opencadence serve`)
-from opencadence import system  # noqa: E402
+import rest as rest_bench  (starts `opencadence serve`)
+from opencadence import system
 
 PER_CALL = 200
 
