@@ -14,9 +14,6 @@ The headline is (b) with allOrNone false against (a) (goal: at least half the st
 
 from __future__ import annotations
 
-import os
-import sys
-
 import argparse
 import tempfile
 import time
@@ -25,7 +22,7 @@ from typing import Any
 
 import requests
 
-import rest as rest_bench  (starts `opencadence serve`)
+import rest as rest_bench  # the bench that starts `opencadence serve`
 from opencadence import system
 
 PER_CALL = 200
