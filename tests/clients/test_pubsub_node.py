@@ -44,13 +44,12 @@ def install(folder: Path) -> None:
     wanted = (HERE / "package.json").read_text()
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # xdist workers install once between them
-        installed = folder / "node_modules" / PACKAGE / "package.json"
-        if (
-            (folder / "package.json").exists()
-            and (folder / "package.json").read_text() == wanted
-            and installed.exists()
-        ):
-            return
+        # every pinned package present, at its pinned version: a cache another checkout
+        # installed with a different package.json may lack one (npm prunes what it omits)
+        if (folder / "package.json").exists() and (folder / "package.json").read_text() == wanted:
+            pins = json.loads(wanted)["dependencies"]
+            if all(_installed_version(folder, name) == pin for name, pin in pins.items()):
+                return
         (folder / "package.json").write_text(wanted)
         subprocess.run(
             ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
@@ -58,6 +57,13 @@ def install(folder: Path) -> None:
             check=True,
             timeout=600,
         )
+
+
+def _installed_version(folder: Path, name: str) -> str | None:
+    manifest = folder / "node_modules" / name / "package.json"
+    if not manifest.exists():
+        return None
+    return str(json.loads(manifest.read_text()).get("version"))
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,10 @@ from opencadence.clock import ManualClock, SystemClock
 from opencadence.storage import migrate
 
 from .conftest import Server
+from .test_bulk import bulk_server
 from .test_pubsub_node import install, node_clients_dir
+
+__all__ = ["bulk_server"]  # a fixture
 
 
 @pytest.fixture
@@ -119,8 +122,9 @@ TREE = {
 
 
 def test_sf_login_display_import_query_export_and_jwt(
-    server: Server, sf_bin: Path, tmp_path: Path
+    bulk_server: Server, sf_bin: Path, tmp_path: Path
 ) -> None:
+    server = bulk_server  # the test server with its worker loop: it runs the Bulk query job
     user = server.org.accounts.find_user(server.admin)
     assert user is not None
     home = tmp_path / "home"
@@ -190,6 +194,17 @@ def test_sf_login_display_import_query_export_and_jwt(
     assert jwt["orgId"] == login["orgId"] and jwt["username"] == server.admin
     again = _sf(sf_bin, env, "data", "query", "--query", "SELECT Name FROM Account", "-o", "ci")
     assert [r["Name"] for r in again["result"]["records"]] == ["Acme"]
+    # a Bulk API 2.0 query job, run by the server's worker
+    _sf(
+        sf_bin, env, "data", "export", "bulk", "--query",
+        "SELECT LastName, Email FROM Contact ORDER BY LastName", "--output-file", "bulk.json",
+        "--result-format", "json", "--wait", "2", "-o", "ci",
+    )  # fmt: skip
+    exported_rows = json.loads((home / "bulk.json").read_text())
+    assert [(r["LastName"], r["Email"] or None) for r in exported_rows] == [
+        ("Ng", "ng@acme.test"),
+        ("Okafor", None),
+    ]
 
 
 def test_repeated_slashes_in_a_path_are_one(server: Server) -> None:
