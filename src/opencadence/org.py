@@ -17,7 +17,7 @@ from typing import Any
 
 from opencadence import errors, ids
 from opencadence.cadence import actions as cadence_actions
-from opencadence.cadence import conversion, runtime
+from opencadence.cadence import conversion, definition_file, runtime
 from opencadence.cadence import engine as cadence_engine
 from opencadence.cadence.sender import OutgoingEmail
 from opencadence.clock import Clock
@@ -668,6 +668,31 @@ class Org:
         if row["StepType"] != "SendAnEmail" or row["State"] not in ("Active", "InProgress"):
             raise errors.InvalidOperation("Only an open manual email step is sent from here.")
         return sid, tracker_id, str(row["TargetId"])
+
+    # --- cadence definition files (the web app's builder) --------------------------------------
+
+    def import_cadence(self, session: accounts.Session, data: Mapping[str, Any]) -> str:
+        """Create a cadence from a definition (``cadence/definition_file.py``) for a user
+        allowed to build cadences (INSUFFICIENT_ACCESS_OR_READONLY otherwise): owned by them,
+        all or nothing, activated when it says ``state: Active``. Returns its Id."""
+        authorization.check_object(session.principal, "ActionCadence", "create")
+        if not isinstance(data, Mapping) or "cadence" not in data or "steps" not in data:
+            raise errors.InvalidDefinition("a definition needs 'cadence' and 'steps'")
+        if not isinstance(data["cadence"], Mapping) or not isinstance(data["steps"], list):
+            raise errors.InvalidDefinition("'cadence' is a mapping and 'steps' a list")
+        return definition_file.import_definition(self.store, data, session.user_id)
+
+    def export_cadence(self, session: accounts.Session, cadence_id: str) -> dict[str, Any]:
+        """The definition of a cadence the user can see (cadences are public read)."""
+        canonical = ids.parse_for_object(
+            cadence_id, self.registry.prefix("ActionCadence"), "ActionCadence"
+        )
+        found = self.query(
+            session, f"SELECT Id FROM ActionCadence WHERE Id = '{canonical}'", "62.0"
+        )
+        if not found["records"]:
+            raise errors.NotFound("The requested resource does not exist")
+        return definition_file.export_definition(self.store, canonical)
 
     # --- query ------------------------------------------------------------------------------
 
