@@ -44,6 +44,8 @@ DELETED_WINDOW = timedelta(days=15)
 MAX_REPLICATION_IDS = 600_000
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2}|:)?$")
 
+STEP_OBJECT = "ActionCadenceStep"
+
 #: Hook run inside the transaction of a record write: (tx, object, id, changes) -> None.
 WriteHook = Callable[[records.Tx, model.ObjectDef, str, Mapping[str, Any]], None]
 
@@ -681,6 +683,24 @@ class Org:
         if not isinstance(data["cadence"], Mapping) or not isinstance(data["steps"], list):
             raise errors.InvalidDefinition("'cadence' is a mapping and 'steps' a list")
         return definition_file.import_definition(self.store, data, session.user_id)
+
+    def add_cadence_rule(
+        self, session: accounts.Session, step_id: str, rule: Mapping[str, Any]
+    ) -> str:
+        """A rule of a step with its conditions, in the definition file's form
+        (``{RuleName, RuleType, OutcomeNextStepName, conditions: [...]}``), for a user allowed
+        to build cadences: ActionCadenceRuleCondition has no create call, so the builder adds a
+        branch rule and its conditions together, as an import does. An edit of an active
+        cadence is checked as activation checks it (``runtime.builder_edit``); a refused one
+        changes nothing. Returns the rule's Id."""
+        authorization.check_object(session.principal, "ActionCadenceRule", "create")
+        canonical = ids.parse_for_object(step_id, self.registry.prefix(STEP_OBJECT), STEP_OBJECT)
+        with self.transaction(session, "62.0", api="web") as tx:
+            if tx.get(STEP_OBJECT, canonical) is None:
+                raise errors.NotFound("The requested resource does not exist")
+            rule_id = definition_file.insert_rule(tx, canonical, rule)
+            runtime.builder_edit(tx, "ActionCadenceRule", rule_id)
+        return rule_id
 
     def export_cadence(self, session: accounts.Session, cadence_id: str) -> dict[str, Any]:
         """The definition of a cadence the user can see (cadences are public read)."""

@@ -203,7 +203,7 @@ def test_branches_listener_rules_variants_and_import(
     # route the branch: connected -> Write, otherwise Try later
     _box(page, "Outcome").get_by_role("link", name="Edit Outcome").click()
     page.get_by_label("Call result").select_option(label="Meaningful connect")
-    page.get_by_label("Go to").select_option(label="Write")
+    page.get_by_label("Go to", exact=True).select_option(label="Write")
     page.get_by_role("button", name="Add Rule").click()
     page.get_by_text("If Meaningful connect → write").wait_for()
     page.get_by_label("Otherwise go to").select_option(label="Try later")
@@ -212,7 +212,7 @@ def test_branches_listener_rules_variants_and_import(
     # the listener: opened within its window -> Hot call, otherwise Message
     _box(page, "Opened?").get_by_role("link", name="Edit Opened?").click()
     page.get_by_label("Email engagement").select_option(label="Email opened")
-    page.get_by_label("Go to").select_option(label="Hot call")
+    page.get_by_label("Go to", exact=True).select_option(label="Hot call")
     page.get_by_role("button", name="Add Rule").click()
     page.get_by_text("If Email opened → hot-call").wait_for()
     page.get_by_label("Otherwise go to").select_option(label="Message")
@@ -307,7 +307,7 @@ def test_email_templates_with_merge_field_picker_and_preview(
         "Body": "Hello {!Contact.FirstName}, this is {!User.Name}",
         "IsActive": True,
     }
-    page.get_by_label("Target").select_option(label="Bob Baker (Contact)")
+    page.get_by_label("Preview for").select_option(label="Bob Baker (Contact)")
     page.get_by_role("button", name="Preview").click()
     preview = page.get_by_role("region", name="Preview")
     preview.locator(".preview-text").wait_for()
@@ -318,7 +318,7 @@ def test_email_templates_with_merge_field_picker_and_preview(
     # an unknown merge field is refused on save: nothing changes, the typed text stays
     body.fill("Hi {!Contact.Nope}")
     page.get_by_role("button", name="Save Template").click()
-    assert "TEMPLATE_HAS_INVALID_MERGE_FIELD" in page.get_by_role("alert").inner_text()
+    assert "Invalid merge field {!Contact.Nope}" in page.get_by_role("alert").inner_text()
     assert page.get_by_label("Text body").input_value() == "Hi {!Contact.Nope}"
     (after,) = _query(org_server, "SELECT Body FROM EmailTemplate WHERE Name = 'Builder welcome'")
     assert after["Body"] == "Hello {!Contact.FirstName}, this is {!User.Name}"

@@ -723,26 +723,14 @@ def _add_rule(
     if target and target not in by_name:
         raise FormError("Choose the step the rule leads to.")
     taken = {r["RuleName"] for r in step["rules"]}
-    with org.transaction(session, common.VERSION, api="web") as tx:
-        rule: dict[str, Any] = {
-            "ActionCadenceStepId": step["Id"],
-            "RuleName": _step_name(value, taken),
-            "RuleType": graph.BRANCH_RULE,
-            "ConditionLogic": "AND",
-        }
-        if target:
-            rule["OutcomeNextStepName"] = target
-        rule_id = org.create(session, "ActionCadenceRule", rule, common.VERSION, tx=tx)
-        org.create(
-            session,
-            "ActionCadenceRuleCondition",
-            {
-                "ActionCadenceRuleId": rule_id,
-                "RuleConditionName": "c1",
-                "Resource": resource,
-                "Operator": "Equal",
-                "Value": value,
-            },
-            common.VERSION,
-            tx=tx,
-        )
+    rule: dict[str, Any] = {
+        "RuleName": _step_name(value, taken),
+        "RuleType": graph.BRANCH_RULE,
+        "ConditionLogic": "AND",
+        "conditions": [
+            {"RuleConditionName": "c1", "Resource": resource, "Operator": "Equal", "Value": value}
+        ],
+    }
+    if target:
+        rule["OutcomeNextStepName"] = target
+    org.add_cadence_rule(session, step["Id"], rule)

@@ -3,7 +3,7 @@ its preview rendered for a chosen target (``email/templates.py``'s ``render``, w
 signed-in user as ``{!User.…}``). Same rule as the cadence builder: only users allowed to
 build cadences (EmailTemplate is a cadence-definition object) see it. Reads through
 ``Org.query``, writes through ``Org.create`` / ``Org.update`` (which check merge fields when a
-template is saved: TEMPLATE_HAS_INVALID_MERGE_FIELD)."""
+template is saved, as the API does)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from opencadence import errors, ids
+from opencadence.cadence import definition_file
 from opencadence.email import templates
 from opencadence.org import Org
 from opencadence.storage import accounts
@@ -120,6 +121,8 @@ async def create_template(request: Request) -> Response:
             "DeveloperName": f"{developer[:60]}_{ids.parse(who.session.user_id)[-6:]}"
             f"_{org.store.clock.now().strftime('%H%M%S')}",
             "TemplateType": "text",
+            # the org-wide folder: every assignee of a cadence may send it
+            "FolderId": definition_file.ORG_FOLDER,
             "Subject": name,
             "Body": "",
             "IsActive": False,
@@ -262,7 +265,6 @@ async def save_template(request: Request) -> Response:
         "Body": one("body") or None,
         "HtmlValue": one("html") or None,
         "IsActive": one("active") == "on",
-        "TemplateType": "html" if one("html").strip() else "text",
     }
     try:
         await run_in_threadpool(
