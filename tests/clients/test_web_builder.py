@@ -97,6 +97,13 @@ def test_an_admin_builds_a_cadence_sees_the_activation_error_at_the_step_and_act
     assert (int(cells[3]), int(cells[4])) == (demo_row["ActiveTargets"], demo_row["TotalTargets"])
     assert demo_row["TotalTargets"] >= 10
     shot(page, "cadences", request)
+    row.get_by_role("link", name="Demo: every step").click()
+    page.get_by_role("heading", name=re.compile("^Demo: every step")).wait_for()
+    demo_id = _cadence(org_server, "Demo: every step")["Id"]
+    # every step of it in the diagram, each once
+    assert page.locator("article.step-box").count() == len(_steps(org_server, demo_id)) > 8
+    shot(page, "builder-demo", request)
+    page.go_back()
 
     page.get_by_label("Cadence name").fill("Builder outbound")
     page.get_by_label("Description").fill("Built in the browser")
@@ -248,7 +255,17 @@ def test_branches_listener_rules_variants_and_import(
     # import: the exported file under a new name becomes a second, active cadence
     exported["cadence"]["Name"] = "Branching copy"
     page.goto(f"{base(org_server)}/cadences")
-    page.get_by_label("Definition").fill(definition_file.dump(exported))
+    page.get_by_label("File (YAML or JSON)").set_input_files(
+        files=[
+            {
+                "name": "copy.yaml",
+                "mimeType": "application/yaml",
+                "buffer": definition_file.dump(exported).encode(),
+            }
+        ]
+    )
+    page.wait_for_function("document.getElementById('import-text').value.length > 0")
+    assert page.get_by_label("Definition").input_value() == definition_file.dump(exported)
     page.get_by_role("button", name="Import").click()
     page.get_by_role("heading", name=re.compile("^Branching copy")).wait_for()
     copy_id = _cadence(org_server, "Branching copy")["Id"]

@@ -336,6 +336,22 @@ def _load(org: Org, session: accounts.Session, cadence_id: str) -> dict[str, Any
         if owner is not None:
             v["template_name"] = names.get(v["TemplateId"] or "", v["TemplateId"] or "")
             owner["variants"].append(v)
+    titles = {s["StepName"]: s["StepTitle"] or s["StepName"] for s in steps if s["StepName"]}
+    for s in steps:  # where a branch leads beyond its own next steps (a jump ahead), or a loop
+        kids = {k["StepName"] for k in steps if k["ParentStepName"] == s["StepName"]}
+        ways = [
+            (f"If {' and '.join(r['values']) or r['RuleName']}", r["OutcomeNextStepName"])
+            for r in s["rules"]
+        ]
+        if s["Type"] in graph.BRANCH_TYPES:
+            ways.append(("Otherwise", s["BranchDefaultStepName"]))
+        if s["GoToStepName"]:
+            ways.append(("Then", s["GoToStepName"]))
+        s["jumps"] = [
+            {"label": label, "name": to, "title": titles.get(to, to)}
+            for label, to in ways
+            if to and to not in kids
+        ]
     tree, loose = _tree(steps)
     return {
         "cadence": head,
