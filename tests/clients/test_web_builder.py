@@ -133,6 +133,13 @@ def test_an_admin_builds_a_cadence_sees_the_activation_error_at_the_step_and_act
         key=str,
     )
     assert "2 days" in _box(page, "Two days").inner_text()
+    # delete the LinkedIn step of the draft: the wait now follows the call
+    _box(page, "Connect").get_by_role("link", name="Edit Connect").click()
+    page.get_by_role("button", name="Delete Step").click()
+    page.get_by_role("heading", name="Add a step").wait_for()
+    assert _box(page, "Connect").count() == 0
+    assert ("Wait", "Two days", "intro-call") in _steps(org_server, cadence_id)
+    _add_step(page, "LinkedIn: connect", "Connect", after="Intro call")
 
     # Activate: the automated email has no template; the error shows in that step's box
     page.get_by_role("button", name="Activate").click()
@@ -185,6 +192,22 @@ def test_an_admin_builds_a_cadence_sees_the_activation_error_at_the_step_and_act
     # Deactivate
     page.get_by_role("button", name="Deactivate").click()
     page.get_by_role("button", name="Activate").wait_for()
+    assert _cadence(org_server, "Builder outbound")["State"] == "Inactive"
+    # once activated, a deleted step is Retired and the diagram closes the gap
+    _box(page, "Two days").get_by_role("link", name="Edit Two days").click()
+    page.get_by_role("button", name="Delete Step").click()
+    page.get_by_role("heading", name="Add a step").wait_for()
+    assert _box(page, "Two days").count() == 0
+    assert page.get_by_role("heading", name="Not connected").count() == 0
+    connect = page.locator("li.node", has=_box(page, "Connect")).first
+    assert _box(page, "Follow-up email").count() == 1
+    assert connect.locator("article", has_text="Follow-up email").count() == 1
+    (wait,) = _query(
+        org_server,
+        "SELECT GraphState FROM ActionCadenceStep "
+        f"WHERE ActionCadenceId = '{cadence_id}' AND Type = 'Wait'",
+    )
+    assert wait["GraphState"] == "Retired"
     assert _cadence(org_server, "Builder outbound")["State"] == "Inactive"
 
 

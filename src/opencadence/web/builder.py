@@ -255,7 +255,7 @@ def _load(org: Org, session: accounts.Session, cadence_id: str) -> dict[str, Any
     found = org.query(
         session,
         "SELECT Id, Name, Description, Type, State, ErrorMessage, ActiveTargets, TotalTargets, "
-        f"TotalSteps FROM ActionCadence WHERE Id = '{cadence_id}'",
+        f"TotalSteps, ActivatedDate FROM ActionCadence WHERE Id = '{cadence_id}'",
         common.VERSION,
     )["records"]
     if not found:
@@ -267,7 +267,15 @@ def _load(org: Org, session: accounts.Session, cadence_id: str) -> dict[str, Any
         "ORDER BY CreatedDate, Id",
         common.VERSION,
     )["records"]
+    # a Retired step's next steps now follow the step before it (its GoToStepName leads past)
+    retired = {s["StepName"]: s["ParentStepName"] for s in steps if s["GraphState"] == "Retired"}
     steps = [s for s in steps if s["GraphState"] not in GONE]
+    for s in steps:
+        parent, seen = s["ParentStepName"], set()
+        while parent in retired and parent not in seen:
+            seen.add(parent)
+            parent = retired[parent]
+        s["parent"] = parent
     step_ids = [s["Id"] for s in steps]
     rules = _where_in(
         org,
@@ -338,7 +346,7 @@ def _load(org: Org, session: accounts.Session, cadence_id: str) -> dict[str, Any
             owner["variants"].append(v)
     titles = {s["StepName"]: s["StepTitle"] or s["StepName"] for s in steps if s["StepName"]}
     for s in steps:  # where a branch leads beyond its own next steps (a jump ahead), or a loop
-        kids = {k["StepName"] for k in steps if k["ParentStepName"] == s["StepName"]}
+        kids = {k["StepName"] for k in steps if k["parent"] == s["StepName"]}
         ways = [
             (f"If {' and '.join(r['values']) or r['RuleName']}", r["OutcomeNextStepName"])
             for r in s["rules"]
@@ -370,8 +378,8 @@ def _tree(steps: list[dict[str, Any]]) -> tuple[list[Node], list[dict[str, Any]]
     leading to them), and the steps no Root reaches (a parent that names no step)."""
     kids: dict[str, list[dict[str, Any]]] = {}
     for s in steps:
-        if s["Type"] != "Root" and s["ParentStepName"]:
-            kids.setdefault(s["ParentStepName"], []).append(s)
+        if s["Type"] != "Root" and s["parent"]:
+            kids.setdefault(s["parent"], []).append(s)
     placed: set[str] = set()
 
     def node(step: dict[str, Any], edge: str) -> Node:
@@ -588,7 +596,7 @@ def _apply(
         _edit_step(org, session, step, fields)
         return "Step saved", step["Id"]
     if action == "delete-step":
-        _delete_step(org, session, step, steps)
+        _delete_step(org, session, step, steps, page["cadence"]["ActivatedDate"] is None)
         return "Step deleted", ""
     if action == "add-rule":
         _add_rule(org, session, step, by_name, fields)
@@ -670,8 +678,7 @@ def _add_step(
         moved = [
             s
             for s in steps
-            if s["ParentStepName"] == parent["StepName"]
-            and s["Type"] not in ("Root", graph.SUBROOT)
+            if s["parent"] == parent["StepName"] and s["Type"] not in ("Root", graph.SUBROOT)
         ]
     with org.transaction(session, common.VERSION, api="web") as tx:
         step_id = org.create(session, "ActionCadenceStep", body, common.VERSION, tx=tx)
@@ -699,16 +706,23 @@ def _edit_step(
 
 
 def _delete_step(
-    org: Org, session: accounts.Session, step: dict[str, Any], steps: list[dict[str, Any]]
+    org: Org,
+    session: accounts.Session,
+    step: dict[str, Any],
+    steps: list[dict[str, Any]],
+    never_activated: bool,
 ) -> None:
-    """Delete a step; its one next step (if any) now follows the step before it."""
+    """Delete a step; its one next step (if any) now follows the step before it. Once the
+    cadence has been activated the runtime does that itself (the step is Retired, its
+    parent's GoToStepName leads past it, its targets exit: ``runtime.delete_step``)."""
     if step["Type"] == "Root":
-        raise errors.InvalidOperation("The Start step cannot be deleted.")
-    kids = [s for s in steps if s["ParentStepName"] == step["StepName"]]
+        raise FormError("The Start step cannot be deleted.")
+    if not never_activated:
+        org.delete(session, "ActionCadenceStep", step["Id"], common.VERSION)
+        return
+    kids = [s for s in steps if s["parent"] == step["StepName"]]
     if len(kids) > 1:
-        raise errors.InvalidOperation(
-            f"Step {step['StepName']}: delete the steps after this branch first"
-        )
+        raise FormError(f"Step {step['StepName']}: delete the steps after this branch first")
     for kid in kids:
         org.update(
             session,
@@ -730,7 +744,7 @@ def _add_rule(
     """A branch rule: when the call result (Branch) or the email engagement (ListenerBranch,
     within its window) is the chosen value, the target goes to the chosen next step."""
     if step["Type"] not in graph.BRANCH_TYPES:
-        raise errors.InvalidOperation(f"Step {step['StepName']}: only branch steps have rules")
+        raise FormError(f"Step {step['StepName']}: only branch steps have rules")
     resource = graph.RESOURCE_OF[step["Type"]]
     value = _one(fields, "value")
     if value not in graph.VALUES_OF[resource]:
