@@ -16,8 +16,11 @@ import yaml
 
 from opencadence import demo
 from opencadence.cadence import definition_file
+from opencadence.storage import authorization
 from tests.clients.conftest import Server
 from tests.clients.test_web_app import (  # noqa: F401 (fixtures)
+    OTHER,
+    OTHER_PASSWORD,
     REP,
     REP_PASSWORD,
     base,
@@ -442,3 +445,26 @@ def test_csrf_less_builder_posts_are_refused(
             assert answer.status == 403, path
             assert "Request refused" in answer.text()
     assert _snapshot(org_server) == before
+
+
+def test_a_cadence_creator_who_is_not_an_admin_builds(
+    org_server: Server,  # noqa: F811
+    context: Any,  # noqa: F811
+) -> None:
+    sam = org_server.org.accounts.find_user(OTHER)
+    assert sam is not None
+    org_server.org.accounts.grant(str(sam["Id"]), authorization.CADENCE_CREATOR)
+    page = context.new_page()
+    log_in(page, org_server, OTHER, OTHER_PASSWORD)
+    page.get_by_role("link", name="Cadences").click()
+    page.get_by_role("heading", name="Cadences").wait_for()
+    page.get_by_label("Cadence name").fill("Sam's cadence")
+    page.get_by_role("button", name="Create Cadence").click()
+    page.get_by_role("heading", name=re.compile("^Sam's cadence")).wait_for()
+    _add_step(page, "Task", "Prepare", after="Start")
+    page.get_by_role("button", name="Activate").click()
+    page.get_by_role("button", name="Deactivate").wait_for()
+    (row,) = _query(
+        org_server, "SELECT OwnerId, State FROM ActionCadence WHERE Name = 'Sam\\'s cadence'"
+    )
+    assert (row["OwnerId"], row["State"]) == (sam["Id"], "Active")
