@@ -175,6 +175,10 @@ def test_an_admin_builds_a_cadence_sees_the_activation_error_at_the_step_and_act
     page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(f"{base(org_server)}/cadences/{cadence_id}")
     shot(page, "builder", request)
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone-width screen
+    shot(page, "builder-phone", request)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     # export from the page: the definition file of what was built
     with page.expect_download() as info:
