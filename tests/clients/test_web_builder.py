@@ -466,9 +466,21 @@ def test_a_cadence_creator_who_is_not_an_admin_builds(
     page.get_by_role("button", name="Create Cadence").click()
     page.get_by_role("heading", name=re.compile("^Sam's cadence")).wait_for()
     _add_step(page, "Task", "Prepare", after="Start")
+    form = page.locator("form.add-step")
+    form.get_by_label("Step type").select_option(label="Screen flow")
+    form.get_by_label("Step title").fill("Qualify")
+    form.get_by_label("Flow API name").fill("Qualify_Lead")
+    form.get_by_role("button", name="Add Step").click()
+    assert "flow: Qualify_Lead" in _box(page, "Qualify").inner_text()
     page.get_by_role("button", name="Activate").click()
     page.get_by_role("button", name="Deactivate").wait_for()
     (row,) = _query(
         org_server, "SELECT OwnerId, State FROM ActionCadence WHERE Name = 'Sam\\'s cadence'"
     )
     assert (row["OwnerId"], row["State"]) == (sam["Id"], "Active")
+    (flow,) = _query(
+        org_server,
+        "SELECT ScreenFlowReference, ParentStepName FROM ActionCadenceStep "
+        "WHERE Type = 'PlatformScreenFlow' AND ActionCadence.Name = 'Sam\\'s cadence'",
+    )
+    assert (flow["ScreenFlowReference"], flow["ParentStepName"]) == ("Qualify_Lead", "prepare")

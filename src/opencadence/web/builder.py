@@ -40,9 +40,10 @@ STEP_TYPES = (
     ("Wait", "Wait"),
     ("Branch", "Branch on call result"),
     ("ListenerBranch", "Listen for email engagement"),
+    ("PlatformScreenFlow", "Screen flow"),
     ("DaisyChain", "Daisy chain to another cadence"),
 )
-LABEL = dict(STEP_TYPES) | {"Root": "Start", "SubRoot": "Track", "PlatformScreenFlow": "Flow"}
+LABEL = dict(STEP_TYPES) | {"Root": "Start", "SubRoot": "Track"}
 #: the labels of the values rules and exit rules name
 OUTCOME_LABEL = {
     "CallMeaningfulConnect": "Meaningful connect",
@@ -65,7 +66,7 @@ GONE = ("Retired", "Orphaned")
 STEP_FIELDS = (
     "Id, StepName, StepTitle, Type, ParentStepName, BranchDefaultStepName, GoToStepName, "
     "WaitTimeInSeconds, TemplateId, ScheduledDaysUntilDue, ScheduledDaysUntilStart, "
-    "StepComments, GraphState, ChainedCadenceId, CreatedDate"
+    "StepComments, GraphState, ChainedCadenceId, ScreenFlowReference, CreatedDate"
 )
 
 
@@ -645,6 +646,8 @@ def _step_body(step_type: str, fields: dict[str, list[str]]) -> dict[str, Any]:
         body["WaitTimeInSeconds"] = _seconds(fields)
     if step_type == "DaisyChain":
         body["ChainedCadenceId"] = _one(fields, "chained") or None
+    if step_type == "PlatformScreenFlow":
+        body["ScreenFlowReference"] = _one(fields, "flow").strip() or None
     return body
 
 
