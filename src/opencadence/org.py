@@ -17,7 +17,7 @@ from typing import Any
 
 from opencadence import errors, ids
 from opencadence.cadence import actions as cadence_actions
-from opencadence.cadence import conversion, runtime
+from opencadence.cadence import conversion, definition_file, runtime
 from opencadence.cadence import engine as cadence_engine
 from opencadence.cadence.sender import OutgoingEmail
 from opencadence.clock import Clock
@@ -43,6 +43,8 @@ UPDATED_WINDOW = timedelta(days=30)
 DELETED_WINDOW = timedelta(days=15)
 MAX_REPLICATION_IDS = 600_000
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2}|:)?$")
+
+STEP_OBJECT = "ActionCadenceStep"
 
 #: Hook run inside the transaction of a record write: (tx, object, id, changes) -> None.
 WriteHook = Callable[[records.Tx, model.ObjectDef, str, Mapping[str, Any]], None]
@@ -668,6 +670,49 @@ class Org:
         if row["StepType"] != "SendAnEmail" or row["State"] not in ("Active", "InProgress"):
             raise errors.InvalidOperation("Only an open manual email step is sent from here.")
         return sid, tracker_id, str(row["TargetId"])
+
+    # --- cadence definition files (the web app's builder) --------------------------------------
+
+    def import_cadence(self, session: accounts.Session, data: Mapping[str, Any]) -> str:
+        """Create a cadence from a definition (``cadence/definition_file.py``) for a user
+        allowed to build cadences (INSUFFICIENT_ACCESS_OR_READONLY otherwise): owned by them,
+        all or nothing, activated when it says ``state: Active``. Returns its Id."""
+        authorization.check_object(session.principal, "ActionCadence", "create")
+        if not isinstance(data, Mapping) or "cadence" not in data or "steps" not in data:
+            raise errors.InvalidDefinition("a definition needs 'cadence' and 'steps'")
+        if not isinstance(data["cadence"], Mapping) or not isinstance(data["steps"], list):
+            raise errors.InvalidDefinition("'cadence' is a mapping and 'steps' a list")
+        return definition_file.import_definition(self.store, data, session.user_id)
+
+    def add_cadence_rule(
+        self, session: accounts.Session, step_id: str, rule: Mapping[str, Any]
+    ) -> str:
+        """A rule of a step with its conditions, in the definition file's form
+        (``{RuleName, RuleType, OutcomeNextStepName, conditions: [...]}``), for a user allowed
+        to build cadences: ActionCadenceRuleCondition has no create call, so the builder adds a
+        branch rule and its conditions together, as an import does. An edit of an active
+        cadence is checked as activation checks it (``runtime.builder_edit``); a refused one
+        changes nothing. Returns the rule's Id."""
+        authorization.check_object(session.principal, "ActionCadenceRule", "create")
+        canonical = ids.parse_for_object(step_id, self.registry.prefix(STEP_OBJECT), STEP_OBJECT)
+        with self.transaction(session, "62.0", api="web") as tx:
+            if tx.get(STEP_OBJECT, canonical) is None:
+                raise errors.NotFound("The requested resource does not exist")
+            rule_id = definition_file.insert_rule(tx, canonical, rule)
+            runtime.builder_edit(tx, "ActionCadenceRule", rule_id)
+        return rule_id
+
+    def export_cadence(self, session: accounts.Session, cadence_id: str) -> dict[str, Any]:
+        """The definition of a cadence the user can see (cadences are public read)."""
+        canonical = ids.parse_for_object(
+            cadence_id, self.registry.prefix("ActionCadence"), "ActionCadence"
+        )
+        found = self.query(
+            session, f"SELECT Id FROM ActionCadence WHERE Id = '{canonical}'", "62.0"
+        )
+        if not found["records"]:
+            raise errors.NotFound("The requested resource does not exist")
+        return definition_file.export_definition(self.store, canonical)
 
     # --- query ------------------------------------------------------------------------------
 

@@ -120,21 +120,29 @@ def _insert_step(tx: records.Tx, runs: RunStore, cadence_id: str, step: Mapping[
         fields["ChainedCadenceId"] = chained
     step_id = tx.insert("ActionCadenceStep", {"ActionCadenceId": cadence_id, **fields}, system=True)
     for rule in step.get("rules") or ():
-        rule_fields = {k: v for k, v in rule.items() if k != "conditions"}
-        rule_fields.setdefault("ConditionLogic", "AND")
-        rule_id = tx.insert(
-            "ActionCadenceRule", {"ActionCadenceStepId": step_id, **rule_fields}, system=True
-        )
-        tx.insert_many(
-            "ActionCadenceRuleCondition",
-            [{"ActionCadenceRuleId": rule_id, **c} for c in rule.get("conditions") or ()],
-            system=True,
-        )
+        insert_rule(tx, step_id, rule)
     tx.insert_many(
         "ActionCadenceStepVariant",
         [{"ActionCadenceStepId": step_id, **v} for v in step.get("variants") or ()],
         system=True,
     )
+
+
+def insert_rule(tx: records.Tx, step_id: str, rule: Mapping[str, Any]) -> str:
+    """One rule of a step in the file's form (its ``conditions`` with it), as the import
+    writes it: ActionCadenceRuleCondition has no create call, so a rule's conditions are
+    written with it or not at all (``Org.add_cadence_rule``). Returns the rule's Id."""
+    rule_fields = {k: v for k, v in rule.items() if k != "conditions"}
+    rule_fields.setdefault("ConditionLogic", "AND")
+    rule_id = tx.insert(
+        "ActionCadenceRule", {"ActionCadenceStepId": step_id, **rule_fields}, system=True
+    )
+    tx.insert_many(
+        "ActionCadenceRuleCondition",
+        [{"ActionCadenceRuleId": rule_id, **c} for c in rule.get("conditions") or ()],
+        system=True,
+    )
+    return rule_id
 
 
 def export_definition(store: records.Store, name_or_id: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,9 @@ env = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
 )
 env.globals["asset"] = assets.url
+#: whether the request's signed-in user may build cadences (nav.html shows the builder links)
+_CAN_BUILD: ContextVar[bool] = ContextVar("can_build", default=False)
+env.globals["can_build"] = _CAN_BUILD.get
 
 
 def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -99,7 +103,9 @@ async def signed_in(request: Request) -> Signed | None:
         name = user["records"][0]["Name"] if user["records"] else ""
         return Signed(token, session, auth.csrf_token(org, token), name)
 
-    return await run_in_threadpool(load)
+    found = await run_in_threadpool(load)
+    _CAN_BUILD.set(found is not None and found.session.can_manage_cadences)
+    return found
 
 
 async def posted(

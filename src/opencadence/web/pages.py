@@ -78,6 +78,25 @@ async def home(request: Request) -> Response:
     return RedirectResponse("/app/work", status_code=303)
 
 
+def builder_routes() -> list[Route]:
+    """The cadence builder and its email templates (``builder``, ``builder_templates``)."""
+    from opencadence.web import builder as b  # noqa: PLC0415 (kept apart from the imports above)
+    from opencadence.web import builder_templates as t  # noqa: PLC0415
+
+    return [
+        Route("/cadences", b.cadences, methods=["GET"]),
+        Route("/cadences", b.create_cadence, methods=["POST"]),
+        Route("/cadences/import", b.import_cadence, methods=["POST"]),
+        Route("/cadences/{cadence}", b.cadence_page, methods=["GET"]),
+        Route("/cadences/{cadence}/export", b.export_cadence, methods=["GET"]),
+        Route("/cadences/{cadence}/{action}", b.cadence_action, methods=["POST"]),
+        Route("/templates", t.template_list, methods=["GET"]),
+        Route("/templates", t.create_template, methods=["POST"]),
+        Route("/templates/{template}", t.template_page, methods=["GET"]),
+        Route("/templates/{template}", t.save_template, methods=["POST"]),
+    ]
+
+
 def mount(app_state: Any, read_body: BodyReader) -> Mount:
     """The app's routes, mounted at /app; ``read_body`` bounds request bodies."""
     app_state.web_read_body = read_body
@@ -100,6 +119,7 @@ def mount(app_state: Any, read_body: BodyReader) -> Mount:
             Route("/search", search.find_targets, methods=["GET"]),
             Route("/dashboard", dashboard.dashboard_page, methods=["GET"]),
             Route("/dashboard/{table}.csv", dashboard.dashboard_csv, methods=["GET"]),
+            *builder_routes(),
             Route("/static/{digest}/{path:path}", assets.serve, methods=["GET", "HEAD"]),
         ],
     )
