@@ -480,6 +480,8 @@ def _play_more(org: Org, rep: str, people: list[str], deal: str) -> None:
         ],
         rep,
     )
+    for stamp in ("VIEW", "REFERENCE"):  # the rep opened the cadence (LastViewedDate, ...)
+        org.queries.query(f"SELECT Id FROM ActionCadence WHERE Name = 'Demo: tracks' FOR {stamp}")
 
 
 def _intro_template(org: Org, admin_id: str) -> str:
