@@ -75,6 +75,8 @@ class _Move:
         self.call_outcome: str | None = None
         self.signals: frozenset[str] = frozenset()
         self.finished = False
+        #: why the target leaves when it reaches no next step (a branch outcome deleted)
+        self.end_reason = "NoMoreSteps"
         self.paused_state: str | None = None
 
     # -- row plumbing -----------------------------------------------------------------------
@@ -213,7 +215,7 @@ class _Move:
         """Move the target to ``step`` (None: end of graph), cascading through instant steps."""
         for _ in range(MAX_CASCADE):
             if step is None:
-                self.finish("NoMoreSteps")
+                self.finish(self.end_reason)
                 return
             nxt = self._enter_one(step, not_before)
             if nxt is None:
@@ -279,10 +281,17 @@ class _Move:
         return None
 
     def route(self, step: graph.Step, facts: frozenset[str]) -> graph.Step | None:
-        for rule in step.rules:
-            if rule.holds(facts):
-                return self.cadence.step(rule.outcome_next_step_name)
-        return self.cadence.step(step.branch_default)
+        """The branch ``step``'s outcome for ``facts``. An outcome deleted after activation
+        (Retired: no GoToStepName can lead past a branch's outcome) ends the target's run
+        with AutomaticallyExitedInvalidParentStep: the branch it leaves from is invalid."""
+        name = next(
+            (rule.outcome_next_step_name for rule in step.rules if rule.holds(facts)),
+            step.branch_default,
+        )
+        found = self.cadence.step(name)
+        if found is None and name in self.cadence.steps:
+            self.end_reason = "AutomaticallyExitedInvalidParentStep"
+        return found
 
     def advance(self, done: graph.Step) -> None:
         """After ``done`` completed: follow a repeat (a GoTo loop, a quick cadence's
