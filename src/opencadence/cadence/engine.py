@@ -197,15 +197,18 @@ class _Move:
             self.set_tracker(ScheduledResumeDateTime=None)
         self.set_run(due_at=None)
 
-    def finish(self, reason: str, **extra: Any) -> None:
-        """Complete the tracker; its run-state row goes."""
+    def finish(self, reason: str | None, **extra: Any) -> None:
+        """Complete the tracker (``State`` in ``extra``: end it so, e.g. Error without a
+        reason); its run-state row goes."""
         self.set_tracker(
-            State="Complete",
-            CompletionReason=reason,
-            IsTrackerActive=False,
-            CurrentStepId=None,
-            ScheduledResumeDateTime=None,
-            **extra,
+            **{
+                "State": "Complete",
+                "CompletionReason": reason,
+                "IsTrackerActive": False,
+                "CurrentStepId": None,
+                "ScheduledResumeDateTime": None,
+                **extra,
+            }
         )
         self.d.run.append(RunOp("delete", self.tracker_id))
         self.run_fields = {}
@@ -221,7 +224,9 @@ class _Move:
             if nxt is None:
                 return
             step, not_before = nxt
-        self.finish("NoMoreSteps", ErrorMessage="Stopped: too many instant steps in a row")
+        # a loop of instant steps (branches routing back to each other on the same facts): the
+        # run cannot complete, so the tracker ends in Error, saying why
+        self.finish(None, State="Error", ErrorMessage="Stopped: too many instant steps in a row")
 
     def _enter_one(
         self, step: graph.Step, not_before: datetime | None

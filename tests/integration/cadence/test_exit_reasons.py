@@ -6,12 +6,13 @@ AutomaticallyExitedInvalidParentStep."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 
 from opencadence import system
 from opencadence.cadence import actions, runtime
-from opencadence.storage import accounts, records
+from opencadence.storage import accounts, metrics, records
 from tests.integration.cadence.conftest import Build
 from tests.integration.cadence.helpers import assign, step_trackers, tracker_of
 
@@ -129,3 +130,61 @@ def _step_id(store: records.Store, cadence_id: str, name: str) -> str:
                 sa.select(t.c.Id).where(t.c.ActionCadenceId == cadence_id, t.c.StepName == name)
             ).scalar_one()
         )
+
+
+def _branch(name: str, parent: str, to: str, default: str) -> dict[str, Any]:
+    """A Branch on a meaningful connect: to ``to``, else ``default``."""
+    return {
+        "StepName": name,
+        "Type": "Branch",
+        "ParentStepName": parent,
+        "BranchDefaultStepName": default,
+        "rules": [
+            {
+                "RuleName": f"r_{name}",
+                "RuleType": "BranchStep",
+                "OutcomeNextStepName": to,
+                "conditions": [
+                    {
+                        "RuleConditionName": f"c_{name}",
+                        "Resource": "CallDispositionCategory",
+                        "Operator": "Equal",
+                        "Value": "CallMeaningfulConnect",
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def test_branches_routing_to_each_other_end_the_tracker_in_error(
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+    contacts: Callable[[int], list[str]],
+) -> None:
+    cid = build(
+        {"StepName": "call", "Type": "MakeACall"},
+        _branch("a", "call", "b", "t"),
+        _branch("b", "a", "a", "t2"),  # back to a on the same call result: a loop
+        {"StepName": "t", "Type": "CreateTask", "ParentStepName": "a"},
+        {"StepName": "t2", "Type": "CreateTask", "ParentStepName": "b"},
+    )
+    a, b = contacts(2)
+    assign(acts, cid, a, rep)
+    assign(acts, cid, b, rep)
+    runtime.log_call(store, rep, a, "Meaningful Connect")
+    tr = tracker_of(store, a)
+    assert (tr["State"], tr["CompletionReason"], tr["IsTrackerActive"]) == ("Error", None, False)
+    assert tr["ErrorMessage"] == "Stopped: too many instant steps in a row"
+    assert tr["CurrentStepId"] is None and runtime.trackers_of(store, [a]) == {}
+    assert {s["State"] for s in step_trackers(store, tr["Id"])} == {"Completed"}
+    runtime.log_call(store, rep, b, "Left Voicemail")  # another result leaves the loop
+    assert tracker_of(store, b)["State"] == "Running"
+    assign(acts, cid, a, rep)  # a target whose run ended in error may be enrolled again
+    with store.reading() as conn:
+        tz = metrics.org_time_zone(conn, store.meta)
+        assert metrics.differences(conn, store.meta, store.registry, tz) == []
+    head = store.get("ActionCadence", cid) or {}
+    assert (head["TotalTargets"], head["ActiveTargets"], head["SuccessfulCompletions"]) == (3, 2, 0)
