@@ -749,12 +749,19 @@ def remove(
     now: datetime,
     user: str,
     reason: str = "ManuallyRemoved",
+    *,
+    processing: bool = False,
     **attributes: Any,
 ) -> Decision:
-    """removeTargetFromSalesCadence (and exits for deleted steps): cancel the open step."""
+    """removeTargetFromSalesCadence (and exits for deleted steps): cancel the open step.
+    ``processing``: the system moves the tracker (a lead conversion), so it is first
+    ``Processing`` (its own UPDATE change event), then Complete, in the one transaction."""
     _running(sit)
     d = Decision()
     mv = _move(ctx, d, cadence, sit, now, user)
+    if processing:
+        mv.set_tracker(State="Processing")
+        mv.tracker_update = None  # the completion: a second update, expecting Processing
     mv.close_step("Cancelled", None)
     mv.finish(reason, **{k: v for k, v in attributes.items() if v is not None})
     return d

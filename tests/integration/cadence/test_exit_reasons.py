@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from opencadence import system
-from opencadence.cadence import actions, runtime
+from opencadence.cadence import actions, conversion, runtime
 from opencadence.storage import accounts, metrics, records
 from tests.integration.cadence.conftest import Build
 from tests.integration.cadence.helpers import assign, step_trackers, tracker_of
@@ -188,3 +188,41 @@ def test_branches_routing_to_each_other_end_the_tracker_in_error(
         assert metrics.differences(conn, store.meta, store.registry, tz) == []
     head = store.get("ActionCadence", cid) or {}
     assert (head["TotalTargets"], head["ActiveTargets"], head["SuccessfulCompletions"]) == (3, 2, 0)
+
+
+def test_a_lead_conversion_passes_the_tracker_through_processing(
+    oc: system.System,
+    store: records.Store,
+    build: Build,
+    acts: actions.Actions,
+    rep: str,
+) -> None:
+    cid = build({"StepName": "call", "Type": "MakeACall"})
+    with store.transaction() as tx:
+        lead = tx.insert("Lead", {"LastName": "Lee", "Company": "Leeco"})
+    assign(acts, cid, lead, rep)
+    tracker = tracker_of(store, lead)["Id"]
+    with store.transaction(rep) as tx:
+        conversion.convert(
+            tx, conversion.LeadConvert(lead_id=lead, converted_status="Closed - Converted")
+        )
+    events = [
+        e["payload"]
+        for e in store.read_events(entity="ActionCadenceTracker")
+        if tracker in e["payload"]["ChangeEventHeader"]["recordIds"]
+    ]
+    states = [(p["ChangeEventHeader"]["changeType"], p.get("State")) for p in events]
+    assert states == [
+        ("CREATE", "Initializing"),
+        ("UPDATE", "Running"),
+        ("UPDATE", "Processing"),
+        ("UPDATE", "Complete"),
+    ]
+    assert events[-1]["CompletionReason"] == "LeadConverted"
+    # one transaction: the two updates share its transactionKey
+    keys = {p["ChangeEventHeader"]["transactionKey"] for p in events[2:]}
+    assert len(keys) == 1
+    head = store.get("ActionCadence", cid) or {}
+    assert (head["TotalTargets"], head["ActiveTargets"]) == (1, 0)
+    done = tracker_of(store, lead)
+    assert (done["State"], done["IsTrackerActive"]) == ("Complete", False)
