@@ -26,6 +26,9 @@ ADMIN = "admin@demo.opencadence.dev"
 ADMIN_PASSWORD = "demo-admin-1"
 REP = "rita@demo.opencadence.dev"
 REP_PASSWORD = "demo-rep-1"
+#: The rep who works the Builder 2.0 and quick cadences (apart from Rita's My Work list).
+TRACKS_REP = "tess@demo.opencadence.dev"
+TRACKS_REP_PASSWORD = "demo-rep-3"
 
 FOLLOW_UP: dict[str, Any] = {
     "cadence": {"Name": "Demo: follow-up", "Description": "Where the main demo cadence chains to."},
@@ -376,8 +379,21 @@ def seed(org: Org) -> dict[str, Any]:
         admin_id,
     )
     _play(org, rita, targets)
-    more = _seed_more(org, admin_id, rita, acme, template)
-    return {"admin": admin_id, "rep": rita, "targets": targets, "more_targets": more}
+    tess, _ = org.accounts.create_user(
+        TRACKS_REP,
+        TRACKS_REP_PASSWORD,
+        time_zone="America/Chicago",
+        first_name="Tess",
+        last_name="Tracks",
+    )
+    more = _seed_more(org, admin_id, tess, acme, template)
+    return {
+        "admin": admin_id,
+        "rep": rita,
+        "targets": targets,
+        "tracks_rep": tess,
+        "more_targets": more,
+    }
 
 
 def _seed_more(org: Org, admin_id: str, rep: str, account: str, template: str) -> list[str]:
