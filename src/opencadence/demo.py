@@ -1,9 +1,12 @@
 """`opencadence demo`: a demo org on SQLite, served with a movable clock.
 
-Seeds (once per database) users (an admin, a rep and the rep's manager), contacts and leads,
-two cadences that together use every step type a cadence builder offers (the intro call with
-a call script), targets in every tracker state and a converted lead; then serves the API with
-TLS and a manual clock and prints the URL, a token and a simple-salesforce snippet.
+Seeds (once per database) users (an admin, a rep, the rep's manager and a second rep), contacts
+and leads, two cadences that together use every step type a cadence builder offers (the intro
+call with a call script), targets in every tracker state and a converted lead; a Cadence Builder
+2.0 cadence with a positive and a negative track (a reply and a call result switch targets onto
+them; its intro email has two template variants) and a quick cadence whose call repeats; then
+serves the API with TLS and a manual clock and prints the URL, a token and a simple-salesforce
+snippet.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ REP_PASSWORD = "demo-rep-1"
 #: Rita's manager: sees the team's work and the dashboard
 MANAGER = "max@demo.opencadence.dev"
 MANAGER_PASSWORD = "demo-manager-1"
+#: The rep who works the Builder 2.0 and quick cadences (apart from Rita's My Work list).
+TRACKS_REP = "tess@demo.opencadence.dev"
+TRACKS_REP_PASSWORD = "demo-rep-3"
 
 FOLLOW_UP: dict[str, Any] = {
     "cadence": {"Name": "Demo: follow-up", "Description": "Where the main demo cadence chains to."},
@@ -164,6 +170,140 @@ MAIN: dict[str, Any] = {
 }
 
 
+def _entry(name: str, resource: str, value: str, parent: str | None = None) -> dict[str, Any]:
+    """A track's entry rule (SubRootStep) with its one condition."""
+    rule: dict[str, Any] = {
+        "RuleName": name,
+        "RuleType": "SubRootStep",
+        "conditions": [
+            {
+                "RuleConditionName": f"{name}_c",
+                "Resource": resource,
+                "Operator": "Equal",
+                "Value": value,
+            }
+        ],
+    }
+    if parent is not None:
+        rule["ParentRuleName"] = parent
+    return rule
+
+
+#: Cadence Builder 2.0: the main track emails (two template variants), waits and calls; a reply
+#: or a meaningful connect switches to the positive track, a "not interested" to the negative.
+TRACKS: dict[str, Any] = {
+    "cadence": {
+        "Name": "Demo: tracks",
+        "Description": "Builder 2.0: positive and negative tracks.",
+    },
+    "state": "Active",
+    "steps": [
+        {"StepName": "start", "Type": "Root"},
+        {
+            "StepName": "t_email",
+            "StepTitle": "First touch",
+            "Type": "AutoSendAnEmail",
+            "ParentStepName": "start",
+            "StepComments": "Two subject lines, split half and half.",
+        },
+        {
+            "StepName": "t_wait",
+            "StepTitle": "Give them two days",
+            "Type": "Wait",
+            "ParentStepName": "t_email",
+            "WaitTimeInSeconds": 2 * 86400,
+        },
+        {
+            "StepName": "t_call",
+            "StepTitle": "Follow-up call",
+            "Type": "MakeACall",
+            "ParentStepName": "t_wait",
+            "ScheduledDaysUntilDue": 1,
+        },
+        {
+            "StepName": "positive",
+            "StepTitle": "Positive",
+            "Type": "SubRoot",
+            "ParentStepName": "start",
+            "rules": [
+                _entry("on_reply", "EmailEngagement", "EmailReply"),
+                _entry(
+                    "on_connect", "CallDispositionCategory", "CallMeaningfulConnect", "on_reply"
+                ),
+            ],
+        },
+        {
+            "StepName": "p_call",
+            "StepTitle": "Call while they are warm",
+            "Type": "MakeACall",
+            "ParentStepName": "positive",
+            "ScheduledStartDelayInMinutes": 30,
+        },
+        {
+            "StepName": "p_task",
+            "StepTitle": "Send a proposal",
+            "Type": "CreateTask",
+            "ParentStepName": "p_call",
+            "ScheduledDaysUntilStart": 1,
+            "ScheduledStartTimeInMinutes": 540,
+        },
+        {
+            "StepName": "negative",
+            "StepTitle": "Negative",
+            "Type": "SubRoot",
+            "ParentStepName": "start",
+            "rules": [_entry("on_no", "CallDispositionCategory", "CallNotInterested")],
+        },
+        {
+            "StepName": "n_task",
+            "StepTitle": "Ask for a referral",
+            "Type": "CreateTask",
+            "ParentStepName": "negative",
+        },
+        {
+            "StepName": "n_mail",
+            "StepTitle": "Break-up email",  # deleted after activation by _play_more: Retired
+            "Type": "SendAnEmail",
+            "ParentStepName": "n_task",
+        },
+        {
+            "StepName": "n_link",
+            "StepTitle": "Stay in touch on LinkedIn",
+            "Type": "LinkedInConnection",
+            "ParentStepName": "n_mail",
+        },
+    ],
+}
+
+#: A quick cadence: one call, repeated twice an hour apart, until a meaningful connect.
+QUICK: dict[str, Any] = {
+    "cadence": {"Name": "Demo: quick call", "Type": "Quick", "Description": "Call three times."},
+    "state": "Active",
+    "steps": [
+        {
+            "StepName": "start",
+            "Type": "Root",
+            "rules": [
+                {
+                    "RuleName": "connected",
+                    "RuleType": "RootStep",
+                    "GlobalEventType": "CallMeaningfulConnect",
+                }
+            ],
+        },
+        {
+            "StepName": "q_call",
+            "StepTitle": "Quick call",
+            "Type": "MakeACall",
+            "ParentStepName": "start",
+            "GoToStepIterationLimit": 2,
+            "GoToStepIntervalInMinutes": 60,
+            "rules": [{"RuleName": "again", "RuleType": "RepeatedStep"}],
+        },
+    ],
+}
+
+
 def seeded(org: Org) -> bool:
     return org.accounts.find_user(ADMIN) is not None
 
@@ -244,7 +384,125 @@ def seed(org: Org) -> dict[str, Any]:
         admin_id,
     )
     _play(org, rita, targets)
-    return {"admin": admin_id, "rep": rita, "targets": targets}
+    tess, _ = org.accounts.create_user(
+        TRACKS_REP,
+        TRACKS_REP_PASSWORD,
+        time_zone="America/Chicago",
+        first_name="Tess",
+        last_name="Tracks",
+    )
+    more = _seed_more(org, admin_id, tess, acme, template)
+    return {
+        "admin": admin_id,
+        "rep": rita,
+        "targets": targets,
+        "tracks_rep": tess,
+        "more_targets": more,
+    }
+
+
+def _seed_more(org: Org, admin_id: str, rep: str, account: str, template: str) -> list[str]:
+    """The Builder 2.0 and quick cadences, their own targets (none of the first cadence's),
+    and a played history: a switch to each track, a send error, a repeated call."""
+    store = org.store
+    with store.transaction(admin_id) as tx:
+        people = tx.insert_many(
+            "Contact",
+            [
+                {
+                    "FirstName": f,
+                    "LastName": last,
+                    "Email": email,
+                    "AccountId": account,
+                    "OwnerId": rep,
+                }
+                for f, last, email in (
+                    ("Nia", "North", "nia@acme.example"),  # replies: positive track
+                    ("Oz", "Ortiz", "oz@acme.example"),  # not interested: negative track
+                    ("Pia", "Park", "pia@acme.example"),  # stays in the wait
+                    ("Quin", "Quade", None),  # no email address: the send fails (Error)
+                    ("Ray", "Rowe", "ray@acme.example"),  # the quick cadence
+                )
+            ],
+        )
+        deal = tx.insert(
+            "Opportunity",
+            {
+                "Name": "Acme expansion",
+                "StageName": "Prospecting",
+                "CloseDate": "2027-03-31",
+                "AccountId": account,
+            },
+        )
+    subject_b = _variant_template(org, admin_id)
+    tracks = _with_template(TRACKS, template)
+    email_step = next(s for s in tracks["steps"] if s["Type"] == "AutoSendAnEmail")
+    email_step["variants"] = [
+        {"TemplateId": template, "SplitPercentage": 50, "Type": "AutoSendAnEmail"},
+        {"TemplateId": subject_b, "SplitPercentage": 50, "Type": "AutoSendAnEmail"},
+    ]
+    definition_file.import_definition(store, tracks, admin_id)
+    definition_file.import_definition(store, QUICK, admin_id)
+    org.actions.invoke(
+        "assignTargetToSalesCadence",
+        [{"salesCadenceNameOrId": "Demo: tracks", "targetId": t, "userId": rep} for t in people[:4]]
+        + [{"salesCadenceNameOrId": "Demo: quick call", "targetId": people[4], "userId": rep}],
+        admin_id,
+    )
+    _play_more(org, rep, people, deal)
+    return people
+
+
+def _variant_template(org: Org, admin_id: str) -> str:
+    """The second subject line of the tracks cadence's first email (its other variant)."""
+    record = {
+        "Name": "Demo: first touch B",
+        "DeveloperName": "Demo_first_touch_b",
+        "TemplateType": "text",
+        "FolderId": definition_file.ORG_FOLDER,
+        "IsActive": True,
+        "Subject": "A question for {!Contact.FirstName}",
+        "Body": "Hi {!Contact.FirstName},\n\nworth a call this week? {!User.Name}",
+    }
+    templates.validate(record, org.registry)
+    with org.store.transaction(admin_id) as tx:
+        return tx.insert("EmailTemplate", record)
+
+
+def _play_more(org: Org, rep: str, people: list[str], deal: str) -> None:
+    """The tracks and quick cadences' history: emails out (one fails: no address), a reply
+    (positive track), a "not interested" call (negative track), a step deleted from the active
+    cadence (Retired), the quick call made three times, and a tracker tied to an opportunity."""
+    store, clock = org.store, org.store.clock
+    w = worker.Worker(store, no_relay.NoRelaySender(store))
+    w.run_until_idle()
+    _advance(clock, w, hours=1)
+    runtime.engagement(store, people[0], "EmailReply")  # positive track
+    runtime.log_call(store, rep, people[1], "Not Interested")  # negative track
+    n_mail = org.queries.query(
+        "SELECT Id FROM ActionCadenceStep WHERE StepName = 'n_mail' "
+        "AND ActionCadence.Name = 'Demo: tracks'"
+    )["records"][0]["Id"]
+    runtime.delete_step(store, n_mail, rep)  # n_task's GoToStepName now leads to n_link
+    for _ in range(3):  # the quick call, made and repeated until its limit
+        runtime.log_call(store, rep, people[4], "Left Voicemail")
+        _advance(clock, w, minutes=61)
+    tracker = org.queries.query(
+        f"SELECT Id FROM ActionCadenceTracker WHERE TargetId = '{people[2]}'"
+    )["records"][0]["Id"]
+    org.actions.invoke(
+        "modifyCadenceTrackerAttributes",
+        [
+            {
+                "actionCadenceTrackerId": tracker,
+                "relatedToId": deal,
+                "relatedToAttributionType": "Activation",
+            }
+        ],
+        rep,
+    )
+    for stamp in ("VIEW", "REFERENCE"):  # the rep opened the cadence (LastViewedDate, ...)
+        org.queries.query(f"SELECT Id FROM ActionCadence WHERE Name = 'Demo: tracks' FOR {stamp}")
 
 
 def ensure_manager(org: Org) -> str:

@@ -308,6 +308,8 @@ class Org:
                 runtime.delete_tracker(tx, canonical, self.caller(session).viewer)
             else:
                 runtime.builder_edit(tx, obj.name, canonical)
+                if obj.name in _TARGET_OBJECTS:  # a deleted target leaves its cadence
+                    runtime.target_deleted(tx, _targets_of(tx, obj.name, canonical))
                 tx.delete(obj.name, canonical)
                 if obj.name == "Account":
                     _person_contact_too(tx, canonical, tx.delete)
@@ -882,6 +884,19 @@ def _person_account_created(
     tx.update(
         "Account", record_id, {"IsPersonAccount": True, "PersonContactId": contact_id}, system=True
     )
+
+
+#: Objects whose records a cadence targets (an Account as a person account).
+_TARGET_OBJECTS = frozenset({"Contact", "Lead", "Account"})
+
+
+def _targets_of(tx: records.Tx, name: str, record_id: str) -> list[str]:
+    """The cadence target ids a delete of ``record_id`` takes away: the record, and for a
+    person account its person contact too."""
+    if name != "Account":
+        return [record_id]
+    account = tx.get("Account", record_id) or {}
+    return [record_id, account.get("PersonContactId") or ""]
 
 
 def _person_contact_too(tx: records.Tx, account_id: str, write: Callable[..., None]) -> None:

@@ -378,6 +378,8 @@ def _complete_tracker(tx: records.Tx, runs: RunStore, lead_id: str) -> None:
         tx.store,
         tracker_id,
         tx.user_id,
-        lambda c, cad, s: engine.remove(c, cad, s, now, tx.user_id, LEAD_CONVERTED),
+        lambda c, cad, s: engine.remove(
+            c, cad, s, now, tx.user_id, LEAD_CONVERTED, processing=True
+        ),
         tx=tx,
     )

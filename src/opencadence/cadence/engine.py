@@ -75,6 +75,8 @@ class _Move:
         self.call_outcome: str | None = None
         self.signals: frozenset[str] = frozenset()
         self.finished = False
+        #: why the target leaves when it reaches no next step (a branch outcome deleted)
+        self.end_reason = "NoMoreSteps"
         self.paused_state: str | None = None
 
     # -- row plumbing -----------------------------------------------------------------------
@@ -195,15 +197,18 @@ class _Move:
             self.set_tracker(ScheduledResumeDateTime=None)
         self.set_run(due_at=None)
 
-    def finish(self, reason: str, **extra: Any) -> None:
-        """Complete the tracker; its run-state row goes."""
+    def finish(self, reason: str | None, **extra: Any) -> None:
+        """Complete the tracker (``State`` in ``extra``: end it so, e.g. Error without a
+        reason); its run-state row goes."""
         self.set_tracker(
-            State="Complete",
-            CompletionReason=reason,
-            IsTrackerActive=False,
-            CurrentStepId=None,
-            ScheduledResumeDateTime=None,
-            **extra,
+            **{
+                "State": "Complete",
+                "CompletionReason": reason,
+                "IsTrackerActive": False,
+                "CurrentStepId": None,
+                "ScheduledResumeDateTime": None,
+                **extra,
+            }
         )
         self.d.run.append(RunOp("delete", self.tracker_id))
         self.run_fields = {}
@@ -213,13 +218,15 @@ class _Move:
         """Move the target to ``step`` (None: end of graph), cascading through instant steps."""
         for _ in range(MAX_CASCADE):
             if step is None:
-                self.finish("NoMoreSteps")
+                self.finish(self.end_reason)
                 return
             nxt = self._enter_one(step, not_before)
             if nxt is None:
                 return
             step, not_before = nxt
-        self.finish("NoMoreSteps", ErrorMessage="Stopped: too many instant steps in a row")
+        # a loop of instant steps (branches routing back to each other on the same facts): the
+        # run cannot complete, so the tracker ends in Error, saying why
+        self.finish(None, State="Error", ErrorMessage="Stopped: too many instant steps in a row")
 
     def _enter_one(
         self, step: graph.Step, not_before: datetime | None
@@ -279,10 +286,17 @@ class _Move:
         return None
 
     def route(self, step: graph.Step, facts: frozenset[str]) -> graph.Step | None:
-        for rule in step.rules:
-            if rule.holds(facts):
-                return self.cadence.step(rule.outcome_next_step_name)
-        return self.cadence.step(step.branch_default)
+        """The branch ``step``'s outcome for ``facts``. An outcome deleted after activation
+        (Retired: no GoToStepName can lead past a branch's outcome) ends the target's run
+        with AutomaticallyExitedInvalidParentStep: the branch it leaves from is invalid."""
+        name = next(
+            (rule.outcome_next_step_name for rule in step.rules if rule.holds(facts)),
+            step.branch_default,
+        )
+        found = self.cadence.step(name)
+        if found is None and name in self.cadence.steps:
+            self.end_reason = "AutomaticallyExitedInvalidParentStep"
+        return found
 
     def advance(self, done: graph.Step) -> None:
         """After ``done`` completed: follow a repeat (a GoTo loop, a quick cadence's
@@ -735,12 +749,19 @@ def remove(
     now: datetime,
     user: str,
     reason: str = "ManuallyRemoved",
+    *,
+    processing: bool = False,
     **attributes: Any,
 ) -> Decision:
-    """removeTargetFromSalesCadence (and exits for deleted steps): cancel the open step."""
+    """removeTargetFromSalesCadence (and exits for deleted steps): cancel the open step.
+    ``processing``: the system moves the tracker (a lead conversion), so it is first
+    ``Processing`` (its own UPDATE change event), then Complete, in the one transaction."""
     _running(sit)
     d = Decision()
     mv = _move(ctx, d, cadence, sit, now, user)
+    if processing:
+        mv.set_tracker(State="Processing")
+        mv.tracker_update = None  # the completion: a second update, expecting Processing
     mv.close_step("Cancelled", None)
     mv.finish(reason, **{k: v for k, v in attributes.items() if v is not None})
     return d

@@ -385,6 +385,34 @@ def delete_tracker(tx: records.Tx, tracker_id: str, viewer: str | None = None) -
     tx.delete(TRACKER, tracker_id)
 
 
+def target_deleted(tx: records.Tx, target_ids: Sequence[str]) -> int:
+    """Targets deleted while in a cadence leave it in ``tx``, before their delete: the open
+    step Cancelled, the tracker Complete with ManuallyRemovedNoAccess (Salesforce reserves
+    the value; here: nobody has access to a deleted target any more), its emails not yet at
+    the relay cancelled (docs/runtime-decisions.md, "Deleting a target"). Returns how many
+    trackers it completed."""
+    runs = RunStore(tx.store)
+    found = runs.active_tracker_of(tx.conn, [t for t in target_ids if t])
+    done = 0
+    for tracker_id in sorted(found.values()):
+        runs.lock(tx.conn, [tracker_id])  # waits for a worker moving this tracker right now
+        row = tx.get(TRACKER, tracker_id)
+        if row is None or row["State"] not in ("Running", "Paused"):
+            continue
+        _transition(
+            runs,
+            Config(),
+            tx,
+            tracker_id,
+            lambda c, cad, s: engine.remove(
+                c, cad, s, now_of(tx.store), tx.user_id, reason="ManuallyRemovedNoAccess"
+            ),
+        )
+        mail.outbox(tx.store.meta).cancel_tracker(tx.conn, tracker_id)
+        done += 1
+    return done
+
+
 def _check_may_delete(tx: records.Tx, tracker_id: str, viewer: str | None) -> None:
     if viewer is None:
         return

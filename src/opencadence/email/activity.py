@@ -105,7 +105,6 @@ def _task(s: SentEmail, target: Mapping[str, Any], day: date, now: datetime) -> 
         "WhatId": target.get("AccountId"),
         "OwnerId": s.owner_id,
         "Status": "Completed",
-        "IsClosed": True,  # stored, not derived from Status here: set as Salesforce shows it
         "CompletedDateTime": now,
         "TaskSubtype": "Email",
         "ActivityDate": day,

@@ -591,8 +591,11 @@ class SmtpSender:
 
     def _finish(self, tx: records.Tx, rows: list[dict[str, Any]], now: datetime) -> None:
         """Mark ``rows`` sent and record the sends (two executemany statements); their
-        trackers are woken once this commits (``_wake``)."""
-        self.outbox.mark_sent(tx.conn, [r["key"] for r in rows], now)
+        trackers are woken once this commits (``_wake``). Only the rows this call moved are
+        recorded: one a restarted worker already reconciled (this worker's lease ran out
+        before it recorded the acceptance) has its EmailMessage and Task already."""
+        moved = self.outbox.mark_sent(tx.conn, [r["key"] for r in rows], now)
+        rows = [r for r in rows if r["key"] in moved]
         mail.event_log(self.store.meta).record_many(
             tx.conn,
             "send",

@@ -35,6 +35,8 @@ CANCELLABLE = ("pending", "retry", "waiting")
 REACHED_RELAY = ("sent", "sending", "accepted", "unknown")
 #: The engagement-event kind recording that a send's outcome was unknown after a crash.
 UNKNOWN_EVENT = "unknown"
+#: Keys per UPDATE ... IN (...) RETURNING of ``mark_sent`` (well under SQLite's 32,766 variables).
+_MARK_CHUNK = 500
 
 
 class Outbox:
@@ -162,19 +164,25 @@ class Outbox:
                 [{"k": k} for k in keys],
             )
 
-    def mark_sent(self, conn: Connection, keys: Sequence[str], now: datetime) -> None:
-        """``sending``/``accepted`` -> ``sent`` for every key, one executemany."""
+    def mark_sent(self, conn: Connection, keys: Sequence[str], now: datetime) -> set[str]:
+        """``sending``/``accepted`` -> ``sent`` for every key; returns the keys it moved. A key
+        it did not move was recorded by someone else first (a restarted worker's reconcile
+        after this one's lease ran out): its send is not this caller's to record again."""
         t = self.table
-        conn.execute(
-            sa.update(t)
-            # two comparisons, not IN: an expanding IN cannot run as an executemany
-            .where(
-                t.c.key == sa.bindparam("k"),
-                sa.or_(t.c.status == "sending", t.c.status == "accepted"),
+        moved: set[str] = set()
+        for i in range(0, len(keys), _MARK_CHUNK):
+            moved.update(
+                conn.execute(
+                    sa.update(t)
+                    .where(
+                        t.c.key.in_(keys[i : i + _MARK_CHUNK]),
+                        t.c.status.in_(("sending", "accepted")),
+                    )
+                    .values(status="sent", sent_at=now, lease_until=None)
+                    .returning(t.c.key)
+                ).scalars()
             )
-            .values(status="sent", sent_at=now, lease_until=None),
-            [{"k": k} for k in keys],
-        )
+        return moved
 
     def reconcile_sent(self, conn: Connection, key: str, now: datetime) -> None:
         """A row left ``accepted`` by a dead worker: the relay said 250, so it is sent."""

@@ -374,6 +374,8 @@ class Tx:
         row = {**plan.defaults, **self._convert(obj, record, "create", system)}
         if plan.compound_name:
             row["Name"] = row.get("Name") or _full_name(row)
+        if plan.derived:
+            row.update(self._derived(obj, row, row.keys()))
         for name in plan.owner_fields:  # OwnerId defaults to the user who creates the record
             if row.get(name) is None:
                 row[name] = self.user_id
@@ -540,8 +542,13 @@ class Tx:
         current = self._current(obj, record_id)
         guard = self._guard(obj, current, expect or {})
         merged = {**current, **new}
-        if self.store.plan(obj, system).compound_name and ({"FirstName", "LastName"} & new.keys()):
+        plan = self.store.plan(obj, system)
+        if plan.compound_name and ({"FirstName", "LastName"} & new.keys()):
             new["Name"] = merged["Name"] = _full_name(merged)
+        if plan.derived:
+            derived = self._derived(obj, merged, new.keys())
+            new.update(derived)
+            merged.update(derived)
         self._require(obj, merged, system)
         changed = [k for k, v in new.items() if current.get(k) != v]
         if not changed:
@@ -561,6 +568,27 @@ class Tx:
                 current["LastModifiedById"],
             )
         return changed
+
+    def _derived(
+        self, obj: model.ObjectDef, row: Mapping[str, Any], written: Iterable[str]
+    ) -> dict[str, Any]:
+        """Read-only fields Salesforce derives from others, kept by the one write path:
+        Task.IsClosed from Status (the closed TaskStatus is Completed), ActionCadence.FolderName
+        from the record FolderId names (a Folder's, the Organization's or a User's Name)."""
+        written = set(written)
+        if obj.name == "Task" and "Status" in written:
+            return {"IsClosed": row.get("Status") == "Completed"}
+        if obj.name == "ActionCadence" and "FolderId" in written:
+            folder = row.get("FolderId")
+            target = self.store.registry.object_of_id(folder) if folder else None
+            if target is None:
+                return {"FolderName": None}
+            table = self._table(target)
+            name = self.conn.execute(
+                sa.select(table.c.Name).where(table.c.Id == folder)
+            ).scalar_one_or_none()
+            return {"FolderName": None if name is None else str(name)[:256]}
+        return {}
 
     def _current(self, obj: model.ObjectDef, record_id: str) -> dict[str, Any]:
         table = self._table(obj)
@@ -837,6 +865,8 @@ class _WritePlan:
         self.createable = frozenset(f.name for f in obj.fields if _writable(f, "create", system))
         self.updateable = frozenset(f.name for f in obj.fields if _writable(f, "update", system))
         self.defaults = {f.name: _default(f) for f in obj.stored_fields if not f.system}
+        # read-only fields derived from others on every write (Tx._derived)
+        self.derived = obj.name in ("Task", "ActionCadence")
 
 
 class _IdBlock:

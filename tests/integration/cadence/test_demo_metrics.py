@@ -28,7 +28,11 @@ def test_demo_counters_are_filled_and_exact(oc: system.System) -> None:
             assert row[field] is not None, field
         assert row["MonthInt"] // 100 >= 2026 and row["Month"].day == 1
     calls = sum(r["AllCallsMeaningfulConnect"] + r["AllCallsLeftVoicemail"] for r in rows)
-    assert calls == 3  # the demo logs three categorized calls on call steps
+    # three categorized calls on the first cadence's call steps, three voicemails on the quick
+    # cadence's repeated call (the tracks cadence's "Not Interested" came during its wait, on
+    # no call step: it switched tracks and counts on no step)
+    assert calls == 6
+    assert sum(r["AllCallsNotInterested"] for r in rows) == 0
     sent = sum(r["AllEmailsUntrackedSentCount"] for r in rows)
     assert sent >= 1  # the intro emails the demo's run (no relay) sent
     head = store.get("ActionCadence", _cadence(store, "Demo: every step")) or {}

@@ -223,7 +223,12 @@ def test_the_demo_email_is_logged_and_sendable_through_a_real_relay(
     # the demo's own run (no relay) logged the intro emails it sent
     emails = _rows(store, "EmailMessage")
     assert emails and all(e["Status"] == "3" and e["ActivityId"] for e in emails)
-    assert {e["Subject"] for e in emails} == {"Hello from Rita"}
+    # the first cadence's intro (Rita's), and the tracks cadence's first touch (Tess's; its two
+    # variants: the intro template and a second subject line)
+    subjects = {e["Subject"] for e in emails}
+    assert "Hello from Rita" in subjects and "A question for Oz" in subjects
+    variant_b = {f"A question for {n}" for n in ("Nia", "Oz", "Pia")}
+    assert subjects <= {"Hello from Rita", "Hello from Tess"} | variant_b
     # the same cadence, step and template through a real relay
     with store.transaction() as tx:
         target = tx.insert("Contact", {"LastName": "New", "FirstName": "Nia", "Email": "n@x.io"})
@@ -277,3 +282,44 @@ def test_a_rep_sees_the_emails_of_their_own_tasks_only(
     theirs = oc.org.queries.query(soql, execute.Caller(other, view_all=False))
     assert [r["Subject"] for r in mine["records"]] == ["Hello Ada"]
     assert theirs["totalSize"] == 0 and theirs["records"] == []
+
+
+class _LateAcceptance(smtp_sender.SmtpSender):
+    """Records its acceptances only after its lease ran out and a restarted worker reconciled
+    them (the row ``accepted``, then ``sent`` with its EmailMessage and Task)."""
+
+    clock: ManualClock | None = None
+
+    def _accepted(self, rows: list[dict[str, Any]]) -> None:
+        assert self.clock is not None
+        ob = self.store.meta.tables[schema.EMAIL_OUTBOX]
+        with self.store.transaction() as tx:
+            self.outbox.mark_accepted(tx.conn, [r["key"] for r in rows])
+            assert tx.conn.execute(sa.select(ob.c.status)).scalars().all() == ["accepted"]
+        self.clock.advance(smtp_sender.LEASE + timedelta(seconds=1))
+        other = smtp_sender.SmtpSender(self.store, self.config)
+        try:
+            assert other.reconcile() == 1
+        finally:
+            other.close()
+        super()._accepted(rows)
+
+
+def test_an_acceptance_recorded_after_a_reconcile_is_logged_once(
+    store: records.Store, clock: ManualClock, relay: Relay, template: Template, enrol: Enrol
+) -> None:
+    """The late worker's mark moves no row, so it writes no second EmailMessage and Task."""
+    target = enrol(template())
+    late = _LateAcceptance(store, smtp_sender.SmtpConfig(port=relay.port, timeout=5))
+    late.clock = clock
+    try:
+        worker.Worker(store, late).run_until_idle()
+    finally:
+        late.close()
+    assert len(relay.received) == 1
+    (email,) = _rows(store, "EmailMessage")
+    (task,) = _rows(store, "Task")
+    assert email["ActivityId"] == task["Id"] and task["WhoId"] == target
+    ob = store.meta.tables[schema.EMAIL_OUTBOX]
+    with store.reading() as conn:
+        assert conn.execute(sa.select(ob.c.status)).scalars().all() == ["sent"]
