@@ -234,10 +234,32 @@ def test_a_teams_first_cadence_runs_as_written(
     assert len(seconds) == 2 and all(s > 86400 for s in seconds), overdue
 
 
+def test_the_web_app_tutorial_runs_as_written(
+    tmp_path: Path, background: list[subprocess.Popen[bytes]]
+) -> None:
+    """Its forms, sent as the browser sends them, against the demo it starts."""
+    [script] = run_page("tutorials/first-day-web.md", tmp_path, background)
+    assert script.splitlines() == [
+        "Lu Lin: ('Intro call MakeACall', ['call', 'skip', 'pause', 'remove'])",
+        "Lu Lin after the call: None",
+        "Ann Able after Mark Complete: ('Connect on LinkedIn LinkedInConnection', "
+        "['complete', 'skip', 'pause', 'remove'])",
+        "Add to Cadence: results Mo Marsh : Added to the cadence",
+        "True",
+        "Queued",
+    ], script
+
+
 def test_the_definition_file_example_imports_and_activates(tmp_path: Path) -> None:
     run_page("reference/definition-file.md", tmp_path, [])
     exported = run(["opencadence", "cadence", "export", "Full example"], tmp_path)
     assert "state: Active" in exported
+
+
+def test_the_testing_tutorial_runs_as_written(tmp_path: Path) -> None:
+    """Its days-long test, run with pytest and the installed plugin."""
+    [days] = run_page("tutorials/testing-an-integration.md", tmp_path, [])
+    assert "1 passed" in days, days
 
 
 def test_the_change_event_example_passes(tmp_path: Path) -> None:
