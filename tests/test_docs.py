@@ -217,6 +217,11 @@ def test_the_generated_reference_covers_the_code() -> None:
     assert len(ACTIONS) == 8 and all(f"## {name}\n" in actions for name in ACTIONS)
     cli = mkdocs_hooks.cli()
     assert "## opencadence cadence import\n" in cli and "--permission PERMISSION_SET" in cli
+    http = mkdocs_hooks.http()
+    assert "Other" not in http  # every route the server mounts falls in a titled group
+    for path in ("/services/data/v{version}/composite/sobjects", "/cometd/{version}", "/app/work"):
+        assert f"| `{path}` |" in http
+    assert "`convertLead`" in http and "`SessionHeader`" in http
     definition = mkdocs_hooks.definition()
     assert "`ParentStepName`" in definition and "`ActionCadenceId`" not in definition
 
