@@ -47,6 +47,7 @@ API_HOW_TOS = (
     "how-to/search.md",
     "how-to/calls.md",
     "how-to/lead-conversion.md",
+    "how-to/tracks.md",
     "how-to/metrics.md",
     "how-to/upgrade.md",
     "how-to/version-control.md",
@@ -379,5 +380,15 @@ def test_the_api_how_tos_run_as_written(
     assert "step: Completed AutomaticallyCompleted\nscript: 1 1\nstep counter: 1" in calls
     lead = out["how-to/lead-conversion.md"][-1]
     assert "tracker: Complete LeadConverted" in lead and "CANNOT_UPDATE_CONVERTED_LEAD" in lead
+    tracks = out["how-to/tracks.md"][-1].splitlines()
+    assert tracks[2] == (
+        "cold: [('Start', 'Completed'), ('Intro call', 'Completed'), "
+        "('Negative', 'Completed'), ('Try in a quarter', 'Scheduled')]"
+    )
+    assert tracks[1].endswith("('Positive', 'Completed'), ('Book a meeting', 'Active')]")
+    assert (
+        tracks[3]
+        == "busy: [('Call until reached', 'Completed'), ('Call until reached', 'Scheduled')]"
+    )
     assert "every counter agrees with history" in out["how-to/metrics.md"][-1]
     assert out["how-to/version-control.md"][-1].rstrip().endswith("same")
