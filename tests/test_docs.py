@@ -223,6 +223,12 @@ def test_the_generated_reference_covers_the_code() -> None:
     for path in ("/services/data/v{version}/composite/sobjects", "/cometd/{version}", "/app/work"):
         assert f"| `{path}` |" in http
     assert "`convertLead`" in http and "`SessionHeader`" in http
+    page = (ROOT / "docs" / "reference" / "definition-file.md").read_text(encoding="utf-8")
+    step_types = page.split("## Step types", 1)[1].split("\n## ", 1)[0]
+    types = default_registry().object("ActionCadenceStep").field("Type")
+    assert types is not None
+    missing = [p.value for p in types.picklist if f"`{p.value}`" not in step_types]
+    assert not missing, f"step types missing from the definition-file reference: {missing}"
     definition = mkdocs_hooks.definition()
     assert "`ParentStepName`" in definition and "`ActionCadenceId`" not in definition
 
