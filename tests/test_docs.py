@@ -45,6 +45,7 @@ API_HOW_TOS = (
     "how-to/oauth.md",
     "how-to/collections.md",
     "how-to/search.md",
+    "how-to/streaming.md",
     "how-to/calls.md",
     "how-to/lead-conversion.md",
     "how-to/tracks.md",
@@ -382,6 +383,8 @@ def test_the_api_how_tos_run_as_written(
         "['Contact']",
         "[('Blaise Pascal', 'Port-Royal')]",
     ]
+    tail = out["how-to/streaming.md"][-1].splitlines()
+    assert tail[0].startswith('{"id":"003') and tail[-1].endswith(" CREATE Tail"), tail
     calls = out["how-to/calls.md"][-1]
     assert "step: Completed AutomaticallyCompleted\nscript: 1 1\nstep counter: 1" in calls
     lead = out["how-to/lead-conversion.md"][-1]
