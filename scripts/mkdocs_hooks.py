@@ -244,10 +244,9 @@ def _route_rows(routes: list[Any], prefix: str = "") -> dict[str, set[str]]:
                 rows.setdefault(path, set()).update(methods)
             continue
         path = (prefix + r.path).replace(":changeevent", "")
-        if path.endswith("/") and len(path) > 1:
-            continue
         rows.setdefault(path, set()).update(m for m in r.methods or () if m != "HEAD")
-    return rows
+    # a trailing-slash twin of a listed path says nothing more
+    return {p: m for p, m in rows.items() if not (p.endswith("/") and p.rstrip("/") in rows)}
 
 
 def http() -> str:
