@@ -109,10 +109,11 @@ def background(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
             proc.wait()
 
 
-def node_env(cwd: Path) -> dict[str, str]:
+def node_env(cwd: Path) -> dict[str, str] | None:
     """What a reader's ``npm install jsforce`` and the server's certificate give node: the
     node clients the client tests install (``~/.cache/opencadence/node-clients``, or
-    ``$OPENCADENCE_NODE_CLIENTS``); without them the page is skipped locally, fails in CI."""
+    ``$OPENCADENCE_NODE_CLIENTS``). None without them (the block is left out locally; under
+    CI that fails)."""
     folder = Path(
         os.environ.get(
             "OPENCADENCE_NODE_CLIENTS", Path.home() / ".cache" / "opencadence" / "node-clients"
@@ -121,7 +122,7 @@ def node_env(cwd: Path) -> dict[str, str]:
     if not (folder / "node_modules" / "jsforce").exists() or shutil.which("node") is None:
         if os.environ.get("CI"):
             raise AssertionError(f"node or jsforce missing ({folder}); .ci/run installs them")
-        pytest.skip("node or the node clients are not installed")
+        return None
     return {
         "NODE_PATH": str(folder / "node_modules"),
         "NODE_EXTRA_CA_CERTS": str(cwd / ".opencadence-tls" / "cert.pem"),
@@ -198,7 +199,9 @@ def _run_blocks(page: str, where: Directory, started: list[subprocess.Popen[byte
             elif block.arg.endswith(".py"):
                 outputs.append(run([sys.executable, block.arg], cwd))
             elif block.arg.endswith(".cjs"):
-                outputs.append(run(["node", block.arg], cwd, env=node_env(cwd)))
+                env = node_env(cwd)
+                # "" when node or the node clients are missing (locally only)
+                outputs.append("" if env is None else run(["node", block.arg], cwd, env=env))
         elif block.lang == "sh":
             outputs.append(run(["bash", "-e", "-c", body], cwd))
         elif block.lang == "yaml":
@@ -402,10 +405,6 @@ def test_the_api_how_tos_run_as_written(
     collections = out["how-to/collections.md"][-2]
     assert "upsert many: [False, True]" in collections and "delete: [True, True]" in collections
     assert "composite: [201, 201, 200]" in collections
-    jsforce = json.loads(out["how-to/collections.md"][-1])
-    assert jsforce["retrieved"] == [["Byron", "Analyst"], ["Turing", "Analyst"]], jsforce
-    assert jsforce["upserted"] == {"success": True, "created": False}
-    assert jsforce["destroyed"] == [True, True]
     search = out["how-to/search.md"][-1].splitlines()
     assert search == [
         "[('Contact', 'René Descartes'), ('Lead', 'Blaise Pascal')]",
@@ -431,3 +430,10 @@ def test_the_api_how_tos_run_as_written(
     )
     assert "every counter agrees with history" in out["how-to/metrics.md"][-1]
     assert out["how-to/version-control.md"][-1].rstrip().endswith("same")
+    jsforce = json.loads(out["how-to/collections.md"][-1] or "null")
+    if jsforce is None:
+        print("node or jsforce missing: the jsforce block was not run (CI fails instead)")
+        return
+    assert jsforce["retrieved"] == [["Byron", "Analyst"], ["Turing", "Analyst"]], jsforce
+    assert jsforce["upserted"] == {"success": True, "created": False}
+    assert jsforce["destroyed"] == [True, True]
