@@ -339,7 +339,7 @@ def test_the_pubsub_python_snippet_runs(
     tmp_path: Path, background: list[subprocess.Popen[bytes]]
 ) -> None:
     port, pubsub_port = str(free_port()), str(free_port())
-    run(["opencadence", "init"], tmp_path)
+    # `users create` creates the database as `init` would
     run(
         [
             "opencadence",
@@ -354,9 +354,9 @@ def test_the_pubsub_python_snippet_runs(
         tmp_path,
     )
     token = run(["opencadence", "token", "--username", "a@x.test"], tmp_path).strip()
-    org_id = run(
-        ["opencadence", "query", "SELECT Id FROM Organization", "--format", "csv"], tmp_path
-    ).split()[-1]
+    from opencadence.storage import migrate
+
+    org_id = migrate.ORG_ID  # every org's Id (what `SELECT Id FROM Organization` answers)
     serve = ["opencadence", "serve", "--tls", "--port", port, "--pubsub-port", pubsub_port]
     proc = subprocess.Popen(
         serve,
