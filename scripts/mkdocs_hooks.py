@@ -1,8 +1,9 @@
 """MkDocs hooks: the reference pages' tables, generated from the code when the site is built.
 
-A page asks for a table with a marker line (``<!-- generate: objects -->``, ``actions`` or
-``cli``); the marker is replaced by Markdown built from the object registry, the action
-declarations (``metadata/actions.py``) and the ``opencadence`` argparse parser.
+A page asks for a table with a marker line (``<!-- generate: objects -->``, ``actions``,
+``cli``, ``definition`` or ``http``); the marker is replaced by Markdown built from the object
+registry, the action declarations (``metadata/actions.py``), the ``opencadence`` argparse
+parser, the definition-file module and the server's route tables (``api/``, ``web/``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import types
 from typing import Any
 
 from opencadence.cadence import definition_file, graph
@@ -177,4 +179,112 @@ def _values(f: FieldDef) -> str:
     return values
 
 
-GENERATORS = {"objects": objects, "actions": actions, "cli": cli, "definition": definition}
+_V = "/services/data/v{version}"
+#: each group of routes: a title, a guide page and the paths it takes (the first group that
+#: matches a path takes it; a path no group takes is listed under "Other", so none is missed)
+_ROUTE_GROUPS: tuple[tuple[str, str, str], ...] = (
+    (
+        "REST: versions, resources, OpenAPI document",
+        "",
+        r"/services/data(/openapi\.json)?$|" + re.escape(_V) + "$",
+    ),
+    (
+        "REST: change-event schemas",
+        "../how-to/streaming.md",
+        re.escape(_V) + r"/(sobjects/\{entity\}|event)/",
+    ),
+    ("REST: lead conversion (opencadence's own)", "../how-to/lead-conversion.md", r".*/convert$"),
+    (
+        "REST: records, describe, query, limits",
+        "",
+        re.escape(_V) + r"/(sobjects|query|queryAll|limits)\b",
+    ),
+    (
+        "REST: sObject Collections",
+        "../how-to/collections.md",
+        re.escape(_V) + r"/composite/sobjects",
+    ),
+    ("REST: composite, batch, tree", "../how-to/collections.md", re.escape(_V) + r"/composite"),
+    ("REST: invocable actions", "actions.md", re.escape(_V) + r"/actions"),
+    (
+        "REST: search (SOSL)",
+        "../how-to/search.md",
+        re.escape(_V) + r"/(search|parameterizedSearch)",
+    ),
+    (
+        "REST: email settings (opencadence's own, administrators)",
+        "../how-to/email.md",
+        re.escape(_V) + r"/opencadence/",
+    ),
+    (
+        "SOAP: partner and enterprise APIs, WSDLs",
+        "../how-to/clients.md",
+        r"/services/Soap/|/soap/|/services/wsdl/",
+    ),
+    ("OAuth 2.0 and the identity URL", "../how-to/oauth.md", r"/services/oauth2/|/id/"),
+    ("Streaming (CometD)", "../how-to/streaming.md", r"/cometd/"),
+    ("Email tracking (open pixel, click redirect)", "../how-to/email.md", r"/email/"),
+    (
+        "Operations: health, the manual clock",
+        "../how-to/postgresql.md#4-health-checks",
+        r"/_opencadence/",
+    ),
+    ("Web app", "../tutorials/first-day-web.md", r"/app\b"),
+)
+
+
+def _route_rows(routes: list[Any], prefix: str = "") -> dict[str, set[str]]:
+    """Each route's path and methods; a trailing-slash twin and HEAD left out."""
+    from starlette.routing import Mount
+
+    rows: dict[str, set[str]] = {}
+    for r in routes:
+        if isinstance(r, Mount):
+            for path, methods in _route_rows(list(r.routes), prefix + r.path).items():
+                rows.setdefault(path, set()).update(methods)
+            continue
+        path = (prefix + r.path).replace(":changeevent", "")
+        rows.setdefault(path, set()).update(m for m in r.methods or () if m != "HEAD")
+    # a trailing-slash twin of a listed path says nothing more
+    return {p: m for p, m in rows.items() if not (p.endswith("/") and p.rstrip("/") in rows)}
+
+
+def http() -> str:
+    """Every HTTP route the server mounts, as ``api/app.py``'s ``build_app`` mounts them (with
+    a stand-in org: only the route table is read), grouped by path; then the SOAP calls and
+    headers from the SOAP schema's tables."""
+    from opencadence.api import app, versions
+    from opencadence.api.soap import schema
+
+    stand_in: Any = types.SimpleNamespace(store=None)
+    built = app.build_app(stand_in, manual_clock=stand_in, tracker=stand_in)
+    groups: dict[str, list[str]] = {}
+    for path, methods in _route_rows(list(built.routes)).items():
+        title = next((g[0] for g in _ROUTE_GROUPS if re.match(g[2], path)), "Other")
+        groups.setdefault(title, []).append(f"| `{path}` | {', '.join(sorted(methods))} |")
+    out = [
+        f"API versions served: `{versions.OLDEST}.0` to `{versions.NEWEST}.0`, REST and SOAP "
+        "alike (`GET /services/data` lists them).",
+        "",
+    ]
+    links = {title: link for title, link, _ in _ROUTE_GROUPS}
+    for title in [g[0] for g in _ROUTE_GROUPS if g[0] in groups] + (
+        ["Other"] if "Other" in groups else []
+    ):
+        out += [f"### {title}", ""]
+        if links.get(title):
+            out += [f"Guide: [{title}]({links[title]}).", ""]
+        out += ["| Path | Methods |", "|---|---|", *groups[title], ""]
+    calls = ", ".join(f"`{name}`" for name in sorted(schema.OPERATIONS))
+    headers = ", ".join(f"`{name}`" for name in sorted(schema.HEADERS))
+    out += ["### SOAP calls", "", f"Calls: {calls}.", "", f"Headers: {headers}.", ""]
+    return "\n".join(out)
+
+
+GENERATORS = {
+    "objects": objects,
+    "actions": actions,
+    "cli": cli,
+    "definition": definition,
+    "http": http,
+}
