@@ -16,7 +16,8 @@ What stays per process: CometD clients (a client id is known to the child that a
 handshake; a request another child receives gets ``403::Unknown client`` with
 ``advice.reconnect = handshake`` and the client re-handshakes, resuming from its replay id)
 and compiled-query caches. A manual clock cannot be shared, so ``--clock manual`` and SQLite
-(one writer) are refused with more than one process (cli/server.py). See docs/processes.md.
+(one writer) are refused with more than one process (cli/server.py). See
+docs/how-to/postgresql.md.
 """
 
 from __future__ import annotations
