@@ -2,7 +2,8 @@
 PostgreSQL database, as real subprocesses on 127.0.0.1.
 
 - two server processes on one port both answer REST (simple-salesforce) and CometD
-  (aiosfstream-ng sees an event committed through whichever process);
+  (aiosfstream-ng sees an event committed through whichever process); the parent's Pub/Sub
+  server streams the same events; the parent's worker thread is in every child's health;
 - every worker loop's heartbeat row is listed by ``/_opencadence/health`` of any process
   (the parent's worker thread and a separate ``opencadence worker``), and a stopped worker's
   row goes away;
@@ -26,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import requests
 import sqlalchemy as sa
@@ -33,11 +35,14 @@ from aiosfstream_ng import Client, ReplayOption
 from simple_salesforce import Salesforce
 
 from opencadence import system
+from opencadence.api.pubsub_proto import pubsub_api_pb2 as pb
+from opencadence.api.pubsub_proto import pubsub_api_pb2_grpc as pb_grpc
 from opencadence.cadence import definition_file
 from opencadence.clock import ManualClock
 from opencadence.storage import database, schema
 
 from .conftest import free_port
+from .test_pubsub import Subscription, decode
 from .test_streaming import LocalAuth
 
 pytestmark = pytest.mark.postgresql
@@ -76,18 +81,17 @@ def _health(base: str) -> dict[str, Any]:
 @contextmanager
 def _serve(url: str, log: Path, *extra: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
-    proc = _cli(
-        "serve", "--database", url, "--port", str(port), "--pubsub-port", "0", *extra, log=log
-    )
+    pubsub = [] if "--pubsub-port" in extra else ["--pubsub-port", "0"]
+    proc = _cli("serve", "--database", url, "--port", str(port), *pubsub, *extra, log=log)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             assert proc.poll() is None, log.read_text()
             try:
-                if requests.get(f"{base}/_opencadence/health", timeout=2).ok:
+                if requests.get(f"{base}/_opencadence/health", timeout=5).ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or children starting
                 pass
             assert time.monotonic() < deadline, "the server did not start: " + log.read_text()
             time.sleep(0.3)
@@ -144,9 +148,15 @@ def test_two_server_processes_answer_rest_and_cometd(
 ) -> None:
     url = fresh_url("postgresql")
     username, token = _user(url)
-    with _serve(url, tmp_path / "serve.log", "--processes", "2") as (base, parent):
+    pubsub_port = free_port()
+    with _serve(
+        url, tmp_path / "serve.log", "--processes", "2", "--pubsub-port", str(pubsub_port)
+    ) as (base, parent):
         pids = _pids(base, 2)
         assert len(pids) == 2 and parent.pid not in pids, pids  # two children answer
+        # the worker thread runs in the parent; every child lists its heartbeat
+        [beat] = _health(base)["workerProcesses"]
+        assert beat["pid"] == parent.pid and beat["role"] == "server" and beat["alive"]
         # REST through each: simple-salesforce, a new connection per client
         seen: set[int] = set()
         made: list[str] = []
@@ -180,6 +190,12 @@ def test_two_server_processes_answer_rest_and_cometd(
             target=lambda: asyncio.run(asyncio.wait_for(listen(), 60)), daemon=True
         )
         thread.start()
+        # Pub/Sub: the parent's gRPC server, woken by commits in the children
+        channel = grpc.insecure_channel(f"127.0.0.1:{pubsub_port}")
+        stub = pb_grpc.PubSubStub(channel)
+        sub = Subscription(
+            stub, token, pb.FetchRequest(topic_name="/data/ContactChangeEvent", num_requested=6)
+        )
         assert ready.wait(30), "aiosfstream-ng did not subscribe"
         time.sleep(0.5)
         new = []
@@ -192,6 +208,13 @@ def test_two_server_processes_answer_rest_and_cometd(
             )
             assert reply.status_code == 201, reply.text
             new.append(reply.json()["id"])
+        try:
+            evs = sub.events(6, timeout=30)
+            streamed = [decode(stub, token, ev)["ChangeEventHeader"]["recordIds"][0] for ev in evs]
+        finally:
+            sub.close()
+            channel.close()
+        assert streamed == new
         thread.join(60)
         assert got == new
         del username
