@@ -205,7 +205,10 @@ def seed(url: str, n: int, say: Any, tpl: Template) -> None:
         with eng.begin() as conn:
             for stmt, value in stmts:
                 conn.execute(sa.text(stmt), {"lo": lo, "hi": hi, "tpl": value})
+        if n > chunk:
+            say(f"cloned {hi:,} of {n:,} trackers")
     loaded = time.perf_counter() - began
+    say(f"rows written in {loaded:.1f} s; rebuilding {len(indexes)} indexes")
     began = time.perf_counter()
     with eng.begin() as conn:
         conn.exec_driver_sql("SET maintenance_work_mem = '256MB'")
@@ -602,7 +605,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
     n = args.trackers or (12_000 if args.quick else 1_000_000)
-    burst = args.burst or (1500 if args.quick else 30_000)
+    burst = args.burst or (1500 if args.quick else 20_000)
     spread = 1.0 if args.quick else 15.0  # seconds of the lag phase
     started = time.perf_counter()
 
