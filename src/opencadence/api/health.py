@@ -1,7 +1,9 @@
 """``GET /_opencadence/health``: what a supervisor polls to know the server can do its work.
 
 JSON with the database's reachability, each cadence worker this server runs (its thread
-alive, its last heartbeat, failures since) and how many emails a crash left with an unknown
+alive, its last heartbeat, failures since), every worker process on the database
+(``workerProcesses``: the heartbeat rows of ``storage.heartbeats``, this server's own thread and
+each ``opencadence worker`` process, wherever it runs) and how many emails a crash left with an unknown
 outcome (see README, "Email delivery guarantee"); 200 when all is well, 503 when the database does
 not answer or a worker is dead or silent. Unauthenticated on purpose (a load balancer or
 systemd probe has no session), so it says nothing about the org's data.
@@ -9,6 +11,7 @@ systemd probe has no session), so it says nothing about the org's data.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,7 +25,7 @@ from starlette.routing import Route
 from opencadence.api.rest import json_response
 from opencadence.cadence.worker import Heartbeat
 from opencadence.clock import SystemClock
-from opencadence.storage import database, mail, records, values
+from opencadence.storage import database, heartbeats, mail, records, values
 
 #: A live worker beats after every batch and every idle poll; silence this long means stuck.
 SILENT_SECONDS = 120.0
@@ -53,12 +56,24 @@ class Health:
         healthy = problem is None and all(w["healthy"] for w in workers)
         doc: dict[str, Any] = {
             "status": "ok" if healthy else "unhealthy",
+            "pid": os.getpid(),  # which process answered (serve --processes N runs several)
             "database": {"reachable": problem is None, "error": problem},
             "workers": workers,
         }
         if problem is None:
+            doc["workerProcesses"] = self._processes(now)
             doc["email"] = {"unknownOutcomeSends": self._unknown_sends()}
         return doc, healthy
+
+    def _processes(self, now: datetime) -> list[dict[str, Any]] | None:
+        """The worker loops of every process on the database, by their heartbeat rows. Their
+        silence does not make this server unhealthy (each has its own supervisor); ``alive``
+        says whether the row beat within SILENT_SECONDS."""
+        try:
+            rows = heartbeats.Heartbeats(self.store).all()
+        except Exception:  # the database went away between the ping and this read
+            return None
+        return [_process(b, now) for b in rows]
 
     def _unknown_sends(self) -> int | None:
         """Emails a crash left in doubt (resent with their Message-ID, or only reported)."""
@@ -83,6 +98,23 @@ def _worker(w: Monitored, now: datetime) -> dict[str, Any]:
         "secondsSinceHeartbeat": None if silent is None else round(silent, 3),
         "failuresSinceHeartbeat": w.heartbeat.failures,
         "lastError": w.heartbeat.last_error,
+    }
+
+
+def _process(b: heartbeats.Beat, now: datetime) -> dict[str, Any]:
+    silent = (now.replace(tzinfo=None) - b.beat_at).total_seconds()
+    return {
+        "id": b.id,
+        "role": b.role,
+        "host": b.host,
+        "pid": b.pid,
+        "alive": silent < SILENT_SECONDS,
+        "startedAt": values.format_datetime(b.started_at),
+        "lastHeartbeat": values.format_datetime(b.beat_at),
+        "secondsSinceHeartbeat": round(silent, 3),
+        "failuresSinceHeartbeat": b.failures,
+        "lastError": b.last_error,
+        "transitions": b.transitions,
     }
 
 

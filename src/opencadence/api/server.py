@@ -82,10 +82,15 @@ def config(
         ssl_keyfile=str(tls_files[1]) if tls_files else None,
     )
     # uvicorn.Config configures logging as it is built; the filter goes on after that
+    quiet_upgrade_warnings()
+    return built
+
+
+def quiet_upgrade_warnings() -> None:
+    """The filter of uvicorn's upgrade warnings on its logger (once)."""
     logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _NoUpgradeWarnings) for f in logger.filters):
         logger.addFilter(_NoUpgradeWarnings())
-    return built
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -147,17 +152,16 @@ def start_background(
     ).start()
     if system.worker is None:
         return None
-    thread = threading.Thread(
-        target=system.worker.loop,
-        # its idle wait ends early when a Bulk API job becomes ready in this process
-        kwargs={
-            "poll_seconds": WORKER_POLL_SECONDS,
-            "stop": stop.is_set,
-            "sleep": system.worker.rest,
-        },
-        name="cadence-worker",
-        daemon=True,
-    )
+    worker = system.worker
+    published = worker.publish("server")  # its heartbeat row, listed by every process's health
+
+    def run() -> None:  # its idle wait ends early when a Bulk API job becomes ready here
+        try:
+            worker.loop(poll_seconds=WORKER_POLL_SECONDS, stop=stop.is_set, sleep=worker.rest)
+        finally:
+            published.close()
+
+    thread = threading.Thread(target=run, name="cadence-worker", daemon=True)
     thread.start()
     if watch is not None:
         watch.watch(thread.name, system.worker.health, thread)

@@ -20,7 +20,7 @@ from opencadence.cadence import applying, decision, engine, loading
 from opencadence.cadence import sender as senders
 from opencadence.cadence.settings import Config
 from opencadence.clock import SystemClock, as_utc
-from opencadence.storage import records
+from opencadence.storage import heartbeats, records
 from opencadence.storage.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -42,13 +42,61 @@ class Heartbeat:
         self.last_beat: datetime | None = None
         self.failures = 0
         self.last_error: str | None = None
+        #: told of every beat and failure (``Worker.publish``: the heartbeat row)
+        self.sink: Callable[[Heartbeat], None] | None = None
 
     def beat(self) -> None:
         self.last_beat, self.failures, self.last_error = SystemClock().now(), 0, None
+        if self.sink is not None:
+            self.sink(self)
 
     def failed(self, exc: BaseException) -> None:
         self.failures += 1
         self.last_error = _brief(exc)
+        if self.sink is not None:
+            self.sink(self)
+
+
+class Published:
+    """A worker loop's heartbeat kept in ``storage.heartbeats`` (one row for this loop), so
+    the health endpoint of every server process on the database lists it. Writes at most
+    every ``heartbeats.WRITE_EVERY`` (a failure at once); a write that fails (the database
+    is away) is left to the next beat; ``close`` deletes the row."""
+
+    def __init__(self, worker: Worker, role: str) -> None:
+        self.worker, self.role = worker, role
+        self.rows = heartbeats.Heartbeats(worker.store)
+        self.row_id: str | None = None
+        self.written = float("-inf")
+        self.failures = 0
+        self._write(worker.health)
+
+    def __call__(self, beat: Heartbeat) -> None:
+        due = time.monotonic() - self.written >= heartbeats.WRITE_EVERY.total_seconds()
+        if due or beat.failures != self.failures:
+            self._write(beat)
+
+    def _write(self, beat: Heartbeat) -> None:
+        try:
+            if self.row_id is None or not self.rows.beat(
+                self.row_id,
+                failures=beat.failures,
+                last_error=beat.last_error,
+                transitions=self.worker.transitions,
+            ):
+                self.row_id = self.rows.register(self.role)
+            self.written, self.failures = time.monotonic(), beat.failures
+        except Exception as exc:  # the database is away: the loop reports its own failure
+            log.debug("heartbeat not written (%s)", _brief(exc))
+
+    def close(self) -> None:
+        if self.worker.health.sink is self:
+            self.worker.health.sink = None
+        if self.row_id is not None:
+            try:
+                self.rows.remove(self.row_id)
+            except Exception as exc:
+                log.debug("heartbeat row not removed (%s)", _brief(exc))
 
 
 def _brief(exc: BaseException) -> str:
@@ -88,6 +136,14 @@ class Worker:
         ``sleep`` a server passes to ``loop`` (setting ``wake`` after its stop flag ends it)."""
         self.wake.wait(seconds)
         self.wake.clear()
+
+    def publish(self, role: str) -> Published:
+        """Keep this worker's heartbeat in the database (``role``: "worker" for the
+        ``opencadence worker`` command, "server" for the thread of ``serve``) until the
+        returned object is closed."""
+        published = Published(self, role)
+        self.health.sink = published
+        return published
 
     def run_once(self, now: datetime | None = None) -> int:
         """Handle one batch of due trackers; returns how many were handled."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
 from opencadence import system
 from opencadence.cadence import definition_file
+from opencadence.cadence.worker import Worker
 from opencadence.cli import common, email_options
 from opencadence.storage import database
 
@@ -59,8 +62,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
             if built.bulk is not None:  # and the Bulk API jobs waiting
                 built.bulk.run_until_idle()
         else:
-            worker.loop(args.poll)
+            _loop(worker, args.poll)
     return 0
+
+
+def _loop(worker: Worker, poll: float) -> None:
+    """The worker's loop until SIGTERM or Ctrl-C, which end it after the batch it is in; its
+    heartbeat row (storage.heartbeats) is kept meanwhile and deleted at the end."""
+    stopping = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    published = worker.publish("worker")
+    try:
+        worker.loop(poll, stop=stopping.is_set, sleep=stopping.wait)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        published.close()
+        signal.signal(signal.SIGTERM, previous)
 
 
 #: How long a starting worker waits between attempts while the database is unreachable.

@@ -10,8 +10,9 @@ from typing import Any
 
 from opencadence import demo as demo_org
 from opencadence import system
-from opencadence.api import pubsub, server, tls
+from opencadence.api import processes, pubsub, server, tls
 from opencadence.cli import common, email_options
+from opencadence.storage import database
 
 DEFAULT_PORT = 8443
 DEFAULT_CERT_DIR = ".opencadence-tls"
@@ -29,11 +30,36 @@ def _listen(host: str, port: int) -> socket.socket | None:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the REST/OAuth/SOAP API with uvicorn. The port is taken first, so a busy port is
     one clear line and exit status 1, before workers start or the database is touched."""
+    refused = _processes_refused(args)
+    if refused is not None:
+        print(refused, file=sys.stderr)
+        return 2
     sock = _listen(args.host, args.port)
     if sock is None:
         return 1
     with sock:
         return _serve(args, sock)
+
+
+def _processes_refused(args: argparse.Namespace) -> str | None:
+    """Why ``--processes`` cannot be served as given, or None."""
+    n = args.processes
+    if n < 1:
+        return f"--processes must be at least 1, not {n}"
+    if n == 1:
+        return None
+    url = database.normalize_url(common.database_url(args))
+    if url.startswith("sqlite"):
+        return (
+            f"--processes {n} needs PostgreSQL: SQLite has a single writer, so an org on "
+            "SQLite is served by one process (leave out --processes)"
+        )
+    if args.clock == "manual":
+        return (
+            f"--processes {n} cannot share a manual clock between processes: "
+            "use --clock manual with one process"
+        )
+    return None
 
 
 def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
@@ -72,7 +98,18 @@ def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
         if not started:
             return 1
         try:
-            server.run(built, host=args.host, port=args.port, tls_files=tls_files, sock=sock)
+            if args.processes > 1:
+                print(f"{args.processes} server processes on one socket", file=sys.stderr)
+                processes.run(
+                    built,
+                    args.processes,
+                    host=args.host,
+                    port=args.port,
+                    tls_files=tls_files,
+                    sock=sock,
+                )
+            else:
+                server.run(built, host=args.host, port=args.port, tls_files=tls_files, sock=sock)
         finally:
             if grpc_server is not None:
                 grpc_server.stop()
@@ -202,6 +239,14 @@ def add_serve(subparsers: Any) -> None:
     )
     p.add_argument(
         "--no-worker", action="store_true", help="do not run cadence workers in the server"
+    )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N HTTP server processes on the one port (PostgreSQL only); this process keeps "
+        "the worker thread and the Pub/Sub server (default 1)",
     )
     p.add_argument(
         "--api-request-limit",

@@ -60,6 +60,8 @@ CURSOR_PAGES = "oc_query_page"
 #: the workers), last call outcome, listener signals and pause bookkeeping. The unique
 #: target_id is what keeps a target in one cadence at a time. Owned by opencadence.cadence.
 CADENCE_RUN = "oc_cadence_run"
+#: Heartbeats of the running cadence worker loops, one row per process (storage.heartbeats).
+WORKER_HEARTBEATS = "oc_worker_heartbeat"
 #: Name of the sharded live-row counters (storage.counts).
 ROW_COUNTS = "oc_row_count"
 #: Names of the authentication tables: credentials per user, sessions, connected apps.
@@ -256,6 +258,19 @@ def _bookkeeping_tables(meta: sa.MetaData) -> None:
     sa.Index(f"ix_{CADENCE_RUN}_cadence_id", run.c.cadence_id)
     _email_tables(meta)
     _bulk_tables(meta)
+    sa.Table(
+        WORKER_HEARTBEATS,
+        meta,
+        sa.Column("id", sa.String(80), primary_key=True),
+        sa.Column("role", sa.String(20), nullable=False),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("started_at", sa.DateTime(), nullable=False),
+        sa.Column("beat_at", sa.DateTime(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("transitions", sa.BigInteger(), nullable=False),
+    )
     sa.Table(
         METRIC_CALLS,
         meta,
