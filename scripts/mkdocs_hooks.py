@@ -212,6 +212,11 @@ _ROUTE_GROUPS: tuple[tuple[str, str, str], ...] = (
         re.escape(_V) + r"/(search|parameterizedSearch)",
     ),
     (
+        "Bulk API 2.0 (ingest and query jobs) and 1.0 (JSON jobs), run by the workers",
+        "../bulk-decisions.md",
+        re.escape(_V) + r"/jobs/|/services/async/",
+    ),
+    (
         "REST: email settings (opencadence's own, administrators)",
         "../how-to/email.md",
         re.escape(_V) + r"/opencadence/",
