@@ -21,12 +21,13 @@ import pytest
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceOperationError
 
-from opencadence import system
+from opencadence import errors, system
 from opencadence.api import server as api_server
 from opencadence.api import tls
 from opencadence.bulk.runner import Runner as BulkRunner
 from opencadence.clock import ManualClock
 from opencadence.storage import records
+from opencadence.storage.bulk import BulkTables
 
 from .conftest import Server, free_port, serving
 from .test_jsforce_soap import jsforce_dir
@@ -389,7 +390,7 @@ def test_job_survives_a_worker_killed_mid_job(
         workers[0].wait(10)
         workers.append(_worker(db_url))
         while (info := s.get(f"{base}/{job}", headers=auth).json())["state"] != "JobComplete":
-            assert time.monotonic() < deadline, info
+            assert time.monotonic() < deadline, json.dumps(info)
             time.sleep(0.1)
     finally:
         for w in workers:
@@ -541,3 +542,28 @@ def test_a_chunk_that_cannot_be_written_fails_its_job_not_the_worker(
     monkeypatch.undo()
     [fine] = sf.bulk2.Contact.insert(records=[{"LastName": "Fine"}], wait=WAIT)
     assert fine["numberRecordsProcessed"] == 1  # the worker loop carried on
+
+
+def test_a_lock_refused_mid_chunk_retries_the_chunk_instead_of_failing_the_job(
+    bulk_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers writing one object's rows wait on each other's locks (the live-row count,
+    a chunk's job row); one that waits past the lock wait (UNABLE_TO_LOCK_ROW) rolls its chunk
+    back and tries it again later: the job completes, every row written once (it used to fail
+    the whole job)."""
+    sf = salesforce(bulk_server)
+    count_into_job = BulkTables.count_into_job
+    refused: list[int] = []
+
+    def contended(self: BulkTables, *args: Any, **kwargs: Any) -> Any:
+        if not refused:  # the first chunk's transaction: refused after its records are written
+            refused.append(1)
+            raise errors.UnableToLockRow()
+        return count_into_job(self, *args, **kwargs)
+
+    monkeypatch.setattr(BulkTables, "count_into_job", contended)
+    [done] = sf.bulk2.Contact.insert(records=[{"LastName": "Retried"}], wait=WAIT)
+    assert refused == [1]
+    assert done["numberRecordsProcessed"] == 1 and done["numberRecordsFailed"] == 0
+    assert sf.query("SELECT LastName FROM Contact")["records"][0]["LastName"] == "Retried"
+    assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 1

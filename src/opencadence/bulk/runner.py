@@ -141,7 +141,10 @@ class Runner:
         self._claimed = None
         try:
             return self._chunk()
-        except DatabaseError:
+        except (DatabaseError, errors.UnableToLockRow):
+            # the chunk's transaction rolled back and it stays Queued: a lock another writer
+            # held past the lock wait (two workers writing one object's rows) is contention,
+            # not a fault of the chunk; the worker loop backs off and a later turn retries it
             raise
         except Exception as exc:
             if self._claimed is None:
