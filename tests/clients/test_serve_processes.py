@@ -1,9 +1,9 @@
 """``opencadence serve --processes N`` and N ``opencadence worker`` processes on one
 PostgreSQL database, as real subprocesses on 127.0.0.1.
 
-- two server processes on one port both answer REST (simple-salesforce) and CometD
-  (aiosfstream-ng sees an event committed through whichever process); the parent's Pub/Sub
-  server streams the same events; the parent's worker thread is in every child's health;
+- two server processes on one port both answer REST (simple-salesforce); the parent's Pub/Sub
+  server streams the events committed through either; the parent's worker thread is in every
+  child's health (CometD clients live in one child's memory: not asserted across processes);
 - every worker loop's heartbeat row is listed by ``/_opencadence/health`` of any process
   (the parent's worker thread and a separate ``opencadence worker``), and a stopped worker's
   row goes away;
@@ -14,12 +14,10 @@ PostgreSQL database, as real subprocesses on 127.0.0.1.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,7 +29,6 @@ import grpc
 import pytest
 import requests
 import sqlalchemy as sa
-from aiosfstream_ng import Client, ReplayOption
 from simple_salesforce import Salesforce
 
 from opencadence import system
@@ -43,7 +40,6 @@ from opencadence.storage import database, schema
 
 from .conftest import free_port
 from .test_pubsub import Subscription, decode
-from .test_streaming import LocalAuth
 
 pytestmark = pytest.mark.postgresql
 
@@ -143,7 +139,7 @@ def test_sqlite_and_manual_clock_refuse_processes(tmp_path: Path) -> None:
     assert not (tmp_path / "x.db").exists()  # refused before the database is touched
 
 
-def test_two_server_processes_answer_rest_and_cometd(
+def test_two_server_processes_answer_rest_and_pubsub(
     fresh_url: Callable[[str], str], tmp_path: Path
 ) -> None:
     url = fresh_url("postgresql")
@@ -173,31 +169,18 @@ def test_two_server_processes_answer_rest_and_cometd(
             sf.session.close()
             seen.add(_health(base)["pid"])
         assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 40
-        # CometD: an event committed through either process reaches the subscriber
-        got: list[str] = []
-        ready = threading.Event()
-
-        async def listen() -> None:
-            async with Client(LocalAuth(token, base), replay=ReplayOption.NEW_EVENTS) as client:
-                await client.subscribe("/data/ContactChangeEvent")
-                ready.set()
-                async for message in client:
-                    got.append(message["data"]["payload"]["ChangeEventHeader"]["recordIds"][0])
-                    if len(got) == 6:
-                        return
-
-        thread = threading.Thread(
-            target=lambda: asyncio.run(asyncio.wait_for(listen(), 60)), daemon=True
-        )
-        thread.start()
         # Pub/Sub: the parent's gRPC server, woken by commits in the children
         channel = grpc.insecure_channel(f"127.0.0.1:{pubsub_port}")
         stub = pb_grpc.PubSubStub(channel)
         sub = Subscription(
-            stub, token, pb.FetchRequest(topic_name="/data/ContactChangeEvent", num_requested=6)
+            stub,
+            token,
+            # from the start of the log: the 40 creates above, then the 6 below, however soon
+            # the stream opens
+            pb.FetchRequest(
+                topic_name="/data/ContactChangeEvent", replay_preset=pb.EARLIEST, num_requested=46
+            ),
         )
-        assert ready.wait(30), "aiosfstream-ng did not subscribe"
-        time.sleep(0.5)
         new = []
         for i in range(6):
             reply = requests.post(
@@ -209,14 +192,17 @@ def test_two_server_processes_answer_rest_and_cometd(
             assert reply.status_code == 201, reply.text
             new.append(reply.json()["id"])
         try:
-            evs = sub.events(6, timeout=30)
+            evs = sub.events(46, timeout=30)
             streamed = [decode(stub, token, ev)["ChangeEventHeader"]["recordIds"][0] for ev in evs]
+            assert streamed[:40] == made  # in commit order, whichever child committed them
+            streamed = streamed[40:]
         finally:
             sub.close()
             channel.close()
+        # an event committed through either child reaches the parent's Pub/Sub stream. (CometD
+        # is not asserted here: its clients live in one child's memory, so a client whose
+        # requests reach the other child must re-handshake; docs/how-to/postgresql.md.)
         assert streamed == new
-        thread.join(60)
-        assert got == new
         del username
 
 
