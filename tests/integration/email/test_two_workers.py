@@ -18,7 +18,9 @@ from opencadence.storage import records
 from tests.integration.email.conftest import Enrol, Relay, Template
 from tests.integration.email.test_send import auto_step
 
-COMPLETE_WITHIN_SECONDS = 3.0
+#: well under the 120 s lease the fault held a sent step for (what this bound tells apart);
+#: 3 s proved too tight once when the full suite loaded both cores of the CI machine
+COMPLETE_WITHIN_SECONDS = 10.0
 
 
 class _OtherWorkerFirst(smtp_sender.SmtpSender):
