@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence, Sized
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from opencadence import errors, ids
 from opencadence.cadence import actions as cadence_actions
@@ -972,3 +972,52 @@ def _origin(version: str, api: str = "rest", client: str = "") -> str:
     ``;client=ID`` when the call named its client (SOAP CallOptions)."""
     origin = f"com/salesforce/api/{api}/{version}"
     return f"{origin};client={client}" if client else origin
+
+
+R = TypeVar("R")
+
+
+class _RecordFailed(Exception):
+    def __init__(self, index: int, error: errors.OpenCadenceError) -> None:
+        super().__init__(error.message)
+        self.index, self.error = index, error
+
+
+def partial_success(
+    count: int,
+    together: Callable[[], AbstractContextManager[records.Tx | None]],
+    alone: Callable[[], AbstractContextManager[records.Tx | None]],
+    write: Callable[[records.Tx | None, int], R],
+    tries: int,
+) -> list[R | errors.OpenCadenceError]:
+    """Partial success as Salesforce saves it (sObject Collections with allOrNone false, Bulk
+    API rows): records 0..count-1 are written in one ``together`` transaction; one that fails is
+    taken out and the rest tried again (up to ``tries`` times), so those that succeed commit
+    together. Each record taken out, and whatever is left after the last try, is then written
+    in an ``alone`` transaction of its own. Returns each record's result or its error."""
+    out: dict[int, R | errors.OpenCadenceError] = {}
+    pending = list(range(count))
+    taken_out: list[int] = []
+    for _ in range(tries):
+        done: dict[int, R] = {}
+        try:
+            with together() as tx:
+                for index in pending:
+                    try:
+                        done[index] = write(tx, index)
+                    except errors.OpenCadenceError as exc:
+                        raise _RecordFailed(index, exc) from None
+        except _RecordFailed as failed:
+            pending.remove(failed.index)
+            taken_out.append(failed.index)
+            continue
+        out.update(done)
+        pending = []
+        break
+    for index in sorted(taken_out + pending):
+        try:
+            with alone() as tx:
+                out[index] = write(tx, index)
+        except errors.OpenCadenceError as exc:
+            out[index] = exc
+    return [out[i] for i in range(count)]

@@ -13,6 +13,7 @@ behaviour is not documented are in docs/collections-decisions.md.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from starlette.requests import Request
@@ -20,7 +21,7 @@ from starlette.routing import Route
 
 from opencadence import errors, ids
 from opencadence.api import rest
-from opencadence.org import Org
+from opencadence.org import Org, partial_success
 from opencadence.storage import accounts, records
 
 #: Records per create/update/upsert/delete call; ids per retrieve; type chunks per create.
@@ -108,33 +109,19 @@ def _partial(
     succeed commit together (one transactionKey on their change events). Each record taken out,
     and whatever is left after the last try, is then written on its own: its own outcome (what
     must run in a transaction of its own, such as an ActionCadence's State, succeeds there)."""
-    out: dict[int, dict[str, Any]] = {}
-    pending = list(range(len(items)))
-    alone: list[int] = []
-    for _ in range(PARTIAL_TRIES):
-        done: dict[int, dict[str, Any]] = {}
-        try:
-            with org.transaction(session, version) as tx:
-                for index in pending:
-                    try:
-                        made, created = write(tx, items[index])
-                    except errors.OpenCadenceError as exc:
-                        raise _Failed(index, exc) from None
-                    done[index] = _result(made, None, created if flag is not None else None)
-        except _Failed as failed:
-            pending.remove(failed.index)
-            alone.append(failed.index)
-            continue
-        out.update(done)
-        pending = []
-        break
-    for index in sorted(alone + pending):
-        try:
-            made, created = write(None, items[index])
-            out[index] = _result(made, None, created if flag is not None else None)
-        except errors.OpenCadenceError as exc:
-            out[index] = _result(known[index], exc, flag)
-    return [out[i] for i in range(len(items))]
+    outcomes = partial_success(
+        len(items),
+        lambda: org.transaction(session, version),
+        lambda: nullcontext(None),  # alone: the write opens its own transaction
+        lambda tx, index: write(tx, items[index]),
+        PARTIAL_TRIES,
+    )
+    return [
+        _result(known[i], outcome, flag)
+        if isinstance(outcome, errors.OpenCadenceError)
+        else _result(outcome[0], None, outcome[1] if flag is not None else None)
+        for i, outcome in enumerate(outcomes)
+    ]
 
 
 def _check_count(count: int, limit: int = MAX_RECORDS) -> None:

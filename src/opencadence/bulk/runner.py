@@ -36,7 +36,7 @@ from typing import Any
 from opencadence import errors
 from opencadence.bulk import csvdata, jobs
 from opencadence.clock import SystemClock
-from opencadence.org import Org
+from opencadence.org import Org, partial_success
 from opencadence.soql import stream
 from opencadence.storage import accounts, records, values
 from opencadence.storage.bulk import BulkTables, DatabaseError
@@ -61,12 +61,6 @@ PRUNE_EVERY = timedelta(minutes=10)
 #: (id or "", created) of a written record, or the error that refused it.
 Outcome = tuple[str, bool] | errors.OpenCadenceError
 Write = Callable[[records.Tx, dict[str, Any]], tuple[str, bool]]
-
-
-class _Failed(Exception):
-    def __init__(self, index: int, error: errors.OpenCadenceError) -> None:
-        super().__init__(error.message)
-        self.index, self.error = index, error
 
 
 class _LeaseLost(Exception):
@@ -252,34 +246,18 @@ class Runner:
         items: list[dict[str, Any]],
         write: Write,
     ) -> list[Outcome]:
-        """Partial success: the group in one savepoint, a failing record taken out and the
-        rest tried again (up to GROUP_TRIES times); then each record left on its own."""
-        out: dict[int, Outcome] = {}
-        pending = list(range(len(items)))
-        alone: list[int] = []
-        for _ in range(GROUP_TRIES):
-            done: dict[int, Outcome] = {}
-            try:
-                with self._savepoint(job, session) as tx:
-                    for index in pending:
-                        try:
-                            done[index] = write(tx, items[index])
-                        except errors.OpenCadenceError as exc:
-                            raise _Failed(index, exc) from None
-            except _Failed as failed:
-                pending.remove(failed.index)
-                alone.append(failed.index)
-                continue
-            out.update(done)
-            pending = []
-            break
-        for index in sorted(alone + pending):
-            try:
-                with self._savepoint(job, session) as tx:
-                    out[index] = write(tx, items[index])
-            except errors.OpenCadenceError as exc:
-                out[index] = exc
-        return [out[i] for i in range(len(items))]
+        """Partial success (``org.partial_success``): the group in one savepoint of the
+        chunk's transaction, a failing record taken out and the rest tried again (up to
+        GROUP_TRIES times); then each record left on its own savepoint."""
+
+        def one(tx: records.Tx | None, index: int) -> tuple[str, bool]:
+            assert tx is not None
+            return write(tx, items[index])
+
+        def savepoint() -> AbstractContextManager[records.Tx]:
+            return self._savepoint(job, session)
+
+        return partial_success(len(items), savepoint, savepoint, one, GROUP_TRIES)
 
     def _savepoint(
         self, job: dict[str, Any], session: accounts.Session
