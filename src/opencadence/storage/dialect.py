@@ -44,8 +44,9 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -88,6 +89,27 @@ def notify_events(conn: sa.Connection, last_replay_id: int) -> None:
             sa.text("SELECT pg_notify(:channel, :payload)"),
             {"channel": EVENTS_CHANNEL, "payload": str(last_replay_id)},
         )
+
+
+#: The PostgreSQL advisory lock key of schema upgrades (any constant no other code uses).
+_UPGRADE_LOCK_KEY = 0x0C_5C_4E_3A
+
+
+def upgrade_lock(conn: sa.Connection, waiting: Callable[[], None]) -> None:
+    """Hold, until this transaction ends, the one lock schema upgrades take, so that `serve`
+    and N `worker` processes started together on an empty or older database upgrade one after
+    another (each then finds the schema current) instead of racing on CREATE TABLE.
+
+    PostgreSQL: a transaction-scoped advisory lock, tried every half second so that a long
+    upgrade elsewhere (an index built on a large table) shows as waiting, not as a hang, and
+    is not cut short by the lock timeout every connection has. SQLite: the IMMEDIATE write
+    transaction the upgrade runs in is that lock already."""
+    if is_sqlite(conn):
+        return
+    try_lock = sa.text("SELECT pg_try_advisory_xact_lock(:key)")
+    while not conn.execute(try_lock, {"key": _UPGRADE_LOCK_KEY}).scalar():
+        waiting()
+        time.sleep(0.5)
 
 
 def relaxed_commit(conn: sa.Connection) -> None:

@@ -86,6 +86,7 @@ def upgrade(
     with engine.connect() as conn:
         conn = conn.execution_options(**{dialect.WRITE_OPTION: True})
         with conn.begin():
+            dialect.upgrade_lock(conn, _waiting_notice(say))
             wanted = _fingerprint(target)
             if _current_fingerprint(conn) != wanted:
                 done = _apply_diff(conn, target, say)
@@ -103,6 +104,19 @@ def upgrade(
             _bootstrap_call_results(conn, target, registry, now)
             _bootstrap_lead_statuses(conn, target, registry, now)
     return done
+
+
+def _waiting_notice(say: Progress) -> Callable[[], None]:
+    """Say once that another process's upgrade is being waited for (a long one is not a hang)."""
+    said = False
+
+    def waiting() -> None:
+        nonlocal said
+        if not said:
+            say("waiting for another process's schema upgrade to finish")
+            said = True
+
+    return waiting
 
 
 def _current_fingerprint(conn: sa.Connection) -> str | None:

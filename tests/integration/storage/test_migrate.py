@@ -179,3 +179,39 @@ def test_an_older_database_gains_unique_template_developer_names(engine: sa.Engi
         with store.transaction() as tx:
             tx.update("EmailTemplate", dup, {"DeveloperName": "iNtRo"})
     assert migrate.upgrade(engine, default_registry()) == []
+
+
+def test_concurrent_upgrades_of_an_empty_database(empty_url: str) -> None:
+    """`serve` and N `worker` processes started together each upgrade at start: on an empty
+    database every one must succeed, and the schema and bootstrap rows exist once."""
+    import threading
+
+    results: list[object] = []
+    start = threading.Barrier(3)
+
+    def run() -> None:
+        eng = database.create_engine(empty_url)
+        try:
+            start.wait()
+            results.append(migrate.upgrade(eng, default_registry()))
+        except Exception as exc:  # noqa: BLE001 — the test reports it below
+            results.append(exc)
+        finally:
+            eng.dispose()
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    failures = [r for r in results if isinstance(r, Exception)]
+    assert not failures, failures
+    created = [r for r in results if r]
+    assert len(created) == 1  # one process created the schema; the others found it current
+    eng = database.create_engine(empty_url)
+    with eng.connect() as conn:
+        users = conn.execute(
+            sa.text('SELECT COUNT(*) FROM "User" WHERE "Id" = :id'), {"id": records.AUTOMATED_USER}
+        ).scalar()
+    eng.dispose()
+    assert users == 1
