@@ -573,11 +573,19 @@ class Tx:
         self, obj: model.ObjectDef, row: Mapping[str, Any], written: Iterable[str]
     ) -> dict[str, Any]:
         """Read-only fields Salesforce derives from others, kept by the one write path:
-        Task.IsClosed from Status (the closed TaskStatus is Completed), ActionCadence.FolderName
-        from the record FolderId names (a Folder's, the Organization's or a User's Name)."""
+        Task.IsClosed from Status (the closed TaskStatus is Completed) and CompletedDateTime
+        (when it was saved closed: kept while it stays closed, null once reopened; a system
+        write may name it, as the email sender does with its send time),
+        ActionCadence.FolderName from the record FolderId names (a Folder's, the Organization's
+        or a User's Name)."""
         written = set(written)
         if obj.name == "Task" and "Status" in written:
-            return {"IsClosed": row.get("Status") == "Completed"}
+            closed = row.get("Status") == "Completed"
+            if not closed:
+                return {"IsClosed": False, "CompletedDateTime": None}
+            stays = row.get("IsClosed") or "CompletedDateTime" in written
+            at = row.get("CompletedDateTime") if stays else None
+            return {"IsClosed": True, "CompletedDateTime": at or self._now()}
         if obj.name == "ActionCadence" and "FolderId" in written:
             folder = row.get("FolderId")
             target = self.store.registry.object_of_id(folder) if folder else None
