@@ -242,12 +242,10 @@ class QueryService:
                     stmt = counts.live_select(self.meta, bq.obj.name) if c.unfiltered else c.count
                     count = c.fast["total"] = fastread.prepare(engine, stmt)
                 total = self._total_of(c, int(light.scalar(count) or 0))
-        plan = c.plan or shape.ShapePlan(
-            bq, self.store.registry, version, int(c.id_label[1:]) if c.id_label else None
-        )
+        plan = c.plan or shape.ShapePlan(bq, self.store.registry, version, c.id_index)
         c.plan = plan
         recs = plan.records(rows)
-        next_key = list(rows[-1][-len(c.key_labels) :]) if more and rows else None
+        next_key = [rows[-1][i] for i in c.key_index] if more and rows else None
         return {"totalSize": total, "done": not more, "records": recs}, next_key
 
     def _aggregate(self, conn: sa.Connection, c: compiler.Compiled, version: str) -> dict[str, Any]:
@@ -280,16 +278,14 @@ class QueryService:
         rows = conn.execute(stmt).all() if want > 0 else []
         more = len(rows) > want and (bq.limit is None or position + want < bq.limit)
         rows = rows[:want]
-        plan = c.plan or shape.ShapePlan(
-            bq, self.store.registry, version, int(c.id_label[1:]) if c.id_label else None
-        )
+        plan = c.plan or shape.ShapePlan(bq, self.store.registry, version, c.id_index)
         c.plan = plan
         recs = plan.records(rows)
         self._children(conn, bq, rows, recs, plan, version, c.viewer)
         total = position + len(recs)
         if more and after is None:
             total = self._total(conn, c)
-        next_key = list(rows[-1][-len(c.key_labels) :]) if more and rows else None
+        next_key = [rows[-1][i] for i in c.key_index] if more and rows else None
         return {"totalSize": total, "done": not more, "records": recs}, next_key
 
     @staticmethod
@@ -375,7 +371,7 @@ class QueryService:
             sub.query,
             self.store.registry,
             version,
-            int(child.id_label[1:]) if child.id_label else None,
+            child.id_index,
         )
         fk_index = len(child.select.selected_columns)
         grouped: dict[str, list[dict[str, Any]]] = {}

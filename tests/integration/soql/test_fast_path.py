@@ -62,6 +62,23 @@ def test_the_comparison_can_fail(org: Org, monkeypatch: pytest.MonkeyPatch) -> N
         org.q("SELECT Id FROM Contact")
 
 
+@pytest.mark.writes
+def test_the_comparison_sees_bytes_that_equality_does_not(
+    org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A boolean read back as 1 (== True) fails the comparison: it is rendered ``1``."""
+    original = fastread.Light.rows
+
+    def as_ints(self: fastread.Light, p: fastread.Prepared, values: object = None) -> list:  # type: ignore[type-arg]
+        rows = original(self, p, values)  # type: ignore[arg-type]
+        return [[int(v) if isinstance(v, bool) else v for v in r] for r in rows]
+
+    monkeypatch.setattr(fastread.Light, "rows", as_ints)
+    org.q("SELECT Id, LastName FROM Contact")  # no boolean: agrees
+    with pytest.raises(AssertionError):
+        org.q("SELECT Id, IsDeleted FROM Contact")
+
+
 def test_flat_records_match_record_by_record(org: Org) -> None:
     """The generated shaper of flat records builds what ``ShapePlan.record`` builds, keys in
     the same order."""
