@@ -3,9 +3,9 @@
 Parent paths become LEFT OUTER JOINs (one per distinct path; one per target object for a
 polymorphic relationship), calculated fields their SQL twins, date literals ranges, text
 comparisons case-insensitive. Every scalar of the record is one labelled column ``cN``; the
-sort keys are hidden columns ``kN`` (or the record column of the same expression) so a page can resume after its last row
-(keyset paging). Aggregate queries with ROLLUP/CUBE become a UNION ALL of grouping sets,
-identically on SQLite and PostgreSQL.
+sort keys are hidden columns ``kN`` (or the record column of the same expression: the Id is
+fetched once) so a page can resume after its last row (keyset paging). Aggregate queries
+with ROLLUP/CUBE become a UNION ALL of grouping sets, identically on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations

@@ -172,9 +172,7 @@ class SearchService:
                 break
         c = target.compiled
         if c.plan is None:
-            c.plan = shape.ShapePlan(
-                bq, self.store.registry, version, c.id_index
-            )
+            c.plan = shape.ShapePlan(bq, self.store.registry, version, c.id_index)
         shaper: shape.ShapePlan = c.plan
         return shaper.records(rows)
 

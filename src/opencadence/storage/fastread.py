@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from opencadence.storage import dialect
+
 T = TypeVar("T")
 
 #: Driver connections each PostgreSQL engine keeps for light reads, outside its pool.
@@ -113,6 +115,102 @@ def prepare(engine: Engine, stmt: sa.Select[Any], names: tuple[str, ...] = ()) -
     return Prepared(
         caught["sql"], params, tuple(c.type for c in stmt.selected_columns), slots=slots or None
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """An INSERT as its driver runs it: SQL text, its parameters' names (in placeholder order
+    when ``positional``) and their types' bind processors (SQLite: datetimes to text)."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    positional: bool
+
+    def params(self, values: dict[str, Any]) -> Any:
+        out = [
+            v if proc is None or v is None else proc(v)
+            for v, proc in zip((values[n] for n in self.names), self.processors)
+        ]
+        return tuple(out) if self.positional else dict(zip(self.names, out))
+
+
+def prepare_write(engine: Engine, stmt: sa.Insert) -> Write:
+    """``stmt`` (its values ``sa.bindparam`` of the columns' types) compiled once for the
+    engine's dialect, as ``storage.batch`` compiles its statements."""
+    dialect = engine.dialect
+    c = stmt.compile(dialect=dialect)
+    assert isinstance(c, sa.sql.compiler.SQLCompiler)
+    positional = c.positiontup is not None
+    names = tuple(c.positiontup if c.positiontup is not None else c.binds)
+    processors = tuple(c.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names)
+    return Write(c.string, names, processors, positional)
+
+
+def write(engine: Engine, statements: list[tuple[Write, dict[str, Any]]]) -> None:
+    """``statements`` as one transaction on a driver connection, its commit relaxed
+    (``dialect.relaxed_begin``): for state a crash may lose without harm, which no change
+    event, trigger or row count follows (a query locator). SQLite waits for this process's
+    writer turn as ``Store.transaction`` does; PostgreSQL uses a kept connection (see ``read``)
+    when one is free. A driver error is raised as SQLAlchemy's (``records.locks_refused``
+    turns a lock not obtained into UNABLE_TO_LOCK_ROW)."""
+    error = engine.dialect.loaded_dbapi.Error
+    begin = dialect.relaxed_begin(engine)
+
+    def run(driver: Any) -> None:
+        cursor = driver.cursor()
+        try:
+            cursor.execute(begin)
+            try:
+                for w, values in statements:
+                    cursor.execute(w.sql, w.params(values))
+                cursor.execute("COMMIT")
+            except BaseException:
+                try:
+                    cursor.execute("ROLLBACK")
+                except error:
+                    pass
+                raise
+        finally:
+            cursor.close()
+
+    spares = _spares(engine)
+    if spares is not None and spares.slots.acquire(blocking=False):
+        try:
+            kept = spares.take(engine)
+            try:
+                run(kept)
+            except error as exc:
+                _close(kept)
+                raise sa.exc.DBAPIError.instance(
+                    None, None, exc, error, dialect=engine.dialect
+                ) from exc
+            except BaseException:
+                spares.give(kept)
+                raise
+            spares.give(kept)
+            return
+        finally:
+            spares.slots.release()
+    with dialect.writer_turn(engine) as turn:
+        if not turn:
+            raise sa.exc.TimeoutError("no writer turn")  # UNABLE_TO_LOCK_ROW
+        raw = engine.raw_connection()
+        driver: Any = raw.driver_connection
+        sqlite = engine.dialect.name == "sqlite"
+        try:
+            if not sqlite:
+                driver.autocommit = True  # BEGIN is ours
+            run(driver)
+        except error as exc:
+            raw.invalidate()
+            raise sa.exc.DBAPIError.instance(
+                None, None, exc, error, dialect=engine.dialect
+            ) from exc
+        finally:
+            if not sqlite and raw.dbapi_connection is not None:
+                driver.autocommit = False
+            raw.close()
 
 
 class Light:

@@ -93,3 +93,39 @@ def test_flat_records_match_record_by_record(org: Org) -> None:
     shaped = plan.records(rows)
     one_by_one = [plan.record(r) for r in rows]
     assert [list(r.items()) for r in shaped] == [list(r.items()) for r in one_by_one]
+
+
+@pytest.mark.writes
+def test_locators_written_on_the_driver_are_the_transactions(org: Org) -> None:
+    """After the first (which also sweeps expired locators, in a Store transaction), a query
+    locator is written by storage.fastread.write: its nextRecordsUrl works the same, on a
+    kept connection (PostgreSQL) or a pooled one, and a locator written either way leads to
+    the same second page."""
+    with org.store.transaction() as tx:
+        tx.insert_many("Lead", [{"LastName": f"L{n:04d}", "Company": "Bulk"} for n in range(450)])
+    text = "SELECT LastName FROM Lead WHERE Company = 'Bulk' ORDER BY LastName"
+    service = org.service
+    assert isinstance(service, CheckedService)
+    seconds = []
+    for n in range(4):
+        if n == 3:  # no kept connection free: a pooled one
+            spares = fastread._spares(org.store.engine)
+            taken = spares.slots if spares is not None else None
+            for _ in range(fastread.SPARE_CONNECTIONS if taken is not None else 0):
+                assert taken is not None and taken.acquire(blocking=False)
+        try:
+            first = org.q(text, batch_size=200)
+        finally:
+            if n == 3 and taken is not None:
+                for _ in range(fastread.SPARE_CONNECTIONS):
+                    taken.release()
+        assert first["done"] is False and first["totalSize"] == 450
+        locator = first["nextRecordsUrl"].rsplit("/", 1)[1]
+        seconds.append(service.query_more(locator))
+        assert service._saves == n + 1
+    assert service._locator_writes is not None  # the driver wrote the later ones
+    assert all(s["records"] == seconds[0]["records"] for s in seconds)
+    assert [r["LastName"] for r in seconds[0]["records"]] == [f"L{n:04d}" for n in range(200, 400)]
+    # the third page, from the page the second one saved
+    third = service.query_more(seconds[-1]["nextRecordsUrl"].rsplit("/", 1)[1])
+    assert third["done"] is True and len(third["records"]) == 50
