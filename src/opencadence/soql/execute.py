@@ -235,17 +235,26 @@ class QueryService:
             page = c.fast[want] = fastread.prepare(engine, self._page_stmt(c, want, None))
         fast = c.fast
 
+        def counter() -> fastread.Prepared:
+            count = fast.get("total")
+            if count is None:
+                stmt = counts.live_select(self.meta, bq.obj.name) if c.unfiltered else c.count
+                count = fast["total"] = fastread.prepare(engine, stmt)
+            return count
+
         def run(light: fastread.Light) -> tuple[list[Any], bool, int]:
-            rows = light.rows(page)
+            live = None
+            if c.unfiltered:  # the maintained counter: cheap, asked with the page at once
+                rows, live = light.rows_and_scalar(page, counter())
+            else:
+                rows = light.rows(page)
             more = len(rows) > want and (bq.limit is None or want < bq.limit)
             rows = rows[:want]
             total = len(rows)
             if more:
-                count = fast.get("total")
-                if count is None:
-                    stmt = counts.live_select(self.meta, bq.obj.name) if c.unfiltered else c.count
-                    count = fast["total"] = fastread.prepare(engine, stmt)
-                total = self._total_of(c, int(light.scalar(count) or 0))
+                if live is None:
+                    live = light.scalar(counter())
+                total = self._total_of(c, int(live or 0))
             return rows, more, total
 
         # fastread.read: on PostgreSQL a kept connection, no pool pre-ping round trip

@@ -100,13 +100,13 @@ def relaxed_commit(conn: sa.Connection) -> None:
         conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
 
-def relaxed_begin(bind: Bind) -> str:
-    """The SQL that opens a driver-level write transaction whose commit is relaxed as
+def relaxed_begin(bind: Bind) -> tuple[str, ...]:
+    """The statements that open a driver-level write transaction whose commit is relaxed as
     ``relaxed_commit`` says (SQLite: IMMEDIATE, taking the write lock at once, as every
     writer here does)."""
     if is_sqlite(bind):
-        return "BEGIN IMMEDIATE"
-    return "BEGIN; SET LOCAL synchronous_commit TO OFF"
+        return ("BEGIN IMMEDIATE",)
+    return ("BEGIN", "SET LOCAL synchronous_commit TO OFF")
 
 
 def setup_sqlite(engine: Engine, *, wal: bool) -> None:

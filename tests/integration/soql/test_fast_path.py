@@ -52,12 +52,13 @@ def test_literal_queries_as_a_rep_agree_on_both_paths(org: Org) -> None:
 
 @pytest.mark.writes
 def test_the_comparison_can_fail(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = fastread.Light.rows
+    original = fastread.Light._fetched
 
-    def off_by_one(self: fastread.Light, p: fastread.Prepared, values: object = None) -> list:  # type: ignore[type-arg]
-        return original(self, p, values)[1:]  # type: ignore[arg-type]
+    def off_by_one(self: fastread.Light, p: fastread.Prepared, cursor: object) -> list:  # type: ignore[type-arg]
+        rows = original(self, p, cursor)
+        return rows[1:] if len(rows) > 1 else rows  # the page's (3 contacts), not a count's
 
-    monkeypatch.setattr(fastread.Light, "rows", off_by_one)
+    monkeypatch.setattr(fastread.Light, "_fetched", off_by_one)
     with pytest.raises(AssertionError):
         org.q("SELECT Id FROM Contact")
 
@@ -67,13 +68,13 @@ def test_the_comparison_sees_bytes_that_equality_does_not(
     org: Org, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A boolean read back as 1 (== True) fails the comparison: it is rendered ``1``."""
-    original = fastread.Light.rows
+    original = fastread.Light._fetched
 
-    def as_ints(self: fastread.Light, p: fastread.Prepared, values: object = None) -> list:  # type: ignore[type-arg]
-        rows = original(self, p, values)  # type: ignore[arg-type]
+    def as_ints(self: fastread.Light, p: fastread.Prepared, cursor: object) -> list:  # type: ignore[type-arg]
+        rows = original(self, p, cursor)
         return [[int(v) if isinstance(v, bool) else v for v in r] for r in rows]
 
-    monkeypatch.setattr(fastread.Light, "rows", as_ints)
+    monkeypatch.setattr(fastread.Light, "_fetched", as_ints)
     org.q("SELECT Id, LastName FROM Contact")  # no boolean: agrees
     with pytest.raises(AssertionError):
         org.q("SELECT Id, IsDeleted FROM Contact")
@@ -129,3 +130,10 @@ def test_locators_written_on_the_driver_are_the_transactions(org: Org) -> None:
     # the third page, from the page the second one saved
     third = service.query_more(seconds[-1]["nextRecordsUrl"].rsplit("/", 1)[1])
     assert third["done"] is True and len(third["records"]) == 50
+    # every Lead (no WHERE): totalSize from the maintained counter, asked with the page at once
+    # on PostgreSQL (Light.rows_and_scalar), twice (prepared, then reused)
+    for _ in range(2):
+        every = org.q("SELECT LastName FROM Lead ORDER BY LastName", batch_size=200)
+        assert every["totalSize"] == 451 and every["done"] is False and len(every["records"]) == 200
+    small = org.q("SELECT Name FROM Account")  # no next page: the counter's answer unused
+    assert small["totalSize"] == 2 and small["done"] is True
