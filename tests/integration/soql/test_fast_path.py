@@ -135,5 +135,7 @@ def test_locators_written_on_the_driver_are_the_transactions(org: Org) -> None:
     for _ in range(2):
         every = org.q("SELECT LastName FROM Lead ORDER BY LastName", batch_size=200)
         assert every["totalSize"] == 451 and every["done"] is False and len(every["records"]) == 200
+    saves = service._saves
     small = org.q("SELECT Name FROM Account")  # no next page: the counter's answer unused
     assert small["totalSize"] == 2 and small["done"] is True
+    assert service._saves == saves  # and no locator written
