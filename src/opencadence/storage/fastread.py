@@ -9,6 +9,9 @@ runs it) and keeps that; ``light`` lends a pooled connection and ``Light.rows`` 
 ``Prepared`` on it, applying the same result processors SQLAlchemy applies (SQLite datetimes
 and booleans), so the rows are the same values either way.
 
+``write`` is the one exception to reading: a few INSERTs of state no event, trigger or row
+count follows (a query locator), compiled once and run as one transaction on the driver.
+
 A light read is read-only: on SQLite it is a deferred transaction (one snapshot for all its
 statements, as ``Store.reading``); on PostgreSQL, whose reads are READ COMMITTED (a snapshot
 per statement) either way, it runs in autocommit: no BEGIN/ROLLBACK round trips.
@@ -138,12 +141,12 @@ class Write:
 def prepare_write(engine: Engine, stmt: sa.Insert) -> Write:
     """``stmt`` (its values ``sa.bindparam`` of the columns' types) compiled once for the
     engine's dialect, as ``storage.batch`` compiles its statements."""
-    dialect = engine.dialect
-    c = stmt.compile(dialect=dialect)
+    d = engine.dialect
+    c = stmt.compile(dialect=d)
     assert isinstance(c, sa.sql.compiler.SQLCompiler)
     positional = c.positiontup is not None
     names = tuple(c.positiontup if c.positiontup is not None else c.binds)
-    processors = tuple(c.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names)
+    processors = tuple(c.binds[n].type.dialect_impl(d).bind_processor(d) for n in names)
     return Write(c.string, names, processors, positional)
 
 
