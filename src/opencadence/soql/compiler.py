@@ -3,9 +3,9 @@
 Parent paths become LEFT OUTER JOINs (one per distinct path; one per target object for a
 polymorphic relationship), calculated fields their SQL twins, date literals ranges, text
 comparisons case-insensitive. Every scalar of the record is one labelled column ``cN``; the
-sort keys are repeated as hidden columns ``kN`` so a page can resume after its last row
-(keyset paging). Aggregate queries with ROLLUP/CUBE become a UNION ALL of grouping sets,
-identically on SQLite and PostgreSQL.
+sort keys are hidden columns ``kN`` (or the record column of the same expression: the Id is
+fetched once) so a page can resume after its last row (keyset paging). Aggregate queries
+with ROLLUP/CUBE become a UNION ALL of grouping sets, identically on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ class Compiled:
     bq: bound.BoundQuery
     select: sa.Select[Any]  # record columns + hidden keys, WHERE applied, not yet paged
     order_exprs: list[tuple[Col, bool, bool]]  # (expression, descending, nulls_first)
-    key_labels: list[str]
-    id_label: str | None
+    #: where each sort key's value is in a row (a page resumes after the last row's keys)
+    key_index: list[int]
+    #: where the root record's Id is in a row (None: aggregate and count queries)
+    id_index: int | None
     count: sa.Select[Any]
     plan: Any = None  # the ShapePlan, built on first use and reused with the compiled query
     viewer: str | None = None  # whose visibility applies (child subqueries reuse it)
@@ -271,11 +273,10 @@ class Compiler:
                 constructs.api_value(self.expr(out.expr), _out_type(out.expr)).label(f"c{n}")
             )
         _number_objects(self, bq.items, labels)
-        id_label = f"c{len(labels)}"
-        labels.append(self.root.c.Id.label(id_label))
+        id_index = _hidden(labels, self.root.c.Id, f"c{len(labels)}")
         order = self._order(bq)
-        keys = [e.label(f"k{n}") for n, (e, _d, _nf) in enumerate(order)]
-        select = sa.select(*labels, *keys).select_from(joined).where(*where)
+        key_index = [_hidden(labels, e, f"k{n}") for n, (e, _d, _nf) in enumerate(order)]
+        select = sa.select(*labels).select_from(joined).where(*where)
         count = sa.select(sa.func.count()).select_from(joined).where(*where)
         unfiltered = (
             bq.where is None
@@ -287,8 +288,8 @@ class Compiler:
             bq,
             select,
             order,
-            [k.name for k in keys],
-            id_label,
+            key_index,
+            id_index,
             count,
             viewer=self.viewer,
             unfiltered=unfiltered,
@@ -486,12 +487,22 @@ def _grouping_sets(bq: bound.BoundQuery) -> list[frozenset[int]]:
     return [full]
 
 
+def _hidden(labels: list[Col], expr: Col, label: str) -> int:
+    """The position of a column the records do not show as a field (a parent's id, the root
+    Id, a sort key): an earlier column of the very same expression when there is one (``SELECT
+    Id ...`` fetches the Id once, not as field, URL and sort key), else a new column."""
+    for n, known in enumerate(labels):
+        if getattr(known, "element", None) is expr:
+            return n
+    labels.append(expr.label(label))
+    return len(labels) - 1
+
+
 def _number_objects(c: Compiler, items: list[bound.Out], labels: list[Col]) -> None:
     """Give every nested parent object a column holding its id (null parent -> null)."""
     for item in items:
         if isinstance(item, (bound.OutObject, bound.OutTypeOf)):
-            item.id_index = len(labels)
-            labels.append(c.reference_id(item.hop).label(f"c{len(labels)}"))
+            item.id_index = _hidden(labels, c.reference_id(item.hop), f"c{len(labels)}")
             nested = (
                 item.items
                 if isinstance(item, bound.OutObject)

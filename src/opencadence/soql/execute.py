@@ -61,6 +61,8 @@ class QueryService:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._saves = 0
+        #: the locator inserts compiled for storage.fastread.write (on first use)
+        self._locator_writes: tuple[fastread.Write, fastread.Write] | None = None
 
     # --- public API --------------------------------------------------------------------------
 
@@ -231,23 +233,37 @@ class QueryService:
         page = c.fast.get(want)
         if page is None:
             page = c.fast[want] = fastread.prepare(engine, self._page_stmt(c, want, None))
-        with records.locks_refused(), fastread.light(engine) as light:
-            rows = light.rows(page)
+        fast = c.fast
+
+        def counter() -> fastread.Prepared:
+            count = fast.get("total")
+            if count is None:
+                stmt = counts.live_select(self.meta, bq.obj.name) if c.unfiltered else c.count
+                count = fast["total"] = fastread.prepare(engine, stmt)
+            return count
+
+        def run(light: fastread.Light) -> tuple[list[Any], bool, int]:
+            live = None
+            if c.unfiltered:  # the maintained counter: cheap, asked with the page at once
+                rows, live = light.rows_and_scalar(page, counter())
+            else:
+                rows = light.rows(page)
             more = len(rows) > want and (bq.limit is None or want < bq.limit)
             rows = rows[:want]
             total = len(rows)
             if more:
-                count = c.fast.get("total")
-                if count is None:
-                    stmt = counts.live_select(self.meta, bq.obj.name) if c.unfiltered else c.count
-                    count = c.fast["total"] = fastread.prepare(engine, stmt)
-                total = self._total_of(c, int(light.scalar(count) or 0))
-        plan = c.plan or shape.ShapePlan(
-            bq, self.store.registry, version, int(c.id_label[1:]) if c.id_label else None
-        )
+                if live is None:
+                    live = light.scalar(counter())
+                total = self._total_of(c, int(live or 0))
+            return rows, more, total
+
+        # fastread.read: on PostgreSQL a kept connection, no pool pre-ping round trip
+        with records.locks_refused():
+            rows, more, total = fastread.read(engine, run)
+        plan = c.plan or shape.ShapePlan(bq, self.store.registry, version, c.id_index)
         c.plan = plan
         recs = plan.records(rows)
-        next_key = list(rows[-1][-len(c.key_labels) :]) if more and rows else None
+        next_key = [rows[-1][i] for i in c.key_index] if more and rows else None
         return {"totalSize": total, "done": not more, "records": recs}, next_key
 
     def _aggregate(self, conn: sa.Connection, c: compiler.Compiled, version: str) -> dict[str, Any]:
@@ -280,16 +296,14 @@ class QueryService:
         rows = conn.execute(stmt).all() if want > 0 else []
         more = len(rows) > want and (bq.limit is None or position + want < bq.limit)
         rows = rows[:want]
-        plan = c.plan or shape.ShapePlan(
-            bq, self.store.registry, version, int(c.id_label[1:]) if c.id_label else None
-        )
+        plan = c.plan or shape.ShapePlan(bq, self.store.registry, version, c.id_index)
         c.plan = plan
         recs = plan.records(rows)
         self._children(conn, bq, rows, recs, plan, version, c.viewer)
         total = position + len(recs)
         if more and after is None:
             total = self._total(conn, c)
-        next_key = list(rows[-1][-len(c.key_labels) :]) if more and rows else None
+        next_key = [rows[-1][i] for i in c.key_index] if more and rows else None
         return {"totalSize": total, "done": not more, "records": recs}, next_key
 
     @staticmethod
@@ -375,7 +389,7 @@ class QueryService:
             sub.query,
             self.store.registry,
             version,
-            int(child.id_label[1:]) if child.id_label else None,
+            child.id_index,
         )
         fk_index = len(child.select.selected_columns)
         grouped: dict[str, list[dict[str, Any]]] = {}
@@ -410,6 +424,10 @@ class QueryService:
             "created_at": now.replace(tzinfo=None),
         }
         alone = not self.store.in_transaction()  # not a savepoint of a caller's transaction
+        self._saves += 1
+        if alone and self.fast and self._saves % 100 != 1:
+            self._write_locator(cursor, len(result["records"]), encode_key(after))
+            return locator
         with self.store.transaction(caller.user_id) as tx:
             locators.save_cursor(
                 tx.conn,
@@ -419,10 +437,20 @@ class QueryService:
                 encode_key(after),
                 relaxed=alone,
             )
-            self._saves += 1
             if self._saves % 100 == 1:  # expired locators are swept now and then, not per query
                 locators.prune(tx.conn, self.meta, now.replace(tzinfo=None) - LOCATOR_TTL)
         return locator
+
+    def _write_locator(self, cursor: dict[str, Any], position: int, after_key: str) -> None:
+        """``locators.save_cursor`` as one driver-level transaction (storage.fastread.write):
+        a locator row is state no event, trigger or row count follows, and going around
+        ``Store.transaction`` (a pooled connection pinged, a Tx) is most of its cost."""
+        if self._locator_writes is None:
+            self._locator_writes = locators.prepared_saves(self.store.engine, self.meta)
+        cursor_row, page_row = self._locator_writes
+        page = {"locator": cursor["locator"], "position": position, "after_key": after_key}
+        with records.locks_refused():
+            fastread.write(self.store.engine, [(cursor_row, cursor), (page_row, page)])
 
     def _save_page(self, locator: str, position: int, after: list[Any]) -> None:
         alone = not self.store.in_transaction()

@@ -73,9 +73,7 @@ def _flatten(items: list[bound.Out], prefix: str, out: list[Column]) -> None:
 
 def plan(service: execute.QueryService, c: compiler.Compiled, version: str) -> shape.ShapePlan:
     """How to shape the rows into records (Bulk 1.0's JSON results)."""
-    return shape.ShapePlan(
-        c.bq, service.store.registry, version, int(c.id_label[1:]) if c.id_label else None
-    )
+    return shape.ShapePlan(c.bq, service.store.registry, version, c.id_index)
 
 
 @contextmanager

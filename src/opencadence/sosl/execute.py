@@ -172,9 +172,7 @@ class SearchService:
                 break
         c = target.compiled
         if c.plan is None:
-            c.plan = shape.ShapePlan(
-                bq, self.store.registry, version, int(c.id_label[1:]) if c.id_label else None
-            )
+            c.plan = shape.ShapePlan(bq, self.store.registry, version, c.id_index)
         shaper: shape.ShapePlan = c.plan
         return shaper.records(rows)
 

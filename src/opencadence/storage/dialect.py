@@ -122,6 +122,15 @@ def relaxed_commit(conn: sa.Connection) -> None:
         conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
 
+def relaxed_begin(bind: Bind) -> tuple[str, ...]:
+    """The statements that open a driver-level write transaction whose commit is relaxed as
+    ``relaxed_commit`` says (SQLite: IMMEDIATE, taking the write lock at once, as every
+    writer here does)."""
+    if is_sqlite(bind):
+        return ("BEGIN IMMEDIATE",)
+    return ("BEGIN", "SET LOCAL synchronous_commit TO OFF")
+
+
 def setup_sqlite(engine: Engine, *, wal: bool) -> None:
     """Per-connection setup of a SQLite engine: pragmas, SQL functions, IMMEDIATE writers.
 

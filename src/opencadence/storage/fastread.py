@@ -9,6 +9,9 @@ runs it) and keeps that; ``light`` lends a pooled connection and ``Light.rows`` 
 ``Prepared`` on it, applying the same result processors SQLAlchemy applies (SQLite datetimes
 and booleans), so the rows are the same values either way.
 
+``write`` is the one exception to reading: a few INSERTs of state no event, trigger or row
+count follows (a query locator), compiled once and run as one transaction on the driver.
+
 A light read is read-only: on SQLite it is a deferred transaction (one snapshot for all its
 statements, as ``Store.reading``); on PostgreSQL, whose reads are READ COMMITTED (a snapshot
 per statement) either way, it runs in autocommit: no BEGIN/ROLLBACK round trips.
@@ -25,6 +28,8 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+
+from opencadence.storage import dialect
 
 T = TypeVar("T")
 
@@ -115,6 +120,110 @@ def prepare(engine: Engine, stmt: sa.Select[Any], names: tuple[str, ...] = ()) -
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Write:
+    """An INSERT as its driver runs it: SQL text, its parameters' names (in placeholder order
+    when ``positional``) and their types' bind processors (SQLite: datetimes to text)."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    positional: bool
+
+    def params(self, values: dict[str, Any]) -> Any:
+        out = [
+            v if proc is None or v is None else proc(v)
+            for v, proc in zip((values[n] for n in self.names), self.processors)
+        ]
+        return tuple(out) if self.positional else dict(zip(self.names, out))
+
+
+def prepare_write(engine: Engine, stmt: sa.Insert) -> Write:
+    """``stmt`` (its values ``sa.bindparam`` of the columns' types) compiled once for the
+    engine's dialect, as ``storage.batch`` compiles its statements."""
+    d = engine.dialect
+    c = stmt.compile(dialect=d)
+    assert isinstance(c, sa.sql.compiler.SQLCompiler)
+    positional = c.positiontup is not None
+    names = tuple(c.positiontup if c.positiontup is not None else c.binds)
+    processors = tuple(c.binds[n].type.dialect_impl(d).bind_processor(d) for n in names)
+    return Write(c.string, names, processors, positional)
+
+
+def write(engine: Engine, statements: list[tuple[Write, dict[str, Any]]]) -> None:
+    """``statements`` as one transaction on a driver connection, its commit relaxed
+    (``dialect.relaxed_begin``): for state a crash may lose without harm, which no change
+    event, trigger or row count follows (a query locator). SQLite waits for this process's
+    writer turn as ``Store.transaction`` does; PostgreSQL uses a kept connection (see ``read``)
+    when one is free. A driver error is raised as SQLAlchemy's (``records.locks_refused``
+    turns a lock not obtained into UNABLE_TO_LOCK_ROW)."""
+    error = engine.dialect.loaded_dbapi.Error
+    begin = dialect.relaxed_begin(engine)
+    sqlite = engine.dialect.name == "sqlite"
+
+    def send(cursor: Any) -> None:
+        for sql in begin:
+            cursor.execute(sql)
+        for w, values in statements:
+            cursor.execute(w.sql, w.params(values))
+        cursor.execute("COMMIT")
+
+    def run(driver: Any) -> None:
+        cursor = driver.cursor()
+        try:
+            try:
+                if sqlite:
+                    send(cursor)
+                else:  # psycopg: every statement sent at once, one round trip, not five
+                    with driver.pipeline():
+                        send(cursor)
+            except BaseException:
+                try:
+                    cursor.execute("ROLLBACK")
+                except error:
+                    pass
+                raise
+        finally:
+            cursor.close()
+
+    spares = _spares(engine)
+    if spares is not None and spares.slots.acquire(blocking=False):
+        try:
+            kept = spares.take(engine)
+            try:
+                run(kept)
+            except error as exc:
+                _close(kept)
+                raise sa.exc.DBAPIError.instance(
+                    None, None, exc, error, dialect=engine.dialect
+                ) from exc
+            except BaseException:
+                spares.give(kept)
+                raise
+            spares.give(kept)
+            return
+        finally:
+            spares.slots.release()
+    with dialect.writer_turn(engine) as turn:
+        if not turn:
+            raise sa.exc.TimeoutError("no writer turn")  # UNABLE_TO_LOCK_ROW
+        raw = engine.raw_connection()
+        driver: Any = raw.driver_connection
+        try:
+            if not sqlite:
+                driver.autocommit = True  # BEGIN is ours
+            run(driver)
+        except error as exc:
+            raw.invalidate()
+            raise sa.exc.DBAPIError.instance(
+                None, None, exc, error, dialect=engine.dialect
+            ) from exc
+        finally:
+            if not sqlite and raw.dbapi_connection is not None:
+                driver.autocommit = False
+            raw.close()
+
+
 class Light:
     """A pooled driver connection lent for reads."""
 
@@ -128,12 +237,33 @@ class Light:
         cursor = self.dbapi.cursor()
         try:
             cursor.execute(p.sql, p.bound(values))
-            procs = p.processors
-            if procs is None:
-                procs = p.processors = self._processors(p, cursor.description)
-            rows: list[Any] = cursor.fetchall()
+            return self._fetched(p, cursor)
         finally:
             cursor.close()
+
+    def rows_and_scalar(self, p: Prepared, q: Prepared) -> tuple[list[Any], Any]:
+        """``rows(p)`` and ``scalar(q)``; on PostgreSQL both sent at once (psycopg's pipeline
+        mode: one round trip, not two), for a second statement cheap enough to run whether
+        or not its answer is needed."""
+        if self.dialect.name != "postgresql":
+            return self.rows(p), self.scalar(q)
+        first, second = self.dbapi.cursor(), self.dbapi.cursor()
+        try:
+            with self.dbapi.pipeline():
+                first.execute(p.sql, p.bound(None))
+                second.execute(q.sql, q.bound(None))
+            rows = self._fetched(p, first)
+            scalars = self._fetched(q, second)
+        finally:
+            first.close()
+            second.close()
+        return rows, scalars[0][0] if scalars else None
+
+    def _fetched(self, p: Prepared, cursor: Any) -> list[Any]:
+        procs = p.processors
+        if procs is None:
+            procs = p.processors = self._processors(p, cursor.description)
+        rows: list[Any] = cursor.fetchall()
         if not procs:
             return rows
         out = []

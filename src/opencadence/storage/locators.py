@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opencadence.storage import dialect, schema
+from opencadence.storage import dialect, fastread, schema
 
 
 def save_cursor(
@@ -35,6 +35,20 @@ def save_cursor(
         .insert()
         .values(locator=cursor["locator"], position=position, after_key=after_key)
     )
+
+
+def prepared_saves(engine: sa.Engine, meta: sa.MetaData) -> tuple[fastread.Write, fastread.Write]:
+    """``save_cursor``'s two inserts compiled for ``fastread.write``: the cursor row (its
+    columns as parameters) and the start of its second page (locator, position, after_key)."""
+
+    def insert(name: str) -> fastread.Write:
+        table = meta.tables[name]
+        return fastread.prepare_write(
+            engine,
+            table.insert().values({c.name: sa.bindparam(c.name, type_=c.type) for c in table.c}),
+        )
+
+    return insert(schema.CURSORS), insert(schema.CURSOR_PAGES)
 
 
 def save_page(

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from opencadence import errors
+from opencadence.api import rest
 from opencadence.clock import ManualClock
 from opencadence.metadata import registry as registries
 from opencadence.soql import execute
@@ -172,8 +173,8 @@ def build_org(store: records.Store, clock: ManualClock) -> dict[str, str]:
 class CheckedService(execute.QueryService):
     """Answers every query by the fast path (storage.fastread) after asking the general path
     (SQLAlchemy execution) the same: the two must agree exactly (records, totalSize, done,
-    where the next page starts, or the same error), so every test here is also a
-    differential test of the fast path."""
+    where the next page starts, or the same error; the same bytes as the REST API renders
+    them), so every test here is also a differential test of the fast path."""
 
     def __init__(self, store: records.Store) -> None:
         super().__init__(store)
@@ -193,6 +194,9 @@ class CheckedService(execute.QueryService):
             raise
         assert not isinstance(expected, Exception), (text, expected)
         assert _comparable(got) == _comparable(expected), text
+        # and byte for byte as REST renders them: == takes True for 1 and 1.0 for 1, and
+        # ignores key order, which a JSON client sees
+        assert rest.render_json(_comparable(got)) == rest.render_json(_comparable(expected)), text
         self.compared += 1
         return got
 
