@@ -165,6 +165,19 @@ class SmtpSender:
     _smtp: smtplib.SMTP | None = None
     #: keys the relay accepted since the last ``sending`` mark (marked ``accepted`` with it)
     _unmarked: list[str] = field(default_factory=list)
+    #: the worker whose steps a delivered email completes (``bind_worker``), if any
+    _worker: Any = None
+    #: keys marked sent in the transaction completing their steps (``send`` reports them sent)
+    _just_sent: set[str] = field(default_factory=set)
+    #: the connection the per-message marks of one delivery run commit on
+    _held: records.Held | None = None
+    #: whether the delivery under way is of the runtime's emails (not of reps' own)
+    _complete_steps: bool = True
+
+    def bind_worker(self, worker: Any) -> None:
+        """The worker (``cadence.worker.Worker``) this sender delivers for: a delivered email
+        completes its step through ``worker.complete_sent`` in the commit recording it."""
+        self._worker = worker
 
     @property
     def outbox(self) -> mail.Outbox:
@@ -191,6 +204,9 @@ class SmtpSender:
     def _send(self, email: senders.OutgoingEmail, now: datetime) -> SendResult:
         if self._tx is None:
             raise RuntimeError("SmtpSender.send outside a worker transaction (begin not called)")
+        if email.key in self._just_sent:  # delivered and recorded in this very transaction
+            self._completed.add(email.key)
+            return SendResult(True)
         conn, outbox = self._tx.conn, self.outbox
         row = outbox.row(conn, email.key)
         if row is None:
@@ -256,7 +272,7 @@ class SmtpSender:
             self._tx, self._staged, self._completed = tx, [], set()
             for key in keys:
                 self._stage(tx.conn, key, now)
-        self.after_commit()
+        self._deliver(complete=False)  # a rep's step completed when it was sent
         return len(keys)
 
     def _stage(self, conn: mail.Connection, key: str, now: datetime) -> SendResult:
@@ -374,7 +390,20 @@ class SmtpSender:
     # -- phase 2: after the commit --------------------------------------------------------------
 
     def after_commit(self) -> None:
+        self._deliver(complete=True)
+
+    def _deliver(self, complete: bool) -> None:
         staged, self._staged, self._tx, self._cache = self._staged, [], None, None
+        if not staged:
+            return
+        with self.store.held() as held:
+            self._held, self._complete_steps = held, complete
+            try:
+                self._deliver_chunks(staged)
+            finally:
+                self._held, self._complete_steps = None, True
+
+    def _deliver_chunks(self, staged: list[str]) -> None:
         for i in range(0, len(staged), FINALIZE_EVERY):
             with self.store.reading() as conn:
                 rows = self.outbox.rows(conn, staged[i : i + FINALIZE_EVERY])
@@ -401,9 +430,11 @@ class SmtpSender:
                     self._drop()
                     self._failed(row, DeliveryError(f"unexpected: {exc!r}", "UNKNOWN", False))
             # recording the acceptances together costs one commit per chunk, not one per
-            # message; only the last one (still ``sending``) is in doubt if we die first
-            self._accepted(accepted)
-            self._wake(accepted)
+            # message; only the last one (still ``sending``) is in doubt if we die first.
+            # That commit completes their steps too (``complete_sent``); a step it could not
+            # take (another worker holds or rescheduled it) is woken for the next batch.
+            done = (self._accepted(accepted) or set()) if accepted else set()
+            self._wake([r for r in accepted if r["key"] not in done])
 
     def _transmit(self, row: dict[str, Any]) -> bool:
         """One SMTP transaction; False if another worker took the row first.
@@ -519,15 +550,20 @@ class SmtpSender:
 
     def _mark_sending(self, key: str) -> bool:
         """Commit ``sending`` (and ``accepted`` for the messages the relay accepted since the
-        last mark) before any byte of this message goes out. A crash before its "." leaves
-        this one row ``sending``: ``unknown`` once its lease ends, then resent (see the
-        module); the relay never accepted it."""
-        with self.store.transaction() as tx:
-            if not self.outbox.mark_sending(tx.conn, key, self._now() + self.config.lease):
-                return False
-            self.outbox.mark_accepted(tx.conn, self._unmarked)
+        last mark) before any byte of this message goes out: one statement and one commit on
+        the connection held for the delivery run. A crash before its "." leaves this one row
+        ``sending``: ``unknown`` once its lease ends, then resent (see the module); the relay
+        never accepted it."""
+        lease = self._now() + self.config.lease
+        if self._held is None:
+            with self.store.held() as held:
+                with held.commit() as conn:
+                    ok = self.outbox.mark_next(conn, key, lease, self._unmarked)
+        else:
+            with self._held.commit() as conn:
+                ok = self.outbox.mark_next(conn, key, lease, self._unmarked)
         self._unmarked = []
-        return True
+        return ok
 
     def _end_data(self, smtp: smtplib.SMTP) -> None:
         smtp.send(b".\r\n")
@@ -558,10 +594,21 @@ class SmtpSender:
         except (mail.DatabaseError, errors.OpenCadenceError):
             log.warning("could not wake %d sent steps; they wake at their lease's end", len(steps))
 
-    def _accepted(self, rows: list[dict[str, Any]]) -> None:
+    def _accepted(self, rows: list[dict[str, Any]]) -> set[str] | None:
+        """Record the chunk's acceptances (``_finish``) and, for the runtime's emails and a
+        bound worker, complete their steps in the same commit; returns the keys whose steps that
+        commit completed. If the steps cannot be completed there (a concurrent change), the
+        sends are recorded alone and the steps are left to the next batch."""
         if not rows:
-            return
+            return set()
         now = self._now()
+        if self._complete_steps and self._worker is not None:
+            try:
+                return self._finish_and_complete(rows, now)
+            except errors.StaleTransition:
+                log.info("steps of %d sent emails changed concurrently; woken instead", len(rows))
+            except Exception:  # recorded alone below, where each failure has its handling
+                log.debug("recording %d sends with their steps failed", len(rows), exc_info=True)
         try:
             with self.store.transaction() as tx:
                 self._finish(tx, rows, now)
@@ -588,8 +635,34 @@ class SmtpSender:
                             detail=str(exc)[:2000],
                             lease_until=None,
                         )
+        return set()
 
-    def _finish(self, tx: records.Tx, rows: list[dict[str, Any]], now: datetime) -> None:
+    def _finish_and_complete(self, rows: list[dict[str, Any]], now: datetime) -> set[str]:
+        """One transaction: the sends recorded (``_finish``; their events first, as when
+        they were two commits) and the steps of those it moved completed by the worker's
+        own batch path. A failure rolls both back; ``_accepted`` then records the sends
+        alone, with its handling of each failure, and the steps wake for the next batch."""
+        cancels: list[str] = []
+        done: set[str] = set()
+        with self.store.transaction() as tx:
+            moved = self._finish(tx, rows, now)
+            tx.flush_events()  # the EmailMessage and Task events before the steps' events
+            sent = {
+                str(r["tracker_id"]): r["key"]
+                for r in rows
+                if r["key"] in moved and r.get("tracker_id")
+            }
+            self._tx, self._just_sent, self._completed = tx, set(sent.values()), set()
+            try:
+                trackers, cancels = self._worker.complete_sent(tx, sent, naive_ms(now))
+            finally:
+                self._tx, self._just_sent = None, set()
+            done = {sent[t] for t in trackers}
+        for key in cancels:  # as the worker does: only once the batch is committed
+            self.cancel(key)
+        return done
+
+    def _finish(self, tx: records.Tx, rows: list[dict[str, Any]], now: datetime) -> set[str]:
         """Mark ``rows`` sent and record the sends (two executemany statements); their
         trackers are woken once this commits (``_wake``). Only the rows this call moved are
         recorded: one a restarted worker already reconciled (this worker's lease ran out
@@ -606,6 +679,7 @@ class SmtpSender:
         for row in rows:
             self.after_accept(tx, row, now)
         # the sends are counted on their steps when the steps complete (the runtime's batch)
+        return moved
 
     def _log_sent(self, tx: records.Tx, rows: list[dict[str, Any]], now: datetime) -> None:
         """The EmailMessage and Task of each sent row, in the transaction marking it sent."""
@@ -698,6 +772,11 @@ class SmtpSender:
             rows = list(self.outbox.rows(tx.conn, [k for k, _ in found]).values())
         self._wake(rows)
         return len(found)
+
+
+def naive_ms(now: datetime) -> datetime:
+    """``now`` as the worker's batches take it (naive UTC, whole milliseconds)."""
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def _window_wait(

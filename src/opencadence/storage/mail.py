@@ -52,6 +52,24 @@ class Outbox:
             .where(t.c.key == sa.bindparam("k"), t.c.status == "pending")
             .values(status="sending", lease_until=sa.bindparam("lease"), attempts=t.c.attempts + 1)
         )
+        this = t.c.key == sa.bindparam("k")
+        self._mark_next = (
+            sa.update(t)
+            .where(
+                sa.or_(
+                    sa.and_(this, t.c.status == "pending"),
+                    sa.and_(
+                        t.c.key.in_(sa.bindparam("acc", expanding=True)), t.c.status == "sending"
+                    ),
+                )
+            )
+            .values(
+                status=sa.case((this, "sending"), else_="accepted"),
+                lease_until=sa.case((this, sa.bindparam("lease")), else_=t.c.lease_until),
+                attempts=sa.case((this, t.c.attempts + 1), else_=t.c.attempts),
+            )
+            .returning(t.c.key)
+        )
 
     # -- rows --------------------------------------------------------------------------------
 
@@ -152,6 +170,15 @@ class Outbox:
         worker took it): the guard makes sure only one worker reaches the final "."."""
         n = conn.execute(self._mark_sending, {"k": key, "lease": lease_until}).rowcount
         return bool(n == 1)
+
+    def mark_next(
+        self, conn: Connection, key: str, lease_until: datetime, accepted: Sequence[str]
+    ) -> bool:
+        """``mark_sending`` of ``key`` and ``mark_accepted`` of ``accepted`` in one statement
+        (the per-message commit of a delivery); False if ``key`` was not pending (the
+        acceptances are recorded all the same)."""
+        params = {"k": key, "lease": lease_until, "acc": [k for k in accepted if k != key]}
+        return key in conn.execute(self._mark_next, params).scalars().all()
 
     def mark_accepted(self, conn: Connection, keys: Sequence[str]) -> None:
         """``sending`` -> ``accepted``: the relay answered 250 (recorded with the next mark)."""
