@@ -234,7 +234,7 @@ class Worker:
             loaded = loading.Loaded(self.runs, tx.conn, self.config)
             sits = loading.situations(self.runs, tx.conn, loaded, claimed)
             ctx = loaded.context()
-            decisions = [self._decide(ctx, sits.get(tid), tid, now, tx.user_id) for tid in claimed]
+            decisions = self._decide_all(ctx, sits, claimed, now, tx.user_id)
             applying.apply(tx, self.runs, decisions)
             cancels = [
                 e.step_tracker_id
@@ -273,7 +273,7 @@ class Worker:
         if not mine:
             return [], []
         ctx = loaded.context()
-        decisions = [self._decide(ctx, sits[tid], tid, now, tx.user_id) for tid in mine]
+        decisions = self._decide_all(ctx, sits, mine, now, tx.user_id)
         applying.apply(tx, self.runs, decisions)
         self.transitions += sum(d.transitions for d in decisions)
         cancels = [
@@ -284,23 +284,38 @@ class Worker:
         ]
         return mine, cancels
 
-    def _decide(
+    def _decide_all(
         self,
         ctx: decision.Context,
-        sit: decision.Situation | None,
-        tracker_id: str,
+        sits: Mapping[str, decision.Situation],
+        tracker_ids: Sequence[str],
         now: datetime,
         user: str,
-    ) -> decision.Decision:
-        """The engine's decision; a due automated email is sent before the engine is told."""
-        d = engine.wake(ctx, sit, tracker_id, now, user)
-        if d.warning is not None:
-            log.warning("tracker %s: %s", tracker_id, d.warning)
-        if d.send is not None and sit is not None:
-            email = senders.OutgoingEmail(
+    ) -> list[decision.Decision]:
+        """The engine's decisions; a due automated email is sent before the engine is told.
+        The wake-ups come first (they read nothing the sends write), so a sender that reads
+        ahead (``prefetch``: the SMTP sender's rows of the whole batch in a few statements)
+        is told every email of the batch before the first ``send``."""
+        woken = [(tid, engine.wake(ctx, sits.get(tid), tid, now, user)) for tid in tracker_ids]
+        emails = {
+            tid: senders.OutgoingEmail(
                 str(d.send.step_tracker), d.send.template_id, d.send.owner_id, d.send.target_id
             )
-            result = self.sender.send(email, now)
-            cadence = ctx.cadences[sit.tracker["ActionCadenceId"]]
-            d = engine.on_sent(ctx, cadence, sit, now, user, result)
-        return d
+            for tid, d in woken
+            if d.send is not None and sits.get(tid) is not None
+        }
+        prefetch = getattr(self.sender, "prefetch", None)
+        if emails and prefetch is not None:
+            prefetch(list(emails.values()), now)
+        decisions = []
+        for tid, d in woken:
+            if d.warning is not None:
+                log.warning("tracker %s: %s", tid, d.warning)
+            email = emails.get(tid)
+            if email is not None:
+                sit = sits[tid]
+                result = self.sender.send(email, now)
+                cadence = ctx.cadences[sit.tracker["ActionCadenceId"]]
+                d = engine.on_sent(ctx, cadence, sit, now, user, result)
+            decisions.append(d)
+        return decisions

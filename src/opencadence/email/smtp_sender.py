@@ -173,6 +173,12 @@ class SmtpSender:
     _held: records.Held | None = None
     #: whether the delivery under way is of the runtime's emails (not of reps' own)
     _complete_steps: bool = True
+    #: what ``prefetch`` read for the batch's sends: outbox rows (None: no row yet) and
+    #: enrolments (tracker, step, enrolled, cadence) by key
+    _rows: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    _enrolments: dict[str, tuple[str | None, str | None, datetime | None, str | None]] = field(
+        default_factory=dict
+    )
 
     def bind_worker(self, worker: Any) -> None:
         """The worker (``cadence.worker.Worker``) this sender delivers for: a delivered email
@@ -191,6 +197,30 @@ class SmtpSender:
     def begin(self, tx: records.Tx) -> None:
         self._tx, self._staged, self._completed = tx, [], set()
         self._cache = checks.Cache(self.store, tx.conn)
+        self._rows, self._enrolments = {}, {}
+
+    def prefetch(self, emails: list[senders.OutgoingEmail], now: datetime) -> None:
+        """The worker's batch is about to ``send`` these: read their outbox rows, step
+        trackers and targets in a few statements for the whole batch instead of several
+        per email (in the batch's transaction; only each email's own ``send`` writes what
+        was read, so nothing read here goes stale before it is used)."""
+        if self._tx is None or self._cache is None:
+            return
+        conn = self._tx.conn
+        keys = [e.key for e in emails if e.key not in self._just_sent]
+        rows = self.outbox.rows(conn, keys)
+        self._rows = {k: rows.get(k) for k in keys}
+        new = [k for k in keys if rows.get(k) is None or rows[k]["status"] == "waiting"]
+        if not new:
+            return
+        self._enrolments = mail.enrolments(conn, self.store.meta, new)
+        targets: dict[str, list[str]] = {}
+        for e in emails:
+            obj = checks.TARGET_OBJECTS.get(e.target_id[:3])
+            if e.key in new and obj is not None:
+                targets.setdefault(obj, []).append(e.target_id)
+        for obj, target_ids in targets.items():
+            self._cache.prefetch(obj, target_ids)
 
     def send(self, email: senders.OutgoingEmail, now: datetime) -> SendResult:
         try:
@@ -208,7 +238,7 @@ class SmtpSender:
             self._completed.add(email.key)
             return SendResult(True)
         conn, outbox = self._tx.conn, self.outbox
-        row = outbox.row(conn, email.key)
+        row = self._rows.pop(email.key) if email.key in self._rows else outbox.row(conn, email.key)
         if row is None:
             return self._admit(conn, email, now, None)
         status = row["status"]
@@ -293,7 +323,14 @@ class SmtpSender:
         row: Mapping[str, Any] | None,
         composed: templates.Rendered | None = None,
     ) -> SendResult:
-        tracker_id, step_id, enrolled = mail.enrolment(conn, self.store.meta, email.key)
+        known = self._enrolments.pop(email.key, None)
+        if known is None:
+            tracker_id, step_id, enrolled = mail.enrolment(conn, self.store.meta, email.key)
+            cadence_id = (
+                mail.cadence_of(conn, self.store.meta, email.key) if composed is None else None
+            )
+        else:
+            tracker_id, step_id, enrolled, cadence_id = known
         base = {
             "owner_id": email.owner_id,
             "target_id": email.target_id,
@@ -303,7 +340,7 @@ class SmtpSender:
             "enrolled_at": enrolled,
         }
         cache = self._cache or checks.Cache(self.store, conn)
-        wait = None if composed is not None else _window_wait(cache, email, now)
+        wait = None if composed is not None else _window_wait(cache, email, now, cadence_id)
         if wait is not None:  # outside the sending window: stays Queued, no ErrorCode
             return SendResult(False, None, wait)
         try:
@@ -780,10 +817,10 @@ def naive_ms(now: datetime) -> datetime:
 
 
 def _window_wait(
-    cache: checks.Cache, email: senders.OutgoingEmail, now: datetime
+    cache: checks.Cache, email: senders.OutgoingEmail, now: datetime, cadence_id: str | None
 ) -> datetime | None:
-    """When the cadence's sending window next opens, if ``now`` is outside it."""
-    cadence_id = mail.cadence_of(cache.conn, cache.store.meta, email.key)
+    """When the cadence (``cadence_id``) of the step's sending window next opens, if ``now``
+    is outside it."""
     snap = cache.settings
     window = windows.Window(
         *(

@@ -389,6 +389,33 @@ def enrolment(
     return row[0], row[1], row[2]
 
 
+def enrolments(
+    conn: Connection, meta: sa.MetaData, keys: Sequence[str]
+) -> dict[str, tuple[str | None, str | None, datetime | None, str | None]]:
+    """``enrolment`` and ``cadence_of`` of many step trackers in one statement per 500:
+    key -> (tracker Id, step Id, tracker CreatedDate, ActionCadence Id); keys not found (or
+    without their tracker) are left out."""
+    st = meta.tables["ActionCadenceStepTracker"]
+    tr = meta.tables["ActionCadenceTracker"]
+    wanted = sorted({ids.parse(k) for k in keys})
+    out: dict[str, tuple[str | None, str | None, datetime | None, str | None]] = {}
+    for i in range(0, len(wanted), 500):
+        rows = conn.execute(
+            sa.select(
+                st.c.Id,
+                st.c.ActionCadenceTrackerId,
+                st.c.ActionCadenceStepId,
+                tr.c.CreatedDate,
+                st.c.ActionCadenceId,
+            )
+            .select_from(st.join(tr, tr.c.Id == st.c.ActionCadenceTrackerId))
+            .where(st.c.Id.in_(wanted[i : i + 500]))
+        )
+        for key, tracker, step, created, cadence in rows:
+            out[str(key)] = (tracker, step, created, None if cadence is None else str(cadence))
+    return out
+
+
 def cadence_of(conn: Connection, meta: sa.MetaData, key: str) -> str | None:
     """The ActionCadence Id of the step tracker ``key``."""
     st = meta.tables["ActionCadenceStepTracker"]
