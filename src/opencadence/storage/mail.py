@@ -58,9 +58,7 @@ class Outbox:
             .where(
                 sa.or_(
                     sa.and_(this, t.c.status == "pending"),
-                    sa.and_(
-                        t.c.key.in_(sa.bindparam("acc", expanding=True)), t.c.status == "sending"
-                    ),
+                    sa.and_(t.c.key == sa.bindparam("prev"), t.c.status == "sending"),
                 )
             )
             .values(
@@ -174,10 +172,14 @@ class Outbox:
     def mark_next(
         self, conn: Connection, key: str, lease_until: datetime, accepted: Sequence[str]
     ) -> bool:
-        """``mark_sending`` of ``key`` and ``mark_accepted`` of ``accepted`` in one statement
-        (the per-message commit of a delivery); False if ``key`` was not pending (the
-        acceptances are recorded all the same)."""
-        params = {"k": key, "lease": lease_until, "acc": [k for k in accepted if k != key]}
+        """``mark_sending`` of ``key`` and ``mark_accepted`` of ``accepted`` (in a delivery,
+        the one message before it) in one statement of one shape, compiled once: the
+        per-message commit of a delivery; False if ``key`` was not pending (the acceptances
+        are recorded all the same)."""
+        earlier = [k for k in accepted if k != key]
+        self.mark_accepted(conn, earlier[:-1])  # only after a failed message: more than one
+        prev = earlier[-1] if earlier else None
+        params = {"k": key, "lease": lease_until, "prev": prev}
         return key in conn.execute(self._mark_next, params).scalars().all()
 
     def mark_accepted(self, conn: Connection, keys: Sequence[str]) -> None:
