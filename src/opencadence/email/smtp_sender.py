@@ -2,13 +2,17 @@
 
 Two phases, so that the outbox row is durable before any byte reaches the relay:
 
-1. In the worker's transaction (``begin`` + ``send``) the checks run; a send that passes is
-   rendered and written as an outbox row (status ``pending``, its Message-ID, the full MIME
-   text) and the step stays Queued, due at once. Nothing is sent yet.
+1. In the worker's transaction (``begin``, ``prefetch`` of the batch's rows, ``send``) the
+   checks run; a send that passes is rendered and written as an outbox row (status
+   ``pending``, its Message-ID, the full MIME text) and the step stays Queued, due at once.
+   Nothing is sent yet.
 2. After that commit (``after_commit``) each staged row is delivered: the row is marked
-   ``sending`` (committed), then MAIL, RCPT, DATA, the body and the final "." that makes the
-   relay accept the message go out. The reply marks it ``sent``, ``retry`` or ``failed``.
-   The next wake-up of the step reads the row and completes or fails the step.
+   ``sending`` (one statement, committed on a connection held for the run), then MAIL,
+   RCPT, DATA, the body and the final "." that makes the relay accept the message go out.
+   A refusal marks it ``retry`` or ``failed`` (the step's next wake-up applies that). The
+   acceptances of a chunk are recorded in one commit (``sent``, EmailMessage and Task) that
+   also completes their steps through the worker's batch path (``Worker.complete_sent``):
+   one transition per sent email. A step that commit cannot take is woken instead.
 
 A crash before the ``sending`` mark leaves ``pending``: the message was never accepted, it is
 sent again with the same Message-ID. The relay's 250 for a message is recorded (``accepted``)
@@ -24,8 +28,9 @@ may show it twice. ``SmtpConfig.resend_unknown=False`` reports it instead (never
 possibly lost). ``accepted`` rows of a dead worker are sent, never resent. The mark is a
 guarded update from ``pending``, so two workers can never both reach the "." for one row.
 
-Recording the sends makes their trackers due at once, so a step another worker rescheduled to
-the lease's end (it saw the row leased) completes as soon as its email is accepted.
+A step the recording commit could not complete (another worker rescheduled it to the lease's
+end: it saw the row leased) is made due at once, so it completes as soon as its email is
+accepted.
 """
 
 from __future__ import annotations
@@ -207,7 +212,9 @@ class SmtpSender:
         if self._tx is None or self._cache is None:
             return
         conn = self._tx.conn
-        keys = [e.key for e in emails if e.key not in self._just_sent]
+        keys = [e.key for e in emails]
+        if not keys:
+            return
         rows = self.outbox.rows(conn, keys)
         self._rows = {k: rows.get(k) for k in keys}
         new = [k for k in keys if rows.get(k) is None or rows[k]["status"] == "waiting"]
@@ -234,9 +241,11 @@ class SmtpSender:
     def _send(self, email: senders.OutgoingEmail, now: datetime) -> SendResult:
         if self._tx is None:
             raise RuntimeError("SmtpSender.send outside a worker transaction (begin not called)")
-        if email.key in self._just_sent:  # delivered and recorded in this very transaction
-            self._completed.add(email.key)
-            return SendResult(True)
+        if self._just_sent:  # ``complete_sent``: the transaction recording these sends
+            if email.key in self._just_sent:
+                self._completed.add(email.key)
+                return SendResult(True)
+            return SendResult(False, None, now)  # not delivered here: the next batch sends it
         conn, outbox = self._tx.conn, self.outbox
         row = self._rows.pop(email.key) if email.key in self._rows else outbox.row(conn, email.key)
         if row is None:
