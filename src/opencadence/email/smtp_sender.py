@@ -52,6 +52,7 @@ from opencadence.cadence import runtime
 from opencadence.cadence import sender as senders
 from opencadence.cadence.decision import SendResult
 from opencadence.email import activity, checks, engagement, message, settings, templates, windows
+from opencadence.metadata.sales_engagement import TARGET_OBJECTS
 from opencadence.storage import mail, records
 from opencadence.storage.runs import RunStore
 
@@ -223,7 +224,7 @@ class SmtpSender:
         self._enrolments = mail.enrolments(conn, self.store.meta, new)
         targets: dict[str, list[str]] = {}
         for e in emails:
-            obj = checks.TARGET_OBJECTS.get(e.target_id[:3])
+            obj = TARGET_OBJECTS.get(e.target_id[:3])
             if e.key in new and obj is not None:
                 targets.setdefault(obj, []).append(e.target_id)
         for obj, target_ids in targets.items():
