@@ -2,8 +2,8 @@
 
 N targets enter a one-step AutoSendAnEmail cadence at once (SQLite); a local aiosmtpd relay
 (in this process) receives. Timed: the cadence worker with the SMTP sender draining all N
-sends (checks, rendering, outbox rows, two worker transitions per email, one SMTP
-transaction each over a kept-open connection). Baseline: plain smtplib sending the same
+sends (checks, rendering, outbox rows, one worker transition per email — the step completes
+in the commit recording its send —, one SMTP transaction each over a kept-open connection). Baseline: plain smtplib sending the same
 rendered messages (the outbox's MIME) over one connection, in the same run.
 ``ratio`` = worker messages/s ÷ smtplib messages/s.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from opencadence import errors
@@ -130,6 +130,11 @@ class Worker:
         #: other work the loop runs after each cadence batch (the Bulk API jobs'), each
         #: returning how much it did (0: nothing was waiting)
         self.tasks: list[Callable[[], int]] = []
+        # a sender that delivers after the commit (the SMTP sender) completes the steps of the
+        # emails it delivered in the transaction recording them, through ``complete_sent``
+        bind = getattr(self.sender, "bind_worker", None)
+        if bind is not None:
+            bind(self)
 
     def rest(self, seconds: float) -> None:
         """Wait ``seconds``, or until ``wake`` is set (a Bulk API job became ready here): the
@@ -229,7 +234,7 @@ class Worker:
             loaded = loading.Loaded(self.runs, tx.conn, self.config)
             sits = loading.situations(self.runs, tx.conn, loaded, claimed)
             ctx = loaded.context()
-            decisions = [self._decide(ctx, sits.get(tid), tid, now, tx.user_id) for tid in claimed]
+            decisions = self._decide_all(ctx, sits, claimed, now, tx.user_id)
             applying.apply(tx, self.runs, decisions)
             cancels = [
                 e.step_tracker_id
@@ -243,23 +248,74 @@ class Worker:
         self.sender.after_commit()
         return len(claimed)
 
-    def _decide(
+    def complete_sent(
+        self, tx: records.Tx, sent: Mapping[str, str], now: datetime
+    ) -> tuple[list[str], list[str]]:
+        """In ``tx``, the sender recording emails it just delivered: the transitions of their
+        trackers (``sent``: tracker id -> the step tracker whose email went out), decided and
+        written exactly as a batch of ``run_once`` would (the sender's ``send`` reports each
+        one sent), so a sent email completes its step in the commit that records it, with no
+        second batch. Only trackers that are due (as the delivery left them), not held by
+        another worker and still on that step are taken; returns (tracker ids done, step
+        trackers to ``cancel`` after the commit). The others are left to the next batch."""
+        claimed = self.runs.claim_these(tx.conn, now, sorted(sent))
+        if not claimed:
+            return [], []
+        loaded = loading.Loaded(self.runs, tx.conn, self.config)
+        sits = loading.situations(self.runs, tx.conn, loaded, claimed)
+        mine = [
+            tid
+            for tid in claimed
+            if (sit := sits.get(tid)) is not None
+            and sit.step is not None
+            and sit.step["Id"] == sent[tid]
+        ]
+        if not mine:
+            return [], []
+        ctx = loaded.context()
+        decisions = self._decide_all(ctx, sits, mine, now, tx.user_id)
+        applying.apply(tx, self.runs, decisions)
+        self.transitions += sum(d.transitions for d in decisions)
+        cancels = [
+            e.step_tracker_id
+            for d in decisions
+            for e in d.effects
+            if isinstance(e, decision.CancelEmail)
+        ]
+        return mine, cancels
+
+    def _decide_all(
         self,
         ctx: decision.Context,
-        sit: decision.Situation | None,
-        tracker_id: str,
+        sits: Mapping[str, decision.Situation],
+        tracker_ids: Sequence[str],
         now: datetime,
         user: str,
-    ) -> decision.Decision:
-        """The engine's decision; a due automated email is sent before the engine is told."""
-        d = engine.wake(ctx, sit, tracker_id, now, user)
-        if d.warning is not None:
-            log.warning("tracker %s: %s", tracker_id, d.warning)
-        if d.send is not None and sit is not None:
-            email = senders.OutgoingEmail(
+    ) -> list[decision.Decision]:
+        """The engine's decisions; a due automated email is sent before the engine is told.
+        The wake-ups come first (they read nothing the sends write), so a sender that reads
+        ahead (``prefetch``: the SMTP sender's rows of the whole batch in a few statements)
+        is told every email of the batch before the first ``send``."""
+        woken = [(tid, engine.wake(ctx, sits.get(tid), tid, now, user)) for tid in tracker_ids]
+        emails = {
+            tid: senders.OutgoingEmail(
                 str(d.send.step_tracker), d.send.template_id, d.send.owner_id, d.send.target_id
             )
-            result = self.sender.send(email, now)
-            cadence = ctx.cadences[sit.tracker["ActionCadenceId"]]
-            d = engine.on_sent(ctx, cadence, sit, now, user, result)
-        return d
+            for tid, d in woken
+            if d.send is not None and sits.get(tid) is not None
+        }
+        prefetch = getattr(self.sender, "prefetch", None)
+        if emails and prefetch is not None:
+            prefetch(list(emails.values()), now)
+        decisions = []
+        for tid, d in woken:
+            if d.warning is not None:
+                log.warning("tracker %s: %s", tid, d.warning)
+            email = emails.get(tid)
+            if email is not None:
+                sit = sits[tid]
+                result = self.sender.send(email, now)
+                cadence = ctx.cadences[sit.tracker["ActionCadenceId"]]
+                d = engine.on_sent(ctx, cadence, sit, now, user, result)
+            decisions.append(d)
+        return decisions

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from opencadence import errors
+from opencadence import errors, ids
 from opencadence.email import settings, templates
 from opencadence.metadata import sales_engagement
 from opencadence.metadata.sales_engagement import TARGET_OBJECTS
@@ -49,6 +49,15 @@ class Cache:
         self._settings: settings.Snapshot | None = None
         self._used: dict[tuple[str, str], int] = {}
         self._any_waiting: bool | None = None
+
+    def prefetch(self, obj: str, record_ids: list[str]) -> None:
+        """Read the live records ``record_ids`` of ``obj`` in one statement, for ``record``
+        (those not found are remembered as missing)."""
+        todo = [i for i in record_ids if (obj, i, False) not in self._records]
+        if todo:
+            found = records.read_records(self.store, self.conn, obj, todo)
+            for i in todo:
+                self._records[(obj, i, False)] = found.get(ids.parse(i))
 
     @property
     def settings(self) -> settings.Snapshot:
@@ -146,7 +155,7 @@ def prepare(
         if composed is None
         else {"Subject": composed.subject, "Body": composed.text, "HtmlValue": composed.html}
     )
-    target = _target(store, cache.conn, target_id)
+    target = _target(cache, target_id)
     values = {TARGET_OBJECTS[target_id[:3]]: target, "User": user}
     try:
         rendered = templates.render(
@@ -193,9 +202,9 @@ def _template(cache: Cache, template_id: str | None, owner_id: str) -> dict[str,
     return template
 
 
-def _target(store: records.Store, conn: mail.Connection, target_id: str) -> dict[str, Any]:
+def _target(cache: Cache, target_id: str) -> dict[str, Any]:
     obj = TARGET_OBJECTS.get(target_id[:3])
-    target = None if obj is None else records.read_record(store, conn, obj, target_id)
+    target = None if obj is None else cache.record(obj, target_id)
     if target is None:  # deleted (in the recycle bin): nobody's to see
         raise SendRefused(f"The assignee cannot see the target {target_id}", "NO_TARGET_ACCESS")
     email = target.get("Email")

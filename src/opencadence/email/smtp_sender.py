@@ -2,13 +2,17 @@
 
 Two phases, so that the outbox row is durable before any byte reaches the relay:
 
-1. In the worker's transaction (``begin`` + ``send``) the checks run; a send that passes is
-   rendered and written as an outbox row (status ``pending``, its Message-ID, the full MIME
-   text) and the step stays Queued, due at once. Nothing is sent yet.
+1. In the worker's transaction (``begin``, ``prefetch`` of the batch's rows, ``send``) the
+   checks run; a send that passes is rendered and written as an outbox row (status
+   ``pending``, its Message-ID, the full MIME text) and the step stays Queued, due at once.
+   Nothing is sent yet.
 2. After that commit (``after_commit``) each staged row is delivered: the row is marked
-   ``sending`` (committed), then MAIL, RCPT, DATA, the body and the final "." that makes the
-   relay accept the message go out. The reply marks it ``sent``, ``retry`` or ``failed``.
-   The next wake-up of the step reads the row and completes or fails the step.
+   ``sending`` (one statement, committed on a connection held for the run), then MAIL,
+   RCPT, DATA, the body and the final "." that makes the relay accept the message go out.
+   A refusal marks it ``retry`` or ``failed`` (the step's next wake-up applies that). The
+   acceptances of a chunk are recorded in one commit (``sent``, EmailMessage and Task) that
+   also completes their steps through the worker's batch path (``Worker.complete_sent``):
+   one transition per sent email. A step that commit cannot take is woken instead.
 
 A crash before the ``sending`` mark leaves ``pending``: the message was never accepted, it is
 sent again with the same Message-ID. The relay's 250 for a message is recorded (``accepted``)
@@ -24,8 +28,9 @@ may show it twice. ``SmtpConfig.resend_unknown=False`` reports it instead (never
 possibly lost). ``accepted`` rows of a dead worker are sent, never resent. The mark is a
 guarded update from ``pending``, so two workers can never both reach the "." for one row.
 
-Recording the sends makes their trackers due at once, so a step another worker rescheduled to
-the lease's end (it saw the row leased) completes as soon as its email is accepted.
+A step the recording commit could not complete (another worker rescheduled it to the lease's
+end: it saw the row leased) is made due at once, so it completes as soon as its email is
+accepted.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from opencadence.cadence import runtime
 from opencadence.cadence import sender as senders
 from opencadence.cadence.decision import SendResult
 from opencadence.email import activity, checks, engagement, message, settings, templates, windows
+from opencadence.metadata.sales_engagement import TARGET_OBJECTS
 from opencadence.storage import mail, records
 from opencadence.storage.runs import RunStore
 
@@ -165,6 +171,25 @@ class SmtpSender:
     _smtp: smtplib.SMTP | None = None
     #: keys the relay accepted since the last ``sending`` mark (marked ``accepted`` with it)
     _unmarked: list[str] = field(default_factory=list)
+    #: the worker whose steps a delivered email completes (``bind_worker``), if any
+    _worker: Any = None
+    #: keys marked sent in the transaction completing their steps (``send`` reports them sent)
+    _just_sent: set[str] = field(default_factory=set)
+    #: the connection the per-message marks of one delivery run commit on
+    _held: records.Held | None = None
+    #: whether the delivery under way is of the runtime's emails (not of reps' own)
+    _complete_steps: bool = True
+    #: what ``prefetch`` read for the batch's sends: outbox rows (None: no row yet) and
+    #: enrolments (tracker, step, enrolled, cadence) by key
+    _rows: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    _enrolments: dict[str, tuple[str | None, str | None, datetime | None, str | None]] = field(
+        default_factory=dict
+    )
+
+    def bind_worker(self, worker: Any) -> None:
+        """The worker (``cadence.worker.Worker``) this sender delivers for: a delivered email
+        completes its step through ``worker.complete_sent`` in the commit recording it."""
+        self._worker = worker
 
     @property
     def outbox(self) -> mail.Outbox:
@@ -178,6 +203,32 @@ class SmtpSender:
     def begin(self, tx: records.Tx) -> None:
         self._tx, self._staged, self._completed = tx, [], set()
         self._cache = checks.Cache(self.store, tx.conn)
+        self._rows, self._enrolments = {}, {}
+
+    def prefetch(self, emails: list[senders.OutgoingEmail], now: datetime) -> None:
+        """The worker's batch is about to ``send`` these: read their outbox rows, step
+        trackers and targets in a few statements for the whole batch instead of several
+        per email (in the batch's transaction; only each email's own ``send`` writes what
+        was read, so nothing read here goes stale before it is used)."""
+        if self._tx is None or self._cache is None:
+            return
+        conn = self._tx.conn
+        keys = [e.key for e in emails]
+        if not keys:
+            return
+        rows = self.outbox.rows(conn, keys)
+        self._rows = {k: rows.get(k) for k in keys}
+        new = [k for k in keys if rows.get(k) is None or rows[k]["status"] == "waiting"]
+        if not new:
+            return
+        self._enrolments = mail.enrolments(conn, self.store.meta, new)
+        targets: dict[str, list[str]] = {}
+        for e in emails:
+            obj = TARGET_OBJECTS.get(e.target_id[:3])
+            if e.key in new and obj is not None:
+                targets.setdefault(obj, []).append(e.target_id)
+        for obj, target_ids in targets.items():
+            self._cache.prefetch(obj, target_ids)
 
     def send(self, email: senders.OutgoingEmail, now: datetime) -> SendResult:
         try:
@@ -191,8 +242,13 @@ class SmtpSender:
     def _send(self, email: senders.OutgoingEmail, now: datetime) -> SendResult:
         if self._tx is None:
             raise RuntimeError("SmtpSender.send outside a worker transaction (begin not called)")
+        if self._just_sent:  # ``complete_sent``: the transaction recording these sends
+            if email.key in self._just_sent:
+                self._completed.add(email.key)
+                return SendResult(True)
+            return SendResult(False, None, now)  # not delivered here: the next batch sends it
         conn, outbox = self._tx.conn, self.outbox
-        row = outbox.row(conn, email.key)
+        row = self._rows.pop(email.key) if email.key in self._rows else outbox.row(conn, email.key)
         if row is None:
             return self._admit(conn, email, now, None)
         status = row["status"]
@@ -256,7 +312,7 @@ class SmtpSender:
             self._tx, self._staged, self._completed = tx, [], set()
             for key in keys:
                 self._stage(tx.conn, key, now)
-        self.after_commit()
+        self._deliver(complete=False)  # a rep's step completed when it was sent
         return len(keys)
 
     def _stage(self, conn: mail.Connection, key: str, now: datetime) -> SendResult:
@@ -277,7 +333,14 @@ class SmtpSender:
         row: Mapping[str, Any] | None,
         composed: templates.Rendered | None = None,
     ) -> SendResult:
-        tracker_id, step_id, enrolled = mail.enrolment(conn, self.store.meta, email.key)
+        known = self._enrolments.pop(email.key, None)
+        if known is None:
+            tracker_id, step_id, enrolled = mail.enrolment(conn, self.store.meta, email.key)
+            cadence_id = (
+                mail.cadence_of(conn, self.store.meta, email.key) if composed is None else None
+            )
+        else:
+            tracker_id, step_id, enrolled, cadence_id = known
         base = {
             "owner_id": email.owner_id,
             "target_id": email.target_id,
@@ -287,7 +350,7 @@ class SmtpSender:
             "enrolled_at": enrolled,
         }
         cache = self._cache or checks.Cache(self.store, conn)
-        wait = None if composed is not None else _window_wait(cache, email, now)
+        wait = None if composed is not None else _window_wait(cache, email, now, cadence_id)
         if wait is not None:  # outside the sending window: stays Queued, no ErrorCode
             return SendResult(False, None, wait)
         try:
@@ -374,7 +437,20 @@ class SmtpSender:
     # -- phase 2: after the commit --------------------------------------------------------------
 
     def after_commit(self) -> None:
+        self._deliver(complete=True)
+
+    def _deliver(self, complete: bool) -> None:
         staged, self._staged, self._tx, self._cache = self._staged, [], None, None
+        if not staged:
+            return
+        with self.store.held() as held:
+            self._held, self._complete_steps = held, complete
+            try:
+                self._deliver_chunks(staged)
+            finally:
+                self._held, self._complete_steps = None, True
+
+    def _deliver_chunks(self, staged: list[str]) -> None:
         for i in range(0, len(staged), FINALIZE_EVERY):
             with self.store.reading() as conn:
                 rows = self.outbox.rows(conn, staged[i : i + FINALIZE_EVERY])
@@ -401,9 +477,11 @@ class SmtpSender:
                     self._drop()
                     self._failed(row, DeliveryError(f"unexpected: {exc!r}", "UNKNOWN", False))
             # recording the acceptances together costs one commit per chunk, not one per
-            # message; only the last one (still ``sending``) is in doubt if we die first
-            self._accepted(accepted)
-            self._wake(accepted)
+            # message; only the last one (still ``sending``) is in doubt if we die first.
+            # That commit completes their steps too (``complete_sent``); a step it could not
+            # take (another worker holds or rescheduled it) is woken for the next batch.
+            done = (self._accepted(accepted) or set()) if accepted else set()
+            self._wake([r for r in accepted if r["key"] not in done])
 
     def _transmit(self, row: dict[str, Any]) -> bool:
         """One SMTP transaction; False if another worker took the row first.
@@ -519,15 +597,20 @@ class SmtpSender:
 
     def _mark_sending(self, key: str) -> bool:
         """Commit ``sending`` (and ``accepted`` for the messages the relay accepted since the
-        last mark) before any byte of this message goes out. A crash before its "." leaves
-        this one row ``sending``: ``unknown`` once its lease ends, then resent (see the
-        module); the relay never accepted it."""
-        with self.store.transaction() as tx:
-            if not self.outbox.mark_sending(tx.conn, key, self._now() + self.config.lease):
-                return False
-            self.outbox.mark_accepted(tx.conn, self._unmarked)
+        last mark) before any byte of this message goes out: one statement and one commit on
+        the connection held for the delivery run. A crash before its "." leaves this one row
+        ``sending``: ``unknown`` once its lease ends, then resent (see the module); the relay
+        never accepted it."""
+        lease = self._now() + self.config.lease
+        if self._held is None:
+            with self.store.held() as held:
+                with held.commit() as conn:
+                    ok = self.outbox.mark_next(conn, key, lease, self._unmarked)
+        else:
+            with self._held.commit() as conn:
+                ok = self.outbox.mark_next(conn, key, lease, self._unmarked)
         self._unmarked = []
-        return True
+        return ok
 
     def _end_data(self, smtp: smtplib.SMTP) -> None:
         smtp.send(b".\r\n")
@@ -558,10 +641,21 @@ class SmtpSender:
         except (mail.DatabaseError, errors.OpenCadenceError):
             log.warning("could not wake %d sent steps; they wake at their lease's end", len(steps))
 
-    def _accepted(self, rows: list[dict[str, Any]]) -> None:
+    def _accepted(self, rows: list[dict[str, Any]]) -> set[str] | None:
+        """Record the chunk's acceptances (``_finish``) and, for the runtime's emails and a
+        bound worker, complete their steps in the same commit; returns the keys whose steps that
+        commit completed. If the steps cannot be completed there (a concurrent change), the
+        sends are recorded alone and the steps are left to the next batch."""
         if not rows:
-            return
+            return set()
         now = self._now()
+        if self._complete_steps and self._worker is not None:
+            try:
+                return self._finish_and_complete(rows, now)
+            except errors.StaleTransition:
+                log.info("steps of %d sent emails changed concurrently; woken instead", len(rows))
+            except Exception:  # recorded alone below, where each failure has its handling
+                log.debug("recording %d sends with their steps failed", len(rows), exc_info=True)
         try:
             with self.store.transaction() as tx:
                 self._finish(tx, rows, now)
@@ -588,8 +682,34 @@ class SmtpSender:
                             detail=str(exc)[:2000],
                             lease_until=None,
                         )
+        return set()
 
-    def _finish(self, tx: records.Tx, rows: list[dict[str, Any]], now: datetime) -> None:
+    def _finish_and_complete(self, rows: list[dict[str, Any]], now: datetime) -> set[str]:
+        """One transaction: the sends recorded (``_finish``; their events first, as when
+        they were two commits) and the steps of those it moved completed by the worker's
+        own batch path. A failure rolls both back; ``_accepted`` then records the sends
+        alone, with its handling of each failure, and the steps wake for the next batch."""
+        cancels: list[str] = []
+        done: set[str] = set()
+        with self.store.transaction() as tx:
+            moved = self._finish(tx, rows, now)
+            tx.flush_events()  # the EmailMessage and Task events before the steps' events
+            sent = {
+                str(r["tracker_id"]): r["key"]
+                for r in rows
+                if r["key"] in moved and r.get("tracker_id")
+            }
+            self._tx, self._just_sent, self._completed = tx, set(sent.values()), set()
+            try:
+                trackers, cancels = self._worker.complete_sent(tx, sent, naive_ms(now))
+            finally:
+                self._tx, self._just_sent = None, set()
+            done = {sent[t] for t in trackers}
+        for key in cancels:  # as the worker does: only once the batch is committed
+            self.cancel(key)
+        return done
+
+    def _finish(self, tx: records.Tx, rows: list[dict[str, Any]], now: datetime) -> set[str]:
         """Mark ``rows`` sent and record the sends (two executemany statements); their
         trackers are woken once this commits (``_wake``). Only the rows this call moved are
         recorded: one a restarted worker already reconciled (this worker's lease ran out
@@ -606,6 +726,7 @@ class SmtpSender:
         for row in rows:
             self.after_accept(tx, row, now)
         # the sends are counted on their steps when the steps complete (the runtime's batch)
+        return moved
 
     def _log_sent(self, tx: records.Tx, rows: list[dict[str, Any]], now: datetime) -> None:
         """The EmailMessage and Task of each sent row, in the transaction marking it sent."""
@@ -700,11 +821,16 @@ class SmtpSender:
         return len(found)
 
 
+def naive_ms(now: datetime) -> datetime:
+    """``now`` as the worker's batches take it (naive UTC, whole milliseconds)."""
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 def _window_wait(
-    cache: checks.Cache, email: senders.OutgoingEmail, now: datetime
+    cache: checks.Cache, email: senders.OutgoingEmail, now: datetime, cadence_id: str | None
 ) -> datetime | None:
-    """When the cadence's sending window next opens, if ``now`` is outside it."""
-    cadence_id = mail.cadence_of(cache.conn, cache.store.meta, email.key)
+    """When the cadence (``cadence_id``) of the step's sending window next opens, if ``now``
+    is outside it."""
     snap = cache.settings
     window = windows.Window(
         *(

@@ -52,6 +52,22 @@ class Outbox:
             .where(t.c.key == sa.bindparam("k"), t.c.status == "pending")
             .values(status="sending", lease_until=sa.bindparam("lease"), attempts=t.c.attempts + 1)
         )
+        this = t.c.key == sa.bindparam("k")
+        self._mark_next = (
+            sa.update(t)
+            .where(
+                sa.or_(
+                    sa.and_(this, t.c.status == "pending"),
+                    sa.and_(t.c.key == sa.bindparam("prev"), t.c.status == "sending"),
+                )
+            )
+            .values(
+                status=sa.case((this, "sending"), else_="accepted"),
+                lease_until=sa.case((this, sa.bindparam("lease")), else_=t.c.lease_until),
+                attempts=sa.case((this, t.c.attempts + 1), else_=t.c.attempts),
+            )
+            .returning(t.c.key)
+        )
 
     # -- rows --------------------------------------------------------------------------------
 
@@ -152,6 +168,19 @@ class Outbox:
         worker took it): the guard makes sure only one worker reaches the final "."."""
         n = conn.execute(self._mark_sending, {"k": key, "lease": lease_until}).rowcount
         return bool(n == 1)
+
+    def mark_next(
+        self, conn: Connection, key: str, lease_until: datetime, accepted: Sequence[str]
+    ) -> bool:
+        """``mark_sending`` of ``key`` and ``mark_accepted`` of ``accepted`` (in a delivery,
+        the one message before it) in one statement of one shape, compiled once: the
+        per-message commit of a delivery; False if ``key`` was not pending (the acceptances
+        are recorded all the same)."""
+        earlier = [k for k in accepted if k != key]
+        self.mark_accepted(conn, earlier[:-1])  # only after a failed message: more than one
+        prev = earlier[-1] if earlier else None
+        params = {"k": key, "lease": lease_until, "prev": prev}
+        return key in conn.execute(self._mark_next, params).scalars().all()
 
     def mark_accepted(self, conn: Connection, keys: Sequence[str]) -> None:
         """``sending`` -> ``accepted``: the relay answered 250 (recorded with the next mark)."""
@@ -360,6 +389,33 @@ def enrolment(
     if row is None:
         return None, None, None
     return row[0], row[1], row[2]
+
+
+def enrolments(
+    conn: Connection, meta: sa.MetaData, keys: Sequence[str]
+) -> dict[str, tuple[str | None, str | None, datetime | None, str | None]]:
+    """``enrolment`` and ``cadence_of`` of many step trackers in one statement per 500:
+    key -> (tracker Id, step Id, tracker CreatedDate, ActionCadence Id); keys not found (or
+    without their tracker) are left out."""
+    st = meta.tables["ActionCadenceStepTracker"]
+    tr = meta.tables["ActionCadenceTracker"]
+    wanted = sorted({ids.parse(k) for k in keys})
+    out: dict[str, tuple[str | None, str | None, datetime | None, str | None]] = {}
+    for i in range(0, len(wanted), 500):
+        rows = conn.execute(
+            sa.select(
+                st.c.Id,
+                st.c.ActionCadenceTrackerId,
+                st.c.ActionCadenceStepId,
+                tr.c.CreatedDate,
+                st.c.ActionCadenceId,
+            )
+            .select_from(st.join(tr, tr.c.Id == st.c.ActionCadenceTrackerId))
+            .where(st.c.Id.in_(wanted[i : i + 500]))
+        )
+        for key, tracker, step, created, cadence in rows:
+            out[str(key)] = (tracker, step, created, None if cadence is None else str(cadence))
+    return out
 
 
 def cadence_of(conn: Connection, meta: sa.MetaData, key: str) -> str | None:
