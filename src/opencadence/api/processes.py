@@ -71,7 +71,8 @@ def child_app() -> Starlette:
     built = system.build(settings)
     atexit.register(built.close)
     server.quiet_upgrade_warnings()
-    return server.app(built, health.Health(built.store))
+    # any child may receive any Bayeux message of any client: CometD clients are shared
+    return server.app(built, health.Health(built.store), shared_streaming=True)
 
 
 def run(
