@@ -17,10 +17,20 @@ writing change events sets (the store's one ``storage.wakeup.Beacon``, shared wi
 API), and reads the log only then (``storage.events.read_visible``, the log's one reader); it
 ends when its HTTP client goes away.
 
-Clients live in this process's memory. As Salesforce does, a client that has not come back
-within 40 s of its last response is dropped, and at most 2,000 exist at once (a handshake past
+Where clients live (``Clients``, one interface): in this process's memory (``MemoryClients``:
+no statement per message), or, for the children of ``serve --processes N``, in the database
+(``SharedClients`` over ``storage.cometd_clients``), so any child answers any message of any
+client; a change made through one child (subscription, disconnect, newer connect) reaches a
+connect another child holds by ``NOTIFY oc_cometd_clients`` (docs/runtime-decisions.md). As
+Salesforce does, a client that has not come back within 40 s of its last response is dropped
+(never while a connect is held), and at most 2,000 exist at once, org-wide (a handshake past
 that gets ``403::Organization concurrent user limit exceeded``); an unknown client id gets
 ``403::Unknown client`` with ``advice.reconnect = handshake``, and the client re-handshakes.
+
+One connect per client, as Bayeux has it: a second /meta/connect answers the held one at once
+and is held in its place; a delivery advances the cursors only if the client is unchanged
+since it read them (a compare-and-set on its ``version``), so two connects never hand over the
+same events.
 """
 
 from __future__ import annotations
