@@ -16,9 +16,9 @@ CometD clients are shared by the children (``shared_streaming``: ``api.streaming
 over ``storage.cometd_clients``): any child answers any Bayeux message of any client, a connect
 held by one child is woken by a subscription, disconnect or newer connect through another
 (``NOTIFY oc_cometd_clients``), and cursors advance by compare-and-set, so no event is missed or
-delivered twice. What stays per process: compiled-query caches. A manual clock cannot be shared, so ``--clock manual`` and SQLite
-(one writer) are refused with more than one process (cli/server.py). See
-docs/how-to/postgresql.md.
+delivered twice. What stays per process: compiled-query caches. A manual clock cannot be
+shared, so ``--clock manual`` and SQLite (one writer) are refused with more than one process
+(cli/server.py). See docs/how-to/postgresql.md.
 """
 
 from __future__ import annotations
