@@ -122,8 +122,9 @@ class Clients(Protocol):
     async def connected(self, client_id: str) -> None:
         """Its first /meta/connect is answered."""
 
-    async def hold(self, client_id: str, connect_id: str) -> bool:
-        """``connect_id`` becomes its one held connect; an older one answers at once."""
+    async def hold(self, client_id: str, connect_id: str) -> Client | None:
+        """``connect_id`` becomes its one held connect (an older one answers at once): the
+        client as now held; None when it is gone."""
 
     async def advance(
         self, client_id: str, version: int, cursors: dict[str, int], release: str | None
@@ -201,15 +202,15 @@ class MemoryClients:
             client.connected = True
             self._touch(client_id, client)
 
-    async def hold(self, client_id: str, connect_id: str) -> bool:
+    async def hold(self, client_id: str, connect_id: str) -> Client | None:
         client = self.clients.get(client_id)
         if client is None:
-            return False
+            return None
         older, client.holder = client.holder, connect_id
         client.version += 1
         if older is not None:
             self.hub.poke(client_id)  # the older one sees it is no longer the holder
-        return True
+        return replace(client, subscriptions=dict(client.subscriptions))
 
     async def advance(
         self, client_id: str, version: int, cursors: dict[str, int], release: str | None
@@ -261,17 +262,7 @@ class SharedClients:
         return client_id if made else None
 
     async def find(self, client_id: str) -> Client | None:
-        row = await run_in_threadpool(self.rows.get, client_id, idle=self._idle())
-        if row is None:
-            return None
-        return Client(
-            row.user_id,
-            row.viewer,
-            subscriptions=row.subscriptions,
-            connected=row.connected,
-            version=row.version,
-            holder=row.holder,
-        )
+        return _snapshot(await run_in_threadpool(self.rows.get, client_id, idle=self._idle()))
 
     async def subscribe(self, client_id: str, channel: str, cursor: int) -> None:
         await run_in_threadpool(self.rows.subscribe, client_id, channel, cursor)
@@ -285,9 +276,11 @@ class SharedClients:
     async def connected(self, client_id: str) -> None:
         await run_in_threadpool(self.rows.connected, client_id)
 
-    async def hold(self, client_id: str, connect_id: str) -> bool:
+    async def hold(self, client_id: str, connect_id: str) -> Client | None:
         at_most = timedelta(seconds=self.hub.timeout + HOLD_MARGIN)
-        return bool(await run_in_threadpool(self.rows.hold, client_id, connect_id, at_most=at_most))
+        return _snapshot(
+            await run_in_threadpool(self.rows.hold, client_id, connect_id, at_most=at_most)
+        )
 
     async def advance(
         self, client_id: str, version: int, cursors: dict[str, int], release: str | None
@@ -301,6 +294,19 @@ class SharedClients:
 
     async def answered(self, client_id: str) -> None:
         await run_in_threadpool(self.rows.answered, client_id)
+
+
+def _snapshot(row: cometd_clients.ClientRow | None) -> Client | None:
+    if row is None:
+        return None
+    return Client(
+        row.user_id,
+        row.viewer,
+        subscriptions=row.subscriptions,
+        connected=row.connected,
+        version=row.version,
+        holder=row.holder,
+    )
 
 
 class Wakeups:
@@ -709,7 +715,8 @@ async def _wait_for_events(
     hub.start()
     connect_id = secrets.token_urlsafe(18)
     poked = streaming.poked(client_id)  # before the hold: a newer connect pokes it
-    if not await registry.hold(client_id, connect_id):
+    held = await registry.hold(client_id, connect_id)
+    if held is None:
         return []
     released = False
     loop = asyncio.get_running_loop()
@@ -718,13 +725,14 @@ async def _wait_for_events(
     try:
         read = True  # the first look: events committed before this connect
         client: Client | None = None
+        fresh: Client | None = held  # the client as the hold left it: the first read's
         while True:
             # taken before the read: a commit or a change of the client during it sets them
             changed = hub.changed()
-            if poked.is_set():
-                poked = streaming.poked(client_id)
+            if poked.is_set():  # what the hold saw may have changed since
+                poked, fresh = streaming.poked(client_id), None
             if read or client is None:
-                client = await registry.find(client_id)
+                client, fresh = fresh or await registry.find(client_id), None
                 if client is None or client.holder != connect_id:
                     return []  # gone, or a newer connect holds it now
                 found, cursors = await run_in_threadpool(streaming.events_for, client)

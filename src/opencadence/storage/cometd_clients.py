@@ -176,25 +176,25 @@ class CometdClients:
         """Its first /meta/connect is answered (the next ones are held)."""
         t = self.table
         with self.store.transaction() as tx:
+            dialect.relaxed_commit(tx.conn)  # lost in a crash: the next connect is answered at once
             tx.conn.execute(
                 t.update()
                 .where(t.c.client_id == client_id)
                 .values(connected=True, answered_at=_now())
             )
 
-    def hold(self, client_id: str, connect_id: str, *, at_most: timedelta) -> bool:
+    def hold(self, client_id: str, connect_id: str, *, at_most: timedelta) -> ClientRow | None:
         """``connect_id`` is now the client's one held /meta/connect (for ``at_most``); an
-        older one, in whichever process, is told to answer at once. False: the client is gone."""
+        older one, in whichever process, is told to answer at once. The client as it is now
+        held; None: the client is gone. (A hold lost in a database crash is harmless: its
+        commit does not wait for the WAL flush.)"""
         t = self.table
         while True:
             with self.store.transaction() as tx:
-                row = tx.conn.execute(
-                    sa.select(t.c.holder, t.c.held_until, t.c.version).where(
-                        t.c.client_id == client_id
-                    )
-                ).one_or_none()
+                dialect.relaxed_commit(tx.conn)
+                row = tx.conn.execute(sa.select(t).where(t.c.client_id == client_id)).one_or_none()
                 if row is None:
-                    return False
+                    return None
                 now = _now()
                 done = tx.conn.execute(
                     t.update()
@@ -204,7 +204,15 @@ class CometdClients:
                 if done.rowcount:
                     if row.holder is not None and row.held_until >= now:
                         dialect.notify(tx.conn, CHANNEL, client_id)  # the older one answers
-                    return True
+                    return ClientRow(
+                        client_id=client_id,
+                        user_id=row.user_id,
+                        viewer=row.viewer,
+                        subscriptions=json.loads(row.subscriptions),
+                        connected=bool(row.connected),
+                        version=int(row.version) + 1,
+                        holder=connect_id,
+                    )
 
     def advance(
         self,
@@ -237,6 +245,7 @@ class CometdClients:
         cleared if it is still this connect's)."""
         t = self.table
         with self.store.transaction() as tx:
+            dialect.relaxed_commit(tx.conn)  # lost in a crash: the hold runs out by itself
             tx.conn.execute(
                 t.update()
                 .where(t.c.client_id == client_id)
@@ -251,4 +260,5 @@ class CometdClients:
         """A response to the client went out: its reconnect timeout starts again."""
         t = self.table
         with self.store.transaction() as tx:
+            dialect.relaxed_commit(tx.conn)
             tx.conn.execute(t.update().where(t.c.client_id == client_id).values(answered_at=_now()))
