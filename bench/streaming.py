@@ -19,7 +19,12 @@ HTTP and plaintext gRPC on 127.0.0.1), in one run:
 
 The headline is the worse of p50 goal / worst p50 and p99 goal / worst p99 (both APIs).
 
+With ``--processes N`` (PostgreSQL) the server is ``serve --processes N``: the CometD
+subscribers' connections spread over N children, which share the clients through the database
+(``storage.cometd_clients``: a read and a compare-and-set write per delivery).
+
     python bench/streaming.py [--quick] [--database URL] [--transitions N] [--burst N]
+                              [--processes N]
 """
 
 from __future__ import annotations
@@ -153,8 +158,10 @@ def _admin(store: records.Store) -> str:
         )
 
 
-def serve(db: str, log: Path) -> subprocess.Popen[bytes]:
+def serve(db: str, log: Path, processes: int = 1) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "opencadence", "serve", "--database", db, "--no-worker"]
+    if processes > 1:  # N children on one socket, CometD clients shared through the database
+        args += ["--processes", str(processes)]
     args += ["--port", str(PORT), "--pubsub-port", str(PUBSUB_PORT), "--pubsub-keepalive", "1"]
     with log.open("wb") as out:  # a file: an unread pipe would stop the server once full
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=out)
@@ -350,6 +357,9 @@ def main() -> None:
     )
     parser.add_argument("--burst", type=int, default=None, help="events for the throughput part")
     parser.add_argument(
+        "--processes", type=int, default=1, help="serve --processes N (PostgreSQL only)"
+    )
+    parser.add_argument(
         "--engine-load", nargs=3, metavar=("DB", "SECONDS", "OUT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -362,7 +372,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ocstream"))
     db = args.database or f"sqlite:///{work / 'streaming.db'}"
     token = prepare(db, int(args.transitions * (WARMUP + seconds) / (2 * CALLS - 1)) + 200)
-    server = serve(db, work / "server.log")
+    server = serve(db, work / "server.log", args.processes)
     try:
         cometd, pubsub = CometD(token, STEP_CHANNEL, 1), PubSub(token, STEP_CHANNEL, 1)
         cometd.start()
@@ -430,7 +440,7 @@ def main() -> None:
     wrong = sum(1 for a in everyone if [r for r, _, _ in a] != ids)
     delivered = sum(len(a) for a in everyone)
     print(
-        f"database: {db.split(':', 1)[0]}; the engine (another process) committed "
+        f"database: {db.split(':', 1)[0]}, {args.processes} server process(es); the engine (another process) committed "
         f"{transitions:,} transitions in {len(commits):,} transactions over {seconds:.0f} s "
         f"(after {WARMUP:.0f} s of warm-up): {transitions / seconds:,.0f} transitions/s "
         f"(asked {args.transitions:,.0f})"

@@ -3,7 +3,11 @@ PostgreSQL database, as real subprocesses on 127.0.0.1.
 
 - two server processes on one port both answer REST (simple-salesforce); the parent's Pub/Sub
   server streams the events committed through either; the parent's worker thread is in every
-  child's health (CometD clients live in one child's memory: not asserted across processes);
+  child's health;
+- CometD clients are shared by the children: a client's messages answered by both children
+  (raw Bayeux on connections pinned to each) lose nothing, and unmodified aiosfstream-ng
+  clients, whose connections the kernel spreads over the children, receive every event
+  committed after their subscription, in order, none twice;
 - every worker loop's heartbeat row is listed by ``/_opencadence/health`` of any process
   (the parent's worker thread and a separate ``opencadence worker``), and a stopped worker's
   row goes away;
@@ -14,10 +18,12 @@ PostgreSQL database, as real subprocesses on 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +35,7 @@ import grpc
 import pytest
 import requests
 import sqlalchemy as sa
+from aiosfstream_ng import Client, ReplayOption
 from simple_salesforce import Salesforce
 
 from opencadence import system
@@ -40,6 +47,7 @@ from opencadence.storage import database, schema
 
 from .conftest import free_port
 from .test_pubsub import Subscription, decode
+from .test_streaming import LocalAuth
 
 pytestmark = pytest.mark.postgresql
 
@@ -139,7 +147,7 @@ def test_sqlite_and_manual_clock_refuse_processes(tmp_path: Path) -> None:
     assert not (tmp_path / "x.db").exists()  # refused before the database is touched
 
 
-def test_two_server_processes_answer_rest_and_pubsub(
+def test_two_server_processes_answer_rest_pubsub_and_cometd(
     fresh_url: Callable[[str], str], tmp_path: Path
 ) -> None:
     url = fresh_url("postgresql")
@@ -199,11 +207,139 @@ def test_two_server_processes_answer_rest_and_pubsub(
         finally:
             sub.close()
             channel.close()
-        # an event committed through either child reaches the parent's Pub/Sub stream. (CometD
-        # is not asserted here: its clients live in one child's memory, so a client whose
-        # requests reach the other child must re-handshake; docs/how-to/postgresql.md.)
+        # an event committed through either child reaches the parent's Pub/Sub stream
         assert streamed == new
         del username
+        _cometd_across_children(base, token, pids)
+        _aiosfstream_across_children(base, token)
+
+
+def _create(base: str, token: str, name: str) -> str:
+    """A Contact through whichever child takes the (new) connection; its id."""
+    reply = requests.post(
+        f"{base}/services/data/v59.0/sobjects/Contact",
+        json={"LastName": name},
+        headers={"Authorization": f"Bearer {token}", "Connection": "close"},
+        timeout=10,
+    )
+    assert reply.status_code == 201, reply.text
+    return str(reply.json()["id"])
+
+
+def _pinned(base: str, pids: set[int]) -> dict[int, requests.Session]:
+    """A keep-alive session per child: each sends its requests over one connection, which
+    the child that accepted it answers (its health tells which)."""
+    found: dict[int, requests.Session] = {}
+    for _ in range(200):
+        session = requests.Session()
+        session.trust_env = False
+        pid = session.get(f"{base}/_opencadence/health", timeout=5).json()["pid"]
+        if pid in found:
+            session.close()
+        else:
+            found[pid] = session
+        if len(found) == len(pids):
+            return found
+    raise AssertionError(f"no connection reached every child: {set(found)} of {pids}")
+
+
+def _cometd_across_children(base: str, token: str, pids: set[int]) -> None:
+    """One client's Bayeux messages, each through a chosen child: handshake and the held
+    connects on one, subscription and commits through the other, then the other way round."""
+    one, other = _pinned(base, pids).values()
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def post(session: requests.Session, *messages: dict[str, Any]) -> list[dict[str, Any]]:
+        reply = session.post(f"{base}/cometd/59.0", json=list(messages), headers=auth, timeout=60)
+        assert reply.status_code == 200, reply.text
+        found: list[dict[str, Any]] = reply.json()
+        return found
+
+    def pid(session: requests.Session) -> int:
+        return int(session.get(f"{base}/_opencadence/health", timeout=5).json()["pid"])
+
+    pid_one, pid_other = pid(one), pid(other)
+    assert pid_one != pid_other
+    shake = post(one, {"channel": "/meta/handshake"})[0]
+    client_id = shake["clientId"]
+    connect = {"channel": "/meta/connect", "clientId": client_id, "connectionType": "long-polling"}
+    assert post(one, connect)[-1]["successful"]
+    got: list[str] = []
+    made: list[str] = []
+    for holder, via in ((one, other), (other, one), (one, other)):
+        out: list[list[dict[str, Any]]] = []
+
+        def held(s: requests.Session = holder, out: list[Any] = out) -> None:
+            out.append(post(s, connect))
+
+        thread = threading.Thread(target=held)
+        thread.start()
+        time.sleep(0.5)  # held by now
+        if not made:  # subscribed through the child not holding the connect, which learns it
+            sub = post(
+                via,
+                {
+                    "channel": "/meta/subscribe",
+                    "clientId": client_id,
+                    "subscription": "/data/ContactChangeEvent",
+                },
+            )[0]
+            assert sub["successful"], sub
+        made.append(_create(base, token, f"Cometd{len(made)}"))
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the held connect was not woken"
+        assert out[0][-1]["successful"], out[0]
+        got += [m["data"]["payload"]["ChangeEventHeader"]["recordIds"][0] for m in out[0][:-1]]
+    assert got == made
+    # every message of the client went over these two connections, each to its own child
+    assert (pid(one), pid(other)) == (pid_one, pid_other)
+    one.close()
+    other.close()
+
+
+def _aiosfstream_across_children(base: str, token: str) -> None:
+    """Unmodified aiosfstream-ng clients (their connections spread over the children by the
+    kernel, several at a time each): every event committed after they subscribed, in order,
+    none twice."""
+    clients, events = 3, 12
+    ready = threading.Event()
+    out: list[list[str]] = []
+
+    async def one(subscribed: Any) -> list[str]:
+        got: list[str] = []
+        async with Client(LocalAuth(token, base), replay=ReplayOption.NEW_EVENTS) as client:
+            await client.subscribe("/data/ContactChangeEvent")
+            subscribed()
+            async for message in client:
+                got.append(message["data"]["payload"]["ChangeEventHeader"]["recordIds"][0])
+                if len(got) == events:
+                    return got
+        return got
+
+    async def all_of_them() -> None:
+        count = [0]
+
+        def subscribed() -> None:
+            count[0] += 1
+            if count[0] == clients:
+                ready.set()
+
+        found = await asyncio.wait_for(
+            asyncio.gather(*(one(subscribed) for _ in range(clients))), timeout=60
+        )
+        out.extend(found)
+
+    thread = threading.Thread(target=asyncio.run, args=(all_of_them(),), daemon=True)
+    thread.start()
+    assert ready.wait(30), "aiosfstream-ng did not subscribe"
+    made = []
+    for i in range(events):
+        made.append(_create(base, token, f"Sfstream{i}"))
+        time.sleep(0.2)  # a connect cycle or two between commits
+    thread.join(timeout=60)
+    assert not thread.is_alive() and len(out) == clients, "aiosfstream-ng did not finish"
+    for got in out:
+        assert got == made
 
 
 def _seed_waits(url: str, targets: int) -> None:

@@ -37,13 +37,17 @@ class LocalAuth(AuthenticatorBase):
         }
 
 
-@pytest.fixture
-def http_server(store: records.Store) -> Iterator[tuple[Org, str, str]]:
+@pytest.fixture(params=[False, True], ids=["memory", "shared"])
+def http_server(
+    store: records.Store, request: pytest.FixtureRequest
+) -> Iterator[tuple[Org, str, str]]:
+    """The server with its CometD clients in memory, and shared in the database (as each
+    child of ``serve --processes N`` keeps them)."""
     org = Org(store)
     user_id, _ = org.accounts.create_user("stream@oc.test", "pw", admin=True)
     token = org.accounts.open_session(user_id)
     port = free_port()
-    app = api_app.build_app(org, streaming_timeout=2.0)
+    app = api_app.build_app(org, streaming_timeout=2.0, shared_streaming=request.param)
     config = api_server.config(app, host="127.0.0.1", port=port, tls_files=None, log_level="error")
     with serving(config):
         yield org, token, f"http://127.0.0.1:{port}"

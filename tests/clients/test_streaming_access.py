@@ -49,8 +49,10 @@ class Org3:
         return self.app.state.streaming  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def org3(store: records.Store) -> Iterator[Org3]:
+@pytest.fixture(params=[False, True], ids=["memory", "shared"])
+def org3(store: records.Store, request: pytest.FixtureRequest) -> Iterator[Org3]:
+    """The server with its clients in memory, and with them in the database (what each child
+    of ``serve --processes N`` runs): every test here holds for both."""
     org = Org(store)
     users = {
         "admin": org.accounts.create_user("admin@stream.test", "pw", admin=True)[0],
@@ -59,7 +61,7 @@ def org3(store: records.Store) -> Iterator[Org3]:
     }
     tokens = {name: org.accounts.open_session(uid) for name, uid in users.items()}
     port = free_port()
-    app = api_app.build_app(org, streaming_timeout=30.0)
+    app = api_app.build_app(org, streaming_timeout=30.0, shared_streaming=request.param)
     config = api_server.config(app, host="127.0.0.1", port=port, tls_files=None, log_level="error")
     with serving(config):
         yield Org3(
@@ -268,9 +270,33 @@ def _held_connect(bayeux: Bayeux) -> tuple[threading.Thread, list[Any]]:
     return thread, out
 
 
+def _client(o: Org3, client_id: str) -> streaming.Client | None:
+    """The client as its registry has it now (memory or database)."""
+    registry = o.streaming.registry
+    if isinstance(registry, streaming.MemoryClients):
+        return registry.clients.get(client_id)
+    assert isinstance(registry, streaming.SharedClients)
+    row = registry.rows.get(client_id, idle=registry._idle())
+    return None if row is None else streaming.Client(row.user_id, row.viewer, holder=row.holder)
+
+
+def _count(o: Org3) -> int:
+    registry = o.streaming.registry
+    if isinstance(registry, streaming.MemoryClients):
+        return len(registry.clients)
+    assert isinstance(registry, streaming.SharedClients)
+    return registry.rows.count(idle=registry._idle())
+
+
+def _waiting(o: Org3, client_id: str) -> int:
+    client = _client(o, client_id)
+    assert client is not None
+    return client.waiting
+
+
 def _wait_held(o: Org3, client_id: str) -> None:
     deadline = time.monotonic() + 10
-    while o.streaming.clients[client_id].waiting == 0:
+    while _waiting(o, client_id) == 0:
         assert time.monotonic() < deadline, "the connect was not held"
         time.sleep(0.02)
 
@@ -364,7 +390,7 @@ def test_long_poll_ends_when_its_client_goes(org3: Org3, statements: list[str]) 
     _wait_held(org3, bayeux.client_id)
     conn.close()  # the client goes away without an answer
     deadline = time.monotonic() + 2
-    while org3.streaming.clients[bayeux.client_id].waiting:
+    while _waiting(org3, bayeux.client_id):
         assert time.monotonic() < deadline, "the abandoned long-poll is still held"
         time.sleep(0.02)
     bayeux.close()
@@ -381,7 +407,7 @@ def test_meta_disconnect_ends_the_held_connect(org3: Org3) -> None:
     assert reply[0]["successful"]
     thread.join(timeout=5)
     assert not thread.is_alive() and out[1] - started < 2.0
-    assert bayeux.client_id not in org3.streaming.clients
+    assert _client(org3, bayeux.client_id) is None
     bayeux.close()
 
 
@@ -397,13 +423,13 @@ def test_idle_clients_expire_and_handshakes_are_capped(org3: Org3) -> None:
     ).json()[0]
     assert not refused["successful"]
     assert refused["error"] == "403::Organization concurrent user limit exceeded"
-    assert len(hub.clients) == 3
+    assert _count(org3) == 3
 
     time.sleep(0.7)  # past the reconnect timeout
     gone = clients[0].connect()[0]
     assert gone["error"] == "403::Unknown client"
     assert gone["advice"]["reconnect"] == "handshake"
-    assert len(hub.clients) == 0
+    assert _count(org3) == 0
 
     fresh = Bayeux(org3)  # room again; a client that keeps coming back stays
     for _ in range(4):
@@ -415,6 +441,6 @@ def test_idle_clients_expire_and_handshakes_are_capped(org3: Org3) -> None:
                 "subscription": "/data/ChangeEvents",
             }
         )[0]["successful"]
-    assert fresh.client_id in hub.clients
+    assert _client(org3, fresh.client_id) is not None
     for c in [*clients, fresh]:
         c.close()

@@ -163,7 +163,10 @@ def build_app(
     tracker: Any = None,
     streaming_timeout: float = streaming.CONNECT_TIMEOUT,
     watch: health.Health | None = None,
+    shared_streaming: bool = False,
 ) -> Starlette:
+    """The API app of ``org``; with ``shared_streaming``, CometD clients live in the database,
+    so that every server process on it answers every client (``serve --processes N``)."""
     routes = [
         Route("/services/data", list_versions, methods=["GET"]),
         Route("/services/data/", list_versions, methods=["GET"]),
@@ -205,5 +208,7 @@ def build_app(
     app.state.metadata_since = SystemClock().now().replace(microsecond=0)
     # the web app (sign-in, My Work) under /app, over the same Org
     app.router.routes.append(web_pages.mount(app.state, bodies.read))
-    app.state.streaming = streaming.Streaming(org, connect_timeout=streaming_timeout)
+    app.state.streaming = streaming.Streaming(
+        org, connect_timeout=streaming_timeout, shared=shared_streaming
+    )
     return app

@@ -12,12 +12,13 @@ must exist once per server: the Pub/Sub gRPC server (one port), the cadence work
 retention sweep and the inbound SMTP listener. The worker's heartbeat row
 (``storage.heartbeats``) makes it visible in every child's ``/_opencadence/health``.
 
-What stays per process: CometD clients (a client id is known to the child that answered its
-handshake; a request another child receives gets ``403::Unknown client`` with
-``advice.reconnect = handshake`` and the client re-handshakes, resuming from its replay id)
-and compiled-query caches. A manual clock cannot be shared, so ``--clock manual`` and SQLite
-(one writer) are refused with more than one process (cli/server.py). See
-docs/how-to/postgresql.md.
+CometD clients are shared by the children (``shared_streaming``: ``api.streaming.SharedClients``
+over ``storage.cometd_clients``): any child answers any Bayeux message of any client, a connect
+held by one child is woken by a subscription, disconnect or newer connect through another
+(``NOTIFY oc_cometd_clients``), and cursors advance by compare-and-set, so no event is missed or
+delivered twice. What stays per process: compiled-query caches. A manual clock cannot be
+shared, so ``--clock manual`` and SQLite (one writer) are refused with more than one process
+(cli/server.py). See docs/how-to/postgresql.md.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def child_app() -> Starlette:
     built = system.build(settings)
     atexit.register(built.close)
     server.quiet_upgrade_warnings()
-    return server.app(built, health.Health(built.store))
+    # any child may receive any Bayeux message of any client: CometD clients are shared
+    return server.app(built, health.Health(built.store), shared_streaming=True)
 
 
 def run(

@@ -31,9 +31,12 @@ KEEP_ALIVE_SECONDS = 30
 WORKER_JOIN_SECONDS = 10.0
 
 
-def app(system: System, watch: health.Health | None = None) -> Starlette:
+def app(
+    system: System, watch: health.Health | None = None, *, shared_streaming: bool = False
+) -> Starlette:
     """The ASGI app of ``system``; with a manual clock, the clock endpoint answers once the
-    worker has done what the move made due. ``watch`` holds the threads health reports on."""
+    worker has done what the move made due. ``watch`` holds the threads health reports on;
+    ``shared_streaming``: CometD clients in the database (one of N server processes)."""
     settle = system.worker.run_until_idle if system.worker is not None else None
     return api_app.build_app(
         system.org,
@@ -41,6 +44,7 @@ def app(system: System, watch: health.Health | None = None) -> Starlette:
         settle=settle,
         tracker=system.tracker,
         watch=watch,
+        shared_streaming=shared_streaming,
     )
 
 

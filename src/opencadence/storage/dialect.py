@@ -91,6 +91,30 @@ def notify_events(conn: sa.Connection, last_replay_id: int) -> None:
         )
 
 
+#: The PostgreSQL NOTIFY channel of CometD clients shared by server processes
+#: (``storage.cometd_clients``; payload: the client id whose row changed).
+COMETD_CLIENTS_CHANNEL = "oc_cometd_clients"
+#: The channels besides EVENTS_CHANNEL a process's one LISTEN connection listens to
+#: (``wakeup.watch``), each reported with its payload.
+NOTICE_CHANNELS = (COMETD_CLIENTS_CHANNEL,)
+
+
+def notify(conn: sa.Connection, channel: str, payload: str) -> None:
+    """A NOTIFY on ``channel`` delivered at commit (PostgreSQL); nothing on SQLite."""
+    if not is_sqlite(conn):
+        conn.execute(
+            sa.text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": channel, "payload": payload},
+        )
+
+
+def transaction_lock(conn: sa.Connection, key: int) -> None:
+    """Hold lock ``key`` until this transaction ends: PostgreSQL's transaction advisory lock;
+    on SQLite a write transaction is the single writer already."""
+    if not is_sqlite(conn):
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 #: The PostgreSQL advisory lock key of schema upgrades (any constant no other code uses).
 _UPGRADE_LOCK_KEY = 0x0C_5C_4E_3A
 

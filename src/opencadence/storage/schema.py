@@ -62,6 +62,9 @@ CURSOR_PAGES = "oc_query_page"
 CADENCE_RUN = "oc_cadence_run"
 #: Heartbeats of the running cadence worker loops, one row per process (storage.heartbeats).
 WORKER_HEARTBEATS = "oc_worker_heartbeat"
+#: CometD clients shared by the server processes of ``serve --processes N``, one row per
+#: client: its subscriptions and their replay cursors (storage.cometd_clients).
+COMETD_CLIENTS = "oc_cometd_client"
 #: Name of the sharded live-row counters (storage.counts).
 ROW_COUNTS = "oc_row_count"
 #: Names of the authentication tables: credentials per user, sessions, connected apps.
@@ -271,6 +274,23 @@ def _bookkeeping_tables(meta: sa.MetaData) -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("transitions", sa.BigInteger(), nullable=False),
     )
+    clients = sa.Table(
+        COMETD_CLIENTS,
+        meta,
+        sa.Column("client_id", sa.String(32), primary_key=True),
+        sa.Column("user_id", sa.String(18), nullable=False),
+        # whose record visibility limits its events (NULL: "View All Data")
+        sa.Column("viewer", sa.String(18), nullable=True),
+        sa.Column("subscriptions", sa.Text(), nullable=False),  # JSON {channel: replay cursor}
+        sa.Column("connected", sa.Boolean(), nullable=False),
+        # grows with every change a delivery must not race (cursors, subscriptions, holder)
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        # the /meta/connect being held for it, and until when at most (a dead process's hold)
+        sa.Column("holder", sa.String(32), nullable=True),
+        sa.Column("held_until", sa.DateTime(), nullable=True),
+        sa.Column("answered_at", sa.DateTime(), nullable=False),  # the last response
+    )
+    sa.Index(f"ix_{COMETD_CLIENTS}_answered_at", clients.c.answered_at)
     sa.Table(
         METRIC_CALLS,
         meta,

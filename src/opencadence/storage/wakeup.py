@@ -43,6 +43,9 @@ MAX_BACKOFF_SECONDS = 30.0
 
 #: Called with the last replay id committed, or None when it is unknown.
 OnChange = Callable[[int | None], None]
+#: Called with a notification on one of ``dialect.NOTICE_CHANNELS``: (channel, payload); the
+#: payload is "" when the LISTEN connection was (re)opened (anything may have changed).
+OnNotice = Callable[[str, str], None]
 
 
 def newest_replay_id(store: records.Store) -> int:
@@ -51,11 +54,13 @@ def newest_replay_id(store: records.Store) -> int:
         return events.newest(conn, store.meta)
 
 
-async def watch(store: records.Store, on_change: OnChange) -> None:
-    """Report other processes' commits until cancelled."""
+async def watch(
+    store: records.Store, on_change: OnChange, on_notice: OnNotice | None = None
+) -> None:
+    """Report other processes' commits (and, on PostgreSQL, their notices) until cancelled."""
     engine = store.engine
     if not dialect.is_sqlite(engine):
-        await _listen(store, on_change)
+        await _listen(store, on_change, on_notice)
         return
     path = engine.url.database
     if not path or path == ":memory:":
@@ -93,7 +98,9 @@ def _signature(path: str) -> tuple[tuple[int, int], ...]:
     return tuple(found)
 
 
-async def _listen(store: records.Store, on_change: OnChange) -> None:
+async def _listen(
+    store: records.Store, on_change: OnChange, on_notice: OnNotice | None = None
+) -> None:
     import psycopg  # the PostgreSQL driver; imported only when PostgreSQL is in use
 
     engine = store.engine
@@ -104,10 +111,17 @@ async def _listen(store: records.Store, on_change: OnChange) -> None:
             conn = await psycopg.AsyncConnection.connect(*args, **kwargs, autocommit=True)
             async with conn:
                 await conn.execute(f"LISTEN {dialect.EVENTS_CHANNEL}")
+                if on_notice is not None:
+                    for channel in dialect.NOTICE_CHANNELS:
+                        await conn.execute(f"LISTEN {channel}")
+                        on_notice(channel, "")  # whatever was sent while nobody listened
                 on_change(None)  # whatever was committed while nobody listened
                 delay = 1.0
                 async for note in conn.notifies():
-                    on_change(_replay_id(note.payload))
+                    if note.channel == dialect.EVENTS_CHANNEL:
+                        on_change(_replay_id(note.payload))
+                    elif on_notice is not None:
+                        on_notice(note.channel, note.payload)
         except psycopg.Error as exc:
             log.warning("change-event LISTEN connection lost (%s); retrying in %.0f s", exc, delay)
             await asyncio.sleep(delay)
@@ -156,6 +170,7 @@ class Beacon:
         self._lock = threading.Lock()
         self._users = 0
         self._listeners: list[Callable[[], None]] = []
+        self._notices: dict[str, list[Callable[[str], None]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
@@ -205,6 +220,23 @@ class Beacon:
         with self._lock, contextlib.suppress(ValueError):
             self._listeners.remove(callback)
 
+    def listen_notices(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Call ``callback(payload)`` (from the watcher's thread; quick, non-blocking) for each
+        notification on ``channel`` (one of ``dialect.NOTICE_CHANNELS``), and with "" when
+        the LISTEN connection is (re)opened. PostgreSQL only: SQLite has no notifications."""
+        with self._lock:
+            self._notices.setdefault(channel, []).append(callback)
+
+    def unlisten_notices(self, channel: str, callback: Callable[[str], None]) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._notices.get(channel, []).remove(callback)
+
+    def _notice(self, channel: str, payload: str) -> None:
+        with self._lock:
+            callbacks = list(self._notices.get(channel, ()))
+        for callback in callbacks:
+            callback(payload)
+
     def seen(self, replay_id: int) -> None:
         """Events up to ``replay_id`` are committed (any thread): call the waiters if news."""
         with self._lock:
@@ -219,7 +251,7 @@ class Beacon:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            self._task = loop.create_task(watch(self.store, self._foreign))
+            self._task = loop.create_task(watch(self.store, self._foreign, self._notice))
             started.set()
             with contextlib.suppress(asyncio.CancelledError):
                 loop.run_until_complete(self._task)
