@@ -26,8 +26,14 @@ those not in a round are frozen with SIGSTOP while idle, so they hold nothing. E
 - checks: every tracker of a slice has exactly one more step tracker (no double transition)
   and none of the slice is still due.
 
-Then the database size per million trackers. The headline, last: ``ratio`` = two-worker /
-one-worker transitions/s.
+- profile (the throughput phase): CPU per tracker moved of every process by role (worker
+  processes, their PostgreSQL sessions, the server and its sessions, PostgreSQL's background;
+  sessions told apart by ``application_name``), the worker sessions' state and wait event
+  (pg_stat_activity sampled every SAMPLE_SECONDS).
+
+Then the statements of one batch applied in this process (round trips and statements
+PostgreSQL executes, per tracker) and the database size per million trackers. The headline,
+last: ``ratio`` = two-worker / one-worker transitions/s.
 
     python bench/scale.py [--quick] [--trackers N] [--pg URL] [--keep]
 """
@@ -322,7 +328,7 @@ class ApiLoad:
 #: application_name prefix of the benchmark's processes' database sessions
 APP = "oc-scale-"
 #: how often the profile looks at pg_stat_activity
-SAMPLE_SECONDS = 0.01
+SAMPLE_SECONDS = 0.02
 
 
 def role_of(app: str, backend_type: str) -> str:
