@@ -26,8 +26,14 @@ those not in a round are frozen with SIGSTOP while idle, so they hold nothing. E
 - checks: every tracker of a slice has exactly one more step tracker (no double transition)
   and none of the slice is still due.
 
-Then the database size per million trackers. The headline, last: ``ratio`` = two-worker /
-one-worker transitions/s.
+- profile (the throughput phase): CPU per tracker moved of every process by role (worker
+  processes, their PostgreSQL sessions, the server and its sessions, PostgreSQL's background;
+  sessions told apart by ``application_name``), the worker sessions' state and wait event
+  (pg_stat_activity sampled every SAMPLE_SECONDS).
+
+Then the statements of one batch applied in this process (round trips and statements
+PostgreSQL executes, per tracker) and the database size per million trackers. The headline,
+last: ``ratio`` = two-worker / one-worker transitions/s.
 
     python bench/scale.py [--quick] [--trackers N] [--pg URL] [--keep]
 """
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -243,13 +250,15 @@ def target_id(g: int) -> str:
 # -- processes ---------------------------------------------------------------------------
 
 
-def cli(*args: str, log: str) -> subprocess.Popen[bytes]:
+def cli(*args: str, log: str, app: str) -> subprocess.Popen[bytes]:
+    """``opencadence *args``; its database sessions carry ``app`` as their application_name
+    (libpq's PGAPPNAME), which is how the profile tells workers' backends from the server's."""
     with open(log, "w") as err:
         return subprocess.Popen(
             [sys.executable, "-m", "opencadence", *args],
             stdout=subprocess.DEVNULL,
             stderr=err,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PGAPPNAME": app},
         )
 
 
@@ -314,6 +323,95 @@ class ApiLoad:
             self.stop.wait(max(0.0, nxt - time.perf_counter()))
 
     tracker: Any = None
+
+
+#: application_name prefix of the benchmark's processes' database sessions
+APP = "oc-scale-"
+#: how often the profile looks at pg_stat_activity
+SAMPLE_SECONDS = 0.02
+
+
+def role_of(app: str, backend_type: str) -> str:
+    """Whose a PostgreSQL process is: a worker's session, the server's, the benchmark's own,
+    or PostgreSQL's own background (WAL writer, checkpointer, autovacuum...)."""
+    if backend_type != "client backend":
+        return "pg background"
+    if app.startswith(f"{APP}worker"):
+        return "worker sessions"
+    if app.startswith(f"{APP}serve"):
+        return "serve sessions"
+    return "bench sessions"
+
+
+@dataclass
+class Profile:
+    """What PostgreSQL does while one phase runs: pg_stat_activity sampled every
+    SAMPLE_SECONDS (state and wait event of each worker session) and the CPU time of every
+    process of this database and of PostgreSQL's background, by role (``role_of``)."""
+
+    url: str
+    apps: frozenset[str]  # the application_names whose sessions' waits are sampled
+    samples: dict[str, int] = field(default_factory=dict)
+    taken: int = 0
+    cpu0: dict[int, tuple[str, float]] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    QUERY = (
+        "SELECT pid, coalesce(application_name, ''), coalesce(backend_type, ''), "
+        "coalesce(state, ''), coalesce(wait_event_type, ''), coalesce(wait_event, '') "
+        "FROM pg_stat_activity WHERE (datname = current_database() OR datname IS NULL) "
+        "AND pid <> pg_backend_pid()"
+    )
+
+    def processes(self, conn: Any) -> dict[int, str]:
+        return {r[0]: role_of(r[1], r[2]) for r in conn.execute(self.QUERY).fetchall()}
+
+    def start(self) -> None:
+        import psycopg
+
+        conn = psycopg.connect(
+            self.url.replace("postgresql+psycopg", "postgresql"), autocommit=True
+        )
+        self.cpu0 = {pid: (role, proc_cpu(pid)) for pid, role in self.processes(conn).items()}
+
+        def run() -> None:
+            with conn:
+                while not self.stop.wait(SAMPLE_SECONDS):
+                    self.taken += 1
+                    for _pid, app, kind, state, wtype, wait in conn.execute(self.QUERY):
+                        if app not in self.apps or kind != "client backend":
+                            continue
+                        if state == "active":
+                            what = f"{wtype}:{wait}" if wtype else "active (CPU)"
+                        else:
+                            what = state
+                        self.samples[what] = self.samples.get(what, 0) + 1
+                for pid, role in self.processes(conn).items():
+                    was = self.cpu0.get(pid, (role, 0.0))[1]
+                    self.cpu[role] = self.cpu.get(role, 0.0) + proc_cpu(pid) - was
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(10)
+
+    def waits(self, top: int = 6) -> str:
+        """Worker sessions' states as shares of the samples (summed over sessions)."""
+        total = sum(self.samples.values()) or 1
+        ordered = sorted(self.samples.items(), key=lambda kv: -kv[1])[:top]
+        return ", ".join(f"{k} {v * 100 / total:.0f}%" for k, v in ordered)
+
+
+def proc_cpu(pid: int) -> float:
+    try:
+        return cpu_seconds(pid)
+    except (OSError, IndexError):
+        return 0.0
 
 
 def pct(values: list[float], p: float) -> float:
@@ -431,6 +529,11 @@ class Round:
     twice: int
     cpu_ms: float  # worker CPU per tracker moved (all active workers, both phases)
     load: float  # the machine's 1-minute load average as the round began
+    #: the throughput phase: CPU ms per tracker by role (worker processes, serve, PostgreSQL
+    #: sessions and background) and its wall ms per tracker; the worker sessions' waits
+    burst_cpu: dict[str, float] = field(default_factory=dict)
+    burst_wall_ms: float = 0.0
+    waits: str = ""
 
     @property
     def transitions_s(self) -> float:
@@ -447,6 +550,7 @@ class Bench:
     rss0: list[float]
     burst: int
     spread: float
+    serve: int = 0  # the server's pid
     offset: int = 1
     lag_rate: float = 0.0
 
@@ -469,10 +573,23 @@ class Bench:
         thread = threading.Thread(target=load.run, daemon=True)
         thread.start()
         lo, hi = self.take(self.burst)
+        apps = frozenset(f"{APP}worker{i}" for i in range(count))
+        profile = Profile(self.eng.url.render_as_string(False), apps)
+        profile.start()
+        own0 = [cpu_seconds(w.pid) for w in active] + [cpu_seconds(self.serve)]
         with self.eng.begin() as conn:
             make_due(conn, self.tpl, lo, hi, naive_now() - timedelta(seconds=1), 0.0)
         t0 = time.perf_counter()
-        rate = self.burst / (wait_drained(self.eng, self.tpl, lo, hi, t0, 900) - t0)
+        t1 = wait_drained(self.eng, self.tpl, lo, hi, t0, 900)
+        rate = self.burst / (t1 - t0)
+        own1 = [cpu_seconds(w.pid) for w in active] + [cpu_seconds(self.serve)]
+        profile.finish()
+        per = 1000 / self.burst
+        burst_cpu = {
+            "worker processes": (sum(own1[:-1]) - sum(own0[:-1])) * per,
+            "serve process": (own1[-1] - own0[-1]) * per,
+            **{k: v * per for k, v in sorted(profile.cpu.items())},
+        }
         if not self.lag_rate:  # the first round (one worker) sets the offered rate
             self.lag_rate = rate / 2
         llo, lhi = self.take(max(10, min(self.burst // 2, int(self.lag_rate * self.spread))))
@@ -496,7 +613,54 @@ class Bench:
             d1 + d2,
             cpu * 1000 / (hi - lo + 1 + lhi - llo + 1),
             machine_load,
+            burst_cpu,
+            (t1 - t0) * per,
+            profile.waits(),
         )
+
+
+def statements(url: str, b: Bench, count: int) -> str:
+    """One batch of ``count`` due trackers applied by a worker in this process, its
+    statements counted at the driver (SQLAlchemy's before_cursor_execute): round trips, and
+    statements PostgreSQL executes (an executemany runs one per row), by kind."""
+    from opencadence.cadence.worker import Worker
+
+    lo, hi = b.take(count)
+    with b.eng.begin() as conn:
+        make_due(conn, b.tpl, lo, hi, naive_now() - timedelta(seconds=1), 0.0)
+    calls: dict[str, list[int]] = {}
+    with system.build(system.Settings(database_url=url, worker=False, upgrade=False)) as oc:
+
+        def seen(conn: Any, cursor: Any, stmt: str, params: Any, ctx: Any, many: bool) -> None:
+            found = re.search(r"(?:INTO|UPDATE|FROM|COPY)\s+\"?(\w+)", stmt)
+            kind = f"{stmt.split(None, 1)[0]} {found.group(1) if found else ''}".strip()
+            entry = calls.setdefault(kind, [0, 0])
+            entry[0] += 1
+            entry[1] += len(params) if many else 1
+
+        import psycopg
+
+        copy = psycopg.Cursor.copy
+
+        def copied(cur: Any, stmt: str, *args: Any, **kwargs: Any) -> Any:
+            seen(None, cur, stmt, None, None, False)  # one statement, however many rows
+            return copy(cur, stmt, *args, **kwargs)
+
+        sa.event.listen(oc.store.engine, "before_cursor_execute", seen)
+        psycopg.Cursor.copy = copied  # type: ignore[method-assign]
+        try:
+            moved = Worker(oc.store).run_once()
+        finally:
+            psycopg.Cursor.copy = copy  # type: ignore[method-assign]
+            sa.event.remove(oc.store.engine, "before_cursor_execute", seen)
+    trips = sum(c[0] for c in calls.values())
+    executed = sum(c[1] for c in calls.values())
+    top = sorted(calls.items(), key=lambda kv: -kv[1][1])[:8]
+    kinds = ", ".join(f"{k} {v[1] / moved:.2f}" for k, v in top)
+    return (
+        f"statements per tracker moved (one batch of {moved}): {trips / moved:.3f} round trips, "
+        f"{executed / moved:.2f} executed; per tracker: {kinds}"
+    )
 
 
 def start_processes(url: str, logdir: str) -> tuple[str, list[subprocess.Popen[bytes]]]:
@@ -512,9 +676,18 @@ def start_processes(url: str, logdir: str) -> tuple[str, list[subprocess.Popen[b
         "--port",
         str(port),
         log=f"{logdir}/serve.log",
+        app=f"{APP}serve",
     )
     workers = [
-        cli("worker", "--database", url, "--poll", str(POLL), log=f"{logdir}/w{i}.log")
+        cli(
+            "worker",
+            "--database",
+            url,
+            "--poll",
+            str(POLL),
+            log=f"{logdir}/w{i}.log",
+            app=f"{APP}worker{i}",
+        )
         for i in range(4)
     ]
     return f"http://127.0.0.1:{port}", [serve, *workers]
@@ -546,7 +719,7 @@ def sizes(eng: sa.Engine) -> tuple[int, dict[str, int]]:
     return int(db), {t: int(v) for t, v in tables.items()}
 
 
-def report(b: Bench, rounds: list[Round], db: int, tables: dict[str, int]) -> float:
+def report(b: Bench, rounds: list[Round], db: int, tables: dict[str, int], stmts: str) -> float:
     """Print the table; returns the headline ratio."""
     best: dict[int, Round] = {}
     for r in rounds:
@@ -572,6 +745,13 @@ def report(b: Bench, rounds: list[Round], db: int, tables: dict[str, int]) -> fl
             f"{pct(api, 0.99) * 1000:>5.0f}ms  {r.cpu_ms:>16.2f}ms  {r.load:>4.1f}  {rss}"
             + (f"  ({errors} API errors)" if errors else "")
         )
+    print("profile of the throughput phase of each best round (CPU ms per tracker moved):")
+    for count in sorted(best):
+        r = best[count]
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in r.burst_cpu.items())
+        print(f"  {count} worker(s): wall {r.burst_wall_ms:.2f} ms/tracker; CPU {parts}")
+        print(f"    worker sessions (sampled every {SAMPLE_SECONDS * 1000:.0f} ms): {r.waits}")
+    print(stmts)
     all_runs = ", ".join(f"{r.workers}:{r.trackers_s:,.0f}@{r.load:.1f}" for r in rounds)
     print(f"every round (workers:trackers/s@load average): {all_runs}")
     twice = sum(r.twice for r in rounds)
@@ -629,6 +809,7 @@ def main() -> None:
         workers = procs[1:]
         say("server and 4 worker processes up")
         b = Bench(eng, tpl, n, base, workers, [rss_mb(w.pid) for w in workers], burst, spread)
+        b.serve = procs[0].pid
         rounds = []
         for count in (1, 2, 4, 1, 2):
             rounds.append(b.round(count))
@@ -636,7 +817,10 @@ def main() -> None:
             say(
                 f"{count} worker(s): {r.trackers_s:,.0f} trackers/s, lag p99 {pct(r.lag, 0.99):.2f} s"
             )
-        ratio = report(b, rounds, db, tables)
+        for w in workers:  # the in-process batch below must have the due slice to itself
+            os.kill(w.pid, signal.SIGSTOP)
+        stmts = statements(url, b, min(burst, 500))
+        ratio = report(b, rounds, db, tables, stmts)
         eng.dispose()
         print(f"ratio={ratio:.2f} goal>={GOAL}")
     finally:

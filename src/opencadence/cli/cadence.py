@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -68,7 +69,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def _loop(worker: Worker, poll: float) -> None:
     """The worker's loop until SIGTERM or Ctrl-C, which end it after the batch it is in; its
-    heartbeat row (storage.heartbeats) is kept meanwhile and deleted at the end."""
+    heartbeat row (storage.heartbeats) is kept meanwhile and deleted at the end.
+
+    What start-up built (the registry, the tables' metadata, compiled statements: about
+    100,000 objects) lives as long as the process, so it is moved out of the cyclic garbage
+    collector's sight (``gc.freeze``): the collections a batch's allocations trigger then
+    scan only the batch's own objects (measured: 0.07-0.08 -> 0.03 ms of CPU per tracker)."""
+    gc.freeze()
     stopping = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     published = worker.publish("worker")

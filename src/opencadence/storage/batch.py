@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from opencadence import errors
 from opencadence.metadata import model
-from opencadence.storage import events, records, search_index, values
+from opencadence.storage import dialect, events, records, search_index, values
 
 #: (object, changed fields, (expected field, expected null) pairs) of a guarded update
 UpdateShape = tuple[str, tuple[str, ...], tuple[tuple[str, bool], ...]]
@@ -119,7 +119,10 @@ class BatchWriter:
         conn = self.tx.conn
         with records.duplicates_refused():
             for name, rows in self._inserts.items():
-                _executemany(conn, self._compiled(("insert", name), self._insert_stmt, name), rows)
+                c = self._compiled(("insert", name), self._insert_stmt, name)
+                tuples = _tuples(c, rows)
+                if not dialect.copy_rows(conn, name, c.names, tuples):  # PostgreSQL: one COPY
+                    _run(conn, c, tuples)
                 self.tx.note_inserted(name, len(rows))
                 obj = self._store.registry.object(name)
                 search_index.index_rows(conn, self._store.meta, obj, rows)
@@ -137,11 +140,10 @@ class BatchWriter:
         self._inserts, self._updates = {}, {}
 
     def write_events(self) -> None:
-        """Append the change sets' events to the log."""
-        pending = events.TransactionEvents("", self.tx.user_id, self._header.commit_number)
+        """Hand the change sets' events to the transaction, which appends them to the log
+        when it ends (``Tx.queue_events``: the log's lock is held for the shortest time)."""
         for change_set in self._sets:
-            pending.rows += change_set.rows
-        self.tx.write_events(pending)
+            self.tx.queue_events(change_set.rows)
         self._sets = []
 
     # -- values and statements ------------------------------------------------------------
@@ -222,6 +224,11 @@ def _executemany(conn: sa.Connection, c: _Compiled, params: Sequence[Mapping[str
     """Run ``c`` once per parameter dict with the driver's executemany; returns the rows
     affected. Going around SQLAlchemy's per-row parameter handling (values still pass the
     types' bind processors) is what makes the runtime's batches cheap."""
+    return _run(conn, c, _tuples(c, params))
+
+
+def _tuples(c: _Compiled, params: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """The parameter dicts as tuples in ``c.names`` order, through the bind processors."""
     names = c.names
     converted = [(i, p) for i, p in enumerate(c.processors) if p is not None]
     getter = operator.itemgetter(*names)
@@ -240,5 +247,9 @@ def _executemany(conn: sa.Connection, c: _Compiled, params: Sequence[Mapping[str
                 if row[i] is not None:
                     row[i] = p(row[i])
             tuples.append(tuple(row))
-    rows: Any = tuples if c.positional else [dict(zip(names, t)) for t in tuples]
+    return tuples
+
+
+def _run(conn: sa.Connection, c: _Compiled, tuples: list[tuple[Any, ...]]) -> int:
+    rows: Any = tuples if c.positional else [dict(zip(c.names, t)) for t in tuples]
     return int(conn.exec_driver_sql(c.sql, rows).rowcount)

@@ -32,8 +32,15 @@ Ids, locks, indexes, types
 
 Wake-ups
     A commit that writes change events wakes the CometD readers of other processes: on
-    PostgreSQL with ``NOTIFY`` (the payload is the last replay id; ``wakeup.py`` LISTENs), on
-    SQLite through the database files themselves (``wakeup.py`` looks at their size and mtime).
+    PostgreSQL with ``NOTIFY`` (one per transaction, savepoints included; the payload is the
+    last replay id; ``wakeup.py`` LISTENs), on SQLite through the database files themselves
+    (``wakeup.py`` looks at their size and mtime).
+
+Bulk appends
+    Rows appended in bulk (change events, the cadence runtime's new step trackers) go through
+    ``COPY ... FROM STDIN`` on PostgreSQL (``copy_rows``): one round trip and no per-row
+    statement, several times cheaper for both sides than an executemany of INSERTs; SQLite
+    takes the executemany.
 
 Constants in expressions are rendered inline, never as bound parameters, so that an expression
 in SELECT and the same expression in GROUP BY compile to identical SQL (PostgreSQL compares
@@ -134,6 +141,29 @@ def upgrade_lock(conn: sa.Connection, waiting: Callable[[], None]) -> None:
     while not conn.execute(try_lock, {"key": _UPGRADE_LOCK_KEY}).scalar():
         waiting()
         time.sleep(0.5)
+
+
+def copy_rows(
+    conn: sa.Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> bool:
+    """Append ``rows`` (tuples in ``columns`` order, database values) to ``table`` with
+    PostgreSQL's ``COPY ... FROM STDIN`` in ``conn``'s transaction; False on SQLite, where the
+    caller inserts them itself. A failure raises as SQLAlchemy would have raised it
+    (IntegrityError for a duplicate key, OperationalError for a lock refused...)."""
+    if is_sqlite(conn):
+        return False
+    import psycopg  # the PostgreSQL driver; imported only when PostgreSQL is in use
+
+    names = ", ".join(f'"{c}"' for c in columns)
+    sql = f'COPY "{table}" ({names}) FROM STDIN'
+    raw: Any = conn.connection.dbapi_connection
+    try:
+        with raw.cursor() as cur, cur.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
+    return True
 
 
 def relaxed_commit(conn: sa.Connection) -> None:

@@ -184,22 +184,25 @@ def reserve_replay_ids(conn: sa.Connection, count: int) -> int:
 
 
 def write(conn: sa.Connection, meta: sa.MetaData, pending: TransactionEvents) -> int:
-    """Append the transaction's events with one driver-level executemany; returns the last
-    replay id written (0 when there was nothing to write).
+    """Append the transaction's events in one go (PostgreSQL: one COPY, ``dialect.copy_rows``;
+    SQLite: one driver-level executemany); returns the last replay id written (0 when there
+    was nothing to write).
 
     Event columns are text and integers only, so the driver takes them as they are; going
-    around SQLAlchemy's per-row parameter processing halves the cost of the log. Readers in
-    other processes are told at commit (``dialect.notify_events``: PostgreSQL's NOTIFY).
+    around SQLAlchemy's per-row parameter processing halves the cost of the log. The replay
+    ids' lock (``reserve_replay_ids``) is held from here to the commit, so every statement
+    after this one is time all event-writing transactions wait for in turn: the transaction
+    writes its events last. Readers in other processes are told at commit, once per
+    transaction (``Store.transaction``: ``dialect.notify_events``, PostgreSQL's NOTIFY).
     """
     if not pending.rows:
         return 0
     first = reserve_replay_ids(conn, len(pending.rows))
     rows = [(first + i, *row) for i, row in enumerate(pending.rows)]
-    conn.exec_driver_sql(_insert_sql(conn), rows)
-    last = first + len(rows) - 1
-    dialect.notify_events(conn, last)
+    if not dialect.copy_rows(conn, schema.EVENTS, ("replay_id",) + ROW_COLUMNS, rows):
+        conn.exec_driver_sql(_insert_sql(conn), rows)
     pending.rows = []
-    return last
+    return first + len(rows) - 1
 
 
 def read(

@@ -69,6 +69,7 @@ def _fingerprint(target: sa.MetaData) -> str:
         for table in target.sorted_tables
     ]
     shape.append(("lower unique indexes", list(schema.LOWER_UNIQUE_INDEXES), []))
+    shape.append(("postgresql extra indexes", list(schema.PG_EXTRA_INDEXES), ["replace"]))
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
 
 
@@ -127,14 +128,23 @@ def _current_fingerprint(conn: sa.Connection) -> str | None:
 
 
 def _apply_diff(conn: sa.Connection, target: sa.MetaData, say: Progress) -> list[str]:
-    ctx = MigrationContext.configure(conn, opts={"compare_type": False, "include_name": _compared})
+    replaced = frozenset() if dialect.is_sqlite(conn) else schema.PG_REPLACED_INDEXES
+
+    def included(_obj: Any, name: str | None, type_: str, _reflected: bool, _to: Any) -> bool:
+        # PostgreSQL has their NULLS FIRST replacements instead (_pg_indexes)
+        return not (type_ == "index" and name in replaced)
+
+    ctx = MigrationContext.configure(
+        conn,
+        opts={"compare_type": False, "include_name": _compared, "include_object": included},
+    )
     ops = Operations(ctx)
     done = []
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=dialect.EXPRESSION_INDEX_WARNING)
         diffs = list(_flatten(compare_metadata(ctx, target)))
     for diff in diffs:
-        line = _apply_one(ops, diff)
+        line = _apply_one(ops, diff, replaced)
         if line:
             say(line)
             done.append(line)
@@ -168,13 +178,15 @@ def _flatten(diffs: Iterable[Any]) -> Iterable[tuple[Any, ...]]:
             yield d
 
 
-def _apply_one(ops: Operations, diff: tuple[Any, ...]) -> str | None:
+def _apply_one(ops: Operations, diff: tuple[Any, ...], skipped: frozenset[str]) -> str | None:
+    """Apply one difference; the indexes named in ``skipped`` are never created."""
     kind = diff[0]
     if kind == "add_table":
         table = diff[1]
         ops.create_table(table.name, *[_fresh(c) for c in table.columns])
         for index in table.indexes:
-            _create_index(ops, index)
+            if index.name not in skipped:
+                _create_index(ops, index)
         return f"created table {table.name}"
     if kind == "add_column":
         _schema, table_name, column = diff[1], diff[2], diff[3]
@@ -231,6 +243,11 @@ def _pg_indexes(conn: sa.Connection, target: sa.MetaData, say: Progress, done: l
         if dialect.ensure_nulls_first_index(conn, table, name, columns):
             say(f"created index {name}")
             done.append(f"created index {name}")
+        twin = f"ix_{table}_{'_'.join(columns)}"  # schema.PG_REPLACED_INDEXES
+        if not dialect.is_sqlite(conn) and dialect.index_exists(conn, twin):
+            conn.exec_driver_sql(f'DROP INDEX "{twin}"')
+            say(f"dropped index {twin}")
+            done.append(f"dropped index {twin}")
 
 
 def _lower_unique_indexes(

@@ -126,6 +126,8 @@ class Store:
                     yield tx
                     tx.run_before_commit()
                     tx.flush_events()
+                    if tx.last_replay_id:  # one NOTIFY, for this and its savepoints' events
+                        dialect.notify_events(conn, tx.last_replay_id)
                 finally:
                     self._local.conn = outer
             # before the connection goes back to the pool: what must follow the commit at
@@ -332,6 +334,9 @@ class Tx:
         self.before_commit: dict[str, Callable[[Tx], None]] = {}
         #: the last change-event replay id this transaction wrote (0: none yet)
         self.last_replay_id = 0
+        #: change-event rows of batched writers (``queue_events``), written by ``flush_events``
+        #: ahead of ``events``' own
+        self._queued_events: list[tuple[Any, ...]] = []
         self.events = events.TransactionEvents(
             transaction_key=str(uuid.uuid4()),
             commit_user=self.user_id,
@@ -373,16 +378,23 @@ class Tx:
         self._count_deltas[object_name] += count
 
     def flush_events(self) -> None:
-        """Write what the transaction accumulated: change events and row-count deltas."""
-        self.write_events(self.events)
+        """Write what the transaction accumulated: row-count deltas, then the change events
+        (queued ones first) with one replay-id reservation, last: from that reservation to the
+        commit, every event-writing transaction waits for this one (``events.write``)."""
         if self._count_deltas:
             counts.apply(self.conn, self.store.meta, self._count_deltas)
             self._count_deltas.clear()
-
-    def write_events(self, pending: events.TransactionEvents) -> None:
-        """Append change events to the log (the store's event listeners hear of them at commit)."""
-        last = events.write(self.conn, self.store.meta, pending)
+        if self._queued_events:
+            self.events.rows[:0] = self._queued_events
+            self._queued_events = []
+        last = events.write(self.conn, self.store.meta, self.events)
         self.last_replay_id = max(self.last_replay_id, last)
+
+    def queue_events(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Change-event rows (``events.TransactionEvents.rows``, change sets of their own) for
+        the log, in this order, ahead of those the transaction's own writes add; written with
+        them when the transaction ends (the store's event listeners hear of them at commit)."""
+        self._queued_events += rows
 
     # -- insert ---------------------------------------------------------------------------
 

@@ -48,6 +48,13 @@ PG_EXTRA_INDEXES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("ActionCadenceStepTracker", "ix_pg_steptracker_start", ("ScheduledStartDateTime",)),
     ("ActionCadenceTracker", "ix_pg_tracker_state_resume", ("State", "ScheduledResumeDateTime")),
 )
+#: The SCAN_INDEXES these replace on PostgreSQL, which has only the NULLS FIRST one: it
+#: serves the same filters, and SOQL's default orders (ASC NULLS FIRST forwards, DESC NULLS
+#: LAST backwards), so the default-order twin only cost every insert and every update of the
+#: cadence trackers one more index entry. SQLite keeps them (it sorts nulls first anyway).
+PG_REPLACED_INDEXES: frozenset[str] = frozenset(
+    f"ix_{table}_{'_'.join(columns)}" for table, _name, columns in PG_EXTRA_INDEXES
+)
 
 #: Name of the counter table that hands out ID blocks on SQLite.
 SEQUENCES = "oc_sequence"

@@ -46,3 +46,34 @@ def test_an_error_in_a_joined_transaction_undoes_only_its_writes(store: records.
             inner.insert("Contact", {"LastName": "Undone"})
             raise RuntimeError("one action input failed")
     assert _names(store) == ["Kept"]
+
+
+def test_one_notice_per_commit_whatever_its_savepoints_wrote(store: records.Store) -> None:
+    """Other processes hear of a commit once (PostgreSQL: one NOTIFY, whose payload is the last
+    replay id of the commit, savepoints' events included); this process's listeners too."""
+    import psycopg
+
+    from opencadence.storage import dialect
+
+    heard: list[int] = []
+    store.event_listeners.append(heard.append)
+    listener = None
+    if store.engine.dialect.name == "postgresql":
+        args, kwargs = store.engine.dialect.create_connect_args(store.engine.url)
+        listener = psycopg.connect(*args, **kwargs, autocommit=True)
+        listener.execute(f"LISTEN {dialect.EVENTS_CHANNEL}")
+    try:
+        with store.transaction() as outer, records.ambient(outer):
+            outer.insert("Contact", {"LastName": "Outer"})
+            for name in ("First", "Second"):
+                with store.transaction() as inner:
+                    inner.insert("Contact", {"LastName": name})
+        last = max(e["event"]["replayId"] for e in store.read_events(limit=100_000))
+        assert heard == [last]
+        if listener is not None:
+            notices = [n.payload for n in listener.notifies(timeout=1.0)]
+            assert notices == [str(last)]
+    finally:
+        store.event_listeners.remove(heard.append)
+        if listener is not None:
+            listener.close()

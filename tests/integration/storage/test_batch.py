@@ -128,3 +128,57 @@ def test_a_target_has_one_run_row_whoever_writes_it(store: records.Store) -> Non
         enrol(ids.make_id("0cT", 10))
     with store.reading() as conn:
         assert runs.active_tracker_of(conn, [target]) == {target: ids.make_id("0cT", 9)}
+
+
+def test_a_batch_insert_of_an_existing_id_is_a_duplicate_value(store: records.Store) -> None:
+    """The batch's inserts (PostgreSQL: one COPY) refuse a row whose Id exists as an INSERT
+    does, translated; nothing of the transaction stays."""
+    with store.transaction() as tx:
+        taken = tx.insert(STEP, {"ActionCadenceTrackerId": TRACKER_ID}, system=True)
+    before = len(store.read_events())
+    with pytest.raises(errors.DuplicateValue), store.transaction() as tx:
+        writer = BatchWriter(tx)
+        fresh = writer.new_id(STEP)
+        writer.change_set()
+        writer.insert(STEP, fresh, {"ActionCadenceTrackerId": TRACKER_ID})
+        writer.insert(STEP, taken, {"ActionCadenceTrackerId": TRACKER_ID})
+        writer.write()
+    assert store.get(STEP, fresh) is None
+    assert len(store.read_events()) == before
+    with store.reading() as conn:
+        assert counts.live(conn, store.meta, STEP) == 1
+
+
+def test_batch_events_precede_the_transactions_own_with_consecutive_replay_ids(
+    store: records.Store,
+) -> None:
+    """Whatever the order of the writes, a transaction's log is its batches' change sets in
+    order, then the events of its own writes: one run of replay ids, one commit."""
+    listened: list[int] = []
+    store.event_listeners.append(listened.append)
+    with store.transaction() as tx:
+        own = tx.insert(
+            STEP, {"ActionCadenceTrackerId": TRACKER_ID, "StepTitle": "own"}, system=True
+        )
+        batched = []
+        for _ in range(2):
+            writer = BatchWriter(tx)
+            record_id = writer.new_id(STEP)
+            batched.append(record_id)
+            writer.change_set()
+            writer.insert(STEP, record_id, {"ActionCadenceTrackerId": TRACKER_ID})
+            writer.write()
+            writer.write_events()
+    store.event_listeners.remove(listened.append)
+    log = store.read_events(entity=STEP)
+    assert [e["payload"]["ChangeEventHeader"]["recordIds"] for e in log] == [
+        [batched[0]],
+        [batched[1]],
+        [own],
+    ]
+    replay = [e["event"]["replayId"] for e in log]
+    assert replay == list(range(replay[0], replay[0] + 3))
+    assert listened == [replay[-1]]
+    assert len({e["payload"]["ChangeEventHeader"]["commitNumber"] for e in log}) == 1
+    with store.reading() as conn:
+        assert counts.live(conn, store.meta, STEP) == 3

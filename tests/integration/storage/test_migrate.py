@@ -215,3 +215,51 @@ def test_concurrent_upgrades_of_an_empty_database(empty_url: str) -> None:
         ).scalar()
     eng.dispose()
     assert users == 1
+
+
+def _index_names(engine: sa.Engine, tables: tuple[str, ...]) -> set[str]:
+    with engine.connect() as conn:
+        return {str(i["name"]) for t in tables for i in sa.inspect(conn).get_indexes(t)}
+
+
+def test_postgresql_has_the_nulls_first_index_instead_of_its_default_order_twin(
+    engine: sa.Engine,
+) -> None:
+    """PostgreSQL's NULLS FIRST indexes of the trackers serve every query their default-order
+    twin served (SOQL's default orders included), so it has only them; SQLite keeps the twins.
+    A PostgreSQL database made with both loses the twins at its next upgrade, and a later
+    upgrade does not bring them back."""
+    from opencadence.storage import schema
+
+    migrate.upgrade(engine, default_registry())
+    tables = ("ActionCadenceStepTracker", "ActionCadenceTracker")
+    twins = set(schema.PG_REPLACED_INDEXES)
+    assert twins == {
+        "ix_ActionCadenceStepTracker_State_DueDateTime",
+        "ix_ActionCadenceStepTracker_ScheduledStartDateTime",
+        "ix_ActionCadenceTracker_State_ScheduledResumeDateTime",
+    }
+    names = _index_names(engine, tables)
+    if engine.dialect.name == "sqlite":
+        assert twins <= names
+        return
+    assert not twins & names
+    assert {n for _t, n, _c in schema.PG_EXTRA_INDEXES} <= names
+    with engine.begin() as conn:  # as an older release left it
+        for table, _name, columns in schema.PG_EXTRA_INDEXES:
+            cols = ", ".join(f'"{c}"' for c in columns)
+            conn.exec_driver_sql(
+                f'CREATE INDEX "ix_{table}_{"_".join(columns)}" ON "{table}" ({cols})'
+            )
+        conn.exec_driver_sql("UPDATE oc_schema_state SET value = 'older' WHERE key = 'fingerprint'")
+    assert twins <= _index_names(engine, tables)
+    applied = migrate.upgrade(engine, default_registry())
+    assert sorted(f"dropped index {n}" for n in twins) == sorted(
+        line for line in applied if line.startswith("dropped index")
+    )
+    assert not any(line.startswith("created index") for line in applied)
+    assert not twins & _index_names(engine, tables)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE oc_schema_state SET value = 'older' WHERE key = 'fingerprint'")
+    assert migrate.upgrade(engine, default_registry()) == []
+    assert not twins & _index_names(engine, tables)
