@@ -39,6 +39,7 @@ from opencadence.storage import (
     formulas,
     schema,
     search_index,
+    session_cache,
     values,
     visibility,
 )
@@ -287,6 +288,9 @@ class Tx:
         self.before_commit: dict[str, Callable[[Tx], None]] = {}
         #: the last change-event replay id this transaction wrote (0: none yet)
         self.last_replay_id = 0
+        #: whether it wrote a User, PermissionSet or assignment: remembered sessions are stale
+        #: once it commits (storage/session_cache.py)
+        self.auth_changed = False
         self.events = events.TransactionEvents(
             transaction_key=str(uuid.uuid4()),
             commit_user=self.user_id,
@@ -330,6 +334,9 @@ class Tx:
     def flush_events(self) -> None:
         """Write what the transaction accumulated: change events and row-count deltas."""
         self.write_events(self.events)
+        if self.auth_changed:
+            session_cache.bump(self.conn, self.store.meta)
+            self.auth_changed = False
         if self._count_deltas:
             counts.apply(self.conn, self.store.meta, self._count_deltas)
             self._count_deltas.clear()
@@ -359,6 +366,8 @@ class Tx:
         if not rows:
             return []
         self.conn.execute(self._table(obj).insert(), rows)
+        if obj.name in session_cache.AUTH_OBJECTS:
+            self.auth_changed = True
         search_index.index_rows(self.conn, self.store.meta, obj, rows)
         self._count_deltas[obj.name] += len(rows)
         if obj.change_events:
@@ -556,6 +565,8 @@ class Tx:
         now = self._now()
         written = {k: new[k] for k in changed}
         self._guarded_update(obj, record_id, written, guard, now)
+        if obj.name in session_cache.AUTH_OBJECTS:
+            self.auth_changed = True
         search_index.reindex(self.conn, self.store.meta, obj, record_id, merged, changed)
         if obj.change_events:
             add_update_event(
@@ -678,6 +689,8 @@ class Tx:
     def _set_deleted(
         self, obj: model.ObjectDef, record_id: str, deleted: bool, now: datetime
     ) -> None:
+        if obj.name in session_cache.AUTH_OBJECTS:  # delete and undelete
+            self.auth_changed = True
         table = self._table(obj)
         self.conn.execute(
             table.update()
