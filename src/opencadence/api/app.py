@@ -36,6 +36,7 @@ from opencadence.api import (
     tracking,
     versions,
 )
+from opencadence.api import dispatch as api_dispatch
 from opencadence.api import errors as api_errors
 from opencadence.clock import ManualClock, SystemClock
 from opencadence.org import Org
@@ -201,6 +202,8 @@ def build_app(
         middleware=[Middleware(CatchAll)],
     )
     app.state.org = org
+    # where each REST request's work runs: a worker thread, or the loop when short (SQLite)
+    app.state.dispatch = api_dispatch.Dispatch(org.store)
     # describe's If-Modified-Since compares with this (api/rest.py metadata_unchanged)
     app.state.metadata_since = SystemClock().now().replace(microsecond=0)
     # the web app (sign-in, My Work) under /app, over the same Org

@@ -108,6 +108,9 @@ class Store:
         (docs/security-model.md); without one, the caller is the system itself. A lock it
         could not get in time (another writer) raises UnableToLockRow. Inside an ambient
         transaction (``ambient``) it is a savepoint of that one instead."""
+        if _READ_ONLY.get():
+            raise WriteRefused(self)
+        _WRITES.count = getattr(_WRITES, "count", 0) + 1
         joined = AMBIENT.get()
         if joined is not None and joined.store is self:
             yield from self._joining(joined, user_id, origin, principal)
@@ -233,6 +236,41 @@ def ambient(tx: Tx) -> Iterator[Tx]:
         yield tx
     finally:
         AMBIENT.reset(token)
+
+
+class WriteRefused(BaseException):
+    """A write transaction asked for inside ``read_only``: nothing was written; the caller
+    runs the work again where it may write. A BaseException, so that no ``except Exception``
+    on the way takes it for the work's own failure."""
+
+
+_READ_ONLY: ContextVar[bool] = ContextVar("opencadence_read_only", default=False)
+
+
+@contextmanager
+def read_only() -> Iterator[None]:
+    """Inside: ``Store.transaction`` raises WriteRefused before it waits for anything (the
+    API runs short reads on its event loop, which must never wait for the writer lock)."""
+    token = _READ_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READ_ONLY.reset(token)
+
+
+def writes_refused() -> bool:
+    """Whether this context is inside ``read_only``."""
+    return _READ_ONLY.get()
+
+
+#: write transactions begun by each thread (``write_count``)
+_WRITES = threading.local()
+
+
+def write_count() -> int:
+    """How many write transactions this thread has begun (compared before and after some
+    work: whether it wrote)."""
+    return int(getattr(_WRITES, "count", 0))
 
 
 def read_record(

@@ -58,9 +58,7 @@ def bump(conn: sa.Connection, meta: sa.MetaData) -> None:
     the write that makes remembered sessions stale: it commits or rolls back with it)."""
     seq = meta.tables[schema.SEQUENCES]
     value = secrets.randbits(62)
-    done = conn.execute(
-        seq.update().where(seq.c.name == GENERATION).values(value=value)
-    ).rowcount
+    done = conn.execute(seq.update().where(seq.c.name == GENERATION).values(value=value)).rowcount
     if done:
         return
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(seq)
