@@ -435,8 +435,20 @@ class Tx:
     ) -> dict[str, Any]:
         """Validate names, writability and values of an API record."""
         plan = self.store.plan(obj, system)
+        shape = plan.shape(call, tuple(record))
+        if shape is not None:  # every name known and writable: the same steps, looked up once
+            out: dict[str, Any] = {}
+            for (name, convert, reference), value in zip(shape, record.values()):
+                if value is None:
+                    out[name] = None
+                    continue
+                out[name] = value = convert(value)
+                if reference is not None and value is not None:
+                    self._check_reference(reference, value, system)
+                    self._check_reference_access(reference, value, system)
+            return out
         writable = plan.createable if call == "create" else plan.updateable
-        out: dict[str, Any] = {}
+        out = {}
         unwritable: list[str] = []
         for name, value in record.items():
             entry = plan.fields.get(name) or plan.fields.get(name.lower())
@@ -494,8 +506,10 @@ class Tx:
         it (INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY); the reference exists (checked
         before)."""
         checked = self._checked(system)
+        if checked is None:  # the system or an administrator: no record is out of reach
+            return
         target = self.store.registry.object_of_id(value)
-        if checked is None or target is None or target.name not in visibility.PRIVATE:
+        if target is None or target.name not in visibility.PRIVATE:
             return
         if not self._sees(target, value, checked, visibility.predicate):
             raise errors.InsufficientAccessOnCrossReference(
@@ -918,6 +932,36 @@ class _WritePlan:
         self.defaults = {f.name: _default(f) for f in obj.stored_fields if not f.system}
         # read-only fields derived from others on every write (Tx._derived)
         self.derived = obj.name in ("Task", "ActionCadence")
+        self._shapes: dict[tuple[str, tuple[str, ...]], tuple[_Slot, ...] | None] = {}
+
+    def shape(self, call: str, names: tuple[str, ...]) -> tuple[_Slot, ...] | None:
+        """For a record of these field ``names`` (in order): per name, the field's name, its
+        converter and (a reference) the field; None when a name is unknown or not writable by
+        ``call`` (``Tx._convert`` then reports it as it finds it). Batches repeat one shape."""
+        key = (call, names)
+        try:
+            return self._shapes[key]
+        except KeyError:
+            pass
+        writable = self.createable if call == "create" else self.updateable
+        slots: list[_Slot] = []
+        for name in names:
+            entry = self.fields.get(name) or self.fields.get(name.lower())
+            if entry is None or entry[0].name not in writable:
+                break
+            f, convert = entry
+            slots.append((f.name, convert, f if f.type == "reference" else None))
+        found = tuple(slots) if len(slots) == len(names) else None
+        if len(self._shapes) >= _SHAPES:
+            self._shapes.clear()
+        self._shapes[key] = found
+        return found
+
+
+#: (field name, converter, the field when it is a reference) of one name of a record's shape
+_Slot = tuple[str, Callable[[Any], Any], model.FieldDef | None]
+#: Record shapes remembered per object and access mode.
+_SHAPES = 256
 
 
 class _IdBlock:
