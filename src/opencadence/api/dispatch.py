@@ -8,7 +8,7 @@ only -- whose reads are in-process and, in WAL mode, never wait for a writer -- 
 the loop when:
 
 - it is authentication (the session is usually remembered: storage/session_cache.py), or
-- it is a GET handler whose last run with the same path and query string took under
+- it is a GET handler whose last run with the same method, path and query string took under
   ``INLINE_SECONDS`` of CPU and under ``INLINE_WALL_SECONDS`` from start to end (the first
   run of each is in a thread, and measured). CPU time, because on a loaded machine the wall
   time of the same work triples with waiting for a CPU, which the loop would wait through in
@@ -39,7 +39,7 @@ INLINE_SECONDS = 0.002
 INLINE_WALL_SECONDS = 0.02
 #: The weight of a new measurement in the average of a key's runs.
 SMOOTHING = 0.25
-#: Keys (path and query string) remembered; past it, all are forgotten (measured again).
+#: Keys (method, path and query string) remembered; past it, all are forgotten (measured again).
 MAX_KEYS = 2048
 
 #: measured the last time, or float("inf") for work that wanted to write
@@ -52,13 +52,13 @@ class Dispatch:
     def __init__(self, store: records.Store) -> None:
         # a file (a pool of connections), not one in-memory database shared by all threads
         self.enabled = dialect.is_sqlite(store.engine) and fastread.supported(store.engine)
-        self._took: dict[tuple[str, bytes], float] = {}
+        self._took: dict[tuple[str, str, bytes], float] = {}
 
-    def short(self, key: tuple[str, bytes]) -> bool:
+    def short(self, key: tuple[str, str, bytes]) -> bool:
         """Whether the work of ``key`` may run on the loop."""
         return self.enabled and self._took.get(key, _NEVER) < INLINE_SECONDS
 
-    def measure(self, key: tuple[str, bytes], func: Callable[[], T]) -> T:
+    def measure(self, key: tuple[str, str, bytes], func: Callable[[], T]) -> T:
         """Run ``func`` (in a thread: it may write), remembering how long it took and whether
         it would have run on the loop (wrote nothing)."""
         if not self.enabled:
@@ -70,7 +70,7 @@ class Dispatch:
         return result
 
     def on_loop(
-        self, key: tuple[str, bytes] | None, func: Callable[[], T]
+        self, key: tuple[str, str, bytes] | None, func: Callable[[], T]
     ) -> tuple[bool, T | None]:
         """Try ``func`` on the loop, read-only: (True, its result), or (False, None) when it
         wanted to write (nothing was written; run it in a thread)."""
@@ -86,7 +86,7 @@ class Dispatch:
             self._note(key, _took(start, cpu))
         return True, result
 
-    def _note(self, key: tuple[str, bytes], took: float) -> None:
+    def _note(self, key: tuple[str, str, bytes], took: float) -> None:
         """Remember ``took`` for ``key``: averaged with the runs before (one slow run -- a
         garbage collection, a CPU shared with a neighbour -- does not send the work back to a
         thread), except that work which wrote or waited counts at once, and a run after one

@@ -137,8 +137,8 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             result = await blocking(lambda: handler(request, org, session, version))
         else:
             request.state.body = None
-            key = (scope["path"], scope["query_string"])
-            if turn is not None and turn.short(key):
+            key = (request.method, scope["path"], scope["query_string"])
+            if turn is not None and request.method in ("GET", "HEAD") and turn.short(key):
                 session, version = await _authenticated(turn, authenticate)
                 done, result = turn.on_loop(key, lambda: handler(request, org, session, version))
                 if not done:  # it wanted to write: in a thread
