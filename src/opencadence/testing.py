@@ -228,6 +228,7 @@ class _Slot:
         assert self.template.snapshot is not None
         copies.restore(self.system.engine, self.system.registry, self.template.snapshot)
         self.system.org.api_usage.restart()
+        self.system.org.accounts.forget_sessions()  # their rows are gone, or back as they were
         self.busy = False
 
     def close(self) -> None:

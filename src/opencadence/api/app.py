@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware import Middleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opencadence import errors
@@ -36,6 +37,7 @@ from opencadence.api import (
     tracking,
     versions,
 )
+from opencadence.api import dispatch as api_dispatch
 from opencadence.api import errors as api_errors
 from opencadence.clock import ManualClock, SystemClock
 from opencadence.org import Org
@@ -99,10 +101,71 @@ class CatchAll:
         try:
             await self.app(scope, receive, tracking)
         except Exception as exc:
+            response = await api_errors.unexpected(Request(scope, receive), exc)  # logged
             if started:  # too late for an error response: let the server close it
                 raise
-            response = await api_errors.unexpected(Request(scope, receive), exc)
             await response(scope, receive, send)
+
+
+class _App(Starlette):
+    """Starlette with a shorter stack around its router: CatchAll, then the exception
+    handlers (ExceptionMiddleware), then the router. Starlette's own outermost layer,
+    ServerErrorMiddleware, did what CatchAll does (answer an unexpected exception with the
+    ``Exception`` handler's 500, re-raise once the response began), one await and one wrapped
+    ``send`` more per request."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        handlers = {k: v for k, v in self.exception_handlers.items() if k not in (500, Exception)}
+        return CatchAll(ExceptionMiddleware(self.router, handlers=handlers, debug=self.debug))
+
+
+class _Router(Router):
+    """Starlette's router, remembering which route a (method, path) fully matched: each
+    request otherwise tried every route before its own in order, a regular expression each
+    (the query route is the 24th). Matching depends on nothing but the method and the path,
+    so the remembered route is the one the scan would find; partial matches (405), misses
+    and mounts are scanned as before."""
+
+    #: (method, path) pairs remembered; past it, all are forgotten.
+    REMEMBERED = 4096
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        super().__init__(routes=routes)
+        self._matched: dict[tuple[str, str, str], tuple[BaseRoute, Any]] = {}
+        self._routes_seen = len(self.routes)
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path_params"):
+            await super().app(scope, receive, send)
+            return
+        if len(self.routes) != self._routes_seen:  # routes added since: scan again
+            self._matched.clear()
+            self._routes_seen = len(self.routes)
+        key = (scope["method"], scope["path"], scope.get("root_path", ""))
+        found = self._matched.get(key)
+        if found is not None:
+            route, child = found
+            child = {"endpoint": child["endpoint"], "path_params": dict(child["path_params"])}
+        else:
+            for route in self.routes:
+                match, child = route.matches(scope)
+                if match is Match.FULL:
+                    if type(route) is Route:
+                        if len(self._matched) >= self.REMEMBERED:
+                            self._matched.clear()
+                        self._matched[key] = (route, child)
+                        child = {**child, "path_params": dict(child["path_params"])}
+                    break
+                if match is Match.PARTIAL:  # a later full match would win: Starlette's scan
+                    await super().app(scope, receive, send)
+                    return
+            else:  # no route: Starlette's redirect or 404
+                await super().app(scope, receive, send)
+                return
+        scope.setdefault("router", self)
+        scope["route"] = route
+        scope.update(child)
+        await route.handle(scope, receive, send)
 
 
 def clock_route(clock: ManualClock, settle: Any) -> Route:
@@ -193,17 +256,18 @@ def build_app(
     if tracker is not None:
         routes += tracking.routes(tracker)
     routes.append(health.route(watch or health.Health(org.store)))
-    app = Starlette(
-        routes=routes,
+    app = _App(
         exception_handlers={
             errors.OpenCadenceError: api_errors.opencadence_error,
             404: api_errors.not_found,
             405: api_errors.method_not_allowed,
-            Exception: api_errors.unexpected,
+            Exception: api_errors.unexpected,  # CatchAll's
         },
-        middleware=[Middleware(CatchAll)],
     )
+    app.router = _Router(routes)
     app.state.org = org
+    # where each REST request's work runs: a worker thread, or the loop when short (SQLite)
+    app.state.dispatch = api_dispatch.Dispatch(org.store)
     # describe's If-Modified-Since compares with this (api/rest.py metadata_unchanged)
     app.state.metadata_since = SystemClock().now().replace(microsecond=0)
     # the web app (sign-in, My Work) under /app, over the same Org

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from opencadence import errors
-from opencadence.api import bodies, versions
+from opencadence.api import bodies, dispatch, versions
 from opencadence.metadata import model
 from opencadence.org import Org
 from opencadence.storage import accounts, migrate
@@ -110,36 +110,66 @@ def _check_sobject(request: Request, org: Org) -> None:
 
 
 def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Authenticate, check the version, read the body, run the (blocking) handler in a worker
-    thread. As Salesforce, a request without a valid session answers 401 before its body is
-    read, so a malformed body from a caller without a session is INVALID_SESSION_ID."""
+    """Authenticate, check the version, read the body, run the (blocking) handler. As
+    Salesforce, a request without a valid session answers 401 before its body is read, so a
+    malformed body from a caller without a session is INVALID_SESSION_ID.
+
+    Where each part runs (a worker thread or, when short and on SQLite, the event loop) is
+    ``api.dispatch``'s decision; the answer is the same either way."""
 
     async def run(request: Request) -> Response:
         org: Org = request.app.state.org
+        scope = request.scope
+        turn: dispatch.Dispatch | None = getattr(request.app.state, "dispatch", None)
+        if turn is not None and (not turn.enabled or PINNED.get() is not None):
+            turn = None  # every part in a thread (the pinned one inside a composite request)
 
         def authenticate() -> tuple[accounts.Session, str]:
             session, version = session_of(request, org), version_of(request)
-            if not request.scope.get(UNCOUNTED):
+            if not scope.get(UNCOUNTED):
                 request.state.api_usage = org.count_api_request()  # an authenticated request
             _check_sobject(request, org)
             return session, version
 
         if request.method in ("POST", "PATCH"):
-            session, version = await blocking(authenticate)
+            session, version = await _authenticated(turn, authenticate)
             request.state.body = await read_json(request)
             result = await blocking(lambda: handler(request, org, session, version))
-        else:  # no body to read in between: one trip to a worker thread, not two
+        else:
             request.state.body = None
+            key = (request.method, scope["path"], scope["query_string"])
+            if turn is not None and request.method in ("GET", "HEAD") and turn.short(key):
+                session, version = await _authenticated(turn, authenticate)
+                done, result = turn.on_loop(key, lambda: handler(request, org, session, version))
+                if not done:  # it wanted to write: in a thread
+                    result = await blocking(
+                        lambda: turn.measure(key, lambda: handler(request, org, session, version))
+                    )
+            else:  # one trip to a worker thread, not two
 
-            def authenticated() -> Any:
-                return handler(request, org, *authenticate())
+                def authenticated() -> Any:
+                    return handler(request, org, *authenticate())
 
-            result = await blocking(authenticated)
+                if turn is None:
+                    result = await blocking(authenticated)
+                else:
+                    result = await blocking(lambda: turn.measure(key, authenticated))
         response = result if isinstance(result, Response) else json_response(result)
         add_limit_info(request, response)
         return response
 
     return run
+
+
+async def _authenticated(
+    turn: dispatch.Dispatch | None, authenticate: Callable[[], tuple[accounts.Session, str]]
+) -> tuple[accounts.Session, str]:
+    """``authenticate`` on the loop when it may (and needs no write), else in a thread."""
+    if turn is not None:
+        done, found = turn.on_loop(None, authenticate)
+        if done and found is not None:
+            return found
+    return await blocking(authenticate)
 
 
 def add_limit_info(request: Request, response: Response) -> None:

@@ -26,7 +26,7 @@ from cryptography import x509
 
 from opencadence import errors, ids
 from opencadence.clock import Clock, SystemClock
-from opencadence.storage import authorization, fastread, records, schema, values
+from opencadence.storage import authorization, fastread, records, schema, session_cache, values
 
 #: Salesforce's default session timeout.
 DEFAULT_SESSION_TTL = timedelta(hours=2)
@@ -123,8 +123,11 @@ class Accounts:
         #: invalid attempts in a row that lock a user out, and for how long (0: never)
         self.max_attempts = MAX_LOGIN_ATTEMPTS
         self.lockout = LOCKOUT_PERIOD
-        # Sessions are read from the database on every use, not cached: a deactivation or a
-        # revocation by another process (the CLI) must end them at once.
+        # Sessions are remembered between requests only while the auth generation stays the
+        # one they were read under (storage/session_cache.py): a deactivation or a revocation
+        # by another process (the CLI) still ends them at the very next request.
+        self._generation = session_cache.Generation(store.engine, store.meta)
+        self._remembered = session_cache.Remembered()
 
     # --- users ------------------------------------------------------------------------------
 
@@ -212,6 +215,7 @@ class Accounts:
         with self.store.transaction() as tx:
             tx.conn.execute(creds.update().where(creds.c.user_id == user_id).values(is_admin=admin))
             tx.update("User", user_id, {"ProfileId": profile_of(admin)}, system=True)
+            session_cache.bump(tx.conn, self.meta)  # is_admin is a session's
 
     def list_users(self) -> list[dict[str, Any]]:
         users, creds = self.meta.tables["User"], self.meta.tables[schema.CREDENTIALS]
@@ -249,6 +253,7 @@ class Accounts:
         active = conn.execute(sa.select(users.c.IsActive).where(users.c.Id == user_id)).scalar()
         if not active:
             conn.execute(sessions.delete().where(sessions.c.user_id == user_id))
+            session_cache.bump(conn, self.meta)
 
     # --- login ------------------------------------------------------------------------------
 
@@ -345,13 +350,35 @@ class Accounts:
         return token
 
     def session(self, token: str) -> Session:
-        """The live session of ``token``, or INVALID_SESSION_ID."""
+        """The live session of ``token``, or INVALID_SESSION_ID.
+
+        Remembered from an earlier request while no process has changed anything a session
+        depends on since (storage/session_cache.py), else read from the database."""
         key = _token_hash(token)
         now = values.to_db_datetime(self.clock.now())
-        found = self._load_session(key, now)
+        if self.store.in_transaction():  # read through the open transaction, as ever
+            return self._checked_session(key, now, self._load_session(key, now))
+        generation = self._generation.read()  # before the session is read, never after
+        found = self._remembered.get(key, generation)
+        if found is None or found.expires_at <= now:  # past it: maybe extended elsewhere
+            try:
+                found = self._load_session(key, now)
+            except errors.InvalidSession:
+                self._remembered.drop(key)
+                raise
+        found = self._checked_session(key, now, found)
+        self._remembered.put(key, generation, found)
+        return found
+
+    def _checked_session(self, key: str, now: datetime, found: Session) -> Session:
+        """``found``, its inactivity timeout extended when due."""
         if found.idle is not None and now + found.idle - found.expires_at >= EXTEND_EVERY:
             found = self._extend(key, found, now + found.idle)
         return found
+
+    def forget_sessions(self) -> None:
+        """Forget every remembered session (the database was put back to earlier rows)."""
+        self._remembered.clear()
 
     def _extend(self, key: str, found: Session, expires_at: datetime) -> Session:
         """``found`` used now: its inactivity timeout starts again (never shortened)."""
@@ -402,9 +429,8 @@ class Accounts:
         )
 
     def _load_session(self, key: str, now: datetime) -> Session:
-        """Read on every request (so a deactivation, a revocation or a permission change
-        applies to the very next one): both statements prepared once and run on the driver
-        (storage.fastread) where it can, else through SQLAlchemy."""
+        """Read when not remembered (``session``): both statements prepared once and run on
+        the driver (storage.fastread) where it can, else through SQLAlchemy."""
         engine = self.store.engine
         if fastread.supported(engine) and not self.store.in_transaction():
             if self._prepared is None:
@@ -522,6 +548,8 @@ class Accounts:
             gone = tx.conn.execute(refresh.delete().where(refresh.c.token_hash == key)).rowcount
             if gone:
                 tx.conn.execute(sessions.delete().where(sessions.c.refresh_hash == key))
+            if ended or gone:
+                session_cache.bump(tx.conn, self.meta)
         return bool(ended or gone)
 
     # --- org secrets ------------------------------------------------------------------------

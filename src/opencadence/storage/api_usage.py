@@ -4,12 +4,16 @@ Counting every request with its own write would cost a transaction per call, so 
 counts in memory and adds its count to the day's row of ``oc_sequence`` at most once a second
 (and when it closes). What a caller is told is the database's total at the last flush plus this
 process's unflushed requests: exact for one process, at most a second behind the other
-processes' requests when several serve one database. The day is the wall clock's UTC day, not
+processes' requests when several serve one database. A process that crashes loses at most
+its last second of requests (those not yet added). A request answered on the API's event loop
+(api/dispatch.py), which must not wait for the database's writer lock, hands the due write to
+a thread of its own instead of writing it itself. The day is the wall clock's UTC day, not
 the manual clock's: moving the org's clock is for cadences, not for resetting quotas.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -60,12 +64,19 @@ class ApiUsage:
             total = self._stored + self._inflight + self._pending
             due = time.monotonic() - self._flushed_at >= self._flush_seconds
         if due and self._writing.acquire(blocking=False):
-            try:
-                self._flush()
-            finally:
-                self._writing.release()
+            if records.writes_refused():  # on the API's event loop: written by a thread
+                _flusher().submit(self._flush_releasing)
+                return total
+            self._flush_releasing()
             return self.used()  # the writer also learnt the other processes' count
         return total
+
+    def _flush_releasing(self) -> None:
+        """``_flush``, then release ``_writing`` (acquired by the caller, maybe another thread)."""
+        try:
+            self._flush()
+        finally:
+            self._writing.release()
 
     def used(self) -> int:
         """The day's total so far (without counting a request)."""
@@ -115,6 +126,19 @@ class ApiUsage:
             if day == self._day:
                 self._stored = stored
             self._inflight = 0
+
+
+_FLUSHER: concurrent.futures.ThreadPoolExecutor | None = None
+_FLUSHER_GUARD = threading.Lock()
+
+
+def _flusher() -> concurrent.futures.ThreadPoolExecutor:
+    """The thread that writes counts for callers that may not write (``records.read_only``)."""
+    global _FLUSHER
+    with _FLUSHER_GUARD:
+        if _FLUSHER is None:
+            _FLUSHER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="api-usage")
+        return _FLUSHER
 
 
 def _key(day: str) -> str:

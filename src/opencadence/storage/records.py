@@ -39,6 +39,7 @@ from opencadence.storage import (
     formulas,
     schema,
     search_index,
+    session_cache,
     values,
     visibility,
 )
@@ -107,6 +108,9 @@ class Store:
         (docs/security-model.md); without one, the caller is the system itself. A lock it
         could not get in time (another writer) raises UnableToLockRow. Inside an ambient
         transaction (``ambient``) it is a savepoint of that one instead."""
+        if _READ_ONLY.get():
+            raise WriteRefused(self)
+        _WRITES.count = getattr(_WRITES, "count", 0) + 1
         joined = AMBIENT.get()
         if joined is not None and joined.store is self:
             yield from self._joining(joined, user_id, origin, principal)
@@ -244,6 +248,41 @@ def ambient(tx: Tx) -> Iterator[Tx]:
         AMBIENT.reset(token)
 
 
+class WriteRefused(BaseException):
+    """A write transaction asked for inside ``read_only``: nothing was written; the caller
+    runs the work again where it may write. A BaseException, so that no ``except Exception``
+    on the way takes it for the work's own failure."""
+
+
+_READ_ONLY: ContextVar[bool] = ContextVar("opencadence_read_only", default=False)
+
+
+@contextmanager
+def read_only() -> Iterator[None]:
+    """Inside: ``Store.transaction`` raises WriteRefused before it waits for anything (the
+    API runs short reads on its event loop, which must never wait for the writer lock)."""
+    token = _READ_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READ_ONLY.reset(token)
+
+
+def writes_refused() -> bool:
+    """Whether this context is inside ``read_only``."""
+    return _READ_ONLY.get()
+
+
+#: write transactions begun by each thread (``write_count``)
+_WRITES = threading.local()
+
+
+def write_count() -> int:
+    """How many write transactions this thread has begun (compared before and after some
+    work: whether it wrote)."""
+    return int(getattr(_WRITES, "count", 0))
+
+
 def read_record(
     store: Store,
     conn: sa.Connection,
@@ -337,6 +376,9 @@ class Tx:
         #: change-event rows of batched writers (``queue_events``), written by ``flush_events``
         #: ahead of ``events``' own
         self._queued_events: list[tuple[Any, ...]] = []
+        #: whether it wrote a User, PermissionSet or assignment: remembered sessions are stale
+        #: once it commits (storage/session_cache.py)
+        self.auth_changed = False
         self.events = events.TransactionEvents(
             transaction_key=str(uuid.uuid4()),
             commit_user=self.user_id,
@@ -381,6 +423,9 @@ class Tx:
         """Write what the transaction accumulated: row-count deltas, then the change events
         (queued ones first) with one replay-id reservation, last: from that reservation to the
         commit, every event-writing transaction waits for this one (``events.write``)."""
+        if self.auth_changed:
+            session_cache.bump(self.conn, self.store.meta)
+            self.auth_changed = False
         if self._count_deltas:
             counts.apply(self.conn, self.store.meta, self._count_deltas)
             self._count_deltas.clear()
@@ -416,6 +461,8 @@ class Tx:
         if not rows:
             return []
         self.conn.execute(self._table(obj).insert(), rows)
+        if obj.name in session_cache.AUTH_OBJECTS:
+            self.auth_changed = True
         search_index.index_rows(self.conn, self.store.meta, obj, rows)
         self._count_deltas[obj.name] += len(rows)
         if obj.change_events:
@@ -445,8 +492,20 @@ class Tx:
     ) -> dict[str, Any]:
         """Validate names, writability and values of an API record."""
         plan = self.store.plan(obj, system)
+        shape = plan.shape(call, tuple(record))
+        if shape is not None:  # every name known and writable: the same steps, looked up once
+            out: dict[str, Any] = {}
+            for (name, convert, reference), value in zip(shape, record.values()):
+                if value is None:
+                    out[name] = None
+                    continue
+                out[name] = value = convert(value)
+                if reference is not None and value is not None:
+                    self._check_reference(reference, value, system)
+                    self._check_reference_access(reference, value, system)
+            return out
         writable = plan.createable if call == "create" else plan.updateable
-        out: dict[str, Any] = {}
+        out = {}
         unwritable: list[str] = []
         for name, value in record.items():
             entry = plan.fields.get(name) or plan.fields.get(name.lower())
@@ -504,8 +563,10 @@ class Tx:
         it (INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY); the reference exists (checked
         before)."""
         checked = self._checked(system)
+        if checked is None:  # the system or an administrator: no record is out of reach
+            return
         target = self.store.registry.object_of_id(value)
-        if checked is None or target is None or target.name not in visibility.PRIVATE:
+        if target is None or target.name not in visibility.PRIVATE:
             return
         if not self._sees(target, value, checked, visibility.predicate):
             raise errors.InsufficientAccessOnCrossReference(
@@ -613,6 +674,8 @@ class Tx:
         now = self._now()
         written = {k: new[k] for k in changed}
         self._guarded_update(obj, record_id, written, guard, now)
+        if obj.name in session_cache.AUTH_OBJECTS:
+            self.auth_changed = True
         search_index.reindex(self.conn, self.store.meta, obj, record_id, merged, changed)
         if obj.change_events:
             add_update_event(
@@ -743,6 +806,8 @@ class Tx:
     def _set_deleted(
         self, obj: model.ObjectDef, record_id: str, deleted: bool, now: datetime
     ) -> None:
+        if obj.name in session_cache.AUTH_OBJECTS:  # delete and undelete
+            self.auth_changed = True
         table = self._table(obj)
         self.conn.execute(
             table.update()
@@ -932,6 +997,36 @@ class _WritePlan:
         self.defaults = {f.name: _default(f) for f in obj.stored_fields if not f.system}
         # read-only fields derived from others on every write (Tx._derived)
         self.derived = obj.name in ("Task", "ActionCadence")
+        self._shapes: dict[tuple[str, tuple[str, ...]], tuple[_Slot, ...] | None] = {}
+
+    def shape(self, call: str, names: tuple[str, ...]) -> tuple[_Slot, ...] | None:
+        """For a record of these field ``names`` (in order): per name, the field's name, its
+        converter and (a reference) the field; None when a name is unknown or not writable by
+        ``call`` (``Tx._convert`` then reports it as it finds it). Batches repeat one shape."""
+        key = (call, names)
+        try:
+            return self._shapes[key]
+        except KeyError:
+            pass
+        writable = self.createable if call == "create" else self.updateable
+        slots: list[_Slot] = []
+        for name in names:
+            entry = self.fields.get(name) or self.fields.get(name.lower())
+            if entry is None or entry[0].name not in writable:
+                break
+            f, convert = entry
+            slots.append((f.name, convert, f if f.type == "reference" else None))
+        found = tuple(slots) if len(slots) == len(names) else None
+        if len(self._shapes) >= _SHAPES:
+            self._shapes.clear()
+        self._shapes[key] = found
+        return found
+
+
+#: (field name, converter, the field when it is a reference) of one name of a record's shape
+_Slot = tuple[str, Callable[[Any], Any], model.FieldDef | None]
+#: Record shapes remembered per object and access mode.
+_SHAPES = 256
 
 
 class _IdBlock:

@@ -260,7 +260,7 @@ def format_event_datetime(value: datetime) -> str:
     """Change events (CometD JSON) write UTC with ``Z``: ``2024-01-01T00:00:00.000Z``."""
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
-    return (
-        f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:"
-        f"{value.minute:02d}:{value.second:02d}.{value.microsecond // 1000:03d}Z"
-    )
+    # isoformat (C) pads the year to four digits and truncates to milliseconds, as
+    # f"{year:04d}-...{microsecond // 1000:03d}" did, at a fraction of its cost (three per
+    # inserted step tracker's change event)
+    return value.isoformat(timespec="milliseconds") + "Z"
