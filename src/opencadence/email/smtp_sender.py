@@ -480,6 +480,7 @@ class SmtpSender:
             # message; only the last one (still ``sending``) is in doubt if we die first.
             # That commit completes their steps too (``complete_sent``); a step it could not
             # take (another worker holds or rescheduled it) is woken for the next batch.
+            self._record_unmarked()
             done = (self._accepted(accepted) or set()) if accepted else set()
             self._wake([r for r in accepted if r["key"] not in done])
 
@@ -618,6 +619,20 @@ class SmtpSender:
     def _replied(self, key: str, code: int) -> None:
         """A hook once the relay replied to the end of data (tests crash here)."""
 
+    def _record_unmarked(self) -> None:
+        """The chunk's last acceptance recorded at once (one UPDATE, one commit), so the
+        message in doubt at a crash during the longer commit that records the chunk and
+        completes its steps is none, not the chunk's last one. A failure is left to that
+        commit, which marks ``sending`` rows sent as well."""
+        if not self._unmarked or self._held is None:
+            return
+        try:
+            with self._held.commit() as conn:
+                self.outbox.mark_accepted(conn, self._unmarked)
+            self._unmarked = []
+        except (mail.DatabaseError, errors.UnableToLockRow):
+            log.debug("acceptances not recorded ahead of the chunk's commit", exc_info=True)
+
     def _save_unmarked(self) -> None:
         """Best effort after a database failure: record what the relay accepted, so only the
         message in flight is in doubt."""
@@ -672,15 +687,18 @@ class SmtpSender:
                 except Exception as exc:  # the relay has it: record why, never resend
                     log.exception("post-send failure for %s", row["key"])
                     with self.store.transaction() as tx:
-                        self._set(
+                        # ``accepted`` (recorded by a later mark) or still ``sending``
+                        self.outbox.update_if(
                             tx.conn,
                             row["key"],
-                            "sending",
-                            status="failed",
-                            sent_at=now,
-                            error_code="POST_SEND_EXCEPTION",
-                            detail=str(exc)[:2000],
-                            lease_until=None,
+                            ("sending", "accepted"),
+                            {
+                                "status": "failed",
+                                "sent_at": now,
+                                "error_code": "POST_SEND_EXCEPTION",
+                                "detail": str(exc)[:2000],
+                                "lease_until": None,
+                            },
                         )
         return set()
 

@@ -77,7 +77,7 @@ class _Drops(smtp_sender.SmtpSender):
         self._smtp = None
 
 
-def test_a_crash_in_the_recording_commit_loses_nothing_and_resends_only_the_last(
+def test_a_crash_in_the_recording_commit_loses_nothing_and_resends_nothing(
     store: records.Store, clock: ManualClock, relay: Relay, template: Template, enrol: Enrol
 ) -> None:
     tid = template()
@@ -86,9 +86,10 @@ def test_a_crash_in_the_recording_commit_loses_nothing_and_resends_only_the_last
     with pytest.raises(Crash):
         _DiesCompleting(store, dying).run_until_idle()
     dying._drop_connection()
-    # nothing of that commit stayed: the first two accepted, the last still in flight
+    # nothing of that commit stayed; every acceptance was recorded before it (the last one
+    # too: its own one-statement commit), so no message is in doubt
     statuses = sorted(r["status"] for r in outbox_rows(store))
-    assert statuses == ["accepted", "accepted", "sending"]
+    assert statuses == ["accepted", "accepted", "accepted"]
     assert {auto_step(store, t)["State"] for t in targets} == {"Queued"}
     assert _count(store, "EmailMessage") == 0 and _count(store, "Task") == 0
     assert len(relay.received) == 3
@@ -98,10 +99,9 @@ def test_a_crash_in_the_recording_commit_loses_nothing_and_resends_only_the_last
     worker.Worker(store, restarted).run_until_idle()
     restarted.close()
     rows = {r["key"]: r for r in outbox_rows(store)}
-    # every email arrived; only the one whose reply was not recorded arrived twice
+    # every email arrived, once: accepted rows are reconciled as sent, never resent
     received = [str(m["Message-ID"]) for m in relay.received]
-    assert sorted(set(received)) == sorted(r["message_id"] for r in rows.values())
-    assert len(received) == 4
+    assert sorted(received) == sorted(r["message_id"] for r in rows.values())
     assert {r["status"] for r in rows.values()} == {"sent"}
     assert {auto_step(store, t)["State"] for t in targets} == {"Completed"}
     assert _count(store, "EmailMessage") == 3 and _count(store, "Task") == 3
@@ -155,5 +155,31 @@ def test_the_per_message_mark_is_one_statement(
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", note)
     assert len(relay.received) == 4
-    # four marks, then one UPDATE marking the chunk sent
-    assert len(seen) == 5, seen
+    # four marks, the last acceptance recorded at once, then one UPDATE marking the chunk sent
+    assert len(seen) == 6, seen
+
+
+class _FailsAfterAccept(smtp_sender.SmtpSender):
+    def after_accept(self, tx: records.Tx, row: Any, now: Any) -> None:
+        raise RuntimeError("metrics store unavailable")
+
+
+def test_a_post_send_exception_fails_every_message_of_the_chunk(
+    store: records.Store, clock: ManualClock, relay: Relay, template: Template, enrol: Enrol
+) -> None:
+    """Not only the chunk's last message (the one still ``sending``): the earlier ones were
+    already ``accepted`` by the next mark, and the failure is recorded on them too (before,
+    they stayed ``accepted`` and were reconciled as sent once the lease ran out)."""
+    tid = template()
+    targets = [enrol(tid) for _ in range(3)]
+    s = _FailsAfterAccept(store, smtp_sender.SmtpConfig(port=relay.port, timeout=5))
+    w = worker.Worker(store, s)
+    w.run_until_idle()
+    clock.advance(timedelta(hours=1))
+    w.run_until_idle()
+    s.close()
+    assert {(auto_step(store, t)["State"], auto_step(store, t)["ErrorCode"]) for t in targets} == {
+        ("Error", "POST_SEND_EXCEPTION")
+    }
+    assert len(relay.received) == 3
+    assert {r["status"] for r in outbox_rows(store)} == {"failed"}
