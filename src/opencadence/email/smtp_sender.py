@@ -185,6 +185,8 @@ class SmtpSender:
     _enrolments: dict[str, tuple[str | None, str | None, datetime | None, str | None]] = field(
         default_factory=dict
     )
+    #: what composing each staged email gave its records (``message.Parts``), with its MIME
+    _parts: dict[str, tuple[str, message.Parts]] = field(default_factory=dict)
 
     def bind_worker(self, worker: Any) -> None:
         """The worker (``cadence.worker.Worker``) this sender delivers for: a delivered email
@@ -203,7 +205,7 @@ class SmtpSender:
     def begin(self, tx: records.Tx) -> None:
         self._tx, self._staged, self._completed = tx, [], set()
         self._cache = checks.Cache(self.store, tx.conn)
-        self._rows, self._enrolments = {}, {}
+        self._rows, self._enrolments, self._parts = {}, {}, {}
 
     def prefetch(self, emails: list[senders.OutgoingEmail], now: datetime) -> None:
         """The worker's batch is about to ``send`` these: read their outbox rows, step
@@ -382,7 +384,7 @@ class SmtpSender:
             if self.config.tracking_secret and self.config.public_url
             else None
         )
-        mime = message.compose(
+        mime, parts = message.compose_parts(
             cache,
             prepared,
             key=email.key,
@@ -410,6 +412,8 @@ class SmtpSender:
                 "tracked": track is not None and prepared.rendered.html is not None,
             },
         )
+        if parts is not None:
+            self._parts[email.key] = (mime, parts)
         self._staged.append(email.key)
         return SendResult(False, None, now)
 
@@ -730,7 +734,15 @@ class SmtpSender:
 
     def _log_sent(self, tx: records.Tx, rows: list[dict[str, Any]], now: datetime) -> None:
         """The EmailMessage and Task of each sent row, in the transaction marking it sent."""
-        activity.log_sent(tx, [activity.from_outbox(r) for r in rows], now)
+        activity.log_sent(tx, [self._sent_email(r) for r in rows], now)
+
+    def _sent_email(self, row: Mapping[str, Any]) -> activity.SentEmail:
+        """The email of a sent row: from what composing it gave, when this worker composed
+        exactly that MIME (``activity.from_parts``), else read back from the MIME."""
+        composed = self._parts.pop(row["key"], None)
+        if composed is not None and row.get("message_id") and composed[0] == row["mime"]:
+            return activity.from_parts(row, composed[1])
+        return activity.from_outbox(row)
 
     def after_accept(self, tx: records.Tx, row: Mapping[str, Any], now: datetime) -> None:
         """A hook once the relay accepted a message (in the transaction recording it)."""
