@@ -185,6 +185,8 @@ class SmtpSender:
     _enrolments: dict[str, tuple[str | None, str | None, datetime | None, str | None]] = field(
         default_factory=dict
     )
+    #: the batch's new ``pending`` rows, written together by ``flush`` (before its commit)
+    _inserts: list[dict[str, Any]] = field(default_factory=list)
     #: what composing each staged email gave its records (``message.Parts``), with its MIME
     _parts: dict[str, tuple[str, message.Parts]] = field(default_factory=dict)
 
@@ -205,7 +207,7 @@ class SmtpSender:
     def begin(self, tx: records.Tx) -> None:
         self._tx, self._staged, self._completed = tx, [], set()
         self._cache = checks.Cache(self.store, tx.conn)
-        self._rows, self._enrolments, self._parts = {}, {}, {}
+        self._rows, self._enrolments, self._parts, self._inserts = {}, {}, {}, []
 
     def prefetch(self, emails: list[senders.OutgoingEmail], now: datetime) -> None:
         """The worker's batch is about to ``send`` these: read their outbox rows, step
@@ -231,6 +233,16 @@ class SmtpSender:
                 targets.setdefault(obj, []).append(e.target_id)
         for obj, target_ids in targets.items():
             self._cache.prefetch(obj, target_ids)
+
+    def flush(self) -> None:
+        """Write the batch's new ``pending`` rows (one executemany statement); the worker
+        calls it once the batch's sends are done, before its commit. Until then nothing
+        reads them: the caps count this batch's admissions in memory (``Cache.admitted``)
+        and the other reads (waiting rows, a tracker's earlier emails, the row of another
+        step) never concern a row this batch adds."""
+        if self._inserts and self._tx is not None:
+            self.outbox.insert_many(self._tx.conn, self._inserts)
+        self._inserts = []
 
     def send(self, email: senders.OutgoingEmail, now: datetime) -> SendResult:
         try:
@@ -411,6 +423,7 @@ class SmtpSender:
                 "lease_until": now + self.config.lease,
                 "tracked": track is not None and prepared.rendered.html is not None,
             },
+            buffered=composed is None,  # a worker's batch: written by ``flush``
         )
         if parts is not None:
             self._parts[email.key] = (mime, parts)
@@ -423,12 +436,18 @@ class SmtpSender:
         key: str,
         row: Mapping[str, Any] | None,
         values: dict[str, Any],
+        buffered: bool = False,
     ) -> None:
+        """Insert or update the row of ``key``; a new row ``buffered`` waits for ``flush``."""
         if row is None:
-            self.outbox.insert(
-                conn, {"key": key, "attempts": 0, "created_at": self._now(), **values}
-            )
+            new = {"key": key, "attempts": 0, "created_at": self._now(), **values}
+            if buffered:
+                self._inserts.append(new)
+            else:
+                self.flush()
+                self.outbox.insert(conn, new)
         else:
+            self.flush()
             self.outbox.update(conn, key, values)
 
     def cancel(self, key: str) -> None:
@@ -444,6 +463,13 @@ class SmtpSender:
         self._deliver(complete=True)
 
     def _deliver(self, complete: bool) -> None:
+        if self._inserts:  # never flushed (a caller without ``flush``): not written
+            log.error(
+                "%d staged emails were never written; sent at their next wake", len(self._inserts)
+            )
+            unwritten = {r["key"] for r in self._inserts}
+            self._staged = [k for k in self._staged if k not in unwritten]
+            self._inserts = []
         staged, self._staged, self._tx, self._cache = self._staged, [], None, None
         if not staged:
             return
