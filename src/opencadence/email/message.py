@@ -10,10 +10,14 @@ the Subject and From name as a reader decodes them, the bodies, the References) 
 known to equal what parsing the MIME back gives (``activity.from_outbox``): plain ASCII
 header values, which ``as_string`` writes unfolded and unencoded. Otherwise it returns None
 and the records are read back from the MIME, as before.
+
+A one-part message with plain header values is written directly (``_single_part``), byte for
+byte as the email package writes it (``_email_package``, which writes every other message).
 """
 
 from __future__ import annotations
 
+import binascii
 import email.header
 import email.message
 import email.parser
@@ -89,44 +93,80 @@ def compose_parts(
 ) -> tuple[str, Parts | None]:
     """The MIME text of the email, and its ``Parts`` when they are known without parsing it
     back (else None)."""
-    # the compat32 classes: the modern EmailMessage header machinery cost more than the
-    # whole database work of a send
     html = p.rendered.html
     if html is not None and track is not None:
         html = tracking.rewrite_html(html, track.secret, track.public_url, key)
-    msg: email.message.Message
-    if p.rendered.text is not None and html is not None:
-        msg = MIMEMultipart("alternative")
-        msg.attach(MIMEText(p.rendered.text, "plain", "utf-8"))
-        msg.attach(MIMEText(html, "html", "utf-8"))
-    elif p.rendered.text is not None:
-        msg = MIMEText(p.rendered.text, "plain", "utf-8")
-    else:
-        msg = MIMEText(html or "", "html", "utf-8")
-    msg["From"] = email.utils.formataddr((p.sender_name or "", p.sender), charset="utf-8")
-    msg["To"] = p.recipient
+    text = p.rendered.text
     subject = p.rendered.subject
     previous = _thread(cache, tracker_id, step_id, key)
+    headers = [
+        ("From", email.utils.formataddr((p.sender_name or "", p.sender), charset="utf-8")),
+        ("To", p.recipient),
+    ]
     references: tuple[str, ...] = ()
     if previous:
         last = email.parser.HeaderParser(policy=email.policy.default).parsestr(previous[-1][1])
         prior = str(last["Subject"] or subject)
         subject = prior if prior.lower().startswith("re:") else f"Re: {prior}"
-        msg["In-Reply-To"] = previous[-1][0]
-        msg["References"] = " ".join(mid for mid, _ in previous)
-        references = tuple(msg["References"].split())
-    msg["Subject"] = (
-        subject if subject.isascii() else email.header.Header(subject, "utf-8").encode()
-    )
-    msg["Date"] = email.utils.format_datetime(now.replace(tzinfo=UTC))
-    msg["Message-ID"] = message_id
-    mime = msg.as_string()
+        joined = " ".join(mid for mid, _ in previous)
+        headers += [("In-Reply-To", previous[-1][0]), ("References", joined)]
+        references = tuple(joined.split())
+    headers += [
+        ("Subject", subject),
+        ("Date", email.utils.format_datetime(now.replace(tzinfo=UTC))),
+        ("Message-ID", message_id),
+    ]
+    mime = _single_part(text, html, headers)
+    if mime is None:
+        mime = _email_package(text, html, headers)
     name = p.sender_name or None
     if not _PLAIN.fullmatch(subject) or not (name is None or _NAME.fullmatch(name)):
         return mime, None
-    text = p.rendered.text
     body = html if html is not None or text is not None else ""  # the empty html part
     return mime, Parts(subject, name, body, text, references)
+
+
+def _email_package(text: str | None, html: str | None, headers: list[tuple[str, str]]) -> str:
+    """The MIME text as the email package writes it (the compat32 classes: the modern
+    EmailMessage header machinery cost more than the whole database work of a send)."""
+    msg: email.message.Message
+    if text is not None and html is not None:
+        msg = MIMEMultipart("alternative")
+        msg.attach(MIMEText(text, "plain", "utf-8"))
+        msg.attach(MIMEText(html, "html", "utf-8"))
+    elif text is not None:
+        msg = MIMEText(text, "plain", "utf-8")
+    else:
+        msg = MIMEText(html or "", "html", "utf-8")
+    for name, value in headers:
+        if name == "Subject" and not value.isascii():
+            value = email.header.Header(value, "utf-8").encode()
+        msg[name] = value
+    return msg.as_string()
+
+
+def _single_part(text: str | None, html: str | None, headers: list[tuple[str, str]]) -> str | None:
+    """The bytes ``_email_package`` writes for a one-part message whose header values are
+    plain (``_PLAIN``: ``as_string`` writes them as they are, unfolded), without its
+    generic machinery; None for anything else (a multipart message, a value to encode)."""
+    if text is not None and html is not None:
+        return None
+    if not all(_PLAIN.fullmatch(value) for _, value in headers):
+        return None
+    kind, body = ("plain", text) if text is not None else ("html", html or "")
+    try:
+        data = body.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    head = "".join(f"{name}: {value}\n" for name, value in headers)
+    # email.base64mime.body_encode: 57 bytes (76 characters) a line
+    lines = "".join(
+        binascii.b2a_base64(data[i : i + 57]).decode("ascii") for i in range(0, len(data), 57)
+    )
+    return (
+        f'Content-Type: text/{kind}; charset="utf-8"\nMIME-Version: 1.0\n'
+        f"Content-Transfer-Encoding: base64\n{head}\n{lines}"
+    )
 
 
 def _thread(

@@ -36,6 +36,8 @@ SUBJECTS = [
     "日本語の件名",
     "looks =?utf-8?q?encoded?= inside",
     "emoji 🚀 launch " * 6,
+    "Folded? " + "word " * 40,
+    "x" * 200,
 ]
 NAMES = [
     None,
@@ -62,6 +64,10 @@ BODIES: list[tuple[str | None, str | None]] = [
     (None, None),
     ("", ""),
     ("x" * 3000, None),
+    ("y" * 56 + "\n" + "z" * 57 + "\n" + "é" * 40, None),
+    (None, "<p>" + "long line " * 400 + "</p>"),
+    (None, ""),
+    ("", None),
 ]
 
 
@@ -152,6 +158,33 @@ def test_parts_equal_the_mime_read_back(
     assert activity.from_parts(row, parts) == activity.from_outbox(row)
 
 
+@pytest.mark.parametrize(("subject", "name", "bodies", "track", "threads"), cases())
+def test_a_one_part_message_is_written_as_the_email_package_writes_it(
+    monkeypatch: pytest.MonkeyPatch,
+    subject: str,
+    name: str | None,
+    bodies: tuple[str | None, str | None],
+    track: message.Tracking | None,
+    threads: int,
+) -> None:
+    if bodies[0] is not None and bodies[1] is not None:
+        return  # multipart: always the email package (its boundary is random)
+    previous = earlier(subject, threads)
+    p = prepared(subject, name, *bodies)
+    kwargs: dict[str, Any] = dict(
+        key=KEY,
+        message_id=f"<{KEY}.0123456789abcdef@bench.example.com>",
+        tracker_id="a0T",
+        step_id="a0S",
+        now=NOW,
+        track=track,
+    )
+    ours, _ = message.compose_parts(FakeCache(previous), p, **kwargs)  # type: ignore[arg-type]
+    monkeypatch.setattr(message, "_single_part", lambda *a: None)
+    theirs, _ = message.compose_parts(FakeCache(previous), p, **kwargs)  # type: ignore[arg-type]
+    assert ours.encode() == theirs.encode()
+
+
 def test_the_bench_message_takes_the_fast_path() -> None:
     p = prepared("Quick question, F1", "Rita Rep", BODIES[0][0], None)
     _, parts = message.compose_parts(
@@ -165,3 +198,5 @@ def test_the_bench_message_takes_the_fast_path() -> None:
         track=None,
     )
     assert parts is not None
+    headers = [("From", "Rita Rep <rep@bench.example.com>"), ("Subject", p.rendered.subject)]
+    assert message._single_part(p.rendered.text, None, headers) is not None
