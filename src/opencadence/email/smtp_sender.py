@@ -541,7 +541,9 @@ class SmtpSender:
             code, text = smtp.getreply()
             if code != 354:
                 raise classify("data", code, _s(text))
-            smtp.send(_dot_stuffed(row["mime"]))
+            # the body and its final "." in one write: if it fails, the relay never saw the
+            # whole terminator (its last bytes) and discards the message
+            self._end_data(smtp, _dot_stuffed(row["mime"]) + b".\r\n")
         except DeliveryError:
             self._reset()
             raise
@@ -549,7 +551,6 @@ class SmtpSender:
             self._drop()
             raise DeliveryError(f"relay connection failed: {exc}", "RETRY_LATER", True) from exc
         try:
-            self._end_data(smtp)
             code, text = smtp.getreply()
             self._replied(row["key"], code)
         except (OSError, smtplib.SMTPException) as exc:
@@ -585,8 +586,9 @@ class SmtpSender:
         except (OSError, smtplib.SMTPException) as exc:
             raise DeliveryError(f"cannot reach the relay: {exc}", "RETRY_LATER", True) from exc
         if smtp.sock is not None:
-            # the body and the final "." are two writes with a commit between: without
-            # TCP_NODELAY, Nagle holds the "." for the relay's delayed ACK (~40 ms a message)
+            # small writes that each wait for a reply (a command, a body whose last segment is
+            # short): without TCP_NODELAY, Nagle can hold one for the relay's delayed ACK
+            # (~40 ms a message)
             smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if c.user:
             try:
@@ -642,8 +644,9 @@ class SmtpSender:
         self._unmarked = []
         return ok
 
-    def _end_data(self, smtp: smtplib.SMTP) -> None:
-        smtp.send(b".\r\n")
+    def _end_data(self, smtp: smtplib.SMTP, data: bytes) -> None:
+        """Write the dot-stuffed body and the final "." (tests crash here, before it)."""
+        smtp.send(data)
 
     def _replied(self, key: str, code: int) -> None:
         """A hook once the relay replied to the end of data (tests crash here)."""
