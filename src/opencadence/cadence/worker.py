@@ -318,4 +318,7 @@ class Worker:
                 cadence = ctx.cadences[sit.tracker["ActionCadenceId"]]
                 d = engine.on_sent(ctx, cadence, sit, now, user, result)
             decisions.append(d)
+        flush = getattr(self.sender, "flush", None)
+        if emails and flush is not None:  # what the sends wrote together (one statement)
+            flush()
         return decisions

@@ -20,7 +20,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from opencadence.email import checks
+from opencadence.email import checks, message
 from opencadence.storage import mail, records
 
 #: Task.Subject is 255 characters; Salesforce prefixes an email's subject with "Email: ".
@@ -69,6 +69,29 @@ def from_outbox(row: Mapping[str, Any]) -> SentEmail:
         text=_part(msg, "text/plain"),
         message_id=message_id,
         thread_id=references[0] if references else message_id,
+        headers=head.replace("\r\n", "\n") or None,
+        tracked=bool(row.get("tracked")),
+    )
+
+
+def from_parts(row: Mapping[str, Any], parts: message.Parts) -> SentEmail:
+    """The email of an outbox row from what composing its MIME gave (``message.Parts``):
+    equal to ``from_outbox(row)``, without parsing the MIME back."""
+    message_id = row.get("message_id") or None
+    head, _, _ = (row["mime"] or "").partition("\n\n")
+    return SentEmail(
+        key=row["key"],
+        tracker_id=row.get("tracker_id"),
+        owner_id=row["owner_id"],
+        target_id=row["target_id"],
+        from_address=row["sender"],
+        from_name=parts.from_name,
+        to_address=row["recipient"],
+        subject=parts.subject,
+        html=parts.html,
+        text=parts.text,
+        message_id=message_id,
+        thread_id=parts.references[0] if parts.references else message_id,
         headers=head.replace("\r\n", "\n") or None,
         tracked=bool(row.get("tracked")),
     )

@@ -185,6 +185,10 @@ class SmtpSender:
     _enrolments: dict[str, tuple[str | None, str | None, datetime | None, str | None]] = field(
         default_factory=dict
     )
+    #: the batch's new ``pending`` rows, written together by ``flush`` (before its commit)
+    _inserts: list[dict[str, Any]] = field(default_factory=list)
+    #: what composing each staged email gave its records (``message.Parts``), with its MIME
+    _parts: dict[str, tuple[str, message.Parts]] = field(default_factory=dict)
 
     def bind_worker(self, worker: Any) -> None:
         """The worker (``cadence.worker.Worker``) this sender delivers for: a delivered email
@@ -203,7 +207,7 @@ class SmtpSender:
     def begin(self, tx: records.Tx) -> None:
         self._tx, self._staged, self._completed = tx, [], set()
         self._cache = checks.Cache(self.store, tx.conn)
-        self._rows, self._enrolments = {}, {}
+        self._rows, self._enrolments, self._parts, self._inserts = {}, {}, {}, []
 
     def prefetch(self, emails: list[senders.OutgoingEmail], now: datetime) -> None:
         """The worker's batch is about to ``send`` these: read their outbox rows, step
@@ -229,6 +233,16 @@ class SmtpSender:
                 targets.setdefault(obj, []).append(e.target_id)
         for obj, target_ids in targets.items():
             self._cache.prefetch(obj, target_ids)
+
+    def flush(self) -> None:
+        """Write the batch's new ``pending`` rows (one executemany statement); the worker
+        calls it once the batch's sends are done, before its commit. Until then nothing
+        reads them: the caps count this batch's admissions in memory (``Cache.admitted``)
+        and the other reads (waiting rows, a tracker's earlier emails, the row of another
+        step) never concern a row this batch adds."""
+        if self._inserts and self._tx is not None:
+            self.outbox.insert_many(self._tx.conn, self._inserts)
+        self._inserts = []
 
     def send(self, email: senders.OutgoingEmail, now: datetime) -> SendResult:
         try:
@@ -382,7 +396,7 @@ class SmtpSender:
             if self.config.tracking_secret and self.config.public_url
             else None
         )
-        mime = message.compose(
+        mime, parts = message.compose_parts(
             cache,
             prepared,
             key=email.key,
@@ -409,7 +423,10 @@ class SmtpSender:
                 "lease_until": now + self.config.lease,
                 "tracked": track is not None and prepared.rendered.html is not None,
             },
+            buffered=composed is None,  # a worker's batch: written by ``flush``
         )
+        if parts is not None:
+            self._parts[email.key] = (mime, parts)
         self._staged.append(email.key)
         return SendResult(False, None, now)
 
@@ -419,12 +436,18 @@ class SmtpSender:
         key: str,
         row: Mapping[str, Any] | None,
         values: dict[str, Any],
+        buffered: bool = False,
     ) -> None:
+        """Insert or update the row of ``key``; a new row ``buffered`` waits for ``flush``."""
         if row is None:
-            self.outbox.insert(
-                conn, {"key": key, "attempts": 0, "created_at": self._now(), **values}
-            )
+            new = {"key": key, "attempts": 0, "created_at": self._now(), **values}
+            if buffered:
+                self._inserts.append(new)
+            else:
+                self.flush()
+                self.outbox.insert(conn, new)
         else:
+            self.flush()
             self.outbox.update(conn, key, values)
 
     def cancel(self, key: str) -> None:
@@ -440,6 +463,13 @@ class SmtpSender:
         self._deliver(complete=True)
 
     def _deliver(self, complete: bool) -> None:
+        if self._inserts:  # never flushed (a caller without ``flush``): not written
+            log.error(
+                "%d staged emails were never written; sent at their next wake", len(self._inserts)
+            )
+            unwritten = {r["key"] for r in self._inserts}
+            self._staged = [k for k in self._staged if k not in unwritten]
+            self._inserts = []
         staged, self._staged, self._tx, self._cache = self._staged, [], None, None
         if not staged:
             return
@@ -512,7 +542,9 @@ class SmtpSender:
             code, text = smtp.getreply()
             if code != 354:
                 raise classify("data", code, _s(text))
-            smtp.send(_dot_stuffed(row["mime"]))
+            # the body and its final "." in one write: if it fails, the relay never saw the
+            # whole terminator (its last bytes) and discards the message
+            self._end_data(smtp, _dot_stuffed(row["mime"]) + b".\r\n")
         except DeliveryError:
             self._reset()
             raise
@@ -520,7 +552,6 @@ class SmtpSender:
             self._drop()
             raise DeliveryError(f"relay connection failed: {exc}", "RETRY_LATER", True) from exc
         try:
-            self._end_data(smtp)
             code, text = smtp.getreply()
             self._replied(row["key"], code)
         except (OSError, smtplib.SMTPException) as exc:
@@ -556,8 +587,9 @@ class SmtpSender:
         except (OSError, smtplib.SMTPException) as exc:
             raise DeliveryError(f"cannot reach the relay: {exc}", "RETRY_LATER", True) from exc
         if smtp.sock is not None:
-            # the body and the final "." are two writes with a commit between: without
-            # TCP_NODELAY, Nagle holds the "." for the relay's delayed ACK (~40 ms a message)
+            # small writes that each wait for a reply (a command, a body whose last segment is
+            # short): without TCP_NODELAY, Nagle can hold one for the relay's delayed ACK
+            # (~40 ms a message)
             smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if c.user:
             try:
@@ -613,8 +645,9 @@ class SmtpSender:
         self._unmarked = []
         return ok
 
-    def _end_data(self, smtp: smtplib.SMTP) -> None:
-        smtp.send(b".\r\n")
+    def _end_data(self, smtp: smtplib.SMTP, data: bytes) -> None:
+        """Write the dot-stuffed body and the final "." (tests crash here, before it)."""
+        smtp.send(data)
 
     def _replied(self, key: str, code: int) -> None:
         """A hook once the relay replied to the end of data (tests crash here)."""
@@ -748,7 +781,15 @@ class SmtpSender:
 
     def _log_sent(self, tx: records.Tx, rows: list[dict[str, Any]], now: datetime) -> None:
         """The EmailMessage and Task of each sent row, in the transaction marking it sent."""
-        activity.log_sent(tx, [activity.from_outbox(r) for r in rows], now)
+        activity.log_sent(tx, [self._sent_email(r) for r in rows], now)
+
+    def _sent_email(self, row: Mapping[str, Any]) -> activity.SentEmail:
+        """The email of a sent row: from what composing it gave, when this worker composed
+        exactly that MIME (``activity.from_parts``), else read back from the MIME."""
+        composed = self._parts.pop(row["key"], None)
+        if composed is not None and row.get("message_id") and composed[0] == row["mime"]:
+            return activity.from_parts(row, composed[1])
+        return activity.from_outbox(row)
 
     def after_accept(self, tx: records.Tx, row: Mapping[str, Any], now: datetime) -> None:
         """A hook once the relay accepted a message (in the transaction recording it)."""

@@ -92,6 +92,11 @@ class Outbox:
         # one statement object with the values as parameters: compiled once
         conn.execute(self._insert, dict(values))
 
+    def insert_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Rows with the same columns, in one executemany statement (in their order)."""
+        if rows:
+            conn.execute(self._insert, [dict(r) for r in rows])
+
     def update(self, conn: Connection, key: str, values: Mapping[str, Any]) -> None:
         t = self.table
         conn.execute(sa.update(t).where(t.c.key == key).values(**values))

@@ -34,11 +34,11 @@ class _Crashing(smtp_sender.SmtpSender):
     nth = 1
     deliveries = 0
 
-    def _end_data(self, smtp: object) -> None:
+    def _end_data(self, smtp: object, data: bytes) -> None:
         self.deliveries += 1
         if self.point == "before_dot" and self.deliveries == self.nth:
             self._die()
-        super()._end_data(smtp)  # type: ignore[arg-type]
+        super()._end_data(smtp, data)  # type: ignore[arg-type]
 
     def _replied(self, key: str, code: int) -> None:
         if self.point == "after_reply" and self.deliveries == self.nth:
