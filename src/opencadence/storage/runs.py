@@ -392,10 +392,15 @@ class RunStore:
     def wake(self, conn: sa.Connection, steps: Collection[tuple[str, str]], now: datetime) -> None:
         """Make each (tracker id, step tracker id) due at ``now`` if the tracker is running
         (not paused), wakes later, and the step is still Queued: what another worker
-        rescheduled to a lease's end once the email is recorded. One statement per tracker, in
-        id order (row locks taken in one order never deadlock each other)."""
+        rescheduled to a lease's end once the email is recorded. Per tracker, in id order (row
+        locks taken in one order never deadlock each other): its row lock first, waiting for a
+        batch that holds it (the one rescheduling it: the recording commit's claim skipped it),
+        then the update, whose statement sees what that batch committed. (An update alone
+        judges ``due_at`` on the row as it was before that batch, still due, and leaves it
+        to the lease's end.)"""
         run, st = self.run, self.table(STEP)
         for tracker_id, step_id in sorted(p for p in steps if p[0] and p[1]):
+            self.lock(conn, [tracker_id])
             queued = sa.exists().where(st.c.Id == step_id, st.c.State == "Queued")
             conn.execute(
                 run.update()
