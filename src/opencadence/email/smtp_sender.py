@@ -844,10 +844,15 @@ class SmtpSender:
     # -- restart ---------------------------------------------------------------------------------
 
     def _reconcile_one(self, tx: records.Tx, key: str, now: datetime) -> None:
-        self.outbox.reconcile_sent(tx.conn, key, now)
+        """Record the send of a row its worker left ``accepted`` (lease over) — only if this
+        transaction moved it: a worker slow rather than dead may have recorded it (its "send"
+        event, EmailMessage and Task) while this one waited for the row, and a second record
+        would double them."""
+        if not self.outbox.reconcile_sent(tx.conn, key, now):
+            return
         engagement.record_event(tx.conn, self.store, key, "send", now)
         row = self.outbox.row(tx.conn, key)
-        self._log_sent(tx, [row] if row is not None and row["status"] == "sent" else [], now)
+        self._log_sent(tx, [row] if row is not None else [], now)
 
     def _unknown(
         self, conn: mail.Connection, key: str, message_id: str | None, now: datetime

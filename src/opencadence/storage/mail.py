@@ -218,19 +218,22 @@ class Outbox:
             )
         return moved
 
-    def reconcile_sent(self, conn: Connection, key: str, now: datetime) -> None:
-        """A row left ``accepted`` by a dead worker: the relay said 250, so it is sent."""
-        self.update_if(
-            conn,
-            key,
-            ("accepted",),
-            {
-                "status": "sent",
-                "sent_at": now,
-                "lease_until": None,
-                "detail": "reconciled: the relay had accepted it",
-            },
+    def reconcile_sent(self, conn: Connection, key: str, now: datetime) -> bool:
+        """A row left ``accepted`` by a dead worker: the relay said 250, so it is sent. False
+        if it was not ``accepted`` any more (its worker was alive after all and recorded it
+        while this transaction waited for the row: its send is recorded already)."""
+        t = self.table
+        done = conn.execute(
+            sa.update(t)
+            .where(t.c.key == key, t.c.status == "accepted")
+            .values(
+                status="sent",
+                sent_at=now,
+                lease_until=None,
+                detail="reconciled: the relay had accepted it",
+            )
         )
+        return done.rowcount == 1
 
     def mark_unknown(self, conn: Connection, key: str) -> bool:
         """``sending`` (its worker dead) -> ``unknown``; False if the row was not ``sending``."""

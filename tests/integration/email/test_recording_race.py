@@ -105,3 +105,38 @@ def test_steps_the_recording_commit_could_not_take_are_due_at_once(
     sender.close()
     assert {auto_step(store, t)["State"] for t in targets} == {"Completed"}
     assert len(relay.received) == 3
+
+
+def test_reconciling_a_send_its_worker_recorded_meanwhile_records_nothing(
+    store: records.Store, relay: Relay, template: Template, enrol: Enrol
+) -> None:
+    """A batch that read a row ``accepted`` with its lease over reconciles it as sent; when
+    the delivering worker, slow rather than dead, committed its record first (the batch's
+    guarded update then finds the row ``sent``), the send's event, EmailMessage and Task
+    exist once, not twice."""
+    tid = template()
+    enrol(tid)
+    sender = smtp_sender.SmtpSender(store, smtp_sender.SmtpConfig(port=relay.port, timeout=5))
+    work = worker.Worker(store, sender)
+    assert work.run_once() == 1
+    sender.close()
+    (row,) = outbox_rows(store)
+    assert row["status"] == "sent"
+
+    def recorded() -> tuple[int, int, int]:
+        with store.reading() as conn:
+            count = [
+                conn.execute(sa.select(sa.func.count()).select_from(store.meta.tables[name]))
+                for name in ("EmailMessage", "Task")
+            ]
+            log = store.meta.tables["oc_email_event"]
+            sends = conn.execute(
+                sa.select(sa.func.count()).where(log.c.key == row["key"], log.c.kind == "send")
+            )
+            return (count[0].scalar_one(), count[1].scalar_one(), sends.scalar_one())
+
+    before = recorded()
+    assert before == (1, 1, 1)
+    with store.transaction() as tx:  # the late batch's reconciliation, after the worker's record
+        sender._reconcile_one(tx, str(row["key"]), store.clock.now().replace(tzinfo=None))
+    assert recorded() == before
