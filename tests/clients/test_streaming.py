@@ -43,6 +43,10 @@ def http_server(
 ) -> Iterator[tuple[Org, str, str]]:
     """The server with its CometD clients in memory, and shared in the database (as each
     child of ``serve --processes N`` keeps them)."""
+    if request.param and store.engine.dialect.name == "sqlite":
+        # shared clients serve `serve --processes N`, which runs on PostgreSQL only (their
+        # storage is tested on both databases in tests/integration/storage/test_cometd_clients.py)
+        pytest.skip("shared CometD clients: PostgreSQL only, as serve --processes N")
     org = Org(store)
     user_id, _ = org.accounts.create_user("stream@oc.test", "pw", admin=True)
     token = org.accounts.open_session(user_id)
