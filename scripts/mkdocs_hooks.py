@@ -258,10 +258,14 @@ def http() -> str:
     """Every HTTP route the server mounts, as ``api/app.py``'s ``build_app`` mounts them (with
     a stand-in org: only the route table is read), grouped by path; then the SOAP calls and
     headers from the SOAP schema's tables."""
+    import sqlalchemy as sa
+
     from opencadence.api import app, versions
     from opencadence.api.soap import schema
 
-    stand_in: Any = types.SimpleNamespace(store=None)
+    # an engine that is never connected to: build_app reads its dialect and pool only
+    store = types.SimpleNamespace(engine=sa.create_engine("sqlite://"))
+    stand_in: Any = types.SimpleNamespace(store=store)
     built = app.build_app(stand_in, manual_clock=stand_in, tracker=stand_in)
     groups: dict[str, list[str]] = {}
     for path, methods in _route_rows(list(built.routes)).items():

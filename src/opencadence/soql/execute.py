@@ -449,6 +449,8 @@ class QueryService:
             self._locator_writes = locators.prepared_saves(self.store.engine, self.meta)
         cursor_row, page_row = self._locator_writes
         page = {"locator": cursor["locator"], "position": position, "after_key": after_key}
+        # a write like any other: never on the API's event loop, and counted as one there
+        records.begin_write(self.store)
         with records.locks_refused():
             fastread.write(self.store.engine, [(cursor_row, cursor), (page_row, page)])
 

@@ -108,9 +108,7 @@ class Store:
         (docs/security-model.md); without one, the caller is the system itself. A lock it
         could not get in time (another writer) raises UnableToLockRow. Inside an ambient
         transaction (``ambient``) it is a savepoint of that one instead."""
-        if _READ_ONLY.get():
-            raise WriteRefused(self)
-        _WRITES.count = getattr(_WRITES, "count", 0) + 1
+        begin_write(self)
         joined = AMBIENT.get()
         if joined is not None and joined.store is self:
             yield from self._joining(joined, user_id, origin, principal)
@@ -275,6 +273,14 @@ def writes_refused() -> bool:
 
 #: write transactions begun by each thread (``write_count``)
 _WRITES = threading.local()
+
+
+def begin_write(store: Store) -> None:
+    """What every write of ``store`` does first, a ``Store.transaction`` or a driver-level one
+    (``fastread.write``): refused inside ``read_only``, else counted (``write_count``)."""
+    if _READ_ONLY.get():
+        raise WriteRefused(store)
+    _WRITES.count = getattr(_WRITES, "count", 0) + 1
 
 
 def write_count() -> int:
