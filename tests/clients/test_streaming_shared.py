@@ -146,6 +146,14 @@ def _held(bayeux: Bayeux, at: int) -> tuple[threading.Thread, list[Any]]:
     return thread, out
 
 
+def _answered_soon(held: tuple[threading.Thread, list[Any]], since: float, why: str) -> None:
+    """The held connect ``held`` was answered within two seconds of ``since`` (``why``, if
+    not)."""
+    thread, out = held
+    thread.join(timeout=5)
+    assert not thread.is_alive() and out[1] - since < 2.0, why
+
+
 def _holder(bayeux: Bayeux) -> str | None:
     registry = bayeux.p.hubs[0].registry
     assert isinstance(registry, streaming.SharedClients)
@@ -163,12 +171,11 @@ def test_a_subscription_through_one_process_wakes_the_connect_held_by_the_other(
     made = pair.commit(1, "Before")
     bayeux = Bayeux(pair, at=0)
     assert bayeux.connect(0)[-1]["successful"]  # the first connect is answered at once
-    thread, out = _held(bayeux, at=0)
+    held = _held(bayeux, at=0)
     started = time.monotonic()
     assert bayeux.subscribe(1, replay=-2)["successful"]  # through the other process
-    thread.join(timeout=5)
-    assert not thread.is_alive() and out[1] - started < 2.0, "not woken by the subscription"
-    assert _records(out[0]) == [made]
+    _answered_soon(held, started, "not woken by the subscription")
+    assert _records(held[1][0]) == [made]
     # and what is committed next, through either process, reaches a connect held by either
     for at, via in ((1, 0), (0, 1)):
         thread, out = _held(bayeux, at=at)
@@ -184,12 +191,11 @@ def test_a_disconnect_through_one_process_ends_the_connect_held_by_the_other(
     bayeux = Bayeux(pair, at=1)
     assert bayeux.subscribe(0)["successful"]
     bayeux.connect(1)
-    thread, out = _held(bayeux, at=1)
+    held = _held(bayeux, at=1)
     started = time.monotonic()
     reply = bayeux.post(0, {"channel": "/meta/disconnect", "clientId": bayeux.client_id})
     assert reply[0]["successful"]
-    thread.join(timeout=5)
-    assert not thread.is_alive() and out[1] - started < 2.0, "the held connect did not end"
+    _answered_soon(held, started, "the held connect did not end")
     gone = bayeux.connect(1)[0]
     assert gone["error"] == "403::Unknown client"
     assert gone["advice"]["reconnect"] == "handshake"
@@ -202,11 +208,11 @@ def test_a_second_connect_answers_the_one_held_by_the_other_process_at_once(
     bayeux = Bayeux(pair, at=0)
     assert bayeux.subscribe(0)["successful"]
     bayeux.connect(0)
-    first, first_out = _held(bayeux, at=0)
+    first = _held(bayeux, at=0)
+    first_out = first[1]
     started = time.monotonic()
     second, second_out = _held(bayeux, at=1)  # takes over
-    first.join(timeout=5)
-    assert not first.is_alive() and first_out[1] - started < 2.0, "the older connect is held"
+    _answered_soon(first, started, "the older connect is held")
     assert _records(first_out[0]) == []
     assert first_out[0][-1]["channel"] == "/meta/connect" and first_out[0][-1]["successful"]
     made = pair.commit(0, "AfterTakeover")

@@ -53,31 +53,23 @@ def from_outbox(row: Mapping[str, Any]) -> SentEmail:
     """The email of an outbox row, read back from the MIME text that went to the relay."""
     msg = email.message_from_string(row["mime"] or "")
     name, _ = email.utils.parseaddr(_header(msg, "From"))
-    references = _header(msg, "References").split()
-    message_id = row.get("message_id") or _header(msg, "Message-ID") or None
-    head, _, _ = (row["mime"] or "").partition("\n\n")
-    return SentEmail(
-        key=row["key"],
-        tracker_id=row.get("tracker_id"),
-        owner_id=row["owner_id"],
-        target_id=row["target_id"],
-        from_address=row["sender"],
-        from_name=name or None,
-        to_address=row["recipient"],
+    parts = message.Parts(
         subject=_header(msg, "Subject"),
+        from_name=name or None,
         html=_part(msg, "text/html"),
         text=_part(msg, "text/plain"),
-        message_id=message_id,
-        thread_id=references[0] if references else message_id,
-        headers=head.replace("\r\n", "\n") or None,
-        tracked=bool(row.get("tracked")),
+        references=tuple(_header(msg, "References").split()),
     )
+    return from_parts(row, parts, message_id=_header(msg, "Message-ID") or None)
 
 
-def from_parts(row: Mapping[str, Any], parts: message.Parts) -> SentEmail:
+def from_parts(
+    row: Mapping[str, Any], parts: message.Parts, *, message_id: str | None = None
+) -> SentEmail:
     """The email of an outbox row from what composing its MIME gave (``message.Parts``):
-    equal to ``from_outbox(row)``, without parsing the MIME back."""
-    message_id = row.get("message_id") or None
+    equal to ``from_outbox(row)``, without parsing the MIME back. ``message_id``: the MIME's
+    own, for a row that does not hold one."""
+    message_id = row.get("message_id") or message_id
     head, _, _ = (row["mime"] or "").partition("\n\n")
     return SentEmail(
         key=row["key"],

@@ -56,30 +56,6 @@ class Parts:
     references: tuple[str, ...]
 
 
-def compose(
-    cache: checks.Cache,
-    p: checks.Prepared,
-    *,
-    key: str,
-    message_id: str,
-    tracker_id: str | None,
-    step_id: str | None,
-    now: datetime,
-    track: Tracking | None,
-) -> str:
-    """The MIME text of the email."""
-    return compose_parts(
-        cache,
-        p,
-        key=key,
-        message_id=message_id,
-        tracker_id=tracker_id,
-        step_id=step_id,
-        now=now,
-        track=track,
-    )[0]
-
-
 def compose_parts(
     cache: checks.Cache,
     p: checks.Prepared,

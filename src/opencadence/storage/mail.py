@@ -222,32 +222,20 @@ class Outbox:
         """A row left ``accepted`` by a dead worker: the relay said 250, so it is sent. False
         if it was not ``accepted`` any more (its worker was alive after all and recorded it
         while this transaction waited for the row: its send is recorded already)."""
-        t = self.table
-        done = conn.execute(
-            sa.update(t)
-            .where(t.c.key == key, t.c.status == "accepted")
-            .values(
-                status="sent",
-                sent_at=now,
-                lease_until=None,
-                detail="reconciled: the relay had accepted it",
-            )
-        )
-        return done.rowcount == 1
+        detail = "reconciled: the relay had accepted it"
+        return self._move(conn, key, "accepted", status="sent", sent_at=now, detail=detail)
 
     def mark_unknown(self, conn: Connection, key: str) -> bool:
         """``sending`` (its worker dead) -> ``unknown``; False if the row was not ``sending``."""
+        detail = "unknown: the worker died between the sending mark and the relay's reply"
+        return self._move(conn, key, "sending", status="unknown", detail=detail)
+
+    def _move(self, conn: Connection, key: str, was: str, **values: Any) -> bool:
+        """Row ``key`` from status ``was`` to ``values`` (its lease ended); False if it was not
+        ``was``."""
         t = self.table
-        n = conn.execute(
-            sa.update(t)
-            .where(t.c.key == key, t.c.status == "sending")
-            .values(
-                status="unknown",
-                lease_until=None,
-                detail="unknown: the worker died between the sending mark and the relay's reply",
-            )
-        ).rowcount
-        return bool(n == 1)
+        stmt = sa.update(t).where(t.c.key == key, t.c.status == was)
+        return conn.execute(stmt.values(lease_until=None, **values)).rowcount == 1
 
     def abandoned(self, conn: Connection, now: datetime) -> list[tuple[str, str]]:
         """(key, status) of rows left ``sending``/``accepted`` whose lease ran out (or never

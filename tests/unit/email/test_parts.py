@@ -88,7 +88,7 @@ def earlier(subject: str, n: int) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for i in range(n):
         mid = f"<0cK0C0000000{i}xxxAQ.{i:016x}@bench.example.com>"
-        mime = message.compose(
+        mime, _ = message.compose_parts(
             FakeCache(list(found)),  # type: ignore[arg-type]
             prepared(subject, "Rita Rep", "text", None),
             key=KEY,
