@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from opencadence import system
 from opencadence.clock import ManualClock
 from opencadence.metadata import registry as registries
-from opencadence.storage import database, migrate, records
+from opencadence.storage import accounts, database, migrate, records
 
 from . import db_state
 
@@ -36,6 +36,10 @@ BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # thousands of users and logins: scrypt at a small cost (each hash records its own; the
+    # default's is tested in tests/unit/storage/test_password_hash.py), inherited by the
+    # xdist workers and by every process a test starts
+    os.environ.setdefault(accounts.COST_VARIABLE, "4")
     config.addinivalue_line(
         "markers", "writes: the test changes its org, so it gets its own (see soql/conftest.py)"
     )

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import hashlib
 import hmac
+import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,7 +33,11 @@ from opencadence.storage import authorization, fastread, records, schema, sessio
 DEFAULT_SESSION_TTL = timedelta(hours=2)
 #: An inactivity-timed session's expiry is rewritten when a use would move it this much or more.
 EXTEND_EVERY = timedelta(minutes=1)
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+#: scrypt's cost for new hashes, as log2 of its N (2**14: about 50 ms and 16 MiB a hash)
+SCRYPT_COST = 14
+#: lowers (or raises) it: a test suite that makes thousands of users and logins sets a small
+#: cost; each hash records its own, so every hash verifies whatever the setting is
+COST_VARIABLE = "OPENCADENCE_PASSWORD_HASH_COST"
 #: Salesforce's defaults for "Maximum invalid login attempts" and "Lockout effective period".
 MAX_LOGIN_ATTEMPTS = 10
 LOCKOUT_PERIOD = timedelta(minutes=15)
@@ -42,19 +47,37 @@ CODE_TTL = timedelta(minutes=15)
 DEFAULT_APP_SCOPES = "api refresh_token offline_access"
 
 
+def hash_cost() -> int:
+    """The cost of new hashes: ``$OPENCADENCE_PASSWORD_HASH_COST`` (1 to 20), else
+    SCRYPT_COST. Read at each hash, not at import: a test suite sets it after importing."""
+    raw = os.environ.get(COST_VARIABLE, "").strip()
+    if not raw:
+        return SCRYPT_COST
+    if not raw.isdigit() or not 1 <= int(raw) <= 20:
+        raise ValueError(f"{COST_VARIABLE} must be a whole number from 1 to 20, not {raw!r}")
+    return int(raw)
+
+
 def hash_secret(secret: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(secret.encode(), salt=salt, dklen=32, **_SCRYPT)
-    return f"scrypt${salt.hex()}${digest.hex()}"
+    """``scrypt-<cost>$<salt>$<digest>`` (hex)."""
+    salt, cost = secrets.token_bytes(16), hash_cost()
+    return f"scrypt-{cost}${salt.hex()}${_scrypt(secret, salt, cost).hex()}"
 
 
 def check_secret(secret: str, stored: str) -> bool:
+    """Whether ``secret`` is the one ``stored`` hashes (``hash_secret``'s form, or the older
+    ``scrypt$<salt>$<digest>``, made at the default cost)."""
     try:
-        _scheme, salt, digest = stored.split("$")
+        scheme, salt, digest = stored.split("$")
+        cost = SCRYPT_COST if scheme == "scrypt" else int(scheme.removeprefix("scrypt-"))
+        actual = _scrypt(secret, bytes.fromhex(salt), cost)
     except ValueError:
         return False
-    actual = hashlib.scrypt(secret.encode(), salt=bytes.fromhex(salt), dklen=32, **_SCRYPT)
     return hmac.compare_digest(actual.hex(), digest)
+
+
+def _scrypt(secret: str, salt: bytes, cost: int) -> bytes:
+    return hashlib.scrypt(secret.encode(), salt=salt, n=2**cost, r=8, p=1, dklen=32)
 
 
 @functools.cache
