@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from opencadence.storage import schema
+from opencadence.storage import dialect, schema
 
 SHARDS = 16
 
@@ -36,8 +36,10 @@ def apply(conn: sa.Connection, meta: sa.MetaData, deltas: Counter[str]) -> None:
             .where(counts.c.entity == entity, counts.c.shard == shard)
             .values(live=counts.c.live + delta)
         ).rowcount
-        if not done:
-            conn.execute(counts.insert().values(entity=entity, shard=shard, live=delta))
+        if not done:  # the shard's first write; a concurrent first writer may race this one
+            row = {"entity": entity, "shard": shard, "live": delta}
+            add = {"live": lambda new: counts.c.live + new.live}
+            conn.execute(dialect.upsert(conn, counts, row, ("entity", "shard"), add))
 
 
 def live(conn: sa.Connection, meta: sa.MetaData, entity: str) -> int:

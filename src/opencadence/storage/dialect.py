@@ -61,7 +61,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -83,6 +83,18 @@ def is_sqlite(bind: Bind) -> bool:
 
 #: The PostgreSQL NOTIFY channel of committed change events (payload: the last replay id).
 EVENTS_CHANNEL = "oc_change_events"
+
+
+def upsert(
+    bind: Bind, table: sa.Table, values: dict[str, Any], keys: Sequence[str], set_: dict[str, Any]
+) -> Any:
+    """INSERT of ``values`` that, where a row with the same ``keys`` exists (or is being
+    inserted by a concurrent transaction), updates it with ``set_`` instead: ON CONFLICT DO
+    UPDATE, which both databases have (``excluded`` is ``.excluded`` of the statement)."""
+    insert = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(table).values(**values)
+    columns = {k: v(stmt.excluded) if callable(v) else v for k, v in set_.items()}
+    return stmt.on_conflict_do_update(index_elements=[table.c[k] for k in keys], set_=columns)
 
 
 def notify_events(conn: sa.Connection, last_replay_id: int) -> None:

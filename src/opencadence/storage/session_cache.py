@@ -39,10 +39,9 @@ import weakref
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from opencadence.storage import fastread, schema
+from opencadence.storage import dialect, fastread, schema
 
 #: The ``oc_sequence`` row holding the auth generation.
 GENERATION = "auth_generation"
@@ -61,12 +60,8 @@ def bump(conn: sa.Connection, meta: sa.MetaData) -> None:
     done = conn.execute(seq.update().where(seq.c.name == GENERATION).values(value=value)).rowcount
     if done:
         return
-    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(seq)
-    conn.execute(
-        insert.values(name=GENERATION, value=value).on_conflict_do_update(
-            index_elements=[seq.c.name], set_={"value": value}
-        )
-    )
+    row = {"name": GENERATION, "value": value}
+    conn.execute(dialect.upsert(conn, seq, row, ("name",), {"value": value}))
 
 
 class Generation:
