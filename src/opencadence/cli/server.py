@@ -6,12 +6,18 @@ import argparse
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opencadence import demo as demo_org
 from opencadence import system
-from opencadence.api import processes, pubsub, server, tls
+from opencadence.api import pubsub_defaults
 from opencadence.cli import common, email_options
+
+if TYPE_CHECKING:
+    from opencadence.api import pubsub
+
+# The API server, Pub/Sub (grpc) and TLS modules are imported by the commands that serve, not
+# here: every other command would pay for them at start-up (about 0.4 s).
 from opencadence.storage import database
 
 DEFAULT_PORT = 8443
@@ -20,6 +26,8 @@ DEFAULT_CERT_DIR = ".opencadence-tls"
 
 def _listen(host: str, port: int) -> socket.socket | None:
     """The server's socket, bound before anything else happens; None (said why) if busy."""
+    from opencadence.api import server
+
     try:
         return server.listen(host, port)
     except OSError as exc:
@@ -63,6 +71,8 @@ def _processes_refused(args: argparse.Namespace) -> str | None:
 
 
 def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
+    from opencadence.api import processes, server, tls
+
     settings = system.Settings(
         database_url=common.database_url(args),
         clock=args.clock,
@@ -123,6 +133,8 @@ def _start_pubsub(
     when --pubsub-port is 0)."""
     if not args.pubsub_port:
         return True, None
+    from opencadence.api import pubsub
+
     try:
         running = pubsub.start(
             built.org,
@@ -153,6 +165,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace, sock: socket.socket | None) -> int:
+    from opencadence.api import server, tls
+
     serving = sock is not None
     settings = system.Settings(
         database_url=common.database_url(args), clock="manual", worker=serving, tracking=serving
@@ -187,13 +201,13 @@ def _add_pubsub(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pubsub-port",
         type=int,
-        default=pubsub.DEFAULT_PORT,
-        help=f"port of the Pub/Sub API (gRPC; TLS when the API is; default {pubsub.DEFAULT_PORT}, 0: off)",
+        default=pubsub_defaults.DEFAULT_PORT,
+        help=f"port of the Pub/Sub API (gRPC; TLS when the API is; default {pubsub_defaults.DEFAULT_PORT}, 0: off)",
     )
     p.add_argument(
         "--pubsub-keepalive",
         type=float,
-        default=pubsub.KEEPALIVE_SECONDS,
+        default=pubsub_defaults.KEEPALIVE_SECONDS,
         help="seconds between keepalive FetchResponses of an idle subscription (default 270)",
     )
 
