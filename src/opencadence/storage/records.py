@@ -466,7 +466,7 @@ class Tx:
         rows = [self._new_row(obj, rec, now, system) for rec in records]
         if not rows:
             return []
-        self.conn.execute(self._table(obj).insert(), rows)
+        dialect.insert_rows(self.conn, self._table(obj), rows)
         if obj.name in session_cache.AUTH_OBJECTS:
             self.auth_changed = True
         search_index.index_rows(self.conn, self.store.meta, obj, rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from opencadence.storage import dialect, schema
@@ -42,3 +43,64 @@ def test_id_blocks_never_overlap(engine: sa.Engine) -> None:
 
     first, second = reserve(), reserve()
     assert second - first >= schema.ID_BLOCK
+
+
+def test_insert_rows_stores_what_sqlalchemy_stores(engine: sa.Engine) -> None:
+    """``dialect.insert_rows`` (on SQLite: the driver's executemany, values through their
+    columns' bind processors) leaves the same stored values as SQLAlchemy's insert, every
+    column type records use, None included; a batch of rows of other keys is refused as
+    SQLAlchemy refuses it."""
+    from datetime import date, datetime
+
+    meta = sa.MetaData()
+
+    def table(name: str) -> sa.Table:
+        return sa.Table(
+            name,
+            meta,
+            sa.Column("k", sa.String(18), primary_key=True),
+            sa.Column("flag", sa.Boolean()),
+            sa.Column("n", sa.Integer()),
+            sa.Column("x", sa.Double()),
+            sa.Column("day", sa.Date()),
+            sa.Column("at", sa.DateTime()),
+            sa.Column("txt", sa.Text()),
+        )
+
+    ours, theirs = table("a"), table("b")
+    values = [
+        {
+            "flag": True,
+            "n": 7,
+            "x": 0.1,
+            "day": date(2026, 2, 28),
+            "at": datetime(2026, 12, 1, 23, 59, 58, 123456),
+            "txt": "é'\"?",
+        },
+        {
+            "flag": False,
+            "n": -1,
+            "x": 1e300,
+            "day": date(1, 1, 1),
+            "at": datetime(2026, 1, 1),
+            "txt": "",
+        },
+        {"flag": None, "n": None, "x": None, "day": None, "at": None, "txt": None},
+    ]
+    rows = [{"k": f"r{i}", **v} for i, v in enumerate(values)]
+    meta.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            dialect.insert_rows(conn, ours, rows)
+            conn.execute(theirs.insert(), rows)
+        with engine.connect() as conn:  # the stored values, as the driver returns them
+            stored = [
+                conn.exec_driver_sql(f"SELECT * FROM {t} ORDER BY k").all() for t in ("a", "b")
+            ]
+        assert stored[0] == stored[1] and len(stored[0]) == 3
+        mixed = [{"k": "s1", "n": 1, "txt": "u"}, {"k": "s2", "n": 2, "x": 2.5}]
+        with pytest.raises(sa.exc.StatementError, match="A value is required"):
+            with engine.begin() as conn:  # as SQLAlchemy refuses it, and nothing is written
+                dialect.insert_rows(conn, ours, mixed)
+    finally:
+        meta.drop_all(engine)
