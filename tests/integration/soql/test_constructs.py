@@ -79,6 +79,8 @@ TEXTS = [
     "İstanbul",
     "naïve",
     "Ölfass",
+    "\u212aelvin",  # the Kelvin sign: not ASCII, lowercases to the ASCII "kelvin"
+    "KELVIN",
 ]
 
 
@@ -124,6 +126,7 @@ COMPARE_VALUES = [
     "İSTANBUL",
     "istanbul",
     "zz",
+    "kelvin",
 ]
 
 
