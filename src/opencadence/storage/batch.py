@@ -19,10 +19,8 @@ driver's executemany, values going through the column types' bind processors.
 
 from __future__ import annotations
 
-import operator
 import uuid
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +28,7 @@ import sqlalchemy as sa
 
 from opencadence import errors
 from opencadence.metadata import model
-from opencadence.storage import dialect, events, records, search_index, values
+from opencadence.storage import dialect, events, executemany, records, search_index, values
 
 #: (object, changed fields, (expected field, expected null) pairs) of a guarded update
 UpdateShape = tuple[str, tuple[str, ...], tuple[tuple[str, bool], ...]]
@@ -120,15 +118,15 @@ class BatchWriter:
         with records.duplicates_refused():
             for name, rows in self._inserts.items():
                 c = self._compiled(("insert", name), self._insert_stmt, name)
-                tuples = _tuples(c, rows)
+                tuples = executemany.tuples(c, rows)
                 if not dialect.copy_rows(conn, name, c.names, tuples):  # PostgreSQL: one COPY
-                    _run(conn, c, tuples)
+                    executemany.run(conn, c, tuples)
                 self.tx.note_inserted(name, len(rows))
                 obj = self._store.registry.object(name)
                 search_index.index_rows(conn, self._store.meta, obj, rows)
             for shape, params in self._updates.items():
                 stmt = self._compiled(("update", shape), self._update_stmt, shape)
-                count = _executemany(conn, stmt, params)
+                count = executemany.execute(conn, stmt, params)
                 if count != len(params):
                     raise errors.StaleTransition(
                         f"{shape[0]}: {len(params) - count} record(s) changed concurrently"
@@ -163,93 +161,15 @@ class BatchWriter:
         return events.body_value(f, value)
 
     def _insert_stmt(self, name: str) -> sa.Insert:
-        table = self._store.meta.tables[name]
-        return table.insert().values(
-            {c.name: sa.bindparam(c.name, type_=c.type) for c in table.columns}
-        )
+        return executemany.insert_statement(self._store.meta.tables[name])
 
     def _update_stmt(self, shape: UpdateShape) -> sa.Update:
         name, columns, expect = shape
         table = self._store.meta.tables[name]
         return records.guarded_update(table, columns + records.MODIFIED_FIELDS, expect)
 
-    def _compiled(self, key: Hashable, build: Callable[[Any], Any], arg: Any) -> _Compiled:
+    def _compiled(
+        self, key: Hashable, build: Callable[[Any], Any], arg: Any
+    ) -> executemany.Compiled:
         """The statement of ``key`` compiled for this connection's dialect, once per Store."""
-        dialect = self.tx.conn.dialect
-        cache = self._store.batch_statements
-        found: _Compiled | None = cache.get((key, dialect.name))
-        if found is None:
-            found = cache[(key, dialect.name)] = _compile(build(arg), dialect)
-        return found
-
-
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    sql: str
-    #: parameter names, in the order of the SQL's placeholders when ``positional``
-    names: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]
-    positional: bool
-
-
-def _compile(stmt: sa.Insert | sa.Update, dialect: sa.Dialect) -> _Compiled:
-    c = stmt.compile(dialect=dialect)
-    assert isinstance(c, sa.sql.compiler.SQLCompiler)
-    positional = c.positiontup is not None
-    names = tuple(c.positiontup if c.positiontup is not None else c.binds)
-    processors = tuple(
-        _memo(c.binds[n].type.dialect_impl(dialect).bind_processor(dialect)) for n in names
-    )
-    return _Compiled(c.string, names, processors, positional)
-
-
-def _memo(proc: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
-    """A bind processor that remembers its last results: a batch repeats the same instants."""
-    if proc is None:
-        return None
-    seen: dict[Any, Any] = {}
-
-    def process(value: Any) -> Any:
-        out = seen.get(value, seen)
-        if out is seen:
-            if len(seen) > 1024:
-                seen.clear()
-            out = seen[value] = proc(value)
-        return out
-
-    return process
-
-
-def _executemany(conn: sa.Connection, c: _Compiled, params: Sequence[Mapping[str, Any]]) -> int:
-    """Run ``c`` once per parameter dict with the driver's executemany; returns the rows
-    affected. Going around SQLAlchemy's per-row parameter handling (values still pass the
-    types' bind processors) is what makes the runtime's batches cheap."""
-    return _run(conn, c, _tuples(c, params))
-
-
-def _tuples(c: _Compiled, params: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-    """The parameter dicts as tuples in ``c.names`` order, through the bind processors."""
-    names = c.names
-    converted = [(i, p) for i, p in enumerate(c.processors) if p is not None]
-    getter = operator.itemgetter(*names)
-    try:
-        got = [getter(d) for d in params]
-    except KeyError:  # a row without some optional key: slower path
-        got = [tuple(d.get(n) for n in names) for d in params]
-    if len(names) == 1:
-        got = [(g,) for g in got]
-    tuples: list[Any] = got
-    if converted:
-        tuples = []
-        for t in got:
-            row = list(t)
-            for i, p in converted:
-                if row[i] is not None:
-                    row[i] = p(row[i])
-            tuples.append(tuple(row))
-    return tuples
-
-
-def _run(conn: sa.Connection, c: _Compiled, tuples: list[tuple[Any, ...]]) -> int:
-    rows: Any = tuples if c.positional else [dict(zip(c.names, t)) for t in tuples]
-    return int(conn.exec_driver_sql(c.sql, rows).rowcount)
+        return executemany.compiled(self._store.batch_statements, self.tx.conn, key, build, arg)

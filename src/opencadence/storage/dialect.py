@@ -55,7 +55,6 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -177,57 +176,6 @@ def copy_rows(
     except psycopg.Error as exc:
         raise sa.exc.DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
     return True
-
-
-@dataclass(frozen=True)
-class _DriverInsert:
-    """An INSERT of some columns compiled for SQLite's driver: its SQL, the row keys in the
-    order of its ``?`` parameters, and each one's bind processor (None: passed as it is)."""
-
-    sql: str
-    keys: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]
-
-
-_DRIVER_INSERTS: weakref.WeakKeyDictionary[sa.Table, dict[tuple[str, ...], _DriverInsert]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-    """INSERT ``rows`` (dicts of the same keys, as ``conn.execute(table.insert(), rows)``
-    takes them) in ``conn``'s transaction. On SQLite the statement is compiled once per set of
-    keys and the rows go to the driver's executemany as tuples, each value through its
-    column's bind processor: the same values, without SQLAlchemy's per-row parameter work
-    (a third of a batch insert's cost past the record checks)."""
-    keys = tuple(rows[0]) if rows else ()
-    if not is_sqlite(conn) or any(len(r) != len(keys) for r in rows):
-        conn.execute(table.insert(), rows)
-        return
-    done = _DRIVER_INSERTS.setdefault(table, {}).get(keys)
-    if done is None:
-        done = _driver_insert(conn, table, keys)
-        _DRIVER_INSERTS[table][keys] = done
-    try:
-        params = [
-            tuple(
-                v if p is None else p(v)
-                for p, v in zip(done.processors, map(r.__getitem__, done.keys))
-            )
-            for r in rows
-        ]
-    except KeyError:  # a row with other keys than the first: as SQLAlchemy takes them
-        conn.execute(table.insert(), rows)
-        return
-    conn.exec_driver_sql(done.sql, params)
-
-
-def _driver_insert(conn: sa.Connection, table: sa.Table, keys: tuple[str, ...]) -> _DriverInsert:
-    compiled = table.insert().compile(dialect=conn.dialect, column_keys=list(keys))
-    order = tuple(compiled.positiontup or ())
-    dialect = conn.dialect
-    processors = tuple(table.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in order)
-    return _DriverInsert(str(compiled), order, processors)
 
 
 def relaxed_commit(conn: sa.Connection) -> None:

@@ -36,6 +36,7 @@ from opencadence.storage import (
     counts,
     dialect,
     events,
+    executemany,
     formulas,
     schema,
     search_index,
@@ -466,7 +467,7 @@ class Tx:
         rows = [self._new_row(obj, rec, now, system) for rec in records]
         if not rows:
             return []
-        dialect.insert_rows(self.conn, self._table(obj), rows)
+        self._insert_rows(obj, rows)
         if obj.name in session_cache.AUTH_OBJECTS:
             self.auth_changed = True
         search_index.index_rows(self.conn, self.store.meta, obj, rows)
@@ -476,6 +477,20 @@ class Tx:
             for row in rows:
                 header.add(obj, "CREATE", row["Id"], events.full_body(obj, row))
         return [row["Id"] for row in rows]
+
+    def _insert_rows(self, obj: model.ObjectDef, rows: list[dict[str, Any]]) -> None:
+        """The INSERT of ``rows``: on SQLite compiled once and run by the driver's executemany
+        (``storage/executemany.py``, as the runtime's batches are), on PostgreSQL through
+        SQLAlchemy (its multi-row VALUES is as fast there)."""
+        table = self._table(obj)
+        if not dialect.is_sqlite(self.conn):
+            self.conn.execute(table.insert(), rows)
+            return
+        cache = self.store.batch_statements
+        c = executemany.compiled(
+            cache, self.conn, ("insert", obj.name), executemany.insert_statement, table
+        )
+        executemany.run(self.conn, c, executemany.tuples(c, rows))
 
     def _new_row(
         self, obj: model.ObjectDef, record: Mapping[str, Any], now: datetime, system: bool
