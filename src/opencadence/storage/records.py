@@ -45,6 +45,8 @@ from opencadence.storage import (
     visibility,
 )
 
+#: From how many rows a PostgreSQL insert is one COPY (``Tx._insert_rows``).
+COPY_ROWS = 50
 #: The user recorded as creator/modifier when no user is given (the org's automated process).
 AUTOMATED_USER = ids.make_id(default_registry().prefix("User"), 1)
 #: The connection handle storage gives its callers (layers above type with it, never with
@@ -479,18 +481,22 @@ class Tx:
         return [row["Id"] for row in rows]
 
     def _insert_rows(self, obj: model.ObjectDef, rows: list[dict[str, Any]]) -> None:
-        """The INSERT of ``rows``: on SQLite compiled once and run by the driver's executemany
-        (``storage/executemany.py``, as the runtime's batches are), on PostgreSQL through
-        SQLAlchemy (its multi-row VALUES is as fast there)."""
+        """The INSERT of ``rows``, as the runtime's batches write theirs: compiled once per
+        Store, the rows as tuples through the bind processors (``storage/executemany.py``),
+        then the driver's executemany on SQLite, and on PostgreSQL one COPY for a batch of
+        COPY_ROWS or more (fewer go through SQLAlchemy: COPY costs a round trip more)."""
         table = self._table(obj)
-        if not dialect.is_sqlite(self.conn):
+        sqlite = dialect.is_sqlite(self.conn)
+        if not sqlite and len(rows) < COPY_ROWS:
             self.conn.execute(table.insert(), rows)
             return
         cache = self.store.batch_statements
         c = executemany.compiled(
             cache, self.conn, ("insert", obj.name), executemany.insert_statement, table
         )
-        executemany.run(self.conn, c, executemany.tuples(c, rows))
+        tuples = executemany.tuples(c, rows)
+        if sqlite or not dialect.copy_rows(self.conn, table.name, c.names, tuples):
+            executemany.run(self.conn, c, tuples)
 
     def _new_row(
         self, obj: model.ObjectDef, record: Mapping[str, Any], now: datetime, system: bool
