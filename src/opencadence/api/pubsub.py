@@ -51,14 +51,14 @@ from typing import Any, NoReturn
 import grpc
 
 from opencadence import errors
-from opencadence.api import pubsub_avro, pubsub_defaults
+from opencadence.api import pubsub_avro
+from opencadence.api.pubsub_defaults import KEEPALIVE_SECONDS
 from opencadence.api.pubsub_proto import pubsub_api_pb2 as pb
 from opencadence.api.pubsub_proto import pubsub_api_pb2_grpc as pb_grpc
 from opencadence.metadata import event_schema, model
 from opencadence.org import Org
 from opencadence.storage import accounts, events, migrate, wakeup
 
-DEFAULT_PORT, KEEPALIVE_SECONDS = pubsub_defaults.DEFAULT_PORT, pubsub_defaults.KEEPALIVE_SECONDS
 #: The most events one FetchRequest may ask for (larger values count as this).
 MAX_REQUESTED = 100
 #: Events one read of the log takes at most for a stream (sent over several FetchResponses).

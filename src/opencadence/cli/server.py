@@ -12,13 +12,12 @@ from opencadence import demo as demo_org
 from opencadence import system
 from opencadence.api import pubsub_defaults
 from opencadence.cli import common, email_options
-
-if TYPE_CHECKING:
-    from opencadence.api import pubsub
+from opencadence.storage import database
 
 # The API server, Pub/Sub (grpc) and TLS modules are imported by the commands that serve, not
 # here: every other command would pay for them at start-up (about 0.4 s).
-from opencadence.storage import database
+if TYPE_CHECKING:
+    from opencadence.api import pubsub
 
 DEFAULT_PORT = 8443
 DEFAULT_CERT_DIR = ".opencadence-tls"

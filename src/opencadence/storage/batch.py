@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from opencadence import errors
 from opencadence.metadata import model
-from opencadence.storage import dialect, events, executemany, records, search_index, values
+from opencadence.storage import events, executemany, records, search_index, values
 
 #: (object, changed fields, (expected field, expected null) pairs) of a guarded update
 UpdateShape = tuple[str, tuple[str, ...], tuple[tuple[str, bool], ...]]
@@ -117,10 +117,8 @@ class BatchWriter:
         conn = self.tx.conn
         with records.duplicates_refused():
             for name, rows in self._inserts.items():
-                c = self._compiled(("insert", name), self._insert_stmt, name)
-                tuples = executemany.tuples(c, rows)
-                if not dialect.copy_rows(conn, name, c.names, tuples):  # PostgreSQL: one COPY
-                    executemany.run(conn, c, tuples)
+                table = self._store.meta.tables[name]
+                executemany.insert(conn, self._store.batch_statements, table, rows)
                 self.tx.note_inserted(name, len(rows))
                 obj = self._store.registry.object(name)
                 search_index.index_rows(conn, self._store.meta, obj, rows)
@@ -159,9 +157,6 @@ class BatchWriter:
         if isinstance(value, datetime):
             return self._format(value)
         return events.body_value(f, value)
-
-    def _insert_stmt(self, name: str) -> sa.Insert:
-        return executemany.insert_statement(self._store.meta.tables[name])
 
     def _update_stmt(self, shape: UpdateShape) -> sa.Update:
         name, columns, expect = shape

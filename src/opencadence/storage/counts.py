@@ -38,7 +38,7 @@ def apply(conn: sa.Connection, meta: sa.MetaData, deltas: Counter[str]) -> None:
         ).rowcount
         if not done:  # the shard's first write; a concurrent first writer may race this one
             row = {"entity": entity, "shard": shard, "live": delta}
-            add = {"live": lambda new: counts.c.live + new.live}
+            add = {"live": counts.c.live + delta}
             conn.execute(dialect.upsert(conn, counts, row, ("entity", "shard"), add))
 
 

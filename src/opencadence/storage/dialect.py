@@ -89,12 +89,11 @@ def upsert(
     bind: Bind, table: sa.Table, values: dict[str, Any], keys: Sequence[str], set_: dict[str, Any]
 ) -> Any:
     """INSERT of ``values`` that, where a row with the same ``keys`` exists (or is being
-    inserted by a concurrent transaction), updates it with ``set_`` instead: ON CONFLICT DO
-    UPDATE, which both databases have (``excluded`` is ``.excluded`` of the statement)."""
+    inserted by a concurrent transaction), sets ``set_`` on it instead: ON CONFLICT DO
+    UPDATE, which both databases have."""
     insert = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
     stmt = insert(table).values(**values)
-    columns = {k: v(stmt.excluded) if callable(v) else v for k, v in set_.items()}
-    return stmt.on_conflict_do_update(index_elements=[table.c[k] for k in keys], set_=columns)
+    return stmt.on_conflict_do_update(index_elements=[table.c[k] for k in keys], set_=set_)
 
 
 def notify_events(conn: sa.Connection, last_replay_id: int) -> None:

@@ -1,7 +1,7 @@
-"""Statements compiled once and run with the driver's executemany, values through their
-column types' bind processors: SQLAlchemy's per-row parameter handling is most of a batch
-insert's cost once the rows are built. The runtime's batches (``storage/batch.py``) and
-``Tx.insert_many`` on SQLite write through it.
+"""Statements compiled once and run with the driver's executemany (or, for inserts on
+PostgreSQL, one COPY), values through their column types' bind processors: SQLAlchemy's
+per-row parameter handling is most of a batch insert's cost once the rows are built. The
+runtime's batches (``storage/batch.py``) and ``Tx.insert_many`` write through it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from opencadence.storage import dialect
+
 
 def insert_statement(table: sa.Table) -> sa.Insert:
     """An INSERT of every column of ``table``, each a bind parameter of its name (a row
@@ -20,6 +22,17 @@ def insert_statement(table: sa.Table) -> sa.Insert:
     return table.insert().values(
         {c.name: sa.bindparam(c.name, type_=c.type) for c in table.columns}
     )
+
+
+def insert(
+    conn: sa.Connection, cache: dict[Any, Any], table: sa.Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """INSERT ``rows`` into ``table``: one COPY on PostgreSQL, the driver's executemany on
+    SQLite; the statement compiled once into ``cache``."""
+    c = compiled(cache, conn, ("insert", table.name), insert_statement, table)
+    values = tuples(c, rows)
+    if not dialect.copy_rows(conn, table.name, c.names, values):
+        run(conn, c, values)
 
 
 def compiled(

@@ -481,22 +481,14 @@ class Tx:
         return [row["Id"] for row in rows]
 
     def _insert_rows(self, obj: model.ObjectDef, rows: list[dict[str, Any]]) -> None:
-        """The INSERT of ``rows``, as the runtime's batches write theirs: compiled once per
-        Store, the rows as tuples through the bind processors (``storage/executemany.py``),
-        then the driver's executemany on SQLite, and on PostgreSQL one COPY for a batch of
-        COPY_ROWS or more (fewer go through SQLAlchemy: COPY costs a round trip more)."""
+        """The INSERT of ``rows``, as the runtime's batches write theirs
+        (``executemany.insert``), but for fewer than COPY_ROWS rows on PostgreSQL, which go
+        through SQLAlchemy: a COPY costs a round trip more."""
         table = self._table(obj)
-        sqlite = dialect.is_sqlite(self.conn)
-        if not sqlite and len(rows) < COPY_ROWS:
+        if len(rows) < COPY_ROWS and not dialect.is_sqlite(self.conn):
             self.conn.execute(table.insert(), rows)
-            return
-        cache = self.store.batch_statements
-        c = executemany.compiled(
-            cache, self.conn, ("insert", obj.name), executemany.insert_statement, table
-        )
-        tuples = executemany.tuples(c, rows)
-        if sqlite or not dialect.copy_rows(self.conn, table.name, c.names, tuples):
-            executemany.run(self.conn, c, tuples)
+        else:
+            executemany.insert(self.conn, self.store.batch_statements, table, rows)
 
     def _new_row(
         self, obj: model.ObjectDef, record: Mapping[str, Any], now: datetime, system: bool
